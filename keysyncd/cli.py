@@ -1,0 +1,233 @@
+"""Command line: argparse subcommands, exit codes, and the only place that prints.
+
+Exit codes: 0 done; 1 deferred, drift, or a node failed; 2 bad usage or config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from keysyncd import __version__, render
+from keysyncd.actions.bootstrap import adopt_repository, init_repository
+from keysyncd.actions.distribute import ActionResult, sync_repository, verify_repository
+from keysyncd.actions.inspect import repository_plan, repository_status
+from keysyncd.actions.rotate import rotate_repository
+from keysyncd.config import DEFAULT_PATH, Config, RepositoryConfig, load_config
+from keysyncd.errors import ConfigError, KeysyncError, UsageError
+from keysyncd.lock import exclusive
+
+log = logging.getLogger("keysyncd")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser for every subcommand."""
+    parser = argparse.ArgumentParser(prog="keysyncd", description=__doc__.splitlines()[0])
+    parser.add_argument("-c", "--config", type=Path, help="config file (default: "
+                        f"$KEYSYNCD_CONFIG, then {DEFAULT_PATH})")  # fmt: skip
+    parser.add_argument("--debug", action="store_true", help="debug logs and tracebacks")
+    parser.add_argument("--version", action="version", version=f"keysyncd {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(
+        name: str, help_text: str, repo: bool = True, wait: bool = False
+    ) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        if repo:
+            sub.add_argument("--repo", metavar="R", help="only this repository")
+        if wait:
+            sub.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                             help="wait this long for the lock instead of failing at once")  # fmt: skip
+        return sub
+
+    command("init", "create the repositories (like keystone fernet_setup) and push them", wait=True)
+    adopt = command("adopt", "take over an existing node's keys as the controller's", wait=True)
+    adopt.add_argument("--from", dest="source", required=True, metavar="NODE")
+    rotate = command("rotate", "rotate now: verify every node, promote, push, verify", wait=True)
+    rotate.add_argument("--dry-run", action="store_true", help="show what would happen")
+    rotate.add_argument("--force", action="store_true", help="rotate despite unverified nodes")
+    sync = command("sync", "push the repositories to the nodes and verify them", wait=True)
+    sync.add_argument("--node", metavar="N", help="only this node")
+    sync.add_argument("--force", action="store_true", help="also overwrite diverged nodes")
+    verify = command("verify", "read every node and compare it with the controller")
+    verify.add_argument("--json", action="store_true", help="print one JSON document")
+    status = command("status", "show keys, generations and node status")
+    status.add_argument("--json", action="store_true", help="print one JSON document")
+    command("plan", "show each key's lifecycle on the schedule and lint the config")
+    command("check-config", "validate the config file", repo=False)
+    return parser
+
+
+def config_path(argument: Path | None) -> Path:
+    """Return the config path: -c, then $KEYSYNCD_CONFIG, then the default."""
+    return argument or Path(os.environ.get("KEYSYNCD_CONFIG") or DEFAULT_PATH)
+
+
+def chosen(config: Config, name: str | None) -> list[RepositoryConfig]:
+    """Return every repository, or only ``name``."""
+    return [config.repository(name)] if name else list(config.repositories)
+
+
+def progress_printer(enabled: bool) -> Callable[[str, str, int, int], None] | None:
+    """Return a progress callback that redraws one stderr line, or None when not a terminal."""
+    if not enabled:
+        return None
+
+    def show(phase: str, node: str, done: int, total: int) -> None:
+        end = "\n" if done == total else ""
+        sys.stderr.write(f"\r\033[K{phase}: {done}/{total} ({node}){end}")
+        sys.stderr.flush()
+
+    return show
+
+
+def _print_results(name: str, action: str, result: ActionResult) -> int:
+    print(f"{name}: {action} {result.report.outcome} (report {result.report.id})")
+    for line in render.node_table(result.results):
+        print(line)
+    print(render.summary(result.results))
+    return 0 if result.report.outcome == "ok" else 1
+
+
+def cmd_check_config(args: argparse.Namespace, config: Config) -> int:
+    print(
+        f"OK: {config.source}: {len(config.repositories)} repositories, {len(config.nodes)} nodes"
+    )
+    return 0
+
+
+def cmd_init(args: argparse.Namespace, config: Config) -> int:
+    code = 0
+    with exclusive(config.state_dir, "init", args.wait):
+        for repository in chosen(config, args.repo):
+            result = init_repository(config, repository, "cli", args.progress)
+            print(f"{repository.name}: initialised {repository.path} with keys 0 and 1")
+            if result is not None:
+                code = max(code, _print_results(repository.name, "push", result))
+    return code
+
+
+def cmd_adopt(args: argparse.Namespace, config: Config) -> int:
+    with exclusive(config.state_dir, "adopt", args.wait):
+        for repository in chosen(config, args.repo):
+            keyset = adopt_repository(config, repository, args.source, args.progress)
+            print(f"{repository.name}: adopted keys {list(keyset.indices)} from {args.source}; "
+                  "run 'keysyncd sync' to push them to every node")  # fmt: skip
+    return 0
+
+
+def cmd_rotate(args: argparse.Namespace, config: Config) -> int:
+    code = 0
+    with exclusive(config.state_dir, "rotate", args.wait):
+        for repository in chosen(config, args.repo):
+            result = rotate_repository(config, repository, "cli", time.time(), args.dry_run,
+                                       args.force, args.progress)  # fmt: skip
+            for line in render.rotation(repository.name, result):
+                print(line)
+            if result.outcome not in ("ok", "dry-run"):
+                code = 1
+    return code
+
+
+def cmd_sync(args: argparse.Namespace, config: Config) -> int:
+    code = 0
+    with exclusive(config.state_dir, "sync", args.wait):
+        for repository in chosen(config, args.repo):
+            result = sync_repository(
+                config, repository, "cli", args.progress, args.node, args.force
+            )
+            code = max(code, _print_results(repository.name, "sync", result))
+    return code
+
+
+def cmd_verify(args: argparse.Namespace, config: Config) -> int:
+    documents: list[dict[str, Any]] = []
+    code = 0
+    for repository in chosen(config, args.repo):
+        result = verify_repository(config, repository, "cli", None if args.json else args.progress)
+        code = max(code, 0 if result.report.outcome == "ok" else 1)
+        if args.json:
+            documents.append(result.report.to_json())
+        else:
+            _print_results(repository.name, "verify", result)
+    if args.json:
+        print(json.dumps({"repositories": documents}, indent=2, sort_keys=True))
+    return code
+
+
+def cmd_status(args: argparse.Namespace, config: Config) -> int:
+    now = time.time()
+    statuses = [repository_status(config, r, now) for r in chosen(config, args.repo)]
+    if args.json:
+        print(json.dumps({"repositories": statuses}, indent=2, sort_keys=True))
+    else:
+        for status in statuses:
+            for line in render.status_lines(status):
+                print(line)
+    return 1 if any(status["problems"] for status in statuses) else 0
+
+
+def cmd_plan(args: argparse.Namespace, config: Config) -> int:
+    now = time.time()
+    for repository in chosen(config, args.repo):
+        for line in render.plan_lines(repository_plan(config, repository, now)):
+            print(line)
+    return 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace, Config], int]] = {
+    "check-config": cmd_check_config,
+    "init": cmd_init,
+    "adopt": cmd_adopt,
+    "rotate": cmd_rotate,
+    "sync": cmd_sync,
+    "verify": cmd_verify,
+    "status": cmd_status,
+    "plan": cmd_plan,
+}
+
+
+def setup_logging(debug: bool) -> None:
+    """Log to stderr with a level prefix; DEBUG only with --debug."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("keysyncd: %(levelname)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if debug else logging.INFO)
+    logging.getLogger("paramiko").setLevel(logging.DEBUG if debug else logging.CRITICAL)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the exit code."""
+    args = build_parser().parse_args(argv)
+    setup_logging(args.debug)
+    args.progress = progress_printer(sys.stderr.isatty() and not getattr(args, "json", False))
+    try:
+        config = load_config(config_path(args.config))
+        return COMMANDS[args.command](args, config)
+    except ConfigError as error:
+        for problem in error.problems:
+            print(f"keysyncd: config error: {problem}", file=sys.stderr)
+        return 2
+    except UsageError as error:
+        print(f"keysyncd: error: {error}", file=sys.stderr)
+        return 2
+    except KeysyncError as error:
+        log.debug("failed", exc_info=True)
+        print(f"keysyncd: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("keysyncd: interrupted", file=sys.stderr)
+        return 130
+    except Exception:
+        if args.debug:
+            raise
+        log.error("internal error (run with --debug for the traceback)")
+        return 1

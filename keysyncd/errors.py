@@ -1,0 +1,49 @@
+"""The exception hierarchy: one root, a few kinds a user can act on.
+
+Every message is one line meant for the operator and never contains key
+material; the CLI prints ``str(error)`` and shows tracebacks only with --debug.
+"""
+
+from __future__ import annotations
+
+
+class KeysyncError(Exception):
+    """Root of every error keysyncd raises on purpose."""
+
+
+class ConfigError(KeysyncError):
+    """The configuration is unusable; ``problems`` lists every error with its path."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("; ".join(self.problems))
+
+
+class RepositoryError(KeysyncError):
+    """A local key repository is invalid or could not be read or written."""
+
+
+class StateError(KeysyncError):
+    """The state journal in ``state_dir`` could not be read or written."""
+
+
+class LockError(KeysyncError):
+    """Another keysyncd process holds the lock for a mutating action."""
+
+
+class NodeError(KeysyncError):
+    """One node failed; ``reason`` is a short class such as ``unreachable``.
+
+    Reasons: unreachable, timeout, auth, host_key, permission, disk_full,
+    digest_mismatch, invalid, diverged, error.
+    """
+
+    def __init__(self, node: str, reason: str, detail: str) -> None:
+        self.node = node
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"node {node}: {reason}: {detail}")
+
+
+class UsageError(KeysyncError):
+    """A command was called in a way that cannot work (exit code 2)."""

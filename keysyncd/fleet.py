@@ -1,0 +1,221 @@
+"""Fan-out over the fleet: connect, inspect, push in two phases, verify by read-back.
+
+Each node fails on its own: a NodeError is recorded in that node's result and
+the others go on (as Fabric's group results do). Nothing here raises for one node.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TypeVar
+
+from keysyncd.config import NodeConfig, RepositoryConfig, SshConfig
+from keysyncd.errors import NodeError
+from keysyncd.keyring import KeySet
+from keysyncd.kinds import KINDS
+from keysyncd.repository import parse_index
+from keysyncd.sync import DIRECTORY_MODE, FILE_MODE, NodePlan, NodeView, diff, view_of
+from keysyncd.transport import Credentials, NodeSession, connect
+
+log = logging.getLogger(__name__)
+Progress = Callable[[str, str, int, int], None]  # (phase, node, done, total)
+T = TypeVar("T")
+
+
+@dataclass
+class NodeResult:
+    """One node's outcome in an action. ``status``: in_sync, updated, differs, diverged, failed."""
+
+    name: str
+    status: str = "pending"
+    error: NodeError | None = None
+    view: NodeView | None = None
+    plan: NodePlan | None = None
+    verified: NodeView | None = None
+    started: float = field(default_factory=time.monotonic)
+    duration: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """Return True if the node is known to hold the expected state."""
+        return self.status in ("in_sync", "updated")
+
+    def fail(self, error: NodeError) -> None:
+        """Record ``error`` as this node's failure (the first failure wins)."""
+        if self.error is None:
+            self.error = error
+            self.status = "failed"
+
+
+class FleetAction:
+    """The connections of one action to every node of one repository, used by several steps."""
+
+    def __init__(
+        self,
+        repository: RepositoryConfig,
+        nodes: Iterable[NodeConfig],
+        ssh: SshConfig,
+        owner: tuple[int | None, int | None] = (None, None),
+        progress: Progress | None = None,
+    ) -> None:
+        self.repository = repository
+        self.nodes = list(nodes)
+        self.ssh = ssh
+        self.kind = KINDS[repository.kind]
+        self.owner = owner
+        self.progress = progress
+        self.sessions: dict[str, NodeSession] = {}
+        self.results: dict[str, NodeResult] = {n.name: NodeResult(n.name) for n in self.nodes}
+        self._pool = ThreadPoolExecutor(
+            max_workers=max(1, min(ssh.concurrency, len(self.nodes) or 1))
+        )
+
+    def directory(self, node: NodeConfig) -> Path:
+        """Return the repository directory on ``node`` (its own ``path`` or the repository's)."""
+        return node.path or self.repository.path
+
+    def _each(self, phase: str, names: list[str], work: Callable[[str], None]) -> None:
+        """Run ``work(name)`` for every node concurrently; record NodeErrors per node."""
+        done = 0
+
+        def guarded(name: str) -> str:
+            try:
+                work(name)
+            except NodeError as error:
+                self.results[name].fail(error)
+            except Exception as error:  # a bug must not hide the other nodes' results
+                log.debug("unexpected failure on %s", name, exc_info=True)
+                self.results[name].fail(NodeError(name, "error", type(error).__name__))
+            return name
+
+        for name in self._pool.map(guarded, names):
+            done += 1
+            if self.progress:
+                self.progress(phase, name, done, len(names))
+
+    def open(self, only: set[str] | None = None) -> None:
+        """Connect to every node (or those in ``only``); failures are recorded per node."""
+        try:
+            credentials = Credentials(self.ssh)
+        except NodeError as error:
+            for result in self.results.values():
+                result.fail(NodeError(result.name, error.reason, error.detail))
+            return
+        by_name = {n.name: n for n in self.nodes}
+
+        def opening(name: str) -> None:
+            node = by_name[name]
+            self.sessions[name] = connect(node, self.directory(node), credentials)
+
+        names = [n.name for n in self.nodes if only is None or n.name in only]
+        self._each("connect", names, opening)
+
+    def healthy(self) -> list[str]:
+        """Return the names of connected nodes that have not failed."""
+        return [n for n in self.sessions if self.results[n].error is None]
+
+    def inspect(self, expected: dict[int, str], force: bool = False) -> None:
+        """Read every healthy node's files and compute its plan against ``expected``."""
+
+        def inspecting(name: str) -> None:
+            result = self.results[name]
+            result.view = self._read_view(self.sessions[name])
+            result.plan = diff(expected, result.view, force)
+            if result.plan.diverged:
+                result.status = "diverged"
+                result.error = NodeError(name, "diverged", result.plan.diverged)
+            else:
+                result.status = "in_sync" if result.plan.in_sync else "differs"
+
+        self._each("inspect", self.healthy(), inspecting)
+
+    def _read_view(self, session: NodeSession) -> NodeView:
+        directory_mode, entries = session.list_entries()
+        contents = {
+            entry.name: session.read(entry.name)
+            for entry in entries
+            if parse_index(entry.name) is not None
+        }
+        return view_of(directory_mode, entries, contents, self.kind)
+
+    def push(self, keyset: KeySet) -> None:
+        """Apply every differing node's plan in two fleet-wide phases, then verify all."""
+        pending = [n for n in self.healthy() if self.results[n].status == "differs"]
+        self._each("phase 1", pending, lambda name: self._phase1(name, keyset))
+        # Phase 2 starts only when phase 1 has finished on every node (safety rule 3).
+        pending = [n for n in pending if self.results[n].error is None]
+        self._each("phase 2", pending, lambda name: self._phase2(name, keyset))
+
+    def _upload(self, session: NodeSession, keyset: KeySet, index: int) -> None:
+        temp = session.write_temp(keyset.keys[index].material, *self.owner)
+        try:
+            session.rename(temp, str(index))
+        except NodeError:
+            session.remove_quietly(temp)
+            raise
+
+    def _phase1(self, name: str, keyset: KeySet) -> None:
+        plan = self.results[name].plan
+        assert plan is not None  # noqa: S101 - inspect() ran before push()
+        session = self.sessions[name]
+        for stale in plan.cleanup:
+            session.remove_quietly(stale)
+        for index in plan.add:
+            self._upload(session, keyset, index)
+
+    def _phase2(self, name: str, keyset: KeySet) -> None:
+        plan = self.results[name].plan
+        assert plan is not None  # noqa: S101 - inspect() ran before push()
+        session = self.sessions[name]
+        for index in plan.replace:
+            self._upload(session, keyset, index)
+        for index in plan.delete:
+            session.remove(str(index))
+        for index in plan.chmod:
+            session.chmod(str(index), FILE_MODE)
+        if plan.fix_directory:
+            session.chmod(None, DIRECTORY_MODE)
+        self.results[name].status = "updated"
+
+    def verify(self, expected: dict[int, str]) -> None:
+        """Read back every healthy node and mark it in_sync only if digests and modes match."""
+
+        def verifying(name: str) -> None:
+            result = self.results[name]
+            view = self._read_view(self.sessions[name])
+            result.verified = view
+            check = diff(expected, view)
+            if check.in_sync:
+                result.status = "updated" if result.status == "updated" else "in_sync"
+                return
+            result.fail(NodeError(name, "digest_mismatch", _mismatch(check)))
+            result.status = "differs" if check.diverged is None else "diverged"
+
+        self._each("verify", [n for n in self.healthy() if self.results[n].status != "diverged"],
+                   verifying)  # fmt: skip
+
+    def finish(self) -> dict[str, NodeResult]:
+        """Close every connection and return the results with durations."""
+        for name, session in self.sessions.items():
+            with contextlib.suppress(Exception):
+                session.close()
+            self.results[name].duration = time.monotonic() - self.results[name].started
+        self.sessions.clear()
+        self._pool.shutdown(wait=True)
+        return self.results
+
+    def reset(self) -> None:
+        """Forget per-step statuses of healthy nodes before a new step (keep failures)."""
+        for name in self.healthy():
+            self.results[name] = replace(self.results[name], status="pending", plan=None)
+
+
+def _mismatch(plan: NodePlan) -> str:
+    parts = [f"{key} {values}" for key, values in plan.changes().items() if values]
+    return "read-back differs: " + ", ".join(parts)

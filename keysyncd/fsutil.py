@@ -1,0 +1,73 @@
+"""Atomic local file writes: exclusive temp file + fsync + rename + directory fsync."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+from pathlib import Path
+
+TEMP_PREFIX = ".keysyncd-"
+
+
+def temp_name() -> str:
+    """Return a fresh temp file name that keystone ignores (not an integer)."""
+    return f"{TEMP_PREFIX}{secrets.token_hex(8)}.tmp"
+
+
+def fsync_directory(directory: Path) -> None:
+    """Flush ``directory``'s entries to disk so renames survive a power cut."""
+    descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def write_temp(directory: Path, content: bytes, mode: int = 0o600) -> Path:
+    """Return a new fsynced temp file in ``directory`` holding ``content``.
+
+    The file is created exclusively with ``mode`` from the first instant, so no other
+    user can ever read it. Raise OSError on failure, after removing the partial file.
+    """
+    path = directory / temp_name()
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    try:
+        view = memoryview(content)
+        while view:
+            written = os.write(descriptor, view)
+            view = view[written:]
+        os.fsync(descriptor)
+    except BaseException:
+        os.close(descriptor)
+        with contextlib.suppress(OSError):
+            path.unlink()
+        raise
+    os.close(descriptor)
+    return path
+
+
+def atomic_write(path: Path, content: bytes, mode: int = 0o600) -> None:
+    """Replace ``path`` with ``content`` atomically; raise OSError on failure (nothing changed)."""
+    temp = write_temp(path.parent, content, mode)
+    try:
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temp.unlink()
+        raise
+    fsync_directory(path.parent)
+
+
+def describe_os_error(error: OSError) -> str:
+    """Return a one-line, secret-free description of ``error`` (``disk full``, ...)."""
+    names = {
+        errno.ENOSPC: "disk full",
+        errno.EDQUOT: "disk quota exceeded",
+        errno.EACCES: "permission denied",
+        errno.EPERM: "operation not permitted",
+        errno.EROFS: "read-only file system",
+        errno.ENOENT: "no such file or directory",
+    }
+    return names.get(error.errno or 0, error.strerror or type(error).__name__)

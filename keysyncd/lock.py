@@ -1,0 +1,76 @@
+"""One writer (safety rule 7): an exclusive flock on ``state_dir/lock`` for every mutating action.
+
+The lock file also records who holds it (PID, action, since when) so that a
+refused caller can name the holder. flock is released by the kernel when the
+holder dies, so a ``kill -9`` never leaves a stale lock behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+from keysyncd.errors import LockError
+from keysyncd.fsutil import describe_os_error
+
+
+def describe_holder(path: Path) -> str:
+    """Return "PID 123 (rotate) since 2026-11-22T20:00:00Z" from the lock file, or 'unknown'."""
+    try:
+        holder = json.loads(path.read_text(encoding="utf-8") or "{}")
+        since = datetime.fromtimestamp(holder["since"], UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return f"PID {holder['pid']} ({holder['action']}) since {since}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "an unknown process"
+
+
+@contextlib.contextmanager
+def exclusive(
+    state_dir: Path,
+    action: str,
+    wait: float = 0.0,
+    clock: Callable[[], float] = time.time,
+) -> Iterator[None]:
+    """Hold the keysyncd lock for the block; wait up to ``wait`` seconds for it.
+
+    Raise LockError naming the holder if it stays taken.
+    """
+    path = state_dir / "lock"
+    try:
+        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as error:
+        raise LockError(f"cannot open lock {path}: {describe_os_error(error)}") from None
+    try:
+        _acquire(descriptor, path, wait)
+        os.ftruncate(descriptor, 0)
+        record = {"pid": os.getpid(), "action": action, "since": clock()}
+        os.pwrite(descriptor, json.dumps(record).encode(), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(descriptor, 0)
+            fcntl.flock(descriptor, fcntl.LOCK_UN)
+    finally:
+        os.close(descriptor)
+
+
+def _acquire(descriptor: int, path: Path, wait: float) -> None:
+    deadline = time.monotonic() + max(wait, 0.0)
+    while True:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                waited = f" after waiting {wait:g}s" if wait > 0 else ""
+                raise LockError(
+                    f"another keysyncd holds the lock{waited}: {describe_holder(path)}"
+                ) from None
+            time.sleep(min(0.1, max(deadline - time.monotonic(), 0.01)))

@@ -1,0 +1,220 @@
+"""Pure rotation decisions with the time passed in: what to promote, create, retire.
+
+Keystone's fernet_rotate renames 0 to max+1, writes a new 0, then deletes the
+lowest secondaries while more than ``max_active_keys`` keys remain. keysyncd
+does the same, except that a key is deleted only once no token it protected
+can still be valid (safety rule 2): ``now >= demoted_at + token_expiration +
+allow_expired_window``. Until then it is kept, even beyond max_active_keys.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, replace
+
+from keysyncd.errors import KeysyncError
+
+
+@dataclass(frozen=True)
+class KeyHistory:
+    """When one key became staged, primary and secondary (epoch seconds; None = not yet)."""
+
+    created_at: float | None = None
+    promoted_at: float | None = None
+    demoted_at: float | None = None
+
+
+History = Mapping[int, KeyHistory]
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The rotation policy of one repository."""
+
+    max_active_keys: int
+    token_expiration: int
+    allow_expired_window: int
+
+    @property
+    def retention(self) -> int:
+        """Return how long a demoted key must be kept, in seconds."""
+        return self.token_expiration + self.allow_expired_window
+
+
+@dataclass(frozen=True)
+class KeptKey:
+    """A key over max_active_keys that is kept because retiring it is not yet safe."""
+
+    index: int
+    safe_at: float | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class RetirementPlan:
+    """Which keys over max_active_keys go now, and which stay and why."""
+
+    retire: tuple[int, ...]
+    keep: tuple[KeptKey, ...]
+
+
+@dataclass(frozen=True)
+class RotationPlan:
+    """One rotation: ``0`` becomes ``new_primary``, a new ``0`` is made, ``retire`` go.
+
+    Example: from {0, 1, 2} with max 3 and every key safe: new_primary 3, demoted 2,
+    retire (1,), resulting (0, 2, 3).
+    """
+
+    new_primary: int
+    demoted: int | None
+    retire: tuple[int, ...]
+    keep: tuple[KeptKey, ...]
+    resulting: tuple[int, ...]
+
+
+def retirement_safe_at(history: KeyHistory | None, policy: Policy) -> float | None:
+    """Return the first instant at which the key may be deleted, or None if unknown.
+
+    None means there is no demotion time on record, so it is never deemed safe.
+    """
+    if history is None or history.demoted_at is None:
+        return None
+    return history.demoted_at + policy.retention
+
+
+def plan_retirement(
+    indices: Collection[int], history: History, policy: Policy, now: float
+) -> RetirementPlan:
+    """Return which secondaries beyond max_active_keys may be deleted at ``now``.
+
+    Candidates are taken lowest first, exactly as keystone does; each one that is not
+    yet safe is kept with the reason.
+    """
+    secondaries = sorted(index for index in indices if index > 0)
+    excess = len(secondaries) - (policy.max_active_keys - 1)
+    retire: list[int] = []
+    keep: list[KeptKey] = []
+    for index in secondaries[: max(excess, 0)]:
+        safe_at = retirement_safe_at(history.get(index), policy)
+        if safe_at is not None and now >= safe_at:
+            retire.append(index)
+        elif safe_at is None:
+            keep.append(KeptKey(index, None, "no demotion time on record"))
+        else:
+            keep.append(
+                KeptKey(index, safe_at, f"may still protect live tokens for {safe_at - now:.0f}s")
+            )
+    return RetirementPlan(tuple(retire), tuple(keep))
+
+
+def plan_rotation(
+    indices: Collection[int], history: History, policy: Policy, now: float
+) -> RotationPlan:
+    """Return the rotation of a repository holding ``indices`` at ``now``.
+
+    Raise KeysyncError if the set has no staged key 0 or no primary.
+    """
+    if 0 not in indices or not any(index > 0 for index in indices):
+        raise KeysyncError("cannot rotate: the repository needs a staged key 0 and a primary")
+    old_primary = max(indices)
+    new_primary = old_primary + 1
+    after = [index for index in indices if index != 0] + [new_primary]
+    after_history = rotated_history(history, old_primary, new_primary, now)
+    retirement = plan_retirement(after, after_history, policy, now)
+    resulting = tuple(sorted({0, *after} - set(retirement.retire)))
+    return RotationPlan(new_primary, old_primary, retirement.retire, retirement.keep, resulting)
+
+
+def rotated_history(
+    history: History, old_primary: int | None, new_primary: int, now: float
+) -> dict[int, KeyHistory]:
+    """Return the history after a rotation at ``now`` (before retirement is applied)."""
+    updated = dict(history)
+    staged = updated.pop(0, KeyHistory(created_at=now))
+    updated[new_primary] = replace(staged, promoted_at=now)
+    if old_primary is not None and old_primary in updated:
+        updated[old_primary] = replace(updated[old_primary], demoted_at=now)
+    elif old_primary is not None:
+        updated[old_primary] = KeyHistory(demoted_at=now)
+    updated[0] = KeyHistory(created_at=now)
+    return updated
+
+
+def minimum_active_keys(policy: Policy, rotation_period: float) -> int:
+    """Return keystone's sizing rule: ceil(retention / rotation_period) + 2.
+
+    Raise KeysyncError if the period is not positive.
+    """
+    if rotation_period <= 0:
+        raise KeysyncError("rotation period must be positive")
+    return math.ceil(policy.retention / rotation_period) + 2
+
+
+def lint(policy: Policy, rotation_period: float) -> list[str]:
+    """Return warnings about ``policy`` at this rotation period (empty when it is sound)."""
+    needed = minimum_active_keys(policy, rotation_period)
+    if policy.max_active_keys >= needed:
+        return []
+    return [
+        f"unsafe: max_active_keys {policy.max_active_keys} is too small for token_expiration "
+        f"{policy.token_expiration}s + allow_expired_window {policy.allow_expired_window}s "
+        f"at one rotation every {rotation_period:.0f}s; needs at least {needed} "
+        "(keysyncd keeps the extra keys until they are safe to retire, keystone would not)"
+    ]
+
+
+@dataclass(frozen=True)
+class Lifecycle:
+    """One key's future: when it is staged, primary, secondary and retired (None = later)."""
+
+    index: int
+    staged_at: float | None
+    primary_at: float | None
+    secondary_at: float | None
+    retired_at: float | None
+
+
+def simulate(
+    indices: Collection[int],
+    history: History,
+    policy: Policy,
+    rotations: list[float],
+) -> list[Lifecycle]:
+    """Return each key's lifecycle over the given future rotation times (ascending).
+
+    The simulation uses the same planner as a real rotation, so ``plan`` shows what
+    keysyncd will do. Keys created during the simulation are numbered as they will be.
+    """
+    current = set(indices)
+    state = dict(history)
+    events: dict[int, dict[str, float | None]] = {}
+    for index in current:
+        known = state.get(index, KeyHistory())
+        events[index] = {
+            "staged": known.created_at,
+            "primary": known.promoted_at,
+            "secondary": known.demoted_at,
+        }
+    for now in rotations:
+        plan = plan_rotation(current, state, policy, now)
+        state = rotated_history(state, plan.demoted, plan.new_primary, now)
+        events[plan.new_primary] = {**events.pop(0), "primary": now}
+        if plan.demoted is not None:
+            events.setdefault(plan.demoted, {})["secondary"] = now
+        events[0] = {"staged": now}
+        for index in plan.retire:
+            events.setdefault(index, {})["retired"] = now
+            state.pop(index, None)
+        current = set(plan.resulting)
+    return [
+        Lifecycle(
+            index,
+            found.get("staged"),
+            found.get("primary"),
+            found.get("secondary"),
+            found.get("retired"),
+        )
+        for index, found in sorted(events.items(), key=lambda item: (item[0] == 0, item[0]))
+    ]

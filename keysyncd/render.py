@@ -1,0 +1,94 @@
+"""Render action results for people. Pure functions returning text; the CLI prints it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from keysyncd.actions.inspect import RepositoryPlan
+from keysyncd.actions.rotate import RotateResult
+from keysyncd.fleet import NodeResult
+
+
+def when(timestamp: float | None) -> str:
+    """Return ``2026-11-22 20:00:00Z`` for an epoch time, or ``-``."""
+    if timestamp is None:
+        return "-"
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def node_table(results: dict[str, NodeResult]) -> list[str]:
+    """Return one summary line per node: name, status, seconds, error or change."""
+    lines = []
+    width = max((len(name) for name in results), default=4)
+    for name, result in sorted(results.items()):
+        detail = str(result.error.detail) if result.error else ""
+        if not detail and result.plan and not result.plan.in_sync:
+            detail = ", ".join(f"{k} {v}" for k, v in result.plan.changes().items() if v)
+        reason = f"{result.error.reason}: " if result.error else ""
+        lines.append(
+            f"  {name:<{width}}  {result.status:<9} {result.duration:6.2f}s  {reason}{detail}"
+        )
+    return lines
+
+
+def summary(results: dict[str, NodeResult]) -> str:
+    """Return ``summary: 4/5 nodes in sync, 1 failed``."""
+    good = sum(1 for r in results.values() if r.ok)
+    bad = len(results) - good
+    return f"summary: {good}/{len(results)} nodes in sync" + (f", {bad} not" if bad else "")
+
+
+def rotation(name: str, result: RotateResult) -> list[str]:
+    """Return the lines describing one repository's rotation (or dry run)."""
+    lines = []
+    plan = result.plan
+    if plan is not None:
+        verb = "would promote" if result.outcome == "dry-run" else "promoted"
+        if result.outcome in ("deferred", "failed") and result.report is not None:
+            verb = "did not promote"
+        retired = ", ".join(map(str, plan.retire)) or "none"
+        lines.append(f"{name}: {verb} staged key 0 to primary {plan.new_primary}, "
+                     f"new staged key 0, retired: {retired}")  # fmt: skip
+    lines.extend(f"{name}: {message}" for message in result.messages if message)
+    for node, changes in sorted(result.node_plans.items()):
+        parts = ", ".join(f"{k} {v}" for k, v in changes.items() if v not in ([], None))
+        lines.append(f"  {node}: {parts or 'nothing to change'}")
+    if result.results:
+        lines.extend(node_table(result.results))
+        lines.append(summary(result.results))
+    lines.append(f"{name}: outcome {result.outcome}")
+    return lines
+
+
+def plan_lines(plan: RepositoryPlan) -> list[str]:
+    """Return the key lifecycle table and the lint warnings of ``plan``."""
+    lines = [f"{plan.name}: next rotations: " + ", ".join(when(t) for t in plan.rotations[:3])
+             + (" ..." if len(plan.rotations) > 3 else "")]  # fmt: skip
+    lines.append(f"  {'key':>5}  {'staged':<21} {'primary':<21} {'secondary':<21} retired")
+    for life in plan.lifecycles:
+        lines.append(f"  {life.index:>5}  {when(life.staged_at):<21} {when(life.primary_at):<21} "
+                     f"{when(life.secondary_at):<21} {when(life.retired_at)}")  # fmt: skip
+    lines.extend(f"  note: {kept}" for kept in plan.kept_now)
+    lines.extend(f"  WARNING: {warning}" for warning in plan.warnings)
+    if not plan.warnings:
+        lines.append("  config: max_active_keys is large enough for this schedule")
+    return lines
+
+
+def status_lines(status: dict[str, Any]) -> list[str]:
+    """Return a readable status of one repository."""
+    lines = [f"{status['name']} ({status['kind']}) at {status['path']}: generation "
+             f"{status['generation']}, last rotation {status['last_rotation_at'] or '-'}, "
+             f"next {status['next_rotation_at'] or '-'}"]  # fmt: skip
+    for key in status["keys"]:
+        lines.append(f"  {key['index']:>5} {key['role']:<9} sha256:{key['sha256'][:16]}  "
+                     f"demoted {key['demoted_at'] or '-'}")  # fmt: skip
+    lines.extend(f"  PROBLEM: {p}" for p in status["problems"])
+    lines.extend(f"  WARNING: {w}" for w in status["warnings"])
+    if status.get("rotation_blocked_by"):
+        lines.append(f"  BLOCKED: after_rotate hook failed: {status['rotation_blocked_by']}")
+    for node, entry in sorted(status.get("nodes", {}).items()):
+        lines.append(f"  node {node}: {entry.get('status')} (verified "
+                     f"{when(entry.get('last_verified_at'))}){' ' + entry['error'] if entry.get('error') else ''}")  # fmt: skip
+    return lines

@@ -1,0 +1,266 @@
+"""The local key directory on disk: load, validate, write atomically. Makes no decisions.
+
+Every write is an exclusive temp file (``.keysyncd-*``, mode 0600 from creation)
++ fsync + rename, under umask 0o177, so keystone never sees a partial key and no
+key is readable by others even for an instant.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from keysyncd.errors import RepositoryError
+from keysyncd.fsutil import TEMP_PREFIX, describe_os_error, fsync_directory, write_temp
+from keysyncd.keyring import Key, KeySet
+from keysyncd.kinds import KeyKind
+from keysyncd.policy import RotationPlan
+
+MAX_KEY_FILE = 4096  # a Fernet key is 44 bytes; anything this large is junk, not a key
+
+
+@contextlib.contextmanager
+def private_umask() -> Iterator[None]:
+    """Run the block with umask 0o177 so every file created is 0600 at most."""
+    previous = os.umask(0o177)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+def parse_index(name: str) -> int | None:
+    """Return the key index a file name stands for, or None if keystone ignores it.
+
+    Keystone calls ``int(name)``, so ``01`` or ``+1`` would load as 1; keysyncd only
+    accepts canonical names and reports the others (see ``Repository.scan``).
+    """
+    try:
+        return int(name)
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class Scan:
+    """What is on disk: the valid keys found and every problem (file name + what is wrong)."""
+
+    keyset: KeySet
+    problems: tuple[str, ...]
+
+
+class Repository:
+    """One key directory on the controller."""
+
+    def __init__(
+        self, path: Path, kind: KeyKind, owner: int | None = None, group: int | None = None
+    ) -> None:
+        self.path = path
+        self.kind = kind
+        self.owner = owner
+        self.group = group
+
+    def scan(self) -> Scan:
+        """Return the keys and problems found; raise RepositoryError if unreadable."""
+        try:
+            names = sorted(os.listdir(self.path))
+        except FileNotFoundError:
+            raise RepositoryError(f"repository {self.path} does not exist") from None
+        except OSError as error:
+            reason = describe_os_error(error)
+            raise RepositoryError(f"cannot list repository {self.path}: {reason}") from None
+        keys: list[Key] = []
+        problems: list[str] = []
+        for name in names:
+            index = parse_index(name)
+            if index is None:
+                continue
+            key, problem = self._read_key(name, index)
+            if problem:
+                problems.append(f"{self.path / name}: {problem}")
+            elif key:
+                keys.append(key)
+        keyset = KeySet.of(keys)
+        if not problems:
+            problems.extend(f"{self.path}: {problem}" for problem in keyset.problems())
+        return Scan(keyset, tuple(problems))
+
+    def _read_key(self, name: str, index: int) -> tuple[Key | None, str | None]:
+        if str(index) != name or index < 0:
+            return None, "non-canonical key name (keystone would misread it)"
+        path = self.path / name
+        try:
+            info = path.lstat()
+            if not stat.S_ISREG(info.st_mode):
+                return None, "not a regular file"
+            with path.open("rb") as handle:
+                content = handle.read(MAX_KEY_FILE + 1)
+        except OSError as error:
+            return None, f"cannot read: {describe_os_error(error)}"
+        problem = self.kind.problem(content)
+        return (None, problem) if problem else (Key(index, content), None)
+
+    def load(self) -> KeySet:
+        """Return the repository's valid KeySet; raise RepositoryError naming every problem."""
+        scan = self.scan()
+        if scan.problems:
+            raise RepositoryError("invalid repository: " + "; ".join(scan.problems))
+        return scan.keyset
+
+    def holds_keys(self) -> bool:
+        """Return True if the directory exists and has any integer-named entry."""
+        try:
+            return any(parse_index(name) is not None for name in os.listdir(self.path))
+        except FileNotFoundError:
+            return False
+
+    def permission_problems(self) -> list[str]:
+        """Return warnings about modes looser than 0700 (directory) and 0600 (keys)."""
+        warnings = []
+        try:
+            mode = stat.S_IMODE(self.path.stat().st_mode)
+        except OSError:
+            return []
+        if mode & 0o077:
+            warnings.append(f"{self.path}: directory mode {mode:04o} is looser than 0700")
+        for name in sorted(os.listdir(self.path)):
+            if parse_index(name) is None:
+                continue
+            with contextlib.suppress(OSError):
+                file_mode = stat.S_IMODE((self.path / name).lstat().st_mode)
+                if file_mode & 0o077:
+                    warnings.append(
+                        f"{self.path / name}: key file mode {file_mode:04o} is looser than 0600"
+                    )
+        return warnings
+
+    def ensure_directory(self) -> None:
+        """Create the directory (mode 0700, configured owner) if missing; raise RepositoryError."""
+        try:
+            self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chmod(self.path, 0o700)
+            self._chown(self.path)
+        except OSError as error:
+            reason = describe_os_error(error)
+            raise RepositoryError(f"cannot create repository {self.path}: {reason}") from None
+
+    def _chown(self, path: Path) -> None:
+        if self.owner is None and self.group is None:
+            return
+        os.chown(
+            path, -1 if self.owner is None else self.owner, -1 if self.group is None else self.group
+        )
+
+    def _stage(self, content: bytes) -> Path:
+        temp = write_temp(self.path, content)
+        self._chown(temp)
+        return temp
+
+    def create(self, first: bytes, second: bytes) -> None:
+        """Write a new repository {1: first, 0: second}, like keystone's fernet_setup.
+
+        Raise RepositoryError (after removing what was written) on failure.
+        """
+        self.write_keys({1: first, 0: second}, order=(1, 0))
+
+    def write_keys(self, materials: dict[int, bytes], order: tuple[int, ...]) -> None:
+        """Write ``materials`` as key files, renaming in ``order``; all or nothing.
+
+        Existing files with those indices are replaced. Raise RepositoryError on failure,
+        after restoring the directory to what it was.
+        """
+        self.ensure_directory()
+        staged: dict[int, Path] = {}
+        renamed: list[int] = []
+        with private_umask():
+            try:
+                for index in order:
+                    staged[index] = self._stage(materials[index])
+                for index in order:
+                    if (self.path / str(index)).exists():
+                        raise RepositoryError(f"key {index} already exists in {self.path}")
+                    os.rename(staged.pop(index), self.path / str(index))
+                    renamed.append(index)
+                fsync_directory(self.path)
+            except OSError as error:
+                self._undo(staged.values(), renamed)
+                raise RepositoryError(
+                    f"cannot write keys to {self.path}: {describe_os_error(error)}"
+                ) from None
+            except RepositoryError:
+                self._undo(staged.values(), renamed)
+                raise
+
+    def _undo(self, temps: object, renamed: list[int]) -> None:
+        for temp in list(temps):  # type: ignore[call-overload]
+            with contextlib.suppress(OSError):
+                temp.unlink()
+        for index in renamed:
+            with contextlib.suppress(OSError):
+                (self.path / str(index)).unlink()
+
+    def rotate(self, keyset: KeySet, plan: RotationPlan, new_staged: bytes) -> None:
+        """Apply ``plan``'s promotion to disk: 0's content appears as the new primary, then
+        the new staged key replaces 0. Retirement is separate (``retire``).
+
+        Every intermediate state is loadable: first {0, N} with equal content, then the
+        rotated set. Raise RepositoryError on failure, with the directory unchanged.
+        """
+        staged_key = keyset.staged
+        if staged_key is None:
+            raise RepositoryError(f"cannot rotate {self.path}: no staged key 0")
+        new_primary = self.path / str(plan.new_primary)
+        temps: list[Path] = []
+        with private_umask():
+            try:
+                temps.append(self._stage(staged_key.material))
+                temps.append(self._stage(new_staged))
+                if new_primary.exists():
+                    raise RepositoryError(
+                        f"cannot rotate {self.path}: key {plan.new_primary} exists"
+                    )
+                os.rename(temps[0], new_primary)
+                try:
+                    os.rename(temps[1], self.path / "0")
+                except OSError:
+                    new_primary.unlink()
+                    raise
+                fsync_directory(self.path)
+            except OSError as error:
+                self._undo(temps, [])
+                raise RepositoryError(
+                    f"cannot rotate {self.path}: {describe_os_error(error)}; nothing changed"
+                ) from None
+            except RepositoryError:
+                self._undo(temps, [])
+                raise
+
+    def retire(self, indices: tuple[int, ...]) -> None:
+        """Delete the key files ``indices``; raise RepositoryError naming the first failure.
+
+        A key that cannot be deleted is only kept longer, which is always safe.
+        """
+        try:
+            for index in indices:
+                with contextlib.suppress(FileNotFoundError):
+                    (self.path / str(index)).unlink()
+            fsync_directory(self.path)
+        except OSError as error:
+            raise RepositoryError(
+                f"cannot retire key {index} in {self.path}: {describe_os_error(error)}"
+            ) from None
+
+    def remove_temp_files(self) -> list[str]:
+        """Delete leftover ``.keysyncd-*`` temp files (call only under the lock); return them."""
+        removed = []
+        with contextlib.suppress(FileNotFoundError):
+            for name in os.listdir(self.path):
+                if name.startswith(TEMP_PREFIX):
+                    with contextlib.suppress(OSError):
+                        (self.path / name).unlink()
+                        removed.append(name)
+        return removed

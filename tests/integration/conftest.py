@@ -1,0 +1,55 @@
+"""Fixtures for integration tests: fleets of real OpenSSH servers (keysyncd.testing.fleet).
+
+``make_fleet(count, sftp_only=True, **kwargs)`` starts a fleet under ``tmp_path``; ``fleet`` (3
+nodes) and ``fleet5`` (5 nodes) are ready-made. Every fleet is stopped when the test ends,
+whatever happened. Tests using these fixtures get the ``fleet`` marker automatically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from keysyncd.testing.fleet import Fleet, FleetUnsupported, find_sshd
+
+FLEET_FIXTURES = {"fleet", "fleet5", "make_fleet"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if FLEET_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.fleet)
+
+
+@pytest.fixture
+def make_fleet(tmp_path: Path) -> Iterator[Callable[..., Fleet]]:
+    """Return a factory starting fleets under tmp_path; all are stopped at teardown."""
+    try:
+        find_sshd()
+    except FleetUnsupported as exc:
+        pytest.skip(str(exc))
+    fleets: list[Fleet] = []
+
+    def factory(count: int = 3, sftp_only: bool = True, **kwargs: Any) -> Fleet:
+        fleet = Fleet(tmp_path / f"fleet{len(fleets)}", count, sftp_only=sftp_only, **kwargs)
+        fleets.append(fleet)
+        return fleet.start()
+
+    yield factory
+    for fleet in reversed(fleets):
+        fleet.stop()
+
+
+@pytest.fixture
+def fleet(make_fleet: Callable[..., Fleet]) -> Fleet:
+    """Return a started 3-node SFTP-only fleet (node1..node3)."""
+    return make_fleet(3)
+
+
+@pytest.fixture
+def fleet5(make_fleet: Callable[..., Fleet]) -> Fleet:
+    """Return a started 5-node SFTP-only fleet (node1..node5)."""
+    return make_fleet(5)
