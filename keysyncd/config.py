@@ -8,10 +8,12 @@ typo never silently falls back to a default.
 from __future__ import annotations
 
 import getpass
+import math
 import re
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +21,10 @@ import yaml
 
 from keysyncd.errors import ConfigError, KeysyncError, UsageError
 from keysyncd.kinds import KINDS
-from keysyncd.schedule import cron_trigger
+from keysyncd.schedule import cron_trigger, next_fire_times
 
 DEFAULT_PATH = "/etc/keysyncd/config.yaml"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 
 
 @dataclass(frozen=True)
@@ -175,9 +177,8 @@ class _Reader:
 
 
 def _type_name(value: Any) -> str:
-    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean"}.get(
-        type(value), type(value).__name__
-    )
+    names = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean"}
+    return {**names, type(None): "null"}.get(type(value), type(value).__name__)
 
 
 def _integer(minimum: int, maximum: int | None = None) -> Callable[[Any], str | None]:
@@ -193,8 +194,9 @@ def _integer(minimum: int, maximum: int | None = None) -> Callable[[Any], str | 
 
 def _number(minimum: float) -> Callable[[Any], str | None]:
     def check(value: Any) -> str | None:
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= minimum:
-            return f"must be a number > {minimum}, got {value!r}"
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not number or not math.isfinite(value) or value <= minimum:
+            return f"must be a finite number > {minimum}, got {value!r}"
         return None
 
     return check
@@ -207,7 +209,7 @@ def _string(value: Any) -> str | None:
 
 
 def _name(value: Any) -> str | None:
-    if not isinstance(value, str) or not _NAME.match(value):
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
         return "must be a name of letters, digits, '.', '_' or '-' (at most 63)"
     return None
 
@@ -232,7 +234,7 @@ def _choice(*choices: str) -> Callable[[Any], str | None]:
 
 
 def _owner(value: Any) -> str | None:
-    if isinstance(value, bool) or not isinstance(value, int | str):
+    if isinstance(value, bool) or not isinstance(value, int | str) or value == "":
         return "must be a numeric id or a name"
     if isinstance(value, int) and value < 0:
         return "must be a numeric id >= 0 or a name"
@@ -240,10 +242,34 @@ def _owner(value: Any) -> str | None:
 
 
 def _listen(value: Any) -> str | None:
-    if not isinstance(value, str) or not re.match(r"^[^\s:]*:\d{1,5}$", value):
+    if not isinstance(value, str) or not re.fullmatch(r"[^\s:]*:\d{1,5}", value):
         return f"must be HOST:PORT, got {value!r}"
     if not 0 < int(value.rsplit(":", 1)[1]) < 65536:
         return "port must be between 1 and 65535"
+    return None
+
+
+def _timezone(value: Any) -> str | None:
+    problem = _string(value)
+    if problem:
+        return problem
+    try:
+        cron_trigger("0 0 * * *", value)
+    except KeysyncError as error:
+        return str(error)
+    return None
+
+
+def _schedule(value: Any) -> str | None:
+    problem = _string(value)
+    if problem:
+        return problem
+    try:
+        trigger = cron_trigger(value)
+    except KeysyncError as error:
+        return str(error)
+    if not next_fire_times(trigger, datetime.now(UTC), 1):
+        return f"the schedule {value!r} never fires"
     return None
 
 
@@ -256,7 +282,10 @@ def _hook_list(reader: _Reader, value: Any, path: str) -> tuple[tuple[str, ...],
     commands: list[tuple[str, ...]] = []
     for index, item in enumerate(value):
         if isinstance(item, str) and item.strip():
-            commands.append(tuple(shlex.split(item)))
+            try:
+                commands.append(tuple(shlex.split(item)))
+            except ValueError as error:  # e.g. "No closing quotation"
+                reader.fail(f"{path}[{index}]", f"cannot split the command: {error}")
         elif isinstance(item, list) and item and all(isinstance(a, str) for a in item):
             commands.append(tuple(item))
         else:
@@ -287,13 +316,8 @@ def _repository(reader: _Reader, value: Any, path: str) -> RepositoryConfig | No
         return None
     data = reader.mapping(value, path, _REPOSITORY_KEYS)
     kind = reader.get(data, "kind", path, _choice(*sorted(KINDS)), "fernet")
-    schedule = reader.get(data, "schedule", path, _string, "0 0 * * *")
-    timezone = reader.get(data, "timezone", path, _string, "UTC")
-    try:
-        cron_trigger(schedule, timezone)
-    except KeysyncError as error:
-        where = "timezone" if "timezone" in str(error) else "schedule"
-        reader.fail(f"{path}.{where}", str(error))
+    schedule = reader.get(data, "schedule", path, _schedule, "0 0 * * *")
+    timezone = reader.get(data, "timezone", path, _timezone, "UTC")
     default_max = KINDS[kind].default_max_active_keys if kind in KINDS else 3
     return RepositoryConfig(
         name=reader.get(data, "name", path, _name, "", required=True),
@@ -310,14 +334,26 @@ def _repository(reader: _Reader, value: Any, path: str) -> RepositoryConfig | No
     )
 
 
+def _current_user() -> str | None:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # a uid without a passwd entry and no $USER (containers)
+        return None
+
+
 def _ssh(reader: _Reader, value: Any, needed: bool) -> SshConfig:
     keys = {"user", "identity_file", "known_hosts", "port", "connect_timeout",
             "operation_timeout", "concurrency"}  # fmt: skip
     data = reader.mapping(value, "ssh", keys)
     identity = reader.get(data, "identity_file", "ssh", _absolute_path)
     known_hosts = reader.get(data, "known_hosts", "ssh", _absolute_path, required=needed)
+    user = reader.get(data, "user", "ssh", _string)
+    if user is None and data.get("user") is None:
+        user = _current_user()
+        if user is None and needed:
+            reader.fail("ssh.user", "is required (the current user has no name)")
     return SshConfig(
-        user=reader.get(data, "user", "ssh", _string, getpass.getuser()),
+        user=user or "",
         identity_file=Path(identity) if identity else None,
         known_hosts=Path(known_hosts) if known_hosts else None,
         port=reader.get(data, "port", "ssh", _integer(1, 65535), 22),
@@ -354,12 +390,25 @@ def _items(reader: _Reader, value: Any, path: str, required: bool) -> list[Any]:
     return value
 
 
-def _unique(reader: _Reader, names: list[str], path: str) -> None:
+def _unique(reader: _Reader, names: list[str | None], path: str) -> None:
+    """Report repeated names; ``names`` keeps one slot per entry so indices stay true."""
     seen: set[str] = set()
     for index, name in enumerate(names):
         if name and name in seen:
             reader.fail(f"{path}[{index}].name", f"duplicate name {name!r}")
-        seen.add(name)
+        if name:
+            seen.add(name)
+
+
+def _node_paths(reader: _Reader, nodes: list[NodeConfig | None], repositories: int) -> None:
+    """Reject per-node paths when they would put several repositories in one directory."""
+    if repositories < 2:
+        return
+    for index, node in enumerate(nodes):
+        if node and node.path:
+            reader.fail(f"nodes[{index}].path", f"one path for all {repositories} repositories "
+                        "would make them overwrite each other's keys on this node; a per-node "
+                        "path is only allowed with a single repository")  # fmt: skip
 
 
 def _sections(reader: _Reader, data: dict[str, Any]) -> dict[str, Any]:
@@ -397,24 +446,26 @@ _TOP_KEYS = {"state_dir", "report_dir", "repositories", "ssh", "nodes", "drift",
 
 
 def parse_config(data: Any, source: Path) -> Config:
-    """Return the Config for already-parsed YAML ``data``; raise ConfigError listing every problem."""
+    """Return the Config for parsed YAML ``data``; raise ConfigError listing every problem."""
     reader = _Reader()
     if not isinstance(data, dict):
         raise ConfigError([f"{source}: the top level must be a mapping"])
     data = reader.mapping(data, "", _TOP_KEYS)
     state_dir = reader.get(data, "state_dir", "", _absolute_path, "/var/lib/keysyncd")
     report_dir = reader.get(data, "report_dir", "", _absolute_path, f"{state_dir}/reports")
+    raw_repositories = _items(reader, data.get("repositories"), "repositories", True)
     repositories = [
         _repository(reader, item, f"repositories[{index}]")
-        for index, item in enumerate(_items(reader, data.get("repositories"), "repositories", True))
+        for index, item in enumerate(raw_repositories)
     ]
     raw_nodes = _items(reader, data.get("nodes"), "nodes", False)
     ssh = _ssh(reader, data.get("ssh"), needed=bool(raw_nodes))
     nodes = [
         _node(reader, item, f"nodes[{index}]", ssh.port) for index, item in enumerate(raw_nodes)
     ]
-    _unique(reader, [r.name for r in repositories if r], "repositories")
-    _unique(reader, [n.name for n in nodes if n], "nodes")
+    _unique(reader, [r.name if r else None for r in repositories], "repositories")
+    _unique(reader, [n.name if n else None for n in nodes], "nodes")
+    _node_paths(reader, nodes, len(raw_repositories))
     sections = _sections(reader, data)
     if reader.problems:
         raise ConfigError(reader.problems)
@@ -432,16 +483,58 @@ def parse_config(data: Any, source: Path) -> Config:
 def load_config(path: Path) -> Config:
     """Return the validated Config read from ``path``; raise ConfigError on any problem."""
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError([f"{path}: config file not found"]) from None
     except OSError as error:
         raise ConfigError([f"{path}: cannot read config: {error.strerror}"]) from None
     try:
-        data = yaml.safe_load(text)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw.count(b"\n", 0, error.start) + 1
+        raise ConfigError([f"{path}: line {line}: not UTF-8 text"]) from None
+    try:
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
     except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""
-        problem = getattr(error, "problem", None) or "not valid YAML"
-        raise ConfigError([f"{path}:{where}: malformed YAML: {problem}"]) from None
+        raise ConfigError([f"{path}: {_yaml_problem(error, text)}"]) from None
     return parse_config(data, path)
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that rejects a key repeated in one mapping instead of keeping the last.
+
+    A second ``nodes:`` section silently replacing the first would stop keys reaching nodes.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+                continue
+            key = self.construct_object(key_node)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark,
+                    f"found duplicate key {key!r}", key_node.start_mark,
+                )  # fmt: skip
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _yaml_problem(error: yaml.YAMLError, text: str) -> str:
+    """Return ``line L column C: malformed YAML: PROBLEM`` for a PyYAML error."""
+    mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+    position = getattr(error, "position", None)  # ReaderError: bad characters
+    if mark is not None:
+        where = f"line {mark.line + 1} column {mark.column + 1}: "
+    elif isinstance(position, int):
+        line = text.count("\n", 0, position) + 1
+        column = position - text.rfind("\n", 0, position)
+        where = f"line {line} column {column}: "
+    else:
+        where = ""
+    problem = getattr(error, "problem", None) or getattr(error, "reason", None)
+    character = getattr(error, "character", None)
+    if isinstance(character, int):
+        problem = f"character #x{character:04x}: {problem}"
+    return f"{where}malformed YAML: {problem or 'not valid YAML'}"

@@ -34,7 +34,7 @@ _LIVE: list[Fleet] = []
 _CONFIG = """\
 Port {port}
 ListenAddress {host}
-UsePAM no
+UsePAM {use_pam}
 StrictModes no
 PasswordAuthentication no
 KbdInteractiveAuthentication no
@@ -116,12 +116,18 @@ def _alive(pid: int) -> bool:
     return _stat_fields(pid)[:1] not in ([], ["Z"])
 
 
-def _descendants(pid: int) -> list[int]:
-    """Return the PIDs of all live processes below ``pid``, from /proc."""
+def _children() -> dict[int, list[int]]:
+    """Return a map of PID -> child PIDs for every process in /proc (zombies included)."""
     children: dict[int, list[int]] = {}
     for entry in filter(str.isdigit, os.listdir("/proc")):
         if fields := _stat_fields(int(entry)):
             children.setdefault(int(fields[1]), []).append(int(entry))
+    return children
+
+
+def _descendants(pid: int, children: dict[int, list[int]] | None = None) -> list[int]:
+    """Return the PIDs of all processes below ``pid`` (zombies included)."""
+    children = _children() if children is None else children
     found, todo = [], list(children.get(pid, []))
     while todo and len(found) < 100_000:
         found.append(kid := todo.pop())
@@ -227,16 +233,22 @@ class Fleet:
 
     def _launch(self, node: FleetNode) -> None:
         keys = self.authorized_keys
-        text = _CONFIG.format(host=HOST, port=node.port, user=self.user, authorized_keys=keys)
+        # Root: UsePAM no (Debian's PAM stack writes system files). Non-root: without PAM, sshd
+        # refuses accounts whose password is locked ("*", "!"), as CI users usually are.
+        use_pam = "no" if _is_root() else "yes"
+        text = _CONFIG.format(
+            host=HOST, port=node.port, user=self.user, authorized_keys=keys, use_pam=use_pam
+        )
         lines = [*self.extra_config, text]
         lines += ["PermitRootLogin prohibit-password"] if _is_root() else []
         lines += ["ForceCommand internal-sftp"] if self.sftp_only else []
         (config := node.host_key.parent / "sshd_config").write_text("\n".join(lines) + "\n")
         cmd = [self.sshd, "-D", "-f", str(config), "-h", str(node.host_key), "-E", str(node.log)]
         cmd += ["-o", f"PidFile={config.parent / 'sshd.pid'}"]
-        node.proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True
-        )
+        with open(node.log, "ab") as log:  # also catches PAM helpers' stderr
+            node.proc = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
+            )
         node.pid = node.proc.pid
 
     def _wait_ready(self, node: FleetNode, deadline: float) -> bool:
@@ -269,8 +281,7 @@ class Fleet:
             deadline = time.monotonic() + self.start_timeout
             pending = [node for node in pending if not self._wait_ready(node, deadline)]
             hung = [n.name for n in pending if n.proc is not None and n.proc.poll() is None]
-            for node in pending:
-                self._terminate(node)
+            self._terminate(*pending)
             if not pending or hung or all(n.name in self._known for n in pending):
                 break
         if pending:
@@ -284,27 +295,31 @@ class Fleet:
                 self._known[node.name] = f"[{HOST}]:{node.port} {keytype} {blob}\n"
         self.known_hosts.write_text("".join(self._known[n.name] for n in self.nodes))
 
-    def _terminate(self, node: FleetNode) -> None:
-        """Stop ``node``'s sshd and its session processes: SIGTERM, bounded wait, SIGKILL."""
-        proc, node.proc, node.pid = node.proc, None, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            kids = _descendants(proc.pid)  # open sessions: sshd -D leaves them running
-            for sig in (signal.SIGTERM, signal.SIGKILL):
-                for pid in (kids := [pid for pid in kids if _alive(pid)]):
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, sig)
-                for _ in range(100):
-                    if not any(map(_alive, kids)):
-                        break
-                    time.sleep(0.01)
+    def _terminate(self, *nodes: FleetNode) -> None:
+        """Stop the nodes' sshd and session processes: SIGTERM, bounded wait, SIGKILL."""
+        procs = [node.proc for node in nodes if node.proc is not None]
+        for node in nodes:
+            node.proc = node.pid = None
+        running = [proc for proc in procs if proc.poll() is None]
+        tree = _children() if running else {}
+        kids = [kid for proc in running for kid in _descendants(proc.pid, tree)]
+        for sig in (signal.SIGTERM, signal.SIGKILL):  # open sessions: sshd -D leaves them
+            for pid in (kids := [pid for pid in kids if _alive(pid)]):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+            for _ in range(100):
+                if not any(map(_alive, kids)):
+                    break
+                time.sleep(0.01)
+        for proc in running:
             proc.terminate()
-        try:
-            proc.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(STOP_TIMEOUT)
+        deadline = time.monotonic() + STOP_TIMEOUT
+        for proc in procs:
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(STOP_TIMEOUT)
 
     def start(self) -> Fleet:
         """Return self after starting every stopped node; raise RuntimeError if one fails.
@@ -321,12 +336,17 @@ class Fleet:
 
     def stop(self) -> None:
         """Stop every sshd this fleet started (by recorded PID), then undo every fault."""
-        for node in self.nodes:
-            self._terminate(node)
+        self._terminate(*self.nodes)
+        errors = []
         while self._undo:
-            self._undo.pop()()
+            try:
+                self._undo.pop()()
+            except Exception as exc:  # undo the rest anyway, then report
+                errors.append(exc)
         if self in _LIVE:
             _LIVE.remove(self)
+        if errors:
+            raise errors[0]
 
     def node(self, name: str) -> FleetNode:
         """Return the node called ``name``; raise KeyError if there is none."""
