@@ -81,6 +81,8 @@ def progress_printer(enabled: bool) -> Callable[[str, str, int, int], None] | No
         return None
 
     def show(phase: str, node: str, done: int, total: int) -> None:
+        if done == 0:
+            return
         end = "\n" if done == total else ""
         sys.stderr.write(f"\r\033[K{phase}: {done}/{total} ({node}){end}")
         sys.stderr.flush()

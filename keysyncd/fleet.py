@@ -24,7 +24,9 @@ from keysyncd.sync import DIRECTORY_MODE, FILE_MODE, NodePlan, NodeView, diff, v
 from keysyncd.transport import Credentials, NodeSession, connect
 
 log = logging.getLogger(__name__)
-Progress = Callable[[str, str, int, int], None]  # (phase, node, done, total)
+# (phase, node, done, total): called with done=0 when a phase starts on a non-empty set of
+# nodes, then after each node finishes it; done == total marks the end of the phase.
+Progress = Callable[[str, str, int, int], None]
 T = TypeVar("T")
 
 
@@ -83,6 +85,8 @@ class FleetAction:
     def _each(self, phase: str, names: list[str], work: Callable[[str], None]) -> None:
         """Run ``work(name)`` for every node concurrently; record NodeErrors per node."""
         done = 0
+        if self.progress and names:
+            self.progress(phase, "", 0, len(names))
 
         def guarded(name: str) -> str:
             try:

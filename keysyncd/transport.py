@@ -109,8 +109,14 @@ class NodeSession:
             return call(*args)
         except Exception as error:
             raised = classify(self.node.name, error, doing)
-            if raised.reason == "error" and "write" in doing and self.is_full():
-                raised = NodeError(self.node.name, "disk_full", f"no space left while {doing}")
+            if raised.reason == "error":
+                # SFTP v3 reports ENOSPC and EROFS as a bare "Failure"; ask the filesystem.
+                condition = self.filesystem_condition()
+                if condition == "read-only":
+                    raised = NodeError(self.node.name, "permission",
+                                       f"read-only file system while {doing}")  # fmt: skip
+                elif condition == "full":
+                    raised = NodeError(self.node.name, "disk_full", f"no space left while {doing}")
             raise raised from None
 
     def list_entries(self) -> tuple[int, list[RemoteEntry]]:
@@ -185,19 +191,24 @@ class NodeSession:
         path = str(self.directory) if name is None else self._path(name)
         self._guard(f"changing the mode of {name or self.directory}", self.sftp.chmod, path, mode)
 
-    def is_full(self) -> bool:
-        """Return True if the node's filesystem has no free blocks or inodes (statvfs@openssh.com)."""
+    def filesystem_condition(self) -> str | None:
+        """Return ``read-only``, ``full`` or None for the node's filesystem.
+
+        Uses the statvfs@openssh.com extension; None when the server does not offer it.
+        """
         try:
             kind, message = self.sftp._request(
                 CMD_EXTENDED, "statvfs@openssh.com", str(self.directory)
             )
             if kind != CMD_EXTENDED_REPLY:
-                return False
+                return None
+            # bsize frsize blocks bfree bavail files ffree favail fsid flag namemax
             values = [message.get_int64() for _ in range(11)]
         except Exception:
-            return False
-        # fields: bsize frsize blocks bfree bavail files ffree favail fsid flag namemax
-        return values[4] == 0 or values[7] == 0
+            return None
+        if values[9] & 0x1:  # SSH2_FXE_STATVFS_ST_RDONLY
+            return "read-only"
+        return "full" if values[4] == 0 or values[7] == 0 else None
 
     def close(self) -> None:
         """Close the SFTP channel and the connection."""

@@ -1,0 +1,177 @@
+"""Distribution against a real OpenSSH fleet: sync, verify, failures isolated per node."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from keysyncd.cli import main
+from keysyncd.testing.config import fleet_config
+from keysyncd.testing.fleet import Fleet, can_mount
+from tests.keystone_compat import multifernet
+
+
+def files_of(directory: Path) -> dict[str, bytes]:
+    return {name: (directory / name).read_bytes() for name in sorted(os.listdir(directory))}
+
+
+def inodes_of(directory: Path) -> dict[str, tuple[int, int]]:
+    return {n: ((directory / n).stat().st_ino, (directory / n).stat().st_mtime_ns)
+            for n in os.listdir(directory)}  # fmt: skip
+
+
+def reports(root: Path, action: str) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((root / "reports").glob(f"*-{action}-*.json"))]
+
+
+@pytest.fixture
+def ready(fleet5: Fleet, tmp_path: Path) -> tuple[Fleet, Path]:
+    """A 5-node fleet and an initialised controller config (keys pushed everywhere)."""
+    config = fleet_config(fleet5, tmp_path / "ctl")
+    assert main(["-c", str(config), "init"]) == 0
+    return fleet5, config
+
+
+def run(config: Path, *args: str) -> int:
+    return main(["-c", str(config), *args])
+
+
+def test_sync_then_verify_every_node_byte_for_byte(ready: tuple[Fleet, Path]) -> None:
+    fleet, config = ready
+    local = config.parent / "keys"
+    assert run(config, "rotate") == 0
+    assert run(config, "sync") == 0
+    assert run(config, "verify") == 0
+    for node in fleet.nodes:
+        assert files_of(node.directory) == files_of(local)
+        assert stat.S_IMODE(node.directory.stat().st_mode) == 0o700
+        for name in os.listdir(node.directory):
+            assert stat.S_IMODE((node.directory / name).stat().st_mode) == 0o600
+    before = {node.name: inodes_of(node.directory) for node in fleet.nodes}
+    assert run(config, "sync") == 0
+    # a second sync transfers nothing: same inodes and mtimes, report shows no changes
+    assert {node.name: inodes_of(node.directory) for node in fleet.nodes} == before
+    last = reports(config.parent, "sync")[-1]
+    assert {n["status"] for n in last["nodes"].values()} == {"in_sync"}
+    assert all(not n["changes"] for n in last["nodes"].values())
+
+
+def test_verify_json_prints_only_json(
+    ready: tuple[Fleet, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    fleet, config = ready
+    capsys.readouterr()
+    assert run(config, "verify", "--json") == 0
+    document = json.loads(capsys.readouterr().out)
+    (report,) = document["repositories"]
+    assert set(report["nodes"]) == {n.name for n in fleet.nodes}
+    assert report["outcome"] == "ok"
+
+
+def test_stopped_node_is_isolated_and_converges_later(
+    ready: tuple[Fleet, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    fleet, config = ready
+    local = config.parent / "keys"
+    fleet.stop_node("node3")
+    assert run(config, "rotate", "--force") == 1  # forced past the dead node; outcome partial
+    capsys.readouterr()
+    assert run(config, "sync") == 1
+    out = capsys.readouterr().out
+    assert "node3  failed" in out and "unreachable" in out
+    for node in fleet.nodes:
+        if node.name != "node3":
+            assert files_of(node.directory) == files_of(local)
+    assert files_of(fleet.node("node3").directory) != files_of(local)
+    last = reports(config.parent, "sync")[-1]
+    assert last["nodes"]["node3"]["reason"] == "unreachable"
+    assert last["outcome"] == "partial"
+    fleet.start_node("node3")
+    assert run(config, "sync") == 0
+    assert files_of(fleet.node("node3").directory) == files_of(local)
+
+
+def test_changed_host_key_fails_that_node_only_and_writes_nothing(
+    ready: tuple[Fleet, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    fleet, config = ready
+    victim = fleet.node("node2")
+    fleet.rekey_node("node2")
+    before = inodes_of(victim.directory)
+    assert run(config, "rotate", "--force") == 1
+    capsys.readouterr()
+    assert run(config, "sync") == 1
+    out = capsys.readouterr().out
+    assert "node2  failed" in out and "host_key: host key of" in out
+    assert inodes_of(victim.directory) == before
+    local = files_of(config.parent / "keys")
+    for node in fleet.nodes:
+        if node.name != "node2":
+            assert files_of(node.directory) == local
+    assert reports(config.parent, "sync")[-1]["nodes"]["node2"]["reason"] == "host_key"
+
+
+@pytest.mark.parametrize("fault", ["readonly", "full"])
+def test_unwritable_node_is_reported_and_keeps_its_keys(
+    ready: tuple[Fleet, Path], fault: str
+) -> None:
+    fleet, config = ready
+    if fault == "full" and not can_mount():
+        pytest.skip("a full filesystem needs a tmpfs mount, which needs root")
+    victim = fleet.node("node4")
+    before = files_of(victim.directory)
+    make_fault: Callable = fleet.make_readonly if fault == "readonly" else fleet.make_full
+    with make_fault("node4"):
+        assert run(config, "rotate", "--force") == 1
+        last = reports(config.parent, "rotate")[-1]
+        expected_reason = "permission" if fault == "readonly" else "disk_full"
+        assert last["nodes"]["node4"]["reason"] == expected_reason
+        assert last["nodes"]["node4"]["status"] == "failed"
+        visible = {n: c for n, c in files_of(victim.directory).items() if n.isdigit()}
+        assert visible == {n: c for n, c in before.items() if n.isdigit()}
+        assert len(multifernet(str(victim.directory))._fernets) == 2
+    assert run(config, "sync") == 0
+    assert files_of(victim.directory) == files_of(config.parent / "keys")
+
+
+def test_node_path_override(make_fleet: Callable[..., Fleet], tmp_path: Path) -> None:
+    fleet = make_fleet(3)
+    custom = fleet.root / "node2" / "elsewhere"
+    custom.mkdir(mode=0o700)
+    config = fleet_config(fleet, tmp_path / "ctl")
+    text = config.read_text().replace(str(fleet.node("node2").directory), str(custom))
+    config.write_text(text)
+    assert run(config, "init") == 0
+    assert files_of(custom) == files_of(tmp_path / "ctl" / "keys")
+    assert files_of(fleet.node("node2").directory) == {}
+
+
+def test_single_node_sync(ready: tuple[Fleet, Path]) -> None:
+    fleet, config = ready
+    fleet.stop_node("node1")
+    assert run(config, "rotate", "--force") == 1
+    fleet.start_node("node1")
+    assert run(config, "sync", "--node", "node1") == 0
+    last = reports(config.parent, "sync")[-1]
+    assert set(last["nodes"]) == {"node1"}
+
+
+def test_diverged_node_is_reported_and_untouched(ready: tuple[Fleet, Path]) -> None:
+    fleet, config = ready
+    victim = fleet.node("node5")
+    # someone ran keystone-manage fernet_rotate on the node itself: it is ahead of us
+    os.rename(victim.directory / "0", victim.directory / "2")
+    (victim.directory / "0").write_bytes((config.parent / "keys" / "1").read_bytes()[::-1])
+    before = files_of(victim.directory)
+    assert run(config, "sync") == 1
+    last = reports(config.parent, "sync")[-1]
+    assert last["nodes"]["node5"]["status"] == "diverged"
+    assert "newer than the controller's primary" in last["nodes"]["node5"]["error"]
+    assert files_of(victim.directory) == before
+    assert run(config, "rotate") == 1  # a diverged node blocks promotion too
+    assert reports(config.parent, "rotate")[-1]["outcome"] == "deferred"
