@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--repo", metavar="R", help="only this repository")
         if wait:
             sub.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
-                             help="wait this long for the lock instead of failing at once")  # fmt: skip
+                             help="wait up to SECONDS for the lock")  # fmt: skip
         return sub
 
     command("init", "create the repositories (like keystone fernet_setup) and push them", wait=True)

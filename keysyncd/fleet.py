@@ -84,7 +84,6 @@ class FleetAction:
 
     def _each(self, phase: str, names: list[str], work: Callable[[str], None]) -> None:
         """Run ``work(name)`` for every node concurrently; record NodeErrors per node."""
-        done = 0
         if self.progress and names:
             self.progress(phase, "", 0, len(names))
 
@@ -98,8 +97,7 @@ class FleetAction:
                 self.results[name].fail(NodeError(name, "error", type(error).__name__))
             return name
 
-        for name in self._pool.map(guarded, names):
-            done += 1
+        for done, name in enumerate(self._pool.map(guarded, names), start=1):
             if self.progress:
                 self.progress(phase, name, done, len(names))
 

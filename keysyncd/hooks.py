@@ -26,7 +26,7 @@ class HookRun:
         return self.status == 0
 
     def describe(self) -> str:
-        """Return a one-line account such as ``after_rotate hook 'migrate' exited with status 3``."""
+        """Return one line such as ``after_rotate hook 'migrate' exited with status 3``."""
         name = " ".join(self.command)
         if self.status is None:
             return f"{self.event} hook {name!r} could not run: {self.output.strip()[-200:]}"

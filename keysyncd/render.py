@@ -89,6 +89,7 @@ def status_lines(status: dict[str, Any]) -> list[str]:
     if status.get("rotation_blocked_by"):
         lines.append(f"  BLOCKED: after_rotate hook failed: {status['rotation_blocked_by']}")
     for node, entry in sorted(status.get("nodes", {}).items()):
-        lines.append(f"  node {node}: {entry.get('status')} (verified "
-                     f"{when(entry.get('last_verified_at'))}){' ' + entry['error'] if entry.get('error') else ''}")  # fmt: skip
+        error = f" {entry['error']}" if entry.get("error") else ""
+        verified = when(entry.get("last_verified_at"))
+        lines.append(f"  node {node}: {entry.get('status')} (verified {verified}){error}")
     return lines

@@ -6,6 +6,7 @@ A schedule is a 5-field crontab (``minute hour day month day_of_week``) or a
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -40,7 +41,7 @@ def cron_trigger(expression: str, timezone: str = "UTC") -> CronTrigger:
 
 
 def next_fire_times(trigger: CronTrigger, after: datetime, count: int) -> list[datetime]:
-    """Return the next ``count`` fire times strictly after ``after`` (fewer if the schedule ends)."""
+    """Return the next ``count`` fire times after ``after`` (fewer if the schedule ends)."""
     times: list[datetime] = []
     previous: datetime | None = None
     now = after + timedelta(microseconds=1)
@@ -64,4 +65,4 @@ def rotation_period(trigger: CronTrigger, after: datetime, samples: int = 32) ->
     times = next_fire_times(trigger, after, samples)
     if len(times) < 2:
         raise KeysyncError("the schedule fires fewer than twice; cannot derive a rotation period")
-    return min((b - a).total_seconds() for a, b in zip(times, times[1:], strict=False))
+    return min((b - a).total_seconds() for a, b in itertools.pairwise(times))

@@ -7,6 +7,7 @@ Every failure becomes ``NodeError(node, reason, detail)`` with a short reason.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import socket
 import stat
@@ -14,8 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import paramiko
-from paramiko.sftp import CMD_EXTENDED, CMD_EXTENDED_REPLY, CMD_HANDLE, CMD_OPEN
-from paramiko.sftp import SFTP_FLAG_CREATE, SFTP_FLAG_EXCL, SFTP_FLAG_WRITE
+from paramiko.sftp import (
+    CMD_EXTENDED,
+    CMD_EXTENDED_REPLY,
+    CMD_HANDLE,
+    CMD_OPEN,
+    SFTP_FLAG_CREATE,
+    SFTP_FLAG_EXCL,
+    SFTP_FLAG_WRITE,
+)
 from paramiko.sftp_attr import SFTPAttributes
 from paramiko.sftp_file import SFTPFile
 
@@ -142,7 +150,7 @@ class NodeSession:
         return self._guard(f"reading {name}", reading)
 
     def write_temp(self, content: bytes, uid: int | None, gid: int | None) -> str:
-        """Upload ``content`` to a new exclusive temp file (mode 0600 from creation); return its name.
+        """Upload ``content`` to a new exclusive temp file (0600 from creation); return its name.
 
         The owner is set before the caller renames it into place.
         """
@@ -158,8 +166,12 @@ class NodeSession:
                 raise paramiko.SFTPError("expected a file handle")
             with SFTPFile(self.sftp, message.get_binary(), "wb") as handle:
                 handle.write(content)
+            # A failed write can go unnoticed on some servers; a short file must never be
+            # renamed into place (no node may see a partial key).
+            current = self.sftp.stat(path)
+            if current.st_size != len(content):
+                raise OSError(f"short write ({current.st_size} of {len(content)} bytes)")
             if uid is not None or gid is not None:
-                current = self.sftp.stat(path)
                 self.sftp.chown(path, current.st_uid if uid is None else uid,
                                 current.st_gid if gid is None else gid)  # fmt: skip
 
@@ -181,10 +193,9 @@ class NodeSession:
 
     def remove_quietly(self, name: str) -> None:
         """Delete ``name`` if possible; used to clean up after a failure."""
-        try:
+        # best effort: the failure that made this necessary is already being reported
+        with contextlib.suppress(Exception):
             self.sftp.remove(self._path(name))
-        except Exception:  # noqa: S110 - best effort; the failure itself is already reported
-            pass
 
     def chmod(self, name: str | None, mode: int) -> None:
         """Set ``mode`` on file ``name`` (or on the directory when None)."""

@@ -1,11 +1,16 @@
-"""Create a repository (``init``) or take one over from a node (``adopt``). Caller holds the lock."""
+"""Create a repository (``init``) or take one over from a node (``adopt``), under the lock."""
 
 from __future__ import annotations
 
 import time
 
-from keysyncd.actions.distribute import ActionResult, finish_report, push_keyset, record_nodes
-from keysyncd.actions.distribute import start_fleet
+from keysyncd.actions.distribute import (
+    ActionResult,
+    finish_report,
+    push_keyset,
+    record_nodes,
+    start_fleet,
+)
 from keysyncd.actions.local import init_local, open_repository, reconcile
 from keysyncd.config import Config, RepositoryConfig
 from keysyncd.errors import KeysyncError
@@ -34,9 +39,10 @@ def init_repository(
             fleet.inspect({})
             holding = [n for n, r in fleet.results.items() if r.view and r.view.digests]
             if holding:
+                names = ", ".join(sorted(holding))
                 raise KeysyncError(
-                    f"{repository.name}: refusing to initialise: node(s) {', '.join(sorted(holding))} "
-                    "already hold keys; use 'keysyncd adopt --from NODE' to take them over"
+                    f"{repository.name}: refusing to initialise: node(s) {names} already hold "
+                    "keys; use 'keysyncd adopt --from NODE' to take them over"
                 )
         state = init_local(repo, load_state(config.state_dir, repository.name), started)
         save_state(config.state_dir, state)
@@ -84,7 +90,7 @@ def adopt_repository(
     problems += keyset.problems() + [f"{i}: non-canonical" for i in materials if i < 0]
     if problems:
         raise KeysyncError(f"cannot adopt from node {node_name}: " + "; ".join(problems))
-    order = tuple(sorted((i for i in materials if i > 0), reverse=True)) + (0,)
+    order = (*sorted((i for i in materials if i > 0), reverse=True), 0)
     repo.write_keys(materials, order)
     state, _ = reconcile(repo.load(), load_state(config.state_dir, repository.name), now)
     save_state(config.state_dir, state)

@@ -131,8 +131,8 @@ def _after(
             messages.append(
                 after[-1].describe() + "; the next rotation is blocked until it succeeds"
             )
-            state = replace(state, hook_block={"hook": list(after[-1].command),
-                                               "status": after[-1].status, "at": time.time()})  # fmt: skip
+            block = {"hook": list(after[-1].command), "status": after[-1].status, "at": time.time()}
+            state = replace(state, hook_block=block)
     details = {"plan": _plan_json(plan), "hooks": [h.to_json() for h in hook_runs]}
     report = finish_report(config, repository, "rotate", trigger, now, state, results,
                            forced=force, messages=tuple(messages), details=details)  # fmt: skip

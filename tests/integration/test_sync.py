@@ -26,7 +26,9 @@ def inodes_of(directory: Path) -> dict[str, tuple[int, int]]:
 
 
 def reports(root: Path, action: str) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted((root / "reports").glob(f"*-{action}-*.json"))]
+    return [
+        json.loads(p.read_text()) for p in sorted((root / "reports").glob(f"*-{action}-*.json"))
+    ]
 
 
 @pytest.fixture

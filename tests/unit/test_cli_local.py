@@ -1,4 +1,4 @@
-"""The command line on a controller without nodes: init, rotate, status, plan, exit codes, secrets."""
+"""The CLI on a controller without nodes: init, rotate, status, plan, exit codes, secrets."""
 
 from __future__ import annotations
 
@@ -83,7 +83,9 @@ def test_plan_flags_the_seed_case(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "staged" in out and "primary" in out and "retired" in out
 
 
-def test_plan_is_quiet_when_large_enough(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_plan_is_quiet_when_large_enough(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = write_config(tmp_path)
     config.write_text(config.read_text().replace("max_active_keys: 3", "max_active_keys: 5"))
     run(config, "init")
@@ -131,7 +133,9 @@ def test_key_material_never_appears_in_output_logs_reports_or_state(
     captured = capsys.readouterr()
     outputs += [captured.out, captured.err]
     written = [p.read_text() for p in (tmp_path / "state").rglob("*") if p.is_file()]
-    secrets = sorted(seen | {p.read_bytes().strip().decode() for p in (tmp_path / "keys").iterdir()})
+    secrets = sorted(
+        seen | {p.read_bytes().strip().decode() for p in (tmp_path / "keys").iterdir()}
+    )
     every_key = secrets + [s[1:] for s in secrets]  # also a key with its first byte changed
     haystack = "\n".join(outputs + written + [r.getMessage() for r in caplog.records])
     assert secrets and all(len(s) >= 43 for s in every_key)

@@ -136,7 +136,7 @@ def test_non_integer_names_are_ignored_like_keystone(tmp_path: Path) -> None:
 
 def test_lax_permissions_are_reported(tmp_path: Path) -> None:
     repository, _ = initialised(tmp_path)
-    os.chmod(repository.path, 0o755)
+    os.chmod(repository.path, 0o755)  # noqa: S103 - the lax mode is what is tested
     os.chmod(repository.path / "1", 0o644)
     warnings = repository.permission_problems()
     assert any("directory mode 0755" in w for w in warnings)
@@ -198,7 +198,7 @@ def test_real_full_disk_during_rotation_changes_nothing(tmp_path: Path) -> None:
                 break
             filler += 1
         before = snapshot(repository.path)
-        with pytest.raises(RepositoryError, match="cannot rotate .*: (disk full|no space)"):
+        with pytest.raises(RepositoryError, match=r"cannot rotate .*: (disk full|no space)"):
             rotate_once(repository, state, NOW + 1)
         assert snapshot(repository.path) == before
         assert repository.load().indices == (0, 1)
