@@ -40,7 +40,7 @@ def clear(fleet: Fleet) -> None:
 
 
 def median_of(repeat: int, prepare, measure) -> float:  # type: ignore[no-untyped-def]
-    """Return the median duration of ``measure()`` over ``repeat`` runs, each after ``prepare()``."""
+    """Return the median time of ``measure()`` over ``repeat`` runs, each after ``prepare()``."""
     times = []
     for _ in range(repeat):
         prepare()

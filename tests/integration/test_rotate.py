@@ -184,7 +184,7 @@ def test_two_concurrent_rotations_never_both_rotate(
     while time.monotonic() < deadline and not (lock.exists() and lock.read_text()):
         time.sleep(0.02)
     second = subprocess.run(command, capture_output=True, text=True, timeout=30)
-    first_out, first_err = first.communicate(timeout=30)
+    _, first_err = first.communicate(timeout=30)
     assert first.returncode == 0, first_err
     assert second.returncode == 1
     assert f"another keysyncd holds the lock: PID {first.pid} (rotate) since" in second.stderr
