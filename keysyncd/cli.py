@@ -21,8 +21,10 @@ from keysyncd.actions.distribute import ActionResult, sync_repository, verify_re
 from keysyncd.actions.inspect import repository_plan, repository_status
 from keysyncd.actions.rotate import rotate_repository
 from keysyncd.config import DEFAULT_PATH, Config, RepositoryConfig, load_config
+from keysyncd.daemon_info import read_daemon_info
 from keysyncd.errors import ConfigError, KeysyncError, UsageError
 from keysyncd.lock import exclusive
+from keysyncd.logs import setup_logging
 
 log = logging.getLogger("keysyncd")
 
@@ -62,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print one JSON document")
     command("plan", "show each key's lifecycle on the schedule and lint the config")
     command("check-config", "validate the config file", repo=False)
+    run = command("run", "run the daemon in the foreground (systemd Type=notify)", repo=False)
+    run.add_argument("--log-format", choices=("text", "json"), default="text")
     return parser
 
 
@@ -167,9 +171,12 @@ def cmd_verify(args: argparse.Namespace, config: Config) -> int:
 def cmd_status(args: argparse.Namespace, config: Config) -> int:
     now = time.time()
     statuses = [repository_status(config, r, now) for r in chosen(config, args.repo)]
+    daemon = read_daemon_info(config.state_dir)
     if args.json:
-        print(json.dumps({"repositories": statuses}, indent=2, sort_keys=True))
+        print(json.dumps({"daemon": daemon, "repositories": statuses}, indent=2, sort_keys=True))
     else:
+        for line in render.daemon_lines(daemon):
+            print(line)
         for status in statuses:
             for line in render.status_lines(status):
                 print(line)
@@ -184,6 +191,13 @@ def cmd_plan(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace, config: Config) -> int:
+    from keysyncd.daemon import Daemon  # the scheduler is only needed by the daemon
+
+    setup_logging(args.debug, args.log_format, daemon=True)
+    return Daemon(config_path(args.config), config).run()
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, Config], int]] = {
     "check-config": cmd_check_config,
     "init": cmd_init,
@@ -193,17 +207,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Config], int]] = {
     "verify": cmd_verify,
     "status": cmd_status,
     "plan": cmd_plan,
+    "run": cmd_run,
 }
-
-
-def setup_logging(debug: bool) -> None:
-    """Log to stderr with a level prefix; DEBUG only with --debug."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("keysyncd: %(levelname)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if debug else logging.INFO)
-    logging.getLogger("paramiko").setLevel(logging.DEBUG if debug else logging.CRITICAL)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -65,8 +66,10 @@ class FleetAction:
         ssh: SshConfig,
         owner: tuple[int | None, int | None] = (None, None),
         progress: Progress | None = None,
+        cancel: threading.Event | None = None,
     ) -> None:
         self.repository = repository
+        self.cancel = cancel
         self.nodes = list(nodes)
         self.ssh = ssh
         self.kind = KINDS[repository.kind]
@@ -83,7 +86,17 @@ class FleetAction:
         return node.path or self.repository.path
 
     def _each(self, phase: str, names: list[str], work: Callable[[str], None]) -> None:
-        """Run ``work(name)`` for every node concurrently; record NodeErrors per node."""
+        """Run ``work(name)`` for every node concurrently; record NodeErrors per node.
+
+        When ``cancel`` is set (the daemon is stopping) no new phase starts: its nodes are
+        recorded as abandoned, which leaves every node valid (the phase order guarantees it).
+        """
+        if self.cancel is not None and self.cancel.is_set():
+            for name in names:
+                self.results[name].fail(
+                    NodeError(name, "cancelled", f"{phase} abandoned: stopping")
+                )
+            return
         if self.progress and names:
             self.progress(phase, "", 0, len(names))
 

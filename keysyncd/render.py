@@ -93,3 +93,19 @@ def status_lines(status: dict[str, Any]) -> list[str]:
         verified = when(entry.get("last_verified_at"))
         lines.append(f"  node {node}: {entry.get('status')} (verified {verified}){error}")
     return lines
+
+
+def daemon_lines(info: dict[str, Any] | None) -> list[str]:
+    """Return the daemon's PID, next rotations and last job, or that it is not running."""
+    if info is None:
+        return ["daemon: not running"]
+    lines = [f"daemon: running as PID {info['pid']} since {when(info.get('started_at'))}"]
+    for name, next_at in sorted((info.get("next_rotation") or {}).items()):
+        lines.append(f"  next rotation of {name}: {next_at or '-'}")
+    job = info.get("last_job")
+    if job:
+        lines.append(f"  last action: {job['action']} ({job['trigger']}) {job['outcome']} "
+                     f"at {when(job.get('ended_at'))}")  # fmt: skip
+    if info.get("last_error"):
+        lines.append(f"  last error: {info['last_error']}")
+    return lines

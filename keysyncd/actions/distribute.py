@@ -6,6 +6,7 @@ Both write one report and record node status in the state journal.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, replace
 from typing import Any
@@ -34,10 +35,14 @@ def node_owner(repository: RepositoryConfig) -> tuple[int | None, int | None]:
 
 
 def start_fleet(
-    config: Config, repository: RepositoryConfig, nodes: list[NodeConfig], progress: Progress | None
+    config: Config,
+    repository: RepositoryConfig,
+    nodes: list[NodeConfig],
+    progress: Progress | None,
+    cancel: threading.Event | None = None,
 ) -> FleetAction:
     """Return a FleetAction for ``nodes`` with every connection attempted."""
-    fleet = FleetAction(repository, nodes, config.ssh, node_owner(repository), progress)
+    fleet = FleetAction(repository, nodes, config.ssh, node_owner(repository), progress, cancel)
     fleet.open()
     return fleet
 
@@ -117,12 +122,13 @@ def verify_repository(
     trigger: str,
     progress: Progress | None = None,
     node: str | None = None,
+    cancel: threading.Event | None = None,
 ) -> ActionResult:
     """Read every node and compare it with the local repository; change nothing anywhere."""
     started = time.time()
     state = load_state(config.state_dir, repository.name)
     keyset = open_repository(repository).load()
-    fleet = start_fleet(config, repository, selected_nodes(config, node), progress)
+    fleet = start_fleet(config, repository, selected_nodes(config, node), progress, cancel)
     try:
         fleet.inspect(keyset.digests())
     finally:
@@ -147,6 +153,7 @@ def sync_repository(
     progress: Progress | None = None,
     node: str | None = None,
     force: bool = False,
+    cancel: threading.Event | None = None,
 ) -> ActionResult:
     """Push the local repository to every node (or one) and verify it; caller holds the lock."""
     started = time.time()
@@ -156,7 +163,7 @@ def sync_repository(
         log.warning("%s: local keys changed outside keysyncd; now generation %d",
                     repository.name, state.generation)  # fmt: skip
     save_state(config.state_dir, state)
-    fleet = start_fleet(config, repository, selected_nodes(config, node), progress)
+    fleet = start_fleet(config, repository, selected_nodes(config, node), progress, cancel)
     try:
         push_keyset(fleet, keyset, force)
     finally:

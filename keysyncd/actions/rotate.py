@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -49,8 +50,12 @@ def rotate_repository(
     dry_run: bool = False,
     force: bool = False,
     progress: Progress | None = None,
+    cancel: threading.Event | None = None,
 ) -> RotateResult:
-    """Rotate ``repository`` once; the caller holds the lock. See the module docstring."""
+    """Rotate ``repository`` once; the caller holds the lock. See the module docstring.
+
+    ``cancel`` (set when the daemon stops) abandons the rotation safely between steps.
+    """
     repo = open_repository(repository)
     keyset, state, _ = prepare(repo, load_state(config.state_dir, repository.name), now)
     if not dry_run:
@@ -59,7 +64,11 @@ def rotate_repository(
     if blocked:
         return _refuse(config, repository, trigger, now, state, blocked, dry_run)
     plan = plan_rotation(keyset.indices, state.history, policy_of(repository), now)
-    fleet = start_fleet(config, repository, list(config.nodes), progress) if config.nodes else None
+    fleet = (
+        start_fleet(config, repository, list(config.nodes), progress, cancel)
+        if config.nodes
+        else None
+    )
     try:
         return _rotate(config, repository, trigger, now, dry_run, force, keyset, state, plan, fleet)
     finally:
@@ -79,6 +88,10 @@ def _rotate(
         else:
             push_keyset(fleet, keyset)  # safety rule 1: every node holds the staged key first
     unverified = {name: r for name, r in results.items() if not r.ok}
+    if fleet is not None and fleet.cancel is not None and fleet.cancel.is_set() and not dry_run:
+        # stopping: never promote now, even with --force; the next run starts over safely
+        force = False
+        unverified = unverified or {name: r for name, r in results.items()}
     messages = [_kept(plan)] if plan.keep else []
     if dry_run:
         node_plans = _dry_run_nodes(fleet, keyset, plan) if fleet else {}

@@ -1,0 +1,259 @@
+"""The daemon's lifecycle: schedule, signals, systemd notify, reload, graceful stop.
+
+Signal handlers and cron jobs only record requests; one worker (the main thread)
+runs every action through the same code and lock as the CLI, so nothing overlaps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from collections import deque
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from keysyncd.actions.distribute import sync_repository, verify_repository
+from keysyncd.actions.rotate import rotate_repository
+from keysyncd.config import Config, load_config
+from keysyncd.daemon_info import daemon_file
+from keysyncd.errors import ConfigError, KeysyncError
+from keysyncd.fsutil import atomic_write
+from keysyncd.lock import exclusive
+from keysyncd.notify import Notifier
+from keysyncd.scheduler import Job, Scheduler, missed_rotation
+from keysyncd.state import load_state
+
+log = logging.getLogger("keysyncd.daemon")
+LOCK_WAIT = 60.0  # a CLI action holding the lock delays a daemon job, up to this long
+STOP_TIMEOUT = 30.0  # after SIGTERM, the current step gets this long before a hard exit
+
+
+class Daemon:
+    """``keysyncd run``: see the module docstring."""
+
+    def __init__(self, config_path: Path, config: Config, notifier: Notifier | None = None) -> None:
+        self.config_path = config_path
+        self.config = config
+        self.notifier = notifier or Notifier()
+        self.queue: deque[Job] = deque()
+        self.queue_lock = threading.Lock()
+        self.wakeup = threading.Event()
+        self.signals: deque[int] = deque()
+        self.stopping = threading.Event()
+        self.heartbeat = time.monotonic()
+        self.started_at = time.time()
+        self.last_error: str | None = None
+        self.last_job: dict[str, Any] | None = None
+        self.scheduler = Scheduler(self.enqueue)
+
+    def enqueue(self, job: Job) -> None:
+        """Queue ``job`` unless the same job is already waiting (coalescing, like cron)."""
+        with self.queue_lock:
+            if job not in self.queue:
+                self.queue.append(job)
+        self.wakeup.set()
+
+    def _handle_signal(self, number: int, frame: FrameType | None) -> None:
+        # Only record it: the work happens in the main loop, never inside a handler.
+        self.signals.append(number)
+        if number in (signal.SIGTERM, signal.SIGINT):
+            self.stopping.set()
+        self.wakeup.set()
+
+    def install_signals(self) -> None:
+        """Route SIGUSR1/2, SIGHUP, SIGTERM and SIGINT to the handler."""
+        for number in (signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP, signal.SIGTERM,
+                       signal.SIGINT):  # fmt: skip
+            signal.signal(number, self._handle_signal)
+
+    def run(self) -> int:
+        """Run until SIGTERM/SIGINT; return the exit code (0 after a graceful stop)."""
+        self.install_signals()
+        self.scheduler.apply(self.config)
+        self.scheduler.start()
+        self._catch_up()
+        self._write_info()
+        self.notifier.send("READY=1", f"STATUS={self._status()}", f"MAINPID={os.getpid()}")
+        log.info("started; %s", self._status())
+        watchdog = threading.Thread(target=self._watchdog, name="watchdog", daemon=True)
+        watchdog.start()
+        try:
+            while not self.stopping.is_set():
+                self._drain_signals()
+                job = self._next_job()
+                if job is not None and not self.stopping.is_set():
+                    self._execute(job)
+                self.heartbeat = time.monotonic()
+        finally:
+            self.notifier.send("STOPPING=1", "STATUS=stopping")
+            log.info("stopping")
+            self.scheduler.shutdown()
+            with contextlib.suppress(OSError):
+                daemon_file(self.config.state_dir).unlink()
+        return 0
+
+    def _next_job(self) -> Job | None:
+        self.wakeup.wait(timeout=1.0)
+        with self.queue_lock:
+            self.wakeup.clear()
+            if self.queue:
+                if len(self.queue) > 1:
+                    self.wakeup.set()
+                return self.queue.popleft()
+        return None
+
+    def _drain_signals(self) -> None:
+        while self.signals:
+            number = self.signals.popleft()
+            if number == signal.SIGUSR1:
+                log.info("SIGUSR1: rotating every repository now")
+                for repository in self.config.repositories:
+                    self.enqueue(Job("rotate", repository.name, "signal"))
+            elif number == signal.SIGUSR2:
+                log.info("SIGUSR2: sync and verify now")
+                for repository in self.config.repositories:
+                    self.enqueue(Job("sync", repository.name, "signal"))
+            elif number == signal.SIGHUP:
+                self.reload()
+
+    def reload(self) -> None:
+        """Re-read the config; keep the old one if the new one is invalid."""
+        self.notifier.send("RELOADING=1", "STATUS=reloading configuration")
+        try:
+            config = load_config(self.config_path)
+        except ConfigError as error:
+            for problem in error.problems:
+                log.error("reload rejected: %s", problem)
+            log.error("keeping the previous configuration")
+            self.last_error = "reload rejected: invalid configuration"
+        else:
+            self.config = config
+            self.scheduler.apply(config)
+            log.info("configuration reloaded: %d repositories, %d nodes",
+                     len(config.repositories), len(config.nodes))  # fmt: skip
+        self._write_info()
+        self.notifier.send("READY=1", f"STATUS={self._status()}")
+
+    def _catch_up(self) -> None:
+        """Queue one rotation per repository whose scheduled time passed while we were down."""
+        now = time.time()
+        for repository in self.config.repositories:
+            try:
+                state = load_state(self.config.state_dir, repository.name)
+            except KeysyncError as error:
+                log.error("%s: %s", repository.name, error)
+                continue
+            if missed_rotation(repository.schedule, repository.timezone,
+                               state.last_rotation_at, now):  # fmt: skip
+                log.info("%s: a scheduled rotation was missed while stopped; catching up once",
+                         repository.name)  # fmt: skip
+                self.enqueue(Job("rotate", repository.name, "cron"))
+
+    def _execute(self, job: Job) -> None:
+        repositories = (
+            [self.config.repository(job.repository)] if job.repository else self.config.repositories
+        )
+        started = time.time()
+        outcome = "ok"
+        try:
+            with exclusive(self.config.state_dir, f"{job.action} ({job.trigger})", LOCK_WAIT):
+                for repository in repositories:
+                    outcome = self._run_action(job, repository)
+        except KeysyncError as error:
+            outcome = "failed"
+            self.last_error = f"{job.action}: {error}"
+            log.error("%s failed: %s", job.action, error)
+        self.last_job = {"action": job.action, "trigger": job.trigger, "outcome": outcome,
+                         "started_at": started, "ended_at": time.time()}  # fmt: skip
+        self._write_info()
+        self.notifier.send(f"STATUS={self._status()}")
+
+    def _run_action(self, job: Job, repository: Any) -> str:
+        progress = self._progress
+        if job.action == "rotate":
+            result = rotate_repository(self.config, repository, job.trigger, time.time(),
+                                       progress=progress, cancel=self.stopping)  # fmt: skip
+            outcome = result.outcome
+            for message in result.messages:
+                log.info("%s: %s", repository.name, message)
+        elif job.action == "sync":
+            outcome = sync_repository(self.config, repository, job.trigger, progress,
+                                      cancel=self.stopping).report.outcome  # fmt: skip
+            if self.config.nodes:
+                verify_repository(self.config, repository, job.trigger, progress,
+                                  cancel=self.stopping)  # fmt: skip
+        else:
+            outcome = verify_repository(self.config, repository, job.trigger, progress,
+                                        cancel=self.stopping).report.outcome  # fmt: skip
+        log.info("%s %s (%s): %s", job.action, repository.name, job.trigger, outcome)
+        if outcome != "ok":
+            self.last_error = f"{job.action} {repository.name}: {outcome}"
+        return outcome
+
+    def _progress(self, phase: str, node: str, done: int, total: int) -> None:
+        self.heartbeat = time.monotonic()
+
+    def _watchdog(self) -> None:
+        """Ping systemd's watchdog while the main loop makes progress; stop pinging if stuck."""
+        interval = self.notifier.watchdog_interval()
+        stop_deadline: float | None = None
+        last_ping = 0.0
+        while True:
+            time.sleep(min(interval or 0.5, 0.5))
+            now = time.monotonic()
+            if self.stopping.is_set():
+                stop_deadline = stop_deadline or now + STOP_TIMEOUT
+                if now > stop_deadline:
+                    log.error("the current step did not finish within %ss; exiting", STOP_TIMEOUT)
+                    os._exit(0)  # safe at any instant: the journal and apply order (rule 4)
+            # a main loop that stopped making progress stops the pings, so systemd restarts us
+            healthy = now - self.heartbeat < 2 * (interval or 1.0) + LOCK_WAIT
+            if interval and healthy and now - last_ping >= interval:
+                self.notifier.send("WATCHDOG=1")
+                last_ping = now
+
+    def _status(self) -> str:
+        nexts = self.scheduler.next_rotations()
+        parts = [f"next rotation {name} {_iso(when)}" for name, when in sorted(nexts.items())]
+        in_sync, total = self._nodes_in_sync()
+        if total:
+            parts.append(f"nodes in sync {in_sync}/{total}")
+        if self.last_error:
+            parts.append(f"last error: {self.last_error}")
+        return "; ".join(parts) or "idle"
+
+    def _nodes_in_sync(self) -> tuple[int, int]:
+        in_sync = total = 0
+        for repository in self.config.repositories:
+            with contextlib.suppress(KeysyncError):
+                nodes = load_state(self.config.state_dir, repository.name).nodes
+                for node in self.config.nodes:
+                    total += 1
+                    in_sync += nodes.get(node.name, {}).get("status") in ("in_sync", "updated")
+        return in_sync, total
+
+    def _write_info(self) -> None:
+        info = {
+            "pid": os.getpid(),
+            "started_at": self.started_at,
+            "config": str(self.config_path),
+            "next_rotation": {k: _iso(v) for k, v in self.scheduler.next_rotations().items()},
+            "last_job": self.last_job,
+            "last_error": self.last_error,
+        }
+        try:
+            self.config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            atomic_write(daemon_file(self.config.state_dir), json.dumps(info).encode(), 0o644)
+        except OSError as error:
+            log.warning("cannot write %s: %s", daemon_file(self.config.state_dir), error)
+
+
+def _iso(when: datetime | None) -> str | None:
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if when else None

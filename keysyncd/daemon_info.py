@@ -1,0 +1,23 @@
+"""Where a running daemon describes itself, so that ``status`` can show it without IPC."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+def daemon_file(state_dir: Path) -> Path:
+    """Return where the running daemon describes itself (PID, schedule, last job)."""
+    return state_dir / "daemon.json"
+
+
+def read_daemon_info(state_dir: Path) -> dict[str, Any] | None:
+    """Return the running daemon's self-description, or None if no daemon is running."""
+    try:
+        info = json.loads(daemon_file(state_dir).read_text(encoding="utf-8"))
+        os.kill(int(info["pid"]), 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return info

@@ -1,0 +1,89 @@
+"""APScheduler wiring only: one cron trigger per repository, plus the periodic verify.
+
+Jobs do no work themselves: they hand a Job to the daemon's queue, so every action
+runs in one worker, through the same code and lock as the CLI, and never overlaps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from keysyncd.config import Config
+from keysyncd.schedule import cron_trigger
+
+
+@dataclass(frozen=True)
+class Job:
+    """A unit of daemon work: ``action`` (rotate, sync, verify) on one repository or all."""
+
+    action: str
+    repository: str | None
+    trigger: str
+
+
+class Scheduler:
+    """Cron triggers per repository; ``enqueue`` receives a Job whenever one fires."""
+
+    def __init__(self, enqueue: Callable[[Job], None]) -> None:
+        self.enqueue = enqueue
+        self.scheduler = BackgroundScheduler(
+            timezone=UTC,
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60},
+        )
+
+    def apply(self, config: Config) -> None:
+        """Replace every job with the schedule of ``config`` (used at start and on reload)."""
+        self.scheduler.remove_all_jobs()
+        for repository in config.repositories:
+            self.scheduler.add_job(
+                self.enqueue,
+                cron_trigger(repository.schedule, repository.timezone),
+                args=[Job("rotate", repository.name, "cron")],
+                id=f"rotate:{repository.name}",
+                name=f"rotate {repository.name}",
+            )
+        if config.nodes:
+            self.scheduler.add_job(
+                self.enqueue,
+                IntervalTrigger(seconds=config.drift.verify_interval, timezone=UTC),
+                args=[Job("verify", None, "cron")],
+                id="verify",
+                name="verify every node",
+            )
+
+    def next_rotations(self) -> dict[str, datetime | None]:
+        """Return each repository's next scheduled rotation."""
+        found: dict[str, datetime | None] = {}
+        for job in self.scheduler.get_jobs():
+            if job.id.startswith("rotate:"):
+                found[job.id.split(":", 1)[1]] = job.next_run_time
+        return found
+
+    def start(self) -> None:
+        """Start firing jobs (in APScheduler's own thread)."""
+        self.scheduler.start()
+
+    def shutdown(self) -> None:
+        """Stop firing jobs; does not wait for anything, jobs only enqueue."""
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+
+
+def missed_rotation(
+    schedule: str, timezone: str, last_rotation_at: float | None, now: float
+) -> bool:
+    """Return True if a scheduled rotation fell between the last rotation and ``now``.
+
+    A repository that was never rotated by keysyncd has nothing to catch up.
+    """
+    if last_rotation_at is None:
+        return False
+    trigger = cron_trigger(schedule, timezone)
+    after = datetime.fromtimestamp(last_rotation_at, UTC) + timedelta(microseconds=1)
+    due = trigger.get_next_fire_time(None, after)
+    return due is not None and due.timestamp() <= now
