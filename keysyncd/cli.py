@@ -12,6 +12,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from keysyncd.daemon_info import read_daemon_info
 from keysyncd.errors import ConfigError, KeysyncError, UsageError
 from keysyncd.lock import exclusive
 from keysyncd.logs import setup_logging
+from keysyncd.reportstore import load_report, load_reports, report_files, verify_chain
 
 log = logging.getLogger("keysyncd")
 
@@ -64,9 +66,33 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print one JSON document")
     command("plan", "show each key's lifecycle on the schedule and lint the config")
     command("check-config", "validate the config file", repo=False)
+    report = commands.add_parser("report", help="list, show and check the audit reports")
+    reports = report.add_subparsers(dest="report_command", required=True, metavar="SUBCOMMAND")
+    listing = reports.add_parser("list", help="one line per report, oldest first")
+    listing.add_argument(
+        "--since", type=_since, metavar="WHEN", help="only since WHEN: ISO date/time or age (3d)"
+    )
+    listing.add_argument("--outcome", choices=("ok", "partial", "failed", "deferred"))
+    listing.add_argument("--json", action="store_true", help="print one JSON document")
+    show = reports.add_parser("show", help="one report in full")
+    show.add_argument("id", help="report id (a unique prefix is enough)")
+    show.add_argument("--json", action="store_true", help="print the report's JSON")
+    reports.add_parser("verify-chain", help="check that no report was edited or deleted")
     run = command("run", "run the daemon in the foreground (systemd Type=notify)", repo=False)
     run.add_argument("--log-format", choices=("text", "json"), default="text")
     return parser
+
+
+def _since(value: str) -> float:
+    """Return an epoch time from ``2026-11-22``, ``2026-11-22T10:00:00Z`` or an age (``3d``)."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if value[:-1].isdigit() and value[-1:] in units:
+        return time.time() - int(value[:-1]) * units[value[-1]]
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date or an age: {value!r}") from None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
 
 
 def config_path(argument: Path | None) -> Path:
@@ -198,6 +224,31 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
     return Daemon(config_path(args.config), config).run()
 
 
+def cmd_report(args: argparse.Namespace, config: Config) -> int:
+    if args.report_command == "verify-chain":
+        problems = verify_chain(config.report_dir, config.state_dir)
+        for problem in problems:
+            print(f"BROKEN: {problem}")
+        count = len(report_files(config.report_dir))
+        print(f"chain of {count} reports: " + ("broken" if problems else "intact"))
+        return 1 if problems else 0
+    if args.report_command == "show":
+        document = load_report(config.report_dir, args.id)
+        lines = [json.dumps(document, indent=2, sort_keys=True)] if args.json else None
+        print("\n".join(lines or render.report_lines(document)))
+        return 0
+    documents = [
+        d for d in load_reports(config.report_dir)
+        if (args.since is None or d.get("started_at", 0) >= args.since)
+        and (args.outcome is None or d.get("outcome") == args.outcome)
+    ]  # fmt: skip
+    if args.json:
+        print(json.dumps({"reports": documents}, indent=2, sort_keys=True))
+    else:
+        print("\n".join(render.report_list_lines(documents)))
+    return 0
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, Config], int]] = {
     "check-config": cmd_check_config,
     "init": cmd_init,
@@ -208,6 +259,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Config], int]] = {
     "status": cmd_status,
     "plan": cmd_plan,
     "run": cmd_run,
+    "report": cmd_report,
 }
 
 

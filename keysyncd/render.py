@@ -109,3 +109,41 @@ def daemon_lines(info: dict[str, Any] | None) -> list[str]:
     if info.get("last_error"):
         lines.append(f"  last error: {info['last_error']}")
     return lines
+
+
+def report_list_lines(documents: list[dict[str, Any]]) -> list[str]:
+    """Return one line per report: id, action, trigger, repository, outcome, nodes."""
+    if not documents:
+        return ["no reports"]
+    lines = [f"{'id':<44} {'action':<8} {'trigger':<8} {'repository':<16} {'outcome':<9} nodes"]
+    for d in documents:
+        nodes = d.get("nodes") or {}
+        good = sum(1 for n in nodes.values() if n.get("status") in ("in_sync", "updated"))
+        lines.append(f"{d.get('id', '?'):<44} {d.get('action', '?'):<8} {d.get('trigger', '?'):<8} "
+                     f"{d.get('repository', '?'):<16} {d.get('outcome', '?'):<9} "
+                     f"{good}/{len(nodes)}")  # fmt: skip
+    return lines
+
+
+def report_lines(d: dict[str, Any]) -> list[str]:
+    """Return a readable rendering of one report with a table per node."""
+    lines = [
+        f"report {d.get('id')}",
+        f"  action {d.get('action')} ({d.get('trigger')}) on {d.get('repository')}: "
+        f"{d.get('outcome')}" + ("  [FORCED]" if d.get("forced") else ""),
+        f"  from {when(d.get('started_at'))} to {when(d.get('ended_at'))}, "
+        f"generation {d.get('generation')}",
+    ]
+    lines += [f"  {message}" for message in d.get("messages") or []]
+    expected = (d.get("expected") or {}).items()
+    lines.append("  expected keys: " + ", ".join(f"{i}:{digest[:12]}" for i, digest in expected))
+    nodes = d.get("nodes") or {}
+    if nodes:
+        width = max(len(name) for name in nodes)
+        lines.append(f"  {'node':<{width}}  {'status':<9} {'seconds':>7}  detail")
+        for name, node in sorted(nodes.items()):
+            changes = ", ".join(f"{k} {v}" for k, v in (node.get("changes") or {}).items() if v)
+            detail = node.get("error") or changes
+            lines.append(f"  {name:<{width}}  {node.get('status', '?'):<9} "
+                         f"{node.get('duration', 0):>7.2f}  {detail}")  # fmt: skip
+    return lines

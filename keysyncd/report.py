@@ -6,16 +6,10 @@ never key material.
 
 from __future__ import annotations
 
-import json
-import os
 import secrets
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
-
-from keysyncd.errors import KeysyncError
-from keysyncd.fsutil import atomic_write, describe_os_error
 
 SCHEMA_VERSION = 1
 OUTCOMES = ("ok", "partial", "failed", "deferred")
@@ -71,27 +65,3 @@ def outcome_of(nodes: dict[str, NodeOutcome]) -> str:
     if not bad:
         return "ok"
     return "failed" if len(bad) == len(nodes) else "partial"
-
-
-def write_report(report_dir: Path, report: Report) -> Path:
-    """Write ``report`` atomically as ``<report_dir>/<id>.json``; return its path.
-
-    Raise KeysyncError if it cannot be written.
-    """
-    path = report_dir / f"{report.id}.json"
-    try:
-        report_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        content = json.dumps(report.to_json(), indent=2, sort_keys=True).encode() + b"\n"
-        atomic_write(path, content, mode=0o640)
-    except OSError as error:
-        raise KeysyncError(f"cannot write report {path}: {describe_os_error(error)}") from None
-    return path
-
-
-def list_reports(report_dir: Path) -> list[Path]:
-    """Return report files, oldest first (ids sort by time)."""
-    try:
-        names = sorted(n for n in os.listdir(report_dir) if n.endswith(".json"))
-    except FileNotFoundError:
-        return []
-    return [report_dir / name for name in names]

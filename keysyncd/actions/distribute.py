@@ -15,7 +15,8 @@ from keysyncd.actions.local import open_repository, prepare, resolve_id
 from keysyncd.config import Config, NodeConfig, RepositoryConfig
 from keysyncd.fleet import FleetAction, NodeResult, Progress
 from keysyncd.keyring import KeySet
-from keysyncd.report import NodeOutcome, Report, new_report_id, outcome_of, write_report
+from keysyncd.report import NodeOutcome, Report, new_report_id, outcome_of
+from keysyncd.reportstore import write_report
 from keysyncd.state import RepositoryState, load_state, save_state
 
 log = logging.getLogger(__name__)
@@ -105,7 +106,7 @@ def finish_report(
         nodes=outcomes,
         **extra,
     )
-    write_report(config.report_dir, report)
+    write_report(config.report_dir, config.state_dir, report, config.reports, time.time())
     last = {"action": action, "outcome": report.outcome, "at": report.ended_at, "report": report.id}
     save_state(config.state_dir, replace(state, last_action=last))
     return report
