@@ -34,8 +34,12 @@ log = logging.getLogger("keysyncd")
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser for every subcommand."""
     parser = argparse.ArgumentParser(prog="keysyncd", description=__doc__.splitlines()[0])
-    parser.add_argument("-c", "--config", type=Path, help="config file (default: "
-                        f"$KEYSYNCD_CONFIG, then {DEFAULT_PATH})")  # fmt: skip
+    parser.add_argument(
+        "-c",
+        "--config",
+        type=Path,
+        help=f"config file (default: $KEYSYNCD_CONFIG, then {DEFAULT_PATH})",
+    )
     parser.add_argument("--debug", action="store_true", help="debug logs and tracebacks")
     parser.add_argument("--version", action="version", version=f"keysyncd {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -47,8 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
         if repo:
             sub.add_argument("--repo", metavar="R", help="only this repository")
         if wait:
-            sub.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
-                             help="wait up to SECONDS for the lock")  # fmt: skip
+            sub.add_argument(
+                "--wait",
+                type=float,
+                default=0.0,
+                metavar="SECONDS",
+                help="wait up to SECONDS for the lock",
+            )
         return sub
 
     command("init", "create the repositories (like keystone fernet_setup) and push them", wait=True)
@@ -150,8 +159,10 @@ def cmd_adopt(args: argparse.Namespace, config: Config) -> int:
     with exclusive(config.state_dir, "adopt", args.wait):
         for repository in chosen(config, args.repo):
             keyset = adopt_repository(config, repository, args.source, args.progress)
-            print(f"{repository.name}: adopted keys {list(keyset.indices)} from {args.source}; "
-                  "run 'keysyncd sync' to push them to every node")  # fmt: skip
+            print(
+                f"{repository.name}: adopted keys {list(keyset.indices)} from {args.source}; "
+                "run 'keysyncd sync' to push them to every node"
+            )
     return 0
 
 
@@ -159,8 +170,9 @@ def cmd_rotate(args: argparse.Namespace, config: Config) -> int:
     code = 0
     with exclusive(config.state_dir, "rotate", args.wait):
         for repository in chosen(config, args.repo):
-            result = rotate_repository(config, repository, "cli", time.time(), args.dry_run,
-                                       args.force, args.progress)  # fmt: skip
+            result = rotate_repository(
+                config, repository, "cli", time.time(), args.dry_run, args.force, args.progress
+            )
             for line in render.rotation(repository.name, result):
                 print(line)
             if result.outcome not in ("ok", "dry-run"):
@@ -238,10 +250,11 @@ def cmd_report(args: argparse.Namespace, config: Config) -> int:
         print("\n".join(lines or render.report_lines(document)))
         return 0
     documents = [
-        d for d in load_reports(config.report_dir)
+        d
+        for d in load_reports(config.report_dir)
         if (args.since is None or d.get("started_at", 0) >= args.since)
         and (args.outcome is None or d.get("outcome") == args.outcome)
-    ]  # fmt: skip
+    ]
     if args.json:
         print(json.dumps({"reports": documents}, indent=2, sort_keys=True))
     else:

@@ -305,9 +305,18 @@ def _hooks(reader: _Reader, value: Any, path: str) -> Hooks:
 
 
 _REPOSITORY_KEYS = {
-    "name", "kind", "path", "max_active_keys", "schedule", "timezone", "token_expiration",
-    "allow_expired_window", "owner", "group", "hooks",
-}  # fmt: skip
+    "name",
+    "kind",
+    "path",
+    "max_active_keys",
+    "schedule",
+    "timezone",
+    "token_expiration",
+    "allow_expired_window",
+    "owner",
+    "group",
+    "hooks",
+}
 
 
 def _repository(reader: _Reader, value: Any, path: str) -> RepositoryConfig | None:
@@ -342,8 +351,15 @@ def _current_user() -> str | None:
 
 
 def _ssh(reader: _Reader, value: Any, needed: bool) -> SshConfig:
-    keys = {"user", "identity_file", "known_hosts", "port", "connect_timeout",
-            "operation_timeout", "concurrency"}  # fmt: skip
+    keys = {
+        "user",
+        "identity_file",
+        "known_hosts",
+        "port",
+        "connect_timeout",
+        "operation_timeout",
+        "concurrency",
+    }
     data = reader.mapping(value, "ssh", keys)
     identity = reader.get(data, "identity_file", "ssh", _absolute_path)
     known_hosts = reader.get(data, "known_hosts", "ssh", _absolute_path, required=needed)
@@ -406,16 +422,20 @@ def _node_paths(reader: _Reader, nodes: list[NodeConfig | None], repositories: i
         return
     for index, node in enumerate(nodes):
         if node and node.path:
-            reader.fail(f"nodes[{index}].path", f"one path for all {repositories} repositories "
-                        "would make them overwrite each other's keys on this node; a per-node "
-                        "path is only allowed with a single repository")  # fmt: skip
+            reader.fail(
+                f"nodes[{index}].path",
+                f"one path for all {repositories} repositories "
+                "would make them overwrite each other's keys on this node; a per-node "
+                "path is only allowed with a single repository",
+            )
 
 
 def _sections(reader: _Reader, data: dict[str, Any]) -> dict[str, Any]:
     drift = reader.mapping(
-        data.get("drift"), "drift",
+        data.get("drift"),
+        "drift",
         {"watch_local", "on_local_change", "verify_interval", "on_remote_drift"},
-    )  # fmt: skip
+    )
     metrics = reader.mapping(data.get("metrics"), "metrics", {"textfile", "listen"})
     reports = reader.mapping(data.get("reports"), "reports", {"keep_count", "keep_days"})
     textfile = reader.get(metrics, "textfile", "metrics", _absolute_path)
@@ -441,8 +461,16 @@ def _sections(reader: _Reader, data: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-_TOP_KEYS = {"state_dir", "report_dir", "repositories", "ssh", "nodes", "drift", "metrics",
-             "reports"}  # fmt: skip
+_TOP_KEYS = {
+    "state_dir",
+    "report_dir",
+    "repositories",
+    "ssh",
+    "nodes",
+    "drift",
+    "metrics",
+    "reports",
+}
 
 
 def parse_config(data: Any, source: Path) -> Config:
@@ -514,9 +542,11 @@ class _Loader(yaml.SafeLoader):
             key = self.construct_object(key_node)
             if key in seen:
                 raise yaml.constructor.ConstructorError(
-                    "while constructing a mapping", node.start_mark,
-                    f"found duplicate key {key!r}", key_node.start_mark,
-                )  # fmt: skip
+                    "while constructing a mapping",
+                    node.start_mark,
+                    f"found duplicate key {key!r}",
+                    key_node.start_mark,
+                )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
 

@@ -20,15 +20,18 @@ from types import FrameType
 from typing import Any
 
 from keysyncd.actions.distribute import sync_repository, verify_repository
+from keysyncd.actions.drift import check_fleet, check_local
 from keysyncd.actions.rotate import rotate_repository
 from keysyncd.config import Config, load_config
 from keysyncd.daemon_info import daemon_file
 from keysyncd.errors import ConfigError, KeysyncError
 from keysyncd.fsutil import atomic_write
 from keysyncd.lock import exclusive
+from keysyncd.metrics import serve_metrics
 from keysyncd.notify import Notifier
 from keysyncd.scheduler import Job, Scheduler, missed_rotation
 from keysyncd.state import load_state
+from keysyncd.watch import RepositoryWatcher
 
 log = logging.getLogger("keysyncd.daemon")
 LOCK_WAIT = 60.0  # a CLI action holding the lock delays a daemon job, up to this long
@@ -52,6 +55,8 @@ class Daemon:
         self.last_error: str | None = None
         self.last_job: dict[str, Any] | None = None
         self.scheduler = Scheduler(self.enqueue)
+        self.watcher: RepositoryWatcher | None = None
+        self.metrics_server: Any = None
 
     def enqueue(self, job: Job) -> None:
         """Queue ``job`` unless the same job is already waiting (coalescing, like cron)."""
@@ -69,8 +74,13 @@ class Daemon:
 
     def install_signals(self) -> None:
         """Route SIGUSR1/2, SIGHUP, SIGTERM and SIGINT to the handler."""
-        for number in (signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP, signal.SIGTERM,
-                       signal.SIGINT):  # fmt: skip
+        for number in (
+            signal.SIGUSR1,
+            signal.SIGUSR2,
+            signal.SIGHUP,
+            signal.SIGTERM,
+            signal.SIGINT,
+        ):
             signal.signal(number, self._handle_signal)
 
     def run(self) -> int:
@@ -78,6 +88,12 @@ class Daemon:
         self.install_signals()
         self.scheduler.apply(self.config)
         self.scheduler.start()
+        self._start_watcher()
+        try:
+            self.metrics_server = serve_metrics(lambda: self.config)
+        except KeysyncError as error:
+            log.error("%s", error)
+            self.last_error = str(error)
         self._catch_up()
         self._write_info()
         self.notifier.send("READY=1", f"STATUS={self._status()}", f"MAINPID={os.getpid()}")
@@ -95,6 +111,10 @@ class Daemon:
             self.notifier.send("STOPPING=1", "STATUS=stopping")
             log.info("stopping")
             self.scheduler.shutdown()
+            if self.watcher is not None:
+                self.watcher.stop()
+            if self.metrics_server is not None:
+                self.metrics_server.shutdown()
             with contextlib.suppress(OSError):
                 daemon_file(self.config.state_dir).unlink()
         return 0
@@ -136,10 +156,27 @@ class Daemon:
         else:
             self.config = config
             self.scheduler.apply(config)
-            log.info("configuration reloaded: %d repositories, %d nodes",
-                     len(config.repositories), len(config.nodes))  # fmt: skip
+            self._start_watcher()
+            log.info(
+                "configuration reloaded: %d repositories, %d nodes",
+                len(config.repositories),
+                len(config.nodes),
+            )
         self._write_info()
         self.notifier.send("READY=1", f"STATUS={self._status()}")
+
+    def _start_watcher(self) -> None:
+        """(Re)start the local watch; failures are logged and the periodic verify covers them."""
+        if self.watcher is not None:
+            self.watcher.stop()
+            self.watcher = None
+        if not self.config.drift.watch_local:
+            return
+        self.watcher = RepositoryWatcher(lambda name: self.enqueue(Job("watch", name, "watch")))
+        directories = {r.name: r.path for r in self.config.repositories}
+        for failure in self.watcher.start(directories):
+            log.error("local watch unavailable, relying on the periodic verify: %s", failure)
+            self.last_error = f"watch: {failure}"
 
     def _catch_up(self) -> None:
         """Queue one rotation per repository whose scheduled time passed while we were down."""
@@ -150,10 +187,13 @@ class Daemon:
             except KeysyncError as error:
                 log.error("%s: %s", repository.name, error)
                 continue
-            if missed_rotation(repository.schedule, repository.timezone,
-                               state.last_rotation_at, now):  # fmt: skip
-                log.info("%s: a scheduled rotation was missed while stopped; catching up once",
-                         repository.name)  # fmt: skip
+            if missed_rotation(
+                repository.schedule, repository.timezone, state.last_rotation_at, now
+            ):
+                log.info(
+                    "%s: a scheduled rotation was missed while stopped; catching up once",
+                    repository.name,
+                )
                 self.enqueue(Job("rotate", repository.name, "cron"))
 
     def _execute(self, job: Job) -> None:
@@ -170,28 +210,50 @@ class Daemon:
             outcome = "failed"
             self.last_error = f"{job.action}: {error}"
             log.error("%s failed: %s", job.action, error)
-        self.last_job = {"action": job.action, "trigger": job.trigger, "outcome": outcome,
-                         "started_at": started, "ended_at": time.time()}  # fmt: skip
+        self.last_job = {
+            "action": job.action,
+            "trigger": job.trigger,
+            "outcome": outcome,
+            "started_at": started,
+            "ended_at": time.time(),
+        }
         self._write_info()
         self.notifier.send(f"STATUS={self._status()}")
 
     def _run_action(self, job: Job, repository: Any) -> str:
         progress = self._progress
         if job.action == "rotate":
-            result = rotate_repository(self.config, repository, job.trigger, time.time(),
-                                       progress=progress, cancel=self.stopping)  # fmt: skip
+            result = rotate_repository(
+                self.config,
+                repository,
+                job.trigger,
+                time.time(),
+                progress=progress,
+                cancel=self.stopping,
+            )
             outcome = result.outcome
             for message in result.messages:
                 log.info("%s: %s", repository.name, message)
+        elif job.action == "watch":
+            report = check_local(self.config, repository, job.trigger, progress, self.stopping)
+            if report is None:  # our own write, or nothing changed
+                return "ok"
+            outcome = report.outcome
         elif job.action == "sync":
-            outcome = sync_repository(self.config, repository, job.trigger, progress,
-                                      cancel=self.stopping).report.outcome  # fmt: skip
+            outcome = sync_repository(
+                self.config, repository, job.trigger, progress, cancel=self.stopping
+            ).report.outcome
             if self.config.nodes:
-                verify_repository(self.config, repository, job.trigger, progress,
-                                  cancel=self.stopping)  # fmt: skip
+                verify_repository(
+                    self.config, repository, job.trigger, progress, cancel=self.stopping
+                )
+        elif job.action == "verify":
+            local = check_local(self.config, repository, job.trigger, progress, self.stopping)
+            remote = check_fleet(self.config, repository, job.trigger, progress, self.stopping)
+            outcomes = [r.outcome for r in (local, remote) if r is not None]
+            outcome = next((o for o in outcomes if o != "ok"), "ok")
         else:
-            outcome = verify_repository(self.config, repository, job.trigger, progress,
-                                        cancel=self.stopping).report.outcome  # fmt: skip
+            raise KeysyncError(f"unknown daemon job {job.action!r}")
         log.info("%s %s (%s): %s", job.action, repository.name, job.trigger, outcome)
         if outcome != "ok":
             self.last_error = f"{job.action} {repository.name}: {outcome}"

@@ -212,8 +212,9 @@ class FleetAction:
             result.fail(NodeError(name, "digest_mismatch", _mismatch(check)))
             result.status = "differs" if check.diverged is None else "diverged"
 
-        self._each("verify", [n for n in self.healthy() if self.results[n].status != "diverged"],
-                   verifying)  # fmt: skip
+        self._each(
+            "verify", [n for n in self.healthy() if self.results[n].status != "diverged"], verifying
+        )
 
     def finish(self) -> dict[str, NodeResult]:
         """Close every connection and return the results with durations."""

@@ -49,9 +49,13 @@ def run_hooks(
         started = time.monotonic()
         try:
             finished = subprocess.run(
-                list(command), input=document, stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT, timeout=timeout, check=False,
-            )  # fmt: skip
+                list(command),
+                input=document,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                timeout=timeout,
+                check=False,
+            )
             status: int | None = finished.returncode
             output = finished.stdout.decode("utf-8", "replace")
         except subprocess.TimeoutExpired as expired:

@@ -48,8 +48,10 @@ def rotation(name: str, result: RotateResult) -> list[str]:
         if result.outcome in ("deferred", "failed") and result.report is not None:
             verb = "did not promote"
         retired = ", ".join(map(str, plan.retire)) or "none"
-        lines.append(f"{name}: {verb} staged key 0 to primary {plan.new_primary}, "
-                     f"new staged key 0, retired: {retired}")  # fmt: skip
+        lines.append(
+            f"{name}: {verb} staged key 0 to primary {plan.new_primary}, "
+            f"new staged key 0, retired: {retired}"
+        )
     lines.extend(f"{name}: {message}" for message in result.messages if message)
     for node, changes in sorted(result.node_plans.items()):
         parts = ", ".join(f"{k} {v}" for k, v in changes.items() if v not in ([], None))
@@ -63,12 +65,17 @@ def rotation(name: str, result: RotateResult) -> list[str]:
 
 def plan_lines(plan: RepositoryPlan) -> list[str]:
     """Return the key lifecycle table and the lint warnings of ``plan``."""
-    lines = [f"{plan.name}: next rotations: " + ", ".join(when(t) for t in plan.rotations[:3])
-             + (" ..." if len(plan.rotations) > 3 else "")]  # fmt: skip
+    lines = [
+        f"{plan.name}: next rotations: "
+        + ", ".join(when(t) for t in plan.rotations[:3])
+        + (" ..." if len(plan.rotations) > 3 else "")
+    ]
     lines.append(f"  {'key':>5}  {'staged':<21} {'primary':<21} {'secondary':<21} retired")
     for life in plan.lifecycles:
-        lines.append(f"  {life.index:>5}  {when(life.staged_at):<21} {when(life.primary_at):<21} "
-                     f"{when(life.secondary_at):<21} {when(life.retired_at)}")  # fmt: skip
+        lines.append(
+            f"  {life.index:>5}  {when(life.staged_at):<21} {when(life.primary_at):<21} "
+            f"{when(life.secondary_at):<21} {when(life.retired_at)}"
+        )
     lines.extend(f"  note: {kept}" for kept in plan.kept_now)
     lines.extend(f"  WARNING: {warning}" for warning in plan.warnings)
     if not plan.warnings:
@@ -78,12 +85,16 @@ def plan_lines(plan: RepositoryPlan) -> list[str]:
 
 def status_lines(status: dict[str, Any]) -> list[str]:
     """Return a readable status of one repository."""
-    lines = [f"{status['name']} ({status['kind']}) at {status['path']}: generation "
-             f"{status['generation']}, last rotation {status['last_rotation_at'] or '-'}, "
-             f"next {status['next_rotation_at'] or '-'}"]  # fmt: skip
+    lines = [
+        f"{status['name']} ({status['kind']}) at {status['path']}: generation "
+        f"{status['generation']}, last rotation {status['last_rotation_at'] or '-'}, "
+        f"next {status['next_rotation_at'] or '-'}"
+    ]
     for key in status["keys"]:
-        lines.append(f"  {key['index']:>5} {key['role']:<9} sha256:{key['sha256'][:16]}  "
-                     f"demoted {key['demoted_at'] or '-'}")  # fmt: skip
+        lines.append(
+            f"  {key['index']:>5} {key['role']:<9} sha256:{key['sha256'][:16]}  "
+            f"demoted {key['demoted_at'] or '-'}"
+        )
     lines.extend(f"  PROBLEM: {p}" for p in status["problems"])
     lines.extend(f"  WARNING: {w}" for w in status["warnings"])
     if status.get("rotation_blocked_by"):
@@ -104,8 +115,10 @@ def daemon_lines(info: dict[str, Any] | None) -> list[str]:
         lines.append(f"  next rotation of {name}: {next_at or '-'}")
     job = info.get("last_job")
     if job:
-        lines.append(f"  last action: {job['action']} ({job['trigger']}) {job['outcome']} "
-                     f"at {when(job.get('ended_at'))}")  # fmt: skip
+        lines.append(
+            f"  last action: {job['action']} ({job['trigger']}) {job['outcome']} "
+            f"at {when(job.get('ended_at'))}"
+        )
     if info.get("last_error"):
         lines.append(f"  last error: {info['last_error']}")
     return lines
@@ -119,9 +132,11 @@ def report_list_lines(documents: list[dict[str, Any]]) -> list[str]:
     for d in documents:
         nodes = d.get("nodes") or {}
         good = sum(1 for n in nodes.values() if n.get("status") in ("in_sync", "updated"))
-        lines.append(f"{d.get('id', '?'):<44} {d.get('action', '?'):<8} {d.get('trigger', '?'):<8} "
-                     f"{d.get('repository', '?'):<16} {d.get('outcome', '?'):<9} "
-                     f"{good}/{len(nodes)}")  # fmt: skip
+        lines.append(
+            f"{d.get('id', '?'):<44} {d.get('action', '?'):<8} {d.get('trigger', '?'):<8} "
+            f"{d.get('repository', '?'):<16} {d.get('outcome', '?'):<9} "
+            f"{good}/{len(nodes)}"
+        )
     return lines
 
 
@@ -144,6 +159,8 @@ def report_lines(d: dict[str, Any]) -> list[str]:
         for name, node in sorted(nodes.items()):
             changes = ", ".join(f"{k} {v}" for k, v in (node.get("changes") or {}).items() if v)
             detail = node.get("error") or changes
-            lines.append(f"  {name:<{width}}  {node.get('status', '?'):<9} "
-                         f"{node.get('duration', 0):>7.2f}  {detail}")  # fmt: skip
+            lines.append(
+                f"  {name:<{width}}  {node.get('status', '?'):<9} "
+                f"{node.get('duration', 0):>7.2f}  {detail}"
+            )
     return lines

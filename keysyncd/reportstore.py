@@ -141,13 +141,17 @@ def verify_chain(report_dir: Path, state_dir: Path) -> list[str]:
         if index == 0:
             pruned = head.get("pruned_through")
             if recorded and recorded.get("id") != pruned:
-                problems.append(f"report {recorded.get('id')} (before {path.stem}) is missing: "
-                                "deleted outside retention")  # fmt: skip
+                problems.append(
+                    f"report {recorded.get('id')} (before {path.stem}) is missing: "
+                    "deleted outside retention"
+                )
         elif recorded is None or previous is None or recorded.get("id") != previous["id"]:
             expected = previous["id"] if previous else "?"
             claimed = recorded.get("id") if recorded else None
-            problems.append(f"report {claimed or '?'} (before {path.stem}) is missing or the "
-                            f"chain was rewritten (found {expected} instead)")  # fmt: skip
+            problems.append(
+                f"report {claimed or '?'} (before {path.stem}) is missing or the "
+                f"chain was rewritten (found {expected} instead)"
+            )
         elif recorded.get("sha256") != previous["sha256"]:
             problems.append(f"report {previous['id']} was modified after it was written")
         previous = {"id": path.stem, "sha256": hashlib.sha256(content).hexdigest()}

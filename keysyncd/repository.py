@@ -20,6 +20,7 @@ from keysyncd.keyring import Key, KeySet
 from keysyncd.kinds import KeyKind
 from keysyncd.policy import RotationPlan
 
+LAX = 0o027  # group-writable, or any access for others
 MAX_KEY_FILE = 4096  # a Fernet key is 44 bytes; anything this large is junk, not a key
 
 
@@ -119,23 +120,24 @@ class Repository:
             return False
 
     def permission_problems(self) -> list[str]:
-        """Return warnings about modes looser than 0700 (directory) and 0600 (keys)."""
+        """Return lax modes: anything others may access, or the group may write.
+
+        Such a repository is invalid: keysyncd neither pushes nor rotates it.
+        """
         warnings = []
         try:
             mode = stat.S_IMODE(self.path.stat().st_mode)
         except OSError:
             return []
-        if mode & 0o077:
-            warnings.append(f"{self.path}: directory mode {mode:04o} is looser than 0700")
+        if mode & LAX:
+            warnings.append(f"{self.path}: lax permissions: directory mode {mode:04o}")
         for name in sorted(os.listdir(self.path)):
             if parse_index(name) is None:
                 continue
             with contextlib.suppress(OSError):
                 file_mode = stat.S_IMODE((self.path / name).lstat().st_mode)
-                if file_mode & 0o077:
-                    warnings.append(
-                        f"{self.path / name}: key file mode {file_mode:04o} is looser than 0600"
-                    )
+                if file_mode & LAX:
+                    warnings.append(f"{self.path / name}: lax permissions: mode {file_mode:04o}")
         return warnings
 
     def ensure_directory(self) -> None:

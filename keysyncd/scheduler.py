@@ -47,14 +47,14 @@ class Scheduler:
                 id=f"rotate:{repository.name}",
                 name=f"rotate {repository.name}",
             )
-        if config.nodes:
-            self.scheduler.add_job(
-                self.enqueue,
-                IntervalTrigger(seconds=config.drift.verify_interval, timezone=UTC),
-                args=[Job("verify", None, "cron")],
-                id="verify",
-                name="verify every node",
-            )
+        # The periodic check covers the local repository too, even without nodes.
+        self.scheduler.add_job(
+            self.enqueue,
+            IntervalTrigger(seconds=config.drift.verify_interval, timezone=UTC),
+            args=[Job("verify", None, "cron")],
+            id="verify",
+            name="verify every node",
+        )
 
     def next_rotations(self) -> dict[str, datetime | None]:
         """Return each repository's next scheduled rotation."""

@@ -43,15 +43,28 @@ class RepositoryState:
     last_action: dict[str, Any] | None = None
     hook_block: dict[str, Any] | None = None
     nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    last_success: dict[str, float] = field(default_factory=dict)  # action -> when it last was ok
+    counters: dict[str, int] = field(default_factory=dict)  # e.g. drift:missing, deferred
+    local_problems: tuple[str, ...] = ()  # why the local repository is invalid, if it is
+
+    def counted(self, *names: str) -> RepositoryState:
+        """Return this state with each counter in ``names`` increased by one."""
+        counters = dict(self.counters)
+        for name in names:
+            counters[name] = counters.get(name, 0) + 1
+        return replace(self, counters=counters)
 
     def with_generation(
         self, digests: dict[int, str], history: dict[int, KeyHistory]
     ) -> RepositoryState:
         """Return this state advanced to a new generation holding ``digests``."""
         return replace(
-            self, generation=self.generation + 1, digests=dict(digests), history=dict(history),
+            self,
+            generation=self.generation + 1,
+            digests=dict(digests),
+            history=dict(history),
             pending=None,
-        )  # fmt: skip
+        )
 
 
 def _path(state_dir: Path, name: str) -> Path:
@@ -78,6 +91,9 @@ def _from_json(document: dict[str, Any]) -> RepositoryState:
         last_action=document.get("last_action"),
         hook_block=document.get("hook_block"),
         nodes=dict(document.get("nodes") or {}),
+        last_success=dict(document.get("last_success") or {}),
+        counters=dict(document.get("counters") or {}),
+        local_problems=tuple(document.get("local_problems") or ()),
     )
 
 

@@ -62,15 +62,19 @@ class Credentials:
             try:
                 self.host_keys.load(str(ssh.known_hosts))
             except OSError as error:
-                raise NodeError("*", "host_key", f"cannot read known_hosts {ssh.known_hosts}: "
-                                f"{error.strerror}") from None  # fmt: skip
+                raise NodeError(
+                    "*", "host_key", f"cannot read known_hosts {ssh.known_hosts}: {error.strerror}"
+                ) from None
         self.keys: list[paramiko.PKey] = []
         if ssh.identity_file is not None:
             try:
                 self.keys.append(paramiko.PKey.from_path(str(ssh.identity_file)))
             except (OSError, paramiko.SSHException) as error:
-                raise NodeError("*", "auth", f"cannot load identity_file {ssh.identity_file}: "
-                                f"{type(error).__name__}") from None  # fmt: skip
+                raise NodeError(
+                    "*",
+                    "auth",
+                    f"cannot load identity_file {ssh.identity_file}: {type(error).__name__}",
+                ) from None
         else:
             self.keys.extend(paramiko.Agent().get_keys())
 
@@ -100,8 +104,9 @@ def classify(node: str, error: BaseException, doing: str) -> NodeError:
 class NodeSession:
     """An open SFTP session to one node, rooted at its repository directory."""
 
-    def __init__(self, node: NodeConfig, transport: paramiko.Transport, directory: Path,
-                 timeout: float) -> None:  # fmt: skip
+    def __init__(
+        self, node: NodeConfig, transport: paramiko.Transport, directory: Path, timeout: float
+    ) -> None:
         self.node = node
         self.directory = directory
         self._transport = transport
@@ -121,8 +126,9 @@ class NodeSession:
                 # SFTP v3 reports ENOSPC and EROFS as a bare "Failure"; ask the filesystem.
                 condition = self.filesystem_condition()
                 if condition == "read-only":
-                    raised = NodeError(self.node.name, "permission",
-                                       f"read-only file system while {doing}")  # fmt: skip
+                    raised = NodeError(
+                        self.node.name, "permission", f"read-only file system while {doing}"
+                    )
                 elif condition == "full":
                     raised = NodeError(self.node.name, "disk_full", f"no space left while {doing}")
             raise raised from None
@@ -172,8 +178,11 @@ class NodeSession:
             if current.st_size != len(content):
                 raise OSError(f"short write ({current.st_size} of {len(content)} bytes)")
             if uid is not None or gid is not None:
-                self.sftp.chown(path, current.st_uid if uid is None else uid,
-                                current.st_gid if gid is None else gid)  # fmt: skip
+                self.sftp.chown(
+                    path,
+                    current.st_uid if uid is None else uid,
+                    current.st_gid if gid is None else gid,
+                )
 
         try:
             self._guard(f"writing {name}", writing)
@@ -184,8 +193,12 @@ class NodeSession:
 
     def rename(self, source: str, target: str) -> None:
         """Atomically rename ``source`` over ``target`` (posix-rename@openssh.com)."""
-        self._guard(f"renaming into {target}", self.sftp.posix_rename,
-                    self._path(source), self._path(target))  # fmt: skip
+        self._guard(
+            f"renaming into {target}",
+            self.sftp.posix_rename,
+            self._path(source),
+            self._path(target),
+        )
 
     def remove(self, name: str) -> None:
         """Delete file ``name``."""
@@ -271,9 +284,12 @@ def _handshake(node: NodeConfig, transport: paramiko.Transport, credentials: Cre
     offered = transport.get_remote_server_key()
     expected = known.get(offered.get_name())
     if expected is None or expected != offered:
-        raise NodeError(node.name, "host_key",
-                        f"host key of {name} does not match {ssh.known_hosts} "
-                        f"(offered {offered.get_name()} {offered.fingerprint})")  # fmt: skip
+        raise NodeError(
+            node.name,
+            "host_key",
+            f"host key of {name} does not match {ssh.known_hosts} "
+            f"(offered {offered.get_name()} {offered.fingerprint})",
+        )
     for key in credentials.keys:
         try:
             transport.auth_publickey(ssh.user, key)

@@ -31,8 +31,9 @@ def init_repository(
     started = time.time()
     repo = open_repository(repository)
     if repo.holds_keys():
-        raise KeysyncError(f"{repository.name}: refusing to initialise {repository.path}: "
-                           "it already holds keys")  # fmt: skip
+        raise KeysyncError(
+            f"{repository.name}: refusing to initialise {repository.path}: it already holds keys"
+        )
     fleet = start_fleet(config, repository, list(config.nodes), progress) if config.nodes else None
     try:
         if fleet is not None:
@@ -69,8 +70,9 @@ def adopt_repository(
     now = time.time()
     repo = open_repository(repository)
     if repo.holds_keys():
-        raise KeysyncError(f"{repository.name}: refusing to adopt: {repository.path} already "
-                           "holds keys")  # fmt: skip
+        raise KeysyncError(
+            f"{repository.name}: refusing to adopt: {repository.path} already holds keys"
+        )
     fleet = start_fleet(config, repository, [config.node(node_name)], progress)
     try:
         result = fleet.results[node_name]

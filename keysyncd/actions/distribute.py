@@ -15,6 +15,7 @@ from keysyncd.actions.local import open_repository, prepare, resolve_id
 from keysyncd.config import Config, NodeConfig, RepositoryConfig
 from keysyncd.fleet import FleetAction, NodeResult, Progress
 from keysyncd.keyring import KeySet
+from keysyncd.metrics import write_metrics
 from keysyncd.report import NodeOutcome, Report, new_report_id, outcome_of
 from keysyncd.reportstore import write_report
 from keysyncd.state import RepositoryState, load_state, save_state
@@ -73,6 +74,7 @@ def record_nodes(
         entry: dict[str, Any] = dict(nodes.get(name, {}))
         entry["status"] = result.status
         entry["error"] = str(result.error) if result.error else None
+        entry["reason"] = result.error.reason if result.error else None
         entry["checked_at"] = now
         if result.ok:
             entry["last_verified_at"] = now
@@ -89,10 +91,14 @@ def finish_report(
     started: float,
     state: RepositoryState,
     results: dict[str, NodeResult],
+    outcomes: dict[str, NodeOutcome] | None = None,
     **extra: Any,
 ) -> Report:
-    """Build, write and return the report of an action; record it as the last action."""
-    outcomes = node_outcomes(results)
+    """Build, write and return the report of an action; record it as the last action.
+
+    ``outcomes`` replaces the per-node section built from ``results`` when given.
+    """
+    outcomes = outcomes if outcomes is not None else node_outcomes(results)
     report = Report(
         id=new_report_id(started, action),
         action=action,
@@ -108,7 +114,13 @@ def finish_report(
     )
     write_report(config.report_dir, config.state_dir, report, config.reports, time.time())
     last = {"action": action, "outcome": report.outcome, "at": report.ended_at, "report": report.id}
-    save_state(config.state_dir, replace(state, last_action=last))
+    state = replace(state, last_action=last)
+    if report.outcome == "ok":
+        state = replace(state, last_success={**state.last_success, action: report.ended_at})
+    if report.outcome == "deferred":
+        state = state.counted("deferred")
+    save_state(config.state_dir, state)
+    write_metrics(config)
     return report
 
 
@@ -161,8 +173,11 @@ def sync_repository(
     repo = open_repository(repository)
     keyset, state, foreign = prepare(repo, load_state(config.state_dir, repository.name), started)
     if foreign:
-        log.warning("%s: local keys changed outside keysyncd; now generation %d",
-                    repository.name, state.generation)  # fmt: skip
+        log.warning(
+            "%s: local keys changed outside keysyncd; now generation %d",
+            repository.name,
+            state.generation,
+        )
     save_state(config.state_dir, state)
     fleet = start_fleet(config, repository, selected_nodes(config, node), progress, cancel)
     try:
@@ -170,6 +185,7 @@ def sync_repository(
     finally:
         results = fleet.finish()
     state = record_nodes(state, results, time.time())
-    report = finish_report(config, repository, "sync", trigger, started, state, results,
-                           forced=force)  # fmt: skip
+    report = finish_report(
+        config, repository, "sync", trigger, started, state, results, forced=force
+    )
     return ActionResult(report, results)

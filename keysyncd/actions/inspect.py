@@ -58,13 +58,15 @@ def repository_status(config: Config, repository: RepositoryConfig, now: float) 
     status["warnings"].extend(repo.permission_problems())
     for index, digest in scan.keyset.digests().items():
         entry = state.history.get(index) if state.digests.get(index) == digest else None
-        status["keys"].append({
-            "index": index,
-            "role": scan.keyset.role(index),
-            "sha256": digest,
-            "created_at": _iso(entry.created_at if entry else None),
-            "demoted_at": _iso(entry.demoted_at if entry else None),
-        })  # fmt: skip
+        status["keys"].append(
+            {
+                "index": index,
+                "role": scan.keyset.role(index),
+                "sha256": digest,
+                "created_at": _iso(entry.created_at if entry else None),
+                "demoted_at": _iso(entry.demoted_at if entry else None),
+            }
+        )
     return status
 
 

@@ -67,8 +67,9 @@ def recover(repository: Repository, state: RepositoryState) -> RepositoryState:
     if primary_done and digests.get(0) == pending.new_staged_digest:
         log.warning("finishing a rotation interrupted at %s", pending.new_primary)
         repository.retire(pending.retire)
-        history = rotated_history(state.history, pending.new_primary - 1, pending.new_primary,
-                                  pending.started_at)  # fmt: skip
+        history = rotated_history(
+            state.history, pending.new_primary - 1, pending.new_primary, pending.started_at
+        )
         for index in pending.retire:
             history.pop(index, None)
         after = repository.load().digests()
@@ -119,6 +120,9 @@ def prepare(
     """
     state = recover(repository, state)
     keyset = repository.load()
+    lax = repository.permission_problems()
+    if lax:
+        raise RepositoryError("invalid repository: " + "; ".join(lax))
     state, foreign = reconcile(keyset, state, now)
     return keyset, state, foreign
 

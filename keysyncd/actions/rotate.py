@@ -77,10 +77,17 @@ def rotate_repository(
 
 
 def _rotate(
-    config: Config, repository: RepositoryConfig, trigger: str, now: float, dry_run: bool,
-    force: bool, keyset: KeySet, state: RepositoryState, plan: RotationPlan,
+    config: Config,
+    repository: RepositoryConfig,
+    trigger: str,
+    now: float,
+    dry_run: bool,
+    force: bool,
+    keyset: KeySet,
+    state: RepositoryState,
+    plan: RotationPlan,
     fleet: FleetAction | None,
-) -> RotateResult:  # fmt: skip
+) -> RotateResult:
     results = fleet.results if fleet else {}
     if fleet is not None:
         if dry_run:
@@ -101,25 +108,49 @@ def _rotate(
     if unverified and not force:
         state = record_nodes(state, results, time.time())
         messages.append("deferred: not every node could be verified: " + _names(unverified))
-        report = finish_report(config, repository, "rotate", trigger, now, state, results,
-                               outcome="deferred", messages=tuple(messages))  # fmt: skip
+        report = finish_report(
+            config,
+            repository,
+            "rotate",
+            trigger,
+            now,
+            state,
+            results,
+            outcome="deferred",
+            messages=tuple(messages),
+        )
         _on_failure(config, repository, report)
         return RotateResult("deferred", plan, report, messages, results=results)
     if unverified:
-        messages.append("FORCED: rotated although these nodes were not verified: "
-                        + _names(unverified))  # fmt: skip
-    hook_runs = run_hooks("before_rotate", repository.hooks.before_rotate,
-                          _document(repository, plan, state), repository.hooks.timeout)  # fmt: skip
+        messages.append(
+            "FORCED: rotated although these nodes were not verified: " + _names(unverified)
+        )
+    hook_runs = run_hooks(
+        "before_rotate",
+        repository.hooks.before_rotate,
+        _document(repository, plan, state),
+        repository.hooks.timeout,
+    )
     if hook_runs and not hook_runs[-1].ok:
         messages.append("not rotated: " + hook_runs[-1].describe())
-        report = finish_report(config, repository, "rotate", trigger, now, state, results,
-                               outcome="failed", messages=tuple(messages),
-                               details={"hooks": [h.to_json() for h in hook_runs]})  # fmt: skip
+        report = finish_report(
+            config,
+            repository,
+            "rotate",
+            trigger,
+            now,
+            state,
+            results,
+            outcome="failed",
+            messages=tuple(messages),
+            details={"hooks": [h.to_json() for h in hook_runs]},
+        )
         _on_failure(config, repository, report)
         return RotateResult("failed", plan, report, messages, results=results)
     repo = open_repository(repository)
-    rotated = rotate_local(repo, keyset, state, policy_of(repository), now,
-                           lambda s: save_state(config.state_dir, s))  # fmt: skip
+    rotated = rotate_local(
+        repo, keyset, state, policy_of(repository), now, lambda s: save_state(config.state_dir, s)
+    )
     state = rotated.state
     if fleet is not None:
         fleet.reset()
@@ -131,14 +162,25 @@ def _rotate(
 
 
 def _after(
-    config: Config, repository: RepositoryConfig, trigger: str, now: float, force: bool,
-    plan: RotationPlan, state: RepositoryState, results: dict[str, NodeResult],
-    messages: list[str], hook_runs: list[HookRun],
-) -> RotateResult:  # fmt: skip
+    config: Config,
+    repository: RepositoryConfig,
+    trigger: str,
+    now: float,
+    force: bool,
+    plan: RotationPlan,
+    state: RepositoryState,
+    results: dict[str, NodeResult],
+    messages: list[str],
+    hook_runs: list[HookRun],
+) -> RotateResult:
     all_verified = all(r.ok for r in results.values())
     if all_verified:
-        after = run_hooks("after_rotate", repository.hooks.after_rotate,
-                          _document(repository, plan, state), repository.hooks.timeout)  # fmt: skip
+        after = run_hooks(
+            "after_rotate",
+            repository.hooks.after_rotate,
+            _document(repository, plan, state),
+            repository.hooks.timeout,
+        )
         hook_runs = hook_runs + after
         if after and not after[-1].ok:
             messages.append(
@@ -147,8 +189,18 @@ def _after(
             block = {"hook": list(after[-1].command), "status": after[-1].status, "at": time.time()}
             state = replace(state, hook_block=block)
     details = {"plan": _plan_json(plan), "hooks": [h.to_json() for h in hook_runs]}
-    report = finish_report(config, repository, "rotate", trigger, now, state, results,
-                           forced=force, messages=tuple(messages), details=details)  # fmt: skip
+    report = finish_report(
+        config,
+        repository,
+        "rotate",
+        trigger,
+        now,
+        state,
+        results,
+        forced=force,
+        messages=tuple(messages),
+        details=details,
+    )
     if report.outcome != "ok" or state.hook_block:
         _on_failure(config, repository, report)
     outcome = "partial" if report.outcome == "ok" and state.hook_block else report.outcome
@@ -163,8 +215,12 @@ def _retry_blocking_hook(
         return state, None
     if dry_run:
         return state, _blocked_message(state.hook_block)
-    runs = run_hooks("after_rotate", repository.hooks.after_rotate,
-                     _document(repository, None, state), repository.hooks.timeout)  # fmt: skip
+    runs = run_hooks(
+        "after_rotate",
+        repository.hooks.after_rotate,
+        _document(repository, None, state),
+        repository.hooks.timeout,
+    )
     if runs and not runs[-1].ok:
         block = {"hook": list(runs[-1].command), "status": runs[-1].status, "at": time.time()}
         state = replace(state, hook_block=block)
@@ -177,25 +233,34 @@ def _retry_blocking_hook(
 
 def _blocked_message(block: dict[str, Any]) -> str:
     command = " ".join(block.get("hook") or [])
-    return (f"rotation blocked: after_rotate hook {command!r} exited with status "
-            f"{block.get('status')}; it must succeed before the next rotation")  # fmt: skip
+    return (
+        f"rotation blocked: after_rotate hook {command!r} exited with status "
+        f"{block.get('status')}; it must succeed before the next rotation"
+    )
 
 
 def _refuse(
-    config: Config, repository: RepositoryConfig, trigger: str, now: float,
-    state: RepositoryState, why: str, dry_run: bool,
-) -> RotateResult:  # fmt: skip
+    config: Config,
+    repository: RepositoryConfig,
+    trigger: str,
+    now: float,
+    state: RepositoryState,
+    why: str,
+    dry_run: bool,
+) -> RotateResult:
     if dry_run:
         return RotateResult("deferred", None, None, [why])
-    report = finish_report(config, repository, "rotate", trigger, now, state, {},
-                           outcome="deferred", messages=(why,))  # fmt: skip
+    report = finish_report(
+        config, repository, "rotate", trigger, now, state, {}, outcome="deferred", messages=(why,)
+    )
     return RotateResult("deferred", None, report, [why])
 
 
 def _on_failure(config: Config, repository: RepositoryConfig, report: Report) -> None:
     document = json.dumps(report.to_json()).encode()
-    for run in run_hooks("on_failure", repository.hooks.on_failure, document,
-                         repository.hooks.timeout):  # fmt: skip
+    for run in run_hooks(
+        "on_failure", repository.hooks.on_failure, document, repository.hooks.timeout
+    ):
         if not run.ok:
             log.warning("%s: %s", repository.name, run.describe())
 
@@ -203,19 +268,24 @@ def _on_failure(config: Config, repository: RepositoryConfig, report: Report) ->
 def _document(
     repository: RepositoryConfig, plan: RotationPlan | None, state: RepositoryState
 ) -> bytes:
-    return json.dumps({
-        "repository": repository.name, "generation": state.generation,
-        "plan": _plan_json(plan) if plan else None,
-        "digests": {str(i): d for i, d in sorted(state.digests.items())},
-    }).encode()  # fmt: skip
+    return json.dumps(
+        {
+            "repository": repository.name,
+            "generation": state.generation,
+            "plan": _plan_json(plan) if plan else None,
+            "digests": {str(i): d for i, d in sorted(state.digests.items())},
+        }
+    ).encode()
 
 
 def _plan_json(plan: RotationPlan) -> dict[str, Any]:
     return {
-        "new_primary": plan.new_primary, "demoted": plan.demoted, "retired": list(plan.retire),
+        "new_primary": plan.new_primary,
+        "demoted": plan.demoted,
+        "retired": list(plan.retire),
         "kept": [{"index": k.index, "reason": k.reason, "safe_at": k.safe_at} for k in plan.keep],
         "resulting": list(plan.resulting),
-    }  # fmt: skip
+    }
 
 
 def _kept(plan: RotationPlan) -> str:
@@ -223,8 +293,9 @@ def _kept(plan: RotationPlan) -> str:
 
 
 def _names(results: dict[str, NodeResult]) -> str:
-    return ", ".join(f"{name} ({r.error.reason if r.error else r.status})"
-                     for name, r in sorted(results.items()))  # fmt: skip
+    return ", ".join(
+        f"{name} ({r.error.reason if r.error else r.status})" for name, r in sorted(results.items())
+    )
 
 
 def _dry_run_nodes(

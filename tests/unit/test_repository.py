@@ -139,8 +139,11 @@ def test_lax_permissions_are_reported(tmp_path: Path) -> None:
     os.chmod(repository.path, 0o755)  # noqa: S103 - the lax mode is what is tested
     os.chmod(repository.path / "1", 0o644)
     warnings = repository.permission_problems()
-    assert any("directory mode 0755" in w for w in warnings)
-    assert any(w.startswith(f"{repository.path / '1'}: key file mode 0644") for w in warnings)
+    assert any("lax permissions: directory mode 0755" in w for w in warnings)
+    assert any(w.startswith(f"{repository.path / '1'}: lax permissions: mode 0644") for w in warnings)
+    os.chmod(repository.path, 0o750)  # group may read: keystone's own layouts do that
+    os.chmod(repository.path / "1", 0o640)
+    assert repository.permission_problems() == []
 
 
 def _failing(call, fail_on: int, error: OSError):  # type: ignore[no-untyped-def]

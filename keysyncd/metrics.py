@@ -1,0 +1,225 @@
+"""Prometheus metrics, computed from the state journal and the reports at collection time.
+
+Because the values come from what is on disk, the textfile written by a CLI action
+and the daemon's HTTP endpoint always agree, and nothing is lost across restarts.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, start_http_server, write_to_textfile
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from keysyncd.config import Config
+from keysyncd.errors import KeysyncError
+from keysyncd.keyring import PRIMARY, SECONDARY, STAGED
+from keysyncd.reportstore import load_reports
+from keysyncd.state import RepositoryState, load_state
+
+log = logging.getLogger(__name__)
+BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+GOOD = ("in_sync", "updated", "repaired")
+
+
+def _key_ages(state: RepositoryState, now: float) -> dict[str, float]:
+    """Return, per role, how long the longest-serving key has held it."""
+    primary = max((i for i in state.digests if i > 0), default=None)
+    ages: dict[str, float] = {}
+    for index, entry in state.history.items():
+        if index not in state.digests:
+            continue
+        if index == 0:
+            role, since = STAGED, entry.created_at
+        elif index == primary:
+            role, since = PRIMARY, entry.promoted_at
+        else:
+            role, since = SECONDARY, entry.demoted_at
+        if since is not None:
+            ages[role] = max(ages.get(role, 0.0), now - since)
+    return ages
+
+
+class StateCollector(Collector):
+    """Collects every keysyncd metric from ``config``'s state and reports."""
+
+    def __init__(
+        self, config: Callable[[], Config], clock: Callable[[], float] = time.time
+    ) -> None:
+        self.config = config  # a callable, so a reloaded config is used at the next scrape
+        self.clock = clock
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield the metric families (see the module docstring)."""
+        now = self.clock()
+        config = self.config()
+        f = _Families()
+        for repository in config.repositories:
+            try:
+                state = load_state(config.state_dir, repository.name)
+            except KeysyncError:
+                continue
+            f.add_repository(repository.name, state, [n.name for n in config.nodes], now)
+        f.add_durations(load_reports(config.report_dir))
+        yield from f.all()
+
+
+class _Families:
+    def __init__(self) -> None:
+        label = ["repository"]
+        self.key_age = GaugeMetricFamily(
+            "keysyncd_key_age_seconds",
+            "How long the longest-serving key has held its role",
+            labels=["repository", "role"],
+        )
+        self.generation = GaugeMetricFamily(
+            "keysyncd_generation", "Repository generation", labels=label
+        )
+        self.last = GaugeMetricFamily(
+            "keysyncd_last_success_timestamp_seconds",
+            "When each action last succeeded",
+            labels=["repository", "action"],
+        )
+        self.since = GaugeMetricFamily(
+            "keysyncd_seconds_since_last_success",
+            "Seconds since each action last succeeded",
+            labels=["repository", "action"],
+        )
+        self.in_sync = GaugeMetricFamily(
+            "keysyncd_nodes_in_sync", "Nodes verified in sync", labels=label
+        )
+        self.total = GaugeMetricFamily("keysyncd_nodes_total", "Configured nodes", labels=label)
+        node_labels = ["repository", "node"]
+        self.verified = GaugeMetricFamily(
+            "keysyncd_node_last_verified_timestamp_seconds",
+            "When the node was last verified in sync",
+            labels=node_labels,
+        )
+        self.up = GaugeMetricFamily(
+            "keysyncd_node_up", "1 if the node answered at its last check", labels=node_labels
+        )
+        self.behind = GaugeMetricFamily(
+            "keysyncd_node_generations_behind",
+            "Generations the node lags behind the controller",
+            labels=node_labels,
+        )
+        self.drift = CounterMetricFamily(
+            "keysyncd_drift_events", "Drift events by kind", labels=["repository", "kind"]
+        )
+        self.deferrals = CounterMetricFamily(
+            "keysyncd_deferrals", "Rotations deferred", labels=label
+        )
+        self.invalid = GaugeMetricFamily(
+            "keysyncd_local_repository_invalid",
+            "1 while the local repository is invalid",
+            labels=label,
+        )
+        self.durations = HistogramMetricFamily(
+            "keysyncd_action_duration_seconds",
+            "Duration of actions (from retained reports)",
+            labels=["action"],
+        )
+
+    def add_repository(
+        self, name: str, state: RepositoryState, nodes: list[str], now: float
+    ) -> None:
+        for role, age in sorted(_key_ages(state, now).items()):
+            self.key_age.add_metric([name, role], age)
+        self.generation.add_metric([name], state.generation)
+        successes = dict(state.last_success)
+        if state.last_rotation_at is not None:
+            successes["rotate"] = max(successes.get("rotate", 0.0), state.last_rotation_at)
+        for action, when in sorted(successes.items()):
+            self.last.add_metric([name, action], when)
+            self.since.add_metric([name, action], now - when)
+        good = 0
+        for node in nodes:
+            entry = state.nodes.get(node, {})
+            good += entry.get("status") in GOOD
+            if entry.get("last_verified_at") is not None:
+                self.verified.add_metric([name, node], entry["last_verified_at"])
+            self.up.add_metric([name, node], 0 if entry.get("reason") in _DOWN else 1)
+            behind = state.generation - entry.get("generation", 0) if entry else state.generation
+            self.behind.add_metric([name, node], 0 if entry.get("status") in GOOD else behind)
+        self.in_sync.add_metric([name], good)
+        self.total.add_metric([name], len(nodes))
+        for counter, value in sorted(state.counters.items()):
+            if counter.startswith("drift:"):
+                self.drift.add_metric([name, counter.split(":", 1)[1]], value)
+        self.deferrals.add_metric([name], state.counters.get("deferred", 0))
+        self.invalid.add_metric([name], 1 if state.local_problems else 0)
+
+    def add_durations(self, reports: list[dict[str, Any]]) -> None:
+        by_action: dict[str, list[float]] = {}
+        for report in reports:
+            duration = max(0.0, report.get("ended_at", 0) - report.get("started_at", 0))
+            by_action.setdefault(report.get("action", "?"), []).append(duration)
+        for action, values in sorted(by_action.items()):
+            buckets = [(str(b), sum(1 for v in values if v <= b)) for b in BUCKETS]
+            buckets.append(("+Inf", len(values)))
+            self.durations.add_metric([action], buckets, sum(values))
+
+    def all(self) -> list[Metric]:
+        return [
+            self.key_age,
+            self.generation,
+            self.last,
+            self.since,
+            self.in_sync,
+            self.total,
+            self.verified,
+            self.up,
+            self.behind,
+            self.drift,
+            self.deferrals,
+            self.invalid,
+            self.durations,
+        ]
+
+
+_DOWN = ("unreachable", "timeout", "auth", "host_key")
+
+
+def registry_for(config: Callable[[], Config]) -> CollectorRegistry:
+    """Return a registry holding keysyncd's collector for the config ``config()`` returns."""
+    registry = CollectorRegistry()
+    registry.register(StateCollector(config))
+    return registry
+
+
+def write_metrics(config: Config) -> None:
+    """Write the textfile (atomically, as prometheus_client does) if one is configured."""
+    if config.metrics.textfile is None:
+        return
+    try:
+        config.metrics.textfile.parent.mkdir(parents=True, exist_ok=True)
+        write_to_textfile(str(config.metrics.textfile), registry_for(lambda: config))
+    except OSError as error:
+        log.warning("cannot write metrics to %s: %s", config.metrics.textfile, error)
+
+
+def serve_metrics(config: Callable[[], Config]) -> Any:
+    """Serve metrics on ``metrics.listen`` if configured; return the server (or None).
+
+    Raise KeysyncError if the address cannot be bound.
+    """
+    listen = config().metrics.listen
+    if not listen:
+        return None
+    host, port = listen.rsplit(":", 1)
+    try:
+        server, _thread = start_http_server(
+            int(port), addr=host or "127.0.0.1", registry=registry_for(config)
+        )
+    except OSError as error:
+        raise KeysyncError(f"cannot serve metrics on {listen}: {error.strerror}") from None
+    return server
