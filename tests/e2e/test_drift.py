@@ -1,0 +1,290 @@
+"""Drift and audit with the real daemon against a real fleet: watch, verify, repair, metrics."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from keysyncd.cli import main
+from keysyncd.testing.config import fleet_config
+from keysyncd.testing.fleet import Fleet
+
+SCHEMA = json.loads((Path(__file__).parents[2] / "schemas" / "report.schema.json").read_text())
+VERIFY_INTERVAL = 1
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Return the first truthy value of ``condition()``; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def files_of(directory: Path) -> dict[str, bytes]:
+    return {n: (directory / n).read_bytes() for n in sorted(os.listdir(directory)) if n.isdigit()}
+
+
+class Controller:
+    """A controller config, its fleet and its running daemon."""
+
+    def __init__(self, fleet: Fleet, root: Path) -> None:
+        self.fleet = fleet
+        self.root = root
+        self.port = free_port()
+        self.config = fleet_config(
+            fleet, root, repository={"schedule": "0 0 1 1 *", "token_expiration": 1},
+            drift={"verify_interval": VERIFY_INTERVAL, "on_remote_drift": "repair"},
+            metrics={"listen": f"127.0.0.1:{self.port}", "textfile": str(root / "metrics.prom")},
+        )  # fmt: skip
+        self.keys = root / "keys"
+        self.log = root / "daemon.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "keysyncd", "-c", str(self.config), "run"],
+                stdout=subprocess.DEVNULL, stderr=log,
+            )  # fmt: skip
+        wait_for(lambda: (self.root / "state" / "daemon.json").exists(), 15, "the daemon")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                assert self.process.wait(timeout=40) == 0
+            finally:
+                if self.process.poll() is None:
+                    self.process.kill()
+                    self.process.wait(timeout=10)
+
+    def reports(self) -> list[dict[str, Any]]:
+        found = []
+        for path in sorted((self.root / "reports").glob("*.json")):
+            try:
+                found.append(json.loads(path.read_text()))
+            except ValueError:
+                continue  # being replaced right now: atomic rename, read it next time
+        return found
+
+    def reports_since(self, count: int) -> list[dict[str, Any]]:
+        return self.reports()[count:]
+
+    def in_sync(self) -> bool:
+        local = files_of(self.keys)
+        return all(files_of(node.directory) == local for node in self.fleet.nodes)
+
+
+@pytest.fixture
+def controller(fleet: Fleet, tmp_path: Path) -> Iterator[Controller]:
+    ctl = Controller(fleet, tmp_path / "ctl")
+    assert main(["-c", str(ctl.config), "init"]) == 0
+    ctl.start()
+    try:
+        yield ctl
+    finally:
+        ctl.stop()
+
+
+KEYSTONE_ROTATE = (
+    "import sys; sys.path.insert(0, {root!r});"
+    "from tests.keystone_compat import fernet_rotate; fernet_rotate({keys!r}, 3)"
+)
+
+
+def test_keystone_rotate_on_the_controller_reaches_every_node(controller: Controller) -> None:
+    before = len(controller.reports())
+    root = str(Path(__file__).parents[2])
+    subprocess.run([sys.executable, "-c", KEYSTONE_ROTATE.format(root=root, keys=str(controller.keys))],
+                   check=True)  # fmt: skip
+    started = time.monotonic()
+    wait_for(controller.in_sync, 10, "the operator's rotation to reach every node")
+    assert time.monotonic() - started < 10
+    watch = wait_for(lambda: [r for r in controller.reports_since(before)
+                              if r["trigger"] == "watch"], 10, "a watch report")  # fmt: skip
+    assert watch[0]["action"] == "sync" and watch[0]["outcome"] == "ok"
+    assert watch[0]["generation"] == 2  # init was generation 1
+    assert "changed outside keysyncd" in watch[0]["messages"][0]
+
+
+@pytest.mark.parametrize("damage", [b"", b"this is junk, not a key"])
+def test_invalid_local_key_is_never_pushed_and_fixing_resumes(
+    controller: Controller, damage: bytes
+) -> None:
+    nodes_before = {n.name: files_of(n.directory) for n in controller.fleet.nodes}
+    good = (controller.keys / "1").read_bytes()
+    before = len(controller.reports())
+    (controller.keys / "1").write_bytes(damage)
+    problem = "empty key" if not damage else "malformed key"
+    reports = wait_for(lambda: [r for r in controller.reports_since(before)
+                                if r["action"] == "drift" and r["outcome"] == "failed"],
+                       10, "a drift report")  # fmt: skip
+    assert any(f"{controller.keys / '1'}: {problem}" in m for m in reports[0]["messages"])
+    wait_for(lambda: f"{controller.keys / '1'}: {problem}" in controller.log.read_text(), 5, "log")
+    time.sleep(2 * VERIFY_INTERVAL)  # and it keeps being reported, never pushed
+    assert {n.name: files_of(n.directory) for n in controller.fleet.nodes} == nodes_before
+    assert len([r for r in controller.reports_since(before) if r["action"] == "drift"]) >= 2
+    (controller.keys / "1").write_bytes(good)  # fixed
+    root = str(Path(__file__).parents[2])
+    subprocess.run([sys.executable, "-c", KEYSTONE_ROTATE.format(root=root, keys=str(controller.keys))],
+                   check=True)  # fmt: skip
+    wait_for(controller.in_sync, 10, "syncs to resume after the fix")
+
+
+@pytest.mark.parametrize("change", ["deleted", "modified", "added"])
+def test_remote_drift_is_detected_and_repaired(controller: Controller, change: str) -> None:
+    victim = controller.fleet.node("node2").directory
+    retired = (controller.keys / "1").read_bytes()
+    if change == "added":  # rotate until key 1 is retired, so that it can come back
+        for _ in range(2):
+            time.sleep(1.1)  # token_expiration is 1 s
+            assert main(["-c", str(controller.config), "rotate", "--wait", "30"]) == 0
+        assert not (controller.keys / "1").exists()
+    before = len(controller.reports())
+    if change == "deleted":
+        (victim / "0").unlink()
+        expected = {"missing": [0]}
+    elif change == "modified":
+        (victim / "0").write_bytes((controller.keys / "1").read_bytes()[::-1])
+        expected = {"changed": [0]}
+    else:  # an old key restored from a backup on the node
+        (victim / "1").write_bytes(retired)
+        expected = {"extra": [1]}
+    drift = wait_for(lambda: [r for r in controller.reports_since(before)
+                              if r["action"] == "drift"], 3 * VERIFY_INTERVAL + 5,
+                     "the drift to be detected")  # fmt: skip
+    node = drift[0]["nodes"]["node2"]
+    assert node["status"] == "repaired"
+    assert {k: v for k, v in node["changes"].items() if v} == expected
+    assert drift[0]["nodes"]["node1"]["status"] == "in_sync"
+    assert controller.in_sync()
+
+
+def metrics_over_http(port: int) -> dict[str, dict[tuple, float]]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:  # noqa: S310
+        return parse(response.read().decode())
+
+
+def parse(text: str) -> dict[str, dict[tuple, float]]:
+    found: dict[str, dict[tuple, float]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
+    return found
+
+
+def test_node_down_backs_off_then_is_repaired_and_lag_resets(controller: Controller) -> None:
+    controller.fleet.stop_node("node3")
+    before = len(controller.reports())
+    assert main(["-c", str(controller.config), "rotate", "--force", "--wait", "30"]) == 1
+
+    def skipped() -> list[dict[str, Any]]:
+        return [r for r in controller.reports_since(before)
+                if r["nodes"].get("node3", {}).get("status") == "skipped"]  # fmt: skip
+
+    backing_off = wait_for(skipped, 20, "a report showing node3 in backoff")
+    assert "backing off after" in backing_off[0]["nodes"]["node3"]["error"]
+    key = (("node", "node3"), ("repository", "fernet-tokens"))
+    metrics = metrics_over_http(controller.port)
+    assert metrics["keysyncd_node_up"][key] == 0
+    assert metrics["keysyncd_node_generations_behind"][key] >= 1
+    controller.fleet.start_node("node3")
+    wait_for(controller.in_sync, 60, "node3 to be repaired after it returns")
+    wait_for(lambda: metrics_over_http(controller.port)["keysyncd_node_generations_behind"][key]
+             == 0, 20, "the lag metric to reset")  # fmt: skip
+    assert metrics_over_http(controller.port)["keysyncd_node_up"][key] == 1
+
+
+def test_metrics_http_and_textfile_carry_the_state(controller: Controller) -> None:
+    assert main(["-c", str(controller.config), "rotate", "--wait", "30"]) == 0
+    wait_for(lambda: (controller.root / "metrics.prom").exists(), 10, "the textfile")
+    state = json.loads((controller.root / "state" / "repositories" / "fernet-tokens.json")
+                       .read_text())  # fmt: skip
+    for metrics in (metrics_over_http(controller.port),
+                    parse((controller.root / "metrics.prom").read_text())):  # fmt: skip
+        repo = (("repository", "fernet-tokens"),)
+        assert metrics["keysyncd_generation"][repo] >= state["generation"]
+        assert metrics["keysyncd_nodes_total"][repo] == 3
+        assert metrics["keysyncd_nodes_in_sync"][repo] == 3
+        roles = {dict(k)["role"] for k in metrics["keysyncd_key_age_seconds"]}
+        assert roles == {"staged", "primary", "secondary"}
+        last = metrics["keysyncd_last_success_timestamp_seconds"]
+        assert last[(("action", "rotate"), ("repository", "fernet-tokens"))] == pytest.approx(
+            state["last_rotation_at"], abs=5
+        )
+        assert sum(v for k, v in metrics["keysyncd_action_duration_seconds_count"].items()) >= 2
+        for node in controller.fleet.nodes:
+            key = (("node", node.name), ("repository", "fernet-tokens"))
+            assert metrics["keysyncd_node_up"][key] == 1
+            assert metrics["keysyncd_node_last_verified_timestamp_seconds"][key] > 0
+
+
+def test_reports_validate_and_the_chain_detects_tampering(
+    controller: Controller, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for _ in range(3):
+        assert main(["-c", str(controller.config), "rotate", "--wait", "30"]) == 0
+    controller.stop()
+    reports = controller.reports()
+    assert len(reports) >= 4  # init and three rotations, maybe verify reports too
+    for report in reports:
+        jsonschema.validate(report, SCHEMA)
+    config = str(controller.config)
+    assert main(["-c", config, "report", "verify-chain"]) == 0
+    paths = sorted((controller.root / "reports").glob("*.json"))
+    middle = paths[len(paths) // 2]
+    original = middle.read_text()
+    middle.write_text(original.replace('"outcome": "ok"', '"outcome": "partial"'))
+    capsys.readouterr()
+    assert main(["-c", config, "report", "verify-chain"]) == 1
+    assert f"report {middle.stem} was modified" in capsys.readouterr().out
+    middle.write_text(original)
+    assert main(["-c", config, "report", "verify-chain"]) == 0
+    shutil.move(middle, controller.root / "deleted.json")
+    capsys.readouterr()
+    assert main(["-c", config, "report", "verify-chain"]) == 1
+    assert f"report {middle.stem} (before" in capsys.readouterr().out
+
+
+def test_no_key_material_in_reports_metrics_or_logs(controller: Controller) -> None:
+    seen: set[bytes] = set()
+    for _ in range(3):
+        seen |= set(files_of(controller.keys).values())
+        assert main(["-c", str(controller.config), "rotate", "--wait", "30"]) == 0
+    seen |= set(files_of(controller.keys).values())
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{controller.port}/metrics", timeout=5)  # noqa: S310
+    haystack = metrics.read() + (controller.root / "metrics.prom").read_bytes()
+    controller.stop()
+    haystack += controller.log.read_bytes()
+    for path in (controller.root / "reports").glob("*.json"):
+        haystack += path.read_bytes()
+    for path in (controller.root / "state").rglob("*"):
+        if path.is_file():
+            haystack += path.read_bytes()
+    assert len(seen) >= 5
+    for key in seen:
+        assert key.strip() not in haystack
