@@ -56,10 +56,12 @@ class Controller:
         self.root = root
         self.port = free_port()
         self.config = fleet_config(
-            fleet, root, repository={"schedule": "0 0 1 1 *", "token_expiration": 1},
+            fleet,
+            root,
+            repository={"schedule": "0 0 1 1 *", "token_expiration": 1},
             drift={"verify_interval": VERIFY_INTERVAL, "on_remote_drift": "repair"},
             metrics={"listen": f"127.0.0.1:{self.port}", "textfile": str(root / "metrics.prom")},
-        )  # fmt: skip
+        )
         self.keys = root / "keys"
         self.log = root / "daemon.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -68,8 +70,9 @@ class Controller:
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "keysyncd", "-c", str(self.config), "run"],
-                stdout=subprocess.DEVNULL, stderr=log,
-            )  # fmt: skip
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
         wait_for(lambda: (self.root / "state" / "daemon.json").exists(), 15, "the daemon")
 
     def stop(self) -> None:
@@ -119,13 +122,18 @@ KEYSTONE_ROTATE = (
 def test_keystone_rotate_on_the_controller_reaches_every_node(controller: Controller) -> None:
     before = len(controller.reports())
     root = str(Path(__file__).parents[2])
-    subprocess.run([sys.executable, "-c", KEYSTONE_ROTATE.format(root=root, keys=str(controller.keys))],
-                   check=True)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-c", KEYSTONE_ROTATE.format(root=root, keys=str(controller.keys))],
+        check=True,
+    )
     started = time.monotonic()
     wait_for(controller.in_sync, 10, "the operator's rotation to reach every node")
     assert time.monotonic() - started < 10
-    watch = wait_for(lambda: [r for r in controller.reports_since(before)
-                              if r["trigger"] == "watch"], 10, "a watch report")  # fmt: skip
+    watch = wait_for(
+        lambda: [r for r in controller.reports_since(before) if r["trigger"] == "watch"],
+        10,
+        "a watch report",
+    )
     assert watch[0]["action"] == "sync" and watch[0]["outcome"] == "ok"
     assert watch[0]["generation"] == 2  # init was generation 1
     assert "changed outside keysyncd" in watch[0]["messages"][0]
@@ -140,9 +148,15 @@ def test_invalid_local_key_is_never_pushed_and_fixing_resumes(
     before = len(controller.reports())
     (controller.keys / "1").write_bytes(damage)
     problem = "empty key" if not damage else "malformed key"
-    reports = wait_for(lambda: [r for r in controller.reports_since(before)
-                                if r["action"] == "drift" and r["outcome"] == "failed"],
-                       10, "a drift report")  # fmt: skip
+    reports = wait_for(
+        lambda: [
+            r
+            for r in controller.reports_since(before)
+            if r["action"] == "drift" and r["outcome"] == "failed"
+        ],
+        10,
+        "a drift report",
+    )
     assert any(f"{controller.keys / '1'}: {problem}" in m for m in reports[0]["messages"])
     wait_for(lambda: f"{controller.keys / '1'}: {problem}" in controller.log.read_text(), 5, "log")
     time.sleep(2 * VERIFY_INTERVAL)  # and it keeps being reported, never pushed
@@ -150,8 +164,10 @@ def test_invalid_local_key_is_never_pushed_and_fixing_resumes(
     assert len([r for r in controller.reports_since(before) if r["action"] == "drift"]) >= 2
     (controller.keys / "1").write_bytes(good)  # fixed
     root = str(Path(__file__).parents[2])
-    subprocess.run([sys.executable, "-c", KEYSTONE_ROTATE.format(root=root, keys=str(controller.keys))],
-                   check=True)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-c", KEYSTONE_ROTATE.format(root=root, keys=str(controller.keys))],
+        check=True,
+    )
     wait_for(controller.in_sync, 10, "syncs to resume after the fix")
 
 
@@ -174,9 +190,11 @@ def test_remote_drift_is_detected_and_repaired(controller: Controller, change: s
     else:  # an old key restored from a backup on the node
         (victim / "1").write_bytes(retired)
         expected = {"extra": [1]}
-    drift = wait_for(lambda: [r for r in controller.reports_since(before)
-                              if r["action"] == "drift"], 3 * VERIFY_INTERVAL + 5,
-                     "the drift to be detected")  # fmt: skip
+    drift = wait_for(
+        lambda: [r for r in controller.reports_since(before) if r["action"] == "drift"],
+        3 * VERIFY_INTERVAL + 5,
+        "the drift to be detected",
+    )
     node = drift[0]["nodes"]["node2"]
     assert node["status"] == "repaired"
     assert {k: v for k, v in node["changes"].items() if v} == expected
@@ -185,7 +203,7 @@ def test_remote_drift_is_detected_and_repaired(controller: Controller, change: s
 
 
 def metrics_over_http(port: int) -> dict[str, dict[tuple, float]]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:  # noqa: S310
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
         return parse(response.read().decode())
 
 
@@ -203,8 +221,11 @@ def test_node_down_backs_off_then_is_repaired_and_lag_resets(controller: Control
     assert main(["-c", str(controller.config), "rotate", "--force", "--wait", "30"]) == 1
 
     def skipped() -> list[dict[str, Any]]:
-        return [r for r in controller.reports_since(before)
-                if r["nodes"].get("node3", {}).get("status") == "skipped"]  # fmt: skip
+        return [
+            r
+            for r in controller.reports_since(before)
+            if r["nodes"].get("node3", {}).get("status") == "skipped"
+        ]
 
     backing_off = wait_for(skipped, 20, "a report showing node3 in backoff")
     assert "backing off after" in backing_off[0]["nodes"]["node3"]["error"]
@@ -214,18 +235,24 @@ def test_node_down_backs_off_then_is_repaired_and_lag_resets(controller: Control
     assert metrics["keysyncd_node_generations_behind"][key] >= 1
     controller.fleet.start_node("node3")
     wait_for(controller.in_sync, 60, "node3 to be repaired after it returns")
-    wait_for(lambda: metrics_over_http(controller.port)["keysyncd_node_generations_behind"][key]
-             == 0, 20, "the lag metric to reset")  # fmt: skip
+    wait_for(
+        lambda: metrics_over_http(controller.port)["keysyncd_node_generations_behind"][key] == 0,
+        20,
+        "the lag metric to reset",
+    )
     assert metrics_over_http(controller.port)["keysyncd_node_up"][key] == 1
 
 
 def test_metrics_http_and_textfile_carry_the_state(controller: Controller) -> None:
     assert main(["-c", str(controller.config), "rotate", "--wait", "30"]) == 0
     wait_for(lambda: (controller.root / "metrics.prom").exists(), 10, "the textfile")
-    state = json.loads((controller.root / "state" / "repositories" / "fernet-tokens.json")
-                       .read_text())  # fmt: skip
-    for metrics in (metrics_over_http(controller.port),
-                    parse((controller.root / "metrics.prom").read_text())):  # fmt: skip
+    state = json.loads(
+        (controller.root / "state" / "repositories" / "fernet-tokens.json").read_text()
+    )
+    for metrics in (
+        metrics_over_http(controller.port),
+        parse((controller.root / "metrics.prom").read_text()),
+    ):
         repo = (("repository", "fernet-tokens"),)
         assert metrics["keysyncd_generation"][repo] >= state["generation"]
         assert metrics["keysyncd_nodes_total"][repo] == 3
@@ -276,7 +303,7 @@ def test_no_key_material_in_reports_metrics_or_logs(controller: Controller) -> N
         seen |= set(files_of(controller.keys).values())
         assert main(["-c", str(controller.config), "rotate", "--wait", "30"]) == 0
     seen |= set(files_of(controller.keys).values())
-    metrics = urllib.request.urlopen(f"http://127.0.0.1:{controller.port}/metrics", timeout=5)  # noqa: S310
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{controller.port}/metrics", timeout=5)
     haystack = metrics.read() + (controller.root / "metrics.prom").read_bytes()
     controller.stop()
     haystack += controller.log.read_bytes()

@@ -147,8 +147,10 @@ def test_reader_never_loses_a_key_over_50_cycles(make_fleet, tmp_path: Path) -> 
 
     def make_tokens() -> tuple[bytes, bytes]:
         primary = max(int(n) for n in os.listdir(local) if n.isdigit())
-        return (Fernet((local / str(primary)).read_bytes()).encrypt(b"before"),
-                Fernet((local / "0").read_bytes()).encrypt(b"after"))  # fmt: skip
+        return (
+            Fernet((local / str(primary)).read_bytes()).encrypt(b"before"),
+            Fernet((local / "0").read_bytes()).encrypt(b"after"),
+        )
 
     with cycle.lock:
         cycle.tokens = make_tokens()
@@ -159,8 +161,9 @@ def test_reader_never_loses_a_key_over_50_cycles(make_fleet, tmp_path: Path) -> 
             with cycle.lock:
                 cycle.tokens = make_tokens()
             with exclusive(config.state_dir, "rotate"):
-                result = rotate_repository(config, repository, "cli", time.time(),
-                                           progress=on_progress)  # fmt: skip
+                result = rotate_repository(
+                    config, repository, "cli", time.time(), progress=on_progress
+                )
             assert result.outcome == "ok", f"cycle {number}: {result.messages}"
             assert not failures, failures
     finally:

@@ -21,8 +21,10 @@ def files_of(directory: Path) -> dict[str, bytes]:
 
 
 def inodes_of(directory: Path) -> dict[str, tuple[int, int]]:
-    return {n: ((directory / n).stat().st_ino, (directory / n).stat().st_mtime_ns)
-            for n in os.listdir(directory)}  # fmt: skip
+    return {
+        n: ((directory / n).stat().st_ino, (directory / n).stat().st_mtime_ns)
+        for n in os.listdir(directory)
+    }
 
 
 def reports(root: Path, action: str) -> list[dict]:

@@ -43,8 +43,10 @@ def test_init_rotate_status_roundtrip(tmp_path: Path, capsys: pytest.CaptureFixt
     (status,) = document["repositories"]
     assert status["generation"] == 2
     assert [(k["index"], k["role"]) for k in status["keys"]] == [
-        (0, "staged"), (1, "secondary"), (2, "primary"),
-    ]  # fmt: skip
+        (0, "staged"),
+        (1, "secondary"),
+        (2, "primary"),
+    ]
 
 
 def test_init_refuses_existing_keys(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -122,8 +124,17 @@ def test_key_material_never_appears_in_output_logs_reports_or_state(
     config = write_config(tmp_path)
     outputs = []
     seen: set[str] = set()
-    for args in (["init"], ["rotate"], ["rotate", "--dry-run"], ["status"], ["status", "--json"],
-                 ["plan"], ["rotate"], ["rotate"], ["--debug", "status"]):  # fmt: skip
+    for args in (
+        ["init"],
+        ["rotate"],
+        ["rotate", "--dry-run"],
+        ["status"],
+        ["status", "--json"],
+        ["plan"],
+        ["rotate"],
+        ["rotate"],
+        ["--debug", "status"],
+    ):
         run(config, *args)
         captured = capsys.readouterr()
         outputs += [captured.out, captured.err]

@@ -118,8 +118,9 @@ def test_load_rejects_integer_named_directory(tmp_path: Path) -> None:
         repository.load()
 
 
-@pytest.mark.parametrize(("remove", "problem"), [("0", "missing staged key 0"),
-                                                   ("1", "missing primary key")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("remove", "problem"), [("0", "missing staged key 0"), ("1", "missing primary key")]
+)
 def test_load_rejects_missing_staged_or_primary(tmp_path: Path, remove: str, problem: str) -> None:
     repository, _ = initialised(tmp_path)
     (repository.path / remove).unlink()
@@ -140,8 +141,10 @@ def test_lax_permissions_are_reported(tmp_path: Path) -> None:
     os.chmod(repository.path / "1", 0o644)
     warnings = repository.permission_problems()
     assert any("lax permissions: directory mode 0755" in w for w in warnings)
-    assert any(w.startswith(f"{repository.path / '1'}: lax permissions: mode 0644") for w in warnings)
-    os.chmod(repository.path, 0o750)  # group may read: keystone's own layouts do that
+    assert any(
+        w.startswith(f"{repository.path / '1'}: lax permissions: mode 0644") for w in warnings
+    )
+    os.chmod(repository.path, 0o750)  # noqa: S103 - group may read, as in keystone layouts
     os.chmod(repository.path / "1", 0o640)
     assert repository.permission_problems() == []
 
@@ -170,9 +173,13 @@ def _failing(call, fail_on: int, error: OSError):  # type: ignore[no-untyped-def
     ],
 )
 def test_write_failure_during_rotation_changes_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, function: str, fail_on: int,
-    error: OSError, message: str,
-) -> None:  # fmt: skip
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    function: str,
+    fail_on: int,
+    error: OSError,
+    message: str,
+) -> None:
     repository, state = initialised(tmp_path)
     state = rotate_once(repository, state, NOW + 1)
     before = snapshot(repository.path)
@@ -188,8 +195,9 @@ def test_write_failure_during_rotation_changes_nothing(
 def test_real_full_disk_during_rotation_changes_nothing(tmp_path: Path) -> None:
     mount = tmp_path / "tiny"
     mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12k,nr_inodes=6", "tmpfs", str(mount)],
-                   check=True)  # fmt: skip
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=12k,nr_inodes=6", "tmpfs", str(mount)], check=True
+    )
     try:
         repository = make_repository(mount / "keys")
         state = init_local(repository, RepositoryState("r"), NOW)
