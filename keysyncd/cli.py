@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     sync = command("sync", "push the repositories to the nodes and verify them", wait=True)
     sync.add_argument("--node", metavar="N", help="only this node")
     sync.add_argument("--force", action="store_true", help="also overwrite diverged nodes")
-    verify = command("verify", "read every node and compare it with the controller")
+    verify = command("verify", "read every node and compare it with the controller", wait=True)
     verify.add_argument("--json", action="store_true", help="print one JSON document")
     status = command("status", "show keys, generations and node status")
     status.add_argument("--json", action="store_true", help="print one JSON document")
@@ -194,8 +194,13 @@ def cmd_sync(args: argparse.Namespace, config: Config) -> int:
 def cmd_verify(args: argparse.Namespace, config: Config) -> int:
     documents: list[dict[str, Any]] = []
     code = 0
-    for repository in chosen(config, args.repo):
-        result = verify_repository(config, repository, "cli", None if args.json else args.progress)
+    # read-only on the nodes, but it records node status in the journal: one writer
+    with exclusive(config.state_dir, "verify", args.wait):
+        results = [
+            verify_repository(config, r, "cli", None if args.json else args.progress)
+            for r in chosen(config, args.repo)
+        ]
+    for repository, result in zip(chosen(config, args.repo), results, strict=True):
         code = max(code, 0 if result.report.outcome == "ok" else 1)
         if args.json:
             documents.append(result.report.to_json())

@@ -14,6 +14,7 @@ import signal
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -24,7 +25,7 @@ from keysyncd.actions.drift import check_fleet, check_local
 from keysyncd.actions.rotate import rotate_repository
 from keysyncd.config import Config, load_config
 from keysyncd.daemon_info import daemon_file
-from keysyncd.errors import ConfigError, KeysyncError
+from keysyncd.errors import ConfigError, KeysyncError, LockError
 from keysyncd.fsutil import atomic_write
 from keysyncd.lock import exclusive
 from keysyncd.metrics import serve_metrics
@@ -36,6 +37,8 @@ from keysyncd.watch import RepositoryWatcher
 log = logging.getLogger("keysyncd.daemon")
 LOCK_WAIT = 60.0  # a CLI action holding the lock delays a daemon job, up to this long
 STOP_TIMEOUT = 30.0  # after SIGTERM, the current step gets this long before a hard exit
+LOCK_POLL = 0.1  # how often a daemon job waiting for the lock tries again (and checks SIGTERM)
+CHILD_GRACE = 2.0  # at a hard exit, hook processes get this long between SIGTERM and SIGKILL
 
 
 class Daemon:
@@ -203,7 +206,7 @@ class Daemon:
         started = time.time()
         outcome = "ok"
         try:
-            with exclusive(self.config.state_dir, f"{job.action} ({job.trigger})", LOCK_WAIT):
+            with self._locked(f"{job.action} ({job.trigger})"):
                 for repository in repositories:
                     outcome = self._run_action(job, repository)
         except KeysyncError as error:
@@ -219,6 +222,27 @@ class Daemon:
         }
         self._write_info()
         self.notifier.send(f"STATUS={self._status()}")
+
+    @contextlib.contextmanager
+    def _locked(self, holder: str) -> Iterator[None]:
+        """Hold the keysyncd lock, waiting up to LOCK_WAIT for a CLI action to release it.
+
+        Raise LockError if it stays taken, and at once on SIGTERM: waiting for another
+        process's step is no step of ours to finish, so it must not delay the stop.
+        """
+        deadline = time.monotonic() + LOCK_WAIT
+        with contextlib.ExitStack() as stack:
+            while True:
+                try:
+                    stack.enter_context(exclusive(self.config.state_dir, holder))
+                    break
+                except LockError as error:
+                    if self.stopping.is_set():
+                        raise LockError(f"{error}; not waiting for it: stopping") from None
+                    if time.monotonic() >= deadline:
+                        raise LockError(f"{error} (waited {LOCK_WAIT:g}s)") from None
+                self.stopping.wait(LOCK_POLL)
+            yield
 
     def _run_action(self, job: Job, repository: Any) -> str:
         progress = self._progress
@@ -274,7 +298,10 @@ class Daemon:
                 stop_deadline = stop_deadline or now + STOP_TIMEOUT
                 if now > stop_deadline:
                     log.error("the current step did not finish within %ss; exiting", STOP_TIMEOUT)
-                    os._exit(0)  # safe at any instant: the journal and apply order (rule 4)
+                    try:
+                        _terminate_children()  # a stuck hook must not outlive us
+                    finally:
+                        os._exit(0)  # safe at any instant: the journal and apply order (rule 4)
             # a main loop that stopped making progress stops the pings, so systemd restarts us
             healthy = now - self.heartbeat < 2 * (interval or 1.0) + LOCK_WAIT
             if interval and healthy and now - last_ping >= interval:
@@ -315,6 +342,38 @@ class Daemon:
             atomic_write(daemon_file(self.config.state_dir), json.dumps(info).encode(), 0o644)
         except OSError as error:
             log.warning("cannot write %s: %s", daemon_file(self.config.state_dir), error)
+
+
+def _descendants(pid: int) -> list[int]:
+    """Return the PIDs of every live process below ``pid`` (read from /proc)."""
+    parents: dict[int, int] = {}
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{entry}/stat").read_text().rpartition(")")[2].split()
+            if fields[0] != "Z":
+                parents[int(entry)] = int(fields[1])
+    found, frontier = [], [pid]
+    while frontier:
+        below = frontier.pop()
+        kids = [child for child, parent in parents.items() if parent == below]
+        found += kids
+        frontier += kids
+    return found
+
+
+def _terminate_children() -> None:
+    """SIGTERM every process we started (hooks and theirs), then SIGKILL what remains."""
+    for number in (signal.SIGTERM, signal.SIGKILL):
+        pids = _descendants(os.getpid())
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, number)
+        deadline = time.monotonic() + CHILD_GRACE
+        while pids and time.monotonic() < deadline:
+            time.sleep(0.05)
+            pids = _descendants(os.getpid())
+        if not pids:
+            return
 
 
 def _iso(when: datetime | None) -> str | None:

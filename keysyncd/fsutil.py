@@ -71,3 +71,18 @@ def describe_os_error(error: OSError) -> str:
         errno.ENOENT: "no such file or directory",
     }
     return names.get(error.errno or 0, error.strerror or type(error).__name__)
+
+
+def remove_temp_files(directory: Path) -> list[str]:
+    """Delete leftover ``.keysyncd-*`` temp files in ``directory``; return their names.
+
+    Call it only while holding the lock that serialises writes to ``directory``.
+    """
+    removed = []
+    with contextlib.suppress(FileNotFoundError):
+        for name in os.listdir(directory):
+            if name.startswith(TEMP_PREFIX):
+                with contextlib.suppress(OSError):
+                    (directory / name).unlink()
+                    removed.append(name)
+    return removed

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from keysyncd.errors import LockError
-from keysyncd.fsutil import describe_os_error
+from keysyncd.fsutil import describe_os_error, remove_temp_files
 
 
 def describe_holder(path: Path) -> str:
@@ -52,6 +52,8 @@ def exclusive(
         os.ftruncate(descriptor, 0)
         record = {"pid": os.getpid(), "action": action, "since": clock()}
         os.pwrite(descriptor, json.dumps(record).encode(), 0)
+        # a writer killed mid-write leaves temp files; only lock holders write here
+        remove_temp_files(state_dir / "repositories")
         try:
             yield
         finally:

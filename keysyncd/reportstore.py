@@ -20,7 +20,7 @@ from typing import Any
 
 from keysyncd.config import ReportsConfig
 from keysyncd.errors import KeysyncError
-from keysyncd.fsutil import atomic_write, describe_os_error
+from keysyncd.fsutil import atomic_write, describe_os_error, remove_temp_files
 from keysyncd.report import Report
 
 HEAD_FILE = "reports-head.json"
@@ -65,24 +65,48 @@ def write_report(
     try:
         report_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         with _chain_lock(report_dir):
-            head = _head(state_dir)
+            remove_temp_files(report_dir)
+            head = _recovered_head(report_dir, state_dir)
             document = report.to_json()
             document["previous"] = head.get("head")
             content = json.dumps(document, indent=2, sort_keys=True).encode() + b"\n"
             atomic_write(path, content, mode=0o640)
             head["head"] = {"id": report.id, "sha256": hashlib.sha256(content).hexdigest()}
-            head["pruned_through"] = _prune(report_dir, retention, now) or head.get(
-                "pruned_through"
-            )
+            doomed = _expired(report_dir, retention, now)
+            if doomed:
+                head["pruned_through"] = doomed[-1].stem
             state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # the head is recorded before anything is pruned: a crash in between leaves
+            # reports that verify_chain already treats as pruned
             atomic_write(state_dir / HEAD_FILE, json.dumps(head).encode())
+            for path in doomed:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
     except OSError as error:
         raise KeysyncError(f"cannot write report {path}: {describe_os_error(error)}") from None
     return path
 
 
-def _prune(report_dir: Path, retention: ReportsConfig, now: float) -> str | None:
-    """Delete reports beyond the retention; return the id of the newest one deleted."""
+def _recovered_head(report_dir: Path, state_dir: Path) -> dict[str, Any]:
+    """Return the chain head, adopting a newest report written just before a crash.
+
+    A writer killed between writing a report and recording it as the head leaves a
+    report whose ``previous`` is the recorded head: it is the legitimate new head.
+    """
+    head = _head(state_dir)
+    files = report_files(report_dir)
+    recorded = head.get("head")
+    if not files or not recorded or files[-1].stem == recorded["id"]:
+        return head
+    content = files[-1].read_bytes()
+    with contextlib.suppress(ValueError, AttributeError):
+        if json.loads(content).get("previous") == recorded:
+            head["head"] = {"id": files[-1].stem, "sha256": hashlib.sha256(content).hexdigest()}
+    return head
+
+
+def _expired(report_dir: Path, retention: ReportsConfig, now: float) -> list[Path]:
+    """Return the reports beyond the retention, oldest first."""
     files = report_files(report_dir)
     cutoff = now - retention.keep_days * 86400
     doomed = files[: max(len(files) - retention.keep_count, 0)]
@@ -90,10 +114,7 @@ def _prune(report_dir: Path, retention: ReportsConfig, now: float) -> str | None
         if _stamp(path.stem) >= cutoff:
             break
         doomed.append(path)
-    for path in doomed:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-    return doomed[-1].stem if doomed else None
+    return doomed
 
 
 def _stamp(report_id: str) -> float:
@@ -128,9 +149,11 @@ def load_reports(report_dir: Path) -> list[dict[str, Any]]:
 def verify_chain(report_dir: Path, state_dir: Path) -> list[str]:
     """Return every break in the report chain, each naming the report concerned (empty: intact)."""
     problems: list[str] = []
-    head = _head(state_dir)
+    head = _recovered_head(report_dir, state_dir)
     previous: dict[str, str] | None = None
-    files = report_files(report_dir)
+    pruned = head.get("pruned_through") or ""
+    # reports up to pruned_through were due for deletion (a crash may have left some)
+    files = [path for path in report_files(report_dir) if path.stem > pruned]
     for index, path in enumerate(files):
         content = path.read_bytes()
         try:
@@ -139,8 +162,7 @@ def verify_chain(report_dir: Path, state_dir: Path) -> list[str]:
             problems.append(f"report {path.stem} is not valid JSON: it was modified")
             recorded = None
         if index == 0:
-            pruned = head.get("pruned_through")
-            if recorded and recorded.get("id") != pruned:
+            if recorded and recorded.get("id") != (pruned or None):
                 problems.append(
                     f"report {recorded.get('id')} (before {path.stem}) is missing: "
                     "deleted outside retention"

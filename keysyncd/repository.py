@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from keysyncd.errors import RepositoryError
-from keysyncd.fsutil import TEMP_PREFIX, describe_os_error, fsync_directory, write_temp
+from keysyncd.fsutil import describe_os_error, fsync_directory, remove_temp_files, write_temp
 from keysyncd.keyring import Key, KeySet
 from keysyncd.kinds import KeyKind
 from keysyncd.policy import RotationPlan
@@ -258,11 +258,4 @@ class Repository:
 
     def remove_temp_files(self) -> list[str]:
         """Delete leftover ``.keysyncd-*`` temp files (call only under the lock); return them."""
-        removed = []
-        with contextlib.suppress(FileNotFoundError):
-            for name in os.listdir(self.path):
-                if name.startswith(TEMP_PREFIX):
-                    with contextlib.suppress(OSError):
-                        (self.path / name).unlink()
-                        removed.append(name)
-        return removed
+        return remove_temp_files(self.path)

@@ -80,16 +80,16 @@ def adopt_repository(
             raise KeysyncError(f"cannot adopt from {result.error}")
         session = fleet.sessions[node_name]
         _, entries = session.list_entries()
-        materials = {
-            int(entry.name): session.read(entry.name)
-            for entry in entries
-            if parse_index(entry.name) is not None
-        }
+        names = [e.name for e in entries if parse_index(e.name) is not None]
+        odd = [name for name in names if str(parse_index(name)) != name or name.startswith("-")]
+        if odd:
+            raise KeysyncError(f"cannot adopt from node {node_name}: non-canonical key names {odd}")
+        materials = {int(name): session.read(name) for name in names}
     finally:
         fleet.finish()
     keyset = KeySet.of(Key(index, material) for index, material in materials.items())
     problems = [f"{i}: {p}" for i, m in materials.items() if (p := repo.kind.problem(m))]
-    problems += keyset.problems() + [f"{i}: non-canonical" for i in materials if i < 0]
+    problems += keyset.problems()
     if problems:
         raise KeysyncError(f"cannot adopt from node {node_name}: " + "; ".join(problems))
     order = (*sorted((i for i in materials if i > 0), reverse=True), 0)

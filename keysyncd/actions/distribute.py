@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
-from keysyncd.actions.local import open_repository, prepare, resolve_id
+from keysyncd.actions.local import open_repository, policy_of, prepare, resolve_id, retire_due
 from keysyncd.config import Config, NodeConfig, RepositoryConfig
 from keysyncd.fleet import FleetAction, NodeResult, Progress
 from keysyncd.keyring import KeySet
@@ -178,6 +178,9 @@ def sync_repository(
             repository.name,
             state.generation,
         )
+    # keys kept past max_active_keys go at the first action at which that is safe (rule 2)
+    keyset, state, retired = retire_due(repo, keyset, state, policy_of(repository), started)
+    messages = (f"retired keys {list(retired)}: no live token can need them",) if retired else ()
     save_state(config.state_dir, state)
     fleet = start_fleet(config, repository, selected_nodes(config, node), progress, cancel)
     try:
@@ -186,6 +189,14 @@ def sync_repository(
         results = fleet.finish()
     state = record_nodes(state, results, time.time())
     report = finish_report(
-        config, repository, "sync", trigger, started, state, results, forced=force
+        config,
+        repository,
+        "sync",
+        trigger,
+        started,
+        state,
+        results,
+        forced=force,
+        messages=messages,
     )
     return ActionResult(report, results)
