@@ -469,11 +469,9 @@ def test_kill_minus_nine_during_rotate_never_breaks_a_repository(
 def test_kill_between_report_and_chain_head(fleet: Fleet, tmp_path: Path) -> None:
     """A kill -9 between writing a report and the chain head must not break the chain.
 
-    Known bug (reported, not fixed here): ``reportstore.write_report`` writes the report,
-    then ``state_dir/reports-head.json``; killed in between, the next report chains to the
-    old head and ``report verify-chain`` reports the chain as rewritten forever. The keys are
-    fine (rule 4 holds); only the audit trail raises a false tamper alarm. Marked xfail at
-    run time while the bug is there; it passes once write_report recovers.
+    ``reportstore.write_report`` writes the report, then ``state_dir/reports-head.json``;
+    killed in between, the next writer must adopt the orphaned report as the head instead
+    of raising a false tamper alarm forever.
     """
     config = fleet_config(fleet, tmp_path / "ctl", repository=REPOSITORY_CONFIG)
     assert run(config, "init").returncode == 0
@@ -485,5 +483,4 @@ def test_kill_between_report_and_chain_head(fleet: Fleet, tmp_path: Path) -> Non
         result = run(config, action)
         assert result.returncode == 0, f"{action}: {result.stdout}{result.stderr}"
     result = run(config, "report", "verify-chain")
-    if result.returncode != 0:
-        pytest.xfail(f"known bug, report chain broken by the kill: {result.stdout.strip()}")
+    assert result.returncode == 0, f"chain broken by the kill: {result.stdout.strip()}"

@@ -264,125 +264,225 @@ def second_repository(**fields: Any) -> dict[str, Any]:
 # (case id, config data or raw YAML text, text stderr must contain; {path} is the file)
 BAD: list[tuple[str, Any, str]] = [
     # wrong types
-    ("max_active_keys-string", edited(((*R0, "max_active_keys"), "five")),
-     "At 'repositories[0].max_active_keys'"),
-    ("max_active_keys-bool", edited(((*R0, "max_active_keys"), True)),
-     "At 'repositories[0].max_active_keys'"),
-    ("max_active_keys-float", edited(((*R0, "max_active_keys"), 5.0)),
-     "At 'repositories[0].max_active_keys'"),
-    ("connect_timeout-string", edited((("ssh", "connect_timeout"), "10s")),
-     "At 'ssh.connect_timeout'"),
+    (
+        "max_active_keys-string",
+        edited(((*R0, "max_active_keys"), "five")),
+        "At 'repositories[0].max_active_keys'",
+    ),
+    (
+        "max_active_keys-bool",
+        edited(((*R0, "max_active_keys"), True)),
+        "At 'repositories[0].max_active_keys'",
+    ),
+    (
+        "max_active_keys-float",
+        edited(((*R0, "max_active_keys"), 5.0)),
+        "At 'repositories[0].max_active_keys'",
+    ),
+    (
+        "connect_timeout-string",
+        edited((("ssh", "connect_timeout"), "10s")),
+        "At 'ssh.connect_timeout'",
+    ),
     ("watch_local-string", edited((("drift", "watch_local"), "yes")), "At 'drift.watch_local'"),
     ("ssh-list", edited((("ssh",), ["keystone"])), "At 'ssh'"),
     ("nodes-mapping", edited((("nodes",), {"ctl1": "192.0.2.11"})), "At 'nodes'"),
-    ("repository-string", edited((("repositories",), ["fernet-tokens"])),
-     "At 'repositories[0]'"),
+    ("repository-string", edited((("repositories",), ["fernet-tokens"])), "At 'repositories[0]'"),
     ("owner-negative", edited(((*R0, "owner"), -1)), "At 'repositories[0].owner'"),
     # out of range
-    ("max_active_keys-1", edited(((*R0, "max_active_keys"), 1)),
-     "At 'repositories[0].max_active_keys'"),
-    ("max_active_keys-0", edited(((*R0, "max_active_keys"), 0)),
-     "At 'repositories[0].max_active_keys'"),
+    (
+        "max_active_keys-1",
+        edited(((*R0, "max_active_keys"), 1)),
+        "At 'repositories[0].max_active_keys'",
+    ),
+    (
+        "max_active_keys-0",
+        edited(((*R0, "max_active_keys"), 0)),
+        "At 'repositories[0].max_active_keys'",
+    ),
     ("ssh-port-0", edited((("ssh", "port"), 0)), "At 'ssh.port'"),
     ("node-port-70000", edited((("nodes", 1, "port"), 70000)), "At 'nodes[1].port'"),
     ("concurrency-0", edited((("ssh", "concurrency"), 0)), "At 'ssh.concurrency'"),
-    ("verify_interval-0", edited((("drift", "verify_interval"), 0)),
-     "At 'drift.verify_interval'"),
-    ("allow_expired_window-negative", edited(((*R0, "allow_expired_window"), -1)),
-     "At 'repositories[0].allow_expired_window'"),
-    ("token_expiration-0", edited(((*R0, "token_expiration"), 0)),
-     "At 'repositories[0].token_expiration'"),
+    ("verify_interval-0", edited((("drift", "verify_interval"), 0)), "At 'drift.verify_interval'"),
+    (
+        "allow_expired_window-negative",
+        edited(((*R0, "allow_expired_window"), -1)),
+        "At 'repositories[0].allow_expired_window'",
+    ),
+    (
+        "token_expiration-0",
+        edited(((*R0, "token_expiration"), 0)),
+        "At 'repositories[0].token_expiration'",
+    ),
     ("keep_count-0", edited((("reports", "keep_count"), 0)), "At 'reports.keep_count'"),
-    ("hooks-timeout-0", edited(((*R0, "hooks", "timeout"), 0)),
-     "At 'repositories[0].hooks.timeout'"),
-    ("hooks-timeout-nan", edited(((*R0, "hooks", "timeout"), float("nan"))),
-     "At 'repositories[0].hooks.timeout'"),
+    (
+        "hooks-timeout-0",
+        edited(((*R0, "hooks", "timeout"), 0)),
+        "At 'repositories[0].hooks.timeout'",
+    ),
+    (
+        "hooks-timeout-nan",
+        edited(((*R0, "hooks", "timeout"), float("nan"))),
+        "At 'repositories[0].hooks.timeout'",
+    ),
     # unknown keys, top level and nested
     ("unknown-top-level", edited((("node",), [])), "At 'node': unknown key"),
-    ("typo-max_active_key", edited(((*R0, "max_active_key"), 5)),
-     "At 'repositories[0].max_active_key': unknown key"),
+    (
+        "typo-max_active_key",
+        edited(((*R0, "max_active_key"), 5)),
+        "At 'repositories[0].max_active_key': unknown key",
+    ),
     ("typo-nodes-prot", edited((("nodes", 1, "prot"), 2222)), "At 'nodes[1].prot': unknown key"),
-    ("typo-hooks", edited(((*R0, "hooks", "after_rotation"), [])),
-     "At 'repositories[0].hooks.after_rotation': unknown key"),
+    (
+        "typo-hooks",
+        edited(((*R0, "hooks", "after_rotation"), [])),
+        "At 'repositories[0].hooks.after_rotation': unknown key",
+    ),
     # missing or empty required values
     ("no-repositories", edited((("repositories",), DELETE)), "At 'repositories'"),
     ("empty-repositories", edited((("repositories",), [])), "At 'repositories'"),
     ("repository-without-name", edited(((*R0, "name"), DELETE)), "At 'repositories[0].name'"),
     ("repository-without-path", edited(((*R0, "path"), DELETE)), "At 'repositories[0].path'"),
     ("node-without-host", edited((("nodes", 0, "host"), DELETE)), "At 'nodes[0].host'"),
-    ("nodes-without-known_hosts", edited((("ssh", "known_hosts"), DELETE)),
-     "At 'ssh.known_hosts': is required"),
+    (
+        "nodes-without-known_hosts",
+        edited((("ssh", "known_hosts"), DELETE)),
+        "At 'ssh.known_hosts': is required",
+    ),
     # names
     ("name-with-space", edited(((*R0, "name"), "fernet tokens")), "At 'repositories[0].name'"),
     ("name-trailing-newline", edited((("nodes", 0, "name"), "ctl1\n")), "At 'nodes[0].name'"),
-    ("duplicate-repository", second_repository(path="/etc/keystone/credential-keys",
-                                                name="fernet-tokens"),
-     "At 'repositories[1].name': duplicate name 'fernet-tokens'"),
-    ("duplicate-node", edited((("nodes", 1, "name"), "ctl1")),
-     "At 'nodes[1].name': duplicate name 'ctl1'"),
-    ("duplicate-after-invalid-entry",
-     edited((("repositories",), ["junk", *BASE["repositories"], *BASE["repositories"]])),
-     "At 'repositories[2].name': duplicate name"),
+    (
+        "duplicate-repository",
+        second_repository(path="/etc/keystone/credential-keys", name="fernet-tokens"),
+        "At 'repositories[1].name': duplicate name 'fernet-tokens'",
+    ),
+    (
+        "duplicate-node",
+        edited((("nodes", 1, "name"), "ctl1")),
+        "At 'nodes[1].name': duplicate name 'ctl1'",
+    ),
+    (
+        "duplicate-after-invalid-entry",
+        edited((("repositories",), ["junk", *BASE["repositories"], *BASE["repositories"]])),
+        "At 'repositories[2].name': duplicate name",
+    ),
     # paths
-    ("relative-repository-path", edited(((*R0, "path"), "etc/keystone/fernet-keys")),
-     "At 'repositories[0].path': must be an absolute path"),
+    (
+        "relative-repository-path",
+        edited(((*R0, "path"), "etc/keystone/fernet-keys")),
+        "At 'repositories[0].path': must be an absolute path",
+    ),
     ("relative-state_dir", edited((("state_dir",), "var/lib/keysyncd")), "At 'state_dir'"),
-    ("relative-identity_file", edited((("ssh", "identity_file"), "id_ed25519")),
-     "At 'ssh.identity_file'"),
-    ("node-path-with-two-repositories",
-     edited((("repositories",), [*BASE["repositories"],
-                                 {"name": "credential-keys", "path": "/etc/keystone/ck"}]),
-            (("nodes", 0, "path"), "/srv/keystone/fernet-keys")),
-     "At 'nodes[0].path'"),
+    (
+        "relative-identity_file",
+        edited((("ssh", "identity_file"), "id_ed25519")),
+        "At 'ssh.identity_file'",
+    ),
+    (
+        "node-path-with-two-repositories",
+        edited(
+            (
+                ("repositories",),
+                [*BASE["repositories"], {"name": "credential-keys", "path": "/etc/keystone/ck"}],
+            ),
+            (("nodes", 0, "path"), "/srv/keystone/fernet-keys"),
+        ),
+        "At 'nodes[0].path'",
+    ),
     # schedule and timezone
-    ("cron-four-fields", edited(((*R0, "schedule"), "0 0 * *")),
-     "At 'repositories[0].schedule': invalid cron expression"),
-    ("cron-seven-fields", edited(((*R0, "schedule"), "0 0 0 * * * *")),
-     "At 'repositories[0].schedule'"),
-    ("cron-minute-61", edited(((*R0, "schedule"), "61 0 * * *")),
-     "At 'repositories[0].schedule'"),
-    ("cron-never-fires", edited(((*R0, "schedule"), "0 0 31 2 *")),
-     "At 'repositories[0].schedule'"),
+    (
+        "cron-four-fields",
+        edited(((*R0, "schedule"), "0 0 * *")),
+        "At 'repositories[0].schedule': invalid cron expression",
+    ),
+    (
+        "cron-seven-fields",
+        edited(((*R0, "schedule"), "0 0 0 * * * *")),
+        "At 'repositories[0].schedule'",
+    ),
+    ("cron-minute-61", edited(((*R0, "schedule"), "61 0 * * *")), "At 'repositories[0].schedule'"),
+    (
+        "cron-never-fires",
+        edited(((*R0, "schedule"), "0 0 31 2 *")),
+        "At 'repositories[0].schedule'",
+    ),
     ("cron-not-a-string", edited(((*R0, "schedule"), 5)), "At 'repositories[0].schedule'"),
-    ("unknown-timezone", edited(((*R0, "timezone"), "Mars/Olympus_Mons")),
-     "At 'repositories[0].timezone': unknown timezone"),
+    (
+        "unknown-timezone",
+        edited(((*R0, "timezone"), "Mars/Olympus_Mons")),
+        "At 'repositories[0].timezone': unknown timezone",
+    ),
     # choices
     ("bad-kind", edited(((*R0, "kind"), "aes")), "At 'repositories[0].kind': must be one of"),
-    ("on_local_change-push", edited((("drift", "on_local_change"), "push")),
-     "At 'drift.on_local_change': must be one of sync, alert"),
-    ("on_remote_drift-ignore", edited((("drift", "on_remote_drift"), "ignore")),
-     "At 'drift.on_remote_drift'"),
+    (
+        "on_local_change-push",
+        edited((("drift", "on_local_change"), "push")),
+        "At 'drift.on_local_change': must be one of sync, alert",
+    ),
+    (
+        "on_remote_drift-ignore",
+        edited((("drift", "on_remote_drift"), "ignore")),
+        "At 'drift.on_remote_drift'",
+    ),
     # hooks
-    ("hook-entry-number", edited(((*R0, "hooks", "after_rotate"), [42])),
-     "At 'repositories[0].hooks.after_rotate[0]'"),
-    ("hook-list-is-string", edited(((*R0, "hooks", "after_rotate"), "keystone-manage x")),
-     "At 'repositories[0].hooks.after_rotate': must be a list"),
-    ("hook-empty-argv", edited(((*R0, "hooks", "on_failure"), [[]])),
-     "At 'repositories[0].hooks.on_failure[0]'"),
-    ("hook-unclosed-quote", edited(((*R0, "hooks", "before_rotate"), ["notify 'oops"])),
-     "At 'repositories[0].hooks.before_rotate[0]'"),
-    ("hooks-list", edited(((*R0, "hooks"), ["keystone-manage credential_migrate"])),
-     "At 'repositories[0].hooks'"),
+    (
+        "hook-entry-number",
+        edited(((*R0, "hooks", "after_rotate"), [42])),
+        "At 'repositories[0].hooks.after_rotate[0]'",
+    ),
+    (
+        "hook-list-is-string",
+        edited(((*R0, "hooks", "after_rotate"), "keystone-manage x")),
+        "At 'repositories[0].hooks.after_rotate': must be a list",
+    ),
+    (
+        "hook-empty-argv",
+        edited(((*R0, "hooks", "on_failure"), [[]])),
+        "At 'repositories[0].hooks.on_failure[0]'",
+    ),
+    (
+        "hook-unclosed-quote",
+        edited(((*R0, "hooks", "before_rotate"), ["notify 'oops"])),
+        "At 'repositories[0].hooks.before_rotate[0]'",
+    ),
+    (
+        "hooks-list",
+        edited(((*R0, "hooks"), ["keystone-manage credential_migrate"])),
+        "At 'repositories[0].hooks'",
+    ),
     # metrics
     ("listen-no-port", edited((("metrics", "listen"), "localhost")), "At 'metrics.listen'"),
-    ("listen-port-70000", edited((("metrics", "listen"), "127.0.0.1:70000")),
-     "At 'metrics.listen'"),
+    (
+        "listen-port-70000",
+        edited((("metrics", "listen"), "127.0.0.1:70000")),
+        "At 'metrics.listen'",
+    ),
     ("listen-number", edited((("metrics", "listen"), 9387)), "At 'metrics.listen'"),
     # the file itself
-    ("malformed-yaml", "state_dir: /var/lib/keysyncd\nrepositories:\n  - name: a\n   path: /x\n",
-     "{path}: line 4 column 4: malformed YAML"),
+    (
+        "malformed-yaml",
+        "state_dir: /var/lib/keysyncd\nrepositories:\n  - name: a\n   path: /x\n",
+        "{path}: line 4 column 4: malformed YAML",
+    ),
     ("unclosed-flow", "repositories: [{name: a, path: /x}\n", "{path}: line 2"),
-    ("control-character", "state_dir: /var/lib/keysyncd\nnodes: \x07\n",
-     "{path}: line 2 column 8: malformed YAML"),
-    ("duplicate-yaml-key", "nodes: []\nstate_dir: /var/lib/keysyncd\nnodes: []\n",
-     "{path}: line 3 column 1: malformed YAML: found duplicate key 'nodes'"),
+    (
+        "control-character",
+        "state_dir: /var/lib/keysyncd\nnodes: \x07\n",
+        "{path}: line 2 column 8: malformed YAML",
+    ),
+    (
+        "duplicate-yaml-key",
+        "nodes: []\nstate_dir: /var/lib/keysyncd\nnodes: []\n",
+        "{path}: line 3 column 1: malformed YAML: found duplicate key 'nodes'",
+    ),
     ("empty-file", "", "{path}: the top level must be a mapping"),
     ("only-comments", "# nothing here\n", "{path}: the top level must be a mapping"),
     ("top-level-list", "- state_dir: /var/lib/keysyncd\n", "{path}: the top level must be a"),
     ("top-level-scalar", "keysyncd\n", "{path}: the top level must be a mapping"),
     ("missing-file", None, "{path}: config file not found"),
     ("not-utf8", b"state_dir: /var/lib/keysyncd\nnodes: \xff\n", "{path}: line 2: not UTF-8"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("data", "expected"), [c[1:] for c in BAD], ids=[c[0] for c in BAD])
@@ -485,9 +585,12 @@ FIELD_PATHS = [
     *[(*R0, "hooks", key) for key in sorted(accepted_keys("repositories[].hooks"))],
     *[("ssh", key) for key in sorted(accepted_keys("ssh"))],
     *[("nodes", 1, key) for key in sorted(accepted_keys("nodes[]"))],
-    *[(section, key) for section in ("drift", "metrics", "reports")
-      for key in sorted(accepted_keys(section))],
-]  # fmt: skip
+    *[
+        (section, key)
+        for section in ("drift", "metrics", "reports")
+        for key in sorted(accepted_keys(section))
+    ],
+]
 SCALARS = (
     st.none()
     | st.booleans()
