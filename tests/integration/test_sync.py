@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import pty
 import stat
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -179,3 +184,60 @@ def test_diverged_node_is_reported_and_untouched(ready: tuple[Fleet, Path]) -> N
     assert files_of(victim.directory) == before
     assert run(config, "rotate") == 1  # a diverged node blocks promotion too
     assert reports(config.parent, "rotate")[-1]["outcome"] == "deferred"
+
+
+def _all_command_lines() -> bytes:
+    found = b""
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                found += Path(f"/proc/{entry}/cmdline").read_bytes() + b"\n"
+            except OSError:
+                continue  # the process ended meanwhile
+    return found
+
+
+def test_no_key_material_in_logs_reports_or_process_arguments(ready: tuple[Fleet, Path]) -> None:
+    _, config = ready
+    local = config.parent / "keys"
+    seen = set(files_of(local).values())
+    outputs = b""
+    command_lines = b""
+    for action in ("rotate", "sync", "verify", "rotate"):
+        argv = [sys.executable, "-m", "keysyncd", "--debug", "-c", str(config), action]
+        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while process.poll() is None and time.monotonic() < deadline:
+            command_lines += _all_command_lines()  # every process, sshd children included
+            time.sleep(0.01)
+        out, err = process.communicate(timeout=60)
+        assert process.returncode == 0, err.decode()[-2000:]
+        outputs += out + err
+        seen |= set(files_of(local).values())
+    written = b"".join(p.read_bytes() for p in config.parent.rglob("*.json"))
+    assert len(seen) >= 4 and command_lines
+    for key in seen:
+        assert key.strip() not in outputs
+        assert key.strip() not in command_lines
+        assert key.strip() not in written
+
+
+def test_progress_is_shown_on_a_terminal(ready: tuple[Fleet, Path]) -> None:
+    _, config = ready
+    primary, replica = pty.openpty()
+    try:
+        argv = [sys.executable, "-m", "keysyncd", "-c", str(config), "rotate"]
+        finished = subprocess.run(argv, stdout=subprocess.PIPE, stderr=replica, timeout=60)
+        os.set_blocking(primary, False)
+        shown = b""
+        with contextlib.suppress(BlockingIOError):
+            while chunk := os.read(primary, 65536):
+                shown += chunk
+    finally:
+        os.close(primary)
+        os.close(replica)
+    assert finished.returncode == 0
+    text = shown.decode(errors="replace")
+    for phase in ("connect", "inspect", "phase 1", "phase 2", "verify"):
+        assert f"{phase}: 5/5" in text, text
+    assert b"phase 1" not in finished.stdout  # progress never pollutes stdout
