@@ -203,6 +203,8 @@ def write_metrics(config: Config) -> None:
     try:
         config.metrics.textfile.parent.mkdir(parents=True, exist_ok=True)
         write_to_textfile(str(config.metrics.textfile), registry_for(lambda: config))
+        # metrics hold no secrets, and node_exporter runs as another user
+        config.metrics.textfile.chmod(0o644)
     except OSError as error:
         log.warning("cannot write metrics to %s: %s", config.metrics.textfile, error)
 

@@ -613,7 +613,7 @@ def test_any_value_gives_config_or_config_error(edits: list[tuple[tuple[Any, ...
     for edit in edits:
         try:  # a later edit may reach into a section an earlier one replaced: skip it
             data = edited_from(data, edit)
-        except (KeyError, IndexError, TypeError):
+        except (KeyError, IndexError, TypeError, AttributeError):
             continue
     try:
         parse_config(data, Path("fuzz.yaml"))
