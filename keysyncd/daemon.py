@@ -54,6 +54,7 @@ class Daemon:
         self.signals: deque[int] = deque()
         self.stopping = threading.Event()
         self.heartbeat = time.monotonic()
+        self.job_deadline = 0.0  # while a job runs: until when silence is still healthy
         self.started_at = time.time()
         self.last_error: str | None = None
         self.last_job: dict[str, Any] | None = None
@@ -204,6 +205,16 @@ class Daemon:
             [self.config.repository(job.repository)] if job.repository else self.config.repositories
         )
         started = time.time()
+        # A job may legitimately go quiet (a hook, a node at its timeouts) for this long;
+        # only past it does the watchdog conclude that the main loop is stuck.
+        self.job_deadline = (
+            time.monotonic()
+            + LOCK_WAIT
+            + sum(
+                3 * r.hooks.timeout + 8 * self.config.ssh.operation_timeout + 60
+                for r in repositories
+            )
+        )
         outcome = "ok"
         try:
             with self._locked(f"{job.action} ({job.trigger})"):
@@ -213,6 +224,7 @@ class Daemon:
             outcome = "failed"
             self.last_error = f"{job.action}: {error}"
             log.error("%s failed: %s", job.action, error)
+        self.job_deadline = 0.0
         self.last_job = {
             "action": job.action,
             "trigger": job.trigger,
@@ -303,7 +315,8 @@ class Daemon:
                     finally:
                         os._exit(0)  # safe at any instant: the journal and apply order (rule 4)
             # a main loop that stopped making progress stops the pings, so systemd restarts us
-            healthy = now - self.heartbeat < 2 * (interval or 1.0) + LOCK_WAIT
+            fresh = now - self.heartbeat < 2 * (interval or 1.0) + LOCK_WAIT
+            healthy = fresh or now < self.job_deadline
             if interval and healthy and now - last_ping >= interval:
                 self.notifier.send("WATCHDOG=1")
                 last_ping = now

@@ -104,7 +104,9 @@ def plan_retirement(
             keep.append(KeptKey(index, None, "no demotion time on record"))
         else:
             keep.append(
-                KeptKey(index, safe_at, f"may still protect live tokens for {safe_at - now:.0f}s")
+                KeptKey(
+                    index, safe_at, f"may still protect live tokens for {math.ceil(safe_at - now)}s"
+                )
             )
     return RetirementPlan(tuple(retire), tuple(keep))
 

@@ -1,0 +1,841 @@
+"""The daemon end to end: a real ``keysyncd run`` process against a real 3-node OpenSSH fleet.
+
+Each test starts ``python -m keysyncd -c CONFIG run`` with Popen, in its own session, and
+talks to it only the way systemd and an operator do: signals (os.kill), a unix datagram
+socket bound in tmp_path as ``$NOTIFY_SOCKET`` (with ``$WATCHDOG_USEC``; ``$WATCHDOG_PID``
+is left unset), the config file and the CLI. It is judged by what it leaves behind: reports
+in report_dir, key files on the nodes, notify datagrams, stderr and its exit code.
+
+Every wait is bounded. Every daemon is stopped when its test ends, whatever happened
+(SIGTERM, then SIGKILL, and SIGKILL for anything it started that outlived it: its session),
+and only processes these tests started are signalled: the daemons and their leftovers, and
+the fleet's own sshd session processes that one test pauses (SIGSTOP) and resumes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import yaml
+
+from keysyncd.schedule import cron_trigger, next_fire_times
+from keysyncd.testing.config import fleet_config
+from keysyncd.testing.fleet import Fleet
+from tests.keystone_compat import load_keys, multifernet
+
+pytestmark = pytest.mark.fleet
+
+REPOSITORY = "fernet-tokens"
+FAR_SCHEDULE = "0 0 1 1 *"  # next fire is months away: cron never interferes with a test
+WATCHDOG_USEC = 1_000_000  # systemd's WatchdogSec=1: the daemon pings every 0.5 s
+READY_TIMEOUT = 20.0
+STOP_BOUND = 40.0  # the daemon abandons a step after 30 s (STOP_TIMEOUT) at the latest
+COMMAND_TIMEOUT = 60.0
+# ``python -m keysyncd`` with the daemon's STOP_TIMEOUT shortened, so that the hard exit
+# after a step that does not finish can be tested in seconds instead of 30.
+SHORT_STOP = (
+    "import os, sys; import keysyncd.daemon as daemon; "
+    "daemon.STOP_TIMEOUT = float(os.environ['KEYSYNCD_TEST_STOP_TIMEOUT']); "
+    "from keysyncd.cli import main; sys.exit(main(sys.argv[1:]))"
+)
+T = TypeVar("T")
+
+
+# --- processes -------------------------------------------------------------------------------
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """Return our environment without anything that makes a child think systemd runs it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NOTIFY_", "WATCHDOG_"))}
+    for name in ("INVOCATION_ID", "JOURNAL_STREAM", "KEYSYNCD_CONFIG", "LISTEN_PID"):
+        env.pop(name, None)
+    return {**env, **extra}
+
+
+def keysyncd(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run one CLI command to completion (bounded) and return it."""
+    return subprocess.run(
+        [sys.executable, "-m", "keysyncd", "-c", str(config), *args],
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_TIMEOUT,
+        check=False,
+        env=clean_env(),
+    )
+
+
+def stat_fields(pid: int) -> list[str]:
+    """Return /proc/PID/stat after the command name: [state, ppid, pgrp, session, ...]."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return []
+
+
+def processes() -> dict[int, list[str]]:
+    """Return the stat fields of every process (zombies included)."""
+    found = {}
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        if fields := stat_fields(int(entry)):
+            found[int(entry)] = fields
+    return found
+
+
+def children_of(pid: int) -> dict[int, str]:
+    """Return {child PID: its state letter} for every child of ``pid``."""
+    return {child: f[0] for child, f in processes().items() if int(f[1]) == pid}
+
+
+def session_members(session: int) -> set[int]:
+    """Return every process in ``session`` (the daemon runs as a session leader)."""
+    return {pid for pid, f in processes().items() if int(f[3]) == session}
+
+
+def descendants(pid: int) -> list[int]:
+    """Return every process below ``pid``."""
+    table = processes()
+    found, frontier = [], [pid]
+    while frontier:
+        parent = frontier.pop()
+        kids = [child for child, f in table.items() if int(f[1]) == parent]
+        found += kids
+        frontier += kids
+    return found
+
+
+def wait_until(
+    predicate: Callable[[], T], timeout: float, what: str, daemon: DaemonProcess | None = None
+) -> T:
+    """Return the first truthy value of ``predicate()``; fail after ``timeout`` seconds.
+
+    Fail at once if ``daemon`` exits meanwhile; failures show the daemon's stderr.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if daemon is not None and daemon.proc.poll() is not None:
+            pytest.fail(f"daemon exited ({daemon.proc.returncode}) while waiting for {what}; "
+                        f"stderr:\n{daemon.stderr()}")  # fmt: skip
+        if time.monotonic() > deadline:
+            tail = f"; daemon stderr:\n{daemon.stderr()}" if daemon is not None else ""
+            pytest.fail(f"timed out after {timeout:g}s waiting for {what}{tail}")
+        time.sleep(0.05)
+
+
+# --- systemd's side: the notify socket -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Datagram:
+    """One sd_notify message: when it arrived (wall clock) and its fields."""
+
+    at: float
+    fields: dict[str, str]
+
+
+class NotifySocket:
+    """A unix datagram socket standing in for systemd's; a thread drains it at once.
+
+    Draining matters: a datagram socket queues only ~10 messages (net.unix.max_dgram_qlen),
+    after which the daemon's sendto() would block, as it would under a stalled systemd.
+    """
+
+    _numbers = itertools.count(1)
+
+    def __init__(self, directory: Path) -> None:
+        path = directory / f"notify-{next(self._numbers)}.sock"
+        if len(str(path)) > 100:  # sun_path holds 108 bytes
+            path = Path(tempfile.mkdtemp(prefix="ksd-")) / path.name
+        self.path = path
+        self.socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.socket.bind(str(path))
+        self.socket.settimeout(0.1)
+        self._messages: list[Datagram] = []
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._drain, name="notify", daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        while not self._closed.is_set():
+            try:
+                data = self.socket.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            fields = dict(line.split("=", 1) for line in data.decode().split("\n") if "=" in line)
+            with self._lock:
+                self._messages.append(Datagram(time.time(), fields))
+
+    @property
+    def messages(self) -> list[Datagram]:
+        """Return every datagram received so far, oldest first."""
+        with self._lock:
+            return list(self._messages)
+
+    def find(self, key: str, value: str | None = None, start: int = 0) -> int | None:
+        """Return the index of the first datagram from ``start`` on holding ``key``(=value)."""
+        for index, message in enumerate(self.messages[start:], start=start):
+            if key in message.fields and (value is None or message.fields[key] == value):
+                return index
+        return None
+
+    def wait(
+        self, key: str, value: str | None = None, start: int = 0, *, timeout: float = 10.0,
+        daemon: DaemonProcess | None = None,
+    ) -> int:  # fmt: skip
+        """Return the index of the first datagram from ``start`` on with ``key``(=value)."""
+        found = wait_until(
+            lambda: (index + 1) if (index := self.find(key, value, start)) is not None else 0,
+            timeout, f"notify {key}={value or '*'}", daemon,
+        )  # fmt: skip
+        return found - 1
+
+    def close(self) -> None:
+        """Stop draining and remove the socket."""
+        self._closed.set()
+        self._thread.join(timeout=2)
+        self.socket.close()
+        self.path.unlink(missing_ok=True)
+
+
+# --- the daemon process ----------------------------------------------------------------------
+
+
+class DaemonProcess:
+    """One ``keysyncd run`` process, as systemd would run it (own session, notify socket)."""
+
+    def __init__(
+        self, config: Path, workdir: Path, *args: str, watchdog: bool = True,
+        env: dict[str, str] | None = None, stop_timeout: float | None = None,
+    ) -> None:  # fmt: skip
+        self.config = config
+        self.notify = NotifySocket(workdir)
+        extra = {"NOTIFY_SOCKET": str(self.notify.path), **(env or {})}
+        if watchdog:
+            extra["WATCHDOG_USEC"] = str(WATCHDOG_USEC)
+        launcher = ["-m", "keysyncd"]
+        if stop_timeout is not None:
+            launcher = ["-c", SHORT_STOP]
+            extra["KEYSYNCD_TEST_STOP_TIMEOUT"] = str(stop_timeout)
+        self.stderr_path = Path(tempfile.mkstemp(prefix="daemon-", suffix=".log", dir=workdir)[1])
+        with open(self.stderr_path, "wb") as stderr:
+            self.proc = subprocess.Popen(
+                [sys.executable, *launcher, "-c", str(config), "run", *args],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
+                env=clean_env(**extra), start_new_session=True,
+            )  # fmt: skip
+
+    @property
+    def pid(self) -> int:
+        """Return the daemon's PID."""
+        return self.proc.pid
+
+    def stderr(self) -> str:
+        """Return everything the daemon logged so far."""
+        return self.stderr_path.read_text(errors="replace")
+
+    def wait_ready(self) -> Datagram:
+        """Return the READY=1 datagram; fail if it does not come in time."""
+        index = self.notify.wait("READY", "1", timeout=READY_TIMEOUT, daemon=self)
+        return self.notify.messages[index]
+
+    def send(self, number: signal.Signals) -> None:
+        """Send ``number`` to the daemon (which must still be running)."""
+        assert self.proc.poll() is None, f"daemon already exited:\n{self.stderr()}"
+        os.kill(self.pid, number)
+
+    def stop(self, timeout: float = STOP_BOUND) -> int:
+        """SIGTERM the daemon and return its exit code; fail if it takes over ``timeout``."""
+        if self.proc.poll() is None:
+            os.kill(self.pid, signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"daemon did not exit within {timeout:g}s of SIGTERM:\n{self.stderr()}")
+
+    def kill(self) -> None:
+        """Make sure the daemon is gone (teardown): SIGTERM, bounded wait, then SIGKILL.
+
+        Processes it started (hooks) that outlived it are still in its session: kill them too.
+        """
+        if self.proc.poll() is None:
+            os.kill(self.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.kill(self.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        for pid in session_members(self.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.notify.close()
+
+
+@pytest.fixture
+def daemons(tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:
+    """Return a factory starting daemons (``start(config, *args, **kw)``); all stop at the end."""
+    started: list[DaemonProcess] = []
+
+    def start(config: Path, *args: str, **kwargs: Any) -> DaemonProcess:
+        daemon = DaemonProcess(config, tmp_path, *args, **kwargs)
+        started.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in reversed(started):
+        daemon.kill()
+
+
+# --- config, reports, keys -------------------------------------------------------------------
+
+
+def write_config(fleet: Fleet, root: Path, **repository: Any) -> Path:
+    """Write the controller config for every node of ``fleet`` (now); return its path.
+
+    Short SSH timeouts keep a stuck node from stalling a test; keys are retired after one
+    second (token_expiration 1) so frequent rotations keep the repositories small; local
+    drift watching and periodic verifies are off so that only the test triggers actions.
+    """
+    ssh = {
+        "user": fleet.user,
+        "identity_file": str(fleet.client_key),
+        "known_hosts": str(fleet.known_hosts),
+        "connect_timeout": 3,
+        "operation_timeout": 3,
+        "concurrency": 16,
+    }
+    overrides = {"schedule": FAR_SCHEDULE, "token_expiration": 1, "allow_expired_window": 0}
+    return fleet_config(
+        fleet, root, repository={**overrides, **repository}, ssh=ssh,
+        drift={"watch_local": False, "verify_interval": 3600},
+    )  # fmt: skip
+
+
+def init(config: Path) -> None:
+    """Run ``keysyncd init`` (keys 0 and 1 on the controller and every node)."""
+    result = keysyncd(config, "init")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def report_dir(config: Path) -> Path:
+    return config.parent / "reports"
+
+
+def state_dir(config: Path) -> Path:
+    return config.parent / "state"
+
+
+def reports(config: Path, action: str | None = None, trigger: str | None = None) -> list[dict]:
+    """Return the reports (of ``action`` by ``trigger``), oldest first."""
+    found = []
+    directory = report_dir(config)
+    names = sorted(os.listdir(directory)) if directory.is_dir() else []
+    for name in names:
+        if name.startswith(".") or not name.endswith(".json"):
+            continue
+        try:
+            document = json.loads((directory / name).read_text())
+        except FileNotFoundError:  # pruned by retention meanwhile
+            continue
+        if (action is None or document.get("action") == action) and (
+            trigger is None or document.get("trigger") == trigger
+        ):
+            found.append(document)
+    return sorted(found, key=lambda document: document["started_at"])
+
+
+def key_files(directory: Path) -> dict[int, bytes]:
+    """Return {index: content} of the files keystone would load as keys."""
+    return {int(p.name): p.read_bytes() for p in directory.iterdir() if p.name.isdigit()}
+
+
+def assert_valid(where: str, directory: Path) -> None:
+    """Assert keystone's loader accepts ``directory`` and it holds a staged key and a primary."""
+    keys = key_files(directory)
+    assert 0 in keys, f"{where}: no staged key 0 ({sorted(keys)})"
+    assert max(keys) > 0, f"{where}: no primary ({sorted(keys)})"
+    assert all(keys.values()), f"{where}: an empty key file"
+    assert len(load_keys(str(directory))) == len(keys), f"{where}: keystone skipped a key"
+    multifernet(str(directory))  # raises ValueError on a malformed key
+
+
+def assert_nodes_match(fleet: Fleet, config: Path) -> None:
+    """Assert every node holds exactly the controller's keys."""
+    controller = key_files(config.parent / "keys")
+    for node in fleet.nodes:
+        assert key_files(node.directory) == controller, f"{node.name} differs from controller"
+        assert_valid(node.name, node.directory)
+
+
+def next_fire(schedule: str) -> str:
+    """Return the next fire time of ``schedule`` as the daemon prints it."""
+    when = next_fire_times(cron_trigger(schedule), datetime.now(UTC), 1)[0]
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def lock_holder(config: Path) -> dict[str, Any] | None:
+    """Return who holds the keysyncd lock (the lock file's record), or None."""
+    try:
+        text = (state_dir(config) / "lock").read_text()
+        return json.loads(text) if text else None
+    except (OSError, ValueError):
+        return None
+
+
+# --- 1. cron schedule ------------------------------------------------------------------------
+
+
+def test_seconds_schedule_rotates_on_time(
+    fleet: Fleet, tmp_path: Path, daemons: Callable[..., DaemonProcess]
+) -> None:
+    """Every 3 s: each fire gives one rotation that starts within 1.5 s, triggered by cron."""
+    config = write_config(fleet, tmp_path / "ctl", schedule="*/3 * * * * *")
+    init(config)
+    daemon = daemons(config)
+    daemon.wait_ready()
+    rotations = wait_until(
+        lambda: (found := reports(config, "rotate"))[2:] and found, 14.0,
+        "three cron rotations", daemon,
+    )  # fmt: skip
+    assert daemon.stop() == 0
+    for report in rotations:
+        assert report["trigger"] == "cron", report
+        assert report["outcome"] == "ok", report
+        late = report["started_at"] % 3
+        assert late < 1.5, f"rotation started {late:.2f}s after its scheduled time"
+    slots = [int(report["started_at"] // 3) for report in rotations]
+    assert slots == list(range(slots[0], slots[0] + len(slots))), f"fires skipped: {slots}"
+    assert_nodes_match(fleet, config)
+
+
+def test_slow_rotations_never_overlap_and_missed_fires_coalesce(
+    fleet: Fleet, tmp_path: Path, daemons: Callable[..., DaemonProcess]
+) -> None:
+    """A rotation (2 s hook) longer than the period (1 s): back to back, never overlapping.
+
+    Fires during a rotation collapse into one queued run: after the schedule is switched
+    off (SIGHUP to a far schedule) at most that one run follows, not a backlog.
+    """
+    hook = 2.0
+    config = write_config(fleet, tmp_path / "ctl", schedule="* * * * * *",
+                          hooks={"before_rotate": [f"sleep {hook:g}"]})  # fmt: skip
+    init(config)
+    daemon = daemons(config)
+    daemon.wait_ready()
+    first = wait_until(lambda: reports(config, "rotate")[2:], 20.0, "3 rotations", daemon)
+    assert first
+    write_config(fleet, tmp_path / "ctl", schedule=FAR_SCHEDULE,
+                 hooks={"before_rotate": [f"sleep {hook:g}"]})  # fmt: skip
+    mark = len(daemon.notify.messages)
+    daemon.send(signal.SIGHUP)
+    reloading = daemon.notify.wait("RELOADING", "1", mark, timeout=hook + 5, daemon=daemon)
+    ready = daemon.notify.wait("READY", "1", reloading, timeout=5, daemon=daemon)
+    reloaded_at = daemon.notify.messages[ready].at
+    # a queued run starts within milliseconds of the reload; give it and one more the time
+    time.sleep(2 * hook + 2.0)
+    assert lock_holder(config) is None, "the daemon is still rotating: a backlog was queued"
+    assert daemon.stop() == 0
+    rotations = reports(config, "rotate")
+    assert all(r["trigger"] == "cron" and r["outcome"] == "ok" for r in rotations), rotations
+    for before, after in itertools.pairwise(rotations):
+        assert after["started_at"] >= before["ended_at"], f"overlap: {before} / {after}"
+    assert all(r["ended_at"] - r["started_at"] >= hook for r in rotations), "hook did not run"
+    after_reload = [r for r in rotations if r["started_at"] > reloaded_at]
+    assert len(after_reload) <= 1, f"{len(after_reload)} runs after the reload: a backlog"
+    fired = int(reloaded_at) - int(rotations[0]["started_at"])  # 1 s schedule: one per second
+    ran = len(rotations) - len(after_reload)
+    assert ran <= fired / hook + 1, f"{ran} rotations in {fired} s cannot all last {hook} s"
+    assert ran < fired, f"{fired} fires gave {ran} rotations: nothing was coalesced"
+    assert_nodes_match(fleet, config)
+
+
+# --- 2. systemd notify -----------------------------------------------------------------------
+
+
+def test_notify_ready_status_watchdog_reload_and_stopping(
+    fleet: Fleet, tmp_path: Path, daemons: Callable[..., DaemonProcess]
+) -> None:
+    """READY=1 with STATUS and MAINPID, WATCHDOG=1 pings, RELOADING=1/READY=1, STOPPING=1."""
+    config = write_config(fleet, tmp_path / "ctl")
+    init(config)
+    daemon = daemons(config)
+    ready = daemon.wait_ready()
+    notify = daemon.notify
+    assert ready.fields.get("MAINPID") == str(daemon.pid)
+    status = ready.fields.get("STATUS") or ""
+    assert f"next rotation {REPOSITORY} {next_fire(FAR_SCHEDULE)}" in status, ready
+    first_ping = notify.find("READY", "1")
+    assert first_ping is not None
+    ping = notify.wait("WATCHDOG", "1", first_ping, timeout=3.0, daemon=daemon)
+    second = notify.wait("WATCHDOG", "1", ping + 1, timeout=3.0, daemon=daemon)
+    gap = notify.messages[second].at - notify.messages[ping].at
+    assert 0.2 < gap < 1.0, f"WATCHDOG=1 every {gap:.2f}s; WatchdogSec=1 needs < 1 s"
+
+    mark = len(notify.messages)
+    daemon.send(signal.SIGHUP)
+    reloading = notify.wait("RELOADING", "1", mark, timeout=5, daemon=daemon)
+    again = notify.wait("READY", "1", reloading, timeout=5, daemon=daemon)
+    assert "next rotation" in notify.messages[again].fields.get("STATUS", "")
+
+    mark = len(notify.messages)
+    assert daemon.stop() == 0
+    assert notify.find("STOPPING", "1", mark) is not None, notify.messages[mark:]
+
+
+# --- 3. signals (and --log-format json) ------------------------------------------------------
+
+
+def test_sigusr1_rotates_and_sigusr2_syncs_and_verifies(
+    fleet: Fleet, tmp_path: Path, daemons: Callable[..., DaemonProcess]
+) -> None:
+    """SIGUSR1: a rotation report (signal) within 5 s; SIGUSR2: a sync and a verify report.
+
+    Also: ``--log-format json`` logs one JSON object per stderr line, and without
+    $WATCHDOG_USEC the daemon sends no WATCHDOG=1.
+    """
+    config = write_config(fleet, tmp_path / "ctl")
+    init(config)
+    daemon = daemons(config, "--log-format", "json", watchdog=False)
+    daemon.wait_ready()
+    daemon.send(signal.SIGUSR1)
+    rotated = wait_until(lambda: reports(config, "rotate", "signal"), 5.0, "rotation", daemon)
+    assert [r["outcome"] for r in rotated] == ["ok"]
+    assert_nodes_match(fleet, config)
+
+    daemon.send(signal.SIGUSR2)
+    synced = wait_until(lambda: reports(config, "sync", "signal"), 5.0, "sync", daemon)
+    verified = wait_until(lambda: reports(config, "verify", "signal"), 5.0, "verify", daemon)
+    assert [r["outcome"] for r in synced + verified] == ["ok", "ok"]
+    assert set(verified[0]["nodes"]) == {n.name for n in fleet.nodes}
+    assert daemon.stop() == 0
+    assert reports(config, "rotate", "cron") == []
+    assert daemon.notify.find("WATCHDOG") is None
+
+    lines = [line for line in daemon.stderr().splitlines() if line.strip()]
+    assert lines, "the daemon logged nothing"
+    documents = []
+    for line in lines:
+        try:
+            documents.append(json.loads(line))
+        except ValueError:
+            pytest.fail(f"not a JSON log line: {line!r}")
+    assert all({"time", "level", "logger", "message"} <= set(d) for d in documents), documents
+    messages = [d["message"] for d in documents]
+    assert any(m.startswith("SIGUSR1") for m in messages), messages
+    assert any(m.startswith("SIGUSR2") for m in messages), messages
+
+
+# --- 4. reload (and journald priority prefixes) ----------------------------------------------
+
+
+def test_reload_adds_a_node_and_rejects_an_invalid_config(
+    fleet: Fleet, tmp_path: Path, daemons: Callable[..., DaemonProcess]
+) -> None:
+    """SIGHUP with a new node: the next sync pushes to it. SIGHUP with a broken config: every
+    error is logged with its path and the daemon keeps working with the previous config.
+
+    Run as under systemd ($INVOCATION_ID): stderr lines carry ``<N>`` priorities, no time.
+    """
+    config = write_config(fleet, tmp_path / "ctl")
+    init(config)
+    daemon = daemons(config, env={"INVOCATION_ID": "0123456789abcdef0123456789abcdef"})
+    daemon.wait_ready()
+    notify = daemon.notify
+
+    new_node = fleet.add_node()
+    write_config(fleet, tmp_path / "ctl")
+    mark = len(notify.messages)
+    daemon.send(signal.SIGHUP)
+    notify.wait("READY", "1", notify.wait("RELOADING", "1", mark, daemon=daemon), daemon=daemon)
+    daemon.send(signal.SIGUSR2)
+    sync = wait_until(lambda: reports(config, "sync", "signal"), 10.0, "sync", daemon)[0]
+    assert sync["outcome"] == "ok", sync
+    assert sync["nodes"][new_node.name]["status"] == "updated", sync["nodes"]
+    assert key_files(new_node.directory) == key_files(config.parent / "keys")
+    wait_until(lambda: reports(config, "verify", "signal"), 10.0, "verify", daemon)
+
+    document = yaml.safe_load(config.read_text())
+    document["repositories"][0]["max_active_keys"] = 0
+    document["repositories"][0]["no_such_option"] = True
+    config.write_text(yaml.safe_dump(document, sort_keys=False))
+    mark = len(notify.messages)
+    daemon.send(signal.SIGHUP)
+    notify.wait("READY", "1", notify.wait("RELOADING", "1", mark, daemon=daemon), daemon=daemon)
+    for path in ("repositories[0].max_active_keys", "repositories[0].no_such_option"):
+        wait_until(lambda path=path: f"At '{path}'" in daemon.stderr(), 5.0, path, daemon)
+    daemon.send(signal.SIGUSR2)
+    syncs = wait_until(lambda: reports(config, "sync", "signal")[1:], 10.0, "2nd sync", daemon)
+    assert syncs[-1]["outcome"] == "ok", syncs[-1]
+    assert set(syncs[-1]["nodes"]) == {n.name for n in fleet.nodes}, "old config not kept"
+    assert daemon.stop() == 0
+
+    log = daemon.stderr()
+    rejected = [line for line in log.splitlines() if "reload rejected: At '" in line]
+    assert any("At 'repositories[0].max_active_keys'" in line for line in rejected), log
+    assert any("At 'repositories[0].no_such_option'" in line for line in rejected), log
+    assert all(line.startswith("<3>keysyncd") for line in rejected), rejected
+    for line in filter(None, log.splitlines()):
+        assert re.match(r"<[0-7]>[\w.]+: ", line), f"no priority prefix (or a timestamp): {line!r}"
+    assert re.search(r"^<6>keysyncd[\w.]*: started", log, re.MULTILINE), log
+
+
+# --- 5. graceful stop during a slow push -----------------------------------------------------
+
+
+def test_sigterm_during_a_slow_push_exits_0_and_leaves_nodes_valid(
+    fleet: Fleet, tmp_path: Path, daemons: Callable[..., DaemonProcess]
+) -> None:
+    """SIGTERM while node3's SSH session is frozen mid-rotation: exit 0 within the bound,
+    every node valid for keystone, no process of the daemon left, nothing left for us to reap.
+
+    The before_rotate hook (1 s) is the window in which node3's session processes (the
+    daemon's open connection) are stopped, so the push after it hangs on node3 until the
+    operation timeout (3 s); SIGTERM arrives during that hang.
+    """
+    config = write_config(fleet, tmp_path / "ctl", hooks={"before_rotate": ["sleep 1"]})
+    init(config)
+    ours_before = set(children_of(os.getpid()))
+    daemon = daemons(config)
+    daemon.wait_ready()
+    seen_children: dict[int, str] = {}
+
+    def hook_running() -> bool:
+        kids = children_of(daemon.pid)
+        seen_children.update({pid: stat_fields(pid)[19] for pid in kids if stat_fields(pid)})
+        return bool(kids)
+
+    paused: list[int] = []
+    try:
+        daemon.send(signal.SIGUSR1)
+        wait_until(hook_running, 10.0, "the before_rotate hook", daemon)
+        node3 = fleet.node("node3")
+        assert node3.pid is not None
+        paused = descendants(node3.pid)
+        assert paused, "the daemon has no open session on node3"
+        for pid in paused:
+            os.kill(pid, signal.SIGSTOP)
+        wait_until(lambda: not hook_running(), 10.0, "the hook to finish", daemon)
+        time.sleep(0.5)  # the push is now waiting on node3
+        holder = lock_holder(config)
+        assert holder is not None and holder["pid"] == daemon.pid, "not rotating any more"
+        stopped_at = time.monotonic()
+        code = daemon.stop(STOP_BOUND)
+        elapsed = time.monotonic() - stopped_at
+    finally:
+        for pid in paused:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+    assert code == 0, daemon.stderr()
+    assert elapsed < STOP_BOUND
+    assert seen_children, "never saw the hook process"
+    for pid, started in seen_children.items():
+        fields = stat_fields(pid)
+        assert not fields or fields[19] != started, f"child {pid} of the daemon outlived it"
+    assert session_members(daemon.pid) == set(), "processes of the daemon's session remain"
+    ours_after = children_of(os.getpid())
+    assert set(ours_after) <= ours_before, f"new children of the test: {ours_after}"
+    assert "Z" not in ours_after.values(), f"zombies: {ours_after}"
+
+    assert_valid("controller", config.parent / "keys")
+    for node in fleet.nodes:
+        assert_valid(node.name, node.directory)
+    rotation = reports(config, "rotate", "signal")
+    assert len(rotation) == 1, "the abandoned rotation was not reported"
+    assert rotation[0]["nodes"]["node3"]["status"] == "failed", rotation[0]["nodes"]
+    result = keysyncd(config, "sync")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert_nodes_match(fleet, config)
+    print(f"exit after SIGTERM: {elapsed:.2f}s")
+
+
+def test_sigterm_while_waiting_for_the_lock_exits_at_once(
+    fleet: Fleet, tmp_path: Path, daemons: Callable[..., DaemonProcess]
+) -> None:
+    """A daemon job waiting for the lock held by a CLI rotate gives up on SIGTERM at once.
+
+    Regression: it used to keep waiting (up to LOCK_WAIT) and was hard-exited after 30 s.
+    """
+    hold = 5.0
+    cli_config = write_config(fleet, tmp_path / "ctl", hooks={"before_rotate": [f"sleep {hold:g}"]})
+    cli_config = Path(shutil.copy(cli_config, tmp_path / "ctl" / "cli.yaml"))
+    config = write_config(fleet, tmp_path / "ctl")
+    init(config)
+    daemon = daemons(config)
+    daemon.wait_ready()
+    with subprocess.Popen(
+        [sys.executable, "-m", "keysyncd", "-c", str(cli_config), "rotate"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=clean_env(),
+    ) as cli:  # fmt: skip
+        try:
+            holder = wait_until(lambda: lock_holder(config), 10.0, "the CLI to take the lock")
+            assert holder["pid"] == cli.pid
+            daemon.send(signal.SIGUSR1)
+            wait_until(lambda: "SIGUSR1" in daemon.stderr(), 5.0, "SIGUSR1 to be seen", daemon)
+            time.sleep(0.3)  # the rotation job is now waiting for the lock
+            stopped_at = time.monotonic()
+            code = daemon.stop()
+            elapsed = time.monotonic() - stopped_at
+            assert cli.poll() is None, "the CLI finished first: the test proves nothing"
+            output, _ = cli.communicate(timeout=COMMAND_TIMEOUT)
+        finally:
+            if cli.poll() is None:
+                cli.kill()
+    assert code == 0, daemon.stderr()
+    assert elapsed < 3.0, f"the stop took {elapsed:.1f}s: it waited for the CLI's lock"
+    assert "not waiting for it: stopping" in daemon.stderr(), daemon.stderr()
+    assert cli.returncode == 0, output
+    assert [r["trigger"] for r in reports(config, "rotate")] == ["cli"]
+    assert_nodes_match(fleet, config)
+
+
+def test_hard_exit_after_the_stop_timeout_leaves_no_hook_behind(
+    fleet: Fleet, tmp_path: Path, daemons: Callable[..., DaemonProcess]
+) -> None:
+    """A hook that outlasts STOP_TIMEOUT (shortened to 2 s here): the daemon exits 0 anyway
+    and terminates the hook first; every node stays valid.
+
+    Regression: the hard exit left the hook process running, orphaned.
+    """
+    config = write_config(fleet, tmp_path / "ctl", hooks={"before_rotate": ["sleep 60"]})
+    init(config)
+    daemon = daemons(config, stop_timeout=2.0)
+    daemon.wait_ready()
+    daemon.send(signal.SIGUSR1)
+    hooks = wait_until(lambda: children_of(daemon.pid), 10.0, "the before_rotate hook", daemon)
+    started = {pid: stat_fields(pid)[19] for pid in hooks}
+    stopped_at = time.monotonic()
+    assert daemon.stop(20.0) == 0, daemon.stderr()
+    elapsed = time.monotonic() - stopped_at
+    assert elapsed < 10.0, f"the stop took {elapsed:.1f}s"
+    assert "did not finish within" in daemon.stderr(), daemon.stderr()
+    for pid, start in started.items():
+        fields = stat_fields(pid)
+        assert not fields or fields[19] != start, f"hook {pid} outlived the daemon"
+    assert session_members(daemon.pid) == set(), "processes of the daemon's session remain"
+    assert_valid("controller", config.parent / "keys")
+    for node in fleet.nodes:
+        assert_valid(node.name, node.directory)
+
+
+# --- 6. catch-up after downtime --------------------------------------------------------------
+
+
+def test_rotation_missed_while_down_is_caught_up_exactly_once(
+    fleet: Fleet, tmp_path: Path, daemons: Callable[..., DaemonProcess]
+) -> None:
+    """Two scheduled times pass with no daemon: at start one catch-up rotation, no more.
+
+    The schedule fires at two seconds of the minute just after ``init``; the daemon starts
+    once both have passed, so its next regular fire is almost a minute away.
+    """
+    config = write_config(fleet, tmp_path / "ctl")
+    init(config)
+    journal = json.loads((state_dir(config) / "repositories" / f"{REPOSITORY}.json").read_text())
+    last = int(journal["last_rotation_at"])
+    schedule = f"{(last + 1) % 60},{(last + 2) % 60} * * * * *"
+    write_config(fleet, tmp_path / "ctl", schedule=schedule)
+    wait_until(lambda: time.time() > last + 2.2, 5.0, "the scheduled times to pass")
+
+    daemon = daemons(config)
+    ready = daemon.wait_ready()
+    caught = wait_until(lambda: reports(config, "rotate"), 5.0, "the catch-up rotation", daemon)
+    assert caught[0]["started_at"] - ready.at < 3.0, "the catch-up was not prompt"
+    time.sleep(2.5)  # room for a second catch-up, which must not come
+    assert [(r["trigger"], r["outcome"]) for r in reports(config, "rotate")] == [("cron", "ok")]
+    assert daemon.stop() == 0
+    assert "catching up once" in daemon.stderr()
+
+    again = daemons(config)
+    again.wait_ready()
+    time.sleep(2.0)  # a restart right after the catch-up has nothing to catch up
+    assert again.stop() == 0
+    assert len(reports(config, "rotate")) == 1, "caught up twice"
+    assert "catching up" not in again.stderr()
+    assert time.time() < last + 55, "the regular schedule may have fired: test too slow"
+    assert_nodes_match(fleet, config)
+
+
+# --- 7. one writer: the CLI is refused while the daemon rotates ------------------------------
+
+
+def test_cli_rotate_is_refused_while_the_daemon_rotates(
+    fleet: Fleet, tmp_path: Path, daemons: Callable[..., DaemonProcess]
+) -> None:
+    """``keysyncd rotate`` during the daemon's rotation exits 1 and names the daemon."""
+    config = write_config(fleet, tmp_path / "ctl", hooks={"before_rotate": ["sleep 3"]})
+    init(config)
+    daemon = daemons(config)
+    daemon.wait_ready()
+    daemon.send(signal.SIGUSR1)
+    holder = wait_until(lambda: lock_holder(config), 10.0, "the daemon to take the lock", daemon)
+    assert holder["pid"] == daemon.pid
+    result = keysyncd(config, "rotate")
+    assert lock_holder(config) is not None, "the rotation ended before the CLI ran: too slow"
+    assert result.returncode == 1, result.stdout + result.stderr
+    expected = f"another keysyncd holds the lock: PID {daemon.pid} (rotate (signal)) since "
+    assert expected in result.stderr, result.stderr
+    done = wait_until(lambda: reports(config, "rotate"), 15.0, "the daemon's rotation", daemon)
+    assert daemon.stop() == 0
+    assert [(r["trigger"], r["outcome"]) for r in done] == [("signal", "ok")]
+    assert len(reports(config, "rotate")) == 1, "the refused CLI rotation left a report"
+    assert_nodes_match(fleet, config)
+
+
+# --- 8. status -------------------------------------------------------------------------------
+
+
+def test_status_shows_the_running_daemon_then_not_running(
+    fleet: Fleet, tmp_path: Path, daemons: Callable[..., DaemonProcess]
+) -> None:
+    """``status`` (and --json): the daemon's PID, next rotation, last outcome; then not running."""
+    config = write_config(fleet, tmp_path / "ctl")
+    init(config)
+    daemon = daemons(config)
+    daemon.wait_ready()
+    daemon.send(signal.SIGUSR1)
+    wait_until(lambda: reports(config, "rotate"), 10.0, "the rotation", daemon)
+    info_path = state_dir(config) / "daemon.json"
+    wait_until(lambda: info_path.exists() and json.loads(info_path.read_text())["last_job"],
+               5.0, "daemon.json to record the rotation", daemon)  # fmt: skip
+    expected_next = next_fire(FAR_SCHEDULE)
+
+    text = keysyncd(config, "status")
+    assert text.returncode == 0, text.stdout + text.stderr
+    assert f"daemon: running as PID {daemon.pid}" in text.stdout, text.stdout
+    assert f"next rotation of {REPOSITORY}: {expected_next}" in text.stdout, text.stdout
+    assert "last action: rotate (signal) ok" in text.stdout, text.stdout
+
+    machine = keysyncd(config, "status", "--json")
+    assert machine.returncode == 0, machine.stdout + machine.stderr
+    info = json.loads(machine.stdout)["daemon"]
+    assert info["pid"] == daemon.pid
+    assert info["next_rotation"] == {REPOSITORY: expected_next}
+    assert (info["last_job"]["action"], info["last_job"]["trigger"]) == ("rotate", "signal")
+    assert info["last_job"]["outcome"] == "ok"
+
+    assert daemon.stop() == 0
+    stopped = keysyncd(config, "status")
+    assert "daemon: not running" in stopped.stdout, stopped.stdout
+    assert json.loads(keysyncd(config, "status", "--json").stdout)["daemon"] is None
