@@ -1,0 +1,135 @@
+"""Faults the test fleet simulates on a node's key directory: read-only and full (mount, chattr).
+
+Each fault is a context manager that hands its undo action to ``guard`` (``Fleet._fault``),
+which runs it on exit or in ``Fleet.stop()``, whichever comes first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import functools
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from keysyncd.testing.processes import FleetUnsupported, is_root, run
+
+Undo = Callable[[], None]
+Guard = Callable[[Undo], contextlib.AbstractContextManager[None]]
+
+
+@functools.cache
+def can_mount() -> bool:
+    """Return True when running as root and a bind mount works here (else mount faults skip)."""
+    if not is_root() or shutil.which("mount") is None:
+        return False
+    probe = tempfile.mkdtemp(prefix="fleet-mount-probe-")
+    try:
+        run("mount", "--bind", probe, probe)
+        run("umount", probe)
+        return True
+    except (OSError, subprocess.SubprocessError):
+        return False
+    finally:
+        os.rmdir(probe)
+
+
+def mounts_under(root: Path) -> list[str]:
+    """Return the mount points at or below ``root`` listed in /proc/self/mounts."""
+    with open("/proc/self/mounts", encoding="utf-8") as mounts:
+        targets = [line.split()[1].replace("\\040", " ") for line in mounts]
+    return [t for t in targets if t == str(root) or t.startswith(f"{root}/")]
+
+
+def _umount(target: Path) -> None:
+    if mounts_under(target)[-1:] == [str(target)]:
+        try:
+            run("umount", str(target))
+        except subprocess.CalledProcessError:  # busy (an open session): detach lazily
+            run("umount", "-l", str(target))
+
+
+def _fill(directory: Path, size: int) -> None:
+    """Fill ``directory``'s filesystem; raise RuntimeError if a 44-byte file still fits."""
+    with open(directory / ".fill", "wb", buffering=0) as fill:
+        for _ in range(size // 4096 + 16):
+            try:
+                fill.write(b"\0" * 4096)
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+                break
+    probe = directory / ".probe"
+    try:
+        probe.write_bytes(b"x" * 44)
+        raise RuntimeError(f"{directory}: a 44-byte file still fits after filling")
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+    finally:
+        probe.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def readonly(
+    directory: Path, method: str, guard: Guard, mount_works: Callable[[], bool] = can_mount
+) -> Iterator[None]:
+    """Make ``directory`` read-only for the login user until exit (see Fleet.make_readonly).
+
+    Raise FleetUnsupported if the method cannot work here, ValueError if it is unknown.
+    """
+    path = str(directory)
+    method = ("mount" if is_root() else "chmod") if method == "auto" else method
+    if method == "chmod":
+        undo = functools.partial(directory.chmod, directory.stat().st_mode & 0o7777)
+        directory.chmod(0o500)
+    elif method == "mount" and mount_works():
+        run("mount", "--bind", path, path)
+        undo = functools.partial(_umount, directory)
+    elif method == "immutable" and is_root() and shutil.which("chattr"):
+        run("chattr", "+i", path)
+        undo = functools.partial(run, "chattr", "-i", path)
+    elif method in ("mount", "immutable"):
+        raise FleetUnsupported(f"make_readonly({method!r}) needs root and mount/chattr")
+    else:
+        raise ValueError(f"unknown make_readonly method {method!r}")
+    with guard(undo):
+        if method == "mount":
+            run("mount", "-o", "remount,bind,ro", path)
+        yield
+
+
+@contextlib.contextmanager
+def full(directory: Path, tmpfs: Path, size_kib: int, guard: Guard) -> Iterator[None]:
+    """Put ``directory`` on a tiny, completely full tmpfs mounted at ``tmpfs`` until exit.
+
+    Needs can_mount() (the caller checks it); see Fleet.make_full for the layout.
+    """
+    pages = sum(2 + p.lstat().st_size // 4096 for p in directory.rglob("*"))
+    size = max(size_kib * 1024, (pages + 16) * 4096)
+    tmpfs.mkdir(mode=0o700, exist_ok=True)
+    opts = f"size={size},mode=0700"
+    run("mount", "-t", "tmpfs", "-o", opts, "keysyncd-fleet-full", str(tmpfs))
+    inner = tmpfs / "keys"
+
+    def undo() -> None:
+        try:
+            _umount(directory)
+            shutil.rmtree(directory)
+            shutil.copytree(inner, directory, symlinks=True)
+        finally:
+            _umount(tmpfs)
+            tmpfs.rmdir()
+
+    with guard(undo):
+        shutil.copytree(directory, inner, symlinks=True)
+        for path in inner.rglob("*"):
+            if path.is_file() and not path.is_symlink():
+                path.chmod(0o600)
+        _fill(tmpfs, size)
+        run("mount", "--bind", str(inner), str(directory))
+        yield
