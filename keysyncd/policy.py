@@ -3,8 +3,14 @@
 Keystone's fernet_rotate renames 0 to max+1, writes a new 0, then deletes the
 lowest secondaries while more than ``max_active_keys`` keys remain. keysyncd
 does the same, except that a key is deleted only once no token it protected
-can still be valid (safety rule 2): ``now >= demoted_at + token_expiration +
-allow_expired_window``. Until then it is kept, even beyond max_active_keys.
+can still be valid (safety rule 2). Until then it is kept, even beyond max_active_keys.
+
+A key stops protecting new tokens only when it is no longer primary on *any* node:
+a node that missed the push (down, partitioned, or passed over by ``--force``) still
+encrypts with it. So the retention clock starts at ``confirmed_at``, when every node
+was first verified holding a state in which the key is no longer primary; for a
+controller without nodes that is the moment of the demotion itself:
+``now >= confirmed_at + token_expiration + allow_expired_window``.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ class KeyHistory:
     created_at: float | None = None
     promoted_at: float | None = None
     demoted_at: float | None = None
+    confirmed_at: float | None = None  # every node verified past its demotion (module doc)
 
 
 History = Mapping[int, KeyHistory]
@@ -75,13 +82,27 @@ class RotationPlan:
 
 
 def retirement_safe_at(history: KeyHistory | None, policy: Policy) -> float | None:
-    """Return the first instant at which the key may be deleted, or None if unknown.
+    """Return the first instant at which the key may be deleted, or None if not yet known.
 
-    None means there is no demotion time on record, so it is never deemed safe.
+    None means the demotion is not on record or not yet confirmed on every node, so the
+    key is not deemed safe.
     """
-    if history is None or history.demoted_at is None:
+    if history is None or history.confirmed_at is None:
         return None
-    return history.demoted_at + policy.retention
+    return history.confirmed_at + policy.retention
+
+
+def confirm_demotions(history: History, now: float) -> dict[int, KeyHistory]:
+    """Return ``history`` with every demoted, unconfirmed key confirmed at ``now``.
+
+    Call it when every node has been verified holding the current state.
+    """
+    return {
+        index: replace(entry, confirmed_at=now)
+        if entry.demoted_at is not None and entry.confirmed_at is None
+        else entry
+        for index, entry in history.items()
+    }
 
 
 def plan_retirement(
@@ -101,7 +122,13 @@ def plan_retirement(
         if safe_at is not None and now >= safe_at:
             retire.append(index)
         elif safe_at is None:
-            keep.append(KeptKey(index, None, "no demotion time on record"))
+            known = history.get(index)
+            reason = (
+                "not yet verified demoted on every node"
+                if known is not None and known.demoted_at is not None
+                else "no demotion time on record"
+            )
+            keep.append(KeptKey(index, None, reason))
         else:
             keep.append(
                 KeptKey(
@@ -201,7 +228,8 @@ def simulate(
         }
     for now in rotations:
         plan = plan_rotation(current, state, policy, now)
-        state = rotated_history(state, plan.demoted, plan.new_primary, now)
+        # assume each push verifies every node, as a healthy fleet does
+        state = confirm_demotions(rotated_history(state, plan.demoted, plan.new_primary, now), now)
         events[plan.new_primary] = {**events.pop(0), "primary": now}
         if plan.demoted is not None:
             events.setdefault(plan.demoted, {})["secondary"] = now

@@ -16,6 +16,7 @@ from keysyncd.config import Config, NodeConfig, RepositoryConfig
 from keysyncd.fleet import FleetAction, NodeResult, Progress
 from keysyncd.keyring import KeySet
 from keysyncd.metrics import write_metrics
+from keysyncd.policy import confirm_demotions
 from keysyncd.report import NodeOutcome, Report, new_report_id, outcome_of
 from keysyncd.reportstore import write_report
 from keysyncd.state import RepositoryState, load_state, save_state
@@ -83,6 +84,22 @@ def record_nodes(
     return replace(state, nodes=nodes)
 
 
+def confirm_if_all_verified(
+    state: RepositoryState, node_names: list[str], now: float
+) -> RepositoryState:
+    """Return ``state`` with demotions confirmed if every node holds the current generation.
+
+    Retirement is timed from that confirmation (see keysyncd.policy).
+    """
+    for name in node_names:
+        entry = state.nodes.get(name, {})
+        if entry.get("status") not in ("in_sync", "updated") or (
+            entry.get("generation") != state.generation
+        ):
+            return state
+    return replace(state, history=confirm_demotions(state.history, now))
+
+
 def finish_report(
     config: Config,
     repository: RepositoryConfig,
@@ -99,6 +116,7 @@ def finish_report(
     ``outcomes`` replaces the per-node section built from ``results`` when given.
     """
     outcomes = outcomes if outcomes is not None else node_outcomes(results)
+    state = confirm_if_all_verified(state, [node.name for node in config.nodes], time.time())
     report = Report(
         id=new_report_id(started, action),
         action=action,

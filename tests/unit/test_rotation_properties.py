@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
@@ -17,7 +18,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from keysyncd.actions.local import init_local, prepare, retire_due, rotate_local
 from keysyncd.kinds import KINDS
-from keysyncd.policy import Policy
+from keysyncd.policy import Policy, confirm_demotions
 from keysyncd.repository import Repository
 from keysyncd.state import RepositoryState
 from tests.keystone_compat import keystone_rotation_indices, multifernet
@@ -79,12 +80,14 @@ class RotationMachine(RuleBasedStateMachine):
         after = set(self.repository.load().indices)
         assert after == set(result.plan.resulting)
         for index in result.plan.retire:
-            demoted_at = history_before[index].demoted_at
-            assert demoted_at is not None and demoted_at + self.policy.retention <= self.now
+            confirmed_at = history_before[index].confirmed_at
+            assert confirmed_at is not None and confirmed_at + self.policy.retention <= self.now
         if not result.plan.keep:
             assert after == keystone_rotation_indices(before, self.policy.max_active_keys)
         assert result.plan.new_primary > self.highest_index, "indices only grow"
         self.highest_index = result.plan.new_primary
+        # a controller without nodes confirms the demotion at once (every node: none)
+        self.state = replace(self.state, history=confirm_demotions(self.state.history, self.now))
         self.issue_token()
 
     @precondition(lambda self: self.ready)
