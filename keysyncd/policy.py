@@ -95,10 +95,11 @@ def retirement_safe_at(history: KeyHistory | None, policy: Policy) -> float | No
 def confirm_demotions(history: History, now: float) -> dict[int, KeyHistory]:
     """Return ``history`` with every demoted, unconfirmed key confirmed at ``now``.
 
-    Call it when every node has been verified holding the current state.
+    Call it when every node has been verified holding the current state. A confirmation
+    never predates the demotion, even if the clock stepped back in between.
     """
     return {
-        index: replace(entry, confirmed_at=now)
+        index: replace(entry, confirmed_at=max(now, entry.demoted_at))
         if entry.demoted_at is not None and entry.confirmed_at is None
         else entry
         for index, entry in history.items()
