@@ -108,19 +108,8 @@ def _rotate(
     if unverified and not force:
         state = record_nodes(state, results, time.time())
         messages.append("deferred: not every node could be verified: " + _names(unverified))
-        report = finish_report(
-            config,
-            repository,
-            "rotate",
-            trigger,
-            now,
-            state,
-            results,
-            outcome="deferred",
-            messages=tuple(messages),
-        )
-        _on_failure(config, repository, report)
-        return RotateResult("deferred", plan, report, messages, results=results)
+        return _give_up(config, repository, trigger, now, state, results, plan, "deferred",
+                        messages, {})  # fmt: skip
     if unverified:
         messages.append(
             "FORCED: rotated although these nodes were not verified: " + _names(unverified)
@@ -133,20 +122,9 @@ def _rotate(
     )
     if hook_runs and not hook_runs[-1].ok:
         messages.append("not rotated: " + hook_runs[-1].describe())
-        report = finish_report(
-            config,
-            repository,
-            "rotate",
-            trigger,
-            now,
-            state,
-            results,
-            outcome="failed",
-            messages=tuple(messages),
-            details={"hooks": [h.to_json() for h in hook_runs]},
-        )
-        _on_failure(config, repository, report)
-        return RotateResult("failed", plan, report, messages, results=results)
+        details = {"hooks": [h.to_json() for h in hook_runs]}
+        return _give_up(config, repository, trigger, now, state, results, plan, "failed",
+                        messages, details)  # fmt: skip
     repo = open_repository(repository)
     rotated = rotate_local(
         repo, keyset, state, policy_of(repository), now, lambda s: save_state(config.state_dir, s)
@@ -204,6 +182,18 @@ def _after(
     if report.outcome != "ok" or state.hook_block:
         _on_failure(config, repository, report)
     outcome = "partial" if report.outcome == "ok" and state.hook_block else report.outcome
+    return RotateResult(outcome, plan, report, messages, results=results)
+
+
+def _give_up(
+    config: Config, repository: RepositoryConfig, trigger: str, now: float,
+    state: RepositoryState, results: dict[str, NodeResult], plan: RotationPlan, outcome: str,
+    messages: list[str], details: dict[str, Any],
+) -> RotateResult:  # fmt: skip
+    """Write the report of a rotation that did not happen, run on_failure, return the result."""
+    report = finish_report(config, repository, "rotate", trigger, now, state, results,
+                           outcome=outcome, messages=tuple(messages), details=details)  # fmt: skip
+    _on_failure(config, repository, report)
     return RotateResult(outcome, plan, report, messages, results=results)
 
 
