@@ -21,7 +21,7 @@ from types import FrameType
 from typing import Any
 
 from keysyncd.actions.distribute import sync_repository, verify_repository
-from keysyncd.actions.drift import check_fleet, check_local
+from keysyncd.actions.drift import check_fleet, check_local, report_watch_failure
 from keysyncd.actions.rotate import rotate_repository
 from keysyncd.config import Config, load_config
 from keysyncd.daemon_info import daemon_file
@@ -60,6 +60,7 @@ class Daemon:
         self.last_job: dict[str, Any] | None = None
         self.scheduler = Scheduler(self.enqueue)
         self.watcher: RepositoryWatcher | None = None
+        self.watch_failures: dict[str, str] = {}
         self.metrics_server: Any = None
 
     def enqueue(self, job: Job) -> None:
@@ -178,9 +179,13 @@ class Daemon:
             return
         self.watcher = RepositoryWatcher(lambda name: self.enqueue(Job("watch", name, "watch")))
         directories = {r.name: r.path for r in self.config.repositories}
-        for failure in self.watcher.start(directories):
-            log.error("local watch unavailable, relying on the periodic verify: %s", failure)
-            self.last_error = f"watch: {failure}"
+        self.watch_failures = self.watcher.start(directories)
+        for name, failure in self.watch_failures.items():
+            log.error(
+                "%s: local watch unavailable, relying on the periodic verify: %s", name, failure
+            )
+            self.last_error = f"watch {name}: {failure}"
+            self.enqueue(Job("watch_failed", name, "watch"))
 
     def _catch_up(self) -> None:
         """Queue one rotation per repository whose scheduled time passed while we were down."""
@@ -275,6 +280,10 @@ class Daemon:
             if report is None:  # our own write, or nothing changed
                 return "ok"
             outcome = report.outcome
+        elif job.action == "watch_failed":
+            failure = self.watch_failures.get(repository.name, "local watch unavailable")
+            report_watch_failure(self.config, repository, failure)
+            outcome = "failed"
         elif job.action == "sync":
             outcome = sync_repository(
                 self.config, repository, job.trigger, progress, cancel=self.stopping

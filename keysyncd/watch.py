@@ -41,18 +41,23 @@ class RepositoryWatcher:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._settle, name="watch-debounce", daemon=True)
 
-    def start(self, directories: dict[str, Path]) -> list[str]:
-        """Watch every ``name -> directory``; return the failures (e.g. inotify limits)."""
-        failures = []
-        for name, directory in directories.items():
-            try:
-                self.observer.schedule(_Handler(name, self._touched), str(directory))
-            except OSError as error:
-                failures.append(f"{name}: cannot watch {directory}: {error.strerror or error}")
+    def start(self, directories: dict[str, Path]) -> dict[str, str]:
+        """Watch every ``name -> directory``; return why some cannot be watched, by name.
+
+        Each directory fails on its own (missing directory, inotify limits), so one bad
+        repository never leaves the others unwatched.
+        """
+        failures: dict[str, str] = {}
         try:
             self.observer.start()
         except OSError as error:
-            failures.append(f"cannot start the file watcher: {error.strerror or error}")
+            reason = f"cannot start the file watcher: {error.strerror or error}"
+            return dict.fromkeys(directories, reason)
+        for name, directory in directories.items():
+            try:  # on a running observer, schedule() adds the inotify watch right away
+                self.observer.schedule(_Handler(name, self._touched), str(directory))
+            except OSError as error:
+                failures[name] = f"cannot watch {directory}: {error.strerror or error}"
         self._thread.start()
         return failures
 

@@ -108,6 +108,24 @@ def check_local(
     )
 
 
+def report_watch_failure(config: Config, repository: RepositoryConfig, failure: str) -> Report:
+    """Write the report that the local watch of ``repository`` is unavailable."""
+    state = load_state(config.state_dir, repository.name)
+    message = f"local watch unavailable ({failure}); the periodic verify still covers it"
+    return finish_report(
+        config,
+        repository,
+        "drift",
+        "watch",
+        time.time(),
+        state,
+        {},
+        outcome="failed",
+        messages=(message,),
+        details={"watch": {"available": False, "error": failure}},
+    )
+
+
 def check_fleet(
     config: Config,
     repository: RepositoryConfig,

@@ -108,8 +108,9 @@ def _rotate(
     if unverified and not force:
         state = record_nodes(state, results, time.time())
         messages.append("deferred: not every node could be verified: " + _names(unverified))
-        return _give_up(config, repository, trigger, now, state, results, plan, "deferred",
-                        messages, {})  # fmt: skip
+        return _give_up(
+            config, repository, trigger, now, state, results, plan, "deferred", messages, {}
+        )
     if unverified:
         messages.append(
             "FORCED: rotated although these nodes were not verified: " + _names(unverified)
@@ -123,8 +124,9 @@ def _rotate(
     if hook_runs and not hook_runs[-1].ok:
         messages.append("not rotated: " + hook_runs[-1].describe())
         details = {"hooks": [h.to_json() for h in hook_runs]}
-        return _give_up(config, repository, trigger, now, state, results, plan, "failed",
-                        messages, details)  # fmt: skip
+        return _give_up(
+            config, repository, trigger, now, state, results, plan, "failed", messages, details
+        )
     repo = open_repository(repository)
     rotated = rotate_local(
         repo, keyset, state, policy_of(repository), now, lambda s: save_state(config.state_dir, s)
@@ -186,13 +188,30 @@ def _after(
 
 
 def _give_up(
-    config: Config, repository: RepositoryConfig, trigger: str, now: float,
-    state: RepositoryState, results: dict[str, NodeResult], plan: RotationPlan, outcome: str,
-    messages: list[str], details: dict[str, Any],
-) -> RotateResult:  # fmt: skip
+    config: Config,
+    repository: RepositoryConfig,
+    trigger: str,
+    now: float,
+    state: RepositoryState,
+    results: dict[str, NodeResult],
+    plan: RotationPlan,
+    outcome: str,
+    messages: list[str],
+    details: dict[str, Any],
+) -> RotateResult:
     """Write the report of a rotation that did not happen, run on_failure, return the result."""
-    report = finish_report(config, repository, "rotate", trigger, now, state, results,
-                           outcome=outcome, messages=tuple(messages), details=details)  # fmt: skip
+    report = finish_report(
+        config,
+        repository,
+        "rotate",
+        trigger,
+        now,
+        state,
+        results,
+        outcome=outcome,
+        messages=tuple(messages),
+        details=details,
+    )
     _on_failure(config, repository, report)
     return RotateResult(outcome, plan, report, messages, results=results)
 

@@ -315,3 +315,37 @@ def test_no_key_material_in_reports_metrics_or_logs(controller: Controller) -> N
     assert len(seen) >= 5
     for key in seen:
         assert key.strip() not in haystack
+
+
+KEYSTONE_SETUP = (
+    "import sys; sys.path.insert(0, {root!r});"
+    "from tests.keystone_compat import fernet_setup; fernet_setup({keys!r}, 3)"
+)
+
+
+def test_watch_failure_is_reported_and_the_periodic_verify_still_covers(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    """The daemon starts before the repository exists: the watch cannot be set up."""
+    controller = Controller(fleet, tmp_path / "ctl")
+    controller.start()
+    try:
+        failed = wait_for(
+            lambda: [
+                r
+                for r in controller.reports()
+                if r["action"] == "drift" and r["trigger"] == "watch"
+            ],
+            10,
+            "a report that the local watch is unavailable",
+        )
+        assert failed[0]["outcome"] == "failed"
+        assert "local watch unavailable" in failed[0]["messages"][0]
+        assert "watch unavailable" in controller.log.read_text()
+        root = str(Path(__file__).parents[2])
+        setup = KEYSTONE_SETUP.format(root=root, keys=str(controller.keys))
+        subprocess.run([sys.executable, "-c", setup], check=True)  # the operator bootstraps
+        wait_for(controller.in_sync, 10 * VERIFY_INTERVAL, "the periodic verify to push it")
+        assert any(r["trigger"] == "cron" and r["action"] == "sync" for r in controller.reports())
+    finally:
+        controller.stop()
