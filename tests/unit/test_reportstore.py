@@ -1,0 +1,97 @@
+"""The report store: hash chain, retention by count and age, and the report commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from keysyncd.cli import main
+from keysyncd.config import ReportsConfig
+from keysyncd.report import NodeOutcome, Report, new_report_id
+from keysyncd.reportstore import report_files, verify_chain, write_report
+
+DAY = 86400.0
+NOW = 1_800_000_000.0
+
+
+def report(started: float, outcome: str = "ok", action: str = "sync") -> Report:
+    return Report(
+        id=new_report_id(started, action),
+        action=action,
+        trigger="cli",
+        repository="fernet-tokens",
+        started_at=started,
+        ended_at=started + 1,
+        outcome=outcome,
+        generation=1,
+        expected={"0": "a" * 64, "1": "b" * 64},
+        nodes={"node1": NodeOutcome(status="in_sync", digests={"0": "a" * 64}, duration=0.2)},
+    )
+
+
+def test_retention_by_count_keeps_the_chain_verifiable(tmp_path: Path) -> None:
+    reports, state = tmp_path / "reports", tmp_path / "state"
+    for minute in range(10):
+        write_report(reports, state, report(NOW + 60 * minute), ReportsConfig(4, 90), NOW + 600)
+    assert len(report_files(reports)) == 4
+    assert verify_chain(reports, state) == []
+
+
+def test_retention_by_age(tmp_path: Path) -> None:
+    reports, state = tmp_path / "reports", tmp_path / "state"
+    for days_ago in (40, 20, 5, 1):
+        write_report(reports, state, report(NOW - days_ago * DAY), ReportsConfig(100, 10), NOW)
+    kept = [json.loads(p.read_text())["started_at"] for p in report_files(reports)]
+    assert kept == [NOW - 5 * DAY, NOW - 1 * DAY]
+    assert verify_chain(reports, state) == []
+
+
+def test_deleting_the_oldest_outside_retention_is_detected(tmp_path: Path) -> None:
+    reports, state = tmp_path / "reports", tmp_path / "state"
+    for minute in range(3):
+        write_report(reports, state, report(NOW + 60 * minute), ReportsConfig(100, 90), NOW)
+    oldest = report_files(reports)[0]
+    oldest.unlink()
+    problems = verify_chain(reports, state)
+    assert problems and oldest.stem in problems[0]
+
+
+def test_editing_the_newest_is_detected(tmp_path: Path) -> None:
+    reports, state = tmp_path / "reports", tmp_path / "state"
+    for minute in range(3):
+        write_report(reports, state, report(NOW + 60 * minute), ReportsConfig(100, 90), NOW)
+    newest = report_files(reports)[-1]
+    newest.write_text(newest.read_text().replace('"in_sync"', '"failed"'))
+    assert verify_chain(reports, state) == [
+        f"report {newest.stem} (the newest) was modified after it was written"
+    ]
+
+
+def test_report_list_filters_and_show_renders(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"state_dir: {tmp_path}/state\nreport_dir: {tmp_path}/reports\n"
+        f"repositories:\n  - name: fernet-tokens\n    path: {tmp_path}/keys\n"
+    )
+    retention = ReportsConfig(100, 100000)
+    old = report(NOW - 10 * DAY, "failed")
+    new = report(NOW, "ok", "rotate")
+    for item in (old, new):
+        write_report(tmp_path / "reports", tmp_path / "state", item, retention, NOW)
+    capsys.readouterr()
+    assert main(["-c", str(config), "report", "list", "--outcome", "failed"]) == 0
+    out = capsys.readouterr().out
+    assert old.id in out and new.id not in out
+    assert main(["-c", str(config), "report", "list", "--since", "2027-01-10", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)["reports"]
+    assert [r["id"] for r in listed] == [new.id]
+    assert main(["-c", str(config), "report", "show", new.id[:20]]) == 0
+    shown = capsys.readouterr().out
+    assert f"report {new.id}" in shown and "node1" in shown and "in_sync" in shown
+    assert main(["-c", str(config), "report", "show", new.id, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["id"] == new.id
+    assert main(["-c", str(config), "report", "show", "nope"]) == 1
