@@ -60,7 +60,7 @@ def node_outcomes(results: dict[str, NodeResult]) -> dict[str, NodeOutcome]:
             digests=seen.summary() if seen else None,
             error=str(result.error) if result.error else None,
             reason=result.error.reason if result.error else None,
-            duration=round(result.duration, 3),
+            duration=round(result.duration or time.monotonic() - result.started, 3),
             changes=result.plan.changes() if result.plan and not result.plan.in_sync else {},
         )
     return outcomes
