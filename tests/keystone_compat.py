@@ -12,6 +12,18 @@ import os
 from cryptography.fernet import Fernet, MultiFernet
 
 
+def key_names(key_repo: str | os.PathLike[str]) -> list[str]:
+    """Return the names keystone would load as keys: those for which ``int(name)`` works."""
+    names = []
+    for name in os.listdir(key_repo):
+        try:
+            int(name)
+        except ValueError:
+            continue
+        names.append(name)
+    return names
+
+
 def get_key_files(key_repo: str) -> tuple[dict[int, str], dict[int, str]]:
     """Return (index -> path, index -> key) exactly as keystone's _get_key_files does."""
     key_files: dict[int, str] = {}

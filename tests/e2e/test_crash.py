@@ -47,7 +47,7 @@ from keysyncd.kinds import KINDS
 from keysyncd.state import load_state
 from keysyncd.testing.config import fleet_config
 from keysyncd.testing.fleet import Fleet
-from tests.keystone_compat import load_keys, multifernet
+from tests.keystone_compat import key_names, load_keys, multifernet
 
 pytestmark = pytest.mark.fleet
 
@@ -102,20 +102,8 @@ def run(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def integer_names(directory: Path) -> list[str]:
-    """Return the names keystone would load as keys (``int(name)`` succeeds)."""
-    names = []
-    for name in os.listdir(directory):
-        try:
-            int(name)
-        except ValueError:
-            continue
-        names.append(name)
-    return names
-
-
 def key_files(directory: Path) -> dict[int, bytes]:
-    return {int(name): (directory / name).read_bytes() for name in integer_names(directory)}
+    return {int(name): (directory / name).read_bytes() for name in key_names(directory)}
 
 
 def digests_of(directory: Path) -> Digests:
@@ -128,7 +116,7 @@ def temp_files(directory: Path) -> list[str]:
 
 def assert_loadable(where: str, directory: Path) -> None:
     """Assert ``directory`` is a valid repository as keystone would load it right now."""
-    names = integer_names(directory)
+    names = key_names(directory)
     for name in names:
         assert name == str(int(name)) and int(name) >= 0, f"{where}: non-canonical key {name!r}"
         problem = KIND.problem((directory / name).read_bytes())

@@ -31,21 +31,10 @@ from keysyncd.kinds import KINDS
 from keysyncd.lock import exclusive
 from keysyncd.testing.config import fleet_config
 from keysyncd.testing.fleet import Fleet
+from tests.keystone_compat import key_names
 
 CYCLES = 50
 KIND = KINDS["fernet"]
-
-
-def list_keys(directory: Path) -> list[str]:
-    """Keystone's first step: the integer-named files in the directory."""
-    names = []
-    for name in os.listdir(directory):
-        try:
-            int(name)
-        except ValueError:
-            continue
-        names.append(name)
-    return names
 
 
 def read_keys(directory: Path, names: list[str]) -> MultiFernet:
@@ -120,7 +109,7 @@ def test_reader_never_loses_a_key_over_50_cycles(make_fleet, tmp_path: Path) -> 
         if done == 0:  # the phase starts: the deterministic reader lists now
             with cycle.lock:
                 cycle.boundaries += 1
-            pending[phase] = (list_keys(deterministic_dir), cycle.tokens)
+            pending[phase] = (key_names(deterministic_dir), cycle.tokens)
         elif done == total:  # the phase has ended everywhere: it reads now
             with cycle.lock:
                 cycle.boundaries += 1
@@ -132,7 +121,7 @@ def test_reader_never_loses_a_key_over_50_cycles(make_fleet, tmp_path: Path) -> 
         deadline = time.monotonic() + 600
         while not stop.is_set() and time.monotonic() < deadline:
             tokens, start = cycle.snapshot()
-            names = list_keys(free_dir)
+            names = key_names(free_dir)
             try:
                 fernet = read_keys(free_dir, names)
                 _, end = cycle.snapshot()
