@@ -349,3 +349,23 @@ def test_watch_failure_is_reported_and_the_periodic_verify_still_covers(
         assert any(r["trigger"] == "cron" and r["action"] == "sync" for r in controller.reports())
     finally:
         controller.stop()
+
+
+def test_loosened_permissions_are_reported_and_block_pushes(controller: Controller) -> None:
+    before = len(controller.reports())
+    nodes_before = {n.name: files_of(n.directory) for n in controller.fleet.nodes}
+    (controller.keys / "0").chmod(0o644)  # world-readable: an invalid state (SPEC section 4)
+    reports = wait_for(
+        lambda: [
+            r
+            for r in controller.reports_since(before)
+            if r["action"] == "drift" and r["outcome"] == "failed"
+        ],
+        10,
+        "a drift report about the permissions",
+    )
+    assert any("lax permissions: mode 0644" in m for m in reports[0]["messages"])
+    assert main(["-c", str(controller.config), "sync", "--wait", "30"]) == 1  # refused too
+    assert {n.name: files_of(n.directory) for n in controller.fleet.nodes} == nodes_before
+    (controller.keys / "0").chmod(0o600)
+    assert main(["-c", str(controller.config), "sync", "--wait", "30"]) == 0
