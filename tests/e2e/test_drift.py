@@ -346,7 +346,14 @@ def test_watch_failure_is_reported_and_the_periodic_verify_still_covers(
         setup = KEYSTONE_SETUP.format(root=root, keys=str(controller.keys))
         subprocess.run([sys.executable, "-c", setup], check=True)  # the operator bootstraps
         wait_for(controller.in_sync, 10 * VERIFY_INTERVAL, "the periodic verify to push it")
-        assert any(r["trigger"] == "cron" and r["action"] == "sync" for r in controller.reports())
+        # the report is written right after the push
+        wait_for(
+            lambda: [
+                r for r in controller.reports() if r["trigger"] == "cron" and r["action"] == "sync"
+            ],
+            10,
+            "the verify's sync report",
+        )
     finally:
         controller.stop()
 
