@@ -23,7 +23,7 @@ from keysyncd.actions.inspect import repository_plan, repository_status
 from keysyncd.actions.rotate import rotate_repository
 from keysyncd.config import DEFAULT_PATH, Config, RepositoryConfig, load_config
 from keysyncd.daemon_info import read_daemon_info
-from keysyncd.errors import ConfigError, KeysyncError, UsageError
+from keysyncd.errors import ConfigError, KeysyncError, LocalFileError, UsageError
 from keysyncd.lock import exclusive
 from keysyncd.logs import setup_logging
 from keysyncd.reportstore import load_report, load_reports, report_files, verify_chain
@@ -293,7 +293,8 @@ def main(argv: list[str] | None = None) -> int:
         for problem in error.problems:
             print(f"keysyncd: config error: {problem}", file=sys.stderr)
         return 2
-    except UsageError as error:
+    except (UsageError, LocalFileError) as error:
+        log.debug("failed", exc_info=True)
         print(f"keysyncd: error: {error}", file=sys.stderr)
         return 2
     except KeysyncError as error:

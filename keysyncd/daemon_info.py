@@ -7,6 +7,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from keysyncd.errors import KeysyncError
+from keysyncd.trust import read_trusted
+
 
 def daemon_file(state_dir: Path) -> Path:
     """Return where the running daemon describes itself (PID, schedule, last job)."""
@@ -16,8 +19,8 @@ def daemon_file(state_dir: Path) -> Path:
 def read_daemon_info(state_dir: Path) -> dict[str, Any] | None:
     """Return the running daemon's self-description, or None if no daemon is running."""
     try:
-        info = json.loads(daemon_file(state_dir).read_text(encoding="utf-8"))
+        info = json.loads(read_trusted(daemon_file(state_dir), limit=1 << 20) or b"null")
         os.kill(int(info["pid"]), 0)
-    except (OSError, ValueError, KeyError, TypeError):
+    except (KeysyncError, OSError, ValueError, KeyError, TypeError):
         return None
-    return info
+    return info if isinstance(info, dict) else None

@@ -23,8 +23,17 @@ class RepositoryError(KeysyncError):
     """A local key repository is invalid or could not be read or written."""
 
 
+class LocalFileError(KeysyncError):
+    """A local file keysyncd relies on is unsafe, unreadable or damaged (exit code 2).
+
+    Unsafe means it could be changed by someone else (StrictModes, as OpenSSH checks it),
+    or it is a symlink or special file where keysyncd expects a regular file.
+    """
+
+
 class StateError(KeysyncError):
-    """The state journal in ``state_dir`` could not be read or written."""
+    """The state journal in ``state_dir`` could not be written (a damaged one that cannot be
+    read is a LocalFileError)."""
 
 
 class LockError(KeysyncError):
@@ -35,7 +44,7 @@ class NodeError(KeysyncError):
     """One node failed; ``reason`` is a short class such as ``unreachable``.
 
     Reasons: unreachable, timeout, auth, host_key, permission, disk_full,
-    digest_mismatch, invalid, diverged, error.
+    digest_mismatch, invalid_entry, diverged, cancelled, error.
     """
 
     def __init__(self, node: str, reason: str, detail: str) -> None:

@@ -20,9 +20,9 @@ from keysyncd.config import NodeConfig, RepositoryConfig, SshConfig
 from keysyncd.errors import NodeError
 from keysyncd.keyring import KeySet
 from keysyncd.kinds import KINDS
-from keysyncd.repository import parse_index
-from keysyncd.sync import DIRECTORY_MODE, FILE_MODE, NodePlan, NodeView, diff, view_of
+from keysyncd.sync import NodePlan, NodeView, Ownership, diff
 from keysyncd.transport import Credentials, NodeSession, connect
+from keysyncd.view import DIRECTORY_MODE, needs_content, show_name, with_content
 
 log = logging.getLogger(__name__)
 # (phase, node, done, total): called with done=0 when a phase starts on a non-empty set of
@@ -101,13 +101,15 @@ class FleetAction:
             self.progress(phase, "", 0, len(names))
 
         def guarded(name: str) -> str:
+            result = self.results[name]
             try:
                 work(name)
             except NodeError as error:
-                self.results[name].fail(error)
+                result.fail(error)
             except Exception as error:  # a bug must not hide the other nodes' results
                 log.debug("unexpected failure on %s", name, exc_info=True)
-                self.results[name].fail(NodeError(name, "error", type(error).__name__))
+                result.fail(NodeError(name, "error", type(error).__name__))
+            result.duration = time.monotonic() - result.started  # so far: the real elapsed time
             return name
 
         for done, name in enumerate(self._pool.map(guarded, names), start=1):
@@ -115,13 +117,12 @@ class FleetAction:
                 self.progress(phase, name, done, len(names))
 
     def open(self, only: set[str] | None = None) -> None:
-        """Connect to every node (or those in ``only``); failures are recorded per node."""
-        try:
-            credentials = Credentials(self.ssh)
-        except NodeError as error:
-            for result in self.results.values():
-                result.fail(NodeError(result.name, error.reason, error.detail))
-            return
+        """Connect to every node (or those in ``only``); failures are recorded per node.
+
+        Raise LocalFileError (for the whole action) if known_hosts or the identity file is
+        missing, unsafe or damaged: that is the controller's problem, not any node's.
+        """
+        credentials = Credentials(self.ssh)
         by_name = {n.name: n for n in self.nodes}
 
         def opening(name: str) -> None:
@@ -141,7 +142,7 @@ class FleetAction:
         def inspecting(name: str) -> None:
             result = self.results[name]
             result.view = self._read_view(self.sessions[name])
-            result.plan = diff(expected, result.view, force)
+            result.plan = diff(expected, result.view, self.ownership, force)
             if result.plan.diverged:
                 result.status = "diverged"
                 result.error = NodeError(name, "diverged", result.plan.diverged)
@@ -150,14 +151,21 @@ class FleetAction:
 
         self._each("inspect", self.healthy(), inspecting)
 
+    @property
+    def ownership(self) -> Ownership:
+        """Return the owner every key file must have on the nodes."""
+        return Ownership(*self.owner)
+
     def _read_view(self, session: NodeSession) -> NodeView:
-        directory_mode, entries = session.list_entries()
-        contents = {
-            entry.name: session.read(entry.name)
-            for entry in entries
-            if parse_index(entry.name) is not None
-        }
-        return view_of(directory_mode, entries, contents, self.kind)
+        """Return keystone's view of the node; only regular files of a key's size are opened."""
+        listing = session.list_directory()
+        entries = tuple(
+            with_content(entry, session.read(entry.name), self.kind.problem)
+            if needs_content(entry)
+            else entry
+            for entry in listing.entries
+        )
+        return NodeView(listing.directory_mode, entries, listing.temp_files)
 
     def push(self, keyset: KeySet) -> None:
         """Apply every differing node's plan in two fleet-wide phases, then verify all."""
@@ -185,18 +193,19 @@ class FleetAction:
             self._upload(session, keyset, index)
 
     def _phase2(self, name: str, keyset: KeySet) -> None:
-        plan = self.results[name].plan
+        result = self.results[name]
+        plan = result.plan
         assert plan is not None  # noqa: S101 - inspect() ran before push()
         session = self.sessions[name]
         for index in plan.replace:
             self._upload(session, keyset, index)
-        for index in plan.delete:
-            session.remove(str(index))
-        for index in plan.chmod:
-            session.chmod(str(index), FILE_MODE)
+        for entry in plan.delete:
+            session.remove(entry)
         if plan.fix_directory:
-            session.chmod(None, DIRECTORY_MODE)
-        self.results[name].status = "updated"
+            session.chmod_directory(DIRECTORY_MODE)
+        result.status = "updated"
+        if plan.invalid:
+            result.fail(NodeError(name, "invalid_entry", _invalid(plan.invalid)))
 
     def verify(self, expected: dict[int, str]) -> None:
         """Read back every healthy node and mark it in_sync only if digests and modes match."""
@@ -205,7 +214,7 @@ class FleetAction:
             result = self.results[name]
             view = self._read_view(self.sessions[name])
             result.verified = view
-            check = diff(expected, view)
+            check = diff(expected, view, self.ownership)
             if check.in_sync:
                 result.status = "updated" if result.status == "updated" else "in_sync"
                 return
@@ -230,6 +239,14 @@ class FleetAction:
         """Forget per-step statuses of healthy nodes before a new step (keep failures)."""
         for name in self.healthy():
             self.results[name] = replace(self.results[name], status="pending", plan=None)
+
+
+def _invalid(names: tuple[str, ...]) -> str:
+    shown = ", ".join(show_name(name) for name in names)
+    return (
+        f"directory {shown} at a key name in the repository; keysyncd never removes a "
+        "directory: remove it on the node, then sync"
+    )
 
 
 def _mismatch(plan: NodePlan) -> str:

@@ -8,7 +8,7 @@ import os
 import secrets
 from pathlib import Path
 
-TEMP_PREFIX = ".keysyncd-"
+from keysyncd.view import TEMP_PREFIX
 
 
 def temp_name() -> str:
@@ -34,6 +34,7 @@ def write_temp(directory: Path, content: bytes, mode: int = 0o600) -> Path:
     path = directory / temp_name()
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
     try:
+        os.fchmod(descriptor, mode)  # exactly ``mode``, whatever the umask took away
         view = memoryview(content)
         while view:
             written = os.write(descriptor, view)

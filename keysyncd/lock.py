@@ -16,17 +16,18 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from keysyncd.errors import LockError
+from keysyncd.errors import KeysyncError, LockError, StateError
 from keysyncd.fsutil import describe_os_error, remove_temp_files
+from keysyncd.trust import check_directory, open_trusted, read_trusted
 
 
 def describe_holder(path: Path) -> str:
     """Return "PID 123 (rotate) since 2026-11-22T20:00:00Z" from the lock file, or 'unknown'."""
     try:
-        holder = json.loads(path.read_text(encoding="utf-8") or "{}")
+        holder = json.loads(read_trusted(path, limit=4096) or b"{}")
         since = datetime.fromtimestamp(holder["since"], UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         return f"PID {holder['pid']} ({holder['action']}) since {since}"
-    except (OSError, ValueError, KeyError, TypeError):
+    except (KeysyncError, OSError, ValueError, KeyError, TypeError):
         return "an unknown process"
 
 
@@ -42,16 +43,23 @@ def exclusive(
     Raise LockError naming the holder if it stays taken.
     """
     path = state_dir / "lock"
+    check_directory(state_dir, "state_dir")
     try:
         state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except OSError as error:
-        raise LockError(f"cannot open lock {path}: {describe_os_error(error)}") from None
+        raise StateError(
+            f"cannot create state_dir {state_dir}: {describe_os_error(error)}"
+        ) from None
+    # O_NOFOLLOW and the trust check: a planted symlink must never make us truncate its target
+    descriptor = open_trusted(path, os.O_RDWR | os.O_CREAT)
     try:
         _acquire(descriptor, path, wait)
-        os.ftruncate(descriptor, 0)
         record = {"pid": os.getpid(), "action": action, "since": clock()}
-        os.pwrite(descriptor, json.dumps(record).encode(), 0)
+        try:
+            os.ftruncate(descriptor, 0)
+            os.pwrite(descriptor, json.dumps(record).encode(), 0)
+        except OSError as error:
+            raise StateError(f"cannot write lock {path}: {describe_os_error(error)}") from None
         # a writer killed mid-write leaves temp files; only lock holders write here
         remove_temp_files(state_dir / "repositories")
         try:

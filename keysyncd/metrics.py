@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, start_http_server, write_to_textfile
+from prometheus_client import CollectorRegistry, generate_latest, start_http_server
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -22,6 +22,7 @@ from prometheus_client.registry import Collector
 
 from keysyncd.config import Config
 from keysyncd.errors import KeysyncError
+from keysyncd.fsutil import atomic_write
 from keysyncd.keyring import PRIMARY, SECONDARY, STAGED
 from keysyncd.reportstore import load_reports
 from keysyncd.state import RepositoryState, load_state
@@ -202,9 +203,11 @@ def write_metrics(config: Config) -> None:
         return
     try:
         config.metrics.textfile.parent.mkdir(parents=True, exist_ok=True)
-        write_to_textfile(str(config.metrics.textfile), registry_for(lambda: config))
-        # metrics hold no secrets, and node_exporter runs as another user
-        config.metrics.textfile.chmod(0o644)
+        # Our own atomic write (exclusive random temp name, then rename), not
+        # write_to_textfile's predictable temp name in a directory others may write to.
+        # Metrics hold no secrets, and node_exporter runs as another user: 0644.
+        content = generate_latest(registry_for(lambda: config))
+        atomic_write(config.metrics.textfile, content, mode=0o644)
     except OSError as error:
         log.warning("cannot write metrics to %s: %s", config.metrics.textfile, error)
 

@@ -19,18 +19,20 @@ from pathlib import Path
 from typing import Any
 
 from keysyncd.config import ReportsConfig
-from keysyncd.errors import KeysyncError
+from keysyncd.errors import KeysyncError, LocalFileError
 from keysyncd.fsutil import atomic_write, describe_os_error, remove_temp_files
 from keysyncd.report import Report
+from keysyncd.trust import check_directory, open_trusted, read_trusted
 
 HEAD_FILE = "reports-head.json"
+MAX_BREAKS = 20  # damaged heads remembered in the head itself, newest last
 
 
 @contextlib.contextmanager
 def _chain_lock(report_dir: Path) -> Iterator[None]:
     # Reports come from the daemon and from read-only CLI commands that do not take the
-    # action lock, so the chain has its own small lock.
-    descriptor = os.open(report_dir / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    # action lock, so the chain has its own small lock (never opened through a symlink).
+    descriptor = open_trusted(report_dir / ".lock", os.O_RDWR | os.O_CREAT)
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX)
         yield
@@ -47,11 +49,52 @@ def report_files(report_dir: Path) -> list[Path]:
     return [report_dir / name for name in names]
 
 
-def _head(state_dir: Path) -> dict[str, Any]:
+def _link(value: Any) -> dict[str, str] | None:
+    """Return ``{"id": ..., "sha256": ...}`` if ``value`` is a chain link, else None."""
+    if (
+        isinstance(value, dict)
+        and isinstance(value.get("id"), str)
+        and isinstance(value.get("sha256"), str)
+    ):
+        return {"id": value["id"], "sha256": value["sha256"]}
+    return None
+
+
+def read_head(state_dir: Path) -> tuple[dict[str, Any], str | None]:
+    """Return the chain head and, if the head file is damaged, what is wrong with it.
+
+    A damaged head never blocks an action: the chain goes on from the newest report and the
+    damage is recorded in the new head, so ``report verify-chain`` keeps reporting it.
+    Raise LocalFileError if the head file is unsafe (a symlink, owned by someone else).
+    """
+    path = state_dir / HEAD_FILE
+    content = read_trusted(path, limit=1 << 20)
+    if content is None:
+        return {}, None
     try:
-        return json.loads((state_dir / HEAD_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
+        document = json.loads(content)
+    except (ValueError, UnicodeDecodeError):
+        return {}, f"{path} is not valid JSON"
+    if not isinstance(document, dict):
+        return {}, f"{path} is not a JSON object"
+    head: dict[str, Any] = {}
+    if document.get("head") is not None:
+        head["head"] = _link(document["head"])
+        if head["head"] is None:
+            return {}, f"{path}: 'head' is not a report link"
+    pruned = document.get("pruned_through")
+    if pruned is not None and not isinstance(pruned, str):
+        return {}, f"{path}: 'pruned_through' is not a report id"
+    if pruned:
+        head["pruned_through"] = pruned
+    breaks = document.get("breaks", [])
+    if isinstance(breaks, list) and all(isinstance(b, str) for b in breaks):
+        head["breaks"] = breaks[-MAX_BREAKS:]
+    return head, None
+
+
+def _head(state_dir: Path) -> dict[str, Any]:
+    return read_head(state_dir)[0]
 
 
 def write_report(
@@ -64,9 +107,11 @@ def write_report(
     path = report_dir / f"{report.id}.json"
     try:
         report_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        check_directory(report_dir, "report_dir")
+        check_directory(state_dir, "state_dir")
         with _chain_lock(report_dir):
             remove_temp_files(report_dir)
-            head = _recovered_head(report_dir, state_dir)
+            head = _recovered_head(report_dir, state_dir, report.id)
             document = report.to_json()
             document["previous"] = head.get("head")
             content = json.dumps(document, indent=2, sort_keys=True).encode() + b"\n"
@@ -87,22 +132,40 @@ def write_report(
     return path
 
 
-def _recovered_head(report_dir: Path, state_dir: Path) -> dict[str, Any]:
+def _recovered_head(
+    report_dir: Path, state_dir: Path, writing: str | None = None
+) -> dict[str, Any]:
     """Return the chain head, adopting a newest report written just before a crash.
 
     A writer killed between writing a report and recording it as the head leaves a
-    report whose ``previous`` is the recorded head: it is the legitimate new head.
+    report whose ``previous`` is the recorded head: it is the legitimate new head. When
+    ``writing`` a report and the head file is damaged, the chain continues from the newest
+    report and the damage is noted in ``breaks``.
     """
-    head = _head(state_dir)
+    head, damage = read_head(state_dir)
     files = report_files(report_dir)
+    if damage is not None and writing is not None:
+        head = {"breaks": [f"before report {writing}: {damage}"]}
+        if files:
+            content = _read_report_bytes(files[-1])
+            head["head"] = {"id": files[-1].stem, "sha256": hashlib.sha256(content).hexdigest()}
+        return head
     recorded = head.get("head")
     if not files or not recorded or files[-1].stem == recorded["id"]:
         return head
-    content = files[-1].read_bytes()
-    with contextlib.suppress(ValueError, AttributeError):
+    content = _read_report_bytes(files[-1])
+    with contextlib.suppress(ValueError, AttributeError, UnicodeDecodeError):
         if json.loads(content).get("previous") == recorded:
             head["head"] = {"id": files[-1].stem, "sha256": hashlib.sha256(content).hexdigest()}
     return head
+
+
+def _read_report_bytes(path: Path) -> bytes:
+    """Return a report file's bytes; raise LocalFileError if it is unsafe or unreadable."""
+    content = read_trusted(path)
+    if content is None:
+        raise LocalFileError(f"report {path} vanished while it was read")
+    return content
 
 
 def _expired(report_dir: Path, retention: ReportsConfig, now: float) -> list[Path]:
@@ -132,34 +195,42 @@ def load_report(report_dir: Path, report_id: str) -> dict[str, Any]:
         found = "no report" if not matches else f"{len(matches)} reports"
         raise KeysyncError(f"{found} with id {report_id!r} in {report_dir}")
     try:
-        return json.loads(matches[0].read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise KeysyncError(f"cannot read report {matches[0]}: {error}") from None
+        document = json.loads(_read_report_bytes(matches[0]))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise LocalFileError(f"damaged report {matches[0]}: {error}") from None
+    if not isinstance(document, dict):
+        raise LocalFileError(f"damaged report {matches[0]}: not a JSON object")
+    return document
 
 
 def load_reports(report_dir: Path) -> list[dict[str, Any]]:
     """Return every readable report, oldest first (unreadable ones are skipped)."""
     documents = []
     for path in report_files(report_dir):
-        with contextlib.suppress(OSError, ValueError):
-            documents.append(json.loads(path.read_text(encoding="utf-8")))
+        with contextlib.suppress(KeysyncError, ValueError, UnicodeDecodeError):
+            document = json.loads(_read_report_bytes(path))
+            if isinstance(document, dict):
+                documents.append(document)
     return documents
 
 
 def verify_chain(report_dir: Path, state_dir: Path) -> list[str]:
     """Return every break in the report chain, each naming the report concerned (empty: intact)."""
-    problems: list[str] = []
-    head = _recovered_head(report_dir, state_dir)
+    head, damage = read_head(state_dir)
+    problems: list[str] = [f"the chain head is damaged: {damage}"] if damage else []
+    problems += [f"the chain head was damaged {note}" for note in head.get("breaks", [])]
+    if damage is None:
+        head = _recovered_head(report_dir, state_dir)
     previous: dict[str, str] | None = None
     pruned = head.get("pruned_through") or ""
     # reports up to pruned_through were due for deletion (a crash may have left some)
     files = [path for path in report_files(report_dir) if path.stem > pruned]
     for index, path in enumerate(files):
-        content = path.read_bytes()
+        content = _read_report_bytes(path)
         try:
-            recorded = json.loads(content).get("previous")
-        except ValueError:
-            problems.append(f"report {path.stem} is not valid JSON: it was modified")
+            recorded = _link(json.loads(content).get("previous"))
+        except (ValueError, UnicodeDecodeError, AttributeError):
+            problems.append(f"report {path.stem} is not a valid report: it was modified")
             recorded = None
         if index == 0:
             if recorded and recorded.get("id") != (pruned or None):

@@ -8,6 +8,7 @@ key is readable by others even for an instant.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 from collections.abc import Iterator
@@ -19,9 +20,9 @@ from keysyncd.fsutil import describe_os_error, fsync_directory, remove_temp_file
 from keysyncd.keyring import Key, KeySet
 from keysyncd.kinds import KeyKind
 from keysyncd.policy import RotationPlan
+from keysyncd.view import MAX_KEY_FILE, canonical_index, key_index, show_name
 
 LAX = 0o027  # group-writable, or any access for others
-MAX_KEY_FILE = 4096  # a Fernet key is 44 bytes; anything this large is junk, not a key
 
 
 @contextlib.contextmanager
@@ -34,16 +35,18 @@ def private_umask() -> Iterator[None]:
         os.umask(previous)
 
 
-def parse_index(name: str) -> int | None:
-    """Return the key index a file name stands for, or None if keystone ignores it.
+def read_key_file(path: Path) -> bytes:
+    """Return up to MAX_KEY_FILE + 1 bytes of regular file ``path``.
 
-    Keystone calls ``int(name)``, so ``01`` or ``+1`` would load as 1; keysyncd only
-    accepts canonical names and reports the others (see ``Repository.scan``).
+    Never follows a symlink and never blocks on a FIFO (O_NOFOLLOW, O_NONBLOCK; the type is
+    checked on the open file). Raise OSError if it cannot be read, ValueError if it is not a
+    regular file.
     """
-    try:
-        return int(name)
-    except ValueError:
-        return None
+    descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(descriptor, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise ValueError("not a regular file")
+        return handle.read(MAX_KEY_FILE + 1)
 
 
 @dataclass(frozen=True)
@@ -77,12 +80,13 @@ class Repository:
         keys: list[Key] = []
         problems: list[str] = []
         for name in names:
-            index = parse_index(name)
+            index = key_index(name)
             if index is None:
                 continue
             key, problem = self._read_key(name, index)
             if problem:
-                problems.append(f"{self.path / name}: {problem}")
+                shown = name if canonical_index(name) is not None else show_name(name)
+                problems.append(f"{self.path}/{shown}: {problem}")
             elif key:
                 keys.append(key)
         keyset = KeySet.of(keys)
@@ -91,16 +95,18 @@ class Repository:
         return Scan(keyset, tuple(problems))
 
     def _read_key(self, name: str, index: int) -> tuple[Key | None, str | None]:
-        if str(index) != name or index < 0:
-            return None, "non-canonical key name (keystone would misread it)"
+        if canonical_index(name) is None:
+            return None, f"non-canonical key name keystone loads as key {index}"
         path = self.path / name
         try:
-            info = path.lstat()
-            if not stat.S_ISREG(info.st_mode):
+            if not stat.S_ISREG(path.lstat().st_mode):
                 return None, "not a regular file"
-            with path.open("rb") as handle:
-                content = handle.read(MAX_KEY_FILE + 1)
+            content = read_key_file(path)
+        except ValueError as error:
+            return None, str(error)
         except OSError as error:
+            if error.errno == errno.ELOOP:
+                return None, "not a regular file"
             return None, f"cannot read: {describe_os_error(error)}"
         problem = self.kind.problem(content)
         return (None, problem) if problem else (Key(index, content), None)
@@ -115,7 +121,7 @@ class Repository:
     def holds_keys(self) -> bool:
         """Return True if the directory exists and has any integer-named entry."""
         try:
-            return any(parse_index(name) is not None for name in os.listdir(self.path))
+            return any(key_index(name) is not None for name in os.listdir(self.path))
         except FileNotFoundError:
             return False
 
@@ -132,7 +138,7 @@ class Repository:
         if mode & LAX:
             warnings.append(f"{self.path}: lax permissions: directory mode {mode:04o}")
         for name in sorted(os.listdir(self.path)):
-            if parse_index(name) is None:
+            if key_index(name) is None:
                 continue
             with contextlib.suppress(OSError):
                 file_mode = stat.S_IMODE((self.path / name).lstat().st_mode)

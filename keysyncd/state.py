@@ -12,9 +12,10 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from keysyncd.errors import StateError
+from keysyncd.errors import LocalFileError, StateError
 from keysyncd.fsutil import atomic_write, describe_os_error
 from keysyncd.policy import KeyHistory
+from keysyncd.trust import check_directory, read_trusted
 
 STATE_VERSION = 1
 
@@ -79,49 +80,147 @@ def _to_json(state: RepositoryState) -> dict[str, Any]:
     return document
 
 
-def _from_json(document: dict[str, Any]) -> RepositoryState:
-    pending = document.get("pending")
-    return RepositoryState(
-        name=document["name"],
-        generation=int(document["generation"]),
-        digests={int(k): str(v) for k, v in document["digests"].items()},
-        history={int(k): KeyHistory(**v) for k, v in document["history"].items()},
-        pending=_pending(pending),
-        last_rotation_at=document.get("last_rotation_at"),
-        last_action=document.get("last_action"),
-        hook_block=document.get("hook_block"),
-        nodes=dict(document.get("nodes") or {}),
-        last_success=dict(document.get("last_success") or {}),
-        counters=dict(document.get("counters") or {}),
-        local_problems=tuple(document.get("local_problems") or ()),
+class _Damaged(ValueError):
+    """A field of the state file has the wrong shape; the message names the field."""
+
+
+def _field(document: Any, key: str, where: str, kinds: tuple[type, ...], default: Any) -> Any:
+    if not isinstance(document, dict):
+        raise _Damaged(f"{where or 'the document'} must be a JSON object")
+    value = document.get(key, default)
+    if value is None and default is None:
+        return None
+    # bool is an int in Python, never a valid number here
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        names = " or ".join(kind.__name__ for kind in kinds)
+        raise _Damaged(f"'{where}{key}' must be {names}, got {type(value).__name__}")
+    return value
+
+
+def _number(document: Any, key: str, where: str) -> float | None:
+    value = _field(document, key, where, (int, float), None)
+    return None if value is None else float(value)
+
+
+def _index(key: str, where: str) -> int:
+    try:
+        return int(key)
+    except ValueError:
+        raise _Damaged(f"'{where}' has a key {key!r} that is not an index") from None
+
+
+def _history(document: Any) -> dict[int, KeyHistory]:
+    entries = _field(document, "history", "", (dict,), {})
+    history = {}
+    for key, entry in entries.items():
+        where = f"history.{key}."
+        history[_index(key, "history")] = KeyHistory(
+            created_at=_number(entry, "created_at", where),
+            promoted_at=_number(entry, "promoted_at", where),
+            demoted_at=_number(entry, "demoted_at", where),
+            confirmed_at=_number(entry, "confirmed_at", where),
+        )
+    return history
+
+
+def _pending(document: Any) -> PendingRotation | None:
+    pending = _field(document, "pending", "", (dict,), None)
+    if not pending:
+        return None
+    retire = _field(pending, "retire", "pending.", (list,), [])
+    if not all(isinstance(index, int) and not isinstance(index, bool) for index in retire):
+        raise _Damaged("'pending.retire' must be a list of indices")
+    return PendingRotation(
+        new_primary=_field(pending, "new_primary", "pending.", (int,), 0),
+        old_staged_digest=_field(pending, "old_staged_digest", "pending.", (str,), ""),
+        new_staged_digest=_field(pending, "new_staged_digest", "pending.", (str,), ""),
+        retire=tuple(retire),
+        started_at=float(_field(pending, "started_at", "pending.", (int, float), 0.0)),
     )
 
 
-def _pending(document: dict[str, Any] | None) -> PendingRotation | None:
-    if not document:
-        return None
-    return PendingRotation(**{**document, "retire": tuple(document["retire"])})
+def _nodes(document: Any) -> dict[str, dict[str, Any]]:
+    nodes = _field(document, "nodes", "", (dict,), {})
+    for name, entry in nodes.items():
+        where = f"nodes.{name}."
+        for key in ("status", "error", "reason"):
+            _field(entry, key, where, (str,), None)
+        for key in ("checked_at", "last_verified_at", "next_attempt_at"):
+            _number(entry, key, where)
+        for key in ("generation", "failures"):
+            _field(entry, key, where, (int,), None)
+    return dict(nodes)
+
+
+def _numbers(document: Any, key: str, kinds: tuple[type, ...]) -> dict[str, Any]:
+    values = _field(document, key, "", (dict,), {})
+    for name in values:
+        _field(values, name, f"{key}.", kinds, None)
+    return dict(values)
+
+
+def _hook_block(document: Any) -> dict[str, Any] | None:
+    block = _field(document, "hook_block", "", (dict,), None)
+    if block is not None:
+        hook = _field(block, "hook", "hook_block.", (list,), [])
+        if not all(isinstance(argument, str) for argument in hook):
+            raise _Damaged("'hook_block.hook' must be a list of strings")
+        _field(block, "status", "hook_block.", (int,), None)
+        _number(block, "at", "hook_block.")
+    return block
+
+
+def _last_action(document: Any) -> dict[str, Any] | None:
+    last = _field(document, "last_action", "", (dict,), None)
+    if last is not None:
+        for key in ("action", "outcome", "report"):
+            _field(last, key, "last_action.", (str,), None)
+        _number(last, "at", "last_action.")
+    return last
+
+
+def _from_json(document: Any) -> RepositoryState:
+    """Return the state in ``document``; raise _Damaged naming the first wrong field."""
+    digests = _field(document, "digests", "", (dict,), {})
+    for key, digest in digests.items():
+        if not isinstance(digest, str):
+            raise _Damaged(f"'digests.{key}' must be str, got {type(digest).__name__}")
+    problems = _field(document, "local_problems", "", (list,), [])
+    return RepositoryState(
+        name=_field(document, "name", "", (str,), ""),
+        generation=_field(document, "generation", "", (int,), 0),
+        digests={_index(k, "digests"): v for k, v in digests.items()},
+        history=_history(document),
+        pending=_pending(document),
+        last_rotation_at=_number(document, "last_rotation_at", ""),
+        last_action=_last_action(document),
+        hook_block=_hook_block(document),
+        nodes=_nodes(document),
+        last_success=_numbers(document, "last_success", (int, float)),
+        counters=_numbers(document, "counters", (int,)),
+        local_problems=tuple(str(problem) for problem in problems),
+    )
 
 
 def load_state(state_dir: Path, name: str) -> RepositoryState:
     """Return the journal of repository ``name`` (a fresh one if none exists yet).
 
-    Raise StateError if the file exists but cannot be read or is damaged.
+    Raise LocalFileError naming the file if it is unsafe, unreadable or damaged.
     """
     path = _path(state_dir, name)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    check_directory(state_dir, "state_dir")
+    check_directory(path.parent, "state directory")
+    content = read_trusted(path)
+    if content is None:
         return RepositoryState(name=name)
-    except OSError as error:
-        raise StateError(f"cannot read state {path}: {describe_os_error(error)}") from None
     try:
-        document = json.loads(text)
-        if document.get("version") != STATE_VERSION:
-            raise ValueError(f"unsupported version {document.get('version')!r}")
+        document = json.loads(content)
+        if not isinstance(document, dict) or document.get("version") != STATE_VERSION:
+            version = document.get("version") if isinstance(document, dict) else None
+            raise _Damaged(f"unsupported version {version!r}")
         return _from_json(document)
-    except (ValueError, KeyError, TypeError, AttributeError) as error:
-        raise StateError(f"damaged state file {path}: {error}") from None
+    except (ValueError, UnicodeDecodeError) as error:
+        raise LocalFileError(f"damaged state file {path}: {error}") from None
 
 
 def save_state(state_dir: Path, state: RepositoryState) -> None:

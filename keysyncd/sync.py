@@ -1,133 +1,243 @@
 """What a node needs, as a value: ``diff(expected, view) -> NodePlan``. Pure, no IO.
 
-The plan is applied in two fleet-wide phases (safety rule 3): phase 1 adds new
-indices, highest (the new primary) first; phase 2 replaces changed indices with
-0 last, deletes retired ones and fixes modes.
+The view is keystone's (keysyncd.view): a node is in sync only when every entry keystone
+would load there is exactly an expected key, as a canonical regular file with mode 0600
+(and the configured owner), and nothing else sits at a key name. The plan is applied in
+two fleet-wide phases (safety rule 3): phase 1 adds the keys keystone lacks there, highest
+(the new primary) first; phase 2 replaces what is wrong, ``0`` last, then removes what must
+go. A wrong file is replaced by rename, never chmod-ed or chown-ed: a symlink at a key name
+must never lead a change to a file outside the repository.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from keysyncd.keyring import digest_of
-from keysyncd.kinds import KeyKind
-from keysyncd.repository import parse_index
-from keysyncd.transport import RemoteEntry, is_temp_name
-
-FILE_MODE = 0o600
-DIRECTORY_MODE = 0o700
+from keysyncd.view import (
+    DIRECTORY_MODE,
+    FILE_MODE,
+    Entry,
+    EntryType,
+    KeystoneView,
+    entry_problem,
+    keystone_view,
+    show_name,
+)
 
 
 @dataclass(frozen=True)
 class NodeView:
-    """What a node holds: digest, validity and mode of every integer-named file."""
+    """What a node holds: its directory's mode, every entry at a key name, our temp files."""
 
     directory_mode: int
-    digests: dict[int, str]
-    modes: dict[int, int]
-    valid: frozenset[int]
+    entries: tuple[Entry, ...]
     temp_files: tuple[str, ...] = ()
-    problems: tuple[str, ...] = ()
+
+    @property
+    def keystone(self) -> KeystoneView:
+        """Return what keystone's loader would load from this directory."""
+        return keystone_view(self.entries)
+
+    def canonical_files(self) -> dict[int, Entry]:
+        """Return index -> entry for canonical names that hold regular files that were read."""
+        return {
+            index: entry
+            for entry in self.entries
+            if (index := entry.index) is not None
+            and entry.canonical
+            and entry.type is EntryType.FILE
+            and entry.digest is not None
+        }
 
     def summary(self) -> dict[str, str]:
-        """Return the digests keyed by the index as text, as reports show them."""
-        return {str(index): digest for index, digest in sorted(self.digests.items())}
+        """Return the digests of canonical key files by index as text, as reports show them."""
+        return {str(i): e.digest or "" for i, e in sorted(self.canonical_files().items())}
 
 
-def view_of(
-    directory_mode: int, entries: list[RemoteEntry], contents: dict[str, bytes], kind: KeyKind
-) -> NodeView:
-    """Return the NodeView built from a listing and the contents of its integer-named files."""
-    digests: dict[int, str] = {}
-    modes: dict[int, int] = {}
-    valid: set[int] = set()
-    problems: list[str] = []
-    temps = []
-    for entry in entries:
-        if is_temp_name(entry.name):
-            temps.append(entry.name)
-        index = parse_index(entry.name)
-        if index is None:
-            continue
-        if str(index) != entry.name or index < 0 or entry.name not in contents:
-            problems.append(f"{entry.name}: not a canonical key file")
-            continue
-        content = contents[entry.name]
-        digests[index] = digest_of(content)
-        modes[index] = entry.mode & 0o7777
-        problem = kind.problem(content)
-        if problem:
-            problems.append(f"{entry.name}: {problem}")
-        else:
-            valid.add(index)
-    return NodeView(directory_mode, digests, modes, frozenset(valid), tuple(temps), tuple(problems))
+@dataclass(frozen=True)
+class Ownership:
+    """The owner every key file must have on a node (None: whatever the SFTP user makes)."""
+
+    uid: int | None = None
+    gid: int | None = None
+
+    def matches(self, entry: Entry) -> bool:
+        """Return True if ``entry`` has the required owner and group."""
+        return (self.uid is None or entry.uid == self.uid) and (
+            self.gid is None or entry.gid == self.gid
+        )
 
 
 @dataclass(frozen=True)
 class NodePlan:
-    """The changes one node needs. Example: add (5,), replace (0,), delete (2,)."""
+    """The changes one node needs.
+
+    ``add`` (phase 1) and ``replace`` (phase 2) are indices to write; ``delete`` (phase 2)
+    are entry names. ``invalid`` names directories at key names, which keysyncd never
+    removes. ``changes`` says why, as reports show it. Example: add (5,), replace (0,),
+    delete ("2", "099").
+    """
 
     add: tuple[int, ...] = ()
     replace: tuple[int, ...] = ()
-    delete: tuple[int, ...] = ()
-    chmod: tuple[int, ...] = ()
+    delete: tuple[str, ...] = ()
     fix_directory: bool = False
     cleanup: tuple[str, ...] = ()
+    invalid: tuple[str, ...] = ()
     diverged: str | None = None
+    reasons: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def in_sync(self) -> bool:
-        """Return True when the node's keys and modes already match (temp files aside)."""
-        return not (self.add or self.replace or self.delete or self.chmod or self.fix_directory)
+        """Return True when keystone there loads exactly the expected keys, as they should be."""
+        return not (
+            self.add
+            or self.replace
+            or self.delete
+            or self.fix_directory
+            or self.invalid
+            or self.diverged
+        )
 
     def changes(self) -> dict[str, Any]:
-        """Return what differs, as reports show it: missing, changed, extra indices, modes."""
-        return {
-            "missing": list(self.add),
-            "changed": list(self.replace),
-            "extra": list(self.delete),
-            "mode": list(self.chmod) + (["directory"] if self.fix_directory else []),
-        }
+        """Return what differs, as reports show it: missing, changed and extra indices, wrong
+        modes or owners, and every odd entry (escaped name, key id, problem)."""
+        return {key: list(value) for key, value in self.reasons.items()}
 
 
-def divergence(expected: dict[int, str], view: NodeView) -> str | None:
+def divergence(expected: Mapping[int, str], view: NodeView) -> str | None:
     """Return why the node holds a newer or unrelated key set, or None.
 
     Indices above 0 are never rewritten by keystone or keysyncd, so a valid key there
-    with other content, or a valid key above the controller's primary, means the node
-    was rotated or bootstrapped by someone else: overwriting it could destroy the only
-    copy of a key in use.
+    with other content, or a key keystone would load above the controller's primary
+    (whatever its name: ``099`` loads as 99), means the node was rotated or bootstrapped by
+    someone else: overwriting it could destroy the only copy of a key in use. A symlink
+    that keystone would load is counted as a key: keysyncd never reads through it.
     """
     top = max(expected, default=0)
-    for index in sorted(view.valid, reverse=True):
-        if index > top:
-            return f"holds key {index}, newer than the controller's primary {top}"
-        if index > 0 and index in expected and view.digests[index] != expected[index]:
-            return f"key {index} has content unrelated to the controller's key {index}"
+    for index, entries in sorted(view.keystone.loaded.items(), reverse=True):
+        for entry in entries:
+            keylike = entry.valid_key or entry.type is EntryType.SYMLINK
+            if index > top and keylike:
+                return (
+                    f"holds key {index} ({show_name(entry.name)}), newer than the "
+                    f"controller's primary {top}"
+                )
+            unrelated = entry.canonical and entry.valid_key and entry.digest != expected.get(index)
+            if index > 0 and index in expected and unrelated:
+                return f"key {index} has content unrelated to the controller's key {index}"
     return None
 
 
-def diff(expected: dict[int, str], view: NodeView, force: bool = False) -> NodePlan:
+def diff(
+    expected: Mapping[int, str],
+    view: NodeView,
+    owner: Ownership | None = None,
+    force: bool = False,
+) -> NodePlan:
     """Return the NodePlan turning ``view`` into ``expected`` (index -> digest).
 
     A diverged node gets an empty plan with ``diverged`` set, unless ``force``.
     """
     reason = divergence(expected, view)
     if reason and not force:
-        return NodePlan(diverged=reason, cleanup=view.temp_files)
-    add = sorted((i for i in expected if i not in view.digests), reverse=True)
-    changed = [i for i in expected if i in view.digests and view.digests[i] != expected[i]]
-    replace = sorted(changed, key=lambda index: (index == 0, -index))
-    delete = sorted(i for i in view.digests if i not in expected)
-    chmod = sorted(
-        i for i in expected if i in view.modes and i not in changed and view.modes[i] != FILE_MODE
-    )
-    return NodePlan(
-        add=tuple(add),
-        replace=tuple(replace),
-        delete=tuple(delete),
-        chmod=tuple(chmod),
-        fix_directory=view.directory_mode != DIRECTORY_MODE,
-        cleanup=view.temp_files,
-    )
+        return NodePlan(cleanup=view.temp_files, diverged=reason)
+    planner = _Planner(expected, view, owner or Ownership())
+    return planner.plan()
+
+
+class _Planner:
+    """Walks one node's entries once, sorting each into the plan and the reasons."""
+
+    def __init__(self, expected: Mapping[int, str], view: NodeView, owner: Ownership) -> None:
+        self.expected = expected
+        self.view = view
+        self.owner = owner
+        self.add: list[int] = []
+        self.replace: list[int] = []
+        self.delete: list[str] = []
+        self.invalid: list[str] = []
+        self.reasons: dict[str, list[Any]] = {
+            "missing": [],
+            "changed": [],
+            "extra": [],
+            "mode": [],
+            "entries": [],
+        }
+
+    def plan(self) -> NodePlan:
+        by_name = {entry.name: entry for entry in self.view.entries}
+        loaded = self.view.keystone.ids
+        for index in sorted(self.expected, reverse=True):
+            self._expected_key(index, by_name.get(str(index)), index in loaded)
+        for entry in self.view.entries:
+            if entry.index not in self.expected or not entry.canonical:
+                self._unexpected(entry)
+        fix_directory = self.view.directory_mode != DIRECTORY_MODE
+        if fix_directory:
+            self.reasons["mode"].append("directory")
+        return NodePlan(
+            add=tuple(self.add),
+            replace=tuple(sorted(self.replace, key=lambda index: (index == 0, -index))),
+            delete=tuple(sorted(self.delete)),
+            fix_directory=fix_directory,
+            cleanup=self.view.temp_files,
+            invalid=tuple(sorted(self.invalid)),
+            reasons={
+                key: self._ordered(key, value) for key, value in self.reasons.items() if value
+            },
+        )
+
+    @staticmethod
+    def _ordered(key: str, values: list[Any]) -> tuple[Any, ...]:
+        """Return a reason's values in a stable order (missing keeps phase 1's order)."""
+        if key == "entries":
+            return tuple(sorted(values, key=lambda odd: odd["name"]))
+        if key in ("extra", "changed"):
+            return tuple(sorted(values))
+        return tuple(values)
+
+    def _odd(self, entry: Entry, problem: str) -> None:
+        self.reasons["entries"].append(
+            {"name": show_name(entry.name), "index": entry.index, "problem": problem}
+        )
+
+    def _expected_key(self, index: int, entry: Entry | None, loaded: bool) -> None:
+        if entry is not None and entry.type is EntryType.DIRECTORY:
+            self.invalid.append(entry.name)
+            self._odd(entry, "a directory where key file is expected: remove it on the node")
+            return
+        if not loaded:  # keystone lacks this key there: adding it takes nothing away (phase 1)
+            self.add.append(index)
+            self.reasons["missing"].append(index)
+            if entry is not None:
+                self._odd(entry, entry_problem(entry) or "not loadable")
+            return
+        if entry is None:  # keystone loads it only through another name
+            self.replace.append(index)
+            self.reasons["missing"].append(index)
+            return
+        problem = entry_problem(entry)
+        if problem is not None:
+            self.replace.append(index)
+            self._odd(entry, problem)
+        elif entry.digest != self.expected[index]:
+            self.replace.append(index)
+            self.reasons["changed"].append(index)
+        elif entry.mode != FILE_MODE or not self.owner.matches(entry):
+            self.replace.append(index)  # rewritten whole, never chmod-ed: see module doc
+            self.reasons["mode"].append(index)
+
+    def _unexpected(self, entry: Entry) -> None:
+        if entry.type is EntryType.DIRECTORY:
+            self.invalid.append(entry.name)
+            self._odd(entry, "a directory at a key name: remove it on the node")
+            return
+        self.delete.append(entry.name)
+        problem = entry_problem(entry)
+        if problem is None and entry.index is not None:
+            self.reasons["extra"].append(entry.index)
+        else:
+            self._odd(entry, problem or "not a key")

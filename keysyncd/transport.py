@@ -9,17 +9,26 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
+import itertools
 import socket
 import stat
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import paramiko
 from paramiko.sftp import (
+    CMD_CLOSE,
     CMD_EXTENDED,
     CMD_EXTENDED_REPLY,
     CMD_HANDLE,
+    CMD_NAME,
     CMD_OPEN,
+    CMD_OPENDIR,
+    CMD_READDIR,
     SFTP_FLAG_CREATE,
     SFTP_FLAG_EXCL,
     SFTP_FLAG_WRITE,
@@ -28,9 +37,11 @@ from paramiko.sftp_attr import SFTPAttributes
 from paramiko.sftp_file import SFTPFile
 
 from keysyncd.config import NodeConfig, SshConfig
-from keysyncd.errors import NodeError
-from keysyncd.fsutil import TEMP_PREFIX, temp_name
-from keysyncd.repository import MAX_KEY_FILE
+from keysyncd.errors import LocalFileError, NodeError
+from keysyncd.fsutil import temp_name
+from keysyncd.knownhosts import KnownHosts, load_known_hosts
+from keysyncd.trust import read_trusted
+from keysyncd.view import MAX_KEY_FILE, Entry, EntryType, entry_type, is_temp_name, key_index
 
 _ERRNO_REASONS = {
     errno.EACCES: "permission",
@@ -42,41 +53,50 @@ _ERRNO_REASONS = {
 
 
 @dataclass(frozen=True)
-class RemoteEntry:
-    """One directory entry on a node: name, mode bits, size, owner."""
+class Listing:
+    """A node's repository directory: its mode, the entries at key names (lstat semantics,
+    symlink targets examined with stat), and keysyncd's temp files found there."""
 
-    name: str
-    mode: int
-    size: int
-    uid: int | None
-    gid: int | None
+    directory_mode: int
+    entries: tuple[Entry, ...]
+    temp_files: tuple[str, ...]
 
 
 class Credentials:
-    """The parsed known_hosts and client keys, loaded once and shared by every connection."""
+    """The parsed known_hosts and client keys, loaded once and shared by every connection.
+
+    Raise LocalFileError (a local problem, the same for every node: exit 2) if known_hosts
+    or the identity file is missing, unsafe or damaged.
+    """
 
     def __init__(self, ssh: SshConfig) -> None:
         self.ssh = ssh
-        self.host_keys = paramiko.HostKeys()
-        if ssh.known_hosts is not None:
-            try:
-                self.host_keys.load(str(ssh.known_hosts))
-            except OSError as error:
-                raise NodeError(
-                    "*", "host_key", f"cannot read known_hosts {ssh.known_hosts}: {error.strerror}"
-                ) from None
+        self.host_keys = load_known_hosts(ssh.known_hosts) if ssh.known_hosts else KnownHosts()
+        self.deadlines = Deadlines()
         self.keys: list[paramiko.PKey] = []
         if ssh.identity_file is not None:
-            try:
-                self.keys.append(paramiko.PKey.from_path(str(ssh.identity_file)))
-            except (OSError, paramiko.SSHException) as error:
-                raise NodeError(
-                    "*",
-                    "auth",
-                    f"cannot load identity_file {ssh.identity_file}: {type(error).__name__}",
-                ) from None
+            self.keys.append(load_identity(ssh.identity_file))
         else:
             self.keys.extend(paramiko.Agent().get_keys())
+
+
+def load_identity(path: Path) -> paramiko.PKey:
+    """Return the private key in ``path``; raise LocalFileError if it is missing, readable by
+    others (ssh refuses such a key too), encrypted, or not a private key."""
+    content = read_trusted(path, limit=1 << 20, follow=True, secret=True)
+    if content is None:
+        raise LocalFileError(f"identity_file {path} does not exist")
+    for key_class in (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey):
+        try:
+            return key_class.from_private_key(io.StringIO(content.decode("utf-8", "replace")))
+        except paramiko.PasswordRequiredException:
+            raise LocalFileError(
+                f"identity_file {path} is encrypted; keysyncd needs a key without a "
+                "passphrase (or leave identity_file out to use ssh-agent)"
+            ) from None
+        except (paramiko.SSHException, ValueError, TypeError, IndexError):
+            continue
+    raise LocalFileError(f"identity_file {path} is not a private key paramiko can load")
 
 
 def classify(node: str, error: BaseException, doing: str) -> NodeError:
@@ -133,27 +153,94 @@ class NodeSession:
                     raised = NodeError(self.node.name, "disk_full", f"no space left while {doing}")
             raise raised from None
 
-    def list_entries(self) -> tuple[int, list[RemoteEntry]]:
-        """Return (directory mode, entries) of the repository directory."""
+    def list_directory(self) -> Listing:
+        """Return the repository directory's listing; raise NodeError if it cannot be read.
 
-        def listing() -> tuple[int, list[RemoteEntry]]:
-            mode = stat.S_IMODE(self.sftp.stat(str(self.directory)).st_mode or 0)
-            entries = [
-                RemoteEntry(a.filename, a.st_mode or 0, a.st_size or 0, a.st_uid, a.st_gid)
-                for a in self.sftp.listdir_attr(str(self.directory))
-            ]
-            return mode, entries
+        The directory itself must be a real directory: a symlink there is refused, because
+        following it would let whoever planted it choose where keysyncd writes and deletes.
+        """
+
+        def listing() -> Listing:
+            info = self.sftp.lstat(str(self.directory))
+            kind = entry_type(info.st_mode or 0)
+            if kind is not EntryType.DIRECTORY:
+                raise NodeError(
+                    self.node.name,
+                    "invalid_entry",
+                    f"the repository path {self.directory} is a {kind.value}, not a directory; "
+                    "keysyncd never follows it: configure the real directory",
+                )
+            entries, temps = [], []
+            for name, attributes in self._read_directory(str(self.directory)):
+                if is_temp_name(name):
+                    temps.append(name)
+                elif key_index(name) is not None:
+                    entries.append(self._entry(name, attributes))
+            return Listing(stat.S_IMODE(info.st_mode or 0), tuple(entries), tuple(temps))
 
         return self._guard(f"listing {self.directory}", listing)
 
+    def _read_directory(self, path: str) -> list[tuple[str, SFTPAttributes]]:
+        """Return (name, lstat attributes) of every entry, names decoded as keystone's Python
+        would (UTF-8, undecodable bytes kept as surrogates): paramiko's own listdir raises on
+        a name that is not UTF-8, which would let any such file block the node for ever."""
+        kind, message = self.sftp._request(CMD_OPENDIR, path)
+        if kind != CMD_HANDLE:
+            raise paramiko.SFTPError("expected a directory handle")
+        handle = message.get_binary()
+        found: list[tuple[str, SFTPAttributes]] = []
+        try:
+            while True:
+                try:
+                    kind, message = self.sftp._request(CMD_READDIR, handle)
+                except EOFError:  # paramiko's way of saying SSH_FX_EOF: the listing is done
+                    break
+                if kind != CMD_NAME:
+                    raise paramiko.SFTPError("expected a name response")
+                for _ in range(message.get_int()):
+                    name = message.get_string().decode("utf-8", "surrogateescape")
+                    message.get_string()  # the "ls -l" long name: unused
+                    attributes = SFTPAttributes._from_msg(message)
+                    if name not in (".", ".."):
+                        found.append((name, attributes))
+        finally:
+            self.sftp._request(CMD_CLOSE, handle)
+        return found
+
+    def _entry(self, name: str, attributes: SFTPAttributes) -> Entry:
+        """Return the Entry for a key-named directory entry; a symlink's target is examined
+        with stat (which opens nothing, so a FIFO behind it cannot block us)."""
+        mode = attributes.st_mode or 0
+        kind = entry_type(mode)
+        target = target_size = None
+        if kind is EntryType.SYMLINK:
+            try:
+                pointed = self.sftp.stat(self._path(name))
+                target, target_size = entry_type(pointed.st_mode or 0), pointed.st_size or 0
+            except (OSError, paramiko.SFTPError):  # dangling, a loop, or not ours to see
+                target = EntryType.MISSING
+        return Entry(
+            name=name,
+            type=kind,
+            mode=stat.S_IMODE(mode),
+            size=attributes.st_size or 0,
+            uid=attributes.st_uid,
+            gid=attributes.st_gid,
+            target=target,
+            target_size=target_size,
+        )
+
     def read(self, name: str) -> bytes:
-        """Return the content of file ``name`` (at most MAX_KEY_FILE + 1 bytes)."""
+        """Return the content of regular file ``name`` (at most MAX_KEY_FILE + 1 bytes).
+
+        Call it only for entries the listing showed as regular files (never a FIFO or a link).
+        """
 
         def reading() -> bytes:
             with self.sftp.open(self._path(name), "rb") as handle:
                 return handle.read(MAX_KEY_FILE + 1)
 
-        return self._guard(f"reading {name}", reading)
+        return self._guard(f"reading {name!a}", reading)
 
     def write_temp(self, content: bytes, uid: int | None, gid: int | None) -> str:
         """Upload ``content`` to a new exclusive temp file (0600 from creation); return its name.
@@ -172,17 +259,19 @@ class NodeSession:
                 raise paramiko.SFTPError("expected a file handle")
             with SFTPFile(self.sftp, message.get_binary(), "wb") as handle:
                 handle.write(content)
-            # A failed write can go unnoticed on some servers; a short file must never be
-            # renamed into place (no node may see a partial key).
-            current = self.sftp.stat(path)
-            if current.st_size != len(content):
-                raise OSError(f"short write ({current.st_size} of {len(content)} bytes)")
-            if uid is not None or gid is not None:
-                self.sftp.chown(
-                    path,
-                    current.st_uid if uid is None else uid,
-                    current.st_gid if gid is None else gid,
-                )
+                handle.flush()
+                # Through the open handle (FSTAT, FSETSTAT), never by path: a name can be
+                # swapped for a symlink, a handle cannot.
+                current = handle.stat()
+                # A failed write can go unnoticed on some servers; a short file must never
+                # be renamed into place (no node may see a partial key).
+                if current.st_size != len(content):
+                    raise OSError(f"short write ({current.st_size} of {len(content)} bytes)")
+                if uid is not None or gid is not None:
+                    handle.chown(
+                        current.st_uid if uid is None else uid,
+                        current.st_gid if gid is None else gid,
+                    )
 
         try:
             self._guard(f"writing {name}", writing)
@@ -201,8 +290,8 @@ class NodeSession:
         )
 
     def remove(self, name: str) -> None:
-        """Delete file ``name``."""
-        self._guard(f"removing {name}", self.sftp.remove, self._path(name))
+        """Delete entry ``name`` (unlink: a symlink goes, never what it points to)."""
+        self._guard(f"removing {name!a}", self.sftp.remove, self._path(name))
 
     def remove_quietly(self, name: str) -> None:
         """Delete ``name`` if possible; used to clean up after a failure."""
@@ -210,10 +299,14 @@ class NodeSession:
         with contextlib.suppress(Exception):
             self.sftp.remove(self._path(name))
 
-    def chmod(self, name: str | None, mode: int) -> None:
-        """Set ``mode`` on file ``name`` (or on the directory when None)."""
-        path = str(self.directory) if name is None else self._path(name)
-        self._guard(f"changing the mode of {name or self.directory}", self.sftp.chmod, path, mode)
+    def chmod_directory(self, mode: int) -> None:
+        """Set ``mode`` on the repository directory (checked by the listing to be no link).
+
+        Key files are never chmod-ed: a wrong mode is fixed by writing the file anew.
+        """
+        self._guard(
+            f"changing the mode of {self.directory}", self.sftp.chmod, str(self.directory), mode
+        )
 
     def filesystem_condition(self) -> str | None:
         """Return ``read-only``, ``full`` or None for the node's filesystem.
@@ -246,23 +339,87 @@ def _host_key_name(host: str, port: int) -> str:
     return host if port == 22 else f"[{host}]:{port}"
 
 
+class Deadlines:
+    """One thread that runs a callback when its deadline passes (closing a transport that
+    has not finished connecting): paramiko leaves some of its waits unbounded."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._pending: dict[int, tuple[float, Callable[[], None]]] = {}
+        self._next_token = itertools.count()
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def arm(self, seconds: float, action: Callable[[], None]) -> int:
+        """Run ``action`` in ``seconds`` unless disarmed first; return a token for disarm."""
+        with self._changed:
+            token = next(self._next_token)
+            self._pending[token] = (self.clock() + seconds, action)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="deadlines", daemon=True)
+                self._thread.start()
+            self._changed.notify()
+        return token
+
+    def disarm(self, token: int) -> bool:
+        """Cancel a deadline; return False if its action already ran (or is running)."""
+        with self._changed:
+            return self._pending.pop(token, None) is not None
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                if not self._pending:
+                    self._thread = None  # idle: a later arm() starts a new thread
+                    return
+                now = self.clock()
+                due = [t for t, (at, _) in self._pending.items() if at <= now]
+                actions = [self._pending.pop(token)[1] for token in due]
+                if not actions:
+                    soonest = min(at for at, _ in self._pending.values())
+                    self._changed.wait(max(soonest - now, 0.01))
+            for action in actions:
+                with contextlib.suppress(Exception):  # closing a dead transport may fail
+                    action()
+
+
 def connect(node: NodeConfig, directory: Path, credentials: Credentials) -> NodeSession:
     """Open a verified, authenticated SFTP session to ``node``; raise NodeError if impossible.
 
-    Nothing is sent to a node whose host key is unknown or changed.
+    Nothing is sent to a node whose host key is unknown or changed. The whole setup (TCP,
+    banner, key exchange, authentication, SFTP) gets ``connect_timeout`` seconds: a node
+    that accepts the connection and then stalls is reported ``timeout`` with its real
+    duration, and never holds up the others longer than that.
     """
     ssh = credentials.ssh
+    started = time.monotonic()
     try:
         sock = socket.create_connection((node.host, node.port), timeout=ssh.connect_timeout)
     except Exception as error:
         raise classify(node.name, error, "connecting") from None
     transport = paramiko.Transport(sock)
+    token = credentials.deadlines.arm(
+        max(ssh.connect_timeout - (time.monotonic() - started), 0.0), transport.close
+    )
     try:
         _handshake(node, transport, credentials)
-        return NodeSession(node, transport, directory, ssh.operation_timeout)
+        session = NodeSession(node, transport, directory, ssh.operation_timeout)
+        if not credentials.deadlines.disarm(token):
+            raise TimeoutError("the connection deadline passed")
+        return session
     except Exception as error:
+        expired = not credentials.deadlines.disarm(token)
         transport.close()
-        raise classify(node.name, error, "connecting") from None
+        raised = classify(node.name, error, "connecting")
+        if expired or raised.reason == "timeout":
+            elapsed = time.monotonic() - started
+            raise NodeError(
+                node.name,
+                "timeout",
+                f"no SSH session within connect_timeout {ssh.connect_timeout:g}s "
+                f"(gave up after {elapsed:.1f}s)",
+            ) from None
+        raise raised from None
 
 
 def _handshake(node: NodeConfig, transport: paramiko.Transport, credentials: Credentials) -> None:
@@ -281,7 +438,14 @@ def _handshake(node: NodeConfig, transport: paramiko.Transport, credentials: Cre
     transport.banner_timeout = ssh.connect_timeout
     transport.auth_timeout = ssh.connect_timeout
     transport.start_client(timeout=ssh.connect_timeout)
-    offered = transport.get_remote_server_key()
+    try:
+        offered = transport.get_remote_server_key()
+    except paramiko.SSHException:  # start_client returns quietly when it timed out
+        raise TimeoutError("no key exchange") from None
+    if credentials.host_keys.is_revoked(offered):
+        raise NodeError(
+            node.name, "host_key", f"host key of {name} is marked @revoked in {ssh.known_hosts}"
+        )
     expected = known.get(offered.get_name())
     if expected is None or expected != offered:
         raise NodeError(
@@ -293,13 +457,10 @@ def _handshake(node: NodeConfig, transport: paramiko.Transport, credentials: Cre
     for key in credentials.keys:
         try:
             transport.auth_publickey(ssh.user, key)
-        except paramiko.AuthenticationException:
+        except paramiko.AuthenticationException as error:
+            if str(error) == "Authentication timeout.":  # paramiko's words for a stall
+                raise TimeoutError("authentication") from None
             continue
         if transport.is_authenticated():
             return
     raise NodeError(node.name, "auth", f"public key authentication as {ssh.user!r} was refused")
-
-
-def is_temp_name(name: str) -> bool:
-    """Return True for keysyncd's temp file names."""
-    return name.startswith(TEMP_PREFIX)

@@ -16,8 +16,8 @@ from keysyncd.config import Config, RepositoryConfig
 from keysyncd.errors import KeysyncError
 from keysyncd.fleet import Progress
 from keysyncd.keyring import Key, KeySet
-from keysyncd.repository import parse_index
 from keysyncd.state import load_state, save_state
+from keysyncd.view import MAX_KEY_FILE, entry_problem, show_name
 
 
 def init_repository(
@@ -38,7 +38,7 @@ def init_repository(
     try:
         if fleet is not None:
             fleet.inspect({})
-            holding = [n for n, r in fleet.results.items() if r.view and r.view.digests]
+            holding = [n for n, r in fleet.results.items() if r.view and r.view.keystone.ids]
             if holding:
                 names = ", ".join(sorted(holding))
                 raise KeysyncError(
@@ -79,12 +79,20 @@ def adopt_repository(
         if result.error is not None:
             raise KeysyncError(f"cannot adopt from {result.error}")
         session = fleet.sessions[node_name]
-        _, entries = session.list_entries()
-        names = [e.name for e in entries if parse_index(e.name) is not None]
-        odd = [name for name in names if str(parse_index(name)) != name or name.startswith("-")]
+        listing = session.list_directory()
+        # Only what keysyncd itself would write can be adopted: anything else at a key name
+        # (``099``, a symlink, a FIFO) is for the operator to explain first.
+        odd = [
+            f"{show_name(entry.name)} ({problem})"
+            for entry in listing.entries
+            if (problem := entry_problem(entry) or _size_problem(entry.size))
+        ]
         if odd:
-            raise KeysyncError(f"cannot adopt from node {node_name}: non-canonical key names {odd}")
-        materials = {int(name): session.read(name) for name in names}
+            raise KeysyncError(
+                f"cannot adopt from node {node_name}: not keys keysyncd can take over: "
+                + ", ".join(odd)
+            )
+        materials = {int(e.name): session.read(e.name) for e in listing.entries}
     finally:
         fleet.finish()
     keyset = KeySet.of(Key(index, material) for index, material in materials.items())
@@ -97,3 +105,9 @@ def adopt_repository(
     state, _ = reconcile(repo.load(), load_state(config.state_dir, repository.name), now)
     save_state(config.state_dir, state)
     return keyset
+
+
+def _size_problem(size: int) -> str | None:
+    if size == 0:
+        return "empty"
+    return f"larger than {MAX_KEY_FILE} bytes" if size > MAX_KEY_FILE else None

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import stat
 import tempfile
 import threading
 import time
@@ -62,11 +61,11 @@ from keysyncd.actions.distribute import sync_repository
 from keysyncd.actions.rotate import rotate_repository
 from keysyncd.config import Config, NodeConfig, parse_config
 from keysyncd.errors import NodeError
-from keysyncd.fsutil import TEMP_PREFIX, temp_name
+from keysyncd.fsutil import temp_name
 from keysyncd.keyring import digest_of
-from keysyncd.repository import MAX_KEY_FILE
 from keysyncd.state import load_state
-from keysyncd.transport import RemoteEntry
+from keysyncd.transport import Listing
+from keysyncd.view import MAX_KEY_FILE, TEMP_PREFIX, Entry, EntryType, key_index
 
 EPOCH = 1_700_000_000.0
 CONTROLLER = "controller"
@@ -209,14 +208,17 @@ class MemorySession:
     def _missing(self, name: str, doing: str) -> NodeError:
         return NodeError(self.node.name, "error", f"no such file {name} while {doing}")
 
-    def list_entries(self) -> tuple[int, list[RemoteEntry]]:
+    def list_directory(self) -> Listing:
         with self.fleet.lock:
             self._check("listing", writes=False)
-            entries = [
-                RemoteEntry(name, stat.S_IFREG | self.node.modes[name], len(content), 0, 0)
-                for name, content in sorted(self.node.files.items())
-            ]
-            return self.node.directory_mode, entries  # S_IMODE, as the real session
+            files = sorted(self.node.files.items())
+            entries = tuple(
+                Entry(name, EntryType.FILE, self.node.modes[name], len(content), 0, 0)
+                for name, content in files
+                if key_index(name) is not None
+            )
+            temps = tuple(name for name, _ in files if name.startswith(TEMP_PREFIX))
+            return Listing(self.node.directory_mode, entries, temps)  # S_IMODE, as the real one
 
     def read(self, name: str) -> bytes:
         with self.fleet.lock:
@@ -257,16 +259,11 @@ class MemorySession:
         with contextlib.suppress(NodeError):
             self.remove(name)
 
-    def chmod(self, name: str | None, mode: int) -> None:
+    def chmod_directory(self, mode: int) -> None:
         with self.fleet.lock:
-            self._check(f"changing the mode of {name}")
-            if name is None:
-                self.node.directory_mode = mode & 0o7777
-            elif name not in self.node.files:
-                raise self._missing(name, "changing its mode")
-            else:
-                self.node.modes[name] = mode & 0o7777
-            self.fleet.changed(self.node, f"chmod {name} {mode:o}")
+            self._check("changing the mode of the directory")
+            self.node.directory_mode = mode & 0o7777
+            self.fleet.changed(self.node, f"chmod directory {mode:o}")
 
     def close(self) -> None:
         self.closed = True

@@ -1,0 +1,118 @@
+"""known_hosts, parsed once per action into an index: host name -> key type -> key.
+
+paramiko's ``HostKeys.lookup`` walks every entry for every node (quadratic in the fleet);
+here plain names are a dict lookup and only hashed entries (``|1|salt|hash``) are scanned.
+Lines marked ``@revoked`` revoke a key everywhere; ``@cert-authority`` lines are ignored
+(keysyncd does not accept host certificates). A line paramiko cannot parse is an error
+naming the file and line, never a silent skip: a typo must not look like an unknown host.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import paramiko
+
+from keysyncd.errors import LocalFileError
+from keysyncd.trust import read_trusted
+
+
+@dataclass
+class KnownHosts:
+    """The host keys of a known_hosts file, indexed for lookups by name."""
+
+    plain: dict[str, dict[str, paramiko.PKey]] = field(default_factory=dict)
+    hashed: list[tuple[bytes, bytes, str, paramiko.PKey]] = field(default_factory=list)
+    revoked: set[tuple[str, str]] = field(default_factory=set)  # (key type, base64 blob)
+
+    def add(self, names: list[str], key: paramiko.PKey) -> None:
+        """Record ``key`` for every host name (or hashed name) in ``names``."""
+        for name in names:
+            if name.startswith("|1|"):
+                salt, digest = _hashed(name)
+                self.hashed.append((salt, digest, key.get_name(), key))
+            else:
+                self.plain.setdefault(name, {})[key.get_name()] = key
+
+    def lookup(self, name: str) -> dict[str, paramiko.PKey]:
+        """Return key type -> key for host ``name`` (``[host]:port`` when not port 22)."""
+        found = dict(self.plain.get(name, {}))
+        for salt, digest, key_type, key in self.hashed:
+            mac = hmac.new(salt, name.encode(), hashlib.sha1).digest()
+            if hmac.compare_digest(mac, digest):
+                found[key_type] = key
+        return {
+            key_type: key
+            for key_type, key in found.items()
+            if (key_type, key.get_base64()) not in self.revoked
+        }
+
+    def is_revoked(self, key: paramiko.PKey) -> bool:
+        """Return True if ``key`` is listed under ``@revoked``."""
+        return (key.get_name(), key.get_base64()) in self.revoked
+
+
+def _hashed(name: str) -> tuple[bytes, bytes]:
+    _, _, salt, digest = name.split("|", 3)
+    return base64.b64decode(salt), base64.b64decode(digest)
+
+
+def _line_key(line: str) -> tuple[list[str], paramiko.PKey | None]:
+    """Return (host names, key) of one entry line; key None for a type paramiko cannot use.
+
+    Raise ValueError if the line is not an entry at all.
+    """
+    fields = line.split()
+    if len(fields) < 3:
+        raise ValueError("expected: names key-type base64-key")
+    names, key_type, blob = fields[0].split(","), fields[1], fields[2]
+    for name in names:
+        if name.startswith("|1|"):
+            _hashed(name)
+    try:
+        return names, paramiko.PKey.from_type_string(key_type, base64.b64decode(blob))
+    except paramiko.UnknownKeyType:  # e.g. a security-key type: it can never match ours
+        return names, None
+
+
+def parse_known_hosts(text: str, source: str) -> KnownHosts:
+    """Return the KnownHosts in ``text``; raise LocalFileError naming ``source`` and the line."""
+    known = KnownHosts()
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        marker = ""
+        if line.startswith("@"):
+            marker, _, line = line.partition(" ")
+        try:
+            if marker not in ("", "@revoked", "@cert-authority"):
+                raise ValueError(f"unknown marker {marker!r}")
+            names, key = _line_key(line)
+        except (ValueError, binascii.Error, paramiko.SSHException):
+            raise LocalFileError(f"{source} line {number}: not a valid known_hosts entry") from None
+        if key is None or marker == "@cert-authority":
+            continue
+        if marker == "@revoked":
+            known.revoked.add((key.get_name(), key.get_base64()))
+        else:
+            known.add(names, key)
+    return known
+
+
+def load_known_hosts(path: Path) -> KnownHosts:
+    """Return the KnownHosts read from ``path``; raise LocalFileError if it is missing, unsafe
+    or damaged."""
+    content = read_trusted(path, limit=64 << 20, follow=True)
+    if content is None:
+        raise LocalFileError(f"known_hosts {path} does not exist")
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError:
+        raise LocalFileError(f"known_hosts {path} is not UTF-8 text") from None
+    return parse_known_hosts(text, f"known_hosts {path}")

@@ -1,0 +1,121 @@
+"""Local files keysyncd trusts, checked as OpenSSH's StrictModes checks its own.
+
+``state_dir``, ``report_dir``, their files, ``identity_file`` and ``known_hosts`` must be
+owned by the running user or root and not writable by group or others (the identity file
+not readable by them either): otherwise someone else could plant a symlink keysyncd would
+write through, or edit the state that decides when keys are deleted. Files are opened with
+``O_NOFOLLOW`` (where keysyncd names them itself) and ``O_NONBLOCK`` (a FIFO must never
+block an action), then checked with fstat, so what is checked is what is read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import stat
+from pathlib import Path
+
+from keysyncd.errors import LocalFileError
+from keysyncd.fsutil import describe_os_error
+
+GROUP_OTHER_WRITE = 0o022
+GROUP_OTHER_ANY = 0o077
+
+
+def _owner_problem(info: os.stat_result) -> str | None:
+    if info.st_uid not in (0, os.geteuid()):
+        return f"owned by uid {info.st_uid}, not by root or the user keysyncd runs as"
+    return None
+
+
+def problem_of(info: os.stat_result, directory: bool = False, secret: bool = False) -> str | None:
+    """Return why a file or directory with status ``info`` cannot be trusted, or None.
+
+    Example: ``"writable by group or others (mode 0777)"``.
+    """
+    expected = stat.S_ISDIR if directory else stat.S_ISREG
+    if not expected(info.st_mode):
+        return "not a directory" if directory else "not a regular file"
+    mode = stat.S_IMODE(info.st_mode)
+    if secret and mode & GROUP_OTHER_ANY:
+        return f"readable or writable by group or others (mode {mode:04o}); chmod 600 it"
+    if mode & GROUP_OTHER_WRITE:
+        return f"writable by group or others (mode {mode:04o})"
+    return _owner_problem(info)
+
+
+def check_directory(path: Path, what: str) -> None:
+    """Raise LocalFileError if directory ``path`` exists and cannot be trusted.
+
+    A directory that does not exist yet is fine: keysyncd creates it with mode 0700.
+    """
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        raise LocalFileError(f"{what} {path}: {describe_os_error(error)}") from None
+    problem = problem_of(info, directory=True)
+    if problem:
+        raise LocalFileError(f"{what} {path} is unsafe: {problem}")
+
+
+def open_trusted(path: Path, flags: int, follow: bool = False, secret: bool = False) -> int:
+    """Return a descriptor for ``path`` after checking, on the open file, that it is trusted.
+
+    ``flags`` are os.open flags (O_CREAT creates it 0600). Symlinks are refused unless
+    ``follow``; a FIFO never blocks the open. Raise FileNotFoundError if it does not exist
+    (and O_CREAT is not given), LocalFileError if it is unsafe or cannot be opened.
+    """
+    extra = os.O_CLOEXEC | os.O_NONBLOCK | (0 if follow else os.O_NOFOLLOW)
+    try:
+        descriptor = os.open(path, flags | extra, 0o600)
+    except FileNotFoundError:
+        raise
+    except OSError as error:
+        if error.errno == errno.ELOOP and not follow:  # what O_NOFOLLOW says of a symlink
+            raise LocalFileError(f"{path} is a symlink; keysyncd does not follow it") from None
+        raise LocalFileError(f"cannot open {path}: {describe_os_error(error)}") from None
+    try:
+        problem = problem_of(os.fstat(descriptor), secret=secret)
+        if problem:
+            raise LocalFileError(f"{path} is unsafe: {problem}")
+        os.set_blocking(descriptor, True)
+    except BaseException:
+        os.close(descriptor)
+        raise
+    return descriptor
+
+
+def read_trusted(
+    path: Path, limit: int = 64 << 20, follow: bool = False, secret: bool = False
+) -> bytes | None:
+    """Return the content of trusted file ``path`` (None if it does not exist).
+
+    Raise LocalFileError if it is unsafe, unreadable or larger than ``limit`` bytes.
+    """
+    try:
+        descriptor = open_trusted(path, os.O_RDONLY, follow=follow, secret=secret)
+    except FileNotFoundError:
+        return None
+    try:
+        with os.fdopen(descriptor, "rb") as handle:
+            content = handle.read(limit + 1)
+    except OSError as error:
+        raise LocalFileError(f"cannot read {path}: {describe_os_error(error)}") from None
+    if len(content) > limit:
+        raise LocalFileError(f"{path} is larger than {limit} bytes: not a keysyncd file")
+    return content
+
+
+def check_file(path: Path, what: str, secret: bool = False) -> None:
+    """Raise LocalFileError if ``path`` is missing, unreadable or unsafe (links followed)."""
+    try:
+        descriptor = open_trusted(path, os.O_RDONLY, follow=True, secret=secret)
+    except FileNotFoundError:
+        raise LocalFileError(f"{what} {path} does not exist") from None
+    except LocalFileError as error:
+        raise LocalFileError(f"{what}: {error}") from None
+    with contextlib.suppress(OSError):
+        os.close(descriptor)

@@ -1,0 +1,196 @@
+"""Keystone's view of a key directory: what its loader would load from a listing. Pure, no IO.
+
+Keystone (``fernet_utils.FernetUtils._get_key_files``) lists the directory and, for every
+name, loads the file if ``os.path.isfile(path)`` (so a symlink to a regular file counts) and
+``int(name)`` works (signs, zero padding, surrounding whitespace, underscores and non-ASCII
+digits included); it skips empty files and keys the result by ``int(name)``. Two names with
+the same ``int()`` (``1`` and ``01``) load in directory order, so which one wins is
+arbitrary. keysyncd only ever writes canonical names (``str(index)``, index >= 0) as regular
+files; every other entry keystone would load is drift.
+
+Listings have lstat semantics: a symlink is reported as a symlink, and what it points to is
+recorded separately (``target``), so deciding never requires following a link.
+"""
+
+from __future__ import annotations
+
+import stat
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from types import MappingProxyType
+
+from keysyncd.keyring import digest_of
+
+TEMP_PREFIX = ".keysyncd-"  # not an integer: keystone never loads a file named like this
+MAX_KEY_FILE = 4096  # a Fernet key is 44 bytes; anything this large is junk, not a key
+FILE_MODE = 0o600
+DIRECTORY_MODE = 0o700
+
+
+class EntryType(StrEnum):
+    """What a directory entry is, as lstat (or stat, for a link's target) reports it."""
+
+    FILE = "file"
+    DIRECTORY = "directory"
+    SYMLINK = "symlink"
+    FIFO = "fifo"
+    SOCKET = "socket"
+    DEVICE = "device"
+    OTHER = "other"
+    MISSING = "missing"  # a dangling link's target, or one that could not be examined
+
+
+def entry_type(mode: int) -> EntryType:
+    """Return the EntryType for an ``st_mode`` value (as lstat or stat report it)."""
+    checks = (
+        (stat.S_ISREG, EntryType.FILE),
+        (stat.S_ISDIR, EntryType.DIRECTORY),
+        (stat.S_ISLNK, EntryType.SYMLINK),
+        (stat.S_ISFIFO, EntryType.FIFO),
+        (stat.S_ISSOCK, EntryType.SOCKET),
+        (stat.S_ISCHR, EntryType.DEVICE),
+        (stat.S_ISBLK, EntryType.DEVICE),
+    )
+    return next((kind for test, kind in checks if test(mode)), EntryType.OTHER)
+
+
+def key_index(name: str) -> int | None:
+    """Return the key id keystone gives a file called ``name``, or None if it ignores it.
+
+    This is keystone's own rule, ``int(name)``: ``"099"``, ``" 1"``, ``"+2"``, ``"1_0"`` and
+    ``"\\u0663"`` (an Arabic-Indic 3) all load as keys.
+    """
+    try:
+        return int(name)
+    except ValueError:
+        return None
+
+
+def canonical_index(name: str) -> int | None:
+    """Return the index of a canonical key name (``str(index)`` with index >= 0), else None.
+
+    The only names keysyncd writes, and the only ones it accepts in a repository.
+    """
+    index = key_index(name)
+    return index if index is not None and index >= 0 and str(index) == name else None
+
+
+def is_temp_name(name: str) -> bool:
+    """Return True for keysyncd's temp file names (``.keysyncd-*``)."""
+    return name.startswith(TEMP_PREFIX)
+
+
+def show_name(name: str) -> str:
+    """Return ``name`` safe to print: quoted and escaped (``'1 '``, ``'\\x1b[2J'``)."""
+    return ascii(name)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One directory entry whose name keystone might load (lstat semantics).
+
+    ``target`` and ``target_size`` describe what a symlink points to (from stat, which never
+    opens it); ``digest`` and ``problem`` describe the content of a regular file that was read
+    (``problem`` is why it is not a valid key, None when it is). Content itself is never kept.
+    """
+
+    name: str
+    type: EntryType
+    mode: int = 0o600
+    size: int = 0
+    uid: int | None = None
+    gid: int | None = None
+    target: EntryType | None = None
+    target_size: int | None = None
+    digest: str | None = None
+    problem: str | None = None
+
+    @property
+    def index(self) -> int | None:
+        """Return the key id keystone gives this entry (None: keystone ignores the name)."""
+        return key_index(self.name)
+
+    @property
+    def canonical(self) -> bool:
+        """Return True if the name is one keysyncd itself would write."""
+        return canonical_index(self.name) is not None
+
+    @property
+    def loaded(self) -> bool:
+        """Return True if keystone's loader would load this entry as a key."""
+        if self.index is None:
+            return False
+        if self.type is EntryType.FILE:
+            return self.size > 0
+        if self.type is EntryType.SYMLINK:  # os.path.isfile follows the link
+            return self.target is EntryType.FILE and (self.target_size or 0) > 0
+        return False
+
+    @property
+    def valid_key(self) -> bool:
+        """Return True for a regular file read and found to hold a valid key."""
+        return self.type is EntryType.FILE and self.digest is not None and self.problem is None
+
+
+def with_content(entry: Entry, content: bytes, problem_of: Callable[[bytes], str | None]) -> Entry:
+    """Return ``entry`` (a regular file) with what reading it found: digest and validity."""
+    if len(content) > MAX_KEY_FILE:
+        problem: str | None = f"larger than {MAX_KEY_FILE} bytes: not a key"
+    else:
+        problem = problem_of(content)
+    return replace(entry, size=len(content), digest=digest_of(content), problem=problem)
+
+
+def needs_content(entry: Entry) -> bool:
+    """Return True for an entry whose content must be read to judge it: a regular file of a
+    plausible size. Nothing else is ever opened (a FIFO would block, a link leads elsewhere).
+    """
+    return entry.type is EntryType.FILE and 0 < entry.size <= MAX_KEY_FILE
+
+
+@dataclass(frozen=True)
+class KeystoneView:
+    """What keystone would load: key id -> the entries it may load for that id.
+
+    More than one entry for an id means keystone's choice depends on directory order.
+    """
+
+    loaded: Mapping[int, tuple[Entry, ...]]
+
+    @property
+    def ids(self) -> frozenset[int]:
+        """Return the key ids keystone would load."""
+        return frozenset(self.loaded)
+
+
+def keystone_view(entries: Iterable[Entry]) -> KeystoneView:
+    """Return what keystone's loader would load from a directory holding ``entries``.
+
+    Example: entries ``0`` (file), ``1`` (file), ``099`` (symlink to a file) and ``x`` give
+    ids {0, 1, 99}.
+    """
+    loaded: dict[int, list[Entry]] = {}
+    for entry in entries:
+        index = entry.index
+        if index is not None and entry.loaded:
+            loaded.setdefault(index, []).append(entry)
+    return KeystoneView(
+        MappingProxyType({index: tuple(found) for index, found in sorted(loaded.items())})
+    )
+
+
+def entry_problem(entry: Entry) -> str | None:
+    """Return why ``entry`` is not a canonical key file keysyncd could have written, or None.
+
+    Content and mode are judged elsewhere (against what the controller expects).
+    """
+    if not entry.canonical:
+        what = "loads" if entry.loaded else "may load"
+        return f"non-canonical name keystone {what} as key {entry.index}"
+    if entry.type is EntryType.SYMLINK:
+        target = entry.target.value if entry.target else "unknown"
+        return f"a symlink (to a {target}), not a regular file"
+    if entry.type is not EntryType.FILE:
+        return f"a {entry.type.value}, not a regular file"
+    return None
