@@ -26,6 +26,7 @@ from keysyncd.daemon_info import read_daemon_info
 from keysyncd.errors import ConfigError, KeysyncError, LocalFileError, UsageError
 from keysyncd.lock import exclusive
 from keysyncd.logs import setup_logging
+from keysyncd.preflight import check_local_files, local_file_problems
 from keysyncd.reportstore import load_report, load_reports, report_files, verify_chain
 
 log = logging.getLogger("keysyncd")
@@ -138,6 +139,11 @@ def _print_results(name: str, action: str, result: ActionResult) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace, config: Config) -> int:
+    problems = local_file_problems(config)
+    for problem in problems:
+        print(f"keysyncd: error: {problem}", file=sys.stderr)
+    if problems:
+        return 2
     print(
         f"OK: {config.source}: {len(config.repositories)} repositories, {len(config.nodes)} nodes"
     )
@@ -150,8 +156,10 @@ def cmd_init(args: argparse.Namespace, config: Config) -> int:
         for repository in chosen(config, args.repo):
             result = init_repository(config, repository, "cli", args.progress)
             print(f"{repository.name}: initialised {repository.path} with keys 0 and 1")
-            if result is not None:
+            if result.results:
                 code = max(code, _print_results(repository.name, "push", result))
+            else:
+                print(f"{repository.name}: no nodes configured (report {result.report.id})")
     return code
 
 
@@ -281,6 +289,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Config], int]] = {
 }
 
 
+CONTACT_NODES = {"init", "adopt", "rotate", "sync", "verify", "run"}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     args = build_parser().parse_args(argv)
@@ -288,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     args.progress = progress_printer(sys.stderr.isatty() and not getattr(args, "json", False))
     try:
         config = load_config(config_path(args.config))
+        if args.command != "check-config":
+            check_local_files(config, ssh=args.command in CONTACT_NODES)
         return COMMANDS[args.command](args, config)
     except ConfigError as error:
         for problem in error.problems:

@@ -30,6 +30,7 @@ from keysyncd.fsutil import atomic_write
 from keysyncd.lock import exclusive
 from keysyncd.metrics import serve_metrics
 from keysyncd.notify import Notifier
+from keysyncd.preflight import check_local_files
 from keysyncd.scheduler import Job, Scheduler, missed_rotation
 from keysyncd.state import load_state
 from keysyncd.watch import RepositoryWatcher
@@ -222,6 +223,7 @@ class Daemon:
         )
         outcome = "ok"
         try:
+            check_local_files(self.config, ssh=True)  # unsafe files stop the job before it acts
             with self._locked(f"{job.action} ({job.trigger})"):
                 for repository in repositories:
                     outcome = self._run_action(job, repository)

@@ -20,9 +20,9 @@ from keysyncd.config import NodeConfig, RepositoryConfig, SshConfig
 from keysyncd.errors import NodeError
 from keysyncd.keyring import KeySet
 from keysyncd.kinds import KINDS
-from keysyncd.sync import NodePlan, NodeView, Ownership, diff
+from keysyncd.sync import NodePlan, NodeView, Ownership, describe_changes, diff
 from keysyncd.transport import Credentials, NodeSession, connect
-from keysyncd.view import DIRECTORY_MODE, needs_content, show_name, with_content
+from keysyncd.view import DIRECTORY_MODE, needs_content, show_name, unread, with_content
 
 log = logging.getLogger(__name__)
 # (phase, node, done, total): called with done=0 when a phase starts on a non-empty set of
@@ -145,7 +145,7 @@ class FleetAction:
             result.plan = diff(expected, result.view, self.ownership, force)
             if result.plan.diverged:
                 result.status = "diverged"
-                result.error = NodeError(name, "diverged", result.plan.diverged)
+                result.error = NodeError(name, "diverged", _diverged(name, result.plan.diverged))
             else:
                 result.status = "in_sync" if result.plan.in_sync else "differs"
 
@@ -162,7 +162,7 @@ class FleetAction:
         entries = tuple(
             with_content(entry, session.read(entry.name), self.kind.problem)
             if needs_content(entry)
-            else entry
+            else unread(entry)
             for entry in listing.entries
         )
         return NodeView(listing.directory_mode, entries, listing.temp_files)
@@ -226,11 +226,11 @@ class FleetAction:
         )
 
     def finish(self) -> dict[str, NodeResult]:
-        """Close every connection and return the results with durations."""
-        for name, session in self.sessions.items():
+        """Close every connection and return the results (each node's duration runs until its
+        own last step ended)."""
+        for session in self.sessions.values():
             with contextlib.suppress(Exception):
                 session.close()
-            self.results[name].duration = time.monotonic() - self.results[name].started
         self.sessions.clear()
         self._pool.shutdown(wait=True)
         return self.results
@@ -239,6 +239,13 @@ class FleetAction:
         """Forget per-step statuses of healthy nodes before a new step (keep failures)."""
         for name in self.healthy():
             self.results[name] = replace(self.results[name], status="pending", plan=None)
+
+
+def _diverged(name: str, reason: str) -> str:
+    return (
+        f"{reason}; keysyncd leaves it alone: 'keysyncd sync --force --node {name}' overwrites "
+        f"it, 'keysyncd adopt --from {name}' takes its keys instead"
+    )
 
 
 def _invalid(names: tuple[str, ...]) -> str:
@@ -250,5 +257,4 @@ def _invalid(names: tuple[str, ...]) -> str:
 
 
 def _mismatch(plan: NodePlan) -> str:
-    parts = [f"{key} {values}" for key, values in plan.changes().items() if values]
-    return "read-back differs: " + ", ".join(parts)
+    return "read-back differs: " + describe_changes(plan.changes())

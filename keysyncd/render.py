@@ -8,6 +8,7 @@ from typing import Any
 from keysyncd.actions.inspect import RepositoryPlan
 from keysyncd.actions.rotate import RotateResult
 from keysyncd.fleet import NodeResult
+from keysyncd.sync import describe_changes
 
 
 def when(timestamp: float | None) -> str:
@@ -24,7 +25,7 @@ def node_table(results: dict[str, NodeResult]) -> list[str]:
     for name, result in sorted(results.items()):
         detail = str(result.error.detail) if result.error else ""
         if not detail and result.plan and not result.plan.in_sync:
-            detail = ", ".join(f"{k} {v}" for k, v in result.plan.changes().items() if v)
+            detail = describe_changes(result.plan.changes())
         reason = f"{result.error.reason}: " if result.error else ""
         lines.append(
             f"  {name:<{width}}  {result.status:<9} {result.duration:6.2f}s  {reason}{detail}"
@@ -54,7 +55,9 @@ def rotation(name: str, result: RotateResult) -> list[str]:
         )
     lines.extend(f"{name}: {message}" for message in result.messages if message)
     for node, changes in sorted(result.node_plans.items()):
-        parts = ", ".join(f"{k} {v}" for k, v in changes.items() if v not in ([], None))
+        head = [f"{k} {changes[k]}" for k in ("error", "primary") if changes.get(k) is not None]
+        rest = {k: v for k, v in changes.items() if k not in ("error", "primary")}
+        parts = ", ".join([*head, describe_changes(rest)] if rest else head)
         lines.append(f"  {node}: {parts or 'nothing to change'}")
     if result.results:
         lines.extend(node_table(result.results))
@@ -157,7 +160,7 @@ def report_lines(d: dict[str, Any]) -> list[str]:
         width = max(len(name) for name in nodes)
         lines.append(f"  {'node':<{width}}  {'status':<9} {'seconds':>7}  detail")
         for name, node in sorted(nodes.items()):
-            changes = ", ".join(f"{k} {v}" for k, v in (node.get("changes") or {}).items() if v)
+            changes = describe_changes(node.get("changes") or {})
             detail = node.get("error") or changes
             lines.append(
                 f"  {name:<{width}}  {node.get('status', '?'):<9} "

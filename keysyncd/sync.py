@@ -107,6 +107,16 @@ class NodePlan:
         return {key: list(value) for key, value in self.reasons.items()}
 
 
+def describe_changes(changes: Mapping[str, Any]) -> str:
+    """Return one line for a node's changes, names escaped: ``missing [4], extra [1],
+    '099': non-canonical name keystone loads as key 99``."""
+    parts = [
+        f"{key} {list(values)}" for key, values in changes.items() if values and key != "entries"
+    ]
+    parts += [f"{odd['name']}: {odd['problem']}" for odd in changes.get("entries") or ()]
+    return ", ".join(parts)
+
+
 def divergence(expected: Mapping[int, str], view: NodeView) -> str | None:
     """Return why the node holds a newer or unrelated key set, or None.
 
@@ -223,7 +233,7 @@ class _Planner:
         if problem is not None:
             self.replace.append(index)
             self._odd(entry, problem)
-        elif entry.digest != self.expected[index]:
+        elif entry.digest != self.expected[index]:  # other content, valid or not (or unread)
             self.replace.append(index)
             self.reasons["changed"].append(index)
         elif entry.mode != FILE_MODE or not self.owner.matches(entry):

@@ -142,6 +142,16 @@ def with_content(entry: Entry, content: bytes, problem_of: Callable[[bytes], str
     return replace(entry, size=len(content), digest=digest_of(content), problem=problem)
 
 
+def unread(entry: Entry) -> Entry:
+    """Return ``entry`` judged without reading it: an empty or oversized regular file is no
+    key (keystone skips the first and chokes on the second)."""
+    if entry.type is not EntryType.FILE:
+        return entry
+    if entry.size == 0:
+        return replace(entry, problem="empty file")
+    return replace(entry, problem=f"larger than {MAX_KEY_FILE} bytes: not a key")
+
+
 def needs_content(entry: Entry) -> bool:
     """Return True for an entry whose content must be read to judge it: a regular file of a
     plausible size. Nothing else is ever opened (a FIFO would block, a link leads elsewhere).

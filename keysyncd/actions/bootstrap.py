@@ -22,8 +22,8 @@ from keysyncd.view import MAX_KEY_FILE, entry_problem, show_name
 
 def init_repository(
     config: Config, repository: RepositoryConfig, trigger: str, progress: Progress | None = None
-) -> ActionResult | None:
-    """Create {0, 1} locally and push it; return the push result (None without nodes).
+) -> ActionResult:
+    """Create {0, 1} locally and push it to every node; return what happened.
 
     Raise KeysyncError, before writing anything, if the local repository or any
     reachable node already holds keys: re-bootstrapping a live cluster is an outage.
@@ -47,10 +47,9 @@ def init_repository(
                 )
         state = init_local(repo, load_state(config.state_dir, repository.name), started)
         save_state(config.state_dir, state)
-        if fleet is None:
-            return None
-        fleet.reset()
-        push_keyset(fleet, repo.load())
+        if fleet is not None:
+            fleet.reset()
+            push_keyset(fleet, repo.load())
     finally:
         results = fleet.finish() if fleet is not None else {}
     state = record_nodes(state, results, time.time())

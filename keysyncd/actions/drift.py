@@ -20,6 +20,7 @@ from keysyncd.config import Config, RepositoryConfig
 from keysyncd.fleet import NodeResult, Progress
 from keysyncd.report import NodeOutcome, Report
 from keysyncd.state import RepositoryState, load_state, save_state
+from keysyncd.sync import describe_changes
 
 log = logging.getLogger(__name__)
 BACKOFF_CAP = 3600.0
@@ -183,7 +184,9 @@ def check_fleet(
         outcomes[name] = NodeOutcome(
             status="skipped", reason=entry.get("reason"), error=_waiting_message(entry)
         )
-    messages = tuple(f"drift on {name}: {_describe(changes)}" for name, changes in drifted.items())
+    messages = tuple(
+        f"drift on {name}: {describe_changes(changes)}" for name, changes in drifted.items()
+    )
     return finish_report(
         config,
         repository,
@@ -243,10 +246,6 @@ def _waiting_message(entry: dict[str, Any]) -> str:
         f"backing off after {entry.get('failures', 0)} failed attempts; next attempt at "
         f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(entry['next_attempt_at']))}"
     )
-
-
-def _describe(changes: dict[str, Any]) -> str:
-    return ", ".join(f"{kind} {value}" for kind, value in changes.items() if value)
 
 
 def _outcome(outcomes: dict[str, NodeOutcome]) -> str:

@@ -1,0 +1,79 @@
+"""Before an action changes anything: every local file it will rely on is safe and readable.
+
+An unsafe report directory found only when the report is written would come after the
+keys were rotated; so every command and every daemon job checks first, and an unsafe or
+damaged file stops it before it changes anything (exit 2, one line naming the file).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from keysyncd.config import Config
+from keysyncd.errors import LocalFileError
+from keysyncd.reportstore import read_head, report_files
+from keysyncd.state import load_state
+from keysyncd.trust import check_directory, open_trusted, read_trusted
+
+
+def local_file_problems(config: Config, ssh: bool = True) -> list[str]:
+    """Return every problem with the local files an action relies on (empty: all is well).
+
+    Covers ``state_dir`` and ``report_dir``, the lock files, every repository's state, the
+    report chain's head and newest report, and with ``ssh`` (when nodes are configured) the
+    identity file and known_hosts. A damaged head is not a problem here: the chain goes on
+    from the newest report and ``report verify-chain`` reports the damage.
+    """
+    checks: list[Callable[[], object]] = [
+        lambda: check_directory(config.state_dir, "state_dir"),
+        lambda: check_directory(config.state_dir / "repositories", "state directory"),
+        lambda: check_directory(config.report_dir, "report_dir"),
+        lambda: _check_existing(config.state_dir / "lock"),
+        lambda: _check_existing(config.report_dir / ".lock"),
+        lambda: read_head(config.state_dir),
+        lambda: [read_trusted(path) for path in report_files(config.report_dir)[-1:]],
+    ]
+    checks += [
+        functools.partial(load_state, config.state_dir, repository.name)
+        for repository in config.repositories
+    ]
+    if ssh and config.nodes:
+        checks += [functools.partial(_check_ssh_file, config, "known_hosts"),
+                   functools.partial(_check_ssh_file, config, "identity_file")]  # fmt: skip
+    problems = []
+    for check in checks:
+        try:
+            check()
+        except LocalFileError as error:
+            problems.append(str(error))
+    return problems
+
+
+def check_local_files(config: Config, ssh: bool) -> None:
+    """Raise LocalFileError naming the first local file that is unsafe or damaged (see
+    ``local_file_problems``), before the action changes anything."""
+    problems = local_file_problems(config, ssh)
+    if problems:
+        raise LocalFileError(problems[0])
+
+
+def _check_ssh_file(config: Config, which: str) -> None:
+    # the SSH library only when it is needed
+    from keysyncd.knownhosts import load_known_hosts
+    from keysyncd.transport import load_identity
+
+    if which == "known_hosts" and config.ssh.known_hosts is not None:
+        load_known_hosts(config.ssh.known_hosts)
+    elif which == "identity_file" and config.ssh.identity_file is not None:
+        load_identity(config.ssh.identity_file)
+
+
+def _check_existing(path: Path) -> None:
+    try:
+        descriptor = open_trusted(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return
+    os.close(descriptor)
