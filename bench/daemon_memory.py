@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from keysyncd.cli import main
+from keysyncd.commands.cli import main
 from keysyncd.testing.config import fleet_config
 from keysyncd.testing.fleet import Fleet
 

@@ -2,6 +2,6 @@
 
 import sys
 
-from keysyncd.cli import main
+from keysyncd.commands.cli import main
 
 sys.exit(main())

@@ -13,11 +13,11 @@ from keysyncd.actions.distribute import (
 )
 from keysyncd.actions.local import init_local, open_repository, reconcile
 from keysyncd.config import Config, RepositoryConfig
+from keysyncd.core.keyring import Key, KeySet
+from keysyncd.core.view import MAX_KEY_FILE, entry_problem, show_name
 from keysyncd.errors import KeysyncError
-from keysyncd.fleet import Progress
-from keysyncd.keyring import Key, KeySet
-from keysyncd.state import load_state, save_state
-from keysyncd.view import MAX_KEY_FILE, entry_problem, show_name
+from keysyncd.io.fleet import Progress
+from keysyncd.io.state import load_state, save_state
 
 
 def init_repository(

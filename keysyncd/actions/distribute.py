@@ -13,13 +13,13 @@ from typing import Any
 
 from keysyncd.actions.local import open_repository, policy_of, prepare, resolve_id, retire_due
 from keysyncd.config import Config, NodeConfig, RepositoryConfig
-from keysyncd.fleet import FleetAction, NodeResult, Progress
-from keysyncd.keyring import KeySet
-from keysyncd.metrics import write_metrics
-from keysyncd.policy import confirm_demotions
-from keysyncd.report import NodeOutcome, Report, new_report_id, outcome_of
-from keysyncd.reportstore import write_report
-from keysyncd.state import RepositoryState, load_state, save_state
+from keysyncd.core.keyring import KeySet
+from keysyncd.core.policy import confirm_demotions
+from keysyncd.core.report import NodeOutcome, Report, new_report_id, outcome_of
+from keysyncd.io.fleet import FleetAction, NodeResult, Progress
+from keysyncd.io.metrics import write_metrics
+from keysyncd.io.reportstore import write_report
+from keysyncd.io.state import RepositoryState, load_state, save_state
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def confirm_if_all_verified(
 ) -> RepositoryState:
     """Return ``state`` with demotions confirmed if every node holds the current generation.
 
-    Retirement is timed from that confirmation (see keysyncd.policy).
+    Retirement is timed from that confirmation (see keysyncd.core.policy).
     """
     for name in node_names:
         entry = state.nodes.get(name, {})

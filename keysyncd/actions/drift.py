@@ -17,10 +17,10 @@ from typing import Any
 from keysyncd.actions.distribute import finish_report, node_outcomes, record_nodes, start_fleet
 from keysyncd.actions.local import open_repository, reconcile, recover
 from keysyncd.config import Config, RepositoryConfig
-from keysyncd.fleet import NodeResult, Progress
-from keysyncd.report import NodeOutcome, Report
-from keysyncd.state import RepositoryState, load_state, save_state
-from keysyncd.sync import describe_changes
+from keysyncd.core.nodeplan import describe_changes
+from keysyncd.core.report import NodeOutcome, Report
+from keysyncd.io.fleet import NodeResult, Progress
+from keysyncd.io.state import RepositoryState, load_state, save_state
 
 log = logging.getLogger(__name__)
 BACKOFF_CAP = 3600.0

@@ -8,10 +8,10 @@ from typing import Any
 
 from keysyncd.actions.local import open_repository, policy_of
 from keysyncd.config import Config, RepositoryConfig
+from keysyncd.core.policy import Lifecycle, lint, plan_retirement, simulate
+from keysyncd.core.schedule import cron_trigger, next_fire_times, rotation_period
 from keysyncd.errors import KeysyncError
-from keysyncd.policy import Lifecycle, lint, plan_retirement, simulate
-from keysyncd.schedule import cron_trigger, next_fire_times, rotation_period
-from keysyncd.state import load_state
+from keysyncd.io.state import load_state
 
 
 def _iso(timestamp: float | None) -> str | None:

@@ -10,10 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from keysyncd.config import RepositoryConfig
-from keysyncd.errors import ConfigError, KeysyncError, RepositoryError
-from keysyncd.keyring import KeySet, digest_of
-from keysyncd.kinds import KINDS
-from keysyncd.policy import (
+from keysyncd.core.keyring import KeySet, digest_of
+from keysyncd.core.kinds import KINDS
+from keysyncd.core.policy import (
     KeyHistory,
     Policy,
     RotationPlan,
@@ -21,8 +20,9 @@ from keysyncd.policy import (
     plan_rotation,
     rotated_history,
 )
-from keysyncd.repository import Repository
-from keysyncd.state import PendingRotation, RepositoryState
+from keysyncd.errors import ConfigError, KeysyncError, RepositoryError
+from keysyncd.io.repository import Repository
+from keysyncd.io.state import PendingRotation, RepositoryState
 
 log = logging.getLogger(__name__)
 

@@ -18,13 +18,13 @@ from typing import Any
 from keysyncd.actions.distribute import finish_report, push_keyset, record_nodes, start_fleet
 from keysyncd.actions.local import open_repository, policy_of, prepare, rotate_local
 from keysyncd.config import Config, RepositoryConfig
-from keysyncd.fleet import FleetAction, NodeResult, Progress
-from keysyncd.hooks import HookRun, run_hooks
-from keysyncd.keyring import KeySet
-from keysyncd.policy import RotationPlan, plan_rotation
-from keysyncd.report import Report
-from keysyncd.state import RepositoryState, load_state, save_state
-from keysyncd.sync import diff
+from keysyncd.core.keyring import KeySet
+from keysyncd.core.nodeplan import diff
+from keysyncd.core.policy import RotationPlan, plan_rotation
+from keysyncd.core.report import Report
+from keysyncd.io.fleet import FleetAction, NodeResult, Progress
+from keysyncd.io.hooks import HookRun, run_hooks
+from keysyncd.io.state import RepositoryState, load_state, save_state
 
 log = logging.getLogger(__name__)
 NEW_KEY = "(new key)"

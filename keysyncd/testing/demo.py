@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from keysyncd.keyring import digest_of
+from keysyncd.core.keyring import digest_of
 from keysyncd.testing.config import fleet_config
 from keysyncd.testing.fleet import Fleet
 

@@ -42,9 +42,9 @@ from pathlib import Path
 
 import pytest
 
-from keysyncd.fsutil import TEMP_PREFIX
-from keysyncd.kinds import KINDS
-from keysyncd.state import load_state
+from keysyncd.core.kinds import KINDS
+from keysyncd.io.fsutil import TEMP_PREFIX
+from keysyncd.io.state import load_state
 from keysyncd.testing.config import fleet_config
 from keysyncd.testing.fleet import Fleet
 from tests.keystone_compat import key_names, load_keys, multifernet
@@ -68,7 +68,7 @@ def then_die(source, destination, *args, **kwargs):
     if fnmatch.fnmatchcase(os.fspath(destination), pattern):
         os.kill(os.getpid(), signal.SIGKILL)
 setattr(os, function, then_die)
-from keysyncd.cli import main
+from keysyncd.commands.cli import main
 sys.exit(main())
 """
 POLL_INTERVAL = 0.0002  # the journal's pending window is a few ms (two fsyncs), a push ~50 ms

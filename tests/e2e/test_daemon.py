@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 
-from keysyncd.schedule import cron_trigger, next_fire_times
+from keysyncd.core.schedule import cron_trigger, next_fire_times
 from keysyncd.testing.config import fleet_config
 from keysyncd.testing.fleet import Fleet
 from tests.keystone_compat import load_keys, multifernet
@@ -52,9 +52,9 @@ COMMAND_TIMEOUT = 60.0
 # ``python -m keysyncd`` with the daemon's STOP_TIMEOUT shortened, so that the hard exit
 # after a step that does not finish can be tested in seconds instead of 30.
 SHORT_STOP = (
-    "import os, sys; import keysyncd.daemon as daemon; "
+    "import os, sys; import keysyncd.commands.daemon as daemon; "
     "daemon.STOP_TIMEOUT = float(os.environ['KEYSYNCD_TEST_STOP_TIMEOUT']); "
-    "from keysyncd.cli import main; sys.exit(main(sys.argv[1:]))"
+    "from keysyncd.commands.cli import main; sys.exit(main(sys.argv[1:]))"
 )
 T = TypeVar("T")
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 
-from keysyncd.cli import main
+from keysyncd.commands.cli import main
 from keysyncd.testing.config import fleet_config
 from keysyncd.testing.fleet import Fleet, find_sshd
 from keysyncd.testing.processes import FleetUnsupported, descendants

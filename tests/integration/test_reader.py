@@ -25,10 +25,10 @@ from pathlib import Path
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from keysyncd.actions.rotate import rotate_repository
-from keysyncd.cli import main
+from keysyncd.commands.cli import main
 from keysyncd.config import load_config
-from keysyncd.kinds import KINDS
-from keysyncd.lock import exclusive
+from keysyncd.core.kinds import KINDS
+from keysyncd.io.lock import exclusive
 from keysyncd.testing.config import fleet_config
 from keysyncd.testing.fleet import Fleet
 from tests.keystone_compat import key_names

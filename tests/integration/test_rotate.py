@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from keysyncd.cli import main
+from keysyncd.commands.cli import main
 from keysyncd.testing.config import fleet_config
 from keysyncd.testing.fleet import Fleet
 from tests.keystone_compat import fernet_rotate, fernet_setup

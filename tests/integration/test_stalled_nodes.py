@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from keysyncd.actions.distribute import sync_repository
-from keysyncd.cli import main
+from keysyncd.commands.cli import main
 from keysyncd.config import load_config
 from keysyncd.testing.config import fleet_config
 from keysyncd.testing.fleet import Fleet

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from keysyncd.cli import main
+from keysyncd.commands.cli import main
 from keysyncd.testing.config import fleet_config
 from keysyncd.testing.fleet import Fleet, can_mount
 from tests.keystone_compat import multifernet

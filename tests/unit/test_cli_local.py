@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from keysyncd.cli import main
+from keysyncd.commands.cli import main
 
 
 def write_config(tmp_path: Path, extra: str = "") -> Path:

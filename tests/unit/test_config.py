@@ -1,6 +1,6 @@
 """Configuration: the annotated example, defaults, and every kind of bad input via the CLI.
 
-Bad inputs go through the real entry point ``keysyncd.cli.main(["-c", path, "check-config"])``:
+Bad inputs go through the real entry point ``keysyncd.commands.cli.main(["-c", path, "check-config"])``:
 each must exit 2 and name where the problem is ("At 'repositories[0].max_active_keys': ...",
 or the file and line for problems YAML itself reports), without a traceback.
 """
@@ -22,8 +22,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from keysyncd import config as config_module
-from keysyncd.cli import main
+from keysyncd.commands.cli import main
 from keysyncd.config import (
     Config,
     DriftConfig,
@@ -36,8 +35,9 @@ from keysyncd.config import (
     load_config,
     parse_config,
 )
+from keysyncd.config import load as config_module
+from keysyncd.core.schedule import cron_trigger, rotation_period
 from keysyncd.errors import ConfigError
-from keysyncd.schedule import cron_trigger, rotation_period
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config.yaml"
 

@@ -29,9 +29,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from keysyncd.config import load_config, parse_config
-from keysyncd.metrics import StateCollector
-from keysyncd.policy import KeyHistory
-from keysyncd.state import RepositoryState, save_state
+from keysyncd.core.policy import KeyHistory
+from keysyncd.io.metrics import StateCollector
+from keysyncd.io.state import RepositoryState, save_state
 
 ROOT = Path(__file__).resolve().parents[2]
 ANSIBLE = ROOT / "ansible"

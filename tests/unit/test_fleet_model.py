@@ -2,7 +2,7 @@
 
 The REAL code runs end to end: ``rotate_repository`` and ``sync_repository`` with the real
 planner, the real local repository (a temp directory on disk), the real state journal and the
-real ``FleetAction`` two-phase push. Only the wire is replaced: ``keysyncd.fleet.connect``
+real ``FleetAction`` two-phase push. Only the wire is replaced: ``keysyncd.io.fleet.connect``
 returns a ``MemorySession`` over an in-memory node (files + modes), and a node that is
 "down" refuses the connection with ``NodeError(node, "unreachable", ...)``. Time is the
 machine's clock (patched into the action modules), so retirement is decided exactly.
@@ -55,17 +55,17 @@ from hypothesis.stateful import (
 import keysyncd.actions.bootstrap
 import keysyncd.actions.distribute
 import keysyncd.actions.rotate
-import keysyncd.fleet
+import keysyncd.io.fleet
 from keysyncd.actions.bootstrap import init_repository
 from keysyncd.actions.distribute import sync_repository
 from keysyncd.actions.rotate import rotate_repository
 from keysyncd.config import Config, NodeConfig, parse_config
+from keysyncd.core.keyring import digest_of
+from keysyncd.core.view import MAX_KEY_FILE, TEMP_PREFIX, Entry, EntryType, key_index
 from keysyncd.errors import NodeError
-from keysyncd.fsutil import temp_name
-from keysyncd.keyring import digest_of
-from keysyncd.state import load_state
-from keysyncd.transport import Listing
-from keysyncd.view import MAX_KEY_FILE, TEMP_PREFIX, Entry, EntryType, key_index
+from keysyncd.io.fsutil import temp_name
+from keysyncd.io.state import load_state
+from keysyncd.io.transport import Listing
 
 EPOCH = 1_700_000_000.0
 CONTROLLER = "controller"
@@ -180,7 +180,7 @@ class ModelFleet:
         node.listing = set(node.files)
 
     def connect(self, node: NodeConfig, directory: Path, credentials: object) -> MemorySession:
-        """Stand-in for keysyncd.transport.connect: a session, or NodeError if the node is down."""
+        """Stand-in for keysyncd.io.transport.connect: a session, or NodeError if the node is down."""
         model = self.nodes[node.name]
         if not model.up:
             raise NodeError(node.name, "unreachable", "connection refused (model node is down)")
@@ -270,7 +270,7 @@ class MemorySession:
 
 
 class NoCredentials:
-    """Stand-in for keysyncd.transport.Credentials: no known_hosts or key files are read."""
+    """Stand-in for keysyncd.io.transport.Credentials: no known_hosts or key files are read."""
 
     def __init__(self, ssh: object) -> None:
         self.ssh = ssh
@@ -626,8 +626,8 @@ class ModelFleetMachine(FleetMachine):
         self.fleet.observer = self.while_pushing
         self.violations: list[str] = []
         self.patches = pytest.MonkeyPatch()
-        self.patches.setattr(keysyncd.fleet, "connect", self.fleet.connect)
-        self.patches.setattr(keysyncd.fleet, "Credentials", NoCredentials)
+        self.patches.setattr(keysyncd.io.fleet, "connect", self.fleet.connect)
+        self.patches.setattr(keysyncd.io.fleet, "Credentials", NoCredentials)
         clock = SimpleNamespace(time=self.now, monotonic=time.monotonic, sleep=time.sleep)
         for module in (
             keysyncd.actions.distribute,
@@ -871,7 +871,7 @@ def test_sync_keeps_the_primary_of_a_node_that_missed_a_rotation() -> None:
             "SPEC safety rule 2 broken: sync_repository retired key 1 while node1, unreachable "
             "since it missed the rotation at t+0, still uses key 1 as its primary; every "
             "token node1 issues now fails on the controller and the other nodes. A key may "
-            "only be retired once every node was verified past it (keysyncd.policy)"
+            "only be retired once every node was verified past it (keysyncd.core.policy)"
         )
         check(model)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from keysyncd.cli import main
+from keysyncd.commands.cli import main
 
 ROOT = os.geteuid() == 0
 

@@ -22,10 +22,10 @@ from cryptography.fernet import Fernet
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from keysyncd.keyring import digest_of
-from keysyncd.kinds import KINDS
-from keysyncd.sync import NodePlan, NodeView, Ownership, diff
-from keysyncd.view import (
+from keysyncd.core.keyring import digest_of
+from keysyncd.core.kinds import KINDS
+from keysyncd.core.nodeplan import NodePlan, NodeView, Ownership, diff
+from keysyncd.core.view import (
     Entry,
     EntryType,
     canonical_index,

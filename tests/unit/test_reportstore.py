@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from keysyncd.cli import main
+from keysyncd.commands.cli import main
 from keysyncd.config import ReportsConfig
-from keysyncd.report import NodeOutcome, Report, new_report_id
-from keysyncd.reportstore import report_files, verify_chain, write_report
+from keysyncd.core.report import NodeOutcome, Report, new_report_id
+from keysyncd.io.reportstore import report_files, verify_chain, write_report
 
 DAY = 86400.0
 NOW = 1_800_000_000.0

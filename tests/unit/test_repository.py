@@ -12,12 +12,12 @@ import pytest
 from cryptography.fernet import Fernet
 
 from keysyncd.actions.local import init_local, prepare, rotate_local
+from keysyncd.core.kinds import KINDS
+from keysyncd.core.policy import Policy
+from keysyncd.core.view import canonical_index, show_name
 from keysyncd.errors import RepositoryError
-from keysyncd.kinds import KINDS
-from keysyncd.policy import Policy
-from keysyncd.repository import Repository
-from keysyncd.state import RepositoryState
-from keysyncd.view import canonical_index, show_name
+from keysyncd.io.repository import Repository
+from keysyncd.io.state import RepositoryState
 from tests.keystone_compat import fernet_rotate, fernet_setup, load_keys, multifernet
 
 NOW = 1_800_000_000.0

@@ -17,10 +17,10 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from keysyncd.actions.local import init_local, prepare, retire_due, rotate_local
-from keysyncd.kinds import KINDS
-from keysyncd.policy import Policy, confirm_demotions
-from keysyncd.repository import Repository
-from keysyncd.state import RepositoryState
+from keysyncd.core.kinds import KINDS
+from keysyncd.core.policy import Policy, confirm_demotions
+from keysyncd.io.repository import Repository
+from keysyncd.io.state import RepositoryState
 from tests.keystone_compat import keystone_rotation_indices, multifernet
 
 HOUR = 3600

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from keysyncd.errors import KeysyncError
-from keysyncd.trust import read_trusted
+from keysyncd.io.trust import read_trusted
 
 
 def daemon_file(state_dir: Path) -> Path:

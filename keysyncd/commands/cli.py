@@ -16,18 +16,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from keysyncd import __version__, render
+from keysyncd import __version__
 from keysyncd.actions.bootstrap import adopt_repository, init_repository
 from keysyncd.actions.distribute import ActionResult, sync_repository, verify_repository
 from keysyncd.actions.inspect import repository_plan, repository_status
 from keysyncd.actions.rotate import rotate_repository
+from keysyncd.commands import render
+from keysyncd.commands.logs import setup_logging
 from keysyncd.config import DEFAULT_PATH, Config, RepositoryConfig, load_config
-from keysyncd.daemon_info import read_daemon_info
 from keysyncd.errors import ConfigError, KeysyncError, LocalFileError, UsageError
-from keysyncd.lock import exclusive
-from keysyncd.logs import setup_logging
-from keysyncd.preflight import check_local_files, local_file_problems
-from keysyncd.reportstore import load_report, load_reports, report_files, verify_chain
+from keysyncd.io.daemon_info import read_daemon_info
+from keysyncd.io.lock import exclusive
+from keysyncd.io.preflight import check_local_files, local_file_problems
+from keysyncd.io.reportstore import load_report, load_reports, report_files, verify_chain
 
 log = logging.getLogger("keysyncd")
 
@@ -243,7 +244,7 @@ def cmd_plan(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_run(args: argparse.Namespace, config: Config) -> int:
-    from keysyncd.daemon import Daemon  # the scheduler is only needed by the daemon
+    from keysyncd.commands.daemon import Daemon  # the scheduler is only needed by the daemon
 
     setup_logging(args.debug, args.log_format, daemon=True)
     return Daemon(config_path(args.config), config).run()

@@ -17,8 +17,8 @@ from typing import Any
 
 import yaml
 
+from keysyncd.core.schedule import cron_trigger, next_fire_times
 from keysyncd.errors import ConfigError, KeysyncError
-from keysyncd.schedule import cron_trigger, next_fire_times
 
 Check = Callable[[Any], str | None]
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")

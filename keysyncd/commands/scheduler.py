@@ -14,7 +14,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from keysyncd.config import Config
-from keysyncd.schedule import cron_trigger
+from keysyncd.core.schedule import cron_trigger
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ from typing import Any
 
 from keysyncd.actions.inspect import RepositoryPlan
 from keysyncd.actions.rotate import RotateResult
-from keysyncd.fleet import NodeResult
-from keysyncd.sync import describe_changes
+from keysyncd.core.nodeplan import describe_changes
+from keysyncd.io.fleet import NodeResult
 
 
 def when(timestamp: float | None) -> str:

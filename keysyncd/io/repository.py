@@ -15,12 +15,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from keysyncd.core.keyring import Key, KeySet
+from keysyncd.core.kinds import KeyKind
+from keysyncd.core.policy import RotationPlan
+from keysyncd.core.view import MAX_KEY_FILE, canonical_index, key_index, show_name
 from keysyncd.errors import RepositoryError
-from keysyncd.fsutil import describe_os_error, fsync_directory, remove_temp_files, write_temp
-from keysyncd.keyring import Key, KeySet
-from keysyncd.kinds import KeyKind
-from keysyncd.policy import RotationPlan
-from keysyncd.view import MAX_KEY_FILE, canonical_index, key_index, show_name
+from keysyncd.io.fsutil import describe_os_error, fsync_directory, remove_temp_files, write_temp
 
 LAX = 0o027  # group-writable, or any access for others
 

@@ -23,19 +23,19 @@ from typing import Any
 from keysyncd.actions.distribute import sync_repository, verify_repository
 from keysyncd.actions.drift import check_fleet, check_local, report_watch_failure
 from keysyncd.actions.rotate import rotate_repository
+from keysyncd.commands.scheduler import Job, Scheduler, missed_rotation
 from keysyncd.config import Config, load_config
-from keysyncd.daemon_info import daemon_file
 from keysyncd.errors import ConfigError, KeysyncError, LockError
-from keysyncd.fsutil import atomic_write
-from keysyncd.lock import exclusive
-from keysyncd.metrics import serve_metrics
-from keysyncd.notify import Notifier
-from keysyncd.preflight import check_local_files
-from keysyncd.scheduler import Job, Scheduler, missed_rotation
-from keysyncd.state import load_state
-from keysyncd.watch import RepositoryWatcher
+from keysyncd.io.daemon_info import daemon_file
+from keysyncd.io.fsutil import atomic_write
+from keysyncd.io.lock import exclusive
+from keysyncd.io.metrics import serve_metrics
+from keysyncd.io.notify import Notifier
+from keysyncd.io.preflight import check_local_files
+from keysyncd.io.state import load_state
+from keysyncd.io.watch import RepositoryWatcher
 
-log = logging.getLogger("keysyncd.daemon")
+log = logging.getLogger("keysyncd.commands.daemon")
 LOCK_WAIT = 60.0  # a CLI action holding the lock delays a daemon job, up to this long
 STOP_TIMEOUT = 30.0  # after SIGTERM, the current step gets this long before a hard exit
 LOCK_POLL = 0.1  # how often a daemon job waiting for the lock tries again (and checks SIGTERM)

@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import TypeVar
 
 from keysyncd.config import NodeConfig, RepositoryConfig, SshConfig
+from keysyncd.core.keyring import KeySet
+from keysyncd.core.kinds import KINDS
+from keysyncd.core.nodeplan import NodePlan, NodeView, Ownership, describe_changes, diff
+from keysyncd.core.view import DIRECTORY_MODE, needs_content, show_name, unread, with_content
 from keysyncd.errors import NodeError
-from keysyncd.keyring import KeySet
-from keysyncd.kinds import KINDS
-from keysyncd.sync import NodePlan, NodeView, Ownership, describe_changes, diff
-from keysyncd.transport import Credentials, NodeSession, connect
-from keysyncd.view import DIRECTORY_MODE, needs_content, show_name, unread, with_content
+from keysyncd.io.transport import Credentials, NodeSession, connect
 
 log = logging.getLogger(__name__)
 # (phase, node, done, total): called with done=0 when a phase starts on a non-empty set of

@@ -21,11 +21,11 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from keysyncd.config import Config
+from keysyncd.core.keyring import PRIMARY, SECONDARY, STAGED
 from keysyncd.errors import KeysyncError
-from keysyncd.fsutil import atomic_write
-from keysyncd.keyring import PRIMARY, SECONDARY, STAGED
-from keysyncd.reportstore import load_reports
-from keysyncd.state import RepositoryState, load_state
+from keysyncd.io.fsutil import atomic_write
+from keysyncd.io.reportstore import load_reports
+from keysyncd.io.state import RepositoryState, load_state
 
 log = logging.getLogger(__name__)
 BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)

@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from keysyncd.errors import KeysyncError, LockError, StateError
-from keysyncd.fsutil import describe_os_error, remove_temp_files
-from keysyncd.trust import check_directory, open_trusted, read_trusted
+from keysyncd.io.fsutil import describe_os_error, remove_temp_files
+from keysyncd.io.trust import check_directory, open_trusted, read_trusted
 
 
 def describe_holder(path: Path) -> str:

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from keysyncd import configcheck as check
+from keysyncd.config import checks as check
+from keysyncd.core.kinds import KINDS
 from keysyncd.errors import ConfigError, UsageError
-from keysyncd.kinds import KINDS
 
 DEFAULT_PATH = "/etc/keysyncd/config.yaml"
 

@@ -12,10 +12,10 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from keysyncd.core.policy import KeyHistory
 from keysyncd.errors import LocalFileError, StateError
-from keysyncd.fsutil import atomic_write, describe_os_error
-from keysyncd.policy import KeyHistory
-from keysyncd.trust import check_directory, read_trusted
+from keysyncd.io.fsutil import atomic_write, describe_os_error
+from keysyncd.io.trust import check_directory, read_trusted
 
 STATE_VERSION = 1
 

@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from keysyncd.config import ReportsConfig
+from keysyncd.core.report import Report
 from keysyncd.errors import KeysyncError, LocalFileError
-from keysyncd.fsutil import atomic_write, describe_os_error, remove_temp_files
-from keysyncd.report import Report
-from keysyncd.trust import check_directory, open_trusted, read_trusted
+from keysyncd.io.fsutil import atomic_write, describe_os_error, remove_temp_files
+from keysyncd.io.trust import check_directory, open_trusted, read_trusted
 
 HEAD_FILE = "reports-head.json"
 MAX_BREAKS = 20  # damaged heads remembered in the head itself, newest last

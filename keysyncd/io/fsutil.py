@@ -8,7 +8,7 @@ import os
 import secrets
 from pathlib import Path
 
-from keysyncd.view import TEMP_PREFIX
+from keysyncd.core.view import TEMP_PREFIX
 
 
 def temp_name() -> str:

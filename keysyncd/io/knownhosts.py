@@ -19,7 +19,7 @@ from pathlib import Path
 import paramiko
 
 from keysyncd.errors import LocalFileError
-from keysyncd.trust import read_trusted
+from keysyncd.io.trust import read_trusted
 
 
 @dataclass

@@ -37,11 +37,11 @@ from paramiko.sftp_attr import SFTPAttributes
 from paramiko.sftp_file import SFTPFile
 
 from keysyncd.config import NodeConfig, SshConfig
+from keysyncd.core.view import MAX_KEY_FILE, Entry, EntryType, entry_type, is_temp_name, key_index
 from keysyncd.errors import LocalFileError, NodeError
-from keysyncd.fsutil import temp_name
-from keysyncd.knownhosts import KnownHosts, load_known_hosts
-from keysyncd.trust import read_trusted
-from keysyncd.view import MAX_KEY_FILE, Entry, EntryType, entry_type, is_temp_name, key_index
+from keysyncd.io.fsutil import temp_name
+from keysyncd.io.knownhosts import KnownHosts, load_known_hosts
+from keysyncd.io.trust import read_trusted
 
 _ERRNO_REASONS = {
     errno.EACCES: "permission",

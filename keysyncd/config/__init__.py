@@ -1,0 +1,33 @@
+"""Config: the YAML file, validated into frozen values; every error names its path.
+
+May import: ``keysyncd.core``, ``keysyncd.errors`` and PyYAML. Never IO beyond reading the
+config file itself, and no other keysyncd layer.
+"""
+
+from keysyncd.config.load import (
+    DEFAULT_PATH,
+    Config,
+    DriftConfig,
+    Hooks,
+    MetricsConfig,
+    NodeConfig,
+    ReportsConfig,
+    RepositoryConfig,
+    SshConfig,
+    load_config,
+    parse_config,
+)
+
+__all__ = [
+    "DEFAULT_PATH",
+    "Config",
+    "DriftConfig",
+    "Hooks",
+    "MetricsConfig",
+    "NodeConfig",
+    "ReportsConfig",
+    "RepositoryConfig",
+    "SshConfig",
+    "load_config",
+    "parse_config",
+]
