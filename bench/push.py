@@ -24,10 +24,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from keysyncd.actions.context import Run
 from keysyncd.actions.distribute import sync_repository
 from keysyncd.actions.rotate import rotate_repository
 from keysyncd.commands.cli import main
 from keysyncd.config import load_config
+from keysyncd.core.vocabulary import Trigger
 from keysyncd.testing.config import fleet_config
 from keysyncd.testing.fleet import Fleet
 
@@ -68,11 +70,11 @@ def bench(count: int, repeat: int, root: Path) -> dict[str, float]:
                 subprocess.run(command, check=True, capture_output=True)
 
         def keysyncd_sync() -> None:
-            result = sync_repository(config, repository, "cli")
-            assert result.report.outcome == "ok", result.report.outcome
+            result = sync_repository(Run(config, repository, Trigger.CLI))
+            assert result.outcome == "ok", result.outcome
 
         def keysyncd_rotate() -> None:
-            result = rotate_repository(config, repository, "cli", time.time())
+            result = rotate_repository(Run(config, repository, Trigger.CLI))
             assert result.outcome == "ok", result.messages
 
         return {

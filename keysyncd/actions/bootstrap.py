@@ -1,83 +1,103 @@
-"""Create a repository (``init``) or take one over from a node (``adopt``), under the lock."""
+"""Create a repository (``init``) or take one over from a node (``adopt``), under the lock.
+
+Both refuse, before writing anything, where a key set already exists: re-bootstrapping a
+live cluster invalidates every token (an outage), and adopting over local keys loses them.
+"""
 
 from __future__ import annotations
 
-import time
-
-from keysyncd.actions.distribute import (
-    ActionResult,
-    finish_report,
-    push_keyset,
-    record_nodes,
-    start_fleet,
-)
-from keysyncd.actions.local import init_local, open_repository, reconcile
-from keysyncd.config import Config, RepositoryConfig
+from keysyncd.actions.context import DRY_RUN, ActionResult, Draft, Run, commit, node_outcomes
+from keysyncd.actions.distribute import recorded
+from keysyncd.actions.local import initialise, open_repository
+from keysyncd.core import journal
 from keysyncd.core.keyring import Key, KeySet
 from keysyncd.core.view import MAX_KEY_FILE, entry_problem, show_name
+from keysyncd.core.vocabulary import Action
 from keysyncd.errors import KeysyncError
-from keysyncd.io.fleet import Progress
-from keysyncd.io.state import load_state, save_state
+from keysyncd.io.fleet import FleetAction, push_keyset
+from keysyncd.io.state import load_state
 
 
-def init_repository(
-    config: Config, repository: RepositoryConfig, trigger: str, progress: Progress | None = None
-) -> ActionResult:
+def init_repository(run: Run, dry_run: bool = False) -> ActionResult:
     """Create {0, 1} locally and push it to every node; return what happened.
 
-    Raise KeysyncError, before writing anything, if the local repository or any
-    reachable node already holds keys: re-bootstrapping a live cluster is an outage.
+    Raise KeysyncError, before writing anything, if the local repository or any reachable
+    node already holds keys. ``dry_run`` checks both and writes nothing.
     """
-    started = time.time()
-    repo = open_repository(repository)
-    if repo.holds_keys():
+    started = run.clock()
+    repository = open_repository(run.repository)
+    if repository.holds_keys():
         raise KeysyncError(
-            f"{repository.name}: refusing to initialise {repository.path}: it already holds keys"
+            f"{run.repository.name}: refusing to initialise "
+            f"{run.repository.path}: it already holds keys"
         )
-    fleet = start_fleet(config, repository, list(config.nodes), progress) if config.nodes else None
-    try:
+    with run.fleet() as fleet:
         if fleet is not None:
-            fleet.inspect({})
-            holding = [n for n, r in fleet.results.items() if r.view and r.view.keystone.ids]
-            if holding:
-                names = ", ".join(sorted(holding))
-                raise KeysyncError(
-                    f"{repository.name}: refusing to initialise: node(s) {names} already hold "
-                    "keys; use 'keysyncd adopt --from NODE' to take them over"
-                )
-        state = init_local(repo, load_state(config.state_dir, repository.name), started)
-        save_state(config.state_dir, state)
+            _refuse_if_any_node_holds_keys(run, fleet)
+        if dry_run:
+            message = f"would create keys 0 and 1 in {run.repository.path} and push them"
+            return ActionResult(
+                run.repository.name, DRY_RUN, None, node_outcomes(fleet), (message,)
+            )
+        state = initialise(run, repository, load_state(run.config.state_dir, run.repository.name))
         if fleet is not None:
             fleet.reset()
-            push_keyset(fleet, repo.load())
-    finally:
-        results = fleet.finish() if fleet is not None else {}
-    state = record_nodes(state, results, time.time())
-    report = finish_report(config, repository, "init", "cli", started, state, results)
-    return ActionResult(report, results)
+            push_keyset(fleet, repository.load())
+        nodes = node_outcomes(fleet)
+    return commit(run, recorded(run, state, nodes), Draft(Action.INIT, started, nodes))
 
 
-def adopt_repository(
-    config: Config, repository: RepositoryConfig, node_name: str, progress: Progress | None = None
-) -> KeySet:
-    """Import ``node_name``'s keys as the controller's repository; return them.
-
-    Adopted keys count as demoted now, so none is retired before it is safe.
-    Raise KeysyncError if the local repository already holds keys or the node's
-    keys are unreachable or invalid.
-    """
-    now = time.time()
-    repo = open_repository(repository)
-    if repo.holds_keys():
+def _refuse_if_any_node_holds_keys(run: Run, fleet: FleetAction) -> None:
+    fleet.inspect({})
+    holding = sorted(n for n, r in fleet.results.items() if r.view and r.view.keystone.ids)
+    if holding:
         raise KeysyncError(
-            f"{repository.name}: refusing to adopt: {repository.path} already holds keys"
+            f"{run.repository.name}: refusing to initialise: node(s) {', '.join(holding)} "
+            "already hold keys; use 'keysyncd adopt --from NODE' to take them over"
         )
-    fleet = start_fleet(config, repository, [config.node(node_name)], progress)
-    try:
-        result = fleet.results[node_name]
+
+
+def adopt_repository(run: Run, source: str) -> KeySet:
+    """Import node ``source``'s keys as the controller's repository; return them.
+
+    Adopted keys count as demoted now, so none is retired before it is safe. Raise
+    KeysyncError if the local repository already holds keys, or the node's keys are
+    unreachable, invalid, or anything but canonical key files.
+    """
+    repository = open_repository(run.repository)
+    if repository.holds_keys():
+        raise KeysyncError(
+            f"{run.repository.name}: refusing to adopt: {run.repository.path} already holds keys"
+        )
+    materials = _read_node_keys(run, source)
+    keyset = KeySet.of(Key(index, material) for index, material in materials.items())
+    problems = [f"{i}: {p}" for i, m in materials.items() if (p := repository.kind.problem(m))]
+    problems += keyset.problems()
+    if problems:
+        raise KeysyncError(f"cannot adopt from node {source}: " + "; ".join(problems))
+    order = (*sorted((i for i in materials if i > 0), reverse=True), 0)
+    repository.write_keys(materials, order)
+    state = load_state(run.config.state_dir, run.repository.name)
+    state, _ = journal.reconcile(state, repository.load().digests(), run.clock())
+    commit(
+        run,
+        state,
+        Draft(
+            Action.ADOPT,
+            run.clock(),
+            messages=(f"adopted keys {list(keyset.indices)} from node {source}",),
+        ),
+    )
+    return keyset
+
+
+def _read_node_keys(run: Run, source: str) -> dict[int, bytes]:
+    with run.fleet(source) as fleet:
+        assert fleet is not None  # noqa: S101 - run.fleet(source) always has a node
+        result = fleet.results[source]
         if result.error is not None:
-            raise KeysyncError(f"cannot adopt from {result.error}")
-        session = fleet.sessions[node_name]
+            raise KeysyncError(f"cannot adopt from node {source}: {result.error.detail}")
+        session = fleet.sessions[source]
         listing = session.list_directory()
         # Only what keysyncd itself would write can be adopted: anything else at a key name
         # (``099``, a symlink, a FIFO) is for the operator to explain first.
@@ -88,22 +108,10 @@ def adopt_repository(
         ]
         if odd:
             raise KeysyncError(
-                f"cannot adopt from node {node_name}: not keys keysyncd can take over: "
-                + ", ".join(odd)
+                f"cannot adopt from node {source}: not keys keysyncd can take "
+                "over: " + ", ".join(odd)
             )
-        materials = {int(e.name): session.read(e.name) for e in listing.entries}
-    finally:
-        fleet.finish()
-    keyset = KeySet.of(Key(index, material) for index, material in materials.items())
-    problems = [f"{i}: {p}" for i, m in materials.items() if (p := repo.kind.problem(m))]
-    problems += keyset.problems()
-    if problems:
-        raise KeysyncError(f"cannot adopt from node {node_name}: " + "; ".join(problems))
-    order = (*sorted((i for i in materials if i > 0), reverse=True), 0)
-    repo.write_keys(materials, order)
-    state, _ = reconcile(repo.load(), load_state(config.state_dir, repository.name), now)
-    save_state(config.state_dir, state)
-    return keyset
+        return {int(entry.name): session.read(entry.name) for entry in listing.entries}
 
 
 def _size_problem(size: int) -> str | None:

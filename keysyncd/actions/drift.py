@@ -1,255 +1,156 @@
-"""Drift: changes keysyncd did not make, locally (watch) or on nodes (periodic verify).
+"""Drift: changes keysyncd did not make, locally (watch) or on nodes (periodic check).
 
-Local changes are told apart from keysyncd's own writes by comparing the disk with
-the journal, never by timing. Nodes that cannot be reached are retried with
-exponential backoff and jitter. Callers hold the lock.
+Local changes are told apart from keysyncd's own writes by comparing the disk with the
+journal, never by timing. Nodes that cannot be reached are retried with exponential backoff
+and jitter. Callers hold the lock.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-import threading
-import time
 from dataclasses import replace
-from typing import Any
 
-from keysyncd.actions.distribute import finish_report, node_outcomes, record_nodes, start_fleet
-from keysyncd.actions.local import open_repository, reconcile, recover
-from keysyncd.config import Config, RepositoryConfig
+from keysyncd.actions.context import ActionResult, Draft, Run, commit, node_outcomes, remember
+from keysyncd.actions.distribute import recorded
+from keysyncd.actions.local import load_local, open_repository, recover
+from keysyncd.core import journal
 from keysyncd.core.nodeplan import describe_changes
-from keysyncd.core.report import NodeOutcome, Report
-from keysyncd.io.fleet import NodeResult, Progress
-from keysyncd.io.state import RepositoryState, load_state, save_state
+from keysyncd.core.report import NodeOutcome
+from keysyncd.core.times import rfc3339
+from keysyncd.core.vocabulary import GOOD, Action, NodeStatus, Outcome
+from keysyncd.io.fleet import push_keyset
+from keysyncd.io.state import load_state
 
 log = logging.getLogger(__name__)
-BACKOFF_CAP = 3600.0
 
 
-def backoff_delay(failures: int, base: float, jitter: float) -> float:
-    """Return seconds to wait before retrying a node after ``failures`` failures in a row.
+def check_local(run: Run) -> ActionResult | None:
+    """Validate the local repository against the journal; return a result if anything
+    happened (None: keysyncd's own write, or nothing changed).
 
-    ``base * 2**(failures - 1)``, capped at an hour (or 16 bases), scaled by ``jitter``
-    in [0.5, 1] so that many nodes that failed together do not retry together.
-    """
-    cap = min(BACKOFF_CAP, 16 * base)
-    return min(cap, base * 2 ** max(failures - 1, 0)) * jitter
-
-
-def check_local(
-    config: Config,
-    repository: RepositoryConfig,
-    trigger: str,
-    progress: Progress | None = None,
-    cancel: threading.Event | None = None,
-) -> Report | None:
-    """Validate the local repository against the journal; return a report if anything happened.
-
-    Invalid states are reported (every time, until fixed) and never pushed; a valid
+    An invalid state is reported (every time, until fixed) and never pushed; a valid
     foreign change becomes a new generation and is pushed or only reported.
     """
-    now = time.time()
-    repo = open_repository(repository)
-    state = recover(repo, load_state(config.state_dir, repository.name))
-    scan = repo.scan()
-    problems = list(scan.problems) + (repo.permission_problems() if repo.holds_keys() else [])
-    if problems:
-        for problem in problems:
-            log.error("%s: invalid local repository, not pushed: %s", repository.name, problem)
-        if tuple(problems) != state.local_problems:
-            state = state.counted("drift:local_invalid")
-        state = replace(state, local_problems=tuple(problems))
-        return finish_report(
-            config,
-            repository,
-            "drift",
-            trigger,
-            now,
+    started = run.clock()
+    recovered = recover(run, load_local(run))
+    state = recovered.state
+    if recovered.problems:
+        for problem in recovered.problems:
+            log.error("%s: invalid local repository, not pushed: %s", run.repository.name, problem)
+        state, new = journal.local_validity(state, recovered.problems)
+        state = journal.counted(state, "drift:local_invalid") if new else state
+        local = {"valid": False, "problems": list(recovered.problems)}
+        return commit(
+            run,
             state,
-            {},
-            outcome="failed",
-            messages=tuple(problems),
-            details={"local": {"valid": False, "problems": problems}},
+            Draft(
+                Action.DRIFT,
+                started,
+                outcome=Outcome.FAILED,
+                messages=recovered.problems,
+                details={"local": local},
+            ),
         )
     if state.local_problems:
-        log.info("%s: the local repository is valid again", repository.name)
-        state = replace(state, local_problems=())
-    state, foreign = reconcile(scan.keyset, state, now)
-    save_state(config.state_dir, state)
+        log.info("%s: the local repository is valid again", run.repository.name)
+        state, _ = journal.local_validity(state, ())
+    state, foreign = journal.reconcile(state, recovered.keyset.digests(), started)
     if not foreign:
+        remember(run, state)
         return None
-    state = state.counted("drift:local_change")
+    state = journal.counted(state, "drift:local_change")
     message = f"local repository changed outside keysyncd: now generation {state.generation}"
-    log.warning("%s: %s", repository.name, message)
-    results: dict[str, NodeResult] = {}
-    if config.drift.on_local_change == "sync" and config.nodes:
-        fleet = start_fleet(config, repository, list(config.nodes), progress, cancel)
-        try:
-            expected = scan.keyset.digests()
-            fleet.inspect(expected)
-            fleet.push(scan.keyset)
-            fleet.verify(expected)
-        finally:
-            results = fleet.finish()
-        state = record_nodes(state, results, time.time())
-        action = "sync"
-    else:
-        message += " (not pushed: drift.on_local_change is alert)" if config.nodes else ""
-        action = "drift"
-    return finish_report(
-        config,
-        repository,
-        action,
-        trigger,
-        now,
+    log.warning("%s: %s", run.repository.name, message)
+    nodes: dict[str, NodeOutcome] = {}
+    action = Action.DRIFT
+    if run.config.drift.on_local_change == "sync" and run.config.nodes:
+        with run.fleet() as fleet:
+            if fleet is not None:
+                push_keyset(fleet, recovered.keyset)
+            nodes = node_outcomes(fleet)
+        state, action = recorded(run, state, nodes), Action.SYNC
+    elif run.config.nodes:
+        message += " (not pushed: drift.on_local_change is alert)"
+    return commit(
+        run,
         state,
-        results,
-        messages=(message,),
-        details={"local": {"valid": True}},
+        Draft(action, started, nodes, messages=(message,), details={"local": {"valid": True}}),
     )
 
 
-def report_watch_failure(config: Config, repository: RepositoryConfig, failure: str) -> Report:
-    """Write the report that the local watch of ``repository`` is unavailable."""
-    state = load_state(config.state_dir, repository.name)
-    message = f"local watch unavailable ({failure}); the periodic verify still covers it"
-    return finish_report(
-        config,
-        repository,
-        "drift",
-        "watch",
-        time.time(),
+def report_watch_failure(run: Run, failure: str) -> ActionResult:
+    """Commit the report that the local watch of the repository is unavailable."""
+    state = load_state(run.config.state_dir, run.repository.name)
+    message = f"local watch unavailable ({failure}); the periodic check still covers it"
+    return commit(
+        run,
         state,
-        {},
-        outcome="failed",
-        messages=(message,),
-        details={"watch": {"available": False, "error": failure}},
+        Draft(
+            Action.DRIFT,
+            run.clock(),
+            outcome=Outcome.FAILED,
+            messages=(message,),
+            details={"watch": {"available": False, "error": failure}},
+        ),
     )
 
 
-def check_fleet(
-    config: Config,
-    repository: RepositoryConfig,
-    trigger: str,
-    progress: Progress | None = None,
-    cancel: threading.Event | None = None,
-    rng: random.Random | None = None,
-) -> Report | None:
-    """Verify every node not in backoff; repair drift if configured; return the report.
+def check_fleet(run: Run, rng: random.Random | None = None) -> ActionResult | None:
+    """Verify every node not backing off; repair drift if configured; return the result.
 
-    Return None when there are no nodes or the local repository is invalid (that is
-    reported by ``check_local``).
+    None when there are no nodes or the local repository is invalid (``check_local``
+    reports that).
     """
-    now = time.time()
-    state = load_state(config.state_dir, repository.name)
-    if not config.nodes or state.local_problems:
+    started = run.clock()
+    state = load_state(run.config.state_dir, run.repository.name)
+    if not run.config.nodes or state.local_problems:
         return None
-    keyset = open_repository(repository).load()
-    expected = keyset.digests()
-    due, waiting = _due_nodes(config, state, now)
-    results: dict[str, NodeResult] = {}
-    if due:
-        fleet = start_fleet(config, repository, due, progress, cancel)
-        try:
-            fleet.inspect(expected)
+    expected = open_repository(run.repository).load()
+    due, waiting = journal.due_nodes(state, run.node_names, started)
+    drifted: dict[str, dict[str, object]] = {}
+    with run.fleet(due) as fleet:
+        if fleet is not None:
+            fleet.inspect(expected.digests())
             drifted = {
-                n: r.plan.changes()
-                for n, r in fleet.results.items()
-                if r.status == "differs" and r.plan
+                name: r.plan.changes()
+                for name, r in fleet.results.items()
+                if r.status == NodeStatus.DIFFERS and r.plan
             }
-            if drifted and config.drift.on_remote_drift == "repair":
-                fleet.push(keyset)
-                fleet.verify(expected)
-        finally:
-            results = fleet.finish()
-    else:
-        drifted = {}
-    state = _count_drift(state, drifted)
-    state = _backoff(
-        config,
-        record_nodes(state, results, time.time()),
-        results,
-        now,
-        rng or random.Random(),  # noqa: S311 - jitter, not crypto
-    )
-    outcomes = node_outcomes(results)
+            if drifted and run.config.drift.on_remote_drift == "repair":
+                fleet.push(expected)
+                fleet.verify(expected.digests())
+        nodes = node_outcomes(fleet)
     for name, changes in drifted.items():
-        repaired = results[name].ok
-        outcomes[name] = replace(
-            outcomes[name],
-            changes=changes,
-            status="repaired" if repaired else outcomes[name].status,
-        )
-    for name, entry in waiting.items():
-        outcomes[name] = NodeOutcome(
-            status="skipped", reason=entry.get("reason"), error=_waiting_message(entry)
-        )
-    messages = tuple(
-        f"drift on {name}: {describe_changes(changes)}" for name, changes in drifted.items()
-    )
-    return finish_report(
-        config,
-        repository,
-        "drift" if drifted else "verify",
-        trigger,
-        now,
-        state,
-        {},
-        outcome=_outcome(outcomes),
-        messages=messages,
-        outcomes=outcomes,
-        details={"backoff": {n: state.nodes[n].get("next_attempt_at") for n in waiting}},
-    )
-
-
-def _due_nodes(config: Config, state: RepositoryState, now: float) -> tuple[list, dict]:  # type: ignore[type-arg]
-    due, waiting = [], {}
-    for node in config.nodes:
-        entry = state.nodes.get(node.name, {})
-        if entry.get("next_attempt_at", 0) > now:
-            waiting[node.name] = entry
-        else:
-            due.append(node)
-    return due, waiting
-
-
-def _backoff(
-    config: Config,
-    state: RepositoryState,
-    results: dict[str, NodeResult],
-    now: float,
-    rng: random.Random,
-) -> RepositoryState:
-    nodes = dict(state.nodes)
-    for name, result in results.items():
-        entry = dict(nodes.get(name, {}))
-        if result.error is not None and result.error.reason in ("unreachable", "timeout"):
-            entry["failures"] = entry.get("failures", 0) + 1
-            delay = backoff_delay(
-                entry["failures"], config.drift.verify_interval, rng.uniform(0.5, 1.0)
-            )
-            entry["next_attempt_at"] = now + delay
-        else:
-            entry.pop("failures", None)
-            entry.pop("next_attempt_at", None)
-        nodes[name] = entry
-    return replace(state, nodes=nodes)
-
-
-def _count_drift(state: RepositoryState, drifted: dict[str, dict[str, Any]]) -> RepositoryState:
+        repaired = nodes[name].status in GOOD
+        status = NodeStatus.REPAIRED if repaired else nodes[name].status
+        nodes[name] = replace(nodes[name], changes=changes, status=status)
     kinds = [f"drift:{kind}" for changes in drifted.values() for kind, v in changes.items() if v]
-    return state.counted(*kinds) if kinds else state
-
-
-def _waiting_message(entry: dict[str, Any]) -> str:
-    return (
-        f"backing off after {entry.get('failures', 0)} failed attempts; next attempt at "
-        f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(entry['next_attempt_at']))}"
+    state = recorded(run, journal.counted(state, *kinds), nodes)
+    jitter = (rng or random.Random()).uniform  # noqa: S311 - jitter, not crypto
+    state = journal.schedule_backoff(
+        state, nodes, started, run.config.drift.verify_interval, lambda: jitter(0.5, 1.0)
     )
-
-
-def _outcome(outcomes: dict[str, NodeOutcome]) -> str:
-    good = [o for o in outcomes.values() if o.status in ("in_sync", "updated", "repaired")]
-    if len(good) == len(outcomes):
-        return "ok"
-    return "failed" if not good else "partial"
+    for name in waiting:
+        record = state.nodes[name]
+        nodes[name] = NodeOutcome(
+            status=NodeStatus.SKIPPED,
+            reason=record.reason,
+            error=(
+                f"backing off after {record.failures} failed attempts; next attempt at "
+                f"{rfc3339(record.next_attempt_at)}"
+            ),
+        )
+    messages = tuple(f"drift on {n}: {describe_changes(c)}" for n, c in drifted.items())
+    backoff = {name: state.nodes[name].next_attempt_at for name in waiting}
+    return commit(
+        run,
+        state,
+        Draft(
+            Action.DRIFT if drifted else Action.VERIFY,
+            started,
+            nodes,
+            messages=messages,
+            details={"backoff": backoff},
+        ),
+    )

@@ -1,8 +1,11 @@
-"""Read-only views of a repository: status and plan. They return values; the CLI renders them."""
+"""Read-only views of a repository: status and plan. They return values; the CLI renders them.
+
+Nothing here writes: no lock, no report, no state.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,46 +13,46 @@ from keysyncd.actions.local import open_repository, policy_of
 from keysyncd.config import Config, RepositoryConfig
 from keysyncd.core.policy import Lifecycle, lint, plan_retirement, simulate
 from keysyncd.core.schedule import cron_trigger, next_fire_times, rotation_period
+from keysyncd.core.times import rfc3339, rfc3339_of
 from keysyncd.errors import KeysyncError
 from keysyncd.io.state import load_state
 
 
-def _iso(timestamp: float | None) -> str | None:
-    if timestamp is None:
-        return None
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _lint(config: RepositoryConfig, now: float) -> list[str]:
+def lint_repository(config: RepositoryConfig, now: float) -> list[str]:
+    """Return keystone's sizing warnings for ``config`` at its schedule (empty: sound)."""
     trigger = cron_trigger(config.schedule, config.timezone)
-    period = rotation_period(trigger, datetime.fromtimestamp(now, UTC))
-    return lint(policy_of(config), period)
+    return lint(policy_of(config), rotation_period(trigger, datetime.fromtimestamp(now, UTC)))
 
 
 def repository_status(config: Config, repository: RepositoryConfig, now: float) -> dict[str, Any]:
     """Return a JSON-ready status of one repository: keys by role (digests only), problems,
     permission warnings, generation, last and next rotation, lint warnings and node status.
-    """
+    Every time is an RFC 3339 UTC string."""
     repo = open_repository(repository)
     state = load_state(config.state_dir, repository.name)
+    trigger = cron_trigger(repository.schedule, repository.timezone)
+    upcoming = next_fire_times(trigger, datetime.fromtimestamp(now, UTC), 1)
+    last = state.last_action
     status: dict[str, Any] = {
         "name": repository.name,
         "kind": repository.kind,
         "path": str(repository.path),
         "generation": state.generation,
-        "last_rotation_at": _iso(state.last_rotation_at),
-        "last_action": state.last_action,
-        "rotation_blocked_by": state.hook_block,
-        "warnings": _lint(repository, now),
+        "last_rotation_at": rfc3339(state.last_rotation_at),
+        "next_rotation_at": rfc3339_of(upcoming[0]) if upcoming else None,
+        "last_action": None if last is None else {**asdict(last), "at": rfc3339(last.at)},
+        "rotation_blocked_by": None
+        if state.hook_block is None
+        else {
+            "hook": list(state.hook_block.hook),
+            "status": state.hook_block.status,
+            "at": rfc3339(state.hook_block.at),
+        },
+        "warnings": lint_repository(repository, now),
         "problems": [],
         "keys": [],
-        "nodes": state.nodes,
+        "nodes": {name: _node_json(state.nodes.get(name)) for name in _node_names(config)},
     }
-    trigger = cron_trigger(repository.schedule, repository.timezone)
-    upcoming = next_fire_times(trigger, datetime.fromtimestamp(now, UTC), 1)
-    status["next_rotation_at"] = (
-        upcoming[0].astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if upcoming else None
-    )
     if not repo.holds_keys():
         status["problems"].append(f"{repository.path}: no keys (run 'keysyncd init')")
         return status
@@ -63,11 +66,24 @@ def repository_status(config: Config, repository: RepositoryConfig, now: float) 
                 "index": index,
                 "role": scan.keyset.role(index),
                 "sha256": digest,
-                "created_at": _iso(entry.created_at if entry else None),
-                "demoted_at": _iso(entry.demoted_at if entry else None),
+                "created_at": rfc3339(entry.created_at if entry else None),
+                "demoted_at": rfc3339(entry.demoted_at if entry else None),
             }
         )
     return status
+
+
+def _node_names(config: Config) -> list[str]:
+    return [node.name for node in config.nodes]
+
+
+def _node_json(record: Any) -> dict[str, Any]:
+    if record is None:
+        return {"status": None}
+    document = asdict(record)
+    for key in ("checked_at", "last_verified_at", "next_attempt_at"):
+        document[key] = rfc3339(document[key])
+    return document
 
 
 @dataclass(frozen=True)
@@ -95,7 +111,7 @@ def repository_plan(
     if scan.problems:
         raise KeysyncError("; ".join(scan.problems))
     keyset = scan.keyset
-    history = state.history if state.digests == keyset.digests() else {}
+    history = state.history if dict(state.digests) == keyset.digests() else {}
     trigger = cron_trigger(repository.schedule, repository.timezone)
     count = rotations or repository.max_active_keys + 2
     times = [
@@ -108,5 +124,5 @@ def repository_plan(
         rotations=times,
         lifecycles=simulate(keyset.indices, history, policy, times),
         kept_now=kept,
-        warnings=_lint(repository, now),
+        warnings=lint_repository(repository, now),
     )

@@ -1,50 +1,33 @@
-"""Local repository actions: open, recover, reconcile, init, rotate. Callers hold the lock."""
+"""The controller's own repository: load it with its journal, recover, rotate, retire.
+
+``load_local`` only reads: it returns the keys, the journal and the recovery a crash left
+to do, as values (so ``--dry-run`` can show them). Everything else here writes, and is
+called only by actions holding the lock.
+"""
 
 from __future__ import annotations
 
-import grp
 import logging
-import os
-import pwd
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
+from keysyncd.actions.context import Run, write_ahead
 from keysyncd.config import RepositoryConfig
+from keysyncd.core import journal
+from keysyncd.core.journal import PendingRotation, Recovery, RepositoryState
 from keysyncd.core.keyring import KeySet, digest_of
 from keysyncd.core.kinds import KINDS
-from keysyncd.core.policy import (
-    KeyHistory,
-    Policy,
-    RotationPlan,
-    plan_retirement,
-    plan_rotation,
-    rotated_history,
-)
-from keysyncd.errors import ConfigError, KeysyncError, RepositoryError
-from keysyncd.io.repository import Repository
-from keysyncd.io.state import PendingRotation, RepositoryState
+from keysyncd.core.policy import Policy, RotationPlan, plan_retirement
+from keysyncd.errors import RepositoryError
+from keysyncd.io.ids import local_owner
+from keysyncd.io.repository import Repository, Scan
+from keysyncd.io.state import load_state
 
 log = logging.getLogger(__name__)
 
 
-def resolve_id(value: int | str | None, lookup: str) -> int | None:
-    """Return a numeric uid/gid for ``value`` (a number or a name); raise ConfigError if unknown."""
-    if value is None or isinstance(value, int):
-        return value
-    try:
-        if lookup == "user":
-            return pwd.getpwnam(value).pw_uid
-        return grp.getgrnam(value).gr_gid
-    except KeyError:
-        raise ConfigError([f"unknown {lookup} {value!r} on this controller"]) from None
-
-
 def open_repository(config: RepositoryConfig) -> Repository:
     """Return the Repository for ``config``; ownership is applied only when running as root."""
-    as_root = os.geteuid() == 0
-    owner = resolve_id(config.owner, "user") if as_root else None
-    group = resolve_id(config.group, "group") if as_root else None
-    return Repository(config.path, KINDS[config.kind], owner, group)
+    return Repository(config.path, KINDS[config.kind], *local_owner(config))
 
 
 def policy_of(config: RepositoryConfig) -> Policy:
@@ -52,160 +35,117 @@ def policy_of(config: RepositoryConfig) -> Policy:
     return Policy(config.max_active_keys, config.token_expiration, config.allow_expired_window)
 
 
-def recover(repository: Repository, state: RepositoryState) -> RepositoryState:
-    """Finish or roll back a rotation interrupted by a crash; return the resulting state.
+@dataclass(frozen=True)
+class Local:
+    """The controller's repository as found: its scan, journal, and what recovery must do."""
 
-    The disk tells how far it got: new primary absent → nothing happened; present with
-    the old staged key still in 0 → roll back; 0 already replaced → roll forward.
+    repository: Repository
+    scan: Scan
+    state: RepositoryState
+    recovery: Recovery
+    temp_files: tuple[str, ...]
+    lax: tuple[str, ...]  # lax permissions (invalid: neither pushed nor rotated)
+
+    def problems(self) -> list[str]:
+        """Return why the repository cannot be used as it is (empty when it can)."""
+        return [*self.scan.problems, *self.lax]
+
+
+def load_local(run: Run) -> Local:
+    """Return the local repository and its journal, changing nothing.
+
+    Raise RepositoryError if the directory cannot be listed, LocalFileError if the journal
+    is damaged or unsafe.
     """
-    repository.remove_temp_files()
-    pending = state.pending
-    if pending is None:
-        return state
-    digests = repository.scan().keyset.digests()
-    primary_done = digests.get(pending.new_primary) == pending.old_staged_digest
-    if primary_done and digests.get(0) == pending.new_staged_digest:
-        log.warning("finishing a rotation interrupted at %s", pending.new_primary)
-        repository.retire(pending.retire)
-        history = rotated_history(
-            state.history, pending.new_primary - 1, pending.new_primary, pending.started_at
-        )
-        for index in pending.retire:
-            history.pop(index, None)
-        after = repository.load().digests()
-        return replace(
-            state.with_generation(after, _known(history, after)),
-            last_rotation_at=pending.started_at,
-        )
-    if primary_done:
-        log.warning("rolling back a rotation interrupted before key 0 was replaced")
-        (repository.path / str(pending.new_primary)).unlink()
-    return replace(state, pending=None)
-
-
-def _known(history: dict[int, KeyHistory], digests: dict[int, str]) -> dict[int, KeyHistory]:
-    return {index: entry for index, entry in history.items() if index in digests}
-
-
-def reconcile(keyset: KeySet, state: RepositoryState, now: float) -> tuple[RepositoryState, bool]:
-    """Return the state matching ``keyset`` and whether it had to change (a foreign change).
-
-    Keys keysyncd has no history for count as created, promoted or demoted ``now``:
-    the conservative choice, because a key's retirement is timed from its demotion.
-    """
-    digests = keyset.digests()
-    if digests == state.digests:
-        return state, False
-    history = {}
-    primary = keyset.primary_index
-    for index, digest in digests.items():
-        known = state.history.get(index)
-        if known is not None and state.digests.get(index) == digest:
-            history[index] = known
-        elif index == 0:
-            history[index] = KeyHistory(created_at=now)
-        elif index == primary:
-            history[index] = KeyHistory(created_at=now, promoted_at=now)
-        else:
-            history[index] = KeyHistory(created_at=now, promoted_at=now, demoted_at=now)
-    return state.with_generation(digests, history), True
-
-
-def prepare(
-    repository: Repository, state: RepositoryState, now: float
-) -> tuple[KeySet, RepositoryState, bool]:
-    """Recover, load and reconcile; return (keyset, state, foreign_change).
-
-    Raise RepositoryError if the repository is invalid (nothing is changed then).
-    """
-    state = recover(repository, state)
-    keyset = repository.load()
-    lax = repository.permission_problems()
-    if lax:
-        raise RepositoryError("invalid repository: " + "; ".join(lax))
-    state, foreign = reconcile(keyset, state, now)
-    return keyset, state, foreign
+    repository = open_repository(run.repository)
+    state = load_state(run.config.state_dir, run.repository.name)
+    scan = repository.scan()
+    recovery = journal.plan_recovery(state.pending, scan.keyset.digests())
+    lax = tuple(repository.permission_problems()) if repository.holds_keys() else ()
+    return Local(repository, scan, state, recovery, repository.temp_files(), lax)
 
 
 @dataclass(frozen=True)
-class LocalRotation:
-    """The result of a local rotation: the plan, the new state and the new key set."""
+class Recovered:
+    """The repository after recovery: its valid keys, its journal, and what is wrong."""
 
-    plan: RotationPlan
-    state: RepositoryState
     keyset: KeySet
+    state: RepositoryState
+    problems: tuple[str, ...]
+
+    def valid(self) -> tuple[KeySet, RepositoryState]:
+        """Return (keys, journal); raise RepositoryError naming every problem if invalid."""
+        if self.problems:
+            raise RepositoryError("invalid repository: " + "; ".join(self.problems))
+        return self.keyset, self.state
+
+
+def recover(run: Run, local: Local) -> Recovered:
+    """Carry out ``local.recovery`` and remove stale temp files; return what is left.
+
+    The journal is saved at once if recovery changed it (it matches the disk again).
+    """
+    repository, state = local.repository, local.state
+    repository.remove_temp_files()
+    if local.recovery.action != "none":
+        log.warning("%s: %s", run.repository.name, local.recovery.describe())
+        gone = local.recovery.retire or (local.recovery.unlink,)
+        repository.retire(tuple(index for index in gone if index is not None))
+    scan = repository.scan() if local.recovery.action != "none" else local.scan
+    if state.pending is not None:
+        state = journal.recovered(state, local.recovery, scan.keyset.digests())
+        write_ahead(run, state)
+    return Recovered(scan.keyset, state, (*scan.problems, *local.lax))
 
 
 def rotate_local(
-    repository: Repository,
-    keyset: KeySet,
-    state: RepositoryState,
-    policy: Policy,
-    now: float,
-    save: Callable[[RepositoryState], None],
-) -> LocalRotation:
-    """Rotate the local repository once, journaled so a crash can be finished or undone.
-
-    ``save`` is called with each state to persist (the journal write). Raise
-    RepositoryError if the disk write fails; the repository is then unchanged.
-    """
-    plan = plan_rotation(keyset.indices, state.history, policy, now)
+    run: Run, repository: Repository, keyset: KeySet, state: RepositoryState, plan: RotationPlan
+) -> tuple[KeySet, RepositoryState]:
+    """Carry out ``plan`` on the local repository, journaled so a crash can be finished or
+    undone; return the new key set and journal. Raise RepositoryError if the disk write
+    fails (the repository is then unchanged)."""
+    now = run.clock()
     new_staged = repository.kind.generate()
+    staged = keyset.staged
+    if staged is None:
+        raise RepositoryError(f"cannot rotate {repository.path}: no staged key 0")
     pending = PendingRotation(
         new_primary=plan.new_primary,
-        old_staged_digest=keyset.digests()[0],
+        old_staged_digest=staged.digest,
         new_staged_digest=digest_of(new_staged),
         retire=plan.retire,
         started_at=now,
     )
-    save(replace(state, pending=pending))
+    write_ahead(run, journal.begin_rotation(state, pending))
     try:
         repository.rotate(keyset, plan, new_staged)
     except RepositoryError:
-        save(replace(state, pending=None))
+        write_ahead(run, journal.abandon_rotation(state))
         raise
     repository.retire(plan.retire)
     after = repository.load()
-    history = rotated_history(state.history, plan.demoted, plan.new_primary, now)
-    new_state = replace(
-        state.with_generation(after.digests(), _known(history, after.digests())),
-        last_rotation_at=now,
-    )
-    save(new_state)
-    return LocalRotation(plan, new_state, after)
+    state = journal.rotated(state, plan, after.digests(), now)
+    write_ahead(run, state)
+    return after, state
 
 
 def retire_due(
-    repository: Repository, keyset: KeySet, state: RepositoryState, policy: Policy, now: float
+    run: Run, repository: Repository, keyset: KeySet, state: RepositoryState
 ) -> tuple[KeySet, RepositoryState, tuple[int, ...]]:
-    """Retire keys kept earlier that are now safe to delete; return the new set and state."""
-    due = plan_retirement(keyset.indices, state.history, policy, now).retire
-    if not due:
+    """Retire keys kept earlier that are now safe to delete (safety rule 2); return the new
+    set, journal and the retired indices."""
+    due = plan_retirement(keyset.indices, state.history, policy_of(run.repository), run.clock())
+    if not due.retire:
         return keyset, state, ()
-    repository.retire(due)
+    repository.retire(due.retire)
     after = repository.load()
-    return (
-        after,
-        state.with_generation(after.digests(), _known(state.history, after.digests())),
-        due,
-    )
+    state = journal.retired(state, after.digests())
+    write_ahead(run, state)  # the journal matches the disk again before anything else happens
+    return after, state, due.retire
 
 
-def init_local(repository: Repository, state: RepositoryState, now: float) -> RepositoryState:
-    """Create {0, 1} like keystone's fernet_setup; return the first generation's state.
-
-    Raise KeysyncError if the repository already holds keys (never re-bootstrap).
-    """
-    if repository.holds_keys():
-        raise KeysyncError(
-            f"refusing to initialise {repository.path}: it already holds keys "
-            "(re-bootstrapping a live repository invalidates every token)"
-        )
+def initialise(run: Run, repository: Repository, state: RepositoryState) -> RepositoryState:
+    """Create {0, 1} like keystone's fernet_setup; return the first generation's journal."""
     first, second = repository.kind.generate(), repository.kind.generate()
     repository.create(first, second)
-    keyset = repository.load()
-    history = {
-        1: KeyHistory(created_at=now, promoted_at=now),
-        0: KeyHistory(created_at=now),
-    }
-    return replace(state.with_generation(keyset.digests(), history), last_rotation_at=now)
+    return journal.initialised(state, repository.load().digests(), run.clock())

@@ -1,293 +1,253 @@
 """Rotate one repository across the fleet, safely (SPEC safety rules 1-3) or not at all.
 
-Order: recover the journal, check the hook block, verify (syncing first) that every
-node holds the current state, and only then promote the staged key locally, push in
-two phases, verify, run hooks. If a node cannot be verified the rotation is deferred
-and nothing changes anywhere, unless --force.
+load (keys, journal, recovery) -> decide (hook block, the rotation plan, made once) -> act
+(sync every node to the current state; the gate: promote only if every node is verified,
+else defer; promote locally; push in two phases; verify; hooks) -> commit (one report).
+``--dry-run`` loads and decides, reads the nodes, and writes nothing anywhere.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import threading
-import time
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from keysyncd.actions.distribute import finish_report, push_keyset, record_nodes, start_fleet
-from keysyncd.actions.local import open_repository, policy_of, prepare, rotate_local
-from keysyncd.config import Config, RepositoryConfig
+from keysyncd.actions.context import DRY_RUN, ActionResult, Draft, Run, commit, node_outcomes
+from keysyncd.actions.local import Local, load_local, policy_of, recover, rotate_local
+from keysyncd.core import journal
+from keysyncd.core.journal import HookBlock, RepositoryState
 from keysyncd.core.keyring import KeySet
 from keysyncd.core.nodeplan import diff
 from keysyncd.core.policy import RotationPlan, plan_rotation
-from keysyncd.core.report import Report
-from keysyncd.io.fleet import FleetAction, NodeResult, Progress
+from keysyncd.core.report import NodeOutcome, Report
+from keysyncd.core.vocabulary import GOOD, Action, Outcome
+from keysyncd.errors import RepositoryError
+from keysyncd.io.fleet import FleetAction, push_keyset
 from keysyncd.io.hooks import HookRun, run_hooks
-from keysyncd.io.state import RepositoryState, load_state, save_state
 
 log = logging.getLogger(__name__)
 NEW_KEY = "(new key)"
 
 
 @dataclass(frozen=True)
-class RotateResult:
-    """The outcome of ``rotate`` for one repository; ``report`` is None for a dry run."""
+class Gate:
+    """The promotion decision (safety rule 1): promote, or defer naming the unverified."""
 
-    outcome: str
-    plan: RotationPlan | None
-    report: Report | None
-    messages: list[str] = field(default_factory=list)
-    node_plans: dict[str, dict[str, Any]] = field(default_factory=dict)
-    results: dict[str, NodeResult] = field(default_factory=dict)
+    promote: bool
+    unverified: tuple[str, ...]  # "node3 (unreachable)" for each node not verified
+    forced: bool
 
 
-def rotate_repository(
-    config: Config,
-    repository: RepositoryConfig,
-    trigger: str,
-    now: float,
-    dry_run: bool = False,
-    force: bool = False,
-    progress: Progress | None = None,
-    cancel: threading.Event | None = None,
-) -> RotateResult:
-    """Rotate ``repository`` once; the caller holds the lock. See the module docstring.
+def gate(nodes: Mapping[str, NodeOutcome], force: bool, stopping: bool) -> Gate:
+    """Return whether the staged key may be promoted, given every node's verification.
 
-    ``cancel`` (set when the daemon stops) abandons the rotation safely between steps.
+    A stopping daemon never promotes, not even with --force: the next run starts over.
     """
-    repo = open_repository(repository)
-    keyset, state, _ = prepare(repo, load_state(config.state_dir, repository.name), now)
-    if not dry_run:
-        save_state(config.state_dir, state)
-    state, blocked = _retry_blocking_hook(config, repository, state, dry_run)
-    if blocked:
-        return _refuse(config, repository, trigger, now, state, blocked, dry_run)
-    plan = plan_rotation(keyset.indices, state.history, policy_of(repository), now)
-    fleet = (
-        start_fleet(config, repository, list(config.nodes), progress, cancel)
-        if config.nodes
-        else None
+    unverified = tuple(
+        f"{name} ({node.reason or node.status})"
+        for name, node in sorted(nodes.items())
+        if node.status not in GOOD
     )
-    try:
-        return _rotate(config, repository, trigger, now, dry_run, force, keyset, state, plan, fleet)
-    finally:
-        if fleet is not None:
-            fleet.finish()
+    if stopping:
+        return Gate(False, unverified or ("stopping",), False)
+    return Gate(not unverified or force, unverified, bool(unverified) and force)
 
 
-def _rotate(
-    config: Config,
-    repository: RepositoryConfig,
-    trigger: str,
-    now: float,
-    dry_run: bool,
-    force: bool,
-    keyset: KeySet,
-    state: RepositoryState,
-    plan: RotationPlan,
-    fleet: FleetAction | None,
-) -> RotateResult:
-    results = fleet.results if fleet else {}
-    if fleet is not None:
-        if dry_run:
-            fleet.inspect(keyset.digests())
-        else:
-            push_keyset(fleet, keyset)  # safety rule 1: every node holds the staged key first
-    unverified = {name: r for name, r in results.items() if not r.ok}
-    if fleet is not None and fleet.cancel is not None and fleet.cancel.is_set() and not dry_run:
-        # stopping: never promote now, even with --force; the next run starts over safely
-        force = False
-        unverified = unverified or {name: r for name, r in results.items()}
-    messages = [_kept(plan)] if plan.keep else []
+def rotate_repository(run: Run, dry_run: bool = False, force: bool = False) -> ActionResult:
+    """Rotate ``run.repository`` once (the caller holds the lock, unless ``dry_run``)."""
+    started = run.clock()
+    local = load_local(run)
     if dry_run:
-        node_plans = _dry_run_nodes(fleet, keyset, plan) if fleet else {}
-        if unverified and not force:
-            messages.append("would defer: " + _names(unverified))
-        return RotateResult("dry-run", plan, None, messages, node_plans, results)
-    if unverified and not force:
-        state = record_nodes(state, results, time.time())
-        messages.append("deferred: not every node could be verified: " + _names(unverified))
-        return _give_up(
-            config, repository, trigger, now, state, results, plan, "deferred", messages, {}
+        return _preview(run, local, force)
+    keyset, state = recover(run, local).valid()
+    state, _ = journal.reconcile(state, keyset.digests(), started)
+    state, blocked = _retry_blocking_hook(run, state)
+    if blocked:
+        return commit(
+            run, state, Draft(Action.ROTATE, started, outcome=Outcome.DEFERRED, messages=(blocked,))
         )
-    if unverified:
+    plan = plan_rotation(keyset.indices, state.history, policy_of(run.repository), started)
+    with run.fleet() as fleet:
+        return _rotate(run, _Rotation(local, keyset, state, plan, started, force), fleet)
+
+
+@dataclass(frozen=True)
+class _Rotation:
+    local: Local
+    keyset: KeySet
+    state: RepositoryState
+    plan: RotationPlan
+    started: float
+    force: bool
+
+
+def _rotate(run: Run, rotation: _Rotation, fleet: FleetAction | None) -> ActionResult:
+    state, plan = rotation.state, rotation.plan
+    if fleet is not None:
+        push_keyset(fleet, rotation.keyset)  # rule 1: every node holds the staged key first
+    decision = gate(node_outcomes(fleet), rotation.force, run.cancelled)
+    messages = [_kept(plan)] if plan.keep else []
+    if not decision.promote:
         messages.append(
-            "FORCED: rotated although these nodes were not verified: " + _names(unverified)
+            "deferred: not every node could be verified: " + ", ".join(decision.unverified)
         )
-    hook_runs = run_hooks(
-        "before_rotate",
-        repository.hooks.before_rotate,
-        _document(repository, plan, state),
-        repository.hooks.timeout,
-    )
-    if hook_runs and not hook_runs[-1].ok:
-        messages.append("not rotated: " + hook_runs[-1].describe())
-        details = {"hooks": [h.to_json() for h in hook_runs]}
+        state = _recorded(run, state, fleet)
         return _give_up(
-            config, repository, trigger, now, state, results, plan, "failed", messages, details
+            run,
+            state,
+            Draft(
+                Action.ROTATE,
+                rotation.started,
+                node_outcomes(fleet),
+                Outcome.DEFERRED,
+                messages=tuple(messages),
+            ),
+            plan,
         )
-    repo = open_repository(repository)
-    rotated = rotate_local(
-        repo, keyset, state, policy_of(repository), now, lambda s: save_state(config.state_dir, s)
+    if decision.forced:
+        messages.append(
+            "FORCED: rotated although these nodes were not verified: "
+            + ", ".join(decision.unverified)
+        )
+    before = run_hooks(
+        "before_rotate",
+        run.repository.hooks.before_rotate,
+        _document(run, plan, state),
+        run.repository.hooks.timeout,
     )
-    state = rotated.state
+    if before and not before[-1].ok:
+        messages.append("not rotated: " + before[-1].describe())
+        draft = Draft(
+            Action.ROTATE,
+            rotation.started,
+            node_outcomes(fleet),
+            Outcome.FAILED,
+            messages=tuple(messages),
+            details={"hooks": _runs(before)},
+        )
+        return _give_up(run, state, draft, plan)
+    keyset, state = rotate_local(run, rotation.local.repository, rotation.keyset, state, plan)
     if fleet is not None:
         fleet.reset()
-        push_keyset(fleet, rotated.keyset, force=force)
-        state = record_nodes(state, results, time.time())
-    return _after(
-        config, repository, trigger, now, force, plan, state, results, messages, hook_runs
-    )
+        push_keyset(fleet, keyset, force=decision.forced)
+    state = _recorded(run, state, fleet)
+    return _after(run, rotation, state, fleet, messages, before, decision.forced)
+
+
+def _recorded(run: Run, state: RepositoryState, fleet: FleetAction | None) -> RepositoryState:
+    state = journal.record_nodes(state, node_outcomes(fleet), run.clock())
+    return journal.confirm_if_all_verified(state, run.node_names, run.clock())
 
 
 def _after(
-    config: Config,
-    repository: RepositoryConfig,
-    trigger: str,
-    now: float,
-    force: bool,
-    plan: RotationPlan,
+    run: Run,
+    rotation: _Rotation,
     state: RepositoryState,
-    results: dict[str, NodeResult],
+    fleet: FleetAction | None,
     messages: list[str],
-    hook_runs: list[HookRun],
-) -> RotateResult:
-    all_verified = all(r.ok for r in results.values())
-    if all_verified:
+    hooks: list[HookRun],
+    forced: bool,
+) -> ActionResult:
+    nodes = node_outcomes(fleet)
+    if all(node.status in GOOD for node in nodes.values()):
         after = run_hooks(
             "after_rotate",
-            repository.hooks.after_rotate,
-            _document(repository, plan, state),
-            repository.hooks.timeout,
+            run.repository.hooks.after_rotate,
+            _document(run, rotation.plan, state),
+            run.repository.hooks.timeout,
         )
-        hook_runs = hook_runs + after
+        hooks = hooks + after
         if after and not after[-1].ok:
             messages.append(
                 after[-1].describe() + "; the next rotation is blocked until it succeeds"
             )
-            block = {"hook": list(after[-1].command), "status": after[-1].status, "at": time.time()}
-            state = replace(state, hook_block=block)
-    details = {"plan": _plan_json(plan), "hooks": [h.to_json() for h in hook_runs]}
-    report = finish_report(
-        config,
-        repository,
-        "rotate",
-        trigger,
-        now,
-        state,
-        results,
-        forced=force,
+            state = journal.block_rotation(state, _block(after[-1], run.clock()))
+    details = {"plan": plan_json(rotation.plan), "hooks": _runs(hooks)}
+    draft = Draft(
+        Action.ROTATE,
+        rotation.started,
+        nodes,
+        forced=forced,
         messages=tuple(messages),
         details=details,
     )
-    if report.outcome != "ok" or state.hook_block:
-        _on_failure(config, repository, report)
-    outcome = "partial" if report.outcome == "ok" and state.hook_block else report.outcome
-    return RotateResult(outcome, plan, report, messages, results=results)
+    result = commit(run, state, draft, rotation=rotation.plan)
+    if state.hook_block is not None or result.outcome != Outcome.OK:
+        assert result.report is not None  # noqa: S101 - commit always writes one
+        _on_failure(run, result.report)
+    if result.outcome == Outcome.OK and state.hook_block is not None:
+        return ActionResult(
+            result.repository,
+            Outcome.PARTIAL,
+            result.report,
+            result.nodes,
+            result.messages,
+            rotation=rotation.plan,
+        )
+    return result
 
 
-def _give_up(
-    config: Config,
-    repository: RepositoryConfig,
-    trigger: str,
-    now: float,
-    state: RepositoryState,
-    results: dict[str, NodeResult],
-    plan: RotationPlan,
-    outcome: str,
-    messages: list[str],
-    details: dict[str, Any],
-) -> RotateResult:
-    """Write the report of a rotation that did not happen, run on_failure, return the result."""
-    report = finish_report(
-        config,
-        repository,
-        "rotate",
-        trigger,
-        now,
-        state,
-        results,
-        outcome=outcome,
-        messages=tuple(messages),
-        details=details,
-    )
-    _on_failure(config, repository, report)
-    return RotateResult(outcome, plan, report, messages, results=results)
+def _give_up(run: Run, state: RepositoryState, draft: Draft, plan: RotationPlan) -> ActionResult:
+    """Commit the report of a rotation that did not happen, run on_failure, return it."""
+    result = commit(run, state, draft, rotation=plan)
+    assert result.report is not None  # noqa: S101 - commit always writes one
+    _on_failure(run, result.report)
+    return result
 
 
-def _retry_blocking_hook(
-    config: Config, repository: RepositoryConfig, state: RepositoryState, dry_run: bool
-) -> tuple[RepositoryState, str | None]:
+def _retry_blocking_hook(run: Run, state: RepositoryState) -> tuple[RepositoryState, str | None]:
     """Re-run a failed after_rotate hook; return the state and why rotation stays blocked."""
-    if not state.hook_block:
+    if state.hook_block is None:
         return state, None
-    if dry_run:
-        return state, _blocked_message(state.hook_block)
     runs = run_hooks(
         "after_rotate",
-        repository.hooks.after_rotate,
-        _document(repository, None, state),
-        repository.hooks.timeout,
+        run.repository.hooks.after_rotate,
+        _document(run, None, state),
+        run.repository.hooks.timeout,
     )
     if runs and not runs[-1].ok:
-        block = {"hook": list(runs[-1].command), "status": runs[-1].status, "at": time.time()}
-        state = replace(state, hook_block=block)
-        save_state(config.state_dir, state)
-        return state, _blocked_message(block)
-    state = replace(state, hook_block=None)
-    save_state(config.state_dir, state)
-    return state, None
+        state = journal.block_rotation(state, _block(runs[-1], run.clock()))
+        return state, blocked_message(state.hook_block)
+    return journal.unblock_rotation(state), None
 
 
-def _blocked_message(block: dict[str, Any]) -> str:
-    command = " ".join(block.get("hook") or [])
+def _block(hook: HookRun, now: float) -> HookBlock:
+    return HookBlock(hook.command, hook.status, now)
+
+
+def blocked_message(block: HookBlock | None) -> str:
+    """Return why rotation is blocked by a failed after_rotate hook."""
+    command = " ".join(block.hook) if block else ""
+    status = block.status if block else None
     return (
-        f"rotation blocked: after_rotate hook {command!r} exited with status "
-        f"{block.get('status')}; it must succeed before the next rotation"
+        f"rotation blocked: after_rotate hook {command!r} exited with status {status}; it "
+        "must succeed before the next rotation (each rotate retries it first)"
     )
 
 
-def _refuse(
-    config: Config,
-    repository: RepositoryConfig,
-    trigger: str,
-    now: float,
-    state: RepositoryState,
-    why: str,
-    dry_run: bool,
-) -> RotateResult:
-    if dry_run:
-        return RotateResult("deferred", None, None, [why])
-    report = finish_report(
-        config, repository, "rotate", trigger, now, state, {}, outcome="deferred", messages=(why,)
-    )
-    return RotateResult("deferred", None, report, [why])
-
-
-def _on_failure(config: Config, repository: RepositoryConfig, report: Report) -> None:
+def _on_failure(run: Run, report: Report) -> None:
     document = json.dumps(report.to_json()).encode()
-    for run in run_hooks(
-        "on_failure", repository.hooks.on_failure, document, repository.hooks.timeout
-    ):
-        if not run.ok:
-            log.warning("%s: %s", repository.name, run.describe())
+    hooks = run.repository.hooks
+    for hook in run_hooks("on_failure", hooks.on_failure, document, hooks.timeout):
+        if not hook.ok:
+            log.warning("%s: %s", run.repository.name, hook.describe())
 
 
-def _document(
-    repository: RepositoryConfig, plan: RotationPlan | None, state: RepositoryState
-) -> bytes:
+def _document(run: Run, plan: RotationPlan | None, state: RepositoryState) -> bytes:
     return json.dumps(
         {
-            "repository": repository.name,
+            "repository": run.repository.name,
             "generation": state.generation,
-            "plan": _plan_json(plan) if plan else None,
+            "plan": plan_json(plan) if plan else None,
             "digests": {str(i): d for i, d in sorted(state.digests.items())},
         }
     ).encode()
 
 
-def _plan_json(plan: RotationPlan) -> dict[str, Any]:
+def plan_json(plan: RotationPlan) -> dict[str, Any]:
+    """Return a rotation plan as reports and hooks show it."""
     return {
         "new_primary": plan.new_primary,
         "demoted": plan.demoted,
@@ -297,17 +257,62 @@ def _plan_json(plan: RotationPlan) -> dict[str, Any]:
     }
 
 
+def _runs(hooks: list[HookRun]) -> list[dict[str, Any]]:
+    return [hook.to_json() for hook in hooks]
+
+
 def _kept(plan: RotationPlan) -> str:
     return "; ".join(f"key {k.index} kept beyond max_active_keys: {k.reason}" for k in plan.keep)
 
 
-def _names(results: dict[str, NodeResult]) -> str:
-    return ", ".join(
-        f"{name} ({r.error.reason if r.error else r.status})" for name, r in sorted(results.items())
+# --- the dry run: load, decide and read the nodes; write nothing ------------------------------
+
+
+def _preview(run: Run, local: Local, force: bool) -> ActionResult:
+    """Return what ``rotate`` would do now, including recovery, without changing anything."""
+    keyset = _after_recovery(local)
+    problems = local.problems()
+    if problems:
+        raise RepositoryError("invalid repository: " + "; ".join(problems))
+    state, _ = journal.reconcile(local.state, keyset.digests(), run.clock())
+    messages = [] if local.recovery.action == "none" else ["would " + local.recovery.describe()]
+    if local.temp_files:
+        messages.append(f"would remove {len(local.temp_files)} leftover temp file(s)")
+    if state.hook_block is not None:
+        messages.append(
+            "would retry the after_rotate hook first; " + blocked_message(state.hook_block)
+        )
+    plan = plan_rotation(keyset.indices, state.history, policy_of(run.repository), run.clock())
+    if plan.keep:
+        messages.append(_kept(plan))
+    with run.fleet() as fleet:
+        if fleet is not None:
+            fleet.inspect(keyset.digests())
+        nodes = node_outcomes(fleet)
+        preview = _node_previews(fleet, keyset, plan) if fleet is not None else {}
+    unreachable = [n for n, node in sorted(nodes.items()) if node.status in ("failed", "diverged")]
+    if unreachable and not force:
+        messages.append("would defer: not every node could be verified: " + ", ".join(unreachable))
+    return ActionResult(
+        run.repository.name,
+        DRY_RUN,
+        None,
+        nodes,
+        tuple(messages),
+        rotation=plan,
+        preview=preview,
+        recovery=local.recovery,
     )
 
 
-def _dry_run_nodes(
+def _after_recovery(local: Local) -> KeySet:
+    """Return the key set the repository would hold once recovery ran (on disk: unchanged)."""
+    gone = set(local.recovery.retire) | {local.recovery.unlink} - {None}
+    keys = local.scan.keyset.keys
+    return KeySet.of(key for index, key in keys.items() if index not in gone)
+
+
+def _node_previews(
     fleet: FleetAction, keyset: KeySet, plan: RotationPlan
 ) -> dict[str, dict[str, Any]]:
     """Return what each node would get: its diff against the state after the rotation."""
@@ -318,8 +323,10 @@ def _dry_run_nodes(
     shown: dict[str, dict[str, Any]] = {}
     for name, result in fleet.results.items():
         if result.view is None:
-            shown[name] = {"error": str(result.error) if result.error else result.status}
+            shown[name] = {"error": result.error.detail if result.error else result.status}
             continue
-        node_plan = diff(expected, result.view)
-        shown[name] = {"primary": plan.new_primary, **node_plan.changes()}
+        shown[name] = {
+            "primary": plan.new_primary,
+            **diff(expected, result.view, fleet.ownership).changes(),
+        }
     return shown

@@ -6,6 +6,7 @@ Exit codes: 0 done; 1 deferred, drift, or a node failed; 2 bad usage or config.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -14,16 +15,18 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from keysyncd import __version__
 from keysyncd.actions.bootstrap import adopt_repository, init_repository
-from keysyncd.actions.distribute import ActionResult, sync_repository, verify_repository
+from keysyncd.actions.context import ActionResult, Run
+from keysyncd.actions.distribute import sync_repository, verify_repository
 from keysyncd.actions.inspect import repository_plan, repository_status
+from keysyncd.actions.jobs import RepositoryRun, each_repository
 from keysyncd.actions.rotate import rotate_repository
 from keysyncd.commands import render
 from keysyncd.commands.logs import setup_logging
 from keysyncd.config import DEFAULT_PATH, Config, RepositoryConfig, load_config
+from keysyncd.core.vocabulary import Trigger
 from keysyncd.errors import ConfigError, KeysyncError, LocalFileError, UsageError
 from keysyncd.io.daemon_info import read_daemon_info
 from keysyncd.io.lock import exclusive
@@ -62,15 +65,23 @@ def build_parser() -> argparse.ArgumentParser:
             )
         return sub
 
-    command("init", "create the repositories (like keystone fernet_setup) and push them", wait=True)
+    init = command(
+        "init", "create the repositories (like keystone fernet_setup) and push them", wait=True
+    )
+    init.add_argument("--dry-run", action="store_true", help="check, and change nothing")
     adopt = command("adopt", "take over an existing node's keys as the controller's", wait=True)
     adopt.add_argument("--from", dest="source", required=True, metavar="NODE")
     rotate = command("rotate", "rotate now: verify every node, promote, push, verify", wait=True)
-    rotate.add_argument("--dry-run", action="store_true", help="show what would happen")
+    rotate.add_argument(
+        "--dry-run", action="store_true", help="show what would happen; change nothing"
+    )
     rotate.add_argument("--force", action="store_true", help="rotate despite unverified nodes")
     sync = command("sync", "push the repositories to the nodes and verify them", wait=True)
     sync.add_argument("--node", metavar="N", help="only this node")
     sync.add_argument("--force", action="store_true", help="also overwrite diverged nodes")
+    sync.add_argument(
+        "--dry-run", action="store_true", help="show what would change; change nothing"
+    )
     verify = command("verify", "read every node and compare it with the controller", wait=True)
     verify.add_argument("--json", action="store_true", help="print one JSON document")
     status = command("status", "show keys, generations and node status")
@@ -131,14 +142,6 @@ def progress_printer(enabled: bool) -> Callable[[str, str, int, int], None] | No
     return show
 
 
-def _print_results(name: str, action: str, result: ActionResult) -> int:
-    print(f"{name}: {action} {result.report.outcome} (report {result.report.id})")
-    for line in render.node_table(result.results):
-        print(line)
-    print(render.summary(result.results))
-    return 0 if result.report.outcome == "ok" else 1
-
-
 def cmd_check_config(args: argparse.Namespace, config: Config) -> int:
     problems = local_file_problems(config)
     for problem in problems:
@@ -151,23 +154,56 @@ def cmd_check_config(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def make_run(config: Config, args: argparse.Namespace) -> Callable[[RepositoryConfig], Run]:
+    """Return how this command builds the Run of each repository."""
+    return lambda repository: Run(config, repository, Trigger.CLI, progress=args.progress)
+
+
+def locked(
+    config: Config, args: argparse.Namespace, action: str
+) -> contextlib.AbstractContextManager[None]:
+    """Return the lock for a mutating action; a dry run changes nothing and takes none."""
+    if getattr(args, "dry_run", False):
+        return contextlib.nullcontext()
+    return exclusive(config.state_dir, action, args.wait)
+
+
+def finish(runs: list[RepositoryRun], show: Callable[[str, ActionResult], list[str]]) -> int:
+    """Print each repository's result (or error), then a summary per repository when there
+    are several; return 0 when every repository is fine, else 1."""
+    for run in runs:
+        for result in run.results:
+            print("\n".join(show(run.repository, result)))
+        if run.error is not None:
+            print(f"keysyncd: error: {run.repository}: {run.error}", file=sys.stderr)
+    if len(runs) > 1:
+        print("\n".join(render.repository_summary(runs)))
+    return 0 if all(run.ok for run in runs) else 1
+
+
 def cmd_init(args: argparse.Namespace, config: Config) -> int:
-    code = 0
-    with exclusive(config.state_dir, "init", args.wait):
-        for repository in chosen(config, args.repo):
-            result = init_repository(config, repository, "cli", args.progress)
-            print(f"{repository.name}: initialised {repository.path} with keys 0 and 1")
-            if result.results:
-                code = max(code, _print_results(repository.name, "push", result))
-            else:
-                print(f"{repository.name}: no nodes configured (report {result.report.id})")
-    return code
+    with locked(config, args, "init"):
+        runs = each_repository(
+            chosen(config, args.repo),
+            make_run(config, args),
+            lambda run: [init_repository(run, args.dry_run)],
+        )
+    return finish(
+        runs,
+        lambda name, result: [
+            f"{name}: initialised {config.repository(name).path} with keys 0 and 1"
+            if result.report
+            else f"{name}: dry run",
+            *render.action(name, "init", result),
+        ],
+    )
 
 
 def cmd_adopt(args: argparse.Namespace, config: Config) -> int:
     with exclusive(config.state_dir, "adopt", args.wait):
         for repository in chosen(config, args.repo):
-            keyset = adopt_repository(config, repository, args.source, args.progress)
+            run = Run(config, repository, Trigger.CLI, progress=args.progress)
+            keyset = adopt_repository(run, args.source)
             print(
                 f"{repository.name}: adopted keys {list(keyset.indices)} from {args.source}; "
                 "run 'keysyncd sync' to push them to every node"
@@ -176,48 +212,37 @@ def cmd_adopt(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_rotate(args: argparse.Namespace, config: Config) -> int:
-    code = 0
-    with exclusive(config.state_dir, "rotate", args.wait):
-        for repository in chosen(config, args.repo):
-            result = rotate_repository(
-                config, repository, "cli", time.time(), args.dry_run, args.force, args.progress
-            )
-            for line in render.rotation(repository.name, result):
-                print(line)
-            if result.outcome not in ("ok", "dry-run"):
-                code = 1
-    return code
+    with locked(config, args, "rotate"):
+        runs = each_repository(
+            chosen(config, args.repo),
+            make_run(config, args),
+            lambda run: [rotate_repository(run, args.dry_run, args.force)],
+        )
+    return finish(runs, render.rotation)
 
 
 def cmd_sync(args: argparse.Namespace, config: Config) -> int:
-    code = 0
-    with exclusive(config.state_dir, "sync", args.wait):
-        for repository in chosen(config, args.repo):
-            result = sync_repository(
-                config, repository, "cli", args.progress, args.node, args.force
-            )
-            code = max(code, _print_results(repository.name, "sync", result))
-    return code
+    with locked(config, args, "sync"):
+        runs = each_repository(
+            chosen(config, args.repo),
+            make_run(config, args),
+            lambda run: [sync_repository(run, args.node, args.force, args.dry_run)],
+        )
+    return finish(runs, lambda name, result: render.action(name, "sync", result))
 
 
 def cmd_verify(args: argparse.Namespace, config: Config) -> int:
-    documents: list[dict[str, Any]] = []
-    code = 0
     # read-only on the nodes, but it records node status in the journal: one writer
     with exclusive(config.state_dir, "verify", args.wait):
-        results = [
-            verify_repository(config, r, "cli", None if args.json else args.progress)
-            for r in chosen(config, args.repo)
-        ]
-    for repository, result in zip(chosen(config, args.repo), results, strict=True):
-        code = max(code, 0 if result.report.outcome == "ok" else 1)
-        if args.json:
-            documents.append(result.report.to_json())
-        else:
-            _print_results(repository.name, "verify", result)
-    if args.json:
-        print(json.dumps({"repositories": documents}, indent=2, sort_keys=True))
-    return code
+        runs = each_repository(
+            chosen(config, args.repo), make_run(config, args), lambda run: [verify_repository(run)]
+        )
+    if not args.json:
+        return finish(runs, lambda name, result: render.action(name, "verify", result))
+    documents = [r.report.to_json() for run in runs for r in run.results if r.report]
+    errors = {run.repository: str(run.error) for run in runs if run.error is not None}
+    print(json.dumps({"repositories": documents, "errors": errors}, indent=2, sort_keys=True))
+    return 0 if all(run.ok for run in runs) else 1
 
 
 def cmd_status(args: argparse.Namespace, config: Config) -> int:

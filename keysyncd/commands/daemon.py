@@ -14,18 +14,21 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
-from datetime import UTC, datetime
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from keysyncd.actions.distribute import sync_repository, verify_repository
-from keysyncd.actions.drift import check_fleet, check_local, report_watch_failure
-from keysyncd.actions.rotate import rotate_repository
-from keysyncd.commands.scheduler import Job, Scheduler, missed_rotation
-from keysyncd.config import Config, load_config
-from keysyncd.errors import ConfigError, KeysyncError, LockError
+from keysyncd.actions.context import Run
+from keysyncd.actions.drift import report_watch_failure
+from keysyncd.actions.jobs import JOBS, RepositoryRun, Step, each_repository
+from keysyncd.commands.scheduler import Job, Scheduler
+from keysyncd.config import Config, RepositoryConfig, load_config
+from keysyncd.core.journal import nodes_in_sync
+from keysyncd.core.schedule import missed_rotation
+from keysyncd.core.times import rfc3339_of
+from keysyncd.core.vocabulary import Outcome, Trigger
+from keysyncd.errors import ConfigError, KeysyncError
 from keysyncd.io.daemon_info import daemon_file
 from keysyncd.io.fsutil import atomic_write
 from keysyncd.io.lock import exclusive
@@ -38,7 +41,6 @@ from keysyncd.io.watch import RepositoryWatcher
 log = logging.getLogger("keysyncd.commands.daemon")
 LOCK_WAIT = 60.0  # a CLI action holding the lock delays a daemon job, up to this long
 STOP_TIMEOUT = 30.0  # after SIGTERM, the current step gets this long before a hard exit
-LOCK_POLL = 0.1  # how often a daemon job waiting for the lock tries again (and checks SIGTERM)
 CHILD_GRACE = 2.0  # at a hard exit, hook processes get this long between SIGTERM and SIGKILL
 
 
@@ -207,6 +209,7 @@ class Daemon:
                 self.enqueue(Job("rotate", repository.name, "cron"))
 
     def _execute(self, job: Job) -> None:
+        """Run ``job`` on its repositories, each on its own, under the lock; record the end."""
         repositories = (
             [self.config.repository(job.repository)] if job.repository else self.config.repositories
         )
@@ -221,14 +224,15 @@ class Daemon:
                 for r in repositories
             )
         )
-        outcome = "ok"
+        outcome: str = Outcome.OK
         try:
             check_local_files(self.config, ssh=True)  # unsafe files stop the job before it acts
-            with self._locked(f"{job.action} ({job.trigger})"):
-                for repository in repositories:
-                    outcome = self._run_action(job, repository)
+            holder = f"{job.action} ({job.trigger})"
+            with exclusive(self.config.state_dir, holder, LOCK_WAIT, cancel=self.stopping):
+                runs = each_repository(repositories, self._run_of(job), self._step(job))
+            outcome = self._record(job, runs)
         except KeysyncError as error:
-            outcome = "failed"
+            outcome = Outcome.FAILED
             self.last_error = f"{job.action}: {error}"
             log.error("%s failed: %s", job.action, error)
         self.job_deadline = 0.0
@@ -242,69 +246,36 @@ class Daemon:
         self._write_info()
         self.notifier.send(f"STATUS={self._status()}")
 
-    @contextlib.contextmanager
-    def _locked(self, holder: str) -> Iterator[None]:
-        """Hold the keysyncd lock, waiting up to LOCK_WAIT for a CLI action to release it.
+    def _run_of(self, job: Job) -> Callable[[RepositoryConfig], Run]:
+        trigger = Trigger(job.trigger)
+        return lambda repository: Run(
+            self.config, repository, trigger, progress=self._progress, cancel=self.stopping
+        )
 
-        Raise LockError if it stays taken, and at once on SIGTERM: waiting for another
-        process's step is no step of ours to finish, so it must not delay the stop.
-        """
-        deadline = time.monotonic() + LOCK_WAIT
-        with contextlib.ExitStack() as stack:
-            while True:
-                try:
-                    stack.enter_context(exclusive(self.config.state_dir, holder))
-                    break
-                except LockError as error:
-                    if self.stopping.is_set():
-                        raise LockError(f"{error}; not waiting for it: stopping") from None
-                    if time.monotonic() >= deadline:
-                        raise LockError(f"{error} (waited {LOCK_WAIT:g}s)") from None
-                self.stopping.wait(LOCK_POLL)
-            yield
-
-    def _run_action(self, job: Job, repository: Any) -> str:
-        progress = self._progress
-        if job.action == "rotate":
-            result = rotate_repository(
-                self.config,
-                repository,
-                job.trigger,
-                time.time(),
-                progress=progress,
-                cancel=self.stopping,
-            )
-            outcome = result.outcome
-            for message in result.messages:
-                log.info("%s: %s", repository.name, message)
-        elif job.action == "watch":
-            report = check_local(self.config, repository, job.trigger, progress, self.stopping)
-            if report is None:  # our own write, or nothing changed
-                return "ok"
-            outcome = report.outcome
-        elif job.action == "watch_failed":
-            failure = self.watch_failures.get(repository.name, "local watch unavailable")
-            report_watch_failure(self.config, repository, failure)
-            outcome = "failed"
-        elif job.action == "sync":
-            outcome = sync_repository(
-                self.config, repository, job.trigger, progress, cancel=self.stopping
-            ).report.outcome
-            if self.config.nodes:
-                verify_repository(
-                    self.config, repository, job.trigger, progress, cancel=self.stopping
+    def _step(self, job: Job) -> Step:
+        if job.action == "watch_failed":
+            return lambda run: [
+                report_watch_failure(
+                    run, self.watch_failures.get(run.repository.name, "local watch unavailable")
                 )
-        elif job.action == "verify":
-            local = check_local(self.config, repository, job.trigger, progress, self.stopping)
-            remote = check_fleet(self.config, repository, job.trigger, progress, self.stopping)
-            outcomes = [r.outcome for r in (local, remote) if r is not None]
-            outcome = next((o for o in outcomes if o != "ok"), "ok")
-        else:
+            ]
+        if job.action not in JOBS:
             raise KeysyncError(f"unknown daemon job {job.action!r}")
-        log.info("%s %s (%s): %s", job.action, repository.name, job.trigger, outcome)
-        if outcome != "ok":
-            self.last_error = f"{job.action} {repository.name}: {outcome}"
-        return outcome
+        return JOBS[job.action]
+
+    def _record(self, job: Job, runs: list[RepositoryRun]) -> str:
+        """Log each repository's outcome; return the job's (the first that is not ok)."""
+        for run in runs:
+            for result in run.results:
+                for message in result.messages:
+                    log.info("%s: %s", run.repository, message)
+            if run.error is not None:
+                log.error("%s %s: %s", job.action, run.repository, run.error)
+            if run.results or run.error is not None:
+                log.info("%s %s (%s): %s", job.action, run.repository, job.trigger, run.outcome)
+            if not run.ok:
+                self.last_error = f"{job.action} {run.summary()}"
+        return next((run.outcome for run in runs if not run.ok), Outcome.OK)
 
     def _progress(self, phase: str, node: str, done: int, total: int) -> None:
         self.heartbeat = time.monotonic()
@@ -334,7 +305,7 @@ class Daemon:
 
     def _status(self) -> str:
         nexts = self.scheduler.next_rotations()
-        parts = [f"next rotation {name} {_iso(when)}" for name, when in sorted(nexts.items())]
+        parts = [f"next rotation {name} {rfc3339_of(at)}" for name, at in sorted(nexts.items())]
         in_sync, total = self._nodes_in_sync()
         if total:
             parts.append(f"nodes in sync {in_sync}/{total}")
@@ -344,12 +315,11 @@ class Daemon:
 
     def _nodes_in_sync(self) -> tuple[int, int]:
         in_sync = total = 0
+        names = [node.name for node in self.config.nodes]
         for repository in self.config.repositories:
             with contextlib.suppress(KeysyncError):
-                nodes = load_state(self.config.state_dir, repository.name).nodes
-                for node in self.config.nodes:
-                    total += 1
-                    in_sync += nodes.get(node.name, {}).get("status") in ("in_sync", "updated")
+                in_sync += nodes_in_sync(load_state(self.config.state_dir, repository.name), names)
+                total += len(names)
         return in_sync, total
 
     def _write_info(self) -> None:
@@ -357,7 +327,7 @@ class Daemon:
             "pid": os.getpid(),
             "started_at": self.started_at,
             "config": str(self.config_path),
-            "next_rotation": {k: _iso(v) for k, v in self.scheduler.next_rotations().items()},
+            "next_rotation": {k: rfc3339_of(v) for k, v in self.scheduler.next_rotations().items()},
             "last_job": self.last_job,
             "last_error": self.last_error,
         }
@@ -398,7 +368,3 @@ def _terminate_children() -> None:
             pids = _descendants(os.getpid())
         if not pids:
             return
-
-
-def _iso(when: datetime | None) -> str | None:
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if when else None

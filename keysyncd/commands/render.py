@@ -1,69 +1,90 @@
-"""Render action results for people. Pure functions returning text; the CLI prints it."""
+"""Render results for people. Pure functions returning lines of text; the CLI prints them."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
+from keysyncd.actions.context import DRY_RUN, ActionResult
 from keysyncd.actions.inspect import RepositoryPlan
-from keysyncd.actions.rotate import RotateResult
+from keysyncd.actions.jobs import RepositoryRun
 from keysyncd.core.nodeplan import describe_changes
-from keysyncd.io.fleet import NodeResult
+from keysyncd.core.report import NodeOutcome
+from keysyncd.core.times import human
+from keysyncd.core.vocabulary import GOOD
 
 
-def when(timestamp: float | None) -> str:
-    """Return ``2026-11-22 20:00:00Z`` for an epoch time, or ``-``."""
-    if timestamp is None:
-        return "-"
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+def when(value: float | str | None) -> str:
+    """Return ``2026-11-22 20:00:00Z`` for epoch seconds or an RFC 3339 string, ``-`` for None."""
+    if isinstance(value, str):
+        return human(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp())
+    return human(value)
 
 
-def node_table(results: dict[str, NodeResult]) -> list[str]:
-    """Return one summary line per node: name, status, seconds, error or change."""
+def node_table(nodes: Mapping[str, NodeOutcome]) -> list[str]:
+    """Return one line per node: name, status, seconds, and the error or what changed."""
     lines = []
-    width = max((len(name) for name in results), default=4)
-    for name, result in sorted(results.items()):
-        detail = str(result.error.detail) if result.error else ""
-        if not detail and result.plan and not result.plan.in_sync:
-            detail = describe_changes(result.plan.changes())
-        reason = f"{result.error.reason}: " if result.error else ""
-        lines.append(
-            f"  {name:<{width}}  {result.status:<9} {result.duration:6.2f}s  {reason}{detail}"
-        )
+    width = max((len(name) for name in nodes), default=4)
+    for name, node in sorted(nodes.items()):
+        detail = f"{node.reason}: {node.error}" if node.error else describe_changes(node.changes)
+        lines.append(f"  {name:<{width}}  {node.status:<9} {node.duration:6.2f}s  {detail}")
     return lines
 
 
-def summary(results: dict[str, NodeResult]) -> str:
-    """Return ``summary: 4/5 nodes in sync, 1 failed``."""
-    good = sum(1 for r in results.values() if r.ok)
-    bad = len(results) - good
-    return f"summary: {good}/{len(results)} nodes in sync" + (f", {bad} not" if bad else "")
+def summary(nodes: Mapping[str, NodeOutcome]) -> str:
+    """Return ``summary: 4/5 nodes in sync, 1 not``."""
+    good = sum(1 for node in nodes.values() if node.status in GOOD)
+    bad = len(nodes) - good
+    return f"summary: {good}/{len(nodes)} nodes in sync" + (f", {bad} not" if bad else "")
 
 
-def rotation(name: str, result: RotateResult) -> list[str]:
+def action(name: str, verb: str, result: ActionResult) -> list[str]:
+    """Return the lines of one repository's sync, verify or init: outcome, report, nodes."""
+    report = f" (report {result.report.id})" if result.report else ""
+    lines = [f"{name}: {verb} {result.outcome}{report}"]
+    lines += [f"{name}: {message}" for message in result.messages]
+    lines += _previews(result.preview)
+    if result.nodes:
+        lines += [*node_table(result.nodes), summary(result.nodes)]
+    return lines
+
+
+def rotation(name: str, result: ActionResult) -> list[str]:
     """Return the lines describing one repository's rotation (or dry run)."""
     lines = []
-    plan = result.plan
+    plan = result.rotation
     if plan is not None:
-        verb = "would promote" if result.outcome == "dry-run" else "promoted"
-        if result.outcome in ("deferred", "failed") and result.report is not None:
+        verb = "would promote" if result.outcome == DRY_RUN else "promoted"
+        if result.outcome in ("deferred", "failed"):
             verb = "did not promote"
         retired = ", ".join(map(str, plan.retire)) or "none"
         lines.append(
             f"{name}: {verb} staged key 0 to primary {plan.new_primary}, "
             f"new staged key 0, retired: {retired}"
         )
-    lines.extend(f"{name}: {message}" for message in result.messages if message)
-    for node, changes in sorted(result.node_plans.items()):
+    lines += [f"{name}: {message}" for message in result.messages if message]
+    lines += _previews(result.preview)
+    if result.nodes:
+        lines += [*node_table(result.nodes), summary(result.nodes)]
+    report = f" (report {result.report.id})" if result.report else ""
+    lines.append(f"{name}: outcome {result.outcome}{report}")
+    return lines
+
+
+def _previews(preview: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    lines = []
+    for node, changes in sorted(preview.items()):
         head = [f"{k} {changes[k]}" for k in ("error", "primary") if changes.get(k) is not None]
         rest = {k: v for k, v in changes.items() if k not in ("error", "primary")}
-        parts = ", ".join([*head, describe_changes(rest)] if rest else head)
+        parts = ", ".join([*head, describe_changes(rest)] if describe_changes(rest) else head)
         lines.append(f"  {node}: {parts or 'nothing to change'}")
-    if result.results:
-        lines.extend(node_table(result.results))
-        lines.append(summary(result.results))
-    lines.append(f"{name}: outcome {result.outcome}")
     return lines
+
+
+def repository_summary(runs: Iterable[RepositoryRun]) -> list[str]:
+    """Return ``summary: fernet-tokens ok`` lines, one per repository (borgmatic's habit)."""
+    return [f"summary: {run.summary()}" for run in runs]
 
 
 def plan_lines(plan: RepositoryPlan) -> list[str]:
@@ -100,12 +121,19 @@ def status_lines(status: dict[str, Any]) -> list[str]:
         )
     lines.extend(f"  PROBLEM: {p}" for p in status["problems"])
     lines.extend(f"  WARNING: {w}" for w in status["warnings"])
-    if status.get("rotation_blocked_by"):
-        lines.append(f"  BLOCKED: after_rotate hook failed: {status['rotation_blocked_by']}")
+    blocked = status.get("rotation_blocked_by")
+    if blocked:
+        lines.append(
+            f"  BLOCKED: after_rotate hook {' '.join(blocked['hook'])!r} failed "
+            f"(status {blocked['status']}); each rotate retries it first"
+        )
     for node, entry in sorted(status.get("nodes", {}).items()):
-        error = f" {entry['error']}" if entry.get("error") else ""
+        reason = entry.get("reason")
+        error = f": {reason}: {entry['error']}" if entry.get("error") else ""
         verified = when(entry.get("last_verified_at"))
-        lines.append(f"  node {node}: {entry.get('status')} (verified {verified}){error}")
+        lines.append(
+            f"  node {node}: {entry.get('status') or 'never checked'} (verified {verified}){error}"
+        )
     return lines
 
 
@@ -134,7 +162,7 @@ def report_list_lines(documents: list[dict[str, Any]]) -> list[str]:
     lines = [f"{'id':<44} {'action':<8} {'trigger':<8} {'repository':<16} {'outcome':<9} nodes"]
     for d in documents:
         nodes = d.get("nodes") or {}
-        good = sum(1 for n in nodes.values() if n.get("status") in ("in_sync", "updated"))
+        good = sum(1 for n in nodes.values() if n.get("status") in GOOD)
         lines.append(
             f"{d.get('id', '?'):<44} {d.get('action', '?'):<8} {d.get('trigger', '?'):<8} "
             f"{d.get('repository', '?'):<16} {d.get('outcome', '?'):<9} "
@@ -160,8 +188,7 @@ def report_lines(d: dict[str, Any]) -> list[str]:
         width = max(len(name) for name in nodes)
         lines.append(f"  {'node':<{width}}  {'status':<9} {'seconds':>7}  detail")
         for name, node in sorted(nodes.items()):
-            changes = describe_changes(node.get("changes") or {})
-            detail = node.get("error") or changes
+            detail = node.get("error") or describe_changes(node.get("changes") or {})
             lines.append(
                 f"  {name:<{width}}  {node.get('status', '?'):<9} "
                 f"{node.get('duration', 0):>7.2f}  {detail}"

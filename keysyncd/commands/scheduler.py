@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
@@ -51,9 +51,9 @@ class Scheduler:
         self.scheduler.add_job(
             self.enqueue,
             IntervalTrigger(seconds=config.drift.verify_interval, timezone=UTC),
-            args=[Job("verify", None, "cron")],
-            id="verify",
-            name="verify every node",
+            args=[Job("check", None, "cron")],
+            id="check",
+            name="check the local repository and every node",
         )
 
     def next_rotations(self) -> dict[str, datetime | None]:
@@ -72,18 +72,3 @@ class Scheduler:
         """Stop firing jobs; does not wait for anything, jobs only enqueue."""
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
-
-
-def missed_rotation(
-    schedule: str, timezone: str, last_rotation_at: float | None, now: float
-) -> bool:
-    """Return True if a scheduled rotation fell between the last rotation and ``now``.
-
-    A repository that was never rotated by keysyncd has nothing to catch up.
-    """
-    if last_rotation_at is None:
-        return False
-    trigger = cron_trigger(schedule, timezone)
-    after = datetime.fromtimestamp(last_rotation_at, UTC) + timedelta(microseconds=1)
-    due = trigger.get_next_fire_time(None, after)
-    return due is not None and due.timestamp() <= now

@@ -1,6 +1,6 @@
 """What a node needs, as a value: ``diff(expected, view) -> NodePlan``. Pure, no IO.
 
-The view is keystone's (keysyncd.view): a node is in sync only when every entry keystone
+The view is keystone's (keysyncd.core.view): a node is in sync only when every entry keystone
 would load there is exactly an expected key, as a canonical regular file with mode 0600
 (and the configured owner), and nothing else sits at a key name. The plan is applied in
 two fleet-wide phases (safety rule 3): phase 1 adds the keys keystone lacks there, highest
@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from keysyncd.view import (
+from keysyncd.core.view import (
     DIRECTORY_MODE,
     FILE_MODE,
     Entry,

@@ -1,30 +1,27 @@
-"""Audit reports: build the value (pure), render it (pure), write it atomically (IO).
+"""The audit report of one action, as a value; pure. ``keysyncd.io.reportstore`` writes it.
 
-One JSON document per action in ``report_dir``. Reports carry SHA-256 digests,
-never key material.
+Reports carry SHA-256 digests, never key material.
 """
 
 from __future__ import annotations
 
-import secrets
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 SCHEMA_VERSION = 1
-OUTCOMES = ("ok", "partial", "failed", "deferred")
 
 
 @dataclass(frozen=True)
 class NodeOutcome:
-    """What happened on one node during an action."""
+    """What happened on one node during an action (``status``: a NodeStatus)."""
 
-    status: str  # in_sync, updated, differs, failed, diverged, skipped
+    status: str
     digests: dict[str, str] | None = None
     error: str | None = None
     reason: str | None = None
     duration: float = 0.0
-    changes: dict[str, list[int]] = field(default_factory=dict)
+    changes: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -50,18 +47,6 @@ class Report:
         document = asdict(self)
         document["schema_version"] = SCHEMA_VERSION
         document["messages"] = list(self.messages)
+        for node in document["nodes"].values():
+            node["changes"] = {key: list(value) for key, value in node["changes"].items()}
         return document
-
-
-def new_report_id(started_at: float, action: str) -> str:
-    """Return a sortable unique id like ``20261122T203000Z-rotate-1a2b3c``."""
-    stamp = datetime.fromtimestamp(started_at, UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    return f"{stamp}-{action}-{secrets.token_hex(3)}"
-
-
-def outcome_of(nodes: dict[str, NodeOutcome]) -> str:
-    """Return ``ok`` if every node is fine, ``failed`` if none is, else ``partial``."""
-    bad = [n for n in nodes.values() if n.status in ("failed", "differs", "diverged")]
-    if not bad:
-        return "ok"
-    return "failed" if len(bad) == len(nodes) else "partial"

@@ -7,7 +7,7 @@ A schedule is a 5-field crontab (``minute hour day month day_of_week``) or a
 from __future__ import annotations
 
 import itertools
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
@@ -66,3 +66,18 @@ def rotation_period(trigger: CronTrigger, after: datetime, samples: int = 32) ->
     if len(times) < 2:
         raise KeysyncError("the schedule fires fewer than twice; cannot derive a rotation period")
     return min((b - a).total_seconds() for a, b in itertools.pairwise(times))
+
+
+def missed_rotation(
+    schedule: str, timezone: str, last_rotation_at: float | None, now: float
+) -> bool:
+    """Return True if a scheduled rotation fell between the last rotation and ``now``.
+
+    A repository that was never rotated by keysyncd has nothing to catch up.
+    """
+    if last_rotation_at is None:
+        return False
+    trigger = cron_trigger(schedule, timezone)
+    after = datetime.fromtimestamp(last_rotation_at, UTC) + timedelta(microseconds=1)
+    due = trigger.get_next_fire_time(None, after)
+    return due is not None and due.timestamp() <= now

@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from types import MappingProxyType
 
-from keysyncd.keyring import digest_of
+from keysyncd.core.keyring import digest_of
 
 TEMP_PREFIX = ".keysyncd-"  # not an integer: keystone never loads a file named like this
 MAX_KEY_FILE = 4096  # a Fernet key is 44 bytes; anything this large is junk, not a key

@@ -14,13 +14,14 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TypeVar
 
 from keysyncd.config import NodeConfig, RepositoryConfig, SshConfig
 from keysyncd.core.keyring import KeySet
 from keysyncd.core.kinds import KINDS
 from keysyncd.core.nodeplan import NodePlan, NodeView, Ownership, describe_changes, diff
+from keysyncd.core.report import NodeOutcome
 from keysyncd.core.view import DIRECTORY_MODE, needs_content, show_name, unread, with_content
+from keysyncd.core.vocabulary import GOOD, NodeStatus, Reason
 from keysyncd.errors import NodeError
 from keysyncd.io.transport import Credentials, NodeSession, connect
 
@@ -28,15 +29,14 @@ log = logging.getLogger(__name__)
 # (phase, node, done, total): called with done=0 when a phase starts on a non-empty set of
 # nodes, then after each node finishes it; done == total marks the end of the phase.
 Progress = Callable[[str, str, int, int], None]
-T = TypeVar("T")
 
 
 @dataclass
 class NodeResult:
-    """One node's outcome in an action. ``status``: in_sync, updated, differs, diverged, failed."""
+    """One node's part in an action, as it goes (``status``: a NodeStatus)."""
 
     name: str
-    status: str = "pending"
+    status: str = NodeStatus.PENDING
     error: NodeError | None = None
     view: NodeView | None = None
     plan: NodePlan | None = None
@@ -47,13 +47,25 @@ class NodeResult:
     @property
     def ok(self) -> bool:
         """Return True if the node is known to hold the expected state."""
-        return self.status in ("in_sync", "updated")
+        return self.status in GOOD
 
     def fail(self, error: NodeError) -> None:
         """Record ``error`` as this node's failure (the first failure wins)."""
         if self.error is None:
             self.error = error
-            self.status = "failed"
+            self.status = NodeStatus.FAILED
+
+    def outcome(self) -> NodeOutcome:
+        """Return this node's part as reports show it (digests only, never key material)."""
+        seen = self.verified or self.view
+        return NodeOutcome(
+            status=self.status,
+            digests=seen.summary() if seen else None,
+            error=self.error.detail if self.error else None,
+            reason=self.error.reason if self.error else None,
+            duration=round(self.duration, 3),
+            changes=self.plan.changes() if self.plan and not self.plan.in_sync else {},
+        )
 
 
 class FleetAction:
@@ -94,7 +106,7 @@ class FleetAction:
         if self.cancel is not None and self.cancel.is_set():
             for name in names:
                 self.results[name].fail(
-                    NodeError(name, "cancelled", f"{phase} abandoned: stopping")
+                    NodeError(name, Reason.CANCELLED, f"{phase} abandoned: stopping")
                 )
             return
         if self.progress and names:
@@ -108,7 +120,7 @@ class FleetAction:
                 result.fail(error)
             except Exception as error:  # a bug must not hide the other nodes' results
                 log.debug("unexpected failure on %s", name, exc_info=True)
-                result.fail(NodeError(name, "error", type(error).__name__))
+                result.fail(NodeError(name, Reason.ERROR, type(error).__name__))
             result.duration = time.monotonic() - result.started  # so far: the real elapsed time
             return name
 
@@ -144,10 +156,12 @@ class FleetAction:
             result.view = self._read_view(self.sessions[name])
             result.plan = diff(expected, result.view, self.ownership, force)
             if result.plan.diverged:
-                result.status = "diverged"
-                result.error = NodeError(name, "diverged", _diverged(name, result.plan.diverged))
+                result.status = NodeStatus.DIVERGED
+                result.error = NodeError(
+                    name, Reason.DIVERGED, _diverged(name, result.plan.diverged)
+                )
             else:
-                result.status = "in_sync" if result.plan.in_sync else "differs"
+                result.status = NodeStatus.IN_SYNC if result.plan.in_sync else NodeStatus.DIFFERS
 
         self._each("inspect", self.healthy(), inspecting)
 
@@ -169,7 +183,7 @@ class FleetAction:
 
     def push(self, keyset: KeySet) -> None:
         """Apply every differing node's plan in two fleet-wide phases, then verify all."""
-        pending = [n for n in self.healthy() if self.results[n].status == "differs"]
+        pending = [n for n in self.healthy() if self.results[n].status == NodeStatus.DIFFERS]
         self._each("phase 1", pending, lambda name: self._phase1(name, keyset))
         # Phase 2 starts only when phase 1 has finished on every node (safety rule 3).
         pending = [n for n in pending if self.results[n].error is None]
@@ -203,9 +217,9 @@ class FleetAction:
             session.remove(entry)
         if plan.fix_directory:
             session.chmod_directory(DIRECTORY_MODE)
-        result.status = "updated"
+        result.status = NodeStatus.UPDATED
         if plan.invalid:
-            result.fail(NodeError(name, "invalid_entry", _invalid(plan.invalid)))
+            result.fail(NodeError(name, Reason.INVALID_ENTRY, _invalid(plan.invalid)))
 
     def verify(self, expected: dict[int, str]) -> None:
         """Read back every healthy node and mark it in_sync only if digests and modes match."""
@@ -216,14 +230,14 @@ class FleetAction:
             result.verified = view
             check = diff(expected, view, self.ownership)
             if check.in_sync:
-                result.status = "updated" if result.status == "updated" else "in_sync"
+                if result.status != NodeStatus.UPDATED:
+                    result.status = NodeStatus.IN_SYNC
                 return
-            result.fail(NodeError(name, "digest_mismatch", _mismatch(check)))
-            result.status = "differs" if check.diverged is None else "diverged"
+            result.fail(NodeError(name, Reason.DIGEST_MISMATCH, _mismatch(check)))
+            result.status = NodeStatus.DIFFERS if check.diverged is None else NodeStatus.DIVERGED
 
-        self._each(
-            "verify", [n for n in self.healthy() if self.results[n].status != "diverged"], verifying
-        )
+        healthy = [n for n in self.healthy() if self.results[n].status != NodeStatus.DIVERGED]
+        self._each("verify", healthy, verifying)
 
     def finish(self) -> dict[str, NodeResult]:
         """Close every connection and return the results (each node's duration runs until its
@@ -238,7 +252,7 @@ class FleetAction:
     def reset(self) -> None:
         """Forget per-step statuses of healthy nodes before a new step (keep failures)."""
         for name in self.healthy():
-            self.results[name] = replace(self.results[name], status="pending", plan=None)
+            self.results[name] = replace(self.results[name], status=NodeStatus.PENDING, plan=None)
 
 
 def _diverged(name: str, reason: str) -> str:
@@ -258,3 +272,11 @@ def _invalid(names: tuple[str, ...]) -> str:
 
 def _mismatch(plan: NodePlan) -> str:
     return "read-back differs: " + describe_changes(plan.changes())
+
+
+def push_keyset(fleet: FleetAction, keyset: KeySet, force: bool = False) -> None:
+    """Inspect, push in two phases and verify ``keyset`` on every healthy node of ``fleet``."""
+    expected = keyset.digests()
+    fleet.inspect(expected, force)
+    fleet.push(keyset)
+    fleet.verify(expected)

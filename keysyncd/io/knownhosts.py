@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import paramiko
+from paramiko.pkey import UnknownKeyType
 
 from keysyncd.errors import LocalFileError
 from keysyncd.io.trust import read_trusted
@@ -76,7 +77,7 @@ def _line_key(line: str) -> tuple[list[str], paramiko.PKey | None]:
             _hashed(name)
     try:
         return names, paramiko.PKey.from_type_string(key_type, base64.b64decode(blob))
-    except paramiko.UnknownKeyType:  # e.g. a security-key type: it can never match ours
+    except UnknownKeyType:  # e.g. a security-key type: it can never match ours
         return names, None
 
 

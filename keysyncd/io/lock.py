@@ -11,6 +11,7 @@ import contextlib
 import fcntl
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -37,10 +38,12 @@ def exclusive(
     action: str,
     wait: float = 0.0,
     clock: Callable[[], float] = time.time,
+    cancel: threading.Event | None = None,
 ) -> Iterator[None]:
     """Hold the keysyncd lock for the block; wait up to ``wait`` seconds for it.
 
-    Raise LockError naming the holder if it stays taken.
+    Raise LockError naming the holder if it stays taken, or at once when ``cancel`` is set
+    (a stopping daemon must not wait for another process's step).
     """
     path = state_dir / "lock"
     check_directory(state_dir, "state_dir")
@@ -53,7 +56,7 @@ def exclusive(
     # O_NOFOLLOW and the trust check: a planted symlink must never make us truncate its target
     descriptor = open_trusted(path, os.O_RDWR | os.O_CREAT)
     try:
-        _acquire(descriptor, path, wait)
+        _acquire(descriptor, path, wait, cancel or threading.Event())
         record = {"pid": os.getpid(), "action": action, "since": clock()}
         try:
             os.ftruncate(descriptor, 0)
@@ -71,16 +74,19 @@ def exclusive(
         os.close(descriptor)
 
 
-def _acquire(descriptor: int, path: Path, wait: float) -> None:
+def _acquire(descriptor: int, path: Path, wait: float, cancel: threading.Event) -> None:
     deadline = time.monotonic() + max(wait, 0.0)
     while True:
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return
         except BlockingIOError:
+            holder = describe_holder(path)
+            if cancel.is_set():
+                raise LockError(
+                    f"another keysyncd holds the lock: {holder}; not waiting for it: stopping"
+                ) from None
             if time.monotonic() >= deadline:
                 waited = f" after waiting {wait:g}s" if wait > 0 else ""
-                raise LockError(
-                    f"another keysyncd holds the lock{waited}: {describe_holder(path)}"
-                ) from None
-            time.sleep(min(0.1, max(deadline - time.monotonic(), 0.01)))
+                raise LockError(f"another keysyncd holds the lock{waited}: {holder}") from None
+            cancel.wait(min(0.1, max(deadline - time.monotonic(), 0.01)))

@@ -1,7 +1,8 @@
-"""Prometheus metrics, computed from the state journal and the reports at collection time.
+"""Prometheus metrics, computed from the state journal at collection time.
 
-Because the values come from what is on disk, the textfile written by a CLI action
-and the daemon's HTTP endpoint always agree, and nothing is lost across restarts.
+Because the values come from what is on disk, the textfile written by a CLI action and the
+daemon's HTTP endpoint always agree, and nothing is lost across restarts. Durations are
+kept in the journal as a cumulative histogram, so a scrape never reads the report history.
 """
 
 from __future__ import annotations
@@ -21,15 +22,20 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from keysyncd.config import Config
+from keysyncd.core.journal import (
+    DURATION_BUCKETS,
+    Durations,
+    NodeRecord,
+    RepositoryState,
+    nodes_in_sync,
+)
 from keysyncd.core.keyring import PRIMARY, SECONDARY, STAGED
+from keysyncd.core.vocabulary import DOWN, GOOD
 from keysyncd.errors import KeysyncError
 from keysyncd.io.fsutil import atomic_write
-from keysyncd.io.reportstore import load_reports
-from keysyncd.io.state import RepositoryState, load_state
+from keysyncd.io.state import load_state
 
 log = logging.getLogger(__name__)
-BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
-GOOD = ("in_sync", "updated", "repaired")
 
 
 def _key_ages(state: RepositoryState, now: float) -> dict[str, float]:
@@ -64,14 +70,24 @@ class StateCollector(Collector):
         now = self.clock()
         config = self.config()
         f = _Families()
+        durations: dict[str, Durations] = {}
         for repository in config.repositories:
             try:
                 state = load_state(config.state_dir, repository.name)
             except KeysyncError:
                 continue
             f.add_repository(repository.name, state, [n.name for n in config.nodes], now)
-        f.add_durations(load_reports(config.report_dir))
+            for action, histogram in state.durations.items():
+                durations[action] = _merged(durations.get(action), histogram)
+        f.add_durations(durations)
         yield from f.all()
+
+
+def _merged(first: Durations | None, second: Durations) -> Durations:
+    if first is None:
+        return second
+    buckets = tuple(a + b for a, b in zip(first.buckets, second.buckets, strict=True))
+    return Durations(buckets, first.count + second.count, first.total + second.total)
 
 
 class _Families:
@@ -126,7 +142,7 @@ class _Families:
         )
         self.durations = HistogramMetricFamily(
             "keysyncd_action_duration_seconds",
-            "Duration of actions (from retained reports)",
+            "Duration of actions (kept in the state journal)",
             labels=["action"],
         )
 
@@ -142,16 +158,14 @@ class _Families:
         for action, when in sorted(successes.items()):
             self.last.add_metric([name, action], when)
             self.since.add_metric([name, action], now - when)
-        good = 0
         for node in nodes:
-            entry = state.nodes.get(node, {})
-            good += entry.get("status") in GOOD
-            if entry.get("last_verified_at") is not None:
-                self.verified.add_metric([name, node], entry["last_verified_at"])
-            self.up.add_metric([name, node], 0 if entry.get("reason") in _DOWN else 1)
-            behind = state.generation - entry.get("generation", 0) if entry else state.generation
-            self.behind.add_metric([name, node], 0 if entry.get("status") in GOOD else behind)
-        self.in_sync.add_metric([name], good)
+            record = state.nodes.get(node, NodeRecord())
+            if record.last_verified_at is not None:
+                self.verified.add_metric([name, node], record.last_verified_at)
+            self.up.add_metric([name, node], 0 if record.reason in DOWN else 1)
+            behind = state.generation - (record.generation or 0)
+            self.behind.add_metric([name, node], 0 if record.status in GOOD else behind)
+        self.in_sync.add_metric([name], nodes_in_sync(state, nodes))
         self.total.add_metric([name], len(nodes))
         for counter, value in sorted(state.counters.items()):
             if counter.startswith("drift:"):
@@ -159,15 +173,14 @@ class _Families:
         self.deferrals.add_metric([name], state.counters.get("deferred", 0))
         self.invalid.add_metric([name], 1 if state.local_problems else 0)
 
-    def add_durations(self, reports: list[dict[str, Any]]) -> None:
-        by_action: dict[str, list[float]] = {}
-        for report in reports:
-            duration = max(0.0, report.get("ended_at", 0) - report.get("started_at", 0))
-            by_action.setdefault(report.get("action", "?"), []).append(duration)
-        for action, values in sorted(by_action.items()):
-            buckets = [(str(b), sum(1 for v in values if v <= b)) for b in BUCKETS]
-            buckets.append(("+Inf", len(values)))
-            self.durations.add_metric([action], buckets, sum(values))
+    def add_durations(self, durations: dict[str, Durations]) -> None:
+        for action, histogram in sorted(durations.items()):
+            buckets = [
+                (str(bound), count)
+                for bound, count in zip(DURATION_BUCKETS, histogram.buckets, strict=True)
+            ]
+            buckets.append(("+Inf", histogram.count))
+            self.durations.add_metric([action], buckets, histogram.total)
 
     def all(self) -> list[Metric]:
         return [
@@ -185,9 +198,6 @@ class _Families:
             self.invalid,
             self.durations,
         ]
-
-
-_DOWN = ("unreachable", "timeout", "auth", "host_key")
 
 
 def registry_for(config: Callable[[], Config]) -> CollectorRegistry:

@@ -41,8 +41,10 @@ def local_file_problems(config: Config, ssh: bool = True) -> list[str]:
         for repository in config.repositories
     ]
     if ssh and config.nodes:
-        checks += [functools.partial(_check_ssh_file, config, "known_hosts"),
-                   functools.partial(_check_ssh_file, config, "identity_file")]  # fmt: skip
+        checks += [
+            functools.partial(_check_ssh_file, config, "known_hosts"),
+            functools.partial(_check_ssh_file, config, "identity_file"),
+        ]
     problems = []
     for check in checks:
         try:

@@ -13,6 +13,7 @@ import fcntl
 import hashlib
 import json
 import os
+import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,6 +39,12 @@ def _chain_lock(report_dir: Path) -> Iterator[None]:
         yield
     finally:
         os.close(descriptor)
+
+
+def new_report_id(started_at: float, action: str) -> str:
+    """Return a sortable unique id like ``20261122T203000123456Z-rotate-1a2b3c``."""
+    stamp = datetime.fromtimestamp(started_at, UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    return f"{stamp}-{action}-{secrets.token_hex(3)}"
 
 
 def report_files(report_dir: Path) -> list[Path]:

@@ -18,7 +18,7 @@ from pathlib import Path
 from keysyncd.core.keyring import Key, KeySet
 from keysyncd.core.kinds import KeyKind
 from keysyncd.core.policy import RotationPlan
-from keysyncd.core.view import MAX_KEY_FILE, canonical_index, key_index, show_name
+from keysyncd.core.view import MAX_KEY_FILE, TEMP_PREFIX, canonical_index, key_index, show_name
 from keysyncd.errors import RepositoryError
 from keysyncd.io.fsutil import describe_os_error, fsync_directory, remove_temp_files, write_temp
 
@@ -261,6 +261,13 @@ class Repository:
             raise RepositoryError(
                 f"cannot retire key {index} in {self.path}: {describe_os_error(error)}"
             ) from None
+
+    def temp_files(self) -> tuple[str, ...]:
+        """Return the names of leftover ``.keysyncd-*`` temp files (nothing is removed)."""
+        try:
+            return tuple(sorted(n for n in os.listdir(self.path) if n.startswith(TEMP_PREFIX)))
+        except FileNotFoundError:
+            return ()
 
     def remove_temp_files(self) -> list[str]:
         """Delete leftover ``.keysyncd-*`` temp files (call only under the lock); return them."""

@@ -1,17 +1,28 @@
-"""The state journal in ``state_dir``: one JSON document per repository, written atomically.
+"""The state journal on disk: one JSON document per repository in ``state_dir``, written
+atomically, read strictly. Load and save only; the value and its transitions are
+``keysyncd.core.journal``.
 
-It records the generation (a number that only grows), the digests of that
-generation, each key's history, an in-flight rotation (for crash recovery), the
-last action and per-node status. It never holds key material, only digests.
+A damaged file (not JSON, a field of the wrong type, NaN where a time belongs) is named with
+the field that is wrong: ``damaged state file X: 'nodes.node1.generation' must be int``.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, replace
+import math
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from keysyncd.core.journal import (
+    DURATION_BUCKETS,
+    Durations,
+    HookBlock,
+    LastAction,
+    NodeRecord,
+    PendingRotation,
+    RepositoryState,
+)
 from keysyncd.core.policy import KeyHistory
 from keysyncd.errors import LocalFileError, StateError
 from keysyncd.io.fsutil import atomic_write, describe_os_error
@@ -20,64 +31,29 @@ from keysyncd.io.trust import check_directory, read_trusted
 STATE_VERSION = 1
 
 
-@dataclass(frozen=True)
-class PendingRotation:
-    """A rotation that was started: enough to finish or roll it back after a crash."""
-
-    new_primary: int
-    old_staged_digest: str
-    new_staged_digest: str
-    retire: tuple[int, ...]
-    started_at: float
-
-
-@dataclass(frozen=True)
-class RepositoryState:
-    """Everything keysyncd remembers about one repository."""
-
-    name: str
-    generation: int = 0
-    digests: dict[int, str] = field(default_factory=dict)
-    history: dict[int, KeyHistory] = field(default_factory=dict)
-    pending: PendingRotation | None = None
-    last_rotation_at: float | None = None
-    last_action: dict[str, Any] | None = None
-    hook_block: dict[str, Any] | None = None
-    nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
-    last_success: dict[str, float] = field(default_factory=dict)  # action -> when it last was ok
-    counters: dict[str, int] = field(default_factory=dict)  # e.g. drift:missing, deferred
-    local_problems: tuple[str, ...] = ()  # why the local repository is invalid, if it is
-
-    def counted(self, *names: str) -> RepositoryState:
-        """Return this state with each counter in ``names`` increased by one."""
-        counters = dict(self.counters)
-        for name in names:
-            counters[name] = counters.get(name, 0) + 1
-        return replace(self, counters=counters)
-
-    def with_generation(
-        self, digests: dict[int, str], history: dict[int, KeyHistory]
-    ) -> RepositoryState:
-        """Return this state advanced to a new generation holding ``digests``."""
-        return replace(
-            self,
-            generation=self.generation + 1,
-            digests=dict(digests),
-            history=dict(history),
-            pending=None,
-        )
-
-
-def _path(state_dir: Path, name: str) -> Path:
+def state_path(state_dir: Path, name: str) -> Path:
+    """Return where repository ``name``'s journal lives."""
     return state_dir / "repositories" / f"{name}.json"
 
 
-def _to_json(state: RepositoryState) -> dict[str, Any]:
-    document = asdict(state)
-    document["version"] = STATE_VERSION
-    document["digests"] = {str(k): v for k, v in state.digests.items()}
-    document["history"] = {str(k): asdict(v) for k, v in state.history.items()}
-    return document
+def to_json(state: RepositoryState) -> dict[str, Any]:
+    """Return ``state`` as the JSON document saved on disk (no key material: digests only)."""
+    return {
+        "version": STATE_VERSION,
+        "name": state.name,
+        "generation": state.generation,
+        "digests": {str(k): v for k, v in sorted(state.digests.items())},
+        "history": {str(k): asdict(v) for k, v in sorted(state.history.items())},
+        "pending": None if state.pending is None else asdict(state.pending),
+        "last_rotation_at": state.last_rotation_at,
+        "last_action": None if state.last_action is None else asdict(state.last_action),
+        "hook_block": None if state.hook_block is None else asdict(state.hook_block),
+        "nodes": {name: asdict(record) for name, record in sorted(state.nodes.items())},
+        "last_success": dict(state.last_success),
+        "counters": dict(state.counters),
+        "durations": {action: asdict(d) for action, d in sorted(state.durations.items())},
+        "local_problems": list(state.local_problems),
+    }
 
 
 class _Damaged(ValueError):
@@ -86,14 +62,17 @@ class _Damaged(ValueError):
 
 def _field(document: Any, key: str, where: str, kinds: tuple[type, ...], default: Any) -> Any:
     if not isinstance(document, dict):
-        raise _Damaged(f"{where or 'the document'} must be a JSON object")
+        raise _Damaged(f"{where.rstrip('.') or 'the document'} must be a JSON object")
     value = document.get(key, default)
     if value is None and default is None:
         return None
-    # bool is an int in Python, never a valid number here
-    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+    # bool is an int in Python, never a valid number here; NaN and infinities are no times
+    wrong = not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds)
+    if not wrong and isinstance(value, float) and not math.isfinite(value):
+        wrong = True
+    if wrong:
         names = " or ".join(kind.__name__ for kind in kinds)
-        raise _Damaged(f"'{where}{key}' must be {names}, got {type(value).__name__}")
+        raise _Damaged(f"'{where}{key}' must be {names}, got {value!r:.40}")
     return value
 
 
@@ -106,7 +85,13 @@ def _index(key: str, where: str) -> int:
     try:
         return int(key)
     except ValueError:
-        raise _Damaged(f"'{where}' has a key {key!r} that is not an index") from None
+        raise _Damaged(f"'{where}' has a key {key!r:.40} that is not an index") from None
+
+
+def _strings(values: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise _Damaged(f"'{where}' must be a list of strings")
+    return tuple(values)
 
 
 def _history(document: Any) -> dict[int, KeyHistory]:
@@ -127,65 +112,94 @@ def _pending(document: Any) -> PendingRotation | None:
     pending = _field(document, "pending", "", (dict,), None)
     if not pending:
         return None
-    retire = _field(pending, "retire", "pending.", (list,), [])
+    where = "pending."
+    retire = _field(pending, "retire", where, (list,), [])
     if not all(isinstance(index, int) and not isinstance(index, bool) for index in retire):
         raise _Damaged("'pending.retire' must be a list of indices")
     return PendingRotation(
-        new_primary=_field(pending, "new_primary", "pending.", (int,), 0),
-        old_staged_digest=_field(pending, "old_staged_digest", "pending.", (str,), ""),
-        new_staged_digest=_field(pending, "new_staged_digest", "pending.", (str,), ""),
+        new_primary=_field(pending, "new_primary", where, (int,), 0),
+        old_staged_digest=_field(pending, "old_staged_digest", where, (str,), ""),
+        new_staged_digest=_field(pending, "new_staged_digest", where, (str,), ""),
         retire=tuple(retire),
-        started_at=float(_field(pending, "started_at", "pending.", (int, float), 0.0)),
+        started_at=float(_field(pending, "started_at", where, (int, float), 0.0)),
     )
 
 
-def _nodes(document: Any) -> dict[str, dict[str, Any]]:
+def _nodes(document: Any) -> dict[str, NodeRecord]:
     nodes = _field(document, "nodes", "", (dict,), {})
+    records = {}
     for name, entry in nodes.items():
         where = f"nodes.{name}."
-        for key in ("status", "error", "reason"):
-            _field(entry, key, where, (str,), None)
-        for key in ("checked_at", "last_verified_at", "next_attempt_at"):
-            _number(entry, key, where)
-        for key in ("generation", "failures"):
-            _field(entry, key, where, (int,), None)
-    return dict(nodes)
+        records[name] = NodeRecord(
+            status=_field(entry, "status", where, (str,), None),
+            reason=_field(entry, "reason", where, (str,), None),
+            error=_field(entry, "error", where, (str,), None),
+            checked_at=_number(entry, "checked_at", where),
+            last_verified_at=_number(entry, "last_verified_at", where),
+            generation=_field(entry, "generation", where, (int,), None),
+            failures=_field(entry, "failures", where, (int,), 0),
+            next_attempt_at=_number(entry, "next_attempt_at", where),
+        )
+    return records
+
+
+def _last_action(document: Any) -> LastAction | None:
+    last = _field(document, "last_action", "", (dict,), None)
+    if last is None:
+        return None
+    where = "last_action."
+    return LastAction(
+        action=_field(last, "action", where, (str,), ""),
+        outcome=_field(last, "outcome", where, (str,), ""),
+        at=float(_field(last, "at", where, (int, float), 0.0)),
+        report=_field(last, "report", where, (str,), ""),
+    )
+
+
+def _hook_block(document: Any) -> HookBlock | None:
+    block = _field(document, "hook_block", "", (dict,), None)
+    if block is None:
+        return None
+    where = "hook_block."
+    return HookBlock(
+        hook=_strings(_field(block, "hook", where, (list,), []), "hook_block.hook"),
+        status=_field(block, "status", where, (int,), None),
+        at=float(_field(block, "at", where, (int, float), 0.0)),
+    )
+
+
+def _durations(document: Any) -> dict[str, Durations]:
+    found = _field(document, "durations", "", (dict,), {})
+    durations = {}
+    for action, entry in found.items():
+        where = f"durations.{action}."
+        buckets = _field(entry, "buckets", where, (list,), [])
+        if len(buckets) != len(DURATION_BUCKETS) or not all(
+            isinstance(count, int) and not isinstance(count, bool) for count in buckets
+        ):
+            raise _Damaged(f"'{where}buckets' must be {len(DURATION_BUCKETS)} counts")
+        durations[action] = Durations(
+            tuple(buckets),
+            _field(entry, "count", where, (int,), 0),
+            float(_field(entry, "total", where, (int, float), 0.0)),
+        )
+    return durations
 
 
 def _numbers(document: Any, key: str, kinds: tuple[type, ...]) -> dict[str, Any]:
     values = _field(document, key, "", (dict,), {})
-    for name in values:
-        _field(values, name, f"{key}.", kinds, None)
-    return dict(values)
+    return {name: _field(values, name, f"{key}.", kinds, None) for name in values}
 
 
-def _hook_block(document: Any) -> dict[str, Any] | None:
-    block = _field(document, "hook_block", "", (dict,), None)
-    if block is not None:
-        hook = _field(block, "hook", "hook_block.", (list,), [])
-        if not all(isinstance(argument, str) for argument in hook):
-            raise _Damaged("'hook_block.hook' must be a list of strings")
-        _field(block, "status", "hook_block.", (int,), None)
-        _number(block, "at", "hook_block.")
-    return block
-
-
-def _last_action(document: Any) -> dict[str, Any] | None:
-    last = _field(document, "last_action", "", (dict,), None)
-    if last is not None:
-        for key in ("action", "outcome", "report"):
-            _field(last, key, "last_action.", (str,), None)
-        _number(last, "at", "last_action.")
-    return last
-
-
-def _from_json(document: Any) -> RepositoryState:
-    """Return the state in ``document``; raise _Damaged naming the first wrong field."""
+def from_json(document: Any) -> RepositoryState:
+    """Return the state in ``document``; raise ValueError naming the first wrong field."""
+    if not isinstance(document, dict) or document.get("version") != STATE_VERSION:
+        version = document.get("version") if isinstance(document, dict) else None
+        raise _Damaged(f"unsupported version {version!r:.40}")
     digests = _field(document, "digests", "", (dict,), {})
     for key, digest in digests.items():
         if not isinstance(digest, str):
-            raise _Damaged(f"'digests.{key}' must be str, got {type(digest).__name__}")
-    problems = _field(document, "local_problems", "", (list,), [])
+            raise _Damaged(f"'digests.{key}' must be str")
     return RepositoryState(
         name=_field(document, "name", "", (str,), ""),
         generation=_field(document, "generation", "", (int,), 0),
@@ -198,7 +212,10 @@ def _from_json(document: Any) -> RepositoryState:
         nodes=_nodes(document),
         last_success=_numbers(document, "last_success", (int, float)),
         counters=_numbers(document, "counters", (int,)),
-        local_problems=tuple(str(problem) for problem in problems),
+        durations=_durations(document),
+        local_problems=_strings(
+            _field(document, "local_problems", "", (list,), []), "local_problems"
+        ),
     )
 
 
@@ -207,28 +224,24 @@ def load_state(state_dir: Path, name: str) -> RepositoryState:
 
     Raise LocalFileError naming the file if it is unsafe, unreadable or damaged.
     """
-    path = _path(state_dir, name)
+    path = state_path(state_dir, name)
     check_directory(state_dir, "state_dir")
     check_directory(path.parent, "state directory")
     content = read_trusted(path)
     if content is None:
         return RepositoryState(name=name)
     try:
-        document = json.loads(content)
-        if not isinstance(document, dict) or document.get("version") != STATE_VERSION:
-            version = document.get("version") if isinstance(document, dict) else None
-            raise _Damaged(f"unsupported version {version!r}")
-        return _from_json(document)
-    except (ValueError, UnicodeDecodeError) as error:
+        return from_json(json.loads(content))
+    except (ValueError, UnicodeDecodeError, RecursionError) as error:
         raise LocalFileError(f"damaged state file {path}: {error}") from None
 
 
 def save_state(state_dir: Path, state: RepositoryState) -> None:
-    """Write ``state`` atomically; raise StateError if it cannot be written."""
-    path = _path(state_dir, state.name)
+    """Write ``state`` atomically; raise StateError if it cannot be written (disk full...)."""
+    path = state_path(state_dir, state.name)
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        content = json.dumps(_to_json(state), indent=2, sort_keys=True).encode()
-        atomic_write(path, content + b"\n")
+        content = json.dumps(to_json(state), indent=2, sort_keys=True, allow_nan=False)
+        atomic_write(path, content.encode() + b"\n")
     except OSError as error:
         raise StateError(f"cannot write state {path}: {describe_os_error(error)}") from None

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import paramiko
+from paramiko.message import Message
 from paramiko.sftp import (
     CMD_CLOSE,
     CMD_EXTENDED,
@@ -50,6 +51,25 @@ _ERRNO_REASONS = {
     errno.ENOSPC: "disk_full",
     errno.EDQUOT: "disk_full",
 }
+
+
+def _request(sftp: paramiko.SFTPClient, kind: int, *args: object) -> tuple[int, Message]:
+    """Send one SFTP request and return (reply type, message).
+
+    paramiko's public API lacks what keysyncd needs (an exclusive create with its mode from
+    the first instant, a readdir that keeps names as bytes, statvfs), so this is the one
+    place that uses its private request primitive.
+    """
+    # private API: see the docstring
+    reply: tuple[int, Message] = sftp._request(kind, *args)  # type: ignore[attr-defined]
+    return reply
+
+
+def _attributes(message: Message) -> SFTPAttributes:
+    """Return the file attributes that come next in ``message`` (paramiko's private parser)."""
+    # private API, as _request
+    found: SFTPAttributes = SFTPAttributes._from_msg(message)  # type: ignore[attr-defined]
+    return found
 
 
 @dataclass(frozen=True)
@@ -130,9 +150,13 @@ class NodeSession:
         self.node = node
         self.directory = directory
         self._transport = transport
-        self.sftp = paramiko.SFTPClient.from_transport(transport)
-        assert self.sftp is not None  # noqa: S101 - from_transport returns None only when closed
-        self.sftp.get_channel().settimeout(timeout)
+        sftp = paramiko.SFTPClient.from_transport(transport)
+        if sftp is None:  # paramiko says so only for a closed transport
+            raise paramiko.SSHException("the SFTP session could not be opened")
+        self.sftp: paramiko.SFTPClient = sftp
+        channel = sftp.get_channel()
+        if channel is not None:
+            channel.settimeout(timeout)
 
     def _path(self, name: str) -> str:
         return str(self.directory / name)
@@ -184,7 +208,7 @@ class NodeSession:
         """Return (name, lstat attributes) of every entry, names decoded as keystone's Python
         would (UTF-8, undecodable bytes kept as surrogates): paramiko's own listdir raises on
         a name that is not UTF-8, which would let any such file block the node for ever."""
-        kind, message = self.sftp._request(CMD_OPENDIR, path)
+        kind, message = _request(self.sftp, CMD_OPENDIR, path)
         if kind != CMD_HANDLE:
             raise paramiko.SFTPError("expected a directory handle")
         handle = message.get_binary()
@@ -192,7 +216,7 @@ class NodeSession:
         try:
             while True:
                 try:
-                    kind, message = self.sftp._request(CMD_READDIR, handle)
+                    kind, message = _request(self.sftp, CMD_READDIR, handle)
                 except EOFError:  # paramiko's way of saying SSH_FX_EOF: the listing is done
                     break
                 if kind != CMD_NAME:
@@ -200,11 +224,11 @@ class NodeSession:
                 for _ in range(message.get_int()):
                     name = message.get_string().decode("utf-8", "surrogateescape")
                     message.get_string()  # the "ls -l" long name: unused
-                    attributes = SFTPAttributes._from_msg(message)
+                    attributes = _attributes(message)
                     if name not in (".", ".."):
                         found.append((name, attributes))
         finally:
-            self.sftp._request(CMD_CLOSE, handle)
+            _request(self.sftp, CMD_CLOSE, handle)
         return found
 
     def _entry(self, name: str, attributes: SFTPAttributes) -> Entry:
@@ -254,7 +278,7 @@ class NodeSession:
             attributes = SFTPAttributes()
             attributes.st_mode = 0o600
             flags = SFTP_FLAG_WRITE | SFTP_FLAG_CREATE | SFTP_FLAG_EXCL
-            kind, message = self.sftp._request(CMD_OPEN, path, flags, attributes)
+            kind, message = _request(self.sftp, CMD_OPEN, path, flags, attributes)
             if kind != CMD_HANDLE:
                 raise paramiko.SFTPError("expected a file handle")
             with SFTPFile(self.sftp, message.get_binary(), "wb") as handle:
@@ -268,10 +292,11 @@ class NodeSession:
                 if current.st_size != len(content):
                     raise OSError(f"short write ({current.st_size} of {len(content)} bytes)")
                 if uid is not None or gid is not None:
-                    handle.chown(
-                        current.st_uid if uid is None else uid,
-                        current.st_gid if gid is None else gid,
-                    )
+                    owner = current.st_uid if uid is None else uid
+                    group = current.st_gid if gid is None else gid
+                    if owner is None or group is None:
+                        raise OSError("the node did not report the temp file's owner")
+                    handle.chown(owner, group)
 
         try:
             self._guard(f"writing {name}", writing)
@@ -314,8 +339,8 @@ class NodeSession:
         Uses the statvfs@openssh.com extension; None when the server does not offer it.
         """
         try:
-            kind, message = self.sftp._request(
-                CMD_EXTENDED, "statvfs@openssh.com", str(self.directory)
+            kind, message = _request(
+                self.sftp, CMD_EXTENDED, "statvfs@openssh.com", str(self.directory)
             )
             if kind != CMD_EXTENDED_REPLY:
                 return None

@@ -24,10 +24,12 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
+from keysyncd.actions.context import Run
 from keysyncd.actions.rotate import rotate_repository
 from keysyncd.commands.cli import main
 from keysyncd.config import load_config
 from keysyncd.core.kinds import KINDS
+from keysyncd.core.vocabulary import Trigger
 from keysyncd.io.lock import exclusive
 from keysyncd.testing.config import fleet_config
 from keysyncd.testing.fleet import Fleet
@@ -150,9 +152,8 @@ def test_reader_never_loses_a_key_over_50_cycles(make_fleet, tmp_path: Path) -> 
             with cycle.lock:
                 cycle.tokens = make_tokens()
             with exclusive(config.state_dir, "rotate"):
-                result = rotate_repository(
-                    config, repository, "cli", time.time(), progress=on_progress
-                )
+                run = Run(config, repository, Trigger.CLI, progress=on_progress)
+                result = rotate_repository(run)
             assert result.outcome == "ok", f"cycle {number}: {result.messages}"
             assert not failures, failures
     finally:

@@ -16,9 +16,11 @@ from pathlib import Path
 
 import yaml
 
+from keysyncd.actions.context import Run
 from keysyncd.actions.distribute import sync_repository
 from keysyncd.commands.cli import main
 from keysyncd.config import load_config
+from keysyncd.core.vocabulary import GOOD, Trigger
 from keysyncd.testing.config import fleet_config
 from keysyncd.testing.fleet import Fleet
 from keysyncd.testing.processes import descendants
@@ -113,18 +115,20 @@ def test_a_node_frozen_mid_session_times_out_and_converges_later(
     config = load_config(config_path)
     started = time.monotonic()
     try:
-        result = sync_repository(config, config.repositories[0], "cli", progress)
+        result = sync_repository(
+            Run(config, config.repositories[0], Trigger.CLI, progress=progress)
+        )
     finally:
         for pid in frozen:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
     elapsed = time.monotonic() - started
     assert frozen, "node2 had session processes to freeze"
-    stalled = result.results["node2"]
-    assert stalled.error is not None and stalled.error.reason == "timeout", stalled.error
+    stalled = result.nodes["node2"]
+    assert stalled.reason == "timeout", stalled
     assert OPERATION_TIMEOUT - 0.2 <= stalled.duration <= OPERATION_TIMEOUT + 2.0
     for name in ("node1", "node3"):
-        assert result.results[name].ok, result.results[name].error
+        assert result.nodes[name].status in GOOD, result.nodes[name]
     assert elapsed < OPERATION_TIMEOUT + 4.0, elapsed
     deadline = time.monotonic() + 5.0
     while descendants(node2.pid or 0) and time.monotonic() < deadline:

@@ -1,6 +1,6 @@
 """Configuration: the annotated example, defaults, and every kind of bad input via the CLI.
 
-Bad inputs go through the real entry point ``keysyncd.commands.cli.main(["-c", path, "check-config"])``:
+Bad inputs go through the real entry point ``keysyncd.commands.cli.main`` (``check-config``):
 each must exit 2 and name where the problem is ("At 'repositories[0].max_active_keys': ...",
 or the file and line for problems YAML itself reports), without a traceback.
 """

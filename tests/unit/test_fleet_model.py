@@ -33,11 +33,9 @@ import contextlib
 import shutil
 import tempfile
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -57,11 +55,13 @@ import keysyncd.actions.distribute
 import keysyncd.actions.rotate
 import keysyncd.io.fleet
 from keysyncd.actions.bootstrap import init_repository
+from keysyncd.actions.context import Run
 from keysyncd.actions.distribute import sync_repository
 from keysyncd.actions.rotate import rotate_repository
 from keysyncd.config import Config, NodeConfig, parse_config
 from keysyncd.core.keyring import digest_of
 from keysyncd.core.view import MAX_KEY_FILE, TEMP_PREFIX, Entry, EntryType, key_index
+from keysyncd.core.vocabulary import GOOD, Trigger
 from keysyncd.errors import NodeError
 from keysyncd.io.fsutil import temp_name
 from keysyncd.io.state import load_state
@@ -180,7 +180,7 @@ class ModelFleet:
         node.listing = set(node.files)
 
     def connect(self, node: NodeConfig, directory: Path, credentials: object) -> MemorySession:
-        """Stand-in for keysyncd.io.transport.connect: a session, or NodeError if the node is down."""
+        """Stand-in for keysyncd.io.transport.connect: a session, or NodeError if it is down."""
         model = self.nodes[node.name]
         if not model.up:
             raise NodeError(node.name, "unreachable", "connection refused (model node is down)")
@@ -326,6 +326,10 @@ class FleetMachine(RuleBasedStateMachine):
 
     # helpers
 
+    def make_run(self) -> Run:
+        """Return a Run of the one repository on this machine's clock."""
+        return Run(self.config, self.repository, Trigger.CLI, clock=self.now)
+
     def now(self) -> float:
         return self.epoch() + self.offset
 
@@ -422,8 +426,8 @@ class FleetMachine(RuleBasedStateMachine):
             }
         )
         (self.repository,) = self.config.repositories
-        result = init_repository(self.config, self.repository, "cli")
-        assert result is not None and result.report.outcome == "ok", result and result.report
+        result = init_repository(self.make_run())
+        assert result.outcome == "ok", result
         self.ready = True
         self.after_step("init")
 
@@ -434,9 +438,7 @@ class FleetMachine(RuleBasedStateMachine):
         if force:
             # Until the step is over, a node that is down (or may die) may end up behind.
             self.fall_behind(set(down) | self.victims)
-        result = rotate_repository(
-            self.config, self.repository, "cli", self.now(), dry_run=False, force=force
-        )
+        result = rotate_repository(self.make_run(), dry_run=False, force=force)
         after = load_state(self.config.state_dir, self.repository.name).generation
         died = self.died()
         label = (
@@ -468,13 +470,14 @@ class FleetMachine(RuleBasedStateMachine):
     def sync(self) -> None:
         down = self.down_nodes()
         self.victims = self.armed_nodes()
-        result = sync_repository(self.config, self.repository, "cli")
+        result = sync_repository(self.make_run())
         died = self.died()
-        label = f"sync (down {down}, died {died}) -> {result.report.outcome}"
+        label = f"sync (down {down}, died {died}) -> {result.outcome}"
         expected = outcome_with(sorted({*down, *died}), self.node_names)
-        assert result.report.outcome == expected, label
+        assert result.outcome == expected, label
         for name in self.up_nodes():
-            assert result.results[name].ok, f"{label}: {name} {result.results[name].error}"
+            node = result.nodes[name]
+            assert node.status in GOOD, f"{label}: {name} {node.reason}: {node.error}"
         self.after_step(label)
 
     @precondition(lambda self: self.ready)
@@ -628,13 +631,6 @@ class ModelFleetMachine(FleetMachine):
         self.patches = pytest.MonkeyPatch()
         self.patches.setattr(keysyncd.io.fleet, "connect", self.fleet.connect)
         self.patches.setattr(keysyncd.io.fleet, "Credentials", NoCredentials)
-        clock = SimpleNamespace(time=self.now, monotonic=time.monotonic, sleep=time.sleep)
-        for module in (
-            keysyncd.actions.distribute,
-            keysyncd.actions.rotate,
-            keysyncd.actions.bootstrap,
-        ):
-            self.patches.setattr(module, "time", clock)
 
     def teardown(self) -> None:
         self.patches.undo()

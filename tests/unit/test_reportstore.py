@@ -9,8 +9,8 @@ import pytest
 
 from keysyncd.commands.cli import main
 from keysyncd.config import ReportsConfig
-from keysyncd.core.report import NodeOutcome, Report, new_report_id
-from keysyncd.io.reportstore import report_files, verify_chain, write_report
+from keysyncd.core.report import NodeOutcome, Report
+from keysyncd.io.reportstore import new_report_id, report_files, verify_chain, write_report
 
 DAY = 86400.0
 NOW = 1_800_000_000.0

@@ -11,14 +11,13 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 
-from keysyncd.actions.local import init_local, prepare, rotate_local
 from keysyncd.core.kinds import KINDS
-from keysyncd.core.policy import Policy
+from keysyncd.core.policy import Policy, plan_rotation
 from keysyncd.core.view import canonical_index, show_name
 from keysyncd.errors import RepositoryError
 from keysyncd.io.repository import Repository
-from keysyncd.io.state import RepositoryState
 from tests.keystone_compat import fernet_rotate, fernet_setup, load_keys, multifernet
+from tests.local_harness import LocalHarness
 
 NOW = 1_800_000_000.0
 POLICY = Policy(3, 3600, 0)
@@ -36,15 +35,15 @@ def snapshot(path: Path) -> dict[str, tuple[bytes, int]]:
     }
 
 
-def initialised(tmp_path: Path) -> tuple[Repository, RepositoryState]:
-    repository = make_repository(tmp_path / "keys")
-    return repository, init_local(repository, RepositoryState("r"), NOW)
+def initialised(tmp_path: Path) -> tuple[Repository, LocalHarness]:
+    harness = LocalHarness(tmp_path, POLICY, NOW)
+    harness.init()
+    return harness.repository, harness
 
 
-def rotate_once(repository: Repository, state: RepositoryState, now: float) -> RepositoryState:
-    keyset, state, _ = prepare(repository, state, now)
-    saved: list[RepositoryState] = []
-    return rotate_local(repository, keyset, state, POLICY, now, saved.append).state
+def rotate_once(harness: LocalHarness, now: float) -> None:
+    harness.now = now
+    harness.rotate()
 
 
 def test_init_creates_keystone_layout_with_private_modes(tmp_path: Path) -> None:
@@ -60,8 +59,8 @@ def test_init_creates_keystone_layout_with_private_modes(tmp_path: Path) -> None
 
 
 def test_keystone_loader_reads_what_keysyncd_writes(tmp_path: Path) -> None:
-    repository, state = initialised(tmp_path)
-    state = rotate_once(repository, state, NOW + 10)
+    repository, harness = initialised(tmp_path)
+    rotate_once(harness, NOW + 10)
     keyset = repository.load()
     loaded = load_keys(str(repository.path))
     assert loaded[0].encode() == keyset.primary.material  # primary first
@@ -77,14 +76,15 @@ def test_keystone_repository_is_adopted_unchanged(tmp_path: Path) -> None:
     fernet_rotate(str(path))
     fernet_rotate(str(path))
     before = snapshot(path)
-    repository = make_repository(path)
-    keyset, state, foreign = prepare(repository, RepositoryState("r"), NOW)
+    harness = LocalHarness(tmp_path, POLICY, NOW, keys=path)
+    keyset, state, foreign = harness.prepare()
     assert snapshot(path) == before
     assert foreign and keyset.indices == (0, 2, 3)
     # adopted secondaries count as demoted now: nothing is retired before it is safe
     assert state.history[2].demoted_at == NOW
+    harness.save(state)
     token = Fernet(keyset.primary.material).encrypt(b"t")
-    rotate_once(repository, state, NOW + 1)
+    rotate_once(harness, NOW + 1)
     assert multifernet(str(path)).decrypt(token) == b"t"
     assert sorted(int(n) for n in os.listdir(path)) == [0, 2, 3, 4]
 
@@ -185,12 +185,16 @@ def test_write_failure_during_rotation_changes_nothing(
     error: OSError,
     message: str,
 ) -> None:
-    repository, state = initialised(tmp_path)
-    state = rotate_once(repository, state, NOW + 1)
+    repository, harness = initialised(tmp_path)
+    rotate_once(harness, NOW + 1)
     before = snapshot(repository.path)
+    keyset, state, _ = harness.prepare()
+    plan = plan_rotation(keyset.indices, state.history, POLICY, NOW + 2)
+    new_staged = Fernet.generate_key()
+    # the disk writes of the rotation itself (the journal's write-ahead record comes before)
     monkeypatch.setattr(os, function, _failing(getattr(os, function), fail_on, error))
     with pytest.raises(RepositoryError) as raised:
-        rotate_once(repository, state, NOW + 2)
+        repository.rotate(keyset, plan, new_staged)
     monkeypatch.undo()
     assert message in str(raised.value) and "nothing changed" in str(raised.value)
     assert snapshot(repository.path) == before
@@ -204,8 +208,9 @@ def test_real_full_disk_during_rotation_changes_nothing(tmp_path: Path) -> None:
         ["mount", "-t", "tmpfs", "-o", "size=12k,nr_inodes=6", "tmpfs", str(mount)], check=True
     )
     try:
-        repository = make_repository(mount / "keys")
-        state = init_local(repository, RepositoryState("r"), NOW)
+        harness = LocalHarness(tmp_path, POLICY, NOW, keys=mount / "keys")
+        repository = harness.repository
+        harness.init()
         filler = 0
         while filler < 100:  # fill every inode and block that is left
             try:
@@ -215,7 +220,7 @@ def test_real_full_disk_during_rotation_changes_nothing(tmp_path: Path) -> None:
             filler += 1
         before = snapshot(repository.path)
         with pytest.raises(RepositoryError, match=r"cannot rotate .*: (disk full|no space)"):
-            rotate_once(repository, state, NOW + 1)
+            rotate_once(harness, NOW + 1)
         assert snapshot(repository.path) == before
         assert repository.load().indices == (0, 1)
     finally:
@@ -224,9 +229,10 @@ def test_real_full_disk_during_rotation_changes_nothing(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="changing file owners needs root")
 def test_owner_and_group_are_applied_as_root(tmp_path: Path) -> None:
-    repository = Repository(tmp_path / "keys", KINDS["fernet"], owner=65534, group=65534)
-    state = init_local(repository, RepositoryState("r"), NOW)
-    rotate_once(repository, state, NOW + 1)
+    harness = LocalHarness(tmp_path, POLICY, NOW, owner=65534)
+    repository = harness.repository
+    harness.init()
+    rotate_once(harness, NOW + 1)
     for name in ("0", "1", "2"):
         info = (repository.path / name).stat()
         assert (info.st_uid, info.st_gid) == (65534, 65534)
@@ -234,9 +240,8 @@ def test_owner_and_group_are_applied_as_root(tmp_path: Path) -> None:
 
 def test_crash_between_renames_is_rolled_back(tmp_path: Path) -> None:
     """A crash after the new primary appeared but before 0 was replaced: roll back."""
-    repository, state = initialised(tmp_path)
-    keyset, state, _ = prepare(repository, state, NOW)
-    saved: list[RepositoryState] = []
+    repository, harness = initialised(tmp_path)
+    keyset, _, _ = harness.prepare()
     real_rename = os.rename
     calls = {"n": 0}
 
@@ -246,16 +251,18 @@ def test_crash_between_renames_is_rolled_back(tmp_path: Path) -> None:
             raise SystemExit("simulated crash")
         return real_rename(source, target)
 
+    harness.now = NOW + 1
     os.rename = crash_on_second  # type: ignore[assignment]
     try:
         with pytest.raises(SystemExit):
-            rotate_local(repository, keyset, state, POLICY, NOW + 1, saved.append)
+            harness.rotate()
     finally:
         os.rename = real_rename  # type: ignore[assignment]
-    crashed = saved[-1]
-    assert crashed.pending is not None
+    crashed = harness.state()
+    assert crashed.pending is not None  # the write-ahead record was saved
     assert repository.load().indices == (0, 1, 2)  # still loadable mid-rotation
-    recovered_keyset, recovered, foreign = prepare(repository, crashed, NOW + 2)
+    harness.now = NOW + 2
+    recovered_keyset, recovered, foreign = harness.prepare()
     assert not foreign and recovered.pending is None
     assert recovered_keyset.digests() == keyset.digests()
     assert not [n for n in os.listdir(repository.path) if n.startswith(".keysyncd-")]

@@ -16,12 +16,9 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from keysyncd.actions.local import init_local, prepare, retire_due, rotate_local
-from keysyncd.core.kinds import KINDS
 from keysyncd.core.policy import Policy, confirm_demotions
-from keysyncd.io.repository import Repository
-from keysyncd.io.state import RepositoryState
 from tests.keystone_compat import keystone_rotation_indices, multifernet
+from tests.local_harness import LocalHarness
 
 HOUR = 3600
 
@@ -32,8 +29,6 @@ class RotationMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.root = Path(tempfile.mkdtemp(prefix="keysyncd-prop-"))
-        self.repository = Repository(self.root / "keys", KINDS["fernet"])
-        self.state = RepositoryState(name="prop")
         self.now = 1_700_000_000.0
         self.tokens: list[tuple[bytes, float]] = []  # (token, issued_at)
         self.seen_states: list[frozenset[str]] = []
@@ -43,9 +38,6 @@ class RotationMachine(RuleBasedStateMachine):
     def teardown(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
 
-    def save(self, state: RepositoryState) -> None:
-        self.state = state
-
     @initialize(
         max_active=st.integers(2, 6),
         expiration=st.integers(1, 4 * HOUR),
@@ -53,7 +45,9 @@ class RotationMachine(RuleBasedStateMachine):
     )
     def init(self, max_active: int, expiration: int, window: int) -> None:
         self.policy = Policy(max_active, expiration, window)
-        self.state = init_local(self.repository, self.state, self.now)
+        self.local = LocalHarness(self.root, self.policy, self.now)
+        self.repository = self.local.repository
+        self.state = self.local.init()
         self.ready = True
         self.issue_token()
 
@@ -67,34 +61,35 @@ class RotationMachine(RuleBasedStateMachine):
     @rule(seconds=st.integers(0, 30 * HOUR))
     def advance_clock(self, seconds: int) -> None:
         self.now += seconds
+        self.local.now = self.now
         self.issue_token()
 
     @precondition(lambda self: self.ready)
     @rule()
     def rotate(self) -> None:
-        keyset, state, foreign = prepare(self.repository, self.state, self.now)
+        keyset, state, foreign = self.local.prepare()
         assert not foreign, "keysyncd must recognise its own writes"
         before = set(keyset.indices)
         history_before = dict(state.history)
-        result = rotate_local(self.repository, keyset, state, self.policy, self.now, self.save)
+        plan, _, self.state = self.local.rotate()
         after = set(self.repository.load().indices)
-        assert after == set(result.plan.resulting)
-        for index in result.plan.retire:
+        assert after == set(plan.resulting)
+        for index in plan.retire:
             confirmed_at = history_before[index].confirmed_at
             assert confirmed_at is not None and confirmed_at + self.policy.retention <= self.now
-        if not result.plan.keep:
+        if not plan.keep:
             assert after == keystone_rotation_indices(before, self.policy.max_active_keys)
-        assert result.plan.new_primary > self.highest_index, "indices only grow"
-        self.highest_index = result.plan.new_primary
+        assert plan.new_primary > self.highest_index, "indices only grow"
+        self.highest_index = plan.new_primary
         # a controller without nodes confirms the demotion at once (every node: none)
         self.state = replace(self.state, history=confirm_demotions(self.state.history, self.now))
+        self.local.save(self.state)
         self.issue_token()
 
     @precondition(lambda self: self.ready)
     @rule()
     def retire_what_is_due(self) -> None:
-        keyset, state, _ = prepare(self.repository, self.state, self.now)
-        _, self.state, _ = retire_due(self.repository, keyset, state, self.policy, self.now)
+        self.state = self.local.retire_due()
 
     @invariant()
     def staged_and_primary_present(self) -> None:
@@ -132,7 +127,8 @@ class RotationMachine(RuleBasedStateMachine):
     @invariant()
     def journal_matches_disk(self) -> None:
         if self.ready:
-            assert self.state.digests == self.repository.load().digests()
+            assert dict(self.state.digests) == self.repository.load().digests()
+            assert self.local.state() == self.state, "what was saved is what is known"
 
 
 RotationMachine.TestCase.settings = settings(

@@ -1,0 +1,91 @@
+"""Job recipes: what "rotate", "sync", "check" and "watch" mean, for the CLI and the daemon.
+
+Each repository runs on its own (as borgmatic runs each repository): one that fails never
+stops the next, and the run ends with one line per repository.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from keysyncd.actions.context import ActionResult, Run
+from keysyncd.actions.distribute import sync_repository, verify_repository
+from keysyncd.actions.drift import check_fleet, check_local
+from keysyncd.actions.rotate import rotate_repository
+from keysyncd.config import RepositoryConfig
+from keysyncd.core.vocabulary import Outcome
+from keysyncd.errors import KeysyncError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RepositoryRun:
+    """One repository's part of a command or daemon job: its results or its error."""
+
+    repository: str
+    results: tuple[ActionResult, ...] = ()
+    error: KeysyncError | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Return True when it needs no attention."""
+        return self.error is None and all(result.ok for result in self.results)
+
+    @property
+    def outcome(self) -> str:
+        """Return ``ok``, the first outcome that is not, or ``failed`` for an error."""
+        if self.error is not None:
+            return Outcome.FAILED
+        return next((r.outcome for r in self.results if not r.ok), Outcome.OK)
+
+    def summary(self) -> str:
+        """Return ``fernet-tokens: ok`` or ``fernet-tokens: failed (why)``."""
+        why = f" ({self.error})" if self.error is not None else ""
+        return f"{self.repository}: {self.outcome}{why}"
+
+
+Step = Callable[[Run], list[ActionResult | None]]
+
+
+def each_repository(
+    repositories: Iterable[RepositoryConfig],
+    make_run: Callable[[RepositoryConfig], Run],
+    step: Step,
+) -> list[RepositoryRun]:
+    """Run ``step`` for every repository, each on its own; return one RepositoryRun each.
+
+    A KeysyncError ends that repository's part only; anything else is a bug and propagates.
+    """
+    done = []
+    for repository in repositories:
+        try:
+            found = step(make_run(repository))
+        except KeysyncError as error:
+            log.debug("%s failed", repository.name, exc_info=True)
+            done.append(RepositoryRun(repository.name, error=error))
+            continue
+        done.append(RepositoryRun(repository.name, tuple(r for r in found if r is not None)))
+    return done
+
+
+def sync_and_verify(run: Run) -> list[ActionResult | None]:
+    """SIGUSR2: push (verified by read-back), then a read-only verify of every node."""
+    synced = sync_repository(run)
+    return [synced, verify_repository(run) if run.config.nodes else None]
+
+
+def periodic_check(run: Run) -> list[ActionResult | None]:
+    """The daemon's periodic check: the local repository, then every node (repairing)."""
+    return [check_local(run), check_fleet(run, random.Random())]  # noqa: S311 - jitter only
+
+
+JOBS: dict[str, Step] = {
+    "rotate": lambda run: [rotate_repository(run)],
+    "sync": sync_and_verify,
+    "check": periodic_check,
+    "watch": lambda run: [check_local(run)],
+}

@@ -1,0 +1,87 @@
+"""The words every layer shares: actions, triggers, node statuses, reasons and outcomes.
+
+One ``GOOD`` set says which node statuses mean "verified holding the expected keys", and
+one ``outcome_of`` turns node statuses into an action's outcome; reports, metrics, the
+renderer, drift and the daemon all use these, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from enum import StrEnum
+
+
+class Action(StrEnum):
+    """What a report is about."""
+
+    INIT = "init"
+    ADOPT = "adopt"
+    ROTATE = "rotate"
+    SYNC = "sync"
+    VERIFY = "verify"
+    DRIFT = "drift"  # a change keysyncd did not make, found locally or on a node
+
+
+class Trigger(StrEnum):
+    """What started an action."""
+
+    CLI = "cli"
+    CRON = "cron"
+    SIGNAL = "signal"
+    WATCH = "watch"
+
+
+class NodeStatus(StrEnum):
+    """One node's state at the end of an action."""
+
+    PENDING = "pending"
+    IN_SYNC = "in_sync"  # verified, nothing needed changing
+    UPDATED = "updated"  # pushed and verified by read-back
+    REPAIRED = "repaired"  # drift found and repaired (verified by read-back)
+    DIFFERS = "differs"  # read, and not what it should be
+    DIVERGED = "diverged"  # holds a newer or unrelated key set: left alone
+    FAILED = "failed"
+    SKIPPED = "skipped"  # not tried: backing off after failures
+
+
+GOOD = frozenset({NodeStatus.IN_SYNC, NodeStatus.UPDATED, NodeStatus.REPAIRED})
+
+
+class Reason(StrEnum):
+    """Why a node failed, in a word an operator (and an alert rule) can act on."""
+
+    UNREACHABLE = "unreachable"
+    TIMEOUT = "timeout"
+    AUTH = "auth"
+    HOST_KEY = "host_key"
+    PERMISSION = "permission"
+    DISK_FULL = "disk_full"
+    DIGEST_MISMATCH = "digest_mismatch"
+    INVALID = "invalid"
+    INVALID_ENTRY = "invalid_entry"
+    DIVERGED = "diverged"
+    CANCELLED = "cancelled"
+    ERROR = "error"
+
+
+DOWN = frozenset({Reason.UNREACHABLE, Reason.TIMEOUT, Reason.AUTH, Reason.HOST_KEY})
+RETRIED_WITH_BACKOFF = frozenset({Reason.UNREACHABLE, Reason.TIMEOUT})
+
+
+class Outcome(StrEnum):
+    """How an action ended."""
+
+    OK = "ok"
+    PARTIAL = "partial"
+    FAILED = "failed"
+    DEFERRED = "deferred"
+
+
+def outcome_of(statuses: Iterable[str]) -> Outcome:
+    """Return ``ok`` when every node is good (or there are none), ``failed`` when none is,
+    else ``partial``. A skipped node was not verified, so it is not good."""
+    found = list(statuses)
+    good = sum(1 for status in found if status in GOOD)
+    if good == len(found):
+        return Outcome.OK
+    return Outcome.FAILED if good == 0 else Outcome.PARTIAL
