@@ -57,7 +57,8 @@ def process_tree() -> dict[int, list[int]]:
 def descendants(pid: int, children: dict[int, list[int]] | None = None) -> list[int]:
     """Return the PIDs of all processes below ``pid`` (zombies included)."""
     children = process_tree() if children is None else children
-    found, todo = [], list(children.get(pid, []))
+    found: list[int] = []
+    todo = list(children.get(pid, []))
     while todo and len(found) < 100_000:
         found.append(kid := todo.pop())
         todo.extend(children.get(kid, []))

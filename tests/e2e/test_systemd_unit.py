@@ -7,6 +7,7 @@ The unit is verified as installed: a copy whose ExecStart names this virtualenv'
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -29,6 +30,15 @@ PRESENT = (  # any value, but set
     "ExecStart", "WatchdogSec", "StateDirectory", "User", "ReadWritePaths",
     "CapabilityBoundingSet", "RestrictAddressFamilies", "SystemCallFilter",
 )  # fmt: skip
+HARDENING = {  # issue 12: each of these, exactly
+    "ProtectClock": "yes",
+    "ProtectHostname": "yes",
+    "RestrictSUIDSGID": "yes",
+    "RemoveIPC": "yes",
+    "PrivateMounts": "yes",
+    "ProcSubset": "pid",
+}
+MAX_EXPOSURE = 1.5  # `systemd-analyze security` of the shipped unit
 
 
 def service_lines() -> list[str]:
@@ -107,3 +117,31 @@ def test_every_service_directive_is_commented() -> None:
         if not commented:
             uncommented.append(line)
     assert uncommented == [], f"directives without a comment: {uncommented}"
+
+
+def test_the_unit_has_the_extra_hardening_and_denies_privileged_and_resource_calls() -> None:
+    found = directives()
+    for key, value in HARDENING.items():
+        assert found.get(key) == [value], f"{key}={value} expected, found {found.get(key)}"
+    assert "~@privileged @resources" in found["SystemCallFilter"]
+    # paths a host may lack are optional ("-"): a fernet-only host has no credential-keys
+    writable = found["ReadWritePaths"][0].split()
+    assert [p for p in writable if p.startswith("/etc/")] == [], writable
+    assert "-/etc/keystone/credential-keys" in writable
+
+
+def test_systemd_analyze_security_exposure_is_at_most_1_5(tmp_path: Path) -> None:
+    """``systemd-analyze security --offline=true`` rates the shipped unit 1.5 or better."""
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed (package systemd)")
+    unit = tmp_path / UNIT.name
+    unit.write_text(UNIT.read_text())
+    result = subprocess.run(
+        [analyze, "security", "--offline=true", "--no-pager", str(unit)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    found = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", output)
+    assert found is not None, output
+    assert float(found[1]) <= MAX_EXPOSURE, output

@@ -29,9 +29,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from keysyncd.config import load_config, parse_config
+from keysyncd.core.journal import Durations, NodeRecord, RepositoryState
 from keysyncd.core.policy import KeyHistory
 from keysyncd.io.metrics import StateCollector
-from keysyncd.io.state import RepositoryState, save_state
+from keysyncd.io.state import save_state
 
 ROOT = Path(__file__).resolve().parents[2]
 ANSIBLE = ROOT / "ansible"
@@ -144,6 +145,7 @@ class _Jinja:
             regex_escape=re.escape,
             difference=lambda a, b: [x for x in a if x not in b],
             product=lambda a, b: [(x, y) for x in a for y in b],
+            extract=lambda key, container: container[key],
         )
         self.kept: list[Any] = []
         self.env.filters["_keep"] = lambda value: self.kept.append(value) or ""
@@ -352,14 +354,12 @@ def test_known_hosts_uses_bracketed_entries_for_ports_other_than_22(
     renderer: Any, tmp_path: Path
 ) -> None:
     keys = {node["name"]: _host_key() for node in EXAMPLE_NODES}
-    results = [
-        {
-            "item": [node, "ed25519"],
-            "content": base64.b64encode(f"{keys[node['name']]} root@x\n".encode()).decode(),
-        }
-        for node in EXAMPLE_NODES
-    ]
-    variables = controller_variables(renderer, _keysyncd_host_keys={"results": results})
+    rsa = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7"  # served too, but not a configured type
+    _, hostvars = parse_inventory(INVENTORY)
+    for node in EXAMPLE_NODES:
+        served = [{"stdout": f"{keys[node['name']]} root@x"}, {"stdout": rsa}]
+        hostvars[node["name"]]["_keysyncd_served_host_keys"] = {"results": served}
+    variables = controller_variables(renderer, hostvars=hostvars)
     path = tmp_path / "known_hosts"
     path.write_text(render(renderer, "known_hosts.j2", variables))
 
@@ -370,6 +370,7 @@ def test_known_hosts_uses_bracketed_entries_for_ports_other_than_22(
         assert found["ssh-ed25519"].get_base64() == keys[name].split()[1]
     assert host_keys.lookup("192.0.2.13") is None
     assert "root@x" not in path.read_text()
+    assert "ssh-rsa" not in path.read_text(), "only keysyncd_host_key_types are trusted"
 
 
 def test_the_unit_drop_in_names_every_writable_path(renderer: Any) -> None:
@@ -382,6 +383,13 @@ def test_the_unit_drop_in_names_every_writable_path(renderer: Any) -> None:
     for path in ("/var/lib/keysyncd", "/etc/keystone/fernet-keys", "/etc/keystone/credential-keys"):
         assert path in writable
     assert not any(line.startswith("ExecStart") for line in lines)
+    assert "IPAddressDeny=any" in lines
+    assert "IPAddressAllow=localhost" in lines
+    resolved = {"results": [{"ansible_facts": {"getent_ahosts": {"192.0.2.11": ["STREAM"]}}}]}
+    with_nodes = controller_variables(renderer, _keysyncd_node_addresses=resolved)
+    assert "IPAddressAllow=192.0.2.11" in render(renderer, "keysyncd.service.conf.j2", with_nodes)
+    no_list = controller_variables(renderer, keysyncd_ip_address_deny="")
+    assert "IPAddress" not in render(renderer, "keysyncd.service.conf.j2", no_list)
 
     moved = controller_variables(renderer, keysyncd_config_dir="/srv/keysyncd")
     text = render(renderer, "keysyncd.service.conf.j2", moved)
@@ -491,15 +499,46 @@ def test_the_authorized_key_is_restricted_to_sftp(renderer: Any) -> None:
         assert re.search(regexp, f"{key}\n")  # an unrestricted copy of the key is replaced
 
 
-def test_known_hosts_is_read_from_the_nodes_never_scanned() -> None:
+def test_known_hosts_is_read_from_what_sshd_serves_never_scanned() -> None:
     tasks = list(role_tasks())
     assert not any("ssh-keyscan" in json.dumps(task) for _, task in tasks)
-    [slurp] = [
-        task
+    commands = {
+        task["name"]: task[module_of(task)]["argv"]
         for _, task in tasks
-        if module_of(task) == "ansible.builtin.slurp" and "ssh_host_" in json.dumps(task)
-    ]
-    assert "item.0.inventory_hostname" in slurp["delegate_to"]
+        if module_of(task) == "ansible.builtin.command" and "argv" in task[module_of(task)]
+    }
+    asked = [name for name, argv in commands.items() if argv[-1:] == ["-T"] and "sshd" in argv[0]]
+    derived = [name for name, argv in commands.items() if argv[:2] == ["ssh-keygen", "-y"]]
+    assert asked and derived, "host keys must come from `sshd -T` and `ssh-keygen -y`"
+    for _, task in tasks:
+        if task["name"] in asked + derived:
+            assert task.get("check_mode") is False and task.get("changed_when") is False
+            assert "delegate_to" not in task, "read on the node itself"
+    template = (ROLE / "templates" / "known_hosts.j2").read_text(encoding="utf-8")
+    assert "_keysyncd_served_host_keys" in template
+
+
+def test_the_created_account_is_not_locked_and_the_venv_python_is_explicit() -> None:
+    [create] = [task for _, task in role_tasks() if module_of(task) == "ansible.builtin.user"]
+    assert create["ansible.builtin.user"]["password"] == "{{ keysyncd_user_password }}"
+    defaults = load_yaml(ROLE / "defaults" / "main.yml")
+    assert defaults["keysyncd_user_password"] == "*"
+    assert defaults["keysyncd_python"] == "/usr/bin/python3"
+
+
+def test_ansible_lint_production_profile_is_clean(tmp_path: Path) -> None:
+    lint = shutil.which("ansible-lint", path=os.path.dirname(sys.executable))
+    assert lint is not None, "ansible-lint (a test extra) is not installed"
+    result = subprocess.run(
+        [lint, "--profile", "production", "--offline", "--nocolor", "site.yml"],
+        cwd=ANSIBLE,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "ANSIBLE_LOCAL_TEMP": str(tmp_path), "HOME": str(tmp_path)},
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 # --- the Prometheus rules ---------------------------------------------------------------
@@ -565,8 +604,9 @@ def exported_samples(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict
             history={0: KeyHistory(created_at=1.0), 1: KeyHistory(created_at=0.5, promoted_at=1.0)},
             last_rotation_at=1.0,
             last_success={"sync": 1.0, "verify": 1.0},
-            nodes={"n1": {"status": "in_sync", "last_verified_at": 1.0, "generation": 1}},
+            nodes={"n1": NodeRecord(status="in_sync", last_verified_at=1.0, generation=1)},
             counters={"drift:missing": 1, "deferred": 1},
+            durations={"sync": Durations().add(0.4)},
         ),
     )
     samples: dict[str, dict[str, set[str]]] = {}
