@@ -7,10 +7,10 @@ live cluster invalidates every token (an outage), and adopting over local keys l
 from __future__ import annotations
 
 from keysyncd.actions.context import DRY_RUN, ActionResult, Draft, Run, commit, node_outcomes
-from keysyncd.actions.distribute import recorded
 from keysyncd.actions.local import initialise, open_repository
 from keysyncd.core import journal
 from keysyncd.core.keyring import Key, KeySet
+from keysyncd.core.nodes import checked
 from keysyncd.core.view import MAX_KEY_FILE, entry_problem, show_name
 from keysyncd.core.vocabulary import Action
 from keysyncd.errors import KeysyncError
@@ -44,7 +44,8 @@ def init_repository(run: Run, dry_run: bool = False) -> ActionResult:
             fleet.reset()
             push_keyset(fleet, repository.load())
         nodes = node_outcomes(fleet)
-    return commit(run, recorded(run, state, nodes), Draft(Action.INIT, started, nodes))
+    state = checked(state, nodes, run.node_names, run.clock())
+    return commit(run, state, Draft(Action.INIT, started, nodes))
 
 
 def _refuse_if_any_node_holds_keys(run: Run, fleet: FleetAction) -> None:

@@ -19,8 +19,9 @@ from typing import Any
 
 from keysyncd.config import Config, RepositoryConfig
 from keysyncd.core import journal
-from keysyncd.core.journal import Recovery, RepositoryState
+from keysyncd.core.journal import RepositoryState
 from keysyncd.core.policy import RotationPlan
+from keysyncd.core.recovery import Recovery
 from keysyncd.core.report import NodeOutcome, Report
 from keysyncd.core.vocabulary import Action, Outcome, Trigger, outcome_of
 from keysyncd.io.fleet import FleetAction, Progress

@@ -8,27 +8,17 @@ the nodes and shows what each would get, writing nothing anywhere.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
-from keysyncd.actions.context import DRY_RUN, ActionResult, Draft, Run, commit, node_outcomes
-from keysyncd.actions.local import load_local, open_repository, policy_of, recover, retire_due
+from keysyncd.actions.context import ActionResult, Draft, Run, commit, node_outcomes
+from keysyncd.actions.local import load_local, open_repository, recover, retire_due
+from keysyncd.actions.preview import preview_sync
 from keysyncd.core import journal
-from keysyncd.core.journal import RepositoryState
-from keysyncd.core.keyring import KeySet
-from keysyncd.core.policy import plan_retirement
-from keysyncd.core.report import NodeOutcome
+from keysyncd.core.nodes import checked
 from keysyncd.core.vocabulary import Action
-from keysyncd.errors import RepositoryError
 from keysyncd.io.fleet import push_keyset
 from keysyncd.io.state import load_state
 
 log = logging.getLogger(__name__)
-
-
-def recorded(run: Run, state: RepositoryState, nodes: dict[str, NodeOutcome]) -> RepositoryState:
-    """Return ``state`` with the nodes' outcomes, demotions confirmed if every node verified."""
-    state = journal.record_nodes(state, nodes, run.clock())
-    return journal.confirm_if_all_verified(state, run.node_names, run.clock())
 
 
 def sync_repository(
@@ -42,7 +32,7 @@ def sync_repository(
     started = run.clock()
     local = load_local(run)
     if dry_run:
-        return _preview(run, local.scan.keyset, local.state, local.problems(), node, force)
+        return preview_sync(run, local, node, force)
     recovered = recover(run, local)
     keyset, state = recovered.valid()
     state, foreign = journal.reconcile(state, keyset.digests(), started)
@@ -58,7 +48,7 @@ def sync_repository(
         if fleet is not None:
             push_keyset(fleet, keyset, force)
         nodes = node_outcomes(fleet)
-    state = recorded(run, state, nodes)
+    state = checked(state, nodes, run.node_names, run.clock())
     return commit(run, state, Draft(Action.SYNC, started, nodes, forced=force, messages=messages))
 
 
@@ -71,35 +61,5 @@ def verify_repository(run: Run, node: str | None = None) -> ActionResult:
         if fleet is not None:
             fleet.inspect(keyset.digests())
         nodes = node_outcomes(fleet)
-    return commit(run, recorded(run, state, nodes), Draft(Action.VERIFY, started, nodes))
-
-
-def _preview(
-    run: Run,
-    keyset: KeySet,
-    state: RepositoryState,
-    problems: list[str],
-    node: str | None,
-    force: bool,
-) -> ActionResult:
-    """Return what ``sync`` would push to each node, changing nothing anywhere."""
-    if problems:
-        raise RepositoryError("invalid repository: " + "; ".join(problems))
-    due = plan_retirement(keyset.indices, state.history, policy_of(run.repository), run.clock())
-    expected = {i: d for i, d in keyset.digests().items() if i not in due.retire}
-    messages = (
-        (f"would retire keys {list(due.retire)}: no live token can need them",)
-        if (due.retire)
-        else ()
-    )
-    with run.fleet(node) as fleet:
-        preview: dict[str, dict[str, Any]] = {}
-        if fleet is not None:
-            fleet.inspect(expected, force)
-            for name, result in fleet.results.items():
-                if result.plan is not None:
-                    preview[name] = result.plan.changes()
-                else:
-                    preview[name] = {"error": result.error.detail if result.error else "?"}
-        nodes = node_outcomes(fleet)
-    return ActionResult(run.repository.name, DRY_RUN, None, nodes, messages, preview=preview)
+    state = checked(state, nodes, run.node_names, run.clock())
+    return commit(run, state, Draft(Action.VERIFY, started, nodes))

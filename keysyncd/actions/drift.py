@@ -10,12 +10,15 @@ from __future__ import annotations
 import logging
 import random
 from dataclasses import replace
+from typing import Any
 
 from keysyncd.actions.context import ActionResult, Draft, Run, commit, node_outcomes, remember
-from keysyncd.actions.distribute import recorded
 from keysyncd.actions.local import load_local, open_repository, recover
 from keysyncd.core import journal
+from keysyncd.core.journal import NodeRecord, RepositoryState
+from keysyncd.core.keyring import KeySet
 from keysyncd.core.nodeplan import describe_changes
+from keysyncd.core.nodes import checked, due_nodes, schedule_backoff
 from keysyncd.core.report import NodeOutcome
 from keysyncd.core.times import rfc3339
 from keysyncd.core.vocabulary import GOOD, Action, NodeStatus, Outcome
@@ -34,24 +37,9 @@ def check_local(run: Run) -> ActionResult | None:
     """
     started = run.clock()
     recovered = recover(run, load_local(run))
-    state = recovered.state
     if recovered.problems:
-        for problem in recovered.problems:
-            log.error("%s: invalid local repository, not pushed: %s", run.repository.name, problem)
-        state, new = journal.local_validity(state, recovered.problems)
-        state = journal.counted(state, "drift:local_invalid") if new else state
-        local = {"valid": False, "problems": list(recovered.problems)}
-        return commit(
-            run,
-            state,
-            Draft(
-                Action.DRIFT,
-                started,
-                outcome=Outcome.FAILED,
-                messages=recovered.problems,
-                details={"local": local},
-            ),
-        )
+        return _invalid(run, recovered.state, recovered.problems, started)
+    state = recovered.state
     if state.local_problems:
         log.info("%s: the local repository is valid again", run.repository.name)
         state, _ = journal.local_validity(state, ())
@@ -69,14 +57,24 @@ def check_local(run: Run) -> ActionResult | None:
             if fleet is not None:
                 push_keyset(fleet, recovered.keyset)
             nodes = node_outcomes(fleet)
-        state, action = recorded(run, state, nodes), Action.SYNC
+        state, action = checked(state, nodes, run.node_names, run.clock()), Action.SYNC
     elif run.config.nodes:
         message += " (not pushed: drift.on_local_change is alert)"
-    return commit(
-        run,
-        state,
-        Draft(action, started, nodes, messages=(message,), details={"local": {"valid": True}}),
-    )
+    details = {"local": {"valid": True}}
+    return commit(run, state, Draft(action, started, nodes, messages=(message,), details=details))
+
+
+def _invalid(
+    run: Run, state: RepositoryState, problems: tuple[str, ...], started: float
+) -> ActionResult:
+    """Report an invalid local repository (every check, until it is fixed); push nothing."""
+    for problem in problems:
+        log.error("%s: invalid local repository, not pushed: %s", run.repository.name, problem)
+    state, new = journal.local_validity(state, problems)
+    state = journal.counted(state, "drift:local_invalid") if new else state
+    details = {"local": {"valid": False, "problems": list(problems)}}
+    draft = Draft(Action.DRIFT, started, outcome=Outcome.FAILED, messages=problems, details=details)
+    return commit(run, state, draft)
 
 
 def report_watch_failure(run: Run, failure: str) -> ActionResult:
@@ -106,51 +104,52 @@ def check_fleet(run: Run, rng: random.Random | None = None) -> ActionResult | No
     state = load_state(run.config.state_dir, run.repository.name)
     if not run.config.nodes or state.local_problems:
         return None
-    expected = open_repository(run.repository).load()
-    due, waiting = journal.due_nodes(state, run.node_names, started)
-    drifted: dict[str, dict[str, object]] = {}
-    with run.fleet(due) as fleet:
+    due, waiting = due_nodes(state, run.node_names, started)
+    nodes, drifted = _check_nodes(run, due, open_repository(run.repository).load())
+    kinds = [f"drift:{kind}" for changes in drifted.values() for kind, v in changes.items() if v]
+    state = checked(journal.counted(state, *kinds), nodes, run.node_names, run.clock())
+    jitter = (rng or random.Random()).uniform  # noqa: S311 - jitter, not crypto
+    state = schedule_backoff(
+        state, nodes, started, run.config.drift.verify_interval, lambda: jitter(0.5, 1.0)
+    )
+    nodes |= {name: _backing_off(state.nodes[name]) for name in waiting}
+    messages = tuple(f"drift on {n}: {describe_changes(c)}" for n, c in drifted.items())
+    backoff = {name: state.nodes[name].next_attempt_at for name in waiting}
+    action = Action.DRIFT if drifted else Action.VERIFY
+    draft = Draft(action, started, nodes, messages=messages, details={"backoff": backoff})
+    return commit(run, state, draft)
+
+
+def _check_nodes(
+    run: Run, names: list[str], expected: KeySet
+) -> tuple[dict[str, NodeOutcome], dict[str, dict[str, Any]]]:
+    """Read ``names`` and repair drift if configured; return (outcomes, what drifted where)."""
+    drifted: dict[str, dict[str, Any]] = {}
+    with run.fleet(names) as fleet:
         if fleet is not None:
             fleet.inspect(expected.digests())
             drifted = {
-                name: r.plan.changes()
-                for name, r in fleet.results.items()
-                if r.status == NodeStatus.DIFFERS and r.plan
+                name: result.plan.changes()
+                for name, result in fleet.results.items()
+                if result.status == NodeStatus.DIFFERS and result.plan
             }
             if drifted and run.config.drift.on_remote_drift == "repair":
                 fleet.push(expected)
                 fleet.verify(expected.digests())
         nodes = node_outcomes(fleet)
     for name, changes in drifted.items():
-        repaired = nodes[name].status in GOOD
-        status = NodeStatus.REPAIRED if repaired else nodes[name].status
+        status = NodeStatus.REPAIRED if nodes[name].status in GOOD else nodes[name].status
         nodes[name] = replace(nodes[name], changes=changes, status=status)
-    kinds = [f"drift:{kind}" for changes in drifted.values() for kind, v in changes.items() if v]
-    state = recorded(run, journal.counted(state, *kinds), nodes)
-    jitter = (rng or random.Random()).uniform  # noqa: S311 - jitter, not crypto
-    state = journal.schedule_backoff(
-        state, nodes, started, run.config.drift.verify_interval, lambda: jitter(0.5, 1.0)
-    )
-    for name in waiting:
-        record = state.nodes[name]
-        nodes[name] = NodeOutcome(
-            status=NodeStatus.SKIPPED,
-            reason=record.reason,
-            error=(
-                f"backing off after {record.failures} failed attempts; next attempt at "
-                f"{rfc3339(record.next_attempt_at)}"
-            ),
-        )
-    messages = tuple(f"drift on {n}: {describe_changes(c)}" for n, c in drifted.items())
-    backoff = {name: state.nodes[name].next_attempt_at for name in waiting}
-    return commit(
-        run,
-        state,
-        Draft(
-            Action.DRIFT if drifted else Action.VERIFY,
-            started,
-            nodes,
-            messages=messages,
-            details={"backoff": backoff},
+    return nodes, drifted
+
+
+def _backing_off(record: NodeRecord) -> NodeOutcome:
+    """Return the outcome of a node not tried because it is backing off after failures."""
+    return NodeOutcome(
+        status=NodeStatus.SKIPPED,
+        reason=record.reason,
+        error=(
+            f"backing off after {record.failures} failed attempts; next attempt at "
+            f"{rfc3339(record.next_attempt_at)}"
         ),
     )

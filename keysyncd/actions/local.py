@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from keysyncd.actions.context import Run, write_ahead
 from keysyncd.config import RepositoryConfig
 from keysyncd.core import journal
-from keysyncd.core.journal import PendingRotation, Recovery, RepositoryState
+from keysyncd.core.journal import PendingRotation, RepositoryState
 from keysyncd.core.keyring import KeySet, digest_of
 from keysyncd.core.kinds import KINDS
 from keysyncd.core.policy import Policy, RotationPlan, plan_retirement
+from keysyncd.core.recovery import Recovery, plan_recovery, recovered
 from keysyncd.errors import RepositoryError
 from keysyncd.io.ids import local_owner
 from keysyncd.io.repository import Repository, Scan
@@ -60,7 +61,7 @@ def load_local(run: Run) -> Local:
     repository = open_repository(run.repository)
     state = load_state(run.config.state_dir, run.repository.name)
     scan = repository.scan()
-    recovery = journal.plan_recovery(state.pending, scan.keyset.digests())
+    recovery = plan_recovery(state.pending, scan.keyset.digests())
     lax = tuple(repository.permission_problems()) if repository.holds_keys() else ()
     return Local(repository, scan, state, recovery, repository.temp_files(), lax)
 
@@ -93,7 +94,7 @@ def recover(run: Run, local: Local) -> Recovered:
         repository.retire(tuple(index for index in gone if index is not None))
     scan = repository.scan() if local.recovery.action != "none" else local.scan
     if state.pending is not None:
-        state = journal.recovered(state, local.recovery, scan.keyset.digests())
+        state = recovered(state, local.recovery, scan.keyset.digests())
         write_ahead(run, state)
     return Recovered(scan.keyset, state, (*scan.problems, *local.lax))
 

@@ -11,19 +11,19 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from keysyncd.actions.context import DRY_RUN, ActionResult, Draft, Run, commit, node_outcomes
+from keysyncd.actions.context import ActionResult, Draft, Run, commit, node_outcomes
 from keysyncd.actions.local import Local, load_local, policy_of, recover, rotate_local
+from keysyncd.actions.preview import preview_rotation
 from keysyncd.core import journal
 from keysyncd.core.journal import HookBlock, RepositoryState
 from keysyncd.core.keyring import KeySet
-from keysyncd.core.nodeplan import diff
+from keysyncd.core.nodes import checked
 from keysyncd.core.policy import RotationPlan, plan_rotation
 from keysyncd.core.report import NodeOutcome, Report
 from keysyncd.core.vocabulary import GOOD, Action, Outcome
-from keysyncd.errors import RepositoryError
 from keysyncd.io.fleet import FleetAction, push_keyset
 from keysyncd.io.hooks import HookRun, run_hooks
 
@@ -60,7 +60,7 @@ def rotate_repository(run: Run, dry_run: bool = False, force: bool = False) -> A
     started = run.clock()
     local = load_local(run)
     if dry_run:
-        return _preview(run, local, force)
+        return preview_rotation(run, local, force)
     keyset, state = recover(run, local).valid()
     state, _ = journal.reconcile(state, keyset.digests(), started)
     state, blocked = _retry_blocking_hook(run, state)
@@ -69,123 +69,94 @@ def rotate_repository(run: Run, dry_run: bool = False, force: bool = False) -> A
             run, state, Draft(Action.ROTATE, started, outcome=Outcome.DEFERRED, messages=(blocked,))
         )
     plan = plan_rotation(keyset.indices, state.history, policy_of(run.repository), started)
+    rotation = _Rotation(local, keyset, state, plan, started, force)
     with run.fleet() as fleet:
-        return _rotate(run, _Rotation(local, keyset, state, plan, started, force), fleet)
+        if fleet is not None:
+            push_keyset(fleet, keyset)  # rule 1: every node holds the staged key first
+        decision = gate(node_outcomes(fleet), force, run.cancelled)
+        if not decision.promote:
+            return _defer(run, rotation, fleet, decision)
+        return _promote(run, rotation, fleet, decision)
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Rotation:
+    """One rotation as it goes: what it started from, its plan (made once), and what it
+    has to say so far."""
+
     local: Local
     keyset: KeySet
     state: RepositoryState
     plan: RotationPlan
     started: float
     force: bool
+    forced: bool = False
+    messages: list[str] = field(default_factory=list)
+    hooks: list[HookRun] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.plan.keep:
+            self.messages.append(self.plan.kept_note())
+
+    def draft(self, nodes: Mapping[str, NodeOutcome], outcome: Outcome | None = None) -> Draft:
+        """Return the report draft of this rotation so far."""
+        details = {"plan": plan_json(self.plan), "hooks": _runs(self.hooks)}
+        messages = tuple(self.messages)
+        return Draft(Action.ROTATE, self.started, nodes, outcome, self.forced, messages, details)
 
 
-def _rotate(run: Run, rotation: _Rotation, fleet: FleetAction | None) -> ActionResult:
-    state, plan = rotation.state, rotation.plan
-    if fleet is not None:
-        push_keyset(fleet, rotation.keyset)  # rule 1: every node holds the staged key first
-    decision = gate(node_outcomes(fleet), rotation.force, run.cancelled)
-    messages = [_kept(plan)] if plan.keep else []
-    if not decision.promote:
-        messages.append(
-            "deferred: not every node could be verified: " + ", ".join(decision.unverified)
+def _defer(run: Run, rotation: _Rotation, fleet: FleetAction | None, gated: Gate) -> ActionResult:
+    unverified = ", ".join(gated.unverified)
+    rotation.messages.append(f"deferred: not every node could be verified: {unverified}")
+    nodes = node_outcomes(fleet)
+    state = checked(rotation.state, nodes, run.node_names, run.clock())
+    return _give_up(run, state, rotation.draft(nodes, Outcome.DEFERRED), rotation.plan)
+
+
+def _promote(run: Run, rotation: _Rotation, fleet: FleetAction | None, gated: Gate) -> ActionResult:
+    if gated.forced:
+        rotation.forced = True
+        unverified = ", ".join(gated.unverified)
+        rotation.messages.append(
+            f"FORCED: rotated although these nodes were not verified: {unverified}"
         )
-        state = _recorded(run, state, fleet)
-        return _give_up(
-            run,
-            state,
-            Draft(
-                Action.ROTATE,
-                rotation.started,
-                node_outcomes(fleet),
-                Outcome.DEFERRED,
-                messages=tuple(messages),
-            ),
-            plan,
-        )
-    if decision.forced:
-        messages.append(
-            "FORCED: rotated although these nodes were not verified: "
-            + ", ".join(decision.unverified)
-        )
-    before = run_hooks(
-        "before_rotate",
-        run.repository.hooks.before_rotate,
-        _document(run, plan, state),
-        run.repository.hooks.timeout,
-    )
-    if before and not before[-1].ok:
-        messages.append("not rotated: " + before[-1].describe())
-        draft = Draft(
-            Action.ROTATE,
-            rotation.started,
-            node_outcomes(fleet),
-            Outcome.FAILED,
-            messages=tuple(messages),
-            details={"hooks": _runs(before)},
-        )
-        return _give_up(run, state, draft, plan)
-    keyset, state = rotate_local(run, rotation.local.repository, rotation.keyset, state, plan)
+    hooks = run.repository.hooks
+    document = _document(run, rotation.plan, rotation.state)
+    rotation.hooks += run_hooks("before_rotate", hooks.before_rotate, document, hooks.timeout)
+    if rotation.hooks and not rotation.hooks[-1].ok:
+        rotation.messages.append("not rotated: " + rotation.hooks[-1].describe())
+        draft = rotation.draft(node_outcomes(fleet), Outcome.FAILED)
+        return _give_up(run, rotation.state, draft, rotation.plan)
+    repository = rotation.local.repository
+    keyset, state = rotate_local(run, repository, rotation.keyset, rotation.state, rotation.plan)
     if fleet is not None:
         fleet.reset()
-        push_keyset(fleet, keyset, force=decision.forced)
-    state = _recorded(run, state, fleet)
-    return _after(run, rotation, state, fleet, messages, before, decision.forced)
+        push_keyset(fleet, keyset, force=gated.forced)
+    rotation.state = checked(state, node_outcomes(fleet), run.node_names, run.clock())
+    return _after(run, rotation, node_outcomes(fleet))
 
 
-def _recorded(run: Run, state: RepositoryState, fleet: FleetAction | None) -> RepositoryState:
-    state = journal.record_nodes(state, node_outcomes(fleet), run.clock())
-    return journal.confirm_if_all_verified(state, run.node_names, run.clock())
-
-
-def _after(
-    run: Run,
-    rotation: _Rotation,
-    state: RepositoryState,
-    fleet: FleetAction | None,
-    messages: list[str],
-    hooks: list[HookRun],
-    forced: bool,
-) -> ActionResult:
-    nodes = node_outcomes(fleet)
+def _after(run: Run, rotation: _Rotation, nodes: Mapping[str, NodeOutcome]) -> ActionResult:
+    """Run after_rotate once every node verified (a failure blocks the next rotation), then
+    commit; on_failure runs for anything that is not ok."""
+    hooks = run.repository.hooks
     if all(node.status in GOOD for node in nodes.values()):
-        after = run_hooks(
-            "after_rotate",
-            run.repository.hooks.after_rotate,
-            _document(run, rotation.plan, state),
-            run.repository.hooks.timeout,
-        )
-        hooks = hooks + after
+        document = _document(run, rotation.plan, rotation.state)
+        after = run_hooks("after_rotate", hooks.after_rotate, document, hooks.timeout)
+        rotation.hooks += after
         if after and not after[-1].ok:
-            messages.append(
+            rotation.messages.append(
                 after[-1].describe() + "; the next rotation is blocked until it succeeds"
             )
-            state = journal.block_rotation(state, _block(after[-1], run.clock()))
-    details = {"plan": plan_json(rotation.plan), "hooks": _runs(hooks)}
-    draft = Draft(
-        Action.ROTATE,
-        rotation.started,
-        nodes,
-        forced=forced,
-        messages=tuple(messages),
-        details=details,
-    )
-    result = commit(run, state, draft, rotation=rotation.plan)
-    if state.hook_block is not None or result.outcome != Outcome.OK:
+            block = _block(after[-1], run.clock())
+            rotation.state = journal.block_rotation(rotation.state, block)
+    result = commit(run, rotation.state, rotation.draft(nodes), rotation=rotation.plan)
+    blocked = rotation.state.hook_block is not None
+    if blocked or result.outcome != Outcome.OK:
         assert result.report is not None  # noqa: S101 - commit always writes one
         _on_failure(run, result.report)
-    if result.outcome == Outcome.OK and state.hook_block is not None:
-        return ActionResult(
-            result.repository,
-            Outcome.PARTIAL,
-            result.report,
-            result.nodes,
-            result.messages,
-            rotation=rotation.plan,
-        )
+    if result.outcome == Outcome.OK and blocked:
+        return replace(result, outcome=Outcome.PARTIAL)
     return result
 
 
@@ -208,23 +179,13 @@ def _retry_blocking_hook(run: Run, state: RepositoryState) -> tuple[RepositorySt
         run.repository.hooks.timeout,
     )
     if runs and not runs[-1].ok:
-        state = journal.block_rotation(state, _block(runs[-1], run.clock()))
-        return state, blocked_message(state.hook_block)
+        block = _block(runs[-1], run.clock())
+        return journal.block_rotation(state, block), block.describe()
     return journal.unblock_rotation(state), None
 
 
 def _block(hook: HookRun, now: float) -> HookBlock:
     return HookBlock(hook.command, hook.status, now)
-
-
-def blocked_message(block: HookBlock | None) -> str:
-    """Return why rotation is blocked by a failed after_rotate hook."""
-    command = " ".join(block.hook) if block else ""
-    status = block.status if block else None
-    return (
-        f"rotation blocked: after_rotate hook {command!r} exited with status {status}; it "
-        "must succeed before the next rotation (each rotate retries it first)"
-    )
 
 
 def _on_failure(run: Run, report: Report) -> None:
@@ -259,74 +220,3 @@ def plan_json(plan: RotationPlan) -> dict[str, Any]:
 
 def _runs(hooks: list[HookRun]) -> list[dict[str, Any]]:
     return [hook.to_json() for hook in hooks]
-
-
-def _kept(plan: RotationPlan) -> str:
-    return "; ".join(f"key {k.index} kept beyond max_active_keys: {k.reason}" for k in plan.keep)
-
-
-# --- the dry run: load, decide and read the nodes; write nothing ------------------------------
-
-
-def _preview(run: Run, local: Local, force: bool) -> ActionResult:
-    """Return what ``rotate`` would do now, including recovery, without changing anything."""
-    keyset = _after_recovery(local)
-    problems = local.problems()
-    if problems:
-        raise RepositoryError("invalid repository: " + "; ".join(problems))
-    state, _ = journal.reconcile(local.state, keyset.digests(), run.clock())
-    messages = [] if local.recovery.action == "none" else ["would " + local.recovery.describe()]
-    if local.temp_files:
-        messages.append(f"would remove {len(local.temp_files)} leftover temp file(s)")
-    if state.hook_block is not None:
-        messages.append(
-            "would retry the after_rotate hook first; " + blocked_message(state.hook_block)
-        )
-    plan = plan_rotation(keyset.indices, state.history, policy_of(run.repository), run.clock())
-    if plan.keep:
-        messages.append(_kept(plan))
-    with run.fleet() as fleet:
-        if fleet is not None:
-            fleet.inspect(keyset.digests())
-        nodes = node_outcomes(fleet)
-        preview = _node_previews(fleet, keyset, plan) if fleet is not None else {}
-    unreachable = [n for n, node in sorted(nodes.items()) if node.status in ("failed", "diverged")]
-    if unreachable and not force:
-        messages.append("would defer: not every node could be verified: " + ", ".join(unreachable))
-    return ActionResult(
-        run.repository.name,
-        DRY_RUN,
-        None,
-        nodes,
-        tuple(messages),
-        rotation=plan,
-        preview=preview,
-        recovery=local.recovery,
-    )
-
-
-def _after_recovery(local: Local) -> KeySet:
-    """Return the key set the repository would hold once recovery ran (on disk: unchanged)."""
-    gone = set(local.recovery.retire) | {local.recovery.unlink} - {None}
-    keys = local.scan.keyset.keys
-    return KeySet.of(key for index, key in keys.items() if index not in gone)
-
-
-def _node_previews(
-    fleet: FleetAction, keyset: KeySet, plan: RotationPlan
-) -> dict[str, dict[str, Any]]:
-    """Return what each node would get: its diff against the state after the rotation."""
-    staged = keyset.digests()[0]
-    expected = {i: d for i, d in keyset.digests().items() if i not in plan.retire}
-    expected[plan.new_primary] = staged
-    expected[0] = NEW_KEY
-    shown: dict[str, dict[str, Any]] = {}
-    for name, result in fleet.results.items():
-        if result.view is None:
-            shown[name] = {"error": result.error.detail if result.error else result.status}
-            continue
-        shown[name] = {
-            "primary": plan.new_primary,
-            **diff(expected, result.view, fleet.ownership).changes(),
-        }
-    return shown

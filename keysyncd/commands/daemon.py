@@ -24,7 +24,7 @@ from keysyncd.actions.drift import report_watch_failure
 from keysyncd.actions.jobs import JOBS, RepositoryRun, Step, each_repository
 from keysyncd.commands.scheduler import Job, Scheduler
 from keysyncd.config import Config, RepositoryConfig, load_config
-from keysyncd.core.journal import nodes_in_sync
+from keysyncd.core.nodes import nodes_in_sync
 from keysyncd.core.schedule import missed_rotation
 from keysyncd.core.times import rfc3339_of
 from keysyncd.core.vocabulary import Outcome, Trigger

@@ -4,7 +4,8 @@ May import: ``keysyncd.core``, ``keysyncd.errors`` and PyYAML. Never IO beyond r
 config file itself, and no other keysyncd layer.
 """
 
-from keysyncd.config.load import (
+from keysyncd.config.load import load_config, parse_config
+from keysyncd.config.model import (
     DEFAULT_PATH,
     Config,
     DriftConfig,
@@ -14,8 +15,6 @@ from keysyncd.config.load import (
     ReportsConfig,
     RepositoryConfig,
     SshConfig,
-    load_config,
-    parse_config,
 )
 
 __all__ = [

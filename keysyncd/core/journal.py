@@ -9,20 +9,18 @@ through the functions here.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
-from keysyncd.core.policy import KeyHistory, RotationPlan, confirm_demotions, rotated_history
-from keysyncd.core.report import NodeOutcome
-from keysyncd.core.vocabulary import GOOD, RETRIED_WITH_BACKOFF, Outcome
+from keysyncd.core.policy import KeyHistory, RotationPlan, rotated_history
+from keysyncd.core.vocabulary import Outcome
 
 DURATION_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
-BACKOFF_CAP = 3600.0
 
 
-def _frozen(mapping: Mapping[Any, Any] | None = None) -> Mapping[Any, Any]:
+def frozen(mapping: Mapping[Any, Any] | None = None) -> Mapping[Any, Any]:
     return MappingProxyType(dict(mapping or {}))
 
 
@@ -69,6 +67,14 @@ class HookBlock:
     status: int | None
     at: float
 
+    def describe(self) -> str:
+        """Return why rotation is blocked, and what clears it."""
+        return (
+            f"rotation blocked: after_rotate hook {' '.join(self.hook)!r} exited with status "
+            f"{self.status}; it must succeed before the next rotation (each rotate retries it "
+            "first)"
+        )
+
 
 @dataclass(frozen=True)
 class Durations:
@@ -93,16 +99,16 @@ class RepositoryState:
 
     name: str
     generation: int = 0
-    digests: Mapping[int, str] = field(default_factory=_frozen)
-    history: Mapping[int, KeyHistory] = field(default_factory=_frozen)
+    digests: Mapping[int, str] = field(default_factory=frozen)
+    history: Mapping[int, KeyHistory] = field(default_factory=frozen)
     pending: PendingRotation | None = None
     last_rotation_at: float | None = None
     last_action: LastAction | None = None
     hook_block: HookBlock | None = None
-    nodes: Mapping[str, NodeRecord] = field(default_factory=_frozen)
-    last_success: Mapping[str, float] = field(default_factory=_frozen)  # action -> when
-    counters: Mapping[str, int] = field(default_factory=_frozen)  # drift:missing, deferred
-    durations: Mapping[str, Durations] = field(default_factory=_frozen)  # action -> histogram
+    nodes: Mapping[str, NodeRecord] = field(default_factory=frozen)
+    last_success: Mapping[str, float] = field(default_factory=frozen)  # action -> when
+    counters: Mapping[str, int] = field(default_factory=frozen)  # drift:missing, deferred
+    durations: Mapping[str, Durations] = field(default_factory=frozen)  # action -> histogram
     local_problems: tuple[str, ...] = ()  # why the local repository is invalid, if it is
 
 
@@ -116,8 +122,8 @@ def advance(
     return replace(
         state,
         generation=state.generation + 1,
-        digests=_frozen(digests),
-        history=_frozen({i: entry for i, entry in history.items() if i in digests}),
+        digests=frozen(digests),
+        history=frozen({i: entry for i, entry in history.items() if i in digests}),
         pending=None,
     )
 
@@ -177,131 +183,6 @@ def retired(state: RepositoryState, digests: Mapping[int, str]) -> RepositorySta
     return advance(state, digests, state.history)
 
 
-@dataclass(frozen=True)
-class Recovery:
-    """What to do about a rotation a crash interrupted: finish it, roll it back, or nothing."""
-
-    action: str  # "none", "finish" or "rollback"
-    retire: tuple[int, ...] = ()  # finish: the keys the rotation was to retire
-    unlink: int | None = None  # rollback: the new primary to remove again
-
-    def describe(self) -> str:
-        """Return one line saying what recovery does (or would do)."""
-        if self.action == "finish":
-            return f"finish the interrupted rotation: retire keys {list(self.retire)}"
-        if self.action == "rollback":
-            return f"roll back the interrupted rotation: remove key {self.unlink}"
-        return "nothing to recover"
-
-
-def plan_recovery(pending: PendingRotation | None, digests: Mapping[int, str]) -> Recovery:
-    """Return how to complete an interrupted rotation, judged from what is on disk.
-
-    New primary absent: nothing happened. Present, with the old staged key still in 0:
-    roll back. 0 already replaced: roll forward.
-    """
-    if pending is None:
-        return Recovery("none")
-    primary_done = digests.get(pending.new_primary) == pending.old_staged_digest
-    if primary_done and digests.get(0) == pending.new_staged_digest:
-        return Recovery("finish", retire=pending.retire)
-    if primary_done:
-        return Recovery("rollback", unlink=pending.new_primary)
-    return Recovery("none")
-
-
-def recovered(
-    state: RepositoryState, recovery: Recovery, digests: Mapping[int, str]
-) -> RepositoryState:
-    """Return the state after ``recovery`` ran, the disk now holding ``digests``."""
-    pending = state.pending
-    if recovery.action != "finish" or pending is None:
-        return abandon_rotation(state)
-    history = rotated_history(
-        state.history, pending.new_primary - 1, pending.new_primary, pending.started_at
-    )
-    return replace(advance(state, digests, history), last_rotation_at=pending.started_at)
-
-
-# --- nodes ----------------------------------------------------------------------------------
-
-
-def record_nodes(
-    state: RepositoryState, checks: Mapping[str, NodeOutcome], now: float
-) -> RepositoryState:
-    """Return ``state`` with each checked node's status; a good one is verified at the
-    current generation, and backoff is cleared for every node that answered."""
-    nodes = dict(state.nodes)
-    for name, check in checks.items():
-        before = nodes.get(name, NodeRecord())
-        record = replace(
-            before, status=check.status, reason=check.reason, error=check.error, checked_at=now
-        )
-        if check.status in GOOD:
-            record = replace(record, last_verified_at=now, generation=state.generation)
-        if check.reason not in RETRIED_WITH_BACKOFF:
-            record = replace(record, failures=0, next_attempt_at=None)
-        nodes[name] = record
-    return replace(state, nodes=_frozen(nodes))
-
-
-def confirm_if_all_verified(
-    state: RepositoryState, node_names: Collection[str], now: float
-) -> RepositoryState:
-    """Return ``state`` with demotions confirmed if every node holds the current generation.
-
-    Retirement is timed from that confirmation (see keysyncd.core.policy).
-    """
-    for name in node_names:
-        record = state.nodes.get(name)
-        if record is None or record.status not in GOOD or record.generation != state.generation:
-            return state
-    return replace(state, history=_frozen(confirm_demotions(state.history, now)))
-
-
-def backoff_delay(failures: int, base: float, jitter: float) -> float:
-    """Return seconds to wait before retrying a node after ``failures`` failures in a row.
-
-    ``base * 2**(failures - 1)``, capped at an hour (or 16 bases), scaled by ``jitter``
-    in [0.5, 1] so that many nodes that failed together do not retry together.
-    """
-    cap = min(BACKOFF_CAP, 16 * base)
-    return min(cap, base * 2 ** max(failures - 1, 0)) * jitter
-
-
-def schedule_backoff(
-    state: RepositoryState,
-    checks: Mapping[str, NodeOutcome],
-    now: float,
-    base: float,
-    jitter: Callable[[], float],
-) -> RepositoryState:
-    """Return ``state`` with the next attempt of each unreachable or timed-out node pushed
-    back exponentially (``jitter()`` returns a factor in [0.5, 1])."""
-    nodes = dict(state.nodes)
-    for name, check in checks.items():
-        if check.reason in RETRIED_WITH_BACKOFF:
-            record = nodes.get(name, NodeRecord())
-            failures = record.failures + 1
-            delay = backoff_delay(failures, base, jitter())
-            nodes[name] = replace(record, failures=failures, next_attempt_at=now + delay)
-    return replace(state, nodes=_frozen(nodes))
-
-
-def due_nodes(
-    state: RepositoryState, node_names: Collection[str], now: float
-) -> tuple[list[str], list[str]]:
-    """Return (nodes to check now, nodes still backing off)."""
-    due, waiting = [], []
-    for name in node_names:
-        record = state.nodes.get(name)
-        if record is not None and (record.next_attempt_at or 0.0) > now:
-            waiting.append(name)
-        else:
-            due.append(name)
-    return due, waiting
-
-
 # --- hooks, local validity, counters and the action's outcome --------------------------------
 
 
@@ -320,7 +201,7 @@ def counted(state: RepositoryState, *names: str) -> RepositoryState:
     counters = dict(state.counters)
     for name in names:
         counters[name] = counters.get(name, 0) + 1
-    return replace(state, counters=_frozen(counters))
+    return replace(state, counters=frozen(counters))
 
 
 def local_validity(
@@ -352,14 +233,7 @@ def finished(
     state = replace(
         state,
         last_action=last,
-        last_success=_frozen(successes),
-        durations=_frozen(durations),
+        last_success=frozen(successes),
+        durations=frozen(durations),
     )
     return counted(state, "deferred") if outcome == Outcome.DEFERRED else state
-
-
-def nodes_in_sync(state: RepositoryState, node_names: Collection[str]) -> int:
-    """Return how many of ``node_names`` were last verified holding the expected keys."""
-    return sum(
-        1 for name in node_names if (record := state.nodes.get(name)) and record.status in GOOD
-    )

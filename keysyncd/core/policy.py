@@ -80,6 +80,12 @@ class RotationPlan:
     keep: tuple[KeptKey, ...]
     resulting: tuple[int, ...]
 
+    def kept_note(self) -> str:
+        """Return why keys stay beyond max_active_keys ("" when none does)."""
+        return "; ".join(
+            f"key {kept.index} kept beyond max_active_keys: {kept.reason}" for kept in self.keep
+        )
+
 
 def retirement_safe_at(history: KeyHistory | None, policy: Policy) -> float | None:
     """Return the first instant at which the key may be deleted, or None if not yet known.

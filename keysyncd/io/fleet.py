@@ -23,7 +23,8 @@ from keysyncd.core.report import NodeOutcome
 from keysyncd.core.view import DIRECTORY_MODE, needs_content, show_name, unread, with_content
 from keysyncd.core.vocabulary import GOOD, NodeStatus, Reason
 from keysyncd.errors import NodeError
-from keysyncd.io.transport import Credentials, NodeSession, connect
+from keysyncd.io.sftp import NodeSession
+from keysyncd.io.ssh import Credentials, connect
 
 log = logging.getLogger(__name__)
 # (phase, node, done, total): called with done=0 when a phase starts on a non-empty set of

@@ -14,9 +14,9 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
+from keysyncd.core.times import rfc3339
 from keysyncd.errors import KeysyncError, LockError, StateError
 from keysyncd.io.fsutil import describe_os_error, remove_temp_files
 from keysyncd.io.trust import check_directory, open_trusted, read_trusted
@@ -26,7 +26,7 @@ def describe_holder(path: Path) -> str:
     """Return "PID 123 (rotate) since 2026-11-22T20:00:00Z" from the lock file, or 'unknown'."""
     try:
         holder = json.loads(read_trusted(path, limit=4096) or b"{}")
-        since = datetime.fromtimestamp(holder["since"], UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        since = rfc3339(float(holder["since"]))
         return f"PID {holder['pid']} ({holder['action']}) since {since}"
     except (KeysyncError, OSError, ValueError, KeyError, TypeError):
         return "an unknown process"

@@ -22,14 +22,9 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from keysyncd.config import Config
-from keysyncd.core.journal import (
-    DURATION_BUCKETS,
-    Durations,
-    NodeRecord,
-    RepositoryState,
-    nodes_in_sync,
-)
+from keysyncd.core.journal import DURATION_BUCKETS, Durations, NodeRecord, RepositoryState
 from keysyncd.core.keyring import PRIMARY, SECONDARY, STAGED
+from keysyncd.core.nodes import nodes_in_sync
 from keysyncd.core.vocabulary import DOWN, GOOD
 from keysyncd.errors import KeysyncError
 from keysyncd.io.fsutil import atomic_write

@@ -20,11 +20,6 @@ class Notifier:
             self.address = "\0" + address[1:] if address.startswith("@") else address
         self._socket: socket.socket | None = None
 
-    @property
-    def enabled(self) -> bool:
-        """Return True when a notify socket is configured."""
-        return self.address is not None
-
     def send(self, *fields: str) -> None:
         """Send ``fields`` (e.g. ``"READY=1"``, ``"STATUS=idle"``) as one datagram; never raises."""
         if self.address is None:

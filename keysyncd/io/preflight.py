@@ -65,7 +65,7 @@ def check_local_files(config: Config, ssh: bool) -> None:
 def _check_ssh_file(config: Config, which: str) -> None:
     # the SSH library only when it is needed
     from keysyncd.io.knownhosts import load_known_hosts
-    from keysyncd.io.transport import load_identity
+    from keysyncd.io.ssh import load_identity
 
     if which == "known_hosts" and config.ssh.known_hosts is not None:
         load_known_hosts(config.ssh.known_hosts)

@@ -11,7 +11,7 @@ import contextlib
 import errno
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -203,8 +203,9 @@ class Repository:
                 self._undo(staged.values(), renamed)
                 raise
 
-    def _undo(self, temps: object, renamed: list[int]) -> None:
-        for temp in list(temps):  # type: ignore[call-overload]
+    def _undo(self, temps: Iterable[Path], renamed: list[int]) -> None:
+        """Remove temp files and the keys renamed so far: the directory is as it was."""
+        for temp in list(temps):
             with contextlib.suppress(OSError):
                 temp.unlink()
         for index in renamed:

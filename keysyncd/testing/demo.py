@@ -85,8 +85,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _watch(
-    fleet: Fleet, controller: Path, command: list[str], args: argparse.Namespace, stop: dict
-) -> int:  # type: ignore[type-arg]
+    fleet: Fleet,
+    controller: Path,
+    command: list[str],
+    args: argparse.Namespace,
+    stop: dict[str, bool],
+) -> int:
     daemon = subprocess.Popen(command)
     deadline = time.monotonic() + args.duration if args.duration else None
     last = ""

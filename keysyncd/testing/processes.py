@@ -70,7 +70,8 @@ def free_port(avoid: set[int]) -> int:
     for _ in range(100):
         with socket.socket() as sock:
             sock.bind((HOST, 0))
-            if (port := sock.getsockname()[1]) not in avoid:
+            port: int = sock.getsockname()[1]
+            if port not in avoid:
                 return port
     raise RuntimeError("no free port found in 100 attempts")
 

@@ -64,8 +64,8 @@ from keysyncd.core.view import MAX_KEY_FILE, TEMP_PREFIX, Entry, EntryType, key_
 from keysyncd.core.vocabulary import GOOD, Trigger
 from keysyncd.errors import NodeError
 from keysyncd.io.fsutil import temp_name
+from keysyncd.io.sftp import Listing
 from keysyncd.io.state import load_state
-from keysyncd.io.transport import Listing
 
 EPOCH = 1_700_000_000.0
 CONTROLLER = "controller"
@@ -180,7 +180,7 @@ class ModelFleet:
         node.listing = set(node.files)
 
     def connect(self, node: NodeConfig, directory: Path, credentials: object) -> MemorySession:
-        """Stand-in for keysyncd.io.transport.connect: a session, or NodeError if it is down."""
+        """Stand-in for keysyncd.io.ssh.connect: a session, or NodeError if it is down."""
         model = self.nodes[node.name]
         if not model.up:
             raise NodeError(node.name, "unreachable", "connection refused (model node is down)")
@@ -270,7 +270,7 @@ class MemorySession:
 
 
 class NoCredentials:
-    """Stand-in for keysyncd.io.transport.Credentials: no known_hosts or key files are read."""
+    """Stand-in for keysyncd.io.ssh.Credentials: no known_hosts or key files are read."""
 
     def __init__(self, ssh: object) -> None:
         self.ssh = ssh

@@ -1,0 +1,107 @@
+"""Dry runs: load and decide as the real action would, read the nodes, and write nothing.
+
+No lock, no temp file removed, no recovery carried out, no state saved, no report written:
+what recovery *would* do is shown as a message.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from keysyncd.actions.context import DRY_RUN, ActionResult, Run, node_outcomes
+from keysyncd.actions.local import Local, policy_of
+from keysyncd.core import journal
+from keysyncd.core.keyring import KeySet
+from keysyncd.core.nodeplan import diff
+from keysyncd.core.policy import RotationPlan, plan_retirement, plan_rotation
+from keysyncd.errors import RepositoryError
+from keysyncd.io.fleet import FleetAction
+
+NEW_KEY = "(new key)"
+
+
+def preview_rotation(run: Run, local: Local, force: bool) -> ActionResult:
+    """Return what ``rotate`` would do now, including recovery, without changing anything."""
+    keyset = after_recovery(local)
+    problems = local.problems()
+    if problems:
+        raise RepositoryError("invalid repository: " + "; ".join(problems))
+    state, _ = journal.reconcile(local.state, keyset.digests(), run.clock())
+    messages = [] if local.recovery.action == "none" else ["would " + local.recovery.describe()]
+    if local.temp_files:
+        messages.append(f"would remove {len(local.temp_files)} leftover temp file(s)")
+    if state.hook_block is not None:
+        messages.append("would retry the after_rotate hook first; " + state.hook_block.describe())
+    plan = plan_rotation(keyset.indices, state.history, policy_of(run.repository), run.clock())
+    if plan.keep:
+        messages.append(plan.kept_note())
+    with run.fleet() as fleet:
+        if fleet is not None:
+            fleet.inspect(keyset.digests())
+        nodes = node_outcomes(fleet)
+        preview = _node_previews(fleet, keyset, plan) if fleet is not None else {}
+    unreachable = [n for n, node in sorted(nodes.items()) if node.status in ("failed", "diverged")]
+    if unreachable and not force:
+        messages.append("would defer: not every node could be verified: " + ", ".join(unreachable))
+    return ActionResult(
+        run.repository.name,
+        DRY_RUN,
+        None,
+        nodes,
+        tuple(messages),
+        rotation=plan,
+        preview=preview,
+        recovery=local.recovery,
+    )
+
+
+def after_recovery(local: Local) -> KeySet:
+    """Return the key set the repository would hold once recovery ran (on disk: unchanged)."""
+    gone = set(local.recovery.retire) | {local.recovery.unlink} - {None}
+    keys = local.scan.keyset.keys
+    return KeySet.of(key for index, key in keys.items() if index not in gone)
+
+
+def _node_previews(
+    fleet: FleetAction, keyset: KeySet, plan: RotationPlan
+) -> dict[str, dict[str, Any]]:
+    """Return what each node would get: its diff against the state after the rotation."""
+    staged = keyset.digests()[0]
+    expected = {i: d for i, d in keyset.digests().items() if i not in plan.retire}
+    expected[plan.new_primary] = staged
+    expected[0] = NEW_KEY
+    shown: dict[str, dict[str, Any]] = {}
+    for name, result in fleet.results.items():
+        if result.view is None:
+            shown[name] = {"error": result.error.detail if result.error else result.status}
+            continue
+        shown[name] = {
+            "primary": plan.new_primary,
+            **diff(expected, result.view, fleet.ownership).changes(),
+        }
+    return shown
+
+
+def preview_sync(run: Run, local: Local, node: str | None, force: bool) -> ActionResult:
+    """Return what ``sync`` would push to each node, changing nothing anywhere."""
+    keyset, state, problems = after_recovery(local), local.state, local.problems()
+    if problems:
+        raise RepositoryError("invalid repository: " + "; ".join(problems))
+    due = plan_retirement(keyset.indices, state.history, policy_of(run.repository), run.clock())
+    expected = {i: d for i, d in keyset.digests().items() if i not in due.retire}
+    messages = (
+        (f"would retire keys {list(due.retire)}: no live token can need them",)
+        if (due.retire)
+        else ()
+    )
+    with run.fleet(node) as fleet:
+        preview: dict[str, dict[str, Any]] = {}
+        if fleet is not None:
+            fleet.inspect(expected, force)
+            for name, result in fleet.results.items():
+                if result.plan is not None:
+                    preview[name] = result.plan.changes()
+                else:
+                    preview[name] = {"error": result.error.detail if result.error else "?"}
+        nodes = node_outcomes(fleet)
+    return ActionResult(run.repository.name, DRY_RUN, None, nodes, messages, preview=preview)

@@ -1,0 +1,117 @@
+"""The configuration as frozen values. Pure: ``keysyncd.config.load`` builds them from YAML."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from keysyncd.errors import UsageError
+
+DEFAULT_PATH = "/etc/keysyncd/config.yaml"
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """Local commands run around a rotation, each an argv list (never a shell)."""
+
+    before_rotate: tuple[tuple[str, ...], ...] = ()
+    after_rotate: tuple[tuple[str, ...], ...] = ()
+    on_failure: tuple[tuple[str, ...], ...] = ()
+    timeout: float = 300.0
+
+
+@dataclass(frozen=True)
+class RepositoryConfig:
+    """One key repository on the controller and its rotation policy."""
+
+    name: str
+    kind: str
+    path: Path
+    max_active_keys: int
+    schedule: str
+    timezone: str
+    token_expiration: int
+    allow_expired_window: int
+    owner: int | str | None = None
+    group: int | str | None = None
+    hooks: Hooks = field(default_factory=Hooks)
+
+
+@dataclass(frozen=True)
+class SshConfig:
+    """How keysyncd reaches nodes: SFTP over paramiko with strict host keys."""
+
+    user: str
+    identity_file: Path | None
+    known_hosts: Path | None
+    port: int = 22
+    connect_timeout: float = 10.0
+    operation_timeout: float = 30.0
+    concurrency: int = 32
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """One node of the fleet; ``path`` overrides the repository path there."""
+
+    name: str
+    host: str
+    port: int
+    path: Path | None = None
+
+
+@dataclass(frozen=True)
+class DriftConfig:
+    """What to do about changes keysyncd did not make."""
+
+    watch_local: bool = True
+    on_local_change: str = "sync"
+    verify_interval: int = 300
+    on_remote_drift: str = "repair"
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """Where Prometheus metrics go; both optional."""
+
+    textfile: Path | None = None
+    listen: str | None = None
+
+
+@dataclass(frozen=True)
+class ReportsConfig:
+    """Report retention: the newest ``keep_count`` reports younger than ``keep_days``."""
+
+    keep_count: int = 1000
+    keep_days: int = 90
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole validated configuration."""
+
+    source: Path
+    state_dir: Path
+    report_dir: Path
+    repositories: tuple[RepositoryConfig, ...]
+    ssh: SshConfig
+    nodes: tuple[NodeConfig, ...] = ()
+    drift: DriftConfig = field(default_factory=DriftConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    reports: ReportsConfig = field(default_factory=ReportsConfig)
+
+    def repository(self, name: str) -> RepositoryConfig:
+        """Return the repository called ``name``; raise UsageError if there is none."""
+        for repository in self.repositories:
+            if repository.name == name:
+                return repository
+        known = ", ".join(r.name for r in self.repositories)
+        raise UsageError(f"no repository named {name!r} (configured: {known})")
+
+    def node(self, name: str) -> NodeConfig:
+        """Return the node called ``name``; raise UsageError if there is none."""
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        known = ", ".join(n.name for n in self.nodes) or "none"
+        raise UsageError(f"no node named {name!r} (configured: {known})")

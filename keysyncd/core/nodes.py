@@ -1,0 +1,109 @@
+"""The journal's record of each node: its last status, backoff, and the confirmation that
+every node holds the current state (which starts the retirement clock). Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import replace
+
+from keysyncd.core.journal import NodeRecord, RepositoryState, frozen
+from keysyncd.core.policy import confirm_demotions
+from keysyncd.core.report import NodeOutcome
+from keysyncd.core.vocabulary import GOOD, RETRIED_WITH_BACKOFF
+
+BACKOFF_CAP = 3600.0
+
+
+def record_nodes(
+    state: RepositoryState, checks: Mapping[str, NodeOutcome], now: float
+) -> RepositoryState:
+    """Return ``state`` with each checked node's status; a good one is verified at the
+    current generation, and backoff is cleared for every node that answered."""
+    nodes = dict(state.nodes)
+    for name, check in checks.items():
+        before = nodes.get(name, NodeRecord())
+        record = replace(
+            before, status=check.status, reason=check.reason, error=check.error, checked_at=now
+        )
+        if check.status in GOOD:
+            record = replace(record, last_verified_at=now, generation=state.generation)
+        if check.reason not in RETRIED_WITH_BACKOFF:
+            record = replace(record, failures=0, next_attempt_at=None)
+        nodes[name] = record
+    return replace(state, nodes=frozen(nodes))
+
+
+def confirm_if_all_verified(
+    state: RepositoryState, node_names: Collection[str], now: float
+) -> RepositoryState:
+    """Return ``state`` with demotions confirmed if every node holds the current generation.
+
+    Retirement is timed from that confirmation (see keysyncd.core.policy).
+    """
+    for name in node_names:
+        record = state.nodes.get(name)
+        if record is None or record.status not in GOOD or record.generation != state.generation:
+            return state
+    return replace(state, history=frozen(confirm_demotions(state.history, now)))
+
+
+def backoff_delay(failures: int, base: float, jitter: float) -> float:
+    """Return seconds to wait before retrying a node after ``failures`` failures in a row.
+
+    ``base * 2**(failures - 1)``, capped at an hour (or 16 bases), scaled by ``jitter``
+    in [0.5, 1] so that many nodes that failed together do not retry together.
+    """
+    cap = min(BACKOFF_CAP, 16 * base)
+    growth: float = base * 2.0 ** max(failures - 1, 0)
+    return min(cap, growth) * jitter
+
+
+def schedule_backoff(
+    state: RepositoryState,
+    checks: Mapping[str, NodeOutcome],
+    now: float,
+    base: float,
+    jitter: Callable[[], float],
+) -> RepositoryState:
+    """Return ``state`` with the next attempt of each unreachable or timed-out node pushed
+    back exponentially (``jitter()`` returns a factor in [0.5, 1])."""
+    nodes = dict(state.nodes)
+    for name, check in checks.items():
+        if check.reason in RETRIED_WITH_BACKOFF:
+            record = nodes.get(name, NodeRecord())
+            failures = record.failures + 1
+            delay = backoff_delay(failures, base, jitter())
+            nodes[name] = replace(record, failures=failures, next_attempt_at=now + delay)
+    return replace(state, nodes=frozen(nodes))
+
+
+def due_nodes(
+    state: RepositoryState, node_names: Collection[str], now: float
+) -> tuple[list[str], list[str]]:
+    """Return (nodes to check now, nodes still backing off)."""
+    due, waiting = [], []
+    for name in node_names:
+        record = state.nodes.get(name)
+        if record is not None and (record.next_attempt_at or 0.0) > now:
+            waiting.append(name)
+        else:
+            due.append(name)
+    return due, waiting
+
+
+def nodes_in_sync(state: RepositoryState, node_names: Collection[str]) -> int:
+    """Return how many of ``node_names`` were last verified holding the expected keys."""
+    return sum(
+        1 for name in node_names if (record := state.nodes.get(name)) and record.status in GOOD
+    )
+
+
+def checked(
+    state: RepositoryState,
+    outcomes: Mapping[str, NodeOutcome],
+    node_names: Collection[str],
+    now: float,
+) -> RepositoryState:
+    """Return ``state`` after a check of ``outcomes``: each node recorded, and demotions
+    confirmed if every configured node now holds the current generation."""
+    return confirm_if_all_verified(record_nodes(state, outcomes, now), node_names, now)
