@@ -6,6 +6,8 @@ material; the CLI prints ``str(error)`` and shows tracebacks only with --debug.
 
 from __future__ import annotations
 
+from keysyncd.core.text import printable
+
 
 class KeysyncError(Exception):
     """Root of every error keysyncd raises on purpose."""
@@ -50,8 +52,9 @@ class NodeError(KeysyncError):
     def __init__(self, node: str, reason: str, detail: str) -> None:
         self.node = node
         self.reason = reason
-        self.detail = detail
-        super().__init__(f"node {node}: {reason}: {detail}")
+        # the detail may quote a node (its banner, its error text): escaped and bounded
+        self.detail = printable(detail)
+        super().__init__(f"node {node}: {reason}: {self.detail}")
 
 
 class UsageError(KeysyncError):

@@ -112,7 +112,16 @@ def _read_node_keys(run: Run, source: str) -> dict[int, bytes]:
                 f"cannot adopt from node {source}: not keys keysyncd can take "
                 "over: " + ", ".join(odd)
             )
-        return {int(entry.name): session.read(entry.name) for entry in listing.entries}
+        materials = {}
+        for entry in listing.entries:
+            content = session.read(entry)
+            if content is None:
+                raise KeysyncError(
+                    f"cannot adopt from node {source}: {entry.name} changed "
+                    "while it was read; try again"
+                )
+            materials[int(entry.name)] = content
+        return materials
 
 
 def _size_problem(size: int) -> str | None:

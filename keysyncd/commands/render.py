@@ -11,6 +11,7 @@ from keysyncd.actions.inspect import RepositoryPlan
 from keysyncd.actions.jobs import RepositoryRun
 from keysyncd.core.nodeplan import describe_changes
 from keysyncd.core.report import NodeOutcome
+from keysyncd.core.text import printable
 from keysyncd.core.times import human
 from keysyncd.core.vocabulary import GOOD
 
@@ -129,7 +130,7 @@ def status_lines(status: dict[str, Any]) -> list[str]:
         )
     for node, entry in sorted(status.get("nodes", {}).items()):
         reason = entry.get("reason")
-        error = f": {reason}: {entry['error']}" if entry.get("error") else ""
+        error = f": {reason}: {printable(str(entry['error']))}" if entry.get("error") else ""
         verified = when(entry.get("last_verified_at"))
         lines.append(
             f"  node {node}: {entry.get('status') or 'never checked'} (verified {verified}){error}"
@@ -151,7 +152,7 @@ def daemon_lines(info: dict[str, Any] | None) -> list[str]:
             f"at {when(job.get('ended_at'))}"
         )
     if info.get("last_error"):
-        lines.append(f"  last error: {info['last_error']}")
+        lines.append(f"  last error: {printable(str(info['last_error']))}")
     return lines
 
 
@@ -180,7 +181,7 @@ def report_lines(d: dict[str, Any]) -> list[str]:
         f"  from {when(d.get('started_at'))} to {when(d.get('ended_at'))}, "
         f"generation {d.get('generation')}",
     ]
-    lines += [f"  {message}" for message in d.get("messages") or []]
+    lines += [f"  {printable(str(message))}" for message in d.get("messages") or []]
     expected = (d.get("expected") or {}).items()
     lines.append("  expected keys: " + ", ".join(f"{i}:{digest[:12]}" for i, digest in expected))
     nodes = d.get("nodes") or {}
@@ -188,7 +189,9 @@ def report_lines(d: dict[str, Any]) -> list[str]:
         width = max(len(name) for name in nodes)
         lines.append(f"  {'node':<{width}}  {'status':<9} {'seconds':>7}  detail")
         for name, node in sorted(nodes.items()):
-            detail = node.get("error") or describe_changes(node.get("changes") or {})
+            detail = printable(
+                str(node.get("error") or describe_changes(node.get("changes") or {}))
+            )
             lines.append(
                 f"  {name:<{width}}  {node.get('status', '?'):<9} "
                 f"{node.get('duration', 0):>7.2f}  {detail}"

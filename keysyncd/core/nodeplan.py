@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from keysyncd.core.view import (
+    CHANGED_WHILE_READ,
     DIRECTORY_MODE,
     FILE_MODE,
     Entry,
@@ -25,6 +26,8 @@ from keysyncd.core.view import (
     keystone_view,
     show_name,
 )
+
+MAX_LISTED = 20  # odd entries named per node in a report; the rest are counted
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,7 @@ class NodePlan:
     invalid: tuple[str, ...] = ()
     diverged: str | None = None
     reasons: Mapping[str, Any] = field(default_factory=dict)
+    unlisted: int = 0  # odd entries beyond the MAX_LISTED named in ``reasons``
 
     @property
     def in_sync(self) -> bool:
@@ -104,16 +108,20 @@ class NodePlan:
     def changes(self) -> dict[str, Any]:
         """Return what differs, as reports show it: missing, changed and extra indices, wrong
         modes or owners, and every odd entry (escaped name, key id, problem)."""
-        return {key: list(value) for key, value in self.reasons.items()}
+        changes: dict[str, Any] = {key: list(value) for key, value in self.reasons.items()}
+        if self.unlisted:
+            changes["unlisted"] = self.unlisted
+        return changes
 
 
 def describe_changes(changes: Mapping[str, Any]) -> str:
     """Return one line for a node's changes, names escaped: ``missing [4], extra [1],
     '099': non-canonical name keystone loads as key 99``."""
-    parts = [
-        f"{key} {list(values)}" for key, values in changes.items() if values and key != "entries"
-    ]
+    lists = ("missing", "changed", "extra", "mode")
+    parts = [f"{key} {list(changes[key])}" for key in lists if changes.get(key)]
     parts += [f"{odd['name']}: {odd['problem']}" for odd in changes.get("entries") or ()]
+    if changes.get("unlisted"):
+        parts.append(f"and {changes['unlisted']} more entries")
     return ", ".join(parts)
 
 
@@ -129,7 +137,11 @@ def divergence(expected: Mapping[int, str], view: NodeView) -> str | None:
     top = max(expected, default=0)
     for index, entries in sorted(view.keystone.loaded.items(), reverse=True):
         for entry in entries:
-            keylike = entry.valid_key or entry.type is EntryType.SYMLINK
+            keylike = (
+                entry.valid_key
+                or entry.type is EntryType.SYMLINK
+                or entry.problem == CHANGED_WHILE_READ  # swapped mid-read: assume the worst
+            )
             if index > top and keylike:
                 return (
                     f"holds key {index} ({show_name(entry.name)}), newer than the "
@@ -198,13 +210,16 @@ class _Planner:
             reasons={
                 key: self._ordered(key, value) for key, value in self.reasons.items() if value
             },
+            unlisted=max(len(self.reasons["entries"]) - MAX_LISTED, 0),
         )
 
     @staticmethod
     def _ordered(key: str, values: list[Any]) -> tuple[Any, ...]:
-        """Return a reason's values in a stable order (missing keeps phase 1's order)."""
+        """Return a reason's values in a stable order (missing keeps phase 1's order); odd
+        entries at most MAX_LISTED: a node with thousands of them must not make reports and
+        the journal thousands of lines long (the rest are counted in ``unlisted``)."""
         if key == "entries":
-            return tuple(sorted(values, key=lambda odd: odd["name"]))
+            return tuple(sorted(values, key=lambda odd: odd["name"])[:MAX_LISTED])
         if key in ("extra", "changed"):
             return tuple(sorted(values))
         return tuple(values)

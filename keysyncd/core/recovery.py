@@ -33,15 +33,18 @@ class Recovery:
 def plan_recovery(pending: PendingRotation | None, digests: Mapping[int, str]) -> Recovery:
     """Return how to complete an interrupted rotation, judged from what is on disk.
 
-    New primary absent: nothing happened. Present, with the old staged key still in 0:
-    roll back. 0 already replaced: roll forward.
+    New primary absent: nothing happened. Present, with the old staged key still in 0: roll
+    back (remove the new primary, which still equals 0). Present, with the new staged key in
+    0: roll forward. Anything else means someone changed the repository after the crash (an
+    operator ran keystone-manage fernet_rotate): recovery deletes nothing, and the change is
+    reconciled as a foreign one. Deleting there could remove the key keystone now uses.
     """
     if pending is None:
         return Recovery("none")
     primary_done = digests.get(pending.new_primary) == pending.old_staged_digest
     if primary_done and digests.get(0) == pending.new_staged_digest:
         return Recovery("finish", retire=pending.retire)
-    if primary_done:
+    if primary_done and digests.get(0) == pending.old_staged_digest:
         return Recovery("rollback", unlink=pending.new_primary)
     return Recovery("none")
 

@@ -48,5 +48,8 @@ class Report:
         document["schema_version"] = SCHEMA_VERSION
         document["messages"] = list(self.messages)
         for node in document["nodes"].values():
-            node["changes"] = {key: list(value) for key, value in node["changes"].items()}
+            node["changes"] = {
+                key: list(value) if isinstance(value, tuple) else value
+                for key, value in node["changes"].items()
+            }
         return document

@@ -9,7 +9,10 @@ def rfc3339(timestamp: float | None) -> str | None:
     """Return ``2026-11-22T20:00:00Z`` for epoch seconds (None for None)."""
     if timestamp is None:
         return None
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    try:
+        return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, ValueError, OSError):  # a time no clock will show (a hand edit)
+        return None
 
 
 def rfc3339_of(moment: datetime | None) -> str | None:
@@ -21,4 +24,7 @@ def human(timestamp: float | None) -> str:
     """Return ``2026-11-22 20:00:00Z`` for a person to read, ``-`` for None."""
     if timestamp is None:
         return "-"
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    try:
+        return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    except (OverflowError, ValueError, OSError, TypeError):  # not a time: a hand edit
+        return "?"

@@ -15,7 +15,7 @@ recorded separately (``target``), so deciding never requires following a link.
 from __future__ import annotations
 
 import stat
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from types import MappingProxyType
@@ -25,6 +25,7 @@ from keysyncd.core.keyring import digest_of
 TEMP_PREFIX = ".keysyncd-"  # not an integer: keystone never loads a file named like this
 MAX_KEY_FILE = 4096  # a Fernet key is 44 bytes; anything this large is junk, not a key
 FILE_MODE = 0o600
+CHANGED_WHILE_READ = "changed while it was read"
 DIRECTORY_MODE = 0o700
 
 
@@ -105,6 +106,7 @@ class Entry:
     target_size: int | None = None
     digest: str | None = None
     problem: str | None = None
+    mtime: int | None = None  # as listed: a read checks the file it opened is the one listed
 
     @property
     def index(self) -> int | None:
@@ -133,8 +135,15 @@ class Entry:
         return self.type is EntryType.FILE and self.digest is not None and self.problem is None
 
 
-def with_content(entry: Entry, content: bytes, problem_of: Callable[[bytes], str | None]) -> Entry:
-    """Return ``entry`` (a regular file) with what reading it found: digest and validity."""
+def with_content(
+    entry: Entry, content: bytes | None, problem_of: Callable[[bytes], str | None]
+) -> Entry:
+    """Return ``entry`` (a regular file) with what reading it found: digest and validity.
+
+    ``content`` None: the file changed between the listing and the read; it is not judged.
+    """
+    if content is None:
+        return replace(entry, problem=CHANGED_WHILE_READ)
     if len(content) > MAX_KEY_FILE:
         problem: str | None = f"larger than {MAX_KEY_FILE} bytes: not a key"
     else:
@@ -152,11 +161,19 @@ def unread(entry: Entry) -> Entry:
     return replace(entry, problem=f"larger than {MAX_KEY_FILE} bytes: not a key")
 
 
-def needs_content(entry: Entry) -> bool:
-    """Return True for an entry whose content must be read to judge it: a regular file of a
-    plausible size. Nothing else is ever opened (a FIFO would block, a link leads elsewhere).
+def needs_content(entry: Entry, expected: Collection[int]) -> bool:
+    """Return True for an entry whose content must be read to judge it against ``expected``
+    (the controller's indices): a regular file of a plausible size at an expected canonical
+    name, or at any name above the controller's primary (it may be someone's newer key).
+
+    Nothing else is ever opened: a FIFO would block, a link leads elsewhere, and every other
+    entry is removed whatever it holds (each read is a chance for a hostile node to stall).
     """
-    return entry.type is EntryType.FILE and 0 < entry.size <= MAX_KEY_FILE
+    if entry.type is not EntryType.FILE or not 0 < entry.size <= MAX_KEY_FILE:
+        return False
+    index = entry.index
+    top = max(expected, default=0)
+    return index is not None and ((entry.canonical and index in expected) or index > top)
 
 
 @dataclass(frozen=True)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 from keysyncd.errors import KeysyncError
+from keysyncd.io.fsutil import load_json
 from keysyncd.io.trust import read_trusted
 
 
@@ -19,7 +19,7 @@ def daemon_file(state_dir: Path) -> Path:
 def read_daemon_info(state_dir: Path) -> dict[str, Any] | None:
     """Return the running daemon's self-description, or None if no daemon is running."""
     try:
-        info = json.loads(read_trusted(daemon_file(state_dir), limit=1 << 20) or b"null")
+        info = load_json(read_trusted(daemon_file(state_dir), limit=1 << 20) or b"null")
         os.kill(int(info["pid"]), 0)
     except (KeysyncError, OSError, ValueError, KeyError, TypeError):
         return None

@@ -10,7 +10,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -20,11 +20,12 @@ from keysyncd.core.keyring import KeySet
 from keysyncd.core.kinds import KINDS
 from keysyncd.core.nodeplan import NodePlan, NodeView, Ownership, describe_changes, diff
 from keysyncd.core.report import NodeOutcome
+from keysyncd.core.text import bounded
 from keysyncd.core.view import DIRECTORY_MODE, needs_content, show_name, unread, with_content
 from keysyncd.core.vocabulary import GOOD, NodeStatus, Reason
 from keysyncd.errors import NodeError
 from keysyncd.io.sftp import NodeSession
-from keysyncd.io.ssh import Credentials, connect
+from keysyncd.io.ssh import Credentials, Deadlines, connect
 
 log = logging.getLogger(__name__)
 # (phase, node, done, total): called with done=0 when a phase starts on a non-empty set of
@@ -89,6 +90,7 @@ class FleetAction:
         self.owner = owner
         self.progress = progress
         self.sessions: dict[str, NodeSession] = {}
+        self.deadlines = Deadlines()
         self.results: dict[str, NodeResult] = {n.name: NodeResult(n.name) for n in self.nodes}
         self._pool = ThreadPoolExecutor(
             max_workers=max(1, min(ssh.concurrency, len(self.nodes) or 1))
@@ -115,13 +117,28 @@ class FleetAction:
 
         def guarded(name: str) -> str:
             result = self.results[name]
+            session = self.sessions.get(name)
+            # A whole step on one node gets operation_timeout: a node that answers each
+            # request just in time, or never ends a listing, is cut off, not waited for.
+            token = self.deadlines.arm(self.ssh.operation_timeout, session.abort) if session else 0
+            error: NodeError | None = None
             try:
                 work(name)
-            except NodeError as error:
-                result.fail(error)
-            except Exception as error:  # a bug must not hide the other nodes' results
+            except NodeError as failure:
+                error = failure
+            except Exception as failure:  # a bug must not hide the other nodes' results
                 log.debug("unexpected failure on %s", name, exc_info=True)
-                result.fail(NodeError(name, Reason.ERROR, type(error).__name__))
+                error = NodeError(name, Reason.ERROR, type(failure).__name__)
+            if session is not None and not self.deadlines.disarm(token):
+                timeout = self.ssh.operation_timeout
+                error = NodeError(
+                    name,
+                    Reason.TIMEOUT,
+                    f"{phase} took longer than "
+                    f"operation_timeout {timeout:g}s; the connection was closed",
+                )
+            if error is not None:
+                result.fail(error)
             result.duration = time.monotonic() - result.started  # so far: the real elapsed time
             return name
 
@@ -135,7 +152,7 @@ class FleetAction:
         Raise LocalFileError (for the whole action) if known_hosts or the identity file is
         missing, unsafe or damaged: that is the controller's problem, not any node's.
         """
-        credentials = Credentials(self.ssh)
+        credentials = Credentials(self.ssh, self.deadlines)
         by_name = {n.name: n for n in self.nodes}
 
         def opening(name: str) -> None:
@@ -154,7 +171,7 @@ class FleetAction:
 
         def inspecting(name: str) -> None:
             result = self.results[name]
-            result.view = self._read_view(self.sessions[name])
+            result.view = self._read_view(self.sessions[name], expected)
             result.plan = diff(expected, result.view, self.ownership, force)
             if result.plan.diverged:
                 result.status = NodeStatus.DIVERGED
@@ -171,12 +188,12 @@ class FleetAction:
         """Return the owner every key file must have on the nodes."""
         return Ownership(*self.owner)
 
-    def _read_view(self, session: NodeSession) -> NodeView:
-        """Return keystone's view of the node; only regular files of a key's size are opened."""
+    def _read_view(self, session: NodeSession, expected: Mapping[int, str]) -> NodeView:
+        """Return keystone's view of the node; only files that must be judged are opened."""
         listing = session.list_directory()
         entries = tuple(
-            with_content(entry, session.read(entry.name), self.kind.problem)
-            if needs_content(entry)
+            with_content(entry, session.read(entry), self.kind.problem)
+            if needs_content(entry, expected)
             else unread(entry)
             for entry in listing.entries
         )
@@ -227,7 +244,7 @@ class FleetAction:
 
         def verifying(name: str) -> None:
             result = self.results[name]
-            view = self._read_view(self.sessions[name])
+            view = self._read_view(self.sessions[name], expected)
             result.verified = view
             check = diff(expected, view, self.ownership)
             if check.in_sync:
@@ -264,7 +281,7 @@ def _diverged(name: str, reason: str) -> str:
 
 
 def _invalid(names: tuple[str, ...]) -> str:
-    shown = ", ".join(show_name(name) for name in names)
+    shown = bounded([show_name(name) for name in names])
     return (
         f"directory {shown} at a key name in the repository; keysyncd never removes a "
         "directory: remove it on the node, then sync"

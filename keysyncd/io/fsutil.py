@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import secrets
 from pathlib import Path
+from typing import Any
 
 from keysyncd.core.view import TEMP_PREFIX
 
@@ -87,3 +89,14 @@ def remove_temp_files(directory: Path) -> list[str]:
                     (directory / name).unlink()
                     removed.append(name)
     return removed
+
+
+def load_json(content: bytes) -> Any:
+    """Return the JSON document in ``content``; raise ValueError if it is not JSON, or nests
+    so deep that parsing it would exhaust the stack (a hostile file must not crash us)."""
+    try:
+        return json.loads(content)
+    except RecursionError:
+        raise ValueError("nested too deeply to be a keysyncd file") from None
+    except UnicodeDecodeError as error:
+        raise ValueError(f"not UTF-8 text: {error.reason}") from None

@@ -27,7 +27,7 @@ from keysyncd.io.trust import read_trusted
 class KnownHosts:
     """The host keys of a known_hosts file, indexed for lookups by name."""
 
-    plain: dict[str, dict[str, paramiko.PKey]] = field(default_factory=dict)
+    plain: dict[str, list[paramiko.PKey]] = field(default_factory=dict)
     hashed: list[tuple[bytes, bytes, str, paramiko.PKey]] = field(default_factory=list)
     revoked: set[tuple[str, str]] = field(default_factory=set)  # (key type, base64 blob)
 
@@ -38,20 +38,21 @@ class KnownHosts:
                 salt, digest = _hashed(name)
                 self.hashed.append((salt, digest, key.get_name(), key))
             else:
-                self.plain.setdefault(name, {})[key.get_name()] = key
+                self.plain.setdefault(name, []).append(key)
 
-    def lookup(self, name: str) -> dict[str, paramiko.PKey]:
-        """Return key type -> key for host ``name`` (``[host]:port`` when not port 22)."""
-        found = dict(self.plain.get(name, {}))
-        for salt, digest, key_type, key in self.hashed:
+    def lookup(self, name: str) -> dict[str, list[paramiko.PKey]]:
+        """Return key type -> every key listed for host ``name`` (``[host]:port`` when not port
+        22); a host may list several keys of one type (during a host key rollover)."""
+        found = list(self.plain.get(name, []))
+        for salt, digest, _, key in self.hashed:
             mac = hmac.new(salt, name.encode(), hashlib.sha1).digest()
             if hmac.compare_digest(mac, digest):
-                found[key_type] = key
-        return {
-            key_type: key
-            for key_type, key in found.items()
-            if (key_type, key.get_base64()) not in self.revoked
-        }
+                found.append(key)
+        by_type: dict[str, list[paramiko.PKey]] = {}
+        for key in found:
+            if (key.get_name(), key.get_base64()) not in self.revoked:
+                by_type.setdefault(key.get_name(), []).append(key)
+        return by_type
 
     def is_revoked(self, key: paramiko.PKey) -> bool:
         """Return True if ``key`` is listed under ``@revoked``."""

@@ -18,14 +18,14 @@ from pathlib import Path
 
 from keysyncd.core.times import rfc3339
 from keysyncd.errors import KeysyncError, LockError, StateError
-from keysyncd.io.fsutil import describe_os_error, remove_temp_files
+from keysyncd.io.fsutil import describe_os_error, load_json, remove_temp_files
 from keysyncd.io.trust import check_directory, open_trusted, read_trusted
 
 
 def describe_holder(path: Path) -> str:
     """Return "PID 123 (rotate) since 2026-11-22T20:00:00Z" from the lock file, or 'unknown'."""
     try:
-        holder = json.loads(read_trusted(path, limit=4096) or b"{}")
+        holder = load_json(read_trusted(path, limit=4096) or b"{}")
         since = rfc3339(float(holder["since"]))
         return f"PID {holder['pid']} ({holder['action']}) since {since}"
     except (KeysyncError, OSError, ValueError, KeyError, TypeError):

@@ -13,6 +13,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -22,7 +23,7 @@ from typing import Any
 from keysyncd.config import ReportsConfig
 from keysyncd.core.report import Report
 from keysyncd.errors import KeysyncError, LocalFileError
-from keysyncd.io.fsutil import atomic_write, describe_os_error, remove_temp_files
+from keysyncd.io.fsutil import atomic_write, describe_os_error, load_json, remove_temp_files
 from keysyncd.io.trust import check_directory, open_trusted, read_trusted
 
 HEAD_FILE = "reports-head.json"
@@ -47,10 +48,16 @@ def new_report_id(started_at: float, action: str) -> str:
     return f"{stamp}-{action}-{secrets.token_hex(3)}"
 
 
+REPORT_NAME = re.compile(r"[0-9]{8}T[0-9]{12}Z-[a-z-]+-[0-9a-f]{6}\.json")
+
+
 def report_files(report_dir: Path) -> list[Path]:
-    """Return the report files, oldest first (ids sort by time)."""
+    """Return the report files, oldest first (ids sort by time).
+
+    Only names keysyncd gives reports count: retention never deletes anything else.
+    """
     try:
-        names = sorted(n for n in os.listdir(report_dir) if n.endswith(".json"))
+        names = sorted(n for n in os.listdir(report_dir) if REPORT_NAME.fullmatch(n))
     except FileNotFoundError:
         return []
     return [report_dir / name for name in names]
@@ -79,7 +86,7 @@ def read_head(state_dir: Path) -> tuple[dict[str, Any], str | None]:
     if content is None:
         return {}, None
     try:
-        document = json.loads(content)
+        document = load_json(content)
     except (ValueError, UnicodeDecodeError):
         return {}, f"{path} is not valid JSON"
     if not isinstance(document, dict):
@@ -162,7 +169,7 @@ def _recovered_head(
         return head
     content = _read_report_bytes(files[-1])
     with contextlib.suppress(ValueError, AttributeError, UnicodeDecodeError):
-        if json.loads(content).get("previous") == recorded:
+        if load_json(content).get("previous") == recorded:
             head["head"] = {"id": files[-1].stem, "sha256": hashlib.sha256(content).hexdigest()}
     return head
 
@@ -202,7 +209,7 @@ def load_report(report_dir: Path, report_id: str) -> dict[str, Any]:
         found = "no report" if not matches else f"{len(matches)} reports"
         raise KeysyncError(f"{found} with id {report_id!r} in {report_dir}")
     try:
-        document = json.loads(_read_report_bytes(matches[0]))
+        document = load_json(_read_report_bytes(matches[0]))
     except (ValueError, UnicodeDecodeError) as error:
         raise LocalFileError(f"damaged report {matches[0]}: {error}") from None
     if not isinstance(document, dict):
@@ -215,7 +222,7 @@ def load_reports(report_dir: Path) -> list[dict[str, Any]]:
     documents = []
     for path in report_files(report_dir):
         with contextlib.suppress(KeysyncError, ValueError, UnicodeDecodeError):
-            document = json.loads(_read_report_bytes(path))
+            document = load_json(_read_report_bytes(path))
             if isinstance(document, dict):
                 documents.append(document)
     return documents
@@ -235,7 +242,7 @@ def verify_chain(report_dir: Path, state_dir: Path) -> list[str]:
     for index, path in enumerate(files):
         content = _read_report_bytes(path)
         try:
-            recorded = _link(json.loads(content).get("previous"))
+            recorded = _link(load_json(content).get("previous"))
         except (ValueError, UnicodeDecodeError, AttributeError):
             problems.append(f"report {path.stem} is not a valid report: it was modified")
             recorded = None

@@ -143,7 +143,8 @@ class Repository:
             with contextlib.suppress(OSError):
                 file_mode = stat.S_IMODE((self.path / name).lstat().st_mode)
                 if file_mode & LAX:
-                    warnings.append(f"{self.path / name}: lax permissions: mode {file_mode:04o}")
+                    shown = name if canonical_index(name) is not None else show_name(name)
+                    warnings.append(f"{self.path}/{shown}: lax permissions: mode {file_mode:04o}")
         return warnings
 
     def ensure_directory(self) -> None:

@@ -20,14 +20,18 @@ from typing import TypeVar
 import paramiko
 from paramiko.message import Message
 from paramiko.sftp import (
+    CMD_ATTRS,
     CMD_CLOSE,
     CMD_EXTENDED,
     CMD_EXTENDED_REPLY,
+    CMD_FSTAT,
     CMD_HANDLE,
+    CMD_LSTAT,
     CMD_NAME,
     CMD_OPEN,
     CMD_OPENDIR,
     CMD_READDIR,
+    CMD_STAT,
     SFTP_FLAG_CREATE,
     SFTP_FLAG_EXCL,
     SFTP_FLAG_WRITE,
@@ -41,6 +45,10 @@ from keysyncd.errors import NodeError
 from keysyncd.io.fsutil import temp_name
 
 T = TypeVar("T")
+MAX_DIRECTORY_ENTRIES = 100_000  # entries of any name: more is no key repository
+MAX_KEY_ENTRIES = 1_000  # entries at key names: more is an attack or an accident
+MAX_NAMES_PER_REPLY = 10_000  # OpenSSH sends about 100 names per READDIR reply
+MAX_EXTENDED = 64  # extended attributes in one reply (OpenSSH sends none)
 _ERRNO_REASONS = {
     errno.EACCES: "permission",
     errno.EPERM: "permission",
@@ -84,11 +92,37 @@ def _request(sftp: paramiko.SFTPClient, kind: int, *args: object) -> tuple[int, 
     return reply
 
 
-def _attributes(message: Message) -> SFTPAttributes:
-    """Return the file attributes that come next in ``message`` (paramiko's private parser)."""
-    # private API, as _request
-    found: SFTPAttributes = SFTPAttributes._from_msg(message)  # type: ignore[attr-defined]
-    return found
+@dataclass(frozen=True)
+class Attributes:
+    """The file attributes an SFTP v3 server sends (lstat, stat or fstat)."""
+
+    mode: int = 0
+    size: int = 0
+    uid: int | None = None
+    gid: int | None = None
+    mtime: int | None = None
+
+
+def _attributes(message: Message) -> Attributes:
+    """Return the attributes that come next in ``message``; raise SFTPError for a reply no
+    honest server sends. paramiko's own parser believes any count of extended attributes
+    (2**32 - 1 of them keep a CPU busy for hours); this one stops at MAX_EXTENDED."""
+    flags = message.get_int()
+    size = message.get_int64() if flags & 0x1 else 0
+    uid, gid = (message.get_int(), message.get_int()) if flags & 0x2 else (None, None)
+    mode = message.get_int() if flags & 0x4 else 0
+    mtime = None
+    if flags & 0x8:
+        message.get_int()  # atime
+        mtime = message.get_int()
+    if flags & 0x80000000:
+        count = message.get_int()
+        if count > MAX_EXTENDED:
+            raise paramiko.SFTPError(f"a reply claims {count} extended attributes")
+        for _ in range(count):
+            message.get_string()
+            message.get_string()
+    return Attributes(mode, size, uid, gid, mtime)
 
 
 @dataclass(frozen=True)
@@ -138,16 +172,24 @@ class NodeSession:
                     raised = NodeError(self.node.name, "disk_full", f"no space left while {doing}")
             raise raised from None
 
+    def _stat(self, kind: int, target: object) -> Attributes:
+        """Return the attributes of a path (CMD_LSTAT, CMD_STAT) or an open handle (CMD_FSTAT)."""
+        reply, message = _request(self.sftp, kind, target)
+        if reply != CMD_ATTRS:
+            raise paramiko.SFTPError("expected attributes")
+        return _attributes(message)
+
     def list_directory(self) -> Listing:
         """Return the repository directory's listing; raise NodeError if it cannot be read.
 
         The directory itself must be a real directory: a symlink there is refused, because
         following it would let whoever planted it choose where keysyncd writes and deletes.
+        A directory with more than MAX_KEY_ENTRIES entries at key names is refused too.
         """
 
         def listing() -> Listing:
-            info = self.sftp.lstat(str(self.directory))
-            kind = entry_type(info.st_mode or 0)
+            info = self._stat(CMD_LSTAT, str(self.directory))
+            kind = entry_type(info.mode)
             if kind is not EntryType.DIRECTORY:
                 raise NodeError(
                     self.node.name,
@@ -160,20 +202,29 @@ class NodeSession:
                 if is_temp_name(name):
                     temps.append(name)
                 elif key_index(name) is not None:
-                    entries.append(self._entry(name, attributes))
-            return Listing(stat.S_IMODE(info.st_mode or 0), tuple(entries), tuple(temps))
+                    entries.append((name, attributes))
+            if len(entries) > MAX_KEY_ENTRIES:
+                raise NodeError(
+                    self.node.name,
+                    "invalid_entry",
+                    f"{len(entries)} entries at key names in {self.directory} (more than "
+                    f"{MAX_KEY_ENTRIES}): no key repository looks like this; clean it up",
+                )
+            keyed = tuple(self._entry(name, attributes) for name, attributes in entries)
+            return Listing(stat.S_IMODE(info.mode), keyed, tuple(temps))
 
         return self._guard(f"listing {self.directory}", listing)
 
-    def _read_directory(self, path: str) -> list[tuple[str, SFTPAttributes]]:
+    def _read_directory(self, path: str) -> list[tuple[str, Attributes]]:
         """Return (name, lstat attributes) of every entry, names decoded as keystone's Python
         would (UTF-8, undecodable bytes kept as surrogates): paramiko's own listdir raises on
-        a name that is not UTF-8, which would let any such file block the node for ever."""
+        a name that is not UTF-8, which would let any such file block the node for ever.
+        Raise SFTPError past MAX_DIRECTORY_ENTRIES (a server that never says EOF)."""
         kind, message = _request(self.sftp, CMD_OPENDIR, path)
         if kind != CMD_HANDLE:
             raise paramiko.SFTPError("expected a directory handle")
         handle = message.get_binary()
-        found: list[tuple[str, SFTPAttributes]] = []
+        found: list[tuple[str, Attributes]] = []
         try:
             while True:
                 try:
@@ -182,50 +233,73 @@ class NodeSession:
                     break
                 if kind != CMD_NAME:
                     raise paramiko.SFTPError("expected a name response")
-                for _ in range(message.get_int()):
+                count = message.get_int()
+                if count > MAX_NAMES_PER_REPLY or len(found) + count > MAX_DIRECTORY_ENTRIES:
+                    raise paramiko.SFTPError(
+                        f"the directory has more than {MAX_DIRECTORY_ENTRIES} entries"
+                    )
+                for _ in range(count):
                     name = message.get_string().decode("utf-8", "surrogateescape")
                     message.get_string()  # the "ls -l" long name: unused
                     attributes = _attributes(message)
                     if name not in (".", ".."):
                         found.append((name, attributes))
         finally:
-            _request(self.sftp, CMD_CLOSE, handle)
+            with contextlib.suppress(Exception):  # the listing, or its failure, is what counts
+                _request(self.sftp, CMD_CLOSE, handle)
         return found
 
-    def _entry(self, name: str, attributes: SFTPAttributes) -> Entry:
+    def _entry(self, name: str, attributes: Attributes) -> Entry:
         """Return the Entry for a key-named directory entry; a symlink's target is examined
         with stat (which opens nothing, so a FIFO behind it cannot block us)."""
-        mode = attributes.st_mode or 0
-        kind = entry_type(mode)
+        kind = entry_type(attributes.mode)
         target = target_size = None
         if kind is EntryType.SYMLINK:
             try:
-                pointed = self.sftp.stat(self._path(name))
-                target, target_size = entry_type(pointed.st_mode or 0), pointed.st_size or 0
+                pointed = self._stat(CMD_STAT, self._path(name))
+                target, target_size = entry_type(pointed.mode), pointed.size
             except (OSError, paramiko.SFTPError):  # dangling, a loop, or not ours to see
                 target = EntryType.MISSING
         return Entry(
             name=name,
             type=kind,
-            mode=stat.S_IMODE(mode),
-            size=attributes.st_size or 0,
-            uid=attributes.st_uid,
-            gid=attributes.st_gid,
+            mode=stat.S_IMODE(attributes.mode),
+            size=attributes.size,
+            uid=attributes.uid,
+            gid=attributes.gid,
             target=target,
             target_size=target_size,
+            mtime=attributes.mtime,
         )
 
-    def read(self, name: str) -> bytes:
-        """Return the content of regular file ``name`` (at most MAX_KEY_FILE + 1 bytes).
+    def read(self, entry: Entry) -> bytes | None:
+        """Return the content of ``entry`` (at most MAX_KEY_FILE + 1 bytes), or None if the
+        file changed after it was listed.
 
-        Call it only for entries the listing showed as regular files (never a FIFO or a link).
+        Call it only for entries the listing showed as regular files. What was opened is
+        checked through the open handle (FSTAT): if the name was swapped for a link to
+        another file after the listing, that file's content is dropped unread by reports.
         """
 
-        def reading() -> bytes:
-            with self.sftp.open(self._path(name), "rb") as handle:
-                return handle.read(MAX_KEY_FILE + 1)
+        def reading() -> bytes | None:
+            with self.sftp.open(self._path(entry.name), "rb") as handle:
+                content = handle.read(MAX_KEY_FILE + 1)
+                opened = self._stat(CMD_FSTAT, handle.handle)
+            same = (
+                entry_type(opened.mode) is EntryType.FILE
+                and (opened.size, opened.uid, opened.gid, opened.mtime)
+                == (entry.size, entry.uid, entry.gid, entry.mtime)
+                and len(content) == entry.size
+            )
+            return content if same else None
 
-        return self._guard(f"reading {name!a}", reading)
+        return self._guard(f"reading {entry.name!a}", reading)
+
+    def abort(self) -> None:
+        """Close the connection at once (a step ran past its deadline): every call blocked
+        on this node then fails, and its thread is free again."""
+        with contextlib.suppress(Exception):
+            self._transport.close()
 
     def write_temp(self, content: bytes, uid: int | None, gid: int | None) -> str:
         """Upload ``content`` to a new exclusive temp file (0600 from creation); return its name.
@@ -247,14 +321,14 @@ class NodeSession:
                 handle.flush()
                 # Through the open handle (FSTAT, FSETSTAT), never by path: a name can be
                 # swapped for a symlink, a handle cannot.
-                current = handle.stat()
+                current = self._stat(CMD_FSTAT, handle.handle)
                 # A failed write can go unnoticed on some servers; a short file must never
                 # be renamed into place (no node may see a partial key).
-                if current.st_size != len(content):
-                    raise OSError(f"short write ({current.st_size} of {len(content)} bytes)")
+                if current.size != len(content):
+                    raise OSError(f"short write ({current.size} of {len(content)} bytes)")
                 if uid is not None or gid is not None:
-                    owner = current.st_uid if uid is None else uid
-                    group = current.st_gid if gid is None else gid
+                    owner = current.uid if uid is None else uid
+                    group = current.gid if gid is None else gid
                     if owner is None or group is None:
                         raise OSError("the node did not report the temp file's owner")
                     handle.chown(owner, group)

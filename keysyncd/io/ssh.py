@@ -33,10 +33,10 @@ class Credentials:
     or the identity file is missing, unsafe or damaged.
     """
 
-    def __init__(self, ssh: SshConfig) -> None:
+    def __init__(self, ssh: SshConfig, deadlines: Deadlines | None = None) -> None:
         self.ssh = ssh
         self.host_keys = load_known_hosts(ssh.known_hosts) if ssh.known_hosts else KnownHosts()
-        self.deadlines = Deadlines()
+        self.deadlines = deadlines or Deadlines()
         self.keys: list[paramiko.PKey] = []
         if ssh.identity_file is not None:
             self.keys.append(load_identity(ssh.identity_file))
@@ -174,8 +174,7 @@ def _handshake(node: NodeConfig, transport: paramiko.Transport, credentials: Cre
         raise NodeError(
             node.name, "host_key", f"host key of {name} is marked @revoked in {ssh.known_hosts}"
         )
-    expected = known.get(offered.get_name())
-    if expected is None or expected != offered:
+    if not any(key == offered for key in known.get(offered.get_name(), [])):
         raise NodeError(
             node.name,
             "host_key",

@@ -25,7 +25,7 @@ from keysyncd.core.journal import (
 )
 from keysyncd.core.policy import KeyHistory
 from keysyncd.errors import LocalFileError, StateError
-from keysyncd.io.fsutil import atomic_write, describe_os_error
+from keysyncd.io.fsutil import atomic_write, describe_os_error, load_json
 from keysyncd.io.trust import check_directory, read_trusted
 
 STATE_VERSION = 1
@@ -76,8 +76,13 @@ def _field(document: Any, key: str, where: str, kinds: tuple[type, ...], default
     return value
 
 
+MAX_TIME = 1e11  # epoch seconds, year 5138: anything beyond is no time keysyncd wrote
+
+
 def _number(document: Any, key: str, where: str) -> float | None:
     value = _field(document, key, where, (int, float), None)
+    if value is not None and not 0 <= value <= MAX_TIME:
+        raise _Damaged(f"'{where}{key}' is no time keysyncd wrote: {value!r:.40}")
     return None if value is None else float(value)
 
 
@@ -231,7 +236,7 @@ def load_state(state_dir: Path, name: str) -> RepositoryState:
     if content is None:
         return RepositoryState(name=name)
     try:
-        return from_json(json.loads(content))
+        return from_json(load_json(content))
     except (ValueError, UnicodeDecodeError, RecursionError) as error:
         raise LocalFileError(f"damaged state file {path}: {error}") from None
 

@@ -46,19 +46,56 @@ def problem_of(info: os.stat_result, directory: bool = False, secret: bool = Fal
 
 
 def check_directory(path: Path, what: str) -> None:
-    """Raise LocalFileError if directory ``path`` exists and cannot be trusted.
+    """Raise LocalFileError if directory ``path`` exists and cannot be trusted, or if any
+    directory on the way to it (as configured, and as its symlinks resolve) could be changed
+    by someone else: whoever may replace a parent may swap ``path`` for a link of theirs.
 
-    A directory that does not exist yet is fine: keysyncd creates it with mode 0700.
+    On the way, a directory others may write is accepted only with the sticky bit (``/tmp``:
+    nobody may rename or remove what is not theirs there). A directory that does not exist
+    yet is fine: keysyncd creates it with mode 0700.
     """
     try:
         info = os.stat(path)
     except FileNotFoundError:
-        return
+        info = None
     except OSError as error:
         raise LocalFileError(f"{what} {path}: {describe_os_error(error)}") from None
-    problem = problem_of(info, directory=True)
-    if problem:
-        raise LocalFileError(f"{what} {path} is unsafe: {problem}")
+    if info is not None:
+        problem = problem_of(info, directory=True)
+        if problem:
+            raise LocalFileError(f"{what} {path} is unsafe: {problem}")
+    for parent in _ancestors(path):
+        problem = _parent_problem(parent)
+        if problem:
+            raise LocalFileError(f"{what} {path} is unsafe: {parent} is {problem}")
+
+
+def _ancestors(path: Path) -> list[Path]:
+    """Return every directory above ``path``: as written, and as its links resolve."""
+    written = Path(os.path.abspath(path))
+    resolved = Path(os.path.realpath(path))
+    seen: list[Path] = []
+    for start in (written, resolved):
+        for parent in start.parents:
+            if parent not in seen:
+                seen.append(parent)
+    return seen
+
+
+def _parent_problem(directory: Path) -> str | None:
+    try:
+        info = os.stat(directory)
+    except OSError:
+        return None  # not there (yet): nothing there can be swapped
+    if not stat.S_ISDIR(info.st_mode):
+        return None
+    owner = _owner_problem(info)
+    if owner:
+        return owner
+    mode = stat.S_IMODE(info.st_mode)
+    if mode & GROUP_OTHER_WRITE and not mode & stat.S_ISVTX:
+        return f"writable by group or others (mode {mode:04o}) and not sticky"
+    return None
 
 
 def open_trusted(path: Path, flags: int, follow: bool = False, secret: bool = False) -> int:
@@ -78,7 +115,12 @@ def open_trusted(path: Path, flags: int, follow: bool = False, secret: bool = Fa
             raise LocalFileError(f"{path} is a symlink; keysyncd does not follow it") from None
         raise LocalFileError(f"cannot open {path}: {describe_os_error(error)}") from None
     try:
-        problem = problem_of(os.fstat(descriptor), secret=secret)
+        info = os.fstat(descriptor)
+        problem = problem_of(info, secret=secret)
+        if not problem and flags & (os.O_WRONLY | os.O_RDWR) and info.st_nlink != 1:
+            # a hard link shares the file with another name: writing it (truncating a lock)
+            # would change that other file too
+            problem = f"it has {info.st_nlink} hard links"
         if problem:
             raise LocalFileError(f"{path} is unsafe: {problem}")
         os.set_blocking(descriptor, True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import socket
 import stat
@@ -19,11 +20,14 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from cryptography.fernet import Fernet
 
 from keysyncd.commands.cli import main
+from keysyncd.io import sftp
 from keysyncd.testing.config import fleet_config
 from keysyncd.testing.fleet import Fleet, find_sshd
 from keysyncd.testing.processes import FleetUnsupported, descendants
@@ -264,6 +268,22 @@ def hard_link(name: str) -> Plant:
     return plant
 
 
+def many(count: int) -> Plant:
+    """``count`` files named -1, -2, ...: keystone loads each (as a negative key id)."""
+
+    def plant(world: World, node: Path) -> None:
+        for number in range(1, count + 1):
+            (node / f"-{number}").write_bytes(b"x")
+
+    return plant
+
+
+def remove_many(world: World, node: Path) -> None:
+    for name in os.listdir(node):
+        if name.startswith("-"):
+            (node / name).unlink()
+
+
 def repository_link(world: World, node: Path) -> None:
     shutil.rmtree(world.real_dir)
     world.real_dir.symlink_to(world.outside / "dir")
@@ -315,6 +335,8 @@ CASES = [
     Case("directory-mode-0755", directory_mode, "converge", "mode ['directory']"),
     Case("repository-is-a-symlink", repository_link, "invalid", "is a symlink", restore_repository),
     Case("parent-relinked", relinked_parent, "converge", "missing [2, 1, 0]"),
+    Case("three-hundred-odd-names", many(300), "converge", "and 280 more entries"),
+    Case("thousand-and-one-names", many(1001), "invalid", "more than 1000", remove_many),
 ]
 if ROOT:
     CASES.append(Case("wrong-owner-key-1", chown("1", 65534), "converge", "mode [1]"))
@@ -387,3 +409,79 @@ def test_names_keystone_cannot_load_are_left_alone(world: World, plant: Plant) -
     assert snapshot(world.outside) == outside
     assert_loads_exactly_the_controllers_keys(world)
     assert_no_session_left(world)
+
+
+def test_every_report_stays_small_whatever_a_node_holds(world: World) -> None:
+    """Thousands of odd entries on a node: each report names twenty, counts the rest."""
+    reset(world)
+    many(900)(world, world.node_dir)
+    assert run(world, "sync") == 0
+    reports = sorted((world.config.parent / "reports").glob("*.json"))
+    assert reports[-1].stat().st_size < 32_000, reports[-1].stat().st_size
+    state = world.config.parent / "state" / "repositories" / "fernet-tokens.json"
+    assert state.stat().st_size < 32_000
+    assert_loads_exactly_the_controllers_keys(world)
+
+
+@pytest.mark.parametrize("swap_to", ["outside-file", "fifo"])
+def test_a_file_swapped_between_listing_and_read_is_never_trusted(
+    world: World, swap_to: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The node's owner renames a symlink over key 1 after it was listed, before it is read
+    (what an inotify watcher on the node can do): the outside file's digest never reaches a
+    report, and a FIFO behind it costs the node one operation_timeout, nothing more."""
+    reset(world)
+    secret = world.outside / "secret"
+    secret.write_text("root-only secret\n")
+    secret.chmod(0o600)
+    target = secret if swap_to == "outside-file" else world.outside / "fifo"
+    real_read = sftp.NodeSession.read
+    swapped: list[str] = []
+
+    def racing_read(self: sftp.NodeSession, entry: Any) -> bytes | None:
+        if self.node.name == "node1" and entry.name == "1" and not swapped:
+            swapped.append(entry.name)
+            (world.node_dir / "swap").symlink_to(target)
+            os.rename(world.node_dir / "swap", world.node_dir / "1")
+        result: bytes | None = real_read(self, entry)
+        return result
+
+    monkeypatch.setattr(sftp.NodeSession, "read", racing_read)
+    started = time.monotonic()
+    assert run(world, "verify") == 1
+    elapsed = time.monotonic() - started
+    monkeypatch.undo()
+    out = capsys.readouterr().out
+    assert swapped, "the race was run"
+    report = sorted((world.config.parent / "reports").glob("*-verify-*.json"))[-1].read_text()
+    assert hashlib.sha256(secret.read_bytes()).hexdigest() not in report
+    if swap_to == "fifo":
+        assert re.search(r"node1\s+failed.*timeout", out), out
+        assert elapsed < world_operation_timeout(world) + 5, elapsed
+        release_fifo_readers(world.outside / "fifo")  # the blocked opener on the node (see note)
+    assert run(world, "sync") == 0
+    assert_loads_exactly_the_controllers_keys(world)
+    assert secret.read_text() == "root-only secret\n"
+    assert_no_session_left(world)
+
+
+def world_operation_timeout(world: World) -> float:
+    return float(yaml.safe_load(world.config.read_text())["ssh"]["operation_timeout"])
+
+
+def release_fifo_readers(fifo: Path) -> None:
+    """Open the FIFO for writing and close it: a reader blocked in open() gets EOF and ends.
+
+    SFTP v3 has no O_NOFOLLOW or O_NONBLOCK, so a name swapped for a FIFO between listing and
+    open blocks the node's sftp-server until a writer comes; keysyncd gives up on it after
+    operation_timeout, and this is what lets the node's process end.
+    """
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            descriptor = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:  # no reader (yet): ENXIO
+            time.sleep(0.05)
+            continue
+        os.close(descriptor)
+        return

@@ -220,7 +220,8 @@ class MemorySession:
             temps = tuple(name for name, _ in files if name.startswith(TEMP_PREFIX))
             return Listing(self.node.directory_mode, entries, temps)  # S_IMODE, as the real one
 
-    def read(self, name: str) -> bytes:
+    def read(self, entry: Entry) -> bytes:
+        name = entry.name
         with self.fleet.lock:
             self._check(f"reading {name}", writes=False)
             if name not in self.node.files:
@@ -268,11 +269,14 @@ class MemorySession:
     def close(self) -> None:
         self.closed = True
 
+    def abort(self) -> None:
+        self.closed = True
+
 
 class NoCredentials:
     """Stand-in for keysyncd.io.ssh.Credentials: no known_hosts or key files are read."""
 
-    def __init__(self, ssh: object) -> None:
+    def __init__(self, ssh: object, deadlines: object = None) -> None:
         self.ssh = ssh
 
 

@@ -8,6 +8,7 @@ outside ``state_dir`` included). Nodes are never contacted: every refusal comes 
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -165,7 +166,32 @@ def ssh_file(relative: str, content: str | None = None, mode: int | None = None)
     return plant
 
 
+def nested(relative: str, depth: int = 100_000) -> Callable[[Controller], Path]:
+    """JSON nested so deep that a naive parser exhausts the stack."""
+
+    def plant(c: Controller) -> Path:
+        path = c.root / relative
+        path.write_text("[" * depth + "]" * depth)
+        return path
+
+    return plant
+
+
+def hard_link_to_victim(relative: str) -> Callable[[Controller], Path]:
+    def plant(c: Controller) -> Path:
+        path = c.root / relative
+        path.unlink(missing_ok=True)
+        os.link(c.victim, path)
+        return path
+
+    return plant
+
+
 CASES: dict[str, Callable[[Controller], Path]] = {
+    "nested-state-file": nested("state/repositories/fernet-tokens.json"),
+    "state-time-out-of-range": state_field(last_rotation_at=1e300),
+    "state-negative-time": state_field(history={"1": {"created_at": -5.0}}),
+    "hard-linked-lock": hard_link_to_victim("state/lock"),
     "symlinked-lock": symlink_to_victim("state/lock"),
     "symlinked-state-file": symlink_to_victim("state/repositories/fernet-tokens.json"),
     "symlinked-report-head": symlink_to_victim("state/reports-head.json"),
@@ -188,6 +214,7 @@ CASES: dict[str, Callable[[Controller], Path]] = {
     "state-pending-junk": state_field(pending={"new_primary": "x", "retire": "all"}),
     "state-hook-block-junk": state_field(hook_block={"hook": "rm -rf /", "status": 1}),
     "state-wrong-version": state_field(version=99),
+    "state-nan": state_field(last_rotation_at=float("nan")),
     "identity-0644": ssh_file("id", mode=0o644),
     "identity-not-a-key": ssh_file("id", content="this is not a private key\n", mode=0o600),
     "identity-missing": ssh_file("id"),
@@ -196,6 +223,16 @@ CASES: dict[str, Callable[[Controller], Path]] = {
     "known-hosts-bad-base64": ssh_file("known_hosts", content="h ssh-ed25519 !!!!\n"),
     "known-hosts-world-writable": ssh_file("known_hosts", mode=0o666),
 }
+
+
+def foreign_parent(relative: str) -> Callable[[Controller], Path]:
+    """Someone else owns the directory above: they could swap ours for a link of theirs."""
+
+    def plant(c: Controller) -> Path:
+        os.chown(c.root / relative, 65534, 65534)
+        return c.root / relative
+
+    return plant
 
 
 def foreign_identity(c: Controller) -> Path:
@@ -209,6 +246,7 @@ if ROOT:
         "state-dir-foreign-owner": chown("state"),
         "state-file-foreign-owner": chown("state/repositories/fernet-tokens.json"),
         "identity-foreign-owner": foreign_identity,
+        "state-dir-parent-foreign-owner": foreign_parent("."),
     }
 
 
@@ -306,3 +344,47 @@ def test_check_config_reports_every_unsafe_file_at_once(
     for path in (tmp_path / "id", controller.state, controller.state / "reports-head.json"):
         assert str(path) in err, err
     assert "Traceback" not in err
+
+
+def test_a_head_nested_too_deep_never_blocks_and_is_reported(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    controller = make_controller(tmp_path)
+    nested("state/reports-head.json")(controller)
+    config = ["-c", str(controller.config)]
+    assert main([*config, "rotate"]) == 0
+    capsys.readouterr()
+    assert main([*config, "report", "verify-chain"]) == 1
+    assert "reports-head.json is not valid JSON" in capsys.readouterr().out
+
+
+def test_a_busy_lock_with_a_hostile_record_still_says_who_to_wait_for(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    controller = make_controller(tmp_path)
+    lock = controller.state / "lock"
+    descriptor = os.open(lock, os.O_RDWR)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        os.write(descriptor, b"[" * 4000 + b"]" * 4000)
+        capsys.readouterr()
+        assert main(["-c", str(controller.config), "rotate"]) == 1
+    finally:
+        os.close(descriptor)
+    err = capsys.readouterr().err
+    assert "another keysyncd holds the lock: an unknown process" in err, err
+    assert "Traceback" not in err
+
+
+def test_local_key_names_are_escaped_in_every_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    controller = make_controller(tmp_path)
+    odd = tmp_path / "keys" / "\r\x0b1\n"
+    odd.write_bytes(b"x")
+    odd.chmod(0o644)
+    capsys.readouterr()
+    main(["-c", str(controller.config), "status"])
+    captured = capsys.readouterr()
+    output = captured.out + captured.err
+    assert "'\\r\\x0b1\\n'" in output and "\r" not in output and "\x0b" not in output

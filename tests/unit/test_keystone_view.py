@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from keysyncd.core.keyring import digest_of
 from keysyncd.core.kinds import KINDS
-from keysyncd.core.nodeplan import NodePlan, NodeView, Ownership, diff
+from keysyncd.core.nodeplan import NodePlan, NodeView, Ownership, describe_changes, diff
 from keysyncd.core.view import (
     Entry,
     EntryType,
@@ -133,7 +133,7 @@ def local_listing(directory: Path) -> list[Entry]:
                 target = EntryType.MISSING
         entry = Entry(name, kind, stat.S_IMODE(info.st_mode), info.st_size, target=target,
                       target_size=target_size)  # fmt: skip
-        if needs_content(entry):
+        if needs_content(entry, EXPECTED):
             entry = with_content(entry, (directory / name).read_bytes(), KIND.problem)
         found.append(entry)
     return found
@@ -169,7 +169,9 @@ def expected_file(index: int) -> Entry:
 def model_entry(name: str, kind: str, content: bytes) -> Entry:
     if kind == "file":
         entry = Entry(name, EntryType.FILE, 0o600, len(content))
-        return with_content(entry, content, KIND.problem) if needs_content(entry) else entry
+        return (
+            with_content(entry, content, KIND.problem) if needs_content(entry, EXPECTED) else entry
+        )
     if kind == "directory":
         return Entry(name, EntryType.DIRECTORY, 0o700)
     if kind == "fifo":
@@ -279,3 +281,14 @@ def test_a_wrong_mode_or_owner_is_fixed_by_rewriting_the_file() -> None:
     view = NodeView(0o700, (expected_file(0), expected_file(1), foreign))
     assert diff(EXPECTED, view, Ownership(uid=0)).replace == (2,)
     assert diff(EXPECTED, view).in_sync  # no owner configured: any owner will do
+
+
+def test_a_node_with_thousands_of_odd_entries_makes_a_short_report() -> None:
+    """What a node plants must not make reports and the journal grow without bound."""
+    odd = tuple(Entry(f"-{i}", EntryType.FILE, 0o600, 44) for i in range(1, 5001))
+    plan = diff(EXPECTED, node(*odd))
+    changes = plan.changes()
+    assert len(changes["entries"]) == 20 and changes["unlisted"] == 4980
+    assert len(plan.delete) == 5000, "every one of them is still removed"
+    assert "and 4980 more entries" in describe_changes(changes)
+    assert len(describe_changes(changes)) < 2000

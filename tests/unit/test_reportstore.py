@@ -95,3 +95,19 @@ def test_report_list_filters_and_show_renders(
     assert main(["-c", str(config), "report", "show", new.id, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["id"] == new.id
     assert main(["-c", str(config), "report", "show", "nope"]) == 1
+
+
+def test_retention_deletes_only_reports(tmp_path: Path) -> None:
+    """A report_dir may hold other files (a mistake, or a link planted by someone else):
+    only names keysyncd gives reports are ever pruned."""
+    report_dir, state_dir = tmp_path / "reports", tmp_path / "state"
+    report_dir.mkdir()
+    others = ["0-ledger.json", "settings.json", "x.txt"]
+    for name in others:
+        (report_dir / name).write_text("not a report\n")
+    retention = ReportsConfig(keep_count=1, keep_days=1)
+    for offset in range(3):
+        write_report(report_dir, state_dir, report(NOW + offset), retention, NOW + 10)
+    assert sorted(p.name for p in report_dir.iterdir() if p.name in others) == sorted(others)
+    assert len(report_files(report_dir)) == 1
+    assert verify_chain(report_dir, state_dir) == []

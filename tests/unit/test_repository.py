@@ -266,3 +266,38 @@ def test_crash_between_renames_is_rolled_back(tmp_path: Path) -> None:
     assert not foreign and recovered.pending is None
     assert recovered_keyset.digests() == keyset.digests()
     assert not [n for n in os.listdir(repository.path) if n.startswith(".keysyncd-")]
+
+
+def test_recovery_never_deletes_a_key_someone_else_promoted_after_the_crash(
+    tmp_path: Path,
+) -> None:
+    """Crash after the write-ahead record, then keystone's own fernet_rotate: the key it
+    made primary (the new primary index, with the old staged content) must survive."""
+    repository, harness = initialised(tmp_path)
+    keyset, state, _ = harness.prepare()
+    plan = plan_rotation(keyset.indices, state.history, POLICY, NOW + 1)
+    real_rename = os.rename
+
+    def crash(source, target):  # type: ignore[no-untyped-def]
+        raise SystemExit("simulated crash before any rename")
+
+    harness.now = NOW + 1
+    os.rename = crash  # type: ignore[assignment]
+    try:
+        with pytest.raises(SystemExit):
+            harness.rotate()
+    finally:
+        os.rename = real_rename  # type: ignore[assignment]
+    assert harness.state().pending is not None
+    fernet_rotate(str(repository.path))  # the operator: 0 becomes 2, a new 0
+
+    def keys() -> dict[str, tuple[bytes, int]]:  # the crash left temp files: not keys
+        return {k: v for k, v in snapshot(repository.path).items() if not k.startswith(".")}
+
+    after_operator = keys()
+    assert sorted(after_operator) == ["0", "1", str(plan.new_primary)]
+    harness.now = NOW + 2
+    keyset, state, foreign = harness.prepare()
+    assert keys() == after_operator, "recovery deleted no key"
+    assert foreign and state.pending is None
+    assert keyset.primary is not None and keyset.primary.index == plan.new_primary

@@ -1,0 +1,51 @@
+"""known_hosts as ssh reads it: several keys per host, hashed names, @revoked, bad lines."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import paramiko
+import pytest
+
+from keysyncd.errors import LocalFileError
+from keysyncd.io.knownhosts import parse_known_hosts
+
+
+def new_key(tmp_path: Path, name: str) -> paramiko.PKey:
+    path = tmp_path / name
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+    return paramiko.Ed25519Key.from_private_key_file(str(path))
+
+
+def line(host: str, key: paramiko.PKey) -> str:
+    return f"{host} {key.get_name()} {key.get_base64()}\n"
+
+
+def test_a_host_may_list_several_keys_of_one_type(tmp_path: Path) -> None:
+    """During a host key rollover both keys are listed: ssh accepts either, so does keysyncd."""
+    old, new = new_key(tmp_path, "old"), new_key(tmp_path, "new")
+    known = parse_known_hosts(line("[10.0.0.1]:22", old) + line("[10.0.0.1]:22", new), "kh")
+    listed = known.lookup("[10.0.0.1]:22")["ssh-ed25519"]
+    assert {key.get_base64() for key in listed} == {old.get_base64(), new.get_base64()}
+
+
+def test_hashed_and_plain_entries_both_count_and_revoked_never(tmp_path: Path) -> None:
+    plain, hashed, revoked = (new_key(tmp_path, name) for name in ("p", "h", "r"))
+    hashed_file = tmp_path / "hashed"
+    hashed_file.write_text(line("node1", hashed))
+    subprocess.run(["ssh-keygen", "-H", "-f", str(hashed_file)], check=True, capture_output=True)
+    text = line("node1", plain) + hashed_file.read_text() + line("node1", revoked)
+    text += f"@revoked * {revoked.get_name()} {revoked.get_base64()}\n"
+    known = parse_known_hosts(text, "kh")
+    listed = {key.get_base64() for key in known.lookup("node1")["ssh-ed25519"]}
+    assert listed == {plain.get_base64(), hashed.get_base64()}
+    assert known.is_revoked(revoked)
+
+
+@pytest.mark.parametrize(
+    "bad", ["node1 ssh-ed25519\n", "node1 ssh-ed25519 !!!!\n", "@oops x y z\n"]
+)
+def test_a_bad_line_is_named(bad: str) -> None:
+    with pytest.raises(LocalFileError, match=r"kh line 2: not a valid known_hosts entry"):
+        parse_known_hosts("# first line is a comment\n" + bad, "kh")
