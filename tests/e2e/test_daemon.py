@@ -134,8 +134,10 @@ def wait_until(
         if value:
             return value
         if daemon is not None and daemon.proc.poll() is not None:
-            pytest.fail(f"daemon exited ({daemon.proc.returncode}) while waiting for {what}; "
-                        f"stderr:\n{daemon.stderr()}")  # fmt: skip
+            pytest.fail(
+                f"daemon exited ({daemon.proc.returncode}) while waiting for {what}; "
+                f"stderr:\n{daemon.stderr()}"
+            )
         if time.monotonic() > deadline:
             tail = f"; daemon stderr:\n{daemon.stderr()}" if daemon is not None else ""
             pytest.fail(f"timed out after {timeout:g}s waiting for {what}{tail}")
@@ -202,14 +204,21 @@ class NotifySocket:
         return None
 
     def wait(
-        self, key: str, value: str | None = None, start: int = 0, *, timeout: float = 10.0,
+        self,
+        key: str,
+        value: str | None = None,
+        start: int = 0,
+        *,
+        timeout: float = 10.0,
         daemon: DaemonProcess | None = None,
-    ) -> int:  # fmt: skip
+    ) -> int:
         """Return the index of the first datagram from ``start`` on with ``key``(=value)."""
         found = wait_until(
             lambda: (index + 1) if (index := self.find(key, value, start)) is not None else 0,
-            timeout, f"notify {key}={value or '*'}", daemon,
-        )  # fmt: skip
+            timeout,
+            f"notify {key}={value or '*'}",
+            daemon,
+        )
         return found - 1
 
     def close(self) -> None:
@@ -227,9 +236,14 @@ class DaemonProcess:
     """One ``keysyncd run`` process, as systemd would run it (own session, notify socket)."""
 
     def __init__(
-        self, config: Path, workdir: Path, *args: str, watchdog: bool = True,
-        env: dict[str, str] | None = None, stop_timeout: float | None = None,
-    ) -> None:  # fmt: skip
+        self,
+        config: Path,
+        workdir: Path,
+        *args: str,
+        watchdog: bool = True,
+        env: dict[str, str] | None = None,
+        stop_timeout: float | None = None,
+    ) -> None:
         self.config = config
         self.notify = NotifySocket(workdir)
         extra = {"NOTIFY_SOCKET": str(self.notify.path), **(env or {})}
@@ -243,9 +257,12 @@ class DaemonProcess:
         with open(self.stderr_path, "wb") as stderr:
             self.proc = subprocess.Popen(
                 [sys.executable, *launcher, "-c", str(config), "run", *args],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
-                env=clean_env(**extra), start_new_session=True,
-            )  # fmt: skip
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                env=clean_env(**extra),
+                start_new_session=True,
+            )
 
     @property
     def pid(self) -> int:
@@ -328,9 +345,12 @@ def write_config(fleet: Fleet, root: Path, **repository: Any) -> Path:
     }
     overrides = {"schedule": FAR_SCHEDULE, "token_expiration": 1, "allow_expired_window": 0}
     return fleet_config(
-        fleet, root, repository={**overrides, **repository}, ssh=ssh,
+        fleet,
+        root,
+        repository={**overrides, **repository},
+        ssh=ssh,
         drift={"watch_local": False, "verify_interval": 3600},
-    )  # fmt: skip
+    )
 
 
 def init(config: Path) -> None:
@@ -416,9 +436,11 @@ def test_seconds_schedule_rotates_on_time(
     daemon = daemons(config)
     daemon.wait_ready()
     rotations = wait_until(
-        lambda: (found := reports(config, "rotate"))[2:] and found, 14.0,
-        "three cron rotations", daemon,
-    )  # fmt: skip
+        lambda: (found := reports(config, "rotate"))[2:] and found,
+        14.0,
+        "three cron rotations",
+        daemon,
+    )
     assert daemon.stop() == 0
     for report in rotations:
         assert report["trigger"] == "cron", report
@@ -439,15 +461,20 @@ def test_slow_rotations_never_overlap_and_missed_fires_coalesce(
     off (SIGHUP to a far schedule) at most that one run follows, not a backlog.
     """
     hook = 2.0
-    config = write_config(fleet, tmp_path / "ctl", schedule="* * * * * *",
-                          hooks={"before_rotate": [f"sleep {hook:g}"]})  # fmt: skip
+    config = write_config(
+        fleet,
+        tmp_path / "ctl",
+        schedule="* * * * * *",
+        hooks={"before_rotate": [f"sleep {hook:g}"]},
+    )
     init(config)
     daemon = daemons(config)
     daemon.wait_ready()
     first = wait_until(lambda: reports(config, "rotate")[2:], 20.0, "3 rotations", daemon)
     assert first
-    write_config(fleet, tmp_path / "ctl", schedule=FAR_SCHEDULE,
-                 hooks={"before_rotate": [f"sleep {hook:g}"]})  # fmt: skip
+    write_config(
+        fleet, tmp_path / "ctl", schedule=FAR_SCHEDULE, hooks={"before_rotate": [f"sleep {hook:g}"]}
+    )
     mark = len(daemon.notify.messages)
     daemon.send(signal.SIGHUP)
     reloading = daemon.notify.wait("RELOADING", "1", mark, timeout=hook + 5, daemon=daemon)
@@ -686,8 +713,11 @@ def test_sigterm_while_waiting_for_the_lock_exits_at_once(
     daemon.wait_ready()
     with subprocess.Popen(
         [sys.executable, "-m", "keysyncd", "-c", str(cli_config), "rotate"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=clean_env(),
-    ) as cli:  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=clean_env(),
+    ) as cli:
         try:
             holder = wait_until(lambda: lock_holder(config), 10.0, "the CLI to take the lock")
             assert holder["pid"] == cli.pid
@@ -817,8 +847,12 @@ def test_status_shows_the_running_daemon_then_not_running(
     daemon.send(signal.SIGUSR1)
     wait_until(lambda: reports(config, "rotate"), 10.0, "the rotation", daemon)
     info_path = state_dir(config) / "daemon.json"
-    wait_until(lambda: info_path.exists() and json.loads(info_path.read_text())["last_job"],
-               5.0, "daemon.json to record the rotation", daemon)  # fmt: skip
+    wait_until(
+        lambda: info_path.exists() and json.loads(info_path.read_text())["last_job"],
+        5.0,
+        "daemon.json to record the rotation",
+        daemon,
+    )
     expected_next = next_fire(FAR_SCHEDULE)
 
     text = keysyncd(config, "status")
@@ -839,3 +873,63 @@ def test_status_shows_the_running_daemon_then_not_running(
     stopped = keysyncd(config, "status")
     assert "daemon: not running" in stopped.stdout, stopped.stdout
     assert json.loads(keysyncd(config, "status", "--json").stdout)["daemon"] is None
+
+
+# --- each repository on its own ---------------------------------------------------------------
+
+
+def test_one_broken_repository_never_stops_the_others(
+    tmp_path: Path, daemons: Callable[..., DaemonProcess]
+) -> None:
+    """Two repositories, the first broken (an empty staged key): on the daemon's schedule the
+    second rotates every time, and the periodic check covers both, each on its own."""
+    root = tmp_path / "ctl"
+    root.mkdir()
+    config = root / "config.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "state_dir": str(root / "state"),
+                "report_dir": str(root / "reports"),
+                "repositories": [
+                    {
+                        "name": name,
+                        "kind": kind,
+                        "path": str(root / name),
+                        "schedule": "*/2 * * * * *",
+                        "token_expiration": 1,
+                        "allow_expired_window": 0,
+                    }
+                    for name, kind in (
+                        ("fernet-tokens", "fernet"),
+                        ("credential-keys", "credential"),
+                    )
+                ],
+                "drift": {"watch_local": False, "verify_interval": 2},
+            }
+        )
+    )
+    init(config)
+    (root / "fernet-tokens" / "0").write_bytes(b"")
+    daemon = daemons(config)
+    daemon.wait_ready()
+
+    def by_repository(name: str, action: str) -> list[dict[str, Any]]:
+        return [r for r in reports(config, action, "cron") if r["repository"] == name]
+
+    rotated = wait_until(
+        lambda: (found := by_repository("credential-keys", "rotate"))[1:] and found,
+        12.0,
+        "two rotations of the second repository",
+        daemon,
+    )
+    checked = wait_until(
+        lambda: by_repository("fernet-tokens", "drift"), 12.0, "the broken one reported", daemon
+    )
+    assert daemon.stop() == 0
+    assert all(report["outcome"] == "ok" for report in rotated), rotated
+    assert checked[0]["outcome"] == "failed" and "empty key" in " ".join(checked[0]["messages"])
+    assert by_repository("fernet-tokens", "rotate") == [], "the broken one is never rotated"
+    assert sorted(p.name for p in (root / "fernet-tokens").iterdir()) == ["0", "1"]
+    log = daemon.stderr_path.read_text()
+    assert re.search(r"rotate fernet-tokens \(cron\): failed", log), log[-2000:]

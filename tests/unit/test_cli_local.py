@@ -152,3 +152,80 @@ def test_key_material_never_appears_in_output_logs_reports_or_state(
     assert secrets and all(len(s) >= 43 for s in every_key)
     for secret in every_key:
         assert secret not in haystack
+
+
+def tree_digests(root: Path) -> dict[str, str]:
+    """Return every file below ``root`` with a digest of its content and mode (and links)."""
+    import hashlib
+    import stat
+
+    found = {}
+    for path in sorted(root.rglob("*")):
+        info = path.lstat()
+        if stat.S_ISREG(info.st_mode):
+            content = hashlib.sha256(path.read_bytes()).hexdigest()
+        else:
+            content = os.readlink(path) if stat.S_ISLNK(info.st_mode) else ""
+        found[str(path.relative_to(root))] = (
+            f"{stat.S_IFMT(info.st_mode)}:{info.st_mode:o}:{content}"
+        )
+    return found
+
+
+def test_each_repository_runs_on_its_own(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two repositories, the first broken: the second still rotates, a summary names both."""
+    config = write_config(
+        tmp_path,
+        "  - name: credential-keys\n"
+        "    kind: credential\n"
+        f"    path: {tmp_path}/credential-keys\n"
+        '    schedule: "0 3 * * 1"\n',
+    )
+    assert run(config, "init") == 0
+    (tmp_path / "keys" / "0").write_bytes(b"")  # fernet-tokens: an empty staged key
+    capsys.readouterr()
+    assert run(config, "rotate") == 1
+    captured = capsys.readouterr()
+    assert sorted(os.listdir(tmp_path / "credential-keys")) == ["0", "1", "2"], "rotated"
+    assert sorted(os.listdir(tmp_path / "keys")) == ["0", "1"], "the broken one untouched"
+    summary = [line for line in captured.out.splitlines() if line.startswith("summary: ")]
+    assert summary[0].startswith("summary: fernet-tokens: failed (invalid repository: ")
+    assert summary[1] == "summary: credential-keys: ok"
+    assert "keysyncd: error: fernet-tokens: invalid repository" in captured.err
+
+
+def test_dry_run_after_an_interrupted_rotation_changes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crash between the renames left the write-ahead record, the new primary and a temp
+    file: the dry run shows what recovery would do, and touches nothing (trees hashed)."""
+    config = write_config(tmp_path)
+    assert run(config, "init") == 0
+    real_rename = os.rename
+    calls = {"n": 0}
+
+    def crash_on_second(source: str, target: str) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:  # the new primary is in place, 0 is not replaced yet
+            raise SystemExit("simulated crash")
+        real_rename(source, target)
+
+    monkeypatch.setattr(os, "rename", crash_on_second)
+    with pytest.raises(SystemExit):
+        run(config, "rotate")
+    monkeypatch.undo()
+    assert [n for n in os.listdir(tmp_path / "keys") if n.startswith(".keysyncd-")], "temp"
+    state = json.loads((tmp_path / "state" / "repositories" / "fernet-tokens.json").read_text())
+    assert state["pending"] is not None
+    before = tree_digests(tmp_path)
+    capsys.readouterr()
+    assert run(config, "rotate", "--dry-run") == 0
+    out = capsys.readouterr().out
+    assert tree_digests(tmp_path) == before, "a dry run writes nothing anywhere"
+    assert "would roll back the interrupted rotation: remove key 2" in out
+    assert "would remove 1 leftover temp file(s)" in out
+    assert "would promote staged key 0 to primary 2" in out
+    assert run(config, "rotate") == 0  # the real run recovers, then rotates
+    assert sorted(os.listdir(tmp_path / "keys")) == ["0", "1", "2"]
