@@ -29,6 +29,7 @@ from keysyncd.core.schedule import missed_rotation
 from keysyncd.core.times import rfc3339_of
 from keysyncd.core.vocabulary import Outcome, Trigger
 from keysyncd.errors import ConfigError, KeysyncError
+from keysyncd.io.children import terminate_children
 from keysyncd.io.daemon_info import daemon_file
 from keysyncd.io.fsutil import atomic_write
 from keysyncd.io.lock import exclusive
@@ -293,7 +294,7 @@ class Daemon:
                 if now > stop_deadline:
                     log.error("the current step did not finish within %ss; exiting", STOP_TIMEOUT)
                     try:
-                        _terminate_children()  # a stuck hook must not outlive us
+                        terminate_children(CHILD_GRACE)  # a stuck hook must not outlive us
                     finally:
                         os._exit(0)  # safe at any instant: the journal and apply order (rule 4)
             # a main loop that stopped making progress stops the pings, so systemd restarts us
@@ -336,35 +337,3 @@ class Daemon:
             atomic_write(daemon_file(self.config.state_dir), json.dumps(info).encode(), 0o644)
         except OSError as error:
             log.warning("cannot write %s: %s", daemon_file(self.config.state_dir), error)
-
-
-def _descendants(pid: int) -> list[int]:
-    """Return the PIDs of every live process below ``pid`` (read from /proc)."""
-    parents: dict[int, int] = {}
-    for entry in filter(str.isdigit, os.listdir("/proc")):
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            fields = Path(f"/proc/{entry}/stat").read_text().rpartition(")")[2].split()
-            if fields[0] != "Z":
-                parents[int(entry)] = int(fields[1])
-    found, frontier = [], [pid]
-    while frontier:
-        below = frontier.pop()
-        kids = [child for child, parent in parents.items() if parent == below]
-        found += kids
-        frontier += kids
-    return found
-
-
-def _terminate_children() -> None:
-    """SIGTERM every process we started (hooks and theirs), then SIGKILL what remains."""
-    for number in (signal.SIGTERM, signal.SIGKILL):
-        pids = _descendants(os.getpid())
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, number)
-        deadline = time.monotonic() + CHILD_GRACE
-        while pids and time.monotonic() < deadline:
-            time.sleep(0.05)
-            pids = _descendants(os.getpid())
-        if not pids:
-            return

@@ -9,8 +9,6 @@ temp files are created exclusively with mode 0600 and their owner set through th
 from __future__ import annotations
 
 import contextlib
-import errno
-import socket
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +16,6 @@ from pathlib import Path
 from typing import TypeVar
 
 import paramiko
-from paramiko.message import Message
 from paramiko.sftp import (
     CMD_ATTRS,
     CMD_CLOSE,
@@ -43,86 +40,12 @@ from keysyncd.config import NodeConfig
 from keysyncd.core.view import MAX_KEY_FILE, Entry, EntryType, entry_type, is_temp_name, key_index
 from keysyncd.errors import NodeError
 from keysyncd.io.fsutil import temp_name
+from keysyncd.io.sftpwire import Attributes, attributes_of, classify, request
 
 T = TypeVar("T")
 MAX_DIRECTORY_ENTRIES = 100_000  # entries of any name: more is no key repository
 MAX_KEY_ENTRIES = 1_000  # entries at key names: more is an attack or an accident
 MAX_NAMES_PER_REPLY = 10_000  # OpenSSH sends about 100 names per READDIR reply
-MAX_EXTENDED = 64  # extended attributes in one reply (OpenSSH sends none)
-_ERRNO_REASONS = {
-    errno.EACCES: "permission",
-    errno.EPERM: "permission",
-    errno.EROFS: "permission",
-    errno.ENOSPC: "disk_full",
-    errno.EDQUOT: "disk_full",
-}
-
-
-def classify(node: str, error: BaseException, doing: str) -> NodeError:
-    """Return the NodeError for ``error`` raised while ``doing`` something on ``node``."""
-    if isinstance(error, NodeError):
-        return error
-    if isinstance(error, socket.timeout | TimeoutError):
-        return NodeError(node, "timeout", f"timed out while {doing}")
-    if isinstance(error, paramiko.AuthenticationException):
-        return NodeError(node, "auth", f"authentication failed while {doing}")
-    if isinstance(error, ConnectionRefusedError):
-        return NodeError(node, "unreachable", f"connection refused while {doing}")
-    if isinstance(error, OSError) and error.errno in _ERRNO_REASONS:
-        return NodeError(node, _ERRNO_REASONS[error.errno], f"{error.strerror} while {doing}")
-    if isinstance(error, EOFError | paramiko.SSHException | ConnectionError):
-        return NodeError(node, "unreachable", f"connection lost while {doing}: {error}")
-    if isinstance(error, OSError):
-        detail = error.strerror or str(error) or type(error).__name__
-        if error.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ECONNRESET):
-            return NodeError(node, "unreachable", f"{detail} while {doing}")
-        return NodeError(node, "error", f"{detail} while {doing}")
-    return NodeError(node, "error", f"{type(error).__name__} while {doing}")
-
-
-def _request(sftp: paramiko.SFTPClient, kind: int, *args: object) -> tuple[int, Message]:
-    """Send one SFTP request and return (reply type, message).
-
-    paramiko's public API lacks what keysyncd needs (an exclusive create with its mode from
-    the first instant, a readdir that keeps names as bytes, statvfs), so this is the one
-    place that uses its private request primitive.
-    """
-    # private API: see the docstring
-    reply: tuple[int, Message] = sftp._request(kind, *args)  # type: ignore[attr-defined]
-    return reply
-
-
-@dataclass(frozen=True)
-class Attributes:
-    """The file attributes an SFTP v3 server sends (lstat, stat or fstat)."""
-
-    mode: int = 0
-    size: int = 0
-    uid: int | None = None
-    gid: int | None = None
-    mtime: int | None = None
-
-
-def _attributes(message: Message) -> Attributes:
-    """Return the attributes that come next in ``message``; raise SFTPError for a reply no
-    honest server sends. paramiko's own parser believes any count of extended attributes
-    (2**32 - 1 of them keep a CPU busy for hours); this one stops at MAX_EXTENDED."""
-    flags = message.get_int()
-    size = message.get_int64() if flags & 0x1 else 0
-    uid, gid = (message.get_int(), message.get_int()) if flags & 0x2 else (None, None)
-    mode = message.get_int() if flags & 0x4 else 0
-    mtime = None
-    if flags & 0x8:
-        message.get_int()  # atime
-        mtime = message.get_int()
-    if flags & 0x80000000:
-        count = message.get_int()
-        if count > MAX_EXTENDED:
-            raise paramiko.SFTPError(f"a reply claims {count} extended attributes")
-        for _ in range(count):
-            message.get_string()
-            message.get_string()
-    return Attributes(mode, size, uid, gid, mtime)
 
 
 @dataclass(frozen=True)
@@ -174,10 +97,10 @@ class NodeSession:
 
     def _stat(self, kind: int, target: object) -> Attributes:
         """Return the attributes of a path (CMD_LSTAT, CMD_STAT) or an open handle (CMD_FSTAT)."""
-        reply, message = _request(self.sftp, kind, target)
+        reply, message = request(self.sftp, kind, target)
         if reply != CMD_ATTRS:
             raise paramiko.SFTPError("expected attributes")
-        return _attributes(message)
+        return attributes_of(message)
 
     def list_directory(self) -> Listing:
         """Return the repository directory's listing; raise NodeError if it cannot be read.
@@ -220,7 +143,7 @@ class NodeSession:
         would (UTF-8, undecodable bytes kept as surrogates): paramiko's own listdir raises on
         a name that is not UTF-8, which would let any such file block the node for ever.
         Raise SFTPError past MAX_DIRECTORY_ENTRIES (a server that never says EOF)."""
-        kind, message = _request(self.sftp, CMD_OPENDIR, path)
+        kind, message = request(self.sftp, CMD_OPENDIR, path)
         if kind != CMD_HANDLE:
             raise paramiko.SFTPError("expected a directory handle")
         handle = message.get_binary()
@@ -228,7 +151,7 @@ class NodeSession:
         try:
             while True:
                 try:
-                    kind, message = _request(self.sftp, CMD_READDIR, handle)
+                    kind, message = request(self.sftp, CMD_READDIR, handle)
                 except EOFError:  # paramiko's way of saying SSH_FX_EOF: the listing is done
                     break
                 if kind != CMD_NAME:
@@ -241,12 +164,12 @@ class NodeSession:
                 for _ in range(count):
                     name = message.get_string().decode("utf-8", "surrogateescape")
                     message.get_string()  # the "ls -l" long name: unused
-                    attributes = _attributes(message)
+                    attributes = attributes_of(message)
                     if name not in (".", ".."):
                         found.append((name, attributes))
         finally:
             with contextlib.suppress(Exception):  # the listing, or its failure, is what counts
-                _request(self.sftp, CMD_CLOSE, handle)
+                request(self.sftp, CMD_CLOSE, handle)
         return found
 
     def _entry(self, name: str, attributes: Attributes) -> Entry:
@@ -313,7 +236,7 @@ class NodeSession:
             attributes = SFTPAttributes()
             attributes.st_mode = 0o600
             flags = SFTP_FLAG_WRITE | SFTP_FLAG_CREATE | SFTP_FLAG_EXCL
-            kind, message = _request(self.sftp, CMD_OPEN, path, flags, attributes)
+            kind, message = request(self.sftp, CMD_OPEN, path, flags, attributes)
             if kind != CMD_HANDLE:
                 raise paramiko.SFTPError("expected a file handle")
             with SFTPFile(self.sftp, message.get_binary(), "wb") as handle:
@@ -374,7 +297,7 @@ class NodeSession:
         Uses the statvfs@openssh.com extension; None when the server does not offer it.
         """
         try:
-            kind, message = _request(
+            kind, message = request(
                 self.sftp, CMD_EXTENDED, "statvfs@openssh.com", str(self.directory)
             )
             if kind != CMD_EXTENDED_REPLY:

@@ -22,7 +22,8 @@ import paramiko
 from keysyncd.config import NodeConfig, SshConfig
 from keysyncd.errors import LocalFileError, NodeError
 from keysyncd.io.knownhosts import KnownHosts, load_known_hosts
-from keysyncd.io.sftp import NodeSession, classify
+from keysyncd.io.sftp import NodeSession
+from keysyncd.io.sftpwire import classify
 from keysyncd.io.trust import read_trusted
 
 
