@@ -24,7 +24,8 @@ from keysyncd.core.policy import RotationPlan
 from keysyncd.core.recovery import Recovery
 from keysyncd.core.report import NodeOutcome, Report
 from keysyncd.core.vocabulary import Action, Outcome, Trigger, outcome_of
-from keysyncd.io.fleet import FleetAction, Progress
+from keysyncd.io.fanout import Progress
+from keysyncd.io.fleet import FleetAction
 from keysyncd.io.ids import node_owner
 from keysyncd.io.metrics import write_metrics
 from keysyncd.io.reportstore import new_report_id, write_report

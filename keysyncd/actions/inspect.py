@@ -1,6 +1,8 @@
 """Read-only views of a repository: status and plan. They return values; the CLI renders them.
 
-Nothing here writes: no lock, no report, no state.
+Nothing here writes: no lock, no report, no state. It imports no module that writes either
+(not ``actions.local``, whose Run context pulls in the SSH and metrics libraries), so that
+``status``, ``plan`` and ``check-config`` start fast.
 """
 
 from __future__ import annotations
@@ -9,13 +11,25 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from keysyncd.actions.local import open_repository, policy_of
 from keysyncd.config import Config, RepositoryConfig
-from keysyncd.core.policy import Lifecycle, lint, plan_retirement, simulate
+from keysyncd.core.kinds import KINDS
+from keysyncd.core.policy import Lifecycle, Policy, lint, plan_retirement, simulate
 from keysyncd.core.schedule import cron_trigger, next_fire_times, rotation_period
 from keysyncd.core.times import rfc3339, rfc3339_of
 from keysyncd.errors import KeysyncError
+from keysyncd.io.ids import local_owner
+from keysyncd.io.repository import Repository
 from keysyncd.io.state import load_state
+
+
+def open_repository(config: RepositoryConfig) -> Repository:
+    """Return the Repository for ``config`` (as ``actions.local.open_repository``)."""
+    return Repository(config.path, KINDS[config.kind], *local_owner(config))
+
+
+def policy_of(config: RepositoryConfig) -> Policy:
+    """Return the rotation Policy of a repository's config (as ``actions.local.policy_of``)."""
+    return Policy(config.max_active_keys, config.token_expiration, config.allow_expired_window)
 
 
 def lint_repository(config: RepositoryConfig, now: float) -> list[str]:

@@ -7,14 +7,11 @@ stops the next, and the run ends with one line per repository.
 from __future__ import annotations
 
 import logging
-import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from keysyncd.actions import operations
 from keysyncd.actions.context import ActionResult, Run
-from keysyncd.actions.distribute import sync_repository, verify_repository
-from keysyncd.actions.drift import check_fleet, check_local
-from keysyncd.actions.rotate import rotate_repository
 from keysyncd.config import RepositoryConfig
 from keysyncd.core.vocabulary import Outcome
 from keysyncd.errors import KeysyncError
@@ -74,18 +71,18 @@ def each_repository(
 
 def sync_and_verify(run: Run) -> list[ActionResult | None]:
     """SIGUSR2: push (verified by read-back), then a read-only verify of every node."""
-    synced = sync_repository(run)
-    return [synced, verify_repository(run) if run.config.nodes else None]
+    synced = operations.sync(run)
+    return [synced, operations.verify(run) if run.config.nodes else None]
 
 
 def periodic_check(run: Run) -> list[ActionResult | None]:
     """The daemon's periodic check: the local repository, then every node (repairing)."""
-    return [check_local(run), check_fleet(run, random.Random())]  # noqa: S311 - jitter only
+    return [operations.check_local(run), operations.check_fleet(run)]
 
 
 JOBS: dict[str, Step] = {
-    "rotate": lambda run: [rotate_repository(run)],
+    "rotate": lambda run: [operations.rotate(run)],
     "sync": sync_and_verify,
     "check": periodic_check,
-    "watch": lambda run: [check_local(run)],
+    "watch": lambda run: [operations.check_local(run)],
 }

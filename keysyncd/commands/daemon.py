@@ -22,6 +22,7 @@ from typing import Any
 from keysyncd.actions.context import Run
 from keysyncd.actions.drift import report_watch_failure
 from keysyncd.actions.jobs import JOBS, RepositoryRun, Step, each_repository
+from keysyncd.actions.operations import watched_path
 from keysyncd.commands.scheduler import Job, Scheduler
 from keysyncd.config import Config, RepositoryConfig, load_config
 from keysyncd.core.nodes import nodes_in_sync
@@ -182,7 +183,7 @@ class Daemon:
         if not self.config.drift.watch_local:
             return
         self.watcher = RepositoryWatcher(lambda name: self.enqueue(Job("watch", name, "watch")))
-        directories = {r.name: r.path for r in self.config.repositories}
+        directories = {r.name: watched_path(self.config, r) for r in self.config.repositories}
         self.watch_failures = self.watcher.start(directories)
         for name, failure in self.watch_failures.items():
             log.error(

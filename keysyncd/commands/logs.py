@@ -9,8 +9,11 @@ import sys
 from typing import ClassVar
 
 
-def setup_logging(debug: bool, log_format: str = "text", daemon: bool = False) -> None:
-    """Log to stderr; DEBUG only with --debug.
+def setup_logging(
+    debug: bool, log_format: str = "text", daemon: bool = False, verbosity: int = 0
+) -> None:
+    """Log to stderr: INFO and up; ``verbosity`` > 0 (-v) adds keysyncd's DEBUG lines, < 0
+    (-q) keeps only errors; --debug shows every DEBUG line, the libraries' too.
 
     The CLI prints ``keysyncd: LEVEL: message``; the daemon adds timestamps, except under
     systemd where journald timestamps lines itself and reads ``<N>`` priority prefixes;
@@ -28,7 +31,13 @@ def setup_logging(debug: bool, log_format: str = "text", daemon: bool = False) -
         handler.setFormatter(logging.Formatter("keysyncd: %(levelname)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if debug else logging.INFO)
+    if debug:
+        root.setLevel(logging.DEBUG)
+    else:
+        root.setLevel(logging.ERROR if verbosity < 0 else logging.INFO)
+    logging.getLogger("keysyncd").setLevel(
+        logging.DEBUG if debug or verbosity > 0 else logging.NOTSET
+    )
     logging.getLogger("apscheduler").setLevel(logging.DEBUG if debug else logging.WARNING)
     logging.getLogger("paramiko").setLevel(logging.DEBUG if debug else logging.CRITICAL)
 

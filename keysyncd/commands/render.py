@@ -1,26 +1,48 @@
-"""Render results for people. Pure functions returning lines of text; the CLI prints them."""
+"""Render results for people. Pure functions returning lines of text; the CLI prints them.
+
+The action types are imported for type checking only: ``status`` and ``plan`` render here
+without loading the modules that reach the nodes.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from keysyncd.actions.context import DRY_RUN, ActionResult
-from keysyncd.actions.inspect import RepositoryPlan
-from keysyncd.actions.jobs import RepositoryRun
 from keysyncd.core.nodeplan import describe_changes
-from keysyncd.core.report import NodeOutcome
 from keysyncd.core.text import printable
 from keysyncd.core.times import human
 from keysyncd.core.vocabulary import GOOD
 
+if TYPE_CHECKING:
+    from keysyncd.actions.context import ActionResult
+    from keysyncd.actions.inspect import RepositoryPlan
+    from keysyncd.actions.jobs import RepositoryRun
+    from keysyncd.core.report import NodeOutcome
+
+DRY_RUN = "dry-run"  # keysyncd.actions.context.DRY_RUN (a test keeps them equal)
+
+
+def epoch(value: float | str | None) -> float | None:
+    """Return epoch seconds for epoch seconds (schema 1 reports) or an RFC 3339 string, None
+    for None or anything else (a hand edit)."""
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return None
+
 
 def when(value: float | str | None) -> str:
     """Return ``2026-11-22 20:00:00Z`` for epoch seconds or an RFC 3339 string, ``-`` for None."""
-    if isinstance(value, str):
-        return human(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp())
-    return human(value)
+    if value is None:
+        return "-"
+    moment = epoch(value)
+    return "?" if moment is None else human(moment)
 
 
 def node_table(nodes: Mapping[str, NodeOutcome]) -> list[str]:

@@ -7,6 +7,7 @@ keeps going, so that every problem is reported at once.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 import shlex
@@ -22,6 +23,8 @@ from keysyncd.errors import ConfigError, KeysyncError
 
 Check = Callable[[Any], str | None]
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+# one DNS label (RFC 1123; underscores too, as resolvers and /etc/hosts accept them)
+_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
 
 
 class Reader:
@@ -102,6 +105,26 @@ def string(value: Any) -> str | None:
 def name(value: Any) -> str | None:
     if not isinstance(value, str) or not _NAME.fullmatch(value):
         return "must be a name of letters, digits, '.', '_' or '-' (at most 63)"
+    return None
+
+
+def host(value: Any) -> str | None:
+    """Accept a host name (dot-separated labels of letters, digits, '-' and '_', at most 253
+    characters) or an IP address (IPv6 without brackets)."""
+    problem = string(value)
+    if problem:
+        return problem
+    try:
+        ipaddress.ip_address(value)
+        return None
+    except ValueError:
+        pass
+    hint = " (an IPv6 address goes without brackets)" if value.startswith("[") else ""
+    labels = value.removesuffix(".").split(".")
+    if len(value) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
+        return f"must be a host name or an IP address{hint}, got {value!r}"
+    if labels[-1].isdigit():
+        return f"must be a host name or an IP address (not a valid IPv4 address), got {value!r}"
     return None
 
 

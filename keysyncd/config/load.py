@@ -22,6 +22,7 @@ from keysyncd.config.model import (
     RepositoryConfig,
     SshConfig,
 )
+from keysyncd.core.jws import ALGORITHMS
 from keysyncd.core.kinds import KINDS
 from keysyncd.errors import ConfigError
 
@@ -49,7 +50,11 @@ _REPOSITORY_KEYS = {
     "owner",
     "group",
     "hooks",
+    "algorithm",
+    "private_path",
+    "public_path",
 }
+_JWS_ONLY = ("algorithm", "private_path", "public_path")
 
 
 def _repository(reader: check.Reader, value: Any, path: str) -> RepositoryConfig | None:
@@ -61,6 +66,9 @@ def _repository(reader: check.Reader, value: Any, path: str) -> RepositoryConfig
     schedule = reader.get(data, "schedule", path, check.schedule, "0 0 * * *")
     timezone = reader.get(data, "timezone", path, check.timezone, "UTC")
     default_max = KINDS[kind].default_max_active_keys if kind in KINDS else 3
+    _kind_fields(reader, data, path, kind)
+    private_path = reader.get(data, "private_path", path, check.absolute_path)
+    public_path = reader.get(data, "public_path", path, check.absolute_path)
     return RepositoryConfig(
         name=reader.get(data, "name", path, check.name, "", required=True),
         kind=kind,
@@ -75,7 +83,25 @@ def _repository(reader: check.Reader, value: Any, path: str) -> RepositoryConfig
         owner=reader.get(data, "owner", path, check.owner),
         group=reader.get(data, "group", path, check.owner),
         hooks=_hooks(reader, data.get("hooks"), f"{path}.hooks"),
+        algorithm=reader.get(data, "algorithm", path, check.choice(*ALGORITHMS), "ES256"),
+        private_path=Path(private_path) if private_path else None,
+        public_path=Path(public_path) if public_path else None,
     )
+
+
+def _kind_fields(reader: check.Reader, data: dict[str, Any], path: str, kind: Any) -> None:
+    """Reject fields that do not apply to ``kind``: max_active_keys has no meaning for JWS
+    key pairs (each node has one pair; old public keys go when safe), and the JWS fields
+    have none for symmetric keys."""
+    if kind == "jws" and data.get("max_active_keys") is not None:
+        reader.fail(
+            f"{path}.max_active_keys",
+            "does not apply to kind jws: each node has one key pair, and an old public key "
+            "is retired once token_expiration + allow_expired_window passed",
+        )
+    for name in _JWS_ONLY:
+        if kind != "jws" and data.get(name) is not None:
+            reader.fail(f"{path}.{name}", f"applies to kind jws only (this is kind {kind})")
 
 
 def _current_user() -> str | None:
@@ -124,7 +150,7 @@ def _node(reader: check.Reader, value: Any, path: str, default_port: int) -> Nod
     node_path = reader.get(data, "path", path, check.absolute_path)
     return NodeConfig(
         name=reader.get(data, "name", path, check.name, "", required=True),
-        host=reader.get(data, "host", path, check.string, "", required=True),
+        host=reader.get(data, "host", path, check.host, "", required=True),
         port=reader.get(data, "port", path, check.integer(1, 65535), default_port),
         path=Path(node_path) if node_path else None,
     )

@@ -35,6 +35,17 @@ class RepositoryConfig:
     owner: int | str | None = None
     group: int | str | None = None
     hooks: Hooks = field(default_factory=Hooks)
+    algorithm: str = "ES256"  # kind jws: keystone's [jwt_tokens] jws_algorithm
+    private_path: Path | None = None  # kind jws: keystone's jws_private_key_repository
+    public_path: Path | None = None  # kind jws: keystone's jws_public_key_repository
+
+    def jws_directories(self, base: Path | None = None) -> tuple[Path, Path]:
+        """Return (private, public) directories of a ``jws`` repository on a node whose base
+        directory is ``base`` (a node's own ``path``), else this repository's."""
+        root = base or self.path
+        if base is None:
+            return self.private_path or root / "private", self.public_path or root / "public"
+        return root / "private", root / "public"
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
+from keysyncd.core.jws import JwsState
 from keysyncd.core.policy import KeyHistory, RotationPlan, rotated_history
 from keysyncd.core.vocabulary import Outcome
 
@@ -110,6 +111,7 @@ class RepositoryState:
     counters: Mapping[str, int] = field(default_factory=frozen)  # drift:missing, deferred
     durations: Mapping[str, Durations] = field(default_factory=frozen)  # action -> histogram
     local_problems: tuple[str, ...] = ()  # why the local repository is invalid, if it is
+    jws: JwsState | None = None  # kind jws: the key pairs of every node (keysyncd.core.jws)
 
 
 # --- the key set --------------------------------------------------------------------------

@@ -45,4 +45,6 @@ class KeyKind:
 KINDS: dict[str, KeyKind] = {
     "fernet": KeyKind("fernet", 3, "keystone Fernet token keys"),
     "credential": KeyKind("credential", 3, "keystone credential encryption keys"),
+    # JWS key pairs: one per node (keysyncd.core.jws); max_active_keys does not apply
+    "jws": KeyKind("jws", 2, "keystone JWS token signing key pairs"),
 }

@@ -1,15 +1,49 @@
 """The audit report of one action, as a value; pure. ``keysyncd.io.reportstore`` writes it.
 
-Reports carry SHA-256 digests, never key material.
+Reports carry SHA-256 digests, never key material. Schema 2 (schemas/report.schema.json)
+writes every time as an RFC 3339 UTC string with microseconds
+(``2026-11-22T20:00:00.123456Z``): ``started_at``, ``ended_at``, every ``*_at`` field in
+``details`` and the times in ``details.backoff``. Schema 1 (schemas/report.v1.schema.json)
+wrote epoch seconds; readers accept both.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+TIME_MAPS = frozenset({"backoff"})  # details whose values are all times (node -> when)
+
+
+def precise_time(timestamp: float) -> str | None:
+    """Return ``2026-11-22T20:00:00.123456Z`` (RFC 3339, UTC, microseconds) for epoch seconds,
+    None for a time no clock shows."""
+    try:
+        moment = datetime.fromtimestamp(timestamp, UTC)
+    except (OverflowError, ValueError, OSError):
+        return None
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _times(value: Any, is_time: bool = False) -> Any:
+    """Return ``value`` with every time in it written as RFC 3339: values under keys ending in
+    ``_at`` and the values of TIME_MAPS, at any depth."""
+    if isinstance(value, Mapping):
+        return {key: _field(str(key), item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_times(item, is_time) for item in value]
+    if is_time and isinstance(value, int | float) and not isinstance(value, bool):
+        return precise_time(value)
+    return value
+
+
+def _field(key: str, value: Any) -> Any:
+    if key in TIME_MAPS and isinstance(value, Mapping):
+        return {name: _times(when, True) for name, when in value.items()}
+    return _times(value, key.endswith("_at"))
 
 
 @dataclass(frozen=True)
@@ -46,6 +80,9 @@ class Report:
         """Return the report as a JSON-ready dict (with ``schema_version``)."""
         document = asdict(self)
         document["schema_version"] = SCHEMA_VERSION
+        document["started_at"] = precise_time(self.started_at)
+        document["ended_at"] = precise_time(self.ended_at)
+        document["details"] = _times(document["details"])
         document["messages"] = list(self.messages)
         for node in document["nodes"].values():
             node["changes"] = {

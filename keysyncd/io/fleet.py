@@ -1,77 +1,30 @@
-"""Fan-out over the fleet: connect, inspect, push in two phases, verify by read-back.
-
-Each node fails on its own: a NodeError is recorded in that node's result and
-the others go on (as Fabric's group results do). Nothing here raises for one node.
-"""
+"""Symmetric repositories (fernet, credential) across the fleet: inspect every node as
+keystone sees it, push in two fleet-wide phases, verify by read-back. The connections and
+the per-node steps are ``keysyncd.io.fanout``'s."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
-import time
-from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from collections.abc import Iterable, Mapping
 
 from keysyncd.config import NodeConfig, RepositoryConfig, SshConfig
 from keysyncd.core.keyring import KeySet
 from keysyncd.core.kinds import KINDS
 from keysyncd.core.nodeplan import NodePlan, NodeView, Ownership, describe_changes, diff
-from keysyncd.core.report import NodeOutcome
 from keysyncd.core.text import bounded
 from keysyncd.core.view import DIRECTORY_MODE, needs_content, show_name, unread, with_content
-from keysyncd.core.vocabulary import GOOD, NodeStatus, Reason
+from keysyncd.core.vocabulary import NodeStatus, Reason
 from keysyncd.errors import NodeError
+from keysyncd.io.fanout import Fanout, Progress
 from keysyncd.io.sftp import NodeSession
-from keysyncd.io.ssh import Credentials, Deadlines, connect
 
 log = logging.getLogger(__name__)
-# (phase, node, done, total): called with done=0 when a phase starts on a non-empty set of
-# nodes, then after each node finishes it; done == total marks the end of the phase.
-Progress = Callable[[str, str, int, int], None]
 
 
-@dataclass
-class NodeResult:
-    """One node's part in an action, as it goes (``status``: a NodeStatus)."""
-
-    name: str
-    status: str = NodeStatus.PENDING
-    error: NodeError | None = None
-    view: NodeView | None = None
-    plan: NodePlan | None = None
-    verified: NodeView | None = None
-    started: float = field(default_factory=time.monotonic)
-    duration: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        """Return True if the node is known to hold the expected state."""
-        return self.status in GOOD
-
-    def fail(self, error: NodeError) -> None:
-        """Record ``error`` as this node's failure (the first failure wins)."""
-        if self.error is None:
-            self.error = error
-            self.status = NodeStatus.FAILED
-
-    def outcome(self) -> NodeOutcome:
-        """Return this node's part as reports show it (digests only, never key material)."""
-        seen = self.verified or self.view
-        return NodeOutcome(
-            status=self.status,
-            digests=seen.summary() if seen else None,
-            error=self.error.detail if self.error else None,
-            reason=self.error.reason if self.error else None,
-            duration=round(self.duration, 3),
-            changes=self.plan.changes() if self.plan and not self.plan.in_sync else {},
-        )
-
-
-class FleetAction:
-    """The connections of one action to every node of one repository, used by several steps."""
+class FleetAction(Fanout[NodeView, NodePlan]):
+    """The fan-out of one action on a symmetric repository (fernet, credential): every node
+    holds the same key files in one directory (its own ``path`` or the repository's)."""
 
     def __init__(
         self,
@@ -82,89 +35,10 @@ class FleetAction:
         progress: Progress | None = None,
         cancel: threading.Event | None = None,
     ) -> None:
+        super().__init__(nodes, ssh, lambda node: node.path or repository.path, progress, cancel)
         self.repository = repository
-        self.cancel = cancel
-        self.nodes = list(nodes)
-        self.ssh = ssh
         self.kind = KINDS[repository.kind]
         self.owner = owner
-        self.progress = progress
-        self.sessions: dict[str, NodeSession] = {}
-        self.deadlines = Deadlines()
-        self.results: dict[str, NodeResult] = {n.name: NodeResult(n.name) for n in self.nodes}
-        self._pool = ThreadPoolExecutor(
-            max_workers=max(1, min(ssh.concurrency, len(self.nodes) or 1))
-        )
-
-    def directory(self, node: NodeConfig) -> Path:
-        """Return the repository directory on ``node`` (its own ``path`` or the repository's)."""
-        return node.path or self.repository.path
-
-    def _each(self, phase: str, names: list[str], work: Callable[[str], None]) -> None:
-        """Run ``work(name)`` for every node concurrently; record NodeErrors per node.
-
-        When ``cancel`` is set (the daemon is stopping) no new phase starts: its nodes are
-        recorded as abandoned, which leaves every node valid (the phase order guarantees it).
-        """
-        if self.cancel is not None and self.cancel.is_set():
-            for name in names:
-                self.results[name].fail(
-                    NodeError(name, Reason.CANCELLED, f"{phase} abandoned: stopping")
-                )
-            return
-        if self.progress and names:
-            self.progress(phase, "", 0, len(names))
-
-        def guarded(name: str) -> str:
-            result = self.results[name]
-            session = self.sessions.get(name)
-            # A whole step on one node gets operation_timeout: a node that answers each
-            # request just in time, or never ends a listing, is cut off, not waited for.
-            token = self.deadlines.arm(self.ssh.operation_timeout, session.abort) if session else 0
-            error: NodeError | None = None
-            try:
-                work(name)
-            except NodeError as failure:
-                error = failure
-            except Exception as failure:  # a bug must not hide the other nodes' results
-                log.debug("unexpected failure on %s", name, exc_info=True)
-                error = NodeError(name, Reason.ERROR, type(failure).__name__)
-            if session is not None and not self.deadlines.disarm(token):
-                timeout = self.ssh.operation_timeout
-                error = NodeError(
-                    name,
-                    Reason.TIMEOUT,
-                    f"{phase} took longer than "
-                    f"operation_timeout {timeout:g}s; the connection was closed",
-                )
-            if error is not None:
-                result.fail(error)
-            result.duration = time.monotonic() - result.started  # so far: the real elapsed time
-            return name
-
-        for done, name in enumerate(self._pool.map(guarded, names), start=1):
-            if self.progress:
-                self.progress(phase, name, done, len(names))
-
-    def open(self, only: set[str] | None = None) -> None:
-        """Connect to every node (or those in ``only``); failures are recorded per node.
-
-        Raise LocalFileError (for the whole action) if known_hosts or the identity file is
-        missing, unsafe or damaged: that is the controller's problem, not any node's.
-        """
-        credentials = Credentials(self.ssh, self.deadlines)
-        by_name = {n.name: n for n in self.nodes}
-
-        def opening(name: str) -> None:
-            node = by_name[name]
-            self.sessions[name] = connect(node, self.directory(node), credentials)
-
-        names = [n.name for n in self.nodes if only is None or n.name in only]
-        self._each("connect", names, opening)
-
-    def healthy(self) -> list[str]:
-        """Return the names of connected nodes that have not failed."""
-        return [n for n in self.sessions if self.results[n].error is None]
 
     def inspect(self, expected: dict[int, str], force: bool = False) -> None:
         """Read every healthy node's files and compute its plan against ``expected``."""
@@ -256,21 +130,6 @@ class FleetAction:
 
         healthy = [n for n in self.healthy() if self.results[n].status != NodeStatus.DIVERGED]
         self._each("verify", healthy, verifying)
-
-    def finish(self) -> dict[str, NodeResult]:
-        """Close every connection and return the results (each node's duration runs until its
-        own last step ended)."""
-        for session in self.sessions.values():
-            with contextlib.suppress(Exception):
-                session.close()
-        self.sessions.clear()
-        self._pool.shutdown(wait=True)
-        return self.results
-
-    def reset(self) -> None:
-        """Forget per-step statuses of healthy nodes before a new step (keep failures)."""
-        for name in self.healthy():
-            self.results[name] = replace(self.results[name], status=NodeStatus.PENDING, plan=None)
 
 
 def _diverged(name: str, reason: str) -> str:

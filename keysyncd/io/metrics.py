@@ -102,14 +102,15 @@ class _Families:
             labels=["repository", "action"],
         )
         self.since = GaugeMetricFamily(
-            "keysyncd_seconds_since_last_success",
+            "keysyncd_last_success_age_seconds",
             "Seconds since each action last succeeded",
             labels=["repository", "action"],
         )
         self.in_sync = GaugeMetricFamily(
             "keysyncd_nodes_in_sync", "Nodes verified in sync", labels=label
         )
-        self.total = GaugeMetricFamily("keysyncd_nodes_total", "Configured nodes", labels=label)
+        # a gauge: no _total suffix, which Prometheus reserves for counters
+        self.total = GaugeMetricFamily("keysyncd_nodes", "Configured nodes", labels=label)
         node_labels = ["repository", "node"]
         self.verified = GaugeMetricFamily(
             "keysyncd_node_last_verified_timestamp_seconds",

@@ -45,12 +45,13 @@ def local_file_problems(config: Config, ssh: bool = True) -> list[str]:
             functools.partial(_check_ssh_file, config, "known_hosts"),
             functools.partial(_check_ssh_file, config, "identity_file"),
         ]
-    problems = []
+    problems: list[str] = []
     for check in checks:
         try:
             check()
         except LocalFileError as error:
-            problems.append(str(error))
+            if str(error) not in problems:  # two checks may meet the same unsafe directory
+                problems.append(str(error))
     return problems
 
 

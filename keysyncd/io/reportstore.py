@@ -22,7 +22,7 @@ from typing import Any
 
 from keysyncd.config import ReportsConfig
 from keysyncd.core.report import Report
-from keysyncd.errors import KeysyncError, LocalFileError
+from keysyncd.errors import KeysyncError, LocalFileError, UsageError
 from keysyncd.io.fsutil import atomic_write, describe_os_error, load_json, remove_temp_files
 from keysyncd.io.trust import check_directory, open_trusted, read_trusted
 
@@ -203,11 +203,13 @@ def _stamp(report_id: str) -> float:
 
 
 def load_report(report_dir: Path, report_id: str) -> dict[str, Any]:
-    """Return report ``report_id`` (a unique prefix is enough); raise KeysyncError if none."""
+    """Return report ``report_id`` (a unique prefix is enough); raise UsageError if no report
+    or several have it."""
     matches = [p for p in report_files(report_dir) if p.stem.startswith(report_id)]
     if len(matches) != 1:
         found = "no report" if not matches else f"{len(matches)} reports"
-        raise KeysyncError(f"{found} with id {report_id!r} in {report_dir}")
+        hint = "'keysyncd report list' shows them" if not matches else "give more of the id"
+        raise UsageError(f"{found} with id {report_id!r} in {report_dir}: {hint}")
     try:
         document = load_json(_read_report_bytes(matches[0]))
     except (ValueError, UnicodeDecodeError) as error:
@@ -217,10 +219,14 @@ def load_report(report_dir: Path, report_id: str) -> dict[str, Any]:
     return document
 
 
-def load_reports(report_dir: Path) -> list[dict[str, Any]]:
-    """Return every readable report, oldest first (unreadable ones are skipped)."""
+def load_reports(report_dir: Path, since: float | None = None) -> list[dict[str, Any]]:
+    """Return every readable report, oldest first (unreadable ones are skipped); with
+    ``since``, only those started since then, chosen by the start time in their file names
+    (the index: older files are not read)."""
     documents = []
     for path in report_files(report_dir):
+        if since is not None and _stamp(path.stem) < since:
+            continue
         with contextlib.suppress(KeysyncError, ValueError, UnicodeDecodeError):
             document = load_json(_read_report_bytes(path))
             if isinstance(document, dict):

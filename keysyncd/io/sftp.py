@@ -9,6 +9,8 @@ temp files are created exclusively with mode 0600 and their owner set through th
 from __future__ import annotations
 
 import contextlib
+import copy
+import errno
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +26,7 @@ from paramiko.sftp import (
     CMD_FSTAT,
     CMD_HANDLE,
     CMD_LSTAT,
+    CMD_MKDIR,
     CMD_NAME,
     CMD_OPEN,
     CMD_OPENDIR,
@@ -102,41 +105,95 @@ class NodeSession:
             raise paramiko.SFTPError("expected attributes")
         return attributes_of(message)
 
-    def list_directory(self) -> Listing:
-        """Return the repository directory's listing; raise NodeError if it cannot be read.
+    def rooted(self, directory: Path) -> NodeSession:
+        """Return a session over the same connection rooted at ``directory`` (closing either
+        closes both)."""
+        other = copy.copy(self)
+        other.directory = directory
+        return other
 
-        The directory itself must be a real directory: a symlink there is refused, because
-        following it would let whoever planted it choose where keysyncd writes and deletes.
-        A directory with more than MAX_KEY_ENTRIES entries at key names is refused too.
+    def directory_mode(self) -> int | None:
+        """Return the mode of the session's directory, None if it does not exist.
+
+        Raise NodeError if it is anything but a directory: a symlink there is refused,
+        because following it would let whoever planted it choose where keysyncd writes.
         """
 
-        def listing() -> Listing:
-            info = self._stat(CMD_LSTAT, str(self.directory))
+        def looking() -> int | None:
+            try:
+                info = self._stat(CMD_LSTAT, str(self.directory))
+            except FileNotFoundError:
+                return None
             kind = entry_type(info.mode)
             if kind is not EntryType.DIRECTORY:
                 raise NodeError(
                     self.node.name,
                     "invalid_entry",
-                    f"the repository path {self.directory} is a {kind.value}, not a directory; "
-                    "keysyncd never follows it: configure the real directory",
+                    f"{self.directory} is a {kind.value}, not a directory; keysyncd never "
+                    "follows it: make it a directory (or configure the real one)",
                 )
+            return stat.S_IMODE(info.mode)
+
+        return self._guard(f"looking at {self.directory}", looking)
+
+    def list_directory(self) -> Listing:
+        """Return the repository directory's entries at key names (and keysyncd's temp
+        files); raise NodeError if it cannot be read, is no directory, or holds more than
+        MAX_KEY_ENTRIES entries at key names."""
+        mode, entries, temps = self._listing(lambda name: key_index(name) is not None)
+        return Listing(mode, entries, temps)
+
+    def list_every_entry(self) -> tuple[int, tuple[Entry, ...], tuple[str, ...]]:
+        """Return (directory mode, an Entry for every name, keysyncd's temp files): a JWS
+        public directory, where keystone reads every file whatever its name."""
+        return self._listing(lambda name: True)
+
+    def _listing(
+        self, keyed: Callable[[str], bool]
+    ) -> tuple[int, tuple[Entry, ...], tuple[str, ...]]:
+        def listing() -> tuple[int, tuple[Entry, ...], tuple[str, ...]]:
+            mode = self.directory_mode()
+            if mode is None:
+                raise FileNotFoundError(errno.ENOENT, "no such directory")
             entries, temps = [], []
             for name, attributes in self._read_directory(str(self.directory)):
                 if is_temp_name(name):
                     temps.append(name)
-                elif key_index(name) is not None:
+                if keyed(name):
                     entries.append((name, attributes))
             if len(entries) > MAX_KEY_ENTRIES:
                 raise NodeError(
                     self.node.name,
                     "invalid_entry",
-                    f"{len(entries)} entries at key names in {self.directory} (more than "
+                    f"{len(entries)} entries in {self.directory} (more than "
                     f"{MAX_KEY_ENTRIES}): no key repository looks like this; clean it up",
                 )
-            keyed = tuple(self._entry(name, attributes) for name, attributes in entries)
-            return Listing(stat.S_IMODE(info.mode), keyed, tuple(temps))
+            listed = tuple(self._entry(name, attributes) for name, attributes in entries)
+            return mode, listed, tuple(temps)
 
         return self._guard(f"listing {self.directory}", listing)
+
+    def make_directory(self, mode: int) -> None:
+        """Create the session's directory with ``mode`` (from the first instant)."""
+
+        def making() -> None:
+            attributes = SFTPAttributes()
+            attributes.st_mode = mode
+            request(self.sftp, CMD_MKDIR, str(self.directory), attributes)
+            if self.directory_mode() is None:
+                raise paramiko.SFTPError("the directory was not created")
+
+        self._guard(f"creating {self.directory}", making)
+
+    def move_to(self, source: str, target: NodeSession, name: str) -> None:
+        """Rename ``source`` here over ``name`` in ``target``'s directory, atomically (same
+        file system: a JWS public key is written in the private directory, then moved)."""
+        self._guard(
+            f"renaming into {target.directory / name}",
+            self.sftp.posix_rename,
+            self._path(source),
+            target._path(name),
+        )
 
     def _read_directory(self, path: str) -> list[tuple[str, Attributes]]:
         """Return (name, lstat attributes) of every entry, names decoded as keystone's Python
@@ -231,14 +288,17 @@ class NodeSession:
         """
         name = temp_name()
         path = self._path(name)
+        created = False
 
         def writing() -> None:
+            nonlocal created
             attributes = SFTPAttributes()
             attributes.st_mode = 0o600
             flags = SFTP_FLAG_WRITE | SFTP_FLAG_CREATE | SFTP_FLAG_EXCL
             kind, message = request(self.sftp, CMD_OPEN, path, flags, attributes)
             if kind != CMD_HANDLE:
                 raise paramiko.SFTPError("expected a file handle")
+            created = True
             with SFTPFile(self.sftp, message.get_binary(), "wb") as handle:
                 handle.write(content)
                 handle.flush()
@@ -259,7 +319,8 @@ class NodeSession:
         try:
             self._guard(f"writing {name}", writing)
         except NodeError:
-            self.remove_quietly(name)
+            if created:  # never remove what was there before: exclusive creation refused it
+                self.remove_quietly(name)
             raise
         return name
 

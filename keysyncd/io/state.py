@@ -23,6 +23,7 @@ from keysyncd.core.journal import (
     PendingRotation,
     RepositoryState,
 )
+from keysyncd.core.jws import JwsState, Pair, Retiring
 from keysyncd.core.policy import KeyHistory
 from keysyncd.errors import LocalFileError, StateError
 from keysyncd.io.fsutil import atomic_write, describe_os_error, load_json
@@ -53,7 +54,51 @@ def to_json(state: RepositoryState) -> dict[str, Any]:
         "counters": dict(state.counters),
         "durations": {action: asdict(d) for action, d in sorted(state.durations.items())},
         "local_problems": list(state.local_problems),
+        "jws": None if state.jws is None else _jws_json(state.jws),
     }
+
+
+def _jws_json(jws: JwsState) -> dict[str, Any]:
+    return {
+        "signing": {node: asdict(pair) for node, pair in sorted(jws.signing.items())},
+        "next": {node: asdict(pair) for node, pair in sorted(jws.next.items())},
+        "retiring": {name: asdict(key) for name, key in sorted(jws.retiring.items())},
+        "serials": dict(sorted(jws.serials.items())),
+    }
+
+
+def _pair(entry: Any, where: str) -> Pair:
+    return Pair(
+        node=_field(entry, "node", where, (str,), ""),
+        serial=_field(entry, "serial", where, (int,), 0),
+        public=_field(entry, "public", where, (str,), ""),
+        public_digest=_field(entry, "public_digest", where, (str,), ""),
+        private_digest=_field(entry, "private_digest", where, (str,), ""),
+        created_at=_number(entry, "created_at", where) or 0.0,
+    )
+
+
+def _jws(document: Any) -> JwsState | None:
+    found = _field(document, "jws", "", (dict,), None)
+    if found is None:
+        return None
+    pairs = {
+        section: {
+            node: _pair(entry, f"jws.{section}.{node}.")
+            for node, entry in _field(found, section, "jws.", (dict,), {}).items()
+        }
+        for section in ("signing", "next")
+    }
+    retiring = {
+        name: Retiring(
+            node=_field(entry, "node", f"jws.retiring.{name}.", (str,), ""),
+            digest=_field(entry, "digest", f"jws.retiring.{name}.", (str,), ""),
+            stopped_at=_number(entry, "stopped_at", f"jws.retiring.{name}."),
+        )
+        for name, entry in _field(found, "retiring", "jws.", (dict,), {}).items()
+    }
+    serials = _numbers(found, "serials", (int,))
+    return JwsState(pairs["signing"], pairs["next"], retiring, serials)
 
 
 class _Damaged(ValueError):
@@ -218,6 +263,7 @@ def from_json(document: Any) -> RepositoryState:
         last_success=_numbers(document, "last_success", (int, float)),
         counters=_numbers(document, "counters", (int,)),
         durations=_durations(document),
+        jws=_jws(document),
         local_problems=_strings(
             _field(document, "local_problems", "", (list,), []), "local_problems"
         ),

@@ -1,5 +1,8 @@
 """The demo: a real local fleet of OpenSSH nodes and the keysyncd daemon keeping it in step.
 
+With ``--fleet-only`` it starts only the fleet and writes the config, prints the commands
+to try against it, and keeps the fleet running until Ctrl-C.
+
 It starts N sshd processes on 127.0.0.1 (each with its own host key, port and key
 directory), writes a keysyncd config that rotates every few seconds, runs
 ``keysyncd init``, then runs ``keysyncd run`` and prints what every node holds after
@@ -49,6 +52,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--every", type=int, default=10, help="rotate every N seconds (1-59)")
     parser.add_argument("--duration", type=float, default=0, help="stop after N seconds")
     parser.add_argument("--keep", action="store_true", help="keep the demo directory")
+    parser.add_argument(
+        "--fleet-only",
+        action="store_true",
+        help="start only the fleet and its config, print the commands to try, wait for Ctrl-C",
+    )
     args = parser.parse_args(argv)
     if not 1 <= args.every <= 59 or not 1 <= args.nodes <= 50:
         parser.error("--every must be 1..59 and --nodes 1..50")
@@ -74,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
             )  # fmt: skip
             for node in fleet.nodes:
                 print(f"  {node.name}: sshd PID {node.pid} on 127.0.0.1:{node.port}", flush=True)
+            if args.fleet_only:
+                return _wait_for_stop(config, stop)
             command = [sys.executable, "-m", "keysyncd", "-c", str(config)]
             print(f"$ keysyncd -c {config} init", flush=True)
             subprocess.run([*command, "init"], check=True)
@@ -82,6 +92,29 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
+
+
+def _wait_for_stop(config: Path, stop: dict[str, bool]) -> int:
+    """Print the config and the commands to try, then keep the fleet up until Ctrl-C."""
+    keysyncd = f"{sys.executable} -m keysyncd"
+    print(f"\nconfig: {config}\nexport KEYSYNCD_CONFIG={config}\n\ncommands to try:", flush=True)
+    for command in (
+        "check-config",
+        "init",
+        "status",
+        "plan",
+        "rotate --dry-run",
+        "rotate",
+        "verify --json",
+        "report list",
+        "run    (the daemon; Ctrl-C stops it)",
+    ):
+        print(f"  {keysyncd} {command}", flush=True)
+    print("\nthe fleet keeps running; Ctrl-C stops it and removes the demo directory", flush=True)
+    while not stop["now"]:
+        time.sleep(0.2)  # Ctrl-C or SIGTERM: the handlers set stop
+    print("stopping the fleet", flush=True)
+    return 0
 
 
 def _watch(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -44,7 +45,8 @@ def reports_since(controller: Controller, since: float, **fields: str) -> list[d
     return [
         report
         for report in controller.reports()
-        if report["started_at"] >= since and all(report.get(k) == v for k, v in fields.items())
+        if epoch(report["started_at"]) >= since
+        and all(report.get(k) == v for k, v in fields.items())
     ]
 
 
@@ -73,7 +75,7 @@ def deferred_twice(controller: Controller, since: float, node: str) -> dict[str,
     keys = controller.repository_keys()
     healthy = [n.name for n in controller.fleet.nodes if n.name != node]
     held = {name: controller.repository_keys(name) for name in healthy}
-    wait_report(controller, first["ended_at"], "the next deferred rotation",
+    wait_report(controller, epoch(first["ended_at"]), "the next deferred rotation",
                 action="rotate", outcome="deferred")  # fmt: skip
     assert controller.repository_keys() == keys, "a key was promoted while a node was out"
     assert {name: controller.repository_keys(name) for name in healthy} == held
@@ -174,3 +176,8 @@ def test_a_rekeyed_node_is_refused_until_the_operator_updates_known_hosts(
                 action="rotate", outcome="ok")  # fmt: skip
     after = controller.assert_converged()
     assert max(after) > max(before)
+
+
+def epoch(value: str) -> float:
+    """Return epoch seconds for a report time (schema 2: ``2026-11-22T20:00:00.123456Z``)."""
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -65,7 +66,7 @@ def started_since(controller: Controller, since: float, **fields: str) -> list[d
     return [
         r
         for r in controller.reports()
-        if r["started_at"] >= since and all(r.get(k) == v for k, v in fields.items())
+        if epoch(r["started_at"]) >= since and all(r.get(k) == v for k, v in fields.items())
     ]
 
 
@@ -248,3 +249,8 @@ def test_stop_in_the_middle_of_a_push_exits_cleanly(service: Controller) -> None
     controller.systemctl("start", UNIT)
     controller.systemctl("kill", "-s", "USR2", UNIT)
     controller.assert_converged()
+
+
+def epoch(value: str) -> float:
+    """Return epoch seconds for a report time (schema 2: ``2026-11-22T20:00:00.123456Z``)."""
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()

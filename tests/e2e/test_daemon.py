@@ -382,8 +382,16 @@ def reports(config: Path, action: str | None = None, trigger: str | None = None)
         if (action is None or document.get("action") == action) and (
             trigger is None or document.get("trigger") == trigger
         ):
-            found.append(document)
+            # report schema 2 writes RFC 3339 times; the timing checks here compare seconds
+            times = {key: epoch(document[key]) for key in ("started_at", "ended_at")}
+            found.append({**document, **times})
     return sorted(found, key=lambda document: document["started_at"])
+
+
+def epoch(value: str) -> float:
+    """Return epoch seconds for a report time (``2026-11-22T20:00:00.123456Z``)."""
+    assert isinstance(value, str) and value.endswith("Z"), value
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
 def key_files(directory: Path) -> dict[int, bytes]:

@@ -255,7 +255,7 @@ def test_metrics_http_and_textfile_carry_the_state(controller: Controller) -> No
     ):
         repo = (("repository", "fernet-tokens"),)
         assert metrics["keysyncd_generation"][repo] >= state["generation"]
-        assert metrics["keysyncd_nodes_total"][repo] == 3
+        assert metrics["keysyncd_nodes"][repo] == 3
         assert metrics["keysyncd_nodes_in_sync"][repo] == 3
         roles = {dict(k)["role"] for k in metrics["keysyncd_key_age_seconds"]}
         assert roles == {"staged", "primary", "secondary"}

@@ -173,17 +173,29 @@ def test_two_concurrent_rotations_never_both_rotate(
     fleet = make_fleet(3)
     config = fleet_config(fleet, tmp_path / "ctl")
     assert run(config, "init") == 0
-    # a slow before_rotate hook keeps the first rotation inside the lock
+    # The first rotation's before_rotate hook says it runs (inside the lock) and then waits
+    # for the test to release it: the second rotation surely meets a held lock.
+    started, release = tmp_path / "hook-started", tmp_path / "hook-release"
+    hook = (
+        f"touch {started}; for i in $(seq 600); do [ -e {release} ] && exit 0; sleep 0.05; done; "
+        "exit 1"
+    )
     document = yaml.safe_load(config.read_text())
-    document["repositories"][0]["hooks"] = {"before_rotate": [["sleep", "2"]]}
+    document["repositories"][0]["hooks"] = {"before_rotate": [["sh", "-c", hook]]}
     config.write_text(yaml.safe_dump(document))
     command = [sys.executable, "-m", "keysyncd", "-c", str(config), "rotate"]
     first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 10
-    lock = tmp_path / "ctl" / "state" / "lock"
-    while time.monotonic() < deadline and not (lock.exists() and lock.read_text()):
-        time.sleep(0.02)
-    second = subprocess.run(command, capture_output=True, text=True, timeout=30)
+    try:
+        for _ in range(600):  # bounded: 30 s
+            if started.exists() or first.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert started.exists(), "the first rotation never reached its before_rotate hook"
+        lock = tmp_path / "ctl" / "state" / "lock"
+        assert json.loads(lock.read_text())["pid"] == first.pid, "the first rotation holds it"
+        second = subprocess.run(command, capture_output=True, text=True, timeout=30)
+    finally:
+        release.touch()
     _, first_err = first.communicate(timeout=30)
     assert first.returncode == 0, first_err
     assert second.returncode == 1

@@ -77,7 +77,10 @@ def test_verify_json_prints_only_json(
     capsys.readouterr()
     assert run(config, "verify", "--json") == 0
     document = json.loads(capsys.readouterr().out)
-    (report,) = document["repositories"]
+    (report,) = document["reports"]  # the verify report; "repositories": one summary each
+    assert [(r["name"], r["outcome"]) for r in document["repositories"]] == [
+        (report["repository"], "ok")
+    ]
     assert set(report["nodes"]) == {n.name for n in fleet.nodes}
     assert report["outcome"] == "ok"
 

@@ -133,9 +133,13 @@ def test_example_sets_every_section_and_field() -> None:
     """Every section is really present (not only in comments) with every field set."""
     data = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
     assert set(data) == accepted_keys("")
+    jws_only = {"algorithm", "private_path", "public_path"}
     for repository in data["repositories"]:
-        assert set(repository) == accepted_keys("repositories[]")
+        # each sets every field that applies to its kind (max_active_keys: not to jws)
+        unused = {"max_active_keys"} if repository["kind"] == "jws" else jws_only
+        assert set(repository) == accepted_keys("repositories[]") - unused, repository["name"]
         assert set(repository["hooks"]) == accepted_keys("repositories[].hooks")
+    assert {r["kind"] for r in data["repositories"]} == {"fernet", "credential", "jws"}
     for section in ("ssh", "drift", "metrics", "reports"):
         assert set(data[section]) == accepted_keys(section), section
     used = set().union(*(set(node) for node in data["nodes"]))
@@ -145,7 +149,7 @@ def test_example_sets_every_section_and_field() -> None:
 
 def test_example_is_a_valid_config() -> None:
     config = load_config(EXAMPLE)
-    assert (len(config.repositories), len(config.nodes)) == (2, 3)
+    assert (len(config.repositories), len(config.nodes)) == (3, 3)
 
 
 @pytest.mark.skipif(
@@ -156,10 +160,13 @@ def test_check_config_names_the_example_files_this_machine_lacks(
 ) -> None:
     code, out, err = run_cli(capsys, "-c", str(EXAMPLE), "check-config")
     assert code == 2 and not out
-    assert err.splitlines() == [
+    lines = err.splitlines()
+    assert lines[:2] == [
         "keysyncd: error: known_hosts /etc/keysyncd/known_hosts does not exist",
         "keysyncd: error: identity_file /etc/keysyncd/id_ed25519 does not exist",
     ]
+    # then what else this machine lacks: the keystone user and group, the hook commands
+    assert all(line.startswith("keysyncd: error: At 'repositories[") for line in lines[2:])
 
 
 # --- defaults and accepted values -------------------------------------------------------------
@@ -229,8 +236,10 @@ def test_valid_config_check_config_prints_ok(
 ) -> None:
     code, out, err = run_cli(capsys, "-c", str(write(tmp_path, MINIMAL)), "check-config")
     assert code == 0
-    assert out.startswith("OK")
-    assert err == ""
+    assert out.startswith("OK") and out.endswith(", 1 warning(s)\n")
+    # the defaults are keystone's: max_active_keys 3 is too small for a daily rotation
+    [warning] = err.splitlines()
+    assert warning.startswith("keysyncd: warning: fernet-tokens: unsafe: max_active_keys 3")
 
 
 # --- bad inputs, each through the real CLI ----------------------------------------------------

@@ -3,7 +3,9 @@
 The role's templates are rendered with Jinja2 (a test dependency), set up like Ansible's
 templar, and the result is fed to keysyncd's own config loader, so a template that renders
 an invalid config fails here, not on a controller.
-``ansible-playbook --syntax-check`` always runs; ``promtool check rules`` when installed.
+``ansible-playbook --syntax-check`` always runs, and so does promtool (the test command
+installs it, see scripts/bootstrap): ``check rules --lint-fatal``, the rules' unit tests
+(``test rules``) and ``check metrics`` on the metrics of a real run.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ ANSIBLE = ROOT / "ansible"
 ROLE = ANSIBLE / "roles" / "keysyncd"
 MONITORING = ROOT / "monitoring"
 RULES = MONITORING / "keysyncd.rules.yml"
+RULE_TESTS = MONITORING / "keysyncd.rules.test.yml"
 INVENTORY = ANSIBLE / "inventory.example.ini"
 
 
@@ -545,11 +548,13 @@ def test_ansible_lint_production_profile_is_clean(tmp_path: Path) -> None:
 
 ALERTS = {
     "KeysyncdNodeOutOfSync",
+    "KeysyncdNodeNeverVerified",
     "KeysyncdRotationOverdue",
     "KeysyncdDrift",
     "KeysyncdLocalRepositoryInvalid",
     "KeysyncdRotationDeferred",
     "KeysyncdNodeDown",
+    "KeysyncdMetricsMissing",
 }
 DURATION = re.compile(r"(\d+(ms|s|m|h|d|w|y))+")
 
@@ -627,6 +632,7 @@ Samples = dict[str, dict[str, set[str]]]
 
 def test_the_collector_exports_what_the_rules_rely_on(exported_samples: Samples) -> None:
     assert "keysyncd_drift_events_total" in exported_samples  # counters gain _total
+    assert "keysyncd_nodes" in exported_samples  # a gauge: no _total (promtool check metrics)
     assert "keysyncd_deferrals_total" in exported_samples
     assert "keysyncd_action_duration_seconds_bucket" in exported_samples
     verified = exported_samples["keysyncd_node_last_verified_timestamp_seconds"]
@@ -682,10 +688,152 @@ def test_ansible_playbook_syntax_check(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_promtool_check_rules() -> None:
-    if shutil.which("promtool") is None:
-        pytest.skip("promtool is not on PATH (it ships with Prometheus)")
-    result = subprocess.run(
-        ["promtool", "check", "rules", str(RULES)], capture_output=True, text=True, check=False
+def promtool() -> str:
+    """Return the promtool command (installed by scripts/bootstrap into .venv/bin)."""
+    found = shutil.which("promtool", path=f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}")
+    assert found is not None, "promtool is not installed: run scripts/bootstrap (./scripts/test)"
+    return found
+
+
+def run_promtool(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [promtool(), *args],
+        input=stdin,
+        capture_output=True,
+        cwd=MONITORING,
+        timeout=120,
+        check=False,
     )
-    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_promtool_check_rules_lint_fatal() -> None:
+    """Valid PromQL and templates, and no duplicate rule (the same name and labels twice)."""
+    result = run_promtool("check", "rules", "--lint=all", "--lint-fatal", str(RULES))
+    assert result.returncode == 0, (result.stdout + result.stderr).decode()
+
+
+def test_every_alert_has_rule_unit_tests_that_fire_and_stay_quiet() -> None:
+    """Each alert is tested firing (expected labels and rendered annotations) and quiet."""
+    document = load_yaml(RULE_TESTS)
+    assert document["rule_files"] == [RULES.name]
+    firing: set[str] = set()
+    quiet: set[str] = set()
+    for test in document["tests"]:
+        for case in test["alert_rule_test"]:
+            (firing if case["exp_alerts"] else quiet).add(case["alertname"])
+            for alert in case["exp_alerts"]:
+                assert alert["exp_annotations"]["summary"], case["alertname"]
+    alerts = {rule["alert"] for rule in rules()}
+    assert alerts == ALERTS
+    assert firing == alerts, f"never seen firing: {sorted(alerts - firing)}"
+    assert quiet == alerts, f"never seen quiet: {sorted(alerts - quiet)}"
+
+
+def test_promtool_rule_unit_tests_pass() -> None:
+    result = run_promtool("test", "rules", str(RULE_TESTS))
+    assert result.returncode == 0, (result.stdout + result.stderr).decode()
+    assert b"SUCCESS" in result.stdout + result.stderr
+
+
+def test_promtool_check_metrics_of_the_collector(tmp_path: Path) -> None:
+    """Every family keysyncd exports, from a state with nodes, drift, deferrals, durations."""
+    from prometheus_client import generate_latest
+
+    from keysyncd.io.metrics import registry_for
+
+    config = parse_config(
+        {
+            "state_dir": str(tmp_path / "state"),
+            "repositories": [{"name": "fernet-tokens", "path": str(tmp_path / "keys")}],
+            "ssh": {"user": "keystone", "known_hosts": str(tmp_path / "known_hosts")},
+            "nodes": [{"name": "n1", "host": "192.0.2.1"}, {"name": "n2", "host": "192.0.2.2"}],
+        },
+        tmp_path / "config.yaml",
+    )
+    save_state(
+        config.state_dir,
+        RepositoryState(
+            name="fernet-tokens",
+            generation=2,
+            digests={0: "a" * 64, 1: "b" * 64, 2: "c" * 64},
+            history={
+                0: KeyHistory(created_at=3.0),
+                1: KeyHistory(created_at=0.5, promoted_at=1.0, demoted_at=3.0),
+                2: KeyHistory(created_at=1.0, promoted_at=3.0),
+            },
+            last_rotation_at=3.0,
+            last_success={"sync": 3.0, "verify": 3.0},
+            nodes={"n1": NodeRecord(status="in_sync", last_verified_at=3.0, generation=2)},
+            counters={"drift:missing": 1, "deferred": 2},
+            durations={"sync": Durations().add(0.4), "rotate": Durations().add(2.0)},
+        ),
+    )
+    exposition = generate_latest(registry_for(lambda: config))
+    assert b"keysyncd_drift_events_total" in exposition
+    result = run_promtool("check", "metrics", stdin=exposition)
+    assert result.returncode == 0, (result.stdout + result.stderr).decode()
+
+
+def test_promtool_check_metrics_of_a_real_run(tmp_path: Path) -> None:
+    """The textfile keysyncd writes after init and rotate passes promtool check metrics."""
+    textfile = tmp_path / "metrics" / "keysyncd.prom"
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "state_dir": str(tmp_path / "state"),
+                "repositories": [
+                    {"name": "fernet-tokens", "path": str(tmp_path / "keys"), "max_active_keys": 5}
+                ],
+                "metrics": {"textfile": str(textfile)},
+            }
+        )
+    )
+    for command in (["init"], ["rotate"], ["verify"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "keysyncd", "-c", str(config), *command],
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr.decode()
+    exposition = textfile.read_bytes()
+    for name in ("keysyncd_nodes", "keysyncd_generation", "keysyncd_last_success_age_seconds"):
+        assert f"\n{name}{{".encode() in exposition, name
+    checked = run_promtool("check", "metrics", stdin=exposition)
+    assert checked.returncode == 0, (checked.stdout + checked.stderr).decode()
+
+
+# --- completions and man page, and what the role copies to build keysyncd ----------------
+
+
+def test_the_role_installs_completions_and_the_man_page_generated_by_keysyncd() -> None:
+    docs = host_variables("ctl0").get("_keysyncd_docs", _Jinja())
+    assert [(d["argv"], d["dest"]) for d in docs] == [
+        (["completion", "bash"], "/usr/share/bash-completion/completions/keysyncd"),
+        (["completion", "zsh"], "/usr/local/share/zsh/site-functions/_keysyncd"),
+        (["manpage"], "/usr/local/share/man/man1/keysyncd.1"),
+    ]
+    skipped = host_variables("ctl0", keysyncd_zsh_completion="").get("_keysyncd_docs", _Jinja())
+    assert [d["argv"] for d in skipped] == [["completion", "bash"], ["manpage"]]
+    tasks = {task["name"]: task for _, task in role_tasks()}
+    generate = tasks["Generate keysyncd's shell completions and man page"]
+    argv = generate["ansible.builtin.command"]["argv"]
+    assert argv == "{{ [keysyncd_venv ~ '/bin/keysyncd'] + item.argv }}"
+    assert generate["changed_when"] is False and generate["check_mode"] is False
+    install = tasks["Install keysyncd's shell completions and man page"]
+    assert install["ansible.builtin.copy"]["dest"] == "{{ item.item.dest }}"
+    assert install["ansible.builtin.copy"]["mode"] == "0644"
+
+
+def test_the_role_copies_everything_the_wheel_is_built_from() -> None:
+    import tomllib
+
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    folders = set(pyproject["tool"]["setuptools"]["package-dir"].values())
+    [copy] = [
+        task
+        for _, task in role_tasks()
+        if task["name"] == "Copy the keysyncd sources from this checkout"
+    ]
+    assert set(copy["loop"]) == {"pyproject.toml", "README.md", "keysyncd"} | folders

@@ -2,7 +2,7 @@
 
 The REAL code runs end to end: ``rotate_repository`` and ``sync_repository`` with the real
 planner, the real local repository (a temp directory on disk), the real state journal and the
-real ``FleetAction`` two-phase push. Only the wire is replaced: ``keysyncd.io.fleet.connect``
+real ``FleetAction`` two-phase push. Only the wire is replaced: ``keysyncd.io.fanout.connect``
 returns a ``MemorySession`` over an in-memory node (files + modes), and a node that is
 "down" refuses the connection with ``NodeError(node, "unreachable", ...)``. Time is the
 machine's clock (patched into the action modules), so retirement is decided exactly.
@@ -53,7 +53,7 @@ from hypothesis.stateful import (
 import keysyncd.actions.bootstrap
 import keysyncd.actions.distribute
 import keysyncd.actions.rotate
-import keysyncd.io.fleet
+import keysyncd.io.fanout
 from keysyncd.actions.bootstrap import init_repository
 from keysyncd.actions.context import Run
 from keysyncd.actions.distribute import sync_repository
@@ -632,16 +632,65 @@ class ModelFleetMachine(FleetMachine):
         self.fleet = ModelFleet(self.node_names)
         self.fleet.observer = self.while_pushing
         self.violations: list[str] = []
+        # the phase reader: each node's listing when a fleet-wide phase starts
+        self.phase_listings: dict[str, set[str]] = {}
+        self.phase_primaries: dict[str, bytes | None] = {}
+        self.straddled = 0
         self.patches = pytest.MonkeyPatch()
-        self.patches.setattr(keysyncd.io.fleet, "connect", self.fleet.connect)
-        self.patches.setattr(keysyncd.io.fleet, "Credentials", NoCredentials)
+        self.patches.setattr(keysyncd.io.fanout, "connect", self.fleet.connect)
+        self.patches.setattr(keysyncd.io.fanout, "Credentials", NoCredentials)
 
     def teardown(self) -> None:
         self.patches.undo()
         shutil.rmtree(self.root, ignore_errors=True)
 
+    concurrency = 3
+
     def epoch(self) -> float:
         return EPOCH
+
+    def make_run(self) -> Run:
+        """Return a Run whose push phases drive the phase reader (``on_phase``)."""
+        return Run(
+            self.config, self.repository, Trigger.CLI, clock=self.now, progress=self.on_phase
+        )
+
+    def on_phase(self, phase: str, node: str, done: int, total: int) -> None:
+        """A keystone reader on every node that lists its directory when a push phase starts
+        and reads the listed files when that phase has ended on every node: its listing and
+        its reads straddle a whole phase (SPEC safety rule 3). Without the fleet-wide barrier
+        between phase 1 and phase 2, a node's phase 2 (``0`` replaced) lands inside the
+        window of its phase 1 and the reader loses the key that is primary elsewhere.
+        """
+        if not self.ready or phase not in ("phase 1", "phase 2"):
+            return
+        with self.fleet.lock:
+            nodes = {name: dict(node.files) for name, node in self.fleet.nodes.items()}
+        trusted = {name: files for name, files in nodes.items() if name not in self.behind}
+        if done == 0:
+            self.phase_listings = {name: set(files) for name, files in nodes.items()}
+            self.phase_primaries = {name: primary_of(files) for name, files in trusted.items()}
+            return
+        if done < total:
+            return
+        self.straddled += 1
+        readers = {
+            f"a reader on {name} straddling {phase}": {
+                key: content
+                for key, content in files.items()
+                if key in self.phase_listings.get(name, ())
+            }
+            for name, files in trusted.items()
+        }
+        primaries = {*self.phase_primaries.values(), *map(primary_of, trusted.values())}
+        for reader, files in readers.items():
+            held = set(key_files(files).values())
+            if missing := [key for key in primaries if key is not None and key not in held]:
+                self.violations.append(
+                    f"{reader} lacks {len(missing)} key(s) primary on some node during it"
+                )
+        if problem := tokens_problem(readers, self.live_tokens(), self.now()):
+            self.violations.append(problem)
 
     def armed_nodes(self) -> set[str]:
         return {
@@ -683,7 +732,8 @@ class ModelFleetMachine(FleetMachine):
                 "user": "keystone",
                 "known_hosts": "/nonexistent/known_hosts",
                 "identity_file": "/nonexistent/id_ed25519",
-                "concurrency": 1,
+                # several nodes at once, as in production: a phase's operations interleave
+                "concurrency": self.concurrency,
             },
             "nodes": [{"name": name, "host": "127.0.0.1", "port": 22} for name in self.node_names],
         }
@@ -806,6 +856,18 @@ def check(model: FleetMachine) -> None:
             getattr(model, name)()
 
 
+def test_a_reader_straddling_a_whole_phase_never_loses_a_primary() -> None:
+    """Rotations on three nodes pushed three at a time, with a reader on every node that
+    straddles each whole phase (``ModelFleetMachine.on_phase``): none may miss a key."""
+    with machine() as model:
+        model.init(max_active_keys=3, token_expiration=10, allow_expired_window=0)
+        for number in range(6):
+            model.rotate()
+            check(model)
+            model.offset += 5 + number
+        assert model.straddled == 2 * 6, "the reader straddled phase 1 and phase 2 of each push"
+
+
 def test_down_node_defers_then_forced_rotation_leaves_it_behind_until_synced() -> None:
     with machine() as model:
         model.init(max_active_keys=2, token_expiration=60, allow_expired_window=0)
@@ -898,5 +960,38 @@ def test_retirement_waits_for_the_last_node_to_stop_using_a_key() -> None:
             "when the controller promoted key 2, although node1 missed that promotion and "
             "used key 1 as its primary until this very run synced it (its token from t+60 is "
             "valid until t+160). Retention must run from when the last node stopped using it"
+        )
+        check(model)
+
+
+def test_retention_runs_from_confirmation_not_from_demotion() -> None:
+    """Key 1 was demoted at t+0 but node1 (which missed that rotation) used it as its primary
+    until it was synced at t+100, which is when every node was confirmed past the demotion.
+    With retention 100 it must survive every action before t+200 (in particular the first one
+    after t+100, where a clock started at the demotion would retire it) and go at t+200.
+    """
+    with machine() as model:
+        node1_misses_a_rotation(model)
+        model.offset += 60
+        model.after_step("advance 60s")  # node1 issues a token with key 1 at t+60
+        model.start_node(0)
+        model.offset += 40
+        model.rotate()  # t+100: node1 synced and confirmed; key 1 kept (its token lives)
+        check(model)
+        for moment in (101, 160, 199):
+            model.offset = moment
+            model.rotate()
+            assert 1 in key_files(model.controller_files()), (
+                f"SPEC safety rule 2 broken: key 1 retired at t+{moment}, before t+200: its "
+                "retention must run from t+100, when every node was verified past its "
+                "demotion (node1 used it as its primary until then), not from the demotion "
+                "at t+0"
+            )
+            check(model)
+        model.offset = 200
+        model.rotate()
+        assert 1 not in key_files(model.controller_files()), (
+            "key 1 is safe to retire at t+200 (confirmed at t+100, retention 100) and every "
+            "node is up: the rotation at t+200 must retire it"
         )
         check(model)

@@ -247,6 +247,19 @@ def test_a_valid_key_keystone_loads_above_the_primary_means_diverged(name: str) 
     assert forced.delete == (name,) and not forced.diverged
 
 
+@pytest.mark.parametrize("index", [1, 2])
+def test_a_valid_key_with_other_content_at_an_expected_index_means_diverged(index: int) -> None:
+    """Keys above 0 are never rewritten: other valid content there is someone else's key, maybe
+    the only copy of one in use; only --force overwrites it."""
+    theirs = with_content(Entry(str(index), EntryType.FILE, 0o600, 44), KEYS[0], KIND.problem)
+    others = [expected_file(i) for i in sorted(EXPECTED) if i != index]
+    view = NodeView(0o700, (*others, theirs))
+    plan = diff(EXPECTED, view)
+    assert plan.diverged == f"key {index} has content unrelated to the controller's key {index}"
+    assert plan.in_sync is False and not (plan.add or plan.replace or plan.delete)
+    assert diff(EXPECTED, view, force=True).replace == (index,)
+
+
 @pytest.mark.parametrize("name", ["01", "-1", "1 ", "+0", "00"])
 def test_other_names_keystone_loads_are_drift_removed_in_phase_2(name: str) -> None:
     planted = with_content(Entry(name, EntryType.FILE, 0o600, 44), KEYS[0], KIND.problem)

@@ -9,7 +9,7 @@ import pytest
 
 from keysyncd.commands.cli import main
 from keysyncd.config import ReportsConfig
-from keysyncd.core.report import NodeOutcome, Report
+from keysyncd.core.report import NodeOutcome, Report, precise_time
 from keysyncd.io.reportstore import new_report_id, report_files, verify_chain, write_report
 
 DAY = 86400.0
@@ -44,7 +44,7 @@ def test_retention_by_age(tmp_path: Path) -> None:
     for days_ago in (40, 20, 5, 1):
         write_report(reports, state, report(NOW - days_ago * DAY), ReportsConfig(100, 10), NOW)
     kept = [json.loads(p.read_text())["started_at"] for p in report_files(reports)]
-    assert kept == [NOW - 5 * DAY, NOW - 1 * DAY]
+    assert kept == [precise_time(NOW - 5 * DAY), precise_time(NOW - 1 * DAY)]
     assert verify_chain(reports, state) == []
 
 
@@ -66,6 +66,17 @@ def test_editing_the_newest_is_detected(tmp_path: Path) -> None:
     newest.write_text(newest.read_text().replace('"in_sync"', '"failed"'))
     assert verify_chain(reports, state) == [
         f"report {newest.stem} (the newest) was modified after it was written"
+    ]
+
+
+def test_editing_a_report_in_the_middle_of_the_chain_is_detected(tmp_path: Path) -> None:
+    reports, state = tmp_path / "reports", tmp_path / "state"
+    for minute in range(4):
+        write_report(reports, state, report(NOW + 60 * minute), ReportsConfig(100, 90), NOW)
+    middle = report_files(reports)[1]
+    middle.write_text(middle.read_text().replace('"in_sync"', '"failed"'))
+    assert verify_chain(reports, state) == [
+        f"report {middle.stem} was modified after it was written"
     ]
 
 
@@ -94,7 +105,7 @@ def test_report_list_filters_and_show_renders(
     assert f"report {new.id}" in shown and "node1" in shown and "in_sync" in shown
     assert main(["-c", str(config), "report", "show", new.id, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["id"] == new.id
-    assert main(["-c", str(config), "report", "show", "nope"]) == 1
+    assert main(["-c", str(config), "report", "show", "nope"]) == 2  # usage: no such report
 
 
 def test_retention_deletes_only_reports(tmp_path: Path) -> None:

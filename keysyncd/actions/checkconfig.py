@@ -1,0 +1,149 @@
+"""check-config: every check that needs no network, as a list of findings.
+
+What would make an action fail later is an error: an unsafe or damaged local file, an
+identity that does not load, a node without a known_hosts entry for its host and port, an
+owner or group unknown here, a hook command that cannot be found, no key at all for SSH.
+What is unsafe but works is a warning: ``max_active_keys`` too small for the schedule (the
+``plan`` lint). Nothing here writes, and nothing touches the network.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from keysyncd.actions.inspect import lint_repository
+from keysyncd.config import Config
+from keysyncd.errors import ConfigError, KeysyncError, LocalFileError
+from keysyncd.io.ids import resolve_id
+from keysyncd.io.preflight import local_file_problems
+
+ERROR = "error"
+WARNING = "warning"
+SIZED_KINDS = frozenset({"fernet", "credential"})  # kinds whose size is max_active_keys
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem check-config found: ``check`` names the kind, ``message`` says where
+    and what to do."""
+
+    severity: str
+    check: str
+    message: str
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the finding as a JSON-ready dict."""
+        return asdict(self)
+
+
+def config_findings(config: Config, now: float) -> list[Finding]:
+    """Return every finding for ``config`` at time ``now``, errors first (empty: all good)."""
+    findings = [Finding(ERROR, "local_files", problem) for problem in local_file_problems(config)]
+    findings += _ssh_findings(config)
+    findings += _id_findings(config)
+    findings += _hook_findings(config)
+    findings += _lint_findings(config, now)
+    return sorted(findings, key=lambda finding: finding.severity != ERROR)
+
+
+def _ssh_findings(config: Config) -> list[Finding]:
+    if not config.nodes:
+        return []
+    found = []
+    if config.ssh.identity_file is None and not os.environ.get("SSH_AUTH_SOCK"):
+        found.append(
+            Finding(
+                ERROR,
+                "identity",
+                "At 'ssh.identity_file': not set, and no ssh-agent is reachable "
+                "($SSH_AUTH_SOCK is unset): set identity_file to the controller's key",
+            )
+        )
+    return found + _known_hosts_findings(config)
+
+
+def _known_hosts_findings(config: Config) -> list[Finding]:
+    """Return a finding for each node that known_hosts does not list (for its host and port,
+    plain or hashed, revoked keys not counting)."""
+    path = config.ssh.known_hosts
+    if path is None:
+        return []
+    from keysyncd.io.knownhosts import load_known_hosts  # paramiko: only with nodes
+
+    try:
+        known = load_known_hosts(path)
+    except LocalFileError:
+        return []  # local_file_problems reported it already
+    found = []
+    for index, node in enumerate(config.nodes):
+        # as OpenSSH names hosts in known_hosts (and keysyncd.io.ssh looks them up)
+        name = node.host if node.port == 22 else f"[{node.host}]:{node.port}"
+        if not known.lookup(name):
+            found.append(
+                Finding(
+                    ERROR,
+                    "known_hosts",
+                    f"At 'nodes[{index}]' ({node.name}): known_hosts {path} has no usable "
+                    f"host key for {name}: add the node's host key (the Ansible role reads "
+                    "it from the node), or fix the node's host and port",
+                )
+            )
+    return found
+
+
+def _id_findings(config: Config) -> list[Finding]:
+    found = []
+    for index, repository in enumerate(config.repositories):
+        for key, lookup in (("owner", "user"), ("group", "group")):
+            try:
+                resolve_id(getattr(repository, key), lookup)
+            except ConfigError as error:
+                found.append(
+                    Finding(
+                        ERROR,
+                        key,
+                        f"At 'repositories[{index}].{key}': {error}: create it, or give "
+                        "the numeric id",
+                    )
+                )
+    return found
+
+
+def _hook_findings(config: Config) -> list[Finding]:
+    found = []
+    for index, repository in enumerate(config.repositories):
+        hooks = repository.hooks
+        for event in ("before_rotate", "after_rotate", "on_failure"):
+            for number, argv in enumerate(getattr(hooks, event)):
+                problem = _not_runnable(argv[0])
+                if problem:
+                    where = f"repositories[{index}].hooks.{event}[{number}]"
+                    found.append(Finding(ERROR, "hook", f"At '{where}': {problem}"))
+    return found
+
+
+def _not_runnable(command: str) -> str | None:
+    """Return why ``command`` cannot be run here, or None when it can."""
+    if "/" in command:
+        if os.path.isfile(command) and os.access(command, os.X_OK):
+            return None
+        return f"command {command!r} does not exist or is not executable"
+    if shutil.which(command) is not None:
+        return None
+    return f"command {command!r} is not found in PATH ({os.environ.get('PATH', '')})"
+
+
+def _lint_findings(config: Config, now: float) -> list[Finding]:
+    found = []
+    for repository in config.repositories:
+        if repository.kind not in SIZED_KINDS:
+            continue
+        try:
+            warnings = lint_repository(repository, now)
+        except KeysyncError as error:
+            warnings = [str(error)]
+        found += [Finding(WARNING, "lint", f"{repository.name}: {w}") for w in warnings]
+    return found

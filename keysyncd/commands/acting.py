@@ -1,0 +1,187 @@
+"""The commands that act: init, adopt, rotate, sync and verify (they load the SSH library).
+
+Each runs every chosen repository on its own under the lock, prints a result per repository
+(or one JSON document), and exits 0 only when nothing needs attention.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import asdict
+from typing import Any
+
+from keysyncd.actions import operations
+from keysyncd.actions.context import ActionResult, Run
+from keysyncd.actions.jobs import RepositoryRun, Step, each_repository
+from keysyncd.actions.rotate import plan_json
+from keysyncd.commands import render
+from keysyncd.commands.exits import Exit
+from keysyncd.commands.output import Output
+from keysyncd.config import Config, RepositoryConfig
+from keysyncd.core.vocabulary import Trigger
+from keysyncd.errors import LockError
+from keysyncd.io.lock import describe_holder, exclusive
+
+Show = Callable[[str, ActionResult], list[str]]
+
+
+def chosen(config: Config, name: str | None) -> list[RepositoryConfig]:
+    """Return every repository, or only ``name`` (UsageError if there is none)."""
+    return [config.repository(name)] if name else list(config.repositories)
+
+
+@contextlib.contextmanager
+def locked(config: Config, args: argparse.Namespace, action: str, out: Output) -> Iterator[None]:
+    """Hold the lock for a mutating action (a dry run changes nothing and takes none).
+
+    When the lock is busy, wait up to ``--wait`` seconds, saying so on stderr; raise
+    LockError saying what to do if it stays busy.
+    """
+    if getattr(args, "dry_run", False):
+        yield
+        return
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(exclusive(config.state_dir, action, 0.0))
+        except LockError as busy:
+            if args.wait <= 0:
+                raise LockError(
+                    f"{busy}; retry when it has finished, or pass --wait SECONDS"
+                ) from None
+            holder = describe_holder(config.state_dir / "lock")
+            out.note(f"waiting up to {args.wait:g}s for {holder} to finish")
+            try:
+                stack.enter_context(exclusive(config.state_dir, action, args.wait))
+            except LockError as still:
+                raise LockError(f"{still}; retry later, or pass a longer --wait") from None
+        yield
+
+
+def run_each(
+    args: argparse.Namespace, config: Config, out: Output, action: str, step: Step, show: Show
+) -> int:
+    """Run ``step`` on every chosen repository under the lock; print; return the exit code."""
+    repositories = chosen(config, args.repo)
+    with locked(config, args, action, out):
+        runs = each_repository(
+            repositories,
+            lambda repository: Run(config, repository, Trigger.CLI, progress=out.progress()),
+            step,
+        )
+    return finish(runs, action, out, show)
+
+
+def finish(runs: list[RepositoryRun], action: str, out: Output, show: Show) -> int:
+    """Print each repository's result (or error), then a summary per repository when there
+    are several; return 0 when every repository is fine, else 1."""
+    code = Exit.DONE if all(run.ok for run in runs) else Exit.ATTENTION
+    for run in runs:
+        for result in run.results:
+            out.lines(show(run.repository, result))
+        if run.error is not None:
+            out.error(f"{run.repository}: {run.error}")
+    if len(runs) > 1:
+        out.lines(render.repository_summary(runs))
+    out.document(runs_json(action, runs, code))
+    return int(code)
+
+
+def runs_json(action: str, runs: list[RepositoryRun], code: int) -> dict[str, Any]:
+    """Return the --json document of an acting command."""
+    reports = [r.report.to_json() for run in runs for r in run.results if r.report]
+    return {
+        "action": action,
+        "exit_code": code,
+        "reports": reports,
+        "errors": {run.repository: str(run.error) for run in runs if run.error is not None},
+        "repositories": [
+            {
+                "name": run.repository,
+                "outcome": run.outcome,
+                "ok": run.ok,
+                "error": None if run.error is None else str(run.error),
+                "results": [result_json(result) for result in run.results],
+            }
+            for run in runs
+        ],
+    }
+
+
+def result_json(result: ActionResult) -> dict[str, Any]:
+    """Return one action's result as JSON: outcome, report id, messages, plan, preview."""
+    return {
+        "outcome": result.outcome,
+        "report_id": result.report.id if result.report else None,
+        "messages": list(result.messages),
+        "rotation": plan_json(result.rotation) if result.rotation else None,
+        "preview": {node: dict(changes) for node, changes in result.preview.items()},
+        "nodes": {name: asdict(node) for name, node in result.nodes.items()},
+    }
+
+
+def cmd_init(args: argparse.Namespace, config: Config, out: Output) -> int:
+    def show(name: str, result: ActionResult) -> list[str]:
+        done = f"{name}: initialised {config.repository(name).path} with keys 0 and 1"
+        return [done if result.report else f"{name}: dry run", *render.action(name, "init", result)]
+
+    return run_each(
+        args, config, out, "init", lambda run: [operations.init(run, args.dry_run)], show
+    )
+
+
+def cmd_adopt(args: argparse.Namespace, config: Config, out: Output) -> int:
+    adopted = []
+    with locked(config, args, "adopt", out):
+        for repository in chosen(config, args.repo):
+            run = Run(config, repository, Trigger.CLI, progress=out.progress())
+            what = operations.adopt(run, args.source)
+            adopted.append({"name": repository.name, "adopted": what})
+            out.lines(
+                [
+                    f"{repository.name}: adopted {what} from {args.source}; "
+                    "run 'keysyncd sync' to push them to every node"
+                ]
+            )
+    out.document({"action": "adopt", "source": args.source, "repositories": adopted})
+    return int(Exit.DONE)
+
+
+def cmd_rotate(args: argparse.Namespace, config: Config, out: Output) -> int:
+    return run_each(
+        args,
+        config,
+        out,
+        "rotate",
+        lambda run: [operations.rotate(run, args.dry_run, args.force)],
+        render.rotation,
+    )
+
+
+def cmd_sync(args: argparse.Namespace, config: Config, out: Output) -> int:
+    if args.node:
+        config.node(args.node)  # an unknown node is a usage error before anything runs
+    return run_each(
+        args,
+        config,
+        out,
+        "sync",
+        lambda run: [operations.sync(run, args.node, args.force, args.dry_run)],
+        lambda name, result: render.action(name, "sync", result),
+    )
+
+
+def cmd_verify(args: argparse.Namespace, config: Config, out: Output) -> int:
+    # read-only on the nodes, but it records node status in the journal: one writer, so it
+    # waits (--wait, 300 s by default) for a running action instead of failing
+    if args.node:
+        config.node(args.node)
+    return run_each(
+        args,
+        config,
+        out,
+        "verify",
+        lambda run: [operations.verify(run, args.node)],
+        lambda name, result: render.action(name, "verify", result),
+    )

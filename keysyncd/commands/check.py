@@ -1,0 +1,52 @@
+"""check-config: print the findings (keysyncd.actions.checkconfig) and choose the exit code.
+
+Errors exit 2, warnings exit 0 (1 with ``--strict``). Errors and warnings go to stderr, one
+line each; the verdict goes to stdout; ``--json`` prints them all as one document.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from keysyncd.actions.checkconfig import ERROR, config_findings
+from keysyncd.commands.exits import Exit
+from keysyncd.commands.output import Output
+from keysyncd.config import Config
+
+
+def cmd_check_config(args: argparse.Namespace, config: Config, out: Output) -> int:
+    findings = config_findings(config, time.time())
+    errors = [f for f in findings if f.severity == ERROR]
+    warnings = [f for f in findings if f.severity != ERROR]
+    if errors:
+        code = Exit.USAGE
+    elif warnings and args.strict:
+        code = Exit.ATTENTION
+    else:
+        code = Exit.DONE
+    for finding in errors:
+        out.error(finding.message)
+    for finding in warnings:
+        out.warning(finding.message)
+    out.document(
+        {
+            "config": str(config.source),
+            "ok": code == Exit.DONE,
+            "exit_code": code,
+            "repositories": len(config.repositories),
+            "nodes": len(config.nodes),
+            "findings": [finding.to_json() for finding in findings],
+        }
+    )
+    if code == Exit.DONE:
+        noted = f", {len(warnings)} warning(s)" if warnings else ""
+        out.lines(
+            [
+                f"OK: {config.source}: {len(config.repositories)} repositories, "
+                f"{len(config.nodes)} nodes{noted}"
+            ]
+        )
+    elif code == Exit.ATTENTION:
+        out.error(f"{len(warnings)} warning(s), and --strict", prefix="check-config")
+    return int(code)

@@ -1,0 +1,40 @@
+"""report list, show and verify-chain: read the audit reports (no lock, no SSH)."""
+
+from __future__ import annotations
+
+import argparse
+
+from keysyncd.commands import render
+from keysyncd.commands.exits import Exit
+from keysyncd.commands.output import Output
+from keysyncd.config import Config
+from keysyncd.io.reportstore import load_report, load_reports, report_files, verify_chain
+
+
+def cmd_report(args: argparse.Namespace, config: Config, out: Output) -> int:
+    if args.report_command == "verify-chain":
+        return _verify_chain(config, out)
+    if args.report_command == "show":
+        document = load_report(config.report_dir, args.id)
+        out.document(document)
+        out.lines(render.report_lines(document))
+        return int(Exit.DONE)
+    documents = [
+        document
+        for document in load_reports(config.report_dir, since=args.since)
+        if (args.outcome is None or document.get("outcome") == args.outcome)
+        and (args.repo is None or document.get("repository") == args.repo)
+    ]
+    out.document({"reports": documents})
+    out.lines(render.report_list_lines(documents))
+    return int(Exit.DONE)
+
+
+def _verify_chain(config: Config, out: Output) -> int:
+    problems = verify_chain(config.report_dir, config.state_dir)
+    count = len(report_files(config.report_dir))
+    code = Exit.ATTENTION if problems else Exit.DONE
+    out.document({"intact": not problems, "reports": count, "problems": problems})
+    out.lines(f"BROKEN: {problem}" for problem in problems)
+    out.lines([f"chain of {count} reports: " + ("broken" if problems else "intact")])
+    return int(code)

@@ -1,0 +1,152 @@
+"""The commands that only look: status and plan. No lock, no SSH, no writes.
+
+``status`` exits 1 when anything needs attention: a node not in sync (or never checked), a
+rotation blocked by a failed hook or overdue, a problem with the local repository.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Any
+
+from keysyncd.actions.inspect import RepositoryPlan, repository_plan, repository_status
+from keysyncd.commands import render
+from keysyncd.commands.exits import Exit
+from keysyncd.commands.output import Output
+from keysyncd.config import Config, RepositoryConfig
+from keysyncd.core.schedule import cron_trigger, next_fire_times, rotation_period
+from keysyncd.core.times import rfc3339
+from keysyncd.core.vocabulary import GOOD
+from keysyncd.errors import KeysyncError
+from keysyncd.io.daemon_info import read_daemon_info
+
+OVERDUE_PERIODS = 0.5  # overdue half a rotation period after the rotation was due (as the alert)
+# Kinds whose views actions.inspect serves without loading the SSH library. Other kinds go
+# through actions.operations, which imports every action (and with them paramiko).
+LIGHT_VIEWS = frozenset({"fernet", "credential"})
+
+
+def status_of(config: Config, repository: RepositoryConfig, now: float) -> dict[str, Any]:
+    """Return the status of ``repository`` from its kind's read-only view."""
+    if repository.kind in LIGHT_VIEWS:
+        return repository_status(config, repository, now)
+    from keysyncd.actions import operations
+
+    return operations.of(repository).status(config, repository, now)
+
+
+def plan_of(config: Config, repository: RepositoryConfig, now: float) -> RepositoryPlan:
+    """Return the plan of ``repository`` from its kind's read-only view."""
+    if repository.kind in LIGHT_VIEWS:
+        return repository_plan(config, repository, now)
+    from keysyncd.actions import operations
+
+    plan: RepositoryPlan = operations.of(repository).plan(config, repository, now)
+    return plan
+
+
+def chosen(config: Config, name: str | None) -> list[RepositoryConfig]:
+    """Return every repository, or only ``name`` (UsageError if there is none)."""
+    return [config.repository(name)] if name else list(config.repositories)
+
+
+def cmd_status(args: argparse.Namespace, config: Config, out: Output) -> int:
+    now = time.time()
+    repositories = chosen(config, args.repo)
+    statuses = [status_of(config, r, now) for r in repositories]
+    daemon = daemon_json(read_daemon_info(config.state_dir))
+    attention = [
+        f"{status['name']}: {reason}"
+        for repository, status in zip(repositories, statuses, strict=True)
+        for reason in needs_attention(repository, status, now)
+    ]
+    code = Exit.ATTENTION if attention else Exit.DONE
+    out.document(
+        {"daemon": daemon, "repositories": statuses, "attention": attention, "exit_code": code}
+    )
+    out.lines(render.daemon_lines(daemon))
+    for status in statuses:
+        out.lines(render.status_lines(status))
+    out.lines(f"ATTENTION: {reason}" for reason in attention)
+    return int(code)
+
+
+def needs_attention(repository: RepositoryConfig, status: dict[str, Any], now: float) -> list[str]:
+    """Return why ``status`` needs the operator (empty: all is well)."""
+    reasons = [f"problem: {problem}" for problem in status["problems"]]
+    for node, entry in sorted(status["nodes"].items()):
+        if entry.get("status") not in GOOD:
+            reasons.append(f"node {node} is {entry.get('status') or 'never checked'}")
+    if status.get("rotation_blocked_by"):
+        reasons.append("rotation blocked by a failed after_rotate hook")
+    overdue = overdue_since(repository, render.epoch(status.get("last_rotation_at")), now)
+    if overdue is not None:
+        reasons.append(f"rotation overdue: it was due at {rfc3339(overdue)}")
+    return reasons
+
+
+def overdue_since(
+    repository: RepositoryConfig, last_rotation_at: float | None, now: float
+) -> float | None:
+    """Return when the rotation after ``last_rotation_at`` was due, if that is more than half
+    a rotation period ago (None: not overdue, or never rotated by keysyncd)."""
+    if last_rotation_at is None:
+        return None
+    try:
+        trigger = cron_trigger(repository.schedule, repository.timezone)
+        after = datetime.fromtimestamp(last_rotation_at, UTC)
+        due = next_fire_times(trigger, after, 1)
+        if not due:
+            return None
+        period = rotation_period(trigger, due[0])
+    except (KeysyncError, OverflowError, ValueError, OSError):
+        return None
+    due_at = due[0].timestamp()
+    return due_at if now > due_at + OVERDUE_PERIODS * period else None
+
+
+def daemon_json(info: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Return the daemon's self-description with every time as RFC 3339."""
+    if info is None:
+        return None
+    document = dict(info)
+    document["started_at"] = _time(info.get("started_at"))
+    job = info.get("last_job")
+    if isinstance(job, dict):
+        document["last_job"] = {
+            **job,
+            "started_at": _time(job.get("started_at")),
+            "ended_at": _time(job.get("ended_at")),
+        }
+    return document
+
+
+def _time(value: Any) -> str | None:
+    moment = render.epoch(value)
+    return None if moment is None else rfc3339(moment)
+
+
+def cmd_plan(args: argparse.Namespace, config: Config, out: Output) -> int:
+    now = time.time()
+    plans = [plan_of(config, r, now) for r in chosen(config, args.repo)]
+    out.document({"repositories": [plan_json(plan) for plan in plans]})
+    for plan in plans:
+        out.lines(render.plan_lines(plan))
+    return int(Exit.DONE)
+
+
+def plan_json(plan: RepositoryPlan) -> dict[str, Any]:
+    """Return what ``plan`` shows for one repository, every time as RFC 3339."""
+    return {
+        "name": plan.name,
+        "rotations": [rfc3339(at) for at in plan.rotations],
+        "keys": [
+            {key: rfc3339(value) if key.endswith("_at") else value for key, value in life.items()}
+            for life in (asdict(lifecycle) for lifecycle in plan.lifecycles)
+        ],
+        "kept_now": plan.kept_now,
+        "warnings": plan.warnings,
+    }

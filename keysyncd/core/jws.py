@@ -1,0 +1,183 @@
+"""keystone's JWS key pairs (``kind: jws``): the journal's part and every decision. Pure.
+
+Keystone signs a JWS token with ``<private>/private.pem`` and validates it by trying every
+file in ``<public>``. Each node has its own pair. So for every node, keysyncd journals the
+pair it signs with (``signing``), a new pair generated but not yet installed (``next``), and
+the old public keys still kept for tokens their node signed (``retiring``). Every node's
+public directory holds all of those public keys, and nothing else.
+
+The order makes every token valid everywhere (SPEC section 9): a new public key reaches
+every node (phase 1) before any node gets the matching private key (phase 2, behind the
+gate); an old public key goes only ``token_expiration + allow_expired_window`` after its
+node was verified signing with the new one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any
+
+ALGORITHMS = ("ES256", "ES384", "ES512", "EdDSA")  # keystone's [jwt_tokens] jws_algorithm
+PRIVATE_NAME = "private.pem"
+
+
+def _frozen(mapping: Mapping[Any, Any] | None = None) -> Mapping[Any, Any]:
+    return MappingProxyType(dict(mapping or {}))
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One node's key pair, by digests only (the controller keeps a private key only until
+    its node verified it). ``public`` is the file name the public key has everywhere."""
+
+    node: str
+    serial: int
+    public: str
+    public_digest: str
+    private_digest: str
+    created_at: float
+
+
+@dataclass(frozen=True)
+class Retiring:
+    """An old public key, kept on every node while a token its node signed may be valid.
+
+    ``stopped_at``: when its node was verified signing with a newer key (or was removed from
+    the config); None while not yet confirmed (a node down at the rotation).
+    """
+
+    node: str
+    digest: str
+    stopped_at: float | None
+
+
+@dataclass(frozen=True)
+class JwsState:
+    """The key pairs of one ``jws`` repository, as the journal keeps them."""
+
+    signing: Mapping[str, Pair] = field(default_factory=_frozen)
+    next: Mapping[str, Pair] = field(default_factory=_frozen)
+    retiring: Mapping[str, Retiring] = field(default_factory=_frozen)
+    serials: Mapping[str, int] = field(default_factory=_frozen)
+
+    def public_keys(self) -> dict[str, str]:
+        """Return what every node's public directory must hold: file name -> digest."""
+        found = {pair.public: pair.public_digest for pair in self.signing.values()}
+        found |= {pair.public: pair.public_digest for pair in self.next.values()}
+        found |= {name: key.digest for name, key in self.retiring.items()}
+        return dict(sorted(found.items()))
+
+    def private_digest(self, node: str) -> str | None:
+        """Return the digest of the private.pem ``node`` must hold now (None: none yet)."""
+        pair = self.signing.get(node)
+        return pair.private_digest if pair else None
+
+
+def public_name(node: str, serial: int) -> str:
+    """Return the file name of ``node``'s public key number ``serial`` (``ctl1-7.pem``)."""
+    return f"{node}-{serial}.pem"
+
+
+# --- decisions --------------------------------------------------------------------------------
+
+
+def needing_pairs(state: JwsState, nodes: Collection[str], rotate: bool) -> list[str]:
+    """Return the nodes that need a new pair: every node for a rotation (unless one is still
+    waiting to be installed), else only the nodes that have none at all (added to the config).
+    """
+    if rotate:
+        return sorted(node for node in nodes if node not in state.next)
+    return sorted(node for node in nodes if node not in state.signing and node not in state.next)
+
+
+def with_next(state: JwsState, pairs: Collection[Pair]) -> JwsState:
+    """Return ``state`` with ``pairs`` generated and waiting to be installed."""
+    upcoming = dict(state.next)
+    serials = dict(state.serials)
+    for pair in pairs:
+        upcoming[pair.node] = pair
+        serials[pair.node] = max(serials.get(pair.node, 0), pair.serial)
+    return replace(state, next=_frozen(upcoming), serials=_frozen(serials))
+
+
+def next_serial(state: JwsState, node: str) -> int:
+    """Return the serial of ``node``'s next pair (one more than any it ever had)."""
+    return state.serials.get(node, 0) + 1
+
+
+def installed(state: JwsState, node: str, now: float) -> JwsState:
+    """Return ``state`` once ``node`` was verified holding its next private key: the new pair
+    signs from now, the old public key starts its retention clock now."""
+    pair = state.next[node]
+    upcoming = {name: value for name, value in state.next.items() if name != node}
+    signing = dict(state.signing)
+    retiring = dict(state.retiring)
+    old = signing.get(node)
+    if old is not None:
+        retiring[old.public] = Retiring(node, old.public_digest, now)
+    signing[node] = pair
+    return replace(
+        state,
+        signing=_frozen(signing),
+        next=_frozen(upcoming),
+        retiring=_frozen(retiring),
+    )
+
+
+def removed_nodes(state: JwsState, nodes: Collection[str], now: float) -> JwsState:
+    """Return ``state`` without the pairs of nodes no longer configured: their public keys
+    are kept while a token they signed may be valid, timed from now (when it was noticed);
+    their pending pairs are dropped (never installed, so never used)."""
+    gone = [node for node in state.signing if node not in nodes]
+    if not gone and all(node in nodes for node in state.next):
+        return state
+    retiring = dict(state.retiring)
+    for node in gone:
+        pair = state.signing[node]
+        retiring[pair.public] = Retiring(node, pair.public_digest, now)
+    return replace(
+        state,
+        signing=_frozen({n: p for n, p in state.signing.items() if n in nodes}),
+        next=_frozen({n: p for n, p in state.next.items() if n in nodes}),
+        retiring=_frozen(retiring),
+    )
+
+
+@dataclass(frozen=True)
+class Retirement:
+    """Old public keys that go now, and those kept (with when they may go, or why not yet)."""
+
+    retire: tuple[str, ...]
+    keep: tuple[tuple[str, float | None], ...]
+
+
+def plan_retirement(state: JwsState, retention: float, now: float) -> Retirement:
+    """Return which old public keys may be deleted from every node at ``now``.
+
+    A key may go ``retention`` seconds after its node was verified signing with a newer one
+    (safety rule 2); until that is confirmed it stays.
+    """
+    retire, keep = [], []
+    for name, key in sorted(state.retiring.items()):
+        safe_at = None if key.stopped_at is None else key.stopped_at + retention
+        if safe_at is not None and now >= safe_at:
+            retire.append(name)
+        else:
+            keep.append((name, safe_at))
+    return Retirement(tuple(retire), tuple(keep))
+
+
+def without(state: JwsState, retired: Collection[str]) -> JwsState:
+    """Return ``state`` after the old public keys ``retired`` were deleted everywhere."""
+    kept = {name: key for name, key in state.retiring.items() if name not in retired}
+    return replace(state, retiring=_frozen(kept))
+
+
+def dropped(state: JwsState, nodes: Collection[str]) -> JwsState:
+    """Return ``state`` without the waiting pairs of ``nodes`` (their files were lost)."""
+    return replace(
+        state,
+        next=_frozen({n: p for n, p in state.next.items() if n not in nodes}),
+    )

@@ -1,0 +1,92 @@
+"""JWS key pairs as keystone makes and reads them: PKCS#8 private and SubjectPublicKeyInfo
+public PEM (``keystone-manage create_jws_keypair``), for each ``[jwt_tokens] jws_algorithm``.
+
+Key material goes in and out as bytes and is never put into a message.
+"""
+
+from __future__ import annotations
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric.types import (
+    PrivateKeyTypes,
+    PublicKeyTypes,
+)
+
+MAX_PEM = 16_384  # a P-521 private key PEM is about 400 bytes: larger is no key of ours
+_CURVES: dict[str, type[ec.EllipticCurve]] = {
+    "ES256": ec.SECP256R1,
+    "ES384": ec.SECP384R1,
+    "ES512": ec.SECP521R1,
+}
+
+
+def generate_pair(algorithm: str) -> tuple[bytes, bytes]:
+    """Return a new (private PEM, public PEM) for ``algorithm`` (ES256, ES384, ES512, EdDSA)."""
+    private: ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+    if algorithm == "EdDSA":
+        private = ed25519.Ed25519PrivateKey.generate()
+    else:
+        private = ec.generate_private_key(_CURVES[algorithm]())
+    return _private_pem(private), _public_pem(private.public_key())
+
+
+def _private_pem(key: PrivateKeyTypes) -> bytes:
+    return key.private_bytes(
+        encoding=serialization.Encoding.PEM,
+        format=serialization.PrivateFormat.PKCS8,
+        encryption_algorithm=serialization.NoEncryption(),
+    )
+
+
+def _public_pem(key: PublicKeyTypes) -> bytes:
+    return key.public_bytes(
+        encoding=serialization.Encoding.PEM,
+        format=serialization.PublicFormat.SubjectPublicKeyInfo,
+    )
+
+
+def _fits(key: PublicKeyTypes, algorithm: str) -> bool:
+    if algorithm == "EdDSA":
+        return isinstance(key, ed25519.Ed25519PublicKey)
+    return isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, _CURVES[algorithm])
+
+
+def public_problem(content: bytes, algorithm: str) -> str | None:
+    """Return why ``content`` is not a public key keystone can verify ``algorithm`` tokens
+    with, or None when it is one."""
+    if not content.strip():
+        return "empty file"
+    if len(content) > MAX_PEM:
+        return f"larger than {MAX_PEM} bytes: not a public key"
+    try:
+        key = serialization.load_pem_public_key(content)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        return "not a PEM public key (SubjectPublicKeyInfo)"
+    if not _fits(key, algorithm):
+        return f"a public key, but not one for {algorithm}"
+    return None
+
+
+def public_of_private(content: bytes, algorithm: str) -> bytes | None:
+    """Return the public PEM of private key ``content``, or None if it is not a private key
+    for ``algorithm`` (keystone could not sign with it)."""
+    if len(content) > MAX_PEM:
+        return None
+    try:
+        key = serialization.load_pem_private_key(content, password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        return None
+    public = key.public_key()
+    return _public_pem(public) if _fits(public, algorithm) else None
+
+
+def same_public_key(first: bytes, second: bytes) -> bool:
+    """Return True if two public PEMs hold the same key (whatever their line breaks)."""
+    try:
+        one = serialization.load_pem_public_key(first)
+        two = serialization.load_pem_public_key(second)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        return False
+    return _public_pem(one) == _public_pem(two)

@@ -1,0 +1,182 @@
+"""What one node needs for a ``jws`` repository, as a value. Pure.
+
+Keystone reads *every* entry of the public directory as a public key (a directory there
+makes it raise, a FIFO makes it block, a partial or temp file breaks validation), and only
+``private.pem`` in the private directory. So the public directory must hold exactly the
+expected public keys, as regular files, and nothing else; temp files are written in the
+private directory and renamed into place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from keysyncd.core.text import bounded
+from keysyncd.core.view import DIRECTORY_MODE, FILE_MODE, Entry, EntryType, show_name
+
+MAX_LISTED = 20  # odd entries named per node in a report; the rest are counted
+
+
+@dataclass(frozen=True)
+class JwsView:
+    """A node's two directories as read: ``None`` for a directory that does not exist."""
+
+    public_mode: int | None
+    public: tuple[Entry, ...]  # every entry, whatever its name (keystone reads them all)
+    private_mode: int | None
+    private_key: Entry | None  # private.pem (lstat; its digest when it was read)
+    temp_files: tuple[str, ...] = ()  # keysyncd's temp files in the private directory
+
+    def summary(self) -> dict[str, str]:
+        """Return the digests seen, as reports show them: ``public/NAME`` and ``private.pem``."""
+        found = {f"public/{e.name}": e.digest for e in self.public if e.digest is not None}
+        if self.private_key is not None and self.private_key.digest is not None:
+            found["private/private.pem"] = self.private_key.digest
+        return dict(sorted(found.items()))
+
+
+@dataclass(frozen=True)
+class JwsExpected:
+    """What one node must hold: every public key (name -> digest), and the digest of its
+    private.pem (None while it has no installed pair)."""
+
+    public: Mapping[str, str]
+    private_digest: str | None
+
+
+@dataclass(frozen=True)
+class JwsNodePlan:
+    """The changes one node needs (``add``: phase 1; the rest: phase 2)."""
+
+    make_directories: tuple[str, ...] = ()  # "private", "public" (phase 1)
+    add: tuple[str, ...] = ()  # public keys missing there (phase 1)
+    replace: tuple[str, ...] = ()  # public keys there that are wrong (phase 2)
+    delete: tuple[str, ...] = ()  # entries in the public directory that must go (phase 2)
+    fix_modes: tuple[str, ...] = ()  # directories with a wrong mode
+    invalid: tuple[str, ...] = ()  # directories inside the public directory
+    cleanup: tuple[str, ...] = ()  # keysyncd's temp files in the private directory
+    private: str | None = None  # why private.pem is not what it must be (None: it is)
+    reasons: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def holds_every_public_key(self) -> bool:
+        """Return True when every expected public key is there, whole (what the gate asks:
+        entries still to be removed in phase 2 do not stop a token from validating)."""
+        return not (self.make_directories or self.add or self.replace)
+
+    @property
+    def public_in_sync(self) -> bool:
+        """Return True when the public directory holds exactly the expected keys."""
+        return not (
+            self.make_directories or self.add or self.replace or self.delete or self.invalid
+        )
+
+    @property
+    def in_sync(self) -> bool:
+        """Return True when keystone there would sign and validate exactly as expected."""
+        return self.public_in_sync and self.private is None and not self.fix_modes
+
+    def changes(self) -> dict[str, Any]:
+        """Return what differs, as reports show it."""
+        return {
+            key: list(value) if isinstance(value, tuple) else value
+            for key, value in self.reasons.items()
+        }
+
+
+def diff_jws(expected: JwsExpected, view: JwsView, uid: int | None = None) -> JwsNodePlan:
+    """Return the plan turning ``view`` into ``expected``."""
+    reasons: dict[str, Any] = {}
+    make = tuple(
+        name
+        for name, mode in (("private", view.private_mode), ("public", view.public_mode))
+        if mode is None
+    )
+    fix_modes = tuple(
+        name
+        for name, mode in (("private", view.private_mode), ("public", view.public_mode))
+        if mode is not None and mode != DIRECTORY_MODE
+    )
+    by_name = {entry.name: entry for entry in view.public}
+    add = tuple(sorted(name for name in expected.public if name not in by_name))
+    replace, delete, invalid, odd = [], [], [], []
+    for entry in sorted(view.public, key=lambda e: e.name):
+        wanted = expected.public.get(entry.name)
+        problem = _public_problem(entry, wanted, uid)
+        if problem is None:
+            continue
+        odd.append({"name": show_name(entry.name), "problem": problem})
+        if entry.type is EntryType.DIRECTORY:
+            invalid.append(entry.name)
+        elif wanted is not None:
+            replace.append(entry.name)
+        else:
+            delete.append(entry.name)
+    private = _private_problem(view.private_key, expected.private_digest, uid)
+    if add:
+        reasons["missing"] = list(add)
+    if odd:
+        reasons["entries"] = odd[:MAX_LISTED]
+        if len(odd) > MAX_LISTED:
+            reasons["unlisted"] = len(odd) - MAX_LISTED
+    if private:
+        reasons["private"] = private
+    if make or fix_modes:
+        reasons["directories"] = [f"{name}: missing" for name in make] + [
+            f"{name}: mode" for name in fix_modes
+        ]
+    return JwsNodePlan(
+        make,
+        add,
+        tuple(replace),
+        tuple(delete),
+        fix_modes,
+        tuple(invalid),
+        view.temp_files,
+        private,
+        reasons,
+    )
+
+
+def _public_problem(entry: Entry, wanted: str | None, uid: int | None) -> str | None:
+    if entry.type is EntryType.DIRECTORY:
+        return "a directory in the public key directory: keystone cannot read it; remove it"
+    if wanted is None:
+        return "not a public key keysyncd distributes"
+    if entry.type is not EntryType.FILE:
+        return f"a {entry.type.value}, not a regular file"
+    if entry.digest != wanted:
+        return entry.problem or "other content than the public key"
+    if entry.mode != FILE_MODE or (uid is not None and entry.uid != uid):
+        return "wrong mode or owner"
+    return None
+
+
+def _private_problem(entry: Entry | None, wanted: str | None, uid: int | None) -> str | None:
+    if wanted is None:
+        return None
+    if entry is None:
+        return "missing"
+    if entry.type is not EntryType.FILE:
+        return f"a {entry.type.value}, not a regular file"
+    if entry.digest != wanted:
+        return "other content than the private key keysyncd installed"
+    if entry.mode != FILE_MODE or (uid is not None and entry.uid != uid):
+        return "wrong mode or owner (others may have read it: it is replaced by a new pair)"
+    return None
+
+
+def describe_jws(changes: Mapping[str, Any]) -> str:
+    """Return one line for a node's JWS changes (names escaped)."""
+    parts = []
+    if changes.get("missing"):
+        parts.append("missing public " + bounded(list(changes["missing"])))
+    if changes.get("private"):
+        parts.append(f"private.pem: {changes['private']}")
+    parts += [f"public {odd['name']}: {odd['problem']}" for odd in changes.get("entries") or ()]
+    if changes.get("unlisted"):
+        parts.append(f"and {changes['unlisted']} more entries")
+    parts += [f"directory {item}" for item in changes.get("directories") or ()]
+    return ", ".join(parts)

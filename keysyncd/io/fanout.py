@@ -1,0 +1,196 @@
+"""Fan-out over the fleet: one connection per node, steps run on every node concurrently.
+
+Each node fails on its own: a NodeError is recorded in that node's result and the others
+go on (as Fabric's group results do). Nothing here raises for one node. A whole step on
+one node is bounded by ``operation_timeout``. The kinds' own steps (what to read, what to
+write in which phase) are in ``keysyncd.io.fleet`` (symmetric keys) and
+``keysyncd.io.jwsfleet`` (JWS key pairs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Generic, Protocol, TypeVar
+
+from keysyncd.config import NodeConfig, SshConfig
+from keysyncd.core.report import NodeOutcome
+from keysyncd.core.vocabulary import GOOD, NodeStatus, Reason
+from keysyncd.errors import NodeError
+from keysyncd.io.sftp import NodeSession
+from keysyncd.io.ssh import Credentials, Deadlines, connect
+
+log = logging.getLogger(__name__)
+# (phase, node, done, total): called with done=0 when a phase starts on a non-empty set of
+# nodes, then after each node finishes it; done == total marks the end of the phase.
+Progress = Callable[[str, str, int, int], None]
+
+
+class Seen(Protocol):
+    """What a node was seen to hold (a kind's view)."""
+
+    def summary(self) -> dict[str, str]: ...
+
+
+class Planned(Protocol):
+    """What a node needs (a kind's plan)."""
+
+    @property
+    def in_sync(self) -> bool: ...
+
+    def changes(self) -> dict[str, Any]: ...
+
+
+V = TypeVar("V", bound=Seen)
+P = TypeVar("P", bound=Planned)
+
+
+@dataclass
+class NodeResult(Generic[V, P]):
+    """One node's part in an action, as it goes (``status``: a NodeStatus)."""
+
+    name: str
+    status: str = NodeStatus.PENDING
+    error: NodeError | None = None
+    view: V | None = None
+    plan: P | None = None
+    verified: V | None = None
+    started: float = field(default_factory=time.monotonic)
+    duration: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """Return True if the node is known to hold the expected state."""
+        return self.status in GOOD
+
+    def fail(self, error: NodeError) -> None:
+        """Record ``error`` as this node's failure (the first failure wins)."""
+        if self.error is None:
+            self.error = error
+            self.status = NodeStatus.FAILED
+
+    def outcome(self) -> NodeOutcome:
+        """Return this node's part as reports show it (digests only, never key material)."""
+        seen = self.verified or self.view
+        return NodeOutcome(
+            status=self.status,
+            digests=seen.summary() if seen else None,
+            error=self.error.detail if self.error else None,
+            reason=self.error.reason if self.error else None,
+            duration=round(self.duration, 3),
+            changes=self.plan.changes() if self.plan and not self.plan.in_sync else {},
+        )
+
+
+class Fanout(Generic[V, P]):
+    """The connections of one action to some nodes of one repository, used by several steps.
+
+    ``directory(node)`` says where each node's session is rooted.
+    """
+
+    def __init__(
+        self,
+        nodes: Iterable[NodeConfig],
+        ssh: SshConfig,
+        directory: Callable[[NodeConfig], Path],
+        progress: Progress | None = None,
+        cancel: threading.Event | None = None,
+    ) -> None:
+        self.nodes = list(nodes)
+        self.ssh = ssh
+        self.directory = directory
+        self.progress = progress
+        self.cancel = cancel
+        self.sessions: dict[str, NodeSession] = {}
+        self.deadlines = Deadlines()
+        self.results: dict[str, NodeResult[V, P]] = {n.name: NodeResult(n.name) for n in self.nodes}
+        self._pool = ThreadPoolExecutor(
+            max_workers=max(1, min(ssh.concurrency, len(self.nodes) or 1))
+        )
+
+    def _each(self, phase: str, names: list[str], work: Callable[[str], None]) -> None:
+        """Run ``work(name)`` for every node concurrently; record NodeErrors per node.
+
+        When ``cancel`` is set (the daemon is stopping) no new phase starts: its nodes are
+        recorded as abandoned, which leaves every node valid (the phase order guarantees it).
+        """
+        if self.cancel is not None and self.cancel.is_set():
+            for name in names:
+                self.results[name].fail(
+                    NodeError(name, Reason.CANCELLED, f"{phase} abandoned: stopping")
+                )
+            return
+        if self.progress and names:
+            self.progress(phase, "", 0, len(names))
+
+        def guarded(name: str) -> str:
+            result = self.results[name]
+            session = self.sessions.get(name)
+            # A whole step on one node gets operation_timeout: a node that answers each
+            # request just in time, or never ends a listing, is cut off, not waited for.
+            token = self.deadlines.arm(self.ssh.operation_timeout, session.abort) if session else 0
+            error: NodeError | None = None
+            try:
+                work(name)
+            except NodeError as failure:
+                error = failure
+            except Exception as failure:  # a bug must not hide the other nodes' results
+                log.debug("unexpected failure on %s", name, exc_info=True)
+                error = NodeError(name, Reason.ERROR, type(failure).__name__)
+            if session is not None and not self.deadlines.disarm(token):
+                timeout = self.ssh.operation_timeout
+                error = NodeError(
+                    name,
+                    Reason.TIMEOUT,
+                    f"{phase} took longer than "
+                    f"operation_timeout {timeout:g}s; the connection was closed",
+                )
+            if error is not None:
+                result.fail(error)
+            result.duration = time.monotonic() - result.started  # so far: the real elapsed time
+            return name
+
+        for done, name in enumerate(self._pool.map(guarded, names), start=1):
+            if self.progress:
+                self.progress(phase, name, done, len(names))
+
+    def open(self, only: set[str] | None = None) -> None:
+        """Connect to every node (or those in ``only``); failures are recorded per node.
+
+        Raise LocalFileError (for the whole action) if known_hosts or the identity file is
+        missing, unsafe or damaged: that is the controller's problem, not any node's.
+        """
+        credentials = Credentials(self.ssh, self.deadlines)
+        by_name = {n.name: n for n in self.nodes}
+
+        def opening(name: str) -> None:
+            node = by_name[name]
+            self.sessions[name] = connect(node, self.directory(node), credentials)
+
+        names = [n.name for n in self.nodes if only is None or n.name in only]
+        self._each("connect", names, opening)
+
+    def healthy(self) -> list[str]:
+        """Return the names of connected nodes that have not failed."""
+        return [n for n in self.sessions if self.results[n].error is None]
+
+    def finish(self) -> dict[str, NodeResult[V, P]]:
+        """Close every connection and return the results (each node's duration runs until its
+        own last step ended)."""
+        for session in self.sessions.values():
+            with contextlib.suppress(Exception):
+                session.close()
+        self.sessions.clear()
+        self._pool.shutdown(wait=True)
+        return self.results
+
+    def reset(self) -> None:
+        """Forget per-step statuses of healthy nodes before a new step (keep failures)."""
+        for name in self.healthy():
+            self.results[name] = replace(self.results[name], status=NodeStatus.PENDING, plan=None)

@@ -1,0 +1,206 @@
+"""JWS key pairs across the fleet: read each node's two directories as keystone sees them,
+add public keys (phase 1), then fix what is wrong and install private keys (phase 2).
+
+Each node's session is rooted at its private directory; its public directory is reached
+over the same connection. Nothing but complete public keys ever appears in a public
+directory: every upload is written in the private directory (same file system) and renamed
+into place.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Mapping
+
+from keysyncd.config import NodeConfig, RepositoryConfig, SshConfig
+from keysyncd.core.jws import PRIVATE_NAME
+from keysyncd.core.jwskeys import MAX_PEM, public_of_private, public_problem
+from keysyncd.core.jwsplan import JwsExpected, JwsNodePlan, JwsView, describe_jws, diff_jws
+from keysyncd.core.keyring import digest_of
+from keysyncd.core.view import DIRECTORY_MODE, Entry, EntryType, show_name, with_content
+from keysyncd.core.vocabulary import NodeStatus, Reason
+from keysyncd.errors import NodeError
+from keysyncd.io.fanout import Fanout, Progress
+from keysyncd.io.sftp import NodeSession
+
+Expected = Callable[[str], JwsExpected]
+
+
+class JwsFleet(Fanout[JwsView, JwsNodePlan]):
+    """The fan-out of one action on a ``jws`` repository."""
+
+    def __init__(
+        self,
+        repository: RepositoryConfig,
+        nodes: Iterable[NodeConfig],
+        ssh: SshConfig,
+        owner: tuple[int | None, int | None] = (None, None),
+        progress: Progress | None = None,
+        cancel: threading.Event | None = None,
+    ) -> None:
+        super().__init__(
+            nodes, ssh, lambda node: repository.jws_directories(node.path)[0], progress, cancel
+        )
+        self.repository = repository
+        self.owner = owner
+        self._public = {n.name: repository.jws_directories(n.path)[1] for n in self.nodes}
+
+    def _public_session(self, name: str) -> NodeSession:
+        return self.sessions[name].rooted(self._public[name])
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def read_view(self, name: str) -> JwsView:
+        """Return what node ``name`` holds; every file keystone would read is judged."""
+        private, public = self.sessions[name], self._public_session(name)
+        public_mode = public.directory_mode()
+        public_entries: tuple[Entry, ...] = ()
+        if public_mode is not None:
+            _, listed, _ = public.list_every_entry()
+            public_entries = tuple(self._judged(public, entry) for entry in listed)
+        private_mode = private.directory_mode()
+        private_key: Entry | None = None
+        temps: tuple[str, ...] = ()
+        if private_mode is not None:
+            _, listed, temps = private.list_every_entry()
+            found = [entry for entry in listed if entry.name == PRIVATE_NAME]
+            private_key = self._judged(private, found[0], public=False) if found else None
+        return JwsView(public_mode, public_entries, private_mode, private_key, temps)
+
+    def _judged(self, session: NodeSession, entry: Entry, public: bool = True) -> Entry:
+        if entry.type is not EntryType.FILE or not 0 < entry.size <= MAX_PEM:
+            return entry
+        algorithm = self.repository.algorithm
+        problem_of: Callable[[bytes], str | None] = (
+            (lambda content: public_problem(content, algorithm)) if public else (lambda c: None)
+        )
+        return with_content(entry, session.read(entry), problem_of)
+
+    def inspect(self, expected: Expected) -> None:
+        """Read every healthy node and plan it against ``expected(node)``."""
+
+        def inspecting(name: str) -> None:
+            result = self.results[name]
+            result.view = self.read_view(name)
+            self._plan(name, expected)
+
+        self._each("inspect", self.healthy(), inspecting)
+
+    def replan(self, expected: Expected) -> None:
+        """Plan every inspected node again (the expectations changed, the views did not)."""
+        for name in self.healthy():
+            if self.results[name].view is not None:
+                self._plan(name, expected)
+
+    def _plan(self, name: str, expected: Expected) -> None:
+        result = self.results[name]
+        assert result.view is not None  # noqa: S101 - inspected first
+        result.plan = diff_jws(expected(name), result.view, self.owner[0])
+        result.status = NodeStatus.IN_SYNC if result.plan.in_sync else NodeStatus.DIFFERS
+
+    # --- writing ---------------------------------------------------------------------------
+
+    def phase1(self, public_keys: Mapping[str, bytes]) -> None:
+        """On every differing node: create missing directories, add missing public keys."""
+        pending = [n for n in self.healthy() if self.results[n].status == NodeStatus.DIFFERS]
+
+        def adding(name: str) -> None:
+            plan = self.results[name].plan
+            assert plan is not None  # noqa: S101 - inspected first
+            private, public = self.sessions[name], self._public_session(name)
+            for directory in plan.make_directories:
+                (private if directory == "private" else public).make_directory(DIRECTORY_MODE)
+            for stale in plan.cleanup:
+                private.remove_quietly(stale)
+            for key in plan.add:
+                self._upload(private, public_keys[key], public, key)
+
+        self._each("phase 1", pending, adding)
+
+    def phase2(self, public_keys: Mapping[str, bytes], private_keys: Mapping[str, bytes]) -> None:
+        """On every differing node: fix or remove wrong public entries and directory modes,
+        and install ``private_keys[node]`` (only the nodes the gate let through)."""
+        pending = [n for n in self.healthy() if self.results[n].status == NodeStatus.DIFFERS]
+
+        def fixing(name: str) -> None:
+            result = self.results[name]
+            plan = result.plan
+            assert plan is not None  # noqa: S101 - inspected first
+            private, public = self.sessions[name], self._public_session(name)
+            for key in plan.replace:
+                self._upload(private, public_keys[key], public, key)
+            for entry in plan.delete:
+                public.remove(entry)
+            for directory in plan.fix_modes:
+                (private if directory == "private" else public).chmod_directory(DIRECTORY_MODE)
+            if name in private_keys:
+                self._upload(private, private_keys[name], private, PRIVATE_NAME)
+            result.status = NodeStatus.UPDATED
+            if plan.invalid:
+                result.fail(NodeError(name, Reason.INVALID_ENTRY, describe_jws(plan.changes())))
+
+        self._each("phase 2", pending, fixing)
+
+    def _upload(self, private: NodeSession, content: bytes, target: NodeSession, name: str) -> None:
+        temp = private.write_temp(content, *self.owner)
+        try:
+            private.move_to(temp, target, name)
+        except NodeError:
+            private.remove_quietly(temp)
+            raise
+
+    def verify(self, expected: Expected) -> None:
+        """Read back every healthy node; in_sync only if it holds exactly ``expected``."""
+
+        def verifying(name: str) -> None:
+            result = self.results[name]
+            view = self.read_view(name)
+            result.verified = view
+            check = diff_jws(expected(name), view, self.owner[0])
+            if check.in_sync:
+                if result.status != NodeStatus.UPDATED:
+                    result.status = NodeStatus.IN_SYNC
+                return
+            detail = "read-back differs: " + describe_jws(check.changes())
+            result.fail(NodeError(name, Reason.DIGEST_MISMATCH, detail))
+            result.plan = check
+
+        self._each("verify", self.healthy(), verifying)
+
+    # --- adopting what the nodes hold ------------------------------------------------------
+
+    def public_contents(self, name: str) -> dict[str, bytes]:
+        """Return every public key in node ``name``'s public directory, by file name; raise
+        NodeError if anything there is not one."""
+        public = self._public_session(name)
+        _, listed, _ = public.list_every_entry()
+        found = {}
+        for entry in listed:
+            content = None
+            if entry.type is EntryType.FILE and 0 < entry.size <= MAX_PEM:
+                content = public.read(entry)
+            if content is None or public_problem(content, self.repository.algorithm):
+                raise NodeError(
+                    name,
+                    Reason.INVALID_ENTRY,
+                    f"{show_name(entry.name)} in its public directory is not a "
+                    f"{self.repository.algorithm} public key",
+                )
+            found[entry.name] = content
+        return found
+
+    def private_public(self, name: str) -> tuple[bytes, str]:
+        """Return (the public half, the digest) of node ``name``'s private.pem; the private
+        key itself goes no further than this function. Raise NodeError if there is none or
+        it is not a private key for the repository's algorithm."""
+        view = self.results[name].view
+        entry = view.private_key if view is not None else None
+        content = self.sessions[name].read(entry) if entry is not None else None
+        public = public_of_private(content, self.repository.algorithm) if content else None
+        if content is None or public is None:
+            raise NodeError(
+                name,
+                Reason.INVALID_ENTRY,
+                f"no {self.repository.algorithm} private key in its {PRIVATE_NAME}",
+            )
+        return public, digest_of(content)

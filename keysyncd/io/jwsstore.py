@@ -1,0 +1,131 @@
+"""The controller's JWS key store: ``state_dir/jws/<repository>/public`` and ``/private``.
+
+``public`` holds every public key the nodes must hold; ``private`` holds the private keys
+generated and not yet installed on their node (deleted once the node verified its own).
+Every file is a regular 0600 file, written atomically (exclusive temp file + rename) and
+read without following a link; anything else there makes the store invalid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from keysyncd.core.jwskeys import MAX_PEM, public_of_private, public_problem
+from keysyncd.core.view import TEMP_PREFIX, show_name
+from keysyncd.errors import RepositoryError
+from keysyncd.io.fsutil import atomic_write, describe_os_error, remove_temp_files
+from keysyncd.io.trust import check_directory
+
+
+@dataclass(frozen=True)
+class StoreScan:
+    """What the store holds: public and private PEMs by file name, and what is wrong."""
+
+    public: dict[str, bytes]
+    private: dict[str, bytes]
+    problems: tuple[str, ...]
+
+
+class JwsStore:
+    """One ``jws`` repository's key store on the controller."""
+
+    def __init__(self, root: Path, algorithm: str) -> None:
+        self.root = root
+        self.algorithm = algorithm
+        self.public_dir = root / "public"
+        self.private_dir = root / "private"
+
+    def scan(self) -> StoreScan:
+        """Return the keys in the store and every problem (file name + what is wrong).
+
+        Raise RepositoryError if a directory cannot be read (LocalFileError if unsafe).
+        """
+        check_directory(self.root, "JWS key store")
+        public, problems = self._read(self.public_dir)
+        private, more = self._read(self.private_dir)
+        problems += more
+        for name, content in public.items():
+            if problem := public_problem(content, self.algorithm):
+                problems.append(f"{self.public_dir}/{show_name(name)}: {problem}")
+        for name, content in private.items():
+            if public_of_private(content, self.algorithm) is None:
+                problems.append(
+                    f"{self.private_dir}/{show_name(name)}: not a {self.algorithm} private key"
+                )
+        return StoreScan(public, private, tuple(problems))
+
+    def _read(self, directory: Path) -> tuple[dict[str, bytes], list[str]]:
+        try:
+            names = sorted(os.listdir(directory))
+        except FileNotFoundError:
+            return {}, []
+        except OSError as error:
+            reason = describe_os_error(error)
+            raise RepositoryError(f"cannot list {directory}: {reason}") from None
+        found, problems = {}, []
+        for name in names:
+            if name.startswith(TEMP_PREFIX):
+                continue  # a crash leftover: removed under the lock
+            try:
+                found[name] = _read_regular(directory / name)
+            except (OSError, ValueError) as error:
+                detail = describe_os_error(error) if isinstance(error, OSError) else str(error)
+                problems.append(f"{directory}/{show_name(name)}: {detail}")
+        return found, problems
+
+    def ensure(self) -> None:
+        """Create the store's directories (0700); raise RepositoryError if impossible."""
+        try:
+            for directory in (self.root, self.public_dir, self.private_dir):
+                directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+                os.chmod(directory, 0o700)
+        except OSError as error:
+            reason = describe_os_error(error)
+            raise RepositoryError(f"cannot create {self.root}: {reason}") from None
+
+    def write(self, public: dict[str, bytes], private: dict[str, bytes]) -> None:
+        """Write key files (private keys first: a public key never exists without its pair
+        in the store); raise RepositoryError if the disk refuses."""
+        self.ensure()
+        try:
+            for name, content in private.items():
+                atomic_write(self.private_dir / name, content)
+            for name, content in public.items():
+                atomic_write(self.public_dir / name, content)
+        except OSError as error:
+            raise RepositoryError(
+                f"cannot write keys to {self.root}: {describe_os_error(error)}"
+            ) from None
+
+    def remove(self, public: tuple[str, ...] = (), private: tuple[str, ...] = ()) -> None:
+        """Delete key files (missing ones are fine); raise RepositoryError on failure."""
+        try:
+            for directory, names in ((self.private_dir, private), (self.public_dir, public)):
+                for name in names:
+                    with contextlib.suppress(FileNotFoundError):
+                        (directory / name).unlink()
+        except OSError as error:
+            raise RepositoryError(
+                f"cannot delete keys in {self.root}: {describe_os_error(error)}"
+            ) from None
+
+    def remove_temp_files(self) -> None:
+        """Delete temp files a crash left (call only under the lock)."""
+        for directory in (self.public_dir, self.private_dir):
+            remove_temp_files(directory)
+
+
+def _read_regular(path: Path) -> bytes:
+    """Return the content of regular file ``path``: never through a link, never blocking."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(descriptor, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise ValueError("not a regular file")
+        content = handle.read(MAX_PEM + 1)
+    if len(content) > MAX_PEM:
+        raise ValueError(f"larger than {MAX_PEM} bytes: not a key")
+    return content

@@ -1,0 +1,67 @@
+"""``scripts/demo --fleet-only``: the fleet keeps running, the config path and the commands to
+try are printed, keysyncd works against it, and Ctrl-C stops everything."""
+
+from __future__ import annotations
+
+import os
+import re
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def read_until(process: subprocess.Popen[str], text: str, timeout: float = 60.0) -> str:
+    """Return stdout up to and including the first line containing ``text`` (read from the
+    raw descriptor: a buffered reader would hide lines from select)."""
+    assert process.stdout is not None
+    descriptor = process.stdout.fileno()
+    seen = b""
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as selector:
+        selector.register(descriptor, selectors.EVENT_READ)
+        while time.monotonic() < deadline:
+            if not selector.select(max(deadline - time.monotonic(), 0.01)):
+                continue
+            chunk = os.read(descriptor, 65536)
+            assert chunk, f"the demo ended early:\n{seen.decode()}"
+            seen += chunk
+            if text.encode() in seen and seen.endswith(b"\n"):
+                return seen.decode()
+    raise AssertionError(f"no {text!r} within {timeout}s:\n{seen.decode()}")
+
+
+def test_fleet_only_keeps_the_fleet_for_commands_and_stops_on_ctrl_c() -> None:
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "keysyncd.testing.demo", "--fleet-only", "--nodes", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        shown = read_until(demo, "Ctrl-C stops it")
+        [config] = re.findall(r"^config: (\S+)$", shown, re.M)
+        assert f"export KEYSYNCD_CONFIG={config}" in shown
+        assert f"{sys.executable} -m keysyncd check-config" in shown
+        assert f"{sys.executable} -m keysyncd rotate --dry-run" in shown
+        env = {**os.environ, "KEYSYNCD_CONFIG": config}
+        for argv in (["check-config"], ["init"], ["status"]):
+            done = subprocess.run(
+                [sys.executable, "-m", "keysyncd", *argv],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=120,
+                check=False,
+            )
+            assert done.returncode == 0, (argv, done.stdout, done.stderr)
+        assert "node node2: updated" in done.stdout  # init pushed the keys and read them back
+        demo.send_signal(signal.SIGINT)
+        out, err = demo.communicate(timeout=60)
+    finally:
+        demo.kill()
+    assert demo.returncode == 0, err
+    assert "stopping the fleet" in out
+    assert not Path(config).exists(), "the demo directory is removed"
