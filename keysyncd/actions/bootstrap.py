@@ -29,7 +29,8 @@ def init_repository(run: Run, dry_run: bool = False) -> ActionResult:
     if repository.holds_keys():
         raise KeysyncError(
             f"{run.repository.name}: refusing to initialise "
-            f"{run.repository.path}: it already holds keys"
+            f"{run.repository.path}: it already holds keys; 'keysyncd rotate' rotates them, "
+            "'keysyncd sync' pushes them"
         )
     with run.fleet() as fleet:
         if fleet is not None:
@@ -68,7 +69,9 @@ def adopt_repository(run: Run, source: str) -> KeySet:
     repository = open_repository(run.repository)
     if repository.holds_keys():
         raise KeysyncError(
-            f"{run.repository.name}: refusing to adopt: {run.repository.path} already holds keys"
+            f"{run.repository.name}: refusing to adopt: {run.repository.path} already holds "
+            "keys; move them away first to take the node's keys instead, or 'keysyncd sync "
+            "--force --node NODE' to give the node the controller's"
         )
     materials = _read_node_keys(run, source)
     keyset = KeySet.of(Key(index, material) for index, material in materials.items())

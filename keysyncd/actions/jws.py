@@ -10,6 +10,7 @@ a new pair the same way: keysyncd never keeps a private key once its node verifi
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -80,8 +81,10 @@ def _load(run: Run) -> _Keys:
     return _Keys(store, scan, state, pairs)
 
 
-def _expect(keys: _Keys, installing: frozenset[str] = frozenset()) -> JwsFleetExpect:
-    return JwsFleetExpect(keys.pairs, installing)
+def _expect(
+    keys: _Keys, installing: frozenset[str] = frozenset(), retired: Iterable[str] = ()
+) -> JwsFleetExpect:
+    return JwsFleetExpect(keys.pairs, installing, frozenset(retired))
 
 
 @dataclass(frozen=True)
@@ -91,12 +94,16 @@ class JwsFleetExpect:
 
     pairs: model.JwsState
     installing: frozenset[str]
+    retired: frozenset[str] = frozenset()
 
     def __call__(self, node: str) -> JwsExpected:
         waiting = self.pairs.next.get(node)
         if node in self.installing and waiting is not None:
-            return JwsExpected(self.pairs.public_keys(), waiting.private_digest)
-        return JwsExpected(self.pairs.public_keys(), self.pairs.private_digest(node))
+            current = self.pairs.private_digest(node)
+            return JwsExpected(
+                self.pairs.public_keys(), waiting.private_digest, self.retired, current
+            )
+        return JwsExpected(self.pairs.public_keys(), self.pairs.private_digest(node), self.retired)
 
 
 def _generate(run: Run, keys: _Keys, nodes: list[str]) -> None:
@@ -174,20 +181,20 @@ def converge(run: Run, options: Options, action: Action) -> ActionResult:
         _tidy_store(keys)
         new = model.needing_pairs(keys.pairs, run.node_names, options.rotate or options.init)
         _generate(run, keys, new)
-        fleet.inspect(_expect(keys))
+        fleet.inspect(_expect(keys, retired=retired))
         drifted = sorted(
             name
             for name, result in fleet.results.items()
             if result.plan and result.plan.private and name not in keys.pairs.next
         )
         _generate(run, keys, drifted)  # a private.pem that is not ours: a new pair, no repair
-        fleet.replan(_expect(keys))
+        fleet.replan(_expect(keys, retired=retired))
         fleet.phase1(keys.scan.public)
         fleet.reset()
-        fleet.inspect(_expect(keys))
+        fleet.inspect(_expect(keys, retired=retired))
         unverified = _unverified(fleet, run.node_names)
         install = _gate(run, keys, unverified, options)
-        fleet.replan(_expect(keys, install))
+        fleet.replan(_expect(keys, install, retired))
         privates = {node: keys.scan.private[keys.pairs.next[node].public] for node in install}
         fleet.phase2(keys.scan.public, privates)
         fleet.verify(_expect(keys, install))

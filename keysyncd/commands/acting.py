@@ -123,7 +123,12 @@ def result_json(result: ActionResult) -> dict[str, Any]:
 
 def cmd_init(args: argparse.Namespace, config: Config, out: Output) -> int:
     def show(name: str, result: ActionResult) -> list[str]:
-        done = f"{name}: initialised {config.repository(name).path} with keys 0 and 1"
+        repository = config.repository(name)
+        done = (
+            f"{name}: initialised a key pair for each of {len(config.nodes)} nodes"
+            if repository.kind == "jws"
+            else f"{name}: initialised {repository.path} with keys 0 and 1"
+        )
         return [done if result.report else f"{name}: dry run", *render.action(name, "init", result)]
 
     return run_each(

@@ -44,6 +44,8 @@ class JwsExpected:
 
     public: Mapping[str, str]
     private_digest: str | None
+    retired: frozenset[str] = frozenset()  # old public keys retired by this run: they go
+    replacing: str | None = None  # the private key's digest a rotation replaces now
 
 
 @dataclass(frozen=True)
@@ -101,9 +103,13 @@ def diff_jws(expected: JwsExpected, view: JwsView, uid: int | None = None) -> Jw
     )
     by_name = {entry.name: entry for entry in view.public}
     add = tuple(sorted(name for name in expected.public if name not in by_name))
-    replace, delete, invalid, odd = [], [], [], []
+    replace, delete, invalid, odd, retired = [], [], [], [], []
     for entry in sorted(view.public, key=lambda e: e.name):
         wanted = expected.public.get(entry.name)
+        if entry.name in expected.retired and entry.type is not EntryType.DIRECTORY:
+            retired.append(entry.name)  # no live token needs it: deleted in phase 2
+            delete.append(entry.name)
+            continue
         problem = _public_problem(entry, wanted, uid)
         if problem is None:
             continue
@@ -115,8 +121,12 @@ def diff_jws(expected: JwsExpected, view: JwsView, uid: int | None = None) -> Jw
         else:
             delete.append(entry.name)
     private = _private_problem(view.private_key, expected.private_digest, uid)
+    if private and view.private_key is not None and view.private_key.digest == expected.replacing:
+        private = "rotated: the node's new key pair is installed"
     if add:
         reasons["missing"] = list(add)
+    if retired:
+        reasons["retired"] = retired[:MAX_LISTED]
     if odd:
         reasons["entries"] = odd[:MAX_LISTED]
         if len(odd) > MAX_LISTED:
@@ -173,6 +183,8 @@ def describe_jws(changes: Mapping[str, Any]) -> str:
     parts = []
     if changes.get("missing"):
         parts.append("missing public " + bounded(list(changes["missing"])))
+    if changes.get("retired"):
+        parts.append("retired public " + bounded(list(changes["retired"])))
     if changes.get("private"):
         parts.append(f"private.pem: {changes['private']}")
     parts += [f"public {odd['name']}: {odd['problem']}" for odd in changes.get("entries") or ()]

@@ -119,10 +119,18 @@ def describe_changes(changes: Mapping[str, Any]) -> str:
     '099': non-canonical name keystone loads as key 99``."""
     lists = ("missing", "changed", "extra", "mode")
     parts = [f"{key} {list(changes[key])}" for key in lists if changes.get(key)]
+    # other kinds' changes (jws: retired, private, directories) as they come, in order
+    others = [key for key in changes if key not in (*lists, "entries", "unlisted")]
+    parts += [f"{key} {_shown(changes[key])}" for key in others if changes[key]]
     parts += [f"{odd['name']}: {odd['problem']}" for odd in changes.get("entries") or ()]
     if changes.get("unlisted"):
         parts.append(f"and {changes['unlisted']} more entries")
     return ", ".join(parts)
+
+
+def _shown(value: Any) -> str:
+    """Return a change's value as one line: a list as a list, anything else as text."""
+    return str(list(value)) if isinstance(value, list | tuple) else str(value)
 
 
 def divergence(expected: Mapping[int, str], view: NodeView) -> str | None:
