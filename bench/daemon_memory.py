@@ -1,7 +1,10 @@
 """Benchmark: does the daemon leak? RSS of a real ``keysyncd run`` over hundreds of rotations.
 
-It starts a real 3-node OpenSSH fleet on 127.0.0.1 and the daemon (``python -m keysyncd
--c CONFIG run``) rotating on a 1-second schedule (``* * * * * *``). Keys are retired one
+It starts a real OpenSSH fleet on 127.0.0.1 (``--nodes``, 3) and the daemon (``python -m
+keysyncd -c CONFIG run``) rotating on a 1-second schedule (``* * * * * *``). With
+``--retained N`` the report directory first gets N synthetic reports of a
+``--report-nodes``-node fleet (1,000), kept by the retention for the whole run: the daemon
+must not hold them in memory. Keys are retired one
 second after their demotion (token_expiration 1, allow_expired_window 0), so the repository
 stays at max_active_keys files and every cycle does the same work. Completed rotation
 cycles are counted from the reports; at every ``--checkpoint`` cycles it prints the
@@ -10,11 +13,15 @@ end the RSS at the last checkpoint divided by the RSS at the first. Usage (500 c
 about 9 minutes):
 
     .venv/bin/python bench/daemon_memory.py --cycles 500 --checkpoint 50
+    .venv/bin/python bench/daemon_memory.py --cycles 100 --checkpoint 25 --nodes 10 \
+        --retained 1000 --report-nodes 1000
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import signal
@@ -23,6 +30,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from scale_reports import seed_reports
 
 from keysyncd.commands.cli import main
 from keysyncd.testing.config import fleet_config
@@ -45,18 +54,18 @@ def kib(value: str) -> int:
     return int(value.split()[0])
 
 
-def rotations_done(report_dir: Path) -> int:
-    """Return how many rotation reports the daemon has written."""
+def rotations_done(report_dir: Path, since: str = "") -> int:
+    """Return how many rotation reports the daemon has written (ids after ``since``)."""
     try:
-        return sum("-rotate-" in name for name in os.listdir(report_dir))
+        return sum("-rotate-" in name and name > since for name in os.listdir(report_dir))
     except FileNotFoundError:
         return 0
 
 
-def outcomes(report_dir: Path) -> dict[str, int]:
-    """Return {outcome: count} over every rotation report."""
+def outcomes(report_dir: Path, since: str = "") -> dict[str, int]:
+    """Return {outcome: count} over every rotation report with an id after ``since``."""
     counts: dict[str, int] = {}
-    for path in sorted(report_dir.glob("*-rotate-*.json")):
+    for path in sorted(p for p in report_dir.glob("*-rotate-*.json") if p.name > since):
         outcome = json.loads(path.read_text())["outcome"]
         counts[outcome] = counts.get(outcome, 0) + 1
     return counts
@@ -79,17 +88,29 @@ def sample(pid: int, cycle: int, started: float) -> dict[str, float]:
     return row
 
 
-def run(cycles: int, checkpoint: int, root: Path) -> list[dict[str, float]]:
+def run(
+    cycles: int,
+    checkpoint: int,
+    root: Path,
+    nodes: int = 3,
+    retained: int = 0,
+    report_nodes: int = 1000,
+) -> list[dict[str, float]]:
     """Run the daemon for ``cycles`` rotations; return the checkpoint measurements."""
-    with Fleet(root / "fleet", 3) as fleet:
+    with Fleet(root / "fleet", nodes, start_timeout=30 + nodes / 10) as fleet:
         config = fleet_config(
             fleet, root / "ctl",
             repository={"schedule": "* * * * * *", "max_active_keys": 3,
                         "token_expiration": 1, "allow_expired_window": 0},
-            reports={"keep_count": cycles + 1000, "keep_days": 90},
+            reports={"keep_count": retained + cycles + 1000, "keep_days": 90},
         )  # fmt: skip
-        assert main(["-c", str(config), "init"]) == 0, "keysyncd init failed"
+        with contextlib.redirect_stdout(io.StringIO()):
+            assert main(["-c", str(config), "init"]) == 0, "keysyncd init failed"
         report_dir = root / "ctl" / "reports"
+        if retained:
+            size = seed_reports(report_dir, retained, report_nodes)
+            print(f"seeded {retained} reports of {report_nodes} nodes ({size / 2**20:.0f} MiB)")
+        since = max(os.listdir(report_dir))  # the daemon's own reports come after this one
         log = root / "daemon.log"
         with open(log, "wb") as stderr:
             daemon = subprocess.Popen(
@@ -109,8 +130,10 @@ def run(cycles: int, checkpoint: int, root: Path) -> list[dict[str, float]]:
                 if daemon.poll() is not None:
                     raise SystemExit(f"the daemon exited ({daemon.returncode}); see {log}")
                 if time.monotonic() > deadline:
-                    raise SystemExit(f"too slow: {rotations_done(report_dir)} cycles; see {log}")
-                done = rotations_done(report_dir)
+                    raise SystemExit(
+                        f"too slow: {rotations_done(report_dir, since)} cycles; see {log}"
+                    )
+                done = rotations_done(report_dir, since)
                 if done >= next_mark:
                     rows.append(sample(daemon.pid, done, started))
                     next_mark += checkpoint
@@ -126,7 +149,8 @@ def run(cycles: int, checkpoint: int, root: Path) -> list[dict[str, float]]:
                 except subprocess.TimeoutExpired:
                     daemon.kill()
                     daemon.wait(10)
-        print(f"daemon exit code {daemon.returncode}; rotation outcomes {outcomes(report_dir)}")
+        print(f"daemon exit code {daemon.returncode}; "
+              f"rotation outcomes {outcomes(report_dir, since)}")  # fmt: skip
         keys = sorted(int(p.name) for p in (root / "ctl" / "keys").iterdir() if p.name.isdigit())
         print(f"controller keys at the end: {len(keys)} files (highest index {max(keys)})")
     return rows
@@ -137,11 +161,16 @@ def main_cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cycles", type=int, default=500, help="rotations to run (500)")
     parser.add_argument("--checkpoint", type=int, default=50, help="measure every N (50)")
+    parser.add_argument("--nodes", type=int, default=3, help="real sshd nodes (3)")
+    parser.add_argument("--retained", type=int, default=0, help="synthetic reports to keep (0)")
+    parser.add_argument("--report-nodes", type=int, default=1000, help="nodes per report (1000)")
     args = parser.parse_args()
     if not 0 < args.checkpoint <= args.cycles:
         parser.error("need 0 < --checkpoint <= --cycles")
     with tempfile.TemporaryDirectory(prefix="keysyncd-daemon-memory-") as root:
-        rows = run(args.cycles, args.checkpoint, Path(root))
+        rows = run(
+            args.cycles, args.checkpoint, Path(root), args.nodes, args.retained, args.report_nodes
+        )
     first, last = rows[0], rows[-1]
     ratio = last["rss_kib"] / first["rss_kib"]
     print(f"RSS at cycle {first['cycle']:.0f}: {first['rss_kib'] / 1024:.1f} MiB; "

@@ -4,6 +4,12 @@ Host keys are checked against the configured known_hosts (parsed once per action
 connection); authentication is by key file or agent only. Every failure becomes
 ``NodeError(node, reason, detail)`` with a short reason. The whole connection setup is
 bounded by ``connect_timeout``: paramiko leaves some of its waits unbounded.
+
+At fleet scale every connection stays open for the whole action, so what an idle connection
+costs matters: paramiko's transport thread wakes every 0.1 s to poll its socket (0.45 ms of
+CPU per connection-second here: 1,000 nodes held for 20 s burn 9 s of CPU doing nothing).
+Once a session is set up it polls every IDLE_TICK seconds instead, and closing a transport
+shuts its socket down, which wakes that thread at once.
 """
 
 from __future__ import annotations
@@ -11,10 +17,12 @@ from __future__ import annotations
 import contextlib
 import io
 import itertools
+import os
+import resource
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import paramiko
@@ -26,6 +34,74 @@ from keysyncd.io.sftp import NodeSession
 from keysyncd.io.sftpwire import classify
 from keysyncd.io.trust import read_trusted
 
+QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)  # Linux only
+IDLE_TICK = 5.0  # seconds between wake-ups of an idle transport thread (paramiko: 0.1)
+# Preference orders, cheapest safe choice first; a node may offer any subset. The key
+# exchanges run in C (cryptography): ML-KEM hybrid (post-quantum) where the node has it
+# (OpenSSH >= 9.9), else X25519; the NIST curves for FIPS-mode nodes; finite-field
+# Diffie-Hellman (modular exponentiation in Python, ~10 ms) only as the last resort.
+KEX = (
+    "mlkem768x25519-sha256",
+    "curve25519-sha256@libssh.org",
+    "ecdh-sha2-nistp256",
+    "ecdh-sha2-nistp384",
+    "ecdh-sha2-nistp521",
+    "diffie-hellman-group16-sha512",
+    "diffie-hellman-group-exchange-sha256",
+    "diffie-hellman-group14-sha256",
+)
+# AEAD first: one C call per packet, where CTR + HMAC costs paramiko a MAC comparison in
+# Python. No CBC, 3DES, SHA-1 or MD5: every OpenSSH since 6.2 (2013) offers GCM and ETM.
+CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr", "aes256-ctr")
+MACS = (
+    "hmac-sha2-256-etm@openssh.com",
+    "hmac-sha2-512-etm@openssh.com",
+    "hmac-sha2-256",
+    "hmac-sha2-512",
+)
+
+
+class _Socket(socket.socket):
+    """A TCP socket that acknowledges at once (Linux TCP_QUICKACK, renewed before each read:
+    the kernel leaves quick-ack mode by itself)."""
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        if QUICKACK is not None:
+            with contextlib.suppress(OSError):  # a closed socket: recv() says so
+                self.setsockopt(socket.IPPROTO_TCP, QUICKACK, 1)
+        return super().recv(bufsize, flags)
+
+
+def _open_socket(node: NodeConfig, timeout: float) -> socket.socket:
+    """Return a TCP connection to ``node`` that never waits on a delayed ACK.
+
+    paramiko sends every SSH packet on its own, and sshd keeps Nagle's algorithm on for
+    sessions without a terminal: whenever one side sends two packets in a row, the second
+    waits for the ACK of the first, which a Linux peer delays up to 40 ms. Measured here, a
+    node's connect + list + close took 120 ms; with TCP_NODELAY (our packets leave at once)
+    and quick ACKs (so do sshd's), 26 ms, and less CPU.
+    """
+    descriptor = socket.create_connection((node.host, node.port), timeout=timeout).detach()
+    try:
+        sock = _Socket(fileno=descriptor)
+    except BaseException:
+        os.close(descriptor)
+        raise
+    sock.settimeout(timeout)
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+class _Transport(paramiko.Transport):
+    """paramiko's Transport whose close() also shuts the socket down: the transport thread,
+    blocked in recv() for up to IDLE_TICK, wakes at once, and the node sees the end now."""
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        super().close()
+
 
 class Credentials:
     """The parsed known_hosts and client keys, loaded once and shared by every connection.
@@ -36,6 +112,7 @@ class Credentials:
 
     def __init__(self, ssh: SshConfig, deadlines: Deadlines | None = None) -> None:
         self.ssh = ssh
+        raise_descriptor_limit()
         self.host_keys = load_known_hosts(ssh.known_hosts) if ssh.known_hosts else KnownHosts()
         self.deadlines = deadlines or Deadlines()
         self.keys: list[paramiko.PKey] = []
@@ -43,6 +120,20 @@ class Credentials:
             self.keys.append(load_identity(ssh.identity_file))
         else:
             self.keys.extend(paramiko.Agent().get_keys())
+
+
+def raise_descriptor_limit() -> None:
+    """Raise this process's soft limit on open files to its hard limit.
+
+    Every node of an action keeps a connection open until the action ends, so a fleet of
+    1,000 nodes needs more than systemd's default soft limit of 1,024 descriptors. The hard
+    limit (systemd: 524,288) is what the administrator allows; as the Go runtime does, use it.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 16)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
 def load_identity(path: Path) -> paramiko.PKey:
@@ -123,10 +214,10 @@ def connect(node: NodeConfig, directory: Path, credentials: Credentials) -> Node
     ssh = credentials.ssh
     started = time.monotonic()
     try:
-        sock = socket.create_connection((node.host, node.port), timeout=ssh.connect_timeout)
+        sock = _open_socket(node, ssh.connect_timeout)
     except Exception as error:
         raise classify(node.name, error, "connecting") from None
-    transport = paramiko.Transport(sock)
+    transport = _Transport(sock)
     token = credentials.deadlines.arm(
         max(ssh.connect_timeout - (time.monotonic() - started), 0.0), transport.close
     )
@@ -135,6 +226,7 @@ def connect(node: NodeConfig, directory: Path, credentials: Credentials) -> Node
         session = NodeSession(node, transport, directory, ssh.operation_timeout)
         if not credentials.deadlines.disarm(token):
             raise TimeoutError("the connection deadline passed")
+        sock.settimeout(IDLE_TICK)  # paramiko's own handshake timeouts no longer apply
         return session
     except Exception as error:
         expired = not credentials.deadlines.disarm(token)
@@ -151,6 +243,11 @@ def connect(node: NodeConfig, directory: Path, credentials: Credentials) -> Node
         raise raised from None
 
 
+def _available(preferred: tuple[str, ...], supported: Sequence[str]) -> list[str]:
+    """Return ``preferred`` without what this paramiko lacks (``supported`` when none is left)."""
+    return [name for name in preferred if name in supported] or list(supported)
+
+
 def _handshake(node: NodeConfig, transport: paramiko.Transport, credentials: Credentials) -> None:
     ssh = credentials.ssh
     name = _host_key_name(node.host, node.port)
@@ -164,6 +261,9 @@ def _handshake(node: NodeConfig, transport: paramiko.Transport, credentials: Cre
         wanted |= {"rsa-sha2-512", "rsa-sha2-256"}
     options = transport.get_security_options()
     options.key_types = [t for t in options.key_types if t in wanted] or list(wanted)
+    options.kex = _available(KEX, options.kex)
+    options.ciphers = _available(CIPHERS, options.ciphers)
+    options.digests = _available(MACS, options.digests)
     transport.banner_timeout = ssh.connect_timeout
     transport.auth_timeout = ssh.connect_timeout
     transport.start_client(timeout=ssh.connect_timeout)

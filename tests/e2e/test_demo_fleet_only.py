@@ -3,6 +3,7 @@ try are printed, keysyncd works against it, and Ctrl-C stops everything."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import selectors
@@ -11,6 +12,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from keysyncd.testing.processes import alive, descendants
 
 
 def read_until(process: subprocess.Popen[str], text: str, timeout: float = 60.0) -> str:
@@ -31,6 +34,21 @@ def read_until(process: subprocess.Popen[str], text: str, timeout: float = 60.0)
             if text.encode() in seen and seen.endswith(b"\n"):
                 return seen.decode()
     raise AssertionError(f"no {text!r} within {timeout}s:\n{seen.decode()}")
+
+
+def stop_everything(demo: subprocess.Popen[str]) -> None:
+    """Stop the demo and, if it had to be killed, every process it started (its sshd nodes,
+    by PID: exactly what this test launched), then its directory."""
+    if demo.poll() is None:
+        demo.send_signal(signal.SIGINT)  # its own clean stop first
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            demo.wait(timeout=30)
+    left = [pid for pid in descendants(demo.pid) if alive(pid)] if demo.poll() is None else []
+    demo.kill()
+    demo.wait(timeout=30)
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def test_fleet_only_keeps_the_fleet_for_commands_and_stops_on_ctrl_c() -> None:
@@ -61,7 +79,7 @@ def test_fleet_only_keeps_the_fleet_for_commands_and_stops_on_ctrl_c() -> None:
         demo.send_signal(signal.SIGINT)
         out, err = demo.communicate(timeout=60)
     finally:
-        demo.kill()
+        stop_everything(demo)
     assert demo.returncode == 0, err
     assert "stopping the fleet" in out
     assert not Path(config).exists(), "the demo directory is removed"

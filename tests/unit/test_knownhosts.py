@@ -9,7 +9,7 @@ import paramiko
 import pytest
 
 from keysyncd.errors import LocalFileError
-from keysyncd.io.knownhosts import parse_known_hosts
+from keysyncd.io.knownhosts import load_known_hosts, parse_known_hosts
 
 
 def new_key(tmp_path: Path, name: str) -> paramiko.PKey:
@@ -49,3 +49,31 @@ def test_hashed_and_plain_entries_both_count_and_revoked_never(tmp_path: Path) -
 def test_a_bad_line_is_named(bad: str) -> None:
     with pytest.raises(LocalFileError, match=r"kh line 2: not a valid known_hosts entry"):
         parse_known_hosts("# first line is a comment\n" + bad, "kh")
+
+
+def test_hashed_names_match_as_ssh_keygen_hashes_them_and_nothing_else(tmp_path: Path) -> None:
+    """ssh-keygen -H is the oracle: every host it hashed is found, with its own key only."""
+    keys = {f"[127.0.0.1]:{2200 + number}": new_key(tmp_path, f"k{number}") for number in range(8)}
+    hashed_file = tmp_path / "hashed"
+    hashed_file.write_text("".join(line(host, key) for host, key in keys.items()))
+    subprocess.run(["ssh-keygen", "-H", "-f", str(hashed_file)], check=True, capture_output=True)
+    assert "127.0.0.1" not in hashed_file.read_text(), "ssh-keygen hashed every name"
+    known = parse_known_hosts(hashed_file.read_text(), "kh")
+    for host, key in keys.items():
+        assert [k.get_base64() for k in known.lookup(host)["ssh-ed25519"]] == [key.get_base64()]
+    assert known.lookup("[127.0.0.1]:2299") == {}
+    assert known.lookup("[127.0.0.1]:220") == {}
+
+
+def test_a_changed_known_hosts_file_is_read_again(tmp_path: Path) -> None:
+    """The parsed file is reused only while its content is the same: a key added (or a
+    host removed) by the operator counts at the next action, in the daemon too."""
+    first, second = new_key(tmp_path, "a"), new_key(tmp_path, "b")
+    path = tmp_path / "known_hosts"
+    path.write_text(line("node1", first))
+    path.chmod(0o600)
+    assert set(load_known_hosts(path).lookup("node1")) == {"ssh-ed25519"}
+    path.write_text(line("node2", second))
+    changed = load_known_hosts(path)
+    assert changed.lookup("node1") == {}
+    assert [k.get_base64() for k in changed.lookup("node2")["ssh-ed25519"]] == [second.get_base64()]
