@@ -178,18 +178,19 @@ def daemon_lines(info: dict[str, Any] | None) -> list[str]:
     return lines
 
 
-def report_list_lines(documents: list[dict[str, Any]]) -> list[str]:
-    """Return one line per report: id, action, trigger, repository, outcome, nodes."""
-    if not documents:
+def report_list_lines(summaries: list[dict[str, Any]]) -> list[str]:
+    """Return one line per report summary: id, action, trigger, repository, outcome, nodes
+    in sync of all (every field escaped: the index is a file anyone with access may edit)."""
+    if not summaries:
         return ["no reports"]
     lines = [f"{'id':<44} {'action':<8} {'trigger':<8} {'repository':<16} {'outcome':<9} nodes"]
-    for d in documents:
-        nodes = d.get("nodes") or {}
-        good = sum(1 for n in nodes.values() if n.get("status") in GOOD)
+    for d in summaries:
+        fields = [printable(str(d.get(key, "?"))) for key in ("id", "action", "trigger")]
+        fields += [printable(str(d.get(key, "?"))) for key in ("repository", "outcome")]
+        ident, action, trigger, repository, outcome = fields
         lines.append(
-            f"{d.get('id', '?'):<44} {d.get('action', '?'):<8} {d.get('trigger', '?'):<8} "
-            f"{d.get('repository', '?'):<16} {d.get('outcome', '?'):<9} "
-            f"{good}/{len(nodes)}"
+            f"{ident:<44} {action:<8} {trigger:<8} {repository:<16} {outcome:<9} "
+            f"{d.get('good', '?')}/{d.get('nodes', '?')}" + ("  FORCED" if d.get("forced") else "")
         )
     return lines
 

@@ -8,7 +8,7 @@ from keysyncd.commands import render
 from keysyncd.commands.exits import Exit
 from keysyncd.commands.output import Output
 from keysyncd.config import Config
-from keysyncd.io.reportstore import load_report, load_reports, report_files, verify_chain
+from keysyncd.io.reportstore import list_reports, load_report, report_files, verify_chain
 
 
 def cmd_report(args: argparse.Namespace, config: Config, out: Output) -> int:
@@ -19,14 +19,14 @@ def cmd_report(args: argparse.Namespace, config: Config, out: Output) -> int:
         out.document(document)
         out.lines(render.report_lines(document))
         return int(Exit.DONE)
-    documents = [
-        document
-        for document in load_reports(config.report_dir, since=args.since)
-        if (args.outcome is None or document.get("outcome") == args.outcome)
-        and (args.repo is None or document.get("repository") == args.repo)
+    summaries = [
+        summary
+        for summary in list_reports(config.report_dir, since=args.since)
+        if (args.outcome is None or summary.get("outcome") == args.outcome)
+        and (args.repo is None or summary.get("repository") == args.repo)
     ]
-    out.document({"reports": documents})
-    out.lines(render.report_list_lines(documents))
+    out.document({"reports": summaries})  # 'report show ID' gives a whole report
+    out.lines(render.report_list_lines(summaries))
     return int(Exit.DONE)
 
 

@@ -4,6 +4,12 @@ Each report records the id and SHA-256 of the report written before it, and the
 state directory keeps the newest report's hash (the head), so editing or deleting
 any report, including the newest, breaks the chain and ``verify_chain`` names it.
 Retention prunes the oldest reports and remembers the last one it pruned.
+
+``report list`` reads a summary index (``index.jsonl``: one line per report, appended as each
+report is written, compacted now and then) instead of every report, so listing costs what it
+prints, not the size of the history. The index is a cache, never evidence: a report it lacks
+(a crash between the two writes, a damaged line) is read and summarised from its file, and
+``verify_chain`` never looks at it.
 """
 
 from __future__ import annotations
@@ -22,12 +28,25 @@ from typing import Any
 
 from keysyncd.config import ReportsConfig
 from keysyncd.core.report import Report
+from keysyncd.core.vocabulary import GOOD
 from keysyncd.errors import KeysyncError, LocalFileError, UsageError
 from keysyncd.io.fsutil import atomic_write, describe_os_error, load_json, remove_temp_files
 from keysyncd.io.trust import check_directory, open_trusted, read_trusted
 
 HEAD_FILE = "reports-head.json"
+INDEX_FILE = "index.jsonl"
 MAX_BREAKS = 20  # damaged heads remembered in the head itself, newest last
+MAX_INDEX = 64 << 20  # a larger index is ignored (every report is then read instead)
+SUMMARY_FIELDS = (
+    "id",
+    "schema_version",
+    "action",
+    "trigger",
+    "repository",
+    "outcome",
+    "started_at",
+    "ended_at",
+)
 
 
 @contextlib.contextmanager
@@ -104,6 +123,9 @@ def read_head(state_dir: Path) -> tuple[dict[str, Any], str | None]:
     breaks = document.get("breaks", [])
     if isinstance(breaks, list) and all(isinstance(b, str) for b in breaks):
         head["breaks"] = breaks[-MAX_BREAKS:]
+    indexed = document.get("indexed")  # lines in the summary index (see _index)
+    if isinstance(indexed, int) and not isinstance(indexed, bool) and indexed >= 0:
+        head["indexed"] = indexed
     return head, None
 
 
@@ -134,6 +156,7 @@ def write_report(
             doomed = _expired(report_dir, retention, now)
             if doomed:
                 head["pruned_through"] = doomed[-1].stem
+            head["indexed"] = _index(report_dir, summary(document), head, retention)
             state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             # the head is recorded before anything is pruned: a crash in between leaves
             # reports that verify_chain already treats as pruned
@@ -144,6 +167,56 @@ def write_report(
     except OSError as error:
         raise KeysyncError(f"cannot write report {path}: {describe_os_error(error)}") from None
     return path
+
+
+def summary(document: dict[str, Any]) -> dict[str, Any]:
+    """Return what ``report list`` shows of a report: its identity, outcome and node counts."""
+    nodes = document.get("nodes")
+    nodes = nodes if isinstance(nodes, dict) else {}
+    good = sum(1 for n in nodes.values() if isinstance(n, dict) and n.get("status") in GOOD)
+    found = {key: document.get(key) for key in SUMMARY_FIELDS}
+    return found | {"forced": bool(document.get("forced")), "nodes": len(nodes), "good": good}
+
+
+def _index(
+    report_dir: Path, line: dict[str, Any], head: dict[str, Any], retention: ReportsConfig
+) -> int:
+    """Append ``line`` to the summary index; return how many lines it now holds.
+
+    Lines of pruned reports are dropped only when the index has grown to twice the retention
+    (the index is rewritten then): appending stays O(1), however long the history.
+    """
+    index = report_dir / INDEX_FILE
+    count = head.get("indexed")
+    count = count + 1 if isinstance(count, int) and count >= 0 else None
+    if count is None or count > 2 * retention.keep_count + 100:
+        kept = {p.stem for p in report_files(report_dir)}
+        lines = [s for s in _summaries(report_dir).values() if s.get("id") in kept]
+        lines.append(line)
+        text = "".join(json.dumps(s, sort_keys=True) + "\n" for s in lines)
+        atomic_write(index, text.encode(), mode=0o640)
+        return len(lines)
+    descriptor = open_trusted(index, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    try:
+        os.fchmod(descriptor, 0o640)
+        os.write(descriptor, (json.dumps(line, sort_keys=True) + "\n").encode())
+    finally:
+        os.close(descriptor)
+    return count
+
+
+def _summaries(report_dir: Path) -> dict[str, dict[str, Any]]:
+    """Return report id -> summary from the index (damaged lines skipped, the last line of an
+    id wins); empty if there is no usable index."""
+    found: dict[str, dict[str, Any]] = {}
+    with contextlib.suppress(KeysyncError, OSError):
+        content = read_trusted(report_dir / INDEX_FILE, limit=MAX_INDEX) or b""
+        for raw in content.splitlines():
+            with contextlib.suppress(ValueError, UnicodeDecodeError):
+                line = load_json(raw)
+                if isinstance(line, dict) and isinstance(line.get("id"), str):
+                    found[line["id"]] = line
+    return found
 
 
 def _recovered_head(
@@ -219,19 +292,27 @@ def load_report(report_dir: Path, report_id: str) -> dict[str, Any]:
     return document
 
 
-def load_reports(report_dir: Path, since: float | None = None) -> list[dict[str, Any]]:
-    """Return every readable report, oldest first (unreadable ones are skipped); with
-    ``since``, only those started since then, chosen by the start time in their file names
-    (the index: older files are not read)."""
-    documents = []
+def list_reports(report_dir: Path, since: float | None = None) -> list[dict[str, Any]]:
+    """Return the summary of every report (see ``summary``), oldest first; with ``since``,
+    only those started since then, chosen by the start time in their file names.
+
+    Summaries come from the index; a report it lacks is read from its file (an unreadable
+    one is skipped). So listing reads what it prints, not the whole history.
+    """
+    indexed = _summaries(report_dir)
+    found = []
     for path in report_files(report_dir):
         if since is not None and _stamp(path.stem) < since:
             continue
-        with contextlib.suppress(KeysyncError, ValueError, UnicodeDecodeError):
-            document = load_json(_read_report_bytes(path))
-            if isinstance(document, dict):
-                documents.append(document)
-    return documents
+        line = indexed.get(path.stem)
+        if line is None:
+            with contextlib.suppress(KeysyncError, ValueError, UnicodeDecodeError):
+                document = load_json(_read_report_bytes(path))
+                if isinstance(document, dict):
+                    line = summary(document)
+        if line is not None:
+            found.append(line | {"id": path.stem})  # the file's name is the id
+    return found
 
 
 def verify_chain(report_dir: Path, state_dir: Path) -> list[str]:

@@ -10,7 +10,13 @@ import pytest
 from keysyncd.commands.cli import main
 from keysyncd.config import ReportsConfig
 from keysyncd.core.report import NodeOutcome, Report, precise_time
-from keysyncd.io.reportstore import new_report_id, report_files, verify_chain, write_report
+from keysyncd.io.reportstore import (
+    list_reports,
+    new_report_id,
+    report_files,
+    verify_chain,
+    write_report,
+)
 
 DAY = 86400.0
 NOW = 1_800_000_000.0
@@ -122,3 +128,36 @@ def test_retention_deletes_only_reports(tmp_path: Path) -> None:
     assert sorted(p.name for p in report_dir.iterdir() if p.name in others) == sorted(others)
     assert len(report_files(report_dir)) == 1
     assert verify_chain(report_dir, state_dir) == []
+
+
+def test_report_list_reads_the_index_not_the_reports(tmp_path: Path) -> None:
+    """Listing costs what it prints: with the index in place no report file is opened; a
+    report the index lacks (a crash between the two writes) is still listed, from its file."""
+    reports, state = tmp_path / "reports", tmp_path / "state"
+    retention = ReportsConfig(100, 90)
+    written = [report(NOW + 60 * minute) for minute in range(5)]
+    for item in written:
+        write_report(reports, state, item, retention, NOW)
+    for path in report_files(reports):
+        path.write_bytes(b"")  # emptied: a read would find no report, only the index answers
+    listed = list_reports(reports)
+    assert [s["id"] for s in listed] == [item.id for item in written]
+    assert {(s["outcome"], s["good"], s["nodes"]) for s in listed} == {("ok", 1, 1)}
+    index = reports / "index.jsonl"
+    index.write_text("".join(index.read_text().splitlines(keepends=True)[:3]) + '{"id": tru')
+    missing = list_reports(reports)
+    assert [s["id"] for s in missing] == [item.id for item in written[:3]], (
+        "a report the index lacks is read from its file: here an empty one, so it is skipped"
+    )
+
+
+def test_the_index_stays_bounded_by_the_retention(tmp_path: Path) -> None:
+    reports, state = tmp_path / "reports", tmp_path / "state"
+    retention = ReportsConfig(3, 90)
+    for minute in range(120):
+        write_report(reports, state, report(NOW + 60 * minute), retention, NOW + 7200)
+    lines = (reports / "index.jsonl").read_text().splitlines()
+    assert len(lines) <= 2 * retention.keep_count + 101
+    assert [s["id"] for s in list_reports(reports)] == [p.stem for p in report_files(reports)]
+    assert len(report_files(reports)) == 3
+    assert verify_chain(reports, state) == []
