@@ -27,7 +27,6 @@ from keysyncd.core.vocabulary import Action, Outcome, Trigger, outcome_of
 from keysyncd.io.fanout import Progress
 from keysyncd.io.fleet import FleetAction
 from keysyncd.io.ids import node_owner
-from keysyncd.io.metrics import write_metrics
 from keysyncd.io.reportstore import new_report_id, write_report
 from keysyncd.io.state import save_state
 
@@ -144,7 +143,11 @@ def commit(run: Run, state: RepositoryState, draft: Draft, **result: Any) -> Act
     state = journal.finished(state, draft.action, outcome, draft.started, ended, report.id)
     write_report(run.config.report_dir, run.config.state_dir, report, run.config.reports, ended)
     save_state(run.config.state_dir, state)
-    write_metrics(run.config)
+    if run.config.metrics.textfile is not None:
+        # imported only when configured: prometheus_client costs start-up time otherwise
+        from keysyncd.io.metrics import write_metrics
+
+        write_metrics(run.config)
     return ActionResult(
         run.repository.name,
         outcome,
