@@ -118,7 +118,9 @@ def test_check_config_with_nodes_loads_paramiko_only(
 def test_the_check_sees_heavy_imports_where_they_are_needed(
     tmp_path: Path, controller: dict[str, Path]
 ) -> None:
-    """The acting commands do load the SSH and metrics libraries: the test can see them."""
+    """The acting commands do load the SSH library: the test can see it (prometheus_client
+    only comes with a metrics textfile configured)."""
     code, modules = loaded(tmp_path, "-c", str(controller["plain"]), "rotate", "--dry-run")
     assert code == 0
-    assert {"paramiko", "prometheus_client"} <= set(heavy(modules))
+    assert "paramiko" in set(heavy(modules))
+    assert "prometheus_client" not in set(heavy(modules))
