@@ -18,7 +18,7 @@ from keysyncd.actions.context import DRY_RUN, ActionResult, Draft, Run, commit, 
 from keysyncd.config import Config, RepositoryConfig
 from keysyncd.core import jws as model
 from keysyncd.core.journal import RepositoryState
-from keysyncd.core.jwskeys import generate_pair
+from keysyncd.core.jwskeys import generate_pair, public_of_private
 from keysyncd.core.jwskeys import same_public_key as same
 from keysyncd.core.jwsplan import JwsExpected, JwsNodePlan, JwsView
 from keysyncd.core.keyring import digest_of
@@ -26,7 +26,7 @@ from keysyncd.core.nodes import checked
 from keysyncd.core.report import NodeOutcome
 from keysyncd.core.text import bounded
 from keysyncd.core.vocabulary import GOOD, Action, Outcome
-from keysyncd.errors import KeysyncError, RepositoryError
+from keysyncd.errors import KeysyncError, RepositoryError, UsageError
 from keysyncd.io.fanout import NodeResult
 from keysyncd.io.ids import node_owner
 from keysyncd.io.jwsfleet import JwsFleet
@@ -78,7 +78,33 @@ def _load(run: Run) -> _Keys:
             f"invalid repository: the JWS store {store.public_dir} lost public keys the nodes "
             f"need: {bounded(lost)}; restore them from a node or re-adopt"
         )
+    _check_against_journal(store, scan, pairs)
     return _Keys(store, scan, state, pairs)
+
+
+def _check_against_journal(store: JwsStore, scan: StoreScan, pairs: model.JwsState) -> None:
+    """Raise RepositoryError if a key file in the store is not the one the journal recorded:
+    whoever changed it could make every node trust their key (or install a key no node can
+    validate). Nothing reaches a node from a store that does not match."""
+    changed = [
+        name
+        for name, digest in pairs.public_keys().items()
+        if digest_of(scan.public[name]) != digest
+    ]
+    for pair in pairs.next.values():
+        private = scan.private[pair.public]
+        public = public_of_private(private, store.algorithm)
+        if (
+            digest_of(private) != pair.private_digest
+            or public is None
+            or not same(scan.public[pair.public], public)
+        ):
+            changed.append(f"private/{pair.public}")
+    if changed:
+        raise RepositoryError(
+            f"invalid repository: the JWS store {store.root} holds keys other than those the "
+            f"journal recorded: {bounded(sorted(changed))}; restore them or re-adopt"
+        )
 
 
 def _expect(
@@ -106,14 +132,17 @@ class JwsFleetExpect:
         return JwsExpected(self.pairs.public_keys(), self.pairs.private_digest(node), self.retired)
 
 
-def _generate(run: Run, keys: _Keys, nodes: list[str]) -> None:
+def _generate(run: Run, keys: _Keys, nodes: list[str], seen: Iterable[str] = ()) -> None:
     """Make a new pair for each of ``nodes``: into the store (private first), then into the
-    journal, before anything reaches a node."""
+    journal, before anything reaches a node. New names are in no journal, store or node
+    listing (``seen``): a name that is taken would replace someone's key."""
     if not nodes:
         return
     publics, privates, pairs = {}, {}, []
+    taken = {*keys.scan.public, *keys.scan.private, *seen}
     for node in nodes:
-        serial = model.next_serial(keys.pairs, node)
+        serial = model.next_serial(keys.pairs, node, taken)
+        taken.add(model.public_name(node, serial))
         private_pem, public_pem = generate_pair(run.repository.algorithm)
         name = model.public_name(node, serial)
         publics[name], privates[name] = public_pem, private_pem
@@ -160,12 +189,21 @@ class Options:
     force: bool = False
     init: bool = False
     dry_run: bool = False
+    node: str | None = None  # sync --node: refused (see converge)
 
 
 def converge(run: Run, options: Options, action: Action) -> ActionResult:
     """Bring every node to the journal's key pairs (rotating first if asked): see the module
     docstring. Raise KeysyncError (nothing changed) for an invalid store or a refusal."""
     started = run.clock()
+    if options.node is not None:
+        # a node's private key may only change once every node holds its public key, and
+        # phase 2 of one node affects what every other node must hold: always the fleet
+        raise UsageError(
+            f"{run.repository.name}: sync --node does not apply to kind jws: every node is "
+            "synced together (run 'keysyncd sync --repo "
+            f"{run.repository.name}')"
+        )
     keys = _load(run)
     if options.init and (keys.pairs.signing or keys.pairs.next):
         raise KeysyncError(
@@ -174,20 +212,23 @@ def converge(run: Run, options: Options, action: Action) -> ActionResult:
         )
     if options.dry_run:
         return _preview(run, keys, options)
-    retired = _retire(run, keys)
+    _tidy_store(keys)  # only what the journal as loaded does not name (crash leftovers)
+    retired = _retire(run, keys)  # forgotten by the journal first, deleted from the store last
     with _fleet(run) as fleet:
         if options.init:
             _refuse_if_any_node_holds_a_key(run, fleet)
-        _tidy_store(keys)
         new = model.needing_pairs(keys.pairs, run.node_names, options.rotate or options.init)
-        _generate(run, keys, new)
         fleet.inspect(_expect(keys, retired=retired))
         drifted = sorted(
             name
             for name, result in fleet.results.items()
             if result.plan and result.plan.private and name not in keys.pairs.next
+            if name not in new
         )
-        _generate(run, keys, drifted)  # a private.pem that is not ours: a new pair, no repair
+        # a private.pem that is not ours gets a new pair (no repair); no new name is one a
+        # node's public directory already holds
+        seen = {e.name for r in fleet.results.values() if r.view for e in r.view.public}
+        _generate(run, keys, sorted({*new, *drifted}), seen)
         fleet.replan(_expect(keys, retired=retired))
         fleet.phase1(keys.scan.public)
         fleet.reset()
@@ -245,12 +286,17 @@ def _finish(
     run: Run, keys: _Keys, nodes: dict[str, NodeOutcome], summary: _Summary
 ) -> ActionResult:
     now = run.clock()
+    delivered = []
     for node in summary.installed:  # verified: its node signs with it from now
-        pair = keys.pairs.next[node]
+        delivered.append(keys.pairs.next[node].public)
         keys.pairs = model.installed(keys.pairs, node, now)
-        keys.store.remove(private=(pair.public,))  # keysyncd keeps no private key now
     state = replace(keys.state, jws=keys.pairs, generation=keys.state.generation + 1)
     state = checked(state, nodes, run.node_names, now)
+    # The journal records the pairs installed and the retired keys gone before their files
+    # leave the store (keysyncd keeps no private key its node verified): a crash in between
+    # leaves files the next run tidies away, never a journal naming keys the store lost.
+    write_ahead(run, state)
+    keys.store.remove(public=summary.retired, private=tuple(delivered))
     messages = _messages(keys, summary)
     outcome = None
     if keys.pairs.next and not summary.install and summary.unverified:
@@ -396,7 +442,8 @@ def adopt(run: Run, source: str) -> list[str]:
         if name not in mine
     }
     keys.store.write(publics, {})
-    keys.pairs = model.JwsState(signing, {}, retiring, {})
+    serials = model.adopted_serials(publics, run.node_names)  # new names never reuse these
+    keys.pairs = model.JwsState(signing, {}, retiring, serials)
     keys.save(run)
     message = (
         f"adopted {len(publics)} public keys from node {source} and the private key "

@@ -51,7 +51,7 @@ JWS = Operations(
         run, jws.Options(rotate=True, force=force, dry_run=dry_run), Action.ROTATE
     ),
     sync=lambda run, node, force, dry_run: jws.converge(
-        run, jws.Options(force=force, dry_run=dry_run), Action.SYNC
+        run, jws.Options(force=force, dry_run=dry_run, node=node), Action.SYNC
     ),
     verify=jws.verify,
     init=lambda run, dry_run: jws.converge(

@@ -21,7 +21,7 @@ from keysyncd.commands.exits import Exit
 from keysyncd.commands.output import Output
 from keysyncd.config import Config, RepositoryConfig
 from keysyncd.core.vocabulary import Trigger
-from keysyncd.errors import LockError
+from keysyncd.errors import LockError, UsageError
 from keysyncd.io.lock import describe_holder, exclusive
 
 Show = Callable[[str, ActionResult], list[str]]
@@ -81,7 +81,9 @@ def finish(runs: list[RepositoryRun], action: str, out: Output, show: Show) -> i
         for result in run.results:
             out.lines(show(run.repository, result))
         if run.error is not None:
-            out.error(f"{run.repository}: {run.error}")
+            text = str(run.error)  # some errors already start with the repository's name
+            prefix = f"{run.repository}: "
+            out.error(text if text.startswith(prefix) else prefix + text)
     if len(runs) > 1:
         out.lines(render.repository_summary(runs))
     out.document(runs_json(action, runs, code))
@@ -167,6 +169,13 @@ def cmd_rotate(args: argparse.Namespace, config: Config, out: Output) -> int:
 def cmd_sync(args: argparse.Namespace, config: Config, out: Output) -> int:
     if args.node:
         config.node(args.node)  # an unknown node is a usage error before anything runs
+        for repository in chosen(config, args.repo):
+            if repository.kind == "jws":
+                raise UsageError(
+                    f"{repository.name}: sync --node does not apply to kind jws: every node "
+                    "is synced together (a node's private key changes only once every node "
+                    "holds its public key)"
+                )
     return run_each(
         args,
         config,

@@ -8,6 +8,7 @@ typo never silently falls back to a default.
 from __future__ import annotations
 
 import getpass
+import os
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +70,7 @@ def _repository(reader: check.Reader, value: Any, path: str) -> RepositoryConfig
     _kind_fields(reader, data, path, kind)
     private_path = reader.get(data, "private_path", path, check.absolute_path)
     public_path = reader.get(data, "public_path", path, check.absolute_path)
-    return RepositoryConfig(
+    repository = RepositoryConfig(
         name=reader.get(data, "name", path, check.name, "", required=True),
         kind=kind,
         path=Path(reader.get(data, "path", path, check.absolute_path, "/", required=True)),
@@ -87,6 +88,17 @@ def _repository(reader: check.Reader, value: Any, path: str) -> RepositoryConfig
         private_path=Path(private_path) if private_path else None,
         public_path=Path(public_path) if public_path else None,
     )
+    if kind == "jws":
+        private, public = (Path(os.path.normpath(d)) for d in repository.jws_directories())
+        if private == public or private in public.parents or public in private.parents:
+            # keystone reads every file in the public directory: private.pem (and keysyncd's
+            # temp files) must never be there
+            reader.fail(
+                f"{path}.public_path",
+                f"{public} must be apart from the private directory (private_path) "
+                f"{private}: neither may be inside the other",
+            )
+    return repository
 
 
 def _kind_fields(reader: check.Reader, data: dict[str, Any], path: str, kind: Any) -> None:

@@ -93,18 +93,43 @@ def needing_pairs(state: JwsState, nodes: Collection[str], rotate: bool) -> list
 
 
 def with_next(state: JwsState, pairs: Collection[Pair]) -> JwsState:
-    """Return ``state`` with ``pairs`` generated and waiting to be installed."""
+    """Return ``state`` with ``pairs`` generated and waiting to be installed.
+
+    Raise ValueError if a new public key would take a name the journal already uses: two
+    keys under one file name means one of them is lost on every node.
+    """
     upcoming = dict(state.next)
     serials = dict(state.serials)
+    taken = set(state.public_keys())
     for pair in pairs:
+        if pair.public in taken:
+            raise ValueError(f"public key name {pair.public} is already in use")
+        taken.add(pair.public)
         upcoming[pair.node] = pair
         serials[pair.node] = max(serials.get(pair.node, 0), pair.serial)
     return replace(state, next=_frozen(upcoming), serials=_frozen(serials))
 
 
-def next_serial(state: JwsState, node: str) -> int:
-    """Return the serial of ``node``'s next pair (one more than any it ever had)."""
-    return state.serials.get(node, 0) + 1
+def next_serial(state: JwsState, node: str, taken: Collection[str] = ()) -> int:
+    """Return the serial of ``node``'s next pair: above any it ever had, and one whose file
+    name is neither in the journal nor in ``taken`` (names found in the store or on nodes:
+    an adopted fleet may already use ``node1-1.pem``)."""
+    used = set(state.public_keys()) | set(taken)
+    serial = state.serials.get(node, 0) + 1
+    while public_name(node, serial) in used:
+        serial += 1
+    return serial
+
+
+def adopted_serials(names: Collection[str], nodes: Collection[str]) -> dict[str, int]:
+    """Return, per node, the highest serial among adopted public key names of the form
+    ``<node>-<serial>.pem`` (keysyncd's own names), so that new pairs never reuse one."""
+    serials: dict[str, int] = {}
+    for name in names:
+        stem, _, tail = name.removesuffix(".pem").rpartition("-")
+        if name.endswith(".pem") and stem in nodes and tail.isdigit() and len(tail) < 10:
+            serials[stem] = max(serials.get(stem, 0), int(tail))
+    return serials
 
 
 def installed(state: JwsState, node: str, now: float) -> JwsState:
@@ -116,7 +141,11 @@ def installed(state: JwsState, node: str, now: float) -> JwsState:
     retiring = dict(state.retiring)
     old = signing.get(node)
     if old is not None:
-        retiring[old.public] = Retiring(node, old.public_digest, now)
+        # one key may be shared by several nodes (an adopted fleet): its clock runs from
+        # the last of them to stop signing with it
+        earlier = retiring.get(old.public)
+        stopped = max(now, earlier.stopped_at or now) if earlier else now
+        retiring[old.public] = Retiring(node, old.public_digest, stopped)
     signing[node] = pair
     return replace(
         state,
@@ -159,10 +188,15 @@ def plan_retirement(state: JwsState, retention: float, now: float) -> Retirement
     A key may go ``retention`` seconds after its node was verified signing with a newer one
     (safety rule 2); until that is confirmed it stays.
     """
-    retire, keep = [], []
+    in_use = {pair.public for pair in (*state.signing.values(), *state.next.values())}
+    in_use |= {pair.public_digest for pair in (*state.signing.values(), *state.next.values())}
+    retire: list[str] = []
+    keep: list[tuple[str, float | None]] = []
     for name, key in sorted(state.retiring.items()):
         safe_at = None if key.stopped_at is None else key.stopped_at + retention
-        if safe_at is not None and now >= safe_at:
+        if name in in_use or key.digest in in_use:
+            keep.append((name, None))  # a node signs (or will) with this key: never retired
+        elif safe_at is not None and now >= safe_at:
             retire.append(name)
         else:
             keep.append((name, safe_at))

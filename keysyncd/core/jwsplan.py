@@ -106,7 +106,8 @@ def diff_jws(expected: JwsExpected, view: JwsView, uid: int | None = None) -> Jw
     replace, delete, invalid, odd, retired = [], [], [], [], []
     for entry in sorted(view.public, key=lambda e: e.name):
         wanted = expected.public.get(entry.name)
-        if entry.name in expected.retired and entry.type is not EntryType.DIRECTORY:
+        retiring = entry.name in expected.retired and entry.name not in expected.public
+        if retiring and entry.type is not EntryType.DIRECTORY:
             retired.append(entry.name)  # no live token needs it: deleted in phase 2
             delete.append(entry.name)
             continue
@@ -121,7 +122,8 @@ def diff_jws(expected: JwsExpected, view: JwsView, uid: int | None = None) -> Jw
         else:
             delete.append(entry.name)
     private = _private_problem(view.private_key, expected.private_digest, uid)
-    if private and view.private_key is not None and view.private_key.digest == expected.replacing:
+    held = view.private_key.digest if view.private_key is not None else None
+    if private and held is not None and held == expected.replacing:
         private = "rotated: the node's new key pair is installed"
     if add:
         reasons["missing"] = list(add)

@@ -16,9 +16,9 @@ from pathlib import Path
 
 from keysyncd.core.jwskeys import MAX_PEM, public_of_private, public_problem
 from keysyncd.core.view import TEMP_PREFIX, show_name
-from keysyncd.errors import RepositoryError
+from keysyncd.errors import LocalFileError, RepositoryError
 from keysyncd.io.fsutil import atomic_write, describe_os_error, remove_temp_files
-from keysyncd.io.trust import check_directory
+from keysyncd.io.trust import check_directory, problem_of
 
 
 @dataclass(frozen=True)
@@ -45,8 +45,10 @@ class JwsStore:
         Raise RepositoryError if a directory cannot be read (LocalFileError if unsafe).
         """
         check_directory(self.root, "JWS key store")
+        _check_directory(self.public_dir)
+        _check_directory(self.private_dir, secret=True)
         public, problems = self._read(self.public_dir)
-        private, more = self._read(self.private_dir)
+        private, more = self._read(self.private_dir, secret=True)
         problems += more
         for name, content in public.items():
             if problem := public_problem(content, self.algorithm):
@@ -58,7 +60,7 @@ class JwsStore:
                 )
         return StoreScan(public, private, tuple(problems))
 
-    def _read(self, directory: Path) -> tuple[dict[str, bytes], list[str]]:
+    def _read(self, directory: Path, secret: bool = False) -> tuple[dict[str, bytes], list[str]]:
         try:
             names = sorted(os.listdir(directory))
         except FileNotFoundError:
@@ -71,7 +73,7 @@ class JwsStore:
             if name.startswith(TEMP_PREFIX):
                 continue  # a crash leftover: removed under the lock
             try:
-                found[name] = _read_regular(directory / name)
+                found[name] = _read_regular(directory / name, secret)
             except (OSError, ValueError) as error:
                 detail = describe_os_error(error) if isinstance(error, OSError) else str(error)
                 problems.append(f"{directory}/{show_name(name)}: {detail}")
@@ -79,10 +81,12 @@ class JwsStore:
 
     def ensure(self) -> None:
         """Create the store's directories (0700); raise RepositoryError if impossible."""
+        check_directory(self.root, "JWS key store")
         try:
-            for directory in (self.root, self.public_dir, self.private_dir):
-                directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-                os.chmod(directory, 0o700)
+            for directory in (self.root.parent, self.root, self.public_dir, self.private_dir):
+                with contextlib.suppress(FileExistsError):
+                    directory.mkdir(mode=0o700)  # never through a link (mkdir does not follow)
+                _check_directory(directory, secret=directory == self.private_dir)
         except OSError as error:
             reason = describe_os_error(error)
             raise RepositoryError(f"cannot create {self.root}: {reason}") from None
@@ -119,12 +123,31 @@ class JwsStore:
             remove_temp_files(directory)
 
 
-def _read_regular(path: Path) -> bytes:
-    """Return the content of regular file ``path``: never through a link, never blocking."""
+def _check_directory(directory: Path, secret: bool = False) -> None:
+    """Raise LocalFileError unless ``directory`` (if it exists) is a real directory that only
+    its owner (us or root) may change (``secret``: or list): a link there would lead key
+    files elsewhere."""
+    try:
+        info = os.lstat(directory)
+    except FileNotFoundError:
+        return
+    problem = "a symlink" if stat.S_ISLNK(info.st_mode) else problem_of(info, directory=True)
+    if problem is None and secret and stat.S_IMODE(info.st_mode) & 0o077:
+        problem = f"open to group or others (mode {stat.S_IMODE(info.st_mode):04o})"
+    if problem:
+        raise LocalFileError(f"JWS key store {directory} is unsafe: {problem}")
+
+
+def _read_regular(path: Path, secret: bool = False) -> bytes:
+    """Return the content of regular file ``path``: never through a link, never blocking;
+    raise ValueError if it is not a file only its owner may change (or, ``secret``, read)."""
     descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     with os.fdopen(descriptor, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        info = os.fstat(descriptor)
+        if not stat.S_ISREG(info.st_mode):
             raise ValueError("not a regular file")
+        if problem := problem_of(info, secret=secret):
+            raise ValueError(f"unsafe: {problem}")
         content = handle.read(MAX_PEM + 1)
     if len(content) > MAX_PEM:
         raise ValueError(f"larger than {MAX_PEM} bytes: not a key")

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from keysyncd.testing.fleet import Fleet, FleetUnsupported, find_sshd
+from tests.jws_world import world as jws_world_fixture
 
 FLEET_FIXTURES = {"fleet", "fleet5", "make_fleet"}
 
@@ -53,3 +54,7 @@ def fleet(make_fleet: Callable[..., Fleet]) -> Fleet:
 def fleet5(make_fleet: Callable[..., Fleet]) -> Fleet:
     """Return a started 5-node SFTP-only fleet (node1..node5)."""
     return make_fleet(5)
+
+
+# the jws tests' fleet (tests/jws_world.py), for every module that names it
+world = jws_world_fixture

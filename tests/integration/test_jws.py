@@ -8,79 +8,18 @@ down so that the watcher sees every intermediate state.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
-import yaml
 
 from keysyncd.actions import operations
-from keysyncd.actions.context import ActionResult, Run
-from keysyncd.config import Config, load_config
-from keysyncd.core.vocabulary import Trigger
+from keysyncd.commands.cli import main
 from keysyncd.errors import RepositoryError
-from keysyncd.io.lock import exclusive
-from keysyncd.testing.config import fleet_config
-from keysyncd.testing.fleet import Fleet
+from tests.jws_world import RETENTION, World, act
 from tests.keystone_jws import sign, validate
-
-RETENTION = 2  # token_expiration 2 s + allow_expired_window 0
-
-
-@dataclass
-class World:
-    fleet: Fleet
-    path: Path
-
-    @property
-    def config(self) -> Config:
-        return load_config(self.path)
-
-    @property
-    def store(self) -> Path:
-        return self.path.parent / "state" / "jws" / "fernet-tokens"
-
-    def private(self, node: str) -> Path:
-        return self.fleet.node(node).directory / "private"
-
-    def public(self, node: str) -> Path:
-        return self.fleet.node(node).directory / "public"
-
-    def private_digest(self, node: str) -> str:
-        return hashlib.sha256((self.private(node) / "private.pem").read_bytes()).hexdigest()
-
-
-def act(
-    world: World,
-    operation: Callable[..., ActionResult],
-    *args: object,
-    progress: Callable[[str, str, int, int], None] | None = None,
-) -> ActionResult:
-    """Run one operation on the repository under the lock, as the CLI does."""
-    config = world.config
-    run = Run(config, config.repositories[0], Trigger.CLI, progress=progress)
-    with exclusive(config.state_dir, "test"):
-        return operation(run, *args)
-
-
-@pytest.fixture
-def world(make_fleet: Callable[..., Fleet], tmp_path: Path) -> World:
-    fleet = make_fleet(3)
-    path = fleet_config(
-        fleet,
-        tmp_path / "ctl",
-        repository={"kind": "jws", "token_expiration": RETENTION, "allow_expired_window": 0},
-    )
-    document = yaml.safe_load(path.read_text())
-    document["repositories"][0].pop("max_active_keys")
-    document["ssh"] |= {"connect_timeout": 3, "operation_timeout": 3}
-    path.write_text(yaml.safe_dump(document))
-    return World(fleet, path)
 
 
 @dataclass
@@ -217,3 +156,18 @@ def test_a_non_pem_file_in_the_controllers_store_is_refused(world: World) -> Non
     with pytest.raises(RepositoryError, match=r"junk.pem'?: not a PEM public key"):
         act(world, operations.rotate, False, False)
     assert {n.name: sorted(os.listdir(world.public(n.name))) for n in world.fleet.nodes} == before
+
+
+def test_sync_of_one_node_is_refused_for_jws(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A node's private key may change only once every node holds its public key: a jws
+    repository is always synced as a whole, never one node alone (and never silently all)."""
+    assert act(world, operations.init, False).outcome == "ok"
+    before = {n.name: world.private_digest(n.name) for n in world.fleet.nodes}
+    capsys.readouterr()
+    assert main(["-c", str(world.path), "sync", "--node", "node1", "--force"]) == 2
+    err = capsys.readouterr().err
+    assert "sync --node does not apply to kind jws" in err, err
+    assert err.count("fernet-tokens: ") == 1, err
+    assert {n.name: world.private_digest(n.name) for n in world.fleet.nodes} == before

@@ -166,3 +166,28 @@ def test_jws_config_rejects_what_does_not_apply() -> None:
     }
     with pytest.raises(ConfigError, match=r"algorithm': applies to kind jws only"):
         parse_config(document, Path("/c.yaml"))
+
+
+@pytest.mark.parametrize(
+    ("private", "public"),
+    [("/k/jws", "/k/jws"), ("/k/jws/private", "/k/jws"), ("/k/jws", "/k/jws/public/x")],
+)
+def test_private_and_public_directories_must_be_apart(private: str, public: str) -> None:
+    """keystone reads every file in the public directory: private.pem must never be in it."""
+    document = {
+        "state_dir": "/var/lib/keysyncd",
+        "report_dir": "/var/lib/keysyncd/reports",
+        "repositories": [
+            {
+                "name": "jws-keys",
+                "kind": "jws",
+                "path": "/etc/keystone/jws-keys",
+                "private_path": private,
+                "public_path": public,
+            }
+        ],
+    }
+    with pytest.raises(
+        ConfigError, match=r"public_path.*must be apart from the private directory \(private_path\)"
+    ):
+        parse_config(document, Path("/etc/keysyncd/config.yaml"))
