@@ -63,11 +63,14 @@ class FleetAction(Fanout[NodeView, NodePlan]):
         return Ownership(*self.owner)
 
     def _read_view(self, session: NodeSession, expected: Mapping[int, str]) -> NodeView:
-        """Return keystone's view of the node; only files that must be judged are opened."""
+        """Return keystone's view of the node; only files that must be judged are opened
+        (all of them at once: ``read_many``)."""
         listing = session.list_directory()
+        wanted = [entry for entry in listing.entries if needs_content(entry, expected)]
+        contents = dict(zip((e.name for e in wanted), session.read_many(wanted), strict=True))
         entries = tuple(
-            with_content(entry, session.read(entry), self.kind.problem)
-            if needs_content(entry, expected)
+            with_content(entry, contents[entry.name], self.kind.problem)
+            if entry.name in contents
             else unread(entry)
             for entry in listing.entries
         )

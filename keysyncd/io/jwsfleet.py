@@ -10,7 +10,7 @@ into place.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from keysyncd.config import NodeConfig, RepositoryConfig, SshConfig
 from keysyncd.core.jws import PRIVATE_NAME
@@ -57,24 +57,33 @@ class JwsFleet(Fanout[JwsView, JwsNodePlan]):
         public_entries: tuple[Entry, ...] = ()
         if public_mode is not None:
             _, listed, _ = public.list_every_entry()
-            public_entries = tuple(self._judged(public, entry) for entry in listed)
+            public_entries = self._judged(public, listed)
         private_mode = private.directory_mode()
         private_key: Entry | None = None
         temps: tuple[str, ...] = ()
         if private_mode is not None:
             _, listed, temps = private.list_every_entry()
             found = [entry for entry in listed if entry.name == PRIVATE_NAME]
-            private_key = self._judged(private, found[0], public=False) if found else None
+            private_key = self._judged(private, found[:1], public=False)[0] if found else None
         return JwsView(public_mode, public_entries, private_mode, private_key, temps)
 
-    def _judged(self, session: NodeSession, entry: Entry, public: bool = True) -> Entry:
-        if entry.type is not EntryType.FILE or not 0 < entry.size <= MAX_PEM:
-            return entry
+    def _judged(
+        self, session: NodeSession, entries: Sequence[Entry], public: bool = True
+    ) -> tuple[Entry, ...]:
+        """Return ``entries`` with every regular file of a plausible size read (all at once:
+        ``read_many``) and judged."""
+        wanted = [e for e in entries if e.type is EntryType.FILE and 0 < e.size <= MAX_PEM]
+        contents = dict(zip((e.name for e in wanted), session.read_many(wanted), strict=True))
         algorithm = self.repository.algorithm
         problem_of: Callable[[bytes], str | None] = (
             (lambda content: public_problem(content, algorithm)) if public else (lambda c: None)
         )
-        return with_content(entry, session.read(entry), problem_of)
+        return tuple(
+            with_content(entry, contents[entry.name], problem_of)
+            if entry.name in contents
+            else entry
+            for entry in entries
+        )
 
     def inspect(self, expected: Expected) -> None:
         """Read every healthy node and plan it against ``expected(node)``."""

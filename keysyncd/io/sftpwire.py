@@ -1,18 +1,39 @@
-"""SFTP on the wire: requests paramiko's public API lacks, replies parsed with bounds, and
-every failure turned into a NodeError with a reason an operator can act on."""
+"""SFTP on the wire: requests paramiko's public API lacks, batches of requests sent in one
+write (pipelined), replies parsed with bounds, and every failure turned into a NodeError with
+a reason an operator can act on.
+
+A hostile server can make no parser here allocate or loop without bound: every count and
+length it sends is checked against a limit and against the bytes its reply really holds.
+How long it may keep us waiting is bounded by the channel timeout and by the per-step
+deadline that closes the whole connection (``keysyncd.io.fanout``).
+"""
 
 from __future__ import annotations
 
 import errno
+import io
 import socket
+import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import paramiko
 from paramiko.message import Message
+from paramiko.sftp import CMD_NAME, CMD_STATUS, int64
+from paramiko.sftp_attr import SFTPAttributes
 
 from keysyncd.errors import NodeError
 
 MAX_EXTENDED = 64  # extended attributes in one reply (OpenSSH sends none)
+MAX_HANDLE = 256  # SFTP v3: a handle is at most 256 bytes
+MAX_DIRECTORY_ENTRIES = 100_000  # entries of any name: more is no key repository
+MAX_NAMES_PER_REPLY = 10_000  # OpenSSH sends about 100 names per READDIR reply
+# Requests sent in one channel write. Their replies (at most a few KiB each here) stay far
+# inside one SSH channel window, so neither side can block writing while the other does.
+MAX_BATCH = 96
+Request = tuple[int, tuple[object, ...]]  # (SFTP request type, its arguments)
+Reply = tuple[int, Message]  # (SFTP reply type, the reply after its request id)
 _ERRNO_REASONS = {
     errno.EACCES: "permission",
     errno.EPERM: "permission",
@@ -41,6 +62,9 @@ def classify(node: str, error: BaseException, doing: str) -> NodeError:
         if error.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ECONNRESET):
             return NodeError(node, "unreachable", f"{detail} while {doing}")
         return NodeError(node, "error", f"{detail} while {doing}")
+    if isinstance(error, paramiko.SFTPError) and str(error):
+        # keysyncd's own words on a reply no honest server sends (never the server's text)
+        return NodeError(node, "error", f"SFTPError while {doing}: {error}")
     return NodeError(node, "error", f"{type(error).__name__} while {doing}")
 
 
@@ -48,8 +72,9 @@ def request(sftp: paramiko.SFTPClient, kind: int, *args: object) -> tuple[int, M
     """Send one SFTP request and return (reply type, message).
 
     paramiko's public API lacks what keysyncd needs (an exclusive create with its mode from
-    the first instant, a readdir that keeps names as bytes, statvfs), so this is the one
-    place that uses its private request primitive.
+    the first instant, a readdir that keeps names as bytes, statvfs, pipelining), so this
+    module is the one place that uses its private request machinery (here and in
+    ``pipeline``).
     """
     # private API: see the docstring
     reply: tuple[int, Message] = sftp._request(kind, *args)  # type: ignore[attr-defined]
@@ -70,8 +95,12 @@ class Attributes:
 def attributes_of(message: Message) -> Attributes:
     """Return the attributes that come next in ``message``; raise SFTPError for a reply no
     honest server sends. paramiko's own parser believes any count of extended attributes
-    (2**32 - 1 of them keep a CPU busy for hours); this one stops at MAX_EXTENDED."""
+    (2**32 - 1 of them keep a CPU busy for hours); this one stops at MAX_EXTENDED, and at a
+    reply cut short (paramiko would read zeros past its end)."""
+    _need(message, 4)
     flags = message.get_int()
+    fields = 8 * bool(flags & 0x1) + 8 * bool(flags & 0x2) + 4 * bool(flags & 0x4)
+    _need(message, fields + 8 * bool(flags & 0x8))
     size = message.get_int64() if flags & 0x1 else 0
     uid, gid = (message.get_int(), message.get_int()) if flags & 0x2 else (None, None)
     mode = message.get_int() if flags & 0x4 else 0
@@ -80,10 +109,145 @@ def attributes_of(message: Message) -> Attributes:
         message.get_int()  # atime
         mtime = message.get_int()
     if flags & 0x80000000:
+        _need(message, 4)
         count = message.get_int()
         if count > MAX_EXTENDED:
             raise paramiko.SFTPError(f"a reply claims {count} extended attributes")
-        for _ in range(count):
-            message.get_string()
-            message.get_string()
+        for _ in range(2 * count):
+            string_of(message)
     return Attributes(mode, size, uid, gid, mtime)
+
+
+def _need(message: Message, size: int) -> None:
+    """Raise SFTPError unless ``message`` holds ``size`` more bytes."""
+    packet = message.packet
+    here = packet.tell()
+    end = packet.seek(0, io.SEEK_END)
+    packet.seek(here)
+    if end - here < size:
+        raise paramiko.SFTPError("a reply cut short")
+
+
+def string_of(message: Message, limit: int | None = None) -> bytes:
+    """Return the string that comes next in ``message``; raise SFTPError if it is longer
+    than ``limit`` bytes or than what the reply holds."""
+    _need(message, 4)
+    length = message.get_int()
+    if limit is not None and length > limit:
+        raise paramiko.SFTPError(f"a reply holds {length} bytes where at most {limit} fit")
+    _need(message, length)
+    return message.get_bytes(length)
+
+
+# --- pipelining: a batch of requests in one write, replies matched by request id -----------
+
+
+def _client(sftp: paramiko.SFTPClient) -> Any:
+    """Return ``sftp`` typed for its private request machinery (see ``request``)."""
+    return sftp
+
+
+def _pack(attributes: SFTPAttributes, message: Message) -> None:
+    """Append ``attributes`` to ``message`` as paramiko does (its private packer)."""
+    packer: Any = attributes
+    packer._pack(message)
+
+
+def _packet(number: int, kind: int, args: tuple[object, ...]) -> bytes:
+    """Return one SFTP request packet, its arguments encoded as paramiko encodes them."""
+    message = Message()
+    message.add_int(number)
+    for item in args:
+        if isinstance(item, int64):
+            message.add_int64(item)
+        elif isinstance(item, int):
+            message.add_int(item)
+        elif isinstance(item, SFTPAttributes):
+            _pack(item, message)
+        elif isinstance(item, bytes | str):
+            message.add_string(item)
+        else:
+            raise TypeError(f"an SFTP request argument cannot be a {type(item).__name__}")
+    payload = message.asbytes()
+    return struct.pack(">IB", len(payload) + 1, kind) + payload
+
+
+def pipeline(sftp: paramiko.SFTPClient, requests: Sequence[Request]) -> list[Reply]:
+    """Send ``requests`` (up to MAX_BATCH in one channel write) and return their replies in
+    request order, whatever order the server answers in. Each reply is matched by its
+    request id; a reply to no request still outstanding (an id never sent, or one already
+    answered) raises SFTPError: after it, nothing the server says can be trusted to answer
+    what it seems to. Error statuses are returned, not raised (see ``expect``)."""
+    replies: list[Reply] = []
+    for start in range(0, len(requests), MAX_BATCH):
+        replies += _batch(sftp, requests[start : start + MAX_BATCH])
+    return replies
+
+
+def _batch(sftp: paramiko.SFTPClient, requests: Sequence[Request]) -> list[Reply]:
+    client = _client(sftp)
+    numbers: list[int] = []
+    packets: list[bytes] = []
+    with client._lock:
+        for kind, args in requests:
+            number = client.request_number
+            client.request_number += 1
+            # Registered as paramiko registers its own: if this batch is abandoned, paramiko's
+            # next request skips the replies still on their way.
+            client._expecting[number] = type(None)
+            numbers.append(number)
+            packets.append(_packet(number, kind, args))
+    sftp.sock.sendall(b"".join(packets))
+    waiting = set(numbers)
+    replies: dict[int, Reply] = {}
+    while waiting:  # each reply ends a wait, or raises: at most len(numbers) + stale ones
+        try:
+            kind, data = client._read_packet()
+        except EOFError as error:
+            raise paramiko.SSHException(f"Server connection dropped: {error}") from None
+        message = Message(data)
+        _need(message, 4)
+        number = message.get_int()
+        with client._lock:
+            outstanding = client._expecting.pop(number, None) is not None
+        if number in waiting and outstanding:
+            waiting.discard(number)
+            replies[number] = (kind, message)
+        elif not outstanding:
+            raise paramiko.SFTPError(f"a reply to request {number}, which is not outstanding")
+        # else: a late reply to a request an earlier failure abandoned (paramiko skips it too)
+    return [replies[number] for number in numbers]
+
+
+def expect(sftp: paramiko.SFTPClient, reply: Reply, kind: int, what: str) -> Message:
+    """Return the message of ``reply`` if it is of ``kind`` (CMD_STATUS: an OK status).
+
+    Raise what paramiko raises for an error status (IOError with the errno it maps,
+    EOFError for end of file), SFTPError for any other reply.
+    """
+    got, message = reply
+    if got == CMD_STATUS:
+        _client(sftp)._convert_status(message)  # raises for anything but OK
+    if got != kind:
+        raise paramiko.SFTPError(f"expected {what}")
+    return message
+
+
+def names_of(sftp: paramiko.SFTPClient, reply: Reply, listed: int) -> list[tuple[str, Attributes]]:
+    """Return (name, lstat attributes) of every entry of a READDIR reply but ``.`` and ``..``,
+    names decoded as keystone's Python would (UTF-8, undecodable bytes as surrogates); raise
+    EOFError at the end of the listing, SFTPError if the directory would hold more than
+    MAX_DIRECTORY_ENTRIES with the ``listed`` entries already read."""
+    message = expect(sftp, reply, CMD_NAME, "a name response")
+    _need(message, 4)
+    count = message.get_int()
+    if count > MAX_NAMES_PER_REPLY or listed + count > MAX_DIRECTORY_ENTRIES:
+        raise paramiko.SFTPError(f"the directory has more than {MAX_DIRECTORY_ENTRIES} entries")
+    found = []
+    for _ in range(count):
+        name = string_of(message).decode("utf-8", "surrogateescape")
+        string_of(message)  # the "ls -l" long name: unused
+        attributes = attributes_of(message)
+        if name not in (".", ".."):
+            found.append((name, attributes))
+    return found

@@ -435,18 +435,27 @@ def test_a_file_swapped_between_listing_and_read_is_never_trusted(
     secret.write_text("root-only secret\n")
     secret.chmod(0o600)
     target = secret if swap_to == "outside-file" else world.outside / "fifo"
-    real_read = sftp.NodeSession.read
+    real_read, real_read_many = sftp.NodeSession.read, sftp.NodeSession.read_many
     swapped: list[str] = []
 
-    def racing_read(self: sftp.NodeSession, entry: Any) -> bytes | None:
-        if self.node.name == "node1" and entry.name == "1" and not swapped:
-            swapped.append(entry.name)
+    def race(self: sftp.NodeSession, entries: Any) -> None:
+        if self.node.name == "node1" and "1" in [e.name for e in entries] and not swapped:
+            swapped.append("1")
             (world.node_dir / "swap").symlink_to(target)
             os.rename(world.node_dir / "swap", world.node_dir / "1")
+
+    def racing_read(self: sftp.NodeSession, entry: Any) -> bytes | None:
+        race(self, [entry])
         result: bytes | None = real_read(self, entry)
         return result
 
+    def racing_read_many(self: sftp.NodeSession, entries: Any) -> list[bytes | None]:
+        race(self, entries)  # between the listing and the batch of opens
+        result: list[bytes | None] = real_read_many(self, entries)
+        return result
+
     monkeypatch.setattr(sftp.NodeSession, "read", racing_read)
+    monkeypatch.setattr(sftp.NodeSession, "read_many", racing_read_many)
     started = time.monotonic()
     assert run(world, "verify") == 1
     elapsed = time.monotonic() - started
