@@ -118,7 +118,9 @@ class JwsFleet(Fanout[JwsView, JwsNodePlan]):
             assert plan is not None  # noqa: S101 - inspected first
             private, public = self.sessions[name], self._public_session(name)
             for directory in plan.make_directories:
-                (private if directory == "private" else public).make_directory(DIRECTORY_MODE)
+                (private if directory == "private" else public).make_directory(
+                    DIRECTORY_MODE, *self.owner
+                )
             for stale in plan.cleanup:
                 private.remove_quietly(stale)
             for key in plan.add:

@@ -171,15 +171,28 @@ class NodeSession:
 
         return self._guard(f"listing {self.directory}", listing)
 
-    def make_directory(self, mode: int) -> None:
-        """Create the session's directory with ``mode`` (from the first instant)."""
+    def make_directory(self, mode: int, uid: int | None = None, gid: int | None = None) -> None:
+        """Create the session's directory with ``mode`` (from the first instant), owned by
+        ``uid``/``gid`` when given (keystone must be able to enter what keysyncd made).
+
+        The owner is set with lsetstat@openssh.com (OpenSSH >= 8.0), which never follows a
+        link: had the new directory been swapped for one, only the link would change owner.
+        """
+        path = str(self.directory)
 
         def making() -> None:
             attributes = SFTPAttributes()
             attributes.st_mode = mode
-            request(self.sftp, CMD_MKDIR, str(self.directory), attributes)
+            request(self.sftp, CMD_MKDIR, path, attributes)
             if self.directory_mode() is None:
                 raise paramiko.SFTPError("the directory was not created")
+            if uid is None and gid is None:
+                return
+            made = self._stat(CMD_LSTAT, path)
+            owner = SFTPAttributes()
+            owner.st_uid = made.uid if uid is None else uid
+            owner.st_gid = made.gid if gid is None else gid
+            request(self.sftp, CMD_EXTENDED, "lsetstat@openssh.com", path, owner)
 
         self._guard(f"creating {self.directory}", making)
 
