@@ -1,0 +1,191 @@
+"""The JWS kind's load and decide steps: the controller's key store and the journal, checked
+against each other (``load``), what every node must hold (``expect``), new pairs
+(``generate``), retirement (``retire``) and the connections to the nodes. Used by
+``keysyncd.actions.jws`` (converge) and ``keysyncd.actions.jwsread`` (verify, adopt)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from keysyncd.actions.context import Run, write_ahead
+from keysyncd.config import Config, RepositoryConfig
+from keysyncd.core import jws as model
+from keysyncd.core.journal import RepositoryState
+from keysyncd.core.jwskeys import generate_pair, public_of_private
+from keysyncd.core.jwskeys import same_public_key as same
+from keysyncd.core.jwsplan import JwsExpected
+from keysyncd.core.keyring import digest_of
+from keysyncd.core.text import bounded
+from keysyncd.errors import RepositoryError
+from keysyncd.io.ids import node_owner
+from keysyncd.io.jwsfleet import JwsFleet
+from keysyncd.io.jwsstore import JwsStore, StoreScan
+from keysyncd.io.state import load_state
+
+
+def store_root(config: Config, repository: RepositoryConfig) -> Path:
+    """Return where the controller keeps ``repository``'s keys: in state_dir (never readable
+    by others, and not a directory keystone itself reads; ``path`` describes the nodes)."""
+    return Path(config.state_dir) / "jws" / repository.name
+
+
+def store_of(run: Run) -> JwsStore:
+    """Return the controller's key store of ``run.repository``."""
+    return JwsStore(store_root(run.config, run.repository), run.repository.algorithm)
+
+
+@dataclass
+class Keys:
+    """The store and the journal as loaded, and the JWS part as it is being changed."""
+
+    store: JwsStore
+    scan: StoreScan
+    state: RepositoryState
+    pairs: model.JwsState
+
+    def save(self, run: Run) -> None:
+        """Write the journal now (write-ahead: before the pairs reach any node)."""
+        self.state = replace(self.state, jws=self.pairs, generation=self.state.generation + 1)
+        write_ahead(run, self.state)
+
+
+def load(run: Run) -> Keys:
+    store = store_of(run)
+    scan = store.scan()
+    if scan.problems:
+        raise RepositoryError("invalid repository: " + "; ".join(scan.problems))
+    state = load_state(run.config.state_dir, run.repository.name)
+    pairs = state.jws or model.JwsState()
+    missing = [p.public for p in pairs.next.values() if p.public not in scan.private]
+    if missing:  # generated, but the private key never reached the store: never used
+        pairs = model.dropped(pairs, [p.node for p in pairs.next.values() if p.public in missing])
+    lost = sorted(set(pairs.public_keys()) - set(scan.public))
+    if lost:
+        raise RepositoryError(
+            f"invalid repository: the JWS store {store.public_dir} lost public keys the nodes "
+            f"need: {bounded(lost)}; restore them from a node or re-adopt"
+        )
+    _check_against_journal(store, scan, pairs)
+    return Keys(store, scan, state, pairs)
+
+
+def _check_against_journal(store: JwsStore, scan: StoreScan, pairs: model.JwsState) -> None:
+    """Raise RepositoryError if a key file in the store is not the one the journal recorded:
+    whoever changed it could make every node trust their key (or install a key no node can
+    validate). Nothing reaches a node from a store that does not match."""
+    changed = [
+        name
+        for name, digest in pairs.public_keys().items()
+        if digest_of(scan.public[name]) != digest
+    ]
+    for pair in pairs.next.values():
+        private = scan.private[pair.public]
+        public = public_of_private(private, store.algorithm)
+        if (
+            digest_of(private) != pair.private_digest
+            or public is None
+            or not same(scan.public[pair.public], public)
+        ):
+            changed.append(f"private/{pair.public}")
+    if changed:
+        raise RepositoryError(
+            f"invalid repository: the JWS store {store.root} holds keys other than those the "
+            f"journal recorded: {bounded(sorted(changed))}; restore them or re-adopt"
+        )
+
+
+def expect(
+    keys: Keys, installing: frozenset[str] = frozenset(), retired: Iterable[str] = ()
+) -> JwsFleetExpect:
+    return JwsFleetExpect(keys.pairs, installing, frozenset(retired))
+
+
+@dataclass(frozen=True)
+class JwsFleetExpect:
+    """What each node must hold: every public key, and its private key (the waiting one for
+    nodes getting theirs in this run)."""
+
+    pairs: model.JwsState
+    installing: frozenset[str]
+    retired: frozenset[str] = frozenset()
+
+    def __call__(self, node: str) -> JwsExpected:
+        waiting = self.pairs.next.get(node)
+        if node in self.installing and waiting is not None:
+            current = self.pairs.private_digest(node)
+            return JwsExpected(
+                self.pairs.public_keys(), waiting.private_digest, self.retired, current
+            )
+        return JwsExpected(self.pairs.public_keys(), self.pairs.private_digest(node), self.retired)
+
+
+def generate(run: Run, keys: Keys, nodes: list[str], seen: Iterable[str] = ()) -> None:
+    """Make a new pair for each of ``nodes``: into the store (private first), then into the
+    journal, before anything reaches a node. New names are in no journal, store or node
+    listing (``seen``): a name that is taken would replace someone's key."""
+    if not nodes:
+        return
+    publics, privates, pairs = {}, {}, []
+    taken = {*keys.scan.public, *keys.scan.private, *seen}
+    for node in nodes:
+        serial = model.next_serial(keys.pairs, node, taken)
+        taken.add(model.public_name(node, serial))
+        private_pem, public_pem = generate_pair(run.repository.algorithm)
+        name = model.public_name(node, serial)
+        publics[name], privates[name] = public_pem, private_pem
+        pairs.append(
+            model.Pair(
+                node, serial, name, digest_of(public_pem), digest_of(private_pem), run.clock()
+            )
+        )
+    keys.store.write(publics, privates)
+    keys.pairs = model.with_next(keys.pairs, pairs)
+    keys.scan.public.update(publics)
+    keys.scan.private.update(privates)
+    keys.save(run)
+
+
+def retire(run: Run, keys: Keys) -> tuple[str, ...]:
+    """Forget old public keys nobody can need any more and nodes no longer configured; the
+    nodes delete them in phase 2. Return the retired names."""
+    now = run.clock()
+    retention = run.repository.token_expiration + run.repository.allow_expired_window
+    keys.pairs = model.removed_nodes(keys.pairs, run.node_names, now)
+    due = model.plan_retirement(keys.pairs, retention, now)
+    keys.pairs = model.without(keys.pairs, due.retire)
+    return due.retire
+
+
+def tidy_store(keys: Keys) -> None:
+    """Delete what the journal no longer names (a crash leftover, retired keys)."""
+    keys.store.remove_temp_files()
+    wanted = set(keys.pairs.public_keys())
+    waiting = {pair.public for pair in keys.pairs.next.values()}
+    keys.store.remove(
+        public=tuple(sorted(set(keys.scan.public) - wanted)),
+        private=tuple(sorted(set(keys.scan.private) - waiting)),
+    )
+
+
+class Connections:
+    """Connections to every node of ``run`` (or to ``only``), closed afterwards."""
+
+    def __init__(self, run: Run, only: str | None = None) -> None:
+        nodes = [run.config.node(only)] if only else list(run.config.nodes)
+        self.fleet = JwsFleet(
+            run.repository,
+            nodes,
+            run.config.ssh,
+            node_owner(run.repository),
+            run.progress,
+            run.cancel,
+        )
+
+    def __enter__(self) -> JwsFleet:
+        self.fleet.open()
+        return self.fleet
+
+    def __exit__(self, *exc: object) -> None:
+        self.fleet.finish()
