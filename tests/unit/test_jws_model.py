@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -62,6 +63,36 @@ def test_a_rotation_installs_then_retires_after_the_retention() -> None:
     assert state.private_digest("a") == "priv-a2" and state.private_digest("b") == "priv-b1"
     assert jws.plan_retirement(state, 100.0, 119.9).retire == ()
     assert jws.plan_retirement(state, 100.0, 120.0).retire == ("a-1.pem",)
+
+
+def test_a_shared_key_is_never_retired_while_a_node_signs_with_it() -> None:
+    """An adopted fleet may share one pair: when one node moves on, the others still sign
+    with it; it may go only a retention after the LAST of them stopped."""
+    shared = jws.Pair("a", 0, "public.pem", "pub-shared", "priv-shared", 0.0)
+    state = jws.JwsState(signing={n: replace(shared, node=n) for n in NODES})
+    state = jws.with_next(state, [pair("a", 1)])
+    state = jws.installed(state, "a", 10.0)  # a moved on; b and c still sign with it
+    assert "public.pem" in state.retiring
+    assert jws.plan_retirement(state, 5.0, 1000.0).retire == (), "b and c still sign with it"
+    state = jws.with_next(state, [pair("b", 1), pair("c", 1)])
+    state = jws.installed(state, "b", 20.0)
+    state = jws.installed(state, "c", 30.0)  # the last one stopped at 30
+    assert jws.plan_retirement(state, 5.0, 34.9).retire == ()
+    assert jws.plan_retirement(state, 5.0, 35.0).retire == ("public.pem",)
+
+
+def test_a_new_name_is_never_one_already_taken() -> None:
+    """Names seen in the store or on a node (not only the journal's) are never reused: a
+    stray or adopted ``a-2.pem`` on a node would otherwise be replaced by a new key."""
+    state = jws.with_next(jws.JwsState(), [pair("a", 1)])
+    assert jws.next_serial(state, "a") == 2
+    assert jws.next_serial(state, "a", taken={"a-2.pem", "a-3.pem"}) == 4
+    with pytest.raises(ValueError, match="already in use"):
+        jws.with_next(state, [replace(pair("b", 1), public="a-1.pem")])
+    assert jws.adopted_serials(["a-7.pem", "a-x.pem", "b-2.pem", "zz-9.pem"], NODES) == {
+        "a": 7,
+        "b": 2,
+    }
 
 
 def test_a_removed_node_keeps_its_public_key_for_the_retention() -> None:
