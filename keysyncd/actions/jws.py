@@ -231,15 +231,27 @@ def _preview(run: Run, keys: Keys, options: Options) -> ActionResult:
     retention = run.repository.token_expiration + run.repository.allow_expired_window
     due = model.plan_retirement(keys.pairs, retention, run.clock())
     with Connections(run) as fleet:
+        if options.init:  # the same refusal as the real run, before anything else
+            _refuse_if_any_node_holds_a_key(run, fleet)
         fleet.inspect(expect(keys))
         nodes = {name: result.outcome() for name, result in fleet.results.items()}
         preview = {
             n: (r.plan.changes() if r.plan else {"error": r.error.detail if r.error else "?"})
             for n, r in fleet.results.items()
         }
+        drifted = sorted(
+            name
+            for name, result in fleet.results.items()
+            if result.plan and result.plan.private and name not in keys.pairs.next
+            if name not in new
+        )
     messages = []
     if new:
         messages.append("would make new key pairs for " + bounded(new))
+    if drifted:
+        messages.append(
+            "private.pem is not keysyncd's on " + bounded(drifted) + ": would make new pairs"
+        )
     if due.retire:
         messages.append("would retire public keys " + bounded(list(due.retire)))
     return ActionResult(run.repository.name, DRY_RUN, None, nodes, tuple(messages), preview=preview)

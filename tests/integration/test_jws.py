@@ -17,7 +17,7 @@ import pytest
 
 from keysyncd.actions import operations
 from keysyncd.commands.cli import main
-from keysyncd.errors import RepositoryError
+from keysyncd.errors import KeysyncError, RepositoryError
 from tests.jws_world import RETENTION, World, act
 from tests.keystone_jws import sign, validate
 
@@ -171,3 +171,29 @@ def test_sync_of_one_node_is_refused_for_jws(
     assert "sync --node does not apply to kind jws" in err, err
     assert err.count("fernet-tokens: ") == 1, err
     assert {n.name: world.private_digest(n.name) for n in world.fleet.nodes} == before
+
+
+def test_dry_runs_say_what_the_real_run_would_do_and_change_nothing(world: World) -> None:
+    """init --dry-run refuses as init would; a sync --dry-run names a node whose private.pem
+    is not keysyncd's (the real sync gives it a new pair); neither writes anything."""
+    assert act(world, operations.init, False).outcome == "ok"
+    with pytest.raises(KeysyncError, match="refusing to initialise"):
+        act(world, operations.init, True)
+    (world.private("node2") / "private.pem").write_text("not a key\n")
+    before = {
+        path: path.read_bytes()
+        for path in sorted(world.path.parent.rglob("*"))
+        if path.is_file() and "reports" not in path.parts
+    }
+    nodes_before = {n.name: sorted(os.listdir(world.public(n.name))) for n in world.fleet.nodes}
+    preview = act(world, operations.sync, None, False, True)
+    assert any("not keysyncd's on node2: would make new pairs" in m for m in preview.messages)
+    after = {
+        path: path.read_bytes()
+        for path in sorted(world.path.parent.rglob("*"))
+        if path.is_file() and "reports" not in path.parts and path.name != "lock"
+    }
+    assert after == {p: c for p, c in before.items() if p.name != "lock"}
+    assert {n.name: sorted(os.listdir(world.public(n.name))) for n in world.fleet.nodes} == (
+        nodes_before
+    )
