@@ -2,12 +2,13 @@
 
 A real 3-node OpenSSH fleet and the installed ``keysyncd`` console script. After ``init``,
 every trial starts ``keysyncd rotate`` and SIGKILLs it, either after a seeded random delay
-spread over the duration of an uninterrupted rotate, or the moment a polled event shows it
-is inside a chosen window (the journal holds a pending rotation, the new primary appears
-locally, a temp file / the new primary / a replaced ``0`` appears on a node). Two windows
-last microseconds (between the local renames of N and of 0, and between the rename of 0
-and the retirement): there ``python -c INJECTOR`` runs the same CLI and the process
-SIGKILLs itself right after that ``os.rename``. After each kill, before anything repairs it:
+spread over the duration of an uninterrupted rotate (re-measured whenever a random trial
+runs uncut: see ``uncut``), or the moment a polled event shows it is inside a chosen window
+(the journal holds a pending rotation, the new primary appears locally, a temp file / the
+new primary / a replaced ``0`` appears on a node). Two windows last microseconds (between the
+local renames of N and of 0, and between the rename of 0 and the retirement): there
+``python -c INJECTOR`` runs the same CLI and the process SIGKILLs itself right after that
+``os.rename``. After each kill, before anything repairs it:
 
 - the local repository and every node load with keystone's loader, hold ``0`` and a
   primary, and have no empty or partial integer-named file (``.keysyncd-*`` temp files may
@@ -170,7 +171,8 @@ def assert_primaries_shared(holders: dict[str, Path]) -> None:
 class Trial:
     number: int
     mode: str  # "random" or a target name
-    delay: float | None = None
+    fraction: float | None = None  # random trials: where in an uninterrupted rotate to kill
+    delay: float | None = None  # ... and the delay that meant when the trial ran
     hit: bool | None = None
     killed: bool = False
     point: str = ""
@@ -350,15 +352,15 @@ def describe(trial: Trial) -> str:
     return f"  #{trial.number:02d} {how:30} -> {trial.point} {trial.detail}".rstrip()
 
 
-def schedule(rng: random.Random, duration: float) -> list[Trial]:
-    """Return the trials: RANDOM_TRIALS random delays and each target, in a seeded order."""
+def schedule(rng: random.Random) -> list[Trial]:
+    """Return the trials: RANDOM_TRIALS random kill points and each target, in a seeded order."""
     modes = ["random"] * RANDOM_TRIALS + [t for t in TARGETS for _ in range(TARGETED_REPEATS)]
     modes += [t for t in INJECTED for _ in range(INJECTED_REPEATS)]
     rng.shuffle(modes)
     trials = []
     for number, mode in enumerate(modes, start=1):
-        delay = rng.uniform(0.0, duration) if mode == "random" else None
-        trials.append(Trial(number, mode, delay))
+        fraction = rng.uniform(0.0, 1.0) if mode == "random" else None
+        trials.append(Trial(number, mode, fraction))
     return trials
 
 
@@ -380,8 +382,15 @@ def test_kill_minus_nine_during_rotate_never_breaks_a_repository(
         assert result.returncode == 0, result.stdout + result.stderr
     duration = max(durations)
 
+    # Random delays are fractions of `uncut`, the duration of an uninterrupted rotate: first
+    # the longest measured, then that of each random trial the kill did not cut. Measured once,
+    # it goes stale when the load drops (one measured in a load spike was 3x the later rotates,
+    # and most delays then came after the rotate had ended: 6 random kills of 24). It only
+    # shrinks, so under a rising load the kills land earlier in the rotate, which the
+    # targeted trials make up for: they hit the local rotation and the push whatever the load.
+    uncut = duration
     rng = random.Random(SEED)
-    trials = schedule(rng, duration)
+    trials = schedule(rng)
     retries = MAX_RETRIES
     command = [*keysyncd_command(), "-c", str(config), "rotate"]
     print(f"\nuninterrupted rotate: {', '.join(f'{d:.3f}s' for d in durations)}; "
@@ -393,9 +402,11 @@ def test_kill_minus_nine_during_rotate_never_breaks_a_repository(
             name = "0" if trial.mode.endswith("-0") else str(controller.new_primary)
             target = str(controller.local / name)
             argv = [sys.executable, "-c", INJECTOR, "rename", target, *command[-3:]]
+        began = time.monotonic()
         proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            if trial.delay is not None:
+            if trial.fraction is not None:
+                trial.delay = trial.fraction * uncut
                 kill_after(proc, trial.delay)
             elif trial.mode not in INJECTED:
                 trial.hit = kill_when(proc, controller.trigger(trial.mode))
@@ -408,6 +419,8 @@ def test_kill_minus_nine_during_rotate_never_breaks_a_repository(
                 proc.wait(timeout=COMMAND_TIMEOUT)
         assert code in (0, -signal.SIGKILL), f"trial {trial.number}: rotate exited {code}"
         trial.killed = code == -signal.SIGKILL
+        if trial.fraction is not None and not trial.killed:
+            uncut = time.monotonic() - began  # a whole rotate at the load of the moment
         trial.point, trial.detail = (
             controller.classify() if trial.killed else ("not killed (rotate finished)", "")
         )
@@ -441,7 +454,7 @@ def test_kill_minus_nine_during_rotate_never_breaks_a_repository(
     details = Counter(f"{t.point}: {t.detail}" for t in trials if t.point == "local rotation")
     killed = sum(trial.killed for trial in trials)
     print(f"crash test: {len(trials)} trials, {killed} killed by SIGKILL, seed {SEED}, "
-          f"uninterrupted rotate {duration:.2f}s, total {elapsed:.1f}s")  # fmt: skip
+          f"uncut rotate {duration:.2f}s then {uncut:.2f}s, total {elapsed:.1f}s")  # fmt: skip
     print("kill points:")
     for point, count in points.most_common():
         print(f"  {count:3d}  {point}")

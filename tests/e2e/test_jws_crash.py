@@ -80,15 +80,32 @@ def test_sigkill_during_jws_rotations_never_breaks_keystone(
     config.write_text(yaml.safe_dump(document))
     code, err = finished(config, "init")
     assert code == 0, err
+    # Kill points are fractions of `uncut`, the duration of an uninterrupted rotate at the
+    # load of the moment: measured twice before the trials, then again by every trial the
+    # kill did not cut. Fixed delays do not carry across machines: on a faster CI runner
+    # more than half of a fixed 0.05-1.2 s spread fell after the rotate had ended.
+    durations = []
+    for _ in range(2):
+        began = time.monotonic()
+        code, err = finished(config, "rotate")
+        assert code == 0, err
+        durations.append(time.monotonic() - began)
+    uncut = max(durations)
     rng = random.Random(SEED)
     killed = 0
     for trial in range(TRIALS):
+        fraction = rng.uniform(0.05, 1.0)
+        began = time.monotonic()
         process = keysyncd(config, "rotate")
-        time.sleep(rng.uniform(0.05, 1.2))
-        if process.poll() is None:
+        try:
+            process.wait(timeout=fraction * uncut)
+        except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
-            killed += 1
         process.wait(timeout=COMMAND_TIMEOUT)
+        killed += process.returncode == -signal.SIGKILL
+        if process.returncode >= 0:
+            assert process.returncode == 0, f"trial {trial}: rotate exited {process.returncode}"
+            uncut = time.monotonic() - began
         assert_keystone_safe(fleet, f"trial {trial} (killed: {process.returncode < 0})")
         if trial % 4 == 3:  # now and then converge in between, so retirements happen too
             code, err = finished(config, "sync")
@@ -99,4 +116,6 @@ def test_sigkill_during_jws_rotations_never_breaks_keystone(
     code, err = finished(config, "verify")
     assert code == 0, err
     assert_keystone_safe(fleet, "the end")
+    print(f"jws crash test: {killed} of {TRIALS} rotations killed; uncut rotate "
+          f"{max(durations):.2f}s then {uncut:.2f}s")  # fmt: skip
     assert killed >= TRIALS // 2, f"only {killed} of {TRIALS} rotations were killed mid-way"
