@@ -1,0 +1,50 @@
+"""Text from elsewhere made safe to print (core/text.py) and the one time format (core/times.py)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+from keysyncd.core.text import MAX_DETAIL, bounded, printable
+from keysyncd.core.times import human, rfc3339, rfc3339_of
+
+MOMENT = 1795377600.5  # 2026-11-22T20:00:00.5Z
+
+
+def test_printable_escapes_what_could_forge_a_line_or_move_the_cursor() -> None:
+    assert printable("plain text: ok") == "plain text: ok"
+    assert printable("a\nb\x1b[2J\u202ec\td") == "a\\nb\\x1b[2J\\u202ec\\td"
+    assert printable("caf\u00e9") == "caf\u00e9", "printable non-ASCII stays"
+
+
+def test_printable_cuts_long_text_to_the_limit() -> None:
+    assert printable("x" * MAX_DETAIL) == "x" * MAX_DETAIL
+    cut = printable("x" * (MAX_DETAIL + 1))
+    assert cut == "x" * (MAX_DETAIL - 3) + "..." and len(cut) == MAX_DETAIL
+    assert printable("abcdef", limit=5) == "ab..."
+    assert printable("\n" * 3, limit=5) == "\\n..."  # the limit counts escaped characters
+
+
+def test_bounded_lists_stay_short() -> None:
+    assert bounded([]) == ""
+    assert bounded(["a", "b"]) == "a, b"
+    assert bounded(list("abcde")) == "a, b, c, d, e"
+    assert bounded(list("abcdefg")) == "a, b, c, d, e and 2 more"
+    assert bounded(list("abc"), limit=2) == "a, b and 1 more"
+
+
+def test_times_are_rfc3339_in_utc() -> None:
+    assert rfc3339(MOMENT) == "2026-11-22T20:00:00Z"
+    assert rfc3339(None) is None
+    assert rfc3339(1e300) is None, "a hand-edited time no clock shows"
+    paris = datetime(2026, 11, 22, 21, 0, 0, tzinfo=timezone(timedelta(hours=1)))
+    assert rfc3339_of(paris) == "2026-11-22T20:00:00Z"
+    assert rfc3339_of(datetime(2026, 11, 22, 20, 0, tzinfo=UTC)) == "2026-11-22T20:00:00Z"
+    assert rfc3339_of(None) is None
+
+
+def test_human_times_are_for_people() -> None:
+    assert human(MOMENT) == "2026-11-22 20:00:00Z"
+    assert human(None) == "-"
+    assert human(1e300) == "?"
+    assert human(float("nan")) == "?"
+    assert human("soon") == "?"  # type: ignore[arg-type]  # a hand-edited journal
