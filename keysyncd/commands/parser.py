@@ -33,10 +33,11 @@ SHELLS = ("bash", "zsh")
 FILE_HINT = {"bash": "_shtab_compgen_files", "zsh": "_files"}
 
 DESCRIPTION = """\
-keysyncd keeps the symmetric key repositories of a fleet (keystone Fernet and credential
-keys) in step: it rotates the controller's repository on a schedule, pushes every change
-atomically to each node over SFTP, proves by read-back that every node holds exactly the
-expected keys, watches for drift, and writes an audit report for everything it does."""
+keysyncd keeps the key repositories of a fleet (keystone Fernet and credential keys, and
+the JWS signing key pairs, one per node) in step: it rotates them on a schedule, pushes
+every change atomically to each node over SFTP, proves by read-back that every node holds
+exactly what keystone must load there, watches for drift, and writes an audit report for
+everything it does."""
 
 EPILOG = """\
 The config file is -c, then $KEYSYNCD_CONFIG, then {default}.
@@ -186,9 +187,9 @@ def _init_and_adopt(commands: Any) -> None:
         commands,
         "init",
         "create the repositories (like keystone-manage fernet_setup) and push them",
-        "Create keys 0 and 1 in each repository, then push them to every node. Refuses a "
-        "repository that already holds keys, and refuses when any reachable node already "
-        "holds keys (use adopt then).",
+        "Create keys 0 and 1 in each repository (kind jws: a key pair per node), then push "
+        "them to every node. Refuses a repository that already holds keys, and refuses when "
+        "any reachable node already holds keys (use adopt then).",
         wait=0.0,
     )
     init.add_argument("--dry-run", action="store_true", help="check everything, change nothing")
@@ -216,8 +217,9 @@ def _rotate_sync_verify(commands: Any) -> None:
         "rotate now: verify every node, promote the staged key, push, verify",
         "Rotate like keystone-manage fernet_rotate, safely: every node is first verified to "
         "hold the staged key (else the rotation is deferred, exit 1), keys are retired only "
-        "when no live token can need them, and the result is pushed and read back. Prints "
-        "the report id.",
+        "when no live token can need them, and the result is pushed and read back. Kind jws: "
+        "a new pair per node, its public key on every node before any node signs with it. "
+        "Prints the report id.",
         wait=0.0,
     )
     rotate.add_argument(

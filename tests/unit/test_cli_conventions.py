@@ -514,7 +514,8 @@ def test_every_option_and_command_has_help_text() -> None:
     assert seen > 60
     top = build_parser()
     assert top.description is not None
-    assert top.description.startswith("keysyncd keeps the symmetric key repositories")
+    assert top.description.startswith("keysyncd keeps the key repositories of a fleet")
+    assert "JWS" in top.description
     for name, (summary, _) in subcommands(top).items():
         assert summary, name
 
