@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cryptography.fernet import Fernet
 
 from keysyncd.commands.cli import main
 from keysyncd.testing.config import fleet_config
@@ -75,6 +76,33 @@ def test_rotation_syncs_a_lagging_node_before_promoting(ready: tuple[Fleet, Path
     (lagging / "0").unlink()  # the node lost its staged key: it must get it before promotion
     assert run(config, "rotate") == 0
     assert files_of(lagging) == files_of(config.parent / "keys")
+
+
+@pytest.mark.parametrize("name", ["099", "+99", " 99", "9_9"])
+def test_a_key_keystone_loads_as_a_newer_primary_stops_the_rotation(
+    ready: tuple[Fleet, Path], capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    """A valid key under a name keystone's int() loads above the controller's primary makes
+    that node sign with it: the gate never promotes past it; sync --force removes it."""
+    fleet, config = ready
+    node2 = fleet.node("node2").directory
+    (node2 / name).write_bytes(Fernet.generate_key())
+    os.chmod(node2 / name, 0o600)
+    before = everything(fleet, config)
+    capsys.readouterr()
+    assert run(config, "rotate") == 1
+    out = capsys.readouterr().out
+    assert "deferred" in out and "node2" in out, out
+    assert everything(fleet, config) == before, "nothing promoted, nothing pushed"
+    report = reports(config, "rotate")[-1]
+    assert report["outcome"] == "deferred" and report["nodes"]["node2"]["status"] == "diverged"
+    assert run(config, "sync") == 1, "a diverged node is left to the operator"
+    assert (node2 / name).exists()
+    assert run(config, "sync", "--force") == 0
+    assert not (node2 / name).exists()
+    assert run(config, "rotate") == 0
+    local = files_of(config.parent / "keys")
+    assert all(files_of(node.directory) == local for node in fleet.nodes)
 
 
 def test_force_rotates_past_a_dead_node_and_says_so(ready: tuple[Fleet, Path]) -> None:
