@@ -1,5 +1,6 @@
 """A node that stalls is reported ``timeout`` with its real duration, and costs only its own
-timeout: a listener that accepts and never speaks, and a real node frozen in the middle of
+timeout: a listener that accepts and never speaks, one that stops after its SSH banner
+(mid-handshake), and a real node frozen in the middle of
 an SFTP session (its sshd session processes stopped with SIGSTOP)."""
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 import yaml
 
 from keysyncd.actions.context import Run
@@ -30,8 +32,9 @@ OPERATION_TIMEOUT = 3.0
 
 
 @contextlib.contextmanager
-def silent_listener() -> Iterator[int]:
-    """Yield the port of a listener on 127.0.0.1 that accepts and never sends a byte."""
+def silent_listener(greeting: bytes = b"") -> Iterator[int]:
+    """Yield the port of a listener on 127.0.0.1 that accepts, sends ``greeting`` (nothing
+    by default) and then never another byte."""
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(8)
@@ -42,7 +45,9 @@ def silent_listener() -> Iterator[int]:
         server.settimeout(0.2)
         while not stop.is_set():
             with contextlib.suppress(OSError):
-                held.append(server.accept()[0])
+                connection = server.accept()[0]
+                held.append(connection)
+                connection.sendall(greeting)
 
     thread = threading.Thread(target=accept, daemon=True)
     thread.start()
@@ -68,11 +73,18 @@ def last_report(root: Path, action: str) -> dict:
     return json.loads(sorted((root / "reports").glob(f"*-{action}-*.json"))[-1].read_text())
 
 
-def test_a_listener_that_never_speaks_times_out_alone(make_fleet, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "greeting",
+    [b"", b"SSH-2.0-OpenSSH_9.2p1\r\n"],
+    ids=["silent", "stalls-mid-handshake"],  # after its banner: the key exchange never comes
+)
+def test_a_listener_that_never_speaks_times_out_alone(
+    make_fleet, tmp_path: Path, greeting: bytes
+) -> None:
     fleet = make_fleet(3)
     config = configure(fleet, tmp_path / "ctl", connect_timeout=CONNECT_TIMEOUT)
     assert main(["-c", str(config), "init"]) == 0
-    with silent_listener() as port:
+    with silent_listener(greeting) as port:
         document = yaml.safe_load(config.read_text())
         document["nodes"].append({"name": "mute", "host": "127.0.0.1", "port": port,
                                   "path": str(tmp_path / "mute")})  # fmt: skip
