@@ -222,3 +222,32 @@ def test_private_and_public_directories_must_be_apart(private: str, public: str)
         ConfigError, match=r"public_path.*must be apart from the private directory \(private_path\)"
     ):
         parse_config(document, Path("/etc/keysyncd/config.yaml"))
+
+
+def test_private_and_public_paths_apply_to_nodes_without_their_own_path() -> None:
+    document = {
+        "state_dir": "/var/lib/k",
+        "repositories": [
+            {
+                "name": "j",
+                "kind": "jws",
+                "path": "/etc/keystone/jws-keys",
+                "private_path": "/etc/keystone/jws-private",
+                "public_path": "/srv/jws-public",
+            }
+        ],
+    }
+    repository = parse_config(document, Path("/c.yaml")).repositories[0]
+    assert repository.jws_directories() == (
+        Path("/etc/keystone/jws-private"),
+        Path("/srv/jws-public"),
+    )
+    assert repository.jws_directories(Path("/opt/keys")) == (
+        Path("/opt/keys/private"),
+        Path("/opt/keys/public"),
+    )
+    default = parse_config(
+        {**document, "repositories": [{"name": "j", "kind": "jws", "path": "/k"}]},
+        Path("/c.yaml"),
+    ).repositories[0]
+    assert default.jws_directories() == (Path("/k/private"), Path("/k/public"))
