@@ -151,8 +151,11 @@ def cmd_adopt(args: argparse.Namespace, config: Config, out: Output) -> int:
                     "run 'keysyncd sync' to push them to every node"
                 ]
             )
-    out.document({"action": "adopt", "source": args.source, "repositories": adopted})
-    return int(Exit.DONE)
+    code = int(Exit.DONE)
+    out.document(
+        {"action": "adopt", "source": args.source, "repositories": adopted, "exit_code": code}
+    )
+    return code
 
 
 def cmd_rotate(args: argparse.Namespace, config: Config, out: Output) -> int:

@@ -136,6 +136,35 @@ def test_init_refuses_when_a_node_holds_keys_then_adopt_and_sync(
     assert sorted(int(n) for n in os.listdir(live)) == [0, 1, 2, 3]
 
 
+def test_init_and_adopt_answer_in_json(
+    fleet: Fleet, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--json: one document per command, with the exit code, the report and every node."""
+    config = fleet_config(fleet, tmp_path / "ctl")
+    capsys.readouterr()
+    assert run(config, "--json", "init") == 0
+    init = json.loads(capsys.readouterr().out)
+    assert init["action"] == "init" and init["exit_code"] == 0 and init["errors"] == {}
+    (report,) = init["reports"]
+    assert report["outcome"] == "ok" and sorted(report["expected"]) == ["0", "1"]
+    assert {name: node["status"] for name, node in report["nodes"].items()} == {
+        node.name: "updated" for node in fleet.nodes
+    }
+    assert init["repositories"][0]["results"][0]["report_id"] == report["id"]
+
+    other = fleet_config(fleet, tmp_path / "other")  # a second controller takes the fleet over
+    assert run(other, "--json", "adopt", "--from", "node2") == 0
+    adopt = json.loads(capsys.readouterr().out)
+    assert adopt["action"] == "adopt" and adopt["exit_code"] == 0, adopt
+    assert adopt["source"] == "node2"
+    assert [r["name"] for r in adopt["repositories"]] == ["fernet-tokens"]
+    (adopted,) = [
+        json.loads(p.read_text()) for p in (tmp_path / "other" / "reports").glob("*.json")
+    ]
+    assert adopted["action"] == "adopt" and adopted["expected"] == report["expected"]
+    assert files_of(tmp_path / "other" / "keys") == files_of(fleet.node("node2").directory)
+
+
 def test_dry_run_matches_the_real_rotation(
     ready: tuple[Fleet, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
