@@ -1127,3 +1127,45 @@ def test_one_broken_repository_never_stops_the_others(
     assert sorted(p.name for p in (root / "fernet-tokens").iterdir()) == ["0", "1"]
     log = daemon.stderr_path.read_text()
     assert re.search(r"rotate fernet-tokens \(cron\): failed", log), log[-2000:]
+
+
+# --- 9. a jws repository under the daemon ----------------------------------------------------
+
+
+def test_the_daemon_rotates_syncs_and_measures_a_jws_repository(
+    fleet: Fleet, tmp_path: Path, daemons: Callable[..., DaemonProcess]
+) -> None:
+    """kind jws under the daemon: SIGUSR1 gives every node a new pair, public keys first;
+    SIGUSR2 syncs and verifies; the metrics textfile describes the repository and its nodes."""
+    config = write_config(fleet, tmp_path / "ctl", kind="jws")
+    document = yaml.safe_load(config.read_text())
+    document["repositories"][0].pop("max_active_keys")
+    document["metrics"] = {"textfile": str(tmp_path / "ctl" / "metrics.prom")}
+    config.write_text(yaml.safe_dump(document))
+    init(config)
+    private = {n.name: (n.directory / "private" / "private.pem").read_bytes() for n in fleet.nodes}
+    first_public = {n.name: set(os.listdir(n.directory / "public")) for n in fleet.nodes}
+    assert all(len(names) == 3 for names in first_public.values()), first_public
+
+    daemon = daemons(config)
+    daemon.wait_ready()
+    daemon.send(signal.SIGUSR1)
+    rotated = wait_until(lambda: reports(config, "rotate", "signal"), "the jws rotation", daemon)
+    assert [r["outcome"] for r in rotated] == ["ok"], rotated
+    assert set(rotated[0]["nodes"]) == {n.name for n in fleet.nodes}
+    for node in fleet.nodes:
+        assert (node.directory / "private" / "private.pem").read_bytes() != private[node.name]
+        public = set(os.listdir(node.directory / "public"))
+        assert first_public[node.name] < public, "old public keys kept while tokens may live"
+    daemon.send(signal.SIGUSR2)
+    synced = wait_until(lambda: reports(config, "sync", "signal"), "sync", daemon)
+    verified = wait_until(lambda: reports(config, "verify", "signal"), "verify", daemon)
+    assert [r["outcome"] for r in synced + verified] == ["ok", "ok"]
+    textfile = tmp_path / "ctl" / "metrics.prom"
+    metrics = wait_until(
+        lambda: textfile.exists() and textfile.read_text(), "the metrics textfile", daemon
+    )
+    assert daemon.stop() == 0
+    assert f'keysyncd_nodes_in_sync{{repository="{REPOSITORY}"}} 3.0' in metrics, metrics
+    for node in fleet.nodes:
+        assert f'keysyncd_node_up{{node="{node.name}",repository="{REPOSITORY}"}} 1.0' in metrics
