@@ -14,8 +14,12 @@ from keysyncd.core import journal
 from keysyncd.core.keyring import KeySet
 from keysyncd.core.nodeplan import diff
 from keysyncd.core.policy import RotationPlan, plan_retirement, plan_rotation
+from keysyncd.core.vocabulary import NodeStatus
 from keysyncd.errors import RepositoryError
 from keysyncd.io.fleet import FleetAction
+
+# A node that differs is synced before the promotion; one that failed or diverged defers it.
+STOPS_THE_GATE = (NodeStatus.FAILED, NodeStatus.DIVERGED)
 
 NEW_KEY = "(new key)"
 
@@ -40,7 +44,7 @@ def preview_rotation(run: Run, local: Local, force: bool) -> ActionResult:
             fleet.inspect(keyset.digests())
         nodes = node_outcomes(fleet)
         preview = _node_previews(fleet, keyset, plan) if fleet is not None else {}
-    unreachable = [n for n, node in sorted(nodes.items()) if node.status in ("failed", "diverged")]
+    unreachable = [n for n, node in sorted(nodes.items()) if node.status in STOPS_THE_GATE]
     if unreachable and not force:
         messages.append("would defer: not every node could be verified: " + ", ".join(unreachable))
     return ActionResult(

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from keysyncd.core.nodeplan import describe_changes
 from keysyncd.core.text import printable
 from keysyncd.core.times import human
-from keysyncd.core.vocabulary import GOOD
+from keysyncd.core.vocabulary import GOOD, Outcome
 
 if TYPE_CHECKING:
     from keysyncd.actions.context import ActionResult
@@ -79,7 +79,7 @@ def rotation(name: str, result: ActionResult) -> list[str]:
     plan = result.rotation
     if plan is not None:
         verb = "would promote" if result.outcome == DRY_RUN else "promoted"
-        if result.outcome in ("deferred", "failed"):
+        if result.outcome in (Outcome.DEFERRED, Outcome.FAILED):
             verb = "did not promote"
         retired = ", ".join(map(str, plan.retire)) or "none"
         lines.append(

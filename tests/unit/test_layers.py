@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from keysyncd.core.vocabulary import NodeStatus, Outcome
+
 PACKAGE = Path(__file__).resolve().parents[2] / "keysyncd"
 LAYERS = ("core", "config", "io", "actions", "commands")
 # Everything a layer below may not import. "testing" is test tooling, not part of keysyncd.
@@ -117,3 +119,21 @@ def test_every_layer_says_what_it_may_import() -> None:
     for layer in LAYERS:
         doc = ast.get_docstring(ast.parse((PACKAGE / layer / "__init__.py").read_text()))
         assert doc and "May import" in doc, layer
+
+
+def test_statuses_and_outcomes_are_named_only_by_the_shared_vocabulary() -> None:
+    """No module spells a node status or an outcome as a string literal (``status ==
+    "in_sync"``, ``in ("updated", "repaired")``): "a good node" and "the outcome" are
+    decided by core/vocabulary.py's GOOD and outcome_of alone, so they cannot disagree."""
+    words = {str(word) for word in (*NodeStatus, *Outcome)}
+    spelled = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.name == "vocabulary.py" or "testing" in path.relative_to(PACKAGE).parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not isinstance(node, ast.Compare):
+                continue
+            for operand in ast.walk(node):
+                if isinstance(operand, ast.Constant) and operand.value in words:
+                    spelled.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {operand.value!r}")
+    assert spelled == []
