@@ -110,7 +110,9 @@ def run(
         if retained:
             size = seed_reports(report_dir, retained, report_nodes)
             print(f"seeded {retained} reports of {report_nodes} nodes ({size / 2**20:.0f} MiB)")
-        since = max(os.listdir(report_dir))  # the daemon's own reports come after this one
+        # the daemon's own reports come after this one (report ids sort by time; the index
+        # file, index.jsonl, is no report)
+        since = max(path.name for path in report_dir.glob("*.json"))
         log = root / "daemon.log"
         with open(log, "wb") as stderr:
             daemon = subprocess.Popen(

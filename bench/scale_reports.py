@@ -1,6 +1,8 @@
 """Synthetic retained reports for the scale bench: copies of a real report of this run,
 widened to a large fleet, with ids older than every real report (so the newest report, the
-chain head, stays the real one) and inside the retention window."""
+chain head, stays the real one) and inside the retention window. Each also gets its line in
+the summary index, as keysyncd writes one with every report: ``report list`` then reads what
+it would read after a real history."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ import secrets
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from keysyncd.io.reportstore import INDEX_FILE, summary
 
 ACTIONS = ("rotate", "sync", "verify")
 
@@ -43,6 +47,7 @@ def seed_reports(report_dir: Path, count: int, nodes: int) -> int:
     oldest = min(path.name[:22] for path in report_dir.glob("*.json"))
     start = datetime.strptime(oldest, "%Y%m%dT%H%M%S%fZ").replace(tzinfo=UTC)
     written = 0
+    lines = []
     for index in range(count):
         when = start - timedelta(days=1) + timedelta(seconds=60 * index)
         action = ACTIONS[index % len(ACTIONS)]
@@ -55,4 +60,7 @@ def seed_reports(report_dir: Path, count: int, nodes: int) -> int:
         path.write_bytes(content)
         path.chmod(0o640)
         written += len(content)
+        lines.append(json.dumps(summary(document), sort_keys=True) + "\n")
+    with (report_dir / INDEX_FILE).open("a") as index:
+        index.writelines(lines)
     return written
