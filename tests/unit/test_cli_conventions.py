@@ -412,12 +412,21 @@ def test_exit_2_on_a_bad_config_or_an_unsafe_local_file(
 
 
 def keysyncd(config: Path, *argv: str) -> subprocess.Popen[str]:
+    # PYTHONFAULTHANDLER: a SIGABRT makes it print every thread's stack (see stacks_of)
     return subprocess.Popen(
         [sys.executable, "-m", "keysyncd", "-c", str(config), *argv],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, "PYTHONFAULTHANDLER": "1"},
     )
+
+
+def stacks_of(process: subprocess.Popen[str]) -> str:
+    """Return the stderr of a hung ``process`` after SIGABRT: its threads' stacks."""
+    process.send_signal(signal.SIGABRT)
+    _, err = process.communicate(timeout=30)
+    return err
 
 
 def wait_for_line(process: subprocess.Popen[str], text: str, timeout: float = 30.0) -> str:
@@ -468,7 +477,10 @@ def test_ctrl_c_exits_130(initialised: Path) -> None:
         try:
             wait_for_line(verify, "waiting up to")
             verify.send_signal(signal.SIGINT)
-            out, err = verify.communicate(timeout=60)
+            try:
+                out, err = verify.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"still running 60 s after SIGINT; its stacks:\n{stacks_of(verify)}")
         finally:
             verify.kill()
     assert verify.returncode == Exit.INTERRUPTED
