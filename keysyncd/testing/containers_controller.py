@@ -76,6 +76,7 @@ FREEZE_ON_PUSH = r"""
 import os, signal, sys, time
 repo, uid, marker, seconds = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
 before, deadline = set(os.listdir(repo)), time.monotonic() + seconds
+open(marker + ".ready", "w").close()  # watching: the caller may trigger the push now
 while time.monotonic() < deadline:
     if set(os.listdir(repo)) - before:
         frozen = []
@@ -227,15 +228,26 @@ class Controller:
             raise AssertionError(f"{name}: {found['problems']}")
         return {int(index): digest for index, digest in found["keys"].items()}
 
-    def freeze_on_push(self, node: str, timeout: float) -> list[str]:
+    def freeze_on_push(
+        self, node: str, timeout: float, trigger: Callable[[], object] | None = None
+    ) -> list[str]:
         """Return the PIDs of keysyncd's SFTP session on ``node``, stopped (SIGSTOP) right
-        after a push to it began; the caller then triggers nothing: it waits. Raise
-        TimeoutError if no push began within ``timeout`` seconds.
+        after a push to it began. ``trigger`` (e.g. sending SIGUSR1) runs once the watcher
+        on the node is watching, so a fast push cannot slip past it; without one, the next
+        scheduled push is caught. Raise TimeoutError if no push began within ``timeout`` s.
         """
-        self.fleet.exec(node, "rm", "-f", FROZEN_MARKER)
+        ready = FROZEN_MARKER + ".ready"
+        self.fleet.exec(node, "rm", "-f", FROZEN_MARKER, ready)
         argv = ["timeout", str(int(timeout) + 10), "python3", "-c", FREEZE_ON_PUSH,
                 str(KEY_DIRECTORY), str(KEYSTONE_ID), FROZEN_MARKER, str(timeout)]  # fmt: skip
         self.fleet.node(node).docker.exec_run(argv, detach=True)
+
+        def watching() -> bool:
+            return self.fleet.exec(node, "test", "-e", ready, check=False)[0] == 0
+
+        self.wait_for(watching, timeout, f"the push watcher on {node} to start")
+        if trigger is not None:
+            trigger()
 
         def frozen() -> list[str]:
             code, out, _ = self.fleet.exec(node, "cat", FROZEN_MARKER, check=False)

@@ -8,6 +8,7 @@ what the daemon leaves behind (reports, keys on the nodes).
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Iterator
@@ -231,8 +232,8 @@ def test_the_watchdog_restarts_a_daemon_stopped_longer_than_watchdogsec(
 def test_stop_in_the_middle_of_a_push_exits_cleanly(service: Controller) -> None:
     controller = service
     controller.assert_converged()
-    controller.systemctl("kill", "-s", "USR1", UNIT)
-    sessions = controller.freeze_on_push("node1", WAIT)  # the push to node1 hangs now
+    rotate = functools.partial(controller.systemctl, "kill", "-s", "USR1", UNIT)
+    sessions = controller.freeze_on_push("node1", WAIT, rotate)  # the push to node1 hangs now
     try:
         started = time.monotonic()
         controller.systemctl("stop", UNIT)

@@ -411,6 +411,16 @@ def test_exit_2_on_a_bad_config_or_an_unsafe_local_file(
     assert code == Exit.USAGE and "At 'repositories[0].max_active_keys'" in err
 
 
+def interactive_signals() -> None:
+    """In the child, before exec: SIGINT as a terminal's foreground job has it (default).
+
+    A suite started in the background by a shell (``nohup ... &``, some CI runners) inherits
+    SIGINT ignored, and so would keysyncd; Python then installs no KeyboardInterrupt
+    handler, and the Ctrl-C test would test the runner, not keysyncd.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def keysyncd(config: Path, *argv: str) -> subprocess.Popen[str]:
     # PYTHONFAULTHANDLER: a SIGABRT makes it print every thread's stack (see stacks_of)
     return subprocess.Popen(
@@ -419,6 +429,7 @@ def keysyncd(config: Path, *argv: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONFAULTHANDLER": "1"},
+        preexec_fn=interactive_signals,  # the test runs no threads of its own here
     )
 
 
