@@ -11,8 +11,11 @@ without any mutation, or the copy is not what the tests import).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -23,6 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 LIST = ROOT / "scripts" / "mutants.toml"
+PR_SET_CHILD_SUBREAPER = 36  # <linux/prctl.h>
 COPIED = (
     "keysyncd",
     "tests",
@@ -99,8 +103,49 @@ def copy_project(target: Path) -> None:
             shutil.copy2(source, target / name)
 
 
+def adopt_orphans() -> None:
+    """Make this process the child subreaper of everything it starts (Linux prctl).
+
+    A broken rule can leave a process behind that outlives its parent: a node's SFTP
+    session blocked opening a FIFO the mutated code should never have opened is orphaned
+    when its sshd monitor exits, and would be re-parented to init, out of the fleet's
+    reach. As subreaper, the gate gets those orphans and ends them (``end_orphans``).
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def end_orphans() -> int:
+    """SIGKILL and reap every child of this process (none is ours once a pytest run has
+    returned: they are orphans adopted as subreaper); return how many were still running
+    (those that had already exited, zombies, are only reaped)."""
+    mine = str(os.getpid())
+    ended = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        state, parent = stat[stat.rindex(")") + 2 :].split()[:2]  # fields 3 and 4
+        if parent != mine:
+            continue
+        if state != "Z":
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(entry), signal.SIGKILL)
+            ended += 1
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(int(entry), 0)
+    return ended
+
+
 def pytest(copy: Path, tests: tuple[str, ...], timeout: float) -> tuple[int | None, float]:
-    """Run ``tests`` against ``copy``; return (exit code or None on timeout, seconds)."""
+    """Run ``tests`` against ``copy``; return (exit code or None on timeout, seconds).
+
+    Whatever the run left behind (see adopt_orphans) is ended before this returns.
+    """
     env = {**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1"}
     command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests]
     started = time.monotonic()
@@ -110,6 +155,9 @@ def pytest(copy: Path, tests: tuple[str, ...], timeout: float) -> tuple[int | No
         )
     except subprocess.TimeoutExpired:
         return None, time.monotonic() - started
+    finally:
+        if orphans := end_orphans():
+            print(f"  (ended {orphans} process(es) this run left behind)", flush=True)
     return done.returncode, time.monotonic() - started
 
 
@@ -132,6 +180,7 @@ def run(mutants: list[Mutant], keep: bool = False) -> int:
     """Run the gate over ``mutants``; print one line each and a summary; return the exit code."""
     for mutant in mutants:  # every pattern is checked before anything runs
         mutant.apply((ROOT / mutant.file).read_text())
+    adopt_orphans()
     copy = Path(tempfile.mkdtemp(prefix="keysyncd-mutants-"))
     try:
         copy_project(copy)
