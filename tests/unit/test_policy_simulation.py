@@ -72,3 +72,13 @@ def test_an_unconfirmed_demotion_is_confirmed_by_the_next_rotation_not_before() 
         Lifecycle(1, None, None, 0.0, 200.0),
         Lifecycle(2, -10.0, 0.0, 100.0, 200.0),
     ]
+
+
+def test_keys_without_history_are_simulated_from_their_next_event() -> None:
+    """Adopted keys may have no history at all: their past is unknown (None), not an error."""
+    policy = Policy(max_active_keys=3, token_expiration=100, allow_expired_window=0)
+    assert simulate({0, 1}, {}, policy, [100.0]) == [
+        Lifecycle(1, None, None, 100.0, None),
+        Lifecycle(2, None, 100.0, None, None),
+        Lifecycle(0, 100.0, None, None, None),
+    ]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
 
 from keysyncd.core.text import MAX_DETAIL, bounded, printable
 from keysyncd.core.times import human, rfc3339, rfc3339_of
@@ -48,3 +51,16 @@ def test_human_times_are_for_people() -> None:
     assert human(1e300) == "?"
     assert human(float("nan")) == "?"
     assert human("soon") == "?"  # type: ignore[arg-type]  # a hand-edited journal
+
+
+def test_times_are_utc_whatever_the_local_time_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The suite's machine runs in UTC, where local time and UTC agree: a controller in
+    another zone must still write and show UTC."""
+    monkeypatch.setenv("TZ", "Asia/Kolkata")  # +05:30, no daylight saving
+    time.tzset()
+    try:
+        assert rfc3339(MOMENT) == "2026-11-22T20:00:00Z"
+        assert human(MOMENT) == "2026-11-22 20:00:00Z"
+    finally:
+        monkeypatch.undo()
+        time.tzset()
