@@ -7,6 +7,9 @@ report says) fails here in milliseconds rather than only in the fleet tests.
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Any
+
 from keysyncd.core.jwsplan import MAX_LISTED, JwsExpected, JwsNodePlan, JwsView, describe_jws
 from keysyncd.core.jwsplan import diff_jws as diff
 from keysyncd.core.keyring import digest_of
@@ -16,13 +19,10 @@ A, B, C, PRIVATE = (digest_of(content) for content in (b"A", b"B", b"C", b"priva
 UID = 42425
 
 
-def public(name: str, digest: str | None, **fields: object) -> Entry:
-    """Return a public-directory entry: a 0600 regular file of ``UID`` unless told."""
-    values: dict[str, object] = {"mode": 0o600, "size": 1, "uid": UID, "digest": digest}
-    values.update(fields)
-    kind = values.pop("type", EntryType.FILE)
-    assert isinstance(kind, EntryType)
-    return Entry(name, kind, **values)  # type: ignore[arg-type]
+def public(name: str, digest: str | None, **fields: Any) -> Entry:
+    """Return a public-directory entry: a 0600 regular file of ``UID`` unless ``fields``
+    say otherwise (any Entry field, ``type`` included)."""
+    return replace(Entry(name, EntryType.FILE, 0o600, 1, UID, digest=digest), **fields)
 
 
 def private(digest: str | None = PRIVATE, **fields: object) -> Entry:
