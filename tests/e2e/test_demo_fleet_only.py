@@ -6,34 +6,18 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import selectors
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from keysyncd.testing.processes import alive, descendants
+from tests import streams
 
 
 def read_until(process: subprocess.Popen[str], text: str, timeout: float = 60.0) -> str:
-    """Return stdout up to and including the first line containing ``text`` (read from the
-    raw descriptor: a buffered reader would hide lines from select)."""
-    assert process.stdout is not None
-    descriptor = process.stdout.fileno()
-    seen = b""
-    deadline = time.monotonic() + timeout
-    with selectors.DefaultSelector() as selector:
-        selector.register(descriptor, selectors.EVENT_READ)
-        while time.monotonic() < deadline:
-            if not selector.select(max(deadline - time.monotonic(), 0.01)):
-                continue
-            chunk = os.read(descriptor, 65536)
-            assert chunk, f"the demo ended early:\n{seen.decode()}"
-            seen += chunk
-            if text.encode() in seen and seen.endswith(b"\n"):
-                return seen.decode()
-    raise AssertionError(f"no {text!r} within {timeout}s:\n{seen.decode()}")
+    """Return the demo's stdout up to and including the first line containing ``text``."""
+    return streams.read_until(process.stdout, text, timeout, "the demo")
 
 
 def stop_everything(demo: subprocess.Popen[str]) -> None:

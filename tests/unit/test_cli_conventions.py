@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import re
-import selectors
 import signal
 import socket
 import subprocess
@@ -36,6 +35,7 @@ from keysyncd.commands.parser import build_parser, parse, subcommands
 from keysyncd.core.journal import HookBlock, NodeRecord
 from keysyncd.io.lock import exclusive
 from keysyncd.io.state import load_state, save_state
+from tests import streams
 from tests.unit.test_check_config import host_key_line
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -441,26 +441,14 @@ def stacks_of(process: subprocess.Popen[str]) -> str:
 
 
 def wait_for_line(process: subprocess.Popen[str], text: str, timeout: float = 30.0) -> str:
-    """Return the first stderr line of ``process`` containing ``text`` (fail after timeout).
-
-    Reads the raw descriptor: a buffered reader would keep lines select cannot see."""
-    assert process.stderr is not None
-    descriptor = process.stderr.fileno()
-    seen = b""
-    deadline = time.monotonic() + timeout
-    with selectors.DefaultSelector() as selector:
-        selector.register(descriptor, selectors.EVENT_READ)
-        while time.monotonic() < deadline:
-            if not selector.select(max(deadline - time.monotonic(), 0.01)):
-                continue
-            chunk = os.read(descriptor, 65536)
-            assert chunk, f"{process.args} ended before printing {text!r}: {seen!r}"
-            seen += chunk
-            for line in seen.decode().splitlines(keepends=True):
-                if text in line and line.endswith("\n"):
-                    return line
-    process.kill()
-    raise AssertionError(f"no line with {text!r} within {timeout}s: {seen!r}")
+    """Return the first stderr line of ``process`` containing ``text`` (kill it and fail
+    after ``timeout`` seconds)."""
+    try:
+        seen = streams.read_until(process.stderr, text, timeout, str(process.args))
+    except AssertionError:
+        process.kill()
+        raise
+    return next(line for line in seen.splitlines(keepends=True) if text in line)
 
 
 def test_verify_waits_for_a_running_action_saying_so_and_writes_its_report(
