@@ -15,6 +15,7 @@ from keysyncd.core.view import MAX_KEY_FILE, entry_problem, show_name
 from keysyncd.core.vocabulary import Action
 from keysyncd.errors import KeysyncError
 from keysyncd.io.fleet import FleetAction, push_keyset
+from keysyncd.io.occupied import local_others, refusal, refuse_occupied_nodes, symmetric_file
 from keysyncd.io.state import load_state
 
 
@@ -32,6 +33,8 @@ def init_repository(run: Run, dry_run: bool = False) -> ActionResult:
             f"{run.repository.path}: it already holds keys; 'keysyncd rotate' rotates them, "
             "'keysyncd sync' pushes them"
         )
+    if others := local_others(run.repository.path, symmetric_file):
+        raise KeysyncError(refusal("", run.repository.path, others))
     with run.fleet() as fleet:
         if fleet is not None:
             _refuse_if_any_node_holds_keys(run, fleet)
@@ -57,6 +60,7 @@ def _refuse_if_any_node_holds_keys(run: Run, fleet: FleetAction) -> None:
             f"{run.repository.name}: refusing to initialise: node(s) {', '.join(holding)} "
             "already hold keys; use 'keysyncd adopt --from NODE' to take them over"
         )
+    refuse_occupied_nodes(fleet, symmetric_file)
 
 
 def adopt_repository(run: Run, source: str) -> KeySet:

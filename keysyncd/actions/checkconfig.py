@@ -17,6 +17,7 @@ from typing import Any
 from keysyncd.actions.inspect import lint_repository
 from keysyncd.config import Config
 from keysyncd.errors import ConfigError, KeysyncError, LocalFileError
+from keysyncd.io.configtrust import trust_findings
 from keysyncd.io.ids import resolve_id
 from keysyncd.io.preflight import local_file_problems
 
@@ -41,7 +42,8 @@ class Finding:
 
 def config_findings(config: Config, now: float) -> list[Finding]:
     """Return every finding for ``config`` at time ``now``, errors first (empty: all good)."""
-    findings = [Finding(ERROR, "local_files", problem) for problem in local_file_problems(config)]
+    findings = [Finding(ERROR, "trust", problem) for problem in trust_findings(config)]
+    findings += [Finding(ERROR, "local_files", problem) for problem in local_file_problems(config)]
     findings += _ssh_findings(config)
     findings += _id_findings(config)
     findings += _hook_findings(config)

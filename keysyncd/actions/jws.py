@@ -34,6 +34,7 @@ from keysyncd.core.text import bounded
 from keysyncd.core.vocabulary import GOOD, Action, Outcome
 from keysyncd.errors import KeysyncError, UsageError
 from keysyncd.io.jwsfleet import JwsFleet
+from keysyncd.io.occupied import jws_private_file, refuse_occupied_nodes
 
 __all__ = ["Options", "adopt", "converge", "store_of", "store_root", "verify"]
 
@@ -222,6 +223,7 @@ def _refuse_if_any_node_holds_a_key(run: Run, fleet: JwsFleet) -> None:
             f"{run.repository.name}: refusing to initialise: node(s) {', '.join(holding)} "
             "already hold JWS keys; use 'keysyncd adopt --from NODE' to take them over"
         )
+    refuse_occupied_nodes(fleet, jws_private_file)
     fleet.reset()
 
 

@@ -128,10 +128,11 @@ def _run(args: argparse.Namespace, out: Output) -> int:
         return int(
             getattr(importlib.import_module(f"keysyncd.commands.{module}"), function)(args, out)
         )
-    from keysyncd.config import load_config
+    from keysyncd.io.configtrust import load_trusted_config
     from keysyncd.io.preflight import check_local_files
 
-    config = load_config(config_path(args.config))
+    # check-config lists an unsafe file among its findings; every other command refuses it
+    config = load_trusted_config(config_path(args.config), strict=args.command != "check-config")
     if args.command == "run":
         return _run_daemon(args, config)
     if args.command != "check-config":

@@ -24,13 +24,14 @@ from keysyncd.actions.drift import report_watch_failure
 from keysyncd.actions.jobs import JOBS, RepositoryRun, Step, each_repository
 from keysyncd.actions.operations import watched_path
 from keysyncd.commands.scheduler import Job, Scheduler
-from keysyncd.config import Config, RepositoryConfig, load_config
+from keysyncd.config import Config, RepositoryConfig
 from keysyncd.core.nodes import nodes_in_sync
 from keysyncd.core.schedule import missed_rotation
 from keysyncd.core.times import rfc3339_of
 from keysyncd.core.vocabulary import Outcome, Trigger
 from keysyncd.errors import ConfigError, KeysyncError
 from keysyncd.io.children import terminate_children
+from keysyncd.io.configtrust import load_trusted_config
 from keysyncd.io.daemon_info import daemon_file
 from keysyncd.io.fsutil import atomic_write
 from keysyncd.io.lock import exclusive
@@ -67,6 +68,7 @@ class Daemon:
         self.watcher: RepositoryWatcher | None = None
         self.watch_failures: dict[str, str] = {}
         self.metrics_server: Any = None
+        self.reload_failures = 0  # invalid or unsafe configs rejected (a metric)
 
     def enqueue(self, job: Job) -> None:
         """Queue ``job`` unless the same job is already waiting (coalescing, like cron)."""
@@ -154,15 +156,16 @@ class Daemon:
                 self.reload()
 
     def reload(self) -> None:
-        """Re-read the config; keep the old one if the new one is invalid."""
+        """Re-read the config; keep the old one if the new one is invalid or unsafe."""
         self.notifier.send("RELOADING=1", "STATUS=reloading configuration")
         try:
-            config = load_config(self.config_path)
+            config = load_trusted_config(self.config_path)
         except ConfigError as error:
             for problem in error.problems:
                 log.error("reload rejected: %s", problem)
             log.error("keeping the previous configuration")
-            self.last_error = "reload rejected: invalid configuration"
+            self.reload_failures += 1
+            self.last_error = "reload rejected: invalid or unsafe configuration"
         else:
             self.config = config
             self.scheduler.apply(config)
@@ -332,6 +335,7 @@ class Daemon:
             "next_rotation": {k: rfc3339_of(v) for k, v in self.scheduler.next_rotations().items()},
             "last_job": self.last_job,
             "last_error": self.last_error,
+            "config_reload_failures": self.reload_failures,
         }
         try:
             self.config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)

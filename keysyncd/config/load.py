@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from keysyncd.config import checks as check
+from keysyncd.config import paths
 from keysyncd.config.model import (
     Config,
     DriftConfig,
@@ -68,12 +69,12 @@ def _repository(reader: check.Reader, value: Any, path: str) -> RepositoryConfig
     timezone = reader.get(data, "timezone", path, check.timezone, "UTC")
     default_max = KINDS[kind].default_max_active_keys if kind in KINDS else 3
     _kind_fields(reader, data, path, kind)
-    private_path = reader.get(data, "private_path", path, check.absolute_path)
-    public_path = reader.get(data, "public_path", path, check.absolute_path)
+    private_path = reader.get(data, "private_path", path, paths.directory)
+    public_path = reader.get(data, "public_path", path, paths.directory)
     repository = RepositoryConfig(
         name=reader.get(data, "name", path, check.name, "", required=True),
         kind=kind,
-        path=Path(reader.get(data, "path", path, check.absolute_path, "/", required=True)),
+        path=Path(reader.get(data, "path", path, paths.directory, "/", required=True)),
         max_active_keys=reader.get(data, "max_active_keys", path, check.integer(2), default_max),
         schedule=schedule,
         timezone=timezone,
@@ -159,7 +160,7 @@ def _node(reader: check.Reader, value: Any, path: str, default_port: int) -> Nod
         reader.fail(path, f"expected a mapping, got {check.type_name(value)}")
         return None
     data = reader.mapping(value, path, {"name", "host", "port", "path"})
-    node_path = reader.get(data, "path", path, check.absolute_path)
+    node_path = reader.get(data, "path", path, paths.directory)
     return NodeConfig(
         name=reader.get(data, "name", path, check.name, "", required=True),
         host=reader.get(data, "host", path, check.host, "", required=True),
@@ -246,6 +247,7 @@ def parse_config(data: Any, source: Path) -> Config:
     check.unique(reader, [r.name if r else None for r in repositories], "repositories")
     check.unique(reader, [n.name if n else None for n in nodes], "nodes")
     _node_paths(reader, nodes, len(raw_repositories))
+    paths.check_disjoint(reader, repositories, state_dir, report_dir)
     sections = _sections(reader, data)
     if reader.problems:
         raise ConfigError(reader.problems)

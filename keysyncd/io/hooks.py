@@ -7,6 +7,8 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from keysyncd.io.hooktrust import hook_problem
+
 MAX_OUTPUT = 4000  # keep reports small; the tail of the output is what explains a failure
 
 
@@ -47,6 +49,10 @@ def run_hooks(
     runs: list[HookRun] = []
     for command in commands:
         started = time.monotonic()
+        untrusted = hook_problem(command)  # checked right before it runs: files change
+        if untrusted is not None:
+            runs.append(HookRun(event, command, None, untrusted, 0.0))
+            break
         try:
             finished = subprocess.run(
                 list(command),

@@ -27,6 +27,7 @@ from keysyncd.core.keyring import PRIMARY, SECONDARY, STAGED
 from keysyncd.core.nodes import nodes_in_sync
 from keysyncd.core.vocabulary import DOWN, GOOD
 from keysyncd.errors import KeysyncError
+from keysyncd.io.daemonmetrics import daemon_metrics
 from keysyncd.io.fsutil import atomic_write
 from keysyncd.io.state import load_state
 
@@ -76,6 +77,7 @@ class StateCollector(Collector):
                 durations[action] = _merged(durations.get(action), histogram)
         f.add_durations(durations)
         yield from f.all()
+        yield from daemon_metrics(config.state_dir)
 
 
 def _merged(first: Durations | None, second: Durations) -> Durations:

@@ -21,6 +21,7 @@ from keysyncd.core.policy import RotationPlan
 from keysyncd.core.view import MAX_KEY_FILE, TEMP_PREFIX, canonical_index, key_index, show_name
 from keysyncd.errors import RepositoryError
 from keysyncd.io.fsutil import describe_os_error, fsync_directory, remove_temp_files, write_temp
+from keysyncd.io.occupied import local_others, refusal, symmetric_file
 
 LAX = 0o027  # group-writable, or any access for others
 
@@ -148,7 +149,10 @@ class Repository:
         return warnings
 
     def ensure_directory(self) -> None:
-        """Create the directory (mode 0700, configured owner) if missing; raise RepositoryError."""
+        """Create the directory (mode 0700, configured owner) if missing; raise RepositoryError
+        (changing nothing) if it exists holding anything but this repository's files."""
+        if others := local_others(self.path, symmetric_file):
+            raise RepositoryError(refusal("", self.path, others))
         try:
             self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
             os.chmod(self.path, 0o700)

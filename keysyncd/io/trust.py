@@ -71,15 +71,62 @@ def check_directory(path: Path, what: str) -> None:
 
 
 def _ancestors(path: Path) -> list[Path]:
-    """Return every directory above ``path``: as written, and as its links resolve."""
+    """Return every directory above ``path``: as written, as its links resolve, and every
+    directory a link on the way (or a link a link points to) is looked up in."""
     written = Path(os.path.abspath(path))
     resolved = Path(os.path.realpath(path))
     seen: list[Path] = []
-    for start in (written, resolved):
-        for parent in start.parents:
-            if parent not in seen:
-                seen.append(parent)
+    for parent in [*written.parents, *resolved.parents, *_looked_up_in(written)]:
+        if parent not in seen:
+            seen.append(parent)
     return seen
+
+
+def _looked_up_in(path: Path, hops: int = 40) -> list[Path]:
+    """Return every directory in which a name is looked up while ``path`` resolves, link by
+    link (at most ``hops`` links, as the kernel's limit): whoever may write one of them may
+    swap the name looked up there."""
+    directories: list[Path] = []
+    pending = list(path.parts[1:])
+    current = Path("/")
+    while pending:
+        name = pending.pop(0)
+        if name in ("", "."):
+            continue
+        if name == "..":
+            current = current.parent
+            continue
+        directories.append(current)
+        try:
+            target = os.readlink(current / name)
+        except OSError:  # not a link, or not there: the walk goes on as written
+            current = current / name
+            continue
+        hops -= 1
+        if hops < 0:
+            break
+        if os.path.isabs(target):
+            current = Path("/")
+        pending = [*Path(target).parts[1 if os.path.isabs(target) else 0 :], *pending]
+    return directories
+
+
+def trust_problems(path: Path) -> list[str]:
+    """Return why file ``path`` cannot be trusted: itself (as its links resolve) and each
+    directory on the way to it that someone else could change; empty when it can be.
+
+    Example: ``["writable by group or others (mode 0666)",
+    "/etc/keysyncd is writable by group or others (mode 0777) and not sticky"]``.
+    """
+    try:
+        info = os.stat(path)
+    except OSError as error:
+        return [describe_os_error(error)]
+    found = [problem] if (problem := problem_of(info)) else []
+    for parent in _ancestors(path):
+        if problem := _parent_problem(parent):
+            found.append(f"{parent} is {problem}")
+    return found
 
 
 def _parent_problem(directory: Path) -> str | None:

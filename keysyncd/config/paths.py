@@ -1,0 +1,98 @@
+"""Repository directories that cannot collide or damage the system. Pure: paths as written.
+
+keysyncd deletes files in every directory a repository owns (its ``path``; for ``jws`` its
+private and public directories; on a node with its own ``path``, those under it). So each
+must be absolute and written in normal form (what it names is what it says), must not be
+``/`` or inside a pseudo file system, and must be apart from every other repository's
+directories and from ``state_dir`` and ``report_dir``: equal or nested directories would
+make one repository delete or rotate another's keys (a JWS public directory is emptied of
+everything that is not a public key).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import PurePosixPath
+from typing import Any
+
+from keysyncd.config.checks import Reader
+from keysyncd.config.model import RepositoryConfig
+
+PSEUDO = ("/proc", "/sys", "/dev", "/run", "/var/run")  # /var/run: a link to /run
+
+
+def directory(value: Any) -> str | None:
+    """Return why ``value`` cannot be a repository directory (None: it can)."""
+    if not isinstance(value, str) or not value.startswith("/"):
+        return f"must be an absolute path, got {value!r}"
+    if value != os.path.normpath(value) or value.startswith("//"):
+        return (
+            f"must be a normalised path (no '..', '.', '//' or trailing '/'), got {value!r}: "
+            f"write {os.path.normpath(value)!r} if that is what is meant"
+        )
+    if value == "/":
+        return "must not be '/': give the repository a directory of its own"
+    for pseudo in PSEUDO:
+        if _within(PurePosixPath(value), PurePosixPath(pseudo)):
+            return f"{value} is inside {pseudo}, a pseudo file system: keys cannot live there"
+    return None
+
+
+def _within(path: PurePosixPath, other: PurePosixPath) -> bool:
+    """Return True if ``path`` is ``other`` or inside it."""
+    return path == other or other in path.parents
+
+
+def _overlap(first: PurePosixPath, second: PurePosixPath) -> bool:
+    return _within(first, second) or _within(second, first)
+
+
+def _owned(repository: RepositoryConfig, index: int) -> list[tuple[str, PurePosixPath]]:
+    """Return (config path, directory) of each directory ``repository`` owns on the
+    controller and on every node without a ``path`` of its own."""
+    where = f"repositories[{index}]"
+    if repository.kind != "jws":
+        owned = [(f"{where}.path", repository.path)]
+    else:
+        private, public = repository.jws_directories()
+        owned = [
+            (f"{where}.private_path" if repository.private_path else f"{where}.path", private),
+            (f"{where}.public_path" if repository.public_path else f"{where}.path", public),
+        ]
+    return [(field, PurePosixPath(os.path.normpath(path))) for field, path in owned]
+
+
+def check_disjoint(
+    reader: Reader,
+    repositories: Sequence[RepositoryConfig | None],
+    state_dir: str,
+    report_dir: str,
+) -> None:
+    """Report every repository directory equal to or nested with another repository's, or
+    with ``state_dir`` or ``report_dir`` (once per repository, at the later entry).
+
+    What holds on the controller holds on every node: a node's own ``path`` is allowed only
+    with a single repository (``load._node_paths``), and ``directory`` checks it.
+    """
+    seen: list[tuple[str, PurePosixPath]] = [
+        ("state_dir", PurePosixPath(os.path.normpath(state_dir))),
+        ("report_dir", PurePosixPath(os.path.normpath(report_dir))),
+    ]
+    for index, repository in enumerate(repositories):
+        if repository is None:
+            continue
+        owned = _owned(repository, index)
+        reported = False
+        for where, path in owned:
+            clash = next(((w, p) for w, p in seen if _overlap(path, p)), None)
+            if clash is not None and not reported:
+                reported = True  # one line per repository: the first clash says enough
+                relation = "is" if path == clash[1] else "is nested with"
+                reader.fail(
+                    where,
+                    f"{path} {relation} {clash[1]} ('{clash[0]}'): every repository needs a "
+                    "directory of its own, apart from every other one and from state_dir "
+                    "and report_dir, or one would delete or rotate the other's files",
+                )
+        seen += [(where, path) for where, path in owned]

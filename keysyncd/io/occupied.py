@@ -1,0 +1,84 @@
+"""Whether a directory ``init`` would take over already holds something that is not ours.
+
+``init`` creates a repository directory mode 0700 (and gives it the configured owner): done
+to an existing directory that holds anything else (``/etc``, a home directory), that would
+lock its users out. So ``init`` takes over only a directory that does not exist, is empty,
+or holds nothing but the repository's own files: key files (named by integers; for JWS
+``private.pem``) and keysyncd's ``.keysyncd-*`` temp files.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from keysyncd.core.jws import PRIVATE_NAME
+from keysyncd.core.text import bounded
+from keysyncd.core.view import is_temp_name, key_index, show_name
+from keysyncd.errors import KeysyncError, RepositoryError
+from keysyncd.io.fsutil import describe_os_error
+
+if TYPE_CHECKING:  # the SSH library only where nodes are reached
+    from keysyncd.io.fanout import Fanout
+    from keysyncd.io.sftp import NodeSession
+
+Own = Callable[[str], bool]
+
+
+def symmetric_file(name: str) -> bool:
+    """Return True for a name a fernet or credential repository may hold."""
+    return key_index(name) is not None or is_temp_name(name)
+
+
+def jws_private_file(name: str) -> bool:
+    """Return True for a name a JWS private directory may hold."""
+    return name == PRIVATE_NAME or is_temp_name(name)
+
+
+def local_others(path: Path, own: Own) -> list[str]:
+    """Return the names in local directory ``path`` that are not ``own`` (sorted, escaped
+    for printing); empty if it does not exist. Raise RepositoryError if it cannot be listed.
+    """
+    try:
+        names = os.listdir(path)
+    except FileNotFoundError:
+        return []
+    except OSError as error:
+        raise RepositoryError(f"cannot list {path}: {describe_os_error(error)}") from None
+    return sorted(show_name(name) for name in names if not own(name))
+
+
+def node_others(session: NodeSession, own: Own) -> list[str]:
+    """Return the names in ``session``'s directory that are not ``own``; empty if it does not
+    exist. Raise NodeError if it cannot be listed (or holds more than any repository)."""
+    if session.directory_mode() is None:
+        return []
+    _, entries, _ = session.list_every_entry()
+    return sorted(show_name(entry.name) for entry in entries if not own(entry.name))
+
+
+def refusal(where: str, path: Path, others: list[str]) -> str:
+    """Return the one line ``init`` refuses with, saying what to do.
+
+    Example: ``"init: /etc already exists and holds other files ('passwd', ...): point path
+    at a directory of its own"``.
+    """
+    return (
+        f"init: {where}{path} already exists and holds other files ({bounded(others, 3)}): "
+        "keysyncd would change its mode and owner; point path at a directory of its own"
+    )
+
+
+def refuse_occupied_nodes(fleet: Fanout[Any, Any], own: Own) -> None:
+    """Raise KeysyncError, naming each node and what its directory holds, if the directory
+    ``init`` would take over on any healthy node of ``fleet`` exists holding anything that
+    is not ``own``."""
+    lines = []
+    for name in fleet.healthy():
+        session = fleet.sessions[name]
+        if others := node_others(session, own):
+            lines.append(refusal(f"node {name}: ", session.directory, others))
+    if lines:
+        raise KeysyncError("; ".join(lines))
