@@ -60,7 +60,8 @@ def _owned(repository: RepositoryConfig, index: int) -> list[tuple[str, PurePosi
             (f"{where}.private_path" if repository.private_path else f"{where}.path", private),
             (f"{where}.public_path" if repository.public_path else f"{where}.path", public),
         ]
-    return [(field, PurePosixPath(os.path.normpath(path))) for field, path in owned]
+    # a directory already refused (its value replaced by the default) is not compared
+    return [(field, PurePosixPath(path)) for field, path in owned if not directory(str(path))]
 
 
 def check_disjoint(
