@@ -220,6 +220,23 @@ class MemorySession:
             temps = tuple(name for name, _ in files if name.startswith(TEMP_PREFIX))
             return Listing(self.node.directory_mode, entries, temps)  # S_IMODE, as the real one
 
+    def directory_mode(self) -> int:
+        with self.fleet.lock:
+            self._check("looking at the directory", writes=False)
+            return self.node.directory_mode
+
+    def list_every_entry(self) -> tuple[int, tuple[Entry, ...], tuple[str, ...]]:
+        """Every name, as init's check for a directory holding other files reads it."""
+        with self.fleet.lock:
+            self._check("listing", writes=False)
+            files = sorted(self.node.files.items())
+            entries = tuple(
+                Entry(name, EntryType.FILE, self.node.modes[name], len(content), 0, 0)
+                for name, content in files
+            )
+            temps = tuple(name for name, _ in files if name.startswith(TEMP_PREFIX))
+            return self.node.directory_mode, entries, temps
+
     def read(self, entry: Entry) -> bytes:
         name = entry.name
         with self.fleet.lock:
