@@ -59,15 +59,16 @@ def node_others(session: NodeSession, own: Own) -> list[str]:
     return sorted(show_name(entry.name) for entry in entries if not own(entry.name))
 
 
-def refusal(where: str, path: Path, others: list[str]) -> str:
-    """Return the one line ``init`` refuses with, saying what to do.
+def refusal(where: str, path: Path, others: list[str], action: str = "init") -> str:
+    """Return the one line ``action`` refuses with, saying what to do.
 
-    Example: ``"init: /etc already exists and holds other files ('passwd', ...): point path
-    at a directory of its own"``.
+    Example: ``"init: /etc already exists and holds other files ('passwd', ...): keysyncd
+    would change its mode and owner; point path at a directory of its own"``.
     """
     return (
-        f"init: {where}{path} already exists and holds other files ({bounded(others, 3)}): "
-        "keysyncd would change its mode and owner; point path at a directory of its own"
+        f"{action}: {where}{path} already exists and holds other files "
+        f"({bounded(others, 3)}): keysyncd would change its mode and owner; point path at a "
+        "directory of its own"
     )
 
 

@@ -152,7 +152,7 @@ class Repository:
         """Create the directory (mode 0700, configured owner) if missing; raise RepositoryError
         (changing nothing) if it exists holding anything but this repository's files."""
         if others := local_others(self.path, symmetric_file):
-            raise RepositoryError(refusal("", self.path, others))
+            raise RepositoryError(refusal("", self.path, others, "refusing to write keys"))
         try:
             self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
             os.chmod(self.path, 0o700)

@@ -188,6 +188,11 @@ def script_run_by_env_with_an_unsafe_program(c: Controller) -> None:
     c.hook.write_text("#!/usr/bin/env keysyncd-test-interpreter\nexit 0\n")
 
 
+def sh_c_running_an_unsafe_program_found_on_path(c: Controller) -> None:
+    script_run_by_env_with_an_unsafe_program(c)  # the same unsafe program in a PATH directory
+    c.hooks(["bash", "-o", "pipefail", "-ec", "LANG=C keysyncd-test-interpreter --all | cat"])
+
+
 # --- repository directories -------------------------------------------------------------------
 
 
@@ -258,6 +263,10 @@ BAD: list[tuple[str, Callable[[Controller], None], str, str]] = [
      "(mode 0777)"),
     ("script-run-by-env-with-an-unsafe-program", script_run_by_env_with_an_unsafe_program,
      "error", HOOK + "program run by env {root}/progs/keysyncd-test-interpreter is unsafe: "
+     "writable by group or others (mode 0775)"),
+    ("sh-c-running-an-unsafe-program-found-on-path",
+     sh_c_running_an_unsafe_program_found_on_path, "error",
+     HOOK + "program run by 'bash -c' {root}/progs/keysyncd-test-interpreter is unsafe: "
      "writable by group or others (mode 0775)"),
     ("fernet-and-credential-share-a-path", fernet_and_credential_share_a_path, "config error",
      "At 'repositories[1].path': {root}/keys is {root}/keys ('repositories[0].path'): every "
@@ -419,3 +428,21 @@ def test_init_takes_over_an_empty_existing_directory(
     assert controller.run(capsys, "init")[0] == 0
     assert stat.S_IMODE((controller.root / "keys").stat().st_mode) == 0o700
     assert sorted(os.listdir(controller.root / "keys")) == ["0", "1"]
+
+
+def test_keys_are_never_written_into_a_directory_holding_other_files(tmp_path: Path) -> None:
+    """adopt writes through the same Repository.write_keys: it refuses too, changing nothing."""
+    from keysyncd.core.kinds import KINDS
+    from keysyncd.errors import RepositoryError
+    from keysyncd.io.repository import Repository
+
+    home = tmp_path / "home"
+    home.mkdir(mode=0o751)
+    (home / ".profile").write_text("umask 022\n")
+    before = tree(tmp_path)
+    with pytest.raises(RepositoryError) as refused:
+        Repository(home, KINDS["fernet"]).write_keys({1: b"k" * 44, 0: b"s" * 44}, (1, 0))
+    assert str(refused.value).startswith(
+        f"refusing to write keys: {home} already exists and holds other files ('.profile')"
+    )
+    assert tree(tmp_path) == before
