@@ -553,6 +553,7 @@ ALERTS = {
     "KeysyncdDrift",
     "KeysyncdLocalRepositoryInvalid",
     "KeysyncdRotationDeferred",
+    "KeysyncdConfigReloadRejected",
     "KeysyncdNodeDown",
     "KeysyncdMetricsMissing",
 }
