@@ -3,9 +3,10 @@ the directories above it, every hook program (as it will run: PATH, links, ``#!`
 ``env``) and every repository directory (absolute, normalised, outside pseudo file systems,
 apart from every other one).
 
-Every case goes through the real entry point (``main``), as tests/unit/test_check_config.py
-does, with a real other owner (uid 65534) where ownership matters: exit 2, exactly one
-clear line, no traceback, and nothing changed anywhere below the test's directory.
+Every case goes through the real entry point (``main``, as tests/unit/test_check_config.py
+does; each command's refusal as a ``keysyncd`` process), with a real other owner (uid 65534)
+where ownership matters: exit 2, exactly one clear line, no traceback, and nothing changed
+anywhere below the test's directory.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import json
 import logging
 import os
 import stat
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -352,13 +355,25 @@ COMMANDS = [["rotate"], ["sync"], ["verify"], ["init"], ["status"], ["plan"], ["
             ["adopt", "--from", "n1"], ["run"]]  # fmt: skip
 
 
+def cli(controller: Controller, *command: str) -> tuple[int, str, str]:
+    """Run ``keysyncd -c CONFIG COMMAND`` as a process (bounded: ``run`` must not start)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "keysyncd", "-c", str(controller.config), *command],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return done.returncode, done.stdout, done.stderr
+
+
 @pytest.mark.parametrize("command", COMMANDS, ids=[" ".join(c) for c in COMMANDS])
 def test_every_command_refuses_an_unsafe_config_before_it_acts(
-    controller: Controller, capsys: pytest.CaptureFixture[str], command: list[str]
+    controller: Controller, command: list[str]
 ) -> None:
     os.chown(controller.config, OTHER_UID, OTHER_UID)
     before = tree(controller.root)
-    code, out, err = controller.run(capsys, *command)
+    code, out, err = cli(controller, *command)
     assert (code, out) == (2, ""), err
     [line] = err.splitlines()
     assert line.startswith(f"keysyncd: config error: config file {controller.config} is unsafe")
@@ -368,11 +383,11 @@ def test_every_command_refuses_an_unsafe_config_before_it_acts(
 
 @pytest.mark.parametrize("command", [["rotate"], ["init"], ["status"], ["run"]])
 def test_every_command_refuses_an_unsafe_hook_before_it_acts(
-    controller: Controller, capsys: pytest.CaptureFixture[str], command: list[str]
+    controller: Controller, command: list[str]
 ) -> None:
     controller.hook.chmod(0o777)
     before = tree(controller.root)
-    code, out, err = controller.run(capsys, *command)
+    code, out, err = cli(controller, *command)
     assert (code, out) == (2, ""), err
     [line] = err.splitlines()
     assert f"{HOOK}hook program {controller.hook} is unsafe: writable" in line, line
