@@ -135,6 +135,17 @@ def config_reached_through_a_loose_directory(c: Controller) -> None:
     c.config.symlink_to(real)
 
 
+def config_through_a_link_in_a_loose_directory(c: Controller) -> None:
+    """Neither where the config is named nor where it lies is loose, but a link on the way
+    lies in a loose directory: whoever may write there may point it elsewhere."""
+    real = c.root / "real"
+    real.mkdir(mode=0o755)
+    c.config.rename(real / "config.yaml")
+    hop = loose_directory(c, "hops") / "hop"
+    hop.symlink_to(real / "config.yaml")
+    c.config.symlink_to(hop)
+
+
 def config_owned_by_another_uid(c: Controller) -> None:
     os.chown(c.config, OTHER_UID, OTHER_UID)
 
@@ -245,6 +256,8 @@ BAD: list[tuple[str, Callable[[Controller], None], str, str]] = [
      "and not sticky"),
     ("config-reached-through-a-loose-directory", config_reached_through_a_loose_directory,
      "error", f"config file {{config}} is unsafe: {{root}}/loose {UNSAFE}"),
+    ("config-through-a-link-in-a-loose-directory", config_through_a_link_in_a_loose_directory,
+     "error", f"config file {{config}} is unsafe: {{root}}/hops {UNSAFE}"),
     ("config-owned-by-another-uid", config_owned_by_another_uid, "error",
      "config file {config} is unsafe: owned by uid 65534, not by root or the user"),
     ("hook-writable-by-others", hook_writable_by_others, "error",
