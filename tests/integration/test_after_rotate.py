@@ -119,7 +119,7 @@ def test_a_failed_after_rotate_is_partial_everywhere(
     # the metrics come from that journal (written by the same commit): the keys did rotate
     # (last rotation time), and nothing records the rotate action as a success
     metrics = textfile.read_text()
-    assert f"keysyncd_generation{{repository=\"fernet-tokens\"}} {report['generation']}" in metrics
+    assert f'keysyncd_generation{{repository="fernet-tokens"}} {report["generation"]}' in metrics
 
     script(migrate, "exit 0")
     assert run(config, "rotate") == 0  # the retried hook succeeds: unblocked, rotated
