@@ -51,7 +51,9 @@ class HookRun:
         (SIGKILL)``, ``timed out after 10s``, ``could not run: ...``."""
         if self.problem:
             return self.problem
-        if self.status is not None and self.status < 0:
+        if self.status is None:  # a run refused before it started says why in its output
+            return f"could not run: {self.output.strip()[-200:]}"
+        if self.status < 0:
             return f"was killed by signal {-self.status} ({_signal_name(-self.status)})"
         return f"exited with status {self.status}"
 

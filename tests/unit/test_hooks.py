@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from keysyncd.core.journal import HookBlock
-from keysyncd.io.hooks import GROUP_GRACE, HEAD_TAIL, run_hooks
+from keysyncd.io.hooks import GROUP_GRACE, HEAD_TAIL, HookRun, run_hooks
 from keysyncd.testing.processes import alive
 
 
@@ -122,6 +122,8 @@ def test_a_missing_hook_could_not_run_and_never_says_status_none(tmp_path: Path)
     ):
         assert "None" not in block.describe(), block
     assert "did not finish" in HookBlock(("migrate",), None, 1.0).describe()
+    refused = HookRun("after_rotate", ("migrate",), None, "writable by others\n", 0.0)
+    assert refused.describe() == "after_rotate hook 'migrate' could not run: writable by others"
 
 
 def test_the_document_reaches_stdin_even_when_the_hook_does_not_read_it(tmp_path: Path) -> None:
