@@ -131,6 +131,7 @@ def _run_one(
     timeout: float,
     cancel: threading.Event | None,
 ) -> HookRun:
+    """Return how one hook command ended; its process group is gone when this returns."""
     started = time.monotonic()
     output = Output()
     # stdin from an unlinked file: a hook that never reads it cannot block keysyncd
