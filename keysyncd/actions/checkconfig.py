@@ -17,6 +17,7 @@ from typing import Any
 from keysyncd.actions.inspect import lint_repository
 from keysyncd.config import Config
 from keysyncd.errors import ConfigError, KeysyncError, LocalFileError
+from keysyncd.io.children import UNIT_TIMEOUT_STOP_SEC
 from keysyncd.io.configtrust import trust_findings
 from keysyncd.io.ids import resolve_id
 from keysyncd.io.preflight import local_file_problems
@@ -47,6 +48,7 @@ def config_findings(config: Config, now: float) -> list[Finding]:
     findings += _ssh_findings(config)
     findings += _id_findings(config)
     findings += _hook_findings(config)
+    findings += _hook_stop_findings(config)
     findings += _lint_findings(config, now)
     return sorted(findings, key=lambda finding: finding.severity != ERROR)
 
@@ -124,6 +126,29 @@ def _hook_findings(config: Config) -> list[Finding]:
                 if problem:
                     where = f"repositories[{index}].hooks.{event}[{number}]"
                     found.append(Finding(ERROR, "hook", f"At '{where}': {problem}"))
+    return found
+
+
+def _hook_stop_findings(config: Config) -> list[Finding]:
+    """Return a warning for each repository whose hooks may run longer than systemd waits
+    for keysyncd to stop: a stop during such a hook ends it (SPEC rule 9)."""
+    found = []
+    for index, repository in enumerate(config.repositories):
+        hooks = repository.hooks
+        if hooks.timeout > UNIT_TIMEOUT_STOP_SEC and (
+            hooks.before_rotate or hooks.after_rotate or hooks.on_failure
+        ):
+            found.append(
+                Finding(
+                    WARNING,
+                    "hook_timeout",
+                    f"At 'repositories[{index}].hooks.timeout' ({repository.name}): "
+                    f"{hooks.timeout:g}s is longer than the unit's TimeoutStopSec "
+                    f"({UNIT_TIMEOUT_STOP_SEC:g}s): a stop during such a hook ends it, and an "
+                    "after_rotate that did not finish leaves the repository blocked until it "
+                    "succeeds",
+                )
+            )
     return found
 
 

@@ -60,6 +60,7 @@ def repository_status(config: Config, repository: RepositoryConfig, now: float) 
         else {
             "hook": list(state.hook_block.hook),
             "status": state.hook_block.status,
+            "outcome": state.hook_block.outcome(),
             "at": rfc3339(state.hook_block.at),
         },
         "warnings": lint_repository(repository, now),

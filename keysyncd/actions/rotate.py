@@ -11,19 +11,20 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
+from keysyncd.actions.afterrotate import run_after_rotate
 from keysyncd.actions.context import ActionResult, Draft, Run, commit, node_outcomes
 from keysyncd.actions.local import Local, load_local, policy_of, recover, rotate_local
 from keysyncd.actions.preview import preview_rotation
 from keysyncd.core import journal
-from keysyncd.core.journal import HookBlock, RepositoryState
+from keysyncd.core.journal import RepositoryState
 from keysyncd.core.keyring import KeySet
 from keysyncd.core.nodes import checked
 from keysyncd.core.policy import RotationPlan, plan_rotation
 from keysyncd.core.report import NodeOutcome, Report
-from keysyncd.core.vocabulary import GOOD, Action, Outcome
+from keysyncd.core.vocabulary import GOOD, Action, Outcome, outcome_of
 from keysyncd.io.fleet import FleetAction, push_keyset
 from keysyncd.io.hooks import HookRun, run_hooks
 
@@ -122,7 +123,9 @@ def _promote(run: Run, rotation: _Rotation, fleet: FleetAction | None, gated: Ga
         )
     hooks = run.repository.hooks
     document = _document(run, rotation.plan, rotation.state)
-    rotation.hooks += run_hooks("before_rotate", hooks.before_rotate, document, hooks.timeout)
+    rotation.hooks += run_hooks(
+        "before_rotate", hooks.before_rotate, document, hooks.timeout, run.cancel
+    )
     if rotation.hooks and not rotation.hooks[-1].ok:
         rotation.messages.append("not rotated: " + rotation.hooks[-1].describe())
         draft = rotation.draft(node_outcomes(fleet), Outcome.FAILED)
@@ -137,26 +140,23 @@ def _promote(run: Run, rotation: _Rotation, fleet: FleetAction | None, gated: Ga
 
 
 def _after(run: Run, rotation: _Rotation, nodes: Mapping[str, NodeOutcome]) -> ActionResult:
-    """Run after_rotate once every node verified (a failure blocks the next rotation), then
-    commit; on_failure runs for anything that is not ok."""
-    hooks = run.repository.hooks
+    """Run after_rotate once every node verified (until it succeeds, the next rotation is
+    blocked), decide the outcome once, then commit; on_failure runs for anything not ok."""
     if all(node.status in GOOD for node in nodes.values()):
         document = _document(run, rotation.plan, rotation.state)
-        after = run_hooks("after_rotate", hooks.after_rotate, document, hooks.timeout)
+        rotation.state, after = run_after_rotate(run, rotation.state, document)
         rotation.hooks += after
         if after and not after[-1].ok:
             rotation.messages.append(
                 after[-1].describe() + "; the next rotation is blocked until it succeeds"
             )
-            block = _block(after[-1], run.clock())
-            rotation.state = journal.block_rotation(rotation.state, block)
-    result = commit(run, rotation.state, rotation.draft(nodes), rotation=rotation.plan)
-    blocked = rotation.state.hook_block is not None
-    if blocked or result.outcome != Outcome.OK:
+    outcome = outcome_of(node.status for node in nodes.values())
+    if outcome == Outcome.OK and rotation.state.hook_block is not None:
+        outcome = Outcome.PARTIAL  # final before the commit: report, journal, index agree
+    result = commit(run, rotation.state, rotation.draft(nodes, outcome), rotation=rotation.plan)
+    if result.outcome != Outcome.OK:
         assert result.report is not None  # noqa: S101 - commit always writes one
         _on_failure(run, result.report)
-    if result.outcome == Outcome.OK and blocked:
-        return replace(result, outcome=Outcome.PARTIAL)
     return result
 
 
@@ -172,26 +172,14 @@ def _retry_blocking_hook(run: Run, state: RepositoryState) -> tuple[RepositorySt
     """Re-run a failed after_rotate hook; return the state and why rotation stays blocked."""
     if state.hook_block is None:
         return state, None
-    runs = run_hooks(
-        "after_rotate",
-        run.repository.hooks.after_rotate,
-        _document(run, None, state),
-        run.repository.hooks.timeout,
-    )
-    if runs and not runs[-1].ok:
-        block = _block(runs[-1], run.clock())
-        return journal.block_rotation(state, block), block.describe()
-    return journal.unblock_rotation(state), None
-
-
-def _block(hook: HookRun, now: float) -> HookBlock:
-    return HookBlock(hook.command, hook.status, now)
+    state, _ = run_after_rotate(run, state, _document(run, None, state))
+    return state, None if state.hook_block is None else state.hook_block.describe()
 
 
 def _on_failure(run: Run, report: Report) -> None:
     document = json.dumps(report.to_json()).encode()
     hooks = run.repository.hooks
-    for hook in run_hooks("on_failure", hooks.on_failure, document, hooks.timeout):
+    for hook in run_hooks("on_failure", hooks.on_failure, document, hooks.timeout, run.cancel):
         if not hook.ok:
             log.warning("%s: %s", run.repository.name, hook.describe())
 

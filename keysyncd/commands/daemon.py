@@ -45,6 +45,10 @@ log = logging.getLogger("keysyncd.commands.daemon")
 LOCK_WAIT = 60.0  # a CLI action holding the lock delays a daemon job, up to this long
 STOP_TIMEOUT = 30.0  # after SIGTERM, the current step gets this long before a hard exit
 CHILD_GRACE = 2.0  # at a hard exit, hook processes get this long between SIGTERM and SIGKILL
+# The longest a stop may take: the current step (a running hook's group is ended at once,
+# keysyncd.io.hooks.GROUP_GRACE), then the hard exit ending what is left. The shipped unit's
+# TimeoutStopSec (keysyncd.io.children.UNIT_TIMEOUT_STOP_SEC) stays above it.
+STOP_BUDGET = STOP_TIMEOUT + 2 * CHILD_GRACE
 
 
 class Daemon:

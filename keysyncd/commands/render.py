@@ -147,8 +147,8 @@ def status_lines(status: dict[str, Any]) -> list[str]:
     blocked = status.get("rotation_blocked_by")
     if blocked:
         lines.append(
-            f"  BLOCKED: after_rotate hook {' '.join(blocked['hook'])!r} failed "
-            f"(status {blocked['status']}); each rotate retries it first"
+            f"  BLOCKED: after_rotate hook {' '.join(blocked['hook'])!r} "
+            f"{blocked['outcome']}; each rotate retries it first"
         )
     for node, entry in sorted(status.get("nodes", {}).items()):
         reason = entry.get("reason")

@@ -62,18 +62,33 @@ class LastAction:
 
 @dataclass(frozen=True)
 class HookBlock:
-    """A failed after_rotate hook that blocks the next rotation until it succeeds."""
+    """An after_rotate hook that has not succeeded: it blocks the next rotation until it does.
+
+    Journaled before the hook starts (``status`` None, ``problem`` empty: started, not
+    finished), so that a hook killed with keysyncd still blocks; ``problem`` says how it
+    ended when it did not exit by itself (``timed out after 300s``).
+    """
 
     hook: tuple[str, ...]
     status: int | None
     at: float
+    problem: str = ""
+
+    def outcome(self) -> str:
+        """Return how the hook ended, in words (never "status None")."""
+        if self.problem:
+            return self.problem
+        if self.status is None:
+            return "did not finish (keysyncd was stopped or killed while it ran)"
+        if self.status < 0:
+            return f"was killed by signal {-self.status}"
+        return f"exited with status {self.status}"
 
     def describe(self) -> str:
         """Return why rotation is blocked, and what clears it."""
         return (
-            f"rotation blocked: after_rotate hook {' '.join(self.hook)!r} exited with status "
-            f"{self.status}; it must succeed before the next rotation (each rotate retries it "
-            "first)"
+            f"rotation blocked: after_rotate hook {' '.join(self.hook)!r} {self.outcome()}; "
+            "it must succeed before the next rotation (each rotate retries it first)"
         )
 
 

@@ -1,12 +1,61 @@
-"""This process's children (hook commands and theirs): found through /proc, ended on exit."""
+"""This process's children (hook commands and theirs): found through /proc, ended on exit.
+
+Each hook runs in a process group of its own (``keysyncd.io.hooks``): its group is
+remembered while it runs, so that a hard exit ends the hook's whole group too, even the
+processes it started that are no longer below keysyncd in the process tree.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import signal
+import threading
 import time
 from pathlib import Path
+
+# The shipped unit (systemd/keysyncd.service) and the Ansible role give keysyncd this long
+# after SIGTERM before systemd's SIGKILL; tests keep it above what the daemon needs.
+UNIT_TIMEOUT_STOP_SEC = 45.0
+
+_groups: set[int] = set()
+_groups_lock = threading.Lock()
+
+
+def remember_group(pgid: int) -> None:
+    """Record a running hook's process group (ended by ``terminate_children`` too)."""
+    with _groups_lock:
+        _groups.add(pgid)
+
+
+def forget_group(pgid: int) -> None:
+    """Forget a hook's process group once it was ended."""
+    with _groups_lock:
+        _groups.discard(pgid)
+
+
+def group_members(pgid: int) -> list[int]:
+    """Return the PIDs of the live (not zombie) processes of process group ``pgid``."""
+    members = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{entry}/stat").read_text().rpartition(")")[2].split()
+            if fields[0] != "Z" and int(fields[2]) == pgid:
+                members.append(int(entry))
+    return members
+
+
+def end_group(pgid: int, grace: float) -> None:
+    """End process group ``pgid``: SIGTERM, then SIGKILL to what remains ``grace`` seconds
+    later; return once no live process is left in it (or a grace after the SIGKILL)."""
+    for number in (signal.SIGTERM, signal.SIGKILL):
+        if not group_members(pgid):
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, number)
+        deadline = time.monotonic() + grace
+        while group_members(pgid) and time.monotonic() < deadline:
+            time.sleep(0.02)
 
 
 def descendants(pid: int) -> list[int]:
@@ -27,16 +76,21 @@ def descendants(pid: int) -> list[int]:
 
 
 def terminate_children(grace: float) -> None:
-    """SIGTERM every process we started (hooks and theirs), then, ``grace`` seconds later,
-    SIGKILL what remains."""
+    """SIGTERM every process we started (hooks, their groups and theirs), then, ``grace``
+    seconds later, SIGKILL what remains."""
     for number in (signal.SIGTERM, signal.SIGKILL):
-        pids = descendants(os.getpid())
+        with _groups_lock:
+            groups = list(_groups)
+        for pgid in groups:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, number)
+        pids = descendants(os.getpid()) + [p for g in groups for p in group_members(g)]
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, number)
         deadline = time.monotonic() + grace
         while pids and time.monotonic() < deadline:
             time.sleep(0.05)
-            pids = descendants(os.getpid())
+            pids = descendants(os.getpid()) + [p for g in groups for p in group_members(g)]
         if not pids:
             return

@@ -215,6 +215,7 @@ def _hook_block(document: Any) -> HookBlock | None:
         hook=_strings(_field(block, "hook", where, (list,), []), "hook_block.hook"),
         status=_field(block, "status", where, (int,), None),
         at=float(_field(block, "at", where, (int, float), 0.0)),
+        problem=_field(block, "problem", where, (str,), ""),
     )
 
 

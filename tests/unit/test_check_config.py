@@ -148,14 +148,15 @@ def set_repository(key: str, value: Any) -> Callable[[Setup], None]:
 
 
 def hook(command: Any) -> Callable[[Setup], None]:
-    return set_repository("hooks", {"after_rotate": [command]})
+    # within the unit's TimeoutStopSec: a longer timeout is a warning of its own
+    return set_repository("hooks", {"after_rotate": [command], "timeout": 30})
 
 
 def not_executable(setup: Setup) -> None:
     script = setup.root / "migrate"
     script.write_text("#!/bin/sh\n")
     script.chmod(0o644)
-    setup.repository["hooks"] = {"after_rotate": [str(script)]}
+    setup.repository["hooks"] = {"after_rotate": [str(script)], "timeout": 30}
 
 
 def identity_not_a_key(setup: Setup) -> None:
@@ -348,3 +349,27 @@ def test_no_nodes_needs_no_ssh_files(tmp_path: Path, capsys: pytest.CaptureFixtu
     )
     assert main(["-c", str(config), "check-config"]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_a_hook_timeout_longer_than_the_units_stop_timeout_is_a_warning(
+    setup: Setup, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A stop during a hook ends it (SPEC rule 9): a hook allowed longer than systemd waits
+    for keysyncd to stop is worth knowing about, but it is no error."""
+    script = setup.root / "migrate"
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o755)
+    setup.repository["hooks"] = {"after_rotate": [str(script)], "timeout": 46}
+    code, out, err = setup.check(capsys)
+    assert out.endswith("1 warning(s)\n"), out
+    assert code == 0, err
+    [warning] = err.splitlines()
+    assert warning.startswith(
+        "keysyncd: warning: At 'repositories[0].hooks.timeout' (fernet-tokens): 46s is longer "
+        "than the unit's TimeoutStopSec (45s): a stop during such a hook ends it"
+    ), warning
+    assert "leaves the repository blocked" in warning
+    assert setup.check(capsys, "--strict")[0] == 1
+    setup.repository["hooks"]["timeout"] = 45
+    code, _, err = setup.check(capsys, "--strict")
+    assert (code, err) == (0, "")

@@ -165,8 +165,16 @@ def test_check_config_names_the_example_files_this_machine_lacks(
         "keysyncd: error: known_hosts /etc/keysyncd/known_hosts does not exist",
         "keysyncd: error: identity_file /etc/keysyncd/id_ed25519 does not exist",
     ]
-    # then what else this machine lacks: the keystone user and group, the hook commands
-    assert all(line.startswith("keysyncd: error: At 'repositories[") for line in lines[2:])
+    # then what else this machine lacks: the keystone user and group, the hook commands;
+    # last, the warnings: hook timeouts longer than the unit's TimeoutStopSec (300 s, 900 s)
+    errors = [line for line in lines[2:] if line.startswith("keysyncd: error: ")]
+    assert all(line.startswith("keysyncd: error: At 'repositories[") for line in errors)
+    warnings = lines[2 + len(errors) :]
+    assert [line.split("'")[1] for line in warnings] == [
+        "repositories[0].hooks.timeout",
+        "repositories[1].hooks.timeout",
+    ], err
+    assert all(line.startswith("keysyncd: warning: At ") for line in warnings)
 
 
 # --- defaults and accepted values -------------------------------------------------------------

@@ -838,3 +838,20 @@ def test_the_role_copies_everything_the_wheel_is_built_from() -> None:
         if task["name"] == "Copy the keysyncd sources from this checkout"
     ]
     assert set(copy["loop"]) == {"pyproject.toml", "README.md", "keysyncd"} | folders
+
+
+def test_systemd_waits_longer_than_keysyncd_needs_to_stop(renderer: Any) -> None:
+    """The shipped unit and the role's drop-in give keysyncd more time after SIGTERM than
+    its stop budget (the current step, then the hard exit ending every hook's group), and
+    check-config's warning compares hook timeouts with that same TimeoutStopSec."""
+    from keysyncd.commands.daemon import STOP_BUDGET, STOP_TIMEOUT
+    from keysyncd.io.children import UNIT_TIMEOUT_STOP_SEC
+    from keysyncd.io.hooks import GROUP_GRACE
+
+    unit = (ROOT / "systemd" / "keysyncd.service").read_text(encoding="utf-8")
+    [shipped] = re.findall(r"^TimeoutStopSec=(\d+)$", unit, re.M)
+    drop_in = render(renderer, "keysyncd.service.conf.j2", controller_variables(renderer))
+    [role] = re.findall(r"^TimeoutStopSec=(\d+)$", drop_in, re.M)
+    assert float(shipped) == float(role) == UNIT_TIMEOUT_STOP_SEC
+    assert STOP_BUDGET < UNIT_TIMEOUT_STOP_SEC, "systemd would SIGKILL a stopping keysyncd"
+    assert 2 * GROUP_GRACE < STOP_TIMEOUT, "a stopped hook's group ends well within a step"

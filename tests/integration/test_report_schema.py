@@ -1,0 +1,45 @@
+"""Every action keysyncd can commit writes a report that validates against
+schemas/report.schema.json: init, adopt, rotate, sync, verify and drift, on a real fleet."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+
+from keysyncd.actions import operations
+from keysyncd.actions.context import Run
+from keysyncd.commands.cli import main
+from keysyncd.config import load_config
+from keysyncd.core.vocabulary import Action, Trigger
+from keysyncd.testing.config import fleet_config
+from keysyncd.testing.fleet import Fleet
+
+ROOT = Path(__file__).resolve().parents[2]
+SCHEMA = json.loads((ROOT / "schemas" / "report.schema.json").read_text())
+
+
+def written(root: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((root / "reports").glob("*.json"))]
+
+
+def test_a_report_of_every_action_validates_against_the_schema(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    first, second = tmp_path / "ctl", tmp_path / "other"
+    config = fleet_config(fleet, first)
+    for command in (["init"], ["sync"], ["verify"], ["rotate"]):
+        assert main(["-c", str(config), *command]) == 0, command
+    (fleet.node("node1").directory / "0").unlink()  # drift on a node, found by the check
+    loaded = load_config(config)
+    drift = operations.check_fleet(Run(loaded, loaded.repositories[0], Trigger.CRON))
+    assert drift is not None and drift.report is not None
+    other = fleet_config(fleet, second)  # a second controller takes the fleet over
+    assert main(["-c", str(other), "adopt", "--from", "node2"]) == 0
+    documents = written(first) + written(second)
+    assert {document["action"] for document in documents} == {str(a) for a in Action}
+    validator = jsonschema.Draft202012Validator(SCHEMA)
+    for document in documents:
+        problems = [error.message for error in validator.iter_errors(document)]
+        assert problems == [], (document["action"], problems)
