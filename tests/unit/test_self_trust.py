@@ -89,7 +89,7 @@ class Controller:
         self.config.write_text(yaml.safe_dump(self.data))
 
     def hooks(self, *commands: Any) -> None:
-        self.data["repositories"][0]["hooks"] = {"after_rotate": list(commands)}
+        self.data["repositories"][0]["hooks"] = {"after_rotate": list(commands), "timeout": 10}
         self.write()
 
     def add_repository(self, **fields: Any) -> None:
