@@ -159,7 +159,8 @@ class RepositoryWatcher:
             for name in self._targets:
                 self.on_alarm(name, OVERFLOW)
         if not self.observer.is_alive():
-            if not self.lost:  # once: the daemon checks everything and starts a new watcher
+            # once, and not while we stop: the daemon checks everything, starts a new watcher
+            if not self.lost and not self._stop.is_set():
                 self.lost = True
                 log.error("the file watcher stopped unexpectedly")
                 for name in self._targets:

@@ -102,3 +102,16 @@ def test_an_inotify_queue_overflow_is_reported(
             descriptor = os.open(keys / f"f{number}", os.O_WRONLY | os.O_CREAT, 0o600)
             os.close(descriptor)
     seen.wait(lambda: ("r", OVERFLOW) in seen.alarms, "the overflow to be reported")
+
+
+def test_a_watcher_whose_observer_died_says_so_once(
+    watched: tuple[RepositoryWatcher, Seen, Path],
+) -> None:
+    """The fallback where watchdog cannot report an overflow: a dead observer is a loss, and
+    the daemon (watcher.lost) checks everything and starts a new watcher."""
+    watcher, seen, _ = watched
+    watcher.observer.stop()  # as an unexpected error in watchdog's threads would end it
+    watcher.observer.join(timeout=10)
+    seen.wait(lambda: watcher.lost and ("r", OVERFLOW) in seen.alarms, "the loss to be reported")
+    time.sleep(0.5)  # a property about count: several looks later, still one alarm
+    assert seen.alarms.count(("r", OVERFLOW)) == 1
