@@ -170,14 +170,14 @@ def daemon_lines(info: dict[str, Any] | None) -> list[str]:
     """Return the daemon's PID, next rotations and last job, or that it is not running."""
     if info is None:
         return ["daemon: not running"]
-    lines = [f"daemon: running as PID {info['pid']} since {when(info.get('started_at'))}"]
+    lines = [f"daemon: running as PID {shown(info['pid'])} since {when(info.get('started_at'))}"]
     for name, next_at in sorted((info.get("next_rotation") or {}).items()):
-        lines.append(f"  next rotation of {name}: {next_at or '-'}")
+        lines.append(f"  next rotation of {shown(name)}: {shown(next_at or None)}")
     job = info.get("last_job")
     if job:
         lines.append(
-            f"  last action: {job['action']} ({job['trigger']}) {job['outcome']} "
-            f"at {when(job.get('ended_at'))}"
+            f"  last action: {shown(job['action'])} ({shown(job['trigger'])}) "
+            f"{shown(job['outcome'])} at {when(job.get('ended_at'))}"
         )
     if info.get("last_error"):
         lines.append(f"  last error: {printable(str(info['last_error']))}")
