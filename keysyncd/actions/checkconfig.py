@@ -91,8 +91,8 @@ def _known_hosts_findings(config: Config) -> list[Finding]:
                     ERROR,
                     "known_hosts",
                     f"At 'nodes[{index}]' ({node.name}): known_hosts {path} has no usable "
-                    f"host key for {name}: add the node's host key (the Ansible role reads "
-                    "it from the node), or fix the node's host and port",
+                    f"host key for {name} ({known.why_unusable(name)}): add the node's host "
+                    "key (the Ansible role reads it from the node), or fix its host and port",
                 )
             )
     return found

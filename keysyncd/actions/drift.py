@@ -26,6 +26,7 @@ from keysyncd.io.fleet import push_keyset
 from keysyncd.io.state import load_state
 
 log = logging.getLogger(__name__)
+REPLACED = "drift:local_replaced"  # counted: keysyncd_drift_events_total{kind="local_replaced"}
 
 
 def check_local(run: Run) -> ActionResult | None:
@@ -36,6 +37,9 @@ def check_local(run: Run) -> ActionResult | None:
     foreign change becomes a new generation and is pushed or only reported.
     """
     started = run.clock()
+    missing = _missing(run)
+    if missing is not None:
+        return _invalid(run, missing, (f"{run.repository.path}: {MISSING}",), started)
     recovered = recover(run, load_local(run))
     if recovered.problems:
         return _invalid(run, recovered.state, recovered.problems, started)
@@ -62,6 +66,35 @@ def check_local(run: Run) -> ActionResult | None:
         message += " (not pushed: drift.on_local_change is alert)"
     details = {"local": {"valid": True}}
     return commit(run, state, Draft(action, started, nodes, messages=(message,), details=details))
+
+
+MISSING = (
+    "the repository directory is missing (moved or deleted); nothing is pushed until it is back"
+)
+
+
+def _missing(run: Run) -> RepositoryState | None:
+    """Return the journal if the repository's directory vanished after keysyncd had keys in
+    it (None: it is there, or was never initialised, which ``init`` is for)."""
+    if run.repository.path.exists():
+        return None
+    state = load_state(run.config.state_dir, run.repository.name)
+    return state if state.digests else None
+
+
+def report_replaced(run: Run) -> ActionResult:
+    """Commit the report that the repository's directory was replaced (moved away and
+    recreated, or restored) and is watched again; what it holds is checked next."""
+    state = journal.counted(load_state(run.config.state_dir, run.repository.name), REPLACED)
+    message = (
+        f"repository directory {run.repository.path} was replaced (moved away and recreated, "
+        "or restored): the local watch now follows the new directory"
+    )
+    log.warning("%s: %s", run.repository.name, message)
+    details = {"watch": {"available": True, "event": "replaced"}}
+    return commit(
+        run, state, Draft(Action.DRIFT, run.clock(), messages=(message,), details=details)
+    )
 
 
 def _invalid(

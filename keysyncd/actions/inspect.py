@@ -68,6 +68,13 @@ def repository_status(config: Config, repository: RepositoryConfig, now: float) 
         "keys": [],
         "nodes": {name: _node_json(state.nodes.get(name)) for name in _node_names(config)},
     }
+    if not repository.path.exists() and state.digests:
+        status["problems"].append(
+            f"{repository.path}: the repository directory is missing (moved or deleted) but "
+            f"keysyncd holds generation {state.generation} of it: restore it (nothing is pushed "
+            "until it is back)"
+        )
+        return status
     if not repo.holds_keys():
         status["problems"].append(f"{repository.path}: no keys (run 'keysyncd init')")
         return status

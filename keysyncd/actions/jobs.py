@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from keysyncd.actions import operations
 from keysyncd.actions.context import ActionResult, Run
+from keysyncd.actions.drift import report_replaced
 from keysyncd.config import RepositoryConfig
 from keysyncd.core.vocabulary import Outcome
 from keysyncd.errors import KeysyncError
@@ -85,4 +86,6 @@ JOBS: dict[str, Step] = {
     "sync": sync_and_verify,
     "check": periodic_check,
     "watch": lambda run: [operations.check_local(run)],
+    # the local watch re-armed on a new directory: say so, then check what it holds
+    "replaced": lambda run: [report_replaced(run), operations.check_local(run)],
 }

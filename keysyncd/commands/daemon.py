@@ -39,7 +39,7 @@ from keysyncd.io.metrics import serve_metrics
 from keysyncd.io.notify import Notifier
 from keysyncd.io.preflight import check_local_files
 from keysyncd.io.state import load_state
-from keysyncd.io.watch import RepositoryWatcher
+from keysyncd.io.watch import WATCH_JOBS, RepositoryWatcher
 
 log = logging.getLogger("keysyncd.commands.daemon")
 LOCK_WAIT = 60.0  # a CLI action holding the lock delays a daemon job, up to this long
@@ -119,6 +119,8 @@ class Daemon:
         try:
             while not self.stopping.is_set():
                 self._drain_signals()
+                if self.watcher is not None and self.watcher.lost:
+                    self._start_watcher()  # its observer died; the check it asked for runs
                 job = self._next_job()
                 if job is not None and not self.stopping.is_set():
                     self._execute(job)
@@ -189,7 +191,10 @@ class Daemon:
             self.watcher = None
         if not self.config.drift.watch_local:
             return
-        self.watcher = RepositoryWatcher(lambda name: self.enqueue(Job("watch", name, "watch")))
+        self.watcher = RepositoryWatcher(
+            lambda name: self.enqueue(Job("watch", name, "watch")),
+            lambda name, what: self.enqueue(Job(WATCH_JOBS[what], name, "watch")),
+        )
         directories = {r.name: watched_path(self.config, r) for r in self.config.repositories}
         self.watch_failures = self.watcher.start(directories)
         for name, failure in self.watch_failures.items():

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from keysyncd.core.nodeplan import describe_changes
-from keysyncd.core.text import printable
+from keysyncd.core.text import MAX_DETAIL, printable
 from keysyncd.core.times import human
 from keysyncd.core.vocabulary import GOOD, Outcome
 
@@ -42,7 +42,10 @@ def when(value: float | str | None) -> str:
     if value is None:
         return "-"
     moment = epoch(value)
-    return "?" if moment is None else human(moment)
+    try:
+        return "?" if moment is None else human(moment)
+    except (OverflowError, ValueError, OSError):  # a damaged report: a time out of range
+        return "?"
 
 
 def node_table(nodes: Mapping[str, NodeOutcome]) -> list[str]:
@@ -50,7 +53,10 @@ def node_table(nodes: Mapping[str, NodeOutcome]) -> list[str]:
     lines = []
     width = max((len(name) for name in nodes), default=4)
     for name, node in sorted(nodes.items()):
-        detail = f"{node.reason}: {node.error}" if node.error else describe_changes(node.changes)
+        reason = f"{node.reason}: " if node.reason else ""  # never "None: ..."
+        detail = (
+            f"{reason}{shown(node.error, MAX_DETAIL)}" if node.error else _changes(node.changes)
+        )
         lines.append(f"  {name:<{width}}  {node.status:<9} {node.duration:6.2f}s  {detail}")
     return lines
 
@@ -142,21 +148,21 @@ def status_lines(status: dict[str, Any]) -> list[str]:
             f"  {key['index']:>5} {key['role']:<9} sha256:{key['sha256'][:16]}  "
             f"demoted {key['demoted_at'] or '-'}"
         )
-    lines.extend(f"  PROBLEM: {p}" for p in status["problems"])
-    lines.extend(f"  WARNING: {w}" for w in status["warnings"])
+    lines.extend(f"  PROBLEM: {shown(p, 2000)}" for p in status["problems"])
+    lines.extend(f"  WARNING: {shown(w, 2000)}" for w in status["warnings"])
     blocked = status.get("rotation_blocked_by")
     if blocked:
+        hook = " ".join(shown(part) for part in blocked["hook"])
         lines.append(
-            f"  BLOCKED: after_rotate hook {' '.join(blocked['hook'])!r} "
-            f"{blocked['outcome']}; each rotate retries it first"
+            f"  BLOCKED: after_rotate hook {hook!r} {shown(blocked['outcome'], 400)}; "
+            "each rotate retries it first"
         )
     for node, entry in sorted(status.get("nodes", {}).items()):
-        reason = entry.get("reason")
-        error = f": {reason}: {printable(str(entry['error']))}" if entry.get("error") else ""
+        reason = f"{shown(entry['reason'])}: " if entry.get("reason") else ""
+        error = f": {reason}{shown(entry['error'], MAX_DETAIL)}" if entry.get("error") else ""
         verified = when(entry.get("last_verified_at"))
-        lines.append(
-            f"  node {node}: {entry.get('status') or 'never checked'} (verified {verified}){error}"
-        )
+        state = shown(entry.get("status") or "never checked")
+        lines.append(f"  node {shown(node)}: {state} (verified {verified}){error}")
     return lines
 
 
@@ -164,14 +170,14 @@ def daemon_lines(info: dict[str, Any] | None) -> list[str]:
     """Return the daemon's PID, next rotations and last job, or that it is not running."""
     if info is None:
         return ["daemon: not running"]
-    lines = [f"daemon: running as PID {info['pid']} since {when(info.get('started_at'))}"]
+    lines = [f"daemon: running as PID {shown(info['pid'])} since {when(info.get('started_at'))}"]
     for name, next_at in sorted((info.get("next_rotation") or {}).items()):
-        lines.append(f"  next rotation of {name}: {next_at or '-'}")
+        lines.append(f"  next rotation of {shown(name)}: {shown(next_at or None)}")
     job = info.get("last_job")
     if job:
         lines.append(
-            f"  last action: {job['action']} ({job['trigger']}) {job['outcome']} "
-            f"at {when(job.get('ended_at'))}"
+            f"  last action: {shown(job['action'])} ({shown(job['trigger'])}) "
+            f"{shown(job['outcome'])} at {when(job.get('ended_at'))}"
         )
     if info.get("last_error"):
         lines.append(f"  last error: {printable(str(info['last_error']))}")
@@ -190,33 +196,95 @@ def report_list_lines(summaries: list[dict[str, Any]]) -> list[str]:
         ident, action, trigger, repository, outcome = fields
         lines.append(
             f"{ident:<44} {action:<8} {trigger:<8} {repository:<16} {outcome:<9} "
-            f"{d.get('good', '?')}/{d.get('nodes', '?')}" + ("  FORCED" if d.get("forced") else "")
+            f"{shown(d.get('good', '?'))}/{shown(d.get('nodes', '?'))}"
+            + ("  FORCED" if d.get("forced") else "")
         )
     return lines
 
 
+def shown(value: Any, limit: int = 200) -> str:
+    """Return ``value`` as text with every control character escaped (``None`` as ``-``):
+    what a report or the journal holds may have been edited by anyone who could write it."""
+    return "-" if value is None else printable(str(value), limit)
+
+
+def seconds(value: Any) -> str:
+    """Return ``  1.25`` for a number of seconds, the escaped value for anything else."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return f"{value:>7.2f}"
+    return f"{shown(value, 20):>7}"
+
+
+def hook_state(status: Any, problem: Any = None) -> str:
+    """Return how a hook ended: ``exited with status 3``, why it did not (``timed out after
+    10s``) when the run says so, or ``did not finish`` for a hook that never ran to its end."""
+    if problem:
+        return shown(problem, 400)
+    if status is None:
+        return "did not finish (could not run, timed out or was killed)"
+    return f"exited with status {shown(status, 20)}"
+
+
 def report_lines(d: dict[str, Any]) -> list[str]:
-    """Return a readable rendering of one report with a table per node."""
+    """Return a readable rendering of one report with a table per node. Every field is
+    escaped: a report is a file on disk that may have been edited or damaged."""
     lines = [
-        f"report {d.get('id')}",
-        f"  action {d.get('action')} ({d.get('trigger')}) on {d.get('repository')}: "
-        f"{d.get('outcome')}" + ("  [FORCED]" if d.get("forced") else ""),
+        f"report {shown(d.get('id'))}",
+        f"  action {shown(d.get('action'))} ({shown(d.get('trigger'))}) on "
+        f"{shown(d.get('repository'))}: {shown(d.get('outcome'))}"
+        + ("  [FORCED]" if d.get("forced") else ""),
         f"  from {when(d.get('started_at'))} to {when(d.get('ended_at'))}, "
-        f"generation {d.get('generation')}",
+        f"generation {shown(d.get('generation'))}",
     ]
-    lines += [f"  {printable(str(message))}" for message in d.get("messages") or []]
-    expected = (d.get("expected") or {}).items()
-    lines.append("  expected keys: " + ", ".join(f"{i}:{digest[:12]}" for i, digest in expected))
-    nodes = d.get("nodes") or {}
+    lines += [f"  {shown(message, MAX_DETAIL)}" for message in _listed(d.get("messages"))]
+    expected = _mapping(d.get("expected"))
+    lines.append(
+        "  expected keys: "
+        + ", ".join(f"{shown(i)}:{shown(digest)[:12]}" for i, digest in expected.items())
+    )
+    lines += _hook_lines(d.get("details"))
+    nodes = _mapping(d.get("nodes"))
     if nodes:
-        width = max(len(name) for name in nodes)
+        names = {name: shown(name) for name in nodes}
+        width = max(len(name) for name in names.values())
         lines.append(f"  {'node':<{width}}  {'status':<9} {'seconds':>7}  detail")
-        for name, node in sorted(nodes.items()):
-            detail = printable(
-                str(node.get("error") or describe_changes(node.get("changes") or {}))
-            )
+        for name, node in sorted(nodes.items(), key=lambda item: str(item[0])):
+            node = node if isinstance(node, dict) else {"error": node}
+            detail = node.get("error") or _changes(node.get("changes"))
             lines.append(
-                f"  {name:<{width}}  {node.get('status', '?'):<9} "
-                f"{node.get('duration', 0):>7.2f}  {detail}"
+                f"  {names[name]:<{width}}  {shown(node.get('status', '?')):<9} "
+                f"{seconds(node.get('duration', 0))}  {shown(detail, MAX_DETAIL)}"
             )
+    return lines
+
+
+def _mapping(value: Any) -> dict[Any, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _changes(value: Any) -> str:
+    """Return a node's changes in one line, or as they are if they are not what keysyncd
+    writes (a damaged report still shows)."""
+    try:
+        return describe_changes(_mapping(value))
+    except (TypeError, KeyError, ValueError):
+        return str(value)
+
+
+def _listed(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [] if value is None else [value]
+
+
+def _hook_lines(details: Any) -> list[str]:
+    """Return a line per hook run the report holds, and the end of its output."""
+    runs = details.get("hooks") if isinstance(details, dict) else None
+    lines = []
+    for run in _listed(runs):
+        run = run if isinstance(run, dict) else {}
+        command = " ".join(shown(part) for part in _listed(run.get("command")))
+        ended = hook_state(run.get("status"), run.get("problem"))
+        lines.append(f"  {shown(run.get('event'))} hook {command!r} {ended}")
+        output = str(run.get("output") or "").strip()
+        if output:
+            lines.append(f"    output: {shown(output[-MAX_DETAIL:], MAX_DETAIL)}")
     return lines

@@ -35,6 +35,7 @@ def _verify_chain(config: Config, out: Output) -> int:
     count = len(report_files(config.report_dir))
     code = Exit.ATTENTION if problems else Exit.DONE
     out.document({"intact": not problems, "reports": count, "problems": problems})
-    out.lines(f"BROKEN: {problem}" for problem in problems)
+    # a problem names report files, whose names anyone who could write there chose
+    out.lines(f"BROKEN: {render.shown(problem, 2000)}" for problem in problems)
     out.lines([f"chain of {count} reports: " + ("broken" if problems else "intact")])
     return int(code)

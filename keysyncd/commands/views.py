@@ -70,7 +70,7 @@ def cmd_status(args: argparse.Namespace, config: Config, out: Output) -> int:
     out.lines(render.daemon_lines(daemon))
     for status in statuses:
         out.lines(render.status_lines(status))
-    out.lines(f"ATTENTION: {reason}" for reason in attention)
+    out.lines(f"ATTENTION: {render.shown(reason, 2000)}" for reason in attention)
     return int(code)
 
 

@@ -8,8 +8,10 @@ HMAC set up once (1.7 s with ``hmac.digest``), paid once per content of the file
 parsed index and its answers are kept while the file does not change, so the daemon's
 periodic verifies do not pay it again.
 Lines marked ``@revoked`` revoke a key everywhere; ``@cert-authority`` lines are ignored
-(keysyncd does not accept host certificates). A line paramiko cannot parse is an error
-naming the file and line, never a silent skip: a typo must not look like an unknown host.
+(keysyncd does not accept host certificates). Host patterns (``*``, ``?``, ``!``) are not
+matched: a node is trusted only under its exact name; a refusal says which rule refused. A
+line paramiko cannot parse is an error naming the file and line, never a silent skip: a typo
+must not look like an unknown host.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,14 +61,20 @@ class KnownHosts:
     plain: dict[str, list[paramiko.PKey]] = field(default_factory=dict)
     hashed: list[HashedName] = field(default_factory=list)
     revoked: set[tuple[str, str]] = field(default_factory=set)  # (key type, base64 blob)
+    # host patterns keysyncd does not match (wildcards, negations): (line, pattern), kept
+    # only to say why a host has no usable key
+    patterns: list[tuple[int, str]] = field(default_factory=list)
     _answers: dict[str, dict[str, list[paramiko.PKey]]] = field(
         default_factory=dict, repr=False, compare=False
     )
 
-    def add(self, names: list[str], key: paramiko.PKey) -> None:
-        """Record ``key`` for every host name (or hashed name) in ``names``."""
+    def add(self, names: list[str], key: paramiko.PKey, line: int = 0) -> None:
+        """Record ``key`` for every host name (or hashed name) in ``names`` (of ``line``); a
+        pattern (``*``, ``?``, ``!``) is only remembered, to explain a refusal."""
         for name in names:
-            if name.startswith("|1|"):
+            if name.startswith("!") or "*" in name or "?" in name:
+                self.patterns.append((line, name))
+            elif name.startswith("|1|"):
                 self.hashed.append(HashedName.of(*_hashed(name), key))
             else:
                 self.plain.setdefault(name, []).append(key)
@@ -89,9 +98,36 @@ class KnownHosts:
                 by_type.setdefault(key.get_name(), []).append(key)
         return by_type
 
+    def why_unusable(self, name: str) -> str:
+        """Return which rule leaves host ``name`` without a usable key, in words: every key
+        listed for it is ``@revoked``, or it is only named by a pattern keysyncd does not use
+        (a wildcard, or a negation that excludes it), or it is not listed at all."""
+        listed = list(self.plain.get(name, []))
+        listed += [entry.key for entry in self.hashed if entry.matches(name.encode())]
+        if listed and all(self.is_revoked(key) for key in listed):
+            return f"every host key listed for {name} is marked @revoked"
+        for line, pattern in self.patterns:
+            negated = pattern.startswith("!")
+            if _pattern_matches(name, pattern.removeprefix("!")):
+                rule = "a negated pattern that excludes it" if negated else "a wildcard pattern"
+                return (
+                    f"{name} is named only by {rule} ({pattern!r}, line {line}), which keysyncd "
+                    "does not accept: list the host by its exact name"
+                )
+        return f"{name} is not listed"
+
     def is_revoked(self, key: paramiko.PKey) -> bool:
         """Return True if ``key`` is listed under ``@revoked``."""
         return (key.get_name(), key.get_base64()) in self.revoked
+
+
+def _pattern_matches(name: str, pattern: str) -> bool:
+    """Return True if ssh's host ``pattern`` (``*`` and ``?`` only: ``[`` is literal, as in
+    ``[host]:port``) matches ``name``."""
+    regex = "".join(
+        ".*" if char == "*" else "." if char == "?" else re.escape(char) for char in pattern
+    )
+    return re.fullmatch(regex, name, re.IGNORECASE) is not None
 
 
 # the last file content parsed (its SHA-256 -> index), so that repeated actions of the
@@ -144,7 +180,7 @@ def parse_known_hosts(text: str, source: str) -> KnownHosts:
         if marker == "@revoked":
             known.revoked.add((key.get_name(), key.get_base64()))
         else:
-            known.add(names, key)
+            known.add(names, key, number)
     return known
 
 

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, generate_latest, start_http_server
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -29,6 +29,7 @@ from keysyncd.core.vocabulary import DOWN, GOOD
 from keysyncd.errors import KeysyncError
 from keysyncd.io.daemonmetrics import daemon_metrics
 from keysyncd.io.fsutil import atomic_write
+from keysyncd.io.metricsserver import serve
 from keysyncd.io.state import load_state
 
 log = logging.getLogger(__name__)
@@ -229,10 +230,8 @@ def serve_metrics(config: Callable[[], Config]) -> Any:
     if not listen:
         return None
     host, port = listen.rsplit(":", 1)
-    try:
-        server, _thread = start_http_server(
-            int(port), addr=host or "127.0.0.1", registry=registry_for(config)
-        )
+    try:  # an empty host is every address, as config.yaml says (io/metricsserver.py)
+        server = serve(host, int(port), registry_for(config))
     except OSError as error:
         raise KeysyncError(f"cannot serve metrics on {listen}: {error.strerror}") from None
     return server

@@ -253,7 +253,8 @@ def _handshake(node: NodeConfig, transport: paramiko.Transport, credentials: Cre
     name = _host_key_name(node.host, node.port)
     known = credentials.host_keys.lookup(name)
     if not known:
-        raise NodeError(node.name, "host_key", f"host key of {name} is not in {ssh.known_hosts}")
+        why = credentials.host_keys.why_unusable(name)
+        raise NodeError(node.name, "host_key", f"no usable host key in {ssh.known_hosts}: {why}")
     # Ask for the key types we know for this host, as ssh(1) does, so a node with
     # several host keys presents one we can check.
     wanted = set(known.keys())

@@ -1,21 +1,41 @@
-"""Local watch: a watchdog observer per repository directory, debounced.
+"""Local watch: a watchdog observer per repository directory, debounced, that survives.
 
-It only says "something changed in repository R"; what changed, and whether
-keysyncd itself did it, is decided by comparing the disk with the journal.
+It only says "something changed in repository R"; what changed, and whether keysyncd itself
+did it, is decided by comparing the disk with the journal.
+
+An inotify watch follows an inode, not a name: a repository directory moved away and
+recreated (a restore), or removed, leaves it watching nothing, and watchdog says nothing
+when the watched directory itself is moved (it emits no event for IN_MOVE_SELF; for
+IN_DELETE_SELF it stops that watch). So the watcher also compares, a few times a second,
+the directory's identity (device, inode) with the one it armed: a different directory is
+re-armed and reported (``replaced``); a vanished one is reported (``removed``) and re-armed
+when it comes back. An inotify queue overflow loses events: watchdog (7.x) tells each
+watch group of it, and the watcher reports ``overflow`` so that the daemon checks every
+repository in full. Where watchdog cannot tell (another backend or version), a watcher
+thread that died is reported as ``overflow`` too, and the periodic check covers the rest.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver, ObservedWatch
 
 log = logging.getLogger(__name__)
+REPLACED, REMOVED, OVERFLOW = "replaced", "removed", "overflow"
+# the daemon job each alarm queues: report and check a new directory; check a vanished one
+# (an invalid repository, reported at every check until it is back); check all after a loss
+WATCH_JOBS = {REPLACED: "replaced", REMOVED: "watch", OVERFLOW: "check"}
+Identity = tuple[int, int]
 
 
 class _Handler(FileSystemEventHandler):
@@ -28,14 +48,44 @@ class _Handler(FileSystemEventHandler):
             self.touched(self.name)
 
 
-class RepositoryWatcher:
-    """Calls ``on_change(repository_name)`` once a repository has been quiet for ``debounce`` s."""
+@dataclass
+class _Target:
+    """One repository's directory and what is armed on it (None: nothing, it is missing)."""
 
-    def __init__(self, on_change: Callable[[str], None], debounce: float = 0.5) -> None:
+    directory: Path
+    identity: Identity | None = None
+    watch: ObservedWatch | None = None
+
+
+def identity_of(directory: Path) -> Identity | None:
+    """Return the (device, inode) of ``directory``, None if it is missing or not a directory;
+    raise OSError if it cannot be examined (e.g. permission denied)."""
+    try:
+        info = os.stat(directory)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return (info.st_dev, info.st_ino) if os.path.isdir(directory) else None
+
+
+class RepositoryWatcher:
+    """Calls ``on_change(repository_name)`` once a repository has been quiet for ``debounce`` s,
+    and ``on_alarm(repository_name, what)`` at once when its directory was ``replaced`` (and
+    re-armed), ``removed``, or events were lost (``overflow``, for every repository)."""
+
+    def __init__(
+        self,
+        on_change: Callable[[str], None],
+        on_alarm: Callable[[str, str], None] | None = None,
+        debounce: float = 0.5,
+    ) -> None:
         self.on_change = on_change
+        self.on_alarm = on_alarm or (lambda name, what: None)
         self.debounce = debounce
-        self.observer = Observer()
+        self._overflowed = threading.Event()
+        self.lost = False  # the observer died: nothing is watched any more
+        self.observer = _observer(self._overflowed.set)
         self.observer.daemon = True
+        self._targets: dict[str, _Target] = {}
         self._dirty: dict[str, float] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -45,7 +95,8 @@ class RepositoryWatcher:
         """Watch every ``name -> directory``; return why some cannot be watched, by name.
 
         Each directory fails on its own (missing directory, inotify limits), so one bad
-        repository never leaves the others unwatched.
+        repository never leaves the others unwatched. One that is missing now is left to
+        the periodic check (and a reload): only a directory once watched is re-armed.
         """
         failures: dict[str, str] = {}
         try:
@@ -54,12 +105,37 @@ class RepositoryWatcher:
             reason = f"cannot start the file watcher: {error.strerror or error}"
             return dict.fromkeys(directories, reason)
         for name, directory in directories.items():
-            try:  # on a running observer, schedule() adds the inotify watch right away
-                self.observer.schedule(_Handler(name, self._touched), str(directory))
+            target = _Target(directory)
+            try:
+                self._arm(name, target)
             except OSError as error:
                 failures[name] = f"cannot watch {directory}: {error.strerror or error}"
+                continue
+            if target.watch is None:
+                failures[name] = f"cannot watch {directory}: no such directory"
+                continue
+            self._targets[name] = target
         self._thread.start()
         return failures
+
+    def _arm(self, name: str, target: _Target) -> None:
+        """Watch what is at ``target.directory`` now (nothing if it is missing); raise OSError
+        if it cannot be watched. The identity is taken first: a directory swapped between
+        the two steps then differs at the next look, and is re-armed."""
+        target.identity = identity_of(target.directory)
+        if target.identity is not None:
+            # on a running observer, schedule() adds the inotify watch right away
+            target.watch = self.observer.schedule(
+                _Handler(name, self._touched), str(target.directory)
+            )
+
+    def _disarm(self, target: _Target) -> None:
+        watch, target.watch, target.identity = target.watch, None, None
+        if watch is not None:
+            try:
+                self.observer.unschedule(watch)
+            except (KeyError, OSError):  # its emitter already stopped (deleted directory)
+                log.debug("watch of %s already gone", target.directory, exc_info=True)
 
     def _touched(self, name: str) -> None:
         with self._lock:
@@ -67,6 +143,7 @@ class RepositoryWatcher:
 
     def _settle(self) -> None:
         while not self._stop.wait(self.debounce / 4):
+            self._look()
             now = time.monotonic()
             with self._lock:
                 quiet = [n for n, at in self._dirty.items() if now - at >= self.debounce]
@@ -74,6 +151,50 @@ class RepositoryWatcher:
                     del self._dirty[name]
             for name in quiet:
                 self.on_change(name)
+
+    def _look(self) -> None:
+        """Re-arm directories that were replaced or came back; report what was lost."""
+        if self._overflowed.is_set():
+            self._overflowed.clear()
+            for name in self._targets:
+                self.on_alarm(name, OVERFLOW)
+        if not self.observer.is_alive():
+            # once, and not while we stop: the daemon checks everything, starts a new watcher
+            if not self.lost and not self._stop.is_set():
+                self.lost = True
+                log.error("the file watcher stopped unexpectedly")
+                for name in self._targets:
+                    self.on_alarm(name, OVERFLOW)
+            return
+        for name, target in self._targets.items():
+            try:
+                now = identity_of(target.directory)
+            except OSError:
+                continue  # cannot look right now (permission): keep what is armed
+            if now == target.identity:
+                continue
+            self._rearm(name, target, now)
+
+    def _rearm(self, name: str, target: _Target, now: Identity | None) -> None:
+        was_watching = target.identity is not None
+        self._disarm(target)
+        if now is None:
+            log.warning("%s: repository directory %s is gone", name, target.directory)
+            self.on_alarm(name, REMOVED)
+            return
+        try:
+            self._arm(name, target)
+        except OSError as error:
+            log.error("%s: cannot watch %s again: %s", name, target.directory, error)
+            target.identity = now  # do not retry at every look; the periodic check covers it
+            return
+        log.warning(
+            "%s: repository directory %s was %s; watching the new one",
+            name,
+            target.directory,
+            "replaced" if was_watching else "recreated",
+        )
+        self.on_alarm(name, REPLACED)
 
     def stop(self) -> None:
         """Stop watching and join the threads (bounded)."""
@@ -83,3 +204,42 @@ class RepositoryWatcher:
             self.observer.join(timeout=5)
         if self._thread.is_alive():
             self._thread.join(timeout=5)
+
+
+def _observer(overflowed: Callable[[], None]) -> BaseObserver:
+    """Return watchdog's observer; with inotify, one whose watches call ``overflowed`` when
+    the kernel's event queue overflowed (events were lost)."""
+    observer: BaseObserver = Observer()
+    try:
+        from watchdog.observers.inotify import InotifyEmitter
+    except ImportError:  # not Linux: no inotify, no overflow to hear of
+        return observer
+    if observer._emitter_class is not InotifyEmitter:
+        return observer
+    observer._emitter_class = _overflow_emitter(InotifyEmitter, overflowed)
+    return observer
+
+
+def _overflow_emitter(base: Any, overflowed: Callable[[], None]) -> Any:
+    """Return an inotify emitter class whose watch group also calls ``overflowed`` on a queue
+    overflow. watchdog 7 calls ``on_queue_overflow`` of each watch group and otherwise only
+    logs; an older watchdog has no such group, and then only a dead watcher is noticed."""
+
+    # base is watchdog's InotifyEmitter, imported at run time only where inotify exists
+    class OverflowEmitter(base):  # type: ignore[misc]
+        def on_thread_start(self) -> None:
+            super().on_thread_start()
+            group = getattr(self, "_inotify", None)
+            dropped = getattr(group, "on_queue_overflow", None)
+            if group is None or dropped is None:
+                log.info("this watchdog does not report inotify overflows")
+                return
+
+            def on_queue_overflow() -> None:
+                dropped()
+                log.warning("inotify queue overflow: file events were lost")
+                overflowed()
+
+            group.on_queue_overflow = on_queue_overflow
+
+    return OverflowEmitter

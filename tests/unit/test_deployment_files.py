@@ -556,6 +556,7 @@ ALERTS = {
     "KeysyncdConfigReloadRejected",
     "KeysyncdNodeDown",
     "KeysyncdMetricsMissing",
+    "KeysyncdRepositoryReplaced",
 }
 DURATION = re.compile(r"(\d+(ms|s|m|h|d|w|y))+")
 
@@ -611,7 +612,7 @@ def exported_samples(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict
             last_rotation_at=1.0,
             last_success={"sync": 1.0, "verify": 1.0},
             nodes={"n1": NodeRecord(status="in_sync", last_verified_at=1.0, generation=1)},
-            counters={"drift:missing": 1, "deferred": 1},
+            counters={"drift:missing": 1, "drift:local_replaced": 1, "deferred": 1},
             durations={"sync": Durations().add(0.4)},
         ),
     )

@@ -77,3 +77,25 @@ def test_a_changed_known_hosts_file_is_read_again(tmp_path: Path) -> None:
     changed = load_known_hosts(path)
     assert changed.lookup("node1") == {}
     assert [k.get_base64() for k in changed.lookup("node2")["ssh-ed25519"]] == [second.get_base64()]
+
+
+def test_a_host_without_a_usable_key_is_told_which_rule_refused(tmp_path: Path) -> None:
+    """Only @revoked keys, only a wildcard, a negation that excludes it, nothing at all: each
+    refusal names its rule (and the line of a pattern)."""
+    revoked, wild, other = (new_key(tmp_path, name) for name in ("r", "w", "o"))
+    text = line("node1", revoked) + f"@revoked * {revoked.get_name()} {revoked.get_base64()}\n"
+    text += line("*.example.org,[10.0.0.?]:2222", wild)
+    text += line("!node4,node5", other)
+    known = parse_known_hosts(text, "kh")
+    assert not known.lookup("node1")
+    assert known.why_unusable("node1") == "every host key listed for node1 is marked @revoked"
+    assert not known.lookup("ctl.example.org")
+    assert known.why_unusable("ctl.example.org") == (
+        "ctl.example.org is named only by a wildcard pattern ('*.example.org', line 3), which "
+        "keysyncd does not accept: list the host by its exact name"
+    )
+    assert "wildcard pattern ('[10.0.0.?]:2222', line 3)" in known.why_unusable("[10.0.0.7]:2222")
+    assert not known.lookup("node4")
+    assert "a negated pattern that excludes it ('!node4', line 4)" in known.why_unusable("node4")
+    assert known.lookup("node5")
+    assert known.why_unusable("node6") == "node6 is not listed"

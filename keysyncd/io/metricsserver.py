@@ -1,0 +1,90 @@
+"""The HTTP listener of ``metrics.listen``: bounded in threads, in time and in address.
+
+prometheus_client's own server gives every connection a thread of its own and no timeout, so
+a client that connects and says nothing holds a thread for ever, and a thousand such clients
+hold a thousand threads in a daemon that runs as root. Here a connection is served by a
+thread only while fewer than MAX_CONNECTIONS are open (beyond that it is closed at once, and
+Prometheus retries at its next scrape), and a connection that stays silent for IDLE_TIMEOUT
+seconds is dropped. An empty host binds every address, IPv6 and IPv4, as config.yaml says.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import CollectorRegistry, make_wsgi_app
+
+log = logging.getLogger(__name__)
+MAX_CONNECTIONS = 16  # one scrape at a time is the norm; a few Prometheus servers at most
+IDLE_TIMEOUT = 5.0  # seconds a connection may stay silent (a scrape sends at once)
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """Serves one connection; its socket times out after IDLE_TIMEOUT of silence."""
+
+    timeout = IDLE_TIMEOUT  # StreamRequestHandler.setup() applies it to the socket
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Log nothing per request: a scrape every 15 s would flood the journal."""
+
+
+class BoundedServer(ThreadingMixIn, WSGIServer):
+    """A threading WSGI server with at most ``MAX_CONNECTIONS`` connections being served."""
+
+    daemon_threads = True
+    block_on_close = False  # shutdown() never waits for a client that stopped talking
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], handler: type[WSGIRequestHandler]) -> None:
+        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        if address[0] == "" and socket.has_dualstack_ipv6():
+            self.address_family = socket.AF_INET6
+            address = ("::", address[1])
+        super().__init__(address, handler)
+
+    def server_bind(self) -> None:
+        """Bind; an IPv6 wildcard also accepts IPv4 (every address, not only IPv6's)."""
+        if self.address_family == socket.AF_INET6:
+            self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Serve ``request`` in a thread if a slot is free; else close it at once."""
+        if not self.slots.acquire(blocking=False):
+            log.debug("metrics: %d connections open, closing a new one", MAX_CONNECTIONS)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()  # the thread never started: its slot is free again
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        """Serve one connection (in its thread), then free its slot."""
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Log a failed connection in one line (no traceback on stderr)."""
+        log.debug("metrics: connection from %s failed", client_address, exc_info=True)
+
+
+def serve(host: str, port: int, registry: CollectorRegistry) -> BoundedServer:
+    """Serve ``registry`` on ``host:port`` (empty host: every address) in a daemon thread;
+    return the server (``shutdown()`` stops it). Raise OSError if it cannot be bound."""
+    server = make_server(
+        host, port, make_wsgi_app(registry), server_class=BoundedServer, handler_class=_QuietHandler
+    )
+    if not isinstance(server, BoundedServer):  # make_server returns server_class
+        raise TypeError("make_server ignored server_class")
+    thread = threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True)
+    thread.start()
+    return server
