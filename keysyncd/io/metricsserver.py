@@ -33,6 +33,9 @@ class _QuietHandler(WSGIRequestHandler):
         """Log nothing per request: a scrape every 15 s would flood the journal."""
 
 
+CONNECTION_THREAD = "keysyncd-metrics-connection"
+
+
 class BoundedServer(ThreadingMixIn, WSGIServer):
     """A threading WSGI server with at most ``MAX_CONNECTIONS`` connections being served."""
 
@@ -67,6 +70,7 @@ class BoundedServer(ThreadingMixIn, WSGIServer):
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         """Serve one connection (in its thread), then free its slot."""
+        threading.current_thread().name = CONNECTION_THREAD  # countable among the daemon's
         try:
             super().process_request_thread(request, client_address)
         finally:

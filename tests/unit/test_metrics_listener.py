@@ -18,7 +18,12 @@ import pytest
 
 from keysyncd.config import Config, parse_config
 from keysyncd.io.metrics import serve_metrics
-from keysyncd.io.metricsserver import IDLE_TIMEOUT, MAX_CONNECTIONS, BoundedServer
+from keysyncd.io.metricsserver import (
+    CONNECTION_THREAD,
+    IDLE_TIMEOUT,
+    MAX_CONNECTIONS,
+    BoundedServer,
+)
 
 
 def free_port() -> int:
@@ -71,6 +76,12 @@ def closed_by_server(client: socket.socket) -> bool:
         return False
 
 
+def connection_threads() -> int:
+    """Return how many threads serve a metrics connection now (other tests' leftover
+    threads, ending meanwhile, would make a count of all threads wrong)."""
+    return sum(t.name == CONNECTION_THREAD for t in threading.enumerate())
+
+
 def test_an_idle_connection_is_dropped_within_the_timeout(
     listener: tuple[BoundedServer, int],
 ) -> None:
@@ -88,13 +99,12 @@ def test_connections_beyond_the_cap_are_closed_and_threads_stay_bounded(
     listener: tuple[BoundedServer, int],
 ) -> None:
     _, port = listener
-    threads_before = threading.active_count()
     extra = 8
     clients = [idle_connection(port) for _ in range(MAX_CONNECTIONS)]
     try:
         # the first MAX_CONNECTIONS each got a thread; wait (bounded) until they all run
         deadline = time.monotonic() + 10
-        while threading.active_count() < threads_before + MAX_CONNECTIONS:
+        while connection_threads() < MAX_CONNECTIONS:
             assert time.monotonic() < deadline, "the capped connections were never served"
             time.sleep(0.05)
         refused = [idle_connection(port) for _ in range(extra)]
@@ -103,7 +113,7 @@ def test_connections_beyond_the_cap_are_closed_and_threads_stay_bounded(
             client.settimeout(3)
             with client:
                 assert closed_by_server(client)
-        assert threading.active_count() <= threads_before + MAX_CONNECTIONS
+        assert connection_threads() <= MAX_CONNECTIONS
     finally:
         for client in clients:
             client.close()
