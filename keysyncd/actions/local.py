@@ -117,7 +117,9 @@ def rotate_local(
         retire=plan.retire,
         started_at=now,
     )
-    write_ahead(run, journal.begin_rotation(state, pending))
+    # the rotation and its pending migration are one journal write: no kill -9 between them
+    blocked = journal.migration_pending(state, run.repository.hooks.after_rotate, now)
+    write_ahead(run, journal.begin_rotation(blocked, pending))
     try:
         repository.rotate(keyset, plan, new_staged)
     except RepositoryError:
@@ -125,7 +127,7 @@ def rotate_local(
         raise
     repository.retire(plan.retire)
     after = repository.load()
-    state = journal.rotated(state, plan, after.digests(), now)
+    state = journal.rotated(blocked, plan, after.digests(), now)
     write_ahead(run, state)
     return after, state
 

@@ -150,6 +150,11 @@ def _after(run: Run, rotation: _Rotation, nodes: Mapping[str, NodeOutcome]) -> A
             rotation.messages.append(
                 after[-1].describe() + "; the next rotation is blocked until it succeeds"
             )
+    elif rotation.state.hook_block is not None:
+        rotation.messages.append(
+            "after_rotate did not run: not every node verified the new keys; the next "
+            "rotation is blocked until it has run and succeeded"
+        )
     outcome = outcome_of(node.status for node in nodes.values())
     if outcome == Outcome.OK and rotation.state.hook_block is not None:
         outcome = Outcome.PARTIAL  # final before the commit: report, journal, index agree

@@ -57,6 +57,7 @@ _REPOSITORY_KEYS = {
     "public_path",
 }
 _JWS_ONLY = ("algorithm", "private_path", "public_path")
+_EVENTS = ("before_rotate", "after_rotate", "on_failure")
 
 
 def _repository(reader: check.Reader, value: Any, path: str) -> RepositoryConfig | None:
@@ -111,6 +112,14 @@ def _kind_fields(reader: check.Reader, data: dict[str, Any], path: str, kind: An
             f"{path}.max_active_keys",
             "does not apply to kind jws: each node has one key pair, and an old public key "
             "is retired once token_expiration + allow_expired_window passed",
+        )
+    hooks = data.get("hooks")
+    if kind == "jws" and isinstance(hooks, dict) and any(hooks.get(e) for e in _EVENTS):
+        # a hook that looks configured but never runs is worse than none: no before_rotate
+        # veto, no after_rotate block, no on_failure page
+        reader.fail(
+            f"{path}.hooks",
+            "hooks do not run for kind jws yet: remove them (keysyncd would ignore them)",
         )
     for name in _JWS_ONLY:
         if kind != "jws" and data.get(name) is not None:

@@ -208,6 +208,21 @@ def block_rotation(state: RepositoryState, block: HookBlock) -> RepositoryState:
     return replace(state, hook_block=block)
 
 
+NOT_RUN = "has not run yet: it runs once every node verified the rotation that needs it"
+
+
+def migration_pending(
+    state: RepositoryState, after_rotate: tuple[tuple[str, ...], ...], now: float
+) -> RepositoryState:
+    """Return ``state`` blocked until the after_rotate hooks of a rotation about to happen
+    succeed (unchanged when there are none): journaled with the rotation itself, so that a
+    rotation whose hook was skipped (a node failed after the gate, ``--force``) or never
+    reached (keysyncd killed before it) still blocks the next one."""
+    if not after_rotate:
+        return state
+    return block_rotation(state, HookBlock(after_rotate[0], None, now, NOT_RUN))
+
+
 def unblock_rotation(state: RepositoryState) -> RepositoryState:
     """Return ``state`` with the hook block cleared (the hook succeeded)."""
     return replace(state, hook_block=None)

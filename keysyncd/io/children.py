@@ -2,7 +2,9 @@
 
 Each hook runs in a process group of its own (``keysyncd.io.hooks``): its group is
 remembered while it runs, so that a hard exit ends the hook's whole group too, even the
-processes it started that are no longer below keysyncd in the process tree.
+processes it started that are no longer below keysyncd in the process tree. A process that
+leaves the group (``setsid``, as a daemonising program does) still carries the hook's tag in
+its environment (``HOOK_TAG``), inherited from the hook, and is ended with the group.
 """
 
 from __future__ import annotations
@@ -18,43 +20,59 @@ from pathlib import Path
 # after SIGTERM before systemd's SIGKILL; tests keep it above what the daemon needs.
 UNIT_TIMEOUT_STOP_SEC = 45.0
 
-_groups: set[int] = set()
+HOOK_TAG = "KEYSYNCD_HOOK_RUN"  # in each hook's environment: NAME=<one token per run>
+
+_groups: dict[int, str | None] = {}  # running hooks' process groups and their tags
 _groups_lock = threading.Lock()
 
 
-def remember_group(pgid: int) -> None:
-    """Record a running hook's process group (ended by ``terminate_children`` too)."""
+def remember_group(pgid: int, tag: str | None = None) -> None:
+    """Record a running hook's process group and tag (ended by ``terminate_children`` too)."""
     with _groups_lock:
-        _groups.add(pgid)
+        _groups[pgid] = tag
 
 
 def forget_group(pgid: int) -> None:
     """Forget a hook's process group once it was ended."""
     with _groups_lock:
-        _groups.discard(pgid)
+        _groups.pop(pgid, None)
 
 
-def group_members(pgid: int) -> list[int]:
-    """Return the PIDs of the live (not zombie) processes of process group ``pgid``."""
+def group_members(pgid: int, tag: str | None = None) -> list[int]:
+    """Return the PIDs of the live (not zombie) processes of process group ``pgid``, and of
+    those whose environment carries ``tag`` (``HOOK_TAG=token``: they left the group)."""
+    marker = f"{HOOK_TAG}={tag}".encode() if tag else None
     members = []
     for entry in filter(str.isdigit, os.listdir("/proc")):
         with contextlib.suppress(OSError, IndexError, ValueError):
             fields = Path(f"/proc/{entry}/stat").read_text().rpartition(")")[2].split()
-            if fields[0] != "Z" and int(fields[2]) == pgid:
+            if fields[0] == "Z":
+                continue
+            if int(fields[2]) == pgid or (marker and _tagged(int(entry), marker)):
                 members.append(int(entry))
     return members
 
 
-def end_group(pgid: int, grace: float) -> None:
-    """End process group ``pgid``: SIGTERM, then SIGKILL to what remains ``grace`` seconds
-    later; return once no live process is left in it (or a grace after the SIGKILL)."""
+def _tagged(pid: int, marker: bytes) -> bool:
+    """Return True if process ``pid``'s environment holds ``marker`` (NAME=token)."""
+    return marker in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+
+
+def end_group(pgid: int, grace: float, tag: str | None = None) -> None:
+    """End process group ``pgid`` (and the processes tagged ``tag`` that left it): SIGTERM,
+    then SIGKILL to what remains ``grace`` seconds later; return once none is left alive (or
+    a grace after the SIGKILL)."""
     for number in (signal.SIGTERM, signal.SIGKILL):
-        if not group_members(pgid):
+        members = group_members(pgid, tag)
+        if not members:
             return
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, number)
+        for pid in members:  # those that left the group
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, number)
         deadline = time.monotonic() + grace
-        while group_members(pgid) and time.monotonic() < deadline:
+        while group_members(pgid, tag) and time.monotonic() < deadline:
             time.sleep(0.02)
 
 
@@ -80,17 +98,17 @@ def terminate_children(grace: float) -> None:
     seconds later, SIGKILL what remains."""
     for number in (signal.SIGTERM, signal.SIGKILL):
         with _groups_lock:
-            groups = list(_groups)
-        for pgid in groups:
+            groups = list(_groups.items())
+        for pgid, _ in groups:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pgid, number)
-        pids = descendants(os.getpid()) + [p for g in groups for p in group_members(g)]
+        pids = descendants(os.getpid()) + [p for g in groups for p in group_members(*g)]
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, number)
         deadline = time.monotonic() + grace
         while pids and time.monotonic() < deadline:
             time.sleep(0.05)
-            pids = descendants(os.getpid()) + [p for g in groups for p in group_members(g)]
+            pids = descendants(os.getpid()) + [p for g in groups for p in group_members(*g)]
         if not pids:
             return

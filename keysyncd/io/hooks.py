@@ -10,6 +10,7 @@ is bounded: the first and the last HEAD_TAIL bytes, with a count of what was dro
 from __future__ import annotations
 
 import os
+import secrets
 import selectors
 import signal
 import subprocess
@@ -19,7 +20,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from keysyncd.io.children import end_group, forget_group, remember_group
+from keysyncd.io.children import HOOK_TAG, end_group, forget_group, remember_group
 from keysyncd.io.hooktrust import hook_problem
 
 HEAD_TAIL = 4096  # bytes of output kept at each end: the tail explains a failure
@@ -139,6 +140,7 @@ def _run_one(
     """Return how one hook command ended; its process group is gone when this returns."""
     started = time.monotonic()
     output = Output()
+    tag = secrets.token_hex(8)  # follows the processes that leave its group (setsid)
     # stdin from an unlinked file: a hook that never reads it cannot block keysyncd
     with tempfile.TemporaryFile() as stdin:
         stdin.write(document)
@@ -150,15 +152,16 @@ def _run_one(
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: ended as a whole
+                env={**os.environ, HOOK_TAG: tag},
             )
         except OSError as error:
             problem = f"could not run: {error.strerror or error}"
             return HookRun(event, command, None, "", time.monotonic() - started, 0, problem)
-    remember_group(process.pid)
+    remember_group(process.pid, tag)
     try:
         problem = _watch(process, output, started + timeout, cancel)
     finally:
-        end_group(process.pid, GROUP_GRACE)
+        end_group(process.pid, GROUP_GRACE, tag)
         forget_group(process.pid)
         if process.stdout is not None:
             process.stdout.close()

@@ -10,6 +10,7 @@ seconds is dropped. An empty host binds every address, IPv6 and IPv4, as config.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import threading
@@ -22,6 +23,9 @@ from prometheus_client import CollectorRegistry, make_wsgi_app
 log = logging.getLogger(__name__)
 MAX_CONNECTIONS = 16  # one scrape at a time is the norm; a few Prometheus servers at most
 IDLE_TIMEOUT = 5.0  # seconds a connection may stay silent (a scrape sends at once)
+# seconds a connection may last in all: a client trickling a byte now and then never stays
+# silent for IDLE_TIMEOUT, and 16 of them would otherwise lock every scrape out
+CONNECTION_DEADLINE = 2 * IDLE_TIMEOUT
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -71,14 +75,25 @@ class BoundedServer(ThreadingMixIn, WSGIServer):
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         """Serve one connection (in its thread), then free its slot."""
         threading.current_thread().name = CONNECTION_THREAD  # countable among the daemon's
+        deadline = threading.Timer(CONNECTION_DEADLINE, _cut, (request,))
+        deadline.daemon = True
+        deadline.start()
         try:
             super().process_request_thread(request, client_address)
         finally:
+            deadline.cancel()
             self.slots.release()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Log a failed connection in one line (no traceback on stderr)."""
         log.debug("metrics: connection from %s failed", client_address, exc_info=True)
+
+
+def _cut(request: socket.socket) -> None:
+    """End a connection that outlived CONNECTION_DEADLINE: its thread's next read or write
+    fails, and the thread ends and frees its slot."""
+    with contextlib.suppress(OSError):  # already closed
+        request.shutdown(socket.SHUT_RDWR)
 
 
 def serve(host: str, port: int, registry: CollectorRegistry) -> BoundedServer:

@@ -34,6 +34,10 @@ log = logging.getLogger(__name__)
 REPLACED, REMOVED, OVERFLOW = "replaced", "removed", "overflow"
 # the daemon job each alarm queues: report and check a new directory; check a vanished one
 # (an invalid repository, reported at every check until it is back); check all after a loss
+# at most ALARM_BURST replaced/removed alarms per repository in any ALARM_WINDOW seconds; the
+# latest one beyond is held until the window allows it: whoever can swap the directory in a
+# loop must not flood the report history (retention keeps a count) with "replaced" reports
+ALARM_BURST, ALARM_WINDOW = 4, 60.0
 WATCH_JOBS = {REPLACED: "replaced", REMOVED: "watch", OVERFLOW: "check"}
 Identity = tuple[int, int]
 
@@ -87,6 +91,8 @@ class RepositoryWatcher:
         self.observer.daemon = True
         self._targets: dict[str, _Target] = {}
         self._dirty: dict[str, float] = {}
+        self._alarms: dict[str, list[float]] = {}  # when each recent alarm was sent, by name
+        self._held: dict[str, str] = {}  # the latest alarm held back, by name
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._settle, name="watch-debounce", daemon=True)
@@ -152,8 +158,23 @@ class RepositoryWatcher:
             for name in quiet:
                 self.on_change(name)
 
+    def _alarm(self, name: str, what: str) -> None:
+        """Send ``what`` about ``name`` now, or hold it (the latest only) while ALARM_BURST
+        alarms were sent in the last ALARM_WINDOW seconds."""
+        now = time.monotonic()
+        recent = [at for at in self._alarms.get(name, []) if now - at < ALARM_WINDOW]
+        if len(recent) >= ALARM_BURST:
+            self._held[name] = what
+            self._alarms[name] = recent
+            return
+        self._alarms[name] = [*recent, now]
+        self._held.pop(name, None)
+        self.on_alarm(name, what)
+
     def _look(self) -> None:
         """Re-arm directories that were replaced or came back; report what was lost."""
+        for name, what in list(self._held.items()):
+            self._alarm(name, what)
         if self._overflowed.is_set():
             self._overflowed.clear()
             for name in self._targets:
@@ -180,7 +201,7 @@ class RepositoryWatcher:
         self._disarm(target)
         if now is None:
             log.warning("%s: repository directory %s is gone", name, target.directory)
-            self.on_alarm(name, REMOVED)
+            self._alarm(name, REMOVED)
             return
         try:
             self._arm(name, target)
@@ -194,7 +215,7 @@ class RepositoryWatcher:
             target.directory,
             "replaced" if was_watching else "recreated",
         )
-        self.on_alarm(name, REPLACED)
+        self._alarm(name, REPLACED)
 
     def stop(self) -> None:
         """Stop watching and join the threads (bounded)."""

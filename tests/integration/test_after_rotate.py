@@ -161,3 +161,33 @@ def test_a_node_that_timed_out_defers_the_rotation_and_nothing_changes(
     assert any("node2 (timeout)" in message for message in report["messages"])
     assert everything(fleet, config) == before, "a deferred rotation changed keys"
     assert run(config, "rotate") == 0  # node2 answers again: the rotation goes ahead
+
+
+def test_an_after_rotate_skipped_by_a_node_failure_blocks_until_it_has_run(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    """A rotation promoted past the gate whose push then fails on one node (its directory
+    swapped for a file by before_rotate) skips after_rotate: that migration is pending like a
+    failed one, so the next rotate runs it first, and only then rotates (SPEC rule 12)."""
+    config = fleet_config(fleet, tmp_path / "ctl")
+    assert main(["-c", str(config), "init"]) == 0
+    node2 = fleet.node("node2").directory
+    away = node2.with_name("keys.away")
+    log = tmp_path / "after.log"
+    breaker = script(tmp_path / "break.sh", f"mv {node2} {away} && touch {node2}")
+    after = script(tmp_path / "after.sh", f"echo ran >> {log}")
+    set_hooks(config, before_rotate=[[breaker]], after_rotate=[[after]])
+    assert main(["-c", str(config), "rotate"]) == 1
+    first = journal(config)
+    assert not log.exists(), "after_rotate must not run while node2 lacks the new keys"
+    assert first["hook_block"]["status"] is None
+    assert first["hook_block"]["problem"].startswith("has not run yet")
+    node2.unlink()
+    away.rename(node2)
+    set_hooks(config, after_rotate=[[after]])
+    assert main(["-c", str(config), "rotate"]) == 0
+    second = journal(config)
+    # the pending migration ran first (retry), then the rotation and its own after_rotate
+    assert log.read_text().splitlines() == ["ran", "ran"]
+    assert second["hook_block"] is None
+    assert second["generation"] > first["generation"]
