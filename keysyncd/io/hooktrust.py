@@ -12,9 +12,9 @@ what a shell or an interpreter will do, the rule is simple and errs on the side 
 - every word of the hook, and every word of each argument split as a shell splits it (so
   the whole of an ``sh -c`` string, ``;``, ``|``, ``&``, ``(``, backquotes and newlines
   included), with the VALUE of ``NAME=VALUE`` and its ``:`` parts, that names an existing
-  file or directory - absolute, or relative to ``/`` - must be trusted like the program (a
-  directory itself too, sticky or not: a script or a module could be planted there);
-  device files and sockets are not looked at;
+  file or directory - absolute, or relative to ``/``, or matched by a ``*?[`` pattern - must
+  be trusted like the program (a directory itself too, sticky or not: a script or a module
+  could be planted there); device files and sockets are not looked at;
 - every such word without a ``/`` that is a program on PATH is checked as that program;
 - what moves a lookup where keysyncd cannot follow is refused with its reason: a ``PATH=``
   assignment, an ``env`` option (only ``NAME=VALUE`` is plain), ``cd``/``pushd``/``chroot``,
@@ -27,6 +27,7 @@ A program that cannot be found is not a trust problem: running it fails anyway.
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import stat
 from collections.abc import Sequence
@@ -40,6 +41,7 @@ from keysyncd.io.trust import check_directory, trust_problems
 RUN_DIRECTORY = "/"  # the working directory of every hook (io/hooks.py)
 MAX_DEPTH = 6  # programs followed through #! lines and env (the kernel nests 4 #!)
 SHEBANG_LIMIT = 256  # what the kernel reads of a #! line (BINPRM_BUF_SIZE)
+GLOB_LIMIT = 256  # files a pattern in a hook's words may match that are looked at
 
 
 def hook_problem(argv: Sequence[str]) -> str | None:
@@ -133,10 +135,14 @@ def _name_problem(name: str, role: str, shell: bool, depth: int) -> str | None:
     if not name:
         return None
     path = os.path.normpath(os.path.join(RUN_DIRECTORY, name))
-    if os.path.lexists(path):
-        executable = os.path.isfile(path) and os.access(path, os.X_OK)
+    # a shell expands a pattern ("for f in /etc/hooks.d/*"): what it matches is named too
+    matches = sorted(glob.glob(path))[:GLOB_LIMIT] if glob.has_magic(path) else []
+    for match in dict.fromkeys([path, *matches]):
+        if not os.path.lexists(match):
+            continue
+        executable = os.path.isfile(match) and os.access(match, os.X_OK)
         shown = _shell_role(role, executable) if shell else role
-        if problem := _file_problem(path, shown, depth + 1):
+        if problem := _file_problem(match, shown, depth + 1):
             return problem
     if "/" in name or not _resolve(name)[0]:
         return None

@@ -129,6 +129,11 @@ BYPASSES: list[tuple[str, Callable[[Path], list[str]], str]] = [
         "program run by 'sh -c' {d}/migrate " + UNSAFE,
     ),
     (
+        "sh -c glob",
+        lambda d: ["sh", "-c", f'for f in {d}/*.sh; do . "$f"; done'],
+        "program run by 'sh -c' {d}/evil.sh " + UNSAFE,
+    ),
+    (
         "sh -c backquoted prog",
         lambda d: ["sh", "-c", f"echo `{d}/migrate`"],
         "program run by 'sh -c' {d}/migrate " + UNSAFE,
