@@ -19,6 +19,7 @@ from keysyncd.config import Config
 from keysyncd.errors import ConfigError, KeysyncError, LocalFileError
 from keysyncd.io.children import UNIT_TIMEOUT_STOP_SEC
 from keysyncd.io.configtrust import trust_findings
+from keysyncd.io.hooktrust import RUN_DIRECTORY
 from keysyncd.io.ids import resolve_id
 from keysyncd.io.preflight import local_file_problems
 
@@ -155,7 +156,8 @@ def _hook_stop_findings(config: Config) -> list[Finding]:
 def _not_runnable(command: str) -> str | None:
     """Return why ``command`` cannot be run here, or None when it can."""
     if "/" in command:
-        if os.path.isfile(command) and os.access(command, os.X_OK):
+        path = os.path.join(RUN_DIRECTORY, command)  # where hooks run (io/hooks.py)
+        if os.path.isfile(path) and os.access(path, os.X_OK):
             return None
         return f"command {command!r} does not exist or is not executable"
     if shutil.which(command) is not None:

@@ -5,6 +5,8 @@ the daemon or a cancellation ends everything it started: SIGTERM to the group, t
 GROUP_GRACE seconds later. A hook is done when its own process exits; what it left running
 gets DRAIN seconds to close its output, then its group is ended too. Output kept in memory
 is bounded: the first and the last HEAD_TAIL bytes, with a count of what was dropped between.
+Every hook runs in ``/``, whatever directory keysyncd was started in: the trust check
+(``keysyncd.io.hooktrust``) resolves relative names there.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from keysyncd.io.children import HOOK_TAG, end_group, forget_group, remember_group
-from keysyncd.io.hooktrust import hook_problem
+from keysyncd.io.hooktrust import RUN_DIRECTORY, hook_problem
 
 HEAD_TAIL = 4096  # bytes of output kept at each end: the tail explains a failure
 GROUP_GRACE = 3.0  # seconds between SIGTERM and SIGKILL to a hook's process group
@@ -151,6 +153,7 @@ def _run_one(
                 stdin=stdin,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
+                cwd=RUN_DIRECTORY,  # not where keysyncd started: relative names, sys.path
                 start_new_session=True,  # its own process group: ended as a whole
                 env={**os.environ, HOOK_TAG: tag},
             )

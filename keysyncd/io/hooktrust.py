@@ -1,41 +1,71 @@
-"""Hook programs, trusted as OpenSSH's StrictModes trusts its files.
+"""Hook commands, trusted as OpenSSH's StrictModes trusts its files.
 
-keysyncd runs hooks as its own user (root, or keystone), so every file that decides what a
-hook runs must be as safe as the config that names it: the program as it will actually be
-run (found on PATH as subprocess finds it, links resolved), the ``#!`` interpreter of a
-script, and for ``sh -c 'COMMAND'`` (or ``env PROGRAM``) the program COMMAND starts with.
-Each must be owned by root or keysyncd's user and writable by no one else, and so must every
-directory on the way to it (a sticky one such as /tmp excepted) and every PATH directory
-searched before it (whoever may write one of those may put a program of the same name
-there). A program that cannot be found is not a trust problem: running it fails anyway.
+keysyncd runs hooks as its own user (root, or keystone), always in ``/`` (RUN_DIRECTORY),
+so every file that decides what a hook runs must be as safe as the config that names it.
+"Trusted" means owned by root or keysyncd's user and writable by no one else, and so is
+every directory on the way to it (a sticky one such as /tmp excepted). Rather than parse
+what a shell or an interpreter will do, the rule is simple and errs on the side of refusal:
+
+- the program (argv[0]) as it will run: found on PATH as subprocess finds it (and every PATH
+  directory searched before it: whoever may write one may put a program of that name
+  there), links resolved, a script's ``#!`` interpreter in turn; ``env``'s program likewise;
+- every word of the hook, and every word of each argument split as a shell splits it (so
+  the whole of an ``sh -c`` string, ``;``, ``|``, ``&``, ``(``, backquotes and newlines
+  included), with the VALUE of ``NAME=VALUE`` and its ``:`` parts, that names an existing
+  file or directory - absolute, or relative to ``/``, or matched by a ``*?[`` pattern - must
+  be trusted like the program (a directory itself too, sticky or not: a script or a module
+  could be planted there); device files and sockets are not looked at;
+- every such word without a ``/`` that is a program on PATH is checked as that program;
+- what moves a lookup where keysyncd cannot follow is refused with its reason: a ``PATH=``
+  assignment, an ``env`` option (only ``NAME=VALUE`` is plain), ``cd``/``pushd``/``chroot``,
+  a shell option keysyncd does not know, a shell script named without a ``/``
+  (``keysyncd.io.hookwords``), and programs nested deeper than MAX_DEPTH.
+
+A program that cannot be found is not a trust problem: running it fails anyway.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
-import shlex
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 
 from keysyncd.errors import LocalFileError
+from keysyncd.io.hookwords import SHELLS, candidates, env_program, shell_options, split_words
+from keysyncd.io.hookwords import uncertainty as _uncertainty
 from keysyncd.io.trust import check_directory, trust_problems
 
-SHELLS = frozenset({"sh", "bash", "dash", "ash", "ksh", "mksh", "zsh"})
-MAX_DEPTH = 6  # programs followed through #! lines, env and sh -c (the kernel nests 4 #!)
+RUN_DIRECTORY = "/"  # the working directory of every hook (io/hooks.py)
+MAX_DEPTH = 6  # programs followed through #! lines and env (the kernel nests 4 #!)
 SHEBANG_LIMIT = 256  # what the kernel reads of a #! line (BINPRM_BUF_SIZE)
+GLOB_LIMIT = 256  # files a pattern in a hook's words may match that are looked at
 
 
 def hook_problem(argv: Sequence[str]) -> str | None:
-    """Return why hook command ``argv`` must not run, as one line naming the unsafe file,
-    or None when every file that decides what it runs is trusted.
+    """Return why hook command ``argv`` must not run, as one line naming the unsafe file
+    (or what makes it uncertain), or None when every file that decides what it runs is
+    trusted.
 
     Example: ``"hook program /usr/local/bin/migrate is unsafe: writable by group or others
     (mode 0666)"``.
     """
     if not argv:
         return None
-    return _program_problem(argv[0], "hook program", 0) or _wrapped_problem(argv, 0)
+    return _command_problem(argv, "hook program", 0)
+
+
+def _command_problem(argv: Sequence[str], role: str, depth: int) -> str | None:
+    """Return why command ``argv`` (its program is ``role`` to the hook) is unsafe."""
+    if depth > MAX_DEPTH:
+        return f"{role} {argv[0]} nests programs deeper than {MAX_DEPTH} levels"
+    return (
+        _uncertainty(argv)
+        or _program_problem(argv[0], role, depth)
+        or _arguments_problem(argv, depth)
+    )
 
 
 def _program_problem(name: str, role: str, depth: int) -> str | None:
@@ -48,30 +78,93 @@ def _program_problem(name: str, role: str, depth: int) -> str | None:
             return f"{error}: whoever may write it may put a program {name!r} there"
     if path is None or not os.path.exists(path):
         return None  # running it fails: check-config says so, the hook run records it
+    return _file_problem(path, role, depth)
+
+
+def _file_problem(path: str, role: str, depth: int) -> str | None:
+    """Return why existing file or directory ``path`` is unsafe (its #! interpreter too)."""
+    try:
+        kind = os.stat(path).st_mode
+    except OSError:
+        return None  # gone, or not to be reached: nothing runs from it
+    if stat.S_ISCHR(kind) or stat.S_ISBLK(kind) or stat.S_ISSOCK(kind):
+        return None  # /dev/null; only root makes devices, a socket holds no code
     real = os.path.realpath(path)
     shown = path if real == path else f"{path} -> {real}"
+    if stat.S_ISDIR(kind):
+        try:
+            check_directory(Path(path), role)
+        except LocalFileError as error:
+            return str(error)
+        return None
     problems = trust_problems(Path(path))
     if problems:
         return f"{role} {shown} is unsafe: {problems[0]}"
     interpreter = _shebang(real)
-    if interpreter is None or depth >= MAX_DEPTH:
+    if interpreter is None:
         return None
-    return _program_problem(
-        interpreter[0], f"#! interpreter of {real},", depth + 1
-    ) or _wrapped_problem(interpreter, depth + 1)
+    return _command_problem(interpreter, f"#! interpreter of {real},", depth + 1)
+
+
+def _arguments_problem(argv: Sequence[str], depth: int) -> str | None:
+    """Return why a file named by a word of ``argv`` after the program is unsafe."""
+    base = os.path.basename(argv[0])
+    if base == "env" and (index := env_program(argv)) is not None:
+        words = [*argv[1:index]]  # the assignments: env's program is checked as one
+        return _words_problem(words, f"{base} argument", False, depth) or _command_problem(
+            argv[index:], "program run by env", depth + 1
+        )
+    shell_command = base in SHELLS and shell_options(argv)[1]
+    role = f"'{base} -c'" if shell_command else f"{base} argument"
+    return _words_problem(argv[1:], role, shell_command, depth)
+
+
+def _words_problem(words: Sequence[str], role: str, shell: bool, depth: int) -> str | None:
+    """Return why a file named by ``words`` (each split as a shell would, too) is unsafe."""
+    for word in words:
+        for part in dict.fromkeys([word, *split_words(word)]):
+            for name in candidates(part):
+                if problem := _name_problem(name, role, shell, depth):
+                    return problem
+    return None
+
+
+def _name_problem(name: str, role: str, shell: bool, depth: int) -> str | None:
+    """Return why the file ``name`` names (relative to RUN_DIRECTORY), or the program it
+    names on PATH, is unsafe."""
+    if not name:
+        return None
+    path = os.path.normpath(os.path.join(RUN_DIRECTORY, name))
+    # a shell expands a pattern ("for f in /etc/hooks.d/*"): what it matches is named too
+    matches = sorted(glob.glob(path))[:GLOB_LIMIT] if glob.has_magic(path) else []
+    for match in dict.fromkeys([path, *matches]):
+        if not os.path.lexists(match):
+            continue
+        executable = os.path.isfile(match) and os.access(match, os.X_OK)
+        shown = _shell_role(role, executable) if shell else role
+        if problem := _file_problem(match, shown, depth + 1):
+            return problem
+    if "/" in name or not _resolve(name)[0]:
+        return None
+    return _program_problem(name, _shell_role(role, True) if shell else role, depth + 1)
+
+
+def _shell_role(command: str, executable: bool) -> str:
+    return f"program run by {command}" if executable else f"file named by {command}"
 
 
 def _resolve(name: str) -> tuple[str | None, list[str]]:
     """Return (the file that runs for ``name``, or None if there is none; the PATH
-    directories searched before it), as subprocess resolves a program."""
+    directories searched before it), as subprocess resolves a program run in RUN_DIRECTORY."""
     if "/" in name:
-        return os.path.abspath(name), []
+        return os.path.normpath(os.path.join(RUN_DIRECTORY, name)), []
     searched: list[str] = []
     for directory in os.get_exec_path():
-        candidate = os.path.abspath(os.path.join(directory or ".", name))
+        folder = os.path.normpath(os.path.join(RUN_DIRECTORY, directory or "."))
+        candidate = os.path.join(folder, name)
         if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
             return candidate, searched
-        searched.append(os.path.abspath(directory or "."))
+        searched.append(folder)
     return None, searched
 
 
@@ -95,49 +188,3 @@ def _shebang(path: str) -> list[str] | None:
     line = head[2:].split(b"\n", 1)[0].strip(b" \t")
     words = line.split(None, 1)
     return [os.fsdecode(word.strip()) for word in words] or None
-
-
-def _wrapped_problem(argv: Sequence[str], depth: int) -> str | None:
-    """Return the problem of the program that ``env PROGRAM`` or ``sh -c 'PROGRAM ...'``
-    runs, or None (also when ``argv`` is neither)."""
-    base = os.path.basename(argv[0])
-    program = None
-    if base == "env":
-        # a #! line gives env its options and program as one argument ("-S python3 -u")
-        words = [word for argument in argv[1:] for word in argument.split()]
-        program = next((w for w in words if not w.startswith("-") and "=" not in w), None)
-        role = f"program run by {base}"
-    elif base in SHELLS:
-        command = _shell_command(argv[1:])
-        program = _first_program(command) if command is not None else None
-        role = f"program run by '{base} -c'"
-    if program is None or depth >= MAX_DEPTH:
-        return None
-    return _program_problem(program, role, depth + 1)
-
-
-def _shell_command(arguments: Sequence[str]) -> str | None:
-    """Return the command string of a shell's ``-c`` (``-ec``, ``-o pipefail -c``), or None."""
-    command_mode = False
-    words = iter(arguments)
-    for word in words:
-        if word in ("-o", "+o"):
-            next(words, None)
-        elif word.startswith(("-", "+")) and word not in ("-", "--"):
-            command_mode = command_mode or (not word.startswith("--") and "c" in word[1:])
-        else:
-            return word if command_mode and word != "--" else None
-    return None
-
-
-def _first_program(command: str) -> str | None:
-    """Return the program a shell command starts with (after VAR=value and exec), or None."""
-    try:
-        words = shlex.split(command)
-    except ValueError:  # the shell will refuse it too
-        return None
-    for word in words:
-        if "=" in word.split("/", 1)[0] or word in ("exec", "command", "--"):
-            continue
-        return word
-    return None

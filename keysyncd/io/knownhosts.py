@@ -40,15 +40,21 @@ class HashedName:
     base: hmac.HMAC
     digest: bytes
     key: paramiko.PKey
+    negated: tuple[str, ...] = ()  # the line's "!pattern"s: a name they match is not this
 
     @classmethod
-    def of(cls, salt: bytes, digest: bytes, key: paramiko.PKey) -> HashedName:
+    def of(
+        cls, salt: bytes, digest: bytes, key: paramiko.PKey, negated: tuple[str, ...] = ()
+    ) -> HashedName:
         """Return the entry for ``salt``, ``digest`` and the host's ``key``."""
         # the known_hosts format's HMAC is HMAC-SHA1
-        return cls(hmac.new(salt, digestmod=hashlib.sha1), digest, key)
+        return cls(hmac.new(salt, digestmod=hashlib.sha1), digest, key, negated)
 
     def matches(self, encoded: bytes) -> bool:
-        """Return True if this entry is the hash of the host name ``encoded``."""
+        """Return True if this entry is the hash of the host name ``encoded`` and no negated
+        pattern of its line matches that name."""
+        if any(_pattern_matches(encoded.decode(), pattern) for pattern in self.negated):
+            return False
         mac = self.base.copy()
         mac.update(encoded)
         return hmac.compare_digest(mac.digest(), self.digest)
@@ -70,12 +76,16 @@ class KnownHosts:
 
     def add(self, names: list[str], key: paramiko.PKey, line: int = 0) -> None:
         """Record ``key`` for every host name (or hashed name) in ``names`` (of ``line``); a
-        pattern (``*``, ``?``, ``!``) is only remembered, to explain a refusal."""
+        pattern (``*``, ``?``, ``!``) is only remembered, to explain a refusal. As ssh: a
+        name that a negated pattern of the line matches gets none of its keys."""
+        negated = tuple(name[1:] for name in names if name.startswith("!"))
         for name in names:
             if name.startswith("!") or "*" in name or "?" in name:
                 self.patterns.append((line, name))
             elif name.startswith("|1|"):
-                self.hashed.append(HashedName.of(*_hashed(name), key))
+                self.hashed.append(HashedName.of(*_hashed(name), key, negated))
+            elif any(_pattern_matches(name, pattern) for pattern in negated):
+                continue  # "node1,!node1": ssh rejects the line for node1
             else:
                 self.plain.setdefault(name, []).append(key)
         self._answers.clear()

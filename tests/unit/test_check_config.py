@@ -373,3 +373,21 @@ def test_a_hook_timeout_longer_than_the_units_stop_timeout_is_a_warning(
     setup.repository["hooks"]["timeout"] = 45
     code, _, err = setup.check(capsys, "--strict")
     assert (code, err) == (0, "")
+
+
+def test_a_relative_hook_program_is_looked_for_in_the_root_directory_where_hooks_run(
+    setup: Setup, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hooks run in / whatever directory keysyncd starts in: './migrate' beside the operator's
+    shell is not the hook that would run, so check-config must not find it there."""
+    script = setup.root / "migrate"
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o755)
+    monkeypatch.chdir(setup.root)
+    setup.repository["hooks"] = {"after_rotate": ["./migrate"], "timeout": 30}
+    code, out, err = setup.check(capsys)
+    assert (code, out) == (2, ""), err
+    assert err.splitlines() == [
+        "keysyncd: error: At 'repositories[0].hooks.after_rotate[0]': command './migrate' does "
+        "not exist or is not executable"
+    ]
