@@ -44,11 +44,12 @@ def _within(path: PurePosixPath, other: PurePosixPath) -> bool:
     return path == other or other in path.parents
 
 
-def _overlap(first: PurePosixPath, second: PurePosixPath) -> bool:
+def overlap(first: PurePosixPath, second: PurePosixPath) -> bool:
+    """Return True if ``first`` and ``second`` are equal or one is inside the other."""
     return _within(first, second) or _within(second, first)
 
 
-def _owned(repository: RepositoryConfig, index: int) -> list[tuple[str, PurePosixPath]]:
+def owned_directories(repository: RepositoryConfig, index: int) -> list[tuple[str, PurePosixPath]]:
     """Return (config path, directory) of each directory ``repository`` owns on the
     controller and on every node without a ``path`` of its own."""
     where = f"repositories[{index}]"
@@ -83,10 +84,10 @@ def check_disjoint(
     for index, repository in enumerate(repositories):
         if repository is None:
             continue
-        owned = _owned(repository, index)
+        owned = owned_directories(repository, index)
         reported = False
         for where, path in owned:
-            clash = next(((w, p) for w, p in seen if _overlap(path, p)), None)
+            clash = next(((w, p) for w, p in seen if overlap(path, p)), None)
             if clash is not None and not reported:
                 reported = True  # one line per repository: the first clash says enough
                 relation = "is" if path == clash[1] else "is nested with"

@@ -15,6 +15,7 @@ from pathlib import Path
 from keysyncd.config import Config, load_config
 from keysyncd.errors import ConfigError
 from keysyncd.io.hooktrust import hook_problem
+from keysyncd.io.repolinks import repository_problems
 from keysyncd.io.trust import trust_problems
 
 EVENTS = ("before_rotate", "after_rotate", "on_failure")
@@ -56,6 +57,9 @@ def load_trusted_config(path: Path, strict: bool = True) -> Config:
     refused before it is even parsed, with one line naming it; an unsafe hook is refused too.
     Otherwise the file's trust problems come with its validation errors, and an unsafe but
     valid config is returned, for check-config to list every problem among its findings.
+    Repository directories that collide or land in a pseudo file system as links resolve, or
+    a controller repository that is a link or sits below a directory someone else may change,
+    make the config invalid in both modes (``keysyncd.io.repolinks``).
     """
     problems = config_file_problems(path)
     if strict and problems:
@@ -64,6 +68,8 @@ def load_trusted_config(path: Path, strict: bool = True) -> Config:
         config = load_config(path)
     except ConfigError as error:
         raise ConfigError([*problems, *error.problems]) from None
+    if found := repository_problems(config):  # as links resolve: invalid, like paths as written
+        raise ConfigError([*problems, *found])
     if strict and (problems := hook_problems(config)):
         raise ConfigError(problems[:1])
     return config

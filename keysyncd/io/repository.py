@@ -2,7 +2,9 @@
 
 Every write is an exclusive temp file (``.keysyncd-*``, mode 0600 from creation)
 + fsync + rename, under umask 0o177, so keystone never sees a partial key and no
-key is readable by others even for an instant.
+key is readable by others even for an instant. Before each read or write the directory is
+checked (``keysyncd.io.repolinks``): not a link, below directories no one else may change;
+its mode and owner are set through a descriptor opened with ``O_NOFOLLOW``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from keysyncd.core.view import MAX_KEY_FILE, TEMP_PREFIX, canonical_index, key_i
 from keysyncd.errors import RepositoryError
 from keysyncd.io.fsutil import describe_os_error, fsync_directory, remove_temp_files, write_temp
 from keysyncd.io.occupied import local_others, refusal, symmetric_file
+from keysyncd.io.repolinks import check_controller_directory
 
 LAX = 0o027  # group-writable, or any access for others
 
@@ -70,7 +73,9 @@ class Repository:
         self.group = group
 
     def scan(self) -> Scan:
-        """Return the keys and problems found; raise RepositoryError if unreadable."""
+        """Return the keys and problems found; raise RepositoryError if unreadable,
+        LocalFileError if the directory is a link or could be swapped for one."""
+        check_controller_directory(self.path)
         try:
             names = sorted(os.listdir(self.path))
         except FileNotFoundError:
@@ -121,6 +126,7 @@ class Repository:
 
     def holds_keys(self) -> bool:
         """Return True if the directory exists and has any integer-named entry."""
+        check_controller_directory(self.path)
         try:
             return any(key_index(name) is not None for name in os.listdir(self.path))
         except FileNotFoundError:
@@ -131,6 +137,7 @@ class Repository:
 
         Such a repository is invalid: keysyncd neither pushes nor rotates it.
         """
+        check_controller_directory(self.path)
         warnings = []
         try:
             mode = stat.S_IMODE(self.path.stat().st_mode)
@@ -150,18 +157,26 @@ class Repository:
 
     def ensure_directory(self) -> None:
         """Create the directory (mode 0700, configured owner) if missing; raise RepositoryError
-        (changing nothing) if it exists holding anything but this repository's files."""
+        (changing nothing) if it exists holding anything but this repository's files,
+        LocalFileError if it is a link or could be swapped for one."""
+        check_controller_directory(self.path)
         if others := local_others(self.path, symmetric_file):
             raise RepositoryError(refusal("", self.path, others, "refusing to write keys"))
         try:
             self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
-            os.chmod(self.path, 0o700)
-            self._chown(self.path)
+            # through the directory itself, never a link swapped in after the check
+            flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+            descriptor = os.open(self.path, flags)
+            try:
+                os.fchmod(descriptor, 0o700)
+                self._chown(descriptor)
+            finally:
+                os.close(descriptor)
         except OSError as error:
             reason = describe_os_error(error)
             raise RepositoryError(f"cannot create repository {self.path}: {reason}") from None
 
-    def _chown(self, path: Path) -> None:
+    def _chown(self, path: Path | int) -> None:
         if self.owner is None and self.group is None:
             return
         os.chown(
@@ -224,6 +239,7 @@ class Repository:
         Every intermediate state is loadable: first {0, N} with equal content, then the
         rotated set. Raise RepositoryError on failure, with the directory unchanged.
         """
+        check_controller_directory(self.path)
         staged_key = keyset.staged
         if staged_key is None:
             raise RepositoryError(f"cannot rotate {self.path}: no staged key 0")
@@ -258,6 +274,7 @@ class Repository:
 
         A key that cannot be deleted is only kept longer, which is always safe.
         """
+        check_controller_directory(self.path)
         try:
             for index in indices:
                 with contextlib.suppress(FileNotFoundError):
@@ -270,6 +287,7 @@ class Repository:
 
     def temp_files(self) -> tuple[str, ...]:
         """Return the names of leftover ``.keysyncd-*`` temp files (nothing is removed)."""
+        check_controller_directory(self.path)
         try:
             return tuple(sorted(n for n in os.listdir(self.path) if n.startswith(TEMP_PREFIX)))
         except FileNotFoundError:
@@ -277,4 +295,5 @@ class Repository:
 
     def remove_temp_files(self) -> list[str]:
         """Delete leftover ``.keysyncd-*`` temp files (call only under the lock); return them."""
+        check_controller_directory(self.path)
         return remove_temp_files(self.path)

@@ -129,6 +129,18 @@ def trust_problems(path: Path) -> list[str]:
     return found
 
 
+def parent_problem(path: Path) -> str | None:
+    """Return why a directory on the way to ``path`` (as written and as its links resolve)
+    could be changed by someone else, or None: whoever may change one may swap ``path``.
+
+    Example: ``"/etc/keystone is owned by uid 163, not by root or the user keysyncd runs as"``.
+    """
+    for parent in _ancestors(path):
+        if problem := _parent_problem(parent):
+            return f"{parent} is {problem}"
+    return None
+
+
 def _parent_problem(directory: Path) -> str | None:
     try:
         info = os.stat(directory)
