@@ -101,8 +101,11 @@ class Fanout(Generic[V, P]):
         directory: Callable[[NodeConfig], Path],
         progress: Progress | None = None,
         cancel: threading.Event | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.nodes = list(nodes)
+        self.clock = clock  # the controller's: when given, each node's clock is read on open
+        self.skews: dict[str, float] = {}  # node -> controller clock minus node clock
         self.ssh = ssh
         self.directory = directory
         self.progress = progress
@@ -172,9 +175,26 @@ class Fanout(Generic[V, P]):
         def opening(name: str) -> None:
             node = by_name[name]
             self.sessions[name] = connect(node, self.directory(node), credentials)
+            if self.clock is not None:
+                self._read_clock(name, self.sessions[name], self.clock)
 
         names = [n.name for n in self.nodes if only is None or n.name in only]
         self._each("connect", names, opening)
+
+    def _read_clock(self, name: str, session: NodeSession, clock: Callable[[], float]) -> None:
+        """Learn ``name``'s clock from a file created there now (``NodeSession.clock_skew``),
+        within operation_timeout like every step on a node."""
+        token = self.deadlines.arm(self.ssh.operation_timeout, session.abort)
+        skew = session.clock_skew(clock)
+        if not self.deadlines.disarm(token):
+            raise NodeError(
+                name,
+                Reason.TIMEOUT,
+                f"reading the node's clock took longer than operation_timeout "
+                f"{self.ssh.operation_timeout:g}s; the connection was closed",
+            )
+        if skew is not None:
+            self.skews[name] = skew
 
     def healthy(self) -> list[str]:
         """Return the names of connected nodes that have not failed."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from keysyncd.config import NodeConfig, RepositoryConfig, SshConfig
 from keysyncd.core.keyring import KeySet
@@ -34,8 +34,11 @@ class FleetAction(Fanout[NodeView, NodePlan]):
         owner: tuple[int | None, int | None] = (None, None),
         progress: Progress | None = None,
         cancel: threading.Event | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
-        super().__init__(nodes, ssh, lambda node: node.path or repository.path, progress, cancel)
+        super().__init__(
+            nodes, ssh, lambda node: node.path or repository.path, progress, cancel, clock
+        )
         self.repository = repository
         self.kind = KINDS[repository.kind]
         self.owner = owner

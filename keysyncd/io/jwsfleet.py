@@ -37,9 +37,15 @@ class JwsFleet(Fanout[JwsView, JwsNodePlan]):
         owner: tuple[int | None, int | None] = (None, None),
         progress: Progress | None = None,
         cancel: threading.Event | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         super().__init__(
-            nodes, ssh, lambda node: repository.jws_directories(node.path)[0], progress, cancel
+            nodes,
+            ssh,
+            lambda node: repository.jws_directories(node.path)[0],
+            progress,
+            cancel,
+            clock,
         )
         self.repository = repository
         self.owner = owner

@@ -555,6 +555,7 @@ ALERTS = {
     "KeysyncdRotationDeferred",
     "KeysyncdNodeDown",
     "KeysyncdMetricsMissing",
+    "KeysyncdClockUntrusted",
 }
 DURATION = re.compile(r"(\d+(ms|s|m|h|d|w|y))+")
 
