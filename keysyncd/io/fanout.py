@@ -44,6 +44,9 @@ class Planned(Protocol):
     @property
     def in_sync(self) -> bool: ...
 
+    @property
+    def cleanup(self) -> tuple[str, ...]: ...  # keysyncd's temp files left there
+
     def changes(self) -> dict[str, Any]: ...
 
 
@@ -195,6 +198,26 @@ class Fanout(Generic[V, P]):
             )
         if skew is not None:
             self.skews[name] = skew
+
+    def tidy(self) -> None:
+        """Remove the temp files a killed keysyncd left on nodes that need nothing else (on
+        the others, phase 1 removes them): a kill while a node's clock was read leaves one
+        on a node in sync."""
+        stale = [
+            name
+            for name in self.healthy()
+            if self.results[name].status == NodeStatus.IN_SYNC
+            and (plan := self.results[name].plan) is not None
+            and plan.cleanup
+        ]
+
+        def tidying(name: str) -> None:
+            plan = self.results[name].plan
+            assert plan is not None  # noqa: S101 - chosen above
+            for temp in plan.cleanup:
+                self.sessions[name].remove_quietly(temp)
+
+        self._each("tidy", stale, tidying)
 
     def healthy(self) -> list[str]:
         """Return the names of connected nodes that have not failed."""

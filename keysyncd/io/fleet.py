@@ -81,6 +81,7 @@ class FleetAction(Fanout[NodeView, NodePlan]):
 
     def push(self, keyset: KeySet) -> None:
         """Apply every differing node's plan in two fleet-wide phases, then verify all."""
+        self.tidy()
         pending = [n for n in self.healthy() if self.results[n].status == NodeStatus.DIFFERS]
         self._each("phase 1", pending, lambda name: self._phase1(name, keyset))
         # Phase 2 starts only when phase 1 has finished on every node (safety rule 3).

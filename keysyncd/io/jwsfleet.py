@@ -117,6 +117,7 @@ class JwsFleet(Fanout[JwsView, JwsNodePlan]):
 
     def phase1(self, public_keys: Mapping[str, bytes]) -> None:
         """On every differing node: create missing directories, add missing public keys."""
+        self.tidy()
         pending = [n for n in self.healthy() if self.results[n].status == NodeStatus.DIFFERS]
 
         def adding(name: str) -> None:
