@@ -142,7 +142,7 @@ class Draft:
     forced: bool = False
     messages: tuple[str, ...] = ()
     details: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
-    clock: ClockCheck | None = None  # None: judged by the journal alone at the commit
+    clock: ClockCheck | None = None  # None: no node read (clock.current judges at the commit)
 
 
 def check_clock(run: Run, state: RepositoryState, fleet: Fanout[Any, Any] | None) -> ClockCheck:
@@ -161,7 +161,7 @@ def commit(run: Run, state: RepositoryState, draft: Draft, **result: Any) -> Act
     Raise KeysyncError if the state cannot be written.
     """
     ended = run.clock()
-    check = draft.clock or check_clock(run, state, None)
+    check = draft.clock or clock.current(state, ended, run.config.clock.max_skew)
     outcome = draft.outcome or outcome_of(node.status for node in draft.nodes.values())
     messages = draft.messages if check.trusted else (*draft.messages, check.describe())
     report = Report(

@@ -43,6 +43,7 @@ class ClockCheck:
     skew: float | None
     observed: int
     max_skew: float
+    observed_at: float | None = None  # when the skew was measured (None: no skew)
 
     @property
     def behind(self) -> float:
@@ -96,7 +97,7 @@ def judge(
     """Return the judgement of the clock reading ``now``, given the journal's latest time
     and each observed node's skew (controller minus node, seconds)."""
     skew = statistics.median(skews) if skews else None
-    return ClockCheck(now, latest, skew, len(skews), max_skew)
+    return ClockCheck(now, latest, skew, len(skews), max_skew, now if skews else None)
 
 
 def latest_recorded(state: RepositoryState) -> float | None:
@@ -133,29 +134,32 @@ def recorded(state: RepositoryState, check: ClockCheck) -> RepositoryState:
     latest = check.latest
     if check.trusted:
         latest = check.now if latest is None else max(latest, check.now)
-    record = ClockRecord(check.now, check.skew, check.observed, check.reason)
+    checked_at = check.now if check.observed_at is None else check.observed_at
+    record = ClockRecord(checked_at, check.skew, check.observed, check.reason)
     return replace(state, latest_time=latest, clock=record)
 
 
 def current(state: RepositoryState, now: float, max_skew: float) -> ClockCheck:
     """Return the clock's judgement as it stands without reading any node: ``now`` against
-    the journal, and the skew the last action observed (``status`` and the metrics)."""
+    the journal, and the skew last observed (``status``, the metrics, and the commit of an
+    action that read no node: a clock found a day ahead stays suspect until the nodes are
+    read again)."""
     record = state.clock
-    skew = record.skew if record is not None else None
-    observed = record.observed if record is not None else 0
-    return ClockCheck(now, latest_recorded(state), skew, observed, max_skew)
+    if record is None or record.skew is None:
+        return ClockCheck(now, latest_recorded(state), None, 0, max_skew)
+    latest = latest_recorded(state)
+    return ClockCheck(now, latest, record.skew, record.observed, max_skew, record.checked_at)
 
 
 def status_json(state: RepositoryState, now: float, max_skew: float) -> dict[str, Any]:
     """Return the clock as ``status`` shows it (``current``), every time as RFC 3339."""
     check = current(state, now, max_skew)
-    measured = state.clock.checked_at if state.clock is not None else None
     return {
         "trusted": check.trusted,
         "reason": check.reason,
         "skew": None if check.skew is None else round(check.skew, 3),
         "observed_nodes": check.observed,
         "max_skew": max_skew,
-        "checked_at": rfc3339(measured),
+        "checked_at": rfc3339(check.observed_at),
         "latest_at": rfc3339(check.latest),
     }

@@ -23,6 +23,7 @@ from keysyncd.config import NodeConfig, SshConfig
 from keysyncd.core.report import NodeOutcome
 from keysyncd.core.vocabulary import GOOD, NodeStatus, Reason
 from keysyncd.errors import NodeError
+from keysyncd.io.fsutil import CLOCK_PROBE_PREFIX
 from keysyncd.io.sftp import NodeSession
 from keysyncd.io.ssh import Credentials, Deadlines, connect
 
@@ -200,21 +201,23 @@ class Fanout(Generic[V, P]):
             self.skews[name] = skew
 
     def tidy(self) -> None:
-        """Remove the temp files a killed keysyncd left on nodes that need nothing else (on
-        the others, phase 1 removes them): a kill while a node's clock was read leaves one
-        on a node in sync."""
+        """Remove the clock probes (``NodeSession.clock_skew``) a killed keysyncd left on
+        nodes that need nothing else: phase 1 removes every temp file, but only on the nodes
+        that differ, and a kill while a node's clock is read leaves one on a node in sync."""
+
+        def probes(name: str) -> list[str]:
+            plan = self.results[name].plan
+            found = plan.cleanup if plan is not None else ()
+            return [temp for temp in found if temp.startswith(CLOCK_PROBE_PREFIX)]
+
         stale = [
             name
             for name in self.healthy()
-            if self.results[name].status == NodeStatus.IN_SYNC
-            and (plan := self.results[name].plan) is not None
-            and plan.cleanup
+            if self.results[name].status == NodeStatus.IN_SYNC and probes(name)
         ]
 
         def tidying(name: str) -> None:
-            plan = self.results[name].plan
-            assert plan is not None  # noqa: S101 - chosen above
-            for temp in plan.cleanup:
+            for temp in probes(name):
                 self.sessions[name].remove_quietly(temp)
 
         self._each("tidy", stale, tidying)

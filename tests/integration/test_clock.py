@@ -219,3 +219,17 @@ def test_a_report_that_cannot_be_written_is_kept_in_the_journal_and_written_late
         out = capsys.readouterr().out
         assert "chain of 4 reports: intact, 2 written late" in out, out
         assert f"LATE: report {late['id']} was written at {late['written_late_at']}" in out
+
+
+def test_a_clock_probe_a_killed_keysyncd_left_is_removed_by_the_next_push(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    """A kill while a node's clock is read leaves its empty probe on a node in sync: the
+    next sync removes it (phase 1 removes temp files only on nodes that differ)."""
+    config = fernet_fleet(fleet, tmp_path / "ctl")
+    assert main(["-c", str(config), "init"]) == 0
+    node = fleet.node("node2").directory
+    (node / ".keysyncd-clock-0123456789abcdef.tmp").write_bytes(b"")
+    assert main(["-c", str(config), "verify"]) == 0
+    assert main(["-c", str(config), "sync"]) == 0
+    assert sorted(os.listdir(node)) == ["0", "1"]
