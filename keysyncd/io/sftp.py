@@ -40,7 +40,7 @@ from paramiko.sftp_attr import SFTPAttributes
 from keysyncd.config import NodeConfig
 from keysyncd.core.view import MAX_KEY_FILE, Entry, EntryType, entry_type, is_temp_name, key_index
 from keysyncd.errors import NodeError
-from keysyncd.io.fsutil import CLOCK_PROBE_PREFIX, temp_name
+from keysyncd.io.fsutil import clock_probe_name, temp_name
 from keysyncd.io.sftpbatch import ShortRead, fill, handle_of, read_directory, read_files, trusted
 from keysyncd.io.sftpwire import (
     Attributes,
@@ -303,7 +303,7 @@ class NodeSession:
 
         The node stamps the file between the OPEN leaving and its reply arriving, in whole
         seconds (SFTP v3): within about a second plus half a round trip."""
-        name = temp_name(CLOCK_PROBE_PREFIX)
+        name = clock_probe_name()
         path = self._path(name)
         try:
             sent = clock()
