@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from keysyncd.actions.context import Run, write_ahead
+from keysyncd.actions.context import Run, check_clock, write_ahead
 from keysyncd.actions.local import (
     initialise,
     load_local,
@@ -85,12 +85,14 @@ class LocalHarness:
         """Rotate once; return the plan, the new keys and the journal (saved)."""
         keyset, state, _ = self.prepare()
         plan = plan_rotation(keyset.indices, state.history, self.policy, self.now)
-        keyset, state = rotate_local(self.run, self.repository, keyset, state, plan)
+        clock = check_clock(self.run, state, None)
+        keyset, state = rotate_local(self.run, self.repository, keyset, state, plan, clock)
         return plan, keyset, state
 
     def retire_due(self) -> RepositoryState:
         """Retire what is now safe to retire; return the journal (saved)."""
         keyset, state, _ = self.prepare()
-        _, state, _ = retire_due(self.run, self.repository, keyset, state)
+        clock = check_clock(self.run, state, None)
+        _, state, _ = retire_due(self.run, self.repository, keyset, state, clock)
         self.save(state)
         return state

@@ -6,7 +6,15 @@ live cluster invalidates every token (an outage), and adopting over local keys l
 
 from __future__ import annotations
 
-from keysyncd.actions.context import DRY_RUN, ActionResult, Draft, Run, commit, node_outcomes
+from keysyncd.actions.context import (
+    DRY_RUN,
+    ActionResult,
+    Draft,
+    Run,
+    check_clock,
+    commit,
+    node_outcomes,
+)
 from keysyncd.actions.local import initialise, open_repository
 from keysyncd.core import journal
 from keysyncd.core.keyring import Key, KeySet
@@ -35,7 +43,7 @@ def init_repository(run: Run, dry_run: bool = False) -> ActionResult:
         )
     if others := local_others(run.repository.path, symmetric_file):
         raise KeysyncError(refusal("", run.repository.path, others))
-    with run.fleet() as fleet:
+    with run.fleet(observe_clock=not dry_run) as fleet:
         if fleet is not None:
             _refuse_if_any_node_holds_keys(run, fleet)
         if dry_run:
@@ -43,13 +51,15 @@ def init_repository(run: Run, dry_run: bool = False) -> ActionResult:
             return ActionResult(
                 run.repository.name, DRY_RUN, None, node_outcomes(fleet), (message,)
             )
-        state = initialise(run, repository, load_state(run.config.state_dir, run.repository.name))
+        state = load_state(run.config.state_dir, run.repository.name)
+        clock = check_clock(run, state, fleet)
+        state = initialise(run, repository, state)
         if fleet is not None:
             fleet.reset()
             push_keyset(fleet, repository.load())
         nodes = node_outcomes(fleet)
-    state = checked(state, nodes, run.node_names, run.clock())
-    return commit(run, state, Draft(Action.INIT, started, nodes))
+    state = checked(state, nodes, run.node_names, run.clock(), clock)
+    return commit(run, state, Draft(Action.INIT, started, nodes, clock=clock))
 
 
 def _refuse_if_any_node_holds_keys(run: Run, fleet: FleetAction) -> None:

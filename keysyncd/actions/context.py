@@ -2,35 +2,52 @@
 
 Each action reads *load -> decide -> act -> commit*. ``commit`` is the one place that writes
 what an action learned: the report first, then the state, then the metrics (a crash between
-them leaves a report whose state is redone by the next action, never the reverse).
+them leaves a report whose state is redone by the next action, never the reverse). A report
+that cannot be written (report_dir full) is kept in the state instead, and written, marked
+late, by the first later commit that can: the state is saved whatever happened to the report.
 ``write_ahead`` saves the journal's record of a rotation before the disk is touched: the
 only other state write, and the reason a crash can be finished or undone.
+
+``check_clock`` is the one judgement of the controller's clock (SPEC safety rule 10): every
+step that retires, rotates or confirms a demotion takes its ``ClockCheck`` and does nothing
+of the kind when the clock is not trusted.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
 from keysyncd.config import Config, RepositoryConfig
-from keysyncd.core import journal
+from keysyncd.core import clock, journal
+from keysyncd.core.clock import ClockCheck
 from keysyncd.core.journal import RepositoryState
 from keysyncd.core.policy import RotationPlan
 from keysyncd.core.recovery import Recovery
 from keysyncd.core.report import NodeOutcome, Report
 from keysyncd.core.vocabulary import Action, Outcome, Trigger, outcome_of
-from keysyncd.io.fanout import Progress
+from keysyncd.errors import KeysyncError
+from keysyncd.io.fanout import Fanout, Progress
 from keysyncd.io.fleet import FleetAction
 from keysyncd.io.ids import node_owner
 from keysyncd.io.reportstore import new_report_id, write_report
 from keysyncd.io.state import save_state
 
 DRY_RUN = "dry-run"
+# Reports kept in the journal while report_dir cannot take them: beyond these, the oldest
+# lose their per-node tables (abridged, marked so), and beyond MAX_UNWRITTEN they are dropped
+# (counted in the journal, logged): the state file must stay small enough to write at once.
+MAX_UNWRITTEN = 1000
+MAX_UNWRITTEN_BYTES = 8 << 20
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -56,9 +73,14 @@ class Run:
         return self.cancel is not None and self.cancel.is_set()
 
     @contextlib.contextmanager
-    def fleet(self, only: str | Collection[str] | None = None) -> Iterator[FleetAction | None]:
+    def fleet(
+        self, only: str | Collection[str] | None = None, observe_clock: bool = True
+    ) -> Iterator[FleetAction | None]:
         """Yield the connections to every node (or to ``only``: one name, or several), None
-        when there is no node; every connection is closed afterwards, whatever happened."""
+        when there is no node; every connection is closed afterwards, whatever happened.
+
+        Each node's clock is read as it is connected (a temp file created and removed), unless
+        ``observe_clock`` is False (a dry run writes nothing anywhere)."""
         if only is None:
             nodes = list(self.config.nodes)
         else:
@@ -74,6 +96,7 @@ class Run:
             node_owner(self.repository),
             self.progress,
             self.cancel,
+            self.clock if observe_clock else None,
         )
         try:
             fleet.open()
@@ -98,11 +121,14 @@ class ActionResult:
     rotation: RotationPlan | None = None
     preview: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}))
     recovery: Recovery | None = None
+    report_error: str | None = None  # why the report could not be written (kept in the state)
+    clock_trusted: bool = True  # False: nothing was retired or rotated (SPEC rule 10)
 
     @property
     def ok(self) -> bool:
         """Return True when nothing needs the operator's attention."""
-        return self.outcome in (Outcome.OK, DRY_RUN)
+        good = self.report_error is None and self.clock_trusted
+        return good and self.outcome in (Outcome.OK, DRY_RUN)
 
 
 @dataclass(frozen=True)
@@ -116,15 +142,28 @@ class Draft:
     forced: bool = False
     messages: tuple[str, ...] = ()
     details: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    clock: ClockCheck | None = None  # None: no node read (clock.current judges at the commit)
+
+
+def check_clock(run: Run, state: RepositoryState, fleet: Fanout[Any, Any] | None) -> ClockCheck:
+    """Return the judgement of the controller's clock now: against the journal's latest
+    time, and the clocks of the nodes ``fleet`` read as it connected (none without one)."""
+    skews = list(fleet.skews.values()) if fleet is not None else []
+    latest = clock.latest_recorded(state)
+    return clock.judge(run.clock(), latest, skews, run.config.clock.max_skew)
 
 
 def commit(run: Run, state: RepositoryState, draft: Draft, **result: Any) -> ActionResult:
-    """Write the report, then the state, then the metrics; return the action's result.
+    """Write the report (after any the journal kept), then the state, then the metrics;
+    return the action's result.
 
-    Raise KeysyncError if the report or the state cannot be written.
+    A report that cannot be written is kept in the state, and the result says so (not ok).
+    Raise KeysyncError if the state cannot be written.
     """
     ended = run.clock()
+    check = draft.clock or clock.current(state, ended, run.config.clock.max_skew)
     outcome = draft.outcome or outcome_of(node.status for node in draft.nodes.values())
+    messages = draft.messages if check.trusted else (*draft.messages, check.describe())
     report = Report(
         id=new_report_id(draft.started, draft.action),
         action=draft.action,
@@ -137,24 +176,92 @@ def commit(run: Run, state: RepositoryState, draft: Draft, **result: Any) -> Act
         expected={str(i): d for i, d in sorted(state.digests.items())},
         nodes=dict(draft.nodes),
         forced=draft.forced,
-        messages=draft.messages,
-        details=dict(draft.details),
+        messages=messages,
+        details={**draft.details, "clock": check.to_json()},
     )
+    state, report, failure = _write_reports(run, clock.recorded(state, check), report, check)
     state = journal.finished(state, draft.action, outcome, draft.started, ended, report.id)
-    write_report(run.config.report_dir, run.config.state_dir, report, run.config.reports, ended)
     save_state(run.config.state_dir, state)
     if run.config.metrics.textfile is not None:
         # imported only when configured: prometheus_client costs start-up time otherwise
         from keysyncd.io.metrics import write_metrics
 
         write_metrics(run.config)
+    if failure is not None:
+        messages = (*messages, _not_written(failure, len(state.unwritten_reports)))
     return ActionResult(
         run.repository.name,
         outcome,
         report,
         MappingProxyType(dict(draft.nodes)),
-        draft.messages,
+        messages,
+        report_error=failure,
+        clock_trusted=check.trusted,
         **result,
+    )
+
+
+def _write_reports(
+    run: Run, state: RepositoryState, report: Report, check: ClockCheck
+) -> tuple[RepositoryState, Report, str | None]:
+    """Write the reports the journal kept (marked late, oldest first), then ``report``;
+    return the state keeping what could not be written, the report as written (its id is
+    final: see ``write_report``) and why one could not be written (None: all were)."""
+    now = report.ended_at
+    # an untrusted clock never ages reports out: a clock a year ahead would make all of them
+    # look old (retention by count still applies)
+    retention_now = now if check.trusted else None
+    config = run.config
+    waiting = [dict(document) for document in state.unwritten_reports]
+    try:
+        while waiting:
+            write_report(
+                config.report_dir, config.state_dir, waiting[0], config.reports, retention_now, now
+            )
+            waiting.pop(0)
+        path = write_report(
+            config.report_dir, config.state_dir, report, config.reports, retention_now
+        )
+    except KeysyncError as error:
+        log.error("%s: %s", run.repository.name, error)
+        return _kept(state, [*waiting, report.to_json()]), report, str(error)
+    return replace(state, unwritten_reports=()), replace(report, id=path.stem), None
+
+
+def _kept(state: RepositoryState, documents: list[dict[str, Any]]) -> RepositoryState:
+    """Return ``state`` keeping ``documents`` (oldest first) to be written later, bounded by
+    MAX_UNWRITTEN_BYTES (the oldest abridged first) and MAX_UNWRITTEN (the oldest dropped)."""
+    sizes = [len(json.dumps(document)) for document in documents]
+    for index, document in enumerate(documents):
+        if sum(sizes) <= MAX_UNWRITTEN_BYTES:
+            break
+        if document.get("nodes") or document.get("expected"):
+            documents[index] = _abridged(document)
+            sizes[index] = len(json.dumps(documents[index]))
+    dropped = max(len(documents) - MAX_UNWRITTEN, 0)
+    for document in documents[:dropped]:
+        log.error("%s: report %s dropped: report_dir could not take it", state.name, document["id"])
+    if dropped:
+        state = journal.counted(state, *["reports:dropped"] * dropped)
+    return replace(state, unwritten_reports=tuple(documents[dropped:]))
+
+
+def _abridged(document: dict[str, Any]) -> dict[str, Any]:
+    note = (
+        "abridged while report_dir could not take it: the per-node table and the expected "
+        "digests were dropped to keep the journal small"
+    )
+    messages = [*document.get("messages", []), note]
+    return {**document, "nodes": {}, "expected": {}, "messages": messages}
+
+
+def _not_written(failure: str, kept: int) -> str:
+    return (
+        f"the report could not be written ({failure}); it is kept in the journal with "
+        f"{kept - 1} earlier one(s) and written, marked late, by the next action that can"
+        if kept > 1
+        else f"the report could not be written ({failure}); it is kept in the journal and "
+        "written, marked late, by the next action that can"
     )
 
 

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 import logging
 
-from keysyncd.actions.context import ActionResult, Draft, Run, commit, node_outcomes
+from keysyncd.actions.context import (
+    ActionResult,
+    Draft,
+    Run,
+    check_clock,
+    commit,
+    node_outcomes,
+)
 from keysyncd.actions.local import load_local, open_repository, recover, retire_due
 from keysyncd.actions.preview import preview_sync
 from keysyncd.core import journal
@@ -42,14 +49,17 @@ def sync_repository(
             run.repository.name,
             state.generation,
         )
-    keyset, state, retired = retire_due(run, local.repository, keyset, state)
-    messages = (f"retired keys {list(retired)}: no live token can need them",) if retired else ()
     with run.fleet(node) as fleet:
+        # retirement is timed by the clock, judged once the nodes' clocks are read
+        clock = check_clock(run, state, fleet)
+        keyset, state, retired = retire_due(run, local.repository, keyset, state, clock)
         if fleet is not None:
             push_keyset(fleet, keyset, force)
         nodes = node_outcomes(fleet)
-    state = checked(state, nodes, run.node_names, run.clock())
-    return commit(run, state, Draft(Action.SYNC, started, nodes, forced=force, messages=messages))
+    messages = (f"retired keys {list(retired)}: no live token can need them",) if retired else ()
+    state = checked(state, nodes, run.node_names, run.clock(), clock)
+    draft = Draft(Action.SYNC, started, nodes, forced=force, messages=messages, clock=clock)
+    return commit(run, state, draft)
 
 
 def verify_repository(run: Run, node: str | None = None) -> ActionResult:
@@ -58,8 +68,9 @@ def verify_repository(run: Run, node: str | None = None) -> ActionResult:
     state = load_state(run.config.state_dir, run.repository.name)
     keyset = open_repository(run.repository).load()
     with run.fleet(node) as fleet:
+        clock = check_clock(run, state, fleet)
         if fleet is not None:
             fleet.inspect(keyset.digests())
         nodes = node_outcomes(fleet)
-    state = checked(state, nodes, run.node_names, run.clock())
-    return commit(run, state, Draft(Action.VERIFY, started, nodes))
+    state = checked(state, nodes, run.node_names, run.clock(), clock)
+    return commit(run, state, Draft(Action.VERIFY, started, nodes, clock=clock))

@@ -12,9 +12,18 @@ import random
 from dataclasses import replace
 from typing import Any
 
-from keysyncd.actions.context import ActionResult, Draft, Run, commit, node_outcomes, remember
+from keysyncd.actions.context import (
+    ActionResult,
+    Draft,
+    Run,
+    check_clock,
+    commit,
+    node_outcomes,
+    remember,
+)
 from keysyncd.actions.local import load_local, open_repository, recover
 from keysyncd.core import journal
+from keysyncd.core.clock import ClockCheck
 from keysyncd.core.journal import NodeRecord, RepositoryState
 from keysyncd.core.keyring import KeySet
 from keysyncd.core.nodeplan import describe_changes
@@ -56,16 +65,19 @@ def check_local(run: Run) -> ActionResult | None:
     log.warning("%s: %s", run.repository.name, message)
     nodes: dict[str, NodeOutcome] = {}
     action = Action.DRIFT
+    clock = None
     if run.config.drift.on_local_change == "sync" and run.config.nodes:
         with run.fleet() as fleet:
+            clock = check_clock(run, state, fleet)
             if fleet is not None:
                 push_keyset(fleet, recovered.keyset)
             nodes = node_outcomes(fleet)
-        state, action = checked(state, nodes, run.node_names, run.clock()), Action.SYNC
+        state, action = checked(state, nodes, run.node_names, run.clock(), clock), Action.SYNC
     elif run.config.nodes:
         message += " (not pushed: drift.on_local_change is alert)"
     details = {"local": {"valid": True}}
-    return commit(run, state, Draft(action, started, nodes, messages=(message,), details=details))
+    draft = Draft(action, started, nodes, messages=(message,), details=details, clock=clock)
+    return commit(run, state, draft)
 
 
 MISSING = (
@@ -138,9 +150,9 @@ def check_fleet(run: Run, rng: random.Random | None = None) -> ActionResult | No
     if not run.config.nodes or state.local_problems:
         return None
     due, waiting = due_nodes(state, run.node_names, started)
-    nodes, drifted = _check_nodes(run, due, open_repository(run.repository).load())
+    nodes, drifted, clock = _check_nodes(run, state, due, open_repository(run.repository).load())
     kinds = [f"drift:{kind}" for changes in drifted.values() for kind, v in changes.items() if v]
-    state = checked(journal.counted(state, *kinds), nodes, run.node_names, run.clock())
+    state = checked(journal.counted(state, *kinds), nodes, run.node_names, run.clock(), clock)
     jitter = (rng or random.Random()).uniform  # noqa: S311 - jitter, not crypto
     state = schedule_backoff(
         state, nodes, started, run.config.drift.verify_interval, lambda: jitter(0.5, 1.0)
@@ -149,16 +161,19 @@ def check_fleet(run: Run, rng: random.Random | None = None) -> ActionResult | No
     messages = tuple(f"drift on {n}: {describe_changes(c)}" for n, c in drifted.items())
     backoff = {name: state.nodes[name].next_attempt_at for name in waiting}
     action = Action.DRIFT if drifted else Action.VERIFY
-    draft = Draft(action, started, nodes, messages=messages, details={"backoff": backoff})
+    details = {"backoff": backoff}
+    draft = Draft(action, started, nodes, messages=messages, details=details, clock=clock)
     return commit(run, state, draft)
 
 
 def _check_nodes(
-    run: Run, names: list[str], expected: KeySet
-) -> tuple[dict[str, NodeOutcome], dict[str, dict[str, Any]]]:
-    """Read ``names`` and repair drift if configured; return (outcomes, what drifted where)."""
+    run: Run, state: RepositoryState, names: list[str], expected: KeySet
+) -> tuple[dict[str, NodeOutcome], dict[str, dict[str, Any]], ClockCheck]:
+    """Read ``names`` and repair drift if configured; return (outcomes, what drifted where,
+    the judgement of the clock)."""
     drifted: dict[str, dict[str, Any]] = {}
     with run.fleet(names) as fleet:
+        clock = check_clock(run, state, fleet)
         if fleet is not None:
             fleet.inspect(expected.digests())
             drifted = {
@@ -173,7 +188,7 @@ def _check_nodes(
     for name, changes in drifted.items():
         status = NodeStatus.REPAIRED if nodes[name].status in GOOD else nodes[name].status
         nodes[name] = replace(nodes[name], changes=changes, status=status)
-    return nodes, drifted
+    return nodes, drifted, clock
 
 
 def _backing_off(record: NodeRecord) -> NodeOutcome:

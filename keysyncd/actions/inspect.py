@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from keysyncd.config import Config, RepositoryConfig
+from keysyncd.core import clock
 from keysyncd.core.kinds import KINDS
 from keysyncd.core.policy import Lifecycle, Policy, lint, plan_retirement, simulate
 from keysyncd.core.schedule import cron_trigger, next_fire_times, rotation_period
@@ -67,6 +68,8 @@ def repository_status(config: Config, repository: RepositoryConfig, now: float) 
         "problems": [],
         "keys": [],
         "nodes": {name: _node_json(state.nodes.get(name)) for name in _node_names(config)},
+        "clock": clock.status_json(state, now, config.clock.max_skew),
+        "unwritten_reports": len(state.unwritten_reports),
     }
     if not repository.path.exists() and state.digests:
         status["problems"].append(

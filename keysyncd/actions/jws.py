@@ -13,7 +13,15 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 
-from keysyncd.actions.context import DRY_RUN, ActionResult, Draft, Run, commit, write_ahead
+from keysyncd.actions.context import (
+    DRY_RUN,
+    ActionResult,
+    Draft,
+    Run,
+    check_clock,
+    commit,
+    write_ahead,
+)
 from keysyncd.actions.jwsload import (
     Connections,
     Keys,
@@ -27,6 +35,7 @@ from keysyncd.actions.jwsload import (
 )
 from keysyncd.actions.jwsread import adopt, verify
 from keysyncd.core import jws as model
+from keysyncd.core.clock import ClockCheck
 from keysyncd.core.jwsplan import JwsExpected
 from keysyncd.core.nodes import checked
 from keysyncd.core.report import NodeOutcome
@@ -74,11 +83,14 @@ def converge(run: Run, options: Options, action: Action) -> ActionResult:
     if options.dry_run:
         return _preview(run, keys, options)
     tidy_store(keys)  # only what the journal as loaded does not name (crash leftovers)
-    retired = retire(run, keys)  # forgotten by the journal first, deleted from the store last
     with Connections(run) as fleet:
         if options.init:
             _refuse_if_any_node_holds_a_key(run, fleet)
-        new = model.needing_pairs(keys.pairs, run.node_names, options.rotate or options.init)
+        clock = check_clock(run, keys.state, fleet)  # the nodes' clocks were read on connect
+        # forgotten by the journal first, deleted from the store last
+        retired = retire(run, keys, clock)
+        rotating = options.rotate and clock.trusted  # an untrusted clock rotates nothing
+        new = model.needing_pairs(keys.pairs, run.node_names, rotating or options.init)
         fleet.inspect(expect(keys, retired=retired))
         drifted = sorted(
             name
@@ -95,7 +107,7 @@ def converge(run: Run, options: Options, action: Action) -> ActionResult:
         fleet.reset()
         fleet.inspect(expect(keys, retired=retired))
         unverified = _unverified(fleet, run.node_names)
-        install = _gate(run, keys, unverified, options)
+        install = _gate(run, keys, unverified, options, clock)
         fleet.replan(expect(keys, install, retired))
         privates = {node: keys.scan.private[keys.pairs.next[node].public] for node in install}
         fleet.phase2(keys.scan.public, privates)
@@ -106,7 +118,7 @@ def converge(run: Run, options: Options, action: Action) -> ActionResult:
         run,
         keys,
         nodes,
-        _Summary(action, started, options, unverified, install, done, retired, drifted),
+        _Summary(action, started, options, unverified, install, done, retired, drifted, clock),
     )
 
 
@@ -120,6 +132,7 @@ class _Summary:
     installed: list[str]
     retired: tuple[str, ...]
     rekeyed: list[str]
+    clock: ClockCheck
 
 
 def _unverified(fleet: JwsFleet, names: list[str]) -> list[str]:
@@ -134,12 +147,17 @@ def _unverified(fleet: JwsFleet, names: list[str]) -> list[str]:
     return found
 
 
-def _gate(run: Run, keys: Keys, unverified: list[str], options: Options) -> frozenset[str]:
+def _gate(
+    run: Run, keys: Keys, unverified: list[str], options: Options, clock: ClockCheck
+) -> frozenset[str]:
     """Return the nodes that get their waiting private key now: all of them once every node
     holds every public key (SPEC rule 1 for JWS); with --force, those reachable; none while
-    the daemon stops."""
+    the daemon stops. With an untrusted clock only a node's first pair (it replaces no key,
+    so it times no retirement: SPEC rule 10)."""
     if run.cancelled or (unverified and not options.force):
         return frozenset()
+    if not clock.trusted:
+        return frozenset(node for node in keys.pairs.next if node not in keys.pairs.signing)
     return frozenset(keys.pairs.next)  # phase 2 reaches only the nodes that answered
 
 
@@ -150,7 +168,7 @@ def _finish(run: Run, keys: Keys, nodes: dict[str, NodeOutcome], summary: _Summa
         delivered.append(keys.pairs.next[node].public)
         keys.pairs = model.installed(keys.pairs, node, now)
     state = replace(keys.state, jws=keys.pairs, generation=keys.state.generation + 1)
-    state = checked(state, nodes, run.node_names, now)
+    state = checked(state, nodes, run.node_names, now, summary.clock)
     # The journal records the pairs installed and the retired keys gone before their files
     # leave the store (keysyncd keeps no private key its node verified): a crash in between
     # leaves files the next run tidies away, never a journal naming keys the store lost.
@@ -160,6 +178,8 @@ def _finish(run: Run, keys: Keys, nodes: dict[str, NodeOutcome], summary: _Summa
     outcome = None
     if keys.pairs.next and not summary.install and summary.unverified:
         outcome = Outcome.DEFERRED if summary.options.rotate else None
+    if summary.options.rotate and not summary.clock.trusted:
+        outcome = Outcome.DEFERRED
     draft = Draft(
         summary.action,
         summary.started,
@@ -168,12 +188,18 @@ def _finish(run: Run, keys: Keys, nodes: dict[str, NodeOutcome], summary: _Summa
         bool(summary.options.force and summary.unverified),
         tuple(messages),
         {"jws": _details(keys, summary)},
+        summary.clock,
     )
     return commit(run, state, draft)
 
 
 def _messages(keys: Keys, summary: _Summary) -> list[str]:
     messages = []
+    if summary.options.rotate and not summary.clock.trusted:
+        messages.append(
+            "deferred: no new key pair and no private key replaced: the controller's clock "
+            "is not trusted (see below)"
+        )
     if summary.installed:
         messages.append("installed new private keys on " + bounded(sorted(summary.installed)))
     if keys.pairs.next and summary.unverified and not summary.install:
@@ -232,7 +258,7 @@ def _preview(run: Run, keys: Keys, options: Options) -> ActionResult:
     new = model.needing_pairs(keys.pairs, run.node_names, options.rotate or options.init)
     retention = run.repository.token_expiration + run.repository.allow_expired_window
     due = model.plan_retirement(keys.pairs, retention, run.clock())
-    with Connections(run) as fleet:
+    with Connections(run, observe_clock=False) as fleet:
         if options.init:  # the same refusal as the real run, before anything else
             _refuse_if_any_node_holds_a_key(run, fleet)
         fleet.inspect(expect(keys))

@@ -8,6 +8,7 @@ from typing import Any
 
 from keysyncd.actions.jws import store_root
 from keysyncd.config import Config, RepositoryConfig
+from keysyncd.core import clock
 from keysyncd.core.jws import JwsState, plan_retirement
 from keysyncd.core.schedule import cron_trigger, next_fire_times
 from keysyncd.core.times import rfc3339, rfc3339_of
@@ -62,6 +63,8 @@ def status(config: Config, repository: RepositoryConfig, now: float) -> dict[str
             node.name: {"status": record.status if (record := state.nodes.get(node.name)) else None}
             for node in config.nodes
         },
+        "clock": clock.status_json(state, now, config.clock.max_skew),
+        "unwritten_reports": len(state.unwritten_reports),
     }
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from keysyncd.actions.context import Run, write_ahead
 from keysyncd.config import Config, RepositoryConfig
 from keysyncd.core import jws as model
+from keysyncd.core.clock import ClockCheck
 from keysyncd.core.journal import RepositoryState
 from keysyncd.core.jwskeys import generate_pair, public_of_private
 from keysyncd.core.jwskeys import same_public_key as same
@@ -147,9 +148,12 @@ def generate(run: Run, keys: Keys, nodes: list[str], seen: Iterable[str] = ()) -
     keys.save(run)
 
 
-def retire(run: Run, keys: Keys) -> tuple[str, ...]:
+def retire(run: Run, keys: Keys, clock: ClockCheck) -> tuple[str, ...]:
     """Forget old public keys nobody can need any more and nodes no longer configured; the
-    nodes delete them in phase 2. Return the retired names."""
+    nodes delete them in phase 2. Return the retired names. An untrusted ``clock`` retires
+    nothing and times nothing (a removed node's key waits for a trusted one)."""
+    if not clock.trusted:
+        return ()
     now = run.clock()
     retention = run.repository.token_expiration + run.repository.allow_expired_window
     keys.pairs = model.removed_nodes(keys.pairs, run.node_names, now)
@@ -170,9 +174,10 @@ def tidy_store(keys: Keys) -> None:
 
 
 class Connections:
-    """Connections to every node of ``run`` (or to ``only``), closed afterwards."""
+    """Connections to every node of ``run`` (or to ``only``), closed afterwards; each node's
+    clock is read as it is connected, unless ``observe_clock`` is False (a dry run)."""
 
-    def __init__(self, run: Run, only: str | None = None) -> None:
+    def __init__(self, run: Run, only: str | None = None, observe_clock: bool = True) -> None:
         nodes = [run.config.node(only)] if only else list(run.config.nodes)
         self.fleet = JwsFleet(
             run.repository,
@@ -181,6 +186,7 @@ class Connections:
             node_owner(run.repository),
             run.progress,
             run.cancel,
+            run.clock if observe_clock else None,
         )
 
     def __enter__(self) -> JwsFleet:

@@ -3,7 +3,7 @@ change nothing) and ``adopt`` (take over the pairs the nodes already use)."""
 
 from __future__ import annotations
 
-from keysyncd.actions.context import ActionResult, Draft, Run, commit
+from keysyncd.actions.context import ActionResult, Draft, Run, check_clock, commit
 from keysyncd.actions.jwsload import Connections, expect, load
 from keysyncd.core import jws as model
 from keysyncd.core.jwskeys import same_public_key as same
@@ -20,10 +20,11 @@ def verify(run: Run, node: str | None = None) -> ActionResult:
     started = run.clock()
     keys = load(run)
     with Connections(run, node) as fleet:
+        clock = check_clock(run, keys.state, fleet)
         fleet.inspect(expect(keys))
         nodes = {name: result.outcome() for name, result in fleet.results.items()}
-    state = checked(keys.state, nodes, run.node_names, run.clock())
-    return commit(run, state, Draft(Action.VERIFY, started, nodes))
+    state = checked(keys.state, nodes, run.node_names, run.clock(), clock)
+    return commit(run, state, Draft(Action.VERIFY, started, nodes, clock=clock))
 
 
 def adopt(run: Run, source: str) -> list[str]:
@@ -38,6 +39,9 @@ def adopt(run: Run, source: str) -> list[str]:
         )
     with Connections(run) as fleet:
         publics, pairs = _adoptable(run, fleet, source)
+        clock = check_clock(run, keys.state, fleet)
+    if not clock.trusted:  # it would time the retirement of every key nobody signs with
+        raise KeysyncError(f"{run.repository.name}: refusing to adopt: {clock.describe()}")
     now = run.clock()
     signing = {pair.node: pair for pair in pairs}
     mine = {pair.public for pair in pairs}
@@ -55,7 +59,7 @@ def adopt(run: Run, source: str) -> list[str]:
         f"adopted {len(publics)} public keys from node {source} and the private key "
         f"digests of {len(signing)} nodes"
     )
-    commit(run, keys.state, Draft(Action.ADOPT, now, messages=(message,)))
+    commit(run, keys.state, Draft(Action.ADOPT, now, messages=(message,), clock=clock))
     return sorted(publics)
 
 

@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from keysyncd.actions.context import Run, write_ahead
 from keysyncd.config import RepositoryConfig
 from keysyncd.core import journal
+from keysyncd.core.clock import ClockCheck
 from keysyncd.core.journal import PendingRotation, RepositoryState
 from keysyncd.core.keyring import KeySet, digest_of
 from keysyncd.core.kinds import KINDS
 from keysyncd.core.policy import Policy, RotationPlan, plan_retirement
 from keysyncd.core.recovery import Recovery, plan_recovery, recovered
-from keysyncd.errors import RepositoryError
+from keysyncd.errors import KeysyncError, RepositoryError
 from keysyncd.io.ids import local_owner
 from keysyncd.io.repository import Repository, Scan
 from keysyncd.io.state import load_state
@@ -100,11 +101,18 @@ def recover(run: Run, local: Local) -> Recovered:
 
 
 def rotate_local(
-    run: Run, repository: Repository, keyset: KeySet, state: RepositoryState, plan: RotationPlan
+    run: Run,
+    repository: Repository,
+    keyset: KeySet,
+    state: RepositoryState,
+    plan: RotationPlan,
+    clock: ClockCheck,
 ) -> tuple[KeySet, RepositoryState]:
     """Carry out ``plan`` on the local repository, journaled so a crash can be finished or
     undone; return the new key set and journal. Raise RepositoryError if the disk write
-    fails (the repository is then unchanged)."""
+    fails (the repository is then unchanged), KeysyncError if ``clock`` is not trusted."""
+    if not clock.trusted:
+        raise KeysyncError(f"{run.repository.name}: not rotated: {clock.describe()}")
     now = run.clock()
     new_staged = repository.kind.generate()
     staged = keyset.staged
@@ -133,12 +141,12 @@ def rotate_local(
 
 
 def retire_due(
-    run: Run, repository: Repository, keyset: KeySet, state: RepositoryState
+    run: Run, repository: Repository, keyset: KeySet, state: RepositoryState, clock: ClockCheck
 ) -> tuple[KeySet, RepositoryState, tuple[int, ...]]:
-    """Retire keys kept earlier that are now safe to delete (safety rule 2); return the new
-    set, journal and the retired indices."""
+    """Retire keys kept earlier that are now safe to delete (safety rule 2), if ``clock`` is
+    trusted; return the new set, journal and the retired indices."""
     due = plan_retirement(keyset.indices, state.history, policy_of(run.repository), run.clock())
-    if not due.retire:
+    if not due.retire or not clock.trusted:
         return keyset, state, ()
     repository.retire(due.retire)
     after = repository.load()

@@ -39,7 +39,7 @@ def preview_rotation(run: Run, local: Local, force: bool) -> ActionResult:
     plan = plan_rotation(keyset.indices, state.history, policy_of(run.repository), run.clock())
     if plan.keep:
         messages.append(plan.kept_note())
-    with run.fleet() as fleet:
+    with run.fleet(observe_clock=False) as fleet:
         if fleet is not None:
             fleet.inspect(keyset.digests())
         nodes = node_outcomes(fleet)
@@ -98,7 +98,7 @@ def preview_sync(run: Run, local: Local, node: str | None, force: bool) -> Actio
         if (due.retire)
         else ()
     )
-    with run.fleet(node) as fleet:
+    with run.fleet(node, observe_clock=False) as fleet:
         preview: dict[str, dict[str, Any]] = {}
         if fleet is not None:
             fleet.inspect(expected, force)

@@ -15,10 +15,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from keysyncd.actions.afterrotate import run_after_rotate
-from keysyncd.actions.context import ActionResult, Draft, Run, commit, node_outcomes
+from keysyncd.actions.context import (
+    ActionResult,
+    Draft,
+    Run,
+    check_clock,
+    commit,
+    node_outcomes,
+)
 from keysyncd.actions.local import Local, load_local, policy_of, recover, rotate_local
 from keysyncd.actions.preview import preview_rotation
 from keysyncd.core import journal
+from keysyncd.core.clock import ClockCheck
 from keysyncd.core.journal import RepositoryState
 from keysyncd.core.keyring import KeySet
 from keysyncd.core.nodes import checked
@@ -34,17 +42,21 @@ NEW_KEY = "(new key)"
 
 @dataclass(frozen=True)
 class Gate:
-    """The promotion decision (safety rule 1): promote, or defer naming the unverified."""
+    """The promotion decision (safety rules 1 and 10): promote, or defer naming the
+    unverified nodes (or the clock)."""
 
     promote: bool
     unverified: tuple[str, ...]  # "node3 (unreachable)" for each node not verified
     forced: bool
+    clock_untrusted: bool = False
 
 
-def gate(nodes: Mapping[str, NodeOutcome], force: bool, stopping: bool) -> Gate:
-    """Return whether the staged key may be promoted, given every node's verification.
+def gate(nodes: Mapping[str, NodeOutcome], force: bool, stopping: bool, clock: ClockCheck) -> Gate:
+    """Return whether the staged key may be promoted, given every node's verification and
+    the judgement of the controller's clock.
 
-    A stopping daemon never promotes, not even with --force: the next run starts over.
+    A stopping daemon never promotes, not even with --force: the next run starts over. Nor
+    does an untrusted clock: --force overrides unverified nodes, never the clock.
     """
     unverified = tuple(
         f"{name} ({node.reason or node.status})"
@@ -53,6 +65,8 @@ def gate(nodes: Mapping[str, NodeOutcome], force: bool, stopping: bool) -> Gate:
     )
     if stopping:
         return Gate(False, unverified or ("stopping",), False)
+    if not clock.trusted:
+        return Gate(False, unverified, False, clock_untrusted=True)
     return Gate(not unverified or force, unverified, bool(unverified) and force)
 
 
@@ -70,11 +84,12 @@ def rotate_repository(run: Run, dry_run: bool = False, force: bool = False) -> A
             run, state, Draft(Action.ROTATE, started, outcome=Outcome.DEFERRED, messages=(blocked,))
         )
     plan = plan_rotation(keyset.indices, state.history, policy_of(run.repository), started)
-    rotation = _Rotation(local, keyset, state, plan, started, force)
     with run.fleet() as fleet:
         if fleet is not None:
             push_keyset(fleet, keyset)  # rule 1: every node holds the staged key first
-        decision = gate(node_outcomes(fleet), force, run.cancelled)
+        clock = check_clock(run, state, fleet)
+        rotation = _Rotation(local, keyset, state, plan, started, force, clock)
+        decision = gate(node_outcomes(fleet), force, run.cancelled, clock)
         if not decision.promote:
             return _defer(run, rotation, fleet, decision)
         return _promote(run, rotation, fleet, decision)
@@ -91,6 +106,7 @@ class _Rotation:
     plan: RotationPlan
     started: float
     force: bool
+    clock: ClockCheck
     forced: bool = False
     messages: list[str] = field(default_factory=list)
     hooks: list[HookRun] = field(default_factory=list)
@@ -103,14 +119,19 @@ class _Rotation:
         """Return the report draft of this rotation so far."""
         details = {"plan": plan_json(self.plan), "hooks": _runs(self.hooks)}
         messages = tuple(self.messages)
-        return Draft(Action.ROTATE, self.started, nodes, outcome, self.forced, messages, details)
+        return Draft(
+            Action.ROTATE, self.started, nodes, outcome, self.forced, messages, details, self.clock
+        )
 
 
 def _defer(run: Run, rotation: _Rotation, fleet: FleetAction | None, gated: Gate) -> ActionResult:
     unverified = ", ".join(gated.unverified)
-    rotation.messages.append(f"deferred: not every node could be verified: {unverified}")
+    if gated.clock_untrusted:
+        rotation.messages.append("deferred: the controller's clock is not trusted (see below)")
+    if unverified:
+        rotation.messages.append(f"deferred: not every node could be verified: {unverified}")
     nodes = node_outcomes(fleet)
-    state = checked(rotation.state, nodes, run.node_names, run.clock())
+    state = checked(rotation.state, nodes, run.node_names, run.clock(), rotation.clock)
     return _give_up(run, state, rotation.draft(nodes, Outcome.DEFERRED), rotation.plan)
 
 
@@ -131,11 +152,14 @@ def _promote(run: Run, rotation: _Rotation, fleet: FleetAction | None, gated: Ga
         draft = rotation.draft(node_outcomes(fleet), Outcome.FAILED)
         return _give_up(run, rotation.state, draft, rotation.plan)
     repository = rotation.local.repository
-    keyset, state = rotate_local(run, repository, rotation.keyset, rotation.state, rotation.plan)
+    keyset, state = rotate_local(
+        run, repository, rotation.keyset, rotation.state, rotation.plan, rotation.clock
+    )
     if fleet is not None:
         fleet.reset()
         push_keyset(fleet, keyset, force=gated.forced)
-    rotation.state = checked(state, node_outcomes(fleet), run.node_names, run.clock())
+    nodes = node_outcomes(fleet)
+    rotation.state = checked(state, nodes, run.node_names, run.clock(), rotation.clock)
     return _after(run, rotation, node_outcomes(fleet))
 
 

@@ -116,6 +116,7 @@ def result_json(result: ActionResult) -> dict[str, Any]:
     return {
         "outcome": result.outcome,
         "report_id": result.report.id if result.report else None,
+        "report_error": result.report_error,
         "messages": list(result.messages),
         "rotation": plan_json(result.rotation) if result.rotation else None,
         "preview": {node: dict(changes) for node, changes in result.preview.items()},

@@ -68,9 +68,17 @@ def summary(nodes: Mapping[str, NodeOutcome]) -> str:
     return f"summary: {good}/{len(nodes)} nodes in sync" + (f", {bad} not" if bad else "")
 
 
+def _report(result: ActionResult) -> str:
+    if result.report is None:
+        return ""
+    if result.report_error is not None:
+        return f" (report {result.report.id} NOT WRITTEN: kept in the journal)"
+    return f" (report {result.report.id})"
+
+
 def action(name: str, verb: str, result: ActionResult) -> list[str]:
     """Return the lines of one repository's sync, verify or init: outcome, report, nodes."""
-    report = f" (report {result.report.id})" if result.report else ""
+    report = _report(result)
     lines = [f"{name}: {verb} {result.outcome}{report}"]
     lines += [f"{name}: {message}" for message in result.messages]
     lines += _previews(result.preview)
@@ -96,8 +104,7 @@ def rotation(name: str, result: ActionResult) -> list[str]:
     lines += _previews(result.preview)
     if result.nodes:
         lines += [*node_table(result.nodes), summary(result.nodes)]
-    report = f" (report {result.report.id})" if result.report else ""
-    lines.append(f"{name}: outcome {result.outcome}{report}")
+    lines.append(f"{name}: outcome {result.outcome}{_report(result)}")
     return lines
 
 
@@ -150,6 +157,14 @@ def status_lines(status: dict[str, Any]) -> list[str]:
         )
     lines.extend(f"  PROBLEM: {shown(p, 2000)}" for p in status["problems"])
     lines.extend(f"  WARNING: {shown(w, 2000)}" for w in status["warnings"])
+    clock = status.get("clock")
+    if clock and not clock["trusted"]:
+        lines.append(f"  CLOCK NOT TRUSTED: {shown(clock['reason'], 2000)}")
+    elif clock and clock.get("skew") is not None:
+        lines.append(
+            f"  clock: {clock['skew']:+.1f}s from the median of {clock['observed_nodes']} "
+            f"node(s) at {clock['checked_at'] or '-'}"
+        )
     blocked = status.get("rotation_blocked_by")
     if blocked:
         hook = " ".join(shown(part) for part in blocked["hook"])

@@ -8,7 +8,7 @@ from keysyncd.commands import render
 from keysyncd.commands.exits import Exit
 from keysyncd.commands.output import Output
 from keysyncd.config import Config
-from keysyncd.io.reportstore import list_reports, load_report, report_files, verify_chain
+from keysyncd.io.reportstore import inspect_chain, list_reports, load_report, report_files
 
 
 def cmd_report(args: argparse.Namespace, config: Config, out: Output) -> int:
@@ -31,11 +31,17 @@ def cmd_report(args: argparse.Namespace, config: Config, out: Output) -> int:
 
 
 def _verify_chain(config: Config, out: Output) -> int:
-    problems = verify_chain(config.report_dir, config.state_dir)
+    problems, late = inspect_chain(config.report_dir, config.state_dir)
     count = len(report_files(config.report_dir))
     code = Exit.ATTENTION if problems else Exit.DONE
-    out.document({"intact": not problems, "reports": count, "problems": problems})
+    out.document({"intact": not problems, "reports": count, "problems": problems, "late": late})
     # a problem names report files, whose names anyone who could write there chose
     out.lines(f"BROKEN: {render.shown(problem, 2000)}" for problem in problems)
-    out.lines([f"chain of {count} reports: " + ("broken" if problems else "intact")])
+    out.lines(
+        f"LATE: report {render.shown(report_id)} was written at {render.shown(written)}, after "
+        "its action ended: report_dir could not take it then (it was kept in the journal)"
+        for report_id, written in sorted(late.items())
+    )
+    written_late = f", {len(late)} written late" if late else ""
+    out.lines([f"chain of {count} reports: " + ("broken" if problems else "intact") + written_late])
     return int(code)

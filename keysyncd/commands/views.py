@@ -82,6 +82,17 @@ def needs_attention(repository: RepositoryConfig, status: dict[str, Any], now: f
             reasons.append(f"node {node} is {entry.get('status') or 'never checked'}")
     if status.get("rotation_blocked_by"):
         reasons.append("rotation blocked by a failed after_rotate hook")
+    clock = status.get("clock")
+    if clock and not clock["trusted"]:
+        reasons.append(
+            f"clock not trusted: {clock['reason']}; nothing is retired or rotated until the "
+            "clocks agree again"
+        )
+    if status.get("unwritten_reports"):
+        reasons.append(
+            f"{status['unwritten_reports']} report(s) not yet written to report_dir (kept in "
+            "the journal: the next action that can writes them)"
+        )
     overdue = overdue_since(repository, render.epoch(status.get("last_rotation_at")), now)
     if overdue is not None:
         reasons.append(f"rotation overdue: it was due at {rfc3339(overdue)}")

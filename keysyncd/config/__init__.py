@@ -7,6 +7,7 @@ config file itself, and no other keysyncd layer.
 from keysyncd.config.load import load_config, parse_config
 from keysyncd.config.model import (
     DEFAULT_PATH,
+    ClockConfig,
     Config,
     DriftConfig,
     Hooks,
@@ -19,6 +20,7 @@ from keysyncd.config.model import (
 
 __all__ = [
     "DEFAULT_PATH",
+    "ClockConfig",
     "Config",
     "DriftConfig",
     "Hooks",

@@ -15,6 +15,7 @@ from typing import Any
 from keysyncd.config import checks as check
 from keysyncd.config import paths
 from keysyncd.config.model import (
+    ClockConfig,
     Config,
     DriftConfig,
     Hooks,
@@ -220,7 +221,15 @@ def _sections(reader: check.Reader, data: dict[str, Any]) -> dict[str, Any]:
             keep_count=reader.get(reports, "keep_count", "reports", check.integer(1), 1000),
             keep_days=reader.get(reports, "keep_days", "reports", check.integer(1), 90),
         ),
+        "clock": _clock(reader, data.get("clock")),
     }
+
+
+def _clock(reader: check.Reader, value: Any) -> ClockConfig:
+    data = reader.mapping(value, "clock", {"max_skew"})
+    return ClockConfig(
+        max_skew=float(reader.get(data, "max_skew", "clock", check.number(0), 300.0)),
+    )
 
 
 _TOP_KEYS = {
@@ -232,6 +241,7 @@ _TOP_KEYS = {
     "drift",
     "metrics",
     "reports",
+    "clock",
 }
 
 

@@ -98,6 +98,14 @@ class ReportsConfig:
 
 
 @dataclass(frozen=True)
+class ClockConfig:
+    """How far the controller's clock may be from the nodes' before keysyncd stops retiring
+    and rotating (SPEC safety rule 10)."""
+
+    max_skew: float = 300.0
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole validated configuration."""
 
@@ -110,6 +118,7 @@ class Config:
     drift: DriftConfig = field(default_factory=DriftConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     reports: ReportsConfig = field(default_factory=ReportsConfig)
+    clock: ClockConfig = field(default_factory=ClockConfig)
 
     def repository(self, name: str) -> RepositoryConfig:
         """Return the repository called ``name``; raise UsageError if there is none."""

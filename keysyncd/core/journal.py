@@ -93,6 +93,19 @@ class HookBlock:
 
 
 @dataclass(frozen=True)
+class ClockRecord:
+    """The last judgement of the controller's clock (``keysyncd.core.clock``), for status
+    and metrics: when, the controller's skew from the nodes' median clock (None: no node's
+    clock was observed), how many nodes were observed, and why it was not trusted (None:
+    it was)."""
+
+    checked_at: float
+    skew: float | None = None
+    observed: int = 0
+    untrusted: str | None = None
+
+
+@dataclass(frozen=True)
 class Durations:
     """A cumulative histogram of one action's durations (Prometheus buckets)."""
 
@@ -127,6 +140,13 @@ class RepositoryState:
     durations: Mapping[str, Durations] = field(default_factory=frozen)  # action -> histogram
     local_problems: tuple[str, ...] = ()  # why the local repository is invalid, if it is
     jws: JwsState | None = None  # kind jws: the key pairs of every node (keysyncd.core.jws)
+    # the latest controller time keysyncd trusted (keysyncd.core.clock): a clock behind it
+    # stepped back. None: not recorded yet (times elsewhere in the journal stand in for it)
+    latest_time: float | None = None
+    clock: ClockRecord | None = None  # the last judgement of the controller's clock
+    # reports that could not be written to report_dir (JSON documents, oldest first): each
+    # is written, marked late, by the first later commit that can (keysyncd.actions.context)
+    unwritten_reports: tuple[Mapping[str, Any], ...] = ()
 
 
 # --- the key set --------------------------------------------------------------------------

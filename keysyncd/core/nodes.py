@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
 
+from keysyncd.core.clock import ClockCheck
 from keysyncd.core.journal import NodeRecord, RepositoryState, frozen
 from keysyncd.core.policy import confirm_demotions
 from keysyncd.core.report import NodeOutcome
@@ -103,7 +104,11 @@ def checked(
     outcomes: Mapping[str, NodeOutcome],
     node_names: Collection[str],
     now: float,
+    clock: ClockCheck,
 ) -> RepositoryState:
     """Return ``state`` after a check of ``outcomes``: each node recorded, and demotions
-    confirmed if every configured node now holds the current generation."""
-    return confirm_if_all_verified(record_nodes(state, outcomes, now), node_names, now)
+    confirmed if every configured node now holds the current generation and the clock is
+    trusted (a confirmation times a retirement: an untrusted clock leaves it to a later
+    check, which can only make the key stay longer)."""
+    state = record_nodes(state, outcomes, now)
+    return confirm_if_all_verified(state, node_names, now) if clock.trusted else state

@@ -23,6 +23,7 @@ from keysyncd.config import NodeConfig, SshConfig
 from keysyncd.core.report import NodeOutcome
 from keysyncd.core.vocabulary import GOOD, NodeStatus, Reason
 from keysyncd.errors import NodeError
+from keysyncd.io.fsutil import CLOCK_PROBE_PREFIX
 from keysyncd.io.sftp import NodeSession
 from keysyncd.io.ssh import Credentials, Deadlines, connect
 
@@ -43,6 +44,9 @@ class Planned(Protocol):
 
     @property
     def in_sync(self) -> bool: ...
+
+    @property
+    def cleanup(self) -> tuple[str, ...]: ...  # keysyncd's temp files left there
 
     def changes(self) -> dict[str, Any]: ...
 
@@ -101,8 +105,11 @@ class Fanout(Generic[V, P]):
         directory: Callable[[NodeConfig], Path],
         progress: Progress | None = None,
         cancel: threading.Event | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.nodes = list(nodes)
+        self.clock = clock  # the controller's: when given, each node's clock is read on open
+        self.skews: dict[str, float] = {}  # node -> controller clock minus node clock
         self.ssh = ssh
         self.directory = directory
         self.progress = progress
@@ -172,9 +179,48 @@ class Fanout(Generic[V, P]):
         def opening(name: str) -> None:
             node = by_name[name]
             self.sessions[name] = connect(node, self.directory(node), credentials)
+            if self.clock is not None:
+                self._read_clock(name, self.sessions[name], self.clock)
 
         names = [n.name for n in self.nodes if only is None or n.name in only]
         self._each("connect", names, opening)
+
+    def _read_clock(self, name: str, session: NodeSession, clock: Callable[[], float]) -> None:
+        """Learn ``name``'s clock from a file created there now (``NodeSession.clock_skew``),
+        within operation_timeout like every step on a node."""
+        token = self.deadlines.arm(self.ssh.operation_timeout, session.abort)
+        skew = session.clock_skew(clock)
+        if not self.deadlines.disarm(token):
+            raise NodeError(
+                name,
+                Reason.TIMEOUT,
+                f"reading the node's clock took longer than operation_timeout "
+                f"{self.ssh.operation_timeout:g}s; the connection was closed",
+            )
+        if skew is not None:
+            self.skews[name] = skew
+
+    def tidy(self) -> None:
+        """Remove the clock probes (``NodeSession.clock_skew``) a killed keysyncd left on
+        nodes that need nothing else: phase 1 removes every temp file, but only on the nodes
+        that differ, and a kill while a node's clock is read leaves one on a node in sync."""
+
+        def probes(name: str) -> list[str]:
+            plan = self.results[name].plan
+            found = plan.cleanup if plan is not None else ()
+            return [temp for temp in found if temp.startswith(CLOCK_PROBE_PREFIX)]
+
+        stale = [
+            name
+            for name in self.healthy()
+            if self.results[name].status == NodeStatus.IN_SYNC and probes(name)
+        ]
+
+        def tidying(name: str) -> None:
+            for temp in probes(name):
+                self.sessions[name].remove_quietly(temp)
+
+        self._each("tidy", stale, tidying)
 
     def healthy(self) -> list[str]:
         """Return the names of connected nodes that have not failed."""

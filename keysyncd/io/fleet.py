@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from keysyncd.config import NodeConfig, RepositoryConfig, SshConfig
 from keysyncd.core.keyring import KeySet
@@ -34,8 +34,11 @@ class FleetAction(Fanout[NodeView, NodePlan]):
         owner: tuple[int | None, int | None] = (None, None),
         progress: Progress | None = None,
         cancel: threading.Event | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
-        super().__init__(nodes, ssh, lambda node: node.path or repository.path, progress, cancel)
+        super().__init__(
+            nodes, ssh, lambda node: node.path or repository.path, progress, cancel, clock
+        )
         self.repository = repository
         self.kind = KINDS[repository.kind]
         self.owner = owner
@@ -78,6 +81,7 @@ class FleetAction(Fanout[NodeView, NodePlan]):
 
     def push(self, keyset: KeySet) -> None:
         """Apply every differing node's plan in two fleet-wide phases, then verify all."""
+        self.tidy()
         pending = [n for n in self.healthy() if self.results[n].status == NodeStatus.DIFFERS]
         self._each("phase 1", pending, lambda name: self._phase1(name, keyset))
         # Phase 2 starts only when phase 1 has finished on every node (safety rule 3).

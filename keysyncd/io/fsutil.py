@@ -12,10 +12,17 @@ from typing import Any
 
 from keysyncd.core.view import TEMP_PREFIX
 
+CLOCK_PROBE_PREFIX = f"{TEMP_PREFIX}clock-"  # the temp files a node's clock is read from
+
 
 def temp_name() -> str:
     """Return a fresh temp file name that keystone ignores (not an integer)."""
     return f"{TEMP_PREFIX}{secrets.token_hex(8)}.tmp"
+
+
+def clock_probe_name() -> str:
+    """Return a fresh name for the empty temp file a node's clock is read from."""
+    return f"{CLOCK_PROBE_PREFIX}{secrets.token_hex(8)}.tmp"
 
 
 def fsync_directory(directory: Path) -> None:

@@ -37,9 +37,15 @@ class JwsFleet(Fanout[JwsView, JwsNodePlan]):
         owner: tuple[int | None, int | None] = (None, None),
         progress: Progress | None = None,
         cancel: threading.Event | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         super().__init__(
-            nodes, ssh, lambda node: repository.jws_directories(node.path)[0], progress, cancel
+            nodes,
+            ssh,
+            lambda node: repository.jws_directories(node.path)[0],
+            progress,
+            cancel,
+            clock,
         )
         self.repository = repository
         self.owner = owner
@@ -111,6 +117,7 @@ class JwsFleet(Fanout[JwsView, JwsNodePlan]):
 
     def phase1(self, public_keys: Mapping[str, bytes]) -> None:
         """On every differing node: create missing directories, add missing public keys."""
+        self.tidy()
         pending = [n for n in self.healthy() if self.results[n].status == NodeStatus.DIFFERS]
 
         def adding(name: str) -> None:

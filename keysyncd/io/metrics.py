@@ -22,6 +22,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from keysyncd.config import Config
+from keysyncd.core import clock
 from keysyncd.core.journal import DURATION_BUCKETS, Durations, NodeRecord, RepositoryState
 from keysyncd.core.keyring import PRIMARY, SECONDARY, STAGED
 from keysyncd.core.nodes import nodes_in_sync
@@ -66,7 +67,7 @@ class StateCollector(Collector):
         """Yield the metric families (see the module docstring)."""
         now = self.clock()
         config = self.config()
-        f = _Families()
+        f = _Families(config.clock.max_skew)
         durations: dict[str, Durations] = {}
         for repository in config.repositories:
             try:
@@ -89,7 +90,8 @@ def _merged(first: Durations | None, second: Durations) -> Durations:
 
 
 class _Families:
-    def __init__(self) -> None:
+    def __init__(self, max_skew: float = 300.0) -> None:
+        self.max_skew = max_skew  # clock.max_skew, to judge the recorded skew
         label = ["repository"]
         self.key_age = GaugeMetricFamily(
             "keysyncd_key_age_seconds",
@@ -139,6 +141,21 @@ class _Families:
             "1 while the local repository is invalid",
             labels=label,
         )
+        self.clock_skew = GaugeMetricFamily(
+            "keysyncd_clock_skew_seconds",
+            "The controller's clock minus the nodes' median clock at the last action",
+            labels=label,
+        )
+        self.clock_untrusted = GaugeMetricFamily(
+            "keysyncd_clock_untrusted",
+            "1 while the controller's clock is not trusted: nothing is retired or rotated",
+            labels=label,
+        )
+        self.unwritten = GaugeMetricFamily(
+            "keysyncd_unwritten_reports",
+            "Reports kept in the journal because report_dir could not take them",
+            labels=label,
+        )
         self.durations = HistogramMetricFamily(
             "keysyncd_action_duration_seconds",
             "Duration of actions (kept in the state journal)",
@@ -171,6 +188,14 @@ class _Families:
                 self.drift.add_metric([name, counter.split(":", 1)[1]], value)
         self.deferrals.add_metric([name], state.counters.get("deferred", 0))
         self.invalid.add_metric([name], 1 if state.local_problems else 0)
+        self.add_clock(name, state, now)
+
+    def add_clock(self, name: str, state: RepositoryState, now: float) -> None:
+        check = clock.current(state, now, self.max_skew)
+        if check.skew is not None:
+            self.clock_skew.add_metric([name], check.skew)
+        self.clock_untrusted.add_metric([name], 0 if check.trusted else 1)
+        self.unwritten.add_metric([name], len(state.unwritten_reports))
 
     def add_durations(self, durations: dict[str, Durations]) -> None:
         for action, histogram in sorted(durations.items()):
@@ -196,6 +221,9 @@ class _Families:
             self.deferrals,
             self.invalid,
             self.durations,
+            self.clock_skew,
+            self.clock_untrusted,
+            self.unwritten,
         ]
 
 

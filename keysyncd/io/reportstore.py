@@ -5,6 +5,12 @@ state directory keeps the newest report's hash (the head), so editing or deletin
 any report, including the newest, breaks the chain and ``verify_chain`` names it.
 Retention prunes the oldest reports and remembers the last one it pruned.
 
+Report ids sort in the order reports were written, whatever the clock did: an id starts
+with its action's start time, unless that would sort before the newest report (the clock
+stepped back, or the report is written late), when it starts just after the newest one
+instead (its ``started_at`` keeps the truth). A report written after its action ended (it
+was kept in the journal while report_dir could not take it) says when in ``written_late_at``.
+
 ``report list`` reads a summary index (``index.jsonl``: one line per report, appended as each
 report is written, compacted now and then) instead of every report, so listing costs what it
 prints, not the size of the history. The index is a cache, never evidence: a report it lacks
@@ -18,25 +24,31 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import re
 import secrets
-from collections.abc import Iterator
-from datetime import UTC, datetime
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from keysyncd.config import ReportsConfig
-from keysyncd.core.report import Report
+from keysyncd.core.report import Report, precise_time
 from keysyncd.core.vocabulary import GOOD
 from keysyncd.errors import KeysyncError, LocalFileError, UsageError
 from keysyncd.io.fsutil import atomic_write, describe_os_error, load_json, remove_temp_files
 from keysyncd.io.trust import check_directory, open_trusted, read_trusted
 
+log = logging.getLogger(__name__)
+
 HEAD_FILE = "reports-head.json"
 INDEX_FILE = "index.jsonl"
 MAX_BREAKS = 20  # damaged heads remembered in the head itself, newest last
 MAX_INDEX = 64 << 20  # a larger index is ignored (every report is then read instead)
+# Retention by age never removes this many newest reports: a clock jumped forward would
+# otherwise make every report look old (retention by count still removes them in turn).
+KEPT_WHATEVER_THEIR_AGE = 10
 SUMMARY_FIELDS = (
     "id",
     "schema_version",
@@ -61,10 +73,26 @@ def _chain_lock(report_dir: Path) -> Iterator[None]:
         os.close(descriptor)
 
 
+STAMP = "%Y%m%dT%H%M%S%fZ"
+
+
 def new_report_id(started_at: float, action: str) -> str:
     """Return a sortable unique id like ``20261122T203000123456Z-rotate-1a2b3c``."""
-    stamp = datetime.fromtimestamp(started_at, UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    stamp = datetime.fromtimestamp(started_at, UTC).strftime(STAMP)
     return f"{stamp}-{action}-{secrets.token_hex(3)}"
+
+
+def _in_order(report_id: str, newest: str | None) -> str:
+    """Return ``report_id``, or the same id starting 1 µs after ``newest`` if it would not
+    sort after it (the clock stepped back, or the report is written late)."""
+    if newest is None or report_id > newest:
+        return report_id
+    rest = report_id.partition("-")[2]
+    try:
+        after = datetime.strptime(newest.split("-", 1)[0], STAMP) + timedelta(microseconds=1)
+    except ValueError:  # not a name keysyncd gives (REPORT_NAME allows month 99)
+        return report_id
+    return f"{after.strftime(STAMP)}-{rest}"
 
 
 REPORT_NAME = re.compile(r"[0-9]{8}T[0-9]{12}Z-[a-z-]+-[0-9a-f]{6}\.json")
@@ -134,39 +162,78 @@ def _head(state_dir: Path) -> dict[str, Any]:
 
 
 def write_report(
-    report_dir: Path, state_dir: Path, report: Report, retention: ReportsConfig, now: float
+    report_dir: Path,
+    state_dir: Path,
+    report: Report | Mapping[str, Any],
+    retention: ReportsConfig,
+    now: float | None,
+    written_late_at: float | None = None,
 ) -> Path:
-    """Write ``report`` chained to its predecessor, prune old reports; return its path.
+    """Write ``report`` (a Report, or one as JSON) chained to its predecessor, prune old
+    reports; return its path, whose name is its final id (see the module docstring).
 
-    Raise KeysyncError if it cannot be written.
+    ``now`` times retention by age (None: by count only, the clock is not trusted);
+    ``written_late_at``: the report is written after its action ended, kept meanwhile.
+    Raise KeysyncError if the report cannot be written. Once its file is in place the
+    report counts as written: a failure after that (the summary index, the chain head)
+    is only logged, and the next writer adopts it as the head.
     """
-    path = report_dir / f"{report.id}.json"
+    document = report.to_json() if isinstance(report, Report) else dict(report)
+    path = report_dir / f"{document['id']}.json"
     try:
         report_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         check_directory(report_dir, "report_dir")
         check_directory(state_dir, "state_dir")
         with _chain_lock(report_dir):
             remove_temp_files(report_dir)
-            head = _recovered_head(report_dir, state_dir, report.id)
-            document = report.to_json()
+            files = report_files(report_dir)
+            document["id"] = _in_order(document["id"], files[-1].stem if files else None)
+            path = report_dir / f"{document['id']}.json"
+            head = _recovered_head(report_dir, state_dir, document["id"])
             document["previous"] = head.get("head")
+            if written_late_at is not None:
+                document["written_late_at"] = precise_time(written_late_at)
             content = json.dumps(document, indent=2, sort_keys=True).encode() + b"\n"
             atomic_write(path, content, mode=0o640)
-            head["head"] = {"id": report.id, "sha256": hashlib.sha256(content).hexdigest()}
-            doomed = _expired(report_dir, retention, now)
-            if doomed:
-                head["pruned_through"] = doomed[-1].stem
-            head["indexed"] = _index(report_dir, summary(document), head, retention)
-            state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            # the head is recorded before anything is pruned: a crash in between leaves
-            # reports that verify_chain already treats as pruned
-            atomic_write(state_dir / HEAD_FILE, json.dumps(head).encode())
-            for path in doomed:
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
+            _chain(report_dir, state_dir, document, content, head, retention, now)
     except OSError as error:
         raise KeysyncError(f"cannot write report {path}: {describe_os_error(error)}") from None
     return path
+
+
+def _chain(
+    report_dir: Path,
+    state_dir: Path,
+    document: dict[str, Any],
+    content: bytes,
+    head: dict[str, Any],
+    retention: ReportsConfig,
+    now: float | None,
+) -> None:
+    """Record the report just written as the chain head, index it and prune old reports."""
+    head["head"] = {"id": document["id"], "sha256": hashlib.sha256(content).hexdigest()}
+    doomed = _expired(report_dir, retention, now)
+    if doomed:
+        head["pruned_through"] = doomed[-1].stem
+    try:
+        head["indexed"] = _index(report_dir, summary(document), head, retention)
+    except OSError:  # a cache: a report it lacks is read from its file; rebuilt next time
+        head.pop("indexed", None)
+    try:
+        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # the head is recorded before anything is pruned: a crash in between leaves
+        # reports that verify_chain already treats as pruned
+        atomic_write(state_dir / HEAD_FILE, json.dumps(head).encode())
+    except OSError as error:
+        log.warning(
+            "report %s written, its chain head not recorded (%s): the next writer adopts it",
+            document["id"],
+            describe_os_error(error),
+        )
+        return
+    for path in doomed:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
 
 
 def summary(document: dict[str, Any]) -> dict[str, Any]:
@@ -255,12 +322,16 @@ def _read_report_bytes(path: Path) -> bytes:
     return content
 
 
-def _expired(report_dir: Path, retention: ReportsConfig, now: float) -> list[Path]:
-    """Return the reports beyond the retention, oldest first."""
+def _expired(report_dir: Path, retention: ReportsConfig, now: float | None) -> list[Path]:
+    """Return the reports beyond the retention, oldest first: beyond the newest keep_count,
+    then those older than keep_days at ``now`` (None: none by age), but never one of the
+    newest KEPT_WHATEVER_THEIR_AGE."""
     files = report_files(report_dir)
-    cutoff = now - retention.keep_days * 86400
     doomed = files[: max(len(files) - retention.keep_count, 0)]
-    for path in files[len(doomed) :]:
+    if now is None:
+        return doomed
+    cutoff = now - retention.keep_days * 86400
+    for path in files[len(doomed) : max(len(files) - KEPT_WHATEVER_THEIR_AGE, 0)]:
         if _stamp(path.stem) >= cutoff:
             break
         doomed.append(path)
@@ -269,7 +340,7 @@ def _expired(report_dir: Path, retention: ReportsConfig, now: float) -> list[Pat
 
 def _stamp(report_id: str) -> float:
     try:
-        when = datetime.strptime(report_id.split("-", 1)[0], "%Y%m%dT%H%M%S%fZ")
+        when = datetime.strptime(report_id.split("-", 1)[0], STAMP)
     except ValueError:
         return 0.0
     return when.replace(tzinfo=UTC).timestamp()
@@ -317,6 +388,14 @@ def list_reports(report_dir: Path, since: float | None = None) -> list[dict[str,
 
 def verify_chain(report_dir: Path, state_dir: Path) -> list[str]:
     """Return every break in the report chain, each naming the report concerned (empty: intact)."""
+    return inspect_chain(report_dir, state_dir)[0]
+
+
+def inspect_chain(report_dir: Path, state_dir: Path) -> tuple[list[str], dict[str, str]]:
+    """Return every break in the report chain (as ``verify_chain``) and the reports written
+    late: id -> ``written_late_at`` (they could not be written when their action ended and
+    were kept in the journal: a gap the chain records, not a break)."""
+    late: dict[str, str] = {}
     head, damage = read_head(state_dir)
     problems: list[str] = [f"the chain head is damaged: {damage}"] if damage else []
     problems += [f"the chain head was damaged {note}" for note in head.get("breaks", [])]
@@ -329,7 +408,10 @@ def verify_chain(report_dir: Path, state_dir: Path) -> list[str]:
     for index, path in enumerate(files):
         content = _read_report_bytes(path)
         try:
-            recorded = _link(load_json(content).get("previous"))
+            document = load_json(content)
+            recorded = _link(document.get("previous"))
+            if isinstance(document.get("written_late_at"), str):
+                late[path.stem] = document["written_late_at"]
         except (ValueError, UnicodeDecodeError, AttributeError):
             problems.append(f"report {path.stem} is not a valid report: it was modified")
             recorded = None
@@ -356,4 +438,4 @@ def verify_chain(report_dir: Path, state_dir: Path) -> list[str]:
         problems.append(f"report {last['id']} (the newest) is missing")
     elif last and previous and last["sha256"] != previous["sha256"]:
         problems.append(f"report {last['id']} (the newest) was modified after it was written")
-    return problems
+    return problems, late

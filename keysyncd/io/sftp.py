@@ -20,6 +20,7 @@ from typing import TypeVar
 import paramiko
 from paramiko.sftp import (
     CMD_ATTRS,
+    CMD_CLOSE,
     CMD_EXTENDED,
     CMD_EXTENDED_REPLY,
     CMD_FSTAT,
@@ -27,7 +28,9 @@ from paramiko.sftp import (
     CMD_LSTAT,
     CMD_MKDIR,
     CMD_OPEN,
+    CMD_REMOVE,
     CMD_STAT,
+    CMD_STATUS,
     SFTP_FLAG_CREATE,
     SFTP_FLAG_EXCL,
     SFTP_FLAG_WRITE,
@@ -37,9 +40,17 @@ from paramiko.sftp_attr import SFTPAttributes
 from keysyncd.config import NodeConfig
 from keysyncd.core.view import MAX_KEY_FILE, Entry, EntryType, entry_type, is_temp_name, key_index
 from keysyncd.errors import NodeError
-from keysyncd.io.fsutil import temp_name
+from keysyncd.io.fsutil import clock_probe_name, temp_name
 from keysyncd.io.sftpbatch import ShortRead, fill, handle_of, read_directory, read_files, trusted
-from keysyncd.io.sftpwire import Attributes, attributes_of, classify, request
+from keysyncd.io.sftpwire import (
+    Attributes,
+    Reply,
+    attributes_of,
+    classify,
+    expect,
+    pipeline,
+    request,
+)
 
 T = TypeVar("T")
 MAX_KEY_ENTRIES = 1_000  # entries at key names: more is an attack or an accident
@@ -276,6 +287,47 @@ class NodeSession:
         with contextlib.suppress(Exception):
             self._transport.close()
 
+    def _create(self, path: str) -> Reply:
+        """Send the OPEN that creates ``path`` exclusively, mode 0600 from its first instant
+        (never through an existing name, a link or a FIFO); return the reply."""
+        attributes = SFTPAttributes()
+        attributes.st_mode = 0o600
+        flags = SFTP_FLAG_WRITE | SFTP_FLAG_CREATE | SFTP_FLAG_EXCL
+        return request(self.sftp, CMD_OPEN, path, flags, attributes)
+
+    def clock_skew(self, clock: Callable[[], float]) -> float | None:
+        """Return how many seconds ``clock`` (the controller's) is ahead of the node's clock,
+        learnt from the modification time the node gives an empty temp file created now (and
+        removed at once); None when the node does not tell (no directory yet, read-only, an
+        answer that is not one). Never raises: the clock is a witness, not a step.
+
+        The node stamps the file between the OPEN leaving and its reply arriving, in whole
+        seconds (SFTP v3): within about a second plus half a round trip."""
+        name = clock_probe_name()
+        path = self._path(name)
+        try:
+            sent = clock()
+            reply = self._create(path)
+            answered = clock()
+        except Exception:
+            return None
+        if reply[0] != CMD_HANDLE:
+            return None
+        try:
+            handle = handle_of(self.sftp, reply, "a file handle")
+            stat_reply, _, removed = pipeline(
+                self.sftp,
+                [(CMD_FSTAT, (handle,)), (CMD_CLOSE, (handle,)), (CMD_REMOVE, (path,))],
+            )
+            created = attributes_of(expect(self.sftp, stat_reply, CMD_ATTRS, "attributes"))
+            expect(self.sftp, removed, CMD_STATUS, "a status")
+        except Exception:
+            self.remove_quietly(name)
+            return None
+        if created.mtime is None:
+            return None
+        return (sent + answered) / 2 - (created.mtime + 0.5)
+
     def write_temp(self, content: bytes, uid: int | None, gid: int | None) -> str:
         """Upload ``content`` to a new exclusive temp file (0600 from creation); return its name.
 
@@ -287,11 +339,8 @@ class NodeSession:
 
         def writing() -> None:
             nonlocal created
-            attributes = SFTPAttributes()
-            attributes.st_mode = 0o600
-            flags = SFTP_FLAG_WRITE | SFTP_FLAG_CREATE | SFTP_FLAG_EXCL
             # Alone, and first: only its reply says whether this file is ours to remove.
-            reply = request(self.sftp, CMD_OPEN, path, flags, attributes)
+            reply = self._create(path)
             if reply[0] != CMD_HANDLE:
                 raise paramiko.SFTPError("expected a file handle")
             created = True

@@ -16,6 +16,7 @@ from typing import Any
 
 from keysyncd.core.journal import (
     DURATION_BUCKETS,
+    ClockRecord,
     Durations,
     HookBlock,
     LastAction,
@@ -55,6 +56,9 @@ def to_json(state: RepositoryState) -> dict[str, Any]:
         "durations": {action: asdict(d) for action, d in sorted(state.durations.items())},
         "local_problems": list(state.local_problems),
         "jws": None if state.jws is None else _jws_json(state.jws),
+        "latest_time": state.latest_time,
+        "clock": None if state.clock is None else asdict(state.clock),
+        "unwritten_reports": [dict(document) for document in state.unwritten_reports],
     }
 
 
@@ -242,6 +246,41 @@ def _numbers(document: Any, key: str, kinds: tuple[type, ...]) -> dict[str, Any]
     return {name: _field(values, name, f"{key}.", kinds, None) for name in values}
 
 
+def _lenient(read: Any, *args: Any) -> Any:
+    """Return ``read(*args)``, or None if the field is damaged: the clock's record and the
+    latest time are observations that the next action makes again (``keysyncd.core.clock``
+    falls back on the journal's other times), so a damaged one must not stop everything."""
+    try:
+        return read(*args)
+    except _Damaged:
+        return None
+
+
+def _clock(document: Any) -> ClockRecord | None:
+    found = _field(document, "clock", "", (dict,), None)
+    if found is None:
+        return None
+    where = "clock."
+    checked_at = _number(found, "checked_at", where)
+    if checked_at is None:
+        raise _Damaged("'clock.checked_at' is missing")
+    skew = _field(found, "skew", where, (int, float), None)
+    return ClockRecord(
+        checked_at=checked_at,
+        skew=None if skew is None else float(skew),
+        observed=_field(found, "observed", where, (int,), 0),
+        untrusted=_field(found, "untrusted", where, (str,), None),
+    )
+
+
+def _unwritten(document: Any) -> tuple[dict[str, Any], ...]:
+    found = _field(document, "unwritten_reports", "", (list,), [])
+    for index, report in enumerate(found):
+        if not isinstance(report, dict) or not isinstance(report.get("id"), str):
+            raise _Damaged(f"'unwritten_reports[{index}]' must be a report (an object with an id)")
+    return tuple(found)
+
+
 def from_json(document: Any) -> RepositoryState:
     """Return the state in ``document``; raise ValueError naming the first wrong field."""
     if not isinstance(document, dict) or document.get("version") != STATE_VERSION:
@@ -268,6 +307,9 @@ def from_json(document: Any) -> RepositoryState:
         local_problems=_strings(
             _field(document, "local_problems", "", (list,), []), "local_problems"
         ),
+        latest_time=_lenient(_number, document, "latest_time", ""),
+        clock=_lenient(_clock, document),
+        unwritten_reports=_unwritten(document),
     )
 
 

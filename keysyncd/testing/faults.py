@@ -74,6 +74,30 @@ def _fill(directory: Path, size: int) -> None:
         probe.unlink(missing_ok=True)
 
 
+def fill_up(directory: Path) -> Path:
+    """Fill ``directory``'s file system with one file until not even 44 bytes fit; return
+    the file (removing it gives the space back)."""
+    stats = os.statvfs(directory)
+    _fill(directory, stats.f_blocks * stats.f_frsize)
+    return directory / ".fill"
+
+
+@contextlib.contextmanager
+def tiny_tmpfs(directory: Path, size_kib: int = 64) -> Iterator[Path]:
+    """Mount a ``size_kib`` tmpfs (mode 0700) at ``directory`` until exit, then unmount it.
+
+    Needs can_mount() (the caller checks it). A directory of its own file system: fill it
+    with ``fill_up`` to see what a full disk does to whoever writes there.
+    """
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    options = f"size={size_kib}k,mode=0700"
+    run("mount", "-t", "tmpfs", "-o", options, "keysyncd-tiny", str(directory))
+    try:
+        yield directory
+    finally:
+        _umount(directory)
+
+
 @contextlib.contextmanager
 def readonly(
     directory: Path, method: str, guard: Guard, mount_works: Callable[[], bool] = can_mount

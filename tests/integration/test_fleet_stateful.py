@@ -29,6 +29,7 @@ from tests.unit.test_fleet_model import FleetMachine
 
 pytestmark = pytest.mark.fleet
 _examples = itertools.count()
+DAY = 86400
 _steps = itertools.count()
 
 
@@ -92,7 +93,11 @@ class RealFleetMachine(FleetMachine):
             self.fleet.stop_node(name)
 
     def make_config(self, repository: dict[str, Any]) -> Config:
-        return load_config(fleet_config(self.fleet, self.root, repository=repository))
+        # advance-clock moves the controller's clock alone (the nodes keep this machine's):
+        # here it stands for time passing, not for a skew, so the clock guard (tested in
+        # tests/integration/test_clock.py) gets a tolerance no run of the machine reaches
+        clock = {"max_skew": 10 * DAY}
+        return load_config(fleet_config(self.fleet, self.root, repository=repository, clock=clock))
 
 
 # 30 examples of up to 20 steps: about 500 real rotations, syncs and node stops/starts with

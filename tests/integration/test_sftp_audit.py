@@ -28,7 +28,7 @@ from keysyncd.testing.config import fleet_config
 from keysyncd.testing.fleet import Fleet
 
 SFTP_SERVER = "/usr/lib/openssh/sftp-server"
-TEMP = r"\.keysyncd-[0-9a-f]+\.tmp"
+TEMP = r"\.keysyncd-(?:clock-)?[0-9a-f]+\.tmp"  # clock-: where a node's clock is read
 Q = r'"([^"]*)"'  # a quoted path in sftp-server's log
 
 

@@ -557,6 +557,7 @@ ALERTS = {
     "KeysyncdNodeDown",
     "KeysyncdMetricsMissing",
     "KeysyncdRepositoryReplaced",
+    "KeysyncdClockUntrusted",
 }
 DURATION = re.compile(r"(\d+(ms|s|m|h|d|w|y))+")
 

@@ -250,6 +250,12 @@ class MemorySession:
         # which allows every interleaving the real two-batch read allows, and more.
         return [self.read(entry) for entry in entries]
 
+    def clock_skew(self, clock: Callable[[], float]) -> float | None:
+        """The model's nodes keep the controller's time (the machine's clock is theirs)."""
+        with self.fleet.lock:
+            self._check("reading the clock", writes=False)
+            return 0.0
+
     def write_temp(self, content: bytes, uid: int | None, gid: int | None) -> str:
         with self.fleet.lock:
             self._check("writing a temp file")

@@ -11,6 +11,8 @@ from keysyncd.commands.cli import main
 from keysyncd.config import ReportsConfig
 from keysyncd.core.report import NodeOutcome, Report, precise_time
 from keysyncd.io.reportstore import (
+    KEPT_WHATEVER_THEIR_AGE,
+    inspect_chain,
     list_reports,
     new_report_id,
     report_files,
@@ -47,11 +49,92 @@ def test_retention_by_count_keeps_the_chain_verifiable(tmp_path: Path) -> None:
 
 def test_retention_by_age(tmp_path: Path) -> None:
     reports, state = tmp_path / "reports", tmp_path / "state"
-    for days_ago in (40, 20, 5, 1):
-        write_report(reports, state, report(NOW - days_ago * DAY), ReportsConfig(100, 10), NOW)
+    recent = [NOW - 5 * DAY + hour * 3600 for hour in range(KEPT_WHATEVER_THEIR_AGE)]
+    for started in (NOW - 40 * DAY, NOW - 20 * DAY, *recent):
+        write_report(reports, state, report(started), ReportsConfig(100, 10), NOW)
     kept = [json.loads(p.read_text())["started_at"] for p in report_files(reports)]
-    assert kept == [precise_time(NOW - 5 * DAY), precise_time(NOW - 1 * DAY)]
+    assert kept == [precise_time(started) for started in recent]
     assert verify_chain(reports, state) == []
+
+
+def test_retention_by_age_never_removes_the_newest_reports(tmp_path: Path) -> None:
+    """A controller idle for longer than keep_days keeps its last reports."""
+    reports, state = tmp_path / "reports", tmp_path / "state"
+    for days_ago in (40, 30, 20):
+        write_report(reports, state, report(NOW - days_ago * DAY), ReportsConfig(100, 10), NOW)
+    assert len(report_files(reports)) == 3
+    assert verify_chain(reports, state) == []
+
+
+def test_a_forward_clock_jump_does_not_delete_the_newest_reports(tmp_path: Path) -> None:
+    """A clock a year ahead makes every report look old: by age, retention still keeps the
+    newest ones, and none at all while the clock is not trusted (``now`` None)."""
+    reports, state = tmp_path / "reports", tmp_path / "state"
+    retention = ReportsConfig(keep_count=100, keep_days=90)
+    written = [report(NOW + 60 * minute) for minute in range(15)]
+    for item in written:
+        write_report(reports, state, item, retention, NOW + 900)
+    jumped = NOW + 365 * DAY
+    write_report(reports, state, report(jumped), retention, None)  # untrusted: count only
+    assert len(report_files(reports)) == 16
+    write_report(reports, state, report(jumped + 60), retention, jumped + 60)  # trusted
+    kept = [p.stem for p in report_files(reports)]
+    assert len(kept) == KEPT_WHATEVER_THEIR_AGE
+    assert kept[:-2] == [item.id for item in written[-(KEPT_WHATEVER_THEIR_AGE - 2) :]]
+    assert verify_chain(reports, state) == []
+
+
+def test_a_clock_step_back_keeps_the_order_the_chain_and_the_newest_reports(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ids start with the start time, so a clock stepped back a day would sort the newest
+    reports first: retention by count would delete them and verify-chain would claim the
+    chain was rewritten. Ids sort in the order reports were written instead."""
+    reports, state = tmp_path / "reports", tmp_path / "state"
+    retention = ReportsConfig(keep_count=3, keep_days=90)
+    before = [report(NOW + 60 * minute) for minute in range(3)]
+    stepped = [report(NOW - DAY + 60 * minute) for minute in range(2)]
+    paths = [write_report(reports, state, item, retention, NOW) for item in (*before, *stepped)]
+    assert [p.stem for p in report_files(reports)] == [p.stem for p in paths[-3:]]
+    for path, item in zip(paths[-2:], stepped, strict=True):
+        document = json.loads(path.read_text())
+        assert path.stem == document["id"] != item.id  # it sorts after the newest report
+        assert path.stem.endswith(item.id.split("-", 1)[1])  # same action and suffix
+        assert document["started_at"] == precise_time(item.started_at)  # the truth stays
+    assert verify_chain(reports, state) == []
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"state_dir: {state}\nreport_dir: {reports}\n"
+        f"repositories:\n  - name: fernet-tokens\n    path: {tmp_path}/keys\n"
+    )
+    capsys.readouterr()
+    assert main(["-c", str(config), "report", "verify-chain"]) == 0
+    assert "chain of 3 reports: intact" in capsys.readouterr().out
+
+
+def test_a_report_written_late_is_chained_where_it_was_written_and_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    reports, state = tmp_path / "reports", tmp_path / "state"
+    retention = ReportsConfig(100, 90)
+    late = report(NOW, action="rotate")
+    write_report(reports, state, report(NOW + 60), retention, NOW + 60)
+    path = write_report(reports, state, late.to_json(), retention, NOW + 120, NOW + 120)
+    document = json.loads(path.read_text())
+    assert document["written_late_at"] == precise_time(NOW + 120)
+    assert document["started_at"] == precise_time(NOW)
+    assert report_files(reports)[-1] == path
+    assert inspect_chain(reports, state) == ([], {path.stem: precise_time(NOW + 120)})
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"state_dir: {state}\nreport_dir: {reports}\n"
+        f"repositories:\n  - name: fernet-tokens\n    path: {tmp_path}/keys\n"
+    )
+    capsys.readouterr()
+    assert main(["-c", str(config), "report", "verify-chain"]) == 0
+    out = capsys.readouterr().out
+    assert f"LATE: report {path.stem} was written at {precise_time(NOW + 120)}" in out
+    assert "chain of 2 reports: intact, 1 written late" in out
 
 
 def test_deleting_the_oldest_outside_retention_is_detected(tmp_path: Path) -> None:

@@ -1,0 +1,165 @@
+"""Whether the controller's clock can be trusted to time retirement and rotation. Pure.
+
+Every retirement is timed by the controller's clock (safety rule 2): a key goes once
+``now >= confirmed_at + retention``. A clock that is wrong retires keys early or records
+times that will. So the clock is judged before anything is retired or rotated (SPEC safety
+rule 10), against two witnesses:
+
+- keysyncd's own journal: the latest time it recorded with a trusted clock
+  (``RepositoryState.latest_time``). A controller clock behind it stepped back.
+- the nodes: the modification time a node gives a file keysyncd creates there tells that
+  node's clock (``keysyncd.io.sftp``). The controller's skew is its difference from the
+  nodes' median clock, so one node with a wrong clock neither blocks nor excuses anything.
+
+An untrusted clock retires nothing, rotates nothing, confirms no demotion and advances no
+recorded time; the next check that finds the clocks agreeing lets everything resume.
+Without any node observed (none configured, none answered), the journal is the only witness.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Collection
+from dataclasses import dataclass, replace
+from typing import Any
+
+from keysyncd.core.journal import ClockRecord, RepositoryState
+from keysyncd.core.times import rfc3339
+
+SLACK = 5.0  # seconds a clock may be behind the journal: measurement order, not a step
+
+
+@dataclass(frozen=True)
+class ClockCheck:
+    """One judgement of the controller's clock at ``now`` (epoch seconds).
+
+    ``latest``: the latest time the journal recorded (None: nothing yet). ``skew``: the
+    controller's clock minus the nodes' median clock, in seconds (positive: the controller
+    is ahead; None: no node observed). ``observed``: how many nodes' clocks were read.
+    """
+
+    now: float
+    latest: float | None
+    skew: float | None
+    observed: int
+    max_skew: float
+    observed_at: float | None = None  # when the skew was measured (None: no skew)
+
+    @property
+    def behind(self) -> float:
+        """Return how many seconds the controller is behind its journal (0 if it is not)."""
+        return 0.0 if self.latest is None else max(self.latest - self.now, 0.0)
+
+    @property
+    def reason(self) -> str | None:
+        """Return why the clock is not trusted (None: it is)."""
+        if self.behind > SLACK:
+            return (
+                f"the controller's clock ({rfc3339(self.now)}) is {self.behind:.0f}s behind the "
+                f"latest time keysyncd recorded ({rfc3339(self.latest)}): it stepped back"
+            )
+        if self.skew is not None and abs(self.skew) > self.max_skew:
+            direction = "ahead of" if self.skew > 0 else "behind"
+            return (
+                f"the controller's clock is {abs(self.skew):.0f}s {direction} the median clock "
+                f"of {self.observed} node(s) (clock.max_skew is {self.max_skew:g}s)"
+            )
+        return None
+
+    @property
+    def trusted(self) -> bool:
+        """Return True when retirement and rotation may be timed by this clock."""
+        return self.reason is None
+
+    def describe(self) -> str:
+        """Return the line an action's report carries when the clock is not trusted."""
+        return (
+            f"clock not trusted: {self.reason}; nothing is retired or rotated until the "
+            "clocks agree again"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the check as reports show it (``*_at`` fields become RFC 3339)."""
+        return {
+            "trusted": self.trusted,
+            "reason": self.reason,
+            "skew": None if self.skew is None else round(self.skew, 3),
+            "observed_nodes": self.observed,
+            "max_skew": self.max_skew,
+            "checked_at": self.now,
+            "latest_at": self.latest,
+        }
+
+
+def judge(
+    now: float, latest: float | None, skews: Collection[float], max_skew: float
+) -> ClockCheck:
+    """Return the judgement of the clock reading ``now``, given the journal's latest time
+    and each observed node's skew (controller minus node, seconds)."""
+    skew = statistics.median(skews) if skews else None
+    return ClockCheck(now, latest, skew, len(skews), max_skew, now if skews else None)
+
+
+def latest_recorded(state: RepositoryState) -> float | None:
+    """Return the latest time the journal recorded with a trusted clock.
+
+    A journal written before ``latest_time`` existed (or whose field was damaged: the loader
+    drops it) stands in with every time it holds, except planned ones (backoff).
+    """
+    if state.latest_time is not None:
+        return state.latest_time
+    times: list[float | None] = [state.last_rotation_at]
+    if state.last_action is not None:
+        times.append(state.last_action.at)
+    if state.hook_block is not None:
+        times.append(state.hook_block.at)
+    if state.pending is not None:
+        times.append(state.pending.started_at)
+    for entry in state.history.values():
+        times += [entry.created_at, entry.promoted_at, entry.demoted_at, entry.confirmed_at]
+    for record in state.nodes.values():
+        times += [record.checked_at, record.last_verified_at]
+    times += list(state.last_success.values())
+    if state.jws is not None:
+        pairs = (*state.jws.signing.values(), *state.jws.next.values())
+        times += [pair.created_at for pair in pairs]
+        times += [key.stopped_at for key in state.jws.retiring.values()]
+    return max((when for when in times if when is not None), default=None)
+
+
+def recorded(state: RepositoryState, check: ClockCheck) -> RepositoryState:
+    """Return ``state`` remembering ``check``: a trusted clock advances the latest time, an
+    untrusted one leaves it where it was (a clock a day ahead must not make the right time
+    look like a step back once it is fixed)."""
+    latest = check.latest
+    if check.trusted:
+        latest = check.now if latest is None else max(latest, check.now)
+    checked_at = check.now if check.observed_at is None else check.observed_at
+    record = ClockRecord(checked_at, check.skew, check.observed, check.reason)
+    return replace(state, latest_time=latest, clock=record)
+
+
+def current(state: RepositoryState, now: float, max_skew: float) -> ClockCheck:
+    """Return the clock's judgement as it stands without reading any node: ``now`` against
+    the journal, and the skew last observed (``status``, the metrics, and the commit of an
+    action that read no node: a clock found a day ahead stays suspect until the nodes are
+    read again)."""
+    record = state.clock
+    if record is None or record.skew is None:
+        return ClockCheck(now, latest_recorded(state), None, 0, max_skew)
+    latest = latest_recorded(state)
+    return ClockCheck(now, latest, record.skew, record.observed, max_skew, record.checked_at)
+
+
+def status_json(state: RepositoryState, now: float, max_skew: float) -> dict[str, Any]:
+    """Return the clock as ``status`` shows it (``current``), every time as RFC 3339."""
+    check = current(state, now, max_skew)
+    return {
+        "trusted": check.trusted,
+        "reason": check.reason,
+        "skew": None if check.skew is None else round(check.skew, 3),
+        "observed_nodes": check.observed,
+        "max_skew": max_skew,
+        "checked_at": rfc3339(check.observed_at),
+        "latest_at": rfc3339(check.latest),
+    }
