@@ -45,6 +45,7 @@ DRY_RUN = "dry-run"
 # lose their per-node tables (abridged, marked so), and beyond MAX_UNWRITTEN they are dropped
 # (counted in the journal, logged): the state file must stay small enough to write at once.
 MAX_UNWRITTEN = 1000
+ABRIDGED_MESSAGE = 500  # characters kept of each message of an abridged report
 MAX_UNWRITTEN_BYTES = 8 << 20
 
 log = logging.getLogger(__name__)
@@ -150,7 +151,10 @@ def check_clock(run: Run, state: RepositoryState, fleet: Fanout[Any, Any] | None
     time, and the clocks of the nodes ``fleet`` read as it connected (none without one)."""
     skews = list(fleet.skews.values()) if fleet is not None else []
     latest = clock.latest_recorded(state)
-    return clock.judge(run.clock(), latest, skews, run.config.clock.max_skew)
+    configured = len(run.config.nodes)
+    needed = configured // 2 + 1 if configured else 0  # a majority of every node, not of
+    # those this action reached: sync --node, or a fleet mostly down, proves nothing
+    return clock.judge(run.clock(), latest, skews, run.config.clock.max_skew, needed)
 
 
 def commit(run: Run, state: RepositoryState, draft: Draft, **result: Any) -> ActionResult:
@@ -208,9 +212,9 @@ def _write_reports(
     return the state keeping what could not be written, the report as written (its id is
     final: see ``write_report``) and why one could not be written (None: all were)."""
     now = report.ended_at
-    # an untrusted clock never ages reports out: a clock a year ahead would make all of them
-    # look old (retention by count still applies)
-    retention_now = now if check.trusted else None
+    # only a clock the nodes vouched for in this action ages reports out: a clock a year
+    # ahead would make all of them look old (retention by count still applies)
+    retention_now = now if check.trusted and check.fresh else None
     config = run.config
     waiting = [dict(document) for document in state.unwritten_reports]
     try:
@@ -230,15 +234,17 @@ def _write_reports(
 
 def _kept(state: RepositoryState, documents: list[dict[str, Any]]) -> RepositoryState:
     """Return ``state`` keeping ``documents`` (oldest first) to be written later, bounded by
-    MAX_UNWRITTEN_BYTES (the oldest abridged first) and MAX_UNWRITTEN (the oldest dropped)."""
+    MAX_UNWRITTEN_BYTES (the oldest abridged first, then dropped) and MAX_UNWRITTEN (the
+    oldest dropped); the newest is always kept."""
     sizes = [len(json.dumps(document)) for document in documents]
     for index, document in enumerate(documents):
         if sum(sizes) <= MAX_UNWRITTEN_BYTES:
             break
-        if document.get("nodes") or document.get("expected"):
-            documents[index] = _abridged(document)
-            sizes[index] = len(json.dumps(documents[index]))
+        documents[index] = _abridged(document)
+        sizes[index] = len(json.dumps(documents[index]))
     dropped = max(len(documents) - MAX_UNWRITTEN, 0)
+    while dropped < len(documents) - 1 and sum(sizes[dropped:]) > MAX_UNWRITTEN_BYTES:
+        dropped += 1
     for document in documents[:dropped]:
         log.error("%s: report %s dropped: report_dir could not take it", state.name, document["id"])
     if dropped:
@@ -248,11 +254,11 @@ def _kept(state: RepositoryState, documents: list[dict[str, Any]]) -> Repository
 
 def _abridged(document: dict[str, Any]) -> dict[str, Any]:
     note = (
-        "abridged while report_dir could not take it: the per-node table and the expected "
-        "digests were dropped to keep the journal small"
+        "abridged while report_dir could not take it: the per-node table, the expected "
+        "digests and the details were dropped, the messages shortened, to keep the journal small"
     )
-    messages = [*document.get("messages", []), note]
-    return {**document, "nodes": {}, "expected": {}, "messages": messages}
+    messages = [str(m)[:ABRIDGED_MESSAGE] for m in list(document.get("messages", []))[:20]]
+    return {**document, "nodes": {}, "expected": {}, "details": {}, "messages": [*messages, note]}
 
 
 def _not_written(failure: str, kept: int) -> str:

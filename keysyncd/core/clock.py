@@ -13,7 +13,13 @@ rule 10), against two witnesses:
 
 An untrusted clock retires nothing, rotates nothing, confirms no demotion and advances no
 recorded time; the next check that finds the clocks agreeing lets everything resume.
-Without any node observed (none configured, none answered), the journal is the only witness.
+
+A judgement is *fresh* only when the clocks of a majority of the configured nodes were read
+in this action (``needed``): one node, or a minority, that shares a wrong clock must not
+excuse it, and an action that reached no node (all down, ``sync --node``, a local report)
+knows nothing new about the clock. Only a fresh judgement may trust the clock for an action
+that reads nodes, advance the journal's latest time, or replace the recorded skew. With no
+node configured, the journal is the only witness and every judgement is fresh.
 """
 
 from __future__ import annotations
@@ -44,6 +50,8 @@ class ClockCheck:
     observed: int
     max_skew: float
     observed_at: float | None = None  # when the skew was measured (None: no skew)
+    needed: int = 0  # node clocks a fresh judgement needs (a majority of those configured)
+    fresh: bool = False  # read in this action from enough nodes (else: nothing new learnt)
 
     @property
     def behind(self) -> float:
@@ -57,6 +65,11 @@ class ClockCheck:
             return (
                 f"the controller's clock ({rfc3339(self.now)}) is {self.behind:.0f}s behind the "
                 f"latest time keysyncd recorded ({rfc3339(self.latest)}): it stepped back"
+            )
+        if self.observed < self.needed:
+            return (
+                f"the clocks of only {self.observed} node(s) could be read, and "
+                f"{self.needed} (a majority of the nodes) must agree with the controller's"
             )
         if self.skew is not None and abs(self.skew) > self.max_skew:
             direction = "ahead of" if self.skew > 0 else "behind"
@@ -92,12 +105,19 @@ class ClockCheck:
 
 
 def judge(
-    now: float, latest: float | None, skews: Collection[float], max_skew: float
+    now: float,
+    latest: float | None,
+    skews: Collection[float],
+    max_skew: float,
+    needed: int = 0,
 ) -> ClockCheck:
-    """Return the judgement of the clock reading ``now``, given the journal's latest time
-    and each observed node's skew (controller minus node, seconds)."""
+    """Return the judgement of the clock reading ``now``, given the journal's latest time,
+    each observed node's skew (controller minus node, seconds) and how many node clocks a
+    fresh judgement needs (fewer read: not trusted, and not fresh)."""
     skew = statistics.median(skews) if skews else None
-    return ClockCheck(now, latest, skew, len(skews), max_skew, now if skews else None)
+    fresh = len(skews) >= needed
+    observed_at = now if skews else None
+    return ClockCheck(now, latest, skew, len(skews), max_skew, observed_at, needed, fresh)
 
 
 def latest_recorded(state: RepositoryState) -> float | None:
@@ -130,7 +150,10 @@ def latest_recorded(state: RepositoryState) -> float | None:
 def recorded(state: RepositoryState, check: ClockCheck) -> RepositoryState:
     """Return ``state`` remembering ``check``: a trusted clock advances the latest time, an
     untrusted one leaves it where it was (a clock a day ahead must not make the right time
-    look like a step back once it is fixed)."""
+    look like a step back once it is fixed). A judgement that is not fresh changes nothing:
+    the last fresh one stands (its skew keeps a clock found wrong suspect)."""
+    if not check.fresh:
+        return state
     latest = check.latest
     if check.trusted:
         latest = check.now if latest is None else max(latest, check.now)

@@ -54,6 +54,7 @@ from keysyncd.io.sftpwire import (
 
 T = TypeVar("T")
 MAX_KEY_ENTRIES = 1_000  # entries at key names: more is an attack or an accident
+PROBE_MODE = 0o644  # the clock probe: empty, and readable by keystone whoever created it
 
 
 @dataclass(frozen=True)
@@ -287,11 +288,11 @@ class NodeSession:
         with contextlib.suppress(Exception):
             self._transport.close()
 
-    def _create(self, path: str) -> Reply:
-        """Send the OPEN that creates ``path`` exclusively, mode 0600 from its first instant
+    def _create(self, path: str, mode: int = 0o600) -> Reply:
+        """Send the OPEN that creates ``path`` exclusively, ``mode`` from its first instant
         (never through an existing name, a link or a FIFO); return the reply."""
         attributes = SFTPAttributes()
-        attributes.st_mode = 0o600
+        attributes.st_mode = mode
         flags = SFTP_FLAG_WRITE | SFTP_FLAG_CREATE | SFTP_FLAG_EXCL
         return request(self.sftp, CMD_OPEN, path, flags, attributes)
 
@@ -307,7 +308,9 @@ class NodeSession:
         path = self._path(name)
         try:
             sent = clock()
-            reply = self._create(path)
+            # empty and 0644: keystone opens every file in its directory (before it looks at
+            # the name), so a probe it could not open would fail its token operations
+            reply = self._create(path, PROBE_MODE)
             answered = clock()
         except Exception:
             return None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from keysyncd.io.fsutil import atomic_write, describe_os_error, load_json
 from keysyncd.io.trust import check_directory, read_trusted
 
 STATE_VERSION = 1
+REPORT_ID = re.compile(r"[0-9]{8}T[0-9]{12}Z-[a-z-]+-[0-9a-f]{6}")  # as reportstore names them
 
 
 def state_path(state_dir: Path, name: str) -> Path:
@@ -278,6 +280,9 @@ def _unwritten(document: Any) -> tuple[dict[str, Any], ...]:
     for index, report in enumerate(found):
         if not isinstance(report, dict) or not isinstance(report.get("id"), str):
             raise _Damaged(f"'unwritten_reports[{index}]' must be a report (an object with an id)")
+        if not REPORT_ID.fullmatch(report["id"]):
+            # the id becomes a file name in report_dir: nothing else may ever reach it
+            raise _Damaged(f"'unwritten_reports[{index}].id' is no report id: {report['id']!r:.40}")
     return tuple(found)
 
 
