@@ -52,7 +52,7 @@ def init_repository(run: Run, dry_run: bool = False) -> ActionResult:
                 run.repository.name, DRY_RUN, None, node_outcomes(fleet), (message,)
             )
         state = load_state(run.config.state_dir, run.repository.name)
-        clock = check_clock(run, state, fleet)
+        clock = check_clock(run, state, fleet, quorum=False)
         state = initialise(run, repository, state)
         if fleet is not None:
             fleet.reset()

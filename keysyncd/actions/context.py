@@ -146,14 +146,20 @@ class Draft:
     clock: ClockCheck | None = None  # None: no node read (clock.current judges at the commit)
 
 
-def check_clock(run: Run, state: RepositoryState, fleet: Fanout[Any, Any] | None) -> ClockCheck:
+def check_clock(
+    run: Run, state: RepositoryState, fleet: Fanout[Any, Any] | None, quorum: bool = True
+) -> ClockCheck:
     """Return the judgement of the controller's clock now: against the journal's latest
-    time, and the clocks of the nodes ``fleet`` read as it connected (none without one)."""
+    time, and the clocks of the nodes ``fleet`` read as it connected (none without one).
+
+    ``quorum``: a majority of the configured nodes must have been read (``init`` needs none:
+    its nodes have no directory to read a clock in yet, and it has nothing to retire)."""
     skews = list(fleet.skews.values()) if fleet is not None else []
     latest = clock.latest_recorded(state)
     configured = len(run.config.nodes)
-    needed = configured // 2 + 1 if configured else 0  # a majority of every node, not of
-    # those this action reached: sync --node, or a fleet mostly down, proves nothing
+    # a majority of every node, not of those this action reached: sync --node, or a fleet
+    # mostly down, proves nothing
+    needed = configured // 2 + 1 if configured and quorum else 0
     return clock.judge(run.clock(), latest, skews, run.config.clock.max_skew, needed)
 
 

@@ -86,7 +86,8 @@ def converge(run: Run, options: Options, action: Action) -> ActionResult:
     with Connections(run) as fleet:
         if options.init:
             _refuse_if_any_node_holds_a_key(run, fleet)
-        clock = check_clock(run, keys.state, fleet)  # the nodes' clocks were read on connect
+        # the nodes' clocks were read on connect (init: no directory to read one in yet)
+        clock = check_clock(run, keys.state, fleet, quorum=not options.init)
         # forgotten by the journal first, deleted from the store last
         retired = retire(run, keys, clock)
         rotating = options.rotate and clock.trusted  # an untrusted clock rotates nothing
