@@ -173,7 +173,10 @@ def commit(run: Run, state: RepositoryState, draft: Draft, **result: Any) -> Act
     ended = run.clock()
     check = draft.clock or clock.current(state, ended, run.config.clock.max_skew)
     outcome = draft.outcome or outcome_of(node.status for node in draft.nodes.values())
-    messages = draft.messages if check.trusted else (*draft.messages, check.describe())
+    # a clock seen wrong is said on every report; one merely unvouched for (too few nodes
+    # read: sync --node, nodes down) only where it stopped something (a deferral)
+    said = check.suspect or (not check.trusted and outcome == Outcome.DEFERRED)
+    messages = (*draft.messages, check.describe()) if said else draft.messages
     report = Report(
         id=new_report_id(draft.started, draft.action),
         action=draft.action,
@@ -206,7 +209,7 @@ def commit(run: Run, state: RepositoryState, draft: Draft, **result: Any) -> Act
         MappingProxyType(dict(draft.nodes)),
         messages,
         report_error=failure,
-        clock_trusted=check.trusted,
+        clock_trusted=not check.suspect,
         **result,
     )
 

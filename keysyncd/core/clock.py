@@ -59,23 +59,37 @@ class ClockCheck:
         return 0.0 if self.latest is None else max(self.latest - self.now, 0.0)
 
     @property
-    def reason(self) -> str | None:
-        """Return why the clock is not trusted (None: it is)."""
+    def problem(self) -> str | None:
+        """Return what is wrong with the clock itself (None: nothing seen wrong): behind the
+        journal, or too far from the nodes it was compared with."""
         if self.behind > SLACK:
             return (
                 f"the controller's clock ({rfc3339(self.now)}) is {self.behind:.0f}s behind the "
                 f"latest time keysyncd recorded ({rfc3339(self.latest)}): it stepped back"
-            )
-        if self.observed < self.needed:
-            return (
-                f"the clocks of only {self.observed} node(s) could be read, and "
-                f"{self.needed} (a majority of the nodes) must agree with the controller's"
             )
         if self.skew is not None and abs(self.skew) > self.max_skew:
             direction = "ahead of" if self.skew > 0 else "behind"
             return (
                 f"the controller's clock is {abs(self.skew):.0f}s {direction} the median clock "
                 f"of {self.observed} node(s) (clock.max_skew is {self.max_skew:g}s)"
+            )
+        return None
+
+    @property
+    def suspect(self) -> bool:
+        """Return True when the clock was seen wrong (an alarm, not a missing witness)."""
+        return self.problem is not None
+
+    @property
+    def reason(self) -> str | None:
+        """Return why the clock is not trusted to time retirement and rotation (None: it is):
+        a problem, or too few nodes read to vouch for it."""
+        if self.problem is not None:
+            return self.problem
+        if self.observed < self.needed:
+            return (
+                f"the clocks of only {self.observed} node(s) could be read, and "
+                f"{self.needed} (a majority of the nodes) must agree with the controller's"
             )
         return None
 

@@ -78,7 +78,8 @@ repo, uid, marker, seconds = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(s
 before, deadline = set(os.listdir(repo)), time.monotonic() + seconds
 open(marker + ".ready", "w").close()  # watching: the caller may trigger the push now
 while time.monotonic() < deadline:
-    if set(os.listdir(repo)) - before:
+    # a push adds a name; the clock probe (created and removed at every connect) is no push
+    if {n for n in os.listdir(repo) if not n.startswith(".keysyncd-clock-")} - before:
         frozen = []
         for pid in filter(str.isdigit, os.listdir("/proc")):
             try:

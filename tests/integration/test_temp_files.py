@@ -22,6 +22,8 @@ import pytest
 from keysyncd.commands.cli import main
 from keysyncd.core.view import TEMP_PREFIX
 from keysyncd.io import fsutil, sftp
+from keysyncd.io.fsutil import CLOCK_PROBE_PREFIX as CLOCK_PROBE
+from keysyncd.io.sftp import PROBE_MODE
 from keysyncd.testing.config import fleet_config
 from keysyncd.testing.fleet import Fleet
 
@@ -105,9 +107,13 @@ def test_every_temp_file_on_a_node_is_0600_when_it_appears(ready: tuple[Fleet, P
         deadline = time.monotonic() + 5
         while len(seen) < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
-    modes = [mode for _, mode in seen if mode != -1]
+    # the clock probe is created empty and 0644 (keystone opens every file it lists); every
+    # file that may hold key material is 0600 from its first instant
+    modes = [mode for name, mode in seen if mode != -1 and not name.startswith(CLOCK_PROBE)]
+    probes = {mode for name, mode in seen if mode != -1 and name.startswith(CLOCK_PROBE)}
     assert modes, f"no temp file was caught as it appeared: {seen}"
     assert set(modes) == {0o600}, seen
+    assert probes <= {PROBE_MODE}, seen
 
 
 def test_a_planted_temp_name_on_the_controller_is_refused(
