@@ -16,6 +16,7 @@ from typing import Any
 
 from keysyncd.actions.inspect import lint_repository
 from keysyncd.config import Config
+from keysyncd.core.kinds import KINDS
 from keysyncd.errors import ConfigError, KeysyncError, LocalFileError
 from keysyncd.io.children import UNIT_TIMEOUT_STOP_SEC
 from keysyncd.io.configtrust import trust_findings
@@ -50,6 +51,7 @@ def config_findings(config: Config, now: float) -> list[Finding]:
     findings += _id_findings(config)
     findings += _hook_findings(config)
     findings += _hook_stop_findings(config)
+    findings += _migration_findings(config)
     findings += _lint_findings(config, now)
     return sorted(findings, key=lambda finding: finding.severity != ERROR)
 
@@ -163,6 +165,24 @@ def _not_runnable(command: str) -> str | None:
     if shutil.which(command) is not None:
         return None
     return f"command {command!r} is not found in PATH ({os.environ.get('PATH', '')})"
+
+
+def _migration_findings(config: Config) -> list[Finding]:
+    """Return a warning for each repository whose keys retire by migration but that has no
+    after_rotate hook to run it: none of its keys is ever retired until the operator
+    confirms a migration."""
+    return [
+        Finding(
+            WARNING,
+            "migration",
+            f"{repository.name}: kind {repository.kind} without an after_rotate hook: no key "
+            "is ever retired until you run keystone-manage credential_migrate once every node "
+            "holds the new primary, then keysyncd confirm-migration --repo "
+            f"{repository.name} --primary N (or set hooks.after_rotate to the migration)",
+        )
+        for repository in config.repositories
+        if KINDS[repository.kind].retire_by == "migration" and not repository.hooks.after_rotate
+    ]
 
 
 def _lint_findings(config: Config, now: float) -> list[Finding]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 
+from keysyncd.actions.afterrotate import migrate_when_ready
 from keysyncd.actions.context import (
     ActionResult,
     Draft,
@@ -17,10 +18,11 @@ from keysyncd.actions.context import (
     commit,
     node_outcomes,
 )
-from keysyncd.actions.local import load_local, open_repository, recover, retire_due
+from keysyncd.actions.local import load_local, open_repository, policy_of, recover, retire_due
 from keysyncd.actions.preview import preview_sync
 from keysyncd.core import journal
 from keysyncd.core.nodes import checked
+from keysyncd.core.policy import retired_note
 from keysyncd.core.vocabulary import Action
 from keysyncd.io.fleet import push_keyset
 from keysyncd.io.state import load_state
@@ -56,9 +58,14 @@ def sync_repository(
         if fleet is not None:
             push_keyset(fleet, keyset, force)
         nodes = node_outcomes(fleet)
-    messages = (f"retired keys {list(retired)}: no live token can need them",) if retired else ()
+    messages = [retired_note(policy_of(run.repository), retired)] if retired else []
     state = checked(state, nodes, run.node_names, run.clock(), clock)
-    draft = Draft(Action.SYNC, started, nodes, forced=force, messages=messages, clock=clock)
+    # a migration skipped by a rotation runs as soon as every node holds its primary
+    state, migration, pending = migrate_when_ready(run, state)
+    if pending is not None:
+        messages.append(pending)
+    details = {"hooks": [hook.to_json() for hook in migration]} if migration else {}
+    draft = Draft(Action.SYNC, started, nodes, None, force, tuple(messages), details, clock)
     return commit(run, state, draft)
 
 

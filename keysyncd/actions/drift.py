@@ -12,6 +12,7 @@ import random
 from dataclasses import replace
 from typing import Any
 
+from keysyncd.actions.afterrotate import migrate_when_ready
 from keysyncd.actions.context import (
     ActionResult,
     Draft,
@@ -153,15 +154,21 @@ def check_fleet(run: Run, rng: random.Random | None = None) -> ActionResult | No
     nodes, drifted, clock = _check_nodes(run, state, due, open_repository(run.repository).load())
     kinds = [f"drift:{kind}" for changes in drifted.values() for kind, v in changes.items() if v]
     state = checked(journal.counted(state, *kinds), nodes, run.node_names, run.clock(), clock)
+    # the daemon's retry of a pending migration: it runs once every node holds its primary
+    state, migration, pending = migrate_when_ready(run, state)
     jitter = (rng or random.Random()).uniform  # noqa: S311 - jitter, not crypto
     state = schedule_backoff(
         state, nodes, started, run.config.drift.verify_interval, lambda: jitter(0.5, 1.0)
     )
     nodes |= {name: _backing_off(state.nodes[name]) for name in waiting}
     messages = tuple(f"drift on {n}: {describe_changes(c)}" for n, c in drifted.items())
+    if pending is not None and migration:
+        messages += (pending,)
     backoff = {name: state.nodes[name].next_attempt_at for name in waiting}
     action = Action.DRIFT if drifted else Action.VERIFY
-    details = {"backoff": backoff}
+    details: dict[str, Any] = {"backoff": backoff}
+    if migration:
+        details["hooks"] = [hook.to_json() for hook in migration]
     draft = Draft(action, started, nodes, messages=messages, details=details, clock=clock)
     return commit(run, state, draft)
 

@@ -7,14 +7,14 @@ Nothing here writes: no lock, no report, no state. It imports no module that wri
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from keysyncd.config import Config, RepositoryConfig
-from keysyncd.core import clock
+from keysyncd.core import clock, journal
 from keysyncd.core.kinds import KINDS
-from keysyncd.core.policy import Lifecycle, Policy, lint, plan_retirement, simulate
+from keysyncd.core.policy import Lifecycle, Policy, lint, simulate
 from keysyncd.core.schedule import cron_trigger, next_fire_times, rotation_period
 from keysyncd.core.times import rfc3339, rfc3339_of
 from keysyncd.errors import KeysyncError
@@ -29,8 +29,8 @@ def open_repository(config: RepositoryConfig) -> Repository:
 
 
 def policy_of(config: RepositoryConfig) -> Policy:
-    """Return the rotation Policy of a repository's config (as ``actions.local.policy_of``)."""
-    return Policy(config.max_active_keys, config.token_expiration, config.allow_expired_window)
+    """Return the rotation Policy of a repository's config (``RepositoryConfig.policy``)."""
+    return config.policy()
 
 
 def lint_repository(config: RepositoryConfig, now: float) -> list[str]:
@@ -142,7 +142,8 @@ def repository_plan(
     times = [
         t.timestamp() for t in next_fire_times(trigger, datetime.fromtimestamp(now, UTC), count)
     ]
-    retirement = plan_retirement(keyset.indices, history, policy, now)
+    known = replace(state, history=journal.frozen(history))
+    retirement = journal.due_retirement(known, keyset.indices, policy, now)
     kept = [f"key {k.index} kept beyond max_active_keys: {k.reason}" for k in retirement.keep]
     return RepositoryPlan(
         name=repository.name,

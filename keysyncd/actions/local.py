@@ -17,7 +17,7 @@ from keysyncd.core.clock import ClockCheck
 from keysyncd.core.journal import PendingRotation, RepositoryState
 from keysyncd.core.keyring import KeySet, digest_of
 from keysyncd.core.kinds import KINDS
-from keysyncd.core.policy import Policy, RotationPlan, plan_retirement
+from keysyncd.core.policy import Policy, RotationPlan
 from keysyncd.core.recovery import Recovery, plan_recovery, recovered
 from keysyncd.errors import KeysyncError, RepositoryError
 from keysyncd.io.ids import local_owner
@@ -33,8 +33,8 @@ def open_repository(config: RepositoryConfig) -> Repository:
 
 
 def policy_of(config: RepositoryConfig) -> Policy:
-    """Return the rotation Policy of a repository's config."""
-    return Policy(config.max_active_keys, config.token_expiration, config.allow_expired_window)
+    """Return the rotation Policy of a repository's config (``RepositoryConfig.policy``)."""
+    return config.policy()
 
 
 @dataclass(frozen=True)
@@ -145,7 +145,7 @@ def retire_due(
 ) -> tuple[KeySet, RepositoryState, tuple[int, ...]]:
     """Retire keys kept earlier that are now safe to delete (safety rule 2), if ``clock`` is
     trusted; return the new set, journal and the retired indices."""
-    due = plan_retirement(keyset.indices, state.history, policy_of(run.repository), run.clock())
+    due = journal.due_retirement(state, keyset.indices, policy_of(run.repository), run.clock())
     if not due.retire or not clock.trusted:
         return keyset, state, ()
     repository.retire(due.retire)

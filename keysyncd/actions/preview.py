@@ -13,7 +13,7 @@ from keysyncd.actions.local import Local, policy_of
 from keysyncd.core import journal
 from keysyncd.core.keyring import KeySet
 from keysyncd.core.nodeplan import diff
-from keysyncd.core.policy import RotationPlan, plan_retirement, plan_rotation
+from keysyncd.core.policy import RotationPlan, plan_rotation, retired_note
 from keysyncd.core.vocabulary import NodeStatus
 from keysyncd.errors import RepositoryError
 from keysyncd.io.fleet import FleetAction
@@ -35,7 +35,10 @@ def preview_rotation(run: Run, local: Local, force: bool) -> ActionResult:
     if local.temp_files:
         messages.append(f"would remove {len(local.temp_files)} leftover temp file(s)")
     if state.hook_block is not None:
-        messages.append("would retry the after_rotate hook first; " + state.hook_block.describe())
+        messages.append(
+            "would first run the pending after_rotate migration (once every node holds the "
+            "current keys) and rotate only if it succeeds; " + state.hook_block.describe()
+        )
     plan = plan_rotation(keyset.indices, state.history, policy_of(run.repository), run.clock())
     if plan.keep:
         messages.append(plan.kept_note())
@@ -91,13 +94,10 @@ def preview_sync(run: Run, local: Local, node: str | None, force: bool) -> Actio
     keyset, state, problems = after_recovery(local), local.state, local.problems()
     if problems:
         raise RepositoryError("invalid repository: " + "; ".join(problems))
-    due = plan_retirement(keyset.indices, state.history, policy_of(run.repository), run.clock())
+    policy = policy_of(run.repository)
+    due = journal.due_retirement(state, keyset.indices, policy, run.clock())
     expected = {i: d for i, d in keyset.digests().items() if i not in due.retire}
-    messages = (
-        (f"would retire keys {list(due.retire)}: no live token can need them",)
-        if (due.retire)
-        else ()
-    )
+    messages = (retired_note(policy, due.retire, would=True),) if due.retire else ()
     with run.fleet(node, observe_clock=False) as fleet:
         preview: dict[str, dict[str, Any]] = {}
         if fleet is not None:

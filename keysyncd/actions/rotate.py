@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from keysyncd.actions.afterrotate import run_after_rotate
+from keysyncd.actions.afterrotate import hook_document, migrate_when_ready
 from keysyncd.actions.context import (
     ActionResult,
     Draft,
@@ -78,17 +78,22 @@ def rotate_repository(run: Run, dry_run: bool = False, force: bool = False) -> A
         return preview_rotation(run, local, force)
     keyset, state = recover(run, local).valid()
     state, _ = journal.reconcile(state, keyset.digests(), started)
-    state, blocked = _retry_blocking_hook(run, state)
-    if blocked:
-        return commit(
-            run, state, Draft(Action.ROTATE, started, outcome=Outcome.DEFERRED, messages=(blocked,))
-        )
-    plan = plan_rotation(keyset.indices, state.history, policy_of(run.repository), started)
     with run.fleet() as fleet:
         if fleet is not None:
             push_keyset(fleet, keyset)  # rule 1: every node holds the staged key first
         clock = check_clock(run, state, fleet)
-        rotation = _Rotation(local, keyset, state, plan, started, force, clock)
+        # a pending migration runs first, once every node holds the primary it migrates to;
+        # while it is pending nothing rotates (its keys may still be needed)
+        state = checked(state, node_outcomes(fleet), run.node_names, run.clock(), clock)
+        state, migration, pending = migrate_when_ready(run, state)
+        if pending is not None:
+            details = {"hooks": _runs(migration)}
+            nodes = node_outcomes(fleet)
+            draft = Draft(Action.ROTATE, started, nodes, Outcome.DEFERRED, False, (pending,))
+            return _give_up(run, state, replace(draft, details=details, clock=clock), None)
+        # the plan is made once, after the migration it may depend on (credential keys)
+        plan = plan_rotation(keyset.indices, state.history, policy_of(run.repository), started)
+        rotation = _Rotation(local, keyset, state, plan, started, force, clock, hooks=migration)
         decision = gate(node_outcomes(fleet), force, run.cancelled, clock)
         if not decision.promote:
             return _defer(run, rotation, fleet, decision)
@@ -143,7 +148,7 @@ def _promote(run: Run, rotation: _Rotation, fleet: FleetAction | None, gated: Ga
             f"FORCED: rotated although these nodes were not verified: {unverified}"
         )
     hooks = run.repository.hooks
-    document = _document(run, rotation.plan, rotation.state)
+    document = hook_document(run, rotation.state, plan_json(rotation.plan))
     rotation.hooks += run_hooks(
         "before_rotate", hooks.before_rotate, document, hooks.timeout, run.cancel
     )
@@ -164,17 +169,16 @@ def _promote(run: Run, rotation: _Rotation, fleet: FleetAction | None, gated: Ga
 
 
 def _after(run: Run, rotation: _Rotation, nodes: Mapping[str, NodeOutcome]) -> ActionResult:
-    """Run after_rotate once every node verified (until it succeeds, the next rotation is
-    blocked), decide the outcome once, then commit; on_failure runs for anything not ok."""
-    if all(node.status in GOOD for node in nodes.values()):
-        document = _document(run, rotation.plan, rotation.state)
-        rotation.state, after = run_after_rotate(run, rotation.state, document)
-        rotation.hooks += after
-        if after and not after[-1].ok:
-            rotation.messages.append(
-                after[-1].describe() + "; the next rotation is blocked until it succeeds"
-            )
-    elif rotation.state.hook_block is not None:
+    """Run the rotation's after_rotate migration once every node verified it (until it
+    succeeds, the next rotation and every retirement wait), decide the outcome once, then
+    commit; on_failure runs for anything not ok."""
+    rotation.state, after, pending = migrate_when_ready(run, rotation.state)
+    rotation.hooks += after
+    if pending is not None and after:
+        rotation.messages.append(
+            after[-1].describe() + "; the next rotation is blocked until it succeeds"
+        )
+    elif pending is not None:
         rotation.messages.append(
             "after_rotate did not run: not every node verified the new keys; the next "
             "rotation is blocked until it has run and succeeded"
@@ -189,20 +193,14 @@ def _after(run: Run, rotation: _Rotation, nodes: Mapping[str, NodeOutcome]) -> A
     return result
 
 
-def _give_up(run: Run, state: RepositoryState, draft: Draft, plan: RotationPlan) -> ActionResult:
+def _give_up(
+    run: Run, state: RepositoryState, draft: Draft, plan: RotationPlan | None
+) -> ActionResult:
     """Commit the report of a rotation that did not happen, run on_failure, return it."""
     result = commit(run, state, draft, rotation=plan)
     assert result.report is not None  # noqa: S101 - commit always writes one
     _on_failure(run, result.report)
     return result
-
-
-def _retry_blocking_hook(run: Run, state: RepositoryState) -> tuple[RepositoryState, str | None]:
-    """Re-run a failed after_rotate hook; return the state and why rotation stays blocked."""
-    if state.hook_block is None:
-        return state, None
-    state, _ = run_after_rotate(run, state, _document(run, None, state))
-    return state, None if state.hook_block is None else state.hook_block.describe()
 
 
 def _on_failure(run: Run, report: Report) -> None:
@@ -211,17 +209,6 @@ def _on_failure(run: Run, report: Report) -> None:
     for hook in run_hooks("on_failure", hooks.on_failure, document, hooks.timeout, run.cancel):
         if not hook.ok:
             log.warning("%s: %s", run.repository.name, hook.describe())
-
-
-def _document(run: Run, plan: RotationPlan | None, state: RepositoryState) -> bytes:
-    return json.dumps(
-        {
-            "repository": run.repository.name,
-            "generation": state.generation,
-            "plan": plan_json(plan) if plan else None,
-            "digests": {str(i): d for i, d in sorted(state.digests.items())},
-        }
-    ).encode()
 
 
 def plan_json(plan: RotationPlan) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from typing import Any
 
-from keysyncd.actions import operations
+from keysyncd.actions import migration, operations
 from keysyncd.actions.context import ActionResult, Run
 from keysyncd.actions.jobs import RepositoryRun, Step, each_repository
 from keysyncd.actions.rotate import plan_json
@@ -202,4 +202,15 @@ def cmd_verify(args: argparse.Namespace, config: Config, out: Output) -> int:
         "verify",
         lambda run: [operations.verify(run, args.node)],
         lambda name, result: render.action(name, "verify", result),
+    )
+
+
+def cmd_confirm_migration(args: argparse.Namespace, config: Config, out: Output) -> int:
+    return run_each(
+        args,
+        config,
+        out,
+        "confirm-migration",
+        lambda run: [migration.confirm_migration(run, args.primary)],
+        lambda name, result: render.action(name, "confirm-migration", result),
     )

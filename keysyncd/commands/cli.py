@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rotate": ("acting", "cmd_rotate"),
     "sync": ("acting", "cmd_sync"),
     "verify": ("acting", "cmd_verify"),
+    "confirm-migration": ("acting", "cmd_confirm_migration"),
     "status": ("views", "cmd_status"),
     "plan": ("views", "cmd_plan"),
     "report": ("reports", "cmd_report"),
@@ -41,7 +42,7 @@ NO_CONFIG: dict[str, tuple[str, str]] = {
     "completion": ("docs", "cmd_completion"),
     "manpage": ("docs", "cmd_manpage"),
 }
-CONTACT_NODES = {"init", "adopt", "rotate", "sync", "verify", "run"}
+CONTACT_NODES = {"init", "adopt", "rotate", "sync", "verify", "confirm-migration", "run"}
 NO_RESULT = {"run", "completion", "manpage"}  # --json has nothing to print for these
 
 if TYPE_CHECKING:

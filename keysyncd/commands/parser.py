@@ -254,6 +254,27 @@ def _rotate_sync_verify(commands: Any) -> None:
         wait=VERIFY_WAIT,
     )
     verify.add_argument("--node", metavar="NAME", help="only this node (default: all)")
+    confirm = _command(
+        commands,
+        "confirm-migration",
+        "record that every credential was migrated to a key (kind credential)",
+        "Credential keys are retired only after a migration (keystone-manage "
+        "credential_migrate) that started once every node held the new primary. An "
+        "after_rotate hook records that by itself; without one (or after migrating by hand "
+        "while the hook fails), run the migration, then this command: it reads every node, "
+        "refuses unless every node holds the current keys, and records the migration to "
+        "PRIMARY. Keys below it are retired at the next sync or rotation.",
+        repo=False,
+        wait=0.0,
+    )
+    confirm.add_argument("--repo", metavar="NAME", required=True, help="the repository")
+    confirm.add_argument(
+        "--primary",
+        type=int,
+        required=True,
+        metavar="N",
+        help="the key the migration encrypted every credential with (status shows the primary)",
+    )
 
 
 def _views(commands: Any) -> None:

@@ -114,6 +114,15 @@ def _kind_fields(reader: check.Reader, data: dict[str, Any], path: str, kind: An
             "does not apply to kind jws: each node has one key pair, and an old public key "
             "is retired once token_expiration + allow_expired_window passed",
         )
+    fixed = KINDS[kind].fixed_max_active_keys if kind in KINDS else None
+    size = data.get("max_active_keys")
+    if fixed is not None and size is not None and size != fixed:
+        # keystone keeps exactly this many (credential_rotate): fewer would let a key go
+        # that unmigrated credentials need, more than keystone would never be trimmed
+        reader.fail(
+            f"{path}.max_active_keys",
+            f"must be {fixed} for kind {kind} (keystone always keeps {fixed}); remove it",
+        )
     hooks = data.get("hooks")
     if kind == "jws" and isinstance(hooks, dict) and any(hooks.get(e) for e in _EVENTS):
         # a hook that looks configured but never runs is worse than none: no before_rotate

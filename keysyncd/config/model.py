@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from keysyncd.core.kinds import KINDS
+from keysyncd.core.policy import Policy
 from keysyncd.errors import UsageError
 
 DEFAULT_PATH = "/etc/keysyncd/config.yaml"
@@ -38,6 +40,13 @@ class RepositoryConfig:
     algorithm: str = "ES256"  # kind jws: keystone's [jwt_tokens] jws_algorithm
     private_path: Path | None = None  # kind jws: keystone's jws_private_key_repository
     public_path: Path | None = None  # kind jws: keystone's jws_public_key_repository
+
+    def policy(self) -> Policy:
+        """Return this repository's rotation Policy (what retires a key is its kind's)."""
+        retire_by = KINDS[self.kind].retire_by if self.kind in KINDS else "time"
+        return Policy(
+            self.max_active_keys, self.token_expiration, self.allow_expired_window, retire_by
+        )
 
     def jws_directories(self, base: Path | None = None) -> tuple[Path, Path]:
         """Return (private, public) directories of a ``jws`` repository on a node whose base

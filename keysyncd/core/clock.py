@@ -151,6 +151,7 @@ def latest_recorded(state: RepositoryState) -> float | None:
         times.append(state.pending.started_at)
     for entry in state.history.values():
         times += [entry.created_at, entry.promoted_at, entry.demoted_at, entry.confirmed_at]
+        times.append(entry.migrated_at)
     for record in state.nodes.values():
         times += [record.checked_at, record.last_verified_at]
     times += list(state.last_success.values())

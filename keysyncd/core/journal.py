@@ -15,8 +15,16 @@ from types import MappingProxyType
 from typing import Any
 
 from keysyncd.core.jws import JwsState
-from keysyncd.core.policy import KeyHistory, RotationPlan, rotated_history
-from keysyncd.core.vocabulary import Outcome
+from keysyncd.core.policy import (
+    KeptKey,
+    KeyHistory,
+    Policy,
+    RetirementPlan,
+    RotationPlan,
+    plan_retirement,
+    rotated_history,
+)
+from keysyncd.core.vocabulary import GOOD, Outcome
 
 DURATION_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
@@ -246,6 +254,46 @@ def migration_pending(
 def unblock_rotation(state: RepositoryState) -> RepositoryState:
     """Return ``state`` with the hook block cleared (the hook succeeded)."""
     return replace(state, hook_block=None)
+
+
+def primary_index(state: RepositoryState) -> int | None:
+    """Return the index of the current primary (None: the repository has none)."""
+    return max((index for index in state.digests if index > 0), default=None)
+
+
+def every_node_holds(state: RepositoryState, node_names: Collection[str]) -> bool:
+    """Return True if every configured node was last verified holding the current
+    generation (a controller without nodes: True)."""
+    for name in node_names:
+        record = state.nodes.get(name)
+        if record is None or record.status not in GOOD or record.generation != state.generation:
+            return False
+    return True
+
+
+def migrated(state: RepositoryState, index: int, now: float) -> RepositoryState:
+    """Return ``state`` recording that a migration to key ``index`` as primary succeeded at
+    ``now`` (every credential is encrypted with it or a newer key), and, when ``index`` is
+    the current primary, with the pending migration cleared."""
+    history = dict(state.history)
+    history[index] = replace(history.get(index, KeyHistory()), migrated_at=now)
+    state = replace(state, history=frozen(history))
+    return unblock_rotation(state) if index == primary_index(state) else state
+
+
+PENDING_MIGRATION = "an after_rotate migration is pending: no key is retired until it succeeds"
+
+
+def due_retirement(
+    state: RepositoryState, indices: Collection[int], policy: Policy, now: float
+) -> RetirementPlan:
+    """Return which keys beyond max_active_keys may be retired now: none while an after_rotate
+    migration is pending (credentials may still need every key), else ``plan_retirement``."""
+    plan = plan_retirement(indices, state.history, policy, now)
+    if state.hook_block is None or not plan.retire:
+        return plan
+    kept = tuple(KeptKey(index, None, PENDING_MIGRATION) for index in plan.retire)
+    return RetirementPlan((), tuple(sorted((*plan.keep, *kept), key=lambda k: k.index)))
 
 
 def counted(state: RepositoryState, *names: str) -> RepositoryState:

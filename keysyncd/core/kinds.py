@@ -27,11 +27,16 @@ def _fernet_key_problem(content: bytes) -> str | None:
 
 @dataclass(frozen=True)
 class KeyKind:
-    """A kind of key repository: its default size and its key format."""
+    """A kind of key repository: its default size, its key format, and what retires a key
+    ("time": no token it protected can still be valid; "migration": no credential is still
+    encrypted with it). ``fixed_max_active_keys``: the only size keystone itself works with
+    (None: any size from 2)."""
 
     name: str
     default_max_active_keys: int
     description: str
+    retire_by: str = "time"
+    fixed_max_active_keys: int | None = None
 
     def generate(self) -> bytes:
         """Return fresh key material for this kind (Fernet keys for every kind so far)."""
@@ -44,7 +49,11 @@ class KeyKind:
 
 KINDS: dict[str, KeyKind] = {
     "fernet": KeyKind("fernet", 3, "keystone Fernet token keys"),
-    "credential": KeyKind("credential", 3, "keystone credential encryption keys"),
+    # keystone's credential provider always keeps 3 keys (credential/providers/fernet/core.py
+    # MAX_ACTIVE_KEYS); its keys encrypt credentials, so only a migration retires them
+    "credential": KeyKind(
+        "credential", 3, "keystone credential encryption keys", "migration", fixed_max_active_keys=3
+    ),
     # JWS key pairs: one per node (keysyncd.core.jws); max_active_keys does not apply
     "jws": KeyKind("jws", 2, "keystone JWS token signing key pairs"),
 }

@@ -7,7 +7,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
 
 from keysyncd.core.clock import ClockCheck
-from keysyncd.core.journal import NodeRecord, RepositoryState, frozen
+from keysyncd.core.journal import NodeRecord, RepositoryState, every_node_holds, frozen
 from keysyncd.core.policy import confirm_demotions
 from keysyncd.core.report import NodeOutcome
 from keysyncd.core.vocabulary import GOOD, RETRIED_WITH_BACKOFF
@@ -41,10 +41,8 @@ def confirm_if_all_verified(
 
     Retirement is timed from that confirmation (see keysyncd.core.policy).
     """
-    for name in node_names:
-        record = state.nodes.get(name)
-        if record is None or record.status not in GOOD or record.generation != state.generation:
-            return state
+    if not every_node_holds(state, node_names):
+        return state
     return replace(state, history=frozen(confirm_demotions(state.history, now)))
 
 

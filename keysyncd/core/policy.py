@@ -11,6 +11,12 @@ encrypts with it. So the retention clock starts at ``confirmed_at``, when every 
 was first verified holding a state in which the key is no longer primary; for a
 controller without nodes that is the moment of the demotion itself:
 ``now >= confirmed_at + token_expiration + allow_expired_window``.
+
+Credential keys protect no token: they encrypt credentials in keystone's database until
+``keystone-manage credential_migrate`` re-encrypts every credential with the primary. So a
+credential key is retired by migration, never by time: only once a migration to a newer
+primary (one that started after every node held that primary) has succeeded
+(``KeyHistory.migrated_at``, ``Policy.retire_by``).
 """
 
 from __future__ import annotations
@@ -30,6 +36,9 @@ class KeyHistory:
     promoted_at: float | None = None
     demoted_at: float | None = None
     confirmed_at: float | None = None  # every node verified past its demotion (module doc)
+    # a migration to this key as primary (after_rotate, or confirmed by the operator) that
+    # started once every node held it succeeded: no credential needs an older key since
+    migrated_at: float | None = None
 
 
 History = Mapping[int, KeyHistory]
@@ -42,6 +51,7 @@ class Policy:
     max_active_keys: int
     token_expiration: int
     allow_expired_window: int
+    retire_by: str = "time"  # "time" (tokens) or "migration" (credentials; module doc)
 
     @property
     def retention(self) -> int:
@@ -98,6 +108,28 @@ def retirement_safe_at(history: KeyHistory | None, policy: Policy) -> float | No
     return history.confirmed_at + policy.retention
 
 
+MIGRATION_PENDING = (
+    "credentials may still be encrypted with it: no migration to a newer primary has "
+    "succeeded yet (after_rotate, or keysyncd confirm-migration)"
+)
+
+
+def migrated_past(index: int, history: History) -> bool:
+    """Return True if a migration to a key newer than ``index`` has succeeded: no credential
+    can still be encrypted with ``index`` (module doc)."""
+    return any(entry.migrated_at is not None for newer, entry in history.items() if newer > index)
+
+
+def retired_note(policy: Policy, retired: Collection[int], would: bool = False) -> str:
+    """Return why ``retired`` keys go, in the words of the policy's rule."""
+    why = (
+        "every credential was migrated to a newer primary"
+        if policy.retire_by == "migration"
+        else "no live token can need them"
+    )
+    return f"{'would retire' if would else 'retired'} keys {sorted(retired)}: {why}"
+
+
 def confirm_demotions(history: History, now: float) -> dict[int, KeyHistory]:
     """Return ``history`` with every demoted, unconfirmed key confirmed at ``now``.
 
@@ -118,13 +150,20 @@ def plan_retirement(
     """Return which secondaries beyond max_active_keys may be deleted at ``now``.
 
     Candidates are taken lowest first, exactly as keystone does; each one that is not
-    yet safe is kept with the reason.
+    yet safe is kept with the reason. A policy that retires by migration never looks at
+    the time.
     """
     secondaries = sorted(index for index in indices if index > 0)
     excess = len(secondaries) - (policy.max_active_keys - 1)
     retire: list[int] = []
     keep: list[KeptKey] = []
     for index in secondaries[: max(excess, 0)]:
+        if policy.retire_by == "migration":
+            if migrated_past(index, history):
+                retire.append(index)
+            else:
+                keep.append(KeptKey(index, None, MIGRATION_PENDING))
+            continue
         safe_at = retirement_safe_at(history.get(index), policy)
         if safe_at is not None and now >= safe_at:
             retire.append(index)
@@ -189,7 +228,13 @@ def minimum_active_keys(policy: Policy, rotation_period: float) -> int:
 
 
 def lint(policy: Policy, rotation_period: float) -> list[str]:
-    """Return warnings about ``policy`` at this rotation period (empty when it is sound)."""
+    """Return warnings about ``policy`` at this rotation period (empty when it is sound).
+
+    keystone's sizing rule is about token lifetimes: keys that retire by migration
+    (credentials) protect no token, and their size is fixed.
+    """
+    if policy.retire_by != "time":
+        return []
     needed = minimum_active_keys(policy, rotation_period)
     if policy.max_active_keys >= needed:
         return []
@@ -222,6 +267,8 @@ def simulate(
 
     The simulation uses the same planner as a real rotation, so ``plan`` shows what
     keysyncd will do. Keys created during the simulation are numbered as they will be.
+    It assumes a healthy fleet: every push verifies every node and every migration
+    (after_rotate) succeeds right after its rotation.
     """
     current = set(indices)
     state = dict(history)
@@ -237,6 +284,8 @@ def simulate(
         plan = plan_rotation(current, state, policy, now)
         # assume each push verifies every node, as a healthy fleet does
         state = confirm_demotions(rotated_history(state, plan.demoted, plan.new_primary, now), now)
+        if policy.retire_by == "migration":
+            state[plan.new_primary] = replace(state[plan.new_primary], migrated_at=now)
         events[plan.new_primary] = {**events.pop(0), "primary": now}
         if plan.demoted is not None:
             events.setdefault(plan.demoted, {})["secondary"] = now

@@ -20,6 +20,7 @@ class Action(StrEnum):
     SYNC = "sync"
     VERIFY = "verify"
     DRIFT = "drift"  # a change keysyncd did not make, found locally or on a node
+    MIGRATE = "migrate"  # the operator confirmed a credential migration (confirm-migration)
 
 
 class Trigger(StrEnum):

@@ -160,6 +160,7 @@ def _history(document: Any) -> dict[int, KeyHistory]:
             promoted_at=_number(entry, "promoted_at", where),
             demoted_at=_number(entry, "demoted_at", where),
             confirmed_at=_number(entry, "confirmed_at", where),
+            migrated_at=_number(entry, "migrated_at", where),
         )
     return history
 

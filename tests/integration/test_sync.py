@@ -18,7 +18,7 @@ import pytest
 from keysyncd.commands.cli import main
 from keysyncd.testing.config import fleet_config
 from keysyncd.testing.fleet import Fleet, can_mount
-from tests.keystone_compat import multifernet
+from tests.keystone_compat import load_keys, multifernet
 
 
 def files_of(directory: Path) -> dict[str, bytes]:
@@ -146,7 +146,10 @@ def test_unwritable_node_is_reported_and_keeps_its_keys(
         assert last["nodes"]["node4"]["status"] == "failed"
         visible = {n: c for n, c in files_of(victim.directory).items() if n.isdigit()}
         assert visible == {n: c for n, c in before.items() if n.isdigit()}
-        assert len(multifernet(str(victim.directory))._fernets) == 2
+        # keystone there still loads its two keys, and builds its MultiFernet from them
+        # (cryptography 51's MultiFernet no longer exposes its keys: count what keystone loads)
+        assert len(load_keys(str(victim.directory))) == 2
+        multifernet(str(victim.directory))
     assert run(config, "sync") == 0
     assert files_of(victim.directory) == files_of(config.parent / "keys")
 

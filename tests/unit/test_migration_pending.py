@@ -13,10 +13,10 @@ from keysyncd.io.state import load_state
 
 CRASH = """
 import os, sys
-import keysyncd.actions.rotate as rotate
+import keysyncd.actions.afterrotate as afterrotate
 def killed(*args, **kwargs):
     os._exit(137)  # as kill -9 right before the block is journaled
-rotate.run_after_rotate = killed
+afterrotate.run_after_rotate = killed
 from keysyncd.commands.cli import main
 sys.exit(main(["-c", sys.argv[1], "rotate"]))
 """

@@ -1,0 +1,78 @@
+"""confirm-migration: the operator's word that every credential was re-encrypted with a key
+(``keystone-manage credential_migrate`` run by hand, or by a tool keysyncd does not run).
+
+Credential keys retire by migration, never by time (``keysyncd.core.policy``). A credential
+repository without an ``after_rotate`` hook therefore never retires a key until the
+operator confirms a migration here; with a hook that keeps failing, this is also how an
+operator who migrated by hand clears the block. load (keys, journal) -> read every node ->
+decide (every node must hold the current keys, as the migration needed) -> commit.
+"""
+
+from __future__ import annotations
+
+from keysyncd.actions.context import (
+    ActionResult,
+    Draft,
+    Run,
+    check_clock,
+    commit,
+    node_outcomes,
+)
+from keysyncd.actions.local import open_repository
+from keysyncd.core import journal
+from keysyncd.core.kinds import KINDS
+from keysyncd.core.nodes import checked
+from keysyncd.core.vocabulary import Action
+from keysyncd.errors import KeysyncError, UsageError
+from keysyncd.io.state import load_state
+
+
+def confirm_migration(run: Run, primary: int) -> ActionResult:
+    """Record that every credential was migrated to key ``primary`` (keys below it may then
+    be retired by the next sync or rotation) and clear a pending migration of that key.
+
+    Raise UsageError if the repository's keys do not retire by migration or ``primary`` is
+    not one of its keys above 0; KeysyncError if the local keys changed outside keysyncd
+    or not every node is verified holding the current keys now (a migration counts only
+    once every node holds its primary: a node without it encrypts with an older key).
+    """
+    repository = run.repository
+    if KINDS[repository.kind].retire_by != "migration":
+        raise UsageError(
+            f"{repository.name}: confirm-migration applies to kind credential only (this is "
+            f"kind {repository.kind}, whose keys retire by time)"
+        )
+    started = run.clock()
+    state = load_state(run.config.state_dir, repository.name)
+    keyset = open_repository(repository).load()
+    if keyset.digests() != dict(state.digests):
+        raise KeysyncError(
+            f"{repository.name}: the local keys changed outside keysyncd; run keysyncd sync "
+            "first, then migrate and confirm again"
+        )
+    keys = sorted(index for index in state.digests if index > 0)
+    if primary not in keys:
+        raise UsageError(
+            f"{repository.name}: --primary {primary} is not a key of this repository above 0 "
+            f"(its keys: {keys}); give the primary the migration encrypted with"
+        )
+    with run.fleet() as fleet:
+        clock = check_clock(run, state, fleet)
+        if fleet is not None:
+            fleet.inspect(keyset.digests())
+        nodes = node_outcomes(fleet)
+    state = checked(state, nodes, run.node_names, run.clock(), clock)
+    if not journal.every_node_holds(state, run.node_names):
+        missing = [n for n in run.node_names if not journal.every_node_holds(state, [n])]
+        raise KeysyncError(
+            f"{repository.name}: not confirmed: {', '.join(missing)} not verified holding the "
+            "current keys; run keysyncd sync, then credential_migrate, then confirm again"
+        )
+    state = journal.migrated(state, primary, run.clock())
+    message = (
+        f"migration to key {primary} confirmed by the operator: keys below it are retired "
+        "at the next sync or rotation"
+    )
+    return commit(
+        run, state, Draft(Action.MIGRATE, started, nodes, messages=(message,), clock=clock)
+    )
