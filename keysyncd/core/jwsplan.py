@@ -13,8 +13,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from keysyncd.core.access import (
+    EXECUTE,
+    READ,
+    PathInfo,
+    User,
+    access_problem,
+    directory_problem,
+)
 from keysyncd.core.text import bounded
-from keysyncd.core.view import DIRECTORY_MODE, FILE_MODE, Entry, EntryType, show_name
+from keysyncd.core.view import FILE_MODE, Entry, EntryType, show_name
 
 MAX_LISTED = 20  # odd entries named per node in a report; the rest are counted
 
@@ -28,6 +36,8 @@ class JwsView:
     private_mode: int | None
     private_key: Entry | None  # private.pem (lstat; its digest when it was read)
     temp_files: tuple[str, ...] = ()  # keysyncd's temp files in the private directory
+    public_info: PathInfo | None = None  # the directories' path and owner, when reported
+    private_info: PathInfo | None = None
 
     def summary(self) -> dict[str, str]:
         """Return the digests seen, as reports show them: ``public/NAME`` and ``private.pem``."""
@@ -88,19 +98,19 @@ class JwsNodePlan:
         }
 
 
-def diff_jws(expected: JwsExpected, view: JwsView, uid: int | None = None) -> JwsNodePlan:
-    """Return the plan turning ``view`` into ``expected``."""
+def diff_jws(
+    expected: JwsExpected, view: JwsView, uid: int | None = None, user: User | None = None
+) -> JwsNodePlan:
+    """Return the plan turning ``view`` into ``expected``; ``user`` (the configured owner)
+    must be able to reach private.pem and list and read the public keys."""
     reasons: dict[str, Any] = {}
     make = tuple(
         name
         for name, mode in (("private", view.private_mode), ("public", view.public_mode))
         if mode is None
     )
-    fix_modes = tuple(
-        name
-        for name, mode in (("private", view.private_mode), ("public", view.public_mode))
-        if mode is not None and mode != DIRECTORY_MODE
-    )
+    problems = _directory_problems(view, user)
+    fix_modes = tuple(name for name, _ in problems)
     by_name = {entry.name: entry for entry in view.public}
     add = tuple(sorted(name for name in expected.public if name not in by_name))
     replace, delete, invalid, odd, retired = [], [], [], [], []
@@ -137,8 +147,11 @@ def diff_jws(expected: JwsExpected, view: JwsView, uid: int | None = None) -> Jw
         reasons["private"] = private
     if make or fix_modes:
         reasons["directories"] = [f"{name}: missing" for name in make] + [
-            f"{name}: mode" for name in fix_modes
+            f"{name}: {problem}" for name, problem in problems
         ]
+    unreadable = _unreadable(view, user)
+    if unreadable is not None and not fix_modes:
+        reasons["access"] = unreadable
     return JwsNodePlan(
         make,
         add,
@@ -150,6 +163,39 @@ def diff_jws(expected: JwsExpected, view: JwsView, uid: int | None = None) -> Jw
         private,
         reasons,
     )
+
+
+def _directory_problems(view: JwsView, user: User | None) -> list[tuple[str, str]]:
+    """Return (directory, why) for each existing directory keysyncd must set to 0700 and
+    the configured owner: an unsafe mode (``"mode"``), or the owner cannot use it
+    (keystone lists the public directory, and only enters the private one)."""
+    problems = []
+    for name, mode, info, wanted in (
+        ("private", view.private_mode, view.private_info, EXECUTE),
+        ("public", view.public_mode, view.public_info, READ | EXECUTE),
+    ):
+        if mode is None:
+            continue
+        # attributes not reported (an old listing): the mode alone
+        found = directory_problem(info or PathInfo(name, mode), user if info else None, wanted)
+        if found is not None:
+            problems.append((name, found))
+    return problems
+
+
+def _unreadable(view: JwsView, user: User | None) -> str | None:
+    """Return why ``user`` cannot read a key file keystone opens there, or None."""
+    if view.public_info is None or view.private_info is None:
+        return None
+    keys = [
+        PathInfo(f"{view.public_info.path}/{e.name}", e.mode, e.uid, e.gid)
+        for e in view.public
+        if e.type is EntryType.FILE
+    ]
+    if view.private_key is not None and view.private_key.type is EntryType.FILE:
+        key = view.private_key
+        keys.append(PathInfo(f"{view.private_info.path}/{key.name}", key.mode, key.uid, key.gid))
+    return access_problem(user, (), keys)
 
 
 def _public_problem(entry: Entry, wanted: str | None, uid: int | None) -> str | None:
@@ -193,4 +239,6 @@ def describe_jws(changes: Mapping[str, Any]) -> str:
     if changes.get("unlisted"):
         parts.append(f"and {changes['unlisted']} more entries")
     parts += [f"directory {item}" for item in changes.get("directories") or ()]
+    if changes.get("access"):
+        parts.append(str(changes["access"]))
     return ", ".join(parts)

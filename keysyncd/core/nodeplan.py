@@ -6,7 +6,8 @@ would load there is exactly an expected key, as a canonical regular file with mo
 two fleet-wide phases (safety rule 3): phase 1 adds the keys keystone lacks there, highest
 (the new primary) first; phase 2 replaces what is wrong, ``0`` last, then removes what must
 go. A wrong file is replaced by rename, never chmod-ed or chown-ed: a symlink at a key name
-must never lead a change to a file outside the repository.
+must never lead a change to a file outside the repository. With an owner configured, that
+owner must also be able to list the directory and read every key (keysyncd.core.access).
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from keysyncd.core.access import EXECUTE, READ, PathInfo, User, access_problem, directory_problem
 from keysyncd.core.view import (
     CHANGED_WHILE_READ,
-    DIRECTORY_MODE,
     FILE_MODE,
     Entry,
     EntryType,
@@ -32,11 +33,13 @@ MAX_LISTED = 20  # odd entries named per node in a report; the rest are counted
 
 @dataclass(frozen=True)
 class NodeView:
-    """What a node holds: its directory's mode, every entry at a key name, our temp files."""
+    """What a node holds: its directory's mode, every entry at a key name, our temp files,
+    and the directory's attributes (path, owner) when the node reported them."""
 
     directory_mode: int
     entries: tuple[Entry, ...]
     temp_files: tuple[str, ...] = ()
+    directory: PathInfo | None = None
 
     @property
     def keystone(self) -> KeystoneView:
@@ -65,6 +68,12 @@ class Ownership:
 
     uid: int | None = None
     gid: int | None = None
+    name: str | None = None  # as configured, for messages
+
+    @property
+    def user(self) -> User | None:
+        """Return the user keystone runs as (None: no owner configured, nothing to check)."""
+        return None if self.uid is None else User(self.uid, self.gid, self.name)
 
     def matches(self, entry: Entry) -> bool:
         """Return True if ``entry`` has the required owner and group."""
@@ -120,8 +129,9 @@ def describe_changes(changes: Mapping[str, Any]) -> str:
     lists = ("missing", "changed", "extra", "mode")
     parts = [f"{key} {list(changes[key])}" for key in lists if changes.get(key)]
     # other kinds' changes (jws: retired, private, directories) as they come, in order
-    others = [key for key in changes if key not in (*lists, "entries", "unlisted")]
+    others = [key for key in changes if key not in (*lists, "access", "entries", "unlisted")]
     parts += [f"{key} {_shown(changes[key])}" for key in others if changes[key]]
+    parts += [str(problem) for problem in changes.get("access") or ()]
     parts += [f"{odd['name']}: {odd['problem']}" for odd in changes.get("entries") or ()]
     if changes.get("unlisted"):
         parts.append(f"and {changes['unlisted']} more entries")
@@ -205,9 +215,7 @@ class _Planner:
         for entry in self.view.entries:
             if entry.index not in self.expected or not entry.canonical:
                 self._unexpected(entry)
-        fix_directory = self.view.directory_mode != DIRECTORY_MODE
-        if fix_directory:
-            self.reasons["mode"].append("directory")
+        fix_directory = self._directory()
         return NodePlan(
             add=tuple(self.add),
             replace=tuple(sorted(self.replace, key=lambda index: (index == 0, -index))),
@@ -220,6 +228,32 @@ class _Planner:
             },
             unlisted=max(len(self.reasons["entries"]) - MAX_LISTED, 0),
         )
+
+    def _directory(self) -> bool:
+        """Return True if the directory needs mode 0700 and the configured owner: its mode is
+        unsafe, or the owner cannot list it. A safe one keystone can use is left as it is."""
+        directory = self.view.directory
+        if directory is None:  # attributes not reported (an old listing): the mode alone
+            directory = PathInfo("the repository directory", self.view.directory_mode)
+            user = None
+        else:
+            user = self.owner.user
+        problem = directory_problem(directory, user, READ | EXECUTE)
+        if problem == "mode":
+            self.reasons["mode"].append("directory")
+        elif problem is not None:
+            self.reasons["access"] = [problem]
+            return True
+        if directory is self.view.directory:  # and every key keystone loads can be read
+            keys = [
+                PathInfo(f"{directory.path}/{entry.name}", entry.mode, entry.uid, entry.gid)
+                for entry in self.view.entries
+                if entry.type is EntryType.FILE and entry.loaded
+            ]
+            unreadable = access_problem(user, (), keys)
+            if unreadable is not None:
+                self.reasons["access"] = [unreadable]
+        return problem is not None
 
     @staticmethod
     def _ordered(key: str, values: list[Any]) -> tuple[Any, ...]:

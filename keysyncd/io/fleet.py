@@ -62,8 +62,9 @@ class FleetAction(Fanout[NodeView, NodePlan]):
 
     @property
     def ownership(self) -> Ownership:
-        """Return the owner every key file must have on the nodes."""
-        return Ownership(*self.owner)
+        """Return the owner every key file must have on the nodes (and who must reach them)."""
+        owner = self.repository.owner
+        return Ownership(*self.owner, owner if isinstance(owner, str) else None)
 
     def _read_view(self, session: NodeSession, expected: Mapping[int, str]) -> NodeView:
         """Return keystone's view of the node; only files that must be judged are opened
@@ -77,7 +78,7 @@ class FleetAction(Fanout[NodeView, NodePlan]):
             else unread(entry)
             for entry in listing.entries
         )
-        return NodeView(listing.directory_mode, entries, listing.temp_files)
+        return NodeView(listing.directory_mode, entries, listing.temp_files, listing.directory)
 
     def push(self, keyset: KeySet) -> None:
         """Apply every differing node's plan in two fleet-wide phases, then verify all."""
@@ -115,7 +116,7 @@ class FleetAction(Fanout[NodeView, NodePlan]):
         for entry in plan.delete:
             session.remove(entry)
         if plan.fix_directory:
-            session.chmod_directory(DIRECTORY_MODE)
+            session.chmod_directory(DIRECTORY_MODE, *self.owner)
         result.status = NodeStatus.UPDATED
         if plan.invalid:
             result.fail(NodeError(name, Reason.INVALID_ENTRY, _invalid(plan.invalid)))

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from keysyncd.config import NodeConfig, RepositoryConfig, SshConfig
+from keysyncd.core.access import User
 from keysyncd.core.jws import PRIVATE_NAME
 from keysyncd.core.jwskeys import MAX_PEM, public_of_private, public_problem
 from keysyncd.core.jwsplan import JwsExpected, JwsNodePlan, JwsView, describe_jws, diff_jws
@@ -51,6 +52,13 @@ class JwsFleet(Fanout[JwsView, JwsNodePlan]):
         self.owner = owner
         self._public = {n.name: repository.jws_directories(n.path)[1] for n in self.nodes}
 
+    @property
+    def user(self) -> User | None:
+        """Return who must reach the keys (keystone): None when no owner is configured."""
+        uid, gid = self.owner
+        name = self.repository.owner
+        return None if uid is None else User(uid, gid, name if isinstance(name, str) else None)
+
     def _public_session(self, name: str) -> NodeSession:
         return self.sessions[name].rooted(self._public[name])
 
@@ -59,19 +67,23 @@ class JwsFleet(Fanout[JwsView, JwsNodePlan]):
     def read_view(self, name: str) -> JwsView:
         """Return what node ``name`` holds; every file keystone would read is judged."""
         private, public = self.sessions[name], self._public_session(name)
-        public_mode = public.directory_mode()
+        public_info = public.directory_info()
+        public_mode = None if public_info is None else public_info.mode
         public_entries: tuple[Entry, ...] = ()
         if public_mode is not None:
             _, listed, _ = public.list_every_entry()
             public_entries = self._judged(public, listed)
-        private_mode = private.directory_mode()
+        private_info = private.directory_info()
+        private_mode = None if private_info is None else private_info.mode
         private_key: Entry | None = None
         temps: tuple[str, ...] = ()
         if private_mode is not None:
             _, listed, temps = private.list_every_entry()
             found = [entry for entry in listed if entry.name == PRIVATE_NAME]
             private_key = self._judged(private, found[:1], public=False)[0] if found else None
-        return JwsView(public_mode, public_entries, private_mode, private_key, temps)
+        return JwsView(
+            public_mode, public_entries, private_mode, private_key, temps, public_info, private_info
+        )
 
     def _judged(
         self, session: NodeSession, entries: Sequence[Entry], public: bool = True
@@ -110,7 +122,7 @@ class JwsFleet(Fanout[JwsView, JwsNodePlan]):
     def _plan(self, name: str, expected: Expected) -> None:
         result = self.results[name]
         assert result.view is not None  # noqa: S101 - inspected first
-        result.plan = diff_jws(expected(name), result.view, self.owner[0])
+        result.plan = diff_jws(expected(name), result.view, self.owner[0], self.user)
         result.status = NodeStatus.IN_SYNC if result.plan.in_sync else NodeStatus.DIFFERS
 
     # --- writing ---------------------------------------------------------------------------
@@ -150,7 +162,9 @@ class JwsFleet(Fanout[JwsView, JwsNodePlan]):
             for entry in plan.delete:
                 public.remove(entry)
             for directory in plan.fix_modes:
-                (private if directory == "private" else public).chmod_directory(DIRECTORY_MODE)
+                (private if directory == "private" else public).chmod_directory(
+                    DIRECTORY_MODE, *self.owner
+                )
             if name in private_keys:
                 self._upload(private, private_keys[name], private, PRIVATE_NAME)
             result.status = NodeStatus.UPDATED
@@ -174,7 +188,7 @@ class JwsFleet(Fanout[JwsView, JwsNodePlan]):
             result = self.results[name]
             view = self.read_view(name)
             result.verified = view
-            check = diff_jws(expected(name), view, self.owner[0])
+            check = diff_jws(expected(name), view, self.owner[0], self.user)
             if check.in_sync:
                 if result.status != NodeStatus.UPDATED:
                     result.status = NodeStatus.IN_SYNC

@@ -38,6 +38,7 @@ from paramiko.sftp import (
 from paramiko.sftp_attr import SFTPAttributes
 
 from keysyncd.config import NodeConfig
+from keysyncd.core.access import PathInfo
 from keysyncd.core.view import MAX_KEY_FILE, Entry, EntryType, entry_type, is_temp_name, key_index
 from keysyncd.errors import NodeError
 from keysyncd.io.fsutil import clock_probe_name, temp_name
@@ -65,6 +66,7 @@ class Listing:
     directory_mode: int
     entries: tuple[Entry, ...]
     temp_files: tuple[str, ...]
+    directory: PathInfo | None = None  # the directory's path, owner and group
 
 
 class NodeSession:
@@ -123,13 +125,20 @@ class NodeSession:
         return other
 
     def directory_mode(self) -> int | None:
-        """Return the mode of the session's directory, None if it does not exist.
+        """Return the mode of the session's directory, None if it does not exist; raise
+        NodeError as ``directory_info`` does."""
+        info = self.directory_info()
+        return None if info is None else info.mode
+
+    def directory_info(self) -> PathInfo | None:
+        """Return the session's directory's path, mode, uid and gid (lstat), None if it does
+        not exist.
 
         Raise NodeError if it is anything but a directory: a symlink there is refused,
         because following it would let whoever planted it choose where keysyncd writes.
         """
 
-        def looking() -> int | None:
+        def looking() -> PathInfo | None:
             try:
                 info = self._stat(CMD_LSTAT, str(self.directory))
             except FileNotFoundError:
@@ -142,7 +151,7 @@ class NodeSession:
                     f"{self.directory} is a {kind.value}, not a directory; keysyncd never "
                     "follows it: make it a directory (or configure the real one)",
                 )
-            return stat.S_IMODE(info.mode)
+            return PathInfo(str(self.directory), stat.S_IMODE(info.mode), info.uid, info.gid)
 
         return self._guard(f"looking at {self.directory}", looking)
 
@@ -150,8 +159,9 @@ class NodeSession:
         """Return the repository directory's entries at key names (and keysyncd's temp
         files); raise NodeError if it cannot be read, is no directory, or holds more than
         MAX_KEY_ENTRIES entries at key names."""
-        mode, entries, temps = self._listing(lambda name: key_index(name) is not None)
-        return Listing(mode, entries, temps)
+        found: list[PathInfo] = []
+        mode, entries, temps = self._listing(lambda name: key_index(name) is not None, found)
+        return Listing(mode, entries, temps, found[0] if found else None)
 
     def list_every_entry(self) -> tuple[int, tuple[Entry, ...], tuple[str, ...]]:
         """Return (directory mode, an Entry for every name, keysyncd's temp files): a JWS
@@ -159,12 +169,17 @@ class NodeSession:
         return self._listing(lambda name: True)
 
     def _listing(
-        self, keyed: Callable[[str], bool]
+        self, keyed: Callable[[str], bool], found: list[PathInfo] | None = None
     ) -> tuple[int, tuple[Entry, ...], tuple[str, ...]]:
+        """Return (mode, entries, temp files); the directory's attributes go to ``found``."""
+
         def listing() -> tuple[int, tuple[Entry, ...], tuple[str, ...]]:
-            mode = self.directory_mode()
-            if mode is None:
+            info = self.directory_info()
+            if info is None:
                 raise FileNotFoundError(errno.ENOENT, "no such directory")
+            if found is not None:
+                found.append(info)
+            mode = info.mode
             entries, temps = [], []
             for name, attributes in self._read_directory(str(self.directory)):
                 if is_temp_name(name):
@@ -379,14 +394,25 @@ class NodeSession:
         with contextlib.suppress(Exception):
             self.sftp.remove(self._path(name))
 
-    def chmod_directory(self, mode: int) -> None:
-        """Set ``mode`` on the repository directory (checked by the listing to be no link).
+    def chmod_directory(self, mode: int, uid: int | None = None, gid: int | None = None) -> None:
+        """Set ``mode`` on the repository directory, and the owner ``uid``/``gid`` when given,
+        in one lsetstat@openssh.com (never following a link, had the directory been swapped
+        for one since it was listed): a mode fixed without the owner would lock keystone out.
 
         Key files are never chmod-ed: a wrong mode is fixed by writing the file anew.
         """
-        self._guard(
-            f"changing the mode of {self.directory}", self.sftp.chmod, str(self.directory), mode
-        )
+        path = str(self.directory)
+
+        def changing() -> None:
+            attributes = SFTPAttributes()
+            attributes.st_mode = mode
+            if uid is not None or gid is not None:
+                current = self._stat(CMD_LSTAT, path)
+                attributes.st_uid = current.uid if uid is None else uid
+                attributes.st_gid = current.gid if gid is None else gid
+            request(self.sftp, CMD_EXTENDED, "lsetstat@openssh.com", path, attributes)
+
+        self._guard(f"changing the mode of {self.directory}", changing)
 
     def filesystem_condition(self) -> str | None:
         """Return ``read-only``, ``full`` or None for the node's filesystem.

@@ -288,7 +288,7 @@ class MemorySession:
         with contextlib.suppress(NodeError):
             self.remove(name)
 
-    def chmod_directory(self, mode: int) -> None:
+    def chmod_directory(self, mode: int, uid: int | None = None, gid: int | None = None) -> None:
         with self.fleet.lock:
             self._check("changing the mode of the directory")
             self.node.directory_mode = mode & 0o7777

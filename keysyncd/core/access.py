@@ -1,0 +1,110 @@
+"""Whether the configured owner (keystone) can reach its keys on a node, from the attributes
+the node reports (uid, gid, mode). Pure, no IO.
+
+POSIX picks one class of permission bits per path: uid 0 may do anything; the path's own
+user gets the owner bits (and only those, even where the group or other bits would allow
+more); a member of its group the group bits; everyone else the other bits. The owner's
+supplementary groups are not known to the controller: only the configured group counts,
+so a verdict errs towards "cannot" (reported, never a change that takes access away).
+"""
+
+from __future__ import annotations
+
+import stat
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+READ, WRITE, EXECUTE = 0o4, 0o2, 0o1
+UNSAFE_BITS = 0o027  # group write, and anything for others
+KEEPER_BITS = 0o700  # the directory's own user (keysyncd, or root) reads, writes and enters
+
+
+@dataclass(frozen=True)
+class User:
+    """The configured owner of a repository, as ids (``name`` only for messages)."""
+
+    uid: int
+    gid: int | None = None
+    name: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.name} (uid {self.uid})" if self.name else f"uid {self.uid}"
+
+
+@dataclass(frozen=True)
+class PathInfo:
+    """A path's attributes as the node reports them (lstat): None for what it left out."""
+
+    path: str
+    mode: int
+    uid: int | None = None
+    gid: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.path} ({_id(self.uid)}:{_id(self.gid)} {stat.S_IMODE(self.mode):04o})"
+
+
+def _id(value: int | None) -> str:
+    return "?" if value is None else str(value)
+
+
+def permits(user: User, info: PathInfo, wanted: int) -> bool:
+    """Return True if ``user`` has every bit of ``wanted`` (READ|WRITE|EXECUTE) on ``info``.
+
+    Example: uid 998 (gid 998) on ``0:998 0750`` may READ|EXECUTE (group bits), on
+    ``998:0 0070`` nothing (its owner bits are 0, whatever the group bits say).
+    """
+    if user.uid == 0:
+        return True
+    mode = stat.S_IMODE(info.mode)
+    if info.uid == user.uid:
+        bits = mode >> 6
+    elif info.gid is not None and info.gid == user.gid:
+        bits = mode >> 3
+    else:
+        bits = mode
+    return bits & wanted == wanted
+
+
+def access_problem(
+    user: User | None, directories: Iterable[tuple[PathInfo, int]], files: Iterable[PathInfo]
+) -> str | None:
+    """Return why ``user`` cannot reach its keys, or None when it can (or no owner is
+    configured: then whoever the SFTP user is owns everything keysyncd writes, and nothing
+    says who keystone runs as, so there is nothing to check against).
+
+    ``directories`` are (path, wanted) from the top down: EXECUTE to pass through, READ too
+    where keystone lists the directory; ``files`` are the key files keystone opens.
+    Example: ``"keystone (uid 998) cannot enter /etc/keystone/fernet-keys (0:0 0700)"``.
+    """
+    if user is None:
+        return None
+    for directory, wanted in directories:
+        if not permits(user, directory, wanted):
+            verb = "list" if wanted & READ else "enter"
+            return f"{user} cannot {verb} {directory}"
+    for key in files:
+        if not permits(user, key, READ):
+            return f"{user} cannot read {key}"
+    return None
+
+
+def safe_directory(mode: int) -> bool:
+    """Return True for a repository directory mode keysyncd accepts as it is: nothing for
+    others, no group write, and rwx for its own user (``0700``, ``0750``, ``0710``)."""
+    mode = stat.S_IMODE(mode)
+    return mode & UNSAFE_BITS == 0 and mode & KEEPER_BITS == KEEPER_BITS
+
+
+def directory_problem(info: PathInfo, user: User | None, wanted: int) -> str | None:
+    """Return why keysyncd must fix a repository directory it is responsible for (set 0700
+    and the configured owner), or None to leave it exactly as it is.
+
+    ``"mode"`` for an unsafe mode; the access problem when ``user`` cannot ``wanted`` it.
+    A safe directory the owner can use (``0:998 0750`` for keystone 998) is never touched:
+    changing it could only take access away.
+    """
+    reached = access_problem(user, [(info, wanted)], ())
+    if reached is not None:
+        return reached
+    return None if safe_directory(info.mode) else "mode"
