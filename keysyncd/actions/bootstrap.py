@@ -6,6 +6,9 @@ live cluster invalidates every token (an outage), and adopting over local keys l
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from keysyncd.actions.context import (
     DRY_RUN,
     ActionResult,
@@ -17,13 +20,17 @@ from keysyncd.actions.context import (
 )
 from keysyncd.actions.local import initialise, open_repository
 from keysyncd.core import journal
-from keysyncd.core.keyring import Key, KeySet
+from keysyncd.core.adoption import Adopted, differing_nodes, key_differences
+from keysyncd.core.keyring import Key, KeySet, digest_of
+from keysyncd.core.nodeplan import divergence
 from keysyncd.core.nodes import checked
+from keysyncd.core.text import printable
 from keysyncd.core.view import MAX_KEY_FILE, entry_problem, show_name
 from keysyncd.core.vocabulary import Action
 from keysyncd.errors import KeysyncError
 from keysyncd.io.fleet import FleetAction, push_keyset
 from keysyncd.io.occupied import local_others, refusal, refuse_occupied_nodes, symmetric_file
+from keysyncd.io.sftp import NodeSession
 from keysyncd.io.state import load_state
 
 
@@ -73,8 +80,9 @@ def _refuse_if_any_node_holds_keys(run: Run, fleet: FleetAction) -> None:
     refuse_occupied_nodes(fleet, symmetric_file)
 
 
-def adopt_repository(run: Run, source: str) -> KeySet:
-    """Import node ``source``'s keys as the controller's repository; return them.
+def adopt_repository(run: Run, source: str) -> Adopted:
+    """Import node ``source``'s keys as the controller's repository; return what was
+    adopted, naming every other node whose keys differ (the next sync overwrites them).
 
     Adopted keys count as demoted now, so none is retired before it is safe. Raise
     KeysyncError if the local repository already holds keys, or the node's keys are
@@ -87,7 +95,7 @@ def adopt_repository(run: Run, source: str) -> KeySet:
             "keys; move them away first to take the node's keys instead, or 'keysyncd sync "
             "--force --node NODE' to give the node the controller's"
         )
-    materials = _read_node_keys(run, source)
+    materials, differing = _read_node_keys(run, source)
     keyset = KeySet.of(Key(index, material) for index, material in materials.items())
     problems = [f"{i}: {p}" for i, m in materials.items() if (p := repository.kind.problem(m))]
     problems += keyset.problems()
@@ -97,48 +105,73 @@ def adopt_repository(run: Run, source: str) -> KeySet:
     repository.write_keys(materials, order)
     state = load_state(run.config.state_dir, run.repository.name)
     state, _ = journal.reconcile(state, repository.load().digests(), run.clock())
-    commit(
-        run,
-        state,
-        Draft(
-            Action.ADOPT,
-            run.clock(),
-            messages=(f"adopted keys {list(keyset.indices)} from node {source}",),
-        ),
+    warnings = differing_nodes(source, differing)
+    message = (
+        f"adopted keys {list(keyset.indices)} from node {source}; "
+        f"{len(differing)} other node(s) differ"
     )
-    return keyset
+    details = {"source": source, "adopted": list(keyset.indices), "differing_nodes": differing}
+    draft = Draft(
+        Action.ADOPT, run.clock(), messages=(message, *warnings), details={"adopt": details}
+    )
+    commit(run, state, draft)
+    what = f"keys {list(keyset.indices)} ({len(differing)} other node(s) differ)"
+    return Adopted(what, tuple(warnings), details)
 
 
-def _read_node_keys(run: Run, source: str) -> dict[int, bytes]:
-    with run.fleet(source) as fleet:
-        assert fleet is not None  # noqa: S101 - run.fleet(source) always has a node
+def _read_node_keys(run: Run, source: str) -> tuple[dict[int, bytes], dict[str, dict[str, Any]]]:
+    """Return node ``source``'s keys and how every other node's keys differ from them."""
+    with run.fleet() as fleet:
+        assert fleet is not None  # noqa: S101 - source is a configured node
         result = fleet.results[source]
         if result.error is not None:
             raise KeysyncError(f"cannot adopt from node {source}: {result.error.detail}")
-        session = fleet.sessions[source]
-        listing = session.list_directory()
-        # Only what keysyncd itself would write can be adopted: anything else at a key name
-        # (``099``, a symlink, a FIFO) is for the operator to explain first.
-        odd = [
-            f"{show_name(entry.name)} ({problem})"
-            for entry in listing.entries
-            if (problem := entry_problem(entry) or _size_problem(entry.size))
-        ]
-        if odd:
+        materials = _source_keys(fleet.sessions[source], source)
+        return materials, _differing(fleet, source, materials)
+
+
+def _source_keys(session: NodeSession, source: str) -> dict[int, bytes]:
+    listing = session.list_directory()
+    # Only what keysyncd itself would write can be adopted: anything else at a key name
+    # (``099``, a symlink, a FIFO) is for the operator to explain first.
+    odd = [
+        f"{show_name(entry.name)} ({problem})"
+        for entry in listing.entries
+        if (problem := entry_problem(entry) or _size_problem(entry.size))
+    ]
+    if odd:
+        raise KeysyncError(
+            f"cannot adopt from node {source}: not keys keysyncd can take over: " + ", ".join(odd)
+        )
+    materials = {}
+    for entry in listing.entries:
+        content = session.read(entry)
+        if content is None:
             raise KeysyncError(
-                f"cannot adopt from node {source}: not keys keysyncd can take "
-                "over: " + ", ".join(odd)
+                f"cannot adopt from node {source}: {entry.name} changed "
+                "while it was read; try again"
             )
-        materials = {}
-        for entry in listing.entries:
-            content = session.read(entry)
-            if content is None:
-                raise KeysyncError(
-                    f"cannot adopt from node {source}: {entry.name} changed "
-                    "while it was read; try again"
-                )
-            materials[int(entry.name)] = content
-        return materials
+        materials[int(entry.name)] = content
+    return materials
+
+
+def _differing(
+    fleet: FleetAction, source: str, materials: Mapping[int, bytes]
+) -> dict[str, dict[str, Any]]:
+    """Return, for every other node whose keys differ from ``materials``, how (or why it
+    could not be read): the operator decides, the next sync overwrites them."""
+    expected = {index: digest_of(material) for index, material in materials.items()}
+    fleet.inspect(expected, force=True)  # force: a plan even for a node holding newer keys
+    differing: dict[str, dict[str, Any]] = {}
+    for node, result in sorted(fleet.results.items()):
+        if node == source:
+            continue
+        if result.error is not None or result.plan is None or result.view is None:
+            why = result.error.detail if result.error is not None else "not read"
+            differing[node] = {"error": printable(why)}
+        elif found := key_differences(result.plan, divergence(expected, result.view)):
+            differing[node] = found
+    return differing
 
 
 def _size_problem(size: int) -> str | None:

@@ -6,10 +6,12 @@ from __future__ import annotations
 from keysyncd.actions.context import ActionResult, Draft, Run, check_clock, commit
 from keysyncd.actions.jwsload import Connections, expect, load
 from keysyncd.core import jws as model
+from keysyncd.core.adoption import Adopted, PublicJudgement, judge_publics, refused_publics
 from keysyncd.core.jwskeys import same_public_key as same
 from keysyncd.core.jwsplan import JwsExpected
 from keysyncd.core.keyring import digest_of
 from keysyncd.core.nodes import checked
+from keysyncd.core.view import show_name
 from keysyncd.core.vocabulary import Action
 from keysyncd.errors import KeysyncError
 from keysyncd.io.jwsfleet import JwsFleet
@@ -27,25 +29,29 @@ def verify(run: Run, node: str | None = None) -> ActionResult:
     return commit(run, state, Draft(Action.VERIFY, started, nodes, clock=clock))
 
 
-def adopt(run: Run, source: str) -> list[str]:
-    """Take over the key pairs the nodes already use: the public keys in node ``source``'s
-    public directory, and each node's private key digest (no private key moves). Return the
-    public key names taken over. Raise KeysyncError (nothing written) if keysyncd already
-    holds pairs, or a node's private key has no public key there."""
+def adopt(run: Run, source: str) -> Adopted:
+    """Take over the key pairs the nodes already use: each node's private key digest (no
+    private key moves) and the public keys in node ``source``'s public directory that one
+    node alone does not vouch for (core.adoption.judge_publics); every other file there is
+    named, and the next sync removes it from every node. Return what was adopted. Raise
+    KeysyncError (nothing written) if keysyncd already holds pairs, a node does not answer,
+    or a node's private key has no public key there."""
     keys = load(run)
     if keys.pairs.signing or keys.pairs.next:
         raise KeysyncError(
             f"{run.repository.name}: refusing to adopt: keysyncd already holds key pairs for it"
         )
     with Connections(run) as fleet:
-        publics, pairs = _adoptable(run, fleet, source)
+        judgement, pairs = _adoptable(run, fleet, source)
         clock = check_clock(run, keys.state, fleet)
     if not clock.trusted:  # it would time the retirement of every key nobody signs with
         raise KeysyncError(f"{run.repository.name}: refusing to adopt: {clock.describe()}")
     now = run.clock()
+    publics = dict(judgement.adopted)
     signing = {pair.node: pair for pair in pairs}
     mine = {pair.public for pair in pairs}
-    # public keys no node signs with: someone's old ones; kept their full retention from now
+    # public keys no node signs with but every node holds: someone's old ones; kept their
+    # full retention from now
     retiring = {
         name: model.Retiring("", digest_of(content), now)
         for name, content in publics.items()
@@ -55,33 +61,47 @@ def adopt(run: Run, source: str) -> list[str]:
     serials = model.adopted_serials(publics, run.node_names)  # new names never reuse these
     keys.pairs = model.JwsState(signing, {}, retiring, serials)
     keys.save(run)
+    warnings, refused = refused_publics(source, judgement.refused)
     message = (
         f"adopted {len(publics)} public keys from node {source} and the private key "
-        f"digests of {len(signing)} nodes"
+        f"digests of {len(signing)} nodes; {len(judgement.refused)} public key file(s) "
+        "not adopted"
     )
-    commit(run, keys.state, Draft(Action.ADOPT, now, messages=(message,), clock=clock))
-    return sorted(publics)
+    details = {"source": source, "adopted": [show_name(name) for name in publics]} | refused
+    draft = Draft(
+        Action.ADOPT, now, messages=(message, *warnings), details={"adopt": details}, clock=clock
+    )
+    commit(run, keys.state, draft)
+    what = f"{len(publics)} public keys ({len(judgement.refused)} not adopted)"
+    return Adopted(what, tuple(warnings), details)
 
 
-def _adoptable(run: Run, fleet: JwsFleet, source: str) -> tuple[dict[str, bytes], list[model.Pair]]:
-    """Return the public keys of ``source`` and each node's pair as it is now."""
+def _adoptable(run: Run, fleet: JwsFleet, source: str) -> tuple[PublicJudgement, list[model.Pair]]:
+    """Return the judgement of ``source``'s public keys and each node's pair as it is now.
+    Each node's private key is read only to derive its public half, in memory."""
     fleet.inspect(lambda node: JwsExpected({}, None))
     failed = {n: r.error.detail for n, r in fleet.results.items() if r.error is not None}
     if failed:
+        # a node not read has a pair nobody knows, and nobody can say it holds a key
         raise KeysyncError(
             "cannot adopt: not every node answered: "
             + ", ".join(f"{n} ({why})" for n, why in sorted(failed.items()))
         )
-    publics = fleet.public_contents(source)
+    offered = fleet.public_contents(source)
+    signers = {node: fleet.private_public(node) for node in fleet.results}
+    held = {node: fleet.held_public_keys(node) for node in fleet.results if node != source}
+    held[source] = list(offered.values())
+    judgement = judge_publics(
+        offered, {n: public for n, (public, _) in signers.items()}, held, run.node_names, same
+    )
     pairs = []
-    for node in fleet.results:
-        public, digest = fleet.private_public(node)
-        match = sorted(name for name, pem in publics.items() if same(pem, public))
+    for node, (public, digest) in sorted(signers.items()):
+        match = sorted(name for name, pem in judgement.adopted.items() if same(pem, public))
         if not match:
             raise KeysyncError(
                 f"cannot adopt: node {node}'s private key has no public key in "
                 f"node {source}'s public directory"
             )
-        pair = model.Pair(node, 0, match[0], digest_of(publics[match[0]]), digest, run.clock())
-        pairs.append(pair)
-    return publics, pairs
+        adopted = judgement.adopted[match[0]]
+        pairs.append(model.Pair(node, 0, match[0], digest_of(adopted), digest, run.clock()))
+    return judgement, pairs

@@ -15,6 +15,7 @@ from keysyncd.actions import bootstrap, distribute, drift, inspect, jws, jwsdrif
 from keysyncd.actions import rotate as symmetric_rotate
 from keysyncd.actions.context import ActionResult, Run
 from keysyncd.config import Config, RepositoryConfig
+from keysyncd.core.adoption import Adopted
 from keysyncd.core.vocabulary import Action
 
 
@@ -26,7 +27,7 @@ class Operations:
     sync: Callable[[Run, str | None, bool, bool], ActionResult]  # (run, node, force, dry_run)
     verify: Callable[[Run, str | None], ActionResult]  # (run, node)
     init: Callable[[Run, bool], ActionResult]  # (run, dry_run)
-    adopt: Callable[[Run, str], str]  # (run, source node) -> what was adopted
+    adopt: Callable[[Run, str], Adopted]  # (run, source node) -> what was adopted
     check_local: Callable[[Run], ActionResult | None]
     check_fleet: Callable[[Run], ActionResult | None]
     status: Callable[[Config, RepositoryConfig, float], dict[str, Any]]
@@ -39,7 +40,7 @@ SYMMETRIC = Operations(
     sync=lambda run, node, force, dry_run: distribute.sync_repository(run, node, force, dry_run),
     verify=lambda run, node: distribute.verify_repository(run, node),
     init=lambda run, dry_run: bootstrap.init_repository(run, dry_run),
-    adopt=lambda run, source: "keys " + str(list(bootstrap.adopt_repository(run, source).indices)),
+    adopt=bootstrap.adopt_repository,
     check_local=drift.check_local,
     check_fleet=lambda run: drift.check_fleet(run, random.Random()),  # noqa: S311 - jitter
     status=inspect.repository_status,
@@ -57,7 +58,7 @@ JWS = Operations(
     init=lambda run, dry_run: jws.converge(
         run, jws.Options(init=True, dry_run=dry_run), Action.INIT
     ),
-    adopt=lambda run, source: f"{len(jws.adopt(run, source))} public keys",
+    adopt=jws.adopt,
     check_local=jwsdrift.check_store,
     check_fleet=jwsdrift.check_nodes,
     status=jwsinspect.status,
@@ -94,8 +95,10 @@ def init(run: Run, dry_run: bool = False) -> ActionResult:
     return of(run.repository).init(run, dry_run)
 
 
-def adopt(run: Run, source: str) -> str:
-    """Take over the keys the nodes hold; return what was adopted, in words."""
+def adopt(run: Run, source: str) -> Adopted:
+    """Take over the keys the nodes hold; return what was adopted and what the operator must
+    know (keys not adopted, nodes that differ). Raise UsageError for an unknown node."""
+    run.config.node(source)
     return of(run.repository).adopt(run, source)
 
 

@@ -144,12 +144,15 @@ def cmd_adopt(args: argparse.Namespace, config: Config, out: Output) -> int:
     with locked(config, args, "adopt", out):
         for repository in chosen(config, args.repo):
             run = Run(config, repository, Trigger.CLI, progress=out.progress())
-            what = operations.adopt(run, args.source)
-            adopted.append({"name": repository.name, "adopted": what})
+            done = operations.adopt(run, args.source)
+            adopted.append(
+                {"name": repository.name, "adopted": done.what, "details": dict(done.details)}
+            )
             out.lines(
                 [
-                    f"{repository.name}: adopted {what} from {args.source}; "
-                    "run 'keysyncd sync' to push them to every node"
+                    f"{repository.name}: adopted {done.what} from {args.source}; "
+                    "run 'keysyncd sync' to push them to every node",
+                    *(f"{repository.name}: {warning}" for warning in done.warnings),
                 ]
             )
     code = int(Exit.DONE)

@@ -236,3 +236,19 @@ class JwsFleet(Fanout[JwsView, JwsNodePlan]):
                 f"no {self.repository.algorithm} private key in its {PRIVATE_NAME}",
             )
         return public, digest_of(content)
+
+    def held_public_keys(self, name: str) -> list[bytes]:
+        """Return every public key for the repository's algorithm in node ``name``'s public
+        directory (none if there is no such directory); anything else there is skipped: this
+        only asks whether the node already holds a key another node offers."""
+        public = self._public_session(name)
+        if public.directory_mode() is None:
+            return []
+        _, listed, _ = public.list_every_entry()
+        wanted = [e for e in listed if e.type is EntryType.FILE and 0 < e.size <= MAX_PEM]
+        algorithm = self.repository.algorithm
+        return [
+            content
+            for content in public.read_many(wanted)
+            if content is not None and public_problem(content, algorithm) is None
+        ]
