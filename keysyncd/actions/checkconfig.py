@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from keysyncd.actions.inspect import lint_repository
+from keysyncd.actions.jwsinspect import algorithm_change
 from keysyncd.config import Config
 from keysyncd.errors import ConfigError, KeysyncError, LocalFileError
 from keysyncd.io.children import UNIT_TIMEOUT_STOP_SEC
@@ -51,6 +52,7 @@ def config_findings(config: Config, now: float) -> list[Finding]:
     findings += _hook_findings(config)
     findings += _hook_stop_findings(config)
     findings += _lint_findings(config, now)
+    findings += _algorithm_findings(config)
     return sorted(findings, key=lambda finding: finding.severity != ERROR)
 
 
@@ -163,6 +165,17 @@ def _not_runnable(command: str) -> str | None:
     if shutil.which(command) is not None:
         return None
     return f"command {command!r} is not found in PATH ({os.environ.get('PATH', '')})"
+
+
+def _algorithm_findings(config: Config) -> list[Finding]:
+    """Return a warning for each jws repository whose ``algorithm`` is not the one its keys
+    were made for: what the next rotation does, and which tokens it ends."""
+    found = []
+    for index, repository in enumerate(config.repositories):
+        if repository.kind == "jws" and (change := algorithm_change(config, repository)):
+            where = f"At 'repositories[{index}].algorithm' ({repository.name})"
+            found.append(Finding(WARNING, "algorithm", f"{where}: {change}"))
+    return found
 
 
 def _lint_findings(config: Config, now: float) -> list[Finding]:
