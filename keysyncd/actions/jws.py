@@ -113,7 +113,8 @@ def converge(run: Run, options: Options, action: Action) -> ActionResult:
         unverified = _unverified(fleet, run.node_names)
         install = _gate(run, keys, unverified, options, clock)
         configured = run.repository.algorithm
-        dropped = model.migration_drops(keys.pairs, install, keys.scan.algorithms, configured)
+        reachable = [n for n in install if fleet.results[n].error is None]  # phase 2's
+        dropped = model.migration_drops(keys.pairs, reachable, keys.scan.algorithms, configured)
         fleet.replan(expect(keys, install, retired, dropped))
         privates = {node: keys.scan.private[keys.pairs.next[node].public] for node in install}
         fleet.phase2(keys.scan.public, privates)
@@ -300,9 +301,9 @@ def _algorithm_messages(keys: Keys, summary: _Summary) -> list[str]:
     )
     if left and keys.pairs.next:
         lines.append(
-            f"algorithm change {former} -> {configured} under way: {bounded(left)} still "
-            f"sign with {former}; its public keys stay until every node has its "
-            f"{configured} pair installed"
+            f"algorithm change {former} -> {configured} under way: still signing with "
+            f"{former} on {bounded(left)}; the {former} public keys stay until every node "
+            f"has its {configured} pair installed (keystone fails tokens while both are there)"
         )
     elif left:
         lines.append(model.migration_notice(former, configured))
@@ -396,4 +397,12 @@ def _preview(run: Run, keys: Keys, options: Options) -> ActionResult:
         )
     if due.retire:
         messages.append("would retire public keys " + bounded(list(due.retire)))
+    configured = run.repository.algorithm
+    if former := model.former_algorithms(keys.pairs, keys.scan.algorithms, configured):
+        messages.append(
+            f"would give every node a {configured} pair and remove the {former} public keys: "
+            f"every token signed with {former} becomes invalid"
+            if options.rotate and run.trigger in OPERATOR
+            else model.migration_notice(former, configured)
+        )
     return ActionResult(run.repository.name, DRY_RUN, None, nodes, tuple(messages), preview=preview)

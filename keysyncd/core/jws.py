@@ -261,8 +261,9 @@ def migration_notice(former: str, configured: str) -> str:
         f"removes the {former} public keys from every node in the same run: keystone "
         f"validates with its one jws_algorithm and fails a token outright when it reads a "
         f"public key of another algorithm before the signer's, so the two cannot stay side "
-        f"by side. Every token signed with {former} becomes invalid, and until keystone runs with [jwt_tokens] "
-        f"jws_algorithm = {configured} no node signs or validates: set it on every node "
+        f"by side. Every token signed with {former} becomes invalid, and until keystone "
+        f"runs with [jwt_tokens] jws_algorithm = {configured} no node signs or validates: "
+        f"set it on every node "
         f"right after that rotation. Until then sync, verify and status keep the {former} "
         "pairs"
     )

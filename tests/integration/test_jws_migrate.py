@@ -186,3 +186,37 @@ def test_an_algorithm_change_is_a_migration_the_next_rotate_makes(
     assert act(world, operations.verify, None).outcome == "ok"
     main([*config, "check-config"])
     assert "algorithm changes" not in " ".join(capsys.readouterr())
+
+
+def test_a_migration_forced_past_a_node_down_finishes_when_it_is_back(world: World) -> None:
+    """node3 down at the migrating rotate --force: node1 and node2 move to EdDSA, node3
+    keeps signing ES256 and its public key stays (the run says so); once node3 is back one
+    sync gives it its EdDSA pair and removes every ES256 key. A dry run says it first."""
+    assert act(world, operations.init, False).outcome == "ok"
+    set_algorithm(world, "EdDSA")
+    preview = act(world, operations.rotate, True, False)
+    assert any(
+        m.startswith("would give every node a EdDSA pair and remove the ES256 public keys")
+        for m in preview.messages
+    ), preview.messages
+    world.fleet.stop_node("node3")
+    forced = act(world, operations.rotate, False, True)
+    assert any(
+        m.startswith(
+            "algorithm change ES256 -> EdDSA under way: still signing with ES256 on "
+            "node3; the ES256 public keys stay until every node"
+        )
+        for m in forced.messages
+    ), forced.messages
+    assert not any(m.startswith("algorithm changed") for m in forced.messages)
+    for name in ("node1", "node2"):
+        private, public = algorithms_on(world, name)
+        assert (private, sorted(public)) == ("EdDSA", ["ES256"] * 3 + ["EdDSA"] * 3), name
+    world.fleet.start_node("node3")
+    synced = act(world, operations.sync, None, False, False)
+    assert synced.outcome == "ok", (synced.messages, synced.nodes)
+    assert any(m.startswith("algorithm changed ES256 -> EdDSA") for m in synced.messages)
+    for name in NODES:
+        assert algorithms_on(world, name) == ("EdDSA", ["EdDSA"] * 3), name
+    every_token_valid_everywhere(world, "EdDSA")
+    assert act(world, operations.verify, None).outcome == "ok"
