@@ -250,9 +250,10 @@ def _messages(keys: Keys, summary: _Summary) -> list[str]:
         )
     if summary.installed:
         messages.append("installed new private keys on " + bounded(sorted(summary.installed)))
-    if keys.pairs.next and summary.unverified and not summary.install and summary.options.init:
-        pass  # said node by node (_init_messages)
-    elif keys.pairs.next and summary.unverified and not summary.install:
+    deferred = bool(keys.pairs.next and summary.unverified and not summary.install)
+    if deferred and summary.options.init:
+        pass  # an init says it node by node (_init_messages)
+    elif deferred:
         waiting = bounded(sorted(keys.pairs.next))
         messages.append(
             f"deferred: no private key changed anywhere; not every node holds the "
