@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from keysyncd.actions.inspect import lint_repository
+from keysyncd.actions.jwsinspect import algorithm_change
 from keysyncd.config import Config
 from keysyncd.core.kinds import KINDS
 from keysyncd.errors import ConfigError, KeysyncError, LocalFileError
@@ -53,6 +54,7 @@ def config_findings(config: Config, now: float) -> list[Finding]:
     findings += _hook_stop_findings(config)
     findings += _migration_findings(config)
     findings += _lint_findings(config, now)
+    findings += _algorithm_findings(config)
     return sorted(findings, key=lambda finding: finding.severity != ERROR)
 
 
@@ -183,6 +185,16 @@ def _migration_findings(config: Config) -> list[Finding]:
         for repository in config.repositories
         if KINDS[repository.kind].retire_by == "migration" and not repository.hooks.after_rotate
     ]
+
+def _algorithm_findings(config: Config) -> list[Finding]:
+    """Return a warning for each jws repository whose ``algorithm`` is not the one its keys
+    were made for: what the next rotation does, and which tokens it ends."""
+    found = []
+    for index, repository in enumerate(config.repositories):
+        if repository.kind == "jws" and (change := algorithm_change(config, repository)):
+            where = f"At 'repositories[{index}].algorithm' ({repository.name})"
+            found.append(Finding(WARNING, "algorithm", f"{where}: {change}"))
+    return found
 
 
 def _lint_findings(config: Config, now: float) -> list[Finding]:

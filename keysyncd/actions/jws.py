@@ -36,11 +36,11 @@ from keysyncd.actions.jwsload import (
 from keysyncd.actions.jwsread import adopt, verify
 from keysyncd.core import jws as model
 from keysyncd.core.clock import ClockCheck
-from keysyncd.core.jwsplan import JwsExpected
+from keysyncd.core.jwsplan import WRONG_MODE, JwsExpected
 from keysyncd.core.nodes import checked
 from keysyncd.core.report import NodeOutcome
-from keysyncd.core.text import bounded
-from keysyncd.core.vocabulary import GOOD, Action, Outcome
+from keysyncd.core.text import bounded, printable
+from keysyncd.core.vocabulary import GOOD, Action, Outcome, Trigger
 from keysyncd.errors import KeysyncError, UsageError
 from keysyncd.io.jwsfleet import JwsFleet
 from keysyncd.io.occupied import jws_private_file, refuse_occupied_nodes
@@ -48,6 +48,7 @@ from keysyncd.io.occupied import jws_private_file, refuse_occupied_nodes
 __all__ = ["Options", "adopt", "converge", "store_of", "store_root", "verify"]
 
 log = logging.getLogger(__name__)
+MAX_NAMED = 5  # failed nodes named one by one in an init's messages
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,7 @@ def converge(run: Run, options: Options, action: Action) -> ActionResult:
         # forgotten by the journal first, deleted from the store last
         retired = retire(run, keys, clock)
         rotating = options.rotate and clock.trusted  # an untrusted clock rotates nothing
+        algorithm, former = _algorithm(run, keys, rotating)
         new = model.needing_pairs(keys.pairs, run.node_names, rotating or options.init)
         fleet.inspect(expect(keys, retired=retired))
         drifted = sorted(
@@ -99,28 +101,62 @@ def converge(run: Run, options: Options, action: Action) -> ActionResult:
             if result.plan and result.plan.private and name not in keys.pairs.next
             if name not in new
         )
+        exposed = [n for n in drifted if _exposed(fleet, n)]
         # a private.pem that is not ours gets a new pair (no repair); no new name is one a
         # node's public directory already holds
         seen = {e.name for r in fleet.results.values() if r.view for e in r.view.public}
-        generate(run, keys, sorted({*new, *drifted}), seen)
+        generate(run, keys, sorted({*new, *drifted}), seen, algorithm)
         fleet.replan(expect(keys, retired=retired))
         fleet.phase1(keys.scan.public)
         fleet.reset()
         fleet.inspect(expect(keys, retired=retired))
         unverified = _unverified(fleet, run.node_names)
         install = _gate(run, keys, unverified, options, clock)
-        fleet.replan(expect(keys, install, retired))
+        configured = run.repository.algorithm
+        reachable = [n for n in install if fleet.results[n].error is None]  # phase 2's
+        dropped = model.migration_drops(keys.pairs, reachable, keys.scan.algorithms, configured)
+        fleet.replan(expect(keys, install, retired, dropped))
         privates = {node: keys.scan.private[keys.pairs.next[node].public] for node in install}
         fleet.phase2(keys.scan.public, privates)
-        fleet.verify(expect(keys, install))
+        fleet.verify(expect(keys, install, dropped=dropped))
         nodes = {name: result.outcome() for name, result in fleet.results.items()}
         done = [n for n in install if fleet.results[n].status in GOOD]
-    return _finish(
-        run,
-        keys,
-        nodes,
-        _Summary(action, started, options, unverified, install, done, retired, drifted, clock),
+    summary = _Summary(
+        action, started, options, unverified, install, done, retired, drifted, clock, exposed
     )
+    summary = replace(summary, dropped=dropped, former=former, algorithm=configured)
+    return _finish(run, keys, nodes, summary)
+
+
+OPERATOR = frozenset({Trigger.CLI, Trigger.SIGNAL})  # rotations an operator asked for now
+
+
+def _algorithm(run: Run, keys: Keys, rotating: bool) -> tuple[str, str]:
+    """Return (the algorithm of the pairs made in this run, the former algorithm of the
+    journal's keys: "" when every key is of the configured one).
+
+    After a change of ``algorithm`` the nodes keep signing with the former one until a
+    rotation an operator asks for (a scheduled one keeps it: the change stops every token
+    until keystone is reconfigured); that rotation makes every pair anew, the waiting ones
+    of the former algorithm too. Outside it a new pair is of the algorithm the nodes sign
+    with: one of another would make keystone fail tokens (see keysyncd.core.jws)."""
+    configured = run.repository.algorithm
+    former = model.former_algorithms(keys.pairs, keys.scan.algorithms, configured)
+    if not former:
+        return configured, ""
+    if rotating and run.trigger in OPERATOR:
+        stale = set(keys.stale(configured))
+        waiting = [node for node, pair in keys.pairs.next.items() if pair.public in stale]
+        keys.pairs = model.dropped(keys.pairs, waiting)  # never installed: never used
+        return configured, former
+    return keys.signing_algorithm(configured), former
+
+
+def _exposed(fleet: JwsFleet, name: str) -> bool:
+    """Return True if ``name``'s private.pem held the right key, but others could read it
+    (keystone-manage writes it 0644): it gets a new pair all the same."""
+    plan = fleet.results[name].plan
+    return plan is not None and plan.private is not None and plan.private.startswith(WRONG_MODE)
 
 
 @dataclass(frozen=True)
@@ -134,6 +170,10 @@ class _Summary:
     retired: tuple[str, ...]
     rekeyed: list[str]
     clock: ClockCheck
+    exposed: list[str]  # of rekeyed: the right key, but open to others (mode or owner)
+    dropped: tuple[str, ...] = ()  # public keys of the former algorithm removed now
+    former: str = ""  # the former algorithm of the journal's keys ("": none)
+    algorithm: str = ""  # the configured one
 
 
 def _unverified(fleet: JwsFleet, names: list[str]) -> list[str]:
@@ -168,14 +208,21 @@ def _finish(run: Run, keys: Keys, nodes: dict[str, NodeOutcome], summary: _Summa
     for node in summary.installed:  # verified: its node signs with it from now
         delivered.append(keys.pairs.next[node].public)
         keys.pairs = model.installed(keys.pairs, node, now)
+    # the former algorithm's keys no node signs with any more leave the journal now (a node
+    # whose new pair failed to install keeps its own, which the next run removes)
+    keys.pairs = model.without(keys.pairs, summary.dropped)
+    gone = tuple(name for name in summary.dropped if name not in keys.pairs.public_keys())
+    summary = replace(summary, dropped=gone)
     state = replace(keys.state, jws=keys.pairs, generation=keys.state.generation + 1)
     state = checked(state, nodes, run.node_names, now, summary.clock)
     # The journal records the pairs installed and the retired keys gone before their files
     # leave the store (keysyncd keeps no private key its node verified): a crash in between
     # leaves files the next run tidies away, never a journal naming keys the store lost.
     write_ahead(run, state)
-    keys.store.remove(public=summary.retired, private=tuple(delivered))
-    messages = _messages(keys, summary)
+    keys.store.remove(public=summary.retired + gone, private=tuple(delivered))
+    messages = _messages(keys, summary) + _algorithm_messages(keys, summary)
+    if summary.options.init:
+        messages += _init_messages(run, nodes, summary)
     outcome = None
     if keys.pairs.next and not summary.install and summary.unverified:
         outcome = Outcome.DEFERRED if summary.options.rotate else None
@@ -203,7 +250,10 @@ def _messages(keys: Keys, summary: _Summary) -> list[str]:
         )
     if summary.installed:
         messages.append("installed new private keys on " + bounded(sorted(summary.installed)))
-    if keys.pairs.next and summary.unverified and not summary.install:
+    deferred = bool(keys.pairs.next and summary.unverified and not summary.install)
+    if deferred and summary.options.init:
+        pass  # an init says it node by node (_init_messages)
+    elif deferred:
         waiting = bounded(sorted(keys.pairs.next))
         messages.append(
             f"deferred: no private key changed anywhere; not every node holds the "
@@ -214,10 +264,15 @@ def _messages(keys: Keys, summary: _Summary) -> list[str]:
             "FORCED: private keys installed although these nodes were not "
             "verified: " + ", ".join(summary.unverified)
         )
-    if summary.rekeyed:
+    foreign = [name for name in summary.rekeyed if name not in summary.exposed]
+    if foreign:
         messages.append(
-            "private.pem was not keysyncd's on "
-            + bounded(summary.rekeyed)
+            "private.pem was not keysyncd's on " + bounded(foreign) + ": a new pair replaces it"
+        )
+    if summary.exposed:
+        messages.append(
+            "private.pem had a wrong mode or owner (others may have read it) on "
+            + bounded(summary.exposed)
             + ": a new pair replaces it"
         )
     if summary.retired:
@@ -225,6 +280,66 @@ def _messages(keys: Keys, summary: _Summary) -> list[str]:
             f"retired public keys {bounded(list(summary.retired))}: no live token can need them"
         )
     return messages
+
+
+def _algorithm_messages(keys: Keys, summary: _Summary) -> list[str]:
+    """Return what this run did about a change of algorithm, and what is still to do."""
+    if not summary.former:
+        return []
+    former, configured = summary.former, summary.algorithm
+    lines = []
+    if summary.dropped:
+        lines.append(
+            f"algorithm changed {former} -> {configured}: the {former} public keys "
+            f"{bounded(list(summary.dropped))} left every node; tokens signed with {former} "
+            f"are no longer valid: keystone must run with [jwt_tokens] jws_algorithm = "
+            f"{configured} on every node now"
+        )
+    left = sorted(
+        node
+        for node, pair in keys.pairs.signing.items()
+        if keys.scan.algorithms.get(pair.public, configured) != configured
+    )
+    if left and keys.pairs.next:
+        lines.append(
+            f"algorithm change {former} -> {configured} under way: still signing with "
+            f"{former} on {bounded(left)}; the {former} public keys stay until every node "
+            f"has its {configured} pair installed (keystone fails tokens while both are there)"
+        )
+    elif left:
+        lines.append(model.migration_notice(former, configured))
+    return lines
+
+
+def _init_messages(run: Run, nodes: dict[str, NodeOutcome], summary: _Summary) -> list[str]:
+    """Return what an init did on each node, unless it did everything (then the command says
+    so): which nodes sign with their new pair, which hold the public keys only, which failed
+    and why, and what to do next. Nothing here claims a node that failed."""
+    names = run.node_names
+    if set(summary.installed) == set(names):
+        return []
+    failed = [name for name in names if nodes.get(name) and nodes[name].error is not None]
+    signing = sorted(summary.installed)
+    waiting = [name for name in names if name not in signing and name not in failed]
+    lines = [
+        f"init failed on {name}: {printable(nodes[name].error or '', 300)}"
+        for name in failed[:MAX_NAMED]
+    ]
+    if len(failed) > MAX_NAMED:
+        lines.append(f"init failed on {len(failed) - MAX_NAMED} more nodes (see below)")
+    if signing:
+        lines.append("a key pair is installed on " + bounded(signing))
+    if waiting:
+        lines.append(
+            "no private key installed on "
+            + bounded(waiting)
+            + ": none is, until every node holds every node's public key"
+        )
+    lines.append(
+        "the new key pairs wait in the controller's store: once the failed nodes are fixed, "
+        f"'keysyncd sync --repo {run.repository.name}' installs them"
+    )
+    return lines
 
 
 def _details(keys: Keys, summary: _Summary) -> dict[str, object]:
@@ -283,4 +398,12 @@ def _preview(run: Run, keys: Keys, options: Options) -> ActionResult:
         )
     if due.retire:
         messages.append("would retire public keys " + bounded(list(due.retire)))
+    configured = run.repository.algorithm
+    if former := model.former_algorithms(keys.pairs, keys.scan.algorithms, configured):
+        messages.append(
+            f"would give every node a {configured} pair and remove the {former} public keys: "
+            f"every token signed with {former} becomes invalid"
+            if options.rotate and run.trigger in OPERATOR
+            else model.migration_notice(former, configured)
+        )
     return ActionResult(run.repository.name, DRY_RUN, None, nodes, tuple(messages), preview=preview)

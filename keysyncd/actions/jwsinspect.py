@@ -9,11 +9,25 @@ from typing import Any
 from keysyncd.actions.jws import store_root
 from keysyncd.config import Config, RepositoryConfig
 from keysyncd.core import clock
-from keysyncd.core.jws import JwsState, plan_retirement
+from keysyncd.core.jws import JwsState, former_algorithms, migration_notice, plan_retirement
 from keysyncd.core.schedule import cron_trigger, next_fire_times
 from keysyncd.core.times import rfc3339, rfc3339_of
+from keysyncd.errors import KeysyncError
 from keysyncd.io.jwsstore import JwsStore
 from keysyncd.io.state import load_state
+
+
+def algorithm_change(config: Config, repository: RepositoryConfig) -> str | None:
+    """Return what the next rotation does about a change of ``algorithm`` (the journal's
+    keys are of another one), or None when there is none or the store cannot be read (the
+    actions and check-config's local checks say why)."""
+    try:
+        pairs = load_state(config.state_dir, repository.name).jws or JwsState()
+        scan = JwsStore(store_root(config, repository), repository.algorithm).scan()
+    except KeysyncError:
+        return None
+    former = former_algorithms(pairs, scan.algorithms, repository.algorithm)
+    return migration_notice(former, repository.algorithm) if former else None
 
 
 def status(config: Config, repository: RepositoryConfig, now: float) -> dict[str, Any]:
@@ -56,7 +70,7 @@ def status(config: Config, repository: RepositoryConfig, now: float) -> dict[str
             for key in [pairs.retiring[name]]
         ],
         "problems": problems,
-        "warnings": [],
+        "warnings": [change] if (change := algorithm_change(config, repository)) else [],
         "rotation_blocked_by": None,
         "last_action": None,
         "nodes": {
@@ -88,4 +102,5 @@ def plan(config: Config, repository: RepositoryConfig, now: float) -> JwsPlan:
         f"every rotation gives each node a new pair; its old public key stays on every node "
         f"{retention}s after the node was verified signing with the new one"
     ]
-    return JwsPlan(repository.name, times, [], kept, [])
+    change = algorithm_change(config, repository)
+    return JwsPlan(repository.name, times, [], kept, [change] if change else [])

@@ -46,6 +46,18 @@ class Keys:
     state: RepositoryState
     pairs: model.JwsState
 
+    def stale(self, configured: str) -> list[str]:
+        """Return the journal's public keys of another algorithm than ``configured``."""
+        return model.stale_keys(self.pairs, self.scan.algorithms, configured)
+
+    def signing_algorithm(self, configured: str) -> str:
+        """Return the algorithm the nodes sign with now: new pairs outside a migration are
+        of it (a node of another one would fail every token on the others), ``configured``
+        when there is none or no single one."""
+        algorithms = self.scan.algorithms
+        found = {algorithms.get(p.public, configured) for p in self.pairs.signing.values()}
+        return found.pop() if len(found) == 1 else configured
+
     def save(self, run: Run) -> None:
         """Write the journal now (write-ahead: before the pairs reach any node)."""
         self.state = replace(self.state, jws=self.pairs, generation=self.state.generation + 1)
@@ -83,7 +95,8 @@ def _check_against_journal(store: JwsStore, scan: StoreScan, pairs: model.JwsSta
     ]
     for pair in pairs.next.values():
         private = scan.private[pair.public]
-        public = public_of_private(private, store.algorithm)
+        # a pair waiting since before a change of algorithm is of the former one
+        public = public_of_private(private, scan.algorithms.get(pair.public, store.algorithm))
         if (
             digest_of(private) != pair.private_digest
             or public is None
@@ -98,34 +111,42 @@ def _check_against_journal(store: JwsStore, scan: StoreScan, pairs: model.JwsSta
 
 
 def expect(
-    keys: Keys, installing: frozenset[str] = frozenset(), retired: Iterable[str] = ()
+    keys: Keys,
+    installing: frozenset[str] = frozenset(),
+    retired: Iterable[str] = (),
+    dropped: Iterable[str] = (),
 ) -> JwsFleetExpect:
-    return JwsFleetExpect(keys.pairs, installing, frozenset(retired))
+    return JwsFleetExpect(keys.pairs, installing, frozenset(retired), frozenset(dropped))
 
 
 @dataclass(frozen=True)
 class JwsFleetExpect:
     """What each node must hold: every public key, and its private key (the waiting one for
-    nodes getting theirs in this run)."""
+    nodes getting theirs in this run); ``dropped``: public keys of a former algorithm that
+    go in this run although the journal still names them (its nodes get their new pairs)."""
 
     pairs: model.JwsState
     installing: frozenset[str]
     retired: frozenset[str] = frozenset()
+    dropped: frozenset[str] = frozenset()
 
     def __call__(self, node: str) -> JwsExpected:
+        public = {k: v for k, v in self.pairs.public_keys().items() if k not in self.dropped}
+        retired = self.retired | self.dropped
         waiting = self.pairs.next.get(node)
         if node in self.installing and waiting is not None:
             current = self.pairs.private_digest(node)
-            return JwsExpected(
-                self.pairs.public_keys(), waiting.private_digest, self.retired, current
-            )
-        return JwsExpected(self.pairs.public_keys(), self.pairs.private_digest(node), self.retired)
+            return JwsExpected(public, waiting.private_digest, retired, current)
+        return JwsExpected(public, self.pairs.private_digest(node), retired)
 
 
-def generate(run: Run, keys: Keys, nodes: list[str], seen: Iterable[str] = ()) -> None:
-    """Make a new pair for each of ``nodes``: into the store (private first), then into the
-    journal, before anything reaches a node. New names are in no journal, store or node
-    listing (``seen``): a name that is taken would replace someone's key."""
+def generate(
+    run: Run, keys: Keys, nodes: list[str], seen: Iterable[str] = (), algorithm: str = ""
+) -> None:
+    """Make a new pair for each of ``nodes`` (``algorithm``: the configured one unless
+    given): into the store (private first), then into the journal, before anything reaches
+    a node. New names are in no journal, store or node listing (``seen``): a name that is
+    taken would replace someone's key."""
     if not nodes:
         return
     publics, privates, pairs = {}, {}, []
@@ -133,7 +154,7 @@ def generate(run: Run, keys: Keys, nodes: list[str], seen: Iterable[str] = ()) -
     for node in nodes:
         serial = model.next_serial(keys.pairs, node, taken)
         taken.add(model.public_name(node, serial))
-        private_pem, public_pem = generate_pair(run.repository.algorithm)
+        private_pem, public_pem = generate_pair(algorithm or run.repository.algorithm)
         name = model.public_name(node, serial)
         publics[name], privates[name] = public_pem, private_pem
         pairs.append(
@@ -143,6 +164,7 @@ def generate(run: Run, keys: Keys, nodes: list[str], seen: Iterable[str] = ()) -
         )
     keys.store.write(publics, privates)
     keys.pairs = model.with_next(keys.pairs, pairs)
+    keys.scan.algorithms.update(dict.fromkeys(publics, algorithm or run.repository.algorithm))
     keys.scan.public.update(publics)
     keys.scan.private.update(privates)
     keys.save(run)

@@ -20,7 +20,7 @@ from keysyncd.commands import render
 from keysyncd.commands.exits import Exit
 from keysyncd.commands.output import Output
 from keysyncd.config import Config, RepositoryConfig
-from keysyncd.core.vocabulary import Trigger
+from keysyncd.core.vocabulary import Outcome, Trigger
 from keysyncd.errors import LockError, UsageError
 from keysyncd.io.lock import describe_holder, exclusive
 
@@ -132,7 +132,11 @@ def cmd_init(args: argparse.Namespace, config: Config, out: Output) -> int:
             if repository.kind == "jws"
             else f"{name}: initialised {repository.path} with keys 0 and 1"
         )
-        return [done if result.report else f"{name}: dry run", *render.action(name, "init", result)]
+        if result.report is None:
+            done = f"{name}: dry run"
+        elif result.outcome != Outcome.OK:
+            return render.action(name, "init", result)  # what happened where: its messages
+        return [done, *render.action(name, "init", result)]
 
     return run_each(
         args, config, out, "init", lambda run: [operations.init(run, args.dry_run)], show

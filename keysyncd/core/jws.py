@@ -215,3 +215,55 @@ def dropped(state: JwsState, nodes: Collection[str]) -> JwsState:
         state,
         next=_frozen({n: p for n, p in state.next.items() if n not in nodes}),
     )
+
+
+# --- a change of algorithm ------------------------------------------------------------------
+# keystone validates with its one [jwt_tokens] jws_algorithm. PyJWT refuses a token of any
+# other algorithm (InvalidAlgorithmError), and raises InvalidKeyError on a public key of
+# another algorithm or curve; keystone skips only InvalidSignatureError and DecodeError, so
+# such a key listed before the signer's one fails the token. Keys of two algorithms cannot
+# stay side by side: the rotation that moves every node to the new algorithm removes the
+# former one's public keys in the same run (no token signed with it can be valid any more).
+
+
+def stale_keys(state: JwsState, algorithms: Mapping[str, str], configured: str) -> list[str]:
+    """Return the journal's public keys made for another algorithm than ``configured``
+    (``algorithms``: each key's, as the store holds it)."""
+    return [name for name in state.public_keys() if algorithms.get(name, configured) != configured]
+
+
+def former_algorithms(state: JwsState, algorithms: Mapping[str, str], configured: str) -> str:
+    """Return the algorithms of the stale keys, as a word: ``ES256`` (or ``ES256/EdDSA``)."""
+    found = {algorithms[name] for name in stale_keys(state, algorithms, configured)}
+    return "/".join(sorted(found))
+
+
+def migration_drops(
+    state: JwsState, installing: Collection[str], algorithms: Mapping[str, str], configured: str
+) -> tuple[str, ...]:
+    """Return the public keys of another algorithm that go in a run installing the waiting
+    pairs of ``installing``: every one of them once, after the run, every node signs with a
+    ``configured`` key and none waits with another; none before (a node still signing with
+    the former algorithm needs its public key everywhere)."""
+    after = {node: pair for node, pair in state.signing.items() if node not in installing}
+    after |= {node: pair for node, pair in state.next.items() if node in installing}
+    after |= {f"{node} waiting": p for node, p in state.next.items() if node not in installing}
+    if any(algorithms.get(pair.public, configured) != configured for pair in after.values()):
+        return ()
+    return tuple(stale_keys(state, algorithms, configured))
+
+
+def migration_notice(former: str, configured: str) -> str:
+    """Return what a change of algorithm from ``former`` to ``configured`` will do."""
+    return (
+        f"algorithm changes {former} -> {configured}: the next 'keysyncd rotate' (a "
+        f"scheduled rotation keeps {former}) gives every node a new {configured} pair and "
+        f"removes the {former} public keys from every node in the same run: keystone "
+        f"validates with its one jws_algorithm and fails a token outright when it reads a "
+        f"public key of another algorithm before the signer's, so the two cannot stay side "
+        f"by side. Every token signed with {former} becomes invalid, and until keystone "
+        f"runs with [jwt_tokens] jws_algorithm = {configured} no node signs or validates: "
+        f"set it on every node "
+        f"right after that rotation. Until then sync, verify and status keep the {former} "
+        "pairs"
+    )

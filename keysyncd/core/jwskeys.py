@@ -69,6 +69,23 @@ def public_problem(content: bytes, algorithm: str) -> str | None:
     return None
 
 
+def algorithm_of_public(content: bytes) -> str | None:
+    """Return the algorithm (ES256, ES384, ES512, EdDSA) public key ``content`` verifies, or
+    None if it is no public key for any of them."""
+    for algorithm in (*_CURVES, "EdDSA"):
+        if public_problem(content, algorithm) is None:
+            return algorithm
+    return None
+
+
+def private_algorithm(content: bytes) -> str | None:
+    """Return the algorithm private key ``content`` signs with, or None (no key of ours)."""
+    for algorithm in (*_CURVES, "EdDSA"):
+        if public_of_private(content, algorithm) is not None:
+            return algorithm
+    return None
+
+
 def public_of_private(content: bytes, algorithm: str) -> bytes | None:
     """Return the public PEM of private key ``content``, or None if it is not a private key
     for ``algorithm`` (keystone could not sign with it)."""

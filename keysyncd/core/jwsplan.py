@@ -24,6 +24,7 @@ from keysyncd.core.access import (
 from keysyncd.core.text import bounded
 from keysyncd.core.view import FILE_MODE, Entry, EntryType, show_name
 
+WRONG_MODE = "wrong mode or owner"  # a public key's content is right: a fresh copy fixes it
 MAX_LISTED = 20  # odd entries named per node in a report; the rest are counted
 
 
@@ -71,18 +72,27 @@ class JwsNodePlan:
     cleanup: tuple[str, ...] = ()  # keysyncd's temp files in the private directory
     private: str | None = None  # why private.pem is not what it must be (None: it is)
     reasons: Mapping[str, Any] = field(default_factory=dict)
+    # public keys with the right content but a wrong mode or owner (keystone-made: 0644):
+    # keystone validates with them as they are; phase 2 writes a fresh copy over each
+    rewrite: tuple[str, ...] = ()
 
     @property
     def holds_every_public_key(self) -> bool:
         """Return True when every expected public key is there, whole (what the gate asks:
-        entries still to be removed in phase 2 do not stop a token from validating)."""
+        entries still to be removed or rewritten in phase 2 do not stop a token from
+        validating)."""
         return not (self.make_directories or self.add or self.replace)
 
     @property
     def public_in_sync(self) -> bool:
         """Return True when the public directory holds exactly the expected keys."""
         return not (
-            self.make_directories or self.add or self.replace or self.delete or self.invalid
+            self.make_directories
+            or self.add
+            or self.replace
+            or self.rewrite
+            or self.delete
+            or self.invalid
         )
 
     @property
@@ -113,7 +123,7 @@ def diff_jws(
     fix_modes = tuple(name for name, _ in problems)
     by_name = {entry.name: entry for entry in view.public}
     add = tuple(sorted(name for name in expected.public if name not in by_name))
-    replace, delete, invalid, odd, retired = [], [], [], [], []
+    replace, rewrite, delete, invalid, odd, retired = [], [], [], [], [], []
     for entry in sorted(view.public, key=lambda e: e.name):
         wanted = expected.public.get(entry.name)
         retiring = entry.name in expected.retired and entry.name not in expected.public
@@ -127,6 +137,8 @@ def diff_jws(
         odd.append({"name": show_name(entry.name), "problem": problem})
         if entry.type is EntryType.DIRECTORY:
             invalid.append(entry.name)
+        elif problem == WRONG_MODE:
+            rewrite.append(entry.name)
         elif wanted is not None:
             replace.append(entry.name)
         else:
@@ -162,6 +174,7 @@ def diff_jws(
         view.temp_files,
         private,
         reasons,
+        tuple(rewrite),
     )
 
 
@@ -208,7 +221,7 @@ def _public_problem(entry: Entry, wanted: str | None, uid: int | None) -> str | 
     if entry.digest != wanted:
         return entry.problem or "other content than the public key"
     if entry.mode != FILE_MODE or (uid is not None and entry.uid != uid):
-        return "wrong mode or owner"
+        return WRONG_MODE
     return None
 
 

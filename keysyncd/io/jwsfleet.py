@@ -157,7 +157,7 @@ class JwsFleet(Fanout[JwsView, JwsNodePlan]):
             plan = result.plan
             assert plan is not None  # noqa: S101 - inspected first
             private, public = self.sessions[name], self._public_session(name)
-            for key in plan.replace:
+            for key in (*plan.replace, *plan.rewrite):  # a fresh copy, never a chmod
                 self._upload(private, public_keys[key], public, key)
             for entry in plan.delete:
                 public.remove(entry)

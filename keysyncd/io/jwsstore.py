@@ -11,10 +11,15 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from keysyncd.core.jwskeys import MAX_PEM, public_of_private, public_problem
+from keysyncd.core.jwskeys import (
+    MAX_PEM,
+    algorithm_of_public,
+    private_algorithm,
+    public_problem,
+)
 from keysyncd.core.view import TEMP_PREFIX, show_name
 from keysyncd.errors import LocalFileError, RepositoryError
 from keysyncd.io.fsutil import atomic_write, describe_os_error, remove_temp_files
@@ -23,11 +28,14 @@ from keysyncd.io.trust import check_directory, problem_of
 
 @dataclass(frozen=True)
 class StoreScan:
-    """What the store holds: public and private PEMs by file name, and what is wrong."""
+    """What the store holds: public and private PEMs by file name, and what is wrong;
+    ``algorithms``: each public key's algorithm (after a change of ``algorithm`` the keys
+    of the former one stay until the rotation that replaces them)."""
 
     public: dict[str, bytes]
     private: dict[str, bytes]
     problems: tuple[str, ...]
+    algorithms: dict[str, str] = field(default_factory=dict)
 
 
 class JwsStore:
@@ -50,15 +58,17 @@ class JwsStore:
         public, problems = self._read(self.public_dir)
         private, more = self._read(self.private_dir, secret=True)
         problems += more
+        algorithms = {}
         for name, content in public.items():
-            if problem := public_problem(content, self.algorithm):
+            # a key of another supported algorithm is one from before a change of algorithm
+            if found := algorithm_of_public(content):
+                algorithms[name] = found
+            elif problem := public_problem(content, self.algorithm):
                 problems.append(f"{self.public_dir}/{show_name(name)}: {problem}")
         for name, content in private.items():
-            if public_of_private(content, self.algorithm) is None:
-                problems.append(
-                    f"{self.private_dir}/{show_name(name)}: not a {self.algorithm} private key"
-                )
-        return StoreScan(public, private, tuple(problems))
+            if private_algorithm(content) is None:
+                problems.append(f"{self.private_dir}/{show_name(name)}: not a private key")
+        return StoreScan(public, private, tuple(problems), algorithms)
 
     def _read(self, directory: Path, secret: bool = False) -> tuple[dict[str, bytes], list[str]]:
         try:

@@ -85,7 +85,7 @@ def test_directory_modes_are_fixed_without_touching_keys() -> None:
 def test_each_odd_public_entry_goes_where_keystone_needs_it() -> None:
     view = node(
         public("b-1.pem", C),  # expected, wrong content: replaced
-        public("a-1.pem", A, mode=0o644),  # expected, right content, wrong mode: replaced
+        public("a-1.pem", A, mode=0o644),  # right content, wrong mode: a fresh copy
         public("z.pem", A),  # not expected: deleted
         public(".keysyncd-1.tmp", None, problem="empty key"),  # a temp file: deleted
         public("link.pem", None, type=EntryType.SYMLINK),  # not expected: deleted
@@ -106,12 +106,23 @@ def test_each_odd_public_entry_goes_where_keystone_needs_it() -> None:
         {"name": "'z.pem'", "problem": "not a public key keysyncd distributes"},
     ]
     assert plan == JwsNodePlan(
-        replace=("a-1.pem", "b-1.pem"),
+        replace=("b-1.pem",),
+        rewrite=("a-1.pem",),
         delete=(".keysyncd-1.tmp", "link.pem", "z.pem"),
         invalid=("sub",),
         reasons={"entries": entries},
     )
     assert not plan.holds_every_public_key and not plan.public_in_sync
+
+
+def test_public_keys_right_but_open_or_foreign_get_fresh_copies_and_pass_the_gate() -> None:
+    """keystone-manage writes 0644 files: keystone validates with them as they are, so the
+    gate lets the private keys through; phase 2 writes a fresh copy of each (never chmod)."""
+    view = node(public("a-1.pem", A, mode=0o644), public("b-1.pem", B, uid=7), key=private())
+    plan = diff(EXPECTED, view, UID)
+    odd = [{"name": f"'{n}'", "problem": "wrong mode or owner"} for n in ("a-1.pem", "b-1.pem")]
+    assert plan == JwsNodePlan(rewrite=("a-1.pem", "b-1.pem"), reasons={"entries": odd})
+    assert plan.holds_every_public_key and not plan.public_in_sync and not plan.in_sync
 
 
 def test_an_expected_name_that_is_no_regular_file_is_replaced_saying_what_it_is() -> None:
@@ -131,9 +142,10 @@ def test_a_read_problem_is_reported_as_it_was_found() -> None:
     assert plan.reasons == {"entries": [{"name": "'a-1.pem'", "problem": "not a public key"}]}
 
 
-def test_a_public_key_of_another_owner_is_replaced() -> None:
+def test_a_public_key_of_another_owner_is_replaced_by_a_fresh_copy() -> None:
     view = node(public("a-1.pem", A, uid=0), public("b-1.pem", B), key=private())
-    assert diff(EXPECTED, view, UID).replace == ("a-1.pem",)
+    plan = diff(EXPECTED, view, UID)
+    assert plan.rewrite == ("a-1.pem",) and plan.replace == () and not plan.in_sync
     assert diff(EXPECTED, view).in_sync, "owner unchecked when none is configured"
 
 
