@@ -186,6 +186,7 @@ def _migration_findings(config: Config) -> list[Finding]:
         if KINDS[repository.kind].retire_by == "migration" and not repository.hooks.after_rotate
     ]
 
+
 def _algorithm_findings(config: Config) -> list[Finding]:
     """Return a warning for each jws repository whose ``algorithm`` is not the one its keys
     were made for: what the next rotation does, and which tokens it ends."""
