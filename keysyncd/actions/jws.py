@@ -30,7 +30,6 @@ from keysyncd.actions.jwsload import (
     load,
     retire,
     store_of,
-    store_root,
     tidy_store,
 )
 from keysyncd.actions.jwsread import adopt, verify
@@ -43,6 +42,7 @@ from keysyncd.core.text import bounded, printable
 from keysyncd.core.vocabulary import GOOD, Action, Outcome, Trigger
 from keysyncd.errors import KeysyncError, UsageError
 from keysyncd.io.jwsfleet import JwsFleet
+from keysyncd.io.jwsstore import store_root
 from keysyncd.io.occupied import jws_private_file, refuse_occupied_nodes
 
 __all__ = ["Options", "adopt", "converge", "store_of", "store_root", "verify"]

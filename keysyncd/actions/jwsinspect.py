@@ -6,14 +6,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from keysyncd.actions.jws import store_root
 from keysyncd.config import Config, RepositoryConfig
 from keysyncd.core import clock
 from keysyncd.core.jws import JwsState, former_algorithms, migration_notice, plan_retirement
 from keysyncd.core.schedule import cron_trigger, next_fire_times
 from keysyncd.core.times import rfc3339, rfc3339_of
 from keysyncd.errors import KeysyncError
-from keysyncd.io.jwsstore import JwsStore
+from keysyncd.io.jwsstore import JwsStore, store_root
 from keysyncd.io.state import load_state
 
 

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 from keysyncd.actions.context import Run, write_ahead
-from keysyncd.config import Config, RepositoryConfig
 from keysyncd.core import jws as model
 from keysyncd.core.clock import ClockCheck
 from keysyncd.core.journal import RepositoryState
@@ -22,14 +20,8 @@ from keysyncd.core.text import bounded
 from keysyncd.errors import RepositoryError
 from keysyncd.io.ids import node_owner
 from keysyncd.io.jwsfleet import JwsFleet
-from keysyncd.io.jwsstore import JwsStore, StoreScan
+from keysyncd.io.jwsstore import JwsStore, StoreScan, store_root
 from keysyncd.io.state import load_state
-
-
-def store_root(config: Config, repository: RepositoryConfig) -> Path:
-    """Return where the controller keeps ``repository``'s keys: in state_dir (never readable
-    by others, and not a directory keystone itself reads; ``path`` describes the nodes)."""
-    return Path(config.state_dir) / "jws" / repository.name
 
 
 def store_of(run: Run) -> JwsStore:

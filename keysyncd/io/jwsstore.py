@@ -14,6 +14,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from keysyncd.config import Config, RepositoryConfig
 from keysyncd.core.jwskeys import (
     MAX_PEM,
     algorithm_of_public,
@@ -162,3 +163,9 @@ def _read_regular(path: Path, secret: bool = False) -> bytes:
     if len(content) > MAX_PEM:
         raise ValueError(f"larger than {MAX_PEM} bytes: not a key")
     return content
+
+
+def store_root(config: Config, repository: RepositoryConfig) -> Path:
+    """Return where the controller keeps ``repository``'s keys: in state_dir (never readable
+    by others, and not a directory keystone itself reads; ``path`` describes the nodes)."""
+    return Path(config.state_dir) / "jws" / repository.name
