@@ -106,16 +106,16 @@ def adopt_repository(run: Run, source: str) -> Adopted:
     state = load_state(run.config.state_dir, run.repository.name)
     state, _ = journal.reconcile(state, repository.load().digests(), run.clock())
     warnings = differing_nodes(source, differing)
-    message = (
-        f"adopted keys {list(keyset.indices)} from node {source}; "
-        f"{len(differing)} other node(s) differ"
-    )
+    others = f"; {len(differing)} other node(s) differ" if differing else ""
+    message = f"adopted keys {list(keyset.indices)} from node {source}{others}"
     details = {"source": source, "adopted": list(keyset.indices), "differing_nodes": differing}
     draft = Draft(
         Action.ADOPT, run.clock(), messages=(message, *warnings), details={"adopt": details}
     )
     commit(run, state, draft)
-    what = f"keys {list(keyset.indices)} ({len(differing)} other node(s) differ)"
+    what = f"keys {list(keyset.indices)}" + (
+        f" ({len(differing)} other node(s) differ)" if differing else ""
+    )
     return Adopted(what, tuple(warnings), details)
 
 

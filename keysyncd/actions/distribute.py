@@ -18,9 +18,15 @@ from keysyncd.actions.context import (
     commit,
     node_outcomes,
 )
-from keysyncd.actions.local import load_local, open_repository, policy_of, recover, retire_due
+from keysyncd.actions.local import (
+    load_local,
+    open_repository,
+    policy_of,
+    reconciled,
+    recover,
+    retire_due,
+)
 from keysyncd.actions.preview import preview_sync
-from keysyncd.core import journal
 from keysyncd.core.nodes import checked
 from keysyncd.core.policy import retired_note
 from keysyncd.core.vocabulary import Action
@@ -44,7 +50,7 @@ def sync_repository(
         return preview_sync(run, local, node, force)
     recovered = recover(run, local)
     keyset, state = recovered.valid()
-    state, foreign = journal.reconcile(state, keyset.digests(), started)
+    state, foreign = reconciled(run, state, keyset, started)
     if foreign:
         log.warning(
             "%s: local keys changed outside keysyncd; now generation %d",

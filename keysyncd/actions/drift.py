@@ -22,7 +22,7 @@ from keysyncd.actions.context import (
     node_outcomes,
     remember,
 )
-from keysyncd.actions.local import load_local, open_repository, recover
+from keysyncd.actions.local import load_local, open_repository, reconciled, recover
 from keysyncd.core import journal
 from keysyncd.core.clock import ClockCheck
 from keysyncd.core.journal import NodeRecord, RepositoryState
@@ -32,6 +32,7 @@ from keysyncd.core.nodes import checked, due_nodes, schedule_backoff
 from keysyncd.core.report import NodeOutcome
 from keysyncd.core.times import rfc3339
 from keysyncd.core.vocabulary import GOOD, Action, NodeStatus, Outcome
+from keysyncd.errors import RepositoryError
 from keysyncd.io.fleet import push_keyset
 from keysyncd.io.state import load_state
 
@@ -57,7 +58,10 @@ def check_local(run: Run) -> ActionResult | None:
     if state.local_problems:
         log.info("%s: the local repository is valid again", run.repository.name)
         state, _ = journal.local_validity(state, ())
-    state, foreign = journal.reconcile(state, recovered.keyset.digests(), started)
+    try:
+        state, foreign = reconciled(run, state, recovered.keyset, started)
+    except RepositoryError as lost:  # a key credentials may need is gone: push nothing
+        return _invalid(run, state, (str(lost).removeprefix("invalid repository: "),), started)
     if not foreign:
         remember(run, state)
         return None

@@ -72,7 +72,8 @@ def adopt(run: Run, source: str) -> Adopted:
         Action.ADOPT, now, messages=(message, *warnings), details={"adopt": details}, clock=clock
     )
     commit(run, keys.state, draft)
-    what = f"{len(publics)} public keys ({len(judgement.refused)} not adopted)"
+    refusals = f" ({len(judgement.refused)} not adopted)" if judgement.refused else ""
+    what = f"{len(publics)} public keys{refusals}"
     return Adopted(what, tuple(warnings), details)
 
 

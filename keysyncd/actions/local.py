@@ -160,3 +160,20 @@ def initialise(run: Run, repository: Repository, state: RepositoryState) -> Repo
     first, second = repository.kind.generate(), repository.kind.generate()
     repository.create(first, second)
     return journal.initialised(state, repository.load().digests(), run.clock())
+
+
+def reconciled(
+    run: Run, state: RepositoryState, keyset: KeySet, now: float
+) -> tuple[RepositoryState, bool]:
+    """Return ``journal.reconcile`` of the keys on disk (and whether they changed outside
+    keysyncd). Raise RepositoryError if the change lost a key credentials may still need (a
+    key deleted or replaced by hand, an older backup restored): pushing it would delete it
+    on every node too, so nothing is pushed until it is back."""
+    lost = journal.unmigrated_losses(state, keyset.digests(), policy_of(run.repository))
+    if lost:
+        raise RepositoryError(
+            f"invalid repository: {run.repository.path}: keys {list(lost)} changed or "
+            "disappeared outside keysyncd, and credentials may still be encrypted with them "
+            "(no migration past them succeeded): restore them (every node still holds them)"
+        )
+    return journal.reconcile(state, keyset.digests(), now)

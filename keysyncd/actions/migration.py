@@ -32,7 +32,7 @@ def confirm_migration(run: Run, primary: int) -> ActionResult:
     be retired by the next sync or rotation) and clear a pending migration of that key.
 
     Raise UsageError if the repository's keys do not retire by migration or ``primary`` is
-    not one of its keys above 0; KeysyncError if the local keys changed outside keysyncd
+    not its current primary; KeysyncError if the local keys changed outside keysyncd
     or not every node is verified holding the current keys now (a migration counts only
     once every node holds its primary: a node without it encrypts with an older key).
     """
@@ -50,11 +50,14 @@ def confirm_migration(run: Run, primary: int) -> ActionResult:
             f"{repository.name}: the local keys changed outside keysyncd; run keysyncd sync "
             "first, then migrate and confirm again"
         )
-    keys = sorted(index for index in state.digests if index > 0)
-    if primary not in keys:
+    current = journal.primary_index(state)
+    if primary != current:
+        # only the current primary: every node is checked holding it now, and a migration
+        # confirmed for a newer key than the one it encrypted with would retire the keys
+        # its credentials still need
         raise UsageError(
-            f"{repository.name}: --primary {primary} is not a key of this repository above 0 "
-            f"(its keys: {keys}); give the primary the migration encrypted with"
+            f"{repository.name}: --primary {primary} is not the current primary ({current}): "
+            f"run keystone-manage credential_migrate now, then confirm --primary {current}"
         )
     with run.fleet() as fleet:
         clock = check_clock(run, state, fleet)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from keysyncd.actions.context import DRY_RUN, ActionResult, Run, node_outcomes
-from keysyncd.actions.local import Local, policy_of
+from keysyncd.actions.local import Local, policy_of, reconciled
 from keysyncd.core import journal
 from keysyncd.core.keyring import KeySet
 from keysyncd.core.nodeplan import diff
@@ -30,7 +30,7 @@ def preview_rotation(run: Run, local: Local, force: bool) -> ActionResult:
     problems = local.problems()
     if problems:
         raise RepositoryError("invalid repository: " + "; ".join(problems))
-    state, _ = journal.reconcile(local.state, keyset.digests(), run.clock())
+    state, _ = reconciled(run, local.state, keyset, run.clock())
     messages = [] if local.recovery.action == "none" else ["would " + local.recovery.describe()]
     if local.temp_files:
         messages.append(f"would remove {len(local.temp_files)} leftover temp file(s)")

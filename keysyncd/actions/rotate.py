@@ -23,9 +23,15 @@ from keysyncd.actions.context import (
     commit,
     node_outcomes,
 )
-from keysyncd.actions.local import Local, load_local, policy_of, recover, rotate_local
+from keysyncd.actions.local import (
+    Local,
+    load_local,
+    policy_of,
+    reconciled,
+    recover,
+    rotate_local,
+)
 from keysyncd.actions.preview import preview_rotation
-from keysyncd.core import journal
 from keysyncd.core.clock import ClockCheck
 from keysyncd.core.journal import RepositoryState
 from keysyncd.core.keyring import KeySet
@@ -77,7 +83,7 @@ def rotate_repository(run: Run, dry_run: bool = False, force: bool = False) -> A
     if dry_run:
         return preview_rotation(run, local, force)
     keyset, state = recover(run, local).valid()
-    state, _ = journal.reconcile(state, keyset.digests(), started)
+    state, _ = reconciled(run, state, keyset, started)
     with run.fleet() as fleet:
         if fleet is not None:
             push_keyset(fleet, keyset)  # rule 1: every node holds the staged key first

@@ -262,8 +262,8 @@ def _rotate_sync_verify(commands: Any) -> None:
         "credential_migrate) that started once every node held the new primary. An "
         "after_rotate hook records that by itself; without one (or after migrating by hand "
         "while the hook fails), run the migration, then this command: it reads every node, "
-        "refuses unless every node holds the current keys, and records the migration to "
-        "PRIMARY. Keys below it are retired at the next sync or rotation.",
+        "refuses unless every node holds the current keys and PRIMARY is the current primary, "
+        "and records the migration. Keys below it are retired at the next sync or rotation.",
         repo=False,
         wait=0.0,
     )
@@ -273,7 +273,7 @@ def _rotate_sync_verify(commands: Any) -> None:
         type=int,
         required=True,
         metavar="N",
-        help="the key the migration encrypted every credential with (status shows the primary)",
+        help="the current primary, which the migration encrypted every credential with",
     )
 
 

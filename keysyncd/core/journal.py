@@ -21,6 +21,7 @@ from keysyncd.core.policy import (
     Policy,
     RetirementPlan,
     RotationPlan,
+    migrated_past,
     plan_retirement,
     rotated_history,
 )
@@ -279,6 +280,25 @@ def migrated(state: RepositoryState, index: int, now: float) -> RepositoryState:
     history[index] = replace(history.get(index, KeyHistory()), migrated_at=now)
     state = replace(state, history=frozen(history))
     return unblock_rotation(state) if index == primary_index(state) else state
+
+
+def unmigrated_losses(
+    state: RepositoryState, digests: Mapping[int, str], policy: Policy
+) -> tuple[int, ...]:
+    """Return the keys above 0 of the journal that ``digests`` (the disk) lacks or holds
+    otherwise, although no migration past them succeeded: with a policy that retires by
+    migration, credentials may still be encrypted with them (empty for other policies)."""
+    if policy.retire_by != "migration":
+        return ()
+    return tuple(
+        sorted(
+            index
+            for index, digest in state.digests.items()
+            if index > 0
+            and digests.get(index) != digest
+            and not migrated_past(index, state.history)
+        )
+    )
 
 
 PENDING_MIGRATION = "an after_rotate migration is pending: no key is retired until it succeeds"

@@ -64,6 +64,11 @@ def public_problem(content: bytes, algorithm: str) -> str | None:
         key = serialization.load_pem_public_key(content)
     except (ValueError, TypeError, UnsupportedAlgorithm):
         return "not a PEM public key (SubjectPublicKeyInfo)"
+    if content.strip() != _public_pem(key).strip():
+        # cryptography skips text around the PEM block; keystone's PyJWT does not (a file
+        # that starts "ecdsa-sha2-..." is read as an SSH key, whatever PEM follows): only
+        # the one block, exactly as written, may be trusted
+        return "not exactly one PEM public key (other text around or inside it)"
     if not _fits(key, algorithm):
         return f"a public key, but not one for {algorithm}"
     return None
@@ -100,10 +105,19 @@ def public_of_private(content: bytes, algorithm: str) -> bytes | None:
 
 
 def same_public_key(first: bytes, second: bytes) -> bool:
-    """Return True if two public PEMs hold the same key (whatever their line breaks)."""
+    """Return True if two public PEMs hold the same key, each exactly one PEM block (text
+    around a block would be read otherwise by keystone: see ``public_problem``)."""
+    one, two = _exact_public(first), _exact_public(second)
+    return one is not None and two is not None and _public_pem(one) == _public_pem(two)
+
+
+def _exact_public(content: bytes) -> PublicKeyTypes | None:
+    """Return the public key ``content`` holds if it is exactly one PEM block (surrounding
+    whitespace aside), else None (see ``public_problem``)."""
+    if len(content) > MAX_PEM:
+        return None
     try:
-        one = serialization.load_pem_public_key(first)
-        two = serialization.load_pem_public_key(second)
+        key = serialization.load_pem_public_key(content)
     except (ValueError, TypeError, UnsupportedAlgorithm):
-        return False
-    return _public_pem(one) == _public_pem(two)
+        return None
+    return key if content.strip() == _public_pem(key).strip() else None

@@ -227,6 +227,8 @@ class JwsFleet(Fanout[JwsView, JwsNodePlan]):
         it is not a private key for the repository's algorithm."""
         view = self.results[name].view
         entry = view.private_key if view is not None else None
+        if entry is not None and entry.type is not EntryType.FILE:
+            entry = None  # never opened through a link (a FIFO behind it would block)
         content = self.sessions[name].read(entry) if entry is not None else None
         public = public_of_private(content, self.repository.algorithm) if content else None
         if content is None or public is None:

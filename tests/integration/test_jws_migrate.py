@@ -61,7 +61,7 @@ def test_a_keystone_made_fleet_converges_in_one_sync_after_adopt(world: World) -
     keystone_made(world)
     every_token_valid_everywhere(world)
     before = {name: sign(str(world.private(name)), name) for name in NODES}
-    assert act(world, operations.adopt, "node1") == "3 public keys"
+    assert act(world, operations.adopt, "node1").what == "3 public keys"
     result = act(world, operations.sync, None, False, False)
     assert result.outcome == "ok", (result.outcome, result.messages, result.nodes)
     assert any(

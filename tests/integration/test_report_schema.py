@@ -1,9 +1,11 @@
 """Every action keysyncd can commit writes a report that validates against
-schemas/report.schema.json: init, adopt, rotate, sync, verify and drift, on a real fleet."""
+schemas/report.schema.json: init, adopt, rotate, sync, verify, drift and migrate, on a real
+fleet."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import jsonschema
@@ -25,7 +27,7 @@ def written(root: Path) -> list[dict]:
 
 
 def test_a_report_of_every_action_validates_against_the_schema(
-    fleet: Fleet, tmp_path: Path
+    fleet: Fleet, make_fleet: Callable[..., Fleet], tmp_path: Path
 ) -> None:
     first, second = tmp_path / "ctl", tmp_path / "other"
     config = fleet_config(fleet, first)
@@ -37,7 +39,12 @@ def test_a_report_of_every_action_validates_against_the_schema(
     assert drift is not None and drift.report is not None
     other = fleet_config(fleet, second)  # a second controller takes the fleet over
     assert main(["-c", str(other), "adopt", "--from", "node2"]) == 0
-    documents = written(first) + written(second)
+    credential = fleet_config(  # the operator confirms a credential migration
+        make_fleet(1), tmp_path / "cred", {"name": "creds", "kind": "credential"}
+    )
+    for command in (["init"], ["confirm-migration", "--repo", "creds", "--primary", "1"]):
+        assert main(["-c", str(credential), *command]) == 0, command
+    documents = written(first) + written(second) + written(tmp_path / "cred")
     assert {document["action"] for document in documents} == {str(a) for a in Action}
     validator = jsonschema.Draft202012Validator(SCHEMA)
     for document in documents:

@@ -37,3 +37,29 @@ def test_what_is_not_taken_is_named_escaped_and_bounded() -> None:
     lines = differing_nodes("a", {"c": {"changed": [0]}, "b": {"error": "unreachable"}})
     assert lines[0].startswith("node b could not be compared with node a (unreachable)")
     assert lines[1].startswith("node c's keys differ from node a's (changed [0])")
+
+
+def test_text_around_a_real_public_key_makes_it_no_public_key_at_all() -> None:
+    """cryptography skips text before a PEM block; keystone's PyJWT reads a file starting
+    "ecdsa-sha2-" as an SSH key and ignores the PEM after it. A node's public half behind
+    an attacker's SSH key must never be judged that node's key (nor pass as a public key)."""
+    import jwt
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from keysyncd.core.jwskeys import public_problem
+
+    _, public = generate_pair("ES256")
+    evil = ec.generate_private_key(ec.SECP256R1())
+    ssh = evil.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    )
+    planted = ssh + b" x\n" + public
+    token = jwt.encode({"sub": "admin"}, evil, algorithm="ES256")
+    assert jwt.decode(token, planted.decode(), algorithms=["ES256"])["sub"] == "admin"
+    assert public_problem(planted, "ES256") is not None
+    assert not same_public_key(planted, public)
+    assert public_problem(public + b"\n", "ES256") is None  # whitespace around is fine
+    signers = {"a": public}
+    judged = judge_publics({"a.pem": planted}, signers, {"a": [planted]}, ("a",), same_public_key)
+    assert judged.adopted == () or list(judged.adopted) == []

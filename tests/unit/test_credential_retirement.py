@@ -108,3 +108,38 @@ def test_only_keystones_three_keys_are_accepted_for_kind_credential(size: int) -
     }
     with pytest.raises(ConfigError, match="must be 3 for kind credential"):
         parse_config(document, Path("config.yaml"))
+
+
+def test_a_node_verified_at_an_older_generation_does_not_hold_the_current_keys() -> None:
+    """A migration may start only once every node holds the current primary: a node last
+    verified at the generation before (it missed the rotation) does not count, nor does a
+    node without a record (added to the config since)."""
+    from keysyncd.core.journal import NodeRecord
+
+    nodes = {
+        "node1": NodeRecord(status="in_sync", generation=7),
+        "node2": NodeRecord(status="updated", generation=7),
+    }
+    state = RepositoryState(name="r", generation=7, nodes=nodes)
+    assert journal.every_node_holds(state, ["node1", "node2"])
+    behind = RepositoryState(
+        name="r", generation=7, nodes={**nodes, "node2": NodeRecord("in_sync", generation=6)}
+    )
+    assert not journal.every_node_holds(behind, ["node1", "node2"])
+    assert not journal.every_node_holds(state, ["node1", "node2", "node3"])
+    failed = RepositoryState(
+        name="r", generation=7, nodes={**nodes, "node1": NodeRecord("failed", generation=7)}
+    )
+    assert not journal.every_node_holds(failed, ["node1", "node2"])
+
+
+def test_a_key_lost_outside_keysyncd_is_named_unless_migrated_past() -> None:
+    state = RepositoryState(
+        name="r", digests={0: "a", 1: "b", 2: "c", 3: "d"}, history=dict(LONG_AGO)
+    )
+    assert journal.unmigrated_losses(state, {0: "x", 2: "c", 3: "d"}, CREDENTIAL) == (1,)
+    assert journal.unmigrated_losses(state, {0: "a", 1: "B", 2: "c", 3: "d"}, CREDENTIAL) == (1,)
+    assert journal.unmigrated_losses(state, {0: "x", 2: "c", 3: "d"}, TOKENS) == ()
+    migrated = {**LONG_AGO, 2: KeyHistory(promoted_at=1, demoted_at=2, migrated_at=1.5)}
+    past = RepositoryState(name="r", digests=state.digests, history=migrated)
+    assert journal.unmigrated_losses(past, {0: "x", 2: "c", 3: "d"}, CREDENTIAL) == ()
