@@ -15,6 +15,52 @@ from apscheduler.triggers.cron import CronTrigger
 from keysyncd.errors import KeysyncError
 
 _FIELDS_6 = ("second", "minute", "hour", "day", "month", "day_of_week")
+# crontab numbers weekdays from Sunday (0 and 7), APScheduler 3 from Monday (0): a number
+# passed through unchanged fires a day late ("0 0 * * 1", Mondays in cron, on Tuesdays).
+# So the weekday field is expanded to the cron days it names, then written as names.
+_CRON_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+_APSCHEDULER_ORDER = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _cron_day(token: str) -> int:
+    """Return the cron day number (0 = Sunday) of ``token``: 0-7 or a name."""
+    name = token.lower()
+    if name in _CRON_DAYS:
+        return _CRON_DAYS.index(name)
+    if not token.isdigit() or not 0 <= int(token) <= 7:
+        raise ValueError(f"weekday {token!r} is not 0-7 or sun-sat")
+    return int(token) % 7
+
+
+def _weekdays(field: str) -> str:
+    """Return crontab weekday ``field`` as APScheduler reads it (names; ``*`` stays).
+
+    Example: ``"1-5"`` (Monday to Friday in cron) -> ``"mon,tue,wed,thu,fri"``.
+    Raise ValueError for anything crontab would not accept there.
+    """
+    if field == "*":
+        return field
+    days: set[int] = set()
+    for part in field.split(","):
+        span, _, step_text = part.partition("/")
+        step = int(step_text) if step_text else 1
+        if step_text and (not step_text.isdigit() or step < 1):
+            raise ValueError(f"weekday step {step_text!r} is not a positive number")
+        if span == "*":
+            first, last = 0, 6
+        elif "-" in span:
+            low, _, high = span.partition("-")
+            first = _cron_day(low)
+            last = 7 if high == "7" else _cron_day(high)
+            if last == 0 and first > 0:  # "fri-sun": Sunday ends the range
+                last = 7
+            if first > last:
+                raise ValueError(f"weekday range {span!r} runs backwards")
+        else:
+            first = _cron_day(span)
+            last = 6 if step_text else first
+        days.update(day % 7 for day in range(first, last + 1, step))
+    return ",".join(name for name in _APSCHEDULER_ORDER if _CRON_DAYS.index(name) in days)
 
 
 def cron_trigger(expression: str, timezone: str = "UTC") -> CronTrigger:
@@ -28,10 +74,16 @@ def cron_trigger(expression: str, timezone: str = "UTC") -> CronTrigger:
         raise KeysyncError(f"unknown timezone {timezone!r}") from error
     fields = expression.split()
     try:
-        if len(fields) == 5:
-            return CronTrigger.from_crontab(expression, timezone=zone)
-        if len(fields) == 6:
-            return CronTrigger(**dict(zip(_FIELDS_6, fields, strict=True)), timezone=zone)
+        if len(fields) in (5, 6):
+            named = dict(zip(_FIELDS_6[6 - len(fields) :], fields, strict=True))
+            if named["day"] != "*" and named["day_of_week"] != "*":
+                # crontab fires when EITHER matches, APScheduler only when BOTH do
+                raise ValueError(
+                    "give a day of the month or a weekday, not both (crontab would fire on "
+                    "either, keysyncd's scheduler only on both)"
+                )
+            named["day_of_week"] = _weekdays(named["day_of_week"])
+            return CronTrigger(**named, timezone=zone)
     except ValueError as error:
         raise KeysyncError(f"invalid cron expression {expression!r}: {error}") from error
     raise KeysyncError(
