@@ -198,6 +198,8 @@ def test_a_directory_above_the_keys_the_owner_cannot_pass_is_reported_and_never_
 ) -> None:
     config = fleet_config(fleet, tmp_path / "ctl")
     paths = repoint(config, fleet, nodes_root)
+    for path in paths.values():
+        keystone_layout(path)
     run: Callable[..., int] = lambda *args: main(["-c", str(config), *args])  # noqa: E731
     assert run("init") == 0
     assert run("rotate") == 0
