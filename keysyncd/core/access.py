@@ -6,6 +6,10 @@ user gets the owner bits (and only those, even where the group or other bits wou
 more); a member of its group the group bits; everyone else the other bits. The owner's
 supplementary groups are not known to the controller: only the configured group counts,
 so a verdict errs towards "cannot" (reported, never a change that takes access away).
+
+The directories above a repository (``/``, ``/etc``, ``/etc/keystone``) count too: keystone
+must pass through each (EXECUTE). keysyncd does not own them and never changes them: a
+node whose owner cannot pass is reported, never "fixed" (``ancestor_problem``).
 """
 
 from __future__ import annotations
@@ -13,10 +17,16 @@ from __future__ import annotations
 import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 
 READ, WRITE, EXECUTE = 0o4, 0o2, 0o1
 UNSAFE_BITS = 0o027  # group write, and anything for others
 KEEPER_BITS = 0o700  # the directory's own user (keysyncd, or root) reads, writes and enters
+# after an ancestor_problem in a report: what keysyncd did, and who must act
+UNREACHABLE_ADVICE = (
+    "; keysyncd never changes a directory above the key directory: let the owner pass "
+    "through it on the node"
+)
 
 
 @dataclass(frozen=True)
@@ -33,7 +43,9 @@ class User:
 
 @dataclass(frozen=True)
 class PathInfo:
-    """A path's attributes as the node reports them (lstat): None for what it left out."""
+    """A path's attributes as the node reports them (lstat; stat, following links, for a
+    directory above a repository, as keystone's path lookup does): None for what it left
+    out."""
 
     path: str
     mode: int
@@ -87,6 +99,29 @@ def access_problem(
         if not permits(user, key, READ):
             return f"{user} cannot read {key}"
     return None
+
+
+def ancestors(path: str) -> tuple[str, ...]:
+    """Return every directory above the absolute ``path``, from ``/`` down; () for ``/`` or
+    a relative path (nothing known above it).
+
+    Example: ``/etc/keystone/fernet-keys`` -> ``("/", "/etc", "/etc/keystone")``.
+    """
+    where = PurePosixPath(path)
+    if not where.is_absolute():
+        return ()
+    return tuple(str(parent) for parent in reversed(where.parents))
+
+
+def ancestor_problem(user: User | None, found: Iterable[PathInfo]) -> str | None:
+    """Return why ``user`` cannot pass through one of the directories above its keys
+    (``found``, from the top down: EXECUTE on each), or None when it can or no owner is
+    configured. keysyncd never changes these directories: it does not own them, and a
+    change there could take access away from whatever else lives below them.
+
+    Example: ``"keystone (uid 998) cannot enter /etc/keystone (0:0 0700)"``.
+    """
+    return access_problem(user, [(info, EXECUTE) for info in found], ())
 
 
 def safe_directory(mode: int) -> bool:

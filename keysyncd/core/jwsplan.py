@@ -4,7 +4,9 @@ Keystone reads *every* entry of the public directory as a public key (a director
 makes it raise, a FIFO makes it block, a partial or temp file breaks validation), and only
 ``private.pem`` in the private directory. So the public directory must hold exactly the
 expected public keys, as regular files, and nothing else; temp files are written in the
-private directory and renamed into place.
+private directory and renamed into place. With an owner configured, that owner must reach
+every key: pass through every directory above the two key directories (never changed by
+keysyncd, only reported), enter the private one, list the public one, read each key.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from keysyncd.core.access import (
     PathInfo,
     User,
     access_problem,
+    ancestor_problem,
     directory_problem,
 )
 from keysyncd.core.text import bounded
@@ -39,6 +42,8 @@ class JwsView:
     temp_files: tuple[str, ...] = ()  # keysyncd's temp files in the private directory
     public_info: PathInfo | None = None  # the directories' path and owner, when reported
     private_info: PathInfo | None = None
+    # the directories above both, each once, from the top down (read only for an owner)
+    ancestors: tuple[PathInfo, ...] = ()
 
     def summary(self) -> dict[str, str]:
         """Return the digests seen, as reports show them: ``public/NAME`` and ``private.pem``."""
@@ -75,6 +80,9 @@ class JwsNodePlan:
     # public keys with the right content but a wrong mode or owner (keystone-made: 0644):
     # keystone validates with them as they are; phase 2 writes a fresh copy over each
     rewrite: tuple[str, ...] = ()
+    # why the owner cannot pass through a directory above the key directories: keysyncd
+    # never changes one, so the node stays not in sync until its administrator fixes it
+    unreachable: str | None = None
 
     @property
     def holds_every_public_key(self) -> bool:
@@ -98,7 +106,12 @@ class JwsNodePlan:
     @property
     def in_sync(self) -> bool:
         """Return True when keystone there would sign and validate exactly as expected."""
-        return self.public_in_sync and self.private is None and not self.fix_modes
+        return (
+            self.public_in_sync
+            and self.private is None
+            and not self.fix_modes
+            and self.unreachable is None
+        )
 
     def changes(self) -> dict[str, Any]:
         """Return what differs, as reports show it."""
@@ -161,9 +174,11 @@ def diff_jws(
         reasons["directories"] = [f"{name}: missing" for name in make] + [
             f"{name}: {problem}" for name, problem in problems
         ]
+    unreachable = ancestor_problem(user, view.ancestors)
     unreadable = _unreadable(view, user)
-    if unreadable is not None and not fix_modes:
-        reasons["access"] = unreadable
+    access = [unreachable, None if fix_modes else unreadable]
+    if any(access):
+        reasons["access"] = ", ".join(problem for problem in access if problem)
     return JwsNodePlan(
         make,
         add,
@@ -175,6 +190,7 @@ def diff_jws(
         private,
         reasons,
         tuple(rewrite),
+        unreachable,
     )
 
 

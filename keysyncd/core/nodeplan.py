@@ -7,7 +7,8 @@ two fleet-wide phases (safety rule 3): phase 1 adds the keys keystone lacks ther
 (the new primary) first; phase 2 replaces what is wrong, ``0`` last, then removes what must
 go. A wrong file is replaced by rename, never chmod-ed or chown-ed: a symlink at a key name
 must never lead a change to a file outside the repository. With an owner configured, that
-owner must also be able to list the directory and read every key (keysyncd.core.access).
+owner must also be able to list the directory and read every key, and pass through every
+directory above it (keysyncd.core.access); those above are never changed, only reported.
 """
 
 from __future__ import annotations
@@ -16,7 +17,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from keysyncd.core.access import EXECUTE, READ, PathInfo, User, access_problem, directory_problem
+from keysyncd.core.access import (
+    EXECUTE,
+    READ,
+    PathInfo,
+    User,
+    access_problem,
+    ancestor_problem,
+    directory_problem,
+)
 from keysyncd.core.view import (
     CHANGED_WHILE_READ,
     FILE_MODE,
@@ -34,12 +43,14 @@ MAX_LISTED = 20  # odd entries named per node in a report; the rest are counted
 @dataclass(frozen=True)
 class NodeView:
     """What a node holds: its directory's mode, every entry at a key name, our temp files,
-    and the directory's attributes (path, owner) when the node reported them."""
+    the directory's attributes (path, owner) when the node reported them, and those of the
+    directories above it, from ``/`` down (read only when an owner is configured)."""
 
     directory_mode: int
     entries: tuple[Entry, ...]
     temp_files: tuple[str, ...] = ()
     directory: PathInfo | None = None
+    ancestors: tuple[PathInfo, ...] = ()
 
     @property
     def keystone(self) -> KeystoneView:
@@ -88,8 +99,10 @@ class NodePlan:
 
     ``add`` (phase 1) and ``replace`` (phase 2) are indices to write; ``delete`` (phase 2)
     are entry names. ``invalid`` names directories at key names, which keysyncd never
-    removes. ``changes`` says why, as reports show it. Example: add (5,), replace (0,),
-    delete ("2", "099").
+    removes; ``unreachable`` why the owner cannot pass through a directory above the
+    repository, which keysyncd never changes (the node is not in sync until its
+    administrator fixes it). ``changes`` says why, as reports show it. Example: add (5,),
+    replace (0,), delete ("2", "099").
     """
 
     add: tuple[int, ...] = ()
@@ -101,6 +114,7 @@ class NodePlan:
     diverged: str | None = None
     reasons: Mapping[str, Any] = field(default_factory=dict)
     unlisted: int = 0  # odd entries beyond the MAX_LISTED named in ``reasons``
+    unreachable: str | None = None
 
     @property
     def in_sync(self) -> bool:
@@ -112,6 +126,7 @@ class NodePlan:
             or self.fix_directory
             or self.invalid
             or self.diverged
+            or self.unreachable
         )
 
     def changes(self) -> dict[str, Any]:
@@ -215,7 +230,11 @@ class _Planner:
         for entry in self.view.entries:
             if entry.index not in self.expected or not entry.canonical:
                 self._unexpected(entry)
+        # keystone must pass through every directory above (never changed: reported only)
+        unreachable = ancestor_problem(self.owner.user, self.view.ancestors)
         fix_directory = self._directory()
+        if unreachable is not None:
+            self.reasons["access"] = [unreachable, *self.reasons.get("access", ())]
         return NodePlan(
             add=tuple(self.add),
             replace=tuple(sorted(self.replace, key=lambda index: (index == 0, -index))),
@@ -227,6 +246,7 @@ class _Planner:
                 key: self._ordered(key, value) for key, value in self.reasons.items() if value
             },
             unlisted=max(len(self.reasons["entries"]) - MAX_LISTED, 0),
+            unreachable=unreachable,
         )
 
     def _directory(self) -> bool:

@@ -9,6 +9,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 
 from keysyncd.config import NodeConfig, RepositoryConfig, SshConfig
+from keysyncd.core.access import UNREACHABLE_ADVICE
 from keysyncd.core.keyring import KeySet
 from keysyncd.core.kinds import KINDS
 from keysyncd.core.nodeplan import NodePlan, NodeView, Ownership, describe_changes, diff
@@ -69,7 +70,8 @@ class FleetAction(Fanout[NodeView, NodePlan]):
     def _read_view(self, session: NodeSession, expected: Mapping[int, str]) -> NodeView:
         """Return keystone's view of the node; only files that must be judged are opened
         (all of them at once: ``read_many``)."""
-        listing = session.list_directory()
+        # the directories above it only when an owner is configured: who else would pass?
+        listing = session.list_directory(above=self.ownership.user is not None)
         wanted = [entry for entry in listing.entries if needs_content(entry, expected)]
         contents = dict(zip((e.name for e in wanted), session.read_many(wanted), strict=True))
         entries = tuple(
@@ -78,7 +80,13 @@ class FleetAction(Fanout[NodeView, NodePlan]):
             else unread(entry)
             for entry in listing.entries
         )
-        return NodeView(listing.directory_mode, entries, listing.temp_files, listing.directory)
+        return NodeView(
+            listing.directory_mode,
+            entries,
+            listing.temp_files,
+            listing.directory,
+            listing.ancestors,
+        )
 
     def push(self, keyset: KeySet) -> None:
         """Apply every differing node's plan in two fleet-wide phases, then verify all."""
@@ -133,7 +141,8 @@ class FleetAction(Fanout[NodeView, NodePlan]):
                 if result.status != NodeStatus.UPDATED:
                     result.status = NodeStatus.IN_SYNC
                 return
-            result.fail(NodeError(name, Reason.DIGEST_MISMATCH, _mismatch(check)))
+            reason = Reason.DIGEST_MISMATCH if check.unreachable is None else Reason.PERMISSION
+            result.fail(NodeError(name, reason, _mismatch(check)))
             result.status = NodeStatus.DIFFERS if check.diverged is None else NodeStatus.DIVERGED
 
         healthy = [n for n in self.healthy() if self.results[n].status != NodeStatus.DIVERGED]
@@ -156,7 +165,8 @@ def _invalid(names: tuple[str, ...]) -> str:
 
 
 def _mismatch(plan: NodePlan) -> str:
-    return "read-back differs: " + describe_changes(plan.changes())
+    detail = "read-back differs: " + describe_changes(plan.changes())
+    return detail if plan.unreachable is None else detail + UNREACHABLE_ADVICE
 
 
 def push_keyset(fleet: FleetAction, keyset: KeySet, force: bool = False) -> None:

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from keysyncd.config import NodeConfig, RepositoryConfig, SshConfig
-from keysyncd.core.access import User
+from keysyncd.core.access import UNREACHABLE_ADVICE, User
 from keysyncd.core.jws import PRIVATE_NAME
 from keysyncd.core.jwskeys import MAX_PEM, public_of_private, public_problem
 from keysyncd.core.jwsplan import JwsExpected, JwsNodePlan, JwsView, describe_jws, diff_jws
@@ -65,15 +65,18 @@ class JwsFleet(Fanout[JwsView, JwsNodePlan]):
     # --- reading ---------------------------------------------------------------------------
 
     def read_view(self, name: str) -> JwsView:
-        """Return what node ``name`` holds; every file keystone would read is judged."""
+        """Return what node ``name`` holds; every file keystone would read is judged. The
+        directories above both key directories are looked at only when an owner is
+        configured (in the round trip that looks at each key directory)."""
         private, public = self.sessions[name], self._public_session(name)
-        public_info = public.directory_info()
+        above = self.user is not None
+        public_info, public_above = public.directory_and_ancestors(above)
         public_mode = None if public_info is None else public_info.mode
         public_entries: tuple[Entry, ...] = ()
         if public_mode is not None:
             _, listed, _ = public.list_every_entry()
             public_entries = self._judged(public, listed)
-        private_info = private.directory_info()
+        private_info, private_above = private.directory_and_ancestors(above)
         private_mode = None if private_info is None else private_info.mode
         private_key: Entry | None = None
         temps: tuple[str, ...] = ()
@@ -81,8 +84,17 @@ class JwsFleet(Fanout[JwsView, JwsNodePlan]):
             _, listed, temps = private.list_every_entry()
             found = [entry for entry in listed if entry.name == PRIVATE_NAME]
             private_key = self._judged(private, found[:1], public=False)[0] if found else None
+        # each directory once, from the top down (both usually share every one)
+        upper = {info.path: info for info in (*private_above, *public_above)}
         return JwsView(
-            public_mode, public_entries, private_mode, private_key, temps, public_info, private_info
+            public_mode,
+            public_entries,
+            private_mode,
+            private_key,
+            temps,
+            public_info,
+            private_info,
+            tuple(upper.values()),
         )
 
     def _judged(
@@ -194,7 +206,10 @@ class JwsFleet(Fanout[JwsView, JwsNodePlan]):
                     result.status = NodeStatus.IN_SYNC
                 return
             detail = "read-back differs: " + describe_jws(check.changes())
-            result.fail(NodeError(name, Reason.DIGEST_MISMATCH, detail))
+            reason = Reason.DIGEST_MISMATCH
+            if check.unreachable is not None:  # only the node's administrator can fix it
+                reason, detail = Reason.PERMISSION, detail + UNREACHABLE_ADVICE
+            result.fail(NodeError(name, reason, detail))
             result.plan = check
 
         self._each("verify", self.healthy(), verifying)

@@ -38,7 +38,7 @@ from paramiko.sftp import (
 from paramiko.sftp_attr import SFTPAttributes
 
 from keysyncd.config import NodeConfig
-from keysyncd.core.access import PathInfo
+from keysyncd.core.access import PathInfo, ancestors
 from keysyncd.core.view import MAX_KEY_FILE, Entry, EntryType, entry_type, is_temp_name, key_index
 from keysyncd.errors import NodeError
 from keysyncd.io.fsutil import clock_probe_name, temp_name
@@ -46,6 +46,7 @@ from keysyncd.io.sftpbatch import ShortRead, fill, handle_of, read_directory, re
 from keysyncd.io.sftpwire import (
     Attributes,
     Reply,
+    Request,
     attributes_of,
     classify,
     expect,
@@ -67,6 +68,7 @@ class Listing:
     entries: tuple[Entry, ...]
     temp_files: tuple[str, ...]
     directory: PathInfo | None = None  # the directory's path, owner and group
+    ancestors: tuple[PathInfo, ...] = ()  # the directories above it, when asked for
 
 
 class NodeSession:
@@ -137,12 +139,32 @@ class NodeSession:
         Raise NodeError if it is anything but a directory: a symlink there is refused,
         because following it would let whoever planted it choose where keysyncd writes.
         """
+        return self.directory_and_ancestors(False)[0]
 
-        def looking() -> PathInfo | None:
+    def directory_and_ancestors(
+        self, above: bool = True
+    ) -> tuple[PathInfo | None, tuple[PathInfo, ...]]:
+        """Return what ``directory_info`` returns and, when ``above``, the attributes of every
+        directory above it that exists, from ``/`` down (stat: following links, as keystone's
+        path lookup does; nothing is opened), in the same round trip; raise NodeError as
+        ``directory_info`` does, or if a directory above cannot be looked at."""
+        path = str(self.directory)
+        upper = ancestors(path) if above else ()
+
+        def looking() -> tuple[PathInfo | None, tuple[PathInfo, ...]]:
+            requests: list[Request] = [(CMD_STAT, (top,)) for top in upper]
+            replies = pipeline(self.sftp, [*requests, (CMD_LSTAT, (path,))])
+            found: list[PathInfo] = []
+            for top, reply in zip(upper, replies, strict=False):
+                try:
+                    info = attributes_of(expect(self.sftp, reply, CMD_ATTRS, "attributes"))
+                except FileNotFoundError:  # nothing below it exists either
+                    break
+                found.append(PathInfo(top, stat.S_IMODE(info.mode), info.uid, info.gid))
             try:
-                info = self._stat(CMD_LSTAT, str(self.directory))
+                info = attributes_of(expect(self.sftp, replies[-1], CMD_ATTRS, "attributes"))
             except FileNotFoundError:
-                return None
+                return None, tuple(found)
             kind = entry_type(info.mode)
             if kind is not EntryType.DIRECTORY:
                 raise NodeError(
@@ -151,17 +173,22 @@ class NodeSession:
                     f"{self.directory} is a {kind.value}, not a directory; keysyncd never "
                     "follows it: make it a directory (or configure the real one)",
                 )
-            return PathInfo(str(self.directory), stat.S_IMODE(info.mode), info.uid, info.gid)
+            mode = stat.S_IMODE(info.mode)
+            return PathInfo(path, mode, info.uid, info.gid), tuple(found)
 
         return self._guard(f"looking at {self.directory}", looking)
 
-    def list_directory(self) -> Listing:
+    def list_directory(self, above: bool = False) -> Listing:
         """Return the repository directory's entries at key names (and keysyncd's temp
-        files); raise NodeError if it cannot be read, is no directory, or holds more than
-        MAX_KEY_ENTRIES entries at key names."""
+        files), and when ``above`` the directories above it (``directory_and_ancestors``,
+        no extra round trip); raise NodeError if it cannot be read, is no directory, or
+        holds more than MAX_KEY_ENTRIES entries at key names."""
         found: list[PathInfo] = []
-        mode, entries, temps = self._listing(lambda name: key_index(name) is not None, found)
-        return Listing(mode, entries, temps, found[0] if found else None)
+        upper: list[PathInfo] = []
+        mode, entries, temps = self._listing(
+            lambda name: key_index(name) is not None, found, upper if above else None
+        )
+        return Listing(mode, entries, temps, found[0] if found else None, tuple(upper))
 
     def list_every_entry(self) -> tuple[int, tuple[Entry, ...], tuple[str, ...]]:
         """Return (directory mode, an Entry for every name, keysyncd's temp files): a JWS
@@ -169,16 +196,22 @@ class NodeSession:
         return self._listing(lambda name: True)
 
     def _listing(
-        self, keyed: Callable[[str], bool], found: list[PathInfo] | None = None
+        self,
+        keyed: Callable[[str], bool],
+        found: list[PathInfo] | None = None,
+        upper: list[PathInfo] | None = None,
     ) -> tuple[int, tuple[Entry, ...], tuple[str, ...]]:
-        """Return (mode, entries, temp files); the directory's attributes go to ``found``."""
+        """Return (mode, entries, temp files); the directory's attributes go to ``found``,
+        those of the directories above it to ``upper`` (only then are they looked at)."""
 
         def listing() -> tuple[int, tuple[Entry, ...], tuple[str, ...]]:
-            info = self.directory_info()
+            info, above = self.directory_and_ancestors(upper is not None)
             if info is None:
                 raise FileNotFoundError(errno.ENOENT, "no such directory")
             if found is not None:
                 found.append(info)
+            if upper is not None:
+                upper.extend(above)
             mode = info.mode
             entries, temps = [], []
             for name, attributes in self._read_directory(str(self.directory)):

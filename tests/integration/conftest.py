@@ -3,6 +3,8 @@
 ``make_fleet(count, sftp_only=True, **kwargs)`` starts a fleet under ``tmp_path``; ``fleet`` (3
 nodes) and ``fleet5`` (5 nodes) are ready-made. Every fleet is stopped when the test ends,
 whatever happened. Tests using these fixtures get the ``fleet`` marker automatically.
+``traversable_root`` is a directory for node directories that an owner other than root
+must reach (tests/traversable.py).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import pytest
 
 from keysyncd.testing.fleet import Fleet, FleetUnsupported, find_sshd
 from tests.jws_world import world as jws_world_fixture
+from tests.traversable import traversable_root as traversable_root_fixture
 
 FLEET_FIXTURES = {"fleet", "fleet5", "make_fleet"}
 
@@ -58,3 +61,5 @@ def fleet5(make_fleet: Callable[..., Fleet]) -> Fleet:
 
 # the jws tests' fleet (tests/jws_world.py), for every module that names it
 world = jws_world_fixture
+# node directories an owner other than root can reach (tests/traversable.py)
+traversable_root = traversable_root_fixture

@@ -23,6 +23,7 @@ from keysyncd.errors import ConfigError, KeysyncError
 from keysyncd.io.jwsfleet import JwsFleet
 from tests.jws_world import World, act
 from tests.keystone_jws import sign, validate
+from tests.traversable import repoint
 
 NAMES = ("node1", "node2", "node3")
 
@@ -180,13 +181,17 @@ def test_store_subdirectories_are_never_followed_through_a_symlink(
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="chown to another uid needs root")
-def test_the_configured_owner_can_enter_the_directories_init_made(world: World) -> None:
+def test_the_configured_owner_can_enter_the_directories_init_made(
+    world: World, traversable_root: Path
+) -> None:
     """With owner/group set and an SSH user that is not keystone (root here), init made
     private/ and public/ 0700 owned by the SSH user: keystone (uid 12345) could open
-    neither, while verify said in_sync."""
-    document = yaml.safe_load(world.path.read_text())
-    document["repositories"][0] |= {"owner": 12345, "group": 12345}
-    world.path.write_text(yaml.safe_dump(document))
+    neither, while verify said in_sync. The nodes live where uid 12345 can pass through
+    every directory above (pytest's tmp is root's alone: init would rightly fail there)."""
+    paths = repoint(world.path, world.fleet, traversable_root, owner=12345, group=12345)
+    for node in world.fleet.nodes:  # the world's helpers look at node.directory
+        paths[node.name].mkdir(mode=0o755)
+        node.directory = paths[node.name]
     assert act(world, operations.init, False).outcome == "ok"
     for directory in (world.private("node1"), world.public("node1")):
         info = directory.stat()

@@ -2,7 +2,9 @@
 already exist as ``root:<keystone's group> 0750`` (a layout keystone works with), keysyncd
 leaves them as they are, and keystone's own loader and JWS formatter, run as the configured
 owner (``nobody:nogroup`` here, a non-root user every test machine has), sign and validate
-on every node; a node whose directory that user cannot enter is reported, not in sync."""
+on every node; a node whose directory that user cannot enter is reported, not in sync; a
+node where it cannot pass through a directory above the keys too, and that directory,
+which keysyncd does not own, is never changed."""
 
 from __future__ import annotations
 
@@ -11,8 +13,7 @@ import os
 import pwd
 import shutil
 import subprocess
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import jwt
@@ -25,6 +26,7 @@ from keysyncd.core.jwsplan import describe_jws
 from keysyncd.testing.config import fleet_config
 from keysyncd.testing.fleet import Fleet
 from tests.jws_world import RETENTION, World, act
+from tests.traversable import repoint as moved
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="acts as another user: needs root")
 
@@ -51,21 +53,17 @@ for public in sys.argv[2:]:
 
 
 @pytest.fixture
-def nodes_root() -> Iterator[Path]:
+def nodes_root(traversable_root: Path) -> Path:
     """A directory every user can pass through (pytest's own tmp is root's alone), with
     a ``python`` path holding keystone's code and PyJWT for the interpreter the owner runs
     (copied: the tree under test may be one only root can read)."""
-    root = Path(tempfile.mkdtemp(prefix="keysyncd-access-"))
-    try:
-        root.chmod(0o755)
-        (root / "python").mkdir(mode=0o755)
-        (root / "python" / "jwt").symlink_to(Path(jwt.__file__).parent)
-        for module in ("keystone_compat.py", "keystone_jws.py"):
-            shutil.copyfile(TESTS / module, root / "python" / module)
-            (root / "python" / module).chmod(0o644)
-        yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    root = traversable_root
+    (root / "python").mkdir(mode=0o755)
+    (root / "python" / "jwt").symlink_to(Path(jwt.__file__).parent)
+    for module in ("keystone_compat.py", "keystone_jws.py"):
+        shutil.copyfile(TESTS / module, root / "python" / module)
+        (root / "python" / module).chmod(0o644)
+    return root
 
 
 def as_owner(script: str, *paths: Path, root: Path) -> subprocess.CompletedProcess[str]:
@@ -97,15 +95,9 @@ def layout_of(directory: Path) -> tuple[int, int, int]:
 
 
 def repoint(config: Path, fleet: Fleet, root: Path, **repository: object) -> dict[str, Path]:
-    """Point every node of ``config`` at ``root/<node>/keys``; return them by node."""
-    document = yaml.safe_load(config.read_text())
-    document["repositories"][0] |= {"owner": USER, "group": GROUP, **repository}
-    paths = {node.name: root / node.name / "keys" for node in fleet.nodes}
-    for entry in document["nodes"]:
-        (root / entry["name"]).mkdir(mode=0o755)
-        entry["path"] = str(paths[entry["name"]])
-    config.write_text(yaml.safe_dump(document))
-    return paths
+    """Point every node of ``config`` at ``root/<node>/keys``, owned by the owner; return
+    them by node."""
+    return moved(config, fleet, root, owner=USER, group=GROUP, **repository)
 
 
 def test_fernet_directories_keystone_can_use_stay_and_keystone_loads_the_keys(
@@ -194,4 +186,73 @@ def test_jws_directories_keystone_can_use_stay_and_keystone_signs_and_validates(
     assert layout_of(world.private("node3")) == (0, group, 0o750), "keystone could use it"
     done = as_owner(JWS, world.private("node3"), *publics, root=nodes_root)
     assert done.returncode == 0, done.stderr[-400:]
+    assert act(world, operations.verify, None).outcome == "ok"
+
+
+def latest_report(config: Path, action: str) -> str:
+    return sorted((config.parent / "reports").glob(f"*-{action}-*.json"))[-1].read_text()
+
+
+def test_a_directory_above_the_keys_the_owner_cannot_pass_is_reported_and_never_changed(
+    fleet: Fleet, tmp_path: Path, nodes_root: Path
+) -> None:
+    config = fleet_config(fleet, tmp_path / "ctl")
+    paths = repoint(config, fleet, nodes_root)
+    for path in paths.values():
+        keystone_layout(path)
+    run: Callable[..., int] = lambda *args: main(["-c", str(config), *args])  # noqa: E731
+    assert run("init") == 0
+    assert run("rotate") == 0
+    assert run("sync") == 0
+    assert run("verify") == 0
+
+    above = paths["node2"].parent  # root:root 0755 -> 0700: nobody cannot pass through it
+    above.chmod(0o700)
+    assert as_owner(FERNET, paths["node2"], root=nodes_root).returncode != 0
+    uid = pwd.getpwnam(USER).pw_uid
+    blocked = f"{USER} (uid {uid}) cannot enter {above} (0:0 0700)"
+    assert run("verify") != 0
+    report = latest_report(config, "verify")
+    assert blocked in report
+    assert str(paths["node1"].parent) not in report and str(paths["node3"].parent) not in report
+
+    (paths["node2"] / "0").unlink()  # a key to push: it is pushed, the node is still not ok
+    keys_before = layout_of(paths["node2"])
+    assert run("sync") != 0
+    report = latest_report(config, "sync")
+    assert blocked in report and '"permission"' in report
+    assert layout_of(above) == (0, 0, 0o700), "keysyncd never changes a directory above"
+    assert layout_of(paths["node2"]) == keys_before
+    assert (paths["node2"] / "0").read_bytes() == (paths["node1"] / "0").read_bytes()
+    assert run("sync") != 0, "the same again: nothing to write, the same failure"
+    assert blocked in latest_report(config, "sync")
+    assert layout_of(above) == (0, 0, 0o700)
+
+    above.chmod(0o755)  # the node's administrator lets the owner through again
+    assert run("verify") == 0
+    keys = list(paths.values())
+    assert as_owner(FERNET, paths["node2"], *keys, root=nodes_root).returncode == 0
+
+
+def test_jws_a_directory_above_the_key_directories_the_owner_cannot_pass_is_reported(
+    owned_world: World,
+) -> None:
+    world = owned_world
+    assert act(world, operations.init, False).outcome == "ok"
+    assert act(world, operations.verify, None).outcome == "ok"
+    above = world.private("node1").parent  # root:root 0755, above private/ and public/
+    above.chmod(0o700)
+    checked = act(world, operations.verify, None)
+    statuses = {name: node.status for name, node in checked.nodes.items()}
+    assert statuses == {"node1": "differs", "node2": "in_sync", "node3": "in_sync"}
+    uid = pwd.getpwnam(USER).pw_uid
+    blocked = f"{USER} (uid {uid}) cannot enter {above} (0:0 0700)"
+    assert blocked in describe_jws(checked.nodes["node1"].changes)
+
+    synced = act(world, operations.sync, None, False, False)
+    assert synced.outcome != "ok"
+    assert blocked in (synced.nodes["node1"].error or "")
+    assert synced.nodes["node1"].reason == "permission"
+    assert layout_of(above) == (0, 0, 0o700), "keysyncd never changes a directory above"
+    above.chmod(0o755)
     assert act(world, operations.verify, None).outcome == "ok"

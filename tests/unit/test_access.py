@@ -15,6 +15,8 @@ from keysyncd.core.access import (
     PathInfo,
     User,
     access_problem,
+    ancestor_problem,
+    ancestors,
     directory_problem,
     permits,
     safe_directory,
@@ -136,6 +138,47 @@ def test_directory_problem(
     assert directory_problem(PathInfo("/d", mode, uid, gid), user, RX) == problem
 
 
+# --- the directories above a repository ------------------------------------------------------
+
+
+def test_ancestors_are_every_directory_above_from_the_root_down() -> None:
+    assert ancestors("/etc/keystone/fernet-keys") == ("/", "/etc", "/etc/keystone")
+    assert ancestors("/keys") == ("/",)
+    assert ancestors("/") == ()
+    assert ancestors("keys/fernet") == (), "relative: nothing known above it"
+
+
+ROOT = PathInfo("/", 0o755, 0, 0)
+ETC = PathInfo("/etc", 0o755, 0, 0)
+
+
+@pytest.mark.parametrize(
+    ("uid", "gid", "mode", "problem"),
+    [
+        (0, 0, 0o755, None),
+        (0, 0, 0o711, None),  # enter without listing: enough to pass through
+        (0, 997, 0o710, None),  # its group may enter
+        (998, 0, 0o700, None),  # its own
+        (0, 0, 0o700, "keystone (uid 998) cannot enter /etc/keystone (0:0 0700)"),
+        (0, 0, 0o754, "keystone (uid 998) cannot enter /etc/keystone (0:0 0754)"),
+        (0, 997, 0o705, "keystone (uid 998) cannot enter /etc/keystone (0:997 0705)"),
+    ],
+)
+def test_the_owner_must_enter_every_directory_above(
+    uid: int, gid: int, mode: int, problem: str | None
+) -> None:
+    found = [ROOT, ETC, PathInfo("/etc/keystone", mode, uid, gid)]
+    assert ancestor_problem(KEYSTONE, found) == problem
+    assert ancestor_problem(None, found) is None, "no owner configured: nothing to check"
+    assert ancestor_problem(User(0, 0), found) is None, "root passes everywhere"
+
+
+def test_the_first_directory_above_the_owner_cannot_enter_is_named() -> None:
+    found = [ROOT, PathInfo("/etc", 0o700, 0, 0), PathInfo("/etc/keystone", 0o700, 0, 0)]
+    assert ancestor_problem(KEYSTONE, found) == "keystone (uid 998) cannot enter /etc (0:0 0700)"
+    assert ancestor_problem(KEYSTONE, []) is None
+
+
 # --- the plans -------------------------------------------------------------------------------
 
 DIGEST = "d" * 64
@@ -189,3 +232,53 @@ def test_jws_directories_keystone_cannot_use_are_reported_and_fixed() -> None:
         "public: keystone (uid 998) cannot list /p (0:0 0750)",
     ]
     assert diff_jws(JWS_EXPECTED, view, 998).in_sync, "no owner to check against"
+
+
+BLOCKED = PathInfo("/srv", 0o700, 0, 0)
+
+
+def test_a_fernet_node_whose_owner_cannot_pass_above_is_not_in_sync_and_nothing_changes_above() -> (
+    None
+):
+    view = fernet_node(0, 997, 0o750)
+    blocked = NodeView(view.directory_mode, view.entries, (), view.directory, (ROOT, BLOCKED))
+    plan = diff({0: DIGEST}, blocked, OWNER)
+    assert not plan.in_sync
+    assert plan.unreachable == "keystone (uid 998) cannot enter /srv (0:0 0700)"
+    assert plan.changes() == {"access": [plan.unreachable]}
+    assert (plan.add, plan.replace, plan.delete, plan.fix_directory) == ((), (), (), False)
+    assert diff({0: DIGEST}, blocked, Ownership()).in_sync, "no owner: nothing to check"
+    passable = PathInfo("/srv", 0o711, 0, 0)
+    open_view = NodeView(view.directory_mode, view.entries, (), view.directory, (ROOT, passable))
+    assert diff({0: DIGEST}, open_view, OWNER).in_sync
+
+
+def test_a_fernet_node_blocked_above_still_gets_its_keys_and_its_directory_fixed() -> None:
+    view = fernet_node(0, 0, 0o700)
+    blocked = NodeView(view.directory_mode, (), (), view.directory, (ROOT, BLOCKED))
+    plan = diff({0: DIGEST}, blocked, OWNER)
+    assert plan.add == (0,) and plan.fix_directory, "what would be written anyway still is"
+    assert plan.changes()["access"] == [
+        "keystone (uid 998) cannot enter /srv (0:0 0700)",
+        "keystone (uid 998) cannot list /keys (0:0 0700)",
+    ]
+
+
+def test_a_jws_node_whose_owner_cannot_pass_above_is_not_in_sync() -> None:
+    view = jws_node(PathInfo("/p", 0o750, 0, 997), PathInfo("/k", 0o710, 0, 997))
+    blocked = JwsView(
+        view.public_mode,
+        view.public,
+        view.private_mode,
+        view.private_key,
+        (),
+        view.public_info,
+        view.private_info,
+        (ROOT, BLOCKED),
+    )
+    plan = diff_jws(JWS_EXPECTED, blocked, 998, KEYSTONE)
+    assert not plan.in_sync and plan.public_in_sync and plan.holds_every_public_key
+    assert plan.unreachable == "keystone (uid 998) cannot enter /srv (0:0 0700)"
+    assert plan.changes() == {"access": plan.unreachable}
+    assert (plan.fix_modes, plan.add, plan.replace, plan.private) == ((), (), (), None)
+    assert diff_jws(JWS_EXPECTED, blocked, 998).in_sync, "no owner: nothing to check"

@@ -208,7 +208,7 @@ class MemorySession:
     def _missing(self, name: str, doing: str) -> NodeError:
         return NodeError(self.node.name, "error", f"no such file {name} while {doing}")
 
-    def list_directory(self) -> Listing:
+    def list_directory(self, above: bool = False) -> Listing:  # no directory above is modelled
         with self.fleet.lock:
             self._check("listing", writes=False)
             files = sorted(self.node.files.items())
