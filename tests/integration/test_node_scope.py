@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -105,6 +106,28 @@ def test_sync_node_never_changes_the_controller_and_a_fleet_sync_retires(
     for node in fleet.nodes:
         assert files_of(node.directory) == files_of(keys), node.name
     assert run(config, "status") == 0
+
+
+def test_sync_node_of_the_only_node_retires_nothing_either(
+    make_fleet: Callable[..., Fleet], tmp_path: Path
+) -> None:
+    """One node: its clock alone vouches for the controller's (a majority of one), so only
+    the rule itself keeps ``sync --node`` from retiring (with more nodes, one node's clock is
+    too few to time a retirement anyway). The whole-fleet sync retires."""
+    fleet = make_fleet(1)
+    config = fleet_config(fleet, tmp_path / "ctl", repository=RETENTION)
+    keys = tmp_path / "ctl" / "keys"
+    assert run(config, "init") == 0
+    assert run(config, "rotate") == 0
+    assert run(config, "rotate") == 0
+    time.sleep(3.2)
+    before, generation = files_of(keys), journal(config).generation
+    assert sorted(before) == ["0", "1", "2", "3"]
+    assert run(config, "sync", "--node", "node1") == 0
+    assert files_of(keys) == before and journal(config).generation == generation
+    assert run(config, "sync") == 0
+    assert sorted(os.listdir(keys)) == ["0", "2", "3"]
+    assert files_of(fleet.node("node1").directory) == files_of(keys)
 
 
 def test_a_dry_run_exits_with_the_code_of_the_real_run(
