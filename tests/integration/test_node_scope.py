@@ -13,15 +13,17 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import yaml
 
 from keysyncd.commands.cli import main
-from keysyncd.core.journal import RepositoryState
+from keysyncd.core.journal import PendingRotation, RepositoryState
+from keysyncd.core.keyring import digest_of
 from keysyncd.core.times import rfc3339
-from keysyncd.io.state import load_state
+from keysyncd.io.state import load_state, save_state
 from keysyncd.testing.config import fleet_config
 from keysyncd.testing.fleet import Fleet
 from tests.jws_world import World
@@ -266,3 +268,31 @@ def test_jws_status_shows_a_node_stale_after_the_controller_changed(
     assert lines(out, "ATTENTION") == [f"ATTENTION: {REPOSITORY}: node node3 is stale: {behind}"]
     assert run(world.path, "sync") == 0
     assert run(world.path, "status") == 0
+
+
+def test_sync_node_refuses_to_recover_an_interrupted_rotation(
+    fleet: Fleet, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A rotation killed after it copied staged key 0 to the new primary 2: undoing it
+    changes the controller's repository, which sync --node never does; it refuses and says
+    what does (a whole-fleet sync, which rolls it back)."""
+    config = fleet_config(fleet, tmp_path / "ctl")
+    keys = tmp_path / "ctl" / "keys"
+    assert run(config, "init") == 0
+    staged = digest_of((keys / "0").read_bytes())
+    (keys / "2").write_bytes((keys / "0").read_bytes())
+    (keys / "2").chmod(0o600)
+    state = journal(config)
+    pending = PendingRotation(2, staged, "f" * 64, (), time.time())
+    save_state(config.parent / "state", replace(state, pending=pending))
+    before = files_of(keys)
+    capsys.readouterr()
+    assert run(config, "sync", "--node", "node1") == 1
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"keysyncd: error: {REPOSITORY}: not synced: sync --node never changes the "
+        "controller's repository, and an interrupted rotation must be finished first (roll "
+        "back the interrupted rotation: remove key 2): run 'keysyncd sync' without --node"
+    )
+    assert files_of(keys) == before and journal(config).pending == pending
+    assert run(config, "sync") == 0
+    assert sorted(os.listdir(keys)) == ["0", "1"] and journal(config).pending is None
