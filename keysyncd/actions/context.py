@@ -110,8 +110,9 @@ class Run:
 class ActionResult:
     """What an action did: its outcome, its report (None for a dry run) and what it saw.
 
-    ``rotation``, ``preview`` and ``recovery`` are filled by the actions that have them:
-    the rotation plan, what each node would get (dry run), what crash recovery does.
+    ``rotation``, ``preview``, ``recovery`` and ``would`` are filled by the actions that
+    have them: the rotation plan, what each node would get (dry run), what crash recovery
+    does, the outcome the real action would have (dry run).
     """
 
     repository: str
@@ -124,12 +125,17 @@ class ActionResult:
     recovery: Recovery | None = None
     report_error: str | None = None  # why the report could not be written (kept in the state)
     clock_trusted: bool = True  # False: nothing was retired or rotated (SPEC rule 10)
+    # a dry run: the outcome the real action would have (None: not predicted, taken as ok)
+    would: Outcome | None = None
 
     @property
     def ok(self) -> bool:
-        """Return True when nothing needs the operator's attention."""
+        """Return True when nothing needs the operator's attention; for a dry run, when
+        the real action would need none (so both exit with the same code)."""
         good = self.report_error is None and self.clock_trusted
-        return good and self.outcome in (Outcome.OK, DRY_RUN)
+        if self.outcome == DRY_RUN:
+            return good and self.would in (None, Outcome.OK)
+        return good and self.outcome == Outcome.OK
 
 
 @dataclass(frozen=True)

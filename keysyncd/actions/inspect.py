@@ -13,10 +13,13 @@ from typing import Any
 
 from keysyncd.config import Config, RepositoryConfig
 from keysyncd.core import clock, journal
+from keysyncd.core.journal import RepositoryState
 from keysyncd.core.kinds import KINDS
+from keysyncd.core.nodes import stale_because, standing
 from keysyncd.core.policy import Lifecycle, Policy, lint, simulate
 from keysyncd.core.schedule import cron_trigger, next_fire_times, rotation_period
 from keysyncd.core.times import rfc3339, rfc3339_of
+from keysyncd.core.vocabulary import STALE
 from keysyncd.errors import KeysyncError
 from keysyncd.io.ids import local_owner
 from keysyncd.io.repository import Repository
@@ -67,7 +70,7 @@ def repository_status(config: Config, repository: RepositoryConfig, now: float) 
         "warnings": lint_repository(repository, now),
         "problems": [],
         "keys": [],
-        "nodes": {name: _node_json(state.nodes.get(name)) for name in _node_names(config)},
+        "nodes": nodes_json(config, state),
         "clock": clock.status_json(state, now, config.clock.max_skew),
         "unwritten_reports": len(state.unwritten_reports),
     }
@@ -83,6 +86,9 @@ def repository_status(config: Config, repository: RepositoryConfig, now: float) 
         return status
     scan = repo.scan()
     status["problems"].extend(scan.problems)
+    if not scan.problems and scan.keyset.digests() != dict(state.digests):
+        # changed outside keysyncd and not yet recorded: no node holds these keys yet
+        status["nodes"] = nodes_json(config, state, keys_changed=True)
     status["warnings"].extend(repo.permission_problems())
     for index, digest in scan.keyset.digests().items():
         entry = state.history.get(index) if state.digests.get(index) == digest else None
@@ -98,17 +104,30 @@ def repository_status(config: Config, repository: RepositoryConfig, now: float) 
     return status
 
 
-def _node_names(config: Config) -> list[str]:
-    return [node.name for node in config.nodes]
-
-
-def _node_json(record: Any) -> dict[str, Any]:
-    if record is None:
-        return {"status": None}
-    document = asdict(record)
-    for key in ("checked_at", "last_verified_at", "next_attempt_at"):
-        document[key] = rfc3339(document[key])
-    return document
+def nodes_json(
+    config: Config, state: RepositoryState, keys_changed: bool = False
+) -> dict[str, dict[str, Any]]:
+    """Return every configured node's record as ``status`` shows it, judged against the
+    controller's current generation (``keysyncd.core.nodes.standing``): ``status`` is what
+    the node is now (``stale`` when verified before the controller changed, None when never
+    checked), ``checked_status`` what its last check found, ``checked_at`` when that check
+    was, ``last_verified_at`` the last time it was in sync."""
+    nodes: dict[str, dict[str, Any]] = {}
+    for node in config.nodes:
+        record = state.nodes.get(node.name)
+        if record is None:
+            nodes[node.name] = {"status": None, "checked_status": None}
+            continue
+        document = asdict(record)
+        for key in ("checked_at", "last_verified_at", "next_attempt_at"):
+            document[key] = rfc3339(document[key])
+        shown = standing(record, state.generation, keys_changed)
+        document["checked_status"] = record.status
+        document["status"] = shown
+        if shown == STALE:
+            document["stale"] = stale_because(record, state.generation, keys_changed)
+        nodes[node.name] = document
+    return nodes
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ from keysyncd.core.jwsplan import WRONG_MODE, JwsExpected
 from keysyncd.core.nodes import checked
 from keysyncd.core.report import NodeOutcome
 from keysyncd.core.text import bounded, printable
-from keysyncd.core.vocabulary import GOOD, Action, Outcome, Trigger
+from keysyncd.core.vocabulary import GOOD, Action, Outcome, Trigger, outcome_after_push
 from keysyncd.errors import KeysyncError, UsageError
 from keysyncd.io.jwsfleet import JwsFleet
 from keysyncd.io.jwsstore import store_root
@@ -406,4 +406,8 @@ def _preview(run: Run, keys: Keys, options: Options) -> ActionResult:
             if options.rotate and run.trigger in OPERATOR
             else model.migration_notice(former, configured)
         )
-    return ActionResult(run.repository.name, DRY_RUN, None, nodes, tuple(messages), preview=preview)
+    # a node that differs would be brought in line; one that failed fails the real run too
+    would = outcome_after_push(node.status for node in nodes.values())
+    return ActionResult(
+        run.repository.name, DRY_RUN, None, nodes, tuple(messages), preview=preview, would=would
+    )

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from keysyncd.actions.inspect import nodes_json
 from keysyncd.config import Config, RepositoryConfig
 from keysyncd.core import clock
 from keysyncd.core.jws import JwsState, former_algorithms, migration_notice, plan_retirement
@@ -72,10 +73,7 @@ def status(config: Config, repository: RepositoryConfig, now: float) -> dict[str
         "warnings": [change] if (change := algorithm_change(config, repository)) else [],
         "rotation_blocked_by": None,
         "last_action": None,
-        "nodes": {
-            node.name: {"status": record.status if (record := state.nodes.get(node.name)) else None}
-            for node in config.nodes
-        },
+        "nodes": nodes_json(config, state),
         "clock": clock.status_json(state, now, config.clock.max_skew),
         "unwritten_reports": len(state.unwritten_reports),
     }

@@ -13,8 +13,8 @@ from keysyncd.actions.local import Local, policy_of, reconciled
 from keysyncd.core import journal
 from keysyncd.core.keyring import KeySet
 from keysyncd.core.nodeplan import diff
-from keysyncd.core.policy import RotationPlan, plan_rotation, retired_note
-from keysyncd.core.vocabulary import NodeStatus
+from keysyncd.core.policy import RotationPlan, left_to_the_fleet, plan_rotation, retired_note
+from keysyncd.core.vocabulary import NodeStatus, Outcome, outcome_after_push
 from keysyncd.errors import RepositoryError
 from keysyncd.io.fleet import FleetAction
 
@@ -48,8 +48,10 @@ def preview_rotation(run: Run, local: Local, force: bool) -> ActionResult:
         nodes = node_outcomes(fleet)
         preview = _node_previews(fleet, keyset, plan) if fleet is not None else {}
     unreachable = [n for n, node in sorted(nodes.items()) if node.status in STOPS_THE_GATE]
+    would = outcome_after_push(node.status for node in nodes.values())
     if unreachable and not force:
         messages.append("would defer: not every node could be verified: " + ", ".join(unreachable))
+        would = Outcome.DEFERRED
     return ActionResult(
         run.repository.name,
         DRY_RUN,
@@ -59,6 +61,7 @@ def preview_rotation(run: Run, local: Local, force: bool) -> ActionResult:
         rotation=plan,
         preview=preview,
         recovery=local.recovery,
+        would=would,
     )
 
 
@@ -94,10 +97,24 @@ def preview_sync(run: Run, local: Local, node: str | None, force: bool) -> Actio
     keyset, state, problems = after_recovery(local), local.state, local.problems()
     if problems:
         raise RepositoryError("invalid repository: " + "; ".join(problems))
+    if node is not None and local.recovery.action != "none":  # as sync --node refuses
+        raise RepositoryError(
+            f"{run.repository.name}: sync --node would refuse: it never changes the "
+            f"controller's repository, and an interrupted rotation must be finished first "
+            f"({local.recovery.describe()}): run 'keysyncd sync' without --node"
+        )
     policy = policy_of(run.repository)
     due = journal.due_retirement(state, keyset.indices, policy, run.clock())
-    expected = {i: d for i, d in keyset.digests().items() if i not in due.retire}
-    messages = (retired_note(policy, due.retire, would=True),) if due.retire else ()
+    # sync --node retires nothing (the controller stays as it is): the node gets every key
+    retire = due.retire if node is None else ()
+    expected = {i: d for i, d in keyset.digests().items() if i not in retire}
+    messages: tuple[str, ...] = ()
+    if due.retire:
+        messages = (
+            (retired_note(policy, due.retire, would=True),)
+            if node is None
+            else (left_to_the_fleet(due.retire),)
+        )
     with run.fleet(node, observe_clock=False) as fleet:
         preview: dict[str, dict[str, Any]] = {}
         if fleet is not None:
@@ -108,4 +125,7 @@ def preview_sync(run: Run, local: Local, node: str | None, force: bool) -> Actio
                 else:
                     preview[name] = {"error": result.error.detail if result.error else "?"}
         nodes = node_outcomes(fleet)
-    return ActionResult(run.repository.name, DRY_RUN, None, nodes, messages, preview=preview)
+    would = outcome_after_push(node.status for node in nodes.values())
+    return ActionResult(
+        run.repository.name, DRY_RUN, None, nodes, messages, preview=preview, would=would
+    )

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from keysyncd.core.nodeplan import describe_changes
 from keysyncd.core.text import MAX_DETAIL, printable
 from keysyncd.core.times import human
-from keysyncd.core.vocabulary import GOOD, Outcome
+from keysyncd.core.vocabulary import GOOD, STALE, NodeStatus, Outcome
 
 if TYPE_CHECKING:
     from keysyncd.actions.context import ActionResult
@@ -78,8 +78,7 @@ def _report(result: ActionResult) -> str:
 
 def action(name: str, verb: str, result: ActionResult) -> list[str]:
     """Return the lines of one repository's sync, verify or init: outcome, report, nodes."""
-    report = _report(result)
-    lines = [f"{name}: {verb} {result.outcome}{report}"]
+    lines = [f"{name}: {verb} {result.outcome}{_report(result)}{_would(verb, result)}"]
     lines += [f"{name}: {message}" for message in result.messages]
     lines += _previews(result.preview)
     if result.nodes:
@@ -104,8 +103,15 @@ def rotation(name: str, result: ActionResult) -> list[str]:
     lines += _previews(result.preview)
     if result.nodes:
         lines += [*node_table(result.nodes), summary(result.nodes)]
-    lines.append(f"{name}: outcome {result.outcome}{_report(result)}")
+    lines.append(f"{name}: outcome {result.outcome}{_report(result)}{_would('rotate', result)}")
     return lines
+
+
+def _would(verb: str, result: ActionResult) -> str:
+    """Return `` (the real sync would end partial)`` for a dry run that predicted it."""
+    if result.outcome != DRY_RUN or result.would is None:
+        return ""
+    return f" (the real {verb} would end {result.would})"
 
 
 def _previews(preview: Mapping[str, Mapping[str, Any]]) -> list[str]:
@@ -172,13 +178,57 @@ def status_lines(status: dict[str, Any]) -> list[str]:
             f"  BLOCKED: after_rotate hook {hook!r} {shown(blocked['outcome'], 400)}; "
             "each rotate retries it first"
         )
-    for node, entry in sorted(status.get("nodes", {}).items()):
-        reason = f"{shown(entry['reason'])}: " if entry.get("reason") else ""
-        error = f": {reason}{shown(entry['error'], MAX_DETAIL)}" if entry.get("error") else ""
-        verified = when(entry.get("last_verified_at"))
-        state = shown(entry.get("status") or "never checked")
-        lines.append(f"  node {shown(node)}: {state} (verified {verified}){error}")
+    lines.extend(node_line(node, entry) for node, entry in sorted(status.get("nodes", {}).items()))
     return lines
+
+
+def node_line(node: str, entry: Mapping[str, Any]) -> str:
+    """Return a node's line of ``status``: what it is now (``stale`` when verified before
+    the controller changed), when it was last checked, when it was last in sync, and why
+    it is not (``  node node2: stale (last check 2026-12-07T10:00:00Z, last in sync
+    2026-12-07T10:00:00Z): last verified holding generation 3; the controller is at
+    generation 4``)."""
+    status = entry.get("status")
+    if status is None:
+        return f"  node {shown(node)}: never checked"
+    times = (
+        f"last check {shown(entry.get('checked_at'))}, "
+        f"last in sync {shown(entry.get('last_verified_at'))}"
+    )
+    return f"  node {shown(node)}: {shown(status)} ({times}){_why(entry)}"
+
+
+def _why(entry: Mapping[str, Any]) -> str:
+    """Return ``: why`` a node is not in sync (its error, or why it is stale), else ``""``."""
+    if entry.get("error"):
+        reason = f"{shown(entry['reason'])}: " if entry.get("reason") else ""
+        return f": {reason}{shown(entry['error'], MAX_DETAIL)}"
+    if entry.get("status") == STALE and entry.get("stale"):
+        return f": {shown(entry['stale'], MAX_DETAIL)}"
+    return ""
+
+
+# What a node that needs attention is, as a sentence (never "node node2 is differs").
+NODE_ATTENTION: dict[str, str] = {
+    NodeStatus.PENDING: "was not checked to the end (its action was interrupted)",
+    NodeStatus.DIFFERS: "differs from the controller",
+    NodeStatus.DIVERGED: "has diverged: it holds newer or unrelated keys, left alone",
+    NodeStatus.FAILED: "failed its last check",
+    NodeStatus.SKIPPED: "was skipped (backing off after failures)",
+    STALE: "is stale",
+}
+
+
+def node_attention(node: str, entry: Mapping[str, Any]) -> str:
+    """Return why a node that is not in sync needs attention, as a sentence:
+    ``node node2 differs from the controller``, ``node node3 failed its last check:
+    unreachable``, ``node node1 is stale: last verified holding generation 1; ...``."""
+    status = entry.get("status")
+    if status is None:
+        return f"node {node} was never checked"
+    phrase = NODE_ATTENTION.get(status, f"has status {shown(status)}")  # a hand-edited journal
+    detail = {STALE: entry.get("stale"), NodeStatus.FAILED: entry.get("reason")}.get(status)
+    return f"node {node} {phrase}" + (f": {shown(detail, MAX_DETAIL)}" if detail else "")
 
 
 def daemon_lines(info: dict[str, Any] | None) -> list[str]:

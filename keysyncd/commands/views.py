@@ -1,7 +1,8 @@
 """The commands that only look: status and plan. No lock, no SSH, no writes.
 
-``status`` exits 1 when anything needs attention: a node not in sync (or never checked), a
-rotation blocked by a failed hook or overdue, a problem with the local repository.
+``status`` exits 1 when anything needs attention: a node not in sync (or never checked, or
+stale: verified before the controller changed), a rotation blocked by a failed hook or
+overdue, a problem with the local repository.
 """
 
 from __future__ import annotations
@@ -78,8 +79,8 @@ def needs_attention(repository: RepositoryConfig, status: dict[str, Any], now: f
     """Return why ``status`` needs the operator (empty: all is well)."""
     reasons = [f"problem: {problem}" for problem in status["problems"]]
     for node, entry in sorted(status["nodes"].items()):
-        if entry.get("status") not in GOOD:
-            reasons.append(f"node {node} is {entry.get('status') or 'never checked'}")
+        if entry.get("status") not in GOOD:  # a stale node too: it needs a sync (SPEC 5)
+            reasons.append(render.node_attention(node, entry))
     if status.get("rotation_blocked_by"):
         reasons.append("rotation blocked by a failed after_rotate hook")
     clock = status.get("clock")

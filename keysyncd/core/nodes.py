@@ -1,5 +1,6 @@
-"""The journal's record of each node: its last status, backoff, and the confirmation that
-every node holds the current state (which starts the retirement clock). Pure."""
+"""The journal's record of each node: its last status, backoff, the confirmation that every
+node holds the current state (which starts the retirement clock), and how a record stands
+against the controller's current generation (``standing``). Pure."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from keysyncd.core.clock import ClockCheck
 from keysyncd.core.journal import NodeRecord, RepositoryState, every_node_holds, frozen
 from keysyncd.core.policy import confirm_demotions
 from keysyncd.core.report import NodeOutcome
-from keysyncd.core.vocabulary import GOOD, RETRIED_WITH_BACKOFF
+from keysyncd.core.vocabulary import GOOD, RETRIED_WITH_BACKOFF, STALE
 
 BACKOFF_CAP = 3600.0
 
@@ -90,10 +91,37 @@ def due_nodes(
     return due, waiting
 
 
+def standing(record: NodeRecord | None, generation: int, keys_changed: bool = False) -> str | None:
+    """Return a node's status as ``status`` shows it: its last check's, but ``stale`` when
+    that check was good and found an earlier generation than ``generation`` (the controller's
+    now), or any generation when ``keys_changed`` (the controller's keys changed since the
+    journal recorded them). None: never checked."""
+    if record is None or record.status is None:
+        return None
+    if record.status in GOOD and (keys_changed or record.generation != generation):
+        return STALE
+    return record.status
+
+
+def stale_because(record: NodeRecord, generation: int, keys_changed: bool = False) -> str:
+    """Return why a ``stale`` node is (``standing`` returned STALE for ``record``)."""
+    if record.generation != generation:
+        verified = "an unknown generation" if record.generation is None else record.generation
+        return (
+            f"last verified holding generation {verified}; the controller is at generation "
+            f"{generation}"
+        )
+    return (
+        f"last verified holding generation {generation}; the controller's keys changed since "
+        "(keysyncd records and pushes them on its next sync or check)"
+    )
+
+
 def nodes_in_sync(state: RepositoryState, node_names: Collection[str]) -> int:
-    """Return how many of ``node_names`` were last verified holding the expected keys."""
+    """Return how many of ``node_names`` were last verified holding the current generation
+    (a node verified before the controller changed is stale, not in sync)."""
     return sum(
-        1 for name in node_names if (record := state.nodes.get(name)) and record.status in GOOD
+        1 for name in node_names if standing(state.nodes.get(name), state.generation) in GOOD
     )
 
 

@@ -130,6 +130,15 @@ def retired_note(policy: Policy, retired: Collection[int], would: bool = False) 
     return f"{'would retire' if would else 'retired'} keys {sorted(retired)}: {why}"
 
 
+def left_to_the_fleet(retire: Collection[int]) -> str:
+    """Return that ``retire`` keys are due but left to a whole-fleet sync (``sync --node``
+    changes only its node: retiring on the controller would make every other node differ)."""
+    return (
+        f"keys {sorted(retire)} may be retired now: 'keysyncd sync' without --node retires "
+        "them (sync --node changes only its node, never the controller)"
+    )
+
+
 def confirm_demotions(history: History, now: float) -> dict[int, KeyHistory]:
     """Return ``history`` with every demoted, unconfirmed key confirmed at ``now``.
 

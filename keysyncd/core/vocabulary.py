@@ -47,6 +47,12 @@ class NodeStatus(StrEnum):
 
 GOOD = frozenset({NodeStatus.IN_SYNC, NodeStatus.UPDATED, NodeStatus.REPAIRED})
 
+# What ``status`` shows for a node whose last check was good but found an earlier generation
+# than the controller holds now (it changed since). Never an action's NodeStatus: no action
+# produces it, and no report or journal record holds it; ``keysyncd.core.nodes.standing``
+# derives it when it is shown. Not in GOOD: such a node needs a sync (status exits 1).
+STALE = "stale"
+
 
 class Reason(StrEnum):
     """Why a node failed, in a word an operator (and an alert rule) can act on."""
@@ -76,6 +82,12 @@ class Outcome(StrEnum):
     PARTIAL = "partial"
     FAILED = "failed"
     DEFERRED = "deferred"
+
+
+def outcome_after_push(statuses: Iterable[str]) -> Outcome:
+    """Return the outcome a sync would have after a dry run found ``statuses``: a node that
+    ``differs`` would be pushed and verified, every other status stays what it is."""
+    return outcome_of(NodeStatus.UPDATED if s == NodeStatus.DIFFERS else s for s in statuses)
 
 
 def outcome_of(statuses: Iterable[str]) -> Outcome:

@@ -25,7 +25,7 @@ from keysyncd.config import Config
 from keysyncd.core import clock
 from keysyncd.core.journal import DURATION_BUCKETS, Durations, NodeRecord, RepositoryState
 from keysyncd.core.keyring import PRIMARY, SECONDARY, STAGED
-from keysyncd.core.nodes import nodes_in_sync
+from keysyncd.core.nodes import nodes_in_sync, standing
 from keysyncd.core.vocabulary import DOWN, GOOD
 from keysyncd.errors import KeysyncError
 from keysyncd.io.daemonmetrics import daemon_metrics
@@ -180,7 +180,9 @@ class _Families:
                 self.verified.add_metric([name, node], record.last_verified_at)
             self.up.add_metric([name, node], 0 if record.reason in DOWN else 1)
             behind = state.generation - (record.generation or 0)
-            self.behind.add_metric([name, node], 0 if record.status in GOOD else behind)
+            # a node verified before the controller changed lags: stale, not in sync
+            in_sync = standing(record, state.generation) in GOOD
+            self.behind.add_metric([name, node], 0 if in_sync else behind)
         self.in_sync.add_metric([name], nodes_in_sync(state, nodes))
         self.total.add_metric([name], len(nodes))
         for counter, value in sorted(state.counters.items()):

@@ -297,7 +297,8 @@ def test_exit_1_when_a_node_failed(dead_node: Path, capsys: pytest.CaptureFixtur
     assert code == Exit.ATTENTION
     code, out, _ = cli(capsys, "-c", str(dead_node), "status")
     assert code == Exit.ATTENTION
-    assert "ATTENTION: fernet-tokens: node ctl1 is failed" in out
+    # issue 24: a sentence, not "node ctl1 is failed"
+    assert "ATTENTION: fernet-tokens: node ctl1 failed its last check: unreachable" in out
 
 
 def test_exit_1_when_a_rotation_is_deferred(
@@ -319,15 +320,24 @@ def edit_state(config: Path, **changes: Any) -> None:
 @pytest.mark.parametrize(
     ("changes", "reason"),
     [
-        ({"nodes": {"ctl1": NodeRecord(status="differs")}}, "node ctl1 is differs"),
-        ({"nodes": {}}, "node ctl1 is never checked"),
+        (
+            {"nodes": {"ctl1": NodeRecord(status="differs")}},
+            "node ctl1 differs from the controller",
+        ),
+        ({"nodes": {}}, "node ctl1 was never checked"),
+        # verified holding generation 0 while the controller is at 1 (issue 24)
+        (
+            {"nodes": {"ctl1": NodeRecord(status="in_sync", generation=0)}},
+            "node ctl1 is stale: last verified holding generation 0; the controller is at "
+            "generation 1",
+        ),
         (
             {"hook_block": HookBlock(("keystone-manage", "credential_migrate"), 3, 1.0)},
             "rotation blocked by a failed after_rotate hook",
         ),
         ({"last_rotation_at": time.time() - 3 * DAY}, "rotation overdue: it was due at "),
     ],
-    ids=["drift", "never-checked", "blocked", "overdue"],
+    ids=["drift", "never-checked", "stale", "blocked", "overdue"],
 )
 def test_status_exits_1_when_anything_needs_attention(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], changes: dict[str, Any], reason: str
