@@ -91,8 +91,18 @@ def finish(runs: list[RepositoryRun], action: str, out: Output, show: Show) -> i
 
 
 def runs_json(action: str, runs: list[RepositoryRun], code: int) -> dict[str, Any]:
-    """Return the --json document of an acting command."""
-    reports = [r.report.to_json() for run in runs for r in run.results if r.report]
+    """Return the --json document of an acting command.
+
+    Each node appears once: in ``repositories[].results[].nodes`` (a dry run has nodes but
+    no report). ``reports`` holds each report written, without its ``nodes``: the result
+    naming it in ``report_id`` has them (``keysyncd report show ID --json``: the whole).
+    """
+    reports = [
+        {key: value for key, value in r.report.to_json().items() if key != "nodes"}
+        for run in runs
+        for r in run.results
+        if r.report
+    ]
     return {
         "action": action,
         "exit_code": code,

@@ -56,6 +56,16 @@ def config_path(argument: Path | None) -> Path:
     return argument or Path(os.environ.get("KEYSYNCD_CONFIG") or DEFAULT_CONFIG)
 
 
+def where_config_came_from(argument: Path | None) -> str:
+    """Return what to add when the config file is missing: how it was chosen, and how to
+    choose another (empty when -c named it: the operator chose it)."""
+    if argument is not None:
+        return ""
+    if os.environ.get("KEYSYNCD_CONFIG"):
+        return " (named by $KEYSYNCD_CONFIG; -c FILE overrides it)"
+    return " (the default: pass -c FILE or set $KEYSYNCD_CONFIG to use another)"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit code (see keysyncd.commands.exits)."""
     try:
@@ -129,11 +139,19 @@ def _run(args: argparse.Namespace, out: Output) -> int:
         return int(
             getattr(importlib.import_module(f"keysyncd.commands.{module}"), function)(args, out)
         )
+    from keysyncd.errors import ConfigError
     from keysyncd.io.configtrust import load_trusted_config
     from keysyncd.io.preflight import check_local_files
 
-    # check-config lists an unsafe file among its findings; every other command refuses it
-    config = load_trusted_config(config_path(args.config), strict=args.command != "check-config")
+    path = config_path(args.config)
+    try:
+        # check-config lists an unsafe file among its findings; every other command refuses it
+        config = load_trusted_config(path, strict=args.command != "check-config")
+    except ConfigError as error:
+        missing = f"{path}: config file not found"
+        if error.problems == [missing]:
+            raise ConfigError([missing + where_config_came_from(args.config)]) from None
+        raise
     if args.command == "run":
         return _run_daemon(args, config)
     if args.command != "check-config":

@@ -23,6 +23,7 @@ from keysyncd.actions.context import Run
 from keysyncd.actions.drift import report_watch_failure
 from keysyncd.actions.jobs import JOBS, RepositoryRun, Step, each_repository
 from keysyncd.actions.operations import watched_path
+from keysyncd.commands.exits import Exit
 from keysyncd.commands.scheduler import Job, Scheduler
 from keysyncd.config import Config, RepositoryConfig
 from keysyncd.core.nodes import nodes_in_sync
@@ -63,6 +64,7 @@ class Daemon:
         self.wakeup = threading.Event()
         self.signals: deque[int] = deque()
         self.stopping = threading.Event()
+        self.exit_code = Exit.DONE  # SIGINT makes it Exit.INTERRUPTED (the exit-code table)
         self.heartbeat = time.monotonic()
         self.job_deadline = 0.0  # while a job runs: until when silence is still healthy
         self.started_at = time.time()
@@ -85,6 +87,9 @@ class Daemon:
         # Only record it: the work happens in the main loop, never inside a handler.
         self.signals.append(number)
         if number in (signal.SIGTERM, signal.SIGINT):
+            # systemd stops with SIGTERM (a clean stop, 0); Ctrl-C is an interruption (130)
+            if number == signal.SIGINT:
+                self.exit_code = Exit.INTERRUPTED
             self.stopping.set()
         self.wakeup.set()
 
@@ -100,7 +105,10 @@ class Daemon:
             signal.signal(number, self._handle_signal)
 
     def run(self) -> int:
-        """Run until SIGTERM/SIGINT; return the exit code (0 after a graceful stop)."""
+        """Run until SIGTERM/SIGINT; return the exit code.
+
+        Returns 0 after a stop by SIGTERM, 130 after one by SIGINT (keysyncd.commands.exits).
+        """
         self.install_signals()
         self.scheduler.apply(self.config)
         self.scheduler.start()
@@ -135,7 +143,7 @@ class Daemon:
                 self.metrics_server.shutdown()
             with contextlib.suppress(OSError):
                 daemon_file(self.config.state_dir).unlink()
-        return 0
+        return int(self.exit_code)
 
     def _next_job(self) -> Job | None:
         self.wakeup.wait(timeout=1.0)
@@ -309,7 +317,8 @@ class Daemon:
                     try:
                         terminate_children(CHILD_GRACE)  # a stuck hook must not outlive us
                     finally:
-                        os._exit(0)  # safe at any instant: the journal and apply order (rule 4)
+                        # safe at any instant: the journal and apply order (rule 4)
+                        os._exit(int(self.exit_code))
             # a main loop that stopped making progress stops the pings, so systemd restarts us
             fresh = now - self.heartbeat < 2 * (interval or 1.0) + LOCK_WAIT
             healthy = fresh or now < self.job_deadline

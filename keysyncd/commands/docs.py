@@ -118,7 +118,7 @@ def manpage(today: datetime | None = None) -> str:
         roff(
             "To keysyncd run: SIGUSR1 rotates every repository now, SIGUSR2 syncs and verifies "
             "now, SIGHUP reloads the config (an invalid one is rejected), SIGTERM and SIGINT "
-            "stop after the current step."
+            "stop after the current step (exit status 0 after SIGTERM, 130 after SIGINT)."
         ),
         ".SH SEE ALSO",
         "\\fBkeystone\\-manage\\fR(1), \\fBsshd\\fR(8), \\fBsystemctl\\fR(1)",

@@ -15,7 +15,8 @@ def setup_logging(
     """Log to stderr: INFO and up; ``verbosity`` > 0 (-v) adds keysyncd's DEBUG lines, < 0
     (-q) keeps only errors; --debug shows every DEBUG line, the libraries' too.
 
-    The CLI prints ``keysyncd: LEVEL: message``; the daemon adds timestamps, except under
+    The CLI prints ``keysyncd: level: message`` (``keysyncd: error: ...``, as its own
+    error lines); the daemon adds timestamps, except under
     systemd where journald timestamps lines itself and reads ``<N>`` priority prefixes;
     ``--log-format json`` prints one JSON object per line.
     """
@@ -28,7 +29,7 @@ def setup_logging(
     elif daemon:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     else:
-        handler.setFormatter(logging.Formatter("keysyncd: %(levelname)s: %(message)s"))
+        handler.setFormatter(CliFormatter("%(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     if debug:
@@ -40,6 +41,15 @@ def setup_logging(
     )
     logging.getLogger("apscheduler").setLevel(logging.DEBUG if debug else logging.WARNING)
     logging.getLogger("paramiko").setLevel(logging.DEBUG if debug else logging.CRITICAL)
+
+
+class CliFormatter(logging.Formatter):
+    """``keysyncd: error: message``: the level in lower case, the prefix of the command
+    line's own error and warning lines (keysyncd.commands.output), so that one error reads
+    the same whether it was printed or logged."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"keysyncd: {record.levelname.lower()}: {super().format(record)}"
 
 
 class JournalFormatter(logging.Formatter):

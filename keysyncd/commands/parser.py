@@ -63,6 +63,49 @@ class Parser(argparse.ArgumentParser):
         command = self.prog.removeprefix("keysyncd").strip()  # "report list", or none
         raise UsageProblem(f"{command}: {message}" if command else message)
 
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        """argparse's check of a command or a choice, saying which one was probably meant.
+
+        Our own rather than Python 3.14's ``suggest_on_error``: the same words on every
+        supported Python (3.11 has none).
+        """
+        if action.choices is not None and value not in action.choices:
+            choices = [str(choice) for choice in action.choices]
+            close = nearest(str(value), choices)
+            if close is not None:
+                listed = ", ".join(repr(choice) for choice in choices)
+                raise argparse.ArgumentError(
+                    action,
+                    f"invalid choice: {value!r}, did you mean {close!r}? (choose from {listed})",
+                )
+        super()._check_value(action, value)
+
+
+def nearest(word: str, candidates: list[str]) -> str | None:
+    """Return the candidate ``word`` is probably a typo of, or None when none is close."""
+    import difflib  # only on a usage error: --help does not pay for it
+
+    close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def option_hint(parser: argparse.ArgumentParser, argv: list[str], extras: list[str]) -> str:
+    """Return `` (did you mean --dry-run?)`` for the first unrecognized option of ``argv``
+    that is close to an option of the command it was given to, or an empty string."""
+    current = parser
+    for word in argv:  # the innermost command named on the line
+        current = subcommands(current).get(word, ("", current))[1]
+    options = [o for action in current._actions for o in action.option_strings]
+    for extra in extras:
+        if extra.startswith("-"):
+            name = extra.split("=", 1)[0]
+            close = nearest(
+                name, [o for o in options if o.startswith("--") == name.startswith("--")]
+            )
+            if close is not None:
+                return f" (did you mean {close}?)"
+    return ""
+
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser for every command (see the module docstring)."""
@@ -343,7 +386,8 @@ def _daemon_and_docs(commands: Any) -> None:
         "run the daemon in the foreground (systemd Type=notify)",
         "Run the daemon: rotate on each repository's schedule, watch for drift, verify every "
         "node periodically, serve metrics. SIGUSR1 rotates now, SIGUSR2 syncs and verifies "
-        "now, SIGHUP reloads the config, SIGTERM stops after the current step.",
+        "now, SIGHUP reloads the config, SIGTERM (exit 0) and SIGINT (exit 130) stop after "
+        "the current step.",
         repo=False,
     )
     run.add_argument(
@@ -424,7 +468,14 @@ def merge_globals(args: argparse.Namespace) -> argparse.Namespace:
 def parse(argv: list[str] | None) -> argparse.Namespace:
     """Return the parsed command line; raise UsageProblem if it cannot be parsed (argparse
     still exits 0 itself for --help and --version)."""
-    return merge_globals(build_parser().parse_args(argv))
+    parser = build_parser()
+    args, extras = parser.parse_known_args(argv)
+    if extras:  # what parse_args would say, with the option probably meant
+        given = sys.argv[1:] if argv is None else argv
+        parser.error(
+            f"unrecognized arguments: {' '.join(extras)}{option_hint(parser, given, extras)}"
+        )
+    return merge_globals(args)
 
 
 def subcommands(parser: argparse.ArgumentParser) -> dict[str, tuple[str, argparse.ArgumentParser]]:

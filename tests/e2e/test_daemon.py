@@ -638,6 +638,29 @@ def test_notify_ready_status_watchdog_reload_and_stopping(
     notify.wait("STOPPING", "1", mark)
 
 
+def test_sigint_stops_like_sigterm_and_exits_130(
+    fleet: Fleet, tmp_path: Path, daemons: Callable[..., DaemonProcess]
+) -> None:
+    """Ctrl-C (a real SIGINT to the running daemon): the same graceful stop, exit 130.
+
+    The exit-code table says 130 for an interruption; SIGTERM (systemd's stop) stays 0.
+    """
+    config = write_config(fleet, tmp_path / "ctl")
+    init(config)
+    daemon = daemons(config)
+    daemon.wait_ready()
+    mark = len(daemon.notify.messages)
+    daemon.send(signal.SIGINT)
+    try:
+        code = daemon.proc.wait(STOP_BOUND)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"daemon did not exit within {STOP_BOUND:g}s of SIGINT:\n{daemon.stderr()}")
+    assert code == 130, daemon.stderr()
+    daemon.notify.wait("STOPPING", "1", mark)
+    assert "Traceback" not in daemon.stderr()
+    assert not (state_dir(config) / "daemon.json").exists(), "a graceful stop cleans up"
+
+
 # --- 3. signals (and --log-format json) ------------------------------------------------------
 
 # SIGUSR1 means "rotate now": its rotation starts (report started_at, the daemon's clock)

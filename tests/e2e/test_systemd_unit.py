@@ -75,8 +75,19 @@ def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     assert f"ExecStart={INSTALLED_PATH} " in text, "ExecStart no longer names the install path"
     unit = tmp_path / UNIT.name
     unit.write_text(text.replace(INSTALLED_PATH, script))
+    # verify runs `man` for each man: link of Documentation=: it finds keysyncd(1) as
+    # installed, the page keysyncd generates (and nothing else: MANPATH is only this)
+    from keysyncd.commands.docs import manpage
+
+    (tmp_path / "man" / "man1").mkdir(parents=True)
+    (tmp_path / "man" / "man1" / "keysyncd.1").write_text(manpage())
     result = subprocess.run(
-        [analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60, check=False
+        [analyze, "verify", str(unit)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "MANPATH": str(tmp_path / "man")},
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output

@@ -147,10 +147,15 @@ def test_init_and_adopt_answer_in_json(
     assert init["action"] == "init" and init["exit_code"] == 0 and init["errors"] == {}
     (report,) = init["reports"]
     assert report["outcome"] == "ok" and sorted(report["expected"]) == ["0", "1"]
-    assert {name: node["status"] for name, node in report["nodes"].items()} == {
+    [result] = init["repositories"][0]["results"]
+    assert {name: node["status"] for name, node in result["nodes"].items()} == {
         node.name: "updated" for node in fleet.nodes
     }
-    assert init["repositories"][0]["results"][0]["report_id"] == report["id"]
+    assert result["report_id"] == report["id"]
+    assert "nodes" not in report  # each node once: in its result
+    written = json.loads((config.parent / "reports" / f"{report['id']}.json").read_text())
+    assert written["nodes"] == result["nodes"]
+    assert {key: written[key] for key in report} == report  # (the file adds its chain link)
 
     other = fleet_config(fleet, tmp_path / "other")  # a second controller takes the fleet over
     assert run(other, "--json", "adopt", "--from", "node2") == 0

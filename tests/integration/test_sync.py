@@ -81,7 +81,10 @@ def test_verify_json_prints_only_json(
     assert [(r["name"], r["outcome"]) for r in document["repositories"]] == [
         (report["repository"], "ok")
     ]
-    assert set(report["nodes"]) == {n.name for n in fleet.nodes}
+    [result] = document["repositories"][0]["results"]
+    assert result["report_id"] == report["id"]
+    assert set(result["nodes"]) == {n.name for n in fleet.nodes}
+    assert "nodes" not in report  # each node once: in the result
     assert report["outcome"] == "ok"
 
 

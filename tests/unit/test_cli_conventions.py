@@ -301,6 +301,39 @@ def test_exit_1_when_a_node_failed(dead_node: Path, capsys: pytest.CaptureFixtur
     assert "ATTENTION: fernet-tokens: node ctl1 failed its last check: unreachable" in out
 
 
+def keys_named(document: Any, name: str) -> int:
+    """Return how many mappings in ``document`` (at any depth) have a key ``name``."""
+    if isinstance(document, dict):
+        inner = sum(keys_named(value, name) for value in document.values())
+        return inner + (name in document)
+    if isinstance(document, list):
+        return sum(keys_named(item, name) for item in document)
+    return 0
+
+
+def test_verify_json_lists_each_node_once_with_its_report_id(
+    dead_node: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cli(capsys, "-c", str(dead_node), "init")
+    code, out, _ = cli(capsys, "-c", str(dead_node), "verify", "--json")
+    assert code == Exit.ATTENTION
+    document = json.loads(out)
+    assert keys_named(document, "ctl1") == 1, document
+    [repository] = document["repositories"]
+    [result] = repository["results"]
+    assert result["nodes"]["ctl1"]["status"] == "failed"
+    [summary] = document["reports"]  # the report, but for its nodes
+    assert summary["id"] == result["report_id"] and "nodes" not in summary
+    # the report id leads to the whole report, which has the node too
+    code, out, _ = cli(
+        capsys, "-c", str(dead_node), "report", "show", result["report_id"], "--json"
+    )
+    assert code == 0
+    report = json.loads(out)
+    assert report["id"] == result["report_id"] and report["action"] == "verify"
+    assert report["nodes"]["ctl1"]["status"] == "failed"
+
+
 def test_exit_1_when_a_rotation_is_deferred(
     dead_node: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -405,6 +438,70 @@ def test_exit_2_on_bad_usage(
     code, out, err = cli(capsys, "-c", str(initialised), *argv)
     assert code == Exit.USAGE
     assert out == "" and message in err and "Traceback" not in err
+
+
+COMMANDS = (
+    "'check-config', 'init', 'adopt', 'rotate', 'sync', 'verify', 'confirm-migration', "
+    "'status', 'plan', 'report', 'run', 'completion', 'manpage'"
+)
+
+
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (
+            ["rotat"],
+            "argument COMMAND: invalid choice: 'rotat', did you mean 'rotate'? "
+            f"(choose from {COMMANDS})",
+        ),
+        (
+            ["report", "lst"],
+            "report: argument SUBCOMMAND: invalid choice: 'lst', did you mean 'list'? "
+            "(choose from 'list', 'show', 'verify-chain')",
+        ),
+        (
+            ["report", "list", "--outcome", "partal"],
+            "report list: argument --outcome: invalid choice: 'partal', did you mean "
+            "'partial'? (choose from 'ok', 'partial', 'failed', 'deferred')",
+        ),
+        (["rotate", "--dryrun"], "unrecognized arguments: --dryrun (did you mean --dry-run?)"),
+        (["--jsn", "status"], "unrecognized arguments: --jsn (did you mean --json?)"),
+        (["sync", "--nodes=node2"], "unrecognized arguments: --nodes=node2 (did you mean --node?)"),
+        # nothing close: no guess
+        (["status", "--no-such-option"], "unrecognized arguments: --no-such-option"),
+        (["rotate", "-x"], "unrecognized arguments: -x"),
+    ],
+)
+def test_a_mistyped_command_or_option_gets_a_suggestion(
+    config: Path, capsys: pytest.CaptureFixture[str], argv: list[str], line: str
+) -> None:
+    code, out, err = cli(capsys, "-c", str(config), *argv)
+    assert (code, out) == (Exit.USAGE, "")
+    assert err.splitlines()[-1] == f"keysyncd: error: {line}"
+    assert err.count("did you mean") == line.count("did you mean")  # one line says it
+    code, out, _ = cli(capsys, "-c", str(config), *argv, "--json")
+    assert json.loads(out) == {"error": line, "errors": [line], "exit_code": 2}
+
+
+def test_a_logged_error_has_the_prefix_of_a_printed_one(
+    initialised: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One error prefix: an error logged (here the internal-error line) reads like one the
+    command line prints itself (``keysyncd: error: ...``)."""
+
+    def broken(*_: Any) -> int:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("keysyncd.commands.views.cmd_status", broken)
+    code, out, err = cli(capsys, "-c", str(initialised), "status")
+    assert (code, out) == (Exit.ATTENTION, "")
+    assert err.splitlines() == [
+        "keysyncd: error: internal error (run with --debug for the traceback)"
+    ]
+    code, _, err = cli(capsys, "-c", str(initialised), "rotate", "--repo", "nope")
+    assert err.splitlines() == [
+        "keysyncd: error: no repository named 'nope' (configured: fernet-tokens)"
+    ]
 
 
 def test_exit_2_on_a_bad_config_or_an_unsafe_local_file(

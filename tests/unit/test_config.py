@@ -593,7 +593,25 @@ def test_keysyncd_config_env_naming_a_missing_file_is_reported(
     monkeypatch.setenv("KEYSYNCD_CONFIG", str(missing))
     code, _, err = run_cli(capsys, "check-config")
     assert code == 2
-    assert f"{missing}: config file not found" in err
+    assert err == (
+        f"keysyncd: config error: {missing}: config file not found "
+        "(named by $KEYSYNCD_CONFIG; -c FILE overrides it)\n"
+    )
+
+
+def test_a_missing_default_config_says_how_to_name_another(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    missing = tmp_path / "etc" / "config.yaml"  # stands for /etc/keysyncd/config.yaml
+    monkeypatch.delenv("KEYSYNCD_CONFIG", raising=False)
+    monkeypatch.setattr("keysyncd.commands.cli.DEFAULT_CONFIG", str(missing))
+    for command in ("status", "check-config", "run"):
+        code, out, err = run_cli(capsys, command)
+        assert (code, out) == (2, ""), command
+        assert err == (
+            f"keysyncd: config error: {missing}: config file not found "
+            "(the default: pass -c FILE or set $KEYSYNCD_CONFIG to use another)\n"
+        ), command
 
 
 def test_c_wins_over_keysyncd_config(

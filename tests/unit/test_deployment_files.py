@@ -857,3 +857,19 @@ def test_systemd_waits_longer_than_keysyncd_needs_to_stop(renderer: Any) -> None
     assert float(shipped) == float(role) == UNIT_TIMEOUT_STOP_SEC
     assert STOP_BUDGET < UNIT_TIMEOUT_STOP_SEC, "systemd would SIGKILL a stopping keysyncd"
     assert 2 * GROUP_GRACE < STOP_TIMEOUT, "a stopped hook's group ends well within a step"
+
+
+def test_the_unit_names_the_man_page_and_keeps_the_keystone_faq() -> None:
+    """``systemctl help keysyncd`` opens keysyncd(1); the keystone FAQ link stays."""
+    unit = (ROOT / "systemd" / "keysyncd.service").read_text(encoding="utf-8")
+    [section] = re.findall(r"^\[Unit\]\n(.*?)^\[", unit, re.M | re.S)
+    documentation = [
+        uri for line in re.findall(r"^Documentation=(.*)$", section, re.M) for uri in line.split()
+    ]
+    assert documentation == [
+        "man:keysyncd(1)",
+        "https://docs.openstack.org/keystone/latest/admin/fernet-token-faq.html",
+    ]
+    from keysyncd.commands.docs import manpage  # the page it names is the one keysyncd prints
+
+    assert manpage().splitlines()[0].startswith(".TH KEYSYNCD 1 ")

@@ -8,6 +8,8 @@ whatever sits at the textfile's name, keysyncd (root) must only ever replace the
 from __future__ import annotations
 
 import os
+import re
+import stat
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,8 @@ from keysyncd.io import fsutil
 from keysyncd.io.metrics import write_metrics
 
 VICTIM = b"root:x:0:0:must never be written through\n"
+ROOT = Path(__file__).resolve().parents[2]
+MODE = re.compile(r"\bmode (0[0-7]{3})\b")
 
 
 def config_with_textfile(root: Path) -> Config:
@@ -93,3 +97,27 @@ def test_the_textfile_is_a_new_file_each_time(config: Config) -> None:
         assert os.stat(textfile_of(config)).st_ino != first
         assert b"keysyncd_nodes" in reader.read()
     assert os.stat(textfile_of(config)).st_mode & 0o777 == 0o644
+
+
+def documented_modes() -> dict[str, list[str]]:
+    """Return the modes the README's metrics paragraph and config.yaml's textfile comment
+    state for the textfile."""
+    readme = (ROOT / "README.md").read_text()
+    [paragraph] = re.findall(
+        r"^- Metrics: `metrics\.textfile`.*?(?=^- |^#|\Z)", readme, re.M | re.S
+    )
+    example = (ROOT / "config.yaml").read_text()
+    [comment] = re.findall(r"^  # textfile:.*?(?=^  [a-z])", example, re.M | re.S)
+    return {"README.md": MODE.findall(paragraph), "config.yaml": MODE.findall(comment)}
+
+
+def test_the_textfile_mode_is_the_documented_one(config: Config) -> None:
+    """What the docs say is what is written, under the unit's UMask=0077 too."""
+    old = os.umask(0o077)
+    try:
+        write_metrics(config)
+    finally:
+        os.umask(old)
+    written = f"{stat.S_IMODE(textfile_of(config).stat().st_mode):04o}"
+    assert written == "0644"  # node_exporter runs as another user and must read it
+    assert documented_modes() == {"README.md": [written], "config.yaml": [written]}

@@ -8,6 +8,7 @@ must not leak into it), with pip and build isolation, as a user would build it.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SOURCES = ("pyproject.toml", "README.md", "keysyncd", "schemas", "systemd", "monitoring")
+SOURCES = ("pyproject.toml", "README.md", "LICENSE", "keysyncd", "schemas", "systemd", "monitoring")
 
 
 def test_the_package_list_is_every_package_on_disk_but_testing() -> None:
@@ -91,6 +92,31 @@ def test_the_wheel_metadata_has_classifiers_urls_and_the_entry_point(wheel: Path
     assert "Requires-Dist: shtab" in text
     [entry_points] = [n for n in archive.namelist() if n.endswith(".dist-info/entry_points.txt")]
     assert "keysyncd = keysyncd.commands.cli:main" in archive.read(entry_points).decode()
+
+
+def test_the_wheel_carries_the_license_and_the_python_versions(wheel: Path) -> None:
+    """License-Expression and the LICENSE text (PEP 639), Requires-Python and the version
+    classifiers; the README states the same versions."""
+    archive = zipfile.ZipFile(wheel)
+    [metadata] = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+    headers = archive.read(metadata).decode().split("\n\n", 1)[0].splitlines()
+    assert "License-Expression: Apache-2.0" in headers
+    assert "License-File: LICENSE" in headers
+    assert not [h for h in headers if h.startswith(("License: ", "Classifier: License ::"))]
+    [license_file] = [n for n in archive.namelist() if n.endswith(".dist-info/licenses/LICENSE")]
+    text = archive.read(license_file).decode()
+    assert text == (ROOT / "LICENSE").read_text()
+    assert "Apache License" in text and "Version 2.0, January 2004" in text
+    assert "END OF TERMS AND CONDITIONS" in text  # the whole text, not a notice
+    assert "Requires-Python: >=3.11" in headers
+    versions = [
+        h.removeprefix("Classifier: Programming Language :: Python :: ")
+        for h in headers
+        if re.fullmatch(r"Classifier: Programming Language :: Python :: 3\.\d+", h)
+    ]
+    assert versions == ["3.11", "3.12"]
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert "with Python 3.11 or later (declared for 3.11 and 3.12;" in readme
 
 
 def test_a_clean_virtualenv_runs_the_installed_command(wheel: Path, tmp_path: Path) -> None:
