@@ -27,7 +27,7 @@ pytestmark = pytest.mark.docker
 
 # One repository of every kind, as an operator would list them: the credential one with a
 # migration hook (a stand-in for keystone-manage credential_migrate, absent here).
-KINDS = [
+KINDS: list[dict[str, Any]] = [
     {"name": "fernet-tokens", "kind": "fernet", "path": "/etc/keystone/fernet-keys"},
     {"name": "credential-keys", "kind": "credential", "path": "/etc/keystone/credential-keys",
      "hooks": {"after_rotate": ["/usr/bin/true"]}},
@@ -37,7 +37,7 @@ NAMES = {repository["name"] for repository in KINDS}
 
 
 def _failed(result: Any) -> str:
-    return result.output[-6000:]
+    return str(result.output[-6000:])
 
 
 def test_the_role_applies_on_fresh_hosts_and_a_second_apply_changes_nothing(

@@ -42,6 +42,9 @@ ROLE = ANSIBLE / "roles" / "keysyncd"
 MONITORING = ROOT / "monitoring"
 RULES = MONITORING / "keysyncd.rules.yml"
 RULE_TESTS = MONITORING / "keysyncd.rules.test.yml"
+# KeysyncdRotationOverdue on a monthly schedule: 45 days, evaluated hourly (seconds, not a
+# minute at keysyncd.rules.test.yml's every minute)
+MONTHLY_RULE_TESTS = MONITORING / "keysyncd.rules.monthly.test.yml"
 INVENTORY = ANSIBLE / "inventory.example.ini"
 
 
@@ -842,9 +845,24 @@ def test_every_alert_has_rule_unit_tests_that_fire_and_stay_quiet() -> None:
 
 
 def test_promtool_rule_unit_tests_pass() -> None:
-    result = run_promtool("test", "rules", str(RULE_TESTS))
+    result = run_promtool("test", "rules", str(RULE_TESTS), str(MONTHLY_RULE_TESTS))
     assert result.returncode == 0, (result.stdout + result.stderr).decode()
-    assert b"SUCCESS" in result.stdout + result.stderr
+    assert (result.stdout + result.stderr).count(b"SUCCESS") == 2
+
+
+def test_the_overdue_alert_is_tested_on_a_daily_and_a_monthly_schedule() -> None:
+    """Quiet in the month after a monthly rotation, firing once overdue; no threshold or
+    repository name in the rule (each repository's schedule decides, through keysyncd)."""
+    [rule] = [r for r in rules() if r["alert"] == "KeysyncdRotationOverdue"]
+    assert "repository=" not in rule["expr"] and "repository!=" not in rule["expr"]
+    assert not re.search(r"\d{4,}", rule["expr"]), "a threshold in seconds is back"
+    monthly = load_yaml(MONTHLY_RULE_TESTS)
+    assert monthly["rule_files"] == [RULES.name]
+    cases = [c for t in monthly["tests"] for c in t["alert_rule_test"]]
+    assert {c["alertname"] for c in cases} == {"KeysyncdRotationOverdue"}
+    quiet = [c["eval_time"] for c in cases if not c["exp_alerts"]]
+    assert {"2d", "30d"} <= set(quiet), "quiet through the month after the rotation"
+    assert any(c["exp_alerts"] for c in cases), "fires once overdue"
 
 
 def test_promtool_check_metrics_of_the_collector(tmp_path: Path) -> None:

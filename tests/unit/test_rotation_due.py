@@ -84,7 +84,7 @@ def test_the_collector_exports_the_due_rotation_of_every_kind(tmp_path: Path) ->
             "repositories": [
                 {"name": "fernet-tokens", "path": str(tmp_path / "f"), "schedule": "0 0 * * *"},
                 {"name": "credential-keys", "kind": "credential", "path": str(tmp_path / "c"),
-                 "schedule": "0 0 * * 1"},
+                 "schedule": "0 0 * * mon"},
                 {"name": "jws-keys", "kind": "jws", "path": str(tmp_path / "j"),
                  "schedule": "0 0 1 * *"},
                 {"name": "new-keys", "path": str(tmp_path / "n")},
