@@ -21,8 +21,9 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from keysyncd.config import Config
+from keysyncd.config import Config, RepositoryConfig
 from keysyncd.core import clock
+from keysyncd.core.due import rotated_since, rotation_due
 from keysyncd.core.journal import DURATION_BUCKETS, Durations, NodeRecord, RepositoryState
 from keysyncd.core.keyring import PRIMARY, SECONDARY, STAGED
 from keysyncd.core.nodes import nodes_in_sync, standing
@@ -75,6 +76,7 @@ class StateCollector(Collector):
             except KeysyncError:
                 continue
             f.add_repository(repository.name, state, [n.name for n in config.nodes], now)
+            f.add_rotation_due(repository, state, now)
             for action, histogram in state.durations.items():
                 durations[action] = _merged(durations.get(action), histogram)
         f.add_durations(durations)
@@ -156,6 +158,24 @@ class _Families:
             "Reports kept in the journal because report_dir could not take them",
             labels=label,
         )
+        # timestamps, not ages: a textfile freezes gauges, a timestamp keeps ageing (the
+        # alert compares them with time(); see keysyncd.core.due for the grace)
+        self.next_rotation = GaugeMetricFamily(
+            "keysyncd_next_rotation_timestamp_seconds",
+            "When the next rotation is due: the first scheduled time after the last rotation "
+            "(in the past while a rotation is missed)",
+            labels=label,
+        )
+        self.overdue_at = GaugeMetricFamily(
+            "keysyncd_rotation_overdue_timestamp_seconds",
+            "When the due rotation counts as overdue: the due time plus half a rotation period",
+            labels=label,
+        )
+        self.overdue = GaugeMetricFamily(
+            "keysyncd_rotation_overdue",
+            "1 while the due rotation is overdue (as of the last collection)",
+            labels=label,
+        )
         self.durations = HistogramMetricFamily(
             "keysyncd_action_duration_seconds",
             "Duration of actions (kept in the state journal)",
@@ -192,6 +212,23 @@ class _Families:
         self.invalid.add_metric([name], 1 if state.local_problems else 0)
         self.add_clock(name, state, now)
 
+    def add_rotation_due(
+        self, repository: RepositoryConfig, state: RepositoryState, now: float
+    ) -> None:
+        since = rotated_since(state)
+        if since is None:  # no keys yet: nothing is due before init
+            return
+        try:
+            due = rotation_due(repository.schedule, repository.timezone, since)
+        except (KeysyncError, OverflowError, ValueError, OSError):
+            return  # a journal time out of datetime's range: a scrape never fails for it
+        if due is None:  # the schedule never fires again
+            return
+        name = repository.name
+        self.next_rotation.add_metric([name], due.due_at)
+        self.overdue_at.add_metric([name], due.overdue_at)
+        self.overdue.add_metric([name], 1 if due.overdue(now) else 0)
+
     def add_clock(self, name: str, state: RepositoryState, now: float) -> None:
         check = clock.current(state, now, self.max_skew)
         if check.skew is not None:
@@ -226,6 +263,9 @@ class _Families:
             self.clock_skew,
             self.clock_untrusted,
             self.unwritten,
+            self.next_rotation,
+            self.overdue_at,
+            self.overdue,
         ]
 
 

@@ -37,8 +37,9 @@ class PlayResult:
     recap: dict[str, dict[str, int]]
 
 
-def role_variables() -> dict[str, Any]:
-    """Return the extra vars of the test site: one fernet repository, offline install."""
+def role_variables(**overrides: Any) -> dict[str, Any]:
+    """Return the extra vars of the test site: one fernet repository (unless ``overrides``
+    say otherwise), offline install."""
     version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     return {
         "keysyncd_source": f"keysyncd=={version}",
@@ -55,14 +56,18 @@ def role_variables() -> dict[str, Any]:
         "keysyncd_repositories": [
             {"name": "fernet-tokens", "kind": "fernet", "path": "/etc/keystone/fernet-keys"}
         ],
+        **overrides,
     }
 
 
 class Site:
     """The inventory, vars and ansible.cfg for one fleet, under ``directory``."""
 
-    def __init__(self, fleet: ContainerFleet, directory: Path) -> None:
+    def __init__(
+        self, fleet: ContainerFleet, directory: Path, variables: dict[str, Any] | None = None
+    ) -> None:
         self.fleet, self.directory = fleet, directory
+        self.extra = role_variables() if variables is None else variables
         directory.mkdir(parents=True, exist_ok=True)
         self.inventory = directory / "inventory.ini"
         self.variables = directory / "vars.json"
@@ -83,7 +88,7 @@ class Site:
         lines += ["", "[all:vars]", "ansible_user=root",
                   f"ansible_ssh_private_key_file={self.fleet.client_key}"]  # fmt: skip
         self.inventory.write_text("\n".join(lines) + "\n")
-        self.variables.write_text(json.dumps(role_variables()))
+        self.variables.write_text(json.dumps(self.extra))
         ssh_args = ["-o ControlMaster=auto", "-o ControlPersist=120s", "-o IdentitiesOnly=yes",
                     f"-o UserKnownHostsFile={self.fleet.known_hosts}",
                     "-o StrictHostKeyChecking=yes"]  # fmt: skip

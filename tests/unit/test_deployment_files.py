@@ -42,6 +42,9 @@ ROLE = ANSIBLE / "roles" / "keysyncd"
 MONITORING = ROOT / "monitoring"
 RULES = MONITORING / "keysyncd.rules.yml"
 RULE_TESTS = MONITORING / "keysyncd.rules.test.yml"
+# KeysyncdRotationOverdue on a monthly schedule: 45 days, evaluated hourly (seconds, not a
+# minute at keysyncd.rules.test.yml's every minute)
+MONTHLY_RULE_TESTS = MONITORING / "keysyncd.rules.monthly.test.yml"
 INVENTORY = ANSIBLE / "inventory.example.ini"
 
 
@@ -343,6 +346,104 @@ def test_the_config_template_handles_overrides(renderer: Any, tmp_path: Path) ->
     assert (config.metrics.listen, config.metrics.textfile) == (None, None)
 
 
+THREE_KINDS = [
+    {"name": "fernet-tokens", "kind": "fernet", "path": "/etc/keystone/fernet-keys"},
+    {"name": "credential-keys", "kind": "credential", "path": "/etc/keystone/credential-keys",
+     "hooks": {"after_rotate": ["keystone-manage credential_migrate"]}},
+    {"name": "jws-keys", "kind": "jws", "path": "/etc/keystone/jws-keys",
+     "schedule": "0 4 1 * *"},
+]  # fmt: skip
+
+
+def test_the_config_template_writes_each_kind_with_exactly_its_fields(
+    renderer: Any, tmp_path: Path
+) -> None:
+    variables = controller_variables(renderer, keysyncd_repositories=THREE_KINDS)
+    text = render(renderer, "config.yaml.j2", variables)
+    written = {r["name"]: set(r) for r in yaml.safe_load(text)["repositories"]}
+    common = {"name", "kind", "path", "schedule", "timezone", "token_expiration",
+              "allow_expired_window", "owner", "group"}  # fmt: skip
+    assert written == {
+        "fernet-tokens": common | {"max_active_keys", "hooks"},
+        "credential-keys": common | {"hooks"},
+        "jws-keys": common | {"algorithm", "private_path", "public_path"},
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    fernet, credential, jws = load_config(path).repositories
+    assert (fernet.kind, fernet.max_active_keys) == ("fernet", 5)
+    assert (credential.kind, credential.max_active_keys) == ("credential", 3)
+    assert credential.hooks.after_rotate == (("keystone-manage", "credential_migrate"),)
+    assert (jws.kind, jws.algorithm, jws.schedule) == ("jws", "ES256", "0 4 1 * *")
+    assert (str(jws.private_path), str(jws.public_path)) == (
+        "/etc/keystone/jws-keys/private",
+        "/etc/keystone/jws-keys/public",
+    )
+    assert jws.hooks.after_rotate == ()
+
+    chosen = [{**THREE_KINDS[2], "algorithm": "EdDSA", "private_path": "/srv/jws/signing",
+               "public_path": "/srv/jws/verifying"}]  # fmt: skip
+    chosen_variables = controller_variables(renderer, keysyncd_repositories=chosen)
+    path.write_text(render(renderer, "config.yaml.j2", chosen_variables))
+    [jws] = load_config(path).repositories
+    assert (jws.algorithm, str(jws.private_path), str(jws.public_path)) == (
+        "EdDSA",
+        "/srv/jws/signing",
+        "/srv/jws/verifying",
+    )
+
+
+@pytest.mark.parametrize(
+    ("entry", "field"),
+    [
+        ({**THREE_KINDS[2], "max_active_keys": 4}, "max_active_keys"),
+        ({**THREE_KINDS[2], "hooks": {"after_rotate": ["/usr/bin/true"]}}, "hooks"),
+        ({**THREE_KINDS[1], "max_active_keys": 5}, "max_active_keys"),
+        ({**THREE_KINDS[0], "algorithm": "ES256"}, "algorithm"),
+    ],
+)
+def test_a_field_its_kind_does_not_take_is_written_for_keysyncd_to_reject(
+    renderer: Any, tmp_path: Path, entry: dict[str, Any], field: str
+) -> None:
+    """Written as given, never dropped: check-config (run before the config is installed)
+    then fails the play naming the field, rather than keysyncd silently using another."""
+    from keysyncd.errors import ConfigError
+
+    variables = controller_variables(renderer, keysyncd_repositories=[entry])
+    path = tmp_path / "config.yaml"
+    path.write_text(render(renderer, "config.yaml.j2", variables))
+    with pytest.raises(ConfigError, match=rf"repositories\[0\]\.{field}"):
+        load_config(path)
+
+
+def _node_directories(renderer: Any, node: dict[str, Any], repositories: Any) -> list[str]:
+    """The directories node.yml creates on a node, as its loop renders them."""
+    [task] = [t for t in load_yaml(ROLE / "tasks" / "node.yml")
+              if t["name"].startswith("Create the repository directories")]  # fmt: skip
+    variables = host_variables("ctl1", keysyncd_repositories=repositories, _keysyncd_node=node)
+    result = ast.literal_eval(renderer.render(task["loop"], variables).strip())
+    assert isinstance(result, list)
+    return result
+
+
+def test_the_nodes_get_every_directory_keystone_reads(renderer: Any) -> None:
+    assert _node_directories(renderer, EXAMPLE_NODES[0], THREE_KINDS) == [
+        "/etc/keystone/fernet-keys",
+        "/etc/keystone/credential-keys",
+        "/etc/keystone/jws-keys",
+        "/etc/keystone/jws-keys/private",
+        "/etc/keystone/jws-keys/public",
+    ]
+    moved = [{**THREE_KINDS[2], "private_path": "/srv/a", "public_path": "/srv/b"}]
+    assert _node_directories(renderer, {}, moved) == ["/etc/keystone/jws-keys", "/srv/a", "/srv/b"]
+    own = {**EXAMPLE_NODES[0], "path": "/srv/keys"}  # keysyncd_node_path: path/private, /public
+    assert _node_directories(renderer, own, moved) == [
+        "/srv/keys",
+        "/srv/keys/private",
+        "/srv/keys/public",
+    ]
+
+
 # --- known_hosts.j2 and the unit drop-in ------------------------------------------------
 
 
@@ -385,6 +486,11 @@ def test_the_unit_drop_in_names_every_writable_path(renderer: Any) -> None:
     assert writable[0] == "", "the unit's own list must be reset first"
     for path in ("/var/lib/keysyncd", "/etc/keystone/fernet-keys", "/etc/keystone/credential-keys"):
         assert path in writable
+    # a jws repository's path is the nodes': the controller keeps its pairs in state_dir
+    kinds = controller_variables(renderer, keysyncd_repositories=THREE_KINDS)
+    text_kinds = render(renderer, "keysyncd.service.conf.j2", kinds)
+    assert "ReadWritePaths=/etc/keystone/credential-keys" in text_kinds.splitlines()
+    assert "jws-keys" not in text_kinds
     assert not any(line.startswith("ExecStart") for line in lines)
     assert "IPAddressDeny=any" in lines
     assert "IPAddressAllow=localhost" in lines
@@ -641,6 +747,12 @@ def test_the_collector_exports_what_the_rules_rely_on(exported_samples: Samples)
     verified = exported_samples["keysyncd_node_last_verified_timestamp_seconds"]
     assert set(verified) == {"repository", "node"}
     assert "rotate" in exported_samples["keysyncd_last_success_timestamp_seconds"]["action"]
+    for due in (
+        "keysyncd_next_rotation_timestamp_seconds",
+        "keysyncd_rotation_overdue_timestamp_seconds",
+        "keysyncd_rotation_overdue",
+    ):
+        assert set(exported_samples[due]) == {"repository"}, due
 
 
 # label values the rules may match on: fixed by keysyncd, unlike repository or node names
@@ -733,9 +845,24 @@ def test_every_alert_has_rule_unit_tests_that_fire_and_stay_quiet() -> None:
 
 
 def test_promtool_rule_unit_tests_pass() -> None:
-    result = run_promtool("test", "rules", str(RULE_TESTS))
+    result = run_promtool("test", "rules", str(RULE_TESTS), str(MONTHLY_RULE_TESTS))
     assert result.returncode == 0, (result.stdout + result.stderr).decode()
-    assert b"SUCCESS" in result.stdout + result.stderr
+    assert (result.stdout + result.stderr).count(b"SUCCESS") == 2
+
+
+def test_the_overdue_alert_is_tested_on_a_daily_and_a_monthly_schedule() -> None:
+    """Quiet in the month after a monthly rotation, firing once overdue; no threshold or
+    repository name in the rule (each repository's schedule decides, through keysyncd)."""
+    [rule] = [r for r in rules() if r["alert"] == "KeysyncdRotationOverdue"]
+    assert "repository=" not in rule["expr"] and "repository!=" not in rule["expr"]
+    assert not re.search(r"\d{4,}", rule["expr"]), "a threshold in seconds is back"
+    monthly = load_yaml(MONTHLY_RULE_TESTS)
+    assert monthly["rule_files"] == [RULES.name]
+    cases = [c for t in monthly["tests"] for c in t["alert_rule_test"]]
+    assert {c["alertname"] for c in cases} == {"KeysyncdRotationOverdue"}
+    quiet = [c["eval_time"] for c in cases if not c["exp_alerts"]]
+    assert {"2d", "30d"} <= set(quiet), "quiet through the month after the rotation"
+    assert any(c["exp_alerts"] for c in cases), "fires once overdue"
 
 
 def test_promtool_check_metrics_of_the_collector(tmp_path: Path) -> None:
