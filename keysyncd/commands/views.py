@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import asdict
-from datetime import UTC, datetime
 from typing import Any
 
 from keysyncd.actions.inspect import RepositoryPlan, repository_plan, repository_status
@@ -18,13 +17,12 @@ from keysyncd.commands import render
 from keysyncd.commands.exits import Exit
 from keysyncd.commands.output import Output
 from keysyncd.config import Config, RepositoryConfig
-from keysyncd.core.schedule import cron_trigger, next_fire_times, rotation_period
+from keysyncd.core.due import rotation_due
 from keysyncd.core.times import rfc3339
 from keysyncd.core.vocabulary import GOOD
 from keysyncd.errors import KeysyncError
 from keysyncd.io.daemon_info import read_daemon_info
 
-OVERDUE_PERIODS = 0.5  # overdue half a rotation period after the rotation was due (as the alert)
 # Kinds whose views actions.inspect serves without loading the SSH library. Other kinds go
 # through actions.operations, which imports every action (and with them paramiko).
 LIGHT_VIEWS = frozenset({"fernet", "credential"})
@@ -103,21 +101,16 @@ def needs_attention(repository: RepositoryConfig, status: dict[str, Any], now: f
 def overdue_since(
     repository: RepositoryConfig, last_rotation_at: float | None, now: float
 ) -> float | None:
-    """Return when the rotation after ``last_rotation_at`` was due, if that is more than half
-    a rotation period ago (None: not overdue, or never rotated by keysyncd)."""
+    """Return when the rotation after ``last_rotation_at`` was due, if it is overdue by the
+    rule the metrics and the alert use (``keysyncd.core.due``; None: not overdue, or never
+    rotated by keysyncd)."""
     if last_rotation_at is None:
         return None
     try:
-        trigger = cron_trigger(repository.schedule, repository.timezone)
-        after = datetime.fromtimestamp(last_rotation_at, UTC)
-        due = next_fire_times(trigger, after, 1)
-        if not due:
-            return None
-        period = rotation_period(trigger, due[0])
+        due = rotation_due(repository.schedule, repository.timezone, last_rotation_at)
     except (KeysyncError, OverflowError, ValueError, OSError):
         return None
-    due_at = due[0].timestamp()
-    return due_at if now > due_at + OVERDUE_PERIODS * period else None
+    return due.due_at if due is not None and due.overdue(now) else None
 
 
 def daemon_json(info: dict[str, Any] | None) -> dict[str, Any] | None:
