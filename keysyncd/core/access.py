@@ -14,10 +14,10 @@ node whose owner cannot pass is reported, never "fixed" (``ancestor_problem``).
 
 from __future__ import annotations
 
+import posixpath
 import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 
 READ, WRITE, EXECUTE = 0o4, 0o2, 0o1
 UNSAFE_BITS = 0o027  # group write, and anything for others
@@ -107,10 +107,11 @@ def ancestors(path: str) -> tuple[str, ...]:
 
     Example: ``/etc/keystone/fernet-keys`` -> ``("/", "/etc", "/etc/keystone")``.
     """
-    where = PurePosixPath(path)
-    if not where.is_absolute():
+    names = [part for part in posixpath.normpath(path).split("/") if part]
+    if not path.startswith("/") or not names:
         return ()
-    return tuple(str(parent) for parent in reversed(where.parents))
+    parts = names[:-1]
+    return ("/", *("/" + "/".join(parts[: depth + 1]) for depth in range(len(parts))))
 
 
 def ancestor_problem(user: User | None, found: Iterable[PathInfo]) -> str | None:
