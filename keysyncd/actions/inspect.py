@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from keysyncd.config import Config, RepositoryConfig
-from keysyncd.core import clock, journal
+from keysyncd.core import clock, due, journal
 from keysyncd.core.journal import RepositoryState
 from keysyncd.core.kinds import KINDS
 from keysyncd.core.nodes import stale_because, standing
@@ -58,6 +58,10 @@ def repository_status(config: Config, repository: RepositoryConfig, now: float) 
         "generation": state.generation,
         "last_rotation_at": rfc3339(state.last_rotation_at),
         "next_rotation_at": rfc3339_of(upcoming[0]) if upcoming else None,
+        # the rotation missed since the last one, by the rule the metric and alert use
+        "rotation_overdue_since": rfc3339(
+            due.overdue_since(state, repository.schedule, repository.timezone, now)
+        ),
         "last_action": None if last is None else {**asdict(last), "at": rfc3339(last.at)},
         "rotation_blocked_by": None
         if state.hook_block is None

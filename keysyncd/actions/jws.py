@@ -379,6 +379,7 @@ def _preview(run: Run, keys: Keys, options: Options) -> ActionResult:
             _refuse_if_any_node_holds_a_key(run, fleet)
         fleet.inspect(expect(keys))
         nodes = {name: result.outcome() for name, result in fleet.results.items()}
+        fixable = {n: not (r.plan and r.plan.unfixable) for n, r in fleet.results.items()}
         preview = {
             n: (r.plan.changes() if r.plan else {"error": r.error.detail if r.error else "?"})
             for n, r in fleet.results.items()
@@ -407,7 +408,7 @@ def _preview(run: Run, keys: Keys, options: Options) -> ActionResult:
             else model.migration_notice(former, configured)
         )
     # a node that differs would be brought in line; one that failed fails the real run too
-    would = outcome_after_push(node.status for node in nodes.values())
+    would = outcome_after_push((node.status, fixable[name]) for name, node in nodes.items())
     return ActionResult(
         run.repository.name, DRY_RUN, None, nodes, tuple(messages), preview=preview, would=would
     )

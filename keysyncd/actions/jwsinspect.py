@@ -8,7 +8,7 @@ from typing import Any
 
 from keysyncd.actions.inspect import nodes_json
 from keysyncd.config import Config, RepositoryConfig
-from keysyncd.core import clock
+from keysyncd.core import clock, due
 from keysyncd.core.jws import JwsState, former_algorithms, migration_notice, plan_retirement
 from keysyncd.core.schedule import cron_trigger, next_fire_times
 from keysyncd.core.times import rfc3339, rfc3339_of
@@ -51,6 +51,10 @@ def status(config: Config, repository: RepositoryConfig, now: float) -> dict[str
         "generation": state.generation,
         "last_rotation_at": rfc3339(state.last_rotation_at),
         "next_rotation_at": rfc3339_of(upcoming[0]) if upcoming else None,
+        # the rotation missed since the last one, by the rule the metric and alert use
+        "rotation_overdue_since": rfc3339(
+            due.overdue_since(state, repository.schedule, repository.timezone, now)
+        ),
         "keys": [
             {
                 "index": pair.serial,

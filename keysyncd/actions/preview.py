@@ -6,6 +6,7 @@ what recovery *would* do is shown as a message.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from keysyncd.actions.context import DRY_RUN, ActionResult, Run, node_outcomes
@@ -14,6 +15,7 @@ from keysyncd.core import journal
 from keysyncd.core.keyring import KeySet
 from keysyncd.core.nodeplan import diff
 from keysyncd.core.policy import RotationPlan, left_to_the_fleet, plan_rotation, retired_note
+from keysyncd.core.report import NodeOutcome
 from keysyncd.core.vocabulary import NodeStatus, Outcome, outcome_after_push
 from keysyncd.errors import RepositoryError
 from keysyncd.io.fleet import FleetAction
@@ -48,7 +50,7 @@ def preview_rotation(run: Run, local: Local, force: bool) -> ActionResult:
         nodes = node_outcomes(fleet)
         preview = _node_previews(fleet, keyset, plan) if fleet is not None else {}
     unreachable = [n for n, node in sorted(nodes.items()) if node.status in STOPS_THE_GATE]
-    would = outcome_after_push(node.status for node in nodes.values())
+    would = outcome_after_push(_predicted(fleet, nodes))
     if unreachable and not force:
         messages.append("would defer: not every node could be verified: " + ", ".join(unreachable))
         would = Outcome.DEFERRED
@@ -125,7 +127,18 @@ def preview_sync(run: Run, local: Local, node: str | None, force: bool) -> Actio
                 else:
                     preview[name] = {"error": result.error.detail if result.error else "?"}
         nodes = node_outcomes(fleet)
-    would = outcome_after_push(node.status for node in nodes.values())
+    would = outcome_after_push(_predicted(fleet, nodes))
     return ActionResult(
         run.repository.name, DRY_RUN, None, nodes, messages, preview=preview, would=would
     )
+
+
+def _predicted(
+    fleet: FleetAction | None, nodes: Mapping[str, NodeOutcome]
+) -> list[tuple[str, bool]]:
+    """Return each node's (status, whether a push can fix it), for the outcome a dry run
+    predicts."""
+    unfixable = set()
+    if fleet is not None:
+        unfixable = {n for n, r in fleet.results.items() if r.plan is not None and r.plan.unfixable}
+    return [(node.status, name not in unfixable) for name, node in nodes.items()]

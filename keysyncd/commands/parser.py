@@ -56,7 +56,14 @@ class UsageProblem(Exception):
 
 class Parser(argparse.ArgumentParser):
     """argparse's parser, raising UsageProblem instead of exiting, so that the command line
-    can still answer --json with a JSON document."""
+    can still answer --json with a JSON document.
+
+    Abbreviated options are refused: argparse would read ``rotate --fo`` as ``--force``,
+    and a typo must never run a forced action (it gets a suggestion instead)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)

@@ -17,10 +17,8 @@ from keysyncd.commands import render
 from keysyncd.commands.exits import Exit
 from keysyncd.commands.output import Output
 from keysyncd.config import Config, RepositoryConfig
-from keysyncd.core.due import rotation_due
 from keysyncd.core.times import rfc3339
 from keysyncd.core.vocabulary import GOOD
-from keysyncd.errors import KeysyncError
 from keysyncd.io.daemon_info import read_daemon_info
 
 # Kinds whose views actions.inspect serves without loading the SSH library. Other kinds go
@@ -92,25 +90,9 @@ def needs_attention(repository: RepositoryConfig, status: dict[str, Any], now: f
             f"{status['unwritten_reports']} report(s) not yet written to report_dir (kept in "
             "the journal: the next action that can writes them)"
         )
-    overdue = overdue_since(repository, render.epoch(status.get("last_rotation_at")), now)
-    if overdue is not None:
-        reasons.append(f"rotation overdue: it was due at {rfc3339(overdue)}")
+    if status.get("rotation_overdue_since"):
+        reasons.append(f"rotation overdue: it was due at {status['rotation_overdue_since']}")
     return reasons
-
-
-def overdue_since(
-    repository: RepositoryConfig, last_rotation_at: float | None, now: float
-) -> float | None:
-    """Return when the rotation after ``last_rotation_at`` was due, if it is overdue by the
-    rule the metrics and the alert use (``keysyncd.core.due``; None: not overdue, or never
-    rotated by keysyncd)."""
-    if last_rotation_at is None:
-        return None
-    try:
-        due = rotation_due(repository.schedule, repository.timezone, last_rotation_at)
-    except (KeysyncError, OverflowError, ValueError, OSError):
-        return None
-    return due.due_at if due is not None and due.overdue(now) else None
 
 
 def daemon_json(info: dict[str, Any] | None) -> dict[str, Any] | None:

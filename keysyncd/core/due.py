@@ -74,3 +74,14 @@ def rotation_due(schedule: str, timezone: str, since: float) -> RotationDue | No
         period = 0.0
     due_at = due.timestamp()
     return RotationDue(since, due_at, due_at + OVERDUE_PERIODS * period)
+
+
+def overdue_since(state: RepositoryState, schedule: str, timezone: str, now: float) -> float | None:
+    """Return when the rotation now overdue was due (None: none is overdue, or nothing is
+    due yet): the one rule ``status``, the metric and the alert share. Raise KeysyncError if
+    the schedule or timezone is invalid."""
+    since = rotated_since(state)
+    if since is None:
+        return None
+    due = rotation_due(schedule, timezone, since)
+    return due.due_at if due is not None and due.overdue(now) else None

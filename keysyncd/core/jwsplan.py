@@ -104,6 +104,13 @@ class JwsNodePlan:
         )
 
     @property
+    def unfixable(self) -> bool:
+        """Return True if no push can bring the node in sync: its owner cannot pass a
+        directory above the keys (never changed by keysyncd), or a directory sits at a key
+        name (never removed). A dry run predicts such a node fails, as the real run does."""
+        return bool(self.unreachable or self.invalid)
+
+    @property
     def in_sync(self) -> bool:
         """Return True when keystone there would sign and validate exactly as expected."""
         return (

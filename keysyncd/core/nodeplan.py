@@ -117,6 +117,13 @@ class NodePlan:
     unreachable: str | None = None
 
     @property
+    def unfixable(self) -> bool:
+        """Return True if no push can bring the node in sync: its owner cannot pass a
+        directory above the keys (never changed by keysyncd), or a directory sits at a key
+        name (never removed). A dry run predicts such a node fails, as the real run does."""
+        return bool(self.unreachable or self.invalid)
+
+    @property
     def in_sync(self) -> bool:
         """Return True when keystone there loads exactly the expected keys, as they should be."""
         return not (

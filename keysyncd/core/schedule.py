@@ -27,7 +27,7 @@ def _cron_day(token: str) -> int:
     name = token.lower()
     if name in _CRON_DAYS:
         return _CRON_DAYS.index(name)
-    if not token.isdigit() or not 0 <= int(token) <= 7:
+    if not (token.isascii() and token.isdigit()) or not 0 <= int(token) <= 7:
         raise ValueError(f"weekday {token!r} is not 0-7 or sun-sat")
     return int(token) % 7
 
@@ -43,22 +43,25 @@ def _weekdays(field: str) -> str:
     days: set[int] = set()
     for part in field.split(","):
         span, _, step_text = part.partition("/")
+        if step_text and not (step_text.isascii() and step_text.isdigit()):
+            raise ValueError(f"weekday step {step_text!r} is not a positive number")
         step = int(step_text) if step_text else 1
-        if step_text and (not step_text.isdigit() or step < 1):
+        if step_text and (not (step_text.isascii() and step_text.isdigit()) or step < 1):
             raise ValueError(f"weekday step {step_text!r} is not a positive number")
         if span == "*":
             first, last = 0, 6
         elif "-" in span:
             low, _, high = span.partition("-")
-            first = _cron_day(low)
+            first = 7 if low == "7" else _cron_day(low)
             last = 7 if high == "7" else _cron_day(high)
             if last == 0 and first > 0:  # "fri-sun": Sunday ends the range
                 last = 7
             if first > last:
                 raise ValueError(f"weekday range {span!r} runs backwards")
+        elif step_text:
+            raise ValueError(f"weekday {part!r}: a step needs a range (1-5/2) or */N")
         else:
-            first = _cron_day(span)
-            last = 6 if step_text else first
+            first = last = _cron_day(span)
         days.update(day % 7 for day in range(first, last + 1, step))
     return ",".join(name for name in _APSCHEDULER_ORDER if _CRON_DAYS.index(name) in days)
 
@@ -76,8 +79,9 @@ def cron_trigger(expression: str, timezone: str = "UTC") -> CronTrigger:
     try:
         if len(fields) in (5, 6):
             named = dict(zip(_FIELDS_6[6 - len(fields) :], fields, strict=True))
-            if named["day"] != "*" and named["day_of_week"] != "*":
-                # crontab fires when EITHER matches, APScheduler only when BOTH do
+            if not named["day"].startswith("*") and not named["day_of_week"].startswith("*"):
+                # crontab fires when EITHER matches (unless one starts with "*": then both
+                # must, as APScheduler always requires)
                 raise ValueError(
                     "give a day of the month or a weekday, not both (crontab would fire on "
                     "either, keysyncd's scheduler only on both)"

@@ -84,10 +84,14 @@ class Outcome(StrEnum):
     DEFERRED = "deferred"
 
 
-def outcome_after_push(statuses: Iterable[str]) -> Outcome:
-    """Return the outcome a sync would have after a dry run found ``statuses``: a node that
-    ``differs`` would be pushed and verified, every other status stays what it is."""
-    return outcome_of(NodeStatus.UPDATED if s == NodeStatus.DIFFERS else s for s in statuses)
+def outcome_after_push(found: Iterable[tuple[str, bool]]) -> Outcome:
+    """Return the outcome a sync would have after a dry run found each node's (status,
+    whether a push can fix it): a node that ``differs`` and can be fixed would be pushed and
+    verified; one that cannot fails; every other status stays what it is."""
+    return outcome_of(
+        (NodeStatus.UPDATED if fixable else NodeStatus.FAILED) if s == NodeStatus.DIFFERS else s
+        for s, fixable in found
+    )
 
 
 def outcome_of(statuses: Iterable[str]) -> Outcome:

@@ -467,6 +467,9 @@ COMMANDS = (
         (["rotate", "--dryrun"], "unrecognized arguments: --dryrun (did you mean --dry-run?)"),
         (["--jsn", "status"], "unrecognized arguments: --jsn (did you mean --json?)"),
         (["sync", "--nodes=node2"], "unrecognized arguments: --nodes=node2 (did you mean --node?)"),
+        # a prefix of an option is no abbreviation of it: "rotate --fo" must never force
+        (["rotate", "--fo"], "unrecognized arguments: --fo (did you mean --force?)"),
+        (["sync", "--forc"], "unrecognized arguments: --forc (did you mean --force?)"),
         # nothing close: no guess
         (["status", "--no-such-option"], "unrecognized arguments: --no-such-option"),
         (["rotate", "-x"], "unrecognized arguments: -x"),

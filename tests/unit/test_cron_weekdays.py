@@ -25,6 +25,12 @@ CASES = {
     "MON-FRI": {"Mon", "Tue", "Wed", "Thu", "Fri"},
     "fri-sun": {"Fri", "Sat", "Sun"},
     "sun,3": {"Sun", "Wed"},
+    "7-7": {"Sun"},
+    "0-0": {"Sun"},
+    "sun-sat": {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"},
+    "*/7": {"Sun"},
+    "1,1": {"Mon"},
+    "1-7/3": {"Mon", "Thu", "Sun"},
 }
 
 
@@ -41,7 +47,9 @@ def test_six_fields_read_the_weekday_alike() -> None:
     assert {time.strftime("%a") for time in fired} == {"Mon"}
 
 
-@pytest.mark.parametrize("field", ["8", "x", "5-1", "1/0", "-1"])
+@pytest.mark.parametrize(
+    "field", ["8", "x", "5-1", "1/0", "-1", "7-6", "7-1", "7/2", "1/2", "\u0661", "L", "?"]
+)
 def test_a_weekday_crontab_would_refuse_is_refused(field: str) -> None:
     with pytest.raises(KeysyncError, match="invalid cron expression"):
         cron_trigger(f"0 0 * * {field}")
@@ -50,3 +58,10 @@ def test_a_weekday_crontab_would_refuse_is_refused(field: str) -> None:
 def test_a_day_of_month_and_a_weekday_together_are_refused() -> None:
     with pytest.raises(KeysyncError, match="not both"):
         cron_trigger("0 0 1 * 1")
+
+
+def test_a_starred_day_with_a_weekday_means_both_as_in_crontab() -> None:
+    # crontab ANDs the two when either field starts with "*": every other day, Mondays only
+    fired = next_fire_times(cron_trigger("0 0 */2 * 1"), datetime(2026, 12, 6, tzinfo=UTC), 6)
+    assert {time.strftime("%a") for time in fired} == {"Mon"}
+    assert all(time.day % 2 == 1 for time in fired)  # */2 from day 1: the odd days

@@ -129,9 +129,12 @@ def test_no_node_status_is_used_as_a_predicate_adjective() -> None:
 
 
 def test_a_dry_run_exits_as_the_real_run_would() -> None:
-    assert outcome_after_push(["in_sync", "differs"]) == Outcome.OK  # differs gets pushed
-    assert outcome_after_push(["differs", "failed"]) == Outcome.PARTIAL
-    assert outcome_after_push(["diverged"]) == Outcome.FAILED  # left alone without --force
+    fixable = [("in_sync", True), ("differs", True)]
+    assert outcome_after_push(fixable) == Outcome.OK  # differs gets pushed
+    assert outcome_after_push([("differs", True), ("failed", True)]) == Outcome.PARTIAL
+    assert outcome_after_push([("diverged", True)]) == Outcome.FAILED  # left alone
+    # a node no push can fix (a directory above it keystone cannot pass) fails the real run
+    assert outcome_after_push([("in_sync", True), ("differs", False)]) == Outcome.PARTIAL
     assert ActionResult("r", DRY_RUN, None, would=Outcome.OK).ok
     assert not ActionResult("r", DRY_RUN, None, would=Outcome.PARTIAL).ok
     assert not ActionResult("r", DRY_RUN, None, would=Outcome.DEFERRED).ok
