@@ -18,6 +18,7 @@ from keysyncd.commands.exits import Exit
 from keysyncd.commands.output import Output
 from keysyncd.config import Config, RepositoryConfig
 from keysyncd.core.due import rotation_due
+from keysyncd.core.text import plural
 from keysyncd.core.times import rfc3339
 from keysyncd.core.vocabulary import GOOD
 from keysyncd.errors import KeysyncError
@@ -89,8 +90,8 @@ def needs_attention(repository: RepositoryConfig, status: dict[str, Any], now: f
         )
     if status.get("unwritten_reports"):
         reasons.append(
-            f"{status['unwritten_reports']} report(s) not yet written to report_dir (kept in "
-            "the journal: the next action that can writes them)"
+            f"{plural(status['unwritten_reports'], 'report')} not yet written to report_dir "
+            "(kept in the journal: the next action that can writes them)"
         )
     overdue = overdue_since(repository, render.epoch(status.get("last_rotation_at")), now)
     if overdue is not None:
