@@ -69,7 +69,7 @@ class UtcFormatter(logging.Formatter):
 
     converter = time.gmtime
     default_time_format = "%Y-%m-%dT%H:%M:%SZ"
-    default_msec_format = None  # type: ignore[assignment]
+    default_msec_format = None
 
 
 class CliFormatter(logging.Formatter):
