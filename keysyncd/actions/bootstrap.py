@@ -24,7 +24,7 @@ from keysyncd.core.adoption import Adopted, differing_nodes, key_differences
 from keysyncd.core.keyring import Key, KeySet, digest_of
 from keysyncd.core.nodeplan import divergence
 from keysyncd.core.nodes import checked
-from keysyncd.core.text import printable
+from keysyncd.core.text import named, plural, printable
 from keysyncd.core.view import MAX_KEY_FILE, entry_problem, show_name
 from keysyncd.core.vocabulary import Action
 from keysyncd.errors import KeysyncError
@@ -74,8 +74,9 @@ def _refuse_if_any_node_holds_keys(run: Run, fleet: FleetAction) -> None:
     holding = sorted(n for n, r in fleet.results.items() if r.view and r.view.keystone.ids)
     if holding:
         raise KeysyncError(
-            f"{run.repository.name}: refusing to initialise: node(s) {', '.join(holding)} "
-            "already hold keys; use 'keysyncd adopt --from NODE' to take them over"
+            f"{run.repository.name}: refusing to initialise: {named('node', holding)} "
+            f"already {'holds' if len(holding) == 1 else 'hold'} keys; "
+            "use 'keysyncd adopt --from NODE' to take them over"
         )
     refuse_occupied_nodes(fleet, symmetric_file)
 
@@ -106,16 +107,16 @@ def adopt_repository(run: Run, source: str) -> Adopted:
     state = load_state(run.config.state_dir, run.repository.name)
     state, _ = journal.reconcile(state, repository.load().digests(), run.clock())
     warnings = differing_nodes(source, differing)
-    others = f"; {len(differing)} other node(s) differ" if differing else ""
+    verb = "differs" if len(differing) == 1 else "differ"
+    differ = f"{plural(len(differing), 'other node')} {verb}"
+    others = f"; {differ}" if differing else ""
     message = f"adopted keys {list(keyset.indices)} from node {source}{others}"
     details = {"source": source, "adopted": list(keyset.indices), "differing_nodes": differing}
     draft = Draft(
         Action.ADOPT, run.clock(), messages=(message, *warnings), details={"adopt": details}
     )
     commit(run, state, draft)
-    what = f"keys {list(keyset.indices)}" + (
-        f" ({len(differing)} other node(s) differ)" if differing else ""
-    )
+    what = f"keys {list(keyset.indices)}" + (f" ({differ})" if differing else "")
     return Adopted(what, tuple(warnings), details)
 
 

@@ -32,6 +32,7 @@ from keysyncd.core.journal import RepositoryState
 from keysyncd.core.policy import RotationPlan
 from keysyncd.core.recovery import Recovery
 from keysyncd.core.report import NodeOutcome, Report
+from keysyncd.core.text import plural
 from keysyncd.core.vocabulary import Action, Outcome, Trigger, outcome_of
 from keysyncd.errors import KeysyncError
 from keysyncd.io.fanout import Fanout, Progress
@@ -127,6 +128,9 @@ class ActionResult:
     clock_trusted: bool = True  # False: nothing was retired or rotated (SPEC rule 10)
     # a dry run: the outcome the real action would have (None: not predicted, taken as ok)
     would: Outcome | None = None
+    # a rotation: True once the controller promoted its staged key (whatever the nodes then
+    # did); False when nothing changed (deferred, or stopped before it began)
+    promoted: bool = False
 
     @property
     def ok(self) -> bool:
@@ -279,7 +283,7 @@ def _abridged(document: dict[str, Any]) -> dict[str, Any]:
 def _not_written(failure: str, kept: int) -> str:
     return (
         f"the report could not be written ({failure}); it is kept in the journal with "
-        f"{kept - 1} earlier one(s) and written, marked late, by the next action that can"
+        f"{plural(kept - 1, 'earlier one')} and written, marked late, by the next action that can"
         if kept > 1
         else f"the report could not be written ({failure}); it is kept in the journal and "
         "written, marked late, by the next action that can"

@@ -38,7 +38,7 @@ from keysyncd.core.clock import ClockCheck
 from keysyncd.core.jwsplan import WRONG_MODE, JwsExpected
 from keysyncd.core.nodes import checked
 from keysyncd.core.report import NodeOutcome
-from keysyncd.core.text import bounded, printable
+from keysyncd.core.text import bounded, named, plural, printable
 from keysyncd.core.vocabulary import GOOD, Action, Outcome, Trigger, outcome_after_push
 from keysyncd.errors import KeysyncError, UsageError
 from keysyncd.io.jwsfleet import JwsFleet
@@ -326,7 +326,8 @@ def _init_messages(run: Run, nodes: dict[str, NodeOutcome], summary: _Summary) -
         for name in failed[:MAX_NAMED]
     ]
     if len(failed) > MAX_NAMED:
-        lines.append(f"init failed on {len(failed) - MAX_NAMED} more nodes (see below)")
+        more = plural(len(failed) - MAX_NAMED, "more node")
+        lines.append(f"init failed on {more} (see below)")
     if signing:
         lines.append("a key pair is installed on " + bounded(signing))
     if waiting:
@@ -362,8 +363,9 @@ def _refuse_if_any_node_holds_a_key(run: Run, fleet: JwsFleet) -> None:
     )
     if holding:
         raise KeysyncError(
-            f"{run.repository.name}: refusing to initialise: node(s) {', '.join(holding)} "
-            "already hold JWS keys; use 'keysyncd adopt --from NODE' to take them over"
+            f"{run.repository.name}: refusing to initialise: {named('node', holding)} "
+            f"already {'holds' if len(holding) == 1 else 'hold'} JWS keys; "
+            "use 'keysyncd adopt --from NODE' to take them over"
         )
     refuse_occupied_nodes(fleet, jws_private_file)
     fleet.reset()

@@ -11,6 +11,7 @@ from keysyncd.core.jwskeys import same_public_key as same
 from keysyncd.core.jwsplan import JwsExpected
 from keysyncd.core.keyring import digest_of
 from keysyncd.core.nodes import checked
+from keysyncd.core.text import plural
 from keysyncd.core.view import show_name
 from keysyncd.core.vocabulary import Action
 from keysyncd.errors import KeysyncError
@@ -63,9 +64,9 @@ def adopt(run: Run, source: str) -> Adopted:
     keys.save(run)
     warnings, refused = refused_publics(source, judgement.refused)
     message = (
-        f"adopted {len(publics)} public keys from node {source} and the private key "
-        f"digests of {len(signing)} nodes; {len(judgement.refused)} public key file(s) "
-        "not adopted"
+        f"adopted {plural(len(publics), 'public key')} from node {source} and the private "
+        f"key digests of {plural(len(signing), 'node')}; "
+        f"{plural(len(judgement.refused), 'public key file')} not adopted"
     )
     details = {"source": source, "adopted": [show_name(name) for name in publics]} | refused
     draft = Draft(

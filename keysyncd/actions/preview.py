@@ -16,6 +16,7 @@ from keysyncd.core.keyring import KeySet
 from keysyncd.core.nodeplan import diff
 from keysyncd.core.policy import RotationPlan, left_to_the_fleet, plan_rotation, retired_note
 from keysyncd.core.report import NodeOutcome
+from keysyncd.core.text import plural
 from keysyncd.core.vocabulary import NodeStatus, Outcome, outcome_after_push
 from keysyncd.errors import RepositoryError
 from keysyncd.io.fleet import FleetAction
@@ -35,7 +36,7 @@ def preview_rotation(run: Run, local: Local, force: bool) -> ActionResult:
     state, _ = reconciled(run, local.state, keyset, run.clock())
     messages = [] if local.recovery.action == "none" else ["would " + local.recovery.describe()]
     if local.temp_files:
-        messages.append(f"would remove {len(local.temp_files)} leftover temp file(s)")
+        messages.append(f"would remove {plural(len(local.temp_files), 'leftover temp file')}")
     if state.hook_block is not None:
         messages.append(
             "would first run the pending after_rotate migration (once every node holds the "

@@ -193,6 +193,7 @@ def _after(run: Run, rotation: _Rotation, nodes: Mapping[str, NodeOutcome]) -> A
     if outcome == Outcome.OK and rotation.state.hook_block is not None:
         outcome = Outcome.PARTIAL  # final before the commit: report, journal, index agree
     result = commit(run, rotation.state, rotation.draft(nodes, outcome), rotation=rotation.plan)
+    result = replace(result, promoted=True)  # the controller rotated, whatever the nodes did
     if result.outcome != Outcome.OK:
         assert result.report is not None  # noqa: S101 - commit always writes one
         _on_failure(run, result.report)

@@ -20,6 +20,7 @@ from keysyncd.commands import render
 from keysyncd.commands.exits import Exit
 from keysyncd.commands.output import Output
 from keysyncd.config import Config, RepositoryConfig
+from keysyncd.core.text import plural
 from keysyncd.core.vocabulary import Outcome, Trigger
 from keysyncd.errors import LockError, UsageError
 from keysyncd.io.lock import describe_holder, exclusive
@@ -138,7 +139,7 @@ def cmd_init(args: argparse.Namespace, config: Config, out: Output) -> int:
     def show(name: str, result: ActionResult) -> list[str]:
         repository = config.repository(name)
         done = (
-            f"{name}: initialised a key pair for each of {len(config.nodes)} nodes"
+            f"{name}: initialised a key pair for each of {plural(len(config.nodes), 'node')}"
             if repository.kind == "jws"
             else f"{name}: initialised {repository.path} with keys 0 and 1"
         )

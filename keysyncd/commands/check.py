@@ -13,6 +13,7 @@ from keysyncd.actions.checkconfig import ERROR, config_findings
 from keysyncd.commands.exits import Exit
 from keysyncd.commands.output import Output
 from keysyncd.config import Config
+from keysyncd.core.text import plural
 
 
 def cmd_check_config(args: argparse.Namespace, config: Config, out: Output) -> int:
@@ -40,13 +41,13 @@ def cmd_check_config(args: argparse.Namespace, config: Config, out: Output) -> i
         }
     )
     if code == Exit.DONE:
-        noted = f", {len(warnings)} warning(s)" if warnings else ""
+        noted = f", {plural(len(warnings), 'warning')}" if warnings else ""
         out.lines(
             [
-                f"OK: {config.source}: {len(config.repositories)} repositories, "
-                f"{len(config.nodes)} nodes{noted}"
+                f"OK: {config.source}: {plural(len(config.repositories), 'repository')}, "
+                f"{plural(len(config.nodes), 'node')}{noted}"
             ]
         )
     elif code == Exit.ATTENTION:
-        out.error(f"{len(warnings)} warning(s), and --strict", prefix="check-config")
+        out.error(f"{plural(len(warnings), 'warning')}, and --strict", prefix="check-config")
     return int(code)

@@ -28,8 +28,9 @@ from keysyncd.commands.scheduler import Job, Scheduler
 from keysyncd.config import Config, RepositoryConfig
 from keysyncd.core.nodes import nodes_in_sync
 from keysyncd.core.schedule import missed_rotation
+from keysyncd.core.text import plural
 from keysyncd.core.times import rfc3339_of
-from keysyncd.core.vocabulary import Outcome, Trigger
+from keysyncd.core.vocabulary import Outcome, Trigger, job_name
 from keysyncd.errors import ConfigError, KeysyncError
 from keysyncd.io.children import terminate_children
 from keysyncd.io.configtrust import load_trusted_config
@@ -185,9 +186,9 @@ class Daemon:
             self.scheduler.apply(config)
             self._start_watcher()
             log.info(
-                "configuration reloaded: %d repositories, %d nodes",
-                len(config.repositories),
-                len(config.nodes),
+                "configuration reloaded: %s, %s",
+                plural(len(config.repositories), "repository"),
+                plural(len(config.nodes), "node"),
             )
         self._write_info()
         self.notifier.send("READY=1", f"STATUS={self._status()}")
@@ -249,14 +250,14 @@ class Daemon:
         outcome: str = Outcome.OK
         try:
             check_local_files(self.config, ssh=True)  # unsafe files stop the job before it acts
-            holder = f"{job.action} ({job.trigger})"
+            holder = job_name(job.action, job.trigger)
             with exclusive(self.config.state_dir, holder, LOCK_WAIT, cancel=self.stopping):
                 runs = each_repository(repositories, self._run_of(job), self._step(job))
             outcome = self._record(job, runs)
         except KeysyncError as error:
             outcome = Outcome.FAILED
-            self.last_error = f"{job.action}: {error}"
-            log.error("%s failed: %s", job.action, error)
+            self.last_error = f"{job_name(job.action, job.trigger)}: {error}"
+            log.error("%s failed: %s", job_name(job.action, job.trigger), error)
         self.job_deadline = 0.0
         self.last_job = {
             "action": job.action,
@@ -286,17 +287,20 @@ class Daemon:
         return JOBS[job.action]
 
     def _record(self, job: Job, runs: list[RepositoryRun]) -> str:
-        """Log each repository's outcome; return the job's (the first that is not ok)."""
+        """Log each repository's outcome (``periodic verify of fernet-tokens: ok``,
+        ``rotate (cron) of fernet-tokens: deferred``); return the job's (the first that is
+        not ok)."""
+        name = job_name(job.action, job.trigger)
         for run in runs:
             for result in run.results:
                 for message in result.messages:
                     log.info("%s: %s", run.repository, message)
             if run.error is not None:
-                log.error("%s %s: %s", job.action, run.repository, run.error)
+                log.error("%s of %s: %s", name, run.repository, run.error)
             if run.results or run.error is not None:
-                log.info("%s %s (%s): %s", job.action, run.repository, job.trigger, run.outcome)
+                log.info("%s of %s: %s", name, run.repository, run.outcome)
             if not run.ok:
-                self.last_error = f"{job.action} {run.summary()}"
+                self.last_error = f"{name} of {run.summary()}"
         return next((run.outcome for run in runs if not run.ok), Outcome.OK)
 
     def _progress(self, phase: str, node: str, done: int, total: int) -> None:

@@ -6,7 +6,9 @@ import json
 import logging
 import os
 import sys
-from typing import ClassVar
+import time
+from collections.abc import Mapping
+from typing import ClassVar, TextIO
 
 
 def setup_logging(
@@ -16,18 +18,15 @@ def setup_logging(
     (-q) keeps only errors; --debug shows every DEBUG line, the libraries' too.
 
     The CLI prints ``keysyncd: level: message`` (``keysyncd: error: ...``, as its own
-    error lines); the daemon adds timestamps, except under
-    systemd where journald timestamps lines itself and reads ``<N>`` priority prefixes;
-    ``--log-format json`` prints one JSON object per line.
+    error lines); the daemon starts each line with its RFC 3339 UTC time, except when its
+    stderr is the journal, which times every line itself and reads ``<N>`` priority
+    prefixes; ``--log-format json`` prints one JSON object per line.
     """
     handler = logging.StreamHandler(sys.stderr)
-    under_systemd = bool(os.environ.get("JOURNAL_STREAM") or os.environ.get("INVOCATION_ID"))
     if log_format == "json":
         handler.setFormatter(JsonFormatter())
-    elif daemon and under_systemd:
-        handler.setFormatter(JournalFormatter("%(name)s: %(message)s"))
     elif daemon:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(daemon_formatter(sys.stderr, os.environ))
     else:
         handler.setFormatter(CliFormatter("%(message)s"))
     root = logging.getLogger()
@@ -41,6 +40,36 @@ def setup_logging(
     )
     logging.getLogger("apscheduler").setLevel(logging.DEBUG if debug else logging.WARNING)
     logging.getLogger("paramiko").setLevel(logging.DEBUG if debug else logging.CRITICAL)
+
+
+def to_journal(stream: TextIO, environ: Mapping[str, str]) -> bool:
+    """Return True when ``stream`` is connected to journald: systemd sets ``JOURNAL_STREAM``
+    to the ``device:inode`` of the stream it connected, and a child whose stderr was sent
+    elsewhere (``2>file``) inherits the variable, so the stream itself is compared."""
+    device, _, inode = environ.get("JOURNAL_STREAM", "").partition(":")
+    try:
+        found = os.fstat(stream.fileno())
+        return (found.st_dev, found.st_ino) == (int(device), int(inode))
+    except (OSError, ValueError, AttributeError):  # not a file (a test's buffer), or unset
+        return False
+
+
+def daemon_formatter(stream: TextIO, environ: Mapping[str, str]) -> logging.Formatter:
+    """Return the daemon's text format for ``stream``: ``<6>keysyncd.x: message`` to the
+    journal (it adds the time: a second one would only repeat it), else
+    ``2026-11-22T20:00:00Z INFO keysyncd.x: message``."""
+    if to_journal(stream, environ):
+        return JournalFormatter("%(name)s: %(message)s")
+    return UtcFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+class UtcFormatter(logging.Formatter):
+    """``%(asctime)s`` as RFC 3339 UTC (``2026-11-22T20:00:00Z``), as every time keysyncd
+    shows: never the local time with a comma and milliseconds."""
+
+    converter = time.gmtime  # type: ignore[assignment]  # typeshed: a method, not a function
+    default_time_format = "%Y-%m-%dT%H:%M:%SZ"
+    default_msec_format = None
 
 
 class CliFormatter(logging.Formatter):
@@ -67,12 +96,12 @@ class JournalFormatter(logging.Formatter):
         return f"<{self.PRIORITIES.get(record.levelname, 6)}>{super().format(record)}"
 
 
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message."""
+class JsonFormatter(UtcFormatter):
+    """One JSON object per line: time (RFC 3339 UTC), level, logger, message."""
 
     def format(self, record: logging.LogRecord) -> str:
         document = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "time": self.formatTime(record),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),

@@ -11,9 +11,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from keysyncd.core.nodeplan import describe_changes
-from keysyncd.core.text import MAX_DETAIL, printable
-from keysyncd.core.times import human
-from keysyncd.core.vocabulary import GOOD, STALE, NodeStatus, Outcome
+from keysyncd.core.text import MAX_DETAIL, named, plural, printable, short_digest
+from keysyncd.core.times import rfc3339
+from keysyncd.core.vocabulary import CHANGED, GOOD, STALE, NodeStatus, job_name
 
 if TYPE_CHECKING:
     from keysyncd.actions.context import ActionResult
@@ -38,24 +38,27 @@ def epoch(value: float | str | None) -> float | None:
 
 
 def when(value: float | str | None) -> str:
-    """Return ``2026-11-22 20:00:00Z`` for epoch seconds or an RFC 3339 string, ``-`` for None."""
+    """Return ``2026-11-22T20:00:00Z`` (RFC 3339 UTC, as every time keysyncd shows) for epoch
+    seconds or an RFC 3339 string, ``-`` for None, ``?`` for anything else (a hand edit)."""
     if value is None:
         return "-"
     moment = epoch(value)
-    try:
-        return "?" if moment is None else human(moment)
-    except (OverflowError, ValueError, OSError):  # a damaged report: a time out of range
-        return "?"
+    return "?" if moment is None else rfc3339(moment) or "?"
 
 
 def node_table(nodes: Mapping[str, NodeOutcome]) -> list[str]:
-    """Return one line per node: name, status, seconds, and the error or what changed."""
+    """Return one line per node: name, status, seconds, and the error, what differs
+    (``missing key 6``) or, once the node was updated or repaired, what was done
+    (``added key 6, replaced key 0, removed keys 1 and 2``)."""
     lines = []
     width = max((len(name) for name in nodes), default=4)
     for name, node in sorted(nodes.items()):
         reason = f"{node.reason}: " if node.reason else ""  # never "None: ..."
+        done = node.status in CHANGED
         detail = (
-            f"{reason}{shown(node.error, MAX_DETAIL)}" if node.error else _changes(node.changes)
+            f"{reason}{shown(node.error, MAX_DETAIL)}"
+            if node.error
+            else _changes(node.changes, done)
         )
         lines.append(f"  {name:<{width}}  {node.status:<9} {node.duration:6.2f}s  {detail}")
     return lines
@@ -87,18 +90,25 @@ def action(name: str, verb: str, result: ActionResult) -> list[str]:
 
 
 def rotation(name: str, result: ActionResult) -> list[str]:
-    """Return the lines describing one repository's rotation (or dry run)."""
+    """Return the lines describing one repository's rotation (or dry run): what it did
+    (``promoted staged key 0 to primary 9, staged a new key 0, retired keys 7 and 8``),
+    what it would do, or, when it did not happen, that nothing changed and what would have."""
     lines = []
     plan = result.rotation
     if plan is not None:
-        verb = "would promote" if result.outcome == DRY_RUN else "promoted"
-        if result.outcome in (Outcome.DEFERRED, Outcome.FAILED):
-            verb = "did not promote"
-        retired = ", ".join(map(str, plan.retire)) or "none"
-        lines.append(
-            f"{name}: {verb} staged key 0 to primary {plan.new_primary}, "
-            f"new staged key 0, retired: {retired}"
-        )
+        retire = [str(index) for index in plan.retire]
+        retired = named("key", retire) if retire else "no key"
+        promote = f"staged key 0 to primary {plan.new_primary}"
+        if result.outcome == DRY_RUN:
+            line = f"would promote {promote}, stage a new key 0 and retire {retired}"
+        elif result.promoted:
+            line = f"promoted {promote}, staged a new key 0 and retired {retired}"
+        else:  # deferred, or stopped before it began (a before_rotate hook failed)
+            line = (
+                f"rotation {result.outcome}, nothing changed: it would have promoted {promote}, "
+                f"staged a new key 0 and retired {retired}"
+            )
+        lines.append(f"{name}: {line}")
     lines += [f"{name}: {message}" for message in result.messages if message]
     lines += _previews(result.preview)
     if result.nodes:
@@ -115,12 +125,20 @@ def _would(verb: str, result: ActionResult) -> str:
 
 
 def _previews(preview: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Return what differs on each node before the action (``  node1: differs from the key
+    set with primary 4: missing key 4, extra key 1``), or that nothing does."""
     lines = []
     for node, changes in sorted(preview.items()):
-        head = [f"{k} {changes[k]}" for k in ("error", "primary") if changes.get(k) is not None]
         rest = {k: v for k, v in changes.items() if k not in ("error", "primary")}
-        parts = ", ".join([*head, describe_changes(rest)] if describe_changes(rest) else head)
-        lines.append(f"  {node}: {parts or 'nothing to change'}")
+        differs = describe_changes(rest)
+        if changes.get("error") is not None:
+            line = f"error {shown(changes['error'], MAX_DETAIL)}"
+        elif changes.get("primary") is not None:
+            against = f"the key set with primary {changes['primary']}"
+            line = f"differs from {against}: {differs}" if differs else f"holds {against}"
+        else:
+            line = f"differs: {differs}" if differs else "nothing to change"
+        lines.append(f"  {node}: {line}")
     return lines
 
 
@@ -158,7 +176,7 @@ def status_lines(status: dict[str, Any]) -> list[str]:
     ]
     for key in status["keys"]:
         lines.append(
-            f"  {key['index']:>5} {key['role']:<9} sha256:{key['sha256'][:16]}  "
+            f"  {key['index']:>5} {key['role']:<9} sha256:{short_digest(key['sha256'])}  "
             f"demoted {key['demoted_at'] or '-'}"
         )
     lines.extend(f"  PROBLEM: {shown(p, 2000)}" for p in status["problems"])
@@ -167,9 +185,13 @@ def status_lines(status: dict[str, Any]) -> list[str]:
     if clock and not clock["trusted"]:
         lines.append(f"  CLOCK NOT TRUSTED: {shown(clock['reason'], 2000)}")
     elif clock and clock.get("skew") is not None:
+        observed = clock["observed_nodes"]
+        nodes = (
+            plural(observed, "node") if isinstance(observed, int) else f"{shown(observed)} nodes"
+        )
         lines.append(
-            f"  clock: {clock['skew']:+.1f}s from the median of {clock['observed_nodes']} "
-            f"node(s) at {clock['checked_at'] or '-'}"
+            f"  clock: {clock['skew']:+.1f}s from the median of {nodes} "
+            f"at {clock['checked_at'] or '-'}"
         )
     blocked = status.get("rotation_blocked_by")
     if blocked:
@@ -240,9 +262,9 @@ def daemon_lines(info: dict[str, Any] | None) -> list[str]:
         lines.append(f"  next rotation of {shown(name)}: {shown(next_at or None)}")
     job = info.get("last_job")
     if job:
+        name = job_name(shown(job["action"]), shown(job["trigger"]))
         lines.append(
-            f"  last action: {shown(job['action'])} ({shown(job['trigger'])}) "
-            f"{shown(job['outcome'])} at {when(job.get('ended_at'))}"
+            f"  last action: {name} {shown(job['outcome'])} at {when(job.get('ended_at'))}"
         )
     if info.get("last_error"):
         lines.append(f"  last error: {printable(str(info['last_error']))}")
@@ -305,7 +327,7 @@ def report_lines(d: dict[str, Any]) -> list[str]:
     expected = _mapping(d.get("expected"))
     lines.append(
         "  expected keys: "
-        + ", ".join(f"{shown(i)}:{shown(digest)[:12]}" for i, digest in expected.items())
+        + ", ".join(f"{shown(i)}:{short_digest(shown(digest))}" for i, digest in expected.items())
     )
     lines += _hook_lines(d.get("details"))
     nodes = _mapping(d.get("nodes"))
@@ -315,7 +337,8 @@ def report_lines(d: dict[str, Any]) -> list[str]:
         lines.append(f"  {'node':<{width}}  {'status':<9} {'seconds':>7}  detail")
         for name, node in sorted(nodes.items(), key=lambda item: str(item[0])):
             node = node if isinstance(node, dict) else {"error": node}
-            detail = node.get("error") or _changes(node.get("changes"))
+            done = node.get("status") in CHANGED
+            detail = node.get("error") or _changes(node.get("changes"), done)
             lines.append(
                 f"  {names[name]:<{width}}  {shown(node.get('status', '?')):<9} "
                 f"{seconds(node.get('duration', 0))}  {shown(detail, MAX_DETAIL)}"
@@ -327,11 +350,11 @@ def _mapping(value: Any) -> dict[Any, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _changes(value: Any) -> str:
-    """Return a node's changes in one line, or as they are if they are not what keysyncd
-    writes (a damaged report still shows)."""
+def _changes(value: Any, done: bool = False) -> str:
+    """Return a node's changes in one line (what differs, or with ``done`` what was done),
+    or as they are if they are not what keysyncd writes (a damaged report still shows)."""
     try:
-        return describe_changes(_mapping(value))
+        return describe_changes(_mapping(value), done)
     except (TypeError, KeyError, ValueError):
         return str(value)
 

@@ -53,7 +53,7 @@ class Scheduler:
             IntervalTrigger(seconds=config.drift.verify_interval, timezone=UTC),
             args=[Job("check", None, "cron")],
             id="check",
-            name="check the local repository and every node",
+            name="periodic verify of the local repository and every node",
         )
 
     def next_rotations(self) -> dict[str, datetime | None]:

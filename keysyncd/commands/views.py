@@ -17,6 +17,7 @@ from keysyncd.commands import render
 from keysyncd.commands.exits import Exit
 from keysyncd.commands.output import Output
 from keysyncd.config import Config, RepositoryConfig
+from keysyncd.core.text import plural
 from keysyncd.core.times import rfc3339
 from keysyncd.core.vocabulary import GOOD
 from keysyncd.io.daemon_info import read_daemon_info
@@ -87,8 +88,8 @@ def needs_attention(repository: RepositoryConfig, status: dict[str, Any], now: f
         )
     if status.get("unwritten_reports"):
         reasons.append(
-            f"{status['unwritten_reports']} report(s) not yet written to report_dir (kept in "
-            "the journal: the next action that can writes them)"
+            f"{plural(status['unwritten_reports'], 'report')} not yet written to report_dir "
+            "(kept in the journal: the next action that can writes them)"
         )
     if status.get("rotation_overdue_since"):
         reasons.append(f"rotation overdue: it was due at {status['rotation_overdue_since']}")

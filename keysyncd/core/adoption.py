@@ -18,7 +18,7 @@ from types import MappingProxyType
 from typing import Any
 
 from keysyncd.core.nodeplan import MAX_LISTED, NodePlan, describe_changes
-from keysyncd.core.text import bounded
+from keysyncd.core.text import bounded, plural
 from keysyncd.core.view import show_name
 
 KEY_CHANGES = ("missing", "changed", "extra", "entries", "unlisted")  # not modes or owners
@@ -87,7 +87,7 @@ def refused_publics(source: str, refused: Mapping[str, str]) -> tuple[list[str],
     names = [show_name(name) for name in sorted(refused)]
     warning = (
         f"not adopted from node {source}, and removed from every node by the next sync: "
-        f"{len(refused)} public key file(s) no node's private key matches and not every "
+        f"{plural(len(refused), 'public key file')} no node's private key matches and not every "
         f"node holds: {bounded(names)}"
     )
     details: dict[str, Any] = {

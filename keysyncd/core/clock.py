@@ -30,6 +30,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from keysyncd.core.journal import ClockRecord, RepositoryState
+from keysyncd.core.text import plural
 from keysyncd.core.times import rfc3339
 
 SLACK = 5.0  # seconds a clock may be behind the journal: measurement order, not a step
@@ -71,7 +72,7 @@ class ClockCheck:
             direction = "ahead of" if self.skew > 0 else "behind"
             return (
                 f"the controller's clock is {abs(self.skew):.0f}s {direction} the median clock "
-                f"of {self.observed} node(s) (clock.max_skew is {self.max_skew:g}s)"
+                f"of {plural(self.observed, 'node')} (clock.max_skew is {self.max_skew:g}s)"
             )
         return None
 
@@ -88,7 +89,7 @@ class ClockCheck:
             return self.problem
         if self.observed < self.needed:
             return (
-                f"the clocks of only {self.observed} node(s) could be read, and "
+                f"the clocks of only {plural(self.observed, 'node')} could be read, and "
                 f"{self.needed} (a majority of the nodes) must agree with the controller's"
             )
         return None

@@ -26,6 +26,7 @@ from keysyncd.core.access import (
     ancestor_problem,
     directory_problem,
 )
+from keysyncd.core.text import listed, named, plural
 from keysyncd.core.view import (
     CHANGED_WHILE_READ,
     FILE_MODE,
@@ -145,24 +146,57 @@ class NodePlan:
         return changes
 
 
-def describe_changes(changes: Mapping[str, Any]) -> str:
-    """Return one line for a node's changes, names escaped: ``missing [4], extra [1],
-    '099': non-canonical name keystone loads as key 99``."""
-    lists = ("missing", "changed", "extra", "mode")
-    parts = [f"{key} {list(changes[key])}" for key in lists if changes.get(key)]
-    # other kinds' changes (jws: retired, private, directories) as they come, in order
-    others = [key for key in changes if key not in (*lists, "access", "entries", "unlisted")]
-    parts += [f"{key} {_shown(changes[key])}" for key in others if changes[key]]
-    parts += [str(problem) for problem in changes.get("access") or ()]
-    parts += [f"{odd['name']}: {odd['problem']}" for odd in changes.get("entries") or ()]
+# What each kind of difference is called before an action (what differs) and after one that
+# fixed it (what was done): ``missing key 6`` becomes ``added key 6``. A push report keeps
+# the differences it found (``missing``, ``changed``, ``extra``): these are their words.
+DIFFERS_WORDS: dict[str, tuple[str, str]] = {
+    "missing": ("missing", "added"),
+    "changed": ("different", "replaced"),
+    "extra": ("extra", "removed"),
+    "mode": ("wrong mode or owner:", "fixed mode and owner of"),
+    # jws: public keys still on the node though retired, and the private key's problem
+    "retired": ("retired, still there:", "removed retired"),
+    "private": ("private.pem", "replaced private.pem:"),
+    "directories": ("directories:", "fixed directories:"),
+}
+
+
+def describe_changes(changes: Mapping[str, Any], done: bool = False) -> str:
+    """Return one line for a node's changes, names escaped: what differs (``missing key 4,
+    extra keys 1 and 2, '099': non-canonical name keystone loads as key 99``), or with
+    ``done`` what was done about it (``added key 4, removed keys 1 and 2, fixed '099':
+    non-canonical name keystone loads as key 99``)."""
+    which = 1 if done else 0
+    parts = [
+        f"{words[which]} {_items(changes[key])}"
+        for key, words in DIFFERS_WORDS.items()
+        if changes.get(key)
+    ]
+    # other changes (a newer kind's) as they come, in order
+    others = [
+        key for key in changes if key not in (*DIFFERS_WORDS, "access", "entries", "unlisted")
+    ]
+    parts += [f"{key} {_items(changes[key])}" for key in others if changes[key]]
+    fixed = "fixed " if done else ""
+    access = changes.get("access") or ()
+    parts += [f"{fixed}{problem}" for problem in ([access] if isinstance(access, str) else access)]
+    parts += [f"{fixed}{odd['name']}: {odd['problem']}" for odd in changes.get("entries") or ()]
     if changes.get("unlisted"):
-        parts.append(f"and {changes['unlisted']} more entries")
+        parts.append(f"and {plural(int(changes['unlisted']), 'more entry', 'more entries')}")
     return ", ".join(parts)
 
 
-def _shown(value: Any) -> str:
-    """Return a change's value as one line: a list as a list, anything else as text."""
-    return str(list(value)) if isinstance(value, list | tuple) else str(value)
+def _items(value: Any) -> str:
+    """Return a change's value as words: ``key 4``, ``keys 1 and 2``, ``key 1 and the
+    directory``; names (a newer kind's) and text as they are."""
+    if not isinstance(value, list | tuple):
+        return str(value)
+    numbers = [isinstance(item, int) and not isinstance(item, bool) for item in value]
+    indices = [str(item) for item, number in zip(value, numbers, strict=True) if number]
+    others = [str(item) for item, number in zip(value, numbers, strict=True) if not number]
+    words = [named("key", indices)] if indices else []
+    words += ["the directory" if other == "directory" else other for other in others]
+    return listed(words)
 
 
 def divergence(expected: Mapping[int, str], view: NodeView) -> str | None:

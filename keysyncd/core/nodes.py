@@ -11,7 +11,7 @@ from keysyncd.core.clock import ClockCheck
 from keysyncd.core.journal import NodeRecord, RepositoryState, every_node_holds, frozen
 from keysyncd.core.policy import confirm_demotions
 from keysyncd.core.report import NodeOutcome
-from keysyncd.core.vocabulary import GOOD, RETRIED_WITH_BACKOFF, STALE
+from keysyncd.core.vocabulary import GOOD, RETRIED_WITH_BACKOFF, STALE, state_of
 
 BACKOFF_CAP = 3600.0
 
@@ -92,7 +92,8 @@ def due_nodes(
 
 
 def standing(record: NodeRecord | None, generation: int, keys_changed: bool = False) -> str | None:
-    """Return a node's status as ``status`` shows it: its last check's, but ``stale`` when
+    """Return a node's status as ``status`` shows it: its last check's as a state (``in_sync``
+    for ``updated`` and ``repaired`` too: keysyncd.core.vocabulary.state_of), but ``stale`` when
     that check was good and found an earlier generation than ``generation`` (the controller's
     now), or any generation when ``keys_changed`` (the controller's keys changed since the
     journal recorded them). None: never checked."""
@@ -100,7 +101,7 @@ def standing(record: NodeRecord | None, generation: int, keys_changed: bool = Fa
         return None
     if record.status in GOOD and (keys_changed or record.generation != generation):
         return STALE
-    return record.status
+    return state_of(record.status)
 
 
 def stale_because(record: NodeRecord, generation: int, keys_changed: bool = False) -> str:

@@ -18,13 +18,3 @@ def rfc3339(timestamp: float | None) -> str | None:
 def rfc3339_of(moment: datetime | None) -> str | None:
     """Return ``moment`` (any time zone) as RFC 3339 UTC, None for None."""
     return None if moment is None else rfc3339(moment.timestamp())
-
-
-def human(timestamp: float | None) -> str:
-    """Return ``2026-11-22 20:00:00Z`` for a person to read, ``-`` for None."""
-    if timestamp is None:
-        return "-"
-    try:
-        return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-    except (OverflowError, ValueError, OSError, TypeError):  # not a time: a hand edit
-        return "?"

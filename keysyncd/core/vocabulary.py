@@ -46,6 +46,18 @@ class NodeStatus(StrEnum):
 
 
 GOOD = frozenset({NodeStatus.IN_SYNC, NodeStatus.UPDATED, NodeStatus.REPAIRED})
+# The statuses after which the differences a node had were fixed: its line says what was
+# done (``added key 4``), every other says what differs (``missing key 4``).
+CHANGED = frozenset({NodeStatus.UPDATED, NodeStatus.REPAIRED})
+
+
+def state_of(status: str) -> str:
+    """Return what a node IS after a check that ended with ``status``: ``in_sync`` for every
+    good one (``updated`` and ``repaired`` say what an action did; the node is then in sync),
+    the status itself otherwise. ``status`` and the demo show this word, action tables the
+    action's."""
+    return NodeStatus.IN_SYNC if status in GOOD else status
+
 
 # What ``status`` shows for a node whose last check was good but found an earlier generation
 # than the controller holds now (it changed since). Never an action's NodeStatus: no action
@@ -102,3 +114,15 @@ def outcome_of(statuses: Iterable[str]) -> Outcome:
     if good == len(found):
         return Outcome.OK
     return Outcome.FAILED if good == 0 else Outcome.PARTIAL
+
+
+# The daemon's check of the local repository and every node runs every
+# ``drift.verify_interval`` seconds: an interval, not a cron schedule (its reports keep the
+# trigger ``cron``, SPEC's "not started by a person"). Logs, the lock and ``status`` name it so.
+PERIODIC_VERIFY = "periodic verify"
+
+
+def job_name(action: str, trigger: str) -> str:
+    """Return what a daemon job is called in its log lines, the lock and ``status``:
+    ``periodic verify`` for the interval check, else ``rotate (cron)``, ``sync (signal)``."""
+    return PERIODIC_VERIFY if action == "check" else f"{action} ({trigger})"

@@ -22,17 +22,20 @@ import time
 from pathlib import Path
 
 from keysyncd.core.keyring import digest_of
+from keysyncd.core.text import short_digest
+from keysyncd.core.vocabulary import NodeStatus
 from keysyncd.testing.config import fleet_config
 from keysyncd.testing.fleet import Fleet
 
 
 def snapshot(directory: Path) -> str:
-    """Return ``0:9f2c 1:03ab 2:77d1`` (index and short digest of every key) for a directory."""
+    """Return ``0:9f2c03ab77d1 1:03ab77d19f2c`` (index and short digest of every key, as
+    ``status`` shows digests) for a directory."""
     try:
         names = sorted((n for n in os.listdir(directory) if n.isdigit()), key=int)
     except OSError:
         return "(unreadable)"
-    return " ".join(f"{n}:{digest_of((directory / n).read_bytes())[:4]}" for n in names)
+    return " ".join(f"{n}:{short_digest(digest_of((directory / n).read_bytes()))}" for n in names)
 
 
 def show(fleet: Fleet, controller: Path) -> str:
@@ -41,7 +44,8 @@ def show(fleet: Fleet, controller: Path) -> str:
     lines = [f"  {'controller':<10} {local}"]
     for node in fleet.nodes:
         keys = snapshot(node.directory)
-        mark = "in sync" if keys == local else "DIFFERS"
+        # the words of ``status`` and the action tables (keysyncd.core.vocabulary)
+        mark = NodeStatus.IN_SYNC if keys == local else NodeStatus.DIFFERS
         lines.append(f"  {node.name:<10} {keys}   {mark}")
     return "\n".join(lines)
 

@@ -298,7 +298,9 @@ class DaemonProcess:
         watchdog: bool = True,
         env: dict[str, str] | None = None,
         stop_timeout: float | None = None,
+        journal: bool = False,
     ) -> None:
+        """``journal``: stderr as systemd connects it to journald, named by JOURNAL_STREAM."""
         self.config = config
         self.notify = NotifySocket(workdir)
         extra = {"NOTIFY_SOCKET": str(self.notify.path), **(env or {})}
@@ -309,6 +311,9 @@ class DaemonProcess:
             launcher = ["-c", SHORT_STOP]
             extra["KEYSYNCD_TEST_STOP_TIMEOUT"] = str(stop_timeout)
         self.stderr_path = Path(tempfile.mkstemp(prefix="daemon-", suffix=".log", dir=workdir)[1])
+        if journal:  # systemd names the stream it connected: device and inode
+            found = self.stderr_path.stat()
+            extra["JOURNAL_STREAM"] = f"{found.st_dev}:{found.st_ino}"
         with open(self.stderr_path, "wb") as stderr:
             self.proc = subprocess.Popen(
                 [sys.executable, *launcher, "-c", str(config), "run", *args],
@@ -729,11 +734,14 @@ def test_reload_adds_a_node_and_rejects_an_invalid_config(
     """SIGHUP with a new node: the next sync pushes to it. SIGHUP with a broken config: every
     error is logged with its path and the daemon keeps working with the previous config.
 
-    Run as under systemd ($INVOCATION_ID): stderr lines carry ``<N>`` priorities, no time.
+    Run as under systemd, stderr connected to the journal ($JOURNAL_STREAM names it): stderr
+    lines carry ``<N>`` priorities and no time (journald adds its own).
     """
     config = write_config(fleet, tmp_path / "ctl")
     init(config)
-    daemon = daemons(config, env={"INVOCATION_ID": "0123456789abcdef0123456789abcdef"})
+    daemon = daemons(
+        config, env={"INVOCATION_ID": "0123456789abcdef0123456789abcdef"}, journal=True
+    )
     daemon.wait_ready()
     notify = daemon.notify
 

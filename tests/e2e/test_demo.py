@@ -20,6 +20,6 @@ def test_demo_rotates_and_syncs_a_real_fleet() -> None:
     # at least two rotations happened, and every node followed the controller
     blocks = out.split("keys (index:sha256 prefix):")[1:]
     rotated_and_synced = [
-        b for b in blocks if " 2:" in b.split("\n")[1] and b.count("in sync") == 3
+        b for b in blocks if " 2:" in b.split("\n")[1] and b.count(" in_sync") == 3
     ]
     assert rotated_and_synced, out[-3000:]

@@ -92,7 +92,7 @@ def test_a_controller_a_day_ahead_retires_and_rotates_nothing_until_the_clocks_a
     clock = report["details"]["clock"]
     assert clock["trusted"] is False and clock["observed_nodes"] == 3
     assert abs(clock["skew"] - DAY) < 60, clock
-    assert "86400s ahead of the median clock of 3 node(s)" in clock["reason"]
+    assert "86400s ahead of the median clock of 3 nodes" in clock["reason"]
     assert any(m.startswith("clock not trusted: ") for m in report["messages"]), report
     assert metric(textfile, "keysyncd_clock_untrusted") == 1
     skew = metric(textfile, "keysyncd_clock_skew_seconds")
@@ -202,7 +202,7 @@ def test_a_report_that_cannot_be_written_is_kept_in_the_journal_and_written_late
         assert main(["-c", str(config), "verify"]) == 1  # still full: two kept now
         assert len(load_state(root / "state", "fernet-tokens").unwritten_reports) == 2
         code, out = status(config, capsys)
-        assert code == 1 and "2 report(s) not yet written to report_dir" in out
+        assert code == 1 and "2 reports not yet written to report_dir" in out
 
         filler.unlink()  # space is back: the next action writes them, marked late
         assert main(["-c", str(config), "verify"]) == 0

@@ -325,21 +325,23 @@ CASES = [
     Case("socket-at-6", unix_socket("6"), "converge", "socket"),
     Case("directory-at-8", directory("8"), "invalid", "'8'", remove_directory("8")),
     Case("directory-at-0", directory("0"), "invalid", "'0'", remove_directory("0")),
-    Case("huge-file-at-3", huge("3"), "converge", "extra [3]"),
-    Case("huge-file-at-0", huge("0"), "converge", "changed [0]"),
-    Case("empty-primary-2", key_file("2", b""), "converge", "missing [2]"),
-    Case("junk-in-key-1", key_file("1", b"junk\n"), "converge", "changed [1]"),
-    Case("other-key-at-0", key_file("0"), "converge", "changed [0]"),
-    Case("mode-0644-key-1", chmod("1", 0o644), "converge", "mode [1]"),
-    Case("hard-link-out-0644", hard_link("1"), "converge", "mode [1]"),
-    Case("directory-mode-0755", directory_mode, "converge", "mode ['directory']"),
+    Case("huge-file-at-3", huge("3"), "converge", "extra key 3"),
+    Case("huge-file-at-0", huge("0"), "converge", "different key 0"),
+    Case("empty-primary-2", key_file("2", b""), "converge", "missing key 2"),
+    Case("junk-in-key-1", key_file("1", b"junk\n"), "converge", "different key 1"),
+    Case("other-key-at-0", key_file("0"), "converge", "different key 0"),
+    Case("mode-0644-key-1", chmod("1", 0o644), "converge", "wrong mode or owner: key 1"),
+    Case("hard-link-out-0644", hard_link("1"), "converge", "wrong mode or owner: key 1"),
+    Case("directory-mode-0755", directory_mode, "converge", "wrong mode or owner: the directory"),
     Case("repository-is-a-symlink", repository_link, "invalid", "is a symlink", restore_repository),
-    Case("parent-relinked", relinked_parent, "converge", "missing [2, 1, 0]"),
+    Case("parent-relinked", relinked_parent, "converge", "missing keys 2, 1 and 0"),
     Case("three-hundred-odd-names", many(300), "converge", "and 280 more entries"),
     Case("thousand-and-one-names", many(1001), "invalid", "more than 1000", remove_many),
 ]
 if ROOT:
-    CASES.append(Case("wrong-owner-key-1", chown("1", 65534), "converge", "mode [1]"))
+    CASES.append(
+        Case("wrong-owner-key-1", chown("1", 65534), "converge", "wrong mode or owner: key 1")
+    )
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])

@@ -202,7 +202,7 @@ def test_status_shows_stale_nodes_after_the_controller_changed(
     out = capsys.readouterr().out
     behind = "last verified holding generation 1; the controller is at generation 2"
     assert lines(out, "  node ") == [
-        node_line(state, "node1", "updated"),
+        node_line(state, "node1", "in_sync"),
         node_line(state, "node2", "stale", behind),
         node_line(state, "node3", "stale", behind),
     ]
@@ -234,8 +234,8 @@ def test_status_shows_stale_nodes_after_the_controller_changed(
     assert run(config, "status") == 0
     assert lines(capsys.readouterr().out, "  node ") == [
         node_line(state, "node1", "in_sync"),
-        node_line(state, "node2", "updated"),
-        node_line(state, "node3", "updated"),
+        node_line(state, "node2", "in_sync"),
+        node_line(state, "node3", "in_sync"),
     ]
 
 
@@ -261,8 +261,8 @@ def test_jws_status_shows_a_node_stale_after_the_controller_changed(
         f"is at generation {state.generation}"
     )
     assert lines(out, "  node ") == [
-        node_line(state, "node1", "updated"),
-        node_line(state, "node2", "updated"),
+        node_line(state, "node1", "in_sync"),
+        node_line(state, "node2", "in_sync"),
         node_line(state, "node3", "stale", behind),
     ]
     assert lines(out, "ATTENTION") == [f"ATTENTION: {REPOSITORY}: node node3 is stale: {behind}"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -124,7 +125,7 @@ def test_init_refuses_when_a_node_holds_keys_then_adopt_and_sync(
     before = {node.name: files_of(node.directory) for node in fleet.nodes}
     capsys.readouterr()
     assert run(config, "init") == 1
-    assert "node(s) node2 already hold keys" in capsys.readouterr().err
+    assert "node node2 already holds keys" in capsys.readouterr().err
     assert {node.name: files_of(node.directory) for node in fleet.nodes} == before
     assert not (tmp_path / "ctl" / "keys").exists() or not os.listdir(tmp_path / "ctl" / "keys")
     assert run(config, "adopt", "--from", "node2") == 0
@@ -184,10 +185,30 @@ def test_dry_run_matches_the_real_rotation(
     assert run(config, "rotate", "--dry-run") == 0
     dry = capsys.readouterr().out
     assert everything(fleet, config) == before
-    assert "would promote staged key 0 to primary 4" in dry and "retired: 1, 2" in dry
+    # before: what it would do, and what differs on each node (whole lines)
+    lines = dry.splitlines()
+    assert (
+        "fernet-tokens: would promote staged key 0 to primary 4, stage a new key 0 and "
+        "retire keys 1 and 2"
+    ) in lines, dry
     for node in fleet.nodes:
-        assert f"{node.name}: primary 4, missing [4], changed [0], extra [1, 2]" in dry
+        assert (
+            f"  {node.name}: differs from the key set with primary 4: missing key 4, "
+            "different key 0, extra keys 1 and 2"
+        ) in lines, dry
     assert run(config, "rotate") == 0
+    # after: what was done, on each node's line (whole lines, the duration aside)
+    done = capsys.readouterr().out.splitlines()
+    assert (
+        "fernet-tokens: promoted staged key 0 to primary 4, staged a new key 0 and "
+        "retired keys 1 and 2"
+    ) in done, done
+    for node in fleet.nodes:
+        pattern = (
+            rf"  {node.name}  updated +\d+\.\d\ds  added key 4, replaced key 0, "
+            "removed keys 1 and 2"
+        )
+        assert [line for line in done if re.fullmatch(pattern, line)], done
     report = reports(config, "rotate")[-1]
     assert report["details"]["plan"]["new_primary"] == 4
     assert report["details"]["plan"]["retired"] == [1, 2]

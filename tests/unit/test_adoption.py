@@ -31,12 +31,12 @@ def test_what_is_not_taken_is_named_escaped_and_bounded() -> None:
     refused = {f"k{i:02}\x1b.pem": "why" for i in range(25)}
     warnings, details = refused_publics("a", refused)
     assert "\x1b" not in warnings[0] and "'k00\\x1b.pem'" in warnings[0]
-    assert "25 public key file(s)" in warnings[0] and "and 20 more" in warnings[0]
+    assert "25 public key files no node's" in warnings[0] and "and 20 more" in warnings[0]
     assert len(details["not_adopted"]) == 20 and details["not_adopted_unlisted"] == 5
     assert refused_publics("a", {}) == ([], {"not_adopted": []})
     lines = differing_nodes("a", {"c": {"changed": [0]}, "b": {"error": "unreachable"}})
     assert lines[0].startswith("node b could not be compared with node a (unreachable)")
-    assert lines[1].startswith("node c's keys differ from node a's (changed [0])")
+    assert lines[1].startswith("node c's keys differ from node a's (different key 0)")
 
 
 def test_text_around_a_real_public_key_makes_it_no_public_key_at_all() -> None:

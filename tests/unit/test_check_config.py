@@ -105,7 +105,7 @@ def setup(tmp_path: Path) -> Setup:
 def test_the_good_setup_passes(setup: Setup, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = setup.check(capsys)
     assert (code, err) == (0, ""), err
-    assert out == f"OK: {setup.root / 'config.yaml'}: 1 repositories, 2 nodes\n"
+    assert out == f"OK: {setup.root / 'config.yaml'}: 1 repository, 2 nodes\n"
 
 
 def add_node(setup: Setup) -> None:
@@ -265,7 +265,7 @@ def test_numeric_owner_and_group_need_no_account(
     setup.repository.update(owner=424242, group=424242)
     assert setup.check(capsys)[:2] == (
         0,
-        f"OK: {setup.root / 'config.yaml'}: 1 repositories, 2 nodes\n",
+        f"OK: {setup.root / 'config.yaml'}: 1 repository, 2 nodes\n",
     )
 
 
@@ -298,13 +298,13 @@ def test_lint_warning_exits_0_and_1_with_strict(
     setup.repository["max_active_keys"] = 3  # a daily rotation needs 5 (keystone's rule)
     code, out, err = setup.check(capsys)
     assert code == 0
-    assert out.endswith("2 nodes, 1 warning(s)\n")
+    assert out.endswith("2 nodes, 1 warning\n")
     [warning] = err.splitlines()
     assert warning.startswith("keysyncd: warning: fernet-tokens: unsafe: max_active_keys 3")
     assert "needs at least 5" in warning
     code, out, err = setup.check(capsys, "--strict")
     assert (code, out) == (1, "")
-    assert err.splitlines()[-1] == "keysyncd: check-config: 1 warning(s), and --strict"
+    assert err.splitlines()[-1] == "keysyncd: check-config: 1 warning, and --strict"
 
 
 def test_json_gives_the_findings_as_data(setup: Setup, capsys: pytest.CaptureFixture[str]) -> None:
@@ -361,7 +361,7 @@ def test_a_hook_timeout_longer_than_the_units_stop_timeout_is_a_warning(
     script.chmod(0o755)
     setup.repository["hooks"] = {"after_rotate": [str(script)], "timeout": 46}
     code, out, err = setup.check(capsys)
-    assert out.endswith("1 warning(s)\n"), out
+    assert out.endswith("1 warning\n"), out
     assert code == 0, err
     [warning] = err.splitlines()
     assert warning.startswith(

@@ -227,7 +227,7 @@ def test_dry_run_after_an_interrupted_rotation_changes_nothing(
     out = capsys.readouterr().out
     assert tree_digests(tmp_path) == before, "a dry run writes nothing anywhere"
     assert "would roll back the interrupted rotation: remove key 2" in out
-    assert "would remove 1 leftover temp file(s)" in out
+    assert "would remove 1 leftover temp file" in out
     assert "would promote staged key 0 to primary 2" in out
     assert run(config, "rotate") == 0  # the real run recovers, then rotates
     assert sorted(os.listdir(tmp_path / "keys")) == ["0", "1", "2"]

@@ -28,8 +28,8 @@ def test_a_clock_within_the_tolerance_of_the_nodes_median_is_trusted() -> None:
 @pytest.mark.parametrize(
     ("skews", "words"),
     [
-        ([86400.0, 86401.0, 86399.0], "86400s ahead of the median clock of 3 node(s)"),
-        ([-301.0], "301s behind the median clock of 1 node(s)"),
+        ([86400.0, 86401.0, 86399.0], "86400s ahead of the median clock of 3 nodes"),
+        ([-301.0], "301s behind the median clock of 1 node"),
     ],
 )
 def test_a_clock_beyond_the_tolerance_is_not_trusted(skews: list[float], words: str) -> None:

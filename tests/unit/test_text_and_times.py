@@ -7,8 +7,9 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
+from keysyncd.commands.render import when
 from keysyncd.core.text import MAX_DETAIL, bounded, printable
-from keysyncd.core.times import human, rfc3339, rfc3339_of
+from keysyncd.core.times import rfc3339, rfc3339_of
 
 MOMENT = 1795377600.5  # 2026-11-22T20:00:00.5Z
 
@@ -45,12 +46,14 @@ def test_times_are_rfc3339_in_utc() -> None:
     assert rfc3339_of(None) is None
 
 
-def test_human_times_are_for_people() -> None:
-    assert human(MOMENT) == "2026-11-22 20:00:00Z"
-    assert human(None) == "-"
-    assert human(1e300) == "?"
-    assert human(float("nan")) == "?"
-    assert human("soon") == "?"  # type: ignore[arg-type]  # a hand-edited journal
+def test_times_shown_to_people_are_rfc3339_too() -> None:
+    """One form on every screen: what the renderer shows is what the JSON holds."""
+    assert when(MOMENT) == "2026-11-22T20:00:00Z"
+    assert when("2026-11-22T20:00:00Z") == "2026-11-22T20:00:00Z"
+    assert when(None) == "-"
+    assert when(1e300) == "?"
+    assert when(float("nan")) == "?"
+    assert when("soon") == "?"  # a hand-edited journal
 
 
 def test_times_are_utc_whatever_the_local_time_zone(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -60,7 +63,7 @@ def test_times_are_utc_whatever_the_local_time_zone(monkeypatch: pytest.MonkeyPa
     time.tzset()
     try:
         assert rfc3339(MOMENT) == "2026-11-22T20:00:00Z"
-        assert human(MOMENT) == "2026-11-22 20:00:00Z"
+        assert when(MOMENT) == "2026-11-22T20:00:00Z"
     finally:
         monkeypatch.undo()
         time.tzset()
