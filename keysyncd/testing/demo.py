@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -88,32 +89,55 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {node.name}: sshd PID {node.pid} on 127.0.0.1:{node.port}", flush=True)
             if args.fleet_only:
                 return _wait_for_stop(config, stop)
-            command = [sys.executable, "-m", "keysyncd", "-c", str(config)]
-            print(f"$ keysyncd -c {config} init", flush=True)
+            command = [*keysyncd_argv(), "-c", str(config)]
+            print(f"$ {shlex.join(command)} init", flush=True)
             subprocess.run([*command, "init"], check=True)
-            print(f"$ keysyncd -c {config} run   (rotates every {args.every}s; Ctrl-C stops)")
+            print(f"$ {shlex.join(command)} run   # rotates every {args.every}s; Ctrl-C stops")
             return _watch(fleet, root / "controller" / "keys", [*command, "run"], args, stop)
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
 
 
+# What --fleet-only prints to try, in this order: each runs as printed, one after the other.
+COMMANDS_TO_TRY = (
+    "check-config",
+    "init",
+    "status",
+    "plan",
+    "rotate --dry-run",
+    "rotate",
+    "verify --json",
+    "report list",
+    "run    # the daemon; Ctrl-C stops it",
+)
+
+
+def keysyncd_argv() -> list[str]:
+    """Return the command that runs this keysyncd: the ``keysyncd`` script installed next to
+    this interpreter (``.venv/bin/keysyncd``), else ``python -m keysyncd``; absolute paths,
+    so that it runs in any shell and directory."""
+    script = Path(sys.executable).parent / "keysyncd"
+    if script.is_file() and os.access(script, os.X_OK):
+        return [str(script)]
+    return [sys.executable, "-m", "keysyncd"]
+
+
 def _wait_for_stop(config: Path, stop: dict[str, bool]) -> int:
-    """Print the config and the commands to try, then keep the fleet up until Ctrl-C."""
-    keysyncd = f"{sys.executable} -m keysyncd"
-    print(f"\nconfig: {config}\nexport KEYSYNCD_CONFIG={config}\n\ncommands to try:", flush=True)
-    for command in (
-        "check-config",
-        "init",
-        "status",
-        "plan",
-        "rotate --dry-run",
-        "rotate",
-        "verify --json",
-        "report list",
-        "run    (the daemon; Ctrl-C stops it)",
-    ):
+    """Print the config, the commands to try (each runs as printed, in any shell) and the
+    line that makes the README's commands use this fleet, then keep it up until Ctrl-C."""
+    argv = keysyncd_argv()
+    keysyncd = shlex.join([*argv, "-c", str(config)])
+    print(f"\nconfig: {config}\n\ncommands to try (each runs as printed):", flush=True)
+    for command in COMMANDS_TO_TRY:
         print(f"  {keysyncd} {command}", flush=True)
+    # The README's commands name no config and call keysyncd from PATH: this line sets both.
+    path = f'PATH={shlex.quote(str(Path(argv[0]).parent))}:"$PATH" ' if len(argv) == 1 else ""
+    print(
+        "\nfor the README's commands as written (a bare keysyncd, no -c), in your shell:\n"
+        f"  export {path}KEYSYNCD_CONFIG={shlex.quote(str(config))}",
+        flush=True,
+    )
     print("\nthe fleet keeps running; Ctrl-C stops it and removes the demo directory", flush=True)
     while not stop["now"]:
         time.sleep(0.2)  # Ctrl-C or SIGTERM: the handlers set stop

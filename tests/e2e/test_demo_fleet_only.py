@@ -6,13 +6,16 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
+from keysyncd.testing.demo import COMMANDS_TO_TRY, keysyncd_argv
 from keysyncd.testing.processes import alive, descendants
-from tests import streams
+from tests import commandlines, streams
+from tests.commandlines import environment
 
 
 def read_until(process: subprocess.Popen[str], text: str, timeout: float = 60.0) -> str:
@@ -36,6 +39,8 @@ def stop_everything(demo: subprocess.Popen[str]) -> None:
 
 
 def test_fleet_only_keeps_the_fleet_for_commands_and_stops_on_ctrl_c() -> None:
+    """Every command the demo prints runs as printed (bash, a shell that has no
+    KEYSYNCD_CONFIG and no venv on PATH), in the order printed, and exits 0."""
     demo = subprocess.Popen(
         [sys.executable, "-m", "keysyncd.testing.demo", "--fleet-only", "--nodes", "2"],
         stdout=subprocess.PIPE,
@@ -43,23 +48,19 @@ def test_fleet_only_keeps_the_fleet_for_commands_and_stops_on_ctrl_c() -> None:
         text=True,
     )
     try:
-        shown = read_until(demo, "Ctrl-C stops it")
+        shown = read_until(demo, "removes the demo directory")
         [config] = re.findall(r"^config: (\S+)$", shown, re.M)
-        assert f"export KEYSYNCD_CONFIG={config}" in shown
-        assert f"{sys.executable} -m keysyncd check-config" in shown
-        assert f"{sys.executable} -m keysyncd rotate --dry-run" in shown
-        env = {**os.environ, "KEYSYNCD_CONFIG": config}
-        for argv in (["check-config"], ["init"], ["status"]):
-            done = subprocess.run(
-                [sys.executable, "-m", "keysyncd", *argv],
-                capture_output=True,
-                text=True,
-                env=env,
-                timeout=120,
-                check=False,
-            )
-            assert done.returncode == 0, (argv, done.stdout, done.stderr)
-        assert "node node2: updated" in done.stdout  # init pushed the keys and read them back
+        printed = re.findall(r"^  (/\S+ .*)$", shown, re.M)
+        keysyncd = shlex.join([*keysyncd_argv(), "-c", config])
+        assert printed == [f"{keysyncd} {command}" for command in COMMANDS_TO_TRY], shown
+        env = environment(PATH="/usr/bin:/bin")  # no keysyncd there: the commands name it
+        outputs = {}
+        for line in printed[:-1]:
+            done = commandlines.run(line, env, Path("/"), timeout=120)
+            assert done.returncode == 0, (line, done.stdout, done.stderr)
+            outputs[line.removeprefix(f"{keysyncd} ")] = done.stdout
+        assert "node node2: updated" in outputs["status"]  # init pushed the keys, read them back
+        assert commandlines.run_daemon(printed[-1], env, Path("/"), "started", 120) == 0
         demo.send_signal(signal.SIGINT)
         out, err = demo.communicate(timeout=60)
     finally:
