@@ -546,7 +546,7 @@ def rotations_around_reload(log: str) -> tuple[int, int]:
     """Return how many rotations the daemon logged as done before and after its reload."""
     before, reloaded, after = log.partition("configuration reloaded")
     assert reloaded, f"no reload in the log:\n{log}"
-    done = re.compile(rf"rotate {REPOSITORY} \(cron\): ")
+    done = re.compile(rf"rotate \(cron\) of {REPOSITORY}: ")
     return len(done.findall(before)), len(done.findall(after))
 
 
@@ -1163,7 +1163,7 @@ def test_one_broken_repository_never_stops_the_others(
     assert by_repository("fernet-tokens", "rotate") == [], "the broken one is never rotated"
     assert sorted(p.name for p in (root / "fernet-tokens").iterdir()) == ["0", "1"]
     log = daemon.stderr_path.read_text()
-    assert re.search(r"rotate fernet-tokens \(cron\): failed", log), log[-2000:]
+    assert re.search(r"rotate \(cron\) of fernet-tokens: failed", log), log[-2000:]
 
 
 # --- 9. a jws repository under the daemon ----------------------------------------------------

@@ -59,7 +59,7 @@ def test_fleet_only_keeps_the_fleet_for_commands_and_stops_on_ctrl_c() -> None:
             done = commandlines.run(line, env, Path("/"), timeout=120)
             assert done.returncode == 0, (line, done.stdout, done.stderr)
             outputs[line.removeprefix(f"{keysyncd} ")] = done.stdout
-        assert "node node2: updated" in outputs["status"]  # init pushed the keys, read them back
+        assert "node node2: in_sync" in outputs["status"]  # init pushed the keys, read them back
         assert commandlines.run_daemon(printed[-1], env, Path("/"), "started", 120) == 0
         demo.send_signal(signal.SIGINT)
         out, err = demo.communicate(timeout=60)
