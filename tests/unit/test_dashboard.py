@@ -47,7 +47,7 @@ def metric_names(expression: str) -> set[str]:
     text = re.sub(r"\[[^\]]*\]", " ", text)  # range and subquery windows
     label_lists = r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)"
     text = re.sub(label_lists, " ", text)
-    names = set()
+    names: set[str] = set()
     for match in re.finditer(r"(?<![\w.:$])[A-Za-z_:][\w:]*", text):
         word = match.group()
         if word.lower() in KEYWORDS or text[match.end() :].lstrip().startswith("("):
