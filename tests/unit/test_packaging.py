@@ -73,6 +73,7 @@ def test_the_wheel_holds_the_layers_and_the_deployment_files_not_testing(wheel: 
         "keysyncd/share/systemd/keysyncd.service",
         "keysyncd/share/monitoring/keysyncd.rules.yml",
         "keysyncd/share/monitoring/keysyncd.rules.test.yml",
+        "keysyncd/share/monitoring/keysyncd.grafana.json",
         "keysyncd/share/monitoring/README.md",
     ):
         assert name in names, name
