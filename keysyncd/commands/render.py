@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from keysyncd.core.nodeplan import describe_changes
 from keysyncd.core.text import MAX_DETAIL, named, plural, printable, short_digest
 from keysyncd.core.times import rfc3339
-from keysyncd.core.vocabulary import CHANGED, GOOD, STALE, NodeStatus, job_name
+from keysyncd.core.vocabulary import CHANGED, GOOD, STALE, NodeStatus, Outcome, job_name
 
 if TYPE_CHECKING:
     from keysyncd.actions.context import ActionResult
@@ -58,7 +58,7 @@ def node_table(nodes: Mapping[str, NodeOutcome]) -> list[str]:
         detail = (
             f"{reason}{shown(node.error, MAX_DETAIL)}"
             if node.error
-            else _changes(node.changes, done)
+            else shown(_changes(node.changes, done), 4 * MAX_DETAIL)  # escaped, like reports
         )
         lines.append(f"  {name:<{width}}  {node.status:<9} {node.duration:6.2f}s  {detail}")
     return lines
@@ -99,7 +99,12 @@ def rotation(name: str, result: ActionResult) -> list[str]:
         retire = [str(index) for index in plan.retire]
         retired = named("key", retire) if retire else "no key"
         promote = f"staged key 0 to primary {plan.new_primary}"
-        if result.outcome == DRY_RUN:
+        if result.outcome == DRY_RUN and result.would == Outcome.DEFERRED:
+            line = (
+                f"would defer, nothing would change: it would have promoted {promote}, "
+                f"staged a new key 0 and retired {retired}"
+            )
+        elif result.outcome == DRY_RUN:
             line = f"would promote {promote}, stage a new key 0 and retire {retired}"
         elif result.promoted:
             line = f"promoted {promote}, staged a new key 0 and retired {retired}"

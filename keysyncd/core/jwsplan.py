@@ -24,7 +24,7 @@ from keysyncd.core.access import (
     ancestor_problem,
     directory_problem,
 )
-from keysyncd.core.text import bounded
+from keysyncd.core.text import bounded, plural
 from keysyncd.core.view import FILE_MODE, Entry, EntryType, show_name
 
 WRONG_MODE = "wrong mode or owner"  # a public key's content is right: a fresh copy fixes it
@@ -273,7 +273,7 @@ def describe_jws(changes: Mapping[str, Any]) -> str:
         parts.append(f"private.pem: {changes['private']}")
     parts += [f"public {odd['name']}: {odd['problem']}" for odd in changes.get("entries") or ()]
     if changes.get("unlisted"):
-        parts.append(f"and {changes['unlisted']} more entries")
+        parts.append(f"and {plural(int(changes['unlisted']), 'more entry', 'more entries')}")
     parts += [f"directory {item}" for item in changes.get("directories") or ()]
     if changes.get("access"):
         parts.append(str(changes["access"]))

@@ -168,7 +168,9 @@ def describe_changes(changes: Mapping[str, Any], done: bool = False) -> str:
     non-canonical name keystone loads as key 99``)."""
     which = 1 if done else 0
     parts = [
-        f"{words[which]} {_items(changes[key])}"
+        _done_jws(key, changes[key]) or f"{words[which]} {_items(changes[key])}"
+        if done
+        else f"{words[which]} {_items(changes[key])}"
         for key, words in DIFFERS_WORDS.items()
         if changes.get(key)
     ]
@@ -184,6 +186,22 @@ def describe_changes(changes: Mapping[str, Any], done: bool = False) -> str:
     if changes.get("unlisted"):
         parts.append(f"and {plural(int(changes['unlisted']), 'more entry', 'more entries')}")
     return ", ".join(parts)
+
+
+def _done_jws(key: str, value: Any) -> str | None:
+    """Return what a push did about a JWS private key or directory that was missing
+    (``installed private.pem``, ``created directories: private``), None for anything else
+    (the generic words say it)."""
+    if key == "private" and str(value) == "missing":
+        return "installed private.pem"
+    if key == "directories" and isinstance(value, list | tuple):
+        problems = [str(item) for item in value]
+        missing = [
+            item.removesuffix(": missing") for item in problems if item.endswith(": missing")
+        ]
+        if missing and len(missing) == len(problems):
+            return "created directories: " + ", ".join(missing)
+    return None
 
 
 def _items(value: Any) -> str:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from keysyncd.core.keyring import digest_of
 from keysyncd.core.text import short_digest
+from keysyncd.core.times import rfc3339
 from keysyncd.core.vocabulary import NodeStatus
 from keysyncd.testing.config import fleet_config
 from keysyncd.testing.fleet import Fleet
@@ -161,7 +162,7 @@ def _watch(
                 break
             current = show(fleet, controller)
             if current != last:
-                print(time.strftime("%H:%M:%S"), "keys (index:sha256 prefix):", flush=True)
+                print(rfc3339(time.time()), "keys (index:sha256 prefix):", flush=True)
                 print(current, flush=True)
                 last = current
             time.sleep(0.5)

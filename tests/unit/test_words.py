@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import re
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
@@ -285,3 +286,38 @@ def test_a_text_log_line_with_and_without_the_journal(tmp_path: Path) -> None:
                 .startswith("2026-11-22T20:00:00Z INFO ")
             )
         assert not to_journal(stream, {"JOURNAL_STREAM": "garbage"})
+
+
+def test_a_dry_run_that_would_defer_says_nothing_would_change() -> None:
+    from keysyncd.actions.context import DRY_RUN, ActionResult
+    from keysyncd.commands import render
+    from keysyncd.core.policy import RotationPlan
+    from keysyncd.core.vocabulary import Outcome
+
+    plan = RotationPlan(9, 8, (7,), (), (0, 8, 9))
+    result = ActionResult("fernet-tokens", DRY_RUN, None, {}, (), rotation=plan)
+    deferred = replace(result, would=Outcome.DEFERRED)
+    assert render.rotation("fernet-tokens", deferred)[0] == (
+        "fernet-tokens: would defer, nothing would change: it would have promoted staged key 0 "
+        "to primary 9, staged a new key 0 and retired key 7"
+    )
+    going = replace(result, would=Outcome.OK)
+    assert render.rotation("fernet-tokens", going)[0] == (
+        "fernet-tokens: would promote staged key 0 to primary 9, stage a new key 0 and retire key 7"
+    )
+
+
+def test_a_jws_push_says_what_it_installed_and_created() -> None:
+    from keysyncd.core.nodeplan import describe_changes
+
+    changes = {"private": "missing", "directories": ["private: missing", "public: missing"]}
+    assert describe_changes(changes, done=True) == (
+        "installed private.pem, created directories: private, public"
+    )
+    assert describe_changes(changes) == (
+        "private.pem missing, directories: private: missing and public: missing"
+    )
+    wrong = {"private": "wrong mode or owner", "directories": ["public: mode"]}
+    assert describe_changes(wrong, done=True) == (
+        "replaced private.pem: wrong mode or owner, fixed directories: public: mode"
+    )
