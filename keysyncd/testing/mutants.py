@@ -141,8 +141,11 @@ def end_orphans() -> int:
     return ended
 
 
-def pytest(copy: Path, tests: tuple[str, ...], timeout: float) -> tuple[int | None, float]:
-    """Run ``tests`` against ``copy``; return (exit code or None on timeout, seconds).
+def pytest(
+    copy: Path, tests: tuple[str, ...], timeout: float
+) -> tuple[int | None, float, str]:
+    """Run ``tests`` against ``copy``; return (exit code or None on timeout, seconds, the
+    last lines pytest printed: what failed, for a baseline that does not pass).
 
     Whatever the run left behind (see adopt_orphans) is ended before this returns.
     """
@@ -154,11 +157,12 @@ def pytest(copy: Path, tests: tuple[str, ...], timeout: float) -> tuple[int | No
             command, cwd=copy, env=env, capture_output=True, timeout=timeout, check=False
         )
     except subprocess.TimeoutExpired:
-        return None, time.monotonic() - started
+        return None, time.monotonic() - started, ""
     finally:
         if orphans := end_orphans():
             print(f"  (ended {orphans} process(es) this run left behind)", flush=True)
-    return done.returncode, time.monotonic() - started
+    tail = "\n".join(done.stdout.decode(errors="replace").splitlines()[-25:])
+    return done.returncode, time.monotonic() - started, tail
 
 
 def check_copy_is_imported(copy: Path) -> None:
@@ -186,8 +190,9 @@ def run(mutants: list[Mutant], keep: bool = False) -> int:
         copy_project(copy)
         check_copy_is_imported(copy)
         every_test = tuple(dict.fromkeys(t for m in mutants for t in m.tests))
-        code, seconds = pytest(copy, every_test, PER_MUTANT_TIMEOUT * 3)
+        code, seconds, tail = pytest(copy, every_test, PER_MUTANT_TIMEOUT * 3)
         if code != 0:
+            print(tail, flush=True)
             raise GateError(
                 f"the mutants' tests fail without any mutation (pytest exit {code}): fix them first"
             )
@@ -198,7 +203,7 @@ def run(mutants: list[Mutant], keep: bool = False) -> int:
             original = path.read_text()
             path.write_text(mutant.apply(original))
             try:
-                code, seconds = pytest(copy, mutant.tests, PER_MUTANT_TIMEOUT)
+                code, seconds, _ = pytest(copy, mutant.tests, PER_MUTANT_TIMEOUT)
             finally:
                 path.write_text(original)
             if code in (2, 3, 4, 5):
