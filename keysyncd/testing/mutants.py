@@ -141,9 +141,7 @@ def end_orphans() -> int:
     return ended
 
 
-def pytest(
-    copy: Path, tests: tuple[str, ...], timeout: float
-) -> tuple[int | None, float, str]:
+def pytest(copy: Path, tests: tuple[str, ...], timeout: float) -> tuple[int | None, float, str]:
     """Run ``tests`` against ``copy``; return (exit code or None on timeout, seconds, the
     last lines pytest printed: what failed, for a baseline that does not pass).
 
