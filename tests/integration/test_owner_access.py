@@ -100,18 +100,26 @@ def repoint(config: Path, fleet: Fleet, root: Path, **repository: object) -> dic
     return moved(config, fleet, root, owner=USER, group=GROUP, **repository)
 
 
-def test_fernet_directories_keystone_can_use_stay_and_keystone_loads_the_keys(
+def converged(
     fleet: Fleet, tmp_path: Path, nodes_root: Path
-) -> None:
+) -> tuple[Path, dict[str, Path], Callable[..., int]]:
+    """Return (config, node directories, a runner) of a Fernet fleet whose directories exist
+    as ``root:<owner's group> 0750`` and that went through init, rotate, sync and verify
+    (each exit 0)."""
     config = fleet_config(fleet, tmp_path / "ctl")
     paths = repoint(config, fleet, nodes_root)
     for path in paths.values():
         keystone_layout(path)
     run: Callable[..., int] = lambda *args: main(["-c", str(config), *args])  # noqa: E731
-    assert run("init") == 0
-    assert run("rotate") == 0
-    assert run("sync") == 0
-    assert run("verify") == 0
+    for action in ("init", "rotate", "sync", "verify"):
+        assert run(action) == 0, action
+    return config, paths, run
+
+
+def test_fernet_directories_keystone_can_use_stay_and_keystone_loads_the_keys(
+    fleet: Fleet, tmp_path: Path, nodes_root: Path
+) -> None:
+    config, paths, run = converged(fleet, tmp_path, nodes_root)
     keys = list(paths.values())
     for path in keys:
         assert layout_of(path) == (0, grp.getgrnam(GROUP).gr_gid, 0o750), "left as it was"
@@ -196,15 +204,7 @@ def latest_report(config: Path, action: str) -> str:
 def test_a_directory_above_the_keys_the_owner_cannot_pass_is_reported_and_never_changed(
     fleet: Fleet, tmp_path: Path, nodes_root: Path
 ) -> None:
-    config = fleet_config(fleet, tmp_path / "ctl")
-    paths = repoint(config, fleet, nodes_root)
-    for path in paths.values():
-        keystone_layout(path)
-    run: Callable[..., int] = lambda *args: main(["-c", str(config), *args])  # noqa: E731
-    assert run("init") == 0
-    assert run("rotate") == 0
-    assert run("sync") == 0
-    assert run("verify") == 0
+    config, paths, run = converged(fleet, tmp_path, nodes_root)
 
     above = paths["node2"].parent  # root:root 0755 -> 0700: nobody cannot pass through it
     above.chmod(0o700)

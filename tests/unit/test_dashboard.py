@@ -19,14 +19,9 @@ from typing import Any
 
 import pytest
 import yaml
-from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from keysyncd.config import parse_config
-from keysyncd.core.journal import Durations, NodeRecord, RepositoryState
-from keysyncd.core.policy import KeyHistory
-from keysyncd.io.metrics import registry_for
-from keysyncd.io.state import save_state
+from tests.metrics_sample import sample_exposition
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "monitoring" / "keysyncd.grafana.json"
@@ -73,35 +68,7 @@ def test_the_name_extraction_finds_metrics_and_nothing_else() -> None:
 def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]:
     """Sample name -> label names, parsed from the metrics text keysyncd writes for a
     repository with keys in every role, a verified node, a rotation and durations."""
-    tmp = tmp_path_factory.mktemp("dashboard")
-    config = parse_config(
-        {
-            "state_dir": str(tmp / "state"),
-            "repositories": [{"name": "fernet-tokens", "path": str(tmp / "keys")}],
-            "ssh": {"user": "keystone", "known_hosts": str(tmp / "known_hosts")},
-            "nodes": [{"name": "n1", "host": "192.0.2.1"}, {"name": "n2", "host": "192.0.2.2"}],
-        },
-        tmp / "config.yaml",
-    )
-    save_state(
-        config.state_dir,
-        RepositoryState(
-            name="fernet-tokens",
-            generation=2,
-            digests={0: "a" * 64, 1: "b" * 64, 2: "c" * 64},
-            history={
-                0: KeyHistory(created_at=3.0),
-                1: KeyHistory(created_at=0.5, promoted_at=1.0, demoted_at=3.0),
-                2: KeyHistory(created_at=1.0, promoted_at=3.0),
-            },
-            last_rotation_at=3.0,
-            last_success={"sync": 3.0, "verify": 3.0},
-            nodes={"n1": NodeRecord(status="in_sync", last_verified_at=3.0, generation=2)},
-            counters={"drift:missing": 1, "deferred": 1},
-            durations={"sync": Durations().add(0.4), "rotate": Durations().add(2.0)},
-        ),
-    )
-    text = generate_latest(registry_for(lambda: config)).decode()
+    text = sample_exposition(tmp_path_factory.mktemp("dashboard")).decode()
     samples: dict[str, set[str]] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:

@@ -35,6 +35,7 @@ from keysyncd.core.journal import Durations, NodeRecord, RepositoryState
 from keysyncd.core.policy import KeyHistory
 from keysyncd.io.metrics import StateCollector
 from keysyncd.io.state import save_state
+from tests.metrics_sample import sample_exposition
 
 ROOT = Path(__file__).resolve().parents[2]
 ANSIBLE = ROOT / "ansible"
@@ -867,38 +868,7 @@ def test_the_overdue_alert_is_tested_on_a_daily_and_a_monthly_schedule() -> None
 
 def test_promtool_check_metrics_of_the_collector(tmp_path: Path) -> None:
     """Every family keysyncd exports, from a state with nodes, drift, deferrals, durations."""
-    from prometheus_client import generate_latest
-
-    from keysyncd.io.metrics import registry_for
-
-    config = parse_config(
-        {
-            "state_dir": str(tmp_path / "state"),
-            "repositories": [{"name": "fernet-tokens", "path": str(tmp_path / "keys")}],
-            "ssh": {"user": "keystone", "known_hosts": str(tmp_path / "known_hosts")},
-            "nodes": [{"name": "n1", "host": "192.0.2.1"}, {"name": "n2", "host": "192.0.2.2"}],
-        },
-        tmp_path / "config.yaml",
-    )
-    save_state(
-        config.state_dir,
-        RepositoryState(
-            name="fernet-tokens",
-            generation=2,
-            digests={0: "a" * 64, 1: "b" * 64, 2: "c" * 64},
-            history={
-                0: KeyHistory(created_at=3.0),
-                1: KeyHistory(created_at=0.5, promoted_at=1.0, demoted_at=3.0),
-                2: KeyHistory(created_at=1.0, promoted_at=3.0),
-            },
-            last_rotation_at=3.0,
-            last_success={"sync": 3.0, "verify": 3.0},
-            nodes={"n1": NodeRecord(status="in_sync", last_verified_at=3.0, generation=2)},
-            counters={"drift:missing": 1, "deferred": 2},
-            durations={"sync": Durations().add(0.4), "rotate": Durations().add(2.0)},
-        ),
-    )
-    exposition = generate_latest(registry_for(lambda: config))
+    exposition = sample_exposition(tmp_path)
     assert b"keysyncd_drift_events_total" in exposition
     result = run_promtool("check", "metrics", stdin=exposition)
     assert result.returncode == 0, (result.stdout + result.stderr).decode()
