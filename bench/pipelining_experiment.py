@@ -1,4 +1,4 @@
-"""Experiment behind a change request to keysyncd/io/sftp.py, sftpwire.py and fleet.py:
+"""Experiment behind a change request to keysyncd/io/remote/sftp.py, sftpwire.py and fleet.py:
 pipelined SFTP. Not a benchmark of the product: it swaps four methods at run time.
 
 Today every SFTP request waits for its reply before the next is sent: reading 3 key files
@@ -63,8 +63,8 @@ from paramiko.sftp import (
 )
 from paramiko.sftp_attr import SFTPAttributes
 
-import keysyncd.io.fleet as fleet_module
-import keysyncd.io.sftp as sftp_module
+import keysyncd.io.remote.fleet as fleet_module
+import keysyncd.io.remote.sftp as sftp_module
 from keysyncd.actions.context import Run
 from keysyncd.actions.distribute import sync_repository, verify_repository
 from keysyncd.commands.cli import main as keysyncd_main
@@ -81,8 +81,8 @@ from keysyncd.core.view import (
 )
 from keysyncd.core.vocabulary import Trigger
 from keysyncd.errors import NodeError
-from keysyncd.io.fsutil import temp_name
-from keysyncd.io.sftpwire import Attributes, attributes_of, request
+from keysyncd.io.local.fsutil import temp_name
+from keysyncd.io.remote.sftpwire import Attributes, attributes_of, request
 from keysyncd.testing.config import fleet_config
 from keysyncd.testing.fleet import Fleet
 

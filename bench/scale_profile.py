@@ -85,7 +85,7 @@ def summarise(raw: Path, top: int = TOP) -> str:
 
 def _layer(frames: list[str]) -> str:
     """Return where a sample is charged: the innermost keysyncd module on the stack and the
-    library below it (``keysyncd/io/sftp.py > paramiko``)."""
+    library below it (``keysyncd/io/remote/sftp.py > paramiko``)."""
     library = "python"
     for frame in reversed(frames):
         match = re.search(r"\((keysyncd/[^)]+)\)$", frame)
@@ -99,11 +99,11 @@ def _layer(frames: list[str]) -> str:
 
 PHASES = (
     ("keysyncd.actions.distribute", None, "load_local"),
-    ("keysyncd.io.fanout", "Fanout", "open"),
-    ("keysyncd.io.fleet", "FleetAction", "inspect"),
-    ("keysyncd.io.fleet", "FleetAction", "push"),
-    ("keysyncd.io.fleet", "FleetAction", "verify"),
-    ("keysyncd.io.fanout", "Fanout", "finish"),
+    ("keysyncd.io.remote.fanout", "Fanout", "open"),
+    ("keysyncd.io.remote.fleet", "FleetAction", "inspect"),
+    ("keysyncd.io.remote.fleet", "FleetAction", "push"),
+    ("keysyncd.io.remote.fleet", "FleetAction", "verify"),
+    ("keysyncd.io.remote.fanout", "Fanout", "finish"),
     ("keysyncd.actions.distribute", None, "commit"),
 )
 WIRE = (

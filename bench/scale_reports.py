@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from keysyncd.io.reportstore import INDEX_FILE, summary
+from keysyncd.io.local.reportstore import INDEX_FILE, summary
 
 ACTIONS = ("rotate", "sync", "verify")
 

@@ -15,7 +15,7 @@ import yaml
 from keysyncd.actions.context import ActionResult, Run
 from keysyncd.config import Config, load_config
 from keysyncd.core.vocabulary import Trigger
-from keysyncd.io.lock import exclusive
+from keysyncd.io.local.lock import exclusive
 from keysyncd.testing.config import fleet_config
 from keysyncd.testing.fleet import Fleet
 

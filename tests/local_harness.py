@@ -23,8 +23,8 @@ from keysyncd.core.journal import RepositoryState
 from keysyncd.core.keyring import KeySet
 from keysyncd.core.policy import Policy, RotationPlan, plan_rotation
 from keysyncd.core.vocabulary import Trigger
-from keysyncd.io.repository import Repository
-from keysyncd.io.state import load_state
+from keysyncd.io.local.repository import Repository
+from keysyncd.io.local.state import load_state
 
 
 class LocalHarness:

@@ -11,8 +11,8 @@ from prometheus_client import generate_latest
 from keysyncd.config.load import parse_config
 from keysyncd.core.journal import Durations, NodeRecord, RepositoryState
 from keysyncd.core.policy import KeyHistory
-from keysyncd.io.metrics import registry_for
-from keysyncd.io.state import save_state
+from keysyncd.io.local.state import save_state
+from keysyncd.io.runtime.metrics import registry_for
 
 
 def sample_exposition(root: Path) -> bytes:

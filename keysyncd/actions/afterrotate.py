@@ -16,7 +16,7 @@ import json
 from keysyncd.actions.context import Run, write_ahead
 from keysyncd.core import journal
 from keysyncd.core.journal import HookBlock, RepositoryState
-from keysyncd.io.hooks import HookRun, run_hooks
+from keysyncd.io.runtime.hooks import HookRun, run_hooks
 
 NOT_READY = (
     "the pending after_rotate migration did not run: not every node is verified holding "

@@ -19,11 +19,11 @@ from keysyncd.actions.jwsinspect import algorithm_change
 from keysyncd.config import Config
 from keysyncd.core.kinds import KINDS
 from keysyncd.errors import ConfigError, KeysyncError, LocalFileError
-from keysyncd.io.children import UNIT_TIMEOUT_STOP_SEC
-from keysyncd.io.configtrust import trust_findings
-from keysyncd.io.hooktrust import RUN_DIRECTORY
-from keysyncd.io.ids import resolve_id
-from keysyncd.io.preflight import local_file_problems
+from keysyncd.io.local.configtrust import trust_findings
+from keysyncd.io.local.hooktrust import RUN_DIRECTORY
+from keysyncd.io.local.ids import resolve_id
+from keysyncd.io.remote.preflight import local_file_problems
+from keysyncd.io.runtime.children import UNIT_TIMEOUT_STOP_SEC
 
 ERROR = "error"
 WARNING = "warning"
@@ -80,7 +80,7 @@ def _known_hosts_findings(config: Config) -> list[Finding]:
     path = config.ssh.known_hosts
     if path is None:
         return []
-    from keysyncd.io.knownhosts import load_known_hosts  # paramiko: only with nodes
+    from keysyncd.io.remote.knownhosts import load_known_hosts  # paramiko: only with nodes
 
     try:
         known = load_known_hosts(path)
@@ -88,7 +88,7 @@ def _known_hosts_findings(config: Config) -> list[Finding]:
         return []  # local_file_problems reported it already
     found = []
     for index, node in enumerate(config.nodes):
-        # as OpenSSH names hosts in known_hosts (and keysyncd.io.ssh looks them up)
+        # as OpenSSH names hosts in known_hosts (and keysyncd.io.remote.ssh looks them up)
         name = node.host if node.port == 22 else f"[{node.host}]:{node.port}"
         if not known.lookup(name):
             found.append(

@@ -35,11 +35,11 @@ from keysyncd.core.report import NodeOutcome, Report
 from keysyncd.core.text import plural
 from keysyncd.core.vocabulary import Action, Outcome, Trigger, outcome_of
 from keysyncd.errors import KeysyncError
-from keysyncd.io.fanout import Fanout, Progress
-from keysyncd.io.fleet import FleetAction
-from keysyncd.io.ids import node_owner
-from keysyncd.io.reportstore import new_report_id, write_report
-from keysyncd.io.state import save_state
+from keysyncd.io.local.ids import node_owner
+from keysyncd.io.local.reportstore import new_report_id, write_report
+from keysyncd.io.local.state import save_state
+from keysyncd.io.remote.fanout import Fanout, Progress
+from keysyncd.io.remote.fleet import FleetAction
 
 DRY_RUN = "dry-run"
 # Reports kept in the journal while report_dir cannot take them: beyond these, the oldest
@@ -207,7 +207,7 @@ def commit(run: Run, state: RepositoryState, draft: Draft, **result: Any) -> Act
     save_state(run.config.state_dir, state)
     if run.config.metrics.textfile is not None:
         # imported only when configured: prometheus_client costs start-up time otherwise
-        from keysyncd.io.metrics import write_metrics
+        from keysyncd.io.runtime.metrics import write_metrics
 
         write_metrics(run.config)
     if failure is not None:

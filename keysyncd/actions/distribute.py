@@ -38,8 +38,8 @@ from keysyncd.core.policy import left_to_the_fleet, retired_note
 from keysyncd.core.recovery import recovered
 from keysyncd.core.vocabulary import Action
 from keysyncd.errors import RepositoryError
-from keysyncd.io.fleet import push_keyset
-from keysyncd.io.state import load_state
+from keysyncd.io.local.state import load_state
+from keysyncd.io.remote.fleet import push_keyset
 
 log = logging.getLogger(__name__)
 

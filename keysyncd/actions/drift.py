@@ -33,8 +33,8 @@ from keysyncd.core.report import NodeOutcome
 from keysyncd.core.times import rfc3339
 from keysyncd.core.vocabulary import GOOD, Action, NodeStatus, Outcome
 from keysyncd.errors import RepositoryError
-from keysyncd.io.fleet import push_keyset
-from keysyncd.io.state import load_state
+from keysyncd.io.local.state import load_state
+from keysyncd.io.remote.fleet import push_keyset
 
 log = logging.getLogger(__name__)
 REPLACED = "drift:local_replaced"  # counted: keysyncd_drift_events_total{kind="local_replaced"}

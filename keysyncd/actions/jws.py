@@ -41,9 +41,10 @@ from keysyncd.core.report import NodeOutcome
 from keysyncd.core.text import bounded, named, plural, printable
 from keysyncd.core.vocabulary import GOOD, Action, Outcome, Trigger, outcome_after_push
 from keysyncd.errors import KeysyncError, UsageError
-from keysyncd.io.jwsfleet import JwsFleet
-from keysyncd.io.jwsstore import store_root
-from keysyncd.io.occupied import jws_private_file, refuse_occupied_nodes
+from keysyncd.io.local.jwsstore import store_root
+from keysyncd.io.local.occupied import jws_private_file
+from keysyncd.io.remote.jwsfleet import JwsFleet
+from keysyncd.io.remote.occupied import refuse_occupied_nodes
 
 __all__ = ["Options", "adopt", "converge", "store_of", "store_root", "verify"]
 

@@ -10,7 +10,7 @@ from keysyncd.actions.context import ActionResult, Draft, Run, commit, remember
 from keysyncd.actions.jws import Options, converge, store_of, verify
 from keysyncd.core import journal
 from keysyncd.core.vocabulary import GOOD, Action, Outcome
-from keysyncd.io.state import load_state
+from keysyncd.io.local.state import load_state
 
 log = logging.getLogger(__name__)
 

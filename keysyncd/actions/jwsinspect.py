@@ -13,8 +13,8 @@ from keysyncd.core.jws import JwsState, former_algorithms, migration_notice, pla
 from keysyncd.core.schedule import cron_trigger, next_fire_times
 from keysyncd.core.times import rfc3339, rfc3339_of
 from keysyncd.errors import KeysyncError
-from keysyncd.io.jwsstore import JwsStore, store_root
-from keysyncd.io.state import load_state
+from keysyncd.io.local.jwsstore import JwsStore, store_root
+from keysyncd.io.local.state import load_state
 
 
 def algorithm_change(config: Config, repository: RepositoryConfig) -> str | None:

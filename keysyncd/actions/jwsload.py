@@ -18,10 +18,10 @@ from keysyncd.core.jwsplan import JwsExpected
 from keysyncd.core.keyring import digest_of
 from keysyncd.core.text import bounded
 from keysyncd.errors import RepositoryError
-from keysyncd.io.ids import node_owner
-from keysyncd.io.jwsfleet import JwsFleet
-from keysyncd.io.jwsstore import JwsStore, StoreScan, store_root
-from keysyncd.io.state import load_state
+from keysyncd.io.local.ids import node_owner
+from keysyncd.io.local.jwsstore import JwsStore, StoreScan, store_root
+from keysyncd.io.local.state import load_state
+from keysyncd.io.remote.jwsfleet import JwsFleet
 
 
 def store_of(run: Run) -> JwsStore:

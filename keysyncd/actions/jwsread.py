@@ -15,7 +15,7 @@ from keysyncd.core.text import plural
 from keysyncd.core.view import show_name
 from keysyncd.core.vocabulary import Action
 from keysyncd.errors import KeysyncError
-from keysyncd.io.jwsfleet import JwsFleet
+from keysyncd.io.remote.jwsfleet import JwsFleet
 
 
 def verify(run: Run, node: str | None = None) -> ActionResult:

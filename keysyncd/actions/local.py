@@ -20,9 +20,9 @@ from keysyncd.core.kinds import KINDS
 from keysyncd.core.policy import Policy, RotationPlan
 from keysyncd.core.recovery import Recovery, plan_recovery, recovered
 from keysyncd.errors import KeysyncError, RepositoryError
-from keysyncd.io.ids import local_owner
-from keysyncd.io.repository import Repository, Scan
-from keysyncd.io.state import load_state
+from keysyncd.io.local.ids import local_owner
+from keysyncd.io.local.repository import Repository, Scan
+from keysyncd.io.local.state import load_state
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from keysyncd.core.kinds import KINDS
 from keysyncd.core.nodes import checked
 from keysyncd.core.vocabulary import Action
 from keysyncd.errors import KeysyncError, UsageError
-from keysyncd.io.state import load_state
+from keysyncd.io.local.state import load_state
 
 
 def confirm_migration(run: Run, primary: int) -> ActionResult:

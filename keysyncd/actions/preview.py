@@ -19,7 +19,7 @@ from keysyncd.core.report import NodeOutcome
 from keysyncd.core.text import plural
 from keysyncd.core.vocabulary import NodeStatus, Outcome, outcome_after_push
 from keysyncd.errors import RepositoryError
-from keysyncd.io.fleet import FleetAction
+from keysyncd.io.remote.fleet import FleetAction
 
 # A node that differs is synced before the promotion; one that failed or diverged defers it.
 STOPS_THE_GATE = (NodeStatus.FAILED, NodeStatus.DIVERGED)

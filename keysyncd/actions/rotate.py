@@ -39,8 +39,8 @@ from keysyncd.core.nodes import checked
 from keysyncd.core.policy import RotationPlan, plan_rotation
 from keysyncd.core.report import NodeOutcome, Report
 from keysyncd.core.vocabulary import GOOD, Action, Outcome, outcome_of
-from keysyncd.io.fleet import FleetAction, push_keyset
-from keysyncd.io.hooks import HookRun, run_hooks
+from keysyncd.io.remote.fleet import FleetAction, push_keyset
+from keysyncd.io.runtime.hooks import HookRun, run_hooks
 
 log = logging.getLogger(__name__)
 NEW_KEY = "(new key)"

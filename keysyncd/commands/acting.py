@@ -23,7 +23,7 @@ from keysyncd.config import Config, RepositoryConfig
 from keysyncd.core.text import plural
 from keysyncd.core.vocabulary import Outcome, Trigger
 from keysyncd.errors import LockError, UsageError
-from keysyncd.io.lock import describe_holder, exclusive
+from keysyncd.io.local.lock import describe_holder, exclusive
 
 Show = Callable[[str, ActionResult], list[str]]
 

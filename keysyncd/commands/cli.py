@@ -140,8 +140,8 @@ def _run(args: argparse.Namespace, out: Output) -> int:
             getattr(importlib.import_module(f"keysyncd.commands.{module}"), function)(args, out)
         )
     from keysyncd.errors import ConfigError
-    from keysyncd.io.configtrust import load_trusted_config
-    from keysyncd.io.preflight import check_local_files
+    from keysyncd.io.local.configtrust import load_trusted_config
+    from keysyncd.io.remote.preflight import check_local_files
 
     path = config_path(args.config)
     try:
@@ -164,7 +164,7 @@ def _run(args: argparse.Namespace, out: Output) -> int:
 def _run_daemon(args: argparse.Namespace, config: Config) -> int:
     from keysyncd.commands.daemon import Daemon  # the scheduler, SSH and metrics: only here
     from keysyncd.commands.logs import setup_logging
-    from keysyncd.io.preflight import check_local_files
+    from keysyncd.io.remote.preflight import check_local_files
 
     check_local_files(config, ssh=True)
     setup_logging(args.debug, args.log_format, daemon=True, verbosity=args.verbose - args.quiet)

@@ -32,24 +32,24 @@ from keysyncd.core.text import plural
 from keysyncd.core.times import rfc3339_of
 from keysyncd.core.vocabulary import Outcome, Trigger, job_name
 from keysyncd.errors import ConfigError, KeysyncError
-from keysyncd.io.children import terminate_children
-from keysyncd.io.configtrust import load_trusted_config
-from keysyncd.io.daemon_info import daemon_file
-from keysyncd.io.fsutil import atomic_write
-from keysyncd.io.lock import exclusive
-from keysyncd.io.metrics import serve_metrics
-from keysyncd.io.notify import Notifier
-from keysyncd.io.preflight import check_local_files
-from keysyncd.io.state import load_state
-from keysyncd.io.watch import WATCH_JOBS, RepositoryWatcher
+from keysyncd.io.local.configtrust import load_trusted_config
+from keysyncd.io.local.fsutil import atomic_write
+from keysyncd.io.local.lock import exclusive
+from keysyncd.io.local.state import load_state
+from keysyncd.io.remote.preflight import check_local_files
+from keysyncd.io.runtime.children import terminate_children
+from keysyncd.io.runtime.daemon_info import daemon_file
+from keysyncd.io.runtime.metrics import serve_metrics
+from keysyncd.io.runtime.notify import Notifier
+from keysyncd.io.runtime.watch import WATCH_JOBS, RepositoryWatcher
 
 log = logging.getLogger("keysyncd.commands.daemon")
 LOCK_WAIT = 60.0  # a CLI action holding the lock delays a daemon job, up to this long
 STOP_TIMEOUT = 30.0  # after SIGTERM, the current step gets this long before a hard exit
 CHILD_GRACE = 2.0  # at a hard exit, hook processes get this long between SIGTERM and SIGKILL
 # The longest a stop may take: the current step (a running hook's group is ended at once,
-# keysyncd.io.hooks.GROUP_GRACE), then the hard exit ending what is left. The shipped unit's
-# TimeoutStopSec (keysyncd.io.children.UNIT_TIMEOUT_STOP_SEC) stays above it.
+# keysyncd.io.runtime.hooks.GROUP_GRACE), then the hard exit ending what is left. The shipped unit's
+# TimeoutStopSec (keysyncd.io.runtime.children.UNIT_TIMEOUT_STOP_SEC) stays above it.
 STOP_BUDGET = STOP_TIMEOUT + 2 * CHILD_GRACE
 
 

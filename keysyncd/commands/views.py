@@ -20,7 +20,7 @@ from keysyncd.config import Config, RepositoryConfig
 from keysyncd.core.text import plural
 from keysyncd.core.times import rfc3339
 from keysyncd.core.vocabulary import GOOD
-from keysyncd.io.daemon_info import read_daemon_info
+from keysyncd.io.runtime.daemon_info import read_daemon_info
 
 # Kinds whose views actions.inspect serves without loading the SSH library. Other kinds go
 # through actions.operations, which imports every action (and with them paramiko).

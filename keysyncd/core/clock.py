@@ -8,7 +8,7 @@ rule 10), against two witnesses:
 - keysyncd's own journal: the latest time it recorded with a trusted clock
   (``RepositoryState.latest_time``). A controller clock behind it stepped back.
 - the nodes: the modification time a node gives a file keysyncd creates there tells that
-  node's clock (``keysyncd.io.sftp``). The controller's skew is its difference from the
+  node's clock (``keysyncd.io.remote.sftp``). The controller's skew is its difference from the
   nodes' median clock, so one node with a wrong clock neither blocks nor excuses anything.
 
 An untrusted clock retires nothing, rotates nothing, confirms no demotion and advances no

@@ -3,7 +3,7 @@
 One ``RepositoryState`` per repository records the generation (a number that only grows),
 the digests of that generation, each key's history, an in-flight rotation (for crash
 recovery), per-node status, the last action, counters and action durations. It never holds
-key material, only digests. ``keysyncd.io.state`` loads and saves it; actions change it only
+key material, only digests. ``keysyncd.io.local.state`` loads and saves it; actions change it only
 through the functions here.
 """
 

@@ -1,4 +1,4 @@
-"""The audit report of one action, as a value; pure. ``keysyncd.io.reportstore`` writes it.
+"""The audit report of one action, as a value; pure. ``keysyncd.io.local.reportstore`` writes it.
 
 Reports carry SHA-256 digests, never key material. Schema 2 (schemas/report.schema.json)
 writes every time as an RFC 3339 UTC string with microseconds

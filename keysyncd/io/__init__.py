@@ -1,11 +1,12 @@
-"""IO: everything that touches the world. Disk, SSH, state and report files, metrics, hooks.
+"""IO: everything that touches the world, in three rooms that show its layers.
 
-What lives here: the local key directory, atomic writes and trust checks (StrictModes), the
-state journal's load and save, the lock, the report store and its hash chain, Prometheus
-exposition, the SFTP transport and the fan-out over the fleet, hook processes, the local
-watch, systemd notify, the daemon's self-description, and the preflight check.
+- ``keysyncd.io.local``: the controller's disk (key directory, state journal, lock, reports,
+  trust checks);
+- ``keysyncd.io.remote``: the nodes (SSH, SFTP, failure classification, fan-out, phases);
+- ``keysyncd.io.runtime``: the running process (watch, notify, children, hooks, metrics).
 
-May import: ``keysyncd.core``, ``keysyncd.config``, ``keysyncd.errors`` and other IO
-modules. Never: ``keysyncd.actions`` or ``keysyncd.commands``. It makes no decisions: what
-to write comes from core values it is handed.
+``local`` imports neither of the others; ``remote`` and ``runtime`` import ``local`` and
+never each other. May import: ``keysyncd.core``, ``keysyncd.config``, ``keysyncd.errors``.
+Never: ``keysyncd.actions`` or ``keysyncd.commands``. It makes no decisions: what to write
+comes from core values it is handed.
 """

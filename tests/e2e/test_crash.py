@@ -44,8 +44,8 @@ from pathlib import Path
 import pytest
 
 from keysyncd.core.kinds import KINDS
-from keysyncd.io.fsutil import TEMP_PREFIX
-from keysyncd.io.state import load_state
+from keysyncd.io.local.fsutil import TEMP_PREFIX
+from keysyncd.io.local.state import load_state
 from keysyncd.testing.config import fleet_config
 from keysyncd.testing.fleet import Fleet
 from tests.keystone_compat import key_names, load_keys, multifernet

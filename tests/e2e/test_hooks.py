@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from keysyncd.io.hooks import GROUP_GRACE
+from keysyncd.io.runtime.hooks import GROUP_GRACE
 from keysyncd.testing.fleet import Fleet
 from tests.e2e import test_daemon
 from tests.e2e.test_daemon import (

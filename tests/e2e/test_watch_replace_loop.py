@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from keysyncd.commands.cli import main
-from keysyncd.io.watch import ALARM_BURST
+from keysyncd.io.runtime.watch import ALARM_BURST
 from keysyncd.testing.config import fleet_config
 from keysyncd.testing.fleet import Fleet
 from tests.e2e.test_drift import Controller

@@ -25,8 +25,8 @@ from keysyncd.commands.cli import main
 from keysyncd.commands.views import needs_attention, status_of
 from keysyncd.config import load_config
 from keysyncd.core.vocabulary import Trigger
-from keysyncd.io.lock import exclusive
-from keysyncd.io.state import load_state
+from keysyncd.io.local.lock import exclusive
+from keysyncd.io.local.state import load_state
 from keysyncd.testing import faults
 from keysyncd.testing.config import fleet_config
 from keysyncd.testing.fleet import Fleet

@@ -27,7 +27,7 @@ import yaml
 from cryptography.fernet import Fernet
 
 from keysyncd.commands.cli import main
-from keysyncd.io import sftp
+from keysyncd.io.remote import sftp
 from keysyncd.testing.config import fleet_config
 from keysyncd.testing.fleet import Fleet, find_sshd
 from keysyncd.testing.processes import FleetUnsupported, descendants

@@ -20,7 +20,7 @@ from keysyncd.actions import context, operations
 from keysyncd.config import load_config
 from keysyncd.core.jwskeys import generate_pair
 from keysyncd.errors import ConfigError, KeysyncError
-from keysyncd.io.jwsfleet import JwsFleet
+from keysyncd.io.remote.jwsfleet import JwsFleet
 from tests.jws_world import World, act
 from tests.keystone_jws import sign, validate
 from tests.traversable import repoint

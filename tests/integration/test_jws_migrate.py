@@ -17,7 +17,7 @@ from keysyncd.actions.context import Run
 from keysyncd.commands.cli import main
 from keysyncd.core.jwskeys import algorithm_of_public, generate_pair, private_algorithm
 from keysyncd.core.vocabulary import Trigger
-from keysyncd.io.lock import exclusive
+from keysyncd.io.local.lock import exclusive
 from tests.jws_world import World, act
 from tests.keystone_jws import sign, validate
 

@@ -23,7 +23,7 @@ from keysyncd.commands.cli import main
 from keysyncd.core.journal import PendingRotation, RepositoryState
 from keysyncd.core.keyring import digest_of
 from keysyncd.core.times import rfc3339
-from keysyncd.io.state import load_state, save_state
+from keysyncd.io.local.state import load_state, save_state
 from keysyncd.testing.config import fleet_config
 from keysyncd.testing.fleet import Fleet
 from tests.jws_world import World

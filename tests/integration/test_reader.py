@@ -29,7 +29,7 @@ from keysyncd.actions.rotate import rotate_repository
 from keysyncd.commands.cli import main
 from keysyncd.config import load_config
 from keysyncd.core.vocabulary import Trigger
-from keysyncd.io.lock import exclusive
+from keysyncd.io.local.lock import exclusive
 from keysyncd.testing.config import fleet_config
 from keysyncd.testing.fleet import Fleet
 from tests.keystone_compat import key_names

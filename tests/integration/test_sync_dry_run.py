@@ -21,7 +21,7 @@ from keysyncd.testing.fleet import Fleet
 
 Tree = dict[str, tuple[int, bytes | str]]
 HOLD_LOCK = (
-    "import sys; from pathlib import Path; from keysyncd.io.lock import exclusive\n"
+    "import sys; from pathlib import Path; from keysyncd.io.local.lock import exclusive\n"
     "with exclusive(Path(sys.argv[1]), 'rotate'):\n"
     "    print('held', flush=True); sys.stdin.read()\n"
 )

@@ -21,9 +21,10 @@ import pytest
 
 from keysyncd.commands.cli import main
 from keysyncd.core.view import TEMP_PREFIX
-from keysyncd.io import fsutil, sftp
-from keysyncd.io.fsutil import CLOCK_PROBE_PREFIX as CLOCK_PROBE
-from keysyncd.io.sftp import PROBE_MODE
+from keysyncd.io.local import fsutil
+from keysyncd.io.local.fsutil import CLOCK_PROBE_PREFIX as CLOCK_PROBE
+from keysyncd.io.remote import sftp
+from keysyncd.io.remote.sftp import PROBE_MODE
 from keysyncd.testing.config import fleet_config
 from keysyncd.testing.fleet import Fleet
 

@@ -33,8 +33,8 @@ from keysyncd.commands.cli import main
 from keysyncd.commands.exits import MEANINGS, Exit, exit_code_lines
 from keysyncd.commands.parser import build_parser, parse, subcommands
 from keysyncd.core.journal import HookBlock, NodeRecord
-from keysyncd.io.lock import exclusive
-from keysyncd.io.state import load_state, save_state
+from keysyncd.io.local.lock import exclusive
+from keysyncd.io.local.state import load_state, save_state
 from tests import streams
 from tests.unit.test_check_config import host_key_line
 

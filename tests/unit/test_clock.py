@@ -14,7 +14,7 @@ from keysyncd.core.journal import LastAction, RepositoryState
 from keysyncd.core.nodes import checked
 from keysyncd.core.policy import KeyHistory
 from keysyncd.core.report import NodeOutcome
-from keysyncd.io.state import load_state, save_state, state_path
+from keysyncd.io.local.state import load_state, save_state, state_path
 
 NOW = 1_800_000_000.0
 MAX_SKEW = 300.0

@@ -1,5 +1,5 @@
-"""The node clock probe (keysyncd.io.sftp NodeSession.clock_skew) never breaks keystone, which
-opens every file in its key directory before it looks at the name."""
+"""The node clock probe (keysyncd.io.remote.sftp NodeSession.clock_skew) never breaks
+keystone, which opens every file in its key directory before it looks at the name."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from keysyncd.io.fsutil import clock_probe_name
-from keysyncd.io.sftp import PROBE_MODE
+from keysyncd.io.local.fsutil import clock_probe_name
+from keysyncd.io.remote.sftp import PROBE_MODE
 
 # keystone's FernetUtils._get_key_files, as tests/keystone_compat.py copies it (inlined: the
 # reader runs as another user, who cannot read this worktree)

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-import keysyncd.io.fanout
+import keysyncd.io.remote.fanout
 from keysyncd.actions.bootstrap import init_repository
 from keysyncd.actions.context import Run
 from keysyncd.actions.distribute import sync_repository
@@ -25,7 +25,7 @@ from keysyncd.actions.rotate import rotate_repository
 from keysyncd.config import Config, NodeConfig, parse_config
 from keysyncd.core import clock
 from keysyncd.core.vocabulary import Trigger
-from keysyncd.io.state import load_state
+from keysyncd.io.local.state import load_state
 from tests.unit.test_fleet_model import MemorySession, ModelFleet, NoCredentials
 
 T0 = 1_800_000_000.0
@@ -106,8 +106,8 @@ class World:
 def world(tmp_path: Path) -> Iterator[World]:
     w = World(tmp_path)
     patches = pytest.MonkeyPatch()
-    patches.setattr(keysyncd.io.fanout, "connect", w.connect)
-    patches.setattr(keysyncd.io.fanout, "Credentials", NoCredentials)
+    patches.setattr(keysyncd.io.remote.fanout, "connect", w.connect)
+    patches.setattr(keysyncd.io.remote.fanout, "Credentials", NoCredentials)
     try:
         yield w
     finally:

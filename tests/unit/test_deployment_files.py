@@ -33,8 +33,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from keysyncd.config import load_config, parse_config
 from keysyncd.core.journal import Durations, NodeRecord, RepositoryState
 from keysyncd.core.policy import KeyHistory
-from keysyncd.io.metrics import StateCollector
-from keysyncd.io.state import save_state
+from keysyncd.io.local.state import save_state
+from keysyncd.io.runtime.metrics import StateCollector
 from tests.metrics_sample import sample_exposition
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -944,8 +944,8 @@ def test_systemd_waits_longer_than_keysyncd_needs_to_stop(renderer: Any) -> None
     its stop budget (the current step, then the hard exit ending every hook's group), and
     check-config's warning compares hook timeouts with that same TimeoutStopSec."""
     from keysyncd.commands.daemon import STOP_BUDGET, STOP_TIMEOUT
-    from keysyncd.io.children import UNIT_TIMEOUT_STOP_SEC
-    from keysyncd.io.hooks import GROUP_GRACE
+    from keysyncd.io.runtime.children import UNIT_TIMEOUT_STOP_SEC
+    from keysyncd.io.runtime.hooks import GROUP_GRACE
 
     unit = (ROOT / "systemd" / "keysyncd.service").read_text(encoding="utf-8")
     [shipped] = re.findall(r"^TimeoutStopSec=(\d+)$", unit, re.M)

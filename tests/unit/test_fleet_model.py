@@ -2,8 +2,9 @@
 
 The REAL code runs end to end: ``rotate_repository`` and ``sync_repository`` with the real
 planner, the real local repository (a temp directory on disk), the real state journal and the
-real ``FleetAction`` two-phase push. Only the wire is replaced: ``keysyncd.io.fanout.connect``
-returns a ``MemorySession`` over an in-memory node (files + modes), and a node that is
+real ``FleetAction`` two-phase push. Only the wire is replaced:
+``keysyncd.io.remote.fanout.connect`` returns a ``MemorySession`` over an in-memory node
+(files + modes), and a node that is
 "down" refuses the connection with ``NodeError(node, "unreachable", ...)``. Time is the
 machine's clock (patched into the action modules), so retirement is decided exactly.
 
@@ -53,7 +54,7 @@ from hypothesis.stateful import (
 import keysyncd.actions.bootstrap
 import keysyncd.actions.distribute
 import keysyncd.actions.rotate
-import keysyncd.io.fanout
+import keysyncd.io.remote.fanout
 from keysyncd.actions.bootstrap import init_repository
 from keysyncd.actions.context import Run
 from keysyncd.actions.distribute import sync_repository
@@ -63,9 +64,9 @@ from keysyncd.core.keyring import digest_of
 from keysyncd.core.view import MAX_KEY_FILE, TEMP_PREFIX, Entry, EntryType, key_index
 from keysyncd.core.vocabulary import GOOD, Trigger
 from keysyncd.errors import NodeError
-from keysyncd.io.fsutil import temp_name
-from keysyncd.io.sftp import Listing
-from keysyncd.io.state import load_state
+from keysyncd.io.local.fsutil import temp_name
+from keysyncd.io.local.state import load_state
+from keysyncd.io.remote.sftp import Listing
 
 EPOCH = 1_700_000_000.0
 CONTROLLER = "controller"
@@ -180,7 +181,7 @@ class ModelFleet:
         node.listing = set(node.files)
 
     def connect(self, node: NodeConfig, directory: Path, credentials: object) -> MemorySession:
-        """Stand-in for keysyncd.io.ssh.connect: a session, or NodeError if it is down."""
+        """Stand-in for keysyncd.io.remote.ssh.connect: a session, or NodeError if it is down."""
         model = self.nodes[node.name]
         if not model.up:
             raise NodeError(node.name, "unreachable", "connection refused (model node is down)")
@@ -302,7 +303,7 @@ class MemorySession:
 
 
 class NoCredentials:
-    """Stand-in for keysyncd.io.ssh.Credentials: no known_hosts or key files are read."""
+    """Stand-in for keysyncd.io.remote.ssh.Credentials: no known_hosts or key files are read."""
 
     def __init__(self, ssh: object, deadlines: object = None) -> None:
         self.ssh = ssh
@@ -668,8 +669,8 @@ class ModelFleetMachine(FleetMachine):
         self.phase_primaries: dict[str, bytes | None] = {}
         self.straddled = 0
         self.patches = pytest.MonkeyPatch()
-        self.patches.setattr(keysyncd.io.fanout, "connect", self.fleet.connect)
-        self.patches.setattr(keysyncd.io.fanout, "Credentials", NoCredentials)
+        self.patches.setattr(keysyncd.io.remote.fanout, "connect", self.fleet.connect)
+        self.patches.setattr(keysyncd.io.remote.fanout, "Credentials", NoCredentials)
 
     def teardown(self) -> None:
         self.patches.undo()

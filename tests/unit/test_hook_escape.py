@@ -1,6 +1,6 @@
 """A hook's child that leaves its process group (setsid, as a daemonising program does) is
 ended with the group all the same: it carries the hook's tag in its environment
-(keysyncd.io.children.HOOK_TAG), after a timeout and after the hook's own exit alike."""
+(keysyncd.io.runtime.children.HOOK_TAG), after a timeout and after the hook's own exit alike."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import signal
 import time
 from pathlib import Path
 
-from keysyncd.io.hooks import run_hooks
+from keysyncd.io.runtime.hooks import run_hooks
 from keysyncd.testing.processes import alive
 
 

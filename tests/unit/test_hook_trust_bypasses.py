@@ -1,5 +1,5 @@
 """Hook commands that once passed the trust check while an untrusted file really ran as
-root (issue 18 review), and the rule that closes them (keysyncd/io/hooktrust.py): every
+root (issue 18 review), and the rule that closes them (keysyncd/io/local/hooktrust.py): every
 word of a hook (and of an ``sh -c`` string) that names a file must be trusted like the
 program, a word that is a program on PATH is checked as it resolves, whatever makes the
 lookup uncertain (PATH=, env options, cd, unknown shell options) is refused, and every
@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from keysyncd.io.hooks import run_hooks
-from keysyncd.io.hooktrust import hook_problem
-from keysyncd.io.knownhosts import parse_known_hosts
+from keysyncd.io.local.hooktrust import hook_problem
+from keysyncd.io.remote.knownhosts import parse_known_hosts
+from keysyncd.io.runtime.hooks import run_hooks
 
 UNSAFE = "is unsafe: writable by group or others (mode 0777)"
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from keysyncd.core.journal import HookBlock
-from keysyncd.io.hooks import GROUP_GRACE, HEAD_TAIL, HookRun, run_hooks
+from keysyncd.io.runtime.hooks import GROUP_GRACE, HEAD_TAIL, HookRun, run_hooks
 from keysyncd.testing.processes import alive
 
 

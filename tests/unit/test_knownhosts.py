@@ -9,7 +9,7 @@ import paramiko
 import pytest
 
 from keysyncd.errors import LocalFileError
-from keysyncd.io.knownhosts import load_known_hosts, parse_known_hosts
+from keysyncd.io.remote.knownhosts import load_known_hosts, parse_known_hosts
 
 
 def new_key(tmp_path: Path, name: str) -> paramiko.PKey:

@@ -52,8 +52,17 @@ IO_MODULES = {
 CLOCK_CALLS = {"time", "now", "utcnow", "today", "monotonic"}
 
 
+# io's rooms: local disk below the nodes and the running process, which never meet.
+ROOMS = ("local", "remote", "runtime")
+FORBIDDEN_ROOMS = {
+    "local": {"keysyncd.io.remote", "keysyncd.io.runtime", "paramiko"},
+    "remote": {"keysyncd.io.runtime"},
+    "runtime": {"keysyncd.io.remote", "paramiko"},
+}
+
+
 def modules(layer: str) -> list[Path]:
-    return sorted((PACKAGE / layer).glob("*.py"))
+    return sorted((PACKAGE / layer).rglob("*.py"))
 
 
 def imported(path: Path) -> set[str]:
@@ -78,6 +87,25 @@ def test_no_layer_imports_a_layer_above_it(layer: str) -> None:
     for path in modules(layer):
         wrong = sorted(name for name in imported(path) if within(name, FORBIDDEN[layer]))
         assert not wrong, f"{path.relative_to(PACKAGE)} imports {wrong}"
+
+
+def test_io_is_only_its_rooms() -> None:
+    """Every IO module lives in a room: nothing but the package's own ``__init__`` is flat."""
+    flat = sorted(p.name for p in (PACKAGE / "io").glob("*.py") if p.name != "__init__.py")
+    assert flat == []
+    assert sorted(
+        p.name for p in (PACKAGE / "io").iterdir() if p.is_dir() and p.name != "__pycache__"
+    ) == sorted(ROOMS)
+
+
+@pytest.mark.parametrize("room", ROOMS)
+def test_no_io_room_imports_a_room_it_may_not(room: str) -> None:
+    assert modules(f"io/{room}"), f"keysyncd/io/{room}/ holds modules"
+    for path in modules(f"io/{room}"):
+        wrong = sorted(n for n in imported(path) if within(n, FORBIDDEN_ROOMS[room]))
+        assert not wrong, f"{path.relative_to(PACKAGE)} imports {wrong}"
+    doc = ast.get_docstring(ast.parse((PACKAGE / "io" / room / "__init__.py").read_text()))
+    assert doc and "May import" in doc, room
 
 
 def test_core_imports_no_io_module_and_reads_no_clock() -> None:
@@ -110,7 +138,7 @@ def test_the_scheduler_only_wires() -> None:
 def test_only_the_commit_saves_state() -> None:
     """One commit per action: the journal is saved in actions/context.py and nowhere else."""
     for path in sorted(PACKAGE.rglob("*.py")):
-        if path.relative_to(PACKAGE).as_posix() in ("actions/context.py", "io/state.py"):
+        if path.relative_to(PACKAGE).as_posix() in ("actions/context.py", "io/local/state.py"):
             continue
         assert "save_state" not in path.read_text(), f"{path.relative_to(PACKAGE)} saves state"
 

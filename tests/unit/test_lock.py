@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from keysyncd.errors import LockError
-from keysyncd.io.lock import exclusive
+from keysyncd.io.local.lock import exclusive
 
 
 def test_a_second_holder_is_refused_while_the_first_holds_it(tmp_path: Path) -> None:

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from keysyncd.config import Config, parse_config
-from keysyncd.io.metrics import serve_metrics
-from keysyncd.io.metricsserver import (
+from keysyncd.io.runtime.metrics import serve_metrics
+from keysyncd.io.runtime.metricsserver import (
     CONNECTION_THREAD,
     IDLE_TIMEOUT,
     MAX_CONNECTIONS,

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from keysyncd.config import Config, parse_config
-from keysyncd.io import fsutil
-from keysyncd.io.metrics import write_metrics
+from keysyncd.io.local import fsutil
+from keysyncd.io.runtime.metrics import write_metrics
 
 VICTIM = b"root:x:0:0:must never be written through\n"
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from keysyncd.commands.cli import main
-from keysyncd.io.state import load_state
+from keysyncd.io.local.state import load_state
 
 CRASH = """
 import os, sys

@@ -16,8 +16,8 @@ from keysyncd.actions.drift import check_local
 from keysyncd.commands.cli import main
 from keysyncd.config import load_config
 from keysyncd.core.vocabulary import Trigger
-from keysyncd.io.metrics import registry_for
-from keysyncd.io.state import load_state
+from keysyncd.io.local.state import load_state
+from keysyncd.io.runtime.metrics import registry_for
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from keysyncd.core.journal import NodeRecord, RepositoryState
 from keysyncd.core.nodes import nodes_in_sync, stale_because, standing
 from keysyncd.core.times import rfc3339
 from keysyncd.core.vocabulary import GOOD, STALE, NodeStatus, Outcome, outcome_after_push
-from keysyncd.io.state import load_state
+from keysyncd.io.local.state import load_state
 from tests.keystone_compat import fernet_rotate
 from tests.unit.test_cli_conventions import cli, edit_state, write_config
 

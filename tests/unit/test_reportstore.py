@@ -10,7 +10,7 @@ import pytest
 from keysyncd.commands.cli import main
 from keysyncd.config import ReportsConfig
 from keysyncd.core.report import NodeOutcome, Report, precise_time
-from keysyncd.io.reportstore import (
+from keysyncd.io.local.reportstore import (
     KEPT_WHATEVER_THEIR_AGE,
     inspect_chain,
     list_reports,

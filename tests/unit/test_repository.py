@@ -15,7 +15,7 @@ from keysyncd.core.kinds import KINDS
 from keysyncd.core.policy import Policy, plan_rotation
 from keysyncd.core.view import canonical_index, show_name
 from keysyncd.errors import RepositoryError
-from keysyncd.io.repository import Repository
+from keysyncd.io.local.repository import Repository
 from tests.keystone_compat import fernet_rotate, fernet_setup, load_keys, multifernet
 from tests.local_harness import LocalHarness
 

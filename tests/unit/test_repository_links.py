@@ -22,8 +22,8 @@ import yaml
 from keysyncd.commands.cli import main
 from keysyncd.core.kinds import KINDS
 from keysyncd.errors import ConfigError, LocalFileError, RepositoryError
-from keysyncd.io.configtrust import load_trusted_config
-from keysyncd.io.repository import Repository
+from keysyncd.io.local.configtrust import load_trusted_config
+from keysyncd.io.local.repository import Repository
 
 NOBODY = 65534  # the service user (keystone owns /etc/keystone on many installs)
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give a directory away")
@@ -266,7 +266,7 @@ def test_init_sets_mode_and_owner_through_the_directory_never_a_link_swapped_in(
     def swap(path: Path) -> None:
         path.symlink_to(victim)
 
-    monkeypatch.setattr("keysyncd.io.repository.check_controller_directory", swap)
+    monkeypatch.setattr("keysyncd.io.local.repository.check_controller_directory", swap)
     with pytest.raises(RepositoryError, match=r"cannot create repository .*/keys: "):
         repository.ensure_directory()
     assert snapshot(victim) == (0, 0o755, {})

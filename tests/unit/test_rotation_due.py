@@ -16,8 +16,8 @@ from keysyncd.core.due import OVERDUE_PERIODS, RotationDue, rotated_since, rotat
 from keysyncd.core.journal import RepositoryState
 from keysyncd.core.jws import JwsState, Pair
 from keysyncd.core.policy import KeyHistory
-from keysyncd.io.metrics import StateCollector
-from keysyncd.io.state import save_state
+from keysyncd.io.local.state import save_state
+from keysyncd.io.runtime.metrics import StateCollector
 
 DAY = 86400.0
 

@@ -462,7 +462,7 @@ def test_keys_are_never_written_into_a_directory_holding_other_files(tmp_path: P
     """adopt writes through the same Repository.write_keys: it refuses too, changing nothing."""
     from keysyncd.core.kinds import KINDS
     from keysyncd.errors import RepositoryError
-    from keysyncd.io.repository import Repository
+    from keysyncd.io.local.repository import Repository
 
     home = tmp_path / "home"
     home.mkdir(mode=0o751)

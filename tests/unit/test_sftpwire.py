@@ -14,7 +14,7 @@ import pytest
 from paramiko.message import Message
 from paramiko.sftp import CMD_ATTRS, CMD_CLOSE, CMD_FSTAT, CMD_HANDLE, CMD_STATUS
 
-from keysyncd.io.sftpwire import MAX_BATCH, attributes_of, pipeline, string_of
+from keysyncd.io.remote.sftpwire import MAX_BATCH, attributes_of, pipeline, string_of
 
 
 class FakeChannel:

@@ -16,8 +16,8 @@ from keysyncd.core.journal import RepositoryState
 from keysyncd.core.report import Report
 from keysyncd.core.vocabulary import Trigger
 from keysyncd.errors import LocalFileError
-from keysyncd.io.reportstore import new_report_id
-from keysyncd.io.state import load_state, save_state
+from keysyncd.io.local.reportstore import new_report_id
+from keysyncd.io.local.state import load_state, save_state
 
 NOW = 1_800_000_000.0
 

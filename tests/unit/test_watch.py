@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from keysyncd.io.watch import OVERFLOW, REMOVED, REPLACED, RepositoryWatcher
+from keysyncd.io.runtime.watch import OVERFLOW, REMOVED, REPLACED, RepositoryWatcher
 
 TIMEOUT = 30.0
 

@@ -28,8 +28,8 @@ from keysyncd.core.journal import (
 from keysyncd.core.jws import JwsState, Pair, Retiring
 from keysyncd.core.policy import KeyHistory
 from keysyncd.errors import LocalFileError, StateError
-from keysyncd.io.fsutil import atomic_write, describe_os_error, load_json
-from keysyncd.io.trust import check_directory, read_trusted
+from keysyncd.io.local.fsutil import atomic_write, describe_os_error, load_json
+from keysyncd.io.local.trust import check_directory, read_trusted
 
 STATE_VERSION = 1
 REPORT_ID = re.compile(r"[0-9]{8}T[0-9]{12}Z-[a-z-]+-[0-9a-f]{6}")  # as reportstore names them

@@ -29,10 +29,10 @@ from keysyncd.core.keyring import PRIMARY, SECONDARY, STAGED
 from keysyncd.core.nodes import nodes_in_sync, standing
 from keysyncd.core.vocabulary import DOWN, GOOD
 from keysyncd.errors import KeysyncError
-from keysyncd.io.daemonmetrics import daemon_metrics
-from keysyncd.io.fsutil import atomic_write
-from keysyncd.io.metricsserver import serve
-from keysyncd.io.state import load_state
+from keysyncd.io.local.fsutil import atomic_write
+from keysyncd.io.local.state import load_state
+from keysyncd.io.runtime.daemonmetrics import daemon_metrics
+from keysyncd.io.runtime.metricsserver import serve
 
 log = logging.getLogger(__name__)
 

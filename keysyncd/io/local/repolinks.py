@@ -23,8 +23,8 @@ from keysyncd.config import Config
 from keysyncd.config.paths import directory, overlap, owned_directories
 from keysyncd.core.text import printable
 from keysyncd.errors import LocalFileError
-from keysyncd.io.fsutil import describe_os_error
-from keysyncd.io.trust import parent_problem
+from keysyncd.io.local.fsutil import describe_os_error
+from keysyncd.io.local.trust import parent_problem
 
 OWN = (
     "every repository needs a directory of its own, apart from every other one and from "

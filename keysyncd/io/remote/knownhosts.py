@@ -29,7 +29,7 @@ import paramiko
 from paramiko.pkey import UnknownKeyType
 
 from keysyncd.errors import LocalFileError
-from keysyncd.io.trust import read_trusted
+from keysyncd.io.local.trust import read_trusted
 
 
 @dataclass(frozen=True)

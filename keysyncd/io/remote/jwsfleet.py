@@ -21,8 +21,8 @@ from keysyncd.core.keyring import digest_of
 from keysyncd.core.view import DIRECTORY_MODE, Entry, EntryType, show_name, with_content
 from keysyncd.core.vocabulary import NodeStatus, Reason
 from keysyncd.errors import NodeError
-from keysyncd.io.fanout import Fanout, Progress
-from keysyncd.io.sftp import NodeSession
+from keysyncd.io.remote.fanout import Fanout, Progress
+from keysyncd.io.remote.sftp import NodeSession
 
 Expected = Callable[[str], JwsExpected]
 

@@ -1,18 +1,16 @@
 """SFTP on the wire: requests paramiko's public API lacks, batches of requests sent in one
-write (pipelined), replies parsed with bounds, and every failure turned into a NodeError with
-a reason an operator can act on.
+write (pipelined), replies parsed with bounds (failures are classified in
+``keysyncd.io.remote.failures``).
 
 A hostile server can make no parser here allocate or loop without bound: every count and
 length it sends is checked against a limit and against the bytes its reply really holds.
 How long it may keep us waiting is bounded by the channel timeout and by the per-step
-deadline that closes the whole connection (``keysyncd.io.fanout``).
+deadline that closes the whole connection (``keysyncd.io.remote.fanout``).
 """
 
 from __future__ import annotations
 
-import errno
 import io
-import socket
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,8 +21,6 @@ from paramiko.message import Message
 from paramiko.sftp import CMD_NAME, CMD_STATUS, int64
 from paramiko.sftp_attr import SFTPAttributes
 
-from keysyncd.errors import NodeError
-
 MAX_EXTENDED = 64  # extended attributes in one reply (OpenSSH sends none)
 MAX_HANDLE = 256  # SFTP v3: a handle is at most 256 bytes
 MAX_DIRECTORY_ENTRIES = 100_000  # entries of any name: more is no key repository
@@ -34,38 +30,6 @@ MAX_NAMES_PER_REPLY = 10_000  # OpenSSH sends about 100 names per READDIR reply
 MAX_BATCH = 96
 Request = tuple[int, tuple[object, ...]]  # (SFTP request type, its arguments)
 Reply = tuple[int, Message]  # (SFTP reply type, the reply after its request id)
-_ERRNO_REASONS = {
-    errno.EACCES: "permission",
-    errno.EPERM: "permission",
-    errno.EROFS: "permission",
-    errno.ENOSPC: "disk_full",
-    errno.EDQUOT: "disk_full",
-}
-
-
-def classify(node: str, error: BaseException, doing: str) -> NodeError:
-    """Return the NodeError for ``error`` raised while ``doing`` something on ``node``."""
-    if isinstance(error, NodeError):
-        return error
-    if isinstance(error, socket.timeout | TimeoutError):
-        return NodeError(node, "timeout", f"timed out while {doing}")
-    if isinstance(error, paramiko.AuthenticationException):
-        return NodeError(node, "auth", f"authentication failed while {doing}")
-    if isinstance(error, ConnectionRefusedError):
-        return NodeError(node, "unreachable", f"connection refused while {doing}")
-    if isinstance(error, OSError) and error.errno in _ERRNO_REASONS:
-        return NodeError(node, _ERRNO_REASONS[error.errno], f"{error.strerror} while {doing}")
-    if isinstance(error, EOFError | paramiko.SSHException | ConnectionError):
-        return NodeError(node, "unreachable", f"connection lost while {doing}: {error}")
-    if isinstance(error, OSError):
-        detail = error.strerror or str(error) or type(error).__name__
-        if error.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ECONNRESET):
-            return NodeError(node, "unreachable", f"{detail} while {doing}")
-        return NodeError(node, "error", f"{detail} while {doing}")
-    if isinstance(error, paramiko.SFTPError) and str(error):
-        # keysyncd's own words on a reply no honest server sends (never the server's text)
-        return NodeError(node, "error", f"SFTPError while {doing}: {error}")
-    return NodeError(node, "error", f"{type(error).__name__} while {doing}")
 
 
 def request(sftp: paramiko.SFTPClient, kind: int, *args: object) -> tuple[int, Message]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from prometheus_client.core import CounterMetricFamily, Metric
 
-from keysyncd.io.daemon_info import read_daemon_info
+from keysyncd.io.runtime.daemon_info import read_daemon_info
 
 
 def daemon_metrics(state_dir: Path) -> Iterator[Metric]:

@@ -3,8 +3,8 @@ file filled, each in one or two round trips instead of one per request.
 
 Every SFTP round trip costs the controller a wake-up of paramiko's transport thread, of the
 worker and of the node's server: about 100-150 µs of keysyncd's CPU, whatever it carries.
-These functions speak the wire only (``keysyncd.io.sftpwire``); what a failure means for
-the node is ``keysyncd.io.sftp``'s business.
+These functions speak the wire only (``keysyncd.io.remote.sftpwire``); what a failure means for
+the node is ``keysyncd.io.remote.sftp``'s business.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from paramiko.sftp import (
 from paramiko.sftp_attr import SFTPAttributes
 
 from keysyncd.core.view import MAX_KEY_FILE, Entry, EntryType, entry_type
-from keysyncd.io.sftpwire import (
+from keysyncd.io.remote.sftpwire import (
     MAX_HANDLE,
     Attributes,
     Reply,

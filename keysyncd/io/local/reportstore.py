@@ -37,8 +37,8 @@ from keysyncd.config import ReportsConfig
 from keysyncd.core.report import Report, precise_time
 from keysyncd.core.vocabulary import GOOD
 from keysyncd.errors import KeysyncError, LocalFileError, UsageError
-from keysyncd.io.fsutil import atomic_write, describe_os_error, load_json, remove_temp_files
-from keysyncd.io.trust import check_directory, open_trusted, read_trusted
+from keysyncd.io.local.fsutil import atomic_write, describe_os_error, load_json, remove_temp_files
+from keysyncd.io.local.trust import check_directory, open_trusted, read_trusted
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ import stat
 from pathlib import Path
 
 from keysyncd.errors import LocalFileError
-from keysyncd.io.fsutil import describe_os_error
+from keysyncd.io.local.fsutil import describe_os_error
 
 GROUP_OTHER_WRITE = 0o022
 GROUP_OTHER_ANY = 0o077

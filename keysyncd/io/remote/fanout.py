@@ -3,8 +3,8 @@
 Each node fails on its own: a NodeError is recorded in that node's result and the others
 go on (as Fabric's group results do). Nothing here raises for one node. A whole step on
 one node is bounded by ``operation_timeout``. The kinds' own steps (what to read, what to
-write in which phase) are in ``keysyncd.io.fleet`` (symmetric keys) and
-``keysyncd.io.jwsfleet`` (JWS key pairs).
+write in which phase) are in ``keysyncd.io.remote.fleet`` (symmetric keys) and
+``keysyncd.io.remote.jwsfleet`` (JWS key pairs).
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from keysyncd.config import NodeConfig, SshConfig
 from keysyncd.core.report import NodeOutcome
 from keysyncd.core.vocabulary import GOOD, NodeStatus, Reason
 from keysyncd.errors import NodeError
-from keysyncd.io.fsutil import CLOCK_PROBE_PREFIX
-from keysyncd.io.sftp import NodeSession
-from keysyncd.io.ssh import Credentials, Deadlines, connect
+from keysyncd.io.local.fsutil import CLOCK_PROBE_PREFIX
+from keysyncd.io.remote.sftp import NodeSession
+from keysyncd.io.remote.ssh import Credentials, Deadlines, connect
 
 log = logging.getLogger(__name__)
 # (phase, node, done, total): called with done=0 when a phase starts on a non-empty set of

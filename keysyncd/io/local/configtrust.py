@@ -3,7 +3,7 @@
 Whoever may edit the config (or swap it, through a directory above it) chooses the hooks
 keysyncd runs as root and the directories it deletes keys in. So the file, as its links
 resolve, and every directory on the way to it must be owned by root or keysyncd's user and
-writable by no one else; every hook program likewise (``keysyncd.io.hooktrust``). Every
+writable by no one else; every hook program likewise (``keysyncd.io.local.hooktrust``). Every
 command loads its config through ``load_trusted_config``, and the daemon's reload too.
 """
 
@@ -14,9 +14,9 @@ from pathlib import Path
 
 from keysyncd.config import Config, load_config
 from keysyncd.errors import ConfigError
-from keysyncd.io.hooktrust import hook_problem
-from keysyncd.io.repolinks import repository_problems
-from keysyncd.io.trust import trust_problems
+from keysyncd.io.local.hooktrust import hook_problem
+from keysyncd.io.local.repolinks import repository_problems
+from keysyncd.io.local.trust import trust_problems
 
 EVENTS = ("before_rotate", "after_rotate", "on_failure")
 
@@ -59,7 +59,7 @@ def load_trusted_config(path: Path, strict: bool = True) -> Config:
     valid config is returned, for check-config to list every problem among its findings.
     Repository directories that collide or land in a pseudo file system as links resolve, or
     a controller repository that is a link or sits below a directory someone else may change,
-    make the config invalid in both modes (``keysyncd.io.repolinks``).
+    make the config invalid in both modes (``keysyncd.io.local.repolinks``).
     """
     problems = config_file_problems(path)
     if strict and problems:

@@ -41,14 +41,21 @@ from keysyncd.config import NodeConfig
 from keysyncd.core.access import PathInfo, ancestors
 from keysyncd.core.view import MAX_KEY_FILE, Entry, EntryType, entry_type, is_temp_name, key_index
 from keysyncd.errors import NodeError
-from keysyncd.io.fsutil import clock_probe_name, temp_name
-from keysyncd.io.sftpbatch import ShortRead, fill, handle_of, read_directory, read_files, trusted
-from keysyncd.io.sftpwire import (
+from keysyncd.io.local.fsutil import clock_probe_name, temp_name
+from keysyncd.io.remote.failures import classify
+from keysyncd.io.remote.sftpbatch import (
+    ShortRead,
+    fill,
+    handle_of,
+    read_directory,
+    read_files,
+    trusted,
+)
+from keysyncd.io.remote.sftpwire import (
     Attributes,
     Reply,
     Request,
     attributes_of,
-    classify,
     expect,
     pipeline,
     request,

@@ -12,17 +12,12 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from keysyncd.core.jws import PRIVATE_NAME
 from keysyncd.core.text import bounded
 from keysyncd.core.view import is_temp_name, key_index, show_name
-from keysyncd.errors import KeysyncError, RepositoryError
-from keysyncd.io.fsutil import describe_os_error
-
-if TYPE_CHECKING:  # the SSH library only where nodes are reached
-    from keysyncd.io.fanout import Fanout
-    from keysyncd.io.sftp import NodeSession
+from keysyncd.errors import RepositoryError
+from keysyncd.io.local.fsutil import describe_os_error
 
 Own = Callable[[str], bool]
 
@@ -50,15 +45,6 @@ def local_others(path: Path, own: Own) -> list[str]:
     return sorted(show_name(name) for name in names if not own(name))
 
 
-def node_others(session: NodeSession, own: Own) -> list[str]:
-    """Return the names in ``session``'s directory that are not ``own``; empty if it does not
-    exist. Raise NodeError if it cannot be listed (or holds more than any repository)."""
-    if session.directory_mode() is None:
-        return []
-    _, entries, _ = session.list_every_entry()
-    return sorted(show_name(entry.name) for entry in entries if not own(entry.name))
-
-
 def refusal(where: str, path: Path, others: list[str], action: str = "init") -> str:
     """Return the one line ``action`` refuses with, saying what to do.
 
@@ -70,16 +56,3 @@ def refusal(where: str, path: Path, others: list[str], action: str = "init") -> 
         f"({bounded(others, 3)}): keysyncd would change its mode and owner; point path at a "
         "directory of its own"
     )
-
-
-def refuse_occupied_nodes(fleet: Fanout[Any, Any], own: Own) -> None:
-    """Raise KeysyncError, naming each node and what its directory holds, if the directory
-    ``init`` would take over on any healthy node of ``fleet`` exists holding anything that
-    is not ``own``."""
-    lines = []
-    for name in fleet.healthy():
-        session = fleet.sessions[name]
-        if others := node_others(session, own):
-            lines.append(refusal(f"node {name}: ", session.directory, others))
-    if lines:
-        raise KeysyncError("; ".join(lines))

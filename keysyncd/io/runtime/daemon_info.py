@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from keysyncd.errors import KeysyncError
-from keysyncd.io.fsutil import load_json
-from keysyncd.io.trust import read_trusted
+from keysyncd.io.local.fsutil import load_json
+from keysyncd.io.local.trust import read_trusted
 
 
 def daemon_file(state_dir: Path) -> Path:

@@ -23,8 +23,8 @@ from keysyncd.core.jwskeys import (
 )
 from keysyncd.core.view import TEMP_PREFIX, show_name
 from keysyncd.errors import LocalFileError, RepositoryError
-from keysyncd.io.fsutil import atomic_write, describe_os_error, remove_temp_files
-from keysyncd.io.trust import check_directory, problem_of
+from keysyncd.io.local.fsutil import atomic_write, describe_os_error, remove_temp_files
+from keysyncd.io.local.trust import check_directory, problem_of
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from keysyncd.config import Config
 from keysyncd.errors import LocalFileError
-from keysyncd.io.reportstore import read_head, report_files
-from keysyncd.io.state import load_state
-from keysyncd.io.trust import check_directory, open_trusted, read_trusted
+from keysyncd.io.local.reportstore import read_head, report_files
+from keysyncd.io.local.state import load_state
+from keysyncd.io.local.trust import check_directory, open_trusted, read_trusted
 
 
 def local_file_problems(config: Config, ssh: bool = True) -> list[str]:
@@ -65,8 +65,8 @@ def check_local_files(config: Config, ssh: bool) -> None:
 
 def _check_ssh_file(config: Config, which: str) -> None:
     # the SSH library only when it is needed
-    from keysyncd.io.knownhosts import load_known_hosts
-    from keysyncd.io.ssh import load_identity
+    from keysyncd.io.remote.knownhosts import load_known_hosts
+    from keysyncd.io.remote.ssh import load_identity
 
     if which == "known_hosts" and config.ssh.known_hosts is not None:
         load_known_hosts(config.ssh.known_hosts)

@@ -19,7 +19,7 @@ what a shell or an interpreter will do, the rule is simple and errs on the side 
 - what moves a lookup where keysyncd cannot follow is refused with its reason: a ``PATH=``
   assignment, an ``env`` option (only ``NAME=VALUE`` is plain), ``cd``/``pushd``/``chroot``,
   a shell option keysyncd does not know, a shell script named without a ``/``
-  (``keysyncd.io.hookwords``), and programs nested deeper than MAX_DEPTH.
+  (``keysyncd.io.local.hookwords``), and programs nested deeper than MAX_DEPTH.
 
 A program that cannot be found is not a trust problem: running it fails anyway.
 """
@@ -34,9 +34,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from keysyncd.errors import LocalFileError
-from keysyncd.io.hookwords import SHELLS, candidates, env_program, shell_options, split_words
-from keysyncd.io.hookwords import uncertainty as _uncertainty
-from keysyncd.io.trust import check_directory, trust_problems
+from keysyncd.io.local.hookwords import SHELLS, candidates, env_program, shell_options, split_words
+from keysyncd.io.local.hookwords import uncertainty as _uncertainty
+from keysyncd.io.local.trust import check_directory, trust_problems
 
 RUN_DIRECTORY = "/"  # the working directory of every hook (io/hooks.py)
 MAX_DEPTH = 6  # programs followed through #! lines and env (the kernel nests 4 #!)

@@ -3,7 +3,7 @@
 Every write is an exclusive temp file (``.keysyncd-*``, mode 0600 from creation)
 + fsync + rename, under umask 0o177, so keystone never sees a partial key and no
 key is readable by others even for an instant. Before each read or write the directory is
-checked (``keysyncd.io.repolinks``): not a link, below directories no one else may change;
+checked (``keysyncd.io.local.repolinks``): not a link, below directories no one else may change;
 its mode and owner are set through a descriptor opened with ``O_NOFOLLOW``.
 """
 
@@ -22,9 +22,14 @@ from keysyncd.core.kinds import KeyKind
 from keysyncd.core.policy import RotationPlan
 from keysyncd.core.view import MAX_KEY_FILE, TEMP_PREFIX, canonical_index, key_index, show_name
 from keysyncd.errors import RepositoryError
-from keysyncd.io.fsutil import describe_os_error, fsync_directory, remove_temp_files, write_temp
-from keysyncd.io.occupied import local_others, refusal, symmetric_file
-from keysyncd.io.repolinks import check_controller_directory
+from keysyncd.io.local.fsutil import (
+    describe_os_error,
+    fsync_directory,
+    remove_temp_files,
+    write_temp,
+)
+from keysyncd.io.local.occupied import local_others, refusal, symmetric_file
+from keysyncd.io.local.repolinks import check_controller_directory
 
 LAX = 0o027  # group-writable, or any access for others
 

@@ -6,7 +6,7 @@ GROUP_GRACE seconds later. A hook is done when its own process exits; what it le
 gets DRAIN seconds to close its output, then its group is ended too. Output kept in memory
 is bounded: the first and the last HEAD_TAIL bytes, with a count of what was dropped between.
 Every hook runs in ``/``, whatever directory keysyncd was started in: the trust check
-(``keysyncd.io.hooktrust``) resolves relative names there.
+(``keysyncd.io.local.hooktrust``) resolves relative names there.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from keysyncd.io.children import HOOK_TAG, end_group, forget_group, remember_group
-from keysyncd.io.hooktrust import RUN_DIRECTORY, hook_problem
+from keysyncd.io.local.hooktrust import RUN_DIRECTORY, hook_problem
+from keysyncd.io.runtime.children import HOOK_TAG, end_group, forget_group, remember_group
 
 HEAD_TAIL = 4096  # bytes of output kept at each end: the tail explains a failure
 GROUP_GRACE = 3.0  # seconds between SIGTERM and SIGKILL to a hook's process group

@@ -1,6 +1,6 @@
 """Symmetric repositories (fernet, credential) across the fleet: inspect every node as
 keystone sees it, push in two fleet-wide phases, verify by read-back. The connections and
-the per-node steps are ``keysyncd.io.fanout``'s."""
+the per-node steps are ``keysyncd.io.remote.fanout``'s."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from keysyncd.core.text import bounded
 from keysyncd.core.view import DIRECTORY_MODE, needs_content, show_name, unread, with_content
 from keysyncd.core.vocabulary import NodeStatus, Reason
 from keysyncd.errors import NodeError
-from keysyncd.io.fanout import Fanout, Progress
-from keysyncd.io.sftp import NodeSession
+from keysyncd.io.remote.fanout import Fanout, Progress
+from keysyncd.io.remote.sftp import NodeSession
 
 log = logging.getLogger(__name__)
 

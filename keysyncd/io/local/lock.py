@@ -18,8 +18,8 @@ from pathlib import Path
 
 from keysyncd.core.times import rfc3339
 from keysyncd.errors import KeysyncError, LockError, StateError
-from keysyncd.io.fsutil import describe_os_error, load_json, remove_temp_files
-from keysyncd.io.trust import check_directory, open_trusted, read_trusted
+from keysyncd.io.local.fsutil import describe_os_error, load_json, remove_temp_files
+from keysyncd.io.local.trust import check_directory, open_trusted, read_trusted
 
 
 def describe_holder(path: Path) -> str:
