@@ -25,6 +25,7 @@ from keysyncd.core.vocabulary import GOOD, NodeStatus, Reason
 from keysyncd.errors import NodeError
 from keysyncd.io.local.fsutil import CLOCK_PROBE_PREFIX
 from keysyncd.io.remote.sftp import NodeSession
+from keysyncd.io.remote.sftpmeter import record
 from keysyncd.io.remote.ssh import Credentials, Deadlines, connect
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,10 @@ class Fanout(Generic[V, P]):
     ``directory(node)`` says where each node's session is rooted.
     """
 
+    # False: every inspect and verify reads each node anew, the path before views were kept
+    # (bench/rotate_reads.py measures both in one run)
+    keep_views = True
+
     def __init__(
         self,
         nodes: Iterable[NodeConfig],
@@ -117,16 +122,24 @@ class Fanout(Generic[V, P]):
         self.sessions: dict[str, NodeSession] = {}
         self.deadlines = Deadlines()
         self.results: dict[str, NodeResult[V, P]] = {n.name: NodeResult(n.name) for n in self.nodes}
+        self.reads: dict[str, int] = {}  # node -> full reads of its view (the meters')
+        self._fresh: dict[str, V] = {}  # node -> its view as read, until keysyncd writes there
         self._pool = ThreadPoolExecutor(
             max_workers=max(1, min(ssh.concurrency, len(self.nodes) or 1))
         )
 
-    def _each(self, phase: str, names: list[str], work: Callable[[str], None]) -> None:
+    def _each(
+        self, phase: str, names: list[str], work: Callable[[str], None], writes: bool = False
+    ) -> None:
         """Run ``work(name)`` for every node concurrently; record NodeErrors per node.
+        ``writes``: the work may change the nodes, whose views read so far are then stale.
 
         When ``cancel`` is set (the daemon is stopping) no new phase starts: its nodes are
         recorded as abandoned, which leaves every node valid (the phase order guarantees it).
         """
+        if writes:
+            for name in names:
+                self._fresh.pop(name, None)
         if self.cancel is not None and self.cancel.is_set():
             for name in names:
                 self.results[name].fail(
@@ -220,7 +233,23 @@ class Fanout(Generic[V, P]):
             for temp in probes(name):
                 self.sessions[name].remove_quietly(temp)
 
-        self._each("tidy", stale, tidying)
+        self._each("tidy", stale, tidying, writes=True)
+
+    def _view(self, name: str, read: Callable[[], V]) -> V:
+        """Return node ``name``'s view: the one this action read there last, as long as no
+        step wrote there since, else ``read()``'s (counted in ``reads``).
+
+        A view kept is what a new read would return: keysyncd holds the lock and is the
+        fleet's one writer (SPEC rule 7), and every write it makes is read back before
+        anything trusts the node again (``_each(writes=True)`` drops the view). A hand
+        changing a node behind keysyncd's back is caught by the read-back after the next
+        write, as it is when it acts between a read and that write."""
+        view = self._fresh.get(name) if self.keep_views else None
+        if view is None:
+            view = read()
+            self.reads[name] = self.reads.get(name, 0) + 1
+            self._fresh[name] = view
+        return view
 
     def healthy(self) -> list[str]:
         """Return the names of connected nodes that have not failed."""
@@ -228,7 +257,10 @@ class Fanout(Generic[V, P]):
 
     def finish(self) -> dict[str, NodeResult[V, P]]:
         """Close every connection and return the results (each node's duration runs until its
-        own last step ended)."""
+        own last step ended). The reads of each node go to the meters (``metered``)."""
+        for name, count in self.reads.items():
+            record(name, reads=count)
+        self.reads.clear()
         for session in self.sessions.values():
             with contextlib.suppress(Exception):
                 session.close()

@@ -43,13 +43,15 @@ class FleetAction(Fanout[NodeView, NodePlan]):
         self.repository = repository
         self.kind = KINDS[repository.kind]
         self.owner = owner
+        self._read_for: dict[str, frozenset[int]] = {}  # node -> the keys its view was read for
 
     def inspect(self, expected: dict[int, str], force: bool = False) -> None:
-        """Read every healthy node's files and compute its plan against ``expected``."""
+        """Plan every healthy node against ``expected`` from its view: read now, unless
+        the one read before is still current (``Fanout._view``)."""
 
         def inspecting(name: str) -> None:
             result = self.results[name]
-            result.view = self._read_view(self.sessions[name], expected)
+            result.view = self._current_view(name, expected)
             result.plan = diff(expected, result.view, self.ownership, force)
             if result.plan.diverged:
                 result.status = NodeStatus.DIVERGED
@@ -66,6 +68,20 @@ class FleetAction(Fanout[NodeView, NodePlan]):
         """Return the owner every key file must have on the nodes (and who must reach them)."""
         owner = self.repository.owner
         return Ownership(*self.owner, owner if isinstance(owner, str) else None)
+
+    def _current_view(self, name: str, expected: Mapping[int, str]) -> NodeView:
+        """Return node ``name``'s view as ``_view`` keeps it, read again only if nothing
+        was written there since, and it holds the content of every file ``expected``
+        needs judged (a view read for other keys may have left one unopened)."""
+        kept = self._read_for.get(name)
+        if kept is not None and not view_covers(self._fresh.get(name), kept, expected):
+            self._fresh.pop(name, None)
+
+        def reading() -> NodeView:
+            self._read_for[name] = frozenset(expected)
+            return self._read_view(self.sessions[name], expected)
+
+        return self._view(name, reading)
 
     def _read_view(self, session: NodeSession, expected: Mapping[int, str]) -> NodeView:
         """Return keystone's view of the node; only files that must be judged are opened
@@ -92,10 +108,10 @@ class FleetAction(Fanout[NodeView, NodePlan]):
         """Apply every differing node's plan in two fleet-wide phases, then verify all."""
         self.tidy()
         pending = [n for n in self.healthy() if self.results[n].status == NodeStatus.DIFFERS]
-        self._each("phase 1", pending, lambda name: self._phase1(name, keyset))
+        self._each("phase 1", pending, lambda name: self._phase1(name, keyset), writes=True)
         # Phase 2 starts only when phase 1 has finished on every node (safety rule 3).
         pending = [n for n in pending if self.results[n].error is None]
-        self._each("phase 2", pending, lambda name: self._phase2(name, keyset))
+        self._each("phase 2", pending, lambda name: self._phase2(name, keyset), writes=True)
 
     def _upload(self, session: NodeSession, keyset: KeySet, index: int) -> None:
         temp = session.write_temp(keyset.keys[index].material, *self.owner)
@@ -130,11 +146,12 @@ class FleetAction(Fanout[NodeView, NodePlan]):
             result.fail(NodeError(name, Reason.INVALID_ENTRY, _invalid(plan.invalid)))
 
     def verify(self, expected: dict[int, str]) -> None:
-        """Read back every healthy node and mark it in_sync only if digests and modes match."""
+        """Read back every healthy node written since it was last read (the others' views
+        are current: nothing changed there); in_sync only if digests and modes match."""
 
         def verifying(name: str) -> None:
             result = self.results[name]
-            view = self._read_view(self.sessions[name], expected)
+            view = self._current_view(name, expected)
             result.verified = view
             check = diff(expected, view, self.ownership)
             if check.in_sync:
@@ -147,6 +164,17 @@ class FleetAction(Fanout[NodeView, NodePlan]):
 
         healthy = [n for n in self.healthy() if self.results[n].status != NodeStatus.DIVERGED]
         self._each("verify", healthy, verifying)
+
+
+def view_covers(
+    view: NodeView | None, read_for: frozenset[int], expected: Mapping[int, str]
+) -> bool:
+    """Return True if ``view``, read for the keys ``read_for``, opened every file that must
+    be judged against ``expected`` (``needs_content``)."""
+    return view is not None and all(
+        needs_content(entry, read_for) or not needs_content(entry, expected)
+        for entry in view.entries
+    )
 
 
 def _diverged(name: str, reason: str) -> str:
@@ -170,7 +198,11 @@ def _mismatch(plan: NodePlan) -> str:
 
 
 def push_keyset(fleet: FleetAction, keyset: KeySet, force: bool = False) -> None:
-    """Inspect, push in two phases and verify ``keyset`` on every healthy node of ``fleet``."""
+    """Inspect, push in two phases and verify ``keyset`` on every healthy node of ``fleet``.
+
+    Each node is read at most once before its writes (not at all when its view is current:
+    a promotion plans from the view verified before the gate) and read back once after them;
+    a node with nothing to write is read once, and that read is its verification."""
     expected = keyset.digests()
     fleet.inspect(expected, force)
     fleet.push(keyset)

@@ -116,11 +116,13 @@ class JwsFleet(Fanout[JwsView, JwsNodePlan]):
         )
 
     def inspect(self, expected: Expected) -> None:
-        """Read every healthy node and plan it against ``expected(node)``."""
+        """Plan every healthy node against ``expected(node)`` from its view: read now,
+        unless the one read before is still current (``Fanout._view``): after phase 1, only
+        the nodes it wrote are read again for the gate."""
 
         def inspecting(name: str) -> None:
             result = self.results[name]
-            result.view = self.read_view(name)
+            result.view = self._view(name, lambda: self.read_view(name))
             self._plan(name, expected)
 
         self._each("inspect", self.healthy(), inspecting)
@@ -140,9 +142,14 @@ class JwsFleet(Fanout[JwsView, JwsNodePlan]):
     # --- writing ---------------------------------------------------------------------------
 
     def phase1(self, public_keys: Mapping[str, bytes]) -> None:
-        """On every differing node: create missing directories, add missing public keys."""
+        """On every differing node: create missing directories, add missing public keys.
+        A node with nothing of that to do is not touched (its view stays current)."""
         self.tidy()
-        pending = [n for n in self.healthy() if self.results[n].status == NodeStatus.DIFFERS]
+        pending = [
+            n
+            for n in self.healthy()
+            if self.results[n].status == NodeStatus.DIFFERS and _adds(self.results[n].plan)
+        ]
 
         def adding(name: str) -> None:
             plan = self.results[name].plan
@@ -157,7 +164,7 @@ class JwsFleet(Fanout[JwsView, JwsNodePlan]):
             for key in plan.add:
                 self._upload(private, public_keys[key], public, key)
 
-        self._each("phase 1", pending, adding)
+        self._each("phase 1", pending, adding, writes=True)
 
     def phase2(self, public_keys: Mapping[str, bytes], private_keys: Mapping[str, bytes]) -> None:
         """On every differing node: fix or remove wrong public entries and directory modes,
@@ -183,7 +190,7 @@ class JwsFleet(Fanout[JwsView, JwsNodePlan]):
             if plan.invalid:
                 result.fail(NodeError(name, Reason.INVALID_ENTRY, describe_jws(plan.changes())))
 
-        self._each("phase 2", pending, fixing)
+        self._each("phase 2", pending, fixing, writes=True)
 
     def _upload(self, private: NodeSession, content: bytes, target: NodeSession, name: str) -> None:
         temp = private.write_temp(content, *self.owner)
@@ -194,11 +201,12 @@ class JwsFleet(Fanout[JwsView, JwsNodePlan]):
             raise
 
     def verify(self, expected: Expected) -> None:
-        """Read back every healthy node; in_sync only if it holds exactly ``expected``."""
+        """Read back every healthy node written since it was last read (the others' views
+        are current); in_sync only if it holds exactly ``expected``."""
 
         def verifying(name: str) -> None:
             result = self.results[name]
-            view = self.read_view(name)
+            view = self._view(name, lambda: self.read_view(name))
             result.verified = view
             check = diff_jws(expected(name), view, self.owner[0], self.user)
             if check.in_sync:
@@ -269,3 +277,9 @@ class JwsFleet(Fanout[JwsView, JwsNodePlan]):
             for content in public.read_many(wanted)
             if content is not None and public_problem(content, algorithm) is None
         ]
+
+
+def _adds(plan: JwsNodePlan | None) -> bool:
+    """Return True if ``plan`` has phase 1 work: directories to make, keysyncd's temp files
+    to remove, public keys to add."""
+    return plan is not None and bool(plan.make_directories or plan.cleanup or plan.add)

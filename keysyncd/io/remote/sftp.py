@@ -15,7 +15,7 @@ import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import paramiko
 from paramiko.sftp import (
@@ -51,6 +51,7 @@ from keysyncd.io.remote.sftpbatch import (
     read_files,
     trusted,
 )
+from keysyncd.io.remote.sftpmeter import MeteredChannel, record
 from keysyncd.io.remote.sftpwire import (
     Attributes,
     Reply,
@@ -87,13 +88,12 @@ class NodeSession:
         self.node = node
         self.directory = directory
         self._transport = transport
-        sftp = paramiko.SFTPClient.from_transport(transport)
-        if sftp is None:  # paramiko says so only for a closed transport
-            raise paramiko.SSHException("the SFTP session could not be opened")
-        self.sftp: paramiko.SFTPClient = sftp
-        channel = sftp.get_channel()
-        if channel is not None:
-            channel.settimeout(timeout)
+        # what SFTPClient.from_transport does, with the channel metered (round trips)
+        channel = transport.open_session()
+        channel.invoke_subsystem("sftp")
+        self._channel = MeteredChannel(channel)
+        self.sftp = paramiko.SFTPClient(cast(paramiko.Channel, self._channel))  # its stand-in
+        channel.settimeout(timeout)
 
     def _path(self, name: str) -> str:
         return str(self.directory / name)
@@ -474,7 +474,8 @@ class NodeSession:
         return "full" if values[4] == 0 or values[7] == 0 else None
 
     def close(self) -> None:
-        """Close the SFTP channel and the connection."""
+        """Close the SFTP channel and the connection (its round trips go to the meters)."""
+        record(self.node.name, round_trips=self._channel.taken())
         try:
             self.sftp.close()
         finally:
