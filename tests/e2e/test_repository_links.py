@@ -14,8 +14,8 @@ import yaml
 
 from keysyncd.core.kinds import KINDS
 from keysyncd.testing.fleet import Fleet
-from tests.e2e.test_daemon import DaemonProcess, init, key_files, wait_until, write_config
-from tests.e2e.test_daemon import daemons as daemons  # a fixture, used by name
+from tests.e2e.daemon_files import init, key_files, write_config
+from tests.e2e.daemon_harness import DaemonProcess, wait_until
 from tests.e2e.test_reload_trust import reload, sync_reaches
 
 pytestmark = pytest.mark.fleet

@@ -4,7 +4,7 @@ wrong clock (sync --node), not with every node down (sync, rotate --force), and 
 no node saw neither locks keysyncd out afterwards nor prunes the report history.
 
 The real actions run (sync_repository, rotate_repository, the real repository on disk, the
-real journal and FleetAction); only the wire is the in-memory fleet of test_fleet_model, with
+real journal and FleetAction); only the wire is the in-memory fleet of tests/memory_fleet.py, with
 each node's clock settable (a node's skew is the controller's clock minus its own).
 """
 
@@ -26,7 +26,7 @@ from keysyncd.config import Config, NodeConfig, parse_config
 from keysyncd.core import clock
 from keysyncd.core.vocabulary import Trigger
 from keysyncd.io.local.state import load_state
-from tests.unit.test_fleet_model import MemorySession, ModelFleet, NoCredentials
+from tests.memory_fleet import MemorySession, ModelFleet, NoCredentials
 
 T0 = 1_800_000_000.0
 DAY = 86400.0

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import stat
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,16 +27,6 @@ import yaml
 from keysyncd.commands.cli import main
 
 OTHER_UID = 65534  # nobody: a real other owner (the suite runs as root)
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """cli.main() replaces the root logger's handlers with one bound to the captured stderr."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def tree(root: Path) -> dict[str, tuple[int, int, int, str]]:
