@@ -60,3 +60,17 @@ def host_key_line(names: str) -> str:
     public = Ed25519PrivateKey.generate().public_key()
     blob = public.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
     return f"{names} {blob.decode()}"
+
+
+def initialised_config(root: Path) -> Path:
+    """Write a config without nodes (one fernet repository, reports in ``root/reports``) and
+    init it; return its path."""
+    path = root / "config.yaml"
+    document = {
+        "state_dir": str(root / "state"),
+        "report_dir": str(root / "reports"),
+        "repositories": [{"name": "fernet-tokens", "path": str(root / "keys")}],
+    }
+    path.write_text(yaml.safe_dump(document))
+    assert main(["-c", str(path), "-q", "init"]) == 0
+    return path

@@ -14,10 +14,11 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-from keysyncd.config import NodeConfig
+from keysyncd.config import Config, NodeConfig, parse_config
 from keysyncd.core.keyring import digest_of
 from keysyncd.core.view import MAX_KEY_FILE, TEMP_PREFIX, Entry, EntryType, key_index
 from keysyncd.errors import NodeError
@@ -173,16 +174,9 @@ class MemorySession:
         return NodeError(self.node.name, "error", f"no such file {name} while {doing}")
 
     def list_directory(self, above: bool = False) -> Listing:  # no directory above is modelled
-        with self.fleet.lock:
-            self._check("listing", writes=False)
-            files = sorted(self.node.files.items())
-            entries = tuple(
-                Entry(name, EntryType.FILE, self.node.modes[name], len(content), 0, 0)
-                for name, content in files
-                if key_index(name) is not None
-            )
-            temps = tuple(name for name, _ in files if name.startswith(TEMP_PREFIX))
-            return Listing(self.node.directory_mode, entries, temps)  # S_IMODE, as the real one
+        mode, entries, temps = self.list_every_entry()
+        keys = tuple(entry for entry in entries if key_index(entry.name) is not None)
+        return Listing(mode, keys, temps)  # S_IMODE, as the real one
 
     def directory_mode(self) -> int:
         with self.fleet.lock:
@@ -308,3 +302,26 @@ def tokens_problem(holders: Mapping[str, Files], tokens: list[Token], now: float
                     "early (SPEC safety rule 2)"
                 )
     return None
+
+
+def memory_config(
+    root: Path, nodes: Sequence[str], repository: Mapping[str, Any], **ssh: Any
+) -> Config:
+    """Return the config of one fernet repository under ``root`` (with ``repository``'s
+    fields) over the in-memory ``nodes``; ``ssh`` adds fields to the ssh section."""
+    document = {
+        "state_dir": str(root / "state"),
+        "report_dir": str(root / "reports"),
+        "repositories": [
+            {"name": "fernet-tokens", "kind": "fernet", "path": str(root / "keys"), **repository}
+        ],
+        # Credentials are patched out (NoCredentials): these files are never read.
+        "ssh": {
+            "user": "keystone",
+            "known_hosts": "/nonexistent/known_hosts",
+            "identity_file": "/nonexistent/id_ed25519",
+            **ssh,
+        },
+        "nodes": [{"name": name, "host": "127.0.0.1", "port": 22} for name in nodes],
+    }
+    return parse_config(document, root / "config.yaml")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 from keysyncd.core.schedule import cron_trigger, next_fire_times
 from keysyncd.testing.config import fleet_config
 from keysyncd.testing.fleet import Fleet
-from tests.e2e.daemon_harness import FAR_SCHEDULE, keysyncd
+from tests.e2e.daemon_harness import FAR_SCHEDULE, DaemonProcess, keysyncd
 from tests.keystone_compat import load_keys, multifernet
 
 # --- config, reports, keys -------------------------------------------------------------------
@@ -51,6 +52,18 @@ def init(config: Path) -> None:
     """Run ``keysyncd init`` (keys 0 and 1 on the controller and every node)."""
     result = keysyncd(config, "init")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def started_daemon(
+    fleet: Fleet, root: Path, daemons: Callable[..., DaemonProcess]
+) -> tuple[Path, DaemonProcess]:
+    """Write and init a config for ``fleet`` under ``root``, start its daemon with the
+    ``daemons`` fixture; return (config, daemon) once the daemon said READY=1."""
+    config = write_config(fleet, root)
+    init(config)
+    daemon = daemons(config)
+    daemon.wait_ready()
+    return config, daemon
 
 
 def report_dir(config: Path) -> Path:

@@ -25,6 +25,7 @@ from tests.e2e.daemon_files import (
     lock_holder,
     next_fire,
     reports,
+    started_daemon,
     state_dir,
     write_config,
 )
@@ -76,10 +77,7 @@ def test_status_shows_the_running_daemon_then_not_running(
     fleet: Fleet, tmp_path: Path, daemons: Callable[..., DaemonProcess]
 ) -> None:
     """``status`` (and --json): the daemon's PID, next rotation, last outcome; then not running."""
-    config = write_config(fleet, tmp_path / "ctl")
-    init(config)
-    daemon = daemons(config)
-    daemon.wait_ready()
+    config, daemon = started_daemon(fleet, tmp_path / "ctl", daemons)
     daemon.send(signal.SIGUSR1)
     wait_until(lambda: reports(config, "rotate"), "the rotation", daemon)
     info_path = state_dir(config) / "daemon.json"

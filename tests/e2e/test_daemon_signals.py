@@ -24,6 +24,7 @@ from tests.e2e.daemon_files import (
     key_files,
     next_fire,
     reports,
+    started_daemon,
     state_dir,
     write_config,
 )
@@ -91,10 +92,7 @@ def test_sigint_stops_like_sigterm_and_exits_130(
 
     The exit-code table says 130 for an interruption; SIGTERM (systemd's stop) stays 0.
     """
-    config = write_config(fleet, tmp_path / "ctl")
-    init(config)
-    daemon = daemons(config)
-    daemon.wait_ready()
+    config, daemon = started_daemon(fleet, tmp_path / "ctl", daemons)
     mark = len(daemon.notify.messages)
     daemon.send(signal.SIGINT)
     try:

@@ -27,6 +27,7 @@ from tests.e2e.daemon_files import (
     key_files,
     lock_holder,
     reports,
+    started_daemon,
     state_dir,
     write_config,
 )
@@ -162,10 +163,7 @@ def test_sigterm_while_waiting_for_the_lock_exits_at_once(
     hook = HeldHook.at(tmp_path / "hook")
     cli_config = write_config(fleet, tmp_path / "ctl", hooks={"before_rotate": [hook.command]})
     cli_config = Path(shutil.copy(cli_config, tmp_path / "ctl" / "cli.yaml"))
-    config = write_config(fleet, tmp_path / "ctl")
-    init(config)
-    daemon = daemons(config)
-    daemon.wait_ready()
+    config, daemon = started_daemon(fleet, tmp_path / "ctl", daemons)
     with subprocess.Popen(
         [sys.executable, "-m", "keysyncd", "-c", str(cli_config), "rotate"],
         stdout=subprocess.PIPE,

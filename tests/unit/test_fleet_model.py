@@ -50,7 +50,7 @@ import keysyncd.actions.distribute
 import keysyncd.actions.rotate
 import keysyncd.io.remote.fanout
 from keysyncd.actions.context import Run
-from keysyncd.config import Config, parse_config
+from keysyncd.config import Config
 from keysyncd.core.vocabulary import Trigger
 from keysyncd.io.local.state import load_state
 from tests.fleet_machine import FleetMachine
@@ -59,6 +59,7 @@ from tests.memory_fleet import (
     ModelFleet,
     NoCredentials,
     key_files,
+    memory_config,
     primaries_problem,
     primary_of,
     repository_problems,
@@ -159,28 +160,8 @@ class ModelFleetMachine(FleetMachine):
         self.fleet.nodes[name].dies_after = None
 
     def make_config(self, repository: dict[str, Any]) -> Config:
-        document = {
-            "state_dir": str(self.root / "state"),
-            "report_dir": str(self.root / "reports"),
-            "repositories": [
-                {
-                    "name": "fernet-tokens",
-                    "kind": "fernet",
-                    "path": str(self.root / "keys"),
-                    **repository,
-                }
-            ],
-            # Credentials are patched out: these files are never read.
-            "ssh": {
-                "user": "keystone",
-                "known_hosts": "/nonexistent/known_hosts",
-                "identity_file": "/nonexistent/id_ed25519",
-                # several nodes at once, as in production: a phase's operations interleave
-                "concurrency": self.concurrency,
-            },
-            "nodes": [{"name": name, "host": "127.0.0.1", "port": 22} for name in self.node_names],
-        }
-        return parse_config(document, self.root / "config.yaml")
+        # several nodes at once, as in production: a phase's operations interleave
+        return memory_config(self.root, self.node_names, repository, concurrency=self.concurrency)
 
     def while_pushing(self, changed: str, what: str) -> None:
         """Called after every file operation on a node: rules 1-3 hold between any two of them.

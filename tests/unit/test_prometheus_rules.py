@@ -16,13 +16,12 @@ from typing import Any
 import pytest
 import yaml
 
-from keysyncd.config import parse_config
 from keysyncd.core.journal import Durations, NodeRecord, RepositoryState
 from keysyncd.core.policy import KeyHistory
 from keysyncd.io.local.state import save_state
 from keysyncd.io.runtime.metrics import StateCollector
 from tests.deployment import MONITORING, MONTHLY_RULE_TESTS, RULE_TESTS, RULES, load_yaml
-from tests.metrics_sample import sample_exposition
+from tests.metrics_sample import sample_config, sample_exposition
 
 # --- the Prometheus rules ---------------------------------------------------------------
 
@@ -76,15 +75,7 @@ def test_the_rules_file_has_every_alert_with_labels_and_annotations() -> None:
 def exported_samples(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, set[str]]]:
     """Sample name -> label name -> values, from keysyncd's collector over a small state."""
     tmp = tmp_path_factory.mktemp("metrics")
-    config = parse_config(
-        {
-            "state_dir": str(tmp / "state"),
-            "repositories": [{"name": "fernet-tokens", "path": str(tmp / "keys")}],
-            "ssh": {"user": "keystone", "known_hosts": str(tmp / "known_hosts")},
-            "nodes": [{"name": "n1", "host": "192.0.2.1"}, {"name": "n2", "host": "192.0.2.2"}],
-        },
-        tmp / "config.yaml",
-    )
+    config = sample_config(tmp)
     save_state(
         config.state_dir,
         RepositoryState(
