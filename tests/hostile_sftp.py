@@ -8,14 +8,21 @@ It speaks just enough SFTP v3 to be believed (INIT/VERSION, then one reply per r
 from __future__ import annotations
 
 import io
+import re
 import socket
 import struct
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import paramiko
+import pytest
+import yaml
+
+from keysyncd.commands.cli import main
+from keysyncd.testing.fleet import Fleet
 
 Answer = Callable[[int, int, bytes], bytes]
 LSTAT, OPENDIR, READDIR, STAT, FSTAT = 7, 11, 12, 17, 8
@@ -131,3 +138,49 @@ def _new_key(key_dir: Path) -> io.StringIO:
         command = ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)]
         subprocess.run(command, check=True)
     return io.StringIO(path.read_text())
+
+
+# --- the hostile node beside a real fleet, as the integration tests drive it ----------------
+
+CONNECT_TIMEOUT = 3.0
+OPERATION_TIMEOUT = 2.0
+
+
+def rss_mib() -> int:
+    text = Path("/proc/self/status").read_text()
+    return int(re.search(r"VmRSS:\s+(\d+)", text).group(1)) >> 10  # type: ignore[union-attr]
+
+
+def honest(kind: int, request: int, body: bytes) -> bytes | None:
+    """Return what an honest server says to the requests every scenario needs, else None."""
+    if kind == LSTAT:
+        return packet(ATTRS, u32(request) + DIRECTORY_ATTRS)
+    if kind == OPENDIR:
+        return packet(HANDLE, u32(request) + string(b"H"))
+    return None
+
+
+def add_node(fleet: Fleet, config: Path, port: int, known_hosts_line: str) -> None:
+    document = yaml.safe_load(config.read_text())
+    document["nodes"].append(
+        {"name": "evil", "host": "127.0.0.1", "port": port, "path": "/srv/keys"}
+    )
+    config.write_text(yaml.safe_dump(document))
+    with fleet.known_hosts.open("a") as known:
+        known.write(known_hosts_line)
+
+
+def verify_in_bounded_time(config: Path, capsys: pytest.CaptureFixture[str]) -> str:
+    """Run ``verify``; assert it ends within the node's own timeouts and memory; return its
+    output (stdout and stderr)."""
+    capsys.readouterr()
+    before, started = rss_mib(), time.monotonic()
+    assert main(["-c", str(config), "verify"]) == 1
+    elapsed = time.monotonic() - started
+    captured = capsys.readouterr()
+    assert elapsed < CONNECT_TIMEOUT + OPERATION_TIMEOUT + 3.0, elapsed
+    assert rss_mib() - before < 100, "bounded memory"
+    output = captured.out + captured.err
+    assert "\x1b" not in output and "\x07" not in output, "no raw escape reaches a terminal"
+    assert re.search(r"node1\s+in_sync", output), output
+    return output

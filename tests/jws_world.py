@@ -58,16 +58,22 @@ def act(
         return operation(run, *args)
 
 
-@pytest.fixture
-def world(make_fleet: Callable[..., Fleet], tmp_path: Path) -> World:
-    fleet = make_fleet(3)
+def jws_config(fleet: Fleet, root: Path) -> Path:
+    """Write the config of one JWS repository over ``fleet`` (short SSH timeouts) under
+    ``root``; return its path."""
     path = fleet_config(
         fleet,
-        tmp_path / "ctl",
+        root,
         repository={"kind": "jws", "token_expiration": RETENTION, "allow_expired_window": 0},
     )
     document = yaml.safe_load(path.read_text())
     document["repositories"][0].pop("max_active_keys")
     document["ssh"] |= {"connect_timeout": 3, "operation_timeout": 3}
     path.write_text(yaml.safe_dump(document))
-    return World(fleet, path)
+    return path
+
+
+@pytest.fixture
+def world(make_fleet: Callable[..., Fleet], tmp_path: Path) -> World:
+    fleet = make_fleet(3)
+    return World(fleet, jws_config(fleet, tmp_path / "ctl"))

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from prometheus_client import generate_latest
 
+from keysyncd.config import Config
 from keysyncd.config.load import parse_config
 from keysyncd.core.journal import Durations, NodeRecord, RepositoryState
 from keysyncd.core.policy import KeyHistory
@@ -15,9 +16,9 @@ from keysyncd.io.local.state import save_state
 from keysyncd.io.runtime.metrics import registry_for
 
 
-def sample_exposition(root: Path) -> bytes:
-    """Return the exposition keysyncd's collector writes for the sample state under ``root``."""
-    config = parse_config(
+def sample_config(root: Path) -> Config:
+    """Return the sample config under ``root``: one fernet repository, nodes n1 and n2."""
+    return parse_config(
         {
             "state_dir": str(root / "state"),
             "repositories": [{"name": "fernet-tokens", "path": str(root / "keys")}],
@@ -26,6 +27,11 @@ def sample_exposition(root: Path) -> bytes:
         },
         root / "config.yaml",
     )
+
+
+def sample_exposition(root: Path) -> bytes:
+    """Return the exposition keysyncd's collector writes for the sample state under ``root``."""
+    config = sample_config(root)
     save_state(
         config.state_dir,
         RepositoryState(

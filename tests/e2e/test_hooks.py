@@ -25,21 +25,10 @@ import yaml
 
 from keysyncd.io.runtime.hooks import GROUP_GRACE
 from keysyncd.testing.fleet import Fleet
-from tests.e2e import test_daemon
-from tests.e2e.test_daemon import (
-    DaemonProcess,
-    assert_nodes_match,
-    clean_env,
-    init,
-    key_files,
-    keysyncd,
-    processes,
-    wait_until,
-    write_config,
-)
+from tests.e2e.daemon_files import assert_nodes_match, init, key_files, write_config
+from tests.e2e.daemon_harness import DaemonProcess, clean_env, keysyncd, processes, wait_until
 
 pytestmark = pytest.mark.fleet
-daemons = test_daemon.daemons  # the fixture: daemons started by a test stop at its end
 
 
 def group_members(pgid: int) -> set[int]:

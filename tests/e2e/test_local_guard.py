@@ -6,15 +6,11 @@ would repair it), and every node's whole tree compared byte for byte.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from keysyncd.commands.cli import main
 from keysyncd.testing.fleet import Fleet
-from tests.e2e.test_drift import Controller
+from tests.e2e.controller import Controller
 
 Tree = dict[str, tuple[int, bytes]]
 
@@ -32,17 +28,6 @@ def tree(root: Path) -> Tree:
 
 def nodes_of(fleet: Fleet) -> dict[str, Tree]:
     return {node.name: tree(node.directory) for node in fleet.nodes}
-
-
-@pytest.fixture
-def controller(fleet: Fleet, tmp_path: Path) -> Iterator[Controller]:
-    ctl = Controller(fleet, tmp_path / "ctl")
-    assert main(["-c", str(ctl.config), "init"]) == 0
-    ctl.start()
-    try:
-        yield ctl
-    finally:
-        ctl.stop()
 
 
 def test_the_periodic_check_never_pushes_while_a_local_key_is_readable_by_others(

@@ -15,14 +15,8 @@ import pytest
 import yaml
 
 from keysyncd.testing.fleet import Fleet
-from tests.e2e.test_daemon import (
-    DaemonProcess,
-    init,
-    reports,
-    wait_until,
-    write_config,
-)
-from tests.e2e.test_daemon import daemons as daemons  # a fixture, used by name
+from tests.e2e.daemon_files import init, reports, write_config
+from tests.e2e.daemon_harness import DaemonProcess, wait_until
 
 pytestmark = pytest.mark.fleet
 

@@ -14,8 +14,8 @@ import yaml
 
 from keysyncd.core.kinds import KINDS
 from keysyncd.testing.fleet import Fleet
-from tests.e2e.test_daemon import DaemonProcess, init, key_files, wait_until, write_config
-from tests.e2e.test_daemon import daemons as daemons  # a fixture, used by name
+from tests.e2e.daemon_files import key_files, started_daemon
+from tests.e2e.daemon_harness import DaemonProcess, wait_until
 from tests.e2e.test_reload_trust import reload, sync_reaches
 
 pytestmark = pytest.mark.fleet
@@ -24,10 +24,7 @@ pytestmark = pytest.mark.fleet
 def test_the_daemon_never_syncs_through_a_link_planted_after_it_started(
     fleet: Fleet, tmp_path: Path, daemons: Callable[..., DaemonProcess]
 ) -> None:
-    config = write_config(fleet, tmp_path / "ctl")
-    init(config)
-    daemon = daemons(config)
-    daemon.wait_ready()
+    config, daemon = started_daemon(fleet, tmp_path / "ctl", daemons)
     keys = Path(yaml.safe_load(config.read_text())["repositories"][0]["path"])
     before = {node.name: key_files(node.directory) for node in fleet.nodes}
     # another key set, that a sync through the link would push to every node
@@ -49,10 +46,7 @@ def test_the_daemon_never_syncs_through_a_link_planted_after_it_started(
 def test_a_reload_onto_a_repository_that_resolves_to_state_dir_is_rejected(
     fleet: Fleet, tmp_path: Path, daemons: Callable[..., DaemonProcess]
 ) -> None:
-    config = write_config(fleet, tmp_path / "ctl")
-    init(config)
-    daemon = daemons(config)
-    daemon.wait_ready()
+    config, daemon = started_daemon(fleet, tmp_path / "ctl", daemons)
     document = yaml.safe_load(config.read_text())
     state = Path(document["state_dir"])
     link = tmp_path / "ctl" / "keys-link"

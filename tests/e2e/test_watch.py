@@ -20,7 +20,7 @@ import pytest
 from keysyncd.commands.cli import main
 from keysyncd.testing.config import fleet_config
 from keysyncd.testing.fleet import Fleet
-from tests.e2e.test_drift import KEYSTONE_ROTATE, Controller, files_of, metrics_over_http
+from tests.e2e.controller import KEYSTONE_ROTATE, Controller, files_of, metrics_over_http
 
 REPLACED = (("kind", "local_replaced"), ("repository", "fernet-tokens"))
 
@@ -35,12 +35,8 @@ def controller(fleet: Fleet, tmp_path: Path) -> Iterator[Controller]:
         drift={"verify_interval": 3600, "on_remote_drift": "repair"},
         metrics={"listen": f"127.0.0.1:{ctl.port}"},
     )
-    assert main(["-c", str(ctl.config), "init"]) == 0
-    ctl.start()
-    try:
+    with ctl.running():
         yield ctl
-    finally:
-        ctl.stop()
 
 
 def test_a_restored_repository_is_watched_again(

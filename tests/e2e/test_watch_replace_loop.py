@@ -13,11 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from keysyncd.commands.cli import main
 from keysyncd.io.runtime.watch import ALARM_BURST
 from keysyncd.testing.config import fleet_config
 from keysyncd.testing.fleet import Fleet
-from tests.e2e.test_drift import Controller
+from tests.e2e.controller import Controller
 
 
 @pytest.fixture
@@ -30,12 +29,8 @@ def controller(fleet: Fleet, tmp_path: Path) -> Iterator[Controller]:
         drift={"verify_interval": 3600, "on_remote_drift": "repair"},
         reports={"keep_count": 25},
     )
-    assert main(["-c", str(ctl.config), "init"]) == 0
-    ctl.start()
-    try:
+    with ctl.running():
         yield ctl
-    finally:
-        ctl.stop()
 
 
 def test_a_replace_loop_does_not_erase_the_report_history(controller: Controller) -> None:

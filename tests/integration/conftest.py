@@ -2,7 +2,8 @@
 
 ``make_fleet(count, sftp_only=True, **kwargs)`` starts a fleet under ``tmp_path``; ``fleet`` (3
 nodes) and ``fleet5`` (5 nodes) are ready-made. Every fleet is stopped when the test ends,
-whatever happened. Tests using these fixtures get the ``fleet`` marker automatically.
+whatever happened. ``hostile_world`` is a 1-node fleet with an initialised config for the
+hostile-node tests. Tests using these fixtures get the ``fleet`` marker automatically.
 ``traversable_root`` is a directory for node directories that an owner other than root
 must reach (tests/traversable.py).
 """
@@ -14,8 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from keysyncd.commands.cli import main
+from keysyncd.testing.config import fleet_config
 from keysyncd.testing.fleet import Fleet, FleetUnsupported, find_sshd
+from tests.hostile_sftp import CONNECT_TIMEOUT, OPERATION_TIMEOUT
 from tests.jws_world import world as jws_world_fixture
 from tests.traversable import traversable_root as traversable_root_fixture
 
@@ -57,6 +62,19 @@ def fleet(make_fleet: Callable[..., Fleet]) -> Fleet:
 def fleet5(make_fleet: Callable[..., Fleet]) -> Fleet:
     """Return a started 5-node SFTP-only fleet (node1..node5)."""
     return make_fleet(5)
+
+
+@pytest.fixture
+def hostile_world(make_fleet: Callable[..., Fleet], tmp_path: Path) -> Iterator[tuple[Fleet, Path]]:
+    """Return (a started 1-node fleet, its initialised config with short SSH timeouts), for the
+    hostile-node tests to add their node to (tests/hostile_sftp.py)."""
+    fleet = make_fleet(1)
+    config = fleet_config(fleet, tmp_path / "ctl")
+    document = yaml.safe_load(config.read_text())
+    document["ssh"] |= {"connect_timeout": CONNECT_TIMEOUT, "operation_timeout": OPERATION_TIMEOUT}
+    config.write_text(yaml.safe_dump(document))
+    assert main(["-c", str(config), "init"]) == 0
+    yield fleet, config
 
 
 # the jws tests' fleet (tests/jws_world.py), for every module that names it

@@ -1,4 +1,4 @@
-"""The fleet state machine of tests/unit/test_fleet_model.py against a REAL 3-node OpenSSH fleet.
+"""The fleet state machine (tests/fleet_machine.py) against a REAL 3-node OpenSSH fleet.
 
 Same rules (rotate, rotate --force, sync, stop-node, start-node, advance-clock) and the same
 invariants after every step (valid repositories, everyone holds everyone's primary, live tokens
@@ -25,7 +25,7 @@ from hypothesis.stateful import initialize, run_state_machine_as_test
 from keysyncd.config import Config, load_config
 from keysyncd.testing.config import fleet_config
 from keysyncd.testing.fleet import Fleet, FleetUnsupported, find_sshd
-from tests.unit.test_fleet_model import FleetMachine
+from tests.fleet_machine import FleetMachine
 
 pytestmark = pytest.mark.fleet
 _examples = itertools.count()

@@ -15,15 +15,11 @@ import base64
 import hashlib
 import json
 import struct
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from keysyncd.commands.cli import main
-from keysyncd.testing.config import fleet_config
 from keysyncd.testing.fleet import Fleet
 from tests.hostile_sftp import (
     ATTRS,
@@ -34,16 +30,12 @@ from tests.hostile_sftp import (
     READDIR,
     Answer,
     HostileNode,
+    add_node,
+    honest,
     packet,
     status,
     string,
     u32,
-)
-from tests.integration.test_hostile_servers import (
-    CONNECT_TIMEOUT,
-    OPERATION_TIMEOUT,
-    add_node,
-    honest,
     verify_in_bounded_time,
 )
 
@@ -105,22 +97,11 @@ def flush(name: str, batch: list[bytes]) -> list[bytes]:
     return batch
 
 
-@pytest.fixture
-def world(make_fleet: Callable[..., Fleet], tmp_path: Path) -> Iterator[tuple[Fleet, Path]]:
-    fleet = make_fleet(1)
-    config = fleet_config(fleet, tmp_path / "ctl")
-    document = yaml.safe_load(config.read_text())
-    document["ssh"] |= {"connect_timeout": CONNECT_TIMEOUT, "operation_timeout": OPERATION_TIMEOUT}
-    config.write_text(yaml.safe_dump(document))
-    assert main(["-c", str(config), "init"]) == 0
-    yield fleet, config
-
-
 def verified(
-    name: str, world: tuple[Fleet, Path], root: Path, capsys: pytest.CaptureFixture[str]
+    name: str, hostile_world: tuple[Fleet, Path], root: Path, capsys: pytest.CaptureFixture[str]
 ) -> tuple[str, dict[str, Any]]:
     """Run ``verify`` with the hostile node ``name``; return (its output line, its report)."""
-    fleet, config = world
+    fleet, config = hostile_world
     node = HostileNode(scenario(name), root / "evil")
     try:
         add_node(fleet, config, node.port, node.known_hosts_line())
@@ -133,11 +114,11 @@ def verified(
 
 
 def test_replies_out_of_order_are_each_matched_to_their_own_request(
-    world: tuple[Fleet, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    hostile_world: tuple[Fleet, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Listing and reading answered backwards: the node's key 1 is seen with its own digest
     (a reply matched to the wrong request would fail the node or change what it holds)."""
-    line, report = verified("reordered", world, tmp_path, capsys)
+    line, report = verified("reordered", hostile_world, tmp_path, capsys)
     assert report["digests"] == {"1": hashlib.sha256(CONTENT).hexdigest()}, report
     assert "SFTPError" not in line and "timeout" not in line, line
 
@@ -153,12 +134,12 @@ def test_replies_out_of_order_are_each_matched_to_their_own_request(
     ],
 )
 def test_a_batch_answered_wrongly_fails_that_node_alone(
-    world: tuple[Fleet, Path],
+    hostile_world: tuple[Fleet, Path],
     tmp_path: Path,
     name: str,
     expected: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    line, report = verified(name, world, tmp_path, capsys)
+    line, report = verified(name, hostile_world, tmp_path, capsys)
     assert "failed" in line and expected in line, line
     assert report["status"] == "failed" and report["digests"] is None, report

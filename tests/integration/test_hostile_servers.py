@@ -5,53 +5,33 @@ unescaped. The hostile node is a real SSH server (tests/hostile_sftp.py) beside 
 
 from __future__ import annotations
 
-import re
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
-from keysyncd.commands.cli import main
-from keysyncd.testing.config import fleet_config
 from keysyncd.testing.fleet import Fleet
 from tests.hostile_sftp import (
     ATTRS,
-    DIRECTORY_ATTRS,
     FILE_ATTRS,
-    HANDLE,
     LSTAT,
     NAME,
-    OPENDIR,
+    OPERATION_TIMEOUT,
     READDIR,
     Answer,
     HostileNode,
+    add_node,
+    honest,
     packet,
     status,
     string,
     u32,
+    verify_in_bounded_time,
 )
 
-CONNECT_TIMEOUT = 3.0
-OPERATION_TIMEOUT = 2.0
 ESCAPES = b"\x1b]0;owned\x07\x1b[2J\x1b[32mALL NODES IN SYNC\x1b[0m"
-
-
-def rss_mib() -> int:
-    text = Path("/proc/self/status").read_text()
-    return int(re.search(r"VmRSS:\s+(\d+)", text).group(1)) >> 10  # type: ignore[union-attr]
-
-
-def honest(kind: int, request: int, body: bytes) -> bytes | None:
-    """Return what an honest server says to the requests every scenario needs, else None."""
-    if kind == LSTAT:
-        return packet(ATTRS, u32(request) + DIRECTORY_ATTRS)
-    if kind == OPENDIR:
-        return packet(HANDLE, u32(request) + string(b"H"))
-    return None
 
 
 def scenario(name: str) -> Answer:
@@ -75,43 +55,6 @@ def scenario(name: str) -> Answer:
     return answer
 
 
-@pytest.fixture
-def world(make_fleet: Callable[..., Fleet], tmp_path: Path) -> Iterator[tuple[Fleet, Path]]:
-    fleet = make_fleet(1)
-    config = fleet_config(fleet, tmp_path / "ctl")
-    document = yaml.safe_load(config.read_text())
-    document["ssh"] |= {"connect_timeout": CONNECT_TIMEOUT, "operation_timeout": OPERATION_TIMEOUT}
-    config.write_text(yaml.safe_dump(document))
-    assert main(["-c", str(config), "init"]) == 0
-    yield fleet, config
-
-
-def add_node(fleet: Fleet, config: Path, port: int, known_hosts_line: str) -> None:
-    document = yaml.safe_load(config.read_text())
-    document["nodes"].append(
-        {"name": "evil", "host": "127.0.0.1", "port": port, "path": "/srv/keys"}
-    )
-    config.write_text(yaml.safe_dump(document))
-    with fleet.known_hosts.open("a") as known:
-        known.write(known_hosts_line)
-
-
-def verify_in_bounded_time(config: Path, capsys: pytest.CaptureFixture[str]) -> str:
-    """Run ``verify``; assert it ends within the node's own timeouts and memory; return its
-    output (stdout and stderr)."""
-    capsys.readouterr()
-    before, started = rss_mib(), time.monotonic()
-    assert main(["-c", str(config), "verify"]) == 1
-    elapsed = time.monotonic() - started
-    captured = capsys.readouterr()
-    assert elapsed < CONNECT_TIMEOUT + OPERATION_TIMEOUT + 3.0, elapsed
-    assert rss_mib() - before < 100, "bounded memory"
-    output = captured.out + captured.err
-    assert "\x1b" not in output and "\x07" not in output, "no raw escape reaches a terminal"
-    assert re.search(r"node1\s+in_sync", output), output
-    return output
-
-
 @pytest.mark.parametrize(
     ("name", "expected"),
     [
@@ -123,13 +66,13 @@ def verify_in_bounded_time(config: Path, capsys: pytest.CaptureFixture[str]) -> 
     ],
 )
 def test_a_hostile_sftp_server_is_cut_off_alone(
-    world: tuple[Fleet, Path],
+    hostile_world: tuple[Fleet, Path],
     tmp_path: Path,
     name: str,
     expected: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    fleet, config = world
+    fleet, config = hostile_world
     node = HostileNode(scenario(name), tmp_path / "evil")
     try:
         add_node(fleet, config, node.port, node.known_hosts_line())
@@ -141,10 +84,10 @@ def test_a_hostile_sftp_server_is_cut_off_alone(
 
 
 def test_a_hostile_banner_is_shown_escaped(
-    world: tuple[Fleet, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    hostile_world: tuple[Fleet, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Anything on a node's address speaks before its host key is checked: its banner."""
-    fleet, config = world
+    fleet, config = hostile_world
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(4)

@@ -18,14 +18,13 @@ from pathlib import Path
 
 import jwt
 import pytest
-import yaml
 
 from keysyncd.actions import operations
 from keysyncd.commands.cli import main
 from keysyncd.core.jwsplan import describe_jws
 from keysyncd.testing.config import fleet_config
 from keysyncd.testing.fleet import Fleet
-from tests.jws_world import RETENTION, World, act
+from tests.jws_world import World, act, jws_config
 from tests.traversable import repoint as moved
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="acts as another user: needs root")
@@ -146,15 +145,7 @@ def owned_world(make_fleet: Callable[..., Fleet], tmp_path: Path, nodes_root: Pa
     """The JWS world (tests/jws_world.py) with its nodes under ``nodes_root``, owned by
     ``nobody:nogroup``, both directories already there as ``root:nogroup 0750``."""
     fleet = make_fleet(3)
-    path = fleet_config(
-        fleet,
-        tmp_path / "ctl",
-        repository={"kind": "jws", "token_expiration": RETENTION, "allow_expired_window": 0},
-    )
-    document = yaml.safe_load(path.read_text())
-    document["repositories"][0].pop("max_active_keys")
-    document["ssh"] |= {"connect_timeout": 3, "operation_timeout": 3}
-    path.write_text(yaml.safe_dump(document))
+    path = jws_config(fleet, tmp_path / "ctl")
     paths = repoint(path, fleet, nodes_root)
     for base in paths.values():
         for directory in ("private", "public"):

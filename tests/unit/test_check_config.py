@@ -11,9 +11,8 @@ import base64
 import hashlib
 import hmac
 import json
-import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,23 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from keysyncd.commands.cli import main
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """cli.main() replaces the root logger's handlers with one bound to the captured stderr."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-
-
-def host_key_line(names: str) -> str:
-    """Return a known_hosts line for ``names`` with a fresh ed25519 host key."""
-    public = Ed25519PrivateKey.generate().public_key()
-    blob = public.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
-    return f"{names} {blob.decode()}"
+from tests.local_cli import host_key_line
 
 
 def hashed(name: str) -> str:

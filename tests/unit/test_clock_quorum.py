@@ -4,7 +4,7 @@ wrong clock (sync --node), not with every node down (sync, rotate --force), and 
 no node saw neither locks keysyncd out afterwards nor prunes the report history.
 
 The real actions run (sync_repository, rotate_repository, the real repository on disk, the
-real journal and FleetAction); only the wire is the in-memory fleet of test_fleet_model, with
+real journal and FleetAction); only the wire is the in-memory fleet of tests/memory_fleet.py, with
 each node's clock settable (a node's skew is the controller's clock minus its own).
 """
 
@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -22,11 +21,11 @@ from keysyncd.actions.bootstrap import init_repository
 from keysyncd.actions.context import Run
 from keysyncd.actions.distribute import sync_repository
 from keysyncd.actions.rotate import rotate_repository
-from keysyncd.config import Config, NodeConfig, parse_config
+from keysyncd.config import Config, NodeConfig
 from keysyncd.core import clock
 from keysyncd.core.vocabulary import Trigger
 from keysyncd.io.local.state import load_state
-from tests.unit.test_fleet_model import MemorySession, ModelFleet, NoCredentials
+from tests.memory_fleet import MemorySession, ModelFleet, NoCredentials, memory_config
 
 T0 = 1_800_000_000.0
 DAY = 86400.0
@@ -57,27 +56,8 @@ class World:
         (self.repository,) = self.config.repositories
 
     def _config(self) -> Config:
-        document: dict[str, Any] = {
-            "state_dir": str(self.root / "state"),
-            "report_dir": str(self.root / "reports"),
-            "repositories": [
-                {
-                    "name": "fernet-tokens",
-                    "kind": "fernet",
-                    "path": str(self.root / "keys"),
-                    "max_active_keys": 2,
-                    "token_expiration": 3600,
-                    "allow_expired_window": 0,
-                }
-            ],
-            "ssh": {
-                "user": "keystone",
-                "known_hosts": "/nonexistent/known_hosts",
-                "identity_file": "/nonexistent/id_ed25519",
-            },
-            "nodes": [{"name": n, "host": "127.0.0.1", "port": 22} for n in NODES],
-        }
-        return parse_config(document, self.root / "config.yaml")
+        repository = {"max_active_keys": 2, "token_expiration": 3600, "allow_expired_window": 0}
+        return memory_config(self.root, NODES, repository)
 
     def controller(self) -> float:
         return self.true_time + self.controller_offset

@@ -26,6 +26,9 @@ straddle that operation), the machine checks SPEC section 2:
 ``MidPushFailureMachine`` adds a node that dies in the middle of a push (it keeps the old
 primary until it is synced). ``FleetMachine`` is the backend-independent machine;
 tests/integration/test_fleet_stateful.py runs it against a real OpenSSH fleet.
+
+The machine is in tests/fleet_machine.py, the in-memory fleet and the rule checks in
+tests/memory_fleet.py.
 """
 
 from __future__ import annotations
@@ -33,626 +36,35 @@ from __future__ import annotations
 import contextlib
 import shutil
 import tempfile
-import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import (
-    RuleBasedStateMachine,
-    initialize,
-    invariant,
-    precondition,
-    rule,
-)
+from hypothesis.stateful import initialize, invariant, precondition, rule
 
 import keysyncd.actions.bootstrap
 import keysyncd.actions.distribute
 import keysyncd.actions.rotate
 import keysyncd.io.remote.fanout
-from keysyncd.actions.bootstrap import init_repository
 from keysyncd.actions.context import Run
-from keysyncd.actions.distribute import sync_repository
-from keysyncd.actions.rotate import rotate_repository
-from keysyncd.config import Config, NodeConfig, parse_config
-from keysyncd.core.keyring import digest_of
-from keysyncd.core.view import MAX_KEY_FILE, TEMP_PREFIX, Entry, EntryType, key_index
-from keysyncd.core.vocabulary import GOOD, Trigger
-from keysyncd.errors import NodeError
-from keysyncd.io.local.fsutil import temp_name
+from keysyncd.config import Config
+from keysyncd.core.vocabulary import Trigger
 from keysyncd.io.local.state import load_state
-from keysyncd.io.remote.sftp import Listing
-
-EPOCH = 1_700_000_000.0
-CONTROLLER = "controller"
-NODE_NAMES = ("node1", "node2", "node3")
-
-Files = Mapping[str, bytes]
-DigestState = frozenset[tuple[int, str]]
-
-
-@dataclass(frozen=True)
-class Token:
-    """A token keystone on ``source`` encrypted with its primary key at ``issued_at``."""
-
-    token: bytes
-    issued_at: float
-    source: str
-    what: str
-
-
-# --- what keystone sees in a directory -------------------------------------------------------
-
-
-def key_files(files: Files) -> dict[int, bytes]:
-    """Return index -> content of the files keystone would load (integer names, not empty)."""
-    keys = {}
-    for name, content in files.items():
-        try:
-            index = int(name)
-        except ValueError:
-            continue
-        if content:
-            keys[index] = content
-    return keys
-
-
-def keystone_multifernet(files: Files) -> MultiFernet:
-    """Return the MultiFernet keystone builds from ``files``: primary first, then descending."""
-    keys = key_files(files)
-    return MultiFernet([Fernet(keys[index]) for index in sorted(keys, reverse=True)])
-
-
-def primary_of(files: Files) -> bytes | None:
-    """Return the content of the primary key (highest index above 0), or None."""
-    above = [index for index in key_files(files) if index > 0]
-    return key_files(files)[max(above)] if above else None
-
-
-def digest_state(files: Files) -> DigestState:
-    """Return the repository state of ``files`` as (index, sha256) pairs."""
-    return frozenset((index, digest_of(content)) for index, content in key_files(files).items())
-
-
-def repository_problems(files: Files, settled: bool) -> list[str]:
-    """Return why ``files`` is not a valid keystone repository (empty when it is).
-
-    ``settled``: no push is under way, so no temp file may be left behind either.
-    """
-    problems = []
-    keys = key_files(files)
-    for name, content in files.items():
-        if name.startswith(TEMP_PREFIX):
-            if settled:
-                problems.append(f"temp file {name} left behind")
-            continue
-        if name not in {str(index) for index in keys}:
-            problems.append(f"unexpected file {name!r}")
-            continue
-        try:
-            Fernet(content)
-        except (ValueError, TypeError):
-            problems.append(f"key {name} is not a valid Fernet key")
-    if 0 not in keys:
-        problems.append("no staged key 0")
-    if primary_of(files) is None:
-        problems.append("no primary key")
-    return problems
-
-
-# --- the in-memory fleet ---------------------------------------------------------------------
-
-
-class ModelNode:
-    """One node's repository directory in memory: files, their modes, the directory mode."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.up = True
-        self.files: dict[str, bytes] = {}
-        self.modes: dict[str, int] = {}
-        self.directory_mode = 0o700
-        self.listing: set[str] = set()  # the names before the last operation
-        self.dies_after: int | None = None  # writes it completes before it goes down, if armed
-
-
-class ModelFleet:
-    """The in-memory nodes, one lock for every file operation, and an observer.
-
-    ``observer`` is called (under the lock) after every change on any node, so the machine
-    can check the rules that must hold while a push is under way, between any two operations.
-    """
-
-    def __init__(self, names: tuple[str, ...]) -> None:
-        self.nodes = {name: ModelNode(name) for name in names}
-        self.lock = threading.RLock()
-        self.observer: Callable[[str, str], None] | None = None
-        self.operations = 0
-
-    def changed(self, node: ModelNode, what: str) -> None:
-        self.operations += 1
-        if self.observer is not None:
-            self.observer(node.name, what)
-        node.listing = set(node.files)
-
-    def connect(self, node: NodeConfig, directory: Path, credentials: object) -> MemorySession:
-        """Stand-in for keysyncd.io.remote.ssh.connect: a session, or NodeError if it is down."""
-        model = self.nodes[node.name]
-        if not model.up:
-            raise NodeError(node.name, "unreachable", "connection refused (model node is down)")
-        return MemorySession(self, model)
-
-
-class MemorySession:
-    """The NodeSession methods FleetAction calls, over a ModelNode (same errors, same rules)."""
-
-    def __init__(self, fleet: ModelFleet, node: ModelNode) -> None:
-        self.fleet = fleet
-        self.node = node
-        self.closed = False
-
-    def _check(self, doing: str, writes: bool = True) -> None:
-        node = self.node
-        if writes and node.dies_after is not None:  # armed: the node dies before this write
-            if node.dies_after == 0:
-                node.up, node.dies_after = False, None
-            else:
-                node.dies_after -= 1
-        if self.closed or not node.up:
-            raise NodeError(self.node.name, "unreachable", f"connection lost while {doing}")
-
-    def _missing(self, name: str, doing: str) -> NodeError:
-        return NodeError(self.node.name, "error", f"no such file {name} while {doing}")
-
-    def list_directory(self, above: bool = False) -> Listing:  # no directory above is modelled
-        with self.fleet.lock:
-            self._check("listing", writes=False)
-            files = sorted(self.node.files.items())
-            entries = tuple(
-                Entry(name, EntryType.FILE, self.node.modes[name], len(content), 0, 0)
-                for name, content in files
-                if key_index(name) is not None
-            )
-            temps = tuple(name for name, _ in files if name.startswith(TEMP_PREFIX))
-            return Listing(self.node.directory_mode, entries, temps)  # S_IMODE, as the real one
-
-    def directory_mode(self) -> int:
-        with self.fleet.lock:
-            self._check("looking at the directory", writes=False)
-            return self.node.directory_mode
-
-    def list_every_entry(self) -> tuple[int, tuple[Entry, ...], tuple[str, ...]]:
-        """Every name, as init's check for a directory holding other files reads it."""
-        with self.fleet.lock:
-            self._check("listing", writes=False)
-            files = sorted(self.node.files.items())
-            entries = tuple(
-                Entry(name, EntryType.FILE, self.node.modes[name], len(content), 0, 0)
-                for name, content in files
-            )
-            temps = tuple(name for name, _ in files if name.startswith(TEMP_PREFIX))
-            return self.node.directory_mode, entries, temps
-
-    def read(self, entry: Entry) -> bytes:
-        name = entry.name
-        with self.fleet.lock:
-            self._check(f"reading {name}", writes=False)
-            if name not in self.node.files:
-                raise self._missing(name, "reading")
-            return self.node.files[name][: MAX_KEY_FILE + 1]
-
-    def read_many(self, entries: Sequence[Entry]) -> list[bytes | None]:
-        # One file after another, each under the lock: a writer may come between any two,
-        # which allows every interleaving the real two-batch read allows, and more.
-        return [self.read(entry) for entry in entries]
-
-    def clock_skew(self, clock: Callable[[], float]) -> float | None:
-        """The model's nodes keep the controller's time (the machine's clock is theirs)."""
-        with self.fleet.lock:
-            self._check("reading the clock", writes=False)
-            return 0.0
-
-    def write_temp(self, content: bytes, uid: int | None, gid: int | None) -> str:
-        with self.fleet.lock:
-            self._check("writing a temp file")
-            name = temp_name()
-            assert name not in self.node.files, "temp names must be exclusive"
-            self.node.files[name] = bytes(content)
-            self.node.modes[name] = 0o600
-            self.fleet.changed(self.node, f"write {name}")
-            return name
-
-    def rename(self, source: str, target: str) -> None:
-        with self.fleet.lock:
-            self._check(f"renaming into {target}")
-            if source not in self.node.files:
-                raise self._missing(source, f"renaming into {target}")
-            self.node.files[target] = self.node.files.pop(source)
-            self.node.modes[target] = self.node.modes.pop(source)
-            self.fleet.changed(self.node, f"rename {source} -> {target}")
-
-    def remove(self, name: str) -> None:
-        with self.fleet.lock:
-            self._check(f"removing {name}")
-            if name not in self.node.files:
-                raise self._missing(name, "removing")
-            del self.node.files[name]
-            del self.node.modes[name]
-            self.fleet.changed(self.node, f"remove {name}")
-
-    def remove_quietly(self, name: str) -> None:
-        with contextlib.suppress(NodeError):
-            self.remove(name)
-
-    def chmod_directory(self, mode: int, uid: int | None = None, gid: int | None = None) -> None:
-        with self.fleet.lock:
-            self._check("changing the mode of the directory")
-            self.node.directory_mode = mode & 0o7777
-            self.fleet.changed(self.node, f"chmod directory {mode:o}")
-
-    def close(self) -> None:
-        self.closed = True
-
-    def abort(self) -> None:
-        self.closed = True
-
-
-class NoCredentials:
-    """Stand-in for keysyncd.io.remote.ssh.Credentials: no known_hosts or key files are read."""
-
-    def __init__(self, ssh: object, deadlines: object = None) -> None:
-        self.ssh = ssh
-
-
-# --- the machine -----------------------------------------------------------------------------
-
-
-class FleetMachine(RuleBasedStateMachine):
-    """Rotate / sync / stop / start / advance the clock; check SPEC section 2 after each step.
-
-    Subclasses provide the nodes: ``node_files``, ``node_is_up``, ``set_node_up``,
-    ``make_config`` and ``epoch`` (the clock is ``epoch() + offset``).
-    """
-
-    node_names: tuple[str, ...] = NODE_NAMES
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.offset = 0.0
-        self.ready = False
-        self.behind: set[str] = set()  # nodes left behind by a --force rotation while down
-        # Nodes that died in the middle of a push: they hold a state between two generations,
-        # but still every primary and every live token's key (they are not behind).
-        self.partial: set[str] = set()
-        self.victims: set[str] = set()  # nodes armed to die during the current step
-        self.generation_of: dict[DigestState, int] = {}
-        self.node_generation: dict[str, int] = {}
-        self.controller_generation = 0
-        self.tokens: list[Token] = []
-        self.log: list[str] = []
-
-    # backend hooks
-
-    def epoch(self) -> float:
-        raise NotImplementedError
-
-    def node_files(self, name: str) -> dict[str, bytes]:
-        raise NotImplementedError
-
-    def node_is_up(self, name: str) -> bool:
-        raise NotImplementedError
-
-    def set_node_up(self, name: str, up: bool) -> None:
-        raise NotImplementedError
-
-    def make_config(self, repository: dict[str, Any]) -> Config:
-        raise NotImplementedError
-
-    def armed_nodes(self) -> set[str]:
-        """Return the nodes set to die in the middle of the next action (none by default)."""
-        return set()
-
-    # helpers
-
-    def make_run(self) -> Run:
-        """Return a Run of the one repository on this machine's clock."""
-        return Run(self.config, self.repository, Trigger.CLI, clock=self.now)
-
-    def now(self) -> float:
-        return self.epoch() + self.offset
-
-    def controller_files(self) -> dict[str, bytes]:
-        path = self.repository.path
-        return {p.name: p.read_bytes() for p in path.iterdir() if p.is_file()}
-
-    def up_nodes(self) -> list[str]:
-        return [name for name in self.node_names if self.node_is_up(name)]
-
-    def down_nodes(self) -> list[str]:
-        return [name for name in self.node_names if not self.node_is_up(name)]
-
-    def holders(self) -> dict[str, dict[str, bytes]]:
-        """Return the controller and every node not left behind by a forced rotation."""
-        found = {CONTROLLER: self.controller_files()}
-        for name in self.node_names:
-            if name not in self.behind:
-                found[name] = self.node_files(name)
-        return found
-
-    def retention(self) -> int:
-        return self.repository.token_expiration + self.repository.allow_expired_window
-
-    def live_tokens(self) -> list[Token]:
-        """Return the tokens that may still be valid."""
-        now = self.now()
-        return [token for token in self.tokens if token.issued_at + self.retention() > now]
-
-    def fall_behind(self, names: set[str]) -> None:
-        """Mark ``names`` as (possibly) left behind by --force; forget the tokens they issued,
-        whose loss is what --force accepts.
-        """
-        self.behind |= names
-        self.tokens = [token for token in self.tokens if token.source not in names]
-
-    def issue_tokens(self, what: str) -> None:
-        """Encrypt a token with the primary key of the controller and of every node, as keystone
-        does on each node (a node whose sshd is unreachable may still serve keystone).
-
-        Nodes left behind by --force are skipped: losing their tokens is what --force accepts.
-        """
-        now = self.now()
-        self.tokens = self.live_tokens()
-        issued: set[bytes] = set()
-        for source, files in self.holders().items():
-            primary = primary_of(files)
-            assert primary is not None, f"{source} has no primary"
-            if primary not in issued:
-                issued.add(primary)
-                token = Fernet(primary).encrypt(b"token")
-                self.tokens.append(Token(token, now, source, what))
-
-    def after_step(self, what: str) -> None:
-        """Bookkeeping after a step: who died mid-push, who caught up; then a new token."""
-        self.log.append(f"t+{self.offset:g}: {what}")
-        controller = digest_state(self.controller_files())
-        for name in self.victims - self.behind:
-            if not self.node_is_up(name) and digest_state(self.node_files(name)) != controller:
-                self.partial.add(name)
-        self.victims = set()
-        for name in sorted(self.behind | self.partial):
-            if digest_state(self.node_files(name)) == controller:
-                self.behind.discard(name)
-                self.partial.discard(name)
-        self.issue_tokens(what)
-
-    def died(self) -> list[str]:
-        """Return the nodes armed at the start of this step that have gone down since."""
-        return sorted(name for name in self.victims if not self.node_is_up(name))
-
-    def describe(self) -> str:
-        return (
-            f"policy max_active_keys={self.repository.max_active_keys} "
-            f"token_expiration={self.repository.token_expiration} "
-            f"allow_expired_window={self.repository.allow_expired_window}; "
-            f"down={self.down_nodes()} behind={sorted(self.behind)} "
-            f"partial={sorted(self.partial)}; steps: " + " | ".join(self.log[-12:])
-        )
-
-    # rules
-
-    @initialize(
-        max_active_keys=st.integers(2, 5),
-        token_expiration=st.integers(1, 3600),
-        allow_expired_window=st.integers(0, 3600),
-    )
-    def init(self, max_active_keys: int, token_expiration: int, allow_expired_window: int) -> None:
-        self.config = self.make_config(
-            {
-                "max_active_keys": max_active_keys,
-                "token_expiration": token_expiration,
-                "allow_expired_window": allow_expired_window,
-            }
-        )
-        (self.repository,) = self.config.repositories
-        result = init_repository(self.make_run())
-        assert result.outcome == "ok", result
-        self.ready = True
-        self.after_step("init")
-
-    def _rotate(self, force: bool) -> None:
-        down = self.down_nodes()
-        self.victims = self.armed_nodes()
-        before = load_state(self.config.state_dir, self.repository.name).generation
-        if force:
-            # Until the step is over, a node that is down (or may die) may end up behind.
-            self.fall_behind(set(down) | self.victims)
-        result = rotate_repository(self.make_run(), dry_run=False, force=force)
-        after = load_state(self.config.state_dir, self.repository.name).generation
-        died = self.died()
-        label = (
-            f"rotate{' --force' if force else ''} (down {down}, died {died}) -> {result.outcome}"
-        )
-        if result.outcome == "deferred":
-            assert after == before, f"{label}: a deferred rotation changed the repository"
-        # --force overrides a node down, never the clock: a majority of the nodes must vouch
-        # for it (SPEC rule 10)
-        vouched = len(self.node_names) - len(down) >= len(self.node_names) // 2 + 1
-        if down and (not force or not vouched):
-            assert result.outcome == "deferred", f"{label}: must defer with nodes down"
-        elif not died:
-            assert after == before + 1, f"{label}: generation {before} -> {after}"
-            expected = outcome_with(down, self.node_names)
-            assert result.outcome == expected, f"{label}: {result.messages}"
-        self.after_step(label)
-
-    @precondition(lambda self: self.ready)
-    @rule()
-    def rotate(self) -> None:
-        self._rotate(force=False)
-
-    @precondition(lambda self: self.ready)
-    @rule(draw=st.integers(0, 2))
-    def rotate_forced(self, draw: int) -> None:
-        """Force one draw in three (the other two rotate normally): --force is the exception."""
-        self._rotate(force=draw == 0)
-
-    @precondition(lambda self: self.ready)
-    @rule()
-    def sync(self) -> None:
-        down = self.down_nodes()
-        self.victims = self.armed_nodes()
-        result = sync_repository(self.make_run())
-        died = self.died()
-        label = f"sync (down {down}, died {died}) -> {result.outcome}"
-        expected = outcome_with(sorted({*down, *died}), self.node_names)
-        assert result.outcome == expected, label
-        for name in self.up_nodes():
-            node = result.nodes[name]
-            assert node.status in GOOD, f"{label}: {name} {node.reason}: {node.error}"
-        self.after_step(label)
-
-    @precondition(lambda self: self.ready)
-    @rule(pick=st.integers(0, 2))
-    def stop_node(self, pick: int) -> None:
-        if up := self.up_nodes():
-            name = up[pick % len(up)]
-            self.set_node_up(name, False)
-            self.after_step(f"stop {name}")
-
-    @precondition(lambda self: self.ready)
-    @rule(pick=st.integers(0, 2))
-    def start_node(self, pick: int) -> None:
-        if down := self.down_nodes():
-            name = down[pick % len(down)]
-            self.set_node_up(name, True)
-            self.after_step(f"start {name}")
-
-    @precondition(lambda self: self.ready)
-    @rule(data=st.data())
-    def advance_clock(self, data: st.DataObject) -> None:
-        retention = self.retention()
-        seconds = data.draw(
-            st.one_of(
-                st.sampled_from([0, 1, retention - 1, retention, retention + 1]),
-                st.integers(0, 2 * retention),
-            ),
-            label="seconds",
-        )
-        self.offset += seconds
-        self.after_step(f"advance {seconds}s")
-
-    # invariants
-
-    @invariant()
-    def every_repository_is_valid(self) -> None:
-        if not self.ready:
-            return
-        for name in (CONTROLLER, *self.node_names):
-            files = self.controller_files() if name == CONTROLLER else self.node_files(name)
-            # A node that died mid-push may keep a temp file until its next push cleans it.
-            settled = name not in self.behind | self.partial
-            problems = repository_problems(files, settled=settled)
-            assert not problems, f"{name} holds an invalid repository: {problems}; " + (
-                self.describe()
-            )
-
-    @invariant()
-    def everyone_holds_everyones_primary(self) -> None:
-        if self.ready:
-            problem = primaries_problem(self.holders())
-            assert problem is None, f"{problem}; {self.describe()}"
-
-    @invariant()
-    def live_tokens_decrypt_everywhere(self) -> None:
-        if self.ready:
-            problem = tokens_problem(self.holders(), self.live_tokens(), self.now())
-            assert problem is None, f"{problem}; {self.describe()}"
-
-    @invariant()
-    def nodes_in_step_hold_the_controller_keys(self) -> None:
-        """A node that is neither behind nor partial holds the controller's keys, same staged
-        key and primary; a node that was down when a sync retired keys may still hold those.
-        """
-        if not self.ready:
-            return
-        controller = key_files(self.controller_files())
-        for name in self.node_names:
-            if name in self.behind | self.partial:
-                continue
-            node = key_files(self.node_files(name))
-            assert node.items() >= controller.items() and max(node) == max(controller), (
-                f"{name} is not behind but does not hold the controller's keys; {self.describe()}"
-            )
-
-    @invariant()
-    def generations_never_go_backwards(self) -> None:
-        if not self.ready:
-            return
-        state = load_state(self.config.state_dir, self.repository.name)
-        controller = digest_state(self.controller_files())
-        assert state.digests == dict(controller), "the state journal differs from the disk"
-        assert state.generation >= self.controller_generation, (
-            f"controller generation went back: {self.controller_generation} -> {state.generation}"
-        )
-        self.controller_generation = state.generation
-        known = self.generation_of.setdefault(controller, state.generation)
-        assert known == state.generation, "one digest set, two generations"
-        for name in self.node_names:
-            held = digest_state(self.node_files(name))
-            generation = self.generation_of.get(held)
-            if generation is None and name in self.behind | self.partial:
-                continue  # between two generations: it died in the middle of a push
-            assert generation is not None, (
-                f"{name} holds a key set the controller never had; {self.describe()}"
-            )
-            last = self.node_generation.get(name, 0)
-            assert generation >= last, (
-                f"{name} went back from generation {last} to {generation}; {self.describe()}"
-            )
-            self.node_generation[name] = generation
-
-
-def outcome_with(down: list[str], nodes: tuple[str, ...]) -> str:
-    """Return the report outcome of a push with ``down`` nodes unreachable."""
-    if not down:
-        return "ok"
-    return "failed" if len(down) == len(nodes) else "partial"
-
-
-def primaries_problem(
-    holders: Mapping[str, Files], readers: Mapping[str, Files] | None = None
-) -> str | None:
-    """Return which holder (or reader) lacks which holder's primary key (by content), or None."""
-    everyone = {**holders, **(readers or {})}
-    contents = {name: set(key_files(files).values()) for name, files in everyone.items()}
-    for source, files in holders.items():
-        primary = primary_of(files)
-        for holder, held in contents.items():
-            if holder != source and primary not in held:
-                return f"{holder} lacks the primary key of {source}"
-    return None
-
-
-def tokens_problem(holders: Mapping[str, Files], tokens: list[Token], now: float) -> str | None:
-    """Return which holder cannot decrypt which still-valid token, or None."""
-    for name, files in holders.items():
-        fernet = keystone_multifernet(files)
-        for token in tokens:
-            try:
-                fernet.decrypt(token.token)
-            except InvalidToken:
-                return (
-                    f"{name} cannot decrypt a token issued by {token.source} at "
-                    f"{token.issued_at:.3f} (after {token.what}) "
-                    f"that may still be valid at {now:.3f}: a key it needs was retired too "
-                    "early (SPEC safety rule 2)"
-                )
-    return None
+from tests.fleet_machine import FleetMachine
+from tests.memory_fleet import (
+    EPOCH,
+    ModelFleet,
+    NoCredentials,
+    key_files,
+    memory_config,
+    primaries_problem,
+    primary_of,
+    repository_problems,
+    tokens_problem,
+)
 
 
 class ModelFleetMachine(FleetMachine):
@@ -748,28 +160,8 @@ class ModelFleetMachine(FleetMachine):
         self.fleet.nodes[name].dies_after = None
 
     def make_config(self, repository: dict[str, Any]) -> Config:
-        document = {
-            "state_dir": str(self.root / "state"),
-            "report_dir": str(self.root / "reports"),
-            "repositories": [
-                {
-                    "name": "fernet-tokens",
-                    "kind": "fernet",
-                    "path": str(self.root / "keys"),
-                    **repository,
-                }
-            ],
-            # Credentials are patched out: these files are never read.
-            "ssh": {
-                "user": "keystone",
-                "known_hosts": "/nonexistent/known_hosts",
-                "identity_file": "/nonexistent/id_ed25519",
-                # several nodes at once, as in production: a phase's operations interleave
-                "concurrency": self.concurrency,
-            },
-            "nodes": [{"name": name, "host": "127.0.0.1", "port": 22} for name in self.node_names],
-        }
-        return parse_config(document, self.root / "config.yaml")
+        # several nodes at once, as in production: a phase's operations interleave
+        return memory_config(self.root, self.node_names, repository, concurrency=self.concurrency)
 
     def while_pushing(self, changed: str, what: str) -> None:
         """Called after every file operation on a node: rules 1-3 hold between any two of them.
@@ -864,8 +256,14 @@ def model_settings(**overrides: Any) -> settings:
 
 
 ModelFleetMachine.TestCase.settings = model_settings()
+
+
 TestFleetModel = ModelFleetMachine.TestCase
+
+
 MidPushFailureMachine.TestCase.settings = model_settings()
+
+
 TestFleetModelWithMidPushFailures = MidPushFailureMachine.TestCase
 
 

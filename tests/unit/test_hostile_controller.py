@@ -9,7 +9,6 @@ outside ``state_dir`` included). Nodes are never contacted: every refusal comes 
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 import stat
@@ -23,6 +22,7 @@ import pytest
 import yaml
 
 from keysyncd.commands.cli import main
+from tests.filetree import tree
 
 ROOT = os.geteuid() == 0
 
@@ -78,22 +78,6 @@ def with_node(controller: Controller) -> None:
     }
     document["nodes"] = [{"name": "node1", "host": "127.0.0.1", "port": 9}]  # fmt: skip
     controller.config.write_text(yaml.safe_dump(document))
-
-
-def tree(root: Path) -> dict[str, tuple]:
-    """Return type, mode, owner and content digest (or link target) of everything below root."""
-    found = {}
-    for base, dirs, files in os.walk(root):
-        for name in dirs + files:
-            path = Path(base) / name
-            info = os.lstat(path)
-            if stat.S_ISREG(info.st_mode):
-                what = hashlib.sha256(path.read_bytes()).hexdigest()
-            else:
-                what = os.readlink(path) if stat.S_ISLNK(info.st_mode) else ""
-            found[str(path)] = (stat.S_IFMT(info.st_mode), info.st_mode & 0o7777, info.st_uid,
-                                what)  # fmt: skip
-    return found
 
 
 def symlink_to_victim(relative: str) -> Callable[[Controller], Path]:

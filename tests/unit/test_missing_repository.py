@@ -18,19 +18,12 @@ from keysyncd.config import load_config
 from keysyncd.core.vocabulary import Trigger
 from keysyncd.io.local.state import load_state
 from keysyncd.io.runtime.metrics import registry_for
+from tests.local_cli import initialised_config
 
 
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
-    path = tmp_path / "config.yaml"
-    document = {
-        "state_dir": str(tmp_path / "state"),
-        "report_dir": str(tmp_path / "reports"),
-        "repositories": [{"name": "fernet-tokens", "path": str(tmp_path / "keys")}],
-    }
-    path.write_text(yaml.safe_dump(document))
-    assert main(["-c", str(path), "-q", "init"]) == 0
-    return path
+    return initialised_config(tmp_path)
 
 
 def test_status_of_a_vanished_repository_exits_1_and_says_so(

@@ -23,7 +23,7 @@ from keysyncd.core.times import rfc3339
 from keysyncd.core.vocabulary import GOOD, STALE, NodeStatus, Outcome, outcome_after_push
 from keysyncd.io.local.state import load_state
 from tests.keystone_compat import fernet_rotate
-from tests.unit.test_cli_conventions import cli, edit_state, write_config
+from tests.local_cli import cli, edit_state, write_config
 
 T1, T2 = 1_765_000_000.0, 1_765_003_600.0  # 2025-12-06T05:46:40Z and an hour later
 NODE_STATUSES = [*NodeStatus, STALE]

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from keysyncd.commands.cli import main
+from tests.local_cli import initialised_config
 
 HOSTILE = "evil\x1b[2J\x1b]0;owned\x07\nFORGED LINE\r\u202e"
 ESCAPED = "evil\\x1b[2J\\x1b]0;owned\\x07\\nFORGED LINE\\r\\u202e"
@@ -19,15 +20,7 @@ ESCAPED = "evil\\x1b[2J\\x1b]0;owned\\x07\\nFORGED LINE\\r\\u202e"
 
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
-    path = tmp_path / "config.yaml"
-    document = {
-        "state_dir": str(tmp_path / "state"),
-        "report_dir": str(tmp_path / "reports"),
-        "repositories": [{"name": "fernet-tokens", "path": str(tmp_path / "keys")}],
-    }
-    path.write_text(yaml.safe_dump(document))
-    assert main(["-c", str(path), "-q", "init"]) == 0
-    return path
+    return initialised_config(tmp_path)
 
 
 def the_report(config: Path) -> Path:

@@ -39,6 +39,19 @@ def report(started: float, outcome: str = "ok", action: str = "sync") -> Report:
     )
 
 
+def verify_chain_command(root: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """Run ``report verify-chain`` over the reports and state under ``root``; return (exit
+    code, stdout)."""
+    config = root / "config.yaml"
+    config.write_text(
+        f"state_dir: {root / 'state'}\nreport_dir: {root / 'reports'}\n"
+        f"repositories:\n  - name: fernet-tokens\n    path: {root}/keys\n"
+    )
+    capsys.readouterr()
+    code = main(["-c", str(config), "report", "verify-chain"])
+    return code, capsys.readouterr().out
+
+
 def test_retention_by_count_keeps_the_chain_verifiable(tmp_path: Path) -> None:
     reports, state = tmp_path / "reports", tmp_path / "state"
     for minute in range(10):
@@ -102,14 +115,9 @@ def test_a_clock_step_back_keeps_the_order_the_chain_and_the_newest_reports(
         assert path.stem.endswith(item.id.split("-", 1)[1])  # same action and suffix
         assert document["started_at"] == precise_time(item.started_at)  # the truth stays
     assert verify_chain(reports, state) == []
-    config = tmp_path / "config.yaml"
-    config.write_text(
-        f"state_dir: {state}\nreport_dir: {reports}\n"
-        f"repositories:\n  - name: fernet-tokens\n    path: {tmp_path}/keys\n"
-    )
-    capsys.readouterr()
-    assert main(["-c", str(config), "report", "verify-chain"]) == 0
-    assert "chain of 3 reports: intact" in capsys.readouterr().out
+    code, out = verify_chain_command(tmp_path, capsys)
+    assert code == 0
+    assert "chain of 3 reports: intact" in out
 
 
 def test_a_report_written_late_is_chained_where_it_was_written_and_says_so(
@@ -125,14 +133,8 @@ def test_a_report_written_late_is_chained_where_it_was_written_and_says_so(
     assert document["started_at"] == precise_time(NOW)
     assert report_files(reports)[-1] == path
     assert inspect_chain(reports, state) == ([], {path.stem: precise_time(NOW + 120)})
-    config = tmp_path / "config.yaml"
-    config.write_text(
-        f"state_dir: {state}\nreport_dir: {reports}\n"
-        f"repositories:\n  - name: fernet-tokens\n    path: {tmp_path}/keys\n"
-    )
-    capsys.readouterr()
-    assert main(["-c", str(config), "report", "verify-chain"]) == 0
-    out = capsys.readouterr().out
+    code, out = verify_chain_command(tmp_path, capsys)
+    assert code == 0
     assert f"LATE: report {path.stem} was written at {precise_time(NOW + 120)}" in out
     assert "chain of 2 reports: intact, 1 written late" in out
 

@@ -11,14 +11,12 @@ anywhere below the test's directory.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import logging
 import os
 import stat
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,34 +24,9 @@ import pytest
 import yaml
 
 from keysyncd.commands.cli import main
+from tests.filetree import tree
 
 OTHER_UID = 65534  # nobody: a real other owner (the suite runs as root)
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """cli.main() replaces the root logger's handlers with one bound to the captured stderr."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-
-
-def tree(root: Path) -> dict[str, tuple[int, int, int, str]]:
-    """Return type, mode, owner and content digest (or link target) of everything below root."""
-    found = {}
-    for base, dirs, files in os.walk(root):
-        for name in dirs + files:
-            path = Path(base) / name
-            info = os.lstat(path)
-            if stat.S_ISREG(info.st_mode):
-                what = hashlib.sha256(path.read_bytes()).hexdigest()
-            else:
-                what = os.readlink(path) if stat.S_ISLNK(info.st_mode) else ""
-            found[str(path)] = (stat.S_IFMT(info.st_mode), info.st_mode & 0o7777, info.st_uid,
-                                what)  # fmt: skip
-    return found
 
 
 class Controller:
