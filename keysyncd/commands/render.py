@@ -7,6 +7,7 @@ without loading the modules that reach the nodes.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import asdict
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -153,23 +154,48 @@ def repository_summary(runs: Iterable[RepositoryRun]) -> list[str]:
 
 
 def plan_lines(plan: RepositoryPlan) -> list[str]:
-    """Return the key lifecycle table and the lint warnings of ``plan``."""
+    """Return the key lifecycle table (its columns the kind's lifecycle fields: ``key``,
+    ``staged``, ``primary``... or ``node``, ``key``, ``staged``, ``signing``...), the notes
+    and the lint warnings of ``plan``."""
     lines = [
         f"{plan.name}: next rotations: "
         + ", ".join(when(t) for t in plan.rotations[:3])
         + (" ..." if len(plan.rotations) > 3 else "")
     ]
-    lines.append(f"  {'key':>5}  {'staged':<21} {'primary':<21} {'secondary':<21} retired")
-    for life in plan.lifecycles:
-        lines.append(
-            f"  {life.index:>5}  {when(life.staged_at):<21} {when(life.primary_at):<21} "
-            f"{when(life.secondary_at):<21} {when(life.retired_at)}"
-        )
+    rows = [asdict(life) for life in plan.lifecycles]
+    if rows:
+        widths = {name: _width(name, [row[name] for row in rows]) for name in rows[0]}
+        titles = {name: _title(name) for name in widths}
+        for row in [titles, *({n: _shown_cell(n, row[n]) for n in row} for row in rows)]:
+            lines.append(
+                ("  " + "  ".join(_cell(n, row[n], w) for n, w in widths.items())).rstrip()
+            )
     lines.extend(f"  note: {kept}" for kept in plan.kept_now)
     lines.extend(f"  WARNING: {warning}" for warning in plan.warnings)
     if not plan.warnings:
-        lines.append("  config: max_active_keys is large enough for this schedule")
+        lines.append(f"  config: {plan.sound}")
     return lines
+
+
+def _title(name: str) -> str:
+    """Return a lifecycle field's column title (``index`` is the key's number)."""
+    return "key" if name == "index" else name.removesuffix("_at")
+
+
+def _shown_cell(name: str, value: Any) -> str:
+    return when(value) if name.endswith("_at") else shown(value, 60)
+
+
+def _width(name: str, values: list[Any]) -> int:
+    """Return a column's width: times 20, names as wide as the widest, numbers 5."""
+    if name.endswith("_at"):
+        return 20
+    return max(5, len(_title(name)), *(len(_shown_cell(name, v)) for v in values))
+
+
+def _cell(name: str, text: str, width: int) -> str:
+    """Return ``text`` in its column: numbers right-aligned, the rest left-aligned."""
+    return f"{text:>{width}}" if name == "index" else f"{text:<{width}}"
 
 
 def status_lines(status: dict[str, Any]) -> list[str]:
@@ -180,10 +206,16 @@ def status_lines(status: dict[str, Any]) -> list[str]:
         f"next {status['next_rotation_at'] or '-'}"
     ]
     for key in status["keys"]:
+        node = f"  node {shown(key['node'])}" if key.get("node") else ""  # a pair per node
         lines.append(
             f"  {key['index']:>5} {key['role']:<9} sha256:{short_digest(key['sha256'])}  "
-            f"demoted {key['demoted_at'] or '-'}"
+            f"demoted {key['demoted_at'] or '-'}{node}"
         )
+    lines.extend(
+        f"  retiring {shown(old['public'])} (node {shown(old['node'])}): goes from "
+        f"{old['safe_at'] or 'once its node is verified signing with a newer pair'}"
+        for old in status.get("retiring", [])
+    )
     lines.extend(f"  PROBLEM: {shown(p, 2000)}" for p in status["problems"])
     lines.extend(f"  WARNING: {shown(w, 2000)}" for w in status["warnings"])
     clock = status.get("clock")

@@ -12,7 +12,8 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from keysyncd.actions.inspect import RepositoryPlan, repository_plan, repository_status
+from keysyncd.actions import operations
+from keysyncd.actions.inspect import RepositoryPlan
 from keysyncd.commands import render
 from keysyncd.commands.exits import Exit
 from keysyncd.commands.output import Output
@@ -22,28 +23,15 @@ from keysyncd.core.times import rfc3339
 from keysyncd.core.vocabulary import GOOD
 from keysyncd.io.runtime.daemon_info import read_daemon_info
 
-# Kinds whose views actions.inspect serves without loading the SSH library. Other kinds go
-# through actions.operations, which imports every action (and with them paramiko).
-LIGHT_VIEWS = frozenset({"fernet", "credential"})
-
 
 def status_of(config: Config, repository: RepositoryConfig, now: float) -> dict[str, Any]:
     """Return the status of ``repository`` from its kind's read-only view."""
-    if repository.kind in LIGHT_VIEWS:
-        return repository_status(config, repository, now)
-    from keysyncd.actions import operations
-
     return operations.of(repository).status(config, repository, now)
 
 
 def plan_of(config: Config, repository: RepositoryConfig, now: float) -> RepositoryPlan:
     """Return the plan of ``repository`` from its kind's read-only view."""
-    if repository.kind in LIGHT_VIEWS:
-        return repository_plan(config, repository, now)
-    from keysyncd.actions import operations
-
-    plan: RepositoryPlan = operations.of(repository).plan(config, repository, now)
-    return plan
+    return operations.of(repository).lifecycles(config, repository, now)
 
 
 def chosen(config: Config, name: str | None) -> list[RepositoryConfig]:
