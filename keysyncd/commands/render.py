@@ -164,12 +164,17 @@ def plan_lines(plan: RepositoryPlan) -> list[str]:
     ]
     rows = [asdict(life) for life in plan.lifecycles]
     if rows:
-        widths = {name: _width(name, [row[name] for row in rows]) for name in rows[0]}
-        titles = {name: _title(name) for name in widths}
-        for row in [titles, *({n: _shown_cell(n, row[n]) for n in row} for row in rows)]:
-            lines.append(
-                ("  " + "  ".join(_cell(n, row[n], w) for n, w in widths.items())).rstrip()
+        # the title of ``index`` (a key's number, right-aligned) is "key", of ``x_at`` "x"
+        names = ["key" if n == "index" else n.removesuffix("_at") for n in rows[0]]
+        table = [names, *([_cell(n, v) for n, v in row.items()] for row in rows)]
+        least = [20 if n.endswith("_at") else 5 for n in rows[0]]  # a time is 20 wide
+        widths = [max(least[i], *(len(line[i]) for line in table)) for i in range(len(names))]
+        for line in table:
+            cells = (
+                f"{c:>{w}}" if n == "key" and "index" in rows[0] else f"{c:<{w}}"
+                for n, c, w in zip(names, line, widths, strict=True)
             )
+            lines.append(("  " + "  ".join(cells)).rstrip())
     lines.extend(f"  note: {kept}" for kept in plan.kept_now)
     lines.extend(f"  WARNING: {warning}" for warning in plan.warnings)
     if not plan.warnings:
@@ -177,25 +182,9 @@ def plan_lines(plan: RepositoryPlan) -> list[str]:
     return lines
 
 
-def _title(name: str) -> str:
-    """Return a lifecycle field's column title (``index`` is the key's number)."""
-    return "key" if name == "index" else name.removesuffix("_at")
-
-
-def _shown_cell(name: str, value: Any) -> str:
+def _cell(name: str, value: Any) -> str:
+    """Return a lifecycle field as the plan's table shows it (a time, a name, a number)."""
     return when(value) if name.endswith("_at") else shown(value, 60)
-
-
-def _width(name: str, values: list[Any]) -> int:
-    """Return a column's width: times 20, names as wide as the widest, numbers 5."""
-    if name.endswith("_at"):
-        return 20
-    return max(5, len(_title(name)), *(len(_shown_cell(name, v)) for v in values))
-
-
-def _cell(name: str, text: str, width: int) -> str:
-    """Return ``text`` in its column: numbers right-aligned, the rest left-aligned."""
-    return f"{text:>{width}}" if name == "index" else f"{text:<{width}}"
 
 
 def status_lines(status: dict[str, Any]) -> list[str]:
