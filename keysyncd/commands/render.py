@@ -194,17 +194,7 @@ def status_lines(status: dict[str, Any]) -> list[str]:
         f"{status['generation']}, last rotation {status['last_rotation_at'] or '-'}, "
         f"next {status['next_rotation_at'] or '-'}"
     ]
-    for key in status["keys"]:
-        node = f"  node {shown(key['node'])}" if key.get("node") else ""  # a pair per node
-        lines.append(
-            f"  {key['index']:>5} {key['role']:<9} sha256:{short_digest(key['sha256'])}  "
-            f"demoted {key['demoted_at'] or '-'}{node}"
-        )
-    lines.extend(
-        f"  retiring {shown(old['public'])} (node {shown(old['node'])}): goes from "
-        f"{old['safe_at'] or 'once its node is verified signing with a newer pair'}"
-        for old in status.get("retiring", [])
-    )
+    lines += _key_lines(status)
     lines.extend(f"  PROBLEM: {shown(p, 2000)}" for p in status["problems"])
     lines.extend(f"  WARNING: {shown(w, 2000)}" for w in status["warnings"])
     clock = status.get("clock")
@@ -228,6 +218,23 @@ def status_lines(status: dict[str, Any]) -> list[str]:
         )
     lines.extend(node_line(node, entry) for node, entry in sorted(status.get("nodes", {}).items()))
     return lines
+
+
+def _key_lines(status: dict[str, Any]) -> list[str]:
+    """Return a line per key (with its node, for a kind with a pair per node) and per old
+    public key kept until it is safe to delete."""
+    lines = []
+    for key in status["keys"]:
+        node = f"  node {shown(key['node'])}" if key.get("node") else ""
+        lines.append(
+            f"  {key['index']:>5} {key['role']:<9} sha256:{short_digest(key['sha256'])}  "
+            f"demoted {key['demoted_at'] or '-'}{node}"
+        )
+    return lines + [
+        f"  retiring {shown(old['public'])} (node {shown(old['node'])}): goes from "
+        f"{old['safe_at'] or 'once its node is verified signing with a newer pair'}"
+        for old in status.get("retiring", [])
+    ]
 
 
 def node_line(node: str, entry: Mapping[str, Any]) -> str:

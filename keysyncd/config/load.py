@@ -53,9 +53,7 @@ _REPOSITORY_KEYS = {
     "owner",
     "group",
     "hooks",
-    "algorithm",
-    "private_path",
-    "public_path",
+    *KIND_FIELDS,  # each judged by _kind_fields: only the kinds that take it may have it
 }
 _EVENTS = ("before_rotate", "after_rotate", "on_failure")
 
@@ -93,16 +91,20 @@ def _repository(reader: check.Reader, value: Any, path: str) -> RepositoryConfig
         public_path=Path(public_path) if public_path else None,
     )
     if kind.pairs_per_node:
-        private, public = (Path(os.path.normpath(d)) for d in repository.jws_directories())
-        if private == public or private in public.parents or public in private.parents:
-            # keystone reads every file in the public directory: private.pem (and keysyncd's
-            # temp files) must never be there
-            reader.fail(
-                f"{path}.public_path",
-                f"{public} must be apart from the private directory (private_path) "
-                f"{private}: neither may be inside the other",
-            )
+        _apart(reader, repository, path)
     return repository
+
+
+def _apart(reader: check.Reader, repository: RepositoryConfig, path: str) -> None:
+    """Reject a public directory equal to or nested with the private one: keystone reads
+    every file in it, and private.pem (and keysyncd's temp files) must never be there."""
+    private, public = (Path(os.path.normpath(d)) for d in repository.jws_directories())
+    if private == public or private in public.parents or public in private.parents:
+        reader.fail(
+            f"{path}.public_path",
+            f"{public} must be apart from the private directory (private_path) "
+            f"{private}: neither may be inside the other",
+        )
 
 
 def _kind_fields(reader: check.Reader, data: dict[str, Any], path: str, kind: KeyKind) -> None:
@@ -126,8 +128,7 @@ def _kind_fields(reader: check.Reader, data: dict[str, Any], path: str, kind: Ke
         )
     hooks = data.get("hooks")
     if not kind.hooks_apply and isinstance(hooks, dict) and any(hooks.get(e) for e in _EVENTS):
-        # a hook that looks configured but never runs is worse than none: no before_rotate
-        # veto, no after_rotate block, no on_failure page
+        # a hook that never runs is worse than none: no veto, no block, no page on failure
         reader.fail(
             f"{path}.hooks",
             f"hooks do not run for kind {kind.name} yet: remove them (keysyncd would ignore them)",
