@@ -14,7 +14,7 @@ from typing import Any
 
 from keysyncd.actions import operations
 from keysyncd.actions.inspect import RepositoryPlan
-from keysyncd.commands import render
+from keysyncd.commands import render, viewlines
 from keysyncd.commands.exits import Exit
 from keysyncd.commands.output import Output
 from keysyncd.config import Config, RepositoryConfig
@@ -53,9 +53,9 @@ def cmd_status(args: argparse.Namespace, config: Config, out: Output) -> int:
     out.document(
         {"daemon": daemon, "repositories": statuses, "attention": attention, "exit_code": code}
     )
-    out.lines(render.daemon_lines(daemon))
+    out.lines(viewlines.daemon_lines(daemon))
     for status in statuses:
-        out.lines(render.status_lines(status))
+        out.lines(viewlines.status_lines(status))
     out.lines(f"ATTENTION: {render.shown(reason, 2000)}" for reason in attention)
     return int(code)
 
@@ -65,7 +65,7 @@ def needs_attention(repository: RepositoryConfig, status: dict[str, Any], now: f
     reasons = [f"problem: {problem}" for problem in status["problems"]]
     for node, entry in sorted(status["nodes"].items()):
         if entry.get("status") not in GOOD:  # a stale node too: it needs a sync (SPEC 5)
-            reasons.append(render.node_attention(node, entry))
+            reasons.append(viewlines.node_attention(node, entry))
     if status.get("rotation_blocked_by"):
         reasons.append("rotation blocked by a failed after_rotate hook")
     clock = status.get("clock")
@@ -110,7 +110,7 @@ def cmd_plan(args: argparse.Namespace, config: Config, out: Output) -> int:
     plans = [plan_of(config, r, now) for r in chosen(config, args.repo)]
     out.document({"repositories": [plan_json(plan) for plan in plans]})
     for plan in plans:
-        out.lines(render.plan_lines(plan))
+        out.lines(viewlines.plan_lines(plan))
     return int(Exit.DONE)
 
 
