@@ -17,7 +17,6 @@ from typing import Any
 from keysyncd.actions.inspect import lint_repository
 from keysyncd.actions.jwsinspect import algorithm_change
 from keysyncd.config import Config
-from keysyncd.core.kinds import KINDS
 from keysyncd.errors import ConfigError, KeysyncError, LocalFileError
 from keysyncd.io.local.configtrust import trust_findings
 from keysyncd.io.local.hooktrust import RUN_DIRECTORY
@@ -27,7 +26,6 @@ from keysyncd.io.runtime.children import UNIT_TIMEOUT_STOP_SEC
 
 ERROR = "error"
 WARNING = "warning"
-SIZED_KINDS = frozenset({"fernet", "credential"})  # kinds whose size is max_active_keys
 
 
 @dataclass(frozen=True)
@@ -183,7 +181,7 @@ def _migration_findings(config: Config) -> list[Finding]:
             f"{repository.name} --primary N (or set hooks.after_rotate to the migration)",
         )
         for repository in config.repositories
-        if KINDS[repository.kind].retire_by == "migration" and not repository.hooks.after_rotate
+        if repository.key_kind.retire_by == "migration" and not repository.hooks.after_rotate
     ]
 
 
@@ -192,7 +190,9 @@ def _algorithm_findings(config: Config) -> list[Finding]:
     were made for: what the next rotation does, and which tokens it ends."""
     found = []
     for index, repository in enumerate(config.repositories):
-        if repository.kind == "jws" and (change := algorithm_change(config, repository)):
+        if "algorithm" in repository.key_kind.fields and (
+            change := algorithm_change(config, repository)
+        ):
             where = f"At 'repositories[{index}].algorithm' ({repository.name})"
             found.append(Finding(WARNING, "algorithm", f"{where}: {change}"))
     return found
@@ -201,8 +201,8 @@ def _algorithm_findings(config: Config) -> list[Finding]:
 def _lint_findings(config: Config, now: float) -> list[Finding]:
     found = []
     for repository in config.repositories:
-        if repository.kind not in SIZED_KINDS:
-            continue
+        if not repository.key_kind.sized:
+            continue  # max_active_keys does not size it: nothing to lint
         try:
             warnings = lint_repository(repository, now)
         except KeysyncError as error:

@@ -7,6 +7,7 @@ Nothing here writes: no lock, no report, no state. It imports no module that wri
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -14,9 +15,10 @@ from typing import Any
 from keysyncd.config import Config, RepositoryConfig
 from keysyncd.core import clock, due, journal
 from keysyncd.core.journal import RepositoryState
-from keysyncd.core.kinds import KINDS
+from keysyncd.core.jwslife import PairLifecycle
+from keysyncd.core.kinds import SYMMETRIC
 from keysyncd.core.nodes import stale_because, standing
-from keysyncd.core.policy import Lifecycle, Policy, lint, simulate
+from keysyncd.core.policy import Lifecycle, lint
 from keysyncd.core.schedule import cron_trigger, next_fire_times, rotation_period
 from keysyncd.core.times import rfc3339, rfc3339_of
 from keysyncd.core.vocabulary import STALE
@@ -28,35 +30,33 @@ from keysyncd.io.local.state import load_state
 
 def open_repository(config: RepositoryConfig) -> Repository:
     """Return the Repository for ``config`` (as ``actions.local.open_repository``)."""
-    return Repository(config.path, KINDS[config.kind], *local_owner(config))
-
-
-def policy_of(config: RepositoryConfig) -> Policy:
-    """Return the rotation Policy of a repository's config (``RepositoryConfig.policy``)."""
-    return config.policy()
+    return Repository(config.path, config.key_kind, *local_owner(config))
 
 
 def lint_repository(config: RepositoryConfig, now: float) -> list[str]:
     """Return keystone's sizing warnings for ``config`` at its schedule (empty: sound)."""
     trigger = cron_trigger(config.schedule, config.timezone)
-    return lint(policy_of(config), rotation_period(trigger, datetime.fromtimestamp(now, UTC)))
+    return lint(config.policy(), rotation_period(trigger, datetime.fromtimestamp(now, UTC)))
 
 
-def repository_status(config: Config, repository: RepositoryConfig, now: float) -> dict[str, Any]:
-    """Return a JSON-ready status of one repository: keys by role (digests only), problems,
-    permission warnings, generation, last and next rotation, lint warnings and node status.
-    Every time is an RFC 3339 UTC string."""
-    repo = open_repository(repository)
-    state = load_state(config.state_dir, repository.name)
+def common_status(
+    config: Config, repository: RepositoryConfig, state: RepositoryState, now: float
+) -> dict[str, Any]:
+    """Return the JSON-ready fields every kind's status has, from the journal ``state``:
+    generation, last and next rotation, overdue, last action, a failed hook blocking the
+    next rotation, node status and the clock; ``warnings``, ``problems``, ``keys`` and
+    ``retiring`` empty, for the kind to fill. Every time is an RFC 3339 UTC string."""
     trigger = cron_trigger(repository.schedule, repository.timezone)
     upcoming = next_fire_times(trigger, datetime.fromtimestamp(now, UTC), 1)
-    last = state.last_action
-    status: dict[str, Any] = {
+    last, block = state.last_action, state.hook_block
+    return {
         "name": repository.name,
         "kind": repository.kind,
         "path": str(repository.path),
+        "algorithm": repository.algorithm if "algorithm" in repository.key_kind.fields else None,
         "generation": state.generation,
-        "last_rotation_at": rfc3339(state.last_rotation_at),
+        # a JWS rotation journals its success only (no key is promoted on the controller)
+        "last_rotation_at": rfc3339(state.last_rotation_at or state.last_success.get("rotate")),
         "next_rotation_at": rfc3339_of(upcoming[0]) if upcoming else None,
         # the rotation missed since the last one, by the rule the metric and alert use
         "rotation_overdue_since": rfc3339(
@@ -64,20 +64,30 @@ def repository_status(config: Config, repository: RepositoryConfig, now: float) 
         ),
         "last_action": None if last is None else {**asdict(last), "at": rfc3339(last.at)},
         "rotation_blocked_by": None
-        if state.hook_block is None
+        if block is None
         else {
-            "hook": list(state.hook_block.hook),
-            "status": state.hook_block.status,
-            "outcome": state.hook_block.outcome(),
-            "at": rfc3339(state.hook_block.at),
+            "hook": list(block.hook),
+            "status": block.status,
+            "outcome": block.outcome(),
+            "at": rfc3339(block.at),
         },
-        "warnings": lint_repository(repository, now),
+        "warnings": [],
         "problems": [],
         "keys": [],
+        "retiring": [],  # old keys kept until safe to delete (symmetric: see ``plan``)
         "nodes": nodes_json(config, state),
         "clock": clock.status_json(state, now, config.clock.max_skew),
         "unwritten_reports": len(state.unwritten_reports),
     }
+
+
+def repository_status(config: Config, repository: RepositoryConfig, now: float) -> dict[str, Any]:
+    """Return a JSON-ready status of one repository (``common_status``) with its keys by
+    role (digests only), problems, lint and permission warnings."""
+    repo = open_repository(repository)
+    state = load_state(config.state_dir, repository.name)
+    status = common_status(config, repository, state, now)
+    status["warnings"] = lint_repository(repository, now)
     if not repository.path.exists() and state.digests:
         status["problems"].append(
             f"{repository.path}: the repository directory is missing (moved or deleted) but "
@@ -140,9 +150,10 @@ class RepositoryPlan:
 
     name: str
     rotations: list[float]
-    lifecycles: list[Lifecycle]
+    lifecycles: Sequence[Lifecycle | PairLifecycle]  # the kind's model's (core.kinds)
     kept_now: list[str]
     warnings: list[str]
+    sound: str = "max_active_keys is large enough for this schedule"  # shown without warnings
 
 
 def repository_plan(
@@ -153,7 +164,7 @@ def repository_plan(
     Raise KeysyncError if the repository cannot be read.
     """
     repo = open_repository(repository)
-    policy = policy_of(repository)
+    policy = repository.policy()
     state = load_state(config.state_dir, repository.name)
     scan = repo.scan()
     if scan.problems:
@@ -171,7 +182,7 @@ def repository_plan(
     return RepositoryPlan(
         name=repository.name,
         rotations=times,
-        lifecycles=simulate(keyset.indices, history, policy, times),
+        lifecycles=SYMMETRIC.lifecycles(keyset.indices, history, policy, times),
         kept_now=kept,
         warnings=lint_repository(repository, now),
     )

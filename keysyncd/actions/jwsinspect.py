@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from keysyncd.actions.inspect import nodes_json
+from keysyncd.actions.inspect import RepositoryPlan, common_status
 from keysyncd.config import Config, RepositoryConfig
-from keysyncd.core import clock, due
 from keysyncd.core.jws import JwsState, former_algorithms, migration_notice, plan_retirement
-from keysyncd.core.schedule import cron_trigger, next_fire_times
-from keysyncd.core.times import rfc3339, rfc3339_of
+from keysyncd.core.kinds import JWS
+from keysyncd.core.schedule import cron_trigger, next_fire_times, rotation_period
+from keysyncd.core.text import bounded
+from keysyncd.core.times import rfc3339
 from keysyncd.errors import KeysyncError
 from keysyncd.io.local.jwsstore import JwsStore, store_root
 from keysyncd.io.local.state import load_state
+
+if TYPE_CHECKING:
+    from apscheduler.triggers.cron import CronTrigger
+
+MAX_ROTATIONS = 30  # a plan longer than this says nothing the first ones do not
 
 
 def algorithm_change(config: Config, repository: RepositoryConfig) -> str | None:
@@ -31,77 +37,99 @@ def algorithm_change(config: Config, repository: RepositoryConfig) -> str | None
 
 
 def status(config: Config, repository: RepositoryConfig, now: float) -> dict[str, Any]:
-    """Return a JSON-ready status: every node's pair (digests only), the pairs waiting to be
-    installed, the old public keys kept and until when, node status, store problems."""
+    """Return a JSON-ready status (``common_status``) with every node's pair (digests only),
+    the pairs waiting to be installed, the old public keys kept and until when, store
+    problems and what waits on the fleet (warnings)."""
     state = load_state(config.state_dir, repository.name)
     pairs = state.jws or JwsState()
     store = JwsStore(store_root(config, repository), repository.algorithm)
-    retention = repository.token_expiration + repository.allow_expired_window
-    retirement = plan_retirement(pairs, retention, now)
-    trigger = cron_trigger(repository.schedule, repository.timezone)
-    upcoming = next_fire_times(trigger, datetime.fromtimestamp(now, UTC), 1)
-    problems = list(store.scan().problems)
+    retirement = plan_retirement(pairs, _retention(repository), now)
+    status = common_status(config, repository, state, now)
+    status["problems"] = list(store.scan().problems)
     if not pairs.signing and not pairs.next:
-        problems.append(f"{repository.name}: no key pairs (run 'keysyncd init')")
-    return {
-        "name": repository.name,
-        "kind": repository.kind,
-        "path": str(repository.path),
-        "algorithm": repository.algorithm,
-        "generation": state.generation,
-        "last_rotation_at": rfc3339(state.last_rotation_at),
-        "next_rotation_at": rfc3339_of(upcoming[0]) if upcoming else None,
-        # the rotation missed since the last one, by the rule the metric and alert use
-        "rotation_overdue_since": rfc3339(
-            due.overdue_since(state, repository.schedule, repository.timezone, now)
-        ),
-        "keys": [
-            {
-                "index": pair.serial,
-                "role": role,
-                "node": node,
-                "public": pair.public,
-                "sha256": pair.public_digest,
-                "created_at": rfc3339(pair.created_at),
-                "demoted_at": None,
-            }
-            for role, group in (("signing", pairs.signing), ("waiting", pairs.next))
-            for node, pair in sorted(group.items())
-        ],
-        "retiring": [
-            {"public": name, "node": key.node, "safe_at": rfc3339(safe_at)}
-            for name, safe_at in retirement.keep
-            for key in [pairs.retiring[name]]
-        ],
-        "problems": problems,
-        "warnings": [change] if (change := algorithm_change(config, repository)) else [],
-        "rotation_blocked_by": None,
-        "last_action": None,
-        "nodes": nodes_json(config, state),
-        "clock": clock.status_json(state, now, config.clock.max_skew),
-        "unwritten_reports": len(state.unwritten_reports),
-    }
+        status["problems"].append(f"{repository.name}: no key pairs (run 'keysyncd init')")
+    status["keys"] = [
+        {
+            "index": pair.serial,
+            "role": role,
+            "node": node,
+            "public": pair.public,
+            "sha256": pair.public_digest,
+            "created_at": rfc3339(pair.created_at),
+            "demoted_at": None,
+        }
+        for role, group in (("signing", pairs.signing), ("waiting", pairs.next))
+        for node, pair in sorted(group.items())
+    ]
+    status["retiring"] = [
+        {"public": name, "node": pairs.retiring[name].node, "safe_at": rfc3339(safe_at)}
+        for name, safe_at in retirement.keep
+    ]
+    status["warnings"] = _warnings(config, repository, pairs)
+    return status
 
 
-@dataclass(frozen=True)
-class JwsPlan:
-    """What ``plan`` shows for a ``jws`` repository (``plan_lines`` renders it)."""
+def _warnings(config: Config, repository: RepositoryConfig, pairs: JwsState) -> list[str]:
+    """Return what waits on the fleet: pairs not installed yet (a node was not verified
+    holding every public key), old public keys whose node was not verified signing with
+    its new pair, and a change of algorithm."""
+    found = []
+    if pairs.next:
+        found.append(
+            "new key pairs wait to be installed on "
+            + bounded(sorted(pairs.next))
+            + ": no private key changes until every node holds every public key "
+            "(a sync installs them)"
+        )
+    unconfirmed = sorted(n for n, key in pairs.retiring.items() if key.stopped_at is None)
+    if unconfirmed:
+        found.append(
+            "old public keys "
+            + bounded(unconfirmed)
+            + " stay until their node is verified signing with its new pair"
+        )
+    if change := algorithm_change(config, repository):
+        found.append(change)
+    return found
 
-    name: str
-    rotations: list[float]
-    lifecycles: list[Any]
-    kept_now: list[str]
-    warnings: list[str]
+
+def _retention(repository: RepositoryConfig) -> int:
+    """Return how long an old public key stays after its node stopped signing with it."""
+    return repository.token_expiration + repository.allow_expired_window
 
 
-def plan(config: Config, repository: RepositoryConfig, now: float) -> JwsPlan:
-    """Return the next rotations and what each does to every node's pair."""
+def _count(trigger: CronTrigger, start: datetime, retention: int) -> int:
+    """Return how many rotations a plan shows: enough for a key replaced at the next one
+    to retire (three when the schedule fires too rarely to measure)."""
+    try:
+        period = rotation_period(trigger, start)
+    except KeysyncError:
+        return 3
+    return min(MAX_ROTATIONS, 3 + math.ceil(retention / period))
+
+
+def plan(config: Config, repository: RepositoryConfig, now: float) -> RepositoryPlan:
+    """Return the next rotations and every pair's lifecycle over them: each node's current
+    pair, the pair each rotation makes, when the old public keys retire. Enough rotations
+    are shown for a replaced key to retire (its retention past the next rotation)."""
     trigger = cron_trigger(repository.schedule, repository.timezone)
-    times = [t.timestamp() for t in next_fire_times(trigger, datetime.fromtimestamp(now, UTC), 3)]
-    retention = repository.token_expiration + repository.allow_expired_window
+    start = datetime.fromtimestamp(now, UTC)
+    retention = _retention(repository)
+    times = [
+        t.timestamp() for t in next_fire_times(trigger, start, _count(trigger, start, retention))
+    ]
+    pairs = load_state(config.state_dir, repository.name).jws or JwsState()
+    nodes = [node.name for node in config.nodes]
     kept = [
         f"every rotation gives each node a new pair; its old public key stays on every node "
         f"{retention}s after the node was verified signing with the new one"
     ]
     change = algorithm_change(config, repository)
-    return JwsPlan(repository.name, times, [], kept, [change] if change else [])
+    return RepositoryPlan(
+        repository.name,
+        times,
+        JWS.lifecycles(pairs, nodes, retention, now, times),
+        kept,
+        [change] if change else [],
+        "nothing to size: each node has one key pair",
+    )

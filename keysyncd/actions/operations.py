@@ -1,76 +1,95 @@
-"""Each kind's actions behind one interface: fernet and credential keys share the symmetric
-actions, ``jws`` key pairs have their own (a small strategy table, not ``if kind`` chains).
-The command line and the daemon call these.
+"""Each kind's actions behind one protocol (``Kind``), bound to the kinds' models in one
+place (``IMPLEMENTATIONS``): fernet and credential keys share the symmetric model's
+implementation (``keysyncd.actions.symmetric``), jws key pairs have their own
+(``keysyncd.actions.jwskind``). The command line and the daemon call the functions below.
+
+A kind is registered once, in ``keysyncd.core.kinds``; its model picks its implementation
+here. ``tests/unit/test_kind_seam.py`` proves every registered kind has one that implements
+every operation of ``Kind``.
 """
 
 from __future__ import annotations
 
-import random
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from keysyncd.actions import bootstrap, distribute, drift, inspect, jws, jwsdrift, jwsinspect
-from keysyncd.actions import rotate as symmetric_rotate
-from keysyncd.actions.context import ActionResult, Run
+from keysyncd.actions.jwskind import JwsKind
+from keysyncd.actions.symmetric import SymmetricKind
 from keysyncd.config import Config, RepositoryConfig
-from keysyncd.core.adoption import Adopted
-from keysyncd.core.vocabulary import Action
+
+if TYPE_CHECKING:
+    from keysyncd.actions.context import ActionResult, Run
+    from keysyncd.actions.inspect import RepositoryPlan
+    from keysyncd.core.adoption import Adopted
+    from keysyncd.core.clock import ClockCheck
+    from keysyncd.core.vocabulary import Action
 
 
-@dataclass(frozen=True)
-class Operations:
-    """What a kind does for each action (see the module-level functions below)."""
+class Kind(Protocol):
+    """What every kind does. The steps of an action (``load`` to ``promote``) are the
+    model's own values (a symmetric key set, a JWS store and journal), hence ``Any``."""
 
-    rotate: Callable[[Run, bool, bool], ActionResult]  # (run, dry_run, force)
-    sync: Callable[[Run, str | None, bool, bool], ActionResult]  # (run, node, force, dry_run)
-    verify: Callable[[Run, str | None], ActionResult]  # (run, node)
-    init: Callable[[Run, bool], ActionResult]  # (run, dry_run)
-    adopt: Callable[[Run, str], Adopted]  # (run, source node) -> what was adopted
-    check_local: Callable[[Run], ActionResult | None]
-    check_fleet: Callable[[Run], ActionResult | None]
-    status: Callable[[Config, RepositoryConfig, float], dict[str, Any]]
-    plan: Callable[[Config, RepositoryConfig, float], Any]
-    watched: Callable[[Config, RepositoryConfig], Path]  # what the local watch observes
+    def load(self, run: Run) -> Any:
+        """Return the controller's keys and journal as found, changing nothing."""
+
+    def recover(self, run: Run, loaded: Any) -> Any:
+        """Finish or undo what a crash left (the caller holds the lock); return the keys."""
+
+    def plan(self, run: Run, keys: Any, action: Action, now: float) -> Any:
+        """Return the pure plan of ``action`` on ``keys`` at ``now``."""
+
+    def read_node(self, fleet: Any, name: str, expected: Any) -> Any:
+        """Return what node ``name`` holds (its view), read over ``fleet``'s session."""
+
+    def diff(self, fleet: Any, expected: Any, view: Any) -> Any:
+        """Return the pure plan turning a node's ``view`` into ``expected``."""
+
+    def apply_phase(self, fleet: Any, phase: int, keys: Any) -> None:
+        """Apply phase 1 (add) or 2 (replace, delete, install) on every differing node."""
+
+    def promote(self, run: Run, keys: Any, plan: Any, clock: ClockCheck) -> Any:
+        """Make the plan's new keys the ones in use on the controller; return the keys."""
+
+    def status(self, config: Config, repository: RepositoryConfig, now: float) -> dict[str, Any]:
+        """Return the JSON-ready status (``keysyncd.actions.inspect.common_status``)."""
+
+    def lifecycles(
+        self, config: Config, repository: RepositoryConfig, now: float
+    ) -> RepositoryPlan:
+        """Return what ``plan`` shows: the next rotations and every key's lifecycle."""
+
+    def rotate(self, run: Run, dry_run: bool, force: bool) -> ActionResult:
+        """Rotate ``run.repository`` (the caller holds the lock unless ``dry_run``)."""
+
+    def sync(self, run: Run, node: str | None, force: bool, dry_run: bool) -> ActionResult:
+        """Push the controller's keys to every node (or one) and verify them."""
+
+    def verify(self, run: Run, node: str | None) -> ActionResult:
+        """Compare every node (or one) with the controller; change no key."""
+
+    def init(self, run: Run, dry_run: bool) -> ActionResult:
+        """Create the first keys and push them (refusing where keys exist)."""
+
+    def adopt(self, run: Run, source: str) -> Adopted:
+        """Take over the keys node ``source`` holds; return what was adopted."""
+
+    def check_local(self, run: Run) -> ActionResult | None:
+        """The controller's side of drift (None: nothing happened)."""
+
+    def check_fleet(self, run: Run) -> ActionResult | None:
+        """The nodes' side of drift (None: nothing to check)."""
+
+    def watched(self, config: Config, repository: RepositoryConfig) -> Path:
+        """Return the directory the daemon's local watch observes."""
 
 
-SYMMETRIC = Operations(
-    rotate=lambda run, dry_run, force: symmetric_rotate.rotate_repository(run, dry_run, force),
-    sync=lambda run, node, force, dry_run: distribute.sync_repository(run, node, force, dry_run),
-    verify=lambda run, node: distribute.verify_repository(run, node),
-    init=lambda run, dry_run: bootstrap.init_repository(run, dry_run),
-    adopt=bootstrap.adopt_repository,
-    check_local=drift.check_local,
-    check_fleet=lambda run: drift.check_fleet(run, random.Random()),  # noqa: S311 - jitter
-    status=inspect.repository_status,
-    plan=inspect.repository_plan,
-    watched=lambda config, repository: repository.path,
-)
-JWS = Operations(
-    rotate=lambda run, dry_run, force: jws.converge(
-        run, jws.Options(rotate=True, force=force, dry_run=dry_run), Action.ROTATE
-    ),
-    sync=lambda run, node, force, dry_run: jws.converge(
-        run, jws.Options(force=force, dry_run=dry_run, node=node), Action.SYNC
-    ),
-    verify=jws.verify,
-    init=lambda run, dry_run: jws.converge(
-        run, jws.Options(init=True, dry_run=dry_run), Action.INIT
-    ),
-    adopt=jws.adopt,
-    check_local=jwsdrift.check_store,
-    check_fleet=jwsdrift.check_nodes,
-    status=jwsinspect.status,
-    plan=jwsinspect.plan,
-    watched=jws.store_root,  # path describes the nodes; the controller's keys are here
-)
-BY_KIND = {"fernet": SYMMETRIC, "credential": SYMMETRIC, "jws": JWS}
+# The one binding: a core model's name -> its implementation.
+IMPLEMENTATIONS: dict[str, Kind] = {"symmetric": SymmetricKind(), "jws": JwsKind()}
 
 
-def of(repository: RepositoryConfig) -> Operations:
-    """Return the operations of ``repository``'s kind."""
-    return BY_KIND[repository.kind]
+def of(repository: RepositoryConfig) -> Kind:
+    """Return the implementation of ``repository``'s kind."""
+    return IMPLEMENTATIONS[repository.key_kind.model.name]
 
 
 def rotate(run: Run, dry_run: bool = False, force: bool = False) -> ActionResult:

@@ -140,7 +140,7 @@ def cmd_init(args: argparse.Namespace, config: Config, out: Output) -> int:
         repository = config.repository(name)
         done = (
             f"{name}: initialised a key pair for each of {plural(len(config.nodes), 'node')}"
-            if repository.kind == "jws"
+            if repository.key_kind.pairs_per_node
             else f"{name}: initialised {repository.path} with keys 0 and 1"
         )
         if result.report is None:
@@ -192,9 +192,10 @@ def cmd_sync(args: argparse.Namespace, config: Config, out: Output) -> int:
     if args.node:
         config.node(args.node)  # an unknown node is a usage error before anything runs
         for repository in chosen(config, args.repo):
-            if repository.kind == "jws":
+            if repository.key_kind.pairs_per_node:
                 raise UsageError(
-                    f"{repository.name}: sync --node does not apply to kind jws: every node "
+                    f"{repository.name}: sync --node does not apply to kind "
+                    f"{repository.kind}: every node "
                     "is synced together (a node's private key changes only once every node "
                     "holds its public key)"
                 )

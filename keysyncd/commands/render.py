@@ -1,7 +1,8 @@
-"""Render results for people. Pure functions returning lines of text; the CLI prints them.
+"""Render results for people. Pure functions returning lines of text; the CLI prints them
+(``status`` and ``plan``: ``keysyncd.commands.viewlines``).
 
-The action types are imported for type checking only: ``status`` and ``plan`` render here
-without loading the modules that reach the nodes.
+The action types are imported for type checking only: ``status`` and ``plan`` use this
+module without loading the modules that reach the nodes.
 """
 
 from __future__ import annotations
@@ -11,13 +12,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from keysyncd.core.nodeplan import describe_changes
-from keysyncd.core.text import MAX_DETAIL, named, plural, printable, short_digest
+from keysyncd.core.text import MAX_DETAIL, named, printable, short_digest
 from keysyncd.core.times import rfc3339
-from keysyncd.core.vocabulary import CHANGED, GOOD, STALE, NodeStatus, Outcome, job_name
+from keysyncd.core.vocabulary import CHANGED, GOOD, Outcome
 
 if TYPE_CHECKING:
     from keysyncd.actions.context import ActionResult
-    from keysyncd.actions.inspect import RepositoryPlan
     from keysyncd.actions.jobs import RepositoryRun
     from keysyncd.core.report import NodeOutcome
 
@@ -150,130 +150,6 @@ def _previews(preview: Mapping[str, Mapping[str, Any]]) -> list[str]:
 def repository_summary(runs: Iterable[RepositoryRun]) -> list[str]:
     """Return ``summary: fernet-tokens ok`` lines, one per repository (borgmatic's habit)."""
     return [f"summary: {run.summary()}" for run in runs]
-
-
-def plan_lines(plan: RepositoryPlan) -> list[str]:
-    """Return the key lifecycle table and the lint warnings of ``plan``."""
-    lines = [
-        f"{plan.name}: next rotations: "
-        + ", ".join(when(t) for t in plan.rotations[:3])
-        + (" ..." if len(plan.rotations) > 3 else "")
-    ]
-    lines.append(f"  {'key':>5}  {'staged':<21} {'primary':<21} {'secondary':<21} retired")
-    for life in plan.lifecycles:
-        lines.append(
-            f"  {life.index:>5}  {when(life.staged_at):<21} {when(life.primary_at):<21} "
-            f"{when(life.secondary_at):<21} {when(life.retired_at)}"
-        )
-    lines.extend(f"  note: {kept}" for kept in plan.kept_now)
-    lines.extend(f"  WARNING: {warning}" for warning in plan.warnings)
-    if not plan.warnings:
-        lines.append("  config: max_active_keys is large enough for this schedule")
-    return lines
-
-
-def status_lines(status: dict[str, Any]) -> list[str]:
-    """Return a readable status of one repository."""
-    lines = [
-        f"{status['name']} ({status['kind']}) at {status['path']}: generation "
-        f"{status['generation']}, last rotation {status['last_rotation_at'] or '-'}, "
-        f"next {status['next_rotation_at'] or '-'}"
-    ]
-    for key in status["keys"]:
-        lines.append(
-            f"  {key['index']:>5} {key['role']:<9} sha256:{short_digest(key['sha256'])}  "
-            f"demoted {key['demoted_at'] or '-'}"
-        )
-    lines.extend(f"  PROBLEM: {shown(p, 2000)}" for p in status["problems"])
-    lines.extend(f"  WARNING: {shown(w, 2000)}" for w in status["warnings"])
-    clock = status.get("clock")
-    if clock and not clock["trusted"]:
-        lines.append(f"  CLOCK NOT TRUSTED: {shown(clock['reason'], 2000)}")
-    elif clock and clock.get("skew") is not None:
-        observed = clock["observed_nodes"]
-        nodes = (
-            plural(observed, "node") if isinstance(observed, int) else f"{shown(observed)} nodes"
-        )
-        lines.append(
-            f"  clock: {clock['skew']:+.1f}s from the median of {nodes} "
-            f"at {clock['checked_at'] or '-'}"
-        )
-    blocked = status.get("rotation_blocked_by")
-    if blocked:
-        hook = " ".join(shown(part) for part in blocked["hook"])
-        lines.append(
-            f"  BLOCKED: after_rotate hook {hook!r} {shown(blocked['outcome'], 400)}; "
-            "each rotate retries it first"
-        )
-    lines.extend(node_line(node, entry) for node, entry in sorted(status.get("nodes", {}).items()))
-    return lines
-
-
-def node_line(node: str, entry: Mapping[str, Any]) -> str:
-    """Return a node's line of ``status``: what it is now (``stale`` when verified before
-    the controller changed), when it was last checked, when it was last in sync, and why
-    it is not (``  node node2: stale (last check 2026-12-07T10:00:00Z, last in sync
-    2026-12-07T10:00:00Z): last verified holding generation 3; the controller is at
-    generation 4``)."""
-    status = entry.get("status")
-    if status is None:
-        return f"  node {shown(node)}: never checked"
-    times = (
-        f"last check {shown(entry.get('checked_at'))}, "
-        f"last in sync {shown(entry.get('last_verified_at'))}"
-    )
-    return f"  node {shown(node)}: {shown(status)} ({times}){_why(entry)}"
-
-
-def _why(entry: Mapping[str, Any]) -> str:
-    """Return ``: why`` a node is not in sync (its error, or why it is stale), else ``""``."""
-    if entry.get("error"):
-        reason = f"{shown(entry['reason'])}: " if entry.get("reason") else ""
-        return f": {reason}{shown(entry['error'], MAX_DETAIL)}"
-    if entry.get("status") == STALE and entry.get("stale"):
-        return f": {shown(entry['stale'], MAX_DETAIL)}"
-    return ""
-
-
-# What a node that needs attention is, as a sentence (never "node node2 is differs").
-NODE_ATTENTION: dict[str, str] = {
-    NodeStatus.PENDING: "was not checked to the end (its action was interrupted)",
-    NodeStatus.DIFFERS: "differs from the controller",
-    NodeStatus.DIVERGED: "has diverged: it holds newer or unrelated keys, left alone",
-    NodeStatus.FAILED: "failed its last check",
-    NodeStatus.SKIPPED: "was skipped (backing off after failures)",
-    STALE: "is stale",
-}
-
-
-def node_attention(node: str, entry: Mapping[str, Any]) -> str:
-    """Return why a node that is not in sync needs attention, as a sentence:
-    ``node node2 differs from the controller``, ``node node3 failed its last check:
-    unreachable``, ``node node1 is stale: last verified holding generation 1; ...``."""
-    status = entry.get("status")
-    if status is None:
-        return f"node {node} was never checked"
-    phrase = NODE_ATTENTION.get(status, f"has status {shown(status)}")  # a hand-edited journal
-    detail = {STALE: entry.get("stale"), NodeStatus.FAILED: entry.get("reason")}.get(status)
-    return f"node {node} {phrase}" + (f": {shown(detail, MAX_DETAIL)}" if detail else "")
-
-
-def daemon_lines(info: dict[str, Any] | None) -> list[str]:
-    """Return the daemon's PID, next rotations and last job, or that it is not running."""
-    if info is None:
-        return ["daemon: not running"]
-    lines = [f"daemon: running as PID {shown(info['pid'])} since {when(info.get('started_at'))}"]
-    for name, next_at in sorted((info.get("next_rotation") or {}).items()):
-        lines.append(f"  next rotation of {shown(name)}: {shown(next_at or None)}")
-    job = info.get("last_job")
-    if job:
-        name = job_name(shown(job["action"]), shown(job["trigger"]))
-        lines.append(
-            f"  last action: {name} {shown(job['outcome'])} at {when(job.get('ended_at'))}"
-        )
-    if info.get("last_error"):
-        lines.append(f"  last error: {printable(str(info['last_error']))}")
-    return lines
 
 
 def report_list_lines(summaries: list[dict[str, Any]]) -> list[str]:

@@ -12,8 +12,9 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from keysyncd.actions.inspect import RepositoryPlan, repository_plan, repository_status
-from keysyncd.commands import render
+from keysyncd.actions import operations
+from keysyncd.actions.inspect import RepositoryPlan
+from keysyncd.commands import render, viewlines
 from keysyncd.commands.exits import Exit
 from keysyncd.commands.output import Output
 from keysyncd.config import Config, RepositoryConfig
@@ -22,28 +23,15 @@ from keysyncd.core.times import rfc3339
 from keysyncd.core.vocabulary import GOOD
 from keysyncd.io.runtime.daemon_info import read_daemon_info
 
-# Kinds whose views actions.inspect serves without loading the SSH library. Other kinds go
-# through actions.operations, which imports every action (and with them paramiko).
-LIGHT_VIEWS = frozenset({"fernet", "credential"})
-
 
 def status_of(config: Config, repository: RepositoryConfig, now: float) -> dict[str, Any]:
     """Return the status of ``repository`` from its kind's read-only view."""
-    if repository.kind in LIGHT_VIEWS:
-        return repository_status(config, repository, now)
-    from keysyncd.actions import operations
-
     return operations.of(repository).status(config, repository, now)
 
 
 def plan_of(config: Config, repository: RepositoryConfig, now: float) -> RepositoryPlan:
     """Return the plan of ``repository`` from its kind's read-only view."""
-    if repository.kind in LIGHT_VIEWS:
-        return repository_plan(config, repository, now)
-    from keysyncd.actions import operations
-
-    plan: RepositoryPlan = operations.of(repository).plan(config, repository, now)
-    return plan
+    return operations.of(repository).lifecycles(config, repository, now)
 
 
 def chosen(config: Config, name: str | None) -> list[RepositoryConfig]:
@@ -65,9 +53,9 @@ def cmd_status(args: argparse.Namespace, config: Config, out: Output) -> int:
     out.document(
         {"daemon": daemon, "repositories": statuses, "attention": attention, "exit_code": code}
     )
-    out.lines(render.daemon_lines(daemon))
+    out.lines(viewlines.daemon_lines(daemon))
     for status in statuses:
-        out.lines(render.status_lines(status))
+        out.lines(viewlines.status_lines(status))
     out.lines(f"ATTENTION: {render.shown(reason, 2000)}" for reason in attention)
     return int(code)
 
@@ -77,7 +65,7 @@ def needs_attention(repository: RepositoryConfig, status: dict[str, Any], now: f
     reasons = [f"problem: {problem}" for problem in status["problems"]]
     for node, entry in sorted(status["nodes"].items()):
         if entry.get("status") not in GOOD:  # a stale node too: it needs a sync (SPEC 5)
-            reasons.append(render.node_attention(node, entry))
+            reasons.append(viewlines.node_attention(node, entry))
     if status.get("rotation_blocked_by"):
         reasons.append("rotation blocked by a failed after_rotate hook")
     clock = status.get("clock")
@@ -122,7 +110,7 @@ def cmd_plan(args: argparse.Namespace, config: Config, out: Output) -> int:
     plans = [plan_of(config, r, now) for r in chosen(config, args.repo)]
     out.document({"repositories": [plan_json(plan) for plan in plans]})
     for plan in plans:
-        out.lines(render.plan_lines(plan))
+        out.lines(viewlines.plan_lines(plan))
     return int(Exit.DONE)
 
 

@@ -26,7 +26,7 @@ from keysyncd.config.model import (
     SshConfig,
 )
 from keysyncd.core.jws import ALGORITHMS
-from keysyncd.core.kinds import KINDS
+from keysyncd.core.kinds import KIND_FIELDS, KINDS, KeyKind
 from keysyncd.errors import ConfigError
 
 
@@ -53,11 +53,8 @@ _REPOSITORY_KEYS = {
     "owner",
     "group",
     "hooks",
-    "algorithm",
-    "private_path",
-    "public_path",
+    *KIND_FIELDS,  # each judged by _kind_fields: only the kinds that take it may have it
 }
-_JWS_ONLY = ("algorithm", "private_path", "public_path")
 _EVENTS = ("before_rotate", "after_rotate", "on_failure")
 
 
@@ -66,18 +63,20 @@ def _repository(reader: check.Reader, value: Any, path: str) -> RepositoryConfig
         reader.fail(path, f"expected a mapping, got {check.type_name(value)}")
         return None
     data = reader.mapping(value, path, _REPOSITORY_KEYS)
-    kind = reader.get(data, "kind", path, check.choice(*sorted(KINDS)), "fernet")
+    # an unknown kind is reported, and judged as the default one
+    kind = KINDS[reader.get(data, "kind", path, check.choice(*sorted(KINDS)), "fernet")]
     schedule = reader.get(data, "schedule", path, check.schedule, "0 0 * * *")
     timezone = reader.get(data, "timezone", path, check.timezone, "UTC")
-    default_max = KINDS[kind].default_max_active_keys if kind in KINDS else 3
     _kind_fields(reader, data, path, kind)
     private_path = reader.get(data, "private_path", path, paths.directory)
     public_path = reader.get(data, "public_path", path, paths.directory)
     repository = RepositoryConfig(
         name=reader.get(data, "name", path, check.name, "", required=True),
-        kind=kind,
+        kind=kind.name,
         path=Path(reader.get(data, "path", path, paths.directory, "/", required=True)),
-        max_active_keys=reader.get(data, "max_active_keys", path, check.integer(2), default_max),
+        max_active_keys=reader.get(
+            data, "max_active_keys", path, check.integer(2), kind.default_max_active_keys
+        ),
         schedule=schedule,
         timezone=timezone,
         token_expiration=reader.get(data, "token_expiration", path, check.integer(1), 3600),
@@ -91,49 +90,55 @@ def _repository(reader: check.Reader, value: Any, path: str) -> RepositoryConfig
         private_path=Path(private_path) if private_path else None,
         public_path=Path(public_path) if public_path else None,
     )
-    if kind == "jws":
-        private, public = (Path(os.path.normpath(d)) for d in repository.jws_directories())
-        if private == public or private in public.parents or public in private.parents:
-            # keystone reads every file in the public directory: private.pem (and keysyncd's
-            # temp files) must never be there
-            reader.fail(
-                f"{path}.public_path",
-                f"{public} must be apart from the private directory (private_path) "
-                f"{private}: neither may be inside the other",
-            )
+    if kind.pairs_per_node:
+        _apart(reader, repository, path)
     return repository
 
 
-def _kind_fields(reader: check.Reader, data: dict[str, Any], path: str, kind: Any) -> None:
-    """Reject fields that do not apply to ``kind``: max_active_keys has no meaning for JWS
-    key pairs (each node has one pair; old public keys go when safe), and the JWS fields
-    have none for symmetric keys."""
-    if kind == "jws" and data.get("max_active_keys") is not None:
+def _apart(reader: check.Reader, repository: RepositoryConfig, path: str) -> None:
+    """Reject a public directory equal to or nested with the private one: keystone reads
+    every file in it, and private.pem (and keysyncd's temp files) must never be there."""
+    private, public = (Path(os.path.normpath(d)) for d in repository.jws_directories())
+    if private == public or private in public.parents or public in private.parents:
+        reader.fail(
+            f"{path}.public_path",
+            f"{public} must be apart from the private directory (private_path) "
+            f"{private}: neither may be inside the other",
+        )
+
+
+def _kind_fields(reader: check.Reader, data: dict[str, Any], path: str, kind: KeyKind) -> None:
+    """Reject fields that do not apply to ``kind``: max_active_keys has no meaning for key
+    pairs (each node has one pair; old public keys go when safe), a kind's own fields
+    (jws: algorithm and its directories) none for the others."""
+    size = data.get("max_active_keys")
+    if not kind.sized and size is not None:
         reader.fail(
             f"{path}.max_active_keys",
-            "does not apply to kind jws: each node has one key pair, and an old public key "
-            "is retired once token_expiration + allow_expired_window passed",
+            f"does not apply to kind {kind.name}: each node has one key pair, and an old "
+            "public key is retired once token_expiration + allow_expired_window passed",
         )
-    fixed = KINDS[kind].fixed_max_active_keys if kind in KINDS else None
-    size = data.get("max_active_keys")
+    fixed = kind.fixed_max_active_keys
     if fixed is not None and size is not None and size != fixed:
         # keystone keeps exactly this many (credential_rotate): fewer would let a key go
         # that unmigrated credentials need, more than keystone would never be trimmed
         reader.fail(
             f"{path}.max_active_keys",
-            f"must be {fixed} for kind {kind} (keystone always keeps {fixed}); remove it",
+            f"must be {fixed} for kind {kind.name} (keystone always keeps {fixed}); remove it",
         )
     hooks = data.get("hooks")
-    if kind == "jws" and isinstance(hooks, dict) and any(hooks.get(e) for e in _EVENTS):
-        # a hook that looks configured but never runs is worse than none: no before_rotate
-        # veto, no after_rotate block, no on_failure page
+    if not kind.hooks_apply and isinstance(hooks, dict) and any(hooks.get(e) for e in _EVENTS):
+        # a hook that never runs is worse than none: no veto, no block, no page on failure
         reader.fail(
             f"{path}.hooks",
-            "hooks do not run for kind jws yet: remove them (keysyncd would ignore them)",
+            f"hooks do not run for kind {kind.name} yet: remove them (keysyncd would ignore them)",
         )
-    for name in _JWS_ONLY:
-        if kind != "jws" and data.get(name) is not None:
-            reader.fail(f"{path}.{name}", f"applies to kind jws only (this is kind {kind})")
+    for name in sorted(KIND_FIELDS - kind.fields):
+        if data.get(name) is not None:
+            owners = " and ".join(k.name for k in KINDS.values() if name in k.fields)
+            reader.fail(
+                f"{path}.{name}", f"applies to kind {owners} only (this is kind {kind.name})"
+            )
 
 
 def _current_user() -> str | None:

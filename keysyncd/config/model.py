@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from keysyncd.core.kinds import KINDS
+from keysyncd.core.kinds import KINDS, KeyKind
 from keysyncd.core.policy import Policy
 from keysyncd.errors import UsageError
 
@@ -41,11 +41,18 @@ class RepositoryConfig:
     private_path: Path | None = None  # kind jws: keystone's jws_private_key_repository
     public_path: Path | None = None  # kind jws: keystone's jws_public_key_repository
 
+    @property
+    def key_kind(self) -> KeyKind:
+        """Return this repository's kind: its model and facts (``keysyncd.core.kinds``)."""
+        return KINDS[self.kind]
+
     def policy(self) -> Policy:
         """Return this repository's rotation Policy (what retires a key is its kind's)."""
-        retire_by = KINDS[self.kind].retire_by if self.kind in KINDS else "time"
         return Policy(
-            self.max_active_keys, self.token_expiration, self.allow_expired_window, retire_by
+            self.max_active_keys,
+            self.token_expiration,
+            self.allow_expired_window,
+            self.key_kind.retire_by,
         )
 
     def jws_directories(self, base: Path | None = None) -> tuple[Path, Path]:

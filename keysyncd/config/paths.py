@@ -53,7 +53,7 @@ def owned_directories(repository: RepositoryConfig, index: int) -> list[tuple[st
     """Return (config path, directory) of each directory ``repository`` owns on the
     controller and on every node without a ``path`` of its own."""
     where = f"repositories[{index}]"
-    if repository.kind != "jws":
+    if not repository.key_kind.pairs_per_node:
         owned = [(f"{where}.path", repository.path)]
     else:
         private, public = repository.jws_directories()

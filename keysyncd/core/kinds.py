@@ -1,4 +1,8 @@
-"""Key kinds: how a kind's keys are made and checked. A small strategy, not if-chains."""
+"""Key kinds, registered once (``KINDS``): each kind's name, its model (the rules its keys
+follow, with the model's pure planners), its size, what retires its keys and the config
+fields it takes. Config validation and the actions ask these facts; no code tests a kind by
+its name, and ``keysyncd.actions.operations`` binds each model to its actions.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,38 @@ import binascii
 from dataclasses import dataclass
 
 from cryptography.fernet import Fernet
+
+from keysyncd.core import jws, jwslife, jwsplan, nodeplan, policy
+
+
+class SymmetricModel:
+    """Every node holds the same numbered keys in one directory (keystone's key repository):
+    a rotation promotes staged key 0 and retires by ``policy``; a node's plan is the diff of
+    its files against the controller's (``nodeplan``)."""
+
+    name = "symmetric"
+    pairs_per_node = False  # one key set, the same everywhere
+    plan_rotation = staticmethod(policy.plan_rotation)
+    diff = staticmethod(nodeplan.diff)
+    lifecycles = staticmethod(policy.simulate)
+
+
+class JwsModel:
+    """Each node signs with its own key pair and every node holds every public key: a
+    rotation gives each node a new pair (``jws.needing_pairs``), an old public key retires
+    by ``jws.plan_retirement``; a node's plan is ``jwsplan.diff_jws``."""
+
+    name = "jws"
+    pairs_per_node = True  # a private and a public directory; the controller's in state_dir
+    plan_pairs = staticmethod(jws.needing_pairs)
+    plan_retirement = staticmethod(jws.plan_retirement)
+    diff = staticmethod(jwsplan.diff_jws)
+    lifecycles = staticmethod(jwslife.simulate)
+
+
+Model = SymmetricModel | JwsModel
+SYMMETRIC = SymmetricModel()
+JWS = JwsModel()
 
 
 def _fernet_key_problem(content: bytes) -> str | None:
@@ -27,19 +63,34 @@ def _fernet_key_problem(content: bytes) -> str | None:
 
 @dataclass(frozen=True)
 class KeyKind:
-    """A kind of key repository: its default size, its key format, and what retires a key
-    ("time": no token it protected can still be valid; "migration": no credential is still
-    encrypted with it). ``fixed_max_active_keys``: the only size keystone itself works with
-    (None: any size from 2)."""
+    """A kind of key repository: its model, its default size, its key format, and what
+    retires a key ("time": no token it protected can still be valid; "migration": no
+    credential is still encrypted with it). ``fixed_max_active_keys``: the only size
+    keystone itself works with (None: any size from 2). ``fields``: the config fields only
+    this kind takes. ``hooks_apply``: whether before/after_rotate and on_failure run."""
 
     name: str
-    default_max_active_keys: int
     description: str
+    model: Model
+    default_max_active_keys: int = 3
     retire_by: str = "time"
     fixed_max_active_keys: int | None = None
+    fields: frozenset[str] = frozenset()
+    hooks_apply: bool = True
+
+    @property
+    def sized(self) -> bool:
+        """Return True if ``max_active_keys`` sizes this kind (False: one pair per node)."""
+        return not self.model.pairs_per_node
+
+    @property
+    def pairs_per_node(self) -> bool:
+        """Return True if each node holds its own key pair (a private and a public
+        directory on the nodes, the controller's keys in state_dir)."""
+        return self.model.pairs_per_node
 
     def generate(self) -> bytes:
-        """Return fresh key material for this kind (Fernet keys for every kind so far)."""
+        """Return fresh key material for this kind (Fernet keys for the symmetric kinds)."""
         return Fernet.generate_key()
 
     def problem(self, content: bytes) -> str | None:
@@ -48,12 +99,29 @@ class KeyKind:
 
 
 KINDS: dict[str, KeyKind] = {
-    "fernet": KeyKind("fernet", 3, "keystone Fernet token keys"),
-    # keystone's credential provider always keeps 3 keys (credential/providers/fernet/core.py
-    # MAX_ACTIVE_KEYS); its keys encrypt credentials, so only a migration retires them
-    "credential": KeyKind(
-        "credential", 3, "keystone credential encryption keys", "migration", fixed_max_active_keys=3
-    ),
-    # JWS key pairs: one per node (keysyncd.core.jws); max_active_keys does not apply
-    "jws": KeyKind("jws", 2, "keystone JWS token signing key pairs"),
+    kind.name: kind
+    for kind in (
+        KeyKind("fernet", "keystone Fernet token keys", SYMMETRIC),
+        # keystone's credential provider always keeps 3 keys (credential/providers/fernet/
+        # core.py MAX_ACTIVE_KEYS); its keys encrypt credentials: only a migration retires them
+        KeyKind(
+            "credential",
+            "keystone credential encryption keys",
+            SYMMETRIC,
+            retire_by="migration",
+            fixed_max_active_keys=3,
+        ),
+        # one pair per node (keysyncd.core.jws); max_active_keys does not apply
+        KeyKind(
+            "jws",
+            "keystone JWS token signing key pairs",
+            JWS,
+            default_max_active_keys=2,
+            fields=frozenset({"algorithm", "private_path", "public_path"}),
+            hooks_apply=False,  # not run yet for jws: config refuses them (issue 20)
+        ),
+    )
 }
+KIND_FIELDS: frozenset[str] = frozenset().union(
+    *(kind.fields for kind in KINDS.values())
+)  # some kind's only

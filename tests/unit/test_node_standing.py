@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from keysyncd.actions.context import DRY_RUN, ActionResult
-from keysyncd.commands import render
+from keysyncd.commands import viewlines
 from keysyncd.core.journal import NodeRecord, RepositoryState
 from keysyncd.core.nodes import nodes_in_sync, stale_because, standing
 from keysyncd.core.times import rfc3339
@@ -77,19 +77,19 @@ def test_a_node_line_shows_the_last_check_and_the_last_time_in_sync() -> None:
         "error": "connection refused",
     }
     differs = {"status": "differs", "checked_at": rfc3339(T2), "last_verified_at": None}
-    assert render.node_line("node1", stale) == (
+    assert viewlines.node_line("node1", stale) == (
         "  node node1: stale (last check 2025-12-06T06:46:40Z, last in sync "
         "2025-12-06T06:46:40Z): last verified holding generation 3; the controller is at "
         "generation 4"
     )
-    assert render.node_line("node2", failed) == (
+    assert viewlines.node_line("node2", failed) == (
         "  node node2: failed (last check 2025-12-06T06:46:40Z, last in sync "
         "2025-12-06T05:46:40Z): unreachable: connection refused"
     )
-    assert render.node_line("node3", differs) == (
+    assert viewlines.node_line("node3", differs) == (
         "  node node3: differs (last check 2025-12-06T06:46:40Z, last in sync -)"
     )
-    assert render.node_line("node4", {"status": None}) == "  node node4: never checked"
+    assert viewlines.node_line("node4", {"status": None}) == "  node node4: never checked"
 
 
 @pytest.mark.parametrize(
@@ -111,7 +111,7 @@ def test_every_node_attention_is_a_sentence(status: str | None, sentence: str) -
         "reason": "timeout",
         "stale": "last verified holding generation 1; the controller is at 2",
     }
-    assert render.node_attention("n1", entry) == sentence
+    assert viewlines.node_attention("n1", entry) == sentence
 
 
 def test_no_node_status_is_used_as_a_predicate_adjective() -> None:
@@ -123,8 +123,8 @@ def test_no_node_status_is_used_as_a_predicate_adjective() -> None:
     for status in NODE_STATUSES:
         if status in GOOD:
             continue
-        assert status in render.NODE_ATTENTION, status
-        sentence = render.node_attention("n1", {"status": status})
+        assert status in viewlines.NODE_ATTENTION, status
+        sentence = viewlines.node_attention("n1", {"status": status})
         assert not wrong.search(sentence), sentence
 
 

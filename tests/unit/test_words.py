@@ -18,7 +18,7 @@ import pytest
 
 from keysyncd.actions.context import ActionResult
 from keysyncd.actions.jobs import RepositoryRun
-from keysyncd.commands import render
+from keysyncd.commands import render, viewlines
 from keysyncd.commands.cli import main
 from keysyncd.commands.daemon import Daemon
 from keysyncd.commands.logs import daemon_formatter, to_journal
@@ -190,7 +190,7 @@ def test_one_digest_prefix_length_everywhere(tmp_path: Path) -> None:
         "problems": [],
         "warnings": [],
     }
-    assert render.status_lines(status)[1] == "      0 staged    sha256:9f2c03ab77d1  demoted -"
+    assert viewlines.status_lines(status)[1] == "      0 staged    sha256:9f2c03ab77d1  demoted -"
     report = render.report_lines({"id": "r1", "expected": {"0": DIGEST}})
     assert report[-1] == "  expected keys: 0:9f2c03ab77d1"
     (tmp_path / "0").write_bytes(b"key")

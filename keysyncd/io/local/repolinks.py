@@ -128,8 +128,8 @@ def repository_problems(config: Config) -> list[str]:
     directory itself a link or below a directory that someone else may change."""
     found = resolved_problems(config)
     for index, repository in enumerate(config.repositories):
-        # a jws repository's keys are kept in state_dir on the controller (JwsStore)
-        if index in found or repository.kind == "jws":
+        # the keys of a kind with pairs per node are kept in state_dir there (JwsStore)
+        if index in found or repository.key_kind.pairs_per_node:
             continue
         if problem := controller_problem(repository.path):
             found[index] = f"At 'repositories[{index}].path': {problem}"

@@ -1,0 +1,168 @@
+"""One seam for key kinds (issue 20, item 1): a kind is registered once, in
+``keysyncd.core.kinds``; its model picks its implementation in the one binding
+``keysyncd.actions.operations.IMPLEMENTATIONS``; every implementation has every operation of
+the ``Kind`` protocol, with the protocol's parameter names. A kind missing an operation fails
+here, not in a command. Config validation accepts exactly the registry's names.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from keysyncd.actions import operations
+from keysyncd.actions.operations import IMPLEMENTATIONS, Kind
+from keysyncd.actions.symmetric import SymmetricKind
+from keysyncd.commands.cli import main
+from keysyncd.config.load import parse_config
+from keysyncd.core import kinds
+from keysyncd.core.kinds import KINDS, SYMMETRIC, KeyKind
+from keysyncd.errors import ConfigError
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """cli.main() replaces the root logger's handlers with one bound to the captured stderr."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def protocol_operations() -> dict[str, list[str]]:
+    """Return every operation of ``Kind`` with its parameter names (``self`` included)."""
+    return {
+        name: list(inspect.signature(member).parameters)
+        for name, member in vars(Kind).items()
+        if inspect.isfunction(member) and not name.startswith("_")
+    }
+
+
+def missing_operations(implementation: type) -> list[str]:
+    """Return each ``Kind`` operation ``implementation`` lacks, is not callable, or takes
+    other parameters than the protocol names (empty: it implements every operation)."""
+    found = []
+    for name, parameters in protocol_operations().items():
+        member = getattr(implementation, name, None)
+        if member is None or not callable(member):
+            found.append(f"{name}: missing")
+        elif list(inspect.signature(member).parameters) != parameters:
+            found.append(f"{name}: parameters {list(inspect.signature(member).parameters)}")
+    return found
+
+
+def test_the_protocol_has_every_operation_of_the_seam() -> None:
+    assert set(protocol_operations()) == {
+        *("load", "recover", "plan", "read_node", "diff", "apply_phase", "promote"),
+        *("status", "lifecycles", "rotate", "sync", "verify", "init", "adopt"),
+        *("check_local", "check_fleet", "watched"),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(KINDS))
+def test_every_registered_kind_has_an_implementation_of_every_operation(name: str) -> None:
+    model = KINDS[name].model
+    assert model.name in IMPLEMENTATIONS, f"kind {name}: no implementation of model {model.name}"
+    assert missing_operations(type(IMPLEMENTATIONS[model.name])) == []
+
+
+def test_a_kind_missing_an_operation_is_reported_by_the_operation_s_name() -> None:
+    class Incomplete(SymmetricKind):
+        promote = None  # type: ignore[assignment]
+
+        def diff(self, fleet: Any, wanted: Any, view: Any) -> Any:  # type: ignore[override]
+            return None
+
+    assert missing_operations(Incomplete) == [
+        "diff: parameters ['self', 'fleet', 'wanted', 'view']",
+        "promote: missing",
+    ]
+
+    class Bare:
+        def load(self, run: Any) -> Any:
+            return None
+
+    missing = missing_operations(Bare)
+    assert "status: missing" in missing and "load: missing" not in missing
+    assert len(missing) == len(protocol_operations()) - 1
+
+
+def test_a_kind_registered_with_a_new_model_and_no_implementation_fails_the_seam_check(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class RsaModel:
+        name = "rsa"
+        pairs_per_node = True
+
+    monkeypatch.setitem(KINDS, "rsa", KeyKind("rsa", "RSA pairs", RsaModel()))  # type: ignore[arg-type]
+    unbound = [n for n, kind in KINDS.items() if kind.model.name not in IMPLEMENTATIONS]
+    assert unbound == ["rsa"]
+
+
+def config(kind: str) -> dict[str, Any]:
+    return {
+        "state_dir": "/var/lib/keysyncd",
+        "repositories": [{"name": "r", "kind": kind, "path": "/etc/keys/r"}],
+    }
+
+
+@pytest.mark.parametrize("name", sorted(KINDS))
+def test_config_accepts_every_registered_kind(name: str) -> None:
+    loaded = parse_config(config(name), Path("/etc/keysyncd/config.yaml"))
+    repository = loaded.repositories[0]
+    assert repository.key_kind is KINDS[name]
+    assert operations.of(repository) is IMPLEMENTATIONS[KINDS[name].model.name]
+
+
+@pytest.mark.parametrize("name", ["rsa", "Fernet", "jwt", "symmetric", ""])
+def test_config_refuses_a_kind_not_in_the_registry_in_one_line(name: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse_config(config(name), Path("/etc/keysyncd/config.yaml"))
+    assert raised.value.problems == [
+        f"At 'repositories[0].kind': must be one of {', '.join(sorted(KINDS))}, got {name!r}"
+    ]
+
+
+def test_a_kind_registered_once_in_core_is_accepted_and_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A new kind of an existing model needs one line: its entry in the core registry."""
+    monkeypatch.setitem(KINDS, "fernet2", KeyKind("fernet2", "more Fernet keys", SYMMETRIC))
+    repository = parse_config(config("fernet2"), Path("/c.yaml")).repositories[0]
+    assert operations.of(repository) is IMPLEMENTATIONS["symmetric"]
+    assert repository.max_active_keys == 3 and repository.policy().retire_by == "time"
+
+
+def test_kind_only_fields_come_from_the_registry() -> None:
+    assert {"algorithm", "private_path", "public_path"} == kinds.KIND_FIELDS
+    document = config("fernet")
+    document["repositories"][0]["public_path"] = "/etc/keys/public"
+    with pytest.raises(ConfigError) as raised:
+        parse_config(document, Path("/c.yaml"))
+    assert raised.value.problems == [
+        "At 'repositories[0].public_path': applies to kind jws only (this is kind fernet)"
+    ]
+
+
+def test_check_config_refuses_a_kind_not_in_the_registry_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "config.yaml"
+    document = config("rsa")
+    document["state_dir"] = str(tmp_path / "state")
+    document["repositories"][0]["path"] = str(tmp_path / "keys")
+    path.write_text(yaml.safe_dump(document))
+    assert main(["-c", str(path), "check-config"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.splitlines() == [
+        "keysyncd: config error: At 'repositories[0].kind': must be one of "
+        f"{', '.join(sorted(KINDS))}, got 'rsa'"
+    ]
