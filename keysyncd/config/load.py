@@ -58,7 +58,6 @@ _REPOSITORY_KEYS = {
     "public_path",
 }
 _JWS_ONLY = ("algorithm", "private_path", "public_path")
-_EVENTS = ("before_rotate", "after_rotate", "on_failure")
 
 
 def _repository(reader: check.Reader, value: Any, path: str) -> RepositoryConfig | None:
@@ -122,14 +121,6 @@ def _kind_fields(reader: check.Reader, data: dict[str, Any], path: str, kind: An
         reader.fail(
             f"{path}.max_active_keys",
             f"must be {fixed} for kind {kind} (keystone always keeps {fixed}); remove it",
-        )
-    hooks = data.get("hooks")
-    if kind == "jws" and isinstance(hooks, dict) and any(hooks.get(e) for e in _EVENTS):
-        # a hook that looks configured but never runs is worse than none: no before_rotate
-        # veto, no after_rotate block, no on_failure page
-        reader.fail(
-            f"{path}.hooks",
-            "hooks do not run for kind jws yet: remove them (keysyncd would ignore them)",
         )
     for name in _JWS_ONLY:
         if kind != "jws" and data.get(name) is not None:
