@@ -131,6 +131,7 @@ class ActionResult:
     # a rotation: True once the controller promoted its staged key (whatever the nodes then
     # did); False when nothing changed (deferred, or stopped before it began)
     promoted: bool = False
+    plan: Mapping[str, Any] | None = None  # any kind's plan, as details.plan records it
 
     @property
     def ok(self) -> bool:

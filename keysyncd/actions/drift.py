@@ -155,7 +155,27 @@ def check_fleet(run: Run, rng: random.Random | None = None) -> ActionResult | No
     if not run.config.nodes or state.local_problems:
         return None
     due, waiting = due_nodes(state, run.node_names, started)
-    nodes, drifted, clock = _check_nodes(run, state, due, open_repository(run.repository).load())
+    checks = _check_nodes(run, state, due, open_repository(run.repository).load())
+    return record_check(run, state, started, checks, waiting, rng)
+
+
+Checks = tuple[dict[str, NodeOutcome], dict[str, dict[str, Any]], ClockCheck]
+
+
+def record_check(
+    run: Run,
+    state: RepositoryState,
+    started: float,
+    checks: Checks,
+    waiting: list[str],
+    rng: random.Random | None = None,
+) -> ActionResult:
+    """Commit a periodic check of the nodes not backing off, for every kind: ``checks`` is
+    (each checked node's outcome, what drifted where, the judgement of the clock); the
+    drift is counted, a pending after_rotate migration retried once every node holds the
+    current keys, the unreachable nodes retried later with exponential backoff and jitter,
+    and the ``waiting`` ones (still backing off) reported skipped. Return the result."""
+    nodes, drifted, clock = checks
     kinds = [f"drift:{kind}" for changes in drifted.values() for kind, v in changes.items() if v]
     state = checked(journal.counted(state, *kinds), nodes, run.node_names, run.clock(), clock)
     # the daemon's retry of a pending migration: it runs once every node holds its primary

@@ -1,44 +1,42 @@
 """keystone's JWS key pairs (``kind: jws``): init, sync and rotate (``converge``); verify and
-adopt are in ``keysyncd.actions.jwsread``, loading and deciding in ``keysyncd.actions.jwsload``.
+adopt are in ``keysyncd.actions.jwsread``, loading in ``keysyncd.actions.jwsload``, the plan
+in ``keysyncd.core.jwsconverge``.
 
-Every write follows SPEC section 9: load (store, journal) -> decide (pairs to generate,
-keys to retire) -> phase 1 (every node gets every public key) -> the gate (every node
-verified holding all of them) -> phase 2 (each node gets its own private key; wrong entries
-go) -> read-back -> commit. A node whose private.pem is not the one keysyncd installed gets
-a new pair the same way: keysyncd never keeps a private key once its node verified it.
+Every write runs in the action shell (``keysyncd.actions.shell``: hooks, the after_rotate
+block, one outcome, one commit) and follows SPEC section 9: load (store, journal) -> the
+plan (pairs to generate, keys to retire), made once -> phase 1 (every node gets every public
+key) -> the gate (every node verified holding all of them) -> before_rotate -> phase 2 (each
+node gets its own private key; wrong entries go) -> read-back -> after_rotate -> commit. A
+node whose private.pem is not the one keysyncd installed gets a new pair the same way:
+keysyncd never keeps a private key once its node verified it.
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, replace
+from typing import Any
 
-from keysyncd.actions.context import (
-    DRY_RUN,
-    ActionResult,
-    Draft,
-    Run,
-    check_clock,
-    commit,
-    write_ahead,
-)
-from keysyncd.actions.jwsload import (
-    Connections,
-    Keys,
-    expect,
-    generate,
-    load,
-    retire,
-    store_of,
-    tidy_store,
-)
+from keysyncd.actions.context import DRY_RUN, ActionResult, Run, check_clock, write_ahead
+from keysyncd.actions.jwsload import Connections, Keys, expect, generate, load, store_of, tidy_store
 from keysyncd.actions.jwsread import adopt, verify
+from keysyncd.actions.jwswords import (
+    Summary,
+    algorithm_messages,
+    details,
+    init_messages,
+    messages,
+    preview_messages,
+)
+from keysyncd.actions.shell import Act, Gate, execute
+from keysyncd.core import journal
 from keysyncd.core import jws as model
 from keysyncd.core.clock import ClockCheck
-from keysyncd.core.jwsplan import WRONG_MODE, JwsExpected
+from keysyncd.core.journal import RepositoryState
+from keysyncd.core.jwsconverge import ConvergePlan, ConvergeRequest, plan_converge
+from keysyncd.core.jwsplan import JwsExpected
 from keysyncd.core.nodes import checked
 from keysyncd.core.report import NodeOutcome
-from keysyncd.core.text import bounded, named, plural, printable
+from keysyncd.core.text import named
 from keysyncd.core.vocabulary import GOOD, Action, Outcome, Trigger, outcome_after_push
 from keysyncd.errors import KeysyncError, UsageError
 from keysyncd.io.local.jwsstore import store_root
@@ -47,9 +45,6 @@ from keysyncd.io.remote.jwsfleet import JwsFleet
 from keysyncd.io.remote.occupied import refuse_occupied_nodes
 
 __all__ = ["Options", "adopt", "converge", "store_of", "store_root", "verify"]
-
-log = logging.getLogger(__name__)
-MAX_NAMED = 5  # failed nodes named one by one in an init's messages
 
 
 @dataclass(frozen=True)
@@ -85,96 +80,116 @@ def converge(run: Run, options: Options, action: Action) -> ActionResult:
     if options.dry_run:
         return _preview(run, keys, options)
     tidy_store(keys)  # only what the journal as loaded does not name (crash leftovers)
-    with Connections(run) as fleet:
-        if options.init:
-            _refuse_if_any_node_holds_a_key(run, fleet)
-        # the nodes' clocks were read on connect (init: no directory to read one in yet)
-        clock = check_clock(run, keys.state, fleet, quorum=not options.init)
-        # forgotten by the journal first, deleted from the store last
-        retired = retire(run, keys, clock)
-        rotating = options.rotate and clock.trusted  # an untrusted clock rotates nothing
-        algorithm, former = _algorithm(run, keys, rotating)
-        new = model.needing_pairs(keys.pairs, run.node_names, rotating or options.init)
-        fleet.inspect(expect(keys, retired=retired))
-        drifted = sorted(
-            name
-            for name, result in fleet.results.items()
-            if result.plan and result.plan.private and name not in keys.pairs.next
-            if name not in new
-        )
-        exposed = [n for n in drifted if _exposed(fleet, n)]
-        # a private.pem that is not ours gets a new pair (no repair); no new name is one a
-        # node's public directory already holds
-        seen = {e.name for r in fleet.results.values() if r.view for e in r.view.public}
-        generate(run, keys, sorted({*new, *drifted}), seen, algorithm)
-        fleet.replan(expect(keys, retired=retired))
-        fleet.phase1(keys.scan.public)
-        fleet.reset()
-        fleet.inspect(expect(keys, retired=retired))
-        unverified = _unverified(fleet, run.node_names)
-        install = _gate(run, keys, unverified, options, clock)
-        configured = run.repository.algorithm
-        reachable = [n for n in install if fleet.results[n].error is None]  # phase 2's
-        dropped = model.migration_drops(keys.pairs, reachable, keys.scan.algorithms, configured)
-        fleet.replan(expect(keys, install, retired, dropped))
-        privates = {node: keys.scan.private[keys.pairs.next[node].public] for node in install}
-        fleet.phase2(keys.scan.public, privates)
-        fleet.verify(expect(keys, install, dropped=dropped))
-        nodes = {name: result.outcome() for name, result in fleet.results.items()}
-        done = [n for n in install if fleet.results[n].status in GOOD]
-    summary = _Summary(
-        action, started, options, unverified, install, done, retired, drifted, clock, exposed
-    )
-    summary = replace(summary, dropped=dropped, former=former, algorithm=configured)
-    return _finish(run, keys, nodes, summary)
+    return execute(Act(run, action, started), _Jws(run, keys, options))
 
 
 OPERATOR = frozenset({Trigger.CLI, Trigger.SIGNAL})  # rotations an operator asked for now
 
 
-def _algorithm(run: Run, keys: Keys, rotating: bool) -> tuple[str, str]:
-    """Return (the algorithm of the pairs made in this run, the former algorithm of the
-    journal's keys: "" when every key is of the configured one).
-
-    After a change of ``algorithm`` the nodes keep signing with the former one until a
-    rotation an operator asks for (a scheduled one keeps it: the change stops every token
-    until keystone is reconfigured); that rotation makes every pair anew, the waiting ones
-    of the former algorithm too. Outside it a new pair is of the algorithm the nodes sign
-    with: one of another would make keystone fail tokens (see keysyncd.core.jws)."""
-    configured = run.repository.algorithm
-    former = model.former_algorithms(keys.pairs, keys.scan.algorithms, configured)
-    if not former:
-        return configured, ""
-    if rotating and run.trigger in OPERATOR:
-        stale = set(keys.stale(configured))
-        waiting = [node for node, pair in keys.pairs.next.items() if pair.public in stale]
-        keys.pairs = model.dropped(keys.pairs, waiting)  # never installed: never used
-        return configured, former
-    return keys.signing_algorithm(configured), former
+def _plan(run: Run, keys: Keys, options: Options, fleet: JwsFleet, trusted: bool) -> ConvergePlan:
+    """Return the plan of this run (the one planner, for the dry run and the real run)."""
+    repository = run.repository
+    request = ConvergeRequest(
+        tuple(run.node_names),
+        repository.algorithm,
+        options.rotate,
+        options.init,
+        run.trigger in OPERATOR,
+        trusted,
+        repository.token_expiration + repository.allow_expired_window,
+        run.clock(),
+    )
+    problems = {name: r.plan.private if r.plan else None for name, r in fleet.results.items()}
+    return plan_converge(keys.pairs, keys.scan.algorithms, request, problems)
 
 
-def _exposed(fleet: JwsFleet, name: str) -> bool:
-    """Return True if ``name``'s private.pem held the right key, but others could read it
-    (keystone-manage writes it 0644): it gets a new pair all the same."""
-    plan = fleet.results[name].plan
-    return plan is not None and plan.private is not None and plan.private.startswith(WRONG_MODE)
+class _Jws:
+    """The steps of a JWS write action (see ``keysyncd.actions.shell.Steps``): phase 1
+    (every node gets every public key) before the gate, phase 2 after it."""
+
+    def __init__(self, run: Run, keys: Keys, options: Options) -> None:
+        self.run, self.keys, self.options = run, keys, options
+        self.connections = Connections(run)
+        self.fleet = self.connections.fleet
+        self.opened = False
+
+    def before_gate(self, act: Act) -> tuple[RepositoryState, dict[str, NodeOutcome]]:
+        """Connect, judge the clock, read every node; return the journal recording it."""
+        self.connections.__enter__()
+        self.opened = True
+        if self.options.init:
+            _refuse_if_any_node_holds_a_key(self.run, self.fleet)
+        # the nodes' clocks were read on connect (init: no directory to read one in yet)
+        quorum = not self.options.init
+        act.clock = self.clock = check_clock(self.run, self.keys.state, self.fleet, quorum)
+        act.rotating = self.options.rotate and self.clock.trusted
+        self.fleet.inspect(expect(self.keys))
+        nodes = _outcomes(self.fleet)
+        now = self.run.clock()
+        return checked(self.keys.state, nodes, self.run.node_names, now, self.clock), nodes
+
+    def plan(self, act: Act, state: RepositoryState) -> dict[str, Any]:
+        """Return the plan (made once: ``keysyncd.core.jwsconverge``)."""
+        self.decided = _plan(self.run, self.keys, self.options, self.fleet, self.clock.trusted)
+        return self.decided.to_json()
+
+    def gate(self, act: Act, state: RepositoryState) -> Gate:
+        """Make the plan's new pairs, give every node every public key (phase 1), read them
+        back; return the gate."""
+        keys, plan, fleet = self.keys, self.decided, self.fleet
+        keys.state = state
+        keys.pairs = plan.pairs  # forgotten by the journal first, deleted from the store last
+        # no new name is one a node's public directory already holds
+        seen = {e.name for r in fleet.results.values() if r.view for e in r.view.public}
+        generate(self.run, keys, sorted({*plan.new, *plan.rekey}), seen, plan.algorithm)
+        fleet.replan(expect(keys, retired=plan.retire))
+        fleet.phase1(keys.scan.public)
+        fleet.reset()
+        fleet.inspect(expect(keys, retired=plan.retire))
+        self.unverified = _unverified(fleet, self.run.node_names)
+        self.install = _gate(self.run, keys, self.unverified, self.options, self.clock)
+        forced = bool(self.options.force and self.unverified)
+        return Gate(bool(self.install), tuple(self.unverified), forced, not self.clock.trusted)
+
+    def promote(self, act: Act, gated: Gate) -> tuple[RepositoryState, dict[str, NodeOutcome]]:
+        """Give each node of the gate its waiting private key (phase 2: wrong entries go
+        everywhere), read every node back; return the journal and the nodes."""
+        run, keys, fleet = self.run, self.keys, self.fleet
+        install = self.install if gated.promote else frozenset()
+        if install and act.rotating:  # journaled with the rotation: a hook never reached blocks
+            pending = journal.migration_pending(
+                keys.state, run.repository.hooks.after_rotate, run.clock()
+            )
+            keys.state = replace(pending, jws=keys.pairs)
+            write_ahead(run, keys.state)
+        configured = run.repository.algorithm
+        reachable = [n for n in install if fleet.results[n].error is None]  # phase 2's
+        dropped = model.migration_drops(keys.pairs, reachable, keys.scan.algorithms, configured)
+        expected = expect(keys, install, self.decided.retire, dropped)
+        if act.hooks:  # a hook ran since the gate read the nodes: read them again
+            fleet.forget_views()
+            fleet.inspect(expected)
+        else:
+            fleet.replan(expected)
+        privates = {node: keys.scan.private[keys.pairs.next[node].public] for node in install}
+        fleet.phase2(keys.scan.public, privates)
+        fleet.verify(expect(keys, install, dropped=dropped))
+        nodes = _outcomes(fleet)
+        done = [n for n in install if fleet.results[n].status in GOOD]
+        summary = Summary(
+            self.options, self.decided, self.clock, self.unverified, install, done, dropped,
+            configured,
+        )  # fmt: skip
+        return _finish(run, keys, nodes, summary, act), nodes
+
+    def close(self) -> None:
+        """Close every connection."""
+        if self.opened:
+            self.connections.__exit__()
 
 
-@dataclass(frozen=True)
-class _Summary:
-    action: Action
-    started: float
-    options: Options
-    unverified: list[str]
-    install: frozenset[str]
-    installed: list[str]
-    retired: tuple[str, ...]
-    rekeyed: list[str]
-    clock: ClockCheck
-    exposed: list[str]  # of rekeyed: the right key, but open to others (mode or owner)
-    dropped: tuple[str, ...] = ()  # public keys of the former algorithm removed now
-    former: str = ""  # the former algorithm of the journal's keys ("": none)
-    algorithm: str = ""  # the configured one
+def _outcomes(fleet: JwsFleet) -> dict[str, NodeOutcome]:
+    return {name: result.outcome() for name, result in fleet.results.items()}
 
 
 def _unverified(fleet: JwsFleet, names: list[str]) -> list[str]:
@@ -203,7 +218,11 @@ def _gate(
     return frozenset(keys.pairs.next)  # phase 2 reaches only the nodes that answered
 
 
-def _finish(run: Run, keys: Keys, nodes: dict[str, NodeOutcome], summary: _Summary) -> ActionResult:
+def _finish(
+    run: Run, keys: Keys, nodes: dict[str, NodeOutcome], summary: Summary, act: Act
+) -> RepositoryState:
+    """Record what phase 2 did in the journal, then take the delivered private keys out of
+    the store; say it in ``act``; return the journal."""
     now = run.clock()
     delivered = []
     for node in summary.installed:  # verified: its node signs with it from now
@@ -220,139 +239,18 @@ def _finish(run: Run, keys: Keys, nodes: dict[str, NodeOutcome], summary: _Summa
     # leave the store (keysyncd keeps no private key its node verified): a crash in between
     # leaves files the next run tidies away, never a journal naming keys the store lost.
     write_ahead(run, state)
-    keys.store.remove(public=summary.retired + gone, private=tuple(delivered))
-    messages = _messages(keys, summary) + _algorithm_messages(keys, summary)
+    keys.store.remove(public=summary.plan.retire + gone, private=tuple(delivered))
+    act.messages += messages(keys, summary) + algorithm_messages(keys, summary)
     if summary.options.init:
-        messages += _init_messages(run, nodes, summary)
-    outcome = None
-    if keys.pairs.next and not summary.install and summary.unverified:
-        outcome = Outcome.DEFERRED if summary.options.rotate else None
-    if summary.options.rotate and not summary.clock.trusted:
-        outcome = Outcome.DEFERRED
-    draft = Draft(
-        summary.action,
-        summary.started,
-        nodes,
-        outcome,
-        bool(summary.options.force and summary.unverified),
-        tuple(messages),
-        {"jws": _details(keys, summary)},
-        summary.clock,
-    )
-    return commit(run, state, draft)
-
-
-def _messages(keys: Keys, summary: _Summary) -> list[str]:
-    messages = []
-    if summary.options.rotate and not summary.clock.trusted:
-        messages.append(
-            "deferred: no new key pair and no private key replaced: the controller's clock "
-            "is not trusted (see below)"
-        )
-    if summary.installed:
-        messages.append("installed new private keys on " + bounded(sorted(summary.installed)))
-    deferred = bool(keys.pairs.next and summary.unverified and not summary.install)
-    if deferred and summary.options.init:
-        pass  # an init says it node by node (_init_messages)
-    elif deferred:
-        waiting = bounded(sorted(keys.pairs.next))
-        messages.append(
-            f"deferred: no private key changed anywhere; not every node holds the "
-            f"new public keys: {', '.join(summary.unverified)} (waiting: {waiting})"
-        )
-    elif summary.unverified and summary.options.force:
-        messages.append(
-            "FORCED: private keys installed although these nodes were not "
-            "verified: " + ", ".join(summary.unverified)
-        )
-    foreign = [name for name in summary.rekeyed if name not in summary.exposed]
-    if foreign:
-        messages.append(
-            "private.pem was not keysyncd's on " + bounded(foreign) + ": a new pair replaces it"
-        )
-    if summary.exposed:
-        messages.append(
-            "private.pem had a wrong mode or owner (others may have read it) on "
-            + bounded(summary.exposed)
-            + ": a new pair replaces it"
-        )
-    if summary.retired:
-        messages.append(
-            f"retired public keys {bounded(list(summary.retired))}: no live token can need them"
-        )
-    return messages
-
-
-def _algorithm_messages(keys: Keys, summary: _Summary) -> list[str]:
-    """Return what this run did about a change of algorithm, and what is still to do."""
-    if not summary.former:
-        return []
-    former, configured = summary.former, summary.algorithm
-    lines = []
-    if summary.dropped:
-        lines.append(
-            f"algorithm changed {former} -> {configured}: the {former} public keys "
-            f"{bounded(list(summary.dropped))} left every node; tokens signed with {former} "
-            f"are no longer valid: keystone must run with [jwt_tokens] jws_algorithm = "
-            f"{configured} on every node now"
-        )
-    left = sorted(
-        node
-        for node, pair in keys.pairs.signing.items()
-        if keys.scan.algorithms.get(pair.public, configured) != configured
-    )
-    if left and keys.pairs.next:
-        lines.append(
-            f"algorithm change {former} -> {configured} under way: still signing with "
-            f"{former} on {bounded(left)}; the {former} public keys stay until every node "
-            f"has its {configured} pair installed (keystone fails tokens while both are there)"
-        )
-    elif left:
-        lines.append(model.migration_notice(former, configured))
-    return lines
-
-
-def _init_messages(run: Run, nodes: dict[str, NodeOutcome], summary: _Summary) -> list[str]:
-    """Return what an init did on each node, unless it did everything (then the command says
-    so): which nodes sign with their new pair, which hold the public keys only, which failed
-    and why, and what to do next. Nothing here claims a node that failed."""
-    names = run.node_names
-    if set(summary.installed) == set(names):
-        return []
-    failed = [name for name in names if nodes.get(name) and nodes[name].error is not None]
-    signing = sorted(summary.installed)
-    waiting = [name for name in names if name not in signing and name not in failed]
-    lines = [
-        f"init failed on {name}: {printable(nodes[name].error or '', 300)}"
-        for name in failed[:MAX_NAMED]
-    ]
-    if len(failed) > MAX_NAMED:
-        more = plural(len(failed) - MAX_NAMED, "more node")
-        lines.append(f"init failed on {more} (see below)")
-    if signing:
-        lines.append("a key pair is installed on " + bounded(signing))
-    if waiting:
-        lines.append(
-            "no private key installed on "
-            + bounded(waiting)
-            + ": none is, until every node holds every node's public key"
-        )
-    lines.append(
-        "the new key pairs wait in the controller's store: once the failed nodes are fixed, "
-        f"'keysyncd sync --repo {run.repository.name}' installs them"
-    )
-    return lines
-
-
-def _details(keys: Keys, summary: _Summary) -> dict[str, object]:
-    return {
-        "public": keys.pairs.public_keys(),
-        "signing": {n: p.public for n, p in sorted(keys.pairs.signing.items())},
-        "waiting": {n: p.public for n, p in sorted(keys.pairs.next.items())},
-        "retiring": {n: k.stopped_at for n, k in sorted(keys.pairs.retiring.items())},
-        "installed": sorted(summary.installed),
-        "retired": list(summary.retired),
-    }
+        act.messages += init_messages(run, nodes, summary)
+    rotate = summary.options.rotate
+    if keys.pairs.next and not summary.install and summary.unverified and rotate:
+        act.outcome = act.outcome or Outcome.DEFERRED
+    if rotate and not summary.clock.trusted:
+        act.outcome = act.outcome or Outcome.DEFERRED
+    act.forced = bool(summary.options.force and summary.unverified)
+    act.details["jws"] = details(keys, summary)
+    return state
 
 
 def _refuse_if_any_node_holds_a_key(run: Run, fleet: JwsFleet) -> None:
@@ -373,45 +271,28 @@ def _refuse_if_any_node_holds_a_key(run: Run, fleet: JwsFleet) -> None:
 
 
 def _preview(run: Run, keys: Keys, options: Options) -> ActionResult:
-    """What converge would do, reading the nodes and writing nothing."""
-    new = model.needing_pairs(keys.pairs, run.node_names, options.rotate or options.init)
-    retention = run.repository.token_expiration + run.repository.allow_expired_window
-    due = model.plan_retirement(keys.pairs, retention, run.clock())
+    """What converge would do, reading the nodes and writing nothing: the plan the real run
+    makes (the clock taken as trusted: a dry run reads no clock) and each node's changes."""
     with Connections(run, observe_clock=False) as fleet:
         if options.init:  # the same refusal as the real run, before anything else
             _refuse_if_any_node_holds_a_key(run, fleet)
         fleet.inspect(expect(keys))
-        nodes = {name: result.outcome() for name, result in fleet.results.items()}
+        nodes = _outcomes(fleet)
         fixable = {n: not (r.plan and r.plan.unfixable) for n, r in fleet.results.items()}
         preview = {
             n: (r.plan.changes() if r.plan else {"error": r.error.detail if r.error else "?"})
             for n, r in fleet.results.items()
         }
-        drifted = sorted(
-            name
-            for name, result in fleet.results.items()
-            if result.plan and result.plan.private and name not in keys.pairs.next
-            if name not in new
-        )
-    messages = []
-    if new:
-        messages.append("would make new key pairs for " + bounded(new))
-    if drifted:
-        messages.append(
-            "private.pem is not keysyncd's on " + bounded(drifted) + ": would make new pairs"
-        )
-    if due.retire:
-        messages.append("would retire public keys " + bounded(list(due.retire)))
-    configured = run.repository.algorithm
-    if former := model.former_algorithms(keys.pairs, keys.scan.algorithms, configured):
-        messages.append(
-            f"would give every node a {configured} pair and remove the {former} public keys: "
-            f"every token signed with {former} becomes invalid"
-            if options.rotate and run.trigger in OPERATOR
-            else model.migration_notice(former, configured)
-        )
+        plan = _plan(run, keys, options, fleet, trusted=True)
     # a node that differs would be brought in line; one that failed fails the real run too
     would = outcome_after_push((node.status, fixable[name]) for name, node in nodes.items())
     return ActionResult(
-        run.repository.name, DRY_RUN, None, nodes, tuple(messages), preview=preview, would=would
+        run.repository.name,
+        DRY_RUN,
+        None,
+        nodes,
+        preview_messages(run, plan),
+        preview=preview,
+        would=would,
+        plan=plan.to_json(),
     )

@@ -1,16 +1,15 @@
 """The JWS kind's load and decide steps: the controller's key store and the journal, checked
 against each other (``load``), what every node must hold (``expect``), new pairs
-(``generate``), retirement (``retire``) and the connections to the nodes. Used by
+(``generate``) and the connections to the nodes (the plan: ``keysyncd.core.jwsconverge``). Used by
 ``keysyncd.actions.jws`` (converge) and ``keysyncd.actions.jwsread`` (verify, adopt)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, replace
 
 from keysyncd.actions.context import Run, write_ahead
 from keysyncd.core import jws as model
-from keysyncd.core.clock import ClockCheck
 from keysyncd.core.journal import RepositoryState
 from keysyncd.core.jwskeys import generate_pair, public_of_private
 from keysyncd.core.jwskeys import same_public_key as same
@@ -37,18 +36,6 @@ class Keys:
     scan: StoreScan
     state: RepositoryState
     pairs: model.JwsState
-
-    def stale(self, configured: str) -> list[str]:
-        """Return the journal's public keys of another algorithm than ``configured``."""
-        return model.stale_keys(self.pairs, self.scan.algorithms, configured)
-
-    def signing_algorithm(self, configured: str) -> str:
-        """Return the algorithm the nodes sign with now: new pairs outside a migration are
-        of it (a node of another one would fail every token on the others), ``configured``
-        when there is none or no single one."""
-        algorithms = self.scan.algorithms
-        found = {algorithms.get(p.public, configured) for p in self.pairs.signing.values()}
-        return found.pop() if len(found) == 1 else configured
 
     def save(self, run: Run) -> None:
         """Write the journal now (write-ahead: before the pairs reach any node)."""
@@ -162,20 +149,6 @@ def generate(
     keys.save(run)
 
 
-def retire(run: Run, keys: Keys, clock: ClockCheck) -> tuple[str, ...]:
-    """Forget old public keys nobody can need any more and nodes no longer configured; the
-    nodes delete them in phase 2. Return the retired names. An untrusted ``clock`` retires
-    nothing and times nothing (a removed node's key waits for a trusted one)."""
-    if not clock.trusted:
-        return ()
-    now = run.clock()
-    retention = run.repository.token_expiration + run.repository.allow_expired_window
-    keys.pairs = model.removed_nodes(keys.pairs, run.node_names, now)
-    due = model.plan_retirement(keys.pairs, retention, now)
-    keys.pairs = model.without(keys.pairs, due.retire)
-    return due.retire
-
-
 def tidy_store(keys: Keys) -> None:
     """Delete what the journal no longer names (a crash leftover, retired keys)."""
     keys.store.remove_temp_files()
@@ -188,11 +161,18 @@ def tidy_store(keys: Keys) -> None:
 
 
 class Connections:
-    """Connections to every node of ``run`` (or to ``only``), closed afterwards; each node's
-    clock is read as it is connected, unless ``observe_clock`` is False (a dry run)."""
+    """Connections to every node of ``run`` (or to ``only``: one name, or several), closed
+    afterwards; each node's clock is read as it is connected, unless ``observe_clock`` is
+    False (a dry run)."""
 
-    def __init__(self, run: Run, only: str | None = None, observe_clock: bool = True) -> None:
-        nodes = [run.config.node(only)] if only else list(run.config.nodes)
+    def __init__(
+        self, run: Run, only: str | Collection[str] | None = None, observe_clock: bool = True
+    ) -> None:
+        if only is None:
+            nodes = list(run.config.nodes)
+        else:
+            names = [only] if isinstance(only, str) else list(only)
+            nodes = [run.config.node(name) for name in names]
         self.fleet = JwsFleet(
             run.repository,
             nodes,

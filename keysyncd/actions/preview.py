@@ -65,7 +65,19 @@ def preview_rotation(run: Run, local: Local, force: bool) -> ActionResult:
         preview=preview,
         recovery=local.recovery,
         would=would,
+        plan=plan_json(plan),
     )
+
+
+def plan_json(plan: RotationPlan) -> dict[str, Any]:
+    """Return a rotation plan as reports, hooks and dry runs show it."""
+    return {
+        "new_primary": plan.new_primary,
+        "demoted": plan.demoted,
+        "retired": list(plan.retire),
+        "kept": [{"index": k.index, "reason": k.reason, "safe_at": k.safe_at} for k in plan.keep],
+        "resulting": list(plan.resulting),
+    }
 
 
 def after_recovery(local: Local) -> KeySet:

@@ -1,60 +1,33 @@
-"""Rotate one repository across the fleet, safely (SPEC safety rules 1-3) or not at all.
+"""Rotate one repository of a symmetric kind (fernet, credential) across the fleet, safely
+(SPEC safety rules 1-3) or not at all: the symmetric steps in the action shell
+(``keysyncd.actions.shell``: hooks, the migration block, one outcome, one commit).
 
-load (keys, journal, recovery) -> decide (hook block, the rotation plan, made once) -> act
-(sync every node to the current state; the gate: promote only if every node is verified,
-else defer; promote locally; push in two phases; verify; hooks) -> commit (one report).
-``--dry-run`` loads and decides, reads the nodes, and writes nothing anywhere.
+load (keys, journal, recovery) -> sync every node to the current state -> (a pending
+migration first) -> the rotation plan, made once -> the gate: promote only if every node is
+verified, else defer -> before_rotate -> promote locally; push in two phases; verify ->
+after_rotate -> commit (one report). ``--dry-run`` loads and plans with the same planner,
+reads the nodes, and writes nothing anywhere.
 """
 
 from __future__ import annotations
 
-import json
-import logging
+import contextlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
 from typing import Any
 
-from keysyncd.actions.afterrotate import hook_document, migrate_when_ready
-from keysyncd.actions.context import (
-    ActionResult,
-    Draft,
-    Run,
-    check_clock,
-    commit,
-    node_outcomes,
-)
-from keysyncd.actions.local import (
-    Local,
-    load_local,
-    policy_of,
-    reconciled,
-    recover,
-    rotate_local,
-)
-from keysyncd.actions.preview import preview_rotation
+from keysyncd.actions.context import ActionResult, Run, check_clock, node_outcomes
+from keysyncd.actions.local import Local, load_local, policy_of, reconciled, recover, rotate_local
+from keysyncd.actions.preview import plan_json, preview_rotation
+from keysyncd.actions.shell import Act, Gate, execute
 from keysyncd.core.clock import ClockCheck
 from keysyncd.core.journal import RepositoryState
-from keysyncd.core.keyring import KeySet
 from keysyncd.core.nodes import checked
-from keysyncd.core.policy import RotationPlan, plan_rotation
-from keysyncd.core.report import NodeOutcome, Report
-from keysyncd.core.vocabulary import GOOD, Action, Outcome, outcome_of
+from keysyncd.core.policy import plan_rotation
+from keysyncd.core.report import NodeOutcome
+from keysyncd.core.vocabulary import GOOD, Action, Outcome
 from keysyncd.io.remote.fleet import FleetAction, push_keyset
-from keysyncd.io.runtime.hooks import HookRun, run_hooks
 
-log = logging.getLogger(__name__)
-NEW_KEY = "(new key)"
-
-
-@dataclass(frozen=True)
-class Gate:
-    """The promotion decision (safety rules 1 and 10): promote, or defer naming the
-    unverified nodes (or the clock)."""
-
-    promote: bool
-    unverified: tuple[str, ...]  # "node3 (unreachable)" for each node not verified
-    forced: bool
-    clock_untrusted: bool = False
+__all__ = ["Gate", "gate", "plan_json", "rotate_repository"]
 
 
 def gate(nodes: Mapping[str, NodeOutcome], force: bool, stopping: bool, clock: ClockCheck) -> Gate:
@@ -82,152 +55,75 @@ def rotate_repository(run: Run, dry_run: bool = False, force: bool = False) -> A
     local = load_local(run)
     if dry_run:
         return preview_rotation(run, local, force)
-    keyset, state = recover(run, local).valid()
-    state, _ = reconciled(run, state, keyset, started)
-    with run.fleet() as fleet:
-        if fleet is not None:
-            push_keyset(fleet, keyset)  # rule 1: every node holds the staged key first
-        clock = check_clock(run, state, fleet)
-        # a pending migration runs first, once every node holds the primary it migrates to;
-        # while it is pending nothing rotates (its keys may still be needed)
-        state = checked(state, node_outcomes(fleet), run.node_names, run.clock(), clock)
-        state, migration, pending = migrate_when_ready(run, state)
-        if pending is not None:
-            details = {"hooks": _runs(migration)}
-            nodes = node_outcomes(fleet)
-            draft = Draft(Action.ROTATE, started, nodes, Outcome.DEFERRED, False, (pending,))
-            return _give_up(run, state, replace(draft, details=details, clock=clock), None)
-        # the plan is made once, after the migration it may depend on (credential keys)
-        plan = plan_rotation(keyset.indices, state.history, policy_of(run.repository), started)
-        rotation = _Rotation(local, keyset, state, plan, started, force, clock, hooks=migration)
-        decision = gate(node_outcomes(fleet), force, run.cancelled, clock)
-        if not decision.promote:
-            return _defer(run, rotation, fleet, decision)
-        return _promote(run, rotation, fleet, decision)
+    return execute(Act(run, Action.ROTATE, started, rotating=True), _Symmetric(run, local, force))
 
 
-@dataclass
-class _Rotation:
-    """One rotation as it goes: what it started from, its plan (made once), and what it
-    has to say so far."""
+class _Symmetric:
+    """The steps of a symmetric rotation (see ``keysyncd.actions.shell.Steps``)."""
 
-    local: Local
-    keyset: KeySet
-    state: RepositoryState
-    plan: RotationPlan
-    started: float
-    force: bool
-    clock: ClockCheck
-    forced: bool = False
-    messages: list[str] = field(default_factory=list)
-    hooks: list[HookRun] = field(default_factory=list)
+    def __init__(self, run: Run, local: Local, force: bool) -> None:
+        self.run, self.local, self.force = run, local, force
+        self.connections = contextlib.ExitStack()
+        self.fleet: FleetAction | None = None
 
-    def __post_init__(self) -> None:
-        if self.plan.keep:
-            self.messages.append(self.plan.kept_note())
+    def before_gate(self, act: Act) -> tuple[RepositoryState, dict[str, NodeOutcome]]:
+        """Recover, then sync every node to the current state (rule 1: every node holds the
+        staged key first); return the journal recording the checks, and the nodes."""
+        self.keyset, state = recover(self.run, self.local).valid()
+        state, _ = reconciled(self.run, state, self.keyset, act.started)
+        self.fleet = self.connections.enter_context(self.run.fleet())
+        if self.fleet is not None:
+            push_keyset(self.fleet, self.keyset)  # rule 1: every node holds the staged key first
+        act.clock = self.clock = check_clock(self.run, state, self.fleet)
+        return self._checked(state)
 
-    def draft(self, nodes: Mapping[str, NodeOutcome], outcome: Outcome | None = None) -> Draft:
-        """Return the report draft of this rotation so far."""
-        details = {"plan": plan_json(self.plan), "hooks": _runs(self.hooks)}
-        messages = tuple(self.messages)
-        return Draft(
-            Action.ROTATE, self.started, nodes, outcome, self.forced, messages, details, self.clock
+    def plan(self, act: Act, state: RepositoryState) -> dict[str, Any]:
+        """Return the rotation plan, made once, after the migration it may depend on."""
+        policy = policy_of(self.run.repository)
+        self.rotation = plan_rotation(self.keyset.indices, state.history, policy, act.started)
+        if self.rotation.keep:
+            act.messages.append(self.rotation.kept_note())
+        act.result["rotation"] = self.rotation
+        return plan_json(self.rotation)
+
+    def gate(self, act: Act, state: RepositoryState) -> Gate:
+        """Return the gate (the staged key is on every node already: nothing to stage)."""
+        self.state = state
+        return gate(node_outcomes(self.fleet), self.force, self.run.cancelled, self.clock)
+
+    def promote(self, act: Act, gated: Gate) -> tuple[RepositoryState, dict[str, NodeOutcome]]:
+        """Promote locally and push in two phases, or defer; return the journal, the nodes."""
+        if not gated.promote:
+            return self._defer(act, gated)
+        if gated.forced:
+            act.forced = True
+            unverified = ", ".join(gated.unverified)
+            act.messages.append(
+                f"FORCED: rotated although these nodes were not verified: {unverified}"
+            )
+        keyset, state = rotate_local(
+            self.run, self.local.repository, self.keyset, self.state, self.rotation, self.clock
         )
+        if self.fleet is not None:
+            self.fleet.reset()
+            if act.hooks:  # a hook ran since the nodes were read: read them again
+                self.fleet.forget_views()
+            push_keyset(self.fleet, keyset, force=gated.forced)
+        return self._checked(state)
 
-
-def _defer(run: Run, rotation: _Rotation, fleet: FleetAction | None, gated: Gate) -> ActionResult:
-    unverified = ", ".join(gated.unverified)
-    if gated.clock_untrusted:
-        rotation.messages.append("deferred: the controller's clock is not trusted (see below)")
-    if unverified:
-        rotation.messages.append(f"deferred: not every node could be verified: {unverified}")
-    nodes = node_outcomes(fleet)
-    state = checked(rotation.state, nodes, run.node_names, run.clock(), rotation.clock)
-    return _give_up(run, state, rotation.draft(nodes, Outcome.DEFERRED), rotation.plan)
-
-
-def _promote(run: Run, rotation: _Rotation, fleet: FleetAction | None, gated: Gate) -> ActionResult:
-    if gated.forced:
-        rotation.forced = True
+    def _defer(self, act: Act, gated: Gate) -> tuple[RepositoryState, dict[str, NodeOutcome]]:
+        act.outcome = act.outcome or Outcome.DEFERRED
         unverified = ", ".join(gated.unverified)
-        rotation.messages.append(
-            f"FORCED: rotated although these nodes were not verified: {unverified}"
-        )
-    hooks = run.repository.hooks
-    document = hook_document(run, rotation.state, plan_json(rotation.plan))
-    rotation.hooks += run_hooks(
-        "before_rotate", hooks.before_rotate, document, hooks.timeout, run.cancel
-    )
-    if rotation.hooks and not rotation.hooks[-1].ok:
-        rotation.messages.append("not rotated: " + rotation.hooks[-1].describe())
-        draft = rotation.draft(node_outcomes(fleet), Outcome.FAILED)
-        return _give_up(run, rotation.state, draft, rotation.plan)
-    repository = rotation.local.repository
-    keyset, state = rotate_local(
-        run, repository, rotation.keyset, rotation.state, rotation.plan, rotation.clock
-    )
-    if fleet is not None:
-        fleet.reset()
-        push_keyset(fleet, keyset, force=gated.forced)
-    nodes = node_outcomes(fleet)
-    rotation.state = checked(state, nodes, run.node_names, run.clock(), rotation.clock)
-    return _after(run, rotation, node_outcomes(fleet))
+        if gated.clock_untrusted:
+            act.messages.append("deferred: the controller's clock is not trusted (see below)")
+        if unverified:
+            act.messages.append(f"deferred: not every node could be verified: {unverified}")
+        return self._checked(self.state)
 
+    def _checked(self, state: RepositoryState) -> tuple[RepositoryState, dict[str, NodeOutcome]]:
+        nodes = node_outcomes(self.fleet)
+        return checked(state, nodes, self.run.node_names, self.run.clock(), self.clock), nodes
 
-def _after(run: Run, rotation: _Rotation, nodes: Mapping[str, NodeOutcome]) -> ActionResult:
-    """Run the rotation's after_rotate migration once every node verified it (until it
-    succeeds, the next rotation and every retirement wait), decide the outcome once, then
-    commit; on_failure runs for anything not ok."""
-    rotation.state, after, pending = migrate_when_ready(run, rotation.state)
-    rotation.hooks += after
-    if pending is not None and after:
-        rotation.messages.append(
-            after[-1].describe() + "; the next rotation is blocked until it succeeds"
-        )
-    elif pending is not None:
-        rotation.messages.append(
-            "after_rotate did not run: not every node verified the new keys; the next "
-            "rotation is blocked until it has run and succeeded"
-        )
-    outcome = outcome_of(node.status for node in nodes.values())
-    if outcome == Outcome.OK and rotation.state.hook_block is not None:
-        outcome = Outcome.PARTIAL  # final before the commit: report, journal, index agree
-    result = commit(run, rotation.state, rotation.draft(nodes, outcome), rotation=rotation.plan)
-    result = replace(result, promoted=True)  # the controller rotated, whatever the nodes did
-    if result.outcome != Outcome.OK:
-        assert result.report is not None  # noqa: S101 - commit always writes one
-        _on_failure(run, result.report)
-    return result
-
-
-def _give_up(
-    run: Run, state: RepositoryState, draft: Draft, plan: RotationPlan | None
-) -> ActionResult:
-    """Commit the report of a rotation that did not happen, run on_failure, return it."""
-    result = commit(run, state, draft, rotation=plan)
-    assert result.report is not None  # noqa: S101 - commit always writes one
-    _on_failure(run, result.report)
-    return result
-
-
-def _on_failure(run: Run, report: Report) -> None:
-    document = json.dumps(report.to_json()).encode()
-    hooks = run.repository.hooks
-    for hook in run_hooks("on_failure", hooks.on_failure, document, hooks.timeout, run.cancel):
-        if not hook.ok:
-            log.warning("%s: %s", run.repository.name, hook.describe())
-
-
-def plan_json(plan: RotationPlan) -> dict[str, Any]:
-    """Return a rotation plan as reports and hooks show it."""
-    return {
-        "new_primary": plan.new_primary,
-        "demoted": plan.demoted,
-        "retired": list(plan.retire),
-        "kept": [{"index": k.index, "reason": k.reason, "safe_at": k.safe_at} for k in plan.keep],
-        "resulting": list(plan.resulting),
-    }
-
-
-def _runs(hooks: list[HookRun]) -> list[dict[str, Any]]:
-    return [hook.to_json() for hook in hooks]
+    def close(self) -> None:
+        """Close every connection."""
+        self.connections.close()

@@ -20,6 +20,7 @@ from keysyncd.commands import render
 from keysyncd.commands.exits import Exit
 from keysyncd.commands.output import Output
 from keysyncd.config import Config, RepositoryConfig
+from keysyncd.core.report import json_times
 from keysyncd.core.text import plural
 from keysyncd.core.vocabulary import Outcome, Trigger
 from keysyncd.errors import LockError, UsageError
@@ -123,13 +124,15 @@ def runs_json(action: str, runs: list[RepositoryRun], code: int) -> dict[str, An
 
 
 def result_json(result: ActionResult) -> dict[str, Any]:
-    """Return one action's result as JSON: outcome, report id, messages, plan, preview."""
+    """Return one action's result as JSON: outcome, report id, messages, plan (``rotation``:
+    a symmetric rotation's; ``plan``: every kind's, as its report records it), preview."""
     return {
         "outcome": result.outcome,
         "report_id": result.report.id if result.report else None,
         "report_error": result.report_error,
         "messages": list(result.messages),
         "rotation": plan_json(result.rotation) if result.rotation else None,
+        "plan": None if result.plan is None else json_times(dict(result.plan)),
         "preview": {node: dict(changes) for node, changes in result.preview.items()},
         "nodes": {name: asdict(node) for name, node in result.nodes.items()},
     }

@@ -55,7 +55,6 @@ _REPOSITORY_KEYS = {
     "hooks",
     *KIND_FIELDS,  # each judged by _kind_fields: only the kinds that take it may have it
 }
-_EVENTS = ("before_rotate", "after_rotate", "on_failure")
 
 
 def _repository(reader: check.Reader, value: Any, path: str) -> RepositoryConfig | None:
@@ -125,13 +124,6 @@ def _kind_fields(reader: check.Reader, data: dict[str, Any], path: str, kind: Ke
         reader.fail(
             f"{path}.max_active_keys",
             f"must be {fixed} for kind {kind.name} (keystone always keeps {fixed}); remove it",
-        )
-    hooks = data.get("hooks")
-    if not kind.hooks_apply and isinstance(hooks, dict) and any(hooks.get(e) for e in _EVENTS):
-        # a hook that never runs is worse than none: no veto, no block, no page on failure
-        reader.fail(
-            f"{path}.hooks",
-            f"hooks do not run for kind {kind.name} yet: remove them (keysyncd would ignore them)",
         )
     for name in sorted(KIND_FIELDS - kind.fields):
         if data.get(name) is not None:

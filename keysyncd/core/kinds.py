@@ -67,7 +67,7 @@ class KeyKind:
     retires a key ("time": no token it protected can still be valid; "migration": no
     credential is still encrypted with it). ``fixed_max_active_keys``: the only size
     keystone itself works with (None: any size from 2). ``fields``: the config fields only
-    this kind takes. ``hooks_apply``: whether before/after_rotate and on_failure run."""
+    this kind takes. Hooks run for every kind (the action shell runs them)."""
 
     name: str
     description: str
@@ -76,7 +76,6 @@ class KeyKind:
     retire_by: str = "time"
     fixed_max_active_keys: int | None = None
     fields: frozenset[str] = frozenset()
-    hooks_apply: bool = True
 
     @property
     def sized(self) -> bool:
@@ -118,7 +117,6 @@ KINDS: dict[str, KeyKind] = {
             JWS,
             default_max_active_keys=2,
             fields=frozenset({"algorithm", "private_path", "public_path"}),
-            hooks_apply=False,  # not run yet for jws: config refuses them (issue 20)
         ),
     )
 }

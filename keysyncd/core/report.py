@@ -40,6 +40,12 @@ def _times(value: Any, is_time: bool = False) -> Any:
     return value
 
 
+def json_times(value: Any) -> Any:
+    """Return ``value`` (JSON-ready) with its times written as reports write them: what the
+    command line shows of a report's part (a dry run's plan) is what the report says."""
+    return _times(value)
+
+
 def _field(key: str, value: Any) -> Any:
     if key in TIME_MAPS and isinstance(value, Mapping):
         return {name: _times(when, True) for name, when in value.items()}

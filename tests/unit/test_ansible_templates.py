@@ -170,7 +170,7 @@ def test_the_config_template_writes_each_kind_with_exactly_its_fields(
     ("entry", "field"),
     [
         ({**THREE_KINDS[2], "max_active_keys": 4}, "max_active_keys"),
-        ({**THREE_KINDS[2], "hooks": {"after_rotate": ["/usr/bin/true"]}}, "hooks"),
+        ({**THREE_KINDS[1], "private_path": "/srv/jws/signing"}, "private_path"),
         ({**THREE_KINDS[1], "max_active_keys": 5}, "max_active_keys"),
         ({**THREE_KINDS[0], "algorithm": "ES256"}, "algorithm"),
     ],

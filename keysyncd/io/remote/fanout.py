@@ -268,6 +268,11 @@ class Fanout(Generic[V, P]):
         self._pool.shutdown(wait=True)
         return self.results
 
+    def forget_views(self) -> None:
+        """Forget every view kept: the next inspect reads each node again (after a wait, such
+        as a hook's run, in which a hand may have changed a node: read, not assume)."""
+        self._fresh.clear()
+
     def reset(self) -> None:
         """Forget per-step statuses of healthy nodes before a new step (keep failures)."""
         for name in self.healthy():

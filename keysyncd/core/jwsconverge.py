@@ -1,0 +1,133 @@
+"""The plan of one JWS write action (init, sync, rotate, drift repair), made once. Pure.
+
+``plan_converge`` is the one planner: the dry run builds the plan with it and shows it, the
+real run builds it with the same inputs (the journal, the store's algorithms, what each node's
+private.pem is, the time) and executes it, and its report records it (``details.plan``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from keysyncd.core import jws as model
+from keysyncd.core.jwsplan import WRONG_MODE
+
+
+@dataclass(frozen=True)
+class ConvergeRequest:
+    """What the run was asked, and what it knows: ``rotate`` (a new pair for every node),
+    ``init``, ``operator`` (an operator asked now: only then does a change of algorithm go
+    through), ``trusted`` (the controller's clock: an untrusted one rotates and retires
+    nothing), ``retention`` (seconds an old public key stays), ``now``."""
+
+    nodes: tuple[str, ...]
+    configured: str  # the configured algorithm
+    rotate: bool = False
+    init: bool = False
+    operator: bool = False
+    trusted: bool = True
+    retention: float = 0.0
+    now: float = 0.0
+
+
+@dataclass(frozen=True)
+class ConvergePlan:
+    """The plan: ``pairs`` is the journal's JWS part once it is carried out (before the new
+    pairs are made); the rest is what reports, hooks and dry runs show (``to_json``)."""
+
+    pairs: model.JwsState
+    rotating: bool
+    algorithm: str  # of the pairs made in this run
+    former: str  # the former algorithm of the journal's keys ("": none)
+    migrating: bool  # this run gives every node a pair of the configured one
+    removed: tuple[str, ...]  # nodes no longer configured: their keys start retiring
+    retire: tuple[str, ...]  # public keys no token can need any more
+    dropped_waiting: tuple[str, ...]  # nodes whose waiting pair of the former one goes
+    new: tuple[str, ...]  # nodes that get a new pair (a rotation, an init, a node added)
+    rekey: tuple[str, ...]  # nodes whose private.pem is not keysyncd's: a new pair
+    exposed: tuple[str, ...]  # of rekey: the right key, but open to others (mode, owner)
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the plan as reports, hooks and dry runs show it."""
+        return {
+            "rotate": self.rotating,
+            "algorithm": self.algorithm,
+            "former_algorithm": self.former or None,
+            "migrating": self.migrating,
+            "removed_nodes": list(self.removed),
+            "retired": list(self.retire),
+            "dropped_waiting": list(self.dropped_waiting),
+            "new_pairs": list(self.new),
+            "rekey": list(self.rekey),
+            "exposed": list(self.exposed),
+        }
+
+
+def plan_converge(
+    pairs: model.JwsState,
+    algorithms: Mapping[str, str],
+    request: ConvergeRequest,
+    private_problems: Mapping[str, str | None],
+) -> ConvergePlan:
+    """Return the plan of one run given the journal's ``pairs``, the store's ``algorithms``
+    (public key name -> algorithm) and each node's private.pem problem as read (None: it is
+    the journal's)."""
+    pairs, removed, retire = retirement(pairs, request)
+    rotating = request.rotate and request.trusted  # an untrusted clock rotates nothing
+    former = model.former_algorithms(pairs, algorithms, request.configured)
+    algorithm, waiting = _algorithm(pairs, algorithms, request, rotating, former)
+    pairs = model.dropped(pairs, waiting)  # never installed: never used
+    new = model.needing_pairs(pairs, request.nodes, rotating or request.init)
+    # a private.pem that is not ours gets a new pair (no repair)
+    rekey = sorted(
+        node
+        for node, problem in private_problems.items()
+        if problem and node not in pairs.next and node not in new
+    )
+    exposed = [node for node in rekey if (private_problems[node] or "").startswith(WRONG_MODE)]
+    migrating = bool(former) and rotating and request.operator
+    return ConvergePlan(
+        pairs, rotating, algorithm, former, migrating, removed, retire, tuple(waiting),
+        tuple(new), tuple(rekey), tuple(exposed),
+    )  # fmt: skip
+
+
+def retirement(
+    pairs: model.JwsState, request: ConvergeRequest
+) -> tuple[model.JwsState, tuple[str, ...], tuple[str, ...]]:
+    """Return (the pairs without the keys retired now and the nodes no longer configured,
+    those nodes, the retired public keys). An untrusted clock retires nothing and times
+    nothing (a removed node's key waits for a trusted one)."""
+    if not request.trusted:
+        return pairs, (), ()
+    removed = tuple(sorted(n for n in {*pairs.signing, *pairs.next} if n not in request.nodes))
+    pairs = model.removed_nodes(pairs, request.nodes, request.now)
+    due = model.plan_retirement(pairs, request.retention, request.now)
+    return model.without(pairs, due.retire), removed, due.retire
+
+
+def _algorithm(
+    pairs: model.JwsState,
+    algorithms: Mapping[str, str],
+    request: ConvergeRequest,
+    rotating: bool,
+    former: str,
+) -> tuple[str, list[str]]:
+    """Return (the algorithm of the pairs made in this run, the nodes whose waiting pair of
+    the former algorithm goes).
+
+    After a change of ``algorithm`` the nodes keep signing with the former one until a
+    rotation an operator asks for (a scheduled one keeps it: the change stops every token
+    until keystone is reconfigured); that rotation makes every pair anew, the waiting ones
+    of the former algorithm too. Outside it a new pair is of the algorithm the nodes sign
+    with: one of another would make keystone fail tokens (see keysyncd.core.jws)."""
+    configured = request.configured
+    if not former:
+        return configured, []
+    if rotating and request.operator:
+        stale = set(model.stale_keys(pairs, algorithms, configured))
+        return configured, sorted(n for n, pair in pairs.next.items() if pair.public in stale)
+    found = {algorithms.get(p.public, configured) for p in pairs.signing.values()}
+    return (found.pop() if len(found) == 1 else configured), []
