@@ -6,13 +6,20 @@ A schedule is a 5-field crontab (``minute hour day month day_of_week``) or a
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import inspect
 import itertools
+import sys
 from datetime import UTC, datetime, timedelta
+from types import ModuleType
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from apscheduler.triggers.cron import CronTrigger
-
 from keysyncd.errors import KeysyncError
+
+if TYPE_CHECKING:
+    from apscheduler.triggers.cron import CronTrigger
 
 _FIELDS_6 = ("second", "minute", "hour", "day", "month", "day_of_week")
 # crontab numbers weekdays from Sunday (0 and 7), APScheduler 3 from Monday (0): a number
@@ -66,6 +73,41 @@ def _weekdays(field: str) -> str:
     return ",".join(name for name in _APSCHEDULER_ORDER if _CRON_DAYS.index(name) in days)
 
 
+def _cron_module() -> ModuleType:
+    """Return APScheduler's ``apscheduler.triggers.cron``; raise ImportError without it.
+
+    The cron trigger itself is cheap to import; two things its package imports on the way
+    are not, and no cron computation uses them: the package's ``__init__`` works out its
+    own version string through ``importlib.metadata`` (about 30 ms), and ``apscheduler.util``
+    takes ``iscoroutinefunction`` from ``asyncio`` (about 15 ms, with ``ssl``), which only
+    the asyncio and tornado executors ask (the daemon uses threads). Together that is a
+    third of what ``check-config``, ``status`` and ``plan`` cost to start.
+
+    So, the first time only (nothing of APScheduler loaded yet), the trigger is imported
+    with stand-ins for both: the package's module with its ``__init__`` not run, and an
+    ``asyncio`` that offers ``inspect.iscoroutinefunction`` (what APScheduler itself uses
+    from Python 3.14 on). Both leave ``sys.modules`` before this returns: whatever imports
+    ``apscheduler`` or ``asyncio`` later (the daemon's scheduler) gets the real modules and
+    shares the trigger modules loaded here (tests/unit/test_schedule_import.py).
+    """
+    if any(name == "apscheduler" or name.startswith("apscheduler.") for name in sys.modules):
+        return importlib.import_module("apscheduler.triggers.cron")
+    spec = importlib.util.find_spec("apscheduler")
+    if spec is None:
+        raise ImportError("APScheduler is not installed", name="apscheduler")
+    stand_ins = {"apscheduler": importlib.util.module_from_spec(spec)}
+    if "asyncio" not in sys.modules:
+        stand_ins["asyncio"] = ModuleType("asyncio", "a stand-in: see _cron_module")
+        vars(stand_ins["asyncio"])["iscoroutinefunction"] = inspect.iscoroutinefunction
+    sys.modules.update(stand_ins)
+    try:
+        return importlib.import_module("apscheduler.triggers.cron")
+    finally:
+        for name, module in stand_ins.items():
+            if sys.modules.get(name) is module:
+                del sys.modules[name]
+
+
 def cron_trigger(expression: str, timezone: str = "UTC") -> CronTrigger:
     """Return the APScheduler trigger for ``expression``; raise KeysyncError if invalid.
 
@@ -87,7 +129,8 @@ def cron_trigger(expression: str, timezone: str = "UTC") -> CronTrigger:
                     "either, keysyncd's scheduler only on both)"
                 )
             named["day_of_week"] = _weekdays(named["day_of_week"])
-            return CronTrigger(**named, timezone=zone)
+            trigger: CronTrigger = _cron_module().CronTrigger(**named, timezone=zone)
+            return trigger
     except ValueError as error:
         raise KeysyncError(f"invalid cron expression {expression!r}: {error}") from error
     raise KeysyncError(
