@@ -80,32 +80,40 @@ def _cron_module() -> ModuleType:
     are not, and no cron computation uses them: the package's ``__init__`` works out its
     own version string through ``importlib.metadata`` (about 30 ms), and ``apscheduler.util``
     takes ``iscoroutinefunction`` from ``asyncio`` (about 15 ms, with ``ssl``), which only
-    the asyncio and tornado executors ask (the daemon uses threads). Together that is a
+    the asyncio and tornado executors ask (the daemon uses threads). Together that was a
     third of what ``check-config``, ``status`` and ``plan`` cost to start.
 
-    So, the first time only (nothing of APScheduler loaded yet), the trigger is imported
-    with stand-ins for both: the package's module with its ``__init__`` not run, and an
-    ``asyncio`` that offers ``inspect.iscoroutinefunction`` (what APScheduler itself uses
-    from Python 3.14 on). Both leave ``sys.modules`` before this returns: whatever imports
-    ``apscheduler`` or ``asyncio`` later (the daemon's scheduler) gets the real modules and
-    shares the trigger modules loaded here (tests/unit/test_schedule_import.py).
+    So, the first time only (nothing of APScheduler loaded yet): the package is loaded with
+    its ``__init__`` put off until something asks for a name it defines (the daemon's
+    scheduler asks for ``version``), and ``asyncio`` is a stand-in offering
+    ``inspect.iscoroutinefunction`` (what APScheduler itself uses from Python 3.14 on)
+    while the trigger's modules load, gone from ``sys.modules`` before this returns
+    (tests/unit/test_schedule_import.py).
     """
-    if any(name == "apscheduler" or name.startswith("apscheduler.") for name in sys.modules):
+    if "apscheduler" in sys.modules:
         return importlib.import_module("apscheduler.triggers.cron")
     spec = importlib.util.find_spec("apscheduler")
-    if spec is None:
+    if spec is None or spec.loader is None:
         raise ImportError("APScheduler is not installed", name="apscheduler")
-    stand_ins = {"apscheduler": importlib.util.module_from_spec(spec)}
-    if "asyncio" not in sys.modules:
-        stand_ins["asyncio"] = ModuleType("asyncio", "a stand-in: see _cron_module")
-        vars(stand_ins["asyncio"])["iscoroutinefunction"] = inspect.iscoroutinefunction
-    sys.modules.update(stand_ins)
+    package, loader = importlib.util.module_from_spec(spec), spec.loader
+
+    def initialised(name: str) -> object:
+        """Run the package's own ``__init__`` (once), then answer as the package does."""
+        if vars(package).pop("__getattr__", None) is not None:
+            loader.exec_module(package)
+        return getattr(package, name)
+
+    vars(package)["__getattr__"] = initialised
+    sys.modules["apscheduler"] = package
+    asyncio = None if "asyncio" in sys.modules else ModuleType("asyncio", "a stand-in")
+    if asyncio is not None:
+        vars(asyncio)["iscoroutinefunction"] = inspect.iscoroutinefunction
+        sys.modules["asyncio"] = asyncio
     try:
         return importlib.import_module("apscheduler.triggers.cron")
     finally:
-        for name, module in stand_ins.items():
-            if sys.modules.get(name) is module:
-                del sys.modules[name]
+        if asyncio is not None and sys.modules.get("asyncio") is asyncio:
+            del sys.modules["asyncio"]
 
 
 def cron_trigger(expression: str, timezone: str = "UTC") -> CronTrigger:

@@ -1,13 +1,18 @@
-"""Start-up time: ``check-config``, ``status`` and ``plan`` start within 5x a bare interpreter
-(``python -c pass``), both measured in the same run, each the fastest of several runs
-interleaved (the least disturbed by whatever else the machine does), as a ratio: it holds
-on a slow machine as on a fast one. The time is the process's CPU time (see ``started``).
+"""Start-up time: ``check-config``, ``status`` and ``plan`` start within BOUND times a bare
+interpreter (``python -c pass``), both measured in the same run, each the fastest of several
+runs interleaved (the least disturbed by whatever else the machine does), as a ratio: it
+holds on a slow machine as on a fast one. The time is the process's CPU time (``started``).
+
+Issue 20 asks for 5x. Measured here: 8.2x before it, 5.4-6.1x after (APScheduler's cron
+trigger without its package's version lookup and without asyncio; cryptography only when a
+JWS key is handled). What remains above 5x is keysyncd's own modules (dataclasses, mostly)
+and yaml, cryptography.fernet, secrets, statistics and logging imported by modules these
+commands need: BOUND holds the gain until those go too.
 
 Both read compiled bytecode from one cache made for the test, as an installed keysyncd
 (pip compiles it) does: a run that compiles keysyncd's sources every time measures the
 compiler. The import structure that keeps them light is pinned by tests/unit/test_startup.py
-(which modules load, without timing); APScheduler's cron trigger is loaded without its
-package's version lookup and without asyncio (``keysyncd.core.schedule._cron_module``).
+(which modules load, without timing) and the last test here.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import yaml
 
 from tests.unit.test_startup import loaded
 
-BOUND = 6.5  # times a bare interpreter (CPU): 8.2 before issue 20, 5.4-6.1 after; the aim is 5
+BOUND = 6.5  # times a bare interpreter's CPU time (see above: the aim is 5)
 RUNS = 9
 
 
@@ -86,7 +91,7 @@ def compiled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     [("plain", ["check-config"]), ("nodes", ["status"]), ("nodes", ["plan"])],
     ids=["check-config", "status", "plan"],
 )
-def test_light_commands_start_within_five_bare_interpreter_starts(
+def test_light_commands_start_within_bound_times_a_bare_interpreter(
     configs: dict[str, Path], compiled: dict[str, str], config: str, argv: list[str]
 ) -> None:
     command = ["-m", "keysyncd", "-c", str(configs[config]), *argv]
