@@ -80,15 +80,14 @@ def _cron_module() -> ModuleType:
     are not, and no cron computation uses them: the package's ``__init__`` works out its
     own version string through ``importlib.metadata`` (about 30 ms), and ``apscheduler.util``
     takes ``iscoroutinefunction`` from ``asyncio`` (about 15 ms, with ``ssl``), which only
-    the asyncio and tornado executors ask (the daemon uses threads). Together that was a
-    third of what ``check-config``, ``status`` and ``plan`` cost to start.
+    the asyncio and tornado executors ask (the daemon uses threads): a third of what
+    ``check-config``, ``status`` and ``plan`` cost to start.
 
     So, the first time only (nothing of APScheduler loaded yet): the package is loaded with
     its ``__init__`` put off until something asks for a name it defines (the daemon's
     scheduler asks for ``version``), and ``asyncio`` is a stand-in offering
     ``inspect.iscoroutinefunction`` (what APScheduler itself uses from Python 3.14 on)
-    while the trigger's modules load, gone from ``sys.modules`` before this returns
-    (tests/unit/test_schedule_import.py).
+    while the trigger's modules load, gone before this returns (test_schedule_import.py).
     """
     if "apscheduler" in sys.modules:
         return importlib.import_module("apscheduler.triggers.cron")
