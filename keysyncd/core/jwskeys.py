@@ -1,38 +1,54 @@
 """JWS key pairs as keystone makes and reads them: PKCS#8 private and SubjectPublicKeyInfo
 public PEM (``keystone-manage create_jws_keypair``), for each ``[jwt_tokens] jws_algorithm``.
 
-Key material goes in and out as bytes and is never put into a message.
+Key material goes in and out as bytes and is never put into a message. cryptography's
+serialization is imported when a key is handled, not with this module: ``check-config``,
+``status`` and ``plan`` of a Fernet repository never need it (tests/unit/test_startup_time.py).
 """
 
 from __future__ import annotations
 
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-from cryptography.hazmat.primitives.asymmetric.types import (
-    PrivateKeyTypes,
-    PublicKeyTypes,
-)
+from typing import TYPE_CHECKING
 
-MAX_PEM = 16_384  # a P-521 private key PEM is about 400 bytes: larger is no key of ours
-_CURVES: dict[str, type[ec.EllipticCurve]] = {
-    "ES256": ec.SECP256R1,
-    "ES384": ec.SECP384R1,
-    "ES512": ec.SECP521R1,
-}
+from keysyncd.core.view import MAX_PEM
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.types import (
+        PrivateKeyTypes,
+        PublicKeyTypes,
+    )
+
+ALGORITHMS = ("ES256", "ES384", "ES512", "EdDSA")
+
+
+def _curve(algorithm: str) -> type[ec.EllipticCurve]:
+    """Return the curve of ECDSA ``algorithm``; raise KeyError for any other algorithm."""
+    from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, SECP384R1, SECP521R1
+
+    curves: dict[str, type[ec.EllipticCurve]] = {
+        "ES256": SECP256R1,
+        "ES384": SECP384R1,
+        "ES512": SECP521R1,
+    }
+    return curves[algorithm]
 
 
 def generate_pair(algorithm: str) -> tuple[bytes, bytes]:
     """Return a new (private PEM, public PEM) for ``algorithm`` (ES256, ES384, ES512, EdDSA)."""
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
     private: ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
     if algorithm == "EdDSA":
         private = ed25519.Ed25519PrivateKey.generate()
     else:
-        private = ec.generate_private_key(_CURVES[algorithm]())
+        private = ec.generate_private_key(_curve(algorithm)())
     return _private_pem(private), _public_pem(private.public_key())
 
 
 def _private_pem(key: PrivateKeyTypes) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
     return key.private_bytes(
         encoding=serialization.Encoding.PEM,
         format=serialization.PrivateFormat.PKCS8,
@@ -41,16 +57,43 @@ def _private_pem(key: PrivateKeyTypes) -> bytes:
 
 
 def _public_pem(key: PublicKeyTypes) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
     return key.public_bytes(
         encoding=serialization.Encoding.PEM,
         format=serialization.PublicFormat.SubjectPublicKeyInfo,
     )
 
 
+def _load_public(content: bytes) -> PublicKeyTypes | None:
+    """Return the public key PEM ``content`` holds (cryptography skips text around the
+    block), or None if it holds none."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        return serialization.load_pem_public_key(content)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        return None
+
+
+def _load_private(content: bytes) -> PrivateKeyTypes | None:
+    """Return the unencrypted private key PEM ``content`` holds, or None."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        return serialization.load_pem_private_key(content, password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        return None
+
+
 def _fits(key: PublicKeyTypes, algorithm: str) -> bool:
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
     if algorithm == "EdDSA":
         return isinstance(key, ed25519.Ed25519PublicKey)
-    return isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, _CURVES[algorithm])
+    return isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, _curve(algorithm))
 
 
 def public_problem(content: bytes, algorithm: str) -> str | None:
@@ -60,9 +103,8 @@ def public_problem(content: bytes, algorithm: str) -> str | None:
         return "empty file"
     if len(content) > MAX_PEM:
         return f"larger than {MAX_PEM} bytes: not a public key"
-    try:
-        key = serialization.load_pem_public_key(content)
-    except (ValueError, TypeError, UnsupportedAlgorithm):
+    key = _load_public(content)
+    if key is None:
         return "not a PEM public key (SubjectPublicKeyInfo)"
     if content.strip() != _public_pem(key).strip():
         # cryptography skips text around the PEM block; keystone's PyJWT does not (a file
@@ -77,7 +119,7 @@ def public_problem(content: bytes, algorithm: str) -> str | None:
 def algorithm_of_public(content: bytes) -> str | None:
     """Return the algorithm (ES256, ES384, ES512, EdDSA) public key ``content`` verifies, or
     None if it is no public key for any of them."""
-    for algorithm in (*_CURVES, "EdDSA"):
+    for algorithm in ALGORITHMS:
         if public_problem(content, algorithm) is None:
             return algorithm
     return None
@@ -85,7 +127,7 @@ def algorithm_of_public(content: bytes) -> str | None:
 
 def private_algorithm(content: bytes) -> str | None:
     """Return the algorithm private key ``content`` signs with, or None (no key of ours)."""
-    for algorithm in (*_CURVES, "EdDSA"):
+    for algorithm in ALGORITHMS:
         if public_of_private(content, algorithm) is not None:
             return algorithm
     return None
@@ -96,9 +138,8 @@ def public_of_private(content: bytes, algorithm: str) -> bytes | None:
     for ``algorithm`` (keystone could not sign with it)."""
     if len(content) > MAX_PEM:
         return None
-    try:
-        key = serialization.load_pem_private_key(content, password=None)
-    except (ValueError, TypeError, UnsupportedAlgorithm):
+    key = _load_private(content)
+    if key is None:
         return None
     public = key.public_key()
     return _public_pem(public) if _fits(public, algorithm) else None
@@ -116,8 +157,5 @@ def _exact_public(content: bytes) -> PublicKeyTypes | None:
     whitespace aside), else None (see ``public_problem``)."""
     if len(content) > MAX_PEM:
         return None
-    try:
-        key = serialization.load_pem_public_key(content)
-    except (ValueError, TypeError, UnsupportedAlgorithm):
-        return None
-    return key if content.strip() == _public_pem(key).strip() else None
+    key = _load_public(content)
+    return key if key is not None and content.strip() == _public_pem(key).strip() else None

@@ -6,13 +6,20 @@ A schedule is a 5-field crontab (``minute hour day month day_of_week``) or a
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import inspect
 import itertools
+import sys
 from datetime import UTC, datetime, timedelta
+from types import ModuleType
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from apscheduler.triggers.cron import CronTrigger
-
 from keysyncd.errors import KeysyncError
+
+if TYPE_CHECKING:
+    from apscheduler.triggers.cron import CronTrigger
 
 _FIELDS_6 = ("second", "minute", "hour", "day", "month", "day_of_week")
 # crontab numbers weekdays from Sunday (0 and 7), APScheduler 3 from Monday (0): a number
@@ -66,6 +73,48 @@ def _weekdays(field: str) -> str:
     return ",".join(name for name in _APSCHEDULER_ORDER if _CRON_DAYS.index(name) in days)
 
 
+def _cron_module() -> ModuleType:
+    """Return APScheduler's ``apscheduler.triggers.cron``; raise ImportError without it.
+
+    The cron trigger itself is cheap to import; two things its package imports on the way
+    are not, and no cron computation uses them: the package's ``__init__`` works out its
+    own version string through ``importlib.metadata`` (about 30 ms), and ``apscheduler.util``
+    takes ``iscoroutinefunction`` from ``asyncio`` (about 15 ms, with ``ssl``), which only
+    the asyncio and tornado executors ask (the daemon uses threads): a third of what
+    ``check-config``, ``status`` and ``plan`` cost to start.
+
+    So, the first time only (nothing of APScheduler loaded yet): the package is loaded with
+    its ``__init__`` put off until something asks for a name it defines (the daemon's
+    scheduler asks for ``version``), and ``asyncio`` is a stand-in offering
+    ``inspect.iscoroutinefunction`` (what APScheduler itself uses from Python 3.14 on)
+    while the trigger's modules load, gone before this returns (test_schedule_import.py).
+    """
+    if "apscheduler" in sys.modules:
+        return importlib.import_module("apscheduler.triggers.cron")
+    spec = importlib.util.find_spec("apscheduler")
+    if spec is None or spec.loader is None:
+        raise ImportError("APScheduler is not installed", name="apscheduler")
+    package, loader = importlib.util.module_from_spec(spec), spec.loader
+
+    def initialised(name: str) -> object:
+        """Run the package's own ``__init__`` (once), then answer as the package does."""
+        if vars(package).pop("__getattr__", None) is not None:
+            loader.exec_module(package)
+        return getattr(package, name)
+
+    vars(package)["__getattr__"] = initialised
+    sys.modules["apscheduler"] = package
+    asyncio = None if "asyncio" in sys.modules else ModuleType("asyncio", "a stand-in")
+    if asyncio is not None:
+        vars(asyncio)["iscoroutinefunction"] = inspect.iscoroutinefunction
+        sys.modules["asyncio"] = asyncio
+    try:
+        return importlib.import_module("apscheduler.triggers.cron")
+    finally:
+        if asyncio is not None and sys.modules.get("asyncio") is asyncio:
+            del sys.modules["asyncio"]
+
+
 def cron_trigger(expression: str, timezone: str = "UTC") -> CronTrigger:
     """Return the APScheduler trigger for ``expression``; raise KeysyncError if invalid.
 
@@ -87,7 +136,8 @@ def cron_trigger(expression: str, timezone: str = "UTC") -> CronTrigger:
                     "either, keysyncd's scheduler only on both)"
                 )
             named["day_of_week"] = _weekdays(named["day_of_week"])
-            return CronTrigger(**named, timezone=zone)
+            trigger: CronTrigger = _cron_module().CronTrigger(**named, timezone=zone)
+            return trigger
     except ValueError as error:
         raise KeysyncError(f"invalid cron expression {expression!r}: {error}") from error
     raise KeysyncError(

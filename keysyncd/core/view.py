@@ -23,7 +23,15 @@ from types import MappingProxyType
 from keysyncd.core.keyring import digest_of
 
 TEMP_PREFIX = ".keysyncd-"  # not an integer: keystone never loads a file named like this
-MAX_KEY_FILE = 4096  # a Fernet key is 44 bytes; anything this large is junk, not a key
+# Read caps, one per kind of file keysyncd reads, on the controller and on the nodes: a file
+# listed larger than its kind's cap is judged without being opened ("larger than N bytes"),
+# and no read asks for more than the cap and one byte (a file that grew after it was listed
+# is judged too large, never read whole).
+MAX_KEY_FILE = 4096  # a Fernet or credential key: 44 bytes and a newline; more is junk
+# A JWS public or private key PEM: the largest keystone makes is an ES512 private key (384
+# bytes; its public key 268); 16 KiB also holds an RSA key of 16,384 bits (12.6 KB as
+# PKCS#8), should keystone ever sign RS256.
+MAX_PEM = 16_384
 FILE_MODE = 0o600
 CHANGED_WHILE_READ = "changed while it was read"
 DIRECTORY_MODE = 0o700
@@ -135,30 +143,40 @@ class Entry:
         return self.type is EntryType.FILE and self.digest is not None and self.problem is None
 
 
+def too_large(cap: int) -> str:
+    """Return the problem of a file larger than ``cap``, its kind's read cap."""
+    return f"larger than {cap} bytes: not a key"
+
+
 def with_content(
-    entry: Entry, content: bytes | None, problem_of: Callable[[bytes], str | None]
+    entry: Entry,
+    content: bytes | None,
+    problem_of: Callable[[bytes], str | None],
+    cap: int = MAX_KEY_FILE,
 ) -> Entry:
-    """Return ``entry`` (a regular file) with what reading it found: digest and validity.
+    """Return ``entry`` (a regular file) with what reading it found: digest and validity;
+    content over ``cap`` (the read cap of the file's kind) is no key.
 
     ``content`` None: the file changed between the listing and the read; it is not judged.
     """
     if content is None:
         return replace(entry, problem=CHANGED_WHILE_READ)
-    if len(content) > MAX_KEY_FILE:
-        problem: str | None = f"larger than {MAX_KEY_FILE} bytes: not a key"
+    if len(content) > cap:
+        problem: str | None = too_large(cap)
     else:
         problem = problem_of(content)
     return replace(entry, size=len(content), digest=digest_of(content), problem=problem)
 
 
-def unread(entry: Entry) -> Entry:
-    """Return ``entry`` judged without reading it: an empty or oversized regular file is no
-    key (keystone skips the first and chokes on the second)."""
+def unread(entry: Entry, cap: int = MAX_KEY_FILE) -> Entry:
+    """Return ``entry`` judged without reading it: an empty regular file, or one larger than
+    ``cap`` (its kind's read cap), is no key (keystone skips the first and chokes on the
+    second)."""
     if entry.type is not EntryType.FILE:
         return entry
     if entry.size == 0:
         return replace(entry, problem="empty file")
-    return replace(entry, problem=f"larger than {MAX_KEY_FILE} bytes: not a key")
+    return replace(entry, problem=too_large(cap))
 
 
 def needs_content(entry: Entry, expected: Collection[int]) -> bool:

@@ -16,12 +16,11 @@ from pathlib import Path
 
 from keysyncd.config import Config, RepositoryConfig
 from keysyncd.core.jwskeys import (
-    MAX_PEM,
     algorithm_of_public,
     private_algorithm,
     public_problem,
 )
-from keysyncd.core.view import TEMP_PREFIX, show_name
+from keysyncd.core.view import MAX_PEM, TEMP_PREFIX, show_name, too_large
 from keysyncd.errors import LocalFileError, RepositoryError
 from keysyncd.io.local.fsutil import atomic_write, describe_os_error, remove_temp_files
 from keysyncd.io.local.trust import check_directory, problem_of
@@ -161,7 +160,7 @@ def _read_regular(path: Path, secret: bool = False) -> bytes:
             raise ValueError(f"unsafe: {problem}")
         content = handle.read(MAX_PEM + 1)
     if len(content) > MAX_PEM:
-        raise ValueError(f"larger than {MAX_PEM} bytes: not a key")
+        raise ValueError(too_large(MAX_PEM))
     return content
 
 

@@ -20,7 +20,14 @@ from pathlib import Path
 from keysyncd.core.keyring import Key, KeySet
 from keysyncd.core.kinds import KeyKind
 from keysyncd.core.policy import RotationPlan
-from keysyncd.core.view import MAX_KEY_FILE, TEMP_PREFIX, canonical_index, key_index, show_name
+from keysyncd.core.view import (
+    MAX_KEY_FILE,
+    TEMP_PREFIX,
+    canonical_index,
+    key_index,
+    show_name,
+    too_large,
+)
 from keysyncd.errors import RepositoryError
 from keysyncd.io.local.fsutil import (
     describe_os_error,
@@ -119,6 +126,8 @@ class Repository:
             if error.errno == errno.ELOOP:
                 return None, "not a regular file"
             return None, f"cannot read: {describe_os_error(error)}"
+        if len(content) > MAX_KEY_FILE:  # read_key_file stopped there: never read whole
+            return None, too_large(MAX_KEY_FILE)
         problem = self.kind.problem(content)
         return (None, problem) if problem else (Key(index, content), None)
 

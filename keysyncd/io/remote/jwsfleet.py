@@ -15,10 +15,18 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from keysyncd.config import NodeConfig, RepositoryConfig, SshConfig
 from keysyncd.core.access import UNREACHABLE_ADVICE, User
 from keysyncd.core.jws import PRIVATE_NAME
-from keysyncd.core.jwskeys import MAX_PEM, public_of_private, public_problem
+from keysyncd.core.jwskeys import public_of_private, public_problem
 from keysyncd.core.jwsplan import JwsExpected, JwsNodePlan, JwsView, describe_jws, diff_jws
 from keysyncd.core.keyring import digest_of
-from keysyncd.core.view import DIRECTORY_MODE, Entry, EntryType, show_name, with_content
+from keysyncd.core.view import (
+    DIRECTORY_MODE,
+    MAX_PEM,
+    Entry,
+    EntryType,
+    show_name,
+    unread,
+    with_content,
+)
 from keysyncd.core.vocabulary import NodeStatus, Reason
 from keysyncd.errors import NodeError
 from keysyncd.io.remote.fanout import Fanout, Progress
@@ -101,16 +109,20 @@ class JwsFleet(Fanout[JwsView, JwsNodePlan]):
         self, session: NodeSession, entries: Sequence[Entry], public: bool = True
     ) -> tuple[Entry, ...]:
         """Return ``entries`` with every regular file of a plausible size read (all at once:
-        ``read_many``) and judged."""
+        ``read_many``, at most MAX_PEM bytes each) and judged; one larger is judged unread."""
         wanted = [e for e in entries if e.type is EntryType.FILE and 0 < e.size <= MAX_PEM]
-        contents = dict(zip((e.name for e in wanted), session.read_many(wanted), strict=True))
+        contents = dict(
+            zip((e.name for e in wanted), session.read_many(wanted, MAX_PEM), strict=True)
+        )
         algorithm = self.repository.algorithm
         problem_of: Callable[[bytes], str | None] = (
             (lambda content: public_problem(content, algorithm)) if public else (lambda c: None)
         )
         return tuple(
-            with_content(entry, contents[entry.name], problem_of)
+            with_content(entry, contents[entry.name], problem_of, MAX_PEM)
             if entry.name in contents
+            else unread(entry, MAX_PEM)
+            if entry.type is EntryType.FILE and entry.size > MAX_PEM
             else entry
             for entry in entries
         )
@@ -233,7 +245,7 @@ class JwsFleet(Fanout[JwsView, JwsNodePlan]):
         for entry in listed:
             content = None
             if entry.type is EntryType.FILE and 0 < entry.size <= MAX_PEM:
-                content = public.read(entry)
+                content = public.read(entry, MAX_PEM)
             if content is None or public_problem(content, self.repository.algorithm):
                 raise NodeError(
                     name,
@@ -252,7 +264,7 @@ class JwsFleet(Fanout[JwsView, JwsNodePlan]):
         entry = view.private_key if view is not None else None
         if entry is not None and entry.type is not EntryType.FILE:
             entry = None  # never opened through a link (a FIFO behind it would block)
-        content = self.sessions[name].read(entry) if entry is not None else None
+        content = self.sessions[name].read(entry, MAX_PEM) if entry is not None else None
         public = public_of_private(content, self.repository.algorithm) if content else None
         if content is None or public is None:
             raise NodeError(
@@ -274,7 +286,7 @@ class JwsFleet(Fanout[JwsView, JwsNodePlan]):
         algorithm = self.repository.algorithm
         return [
             content
-            for content in public.read_many(wanted)
+            for content in public.read_many(wanted, MAX_PEM)
             if content is not None and public_problem(content, algorithm) is None
         ]
 

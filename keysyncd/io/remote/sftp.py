@@ -303,9 +303,9 @@ class NodeSession:
             mtime=attributes.mtime,
         )
 
-    def read(self, entry: Entry) -> bytes | None:
-        """Return the content of ``entry`` (at most MAX_KEY_FILE + 1 bytes), or None if the
-        file changed after it was listed.
+    def read(self, entry: Entry, cap: int = MAX_KEY_FILE) -> bytes | None:
+        """Return the content of ``entry`` (at most ``cap`` + 1 bytes: ``cap`` is the read cap
+        of its kind, core/view.py), or None if the file changed after it was listed.
 
         Call it only for entries the listing showed as regular files. What was opened is
         checked through the open handle (FSTAT): if the name was swapped for a link to
@@ -314,23 +314,23 @@ class NodeSession:
 
         def reading() -> bytes | None:
             with self.sftp.open(self._path(entry.name), "rb") as handle:
-                content = handle.read(MAX_KEY_FILE + 1)
+                content = handle.read(cap + 1)
                 opened = self._stat(CMD_FSTAT, handle.handle)
             return trusted(entry, opened, content)
 
         return self._guard(f"reading {entry.name!a}", reading)
 
-    def read_many(self, entries: Sequence[Entry]) -> list[bytes | None]:
+    def read_many(self, entries: Sequence[Entry], cap: int = MAX_KEY_FILE) -> list[bytes | None]:
         """Return what ``read`` returns for each of ``entries``, in order, in two round trips
         (per FILES_PER_BATCH files) rather than five per file; raise the NodeError ``read``
         would raise for the first entry that cannot be read. What was opened is checked
         through each open handle, exactly as ``read`` does (``trusted``)."""
         paths = [self._path(entry.name) for entry in entries]
-        outcomes = self._guard("reading key files", read_files, self.sftp, paths, entries)
+        outcomes = self._guard("reading key files", read_files, self.sftp, paths, entries, cap)
         contents: list[bytes | None] = []
         for entry, outcome in zip(entries, outcomes, strict=True):
             if isinstance(outcome, ShortRead):
-                contents.append(self.read(entry))
+                contents.append(self.read(entry, cap))
             elif isinstance(outcome, Exception):
                 raise self._failure(f"reading {entry.name!a}", outcome)
             else:

@@ -108,11 +108,15 @@ def trusted(entry: Entry, opened: Attributes, content: bytes) -> bytes | None:
 
 
 def read_files(
-    sftp: paramiko.SFTPClient, paths: Sequence[str], entries: Sequence[Entry]
+    sftp: paramiko.SFTPClient,
+    paths: Sequence[str],
+    entries: Sequence[Entry],
+    cap: int = MAX_KEY_FILE,
 ) -> list[bytes | Exception | None]:
-    """Return, for each listed regular file ``entries[i]`` at ``paths[i]``, at most
-    MAX_KEY_FILE + 1 bytes of its content, None if what was opened is not what was listed
-    (``trusted``), or the exception reading it raised (ShortRead: read it again alone).
+    """Return, for each listed regular file ``entries[i]`` at ``paths[i]``, at most ``cap``
+    + 1 bytes of its content (``cap``: the read cap of their kind, core/view.py), None if
+    what was opened is not what was listed (``trusted``), or the exception reading it
+    raised (ShortRead: read it again alone).
 
     Per FILES_PER_BATCH files: OPEN each in one batch, then READ, FSTAT and CLOSE each in a
     second. A file that fails does not stop the others: the caller decides what it means.
@@ -121,12 +125,12 @@ def read_files(
     outcomes: list[bytes | Exception | None] = []
     for start in range(0, len(entries), FILES_PER_BATCH):
         end = start + FILES_PER_BATCH
-        outcomes += _read_batch(sftp, paths[start:end], entries[start:end])
+        outcomes += _read_batch(sftp, paths[start:end], entries[start:end], cap)
     return outcomes
 
 
 def _read_batch(
-    sftp: paramiko.SFTPClient, paths: Sequence[str], entries: Sequence[Entry]
+    sftp: paramiko.SFTPClient, paths: Sequence[str], entries: Sequence[Entry], cap: int
 ) -> list[bytes | Exception | None]:
     reading = SFTPAttributes()
     opens = pipeline(sftp, [(CMD_OPEN, (path, SFTP_FLAG_READ, reading)) for path in paths])
@@ -139,7 +143,7 @@ def _read_batch(
     requests: list[Request] = []
     for handle in handles:
         if isinstance(handle, bytes):
-            requests.append((CMD_READ, (handle, int64(0), MAX_KEY_FILE + 1)))
+            requests.append((CMD_READ, (handle, int64(0), cap + 1)))
             requests += [(CMD_FSTAT, (handle,)), (CMD_CLOSE, (handle,))]
     replies = iter(pipeline(sftp, requests))
     outcomes: list[bytes | Exception | None] = []
@@ -149,19 +153,21 @@ def _read_batch(
             continue
         data, status, _ = next(replies), next(replies), next(replies)  # CLOSE: nothing to say
         try:
-            outcomes.append(_checked(sftp, entry, data, status))
+            outcomes.append(_checked(sftp, entry, data, status, cap))
         except Exception as error:  # this file's failure, kept for the caller
             outcomes.append(error)
     return outcomes
 
 
-def _checked(sftp: paramiko.SFTPClient, entry: Entry, data: Reply, status: Reply) -> bytes | None:
+def _checked(
+    sftp: paramiko.SFTPClient, entry: Entry, data: Reply, status: Reply, cap: int
+) -> bytes | None:
     try:
-        content = string_of(expect(sftp, data, CMD_DATA, "data"), MAX_KEY_FILE + 1)
+        content = string_of(expect(sftp, data, CMD_DATA, "data"), cap + 1)
     except EOFError:  # SSH_FX_EOF: the file is empty
         content = b""
     opened = attributes_of(expect(sftp, status, CMD_ATTRS, "attributes"))
-    if len(content) < min(opened.size, MAX_KEY_FILE + 1):
+    if len(content) < min(opened.size, cap + 1):
         raise ShortRead
     return trusted(entry, opened, content)
 

@@ -2,6 +2,9 @@
 write (pipelined), replies parsed with bounds (failures are classified in
 ``keysyncd.io.remote.failures``).
 
+The paramiko members used here beyond its documented API are listed, and checked against
+the installed paramiko, in ``keysyncd.io.remote.paramiko_contract``.
+
 A hostile server can make no parser here allocate or loop without bound: every count and
 length it sends is checked against a limit and against the bytes its reply really holds.
 How long it may keep us waiting is bounded by the channel timeout and by the per-step
