@@ -16,7 +16,7 @@ from keysyncd.config import Config, RepositoryConfig
 from keysyncd.core import clock, due, journal
 from keysyncd.core.journal import RepositoryState
 from keysyncd.core.jwslife import PairLifecycle
-from keysyncd.core.kinds import SYMMETRIC
+from keysyncd.core.kinds import SymmetricModel
 from keysyncd.core.nodes import stale_because, standing
 from keysyncd.core.policy import Lifecycle, lint
 from keysyncd.core.schedule import cron_trigger, next_fire_times, rotation_period
@@ -176,13 +176,14 @@ def repository_plan(
     times = [
         t.timestamp() for t in next_fire_times(trigger, datetime.fromtimestamp(now, UTC), count)
     ]
+    simulate = repository.key_kind.model_as(SymmetricModel).lifecycles
     known = replace(state, history=journal.frozen(history))
     retirement = journal.due_retirement(known, keyset.indices, policy, now)
     kept = [f"key {k.index} kept beyond max_active_keys: {k.reason}" for k in retirement.keep]
     return RepositoryPlan(
         name=repository.name,
         rotations=times,
-        lifecycles=SYMMETRIC.lifecycles(keyset.indices, history, policy, times),
+        lifecycles=simulate(keyset.indices, history, policy, times),
         kept_now=kept,
         warnings=lint_repository(repository, now),
     )

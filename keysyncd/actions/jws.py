@@ -32,8 +32,9 @@ from keysyncd.core import journal
 from keysyncd.core import jws as model
 from keysyncd.core.clock import ClockCheck
 from keysyncd.core.journal import RepositoryState
-from keysyncd.core.jwsconverge import ConvergePlan, ConvergeRequest, plan_converge
+from keysyncd.core.jwsconverge import ConvergePlan, ConvergeRequest
 from keysyncd.core.jwsplan import JwsExpected
+from keysyncd.core.kinds import JwsModel
 from keysyncd.core.nodes import checked
 from keysyncd.core.report import NodeOutcome
 from keysyncd.core.text import named
@@ -100,7 +101,8 @@ def _plan(run: Run, keys: Keys, options: Options, fleet: JwsFleet, trusted: bool
         run.clock(),
     )
     problems = {name: r.plan.private if r.plan else None for name, r in fleet.results.items()}
-    return plan_converge(keys.pairs, keys.scan.algorithms, request, problems)
+    planner = repository.key_kind.model_as(JwsModel).plan  # the one JWS planner
+    return planner(keys.pairs, keys.scan.algorithms, request, problems)
 
 
 class _Jws:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from keysyncd.actions.inspect import RepositoryPlan, common_status
 from keysyncd.config import Config, RepositoryConfig
 from keysyncd.core.jws import JwsState, former_algorithms, migration_notice, plan_retirement
-from keysyncd.core.kinds import JWS
+from keysyncd.core.kinds import JwsModel
 from keysyncd.core.schedule import cron_trigger, next_fire_times, rotation_period
 from keysyncd.core.text import bounded
 from keysyncd.core.times import rfc3339
@@ -128,7 +128,7 @@ def plan(config: Config, repository: RepositoryConfig, now: float) -> Repository
     return RepositoryPlan(
         repository.name,
         times,
-        JWS.lifecycles(pairs, nodes, retention, now, times),
+        repository.key_kind.model_as(JwsModel).lifecycles(pairs, nodes, retention, now, times),
         kept,
         [change] if change else [],
         "nothing to size: each node has one key pair",

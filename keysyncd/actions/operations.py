@@ -1,11 +1,11 @@
 """Each kind's actions behind one protocol (``Kind``), bound to the kinds' models in one
-place (``IMPLEMENTATIONS``): fernet and credential keys share the symmetric model's
-implementation (``keysyncd.actions.symmetric``), jws key pairs have their own
-(``keysyncd.actions.jwskind``). The command line and the daemon call the functions below.
+place (``IMPLEMENTATIONS``): fernet and credential keys share ``keysyncd.actions.symmetric``,
+jws key pairs have ``keysyncd.actions.jwskind``. The command line and the daemon call the
+functions below; a kind's write actions run its ``steps`` in ``keysyncd.actions.shell``.
 
-A kind is registered once, in ``keysyncd.core.kinds``; its model picks its implementation
-here. ``tests/unit/test_kind_seam.py`` proves every registered kind has one that implements
-every operation of ``Kind``.
+A kind is registered once, with its pure planners, in ``keysyncd.core.kinds``; its model
+picks its implementation here. ``tests/unit/test_kind_seam.py`` proves every registered
+kind has one that implements every operation of ``Kind`` and of the shell's ``Steps``.
 """
 
 from __future__ import annotations
@@ -20,35 +20,16 @@ from keysyncd.config import Config, RepositoryConfig
 if TYPE_CHECKING:
     from keysyncd.actions.context import ActionResult, Run
     from keysyncd.actions.inspect import RepositoryPlan
+    from keysyncd.actions.shell import Steps
     from keysyncd.core.adoption import Adopted
-    from keysyncd.core.clock import ClockCheck
-    from keysyncd.core.vocabulary import Action
 
 
 class Kind(Protocol):
-    """What every kind does. The steps of an action (``load`` to ``promote``) are the
-    model's own values (a symmetric key set, a JWS store and journal), hence ``Any``."""
+    """What every kind does: what the command line and the daemon call, and the class of
+    its steps in the action shell."""
 
-    def load(self, run: Run) -> Any:
-        """Return the controller's keys and journal as found, changing nothing."""
-
-    def recover(self, run: Run, loaded: Any) -> Any:
-        """Finish or undo what a crash left (the caller holds the lock); return the keys."""
-
-    def plan(self, run: Run, keys: Any, action: Action, now: float) -> Any:
-        """Return the pure plan of ``action`` on ``keys`` at ``now``."""
-
-    def read_node(self, fleet: Any, name: str, expected: Any) -> Any:
-        """Return what node ``name`` holds (its view), read over ``fleet``'s session."""
-
-    def diff(self, fleet: Any, expected: Any, view: Any) -> Any:
-        """Return the pure plan turning a node's ``view`` into ``expected``."""
-
-    def apply_phase(self, fleet: Any, phase: int, keys: Any) -> None:
-        """Apply phase 1 (add) or 2 (replace, delete, install) on every differing node."""
-
-    def promote(self, run: Run, keys: Any, plan: Any, clock: ClockCheck) -> Any:
-        """Make the plan's new keys the ones in use on the controller; return the keys."""
+    def steps(self) -> type[Steps]:
+        """Return the class of this kind's steps in ``keysyncd.actions.shell.execute``."""
 
     def status(self, config: Config, repository: RepositoryConfig, now: float) -> dict[str, Any]:
         """Return the JSON-ready status (``keysyncd.actions.inspect.common_status``)."""

@@ -13,8 +13,9 @@ from keysyncd.actions.context import DRY_RUN, ActionResult, Run, node_outcomes
 from keysyncd.actions.local import Local, policy_of, reconciled
 from keysyncd.core import journal
 from keysyncd.core.keyring import KeySet
+from keysyncd.core.kinds import SymmetricModel
 from keysyncd.core.nodeplan import diff
-from keysyncd.core.policy import RotationPlan, left_to_the_fleet, plan_rotation, retired_note
+from keysyncd.core.policy import RotationPlan, left_to_the_fleet, retired_note
 from keysyncd.core.report import NodeOutcome
 from keysyncd.core.text import plural
 from keysyncd.core.vocabulary import NodeStatus, Outcome, outcome_after_push
@@ -42,7 +43,8 @@ def preview_rotation(run: Run, local: Local, force: bool) -> ActionResult:
             "would first run the pending after_rotate migration (once every node holds the "
             "current keys) and rotate only if it succeeds; " + state.hook_block.describe()
         )
-    plan = plan_rotation(keyset.indices, state.history, policy_of(run.repository), run.clock())
+    planner = run.repository.key_kind.model_as(SymmetricModel).plan_rotation
+    plan = planner(keyset.indices, state.history, policy_of(run.repository), run.clock())
     if plan.keep:
         messages.append(plan.kept_note())
     with run.fleet(observe_clock=False) as fleet:

@@ -21,8 +21,8 @@ from keysyncd.actions.preview import plan_json, preview_rotation
 from keysyncd.actions.shell import Act, Gate, execute
 from keysyncd.core.clock import ClockCheck
 from keysyncd.core.journal import RepositoryState
+from keysyncd.core.kinds import SymmetricModel
 from keysyncd.core.nodes import checked
-from keysyncd.core.policy import plan_rotation
 from keysyncd.core.report import NodeOutcome
 from keysyncd.core.vocabulary import GOOD, Action, Outcome
 from keysyncd.io.remote.fleet import FleetAction, push_keyset
@@ -80,7 +80,8 @@ class _Symmetric:
     def plan(self, act: Act, state: RepositoryState) -> dict[str, Any]:
         """Return the rotation plan, made once, after the migration it may depend on."""
         policy = policy_of(self.run.repository)
-        self.rotation = plan_rotation(self.keyset.indices, state.history, policy, act.started)
+        planner = self.run.repository.key_kind.model_as(SymmetricModel).plan_rotation
+        self.rotation = planner(self.keyset.indices, state.history, policy, act.started)
         if self.rotation.keep:
             act.messages.append(self.rotation.kept_note())
         act.result["rotation"] = self.rotation

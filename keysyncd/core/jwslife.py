@@ -82,22 +82,3 @@ def _order(life: PairLifecycle) -> tuple[str, bool, float, str]:
     any pair it knows) by when they were replaced, then the pairs by when they were made."""
     made = life.staged_at is not None
     return life.node, made, (life.staged_at if made else life.replaced_at) or 0.0, life.key
-
-
-@dataclass(frozen=True)
-class PairPlan:
-    """What an action does to the pairs: the nodes that get a new pair, the old public keys
-    that go now and those kept (with when they may go)."""
-
-    new: tuple[str, ...]
-    retirement: jws.Retirement
-
-
-def plan_action(
-    state: JwsState, nodes: Collection[str], rotate: bool, retention: float, now: float
-) -> PairPlan:
-    """Return the plan of an action at ``now``: a rotation (``rotate``) gives every node a
-    new pair, any action one to a node without any; old keys retire by their rule."""
-    return PairPlan(
-        tuple(jws.needing_pairs(state, nodes, rotate)), jws.plan_retirement(state, retention, now)
-    )

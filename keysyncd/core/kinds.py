@@ -1,7 +1,8 @@
 """Key kinds, registered once (``KINDS``): each kind's name, its model (the rules its keys
-follow, with the model's pure planners), its size, what retires its keys and the config
-fields it takes. Config validation and the actions ask these facts; no code tests a kind by
-its name, and ``keysyncd.actions.operations`` binds each model to its actions.
+follow, with the model's pure planners, which the actions and views take from here), its
+size, what retires its keys and the config fields it takes. Config validation and the
+actions ask these facts; no code tests a kind by its name, and ``keysyncd.actions.operations``
+binds each model to its actions.
 """
 
 from __future__ import annotations
@@ -9,40 +10,37 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
+from typing import TypeVar
 
 from cryptography.fernet import Fernet
 
-from keysyncd.core import jws, jwslife, jwsplan, nodeplan, policy
+from keysyncd.core import jwsconverge, jwslife, policy
 
 
 class SymmetricModel:
     """Every node holds the same numbered keys in one directory (keystone's key repository):
-    a rotation promotes staged key 0 and retires by ``policy``; a node's plan is the diff of
-    its files against the controller's (``nodeplan``)."""
+    a rotation promotes staged key 0 and retires by ``policy`` (``plan_rotation``)."""
 
     name = "symmetric"
     pairs_per_node = False  # one key set, the same everywhere
     plan_rotation = staticmethod(policy.plan_rotation)
-    diff = staticmethod(nodeplan.diff)
     lifecycles = staticmethod(policy.simulate)
 
 
 class JwsModel:
-    """Each node signs with its own key pair and every node holds every public key: a
-    rotation gives each node a new pair (``jws.needing_pairs``), an old public key retires
-    by ``jws.plan_retirement``; a node's plan is ``jwsplan.diff_jws``."""
+    """Each node signs with its own key pair and every node holds every public key: one
+    planner (``plan``) decides every write action's new pairs and retired public keys."""
 
     name = "jws"
     pairs_per_node = True  # a private and a public directory; the controller's in state_dir
-    plan_pairs = staticmethod(jws.needing_pairs)
-    plan_retirement = staticmethod(jws.plan_retirement)
-    diff = staticmethod(jwsplan.diff_jws)
+    plan = staticmethod(jwsconverge.plan_converge)
     lifecycles = staticmethod(jwslife.simulate)
 
 
 Model = SymmetricModel | JwsModel
 SYMMETRIC = SymmetricModel()
 JWS = JwsModel()
+M = TypeVar("M", SymmetricModel, JwsModel)
 
 
 def _fernet_key_problem(content: bytes) -> str | None:
@@ -87,6 +85,13 @@ class KeyKind:
         """Return True if each node holds its own key pair (a private and a public
         directory on the nodes, the controller's keys in state_dir)."""
         return self.model.pairs_per_node
+
+    def model_as(self, model: type[M]) -> M:
+        """Return this kind's model, which the caller (one model's steps or views) needs to
+        be a ``model``. Raise TypeError if it is another: a kind bound to wrong actions."""
+        if not isinstance(self.model, model):
+            raise TypeError(f"kind {self.name} has the {self.model.name} model, not {model.name}")
+        return self.model
 
     def generate(self) -> bytes:
         """Return fresh key material for this kind (Fernet keys for the symmetric kinds)."""

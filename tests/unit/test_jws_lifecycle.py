@@ -46,9 +46,3 @@ def test_a_waiting_pair_is_installed_by_the_next_rotation_and_old_keys_come_firs
         ("a-3.pem", 5.0, DAY, None),
     ]
     assert lives[2].replaced_at == DAY and lives[3].replaced_at is None
-
-
-def test_the_action_plan_is_the_model_s_decision() -> None:
-    state = JwsState(signing={"a": pair("a", 1, 0.0)}, serials={"a": 1})
-    assert jwslife.plan_action(state, ["a", "b"], False, 100.0, 50.0).new == ("b",)
-    assert jwslife.plan_action(state, ["a", "b"], True, 100.0, 50.0).new == ("a", "b")

@@ -1,8 +1,11 @@
 """One seam for key kinds (issue 20, item 1): a kind is registered once, in
 ``keysyncd.core.kinds``; its model picks its implementation in the one binding
 ``keysyncd.actions.operations.IMPLEMENTATIONS``; every implementation has every operation of
-the ``Kind`` protocol, with the protocol's parameter names. A kind missing an operation fails
-here, not in a command. Config validation accepts exactly the registry's names.
+the ``Kind`` protocol, and its steps (``Kind.steps``) every operation of the action shell's
+``Steps`` protocol (with ``Kind``'s parameter names; as many as ``Steps`` takes, which the
+shell passes by position). A kind missing an operation fails here, not in a command. The
+pure planners are registered once, with the models. Config validation accepts exactly the
+registry's names.
 """
 
 from __future__ import annotations
@@ -16,13 +19,15 @@ from typing import Any
 import pytest
 import yaml
 
-from keysyncd.actions import operations
+from keysyncd.actions import jws, operations, rotate
 from keysyncd.actions.operations import IMPLEMENTATIONS, Kind
+from keysyncd.actions.shell import Steps
 from keysyncd.actions.symmetric import SymmetricKind
 from keysyncd.commands.cli import main
 from keysyncd.config.load import parse_config
-from keysyncd.core import kinds
-from keysyncd.core.kinds import KINDS, SYMMETRIC, KeyKind
+from keysyncd.core import kinds, policy
+from keysyncd.core.jwsconverge import plan_converge
+from keysyncd.core.kinds import KINDS, SYMMETRIC, JwsModel, KeyKind, SymmetricModel
 from keysyncd.errors import ConfigError
 
 
@@ -36,62 +41,115 @@ def _restore_logging() -> Iterator[None]:
     root.setLevel(level)
 
 
-def protocol_operations() -> dict[str, list[str]]:
-    """Return every operation of ``Kind`` with its parameter names (``self`` included)."""
+def protocol_operations(protocol: type = Kind) -> dict[str, list[str]]:
+    """Return every operation of ``protocol`` with its parameter names (``self`` included)."""
     return {
         name: list(inspect.signature(member).parameters)
-        for name, member in vars(Kind).items()
+        for name, member in vars(protocol).items()
         if inspect.isfunction(member) and not name.startswith("_")
     }
 
 
-def missing_operations(implementation: type) -> list[str]:
-    """Return each ``Kind`` operation ``implementation`` lacks, is not callable, or takes
-    other parameters than the protocol names (empty: it implements every operation)."""
+def missing_operations(
+    implementation: type, protocol: type = Kind, named: bool = True
+) -> list[str]:
+    """Return each ``protocol`` operation ``implementation`` lacks, is not callable, or
+    takes other parameters than the protocol names (``named``; else other than as many:
+    the shell passes its arguments by position); empty: it implements every operation."""
     found = []
-    for name, parameters in protocol_operations().items():
+    for name, parameters in protocol_operations(protocol).items():
         member = getattr(implementation, name, None)
         if member is None or not callable(member):
             found.append(f"{name}: missing")
-        elif list(inspect.signature(member).parameters) != parameters:
-            found.append(f"{name}: parameters {list(inspect.signature(member).parameters)}")
+            continue
+        has = list(inspect.signature(member).parameters)
+        if (has != parameters) if named else (len(has) != len(parameters)):
+            found.append(f"{name}: parameters {has}")
     return found
 
 
-def test_the_protocol_has_every_operation_of_the_seam() -> None:
+def kind_problems(implementation: Any) -> list[str]:
+    """Return what ``implementation`` lacks of ``Kind``, then what its steps lack of the
+    shell's ``Steps`` (as ``steps.<operation>``); empty: it implements every operation."""
+    found = missing_operations(type(implementation))
+    if "steps: missing" in found:
+        return found
+    steps = implementation.steps()
+    return found + [f"steps.{problem}" for problem in missing_operations(steps, Steps, named=False)]
+
+
+def test_the_protocols_have_every_operation_of_the_seam() -> None:
     assert set(protocol_operations()) == {
-        *("load", "recover", "plan", "read_node", "diff", "apply_phase", "promote"),
         *("status", "lifecycles", "rotate", "sync", "verify", "init", "adopt"),
-        *("check_local", "check_fleet", "watched"),
+        *("check_local", "check_fleet", "watched", "steps"),
     }
+    assert set(protocol_operations(Steps)) == {"before_gate", "plan", "gate", "promote", "close"}
 
 
 @pytest.mark.parametrize("name", sorted(KINDS))
 def test_every_registered_kind_has_an_implementation_of_every_operation(name: str) -> None:
     model = KINDS[name].model
     assert model.name in IMPLEMENTATIONS, f"kind {name}: no implementation of model {model.name}"
-    assert missing_operations(type(IMPLEMENTATIONS[model.name])) == []
+    assert kind_problems(IMPLEMENTATIONS[model.name]) == []
+
+
+def test_the_steps_are_those_the_actions_run() -> None:
+    assert IMPLEMENTATIONS["symmetric"].steps() is rotate._Symmetric
+    assert IMPLEMENTATIONS["jws"].steps() is jws._Jws
 
 
 def test_a_kind_missing_an_operation_is_reported_by_the_operation_s_name() -> None:
     class Incomplete(SymmetricKind):
-        promote = None  # type: ignore[assignment]
+        rotate = None  # type: ignore[assignment]
 
-        def diff(self, fleet: Any, wanted: Any, view: Any) -> Any:  # type: ignore[override]
+        def sync(self, run: Any, node: Any, dry_run: Any, force: Any) -> Any:  # type: ignore[override]
             return None
 
     assert missing_operations(Incomplete) == [
-        "diff: parameters ['self', 'fleet', 'wanted', 'view']",
-        "promote: missing",
+        "rotate: missing",
+        "sync: parameters ['self', 'run', 'node', 'dry_run', 'force']",
     ]
 
     class Bare:
-        def load(self, run: Any) -> Any:
+        def status(self, config: Any, repository: Any, now: Any) -> Any:
             return None
 
     missing = missing_operations(Bare)
-    assert "status: missing" in missing and "load: missing" not in missing
+    assert "watched: missing" in missing and "status: missing" not in missing
     assert len(missing) == len(protocol_operations()) - 1
+    assert kind_problems(Bare()) == missing
+
+
+def test_a_kind_whose_steps_miss_an_operation_is_reported_by_the_operation_s_name() -> None:
+    class HalfSteps:
+        def before_gate(self, act: Any) -> Any:
+            return None
+
+        def plan(self, act: Any, state: Any) -> Any:
+            return None
+
+        def gate(self, act: Any) -> Any:
+            return None
+
+        close = "not callable"
+
+    class Halfway(SymmetricKind):
+        def steps(self) -> Any:
+            return HalfSteps
+
+    assert kind_problems(Halfway()) == [
+        "steps.gate: parameters ['self', 'act']",
+        "steps.promote: missing",
+        "steps.close: missing",
+    ]
+
+
+def test_the_planners_are_registered_once_with_their_model() -> None:
+    assert KINDS["jws"].model_as(JwsModel).plan is plan_converge  # the one JWS planner
+    for name in ("fernet", "credential"):
+        assert KINDS[name].model_as(SymmetricModel).plan_rotation is policy.plan_rotation
+    with pytest.raises(TypeError, match="kind fernet has the symmetric model, not jws"):
+        KINDS["fernet"].model_as(JwsModel)
 
 
 def test_a_kind_registered_with_a_new_model_and_no_implementation_fails_the_seam_check(
