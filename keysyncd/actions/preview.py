@@ -43,8 +43,7 @@ def preview_rotation(run: Run, local: Local, force: bool) -> ActionResult:
             "would first run the pending after_rotate migration (once every node holds the "
             "current keys) and rotate only if it succeeds; " + state.hook_block.describe()
         )
-    planner = run.repository.key_kind.model_as(SymmetricModel).plan_rotation
-    plan = planner(keyset.indices, state.history, policy_of(run.repository), run.clock())
+    plan = rotation_plan(run, keyset, state, run.clock())
     if plan.keep:
         messages.append(plan.kept_note())
     with run.fleet(observe_clock=False) as fleet:
@@ -157,3 +156,13 @@ def _predicted(
     if fleet is not None:
         unfixable = {n for n, r in fleet.results.items() if r.plan is not None and r.plan.unfixable}
     return [(node.status, name not in unfixable) for name, node in nodes.items()]
+
+
+def rotation_plan(
+    run: Run, keyset: KeySet, state: journal.RepositoryState, now: float
+) -> RotationPlan:
+    """Return the rotation of ``keyset`` at ``now`` by the planner of the repository's kind
+    (the one planner, for the dry run and the real run). Raise KeysyncError if the set
+    cannot rotate (no staged key 0 or no primary)."""
+    planner = run.repository.key_kind.model_as(SymmetricModel).plan_rotation
+    return planner(keyset.indices, state.history, policy_of(run.repository), now)

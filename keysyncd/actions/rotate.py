@@ -16,12 +16,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from keysyncd.actions.context import ActionResult, Run, check_clock, node_outcomes
-from keysyncd.actions.local import Local, load_local, policy_of, reconciled, recover, rotate_local
-from keysyncd.actions.preview import plan_json, preview_rotation
+from keysyncd.actions.local import Local, load_local, reconciled, recover, rotate_local
+from keysyncd.actions.preview import plan_json, preview_rotation, rotation_plan
 from keysyncd.actions.shell import Act, Gate, execute
 from keysyncd.core.clock import ClockCheck
 from keysyncd.core.journal import RepositoryState
-from keysyncd.core.kinds import SymmetricModel
 from keysyncd.core.nodes import checked
 from keysyncd.core.report import NodeOutcome
 from keysyncd.core.vocabulary import GOOD, Action, Outcome
@@ -79,9 +78,7 @@ class _Symmetric:
 
     def plan(self, act: Act, state: RepositoryState) -> dict[str, Any]:
         """Return the rotation plan, made once, after the migration it may depend on."""
-        policy = policy_of(self.run.repository)
-        planner = self.run.repository.key_kind.model_as(SymmetricModel).plan_rotation
-        self.rotation = planner(self.keyset.indices, state.history, policy, act.started)
+        self.rotation = rotation_plan(self.run, self.keyset, state, act.started)
         if self.rotation.keep:
             act.messages.append(self.rotation.kept_note())
         act.result["rotation"] = self.rotation
