@@ -64,7 +64,7 @@ def check_local(run: Run, *, kind: Kind) -> ActionResult | None:
     started = run.clock()
     state, problems, keys = kind.found(run)
     if problems:
-        return _invalid(run, state, problems, started, kind.words)
+        return _invalid(run, kind, state, problems, started)
     revalidated = bool(state.local_problems)
     if revalidated:
         log.info("%s: the %s is valid again", run.repository.name, kind.words[0])
@@ -73,15 +73,15 @@ def check_local(run: Run, *, kind: Kind) -> ActionResult | None:
         return kind.changed(run, state, keys, started, revalidated)
     except RepositoryError as lost:  # a key credentials may need is gone: push nothing
         lost_keys = (str(lost).removeprefix("invalid repository: "),)
-        return _invalid(run, state, lost_keys, started, kind.words)
+        return _invalid(run, kind, state, lost_keys, started)
 
 
 def _invalid(
-    run: Run, state: RepositoryState, problems: tuple[str, ...], started: float, words: Any
+    run: Run, kind: Kind, state: RepositoryState, problems: tuple[str, ...], started: float
 ) -> ActionResult:
     """Report invalid local keys (every check, until they are fixed); push nothing."""
     for problem in problems:
-        log.error("%s: invalid %s, %s: %s", run.repository.name, *words, problem)
+        log.error("%s: invalid %s, %s: %s", run.repository.name, *kind.words, problem)
     state, new = journal.local_validity(state, problems)
     state = journal.counted(state, "drift:local_invalid") if new else state
     details = {"local": {"valid": False, "problems": list(problems)}}
