@@ -20,10 +20,10 @@ from keysyncd.actions.context import (
     commit,
     node_outcomes,
 )
+from keysyncd.actions.drift import verify_repository as verify_repository  # moved there
 from keysyncd.actions.local import (
     Local,
     load_local,
-    open_repository,
     policy_of,
     reconciled,
     recover,
@@ -38,7 +38,6 @@ from keysyncd.core.policy import left_to_the_fleet, retired_note
 from keysyncd.core.recovery import recovered
 from keysyncd.core.vocabulary import Action
 from keysyncd.errors import RepositoryError
-from keysyncd.io.local.state import load_state
 from keysyncd.io.remote.fleet import push_keyset
 
 log = logging.getLogger(__name__)
@@ -106,17 +105,3 @@ def as_found(run: Run, local: Local) -> tuple[KeySet, RepositoryState]:
     if state.pending is not None:  # a rotation that never reached the disk: journal only
         state = recovered(state, local.recovery, local.scan.keyset.digests())
     return local.scan.keyset, state
-
-
-def verify_repository(run: Run, node: str | None = None) -> ActionResult:
-    """Read every node (or one) and compare it with the local repository; change no key."""
-    started = run.clock()
-    state = load_state(run.config.state_dir, run.repository.name)
-    keyset = open_repository(run.repository).load()
-    with run.fleet(node) as fleet:
-        clock = check_clock(run, state, fleet)
-        if fleet is not None:
-            fleet.inspect(keyset.digests())
-        nodes = node_outcomes(fleet)
-    state = checked(state, nodes, run.node_names, run.clock(), clock)
-    return commit(run, state, Draft(Action.VERIFY, started, nodes, clock=clock))

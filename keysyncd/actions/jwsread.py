@@ -3,31 +3,24 @@ change nothing) and ``adopt`` (take over the pairs the nodes already use)."""
 
 from __future__ import annotations
 
-from keysyncd.actions.context import ActionResult, Draft, Run, check_clock, commit
-from keysyncd.actions.jwsload import Connections, expect, load
+from functools import partial
+
+from keysyncd.actions import readonly
+from keysyncd.actions.context import Draft, Run, check_clock, commit
+from keysyncd.actions.jwsdrift import JwsReads
+from keysyncd.actions.jwsload import Connections, load
 from keysyncd.core import jws as model
 from keysyncd.core.adoption import Adopted, PublicJudgement, judge_publics, refused_publics
 from keysyncd.core.jwskeys import same_public_key as same
 from keysyncd.core.jwsplan import JwsExpected
 from keysyncd.core.keyring import digest_of
-from keysyncd.core.nodes import checked
 from keysyncd.core.text import plural
 from keysyncd.core.view import show_name
 from keysyncd.core.vocabulary import Action
 from keysyncd.errors import KeysyncError
 from keysyncd.io.remote.jwsfleet import JwsFleet
 
-
-def verify(run: Run, node: str | None = None) -> ActionResult:
-    """Read every node (or one) and compare it with the journal; change nothing anywhere."""
-    started = run.clock()
-    keys = load(run)
-    with Connections(run, node) as fleet:
-        clock = check_clock(run, keys.state, fleet)
-        fleet.inspect(expect(keys))
-        nodes = {name: result.outcome() for name, result in fleet.results.items()}
-    state = checked(keys.state, nodes, run.node_names, run.clock(), clock)
-    return commit(run, state, Draft(Action.VERIFY, started, nodes, clock=clock))
+verify = partial(readonly.verify, kind=JwsReads())  # compare, change nothing anywhere
 
 
 def adopt(run: Run, source: str) -> Adopted:

@@ -1,5 +1,5 @@
 """The periodic drift check of a ``jws`` repository backs off an unreachable node as it does
-for Fernet (the one ``drift.record_check``): against a real OpenSSH fleet, a node whose sshd
+for Fernet (the one ``readonly.check_fleet``): against a real OpenSSH fleet, a node whose sshd
 is stopped fails one check, and the next checks skip it ("backing off after ...") instead of
 trying it every time, even once it is back, until its next attempt is due."""
 
