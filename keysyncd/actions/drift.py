@@ -24,10 +24,10 @@ from keysyncd.actions.context import (
 )
 from keysyncd.actions.local import load_local, open_repository, reconciled, recover
 from keysyncd.core import journal
+from keysyncd.core.changewords import describe_changes
 from keysyncd.core.clock import ClockCheck
 from keysyncd.core.journal import NodeRecord, RepositoryState
 from keysyncd.core.keyring import KeySet
-from keysyncd.core.nodeplan import describe_changes
 from keysyncd.core.nodes import checked, due_nodes, schedule_backoff
 from keysyncd.core.report import NodeOutcome
 from keysyncd.core.times import rfc3339

@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from keysyncd.core.adoption import Adopted
     from keysyncd.core.clock import ClockCheck
     from keysyncd.core.keyring import KeySet
-    from keysyncd.core.nodeplan import NodePlan, NodeView
+    from keysyncd.core.nodeplan import NodePlan
+    from keysyncd.core.nodeview import NodeView
     from keysyncd.core.policy import RotationPlan
     from keysyncd.io.remote.fleet import FleetAction
 
