@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from cryptography.fernet import Fernet
 
-from keysyncd.core import jws, jwslife, jwsplan, nodeplan, policy
+from keysyncd.core import jws, jwslife, jwsplan, keylife, nodeplan, policy
 
 
 class SymmetricModel:
@@ -24,7 +24,7 @@ class SymmetricModel:
     pairs_per_node = False  # one key set, the same everywhere
     plan_rotation = staticmethod(policy.plan_rotation)
     diff = staticmethod(nodeplan.diff)
-    lifecycles = staticmethod(policy.simulate)
+    lifecycles = staticmethod(keylife.simulate)
 
 
 class JwsModel:
