@@ -130,16 +130,21 @@ class Daemon(DaemonJobs):
                     self.notifier.send(f"STATUS={self._status()}")
                 self.heartbeat = time.monotonic()
         finally:
-            self.notifier.send("STOPPING=1", "STATUS=stopping")
-            log.info("stopping")
-            self.scheduler.shutdown()
-            if self.watcher is not None:
-                self.watcher.stop()
-            if self.metrics_server is not None:
-                self.metrics_server.shutdown()
-            with contextlib.suppress(OSError):
-                daemon_file(self.config.state_dir).unlink()
+            self._shut_down()
         return int(self.exit_code)
+
+    def _shut_down(self) -> None:
+        """Tell systemd, stop the scheduler, the watch and the metrics server, and remove
+        the daemon file."""
+        self.notifier.send("STOPPING=1", "STATUS=stopping")
+        log.info("stopping")
+        self.scheduler.shutdown()
+        if self.watcher is not None:
+            self.watcher.stop()
+        if self.metrics_server is not None:
+            self.metrics_server.shutdown()
+        with contextlib.suppress(OSError):
+            daemon_file(self.config.state_dir).unlink()
 
     def _next_job(self) -> Job | None:
         self.wakeup.wait(timeout=1.0)
