@@ -1,5 +1,5 @@
-"""A node's changes as words, the same for every kind: what differs before an action
-(``missing key 6``) and what was done after one that fixed it (``added key 6``). Pure.
+"""A node's changes as words: what differs before an action (``missing key 6``) and what
+was done after one that fixed it (``added key 6``); a JWS node's too (``describe_jws``). Pure.
 """
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from keysyncd.core.text import listed, named, plural
+from keysyncd.core.text import bounded, listed, named, plural
 
 # What each kind of difference is called before an action (what differs) and after one that
 # fixed it (what was done): ``missing key 6`` becomes ``added key 6``. A push report keeps
@@ -78,3 +78,21 @@ def _items(value: Any) -> str:
     words = [named("key", indices)] if indices else []
     words += ["the directory" if other == "directory" else other for other in others]
     return listed(words)
+
+
+def describe_jws(changes: Mapping[str, Any]) -> str:
+    """Return one line for a node's JWS changes (names escaped)."""
+    parts = []
+    if changes.get("missing"):
+        parts.append("missing public " + bounded(list(changes["missing"])))
+    if changes.get("retired"):
+        parts.append("retired public " + bounded(list(changes["retired"])))
+    if changes.get("private"):
+        parts.append(f"private.pem: {changes['private']}")
+    parts += [f"public {odd['name']}: {odd['problem']}" for odd in changes.get("entries") or ()]
+    if changes.get("unlisted"):
+        parts.append(f"and {plural(int(changes['unlisted']), 'more entry', 'more entries')}")
+    parts += [f"directory {item}" for item in changes.get("directories") or ()]
+    if changes.get("access"):
+        parts.append(str(changes["access"]))
+    return ", ".join(parts)
