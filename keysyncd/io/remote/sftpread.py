@@ -42,26 +42,19 @@ class ReadingSession(SessionBase):
 
     def directory_mode(self) -> int | None:
         """Return the mode of the session's directory, None if it does not exist; raise
-        NodeError as ``directory_info`` does."""
-        info = self.directory_info()
+        NodeError if it is anything but a directory: a symlink there is refused, because
+        following it would let whoever planted it choose where keysyncd writes."""
+        info = self.directory_and_ancestors(False)[0]
         return None if info is None else info.mode
-
-    def directory_info(self) -> PathInfo | None:
-        """Return the session's directory's path, mode, uid and gid (lstat), None if it does
-        not exist.
-
-        Raise NodeError if it is anything but a directory: a symlink there is refused,
-        because following it would let whoever planted it choose where keysyncd writes.
-        """
-        return self.directory_and_ancestors(False)[0]
 
     def directory_and_ancestors(
         self, above: bool = True
     ) -> tuple[PathInfo | None, tuple[PathInfo, ...]]:
-        """Return what ``directory_info`` returns and, when ``above``, the attributes of every
-        directory above it that exists, from ``/`` down (stat: following links, as keystone's
-        path lookup does; nothing is opened), in the same round trip; raise NodeError as
-        ``directory_info`` does, or if a directory above cannot be looked at."""
+        """Return the session's directory's path, mode, uid and gid (lstat; None if it does
+        not exist) and, when ``above``, the attributes of every directory above it that
+        exists, from ``/`` down (stat: following links, as keystone's path lookup does;
+        nothing is opened), in the same round trip; raise NodeError as ``directory_mode``
+        does, or if a directory above cannot be looked at."""
         path = str(self.directory)
         upper = ancestors(path) if above else ()
 
@@ -128,7 +121,8 @@ class ReadingSession(SessionBase):
                 upper.extend(above)
             mode = info.mode
             entries, temps = [], []
-            for name, attributes in self._read_directory(str(self.directory)):
+            # not paramiko's listdir: a name that is not UTF-8 makes it raise (blocking the node)
+            for name, attributes in read_directory(self.sftp, str(self.directory)):
                 if is_temp_name(name):
                     temps.append(name)
                 if keyed(name):
@@ -144,13 +138,6 @@ class ReadingSession(SessionBase):
             return mode, listed, tuple(temps)
 
         return self._guard(f"listing {self.directory}", listing)
-
-    def _read_directory(self, path: str) -> list[tuple[str, Attributes]]:
-        """Return (name, lstat attributes) of every entry, names decoded as keystone's Python
-        would (UTF-8, undecodable bytes kept as surrogates): paramiko's own listdir raises on
-        a name that is not UTF-8, which would let any such file block the node for ever.
-        Raise SFTPError past MAX_DIRECTORY_ENTRIES (a server that never says EOF)."""
-        return read_directory(self.sftp, path)
 
     def _entry(self, name: str, attributes: Attributes) -> Entry:
         """Return the Entry for a key-named directory entry; a symlink's target is examined
