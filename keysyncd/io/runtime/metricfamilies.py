@@ -51,98 +51,72 @@ class Families:
 
     def _repository_families(self) -> None:
         """Make the families of a repository's keys, generation, successes and node count."""
-        label = ["repository"]
-        self.key_age = GaugeMetricFamily(
-            "keysyncd_key_age_seconds",
-            "How long the longest-serving key has held its role",
-            labels=["repository", "role"],
+        self.key_age = _gauge(
+            "keysyncd_key_age_seconds", "How long the longest-serving key has held its role", "role"
         )
-        self.generation = GaugeMetricFamily(
-            "keysyncd_generation", "Repository generation", labels=label
+        self.generation = _gauge("keysyncd_generation", "Repository generation")
+        self.last = _gauge(
+            "keysyncd_last_success_timestamp_seconds", "When each action last succeeded", "action"
         )
-        self.last = GaugeMetricFamily(
-            "keysyncd_last_success_timestamp_seconds",
-            "When each action last succeeded",
-            labels=["repository", "action"],
-        )
-        self.since = GaugeMetricFamily(
+        self.since = _gauge(
             "keysyncd_last_success_age_seconds",
             "Seconds since each action last succeeded",
-            labels=["repository", "action"],
+            "action",
         )
-        self.in_sync = GaugeMetricFamily(
-            "keysyncd_nodes_in_sync", "Nodes verified in sync", labels=label
-        )
+        self.in_sync = _gauge("keysyncd_nodes_in_sync", "Nodes verified in sync")
         # a gauge: no _total suffix, which Prometheus reserves for counters
-        self.total = GaugeMetricFamily("keysyncd_nodes", "Configured nodes", labels=label)
+        self.total = _gauge("keysyncd_nodes", "Configured nodes")
 
     def _node_families(self) -> None:
         """Make the families of each node: verified when, up, generations behind."""
-        node_labels = ["repository", "node"]
-        self.verified = GaugeMetricFamily(
+        self.verified = _gauge(
             "keysyncd_node_last_verified_timestamp_seconds",
             "When the node was last verified in sync",
-            labels=node_labels,
+            "node",
         )
-        self.up = GaugeMetricFamily(
-            "keysyncd_node_up", "1 if the node answered at its last check", labels=node_labels
-        )
-        self.behind = GaugeMetricFamily(
+        self.up = _gauge("keysyncd_node_up", "1 if the node answered at its last check", "node")
+        self.behind = _gauge(
             "keysyncd_node_generations_behind",
             "Generations the node lags behind the controller",
-            labels=node_labels,
+            "node",
         )
 
     def _health_families(self) -> None:
         """Make the families of drift, deferrals, local validity, the clock, kept reports."""
-        label = ["repository"]
-        self.drift = CounterMetricFamily(
-            "keysyncd_drift_events", "Drift events by kind", labels=["repository", "kind"]
+        self.drift = _counter("keysyncd_drift_events", "Drift events by kind", "kind")
+        self.deferrals = _counter("keysyncd_deferrals", "Rotations deferred")
+        self.invalid = _gauge(
+            "keysyncd_local_repository_invalid", "1 while the local repository is invalid"
         )
-        self.deferrals = CounterMetricFamily(
-            "keysyncd_deferrals", "Rotations deferred", labels=label
-        )
-        self.invalid = GaugeMetricFamily(
-            "keysyncd_local_repository_invalid",
-            "1 while the local repository is invalid",
-            labels=label,
-        )
-        self.clock_skew = GaugeMetricFamily(
+        self.clock_skew = _gauge(
             "keysyncd_clock_skew_seconds",
             "The controller's clock minus the nodes' median clock at the last action",
-            labels=label,
         )
-        self.clock_untrusted = GaugeMetricFamily(
+        self.clock_untrusted = _gauge(
             "keysyncd_clock_untrusted",
             "1 while the controller's clock is not trusted: nothing is retired or rotated",
-            labels=label,
         )
-        self.unwritten = GaugeMetricFamily(
+        self.unwritten = _gauge(
             "keysyncd_unwritten_reports",
             "Reports kept in the journal because report_dir could not take them",
-            labels=label,
         )
 
     def _rotation_families(self) -> None:
         """Make the families of the rotation schedule and of action durations."""
-        label = ["repository"]
         # timestamps, not ages: a textfile freezes gauges, a timestamp keeps ageing (the
         # alert compares them with time(); see keysyncd.core.due for the grace)
-        self.next_rotation = GaugeMetricFamily(
+        self.next_rotation = _gauge(
             "keysyncd_next_rotation_timestamp_seconds",
             "When the next rotation is due: the first scheduled time after the last rotation "
             "(in the past while a rotation is missed)",
-            labels=label,
         )
-        self.overdue_at = GaugeMetricFamily(
+        self.overdue_at = _gauge(
             "keysyncd_rotation_overdue_timestamp_seconds",
             "When the due rotation counts as overdue: the due time plus half a rotation period",
-            labels=label,
         )
-        self.overdue = GaugeMetricFamily(
+        self.overdue = _gauge(
             "keysyncd_rotation_overdue",
             "1 while the due rotation is overdue (as of the last collection)",
-            labels=label,
         )
         self.durations = HistogramMetricFamily(
             "keysyncd_action_duration_seconds",
@@ -235,3 +209,13 @@ class Families:
             self.overdue_at,
             self.overdue,
         ]
+
+
+def _gauge(name: str, words: str, label: str | None = None) -> GaugeMetricFamily:
+    """Return a gauge by repository (and ``label``)."""
+    return GaugeMetricFamily(name, words, labels=["repository", *([label] if label else [])])
+
+
+def _counter(name: str, words: str, label: str | None = None) -> CounterMetricFamily:
+    """Return a counter by repository (and ``label``)."""
+    return CounterMetricFamily(name, words, labels=["repository", *([label] if label else [])])
