@@ -23,7 +23,7 @@ from keysyncd.core.keyring import digest_of
 from keysyncd.core.view import MAX_KEY_FILE, TEMP_PREFIX, Entry, EntryType, key_index
 from keysyncd.errors import NodeError
 from keysyncd.io.local.fsutil import temp_name
-from keysyncd.io.remote.sftp import Listing
+from keysyncd.io.remote.sftpread import Listing
 
 EPOCH = 1_700_000_000.0
 

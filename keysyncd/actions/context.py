@@ -16,15 +16,15 @@ of the kind when the clock is not trusted.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from keysyncd.actions.latereports import not_written, write_reports
 from keysyncd.config import Config, RepositoryConfig
 from keysyncd.core import clock, journal
 from keysyncd.core.clock import ClockCheck
@@ -32,22 +32,14 @@ from keysyncd.core.journal import RepositoryState
 from keysyncd.core.policy import RotationPlan
 from keysyncd.core.recovery import Recovery
 from keysyncd.core.report import NodeOutcome, Report
-from keysyncd.core.text import plural
 from keysyncd.core.vocabulary import Action, Outcome, Trigger, outcome_of
-from keysyncd.errors import KeysyncError
 from keysyncd.io.local.ids import node_owner
-from keysyncd.io.local.reportstore import new_report_id, write_report
+from keysyncd.io.local.reportstore import new_report_id
 from keysyncd.io.local.state import save_state
 from keysyncd.io.remote.fanout import Fanout, Progress
 from keysyncd.io.remote.fleet import FleetAction
 
 DRY_RUN = "dry-run"
-# Reports kept in the journal while report_dir cannot take them: beyond these, the oldest
-# lose their per-node tables (abridged, marked so), and beyond MAX_UNWRITTEN they are dropped
-# (counted in the journal, logged): the state file must stay small enough to write at once.
-MAX_UNWRITTEN = 1000
-ABRIDGED_MESSAGE = 500  # characters kept of each message of an abridged report
-MAX_UNWRITTEN_BYTES = 8 << 20
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +180,41 @@ def commit(run: Run, state: RepositoryState, draft: Draft, **result: Any) -> Act
     # read: sync --node, nodes down) only where it stopped something (a deferral)
     said = check.suspect or (not check.trusted and outcome == Outcome.DEFERRED)
     messages = (*draft.messages, check.describe()) if said else draft.messages
-    report = Report(
+    report = _report(run, state, draft, outcome, messages, check, ended)
+    state, report, failure = write_reports(run, clock.recorded(state, check), report, check)
+    state = journal.finished(state, draft.action, outcome, draft.started, ended, report.id)
+    save_state(run.config.state_dir, state)
+    if run.config.metrics.textfile is not None:
+        # imported only when configured: prometheus_client costs start-up time otherwise
+        from keysyncd.io.runtime.metrics import write_metrics
+
+        write_metrics(run.config)
+    if failure is not None:
+        messages = (*messages, not_written(failure, len(state.unwritten_reports)))
+    return ActionResult(
+        run.repository.name,
+        outcome,
+        report,
+        MappingProxyType(dict(draft.nodes)),
+        messages,
+        report_error=failure,
+        clock_trusted=not check.suspect,
+        **result,
+    )
+
+
+def _report(
+    run: Run,
+    state: RepositoryState,
+    draft: Draft,
+    outcome: str,
+    messages: tuple[str, ...],
+    check: ClockCheck,
+    ended: float,
+) -> Report:
+    """Return the report of ``draft``, ended at ``ended`` with ``outcome``; its id is not
+    final until it is written (``write_report``)."""
+    return Report(
         id=new_report_id(draft.started, draft.action),
         action=draft.action,
         trigger=run.trigger,
@@ -202,92 +228,6 @@ def commit(run: Run, state: RepositoryState, draft: Draft, **result: Any) -> Act
         forced=draft.forced,
         messages=messages,
         details={**draft.details, "clock": check.to_json()},
-    )
-    state, report, failure = _write_reports(run, clock.recorded(state, check), report, check)
-    state = journal.finished(state, draft.action, outcome, draft.started, ended, report.id)
-    save_state(run.config.state_dir, state)
-    if run.config.metrics.textfile is not None:
-        # imported only when configured: prometheus_client costs start-up time otherwise
-        from keysyncd.io.runtime.metrics import write_metrics
-
-        write_metrics(run.config)
-    if failure is not None:
-        messages = (*messages, _not_written(failure, len(state.unwritten_reports)))
-    return ActionResult(
-        run.repository.name,
-        outcome,
-        report,
-        MappingProxyType(dict(draft.nodes)),
-        messages,
-        report_error=failure,
-        clock_trusted=not check.suspect,
-        **result,
-    )
-
-
-def _write_reports(
-    run: Run, state: RepositoryState, report: Report, check: ClockCheck
-) -> tuple[RepositoryState, Report, str | None]:
-    """Write the reports the journal kept (marked late, oldest first), then ``report``;
-    return the state keeping what could not be written, the report as written (its id is
-    final: see ``write_report``) and why one could not be written (None: all were)."""
-    now = report.ended_at
-    # only a clock the nodes vouched for in this action ages reports out: a clock a year
-    # ahead would make all of them look old (retention by count still applies)
-    retention_now = now if check.trusted and check.fresh else None
-    config = run.config
-    waiting = [dict(document) for document in state.unwritten_reports]
-    try:
-        while waiting:
-            write_report(
-                config.report_dir, config.state_dir, waiting[0], config.reports, retention_now, now
-            )
-            waiting.pop(0)
-        path = write_report(
-            config.report_dir, config.state_dir, report, config.reports, retention_now
-        )
-    except KeysyncError as error:
-        log.error("%s: %s", run.repository.name, error)
-        return _kept(state, [*waiting, report.to_json()]), report, str(error)
-    return replace(state, unwritten_reports=()), replace(report, id=path.stem), None
-
-
-def _kept(state: RepositoryState, documents: list[dict[str, Any]]) -> RepositoryState:
-    """Return ``state`` keeping ``documents`` (oldest first) to be written later, bounded by
-    MAX_UNWRITTEN_BYTES (the oldest abridged first, then dropped) and MAX_UNWRITTEN (the
-    oldest dropped); the newest is always kept."""
-    sizes = [len(json.dumps(document)) for document in documents]
-    for index, document in enumerate(documents):
-        if sum(sizes) <= MAX_UNWRITTEN_BYTES:
-            break
-        documents[index] = _abridged(document)
-        sizes[index] = len(json.dumps(documents[index]))
-    dropped = max(len(documents) - MAX_UNWRITTEN, 0)
-    while dropped < len(documents) - 1 and sum(sizes[dropped:]) > MAX_UNWRITTEN_BYTES:
-        dropped += 1
-    for document in documents[:dropped]:
-        log.error("%s: report %s dropped: report_dir could not take it", state.name, document["id"])
-    if dropped:
-        state = journal.counted(state, *["reports:dropped"] * dropped)
-    return replace(state, unwritten_reports=tuple(documents[dropped:]))
-
-
-def _abridged(document: dict[str, Any]) -> dict[str, Any]:
-    note = (
-        "abridged while report_dir could not take it: the per-node table, the expected "
-        "digests and the details were dropped, the messages shortened, to keep the journal small"
-    )
-    messages = [str(m)[:ABRIDGED_MESSAGE] for m in list(document.get("messages", []))[:20]]
-    return {**document, "nodes": {}, "expected": {}, "details": {}, "messages": [*messages, note]}
-
-
-def _not_written(failure: str, kept: int) -> str:
-    return (
-        f"the report could not be written ({failure}); it is kept in the journal with "
-        f"{plural(kept - 1, 'earlier one')} and written, marked late, by the next action that can"
-        if kept > 1
-        else f"the report could not be written ({failure}); it is kept in the journal and "
-        "written, marked late, by the next action that can"
     )
 
 

@@ -20,6 +20,7 @@ from keysyncd.actions.context import (
 )
 from keysyncd.actions.local import open_repository
 from keysyncd.core import journal
+from keysyncd.core.keyring import KeySet
 from keysyncd.core.kinds import KINDS
 from keysyncd.core.nodes import checked
 from keysyncd.core.vocabulary import Action
@@ -37,28 +38,8 @@ def confirm_migration(run: Run, primary: int) -> ActionResult:
     once every node holds its primary: a node without it encrypts with an older key).
     """
     repository = run.repository
-    if KINDS[repository.kind].retire_by != "migration":
-        raise UsageError(
-            f"{repository.name}: confirm-migration applies to kind credential only (this is "
-            f"kind {repository.kind}, whose keys retire by time)"
-        )
     started = run.clock()
-    state = load_state(run.config.state_dir, repository.name)
-    keyset = open_repository(repository).load()
-    if keyset.digests() != dict(state.digests):
-        raise KeysyncError(
-            f"{repository.name}: the local keys changed outside keysyncd; run keysyncd sync "
-            "first, then migrate and confirm again"
-        )
-    current = journal.primary_index(state)
-    if primary != current:
-        # only the current primary: every node is checked holding it now, and a migration
-        # confirmed for a newer key than the one it encrypted with would retire the keys
-        # its credentials still need
-        raise UsageError(
-            f"{repository.name}: --primary {primary} is not the current primary ({current}): "
-            f"run keystone-manage credential_migrate now, then confirm --primary {current}"
-        )
+    state, keyset = _confirmable(run, primary)
     with run.fleet() as fleet:
         clock = check_clock(run, state, fleet)
         if fleet is not None:
@@ -79,3 +60,31 @@ def confirm_migration(run: Run, primary: int) -> ActionResult:
     return commit(
         run, state, Draft(Action.MIGRATE, started, nodes, messages=(message,), clock=clock)
     )
+
+
+def _confirmable(run: Run, primary: int) -> tuple[journal.RepositoryState, KeySet]:
+    """Return the journal and the local keys if a migration to ``primary`` may be confirmed
+    on the controller's side; raise as ``confirm_migration`` does otherwise (nodes aside)."""
+    repository = run.repository
+    if KINDS[repository.kind].retire_by != "migration":
+        raise UsageError(
+            f"{repository.name}: confirm-migration applies to kind credential only (this is "
+            f"kind {repository.kind}, whose keys retire by time)"
+        )
+    state = load_state(run.config.state_dir, repository.name)
+    keyset = open_repository(repository).load()
+    if keyset.digests() != dict(state.digests):
+        raise KeysyncError(
+            f"{repository.name}: the local keys changed outside keysyncd; run keysyncd sync "
+            "first, then migrate and confirm again"
+        )
+    current = journal.primary_index(state)
+    if primary != current:
+        # only the current primary: every node is checked holding it now, and a migration
+        # confirmed for a newer key than the one it encrypted with would retire the keys
+        # its credentials still need
+        raise UsageError(
+            f"{repository.name}: --primary {primary} is not the current primary ({current}): "
+            f"run keystone-manage credential_migrate now, then confirm --primary {current}"
+        )
+    return state, keyset

@@ -16,9 +16,9 @@ from typing import Any, Protocol
 from keysyncd.actions.afterrotate import migrate_when_ready
 from keysyncd.actions.context import ActionResult, Draft, Run, check_clock, commit, node_outcomes
 from keysyncd.core import journal
+from keysyncd.core.changewords import describe_changes
 from keysyncd.core.clock import ClockCheck
 from keysyncd.core.journal import NodeRecord, RepositoryState
-from keysyncd.core.nodeplan import describe_changes
 from keysyncd.core.nodes import checked, due_nodes, schedule_backoff
 from keysyncd.core.report import NodeOutcome
 from keysyncd.core.times import rfc3339

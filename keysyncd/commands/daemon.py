@@ -14,29 +14,23 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from keysyncd.actions.context import Run
-from keysyncd.actions.drift import report_watch_failure
-from keysyncd.actions.jobs import JOBS, RepositoryRun, Step, each_repository
 from keysyncd.actions.operations import watched_path
+from keysyncd.commands.daemonjobs import LOCK_WAIT, DaemonJobs
 from keysyncd.commands.exits import Exit
 from keysyncd.commands.scheduler import Job, Scheduler
-from keysyncd.config import Config, RepositoryConfig
+from keysyncd.config import Config
 from keysyncd.core.nodes import nodes_in_sync
 from keysyncd.core.schedule import missed_rotation
 from keysyncd.core.text import plural
 from keysyncd.core.times import rfc3339_of
-from keysyncd.core.vocabulary import Outcome, Trigger, job_name
 from keysyncd.errors import ConfigError, KeysyncError
 from keysyncd.io.local.configtrust import load_trusted_config
 from keysyncd.io.local.fsutil import atomic_write
-from keysyncd.io.local.lock import exclusive
 from keysyncd.io.local.state import load_state
-from keysyncd.io.remote.preflight import check_local_files
 from keysyncd.io.runtime.children import terminate_children
 from keysyncd.io.runtime.daemon_info import daemon_file
 from keysyncd.io.runtime.metrics import serve_metrics
@@ -44,7 +38,6 @@ from keysyncd.io.runtime.notify import Notifier
 from keysyncd.io.runtime.watch import WATCH_JOBS, RepositoryWatcher
 
 log = logging.getLogger("keysyncd.commands.daemon")
-LOCK_WAIT = 60.0  # a CLI action holding the lock delays a daemon job, up to this long
 STOP_TIMEOUT = 30.0  # after SIGTERM, the current step gets this long before a hard exit
 CHILD_GRACE = 2.0  # at a hard exit, hook processes get this long between SIGTERM and SIGKILL
 # The longest a stop may take: the current step (a running hook's group is ended at once,
@@ -53,7 +46,7 @@ CHILD_GRACE = 2.0  # at a hard exit, hook processes get this long between SIGTER
 STOP_BUDGET = STOP_TIMEOUT + 2 * CHILD_GRACE
 
 
-class Daemon:
+class Daemon(DaemonJobs):
     """``keysyncd run``: see the module docstring."""
 
     def __init__(self, config_path: Path, config: Config, notifier: Notifier | None = None) -> None:
@@ -133,18 +126,25 @@ class Daemon:
                 job = self._next_job()
                 if job is not None and not self.stopping.is_set():
                     self._execute(job)
+                    self._write_info()
+                    self.notifier.send(f"STATUS={self._status()}")
                 self.heartbeat = time.monotonic()
         finally:
-            self.notifier.send("STOPPING=1", "STATUS=stopping")
-            log.info("stopping")
-            self.scheduler.shutdown()
-            if self.watcher is not None:
-                self.watcher.stop()
-            if self.metrics_server is not None:
-                self.metrics_server.shutdown()
-            with contextlib.suppress(OSError):
-                daemon_file(self.config.state_dir).unlink()
+            self._shut_down()
         return int(self.exit_code)
+
+    def _shut_down(self) -> None:
+        """Tell systemd, stop the scheduler, the watch and the metrics server, and remove
+        the daemon file."""
+        self.notifier.send("STOPPING=1", "STATUS=stopping")
+        log.info("stopping")
+        self.scheduler.shutdown()
+        if self.watcher is not None:
+            self.watcher.stop()
+        if self.metrics_server is not None:
+            self.metrics_server.shutdown()
+        with contextlib.suppress(OSError):
+            daemon_file(self.config.state_dir).unlink()
 
     def _next_job(self) -> Job | None:
         self.wakeup.wait(timeout=1.0)
@@ -230,81 +230,6 @@ class Daemon:
                     repository.name,
                 )
                 self.enqueue(Job("rotate", repository.name, "cron"))
-
-    def _execute(self, job: Job) -> None:
-        """Run ``job`` on its repositories, each on its own, under the lock; record the end."""
-        repositories = (
-            [self.config.repository(job.repository)] if job.repository else self.config.repositories
-        )
-        started = time.time()
-        # A job may legitimately go quiet (a hook, a node at its timeouts) for this long;
-        # only past it does the watchdog conclude that the main loop is stuck.
-        self.job_deadline = (
-            time.monotonic()
-            + LOCK_WAIT
-            + sum(
-                3 * r.hooks.timeout + 8 * self.config.ssh.operation_timeout + 60
-                for r in repositories
-            )
-        )
-        outcome: str = Outcome.OK
-        try:
-            check_local_files(self.config, ssh=True)  # unsafe files stop the job before it acts
-            holder = job_name(job.action, job.trigger)
-            with exclusive(self.config.state_dir, holder, LOCK_WAIT, cancel=self.stopping):
-                runs = each_repository(repositories, self._run_of(job), self._step(job))
-            outcome = self._record(job, runs)
-        except KeysyncError as error:
-            outcome = Outcome.FAILED
-            self.last_error = f"{job_name(job.action, job.trigger)}: {error}"
-            log.error("%s failed: %s", job_name(job.action, job.trigger), error)
-        self.job_deadline = 0.0
-        self.last_job = {
-            "action": job.action,
-            "trigger": job.trigger,
-            "outcome": outcome,
-            "started_at": started,
-            "ended_at": time.time(),
-        }
-        self._write_info()
-        self.notifier.send(f"STATUS={self._status()}")
-
-    def _run_of(self, job: Job) -> Callable[[RepositoryConfig], Run]:
-        trigger = Trigger(job.trigger)
-        return lambda repository: Run(
-            self.config, repository, trigger, progress=self._progress, cancel=self.stopping
-        )
-
-    def _step(self, job: Job) -> Step:
-        if job.action == "watch_failed":
-            return lambda run: [
-                report_watch_failure(
-                    run, self.watch_failures.get(run.repository.name, "local watch unavailable")
-                )
-            ]
-        if job.action not in JOBS:
-            raise KeysyncError(f"unknown daemon job {job.action!r}")
-        return JOBS[job.action]
-
-    def _record(self, job: Job, runs: list[RepositoryRun]) -> str:
-        """Log each repository's outcome (``periodic verify of fernet-tokens: ok``,
-        ``rotate (cron) of fernet-tokens: deferred``); return the job's (the first that is
-        not ok)."""
-        name = job_name(job.action, job.trigger)
-        for run in runs:
-            for result in run.results:
-                for message in result.messages:
-                    log.info("%s: %s", run.repository, message)
-            if run.error is not None:
-                log.error("%s of %s: %s", name, run.repository, run.error)
-            if run.results or run.error is not None:
-                log.info("%s of %s: %s", name, run.repository, run.outcome)
-            if not run.ok:
-                self.last_error = f"{name} of {run.summary()}"
-        return next((run.outcome for run in runs if not run.ok), Outcome.OK)
-
-    def _progress(self, phase: str, node: str, done: int, total: int) -> None:
-        self.heartbeat = time.monotonic()
 
     def _watchdog(self) -> None:
         """Ping systemd's watchdog while the main loop makes progress; stop pinging if stuck."""

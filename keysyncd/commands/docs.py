@@ -105,7 +105,13 @@ def manpage(today: datetime | None = None) -> str:
     lines += [".SH EXIT STATUS"]
     for code, meaning in MEANINGS.items():
         lines += [".TP", f"\\fB{int(code)}\\fR", roff(meaning[:1].upper() + meaning[1:] + ".")]
-    lines += [
+    lines += _closing_sections()
+    return "\n".join(lines) + "\n"
+
+
+def _closing_sections() -> list[str]:
+    """Return the page's environment, files, signals and see-also sections."""
+    return [
         ".SH ENVIRONMENT",
         ".TP",
         "\\fBKEYSYNCD_CONFIG\\fR",
@@ -123,4 +129,3 @@ def manpage(today: datetime | None = None) -> str:
         ".SH SEE ALSO",
         "\\fBkeystone\\-manage\\fR(1), \\fBsshd\\fR(8), \\fBsystemctl\\fR(1)",
     ]
-    return "\n".join(lines) + "\n"

@@ -138,11 +138,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _check_config(commands)
     _init_and_adopt(commands)
-    _rotate_sync_verify(commands)
+    _rotate_sync(commands)
+    _verify(commands)
+    _confirm_migration(commands)
     _views(commands)
     _report(commands)
     _daemon_and_docs(commands)
     return parser
+
+
+# the global options but -c: (flags, action, help)
+GLOBAL_FLAGS: tuple[tuple[tuple[str, ...], str, str], ...] = (
+    (("--debug",), "store_true", "debug logs, library logs and tracebacks"),
+    (
+        ("--json",),
+        "store_true",
+        "print the result as one JSON document on stdout, and nothing else there",
+    ),
+    (("-v", "--verbose"), "count", "more detail: keysyncd's debug logs (without tracebacks)"),
+    (
+        ("-q", "--quiet"),
+        "count",
+        "print nothing but errors (the exit code tells the rest; --json still prints)",
+    ),
+)
 
 
 def _global_options(parser: argparse.ArgumentParser, top: bool) -> None:
@@ -161,36 +180,11 @@ def _global_options(parser: argparse.ArgumentParser, top: bool) -> None:
         **keep,
     )
     config.complete = FILE_HINT  # type: ignore[attr-defined]  # read by shtab
-    group.add_argument(
-        "--debug",
-        dest=f"{prefix}debug",
-        action="store_true",
-        help="debug logs, library logs and tracebacks",
-        **keep,
-    )
-    group.add_argument(
-        "--json",
-        dest=f"{prefix}json",
-        action="store_true",
-        help="print the result as one JSON document on stdout, and nothing else there",
-        **keep,
-    )
-    group.add_argument(
-        "-v",
-        "--verbose",
-        dest=f"{prefix}verbose",
-        action="count",
-        help="more detail: keysyncd's debug logs (without tracebacks)",
-        **({"default": 0} if top else keep),
-    )
-    group.add_argument(
-        "-q",
-        "--quiet",
-        dest=f"{prefix}quiet",
-        action="count",
-        help="print nothing but errors (the exit code tells the rest; --json still prints)",
-        **({"default": 0} if top else keep),
-    )
+    for flag, action, words in GLOBAL_FLAGS:
+        default = {"default": 0} if top and action == "count" else keep
+        group.add_argument(
+            *flag, dest=f"{prefix}{flag[-1][2:]}", action=action, help=words, **default
+        )
 
 
 def _command(
@@ -260,7 +254,8 @@ def _init_and_adopt(commands: Any) -> None:
     )
 
 
-def _rotate_sync_verify(commands: Any) -> None:
+def _rotate_sync(commands: Any) -> None:
+    """Add rotate and sync."""
     rotate = _command(
         commands,
         "rotate",
@@ -294,6 +289,10 @@ def _rotate_sync_verify(commands: Any) -> None:
     sync.add_argument(
         "--dry-run", action="store_true", help="show what would change; change nothing"
     )
+
+
+def _verify(commands: Any) -> None:
+    """Add verify."""
     verify = _command(
         commands,
         "verify",
@@ -304,6 +303,10 @@ def _rotate_sync_verify(commands: Any) -> None:
         wait=VERIFY_WAIT,
     )
     verify.add_argument("--node", metavar="NAME", help="only this node (default: all)")
+
+
+def _confirm_migration(commands: Any) -> None:
+    """Add confirm-migration (kind credential)."""
     confirm = _command(
         commands,
         "confirm-migration",

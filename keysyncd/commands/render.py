@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from keysyncd.core.nodeplan import describe_changes
+from keysyncd.core.changewords import describe_changes
 from keysyncd.core.text import MAX_DETAIL, named, printable, short_digest
 from keysyncd.core.times import rfc3339
 from keysyncd.core.vocabulary import CHANGED, GOOD, Outcome

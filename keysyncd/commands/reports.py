@@ -8,7 +8,8 @@ from keysyncd.commands import render
 from keysyncd.commands.exits import Exit
 from keysyncd.commands.output import Output
 from keysyncd.config import Config
-from keysyncd.io.local.reportstore import inspect_chain, list_reports, load_report, report_files
+from keysyncd.io.local.reportchain import inspect_chain, report_files
+from keysyncd.io.local.reportstore import list_reports, load_report
 
 
 def cmd_report(args: argparse.Namespace, config: Config, out: Output) -> int:

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from keysyncd.core.nodeplan import MAX_LISTED, NodePlan, describe_changes
+from keysyncd.core.changewords import describe_changes
+from keysyncd.core.nodeplan import MAX_LISTED, NodePlan
 from keysyncd.core.text import bounded, plural
 from keysyncd.core.view import show_name
 

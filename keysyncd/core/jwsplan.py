@@ -24,7 +24,6 @@ from keysyncd.core.access import (
     ancestor_problem,
     directory_problem,
 )
-from keysyncd.core.text import bounded, plural
 from keysyncd.core.view import FILE_MODE, Entry, EntryType, show_name
 
 WRONG_MODE = "wrong mode or owner"  # a public key's content is right: a fresh copy fixes it
@@ -128,12 +127,62 @@ class JwsNodePlan:
         }
 
 
+@dataclass
+class _PublicChanges:
+    """What a node's public directory needs, entry by entry (names), and the odd entries
+    and retired keys as reports show them."""
+
+    add: tuple[str, ...] = ()  # missing
+    replace: list[str] = field(default_factory=list)
+    rewrite: list[str] = field(default_factory=list)
+    delete: list[str] = field(default_factory=list)
+    invalid: list[str] = field(default_factory=list)
+    odd: list[dict[str, str]] = field(default_factory=list)
+    retired: list[str] = field(default_factory=list)
+
+    def reasons(self) -> dict[str, Any]:
+        """Return what differs in the public directory, as reports show it."""
+        reasons: dict[str, Any] = {"missing": list(self.add)} if self.add else {}
+        if self.retired:
+            reasons["retired"] = self.retired[:MAX_LISTED]
+        if self.odd:
+            reasons["entries"] = self.odd[:MAX_LISTED]
+            if len(self.odd) > MAX_LISTED:
+                reasons["unlisted"] = len(self.odd) - MAX_LISTED
+        return reasons
+
+
+def _public_changes(expected: JwsExpected, view: JwsView, uid: int | None) -> _PublicChanges:
+    """Return what the node's public key files need."""
+    listed = {entry.name for entry in view.public}
+    changes = _PublicChanges(tuple(sorted(name for name in expected.public if name not in listed)))
+    for entry in sorted(view.public, key=lambda e: e.name):
+        wanted = expected.public.get(entry.name)
+        retiring = entry.name in expected.retired and entry.name not in expected.public
+        if retiring and entry.type is not EntryType.DIRECTORY:
+            changes.retired.append(entry.name)  # no live token needs it: deleted in phase 2
+            changes.delete.append(entry.name)
+            continue
+        problem = _public_problem(entry, wanted, uid)
+        if problem is None:
+            continue
+        changes.odd.append({"name": show_name(entry.name), "problem": problem})
+        if entry.type is EntryType.DIRECTORY:
+            changes.invalid.append(entry.name)
+        elif problem == WRONG_MODE:
+            changes.rewrite.append(entry.name)
+        elif wanted is not None:
+            changes.replace.append(entry.name)
+        else:
+            changes.delete.append(entry.name)
+    return changes
+
+
 def diff_jws(
     expected: JwsExpected, view: JwsView, uid: int | None = None, user: User | None = None
 ) -> JwsNodePlan:
     """Return the plan turning ``view`` into ``expected``; ``user`` (the configured owner)
     must be able to reach private.pem and list and read the public keys."""
-    reasons: dict[str, Any] = {}
     make = tuple(
         name
         for name, mode in (("private", view.private_mode), ("public", view.public_mode))
@@ -141,40 +190,9 @@ def diff_jws(
     )
     problems = _directory_problems(view, user)
     fix_modes = tuple(name for name, _ in problems)
-    by_name = {entry.name: entry for entry in view.public}
-    add = tuple(sorted(name for name in expected.public if name not in by_name))
-    replace, rewrite, delete, invalid, odd, retired = [], [], [], [], [], []
-    for entry in sorted(view.public, key=lambda e: e.name):
-        wanted = expected.public.get(entry.name)
-        retiring = entry.name in expected.retired and entry.name not in expected.public
-        if retiring and entry.type is not EntryType.DIRECTORY:
-            retired.append(entry.name)  # no live token needs it: deleted in phase 2
-            delete.append(entry.name)
-            continue
-        problem = _public_problem(entry, wanted, uid)
-        if problem is None:
-            continue
-        odd.append({"name": show_name(entry.name), "problem": problem})
-        if entry.type is EntryType.DIRECTORY:
-            invalid.append(entry.name)
-        elif problem == WRONG_MODE:
-            rewrite.append(entry.name)
-        elif wanted is not None:
-            replace.append(entry.name)
-        else:
-            delete.append(entry.name)
-    private = _private_problem(view.private_key, expected.private_digest, uid)
-    held = view.private_key.digest if view.private_key is not None else None
-    if private and held is not None and held == expected.replacing:
-        private = "rotated: the node's new key pair is installed"
-    if add:
-        reasons["missing"] = list(add)
-    if retired:
-        reasons["retired"] = retired[:MAX_LISTED]
-    if odd:
-        reasons["entries"] = odd[:MAX_LISTED]
-        if len(odd) > MAX_LISTED:
-            reasons["unlisted"] = len(odd) - MAX_LISTED
+    public = _public_changes(expected, view, uid)
+    reasons: dict[str, Any] = public.reasons()
+    private = _private_problem(view.private_key, expected, uid)
     if private:
         reasons["private"] = private
     if make or fix_modes:
@@ -188,15 +206,15 @@ def diff_jws(
         reasons["access"] = ", ".join(problem for problem in access if problem)
     return JwsNodePlan(
         make,
-        add,
-        tuple(replace),
-        tuple(delete),
+        public.add,
+        tuple(public.replace),
+        tuple(public.delete),
         fix_modes,
-        tuple(invalid),
+        tuple(public.invalid),
         view.temp_files,
         private,
         reasons,
-        tuple(rewrite),
+        tuple(public.rewrite),
         unreachable,
     )
 
@@ -248,11 +266,15 @@ def _public_problem(entry: Entry, wanted: str | None, uid: int | None) -> str | 
     return None
 
 
-def _private_problem(entry: Entry | None, wanted: str | None, uid: int | None) -> str | None:
+def _private_problem(entry: Entry | None, expected: JwsExpected, uid: int | None) -> str | None:
+    """Return why private.pem (``entry``) is not the one ``expected``, None if it is."""
+    wanted = expected.private_digest
     if wanted is None:
         return None
     if entry is None:
         return "missing"
+    if entry.digest is not None and entry.digest == expected.replacing:
+        return "rotated: the node's new key pair is installed"
     if entry.type is not EntryType.FILE:
         return f"a {entry.type.value}, not a regular file"
     if entry.digest != wanted:
@@ -260,21 +282,3 @@ def _private_problem(entry: Entry | None, wanted: str | None, uid: int | None) -
     if entry.mode != FILE_MODE or (uid is not None and entry.uid != uid):
         return "wrong mode or owner (others may have read it: it is replaced by a new pair)"
     return None
-
-
-def describe_jws(changes: Mapping[str, Any]) -> str:
-    """Return one line for a node's JWS changes (names escaped)."""
-    parts = []
-    if changes.get("missing"):
-        parts.append("missing public " + bounded(list(changes["missing"])))
-    if changes.get("retired"):
-        parts.append("retired public " + bounded(list(changes["retired"])))
-    if changes.get("private"):
-        parts.append(f"private.pem: {changes['private']}")
-    parts += [f"public {odd['name']}: {odd['problem']}" for odd in changes.get("entries") or ()]
-    if changes.get("unlisted"):
-        parts.append(f"and {plural(int(changes['unlisted']), 'more entry', 'more entries')}")
-    parts += [f"directory {item}" for item in changes.get("directories") or ()]
-    if changes.get("access"):
-        parts.append(str(changes["access"]))
-    return ", ".join(parts)

@@ -14,7 +14,7 @@ from typing import TypeVar
 
 from cryptography.fernet import Fernet
 
-from keysyncd.core import jwsconverge, jwslife, policy
+from keysyncd.core import jwsconverge, jwslife, keylife, policy
 
 
 class SymmetricModel:
@@ -24,7 +24,7 @@ class SymmetricModel:
     name = "symmetric"
     pairs_per_node = False  # one key set, the same everywhere
     plan_rotation = staticmethod(policy.plan_rotation)
-    lifecycles = staticmethod(policy.simulate)
+    lifecycles = staticmethod(keylife.simulate)
 
 
 class JwsModel:

@@ -21,77 +21,21 @@ from keysyncd.core.access import (
     EXECUTE,
     READ,
     PathInfo,
-    User,
     access_problem,
     ancestor_problem,
     directory_problem,
 )
-from keysyncd.core.text import listed, named, plural
+from keysyncd.core.nodeview import NodeView, Ownership
 from keysyncd.core.view import (
     CHANGED_WHILE_READ,
     FILE_MODE,
     Entry,
     EntryType,
-    KeystoneView,
     entry_problem,
-    keystone_view,
     show_name,
 )
 
 MAX_LISTED = 20  # odd entries named per node in a report; the rest are counted
-
-
-@dataclass(frozen=True)
-class NodeView:
-    """What a node holds: its directory's mode, every entry at a key name, our temp files,
-    the directory's attributes (path, owner) when the node reported them, and those of the
-    directories above it, from ``/`` down (read only when an owner is configured)."""
-
-    directory_mode: int
-    entries: tuple[Entry, ...]
-    temp_files: tuple[str, ...] = ()
-    directory: PathInfo | None = None
-    ancestors: tuple[PathInfo, ...] = ()
-
-    @property
-    def keystone(self) -> KeystoneView:
-        """Return what keystone's loader would load from this directory."""
-        return keystone_view(self.entries)
-
-    def canonical_files(self) -> dict[int, Entry]:
-        """Return index -> entry for canonical names that hold regular files that were read."""
-        return {
-            index: entry
-            for entry in self.entries
-            if (index := entry.index) is not None
-            and entry.canonical
-            and entry.type is EntryType.FILE
-            and entry.digest is not None
-        }
-
-    def summary(self) -> dict[str, str]:
-        """Return the digests of canonical key files by index as text, as reports show them."""
-        return {str(i): e.digest or "" for i, e in sorted(self.canonical_files().items())}
-
-
-@dataclass(frozen=True)
-class Ownership:
-    """The owner every key file must have on a node (None: whatever the SFTP user makes)."""
-
-    uid: int | None = None
-    gid: int | None = None
-    name: str | None = None  # as configured, for messages
-
-    @property
-    def user(self) -> User | None:
-        """Return the user keystone runs as (None: no owner configured, nothing to check)."""
-        return None if self.uid is None else User(self.uid, self.gid, self.name)
-
-    def matches(self, entry: Entry) -> bool:
-        """Return True if ``entry`` has the required owner and group."""
-        return (self.uid is None or entry.uid == self.uid) and (
-            self.gid is None or entry.gid == self.gid
-        )
 
 
 @dataclass(frozen=True)
@@ -144,77 +88,6 @@ class NodePlan:
         if self.unlisted:
             changes["unlisted"] = self.unlisted
         return changes
-
-
-# What each kind of difference is called before an action (what differs) and after one that
-# fixed it (what was done): ``missing key 6`` becomes ``added key 6``. A push report keeps
-# the differences it found (``missing``, ``changed``, ``extra``): these are their words.
-DIFFERS_WORDS: dict[str, tuple[str, str]] = {
-    "missing": ("missing", "added"),
-    "changed": ("different", "replaced"),
-    "extra": ("extra", "removed"),
-    "mode": ("wrong mode or owner:", "fixed mode and owner of"),
-    # jws: public keys still on the node though retired, and the private key's problem
-    "retired": ("retired, still there:", "removed retired"),
-    "private": ("private.pem", "replaced private.pem:"),
-    "directories": ("directories:", "fixed directories:"),
-}
-
-
-def describe_changes(changes: Mapping[str, Any], done: bool = False) -> str:
-    """Return one line for a node's changes, names escaped: what differs (``missing key 4,
-    extra keys 1 and 2, '099': non-canonical name keystone loads as key 99``), or with
-    ``done`` what was done about it (``added key 4, removed keys 1 and 2, fixed '099':
-    non-canonical name keystone loads as key 99``)."""
-    which = 1 if done else 0
-    parts = [
-        _done_jws(key, changes[key]) or f"{words[which]} {_items(changes[key])}"
-        if done
-        else f"{words[which]} {_items(changes[key])}"
-        for key, words in DIFFERS_WORDS.items()
-        if changes.get(key)
-    ]
-    # other changes (a newer kind's) as they come, in order
-    others = [
-        key for key in changes if key not in (*DIFFERS_WORDS, "access", "entries", "unlisted")
-    ]
-    parts += [f"{key} {_items(changes[key])}" for key in others if changes[key]]
-    fixed = "fixed " if done else ""
-    access = changes.get("access") or ()
-    parts += [f"{fixed}{problem}" for problem in ([access] if isinstance(access, str) else access)]
-    parts += [f"{fixed}{odd['name']}: {odd['problem']}" for odd in changes.get("entries") or ()]
-    if changes.get("unlisted"):
-        parts.append(f"and {plural(int(changes['unlisted']), 'more entry', 'more entries')}")
-    return ", ".join(parts)
-
-
-def _done_jws(key: str, value: Any) -> str | None:
-    """Return what a push did about a JWS private key or directory that was missing
-    (``installed private.pem``, ``created directories: private``), None for anything else
-    (the generic words say it)."""
-    if key == "private" and str(value) == "missing":
-        return "installed private.pem"
-    if key == "directories" and isinstance(value, list | tuple):
-        problems = [str(item) for item in value]
-        missing = [
-            item.removesuffix(": missing") for item in problems if item.endswith(": missing")
-        ]
-        if missing and len(missing) == len(problems):
-            return "created directories: " + ", ".join(missing)
-    return None
-
-
-def _items(value: Any) -> str:
-    """Return a change's value as words: ``key 4``, ``keys 1 and 2``, ``key 1 and the
-    directory``; names (a newer kind's) and text as they are."""
-    if not isinstance(value, list | tuple):
-        return str(value)
-    numbers = [isinstance(item, int) and not isinstance(item, bool) for item in value]
-    indices = [str(item) for item, number in zip(value, numbers, strict=True) if number]
-    others = [str(item) for item, number in zip(value, numbers, strict=True) if not number]
-    words = [named("key", indices)] if indices else []
-    words += ["the directory" if other == "directory" else other for other in others]
-    return listed(words)
 
 
 def divergence(expected: Mapping[int, str], view: NodeView) -> str | None:

@@ -21,7 +21,7 @@ import pytest
 
 from keysyncd.actions import operations
 from keysyncd.commands.cli import main
-from keysyncd.core.jwsplan import describe_jws
+from keysyncd.core.changewords import describe_jws
 from keysyncd.testing.config import fleet_config
 from keysyncd.testing.fleet import Fleet
 from tests.jws_world import World, act, jws_config

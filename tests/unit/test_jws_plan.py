@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from keysyncd.core.jwsplan import MAX_LISTED, JwsExpected, JwsNodePlan, JwsView, describe_jws
+from keysyncd.core.changewords import describe_jws
+from keysyncd.core.jwsplan import MAX_LISTED, JwsExpected, JwsNodePlan, JwsView
 from keysyncd.core.jwsplan import diff_jws as diff
 from keysyncd.core.keyring import digest_of
 from keysyncd.core.view import Entry, EntryType

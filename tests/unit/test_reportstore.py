@@ -10,13 +10,11 @@ import pytest
 from keysyncd.commands.cli import main
 from keysyncd.config import ReportsConfig
 from keysyncd.core.report import NodeOutcome, Report, precise_time
+from keysyncd.io.local.reportchain import inspect_chain, report_files, verify_chain
 from keysyncd.io.local.reportstore import (
     KEPT_WHATEVER_THEIR_AGE,
-    inspect_chain,
     list_reports,
     new_report_id,
-    report_files,
-    verify_chain,
     write_report,
 )
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-import keysyncd.actions.context as context
-from keysyncd.actions.context import MAX_UNWRITTEN_BYTES, Run
+from keysyncd.actions.context import Run
+from keysyncd.actions.latereports import MAX_UNWRITTEN_BYTES, kept
 from keysyncd.config import Config, parse_config
 from keysyncd.core.journal import RepositoryState
 from keysyncd.core.report import Report
@@ -60,7 +60,7 @@ def test_the_unwritten_reports_are_bounded_in_bytes() -> None:
     journal past read_trusted's limit would stop the repository)."""
     hooks = {"hooks": [{"stdout": "\x01" * 4096 + "\x02" * 4096}]}  # control bytes: 6x in JSON
     documents = [kept_report(NOW + i, details=hooks) for i in range(1000)]
-    state = context._kept(RepositoryState(name="fernet-tokens"), documents)
+    state = kept(RepositoryState(name="fernet-tokens"), documents)
     size = sum(len(json.dumps(d)) for d in state.unwritten_reports)
     assert size <= MAX_UNWRITTEN_BYTES, f"{size} bytes kept in the journal"
 

@@ -23,9 +23,9 @@ from keysyncd.commands.cli import main
 from keysyncd.commands.daemon import Daemon
 from keysyncd.commands.logs import daemon_formatter, to_journal
 from keysyncd.commands.scheduler import Job
+from keysyncd.core.changewords import describe_changes
 from keysyncd.core.clock import ClockCheck
 from keysyncd.core.journal import NodeRecord
-from keysyncd.core.nodeplan import describe_changes
 from keysyncd.core.nodes import standing
 from keysyncd.core.policy import RotationPlan
 from keysyncd.core.report import NodeOutcome
@@ -308,7 +308,7 @@ def test_a_dry_run_that_would_defer_says_nothing_would_change() -> None:
 
 
 def test_a_jws_push_says_what_it_installed_and_created() -> None:
-    from keysyncd.core.nodeplan import describe_changes
+    from keysyncd.core.changewords import describe_changes
 
     changes = {"private": "missing", "directories": ["private: missing", "public: missing"]}
     assert describe_changes(changes, done=True) == (

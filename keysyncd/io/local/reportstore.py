@@ -1,9 +1,5 @@
-"""The report directory: atomic writes, a tamper-evident hash chain, retention, reading back.
-
-Each report records the id and SHA-256 of the report written before it, and the
-state directory keeps the newest report's hash (the head), so editing or deleting
-any report, including the newest, breaks the chain and ``verify_chain`` names it.
-Retention prunes the oldest reports and remembers the last one it pruned.
+"""The report directory: atomic writes chained to the previous report (the chain and its
+check: ``reportchain``), retention, reading back.
 
 Report ids sort in the order reports were written, whatever the clock did: an id starts
 with its action's start time, unless that would sort before the newest report (the clock
@@ -26,7 +22,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import secrets
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
@@ -38,13 +33,17 @@ from keysyncd.core.report import Report, precise_time
 from keysyncd.core.vocabulary import GOOD
 from keysyncd.errors import KeysyncError, LocalFileError, UsageError
 from keysyncd.io.local.fsutil import atomic_write, describe_os_error, load_json, remove_temp_files
+from keysyncd.io.local.reportchain import (
+    HEAD_FILE,
+    read_report_bytes,
+    recovered_head,
+    report_files,
+)
 from keysyncd.io.local.trust import check_directory, open_trusted, read_trusted
 
 log = logging.getLogger(__name__)
 
-HEAD_FILE = "reports-head.json"
 INDEX_FILE = "index.jsonl"
-MAX_BREAKS = 20  # damaged heads remembered in the head itself, newest last
 MAX_INDEX = 64 << 20  # a larger index is ignored (every report is then read instead)
 # Retention by age never removes this many newest reports: a clock jumped forward would
 # otherwise make every report look old (retention by count still removes them in turn).
@@ -95,72 +94,6 @@ def _in_order(report_id: str, newest: str | None) -> str:
     return f"{after.strftime(STAMP)}-{rest}"
 
 
-REPORT_NAME = re.compile(r"[0-9]{8}T[0-9]{12}Z-[a-z-]+-[0-9a-f]{6}\.json")
-
-
-def report_files(report_dir: Path) -> list[Path]:
-    """Return the report files, oldest first (ids sort by time).
-
-    Only names keysyncd gives reports count: retention never deletes anything else.
-    """
-    try:
-        names = sorted(n for n in os.listdir(report_dir) if REPORT_NAME.fullmatch(n))
-    except FileNotFoundError:
-        return []
-    return [report_dir / name for name in names]
-
-
-def _link(value: Any) -> dict[str, str] | None:
-    """Return ``{"id": ..., "sha256": ...}`` if ``value`` is a chain link, else None."""
-    if (
-        isinstance(value, dict)
-        and isinstance(value.get("id"), str)
-        and isinstance(value.get("sha256"), str)
-    ):
-        return {"id": value["id"], "sha256": value["sha256"]}
-    return None
-
-
-def read_head(state_dir: Path) -> tuple[dict[str, Any], str | None]:
-    """Return the chain head and, if the head file is damaged, what is wrong with it.
-
-    A damaged head never blocks an action: the chain goes on from the newest report and the
-    damage is recorded in the new head, so ``report verify-chain`` keeps reporting it.
-    Raise LocalFileError if the head file is unsafe (a symlink, owned by someone else).
-    """
-    path = state_dir / HEAD_FILE
-    content = read_trusted(path, limit=1 << 20)
-    if content is None:
-        return {}, None
-    try:
-        document = load_json(content)
-    except (ValueError, UnicodeDecodeError):
-        return {}, f"{path} is not valid JSON"
-    if not isinstance(document, dict):
-        return {}, f"{path} is not a JSON object"
-    head: dict[str, Any] = {}
-    if document.get("head") is not None:
-        head["head"] = _link(document["head"])
-        if head["head"] is None:
-            return {}, f"{path}: 'head' is not a report link"
-    pruned = document.get("pruned_through")
-    if pruned is not None and not isinstance(pruned, str):
-        return {}, f"{path}: 'pruned_through' is not a report id"
-    if pruned:
-        head["pruned_through"] = pruned
-    breaks = document.get("breaks", [])
-    if isinstance(breaks, list) and all(isinstance(b, str) for b in breaks):
-        head["breaks"] = breaks[-MAX_BREAKS:]
-    indexed = document.get("indexed")  # lines in the summary index (see _index)
-    if isinstance(indexed, int) and not isinstance(indexed, bool) and indexed >= 0:
-        head["indexed"] = indexed
-    return head, None
-
-
-def _head(state_dir: Path) -> dict[str, Any]:
-    return read_head(state_dir)[0]
-
-
 def write_report(
     report_dir: Path,
     state_dir: Path,
@@ -189,7 +122,7 @@ def write_report(
             files = report_files(report_dir)
             document["id"] = _in_order(document["id"], files[-1].stem if files else None)
             path = report_dir / f"{document['id']}.json"
-            head = _recovered_head(report_dir, state_dir, document["id"])
+            head = recovered_head(report_dir, state_dir, document["id"])
             document["previous"] = head.get("head")
             if written_late_at is not None:
                 document["written_late_at"] = precise_time(written_late_at)
@@ -286,42 +219,6 @@ def _summaries(report_dir: Path) -> dict[str, dict[str, Any]]:
     return found
 
 
-def _recovered_head(
-    report_dir: Path, state_dir: Path, writing: str | None = None
-) -> dict[str, Any]:
-    """Return the chain head, adopting a newest report written just before a crash.
-
-    A writer killed between writing a report and recording it as the head leaves a
-    report whose ``previous`` is the recorded head: it is the legitimate new head. When
-    ``writing`` a report and the head file is damaged, the chain continues from the newest
-    report and the damage is noted in ``breaks``.
-    """
-    head, damage = read_head(state_dir)
-    files = report_files(report_dir)
-    if damage is not None and writing is not None:
-        head = {"breaks": [f"before report {writing}: {damage}"]}
-        if files:
-            content = _read_report_bytes(files[-1])
-            head["head"] = {"id": files[-1].stem, "sha256": hashlib.sha256(content).hexdigest()}
-        return head
-    recorded = head.get("head")
-    if not files or not recorded or files[-1].stem == recorded["id"]:
-        return head
-    content = _read_report_bytes(files[-1])
-    with contextlib.suppress(ValueError, AttributeError, UnicodeDecodeError):
-        if load_json(content).get("previous") == recorded:
-            head["head"] = {"id": files[-1].stem, "sha256": hashlib.sha256(content).hexdigest()}
-    return head
-
-
-def _read_report_bytes(path: Path) -> bytes:
-    """Return a report file's bytes; raise LocalFileError if it is unsafe or unreadable."""
-    content = read_trusted(path)
-    if content is None:
-        raise LocalFileError(f"report {path} vanished while it was read")
-    return content
-
-
 def _expired(report_dir: Path, retention: ReportsConfig, now: float | None) -> list[Path]:
     """Return the reports beyond the retention, oldest first: beyond the newest keep_count,
     then those older than keep_days at ``now`` (None: none by age), but never one of the
@@ -355,7 +252,7 @@ def load_report(report_dir: Path, report_id: str) -> dict[str, Any]:
         hint = "'keysyncd report list' shows them" if not matches else "give more of the id"
         raise UsageError(f"{found} with id {report_id!r} in {report_dir}: {hint}")
     try:
-        document = load_json(_read_report_bytes(matches[0]))
+        document = load_json(read_report_bytes(matches[0]))
     except (ValueError, UnicodeDecodeError) as error:
         raise LocalFileError(f"damaged report {matches[0]}: {error}") from None
     if not isinstance(document, dict):
@@ -378,64 +275,9 @@ def list_reports(report_dir: Path, since: float | None = None) -> list[dict[str,
         line = indexed.get(path.stem)
         if line is None:
             with contextlib.suppress(KeysyncError, ValueError, UnicodeDecodeError):
-                document = load_json(_read_report_bytes(path))
+                document = load_json(read_report_bytes(path))
                 if isinstance(document, dict):
                     line = summary(document)
         if line is not None:
             found.append(line | {"id": path.stem})  # the file's name is the id
     return found
-
-
-def verify_chain(report_dir: Path, state_dir: Path) -> list[str]:
-    """Return every break in the report chain, each naming the report concerned (empty: intact)."""
-    return inspect_chain(report_dir, state_dir)[0]
-
-
-def inspect_chain(report_dir: Path, state_dir: Path) -> tuple[list[str], dict[str, str]]:
-    """Return every break in the report chain (as ``verify_chain``) and the reports written
-    late: id -> ``written_late_at`` (they could not be written when their action ended and
-    were kept in the journal: a gap the chain records, not a break)."""
-    late: dict[str, str] = {}
-    head, damage = read_head(state_dir)
-    problems: list[str] = [f"the chain head is damaged: {damage}"] if damage else []
-    problems += [f"the chain head was damaged {note}" for note in head.get("breaks", [])]
-    if damage is None:
-        head = _recovered_head(report_dir, state_dir)
-    previous: dict[str, str] | None = None
-    pruned = head.get("pruned_through") or ""
-    # reports up to pruned_through were due for deletion (a crash may have left some)
-    files = [path for path in report_files(report_dir) if path.stem > pruned]
-    for index, path in enumerate(files):
-        content = _read_report_bytes(path)
-        try:
-            document = load_json(content)
-            recorded = _link(document.get("previous"))
-            if isinstance(document.get("written_late_at"), str):
-                late[path.stem] = document["written_late_at"]
-        except (ValueError, UnicodeDecodeError, AttributeError):
-            problems.append(f"report {path.stem} is not a valid report: it was modified")
-            recorded = None
-        if index == 0:
-            if recorded and recorded.get("id") != (pruned or None):
-                problems.append(
-                    f"report {recorded.get('id')} (before {path.stem}) is missing: "
-                    "deleted outside retention"
-                )
-        elif recorded is None or previous is None or recorded.get("id") != previous["id"]:
-            expected = previous["id"] if previous else "?"
-            claimed = recorded.get("id") if recorded else None
-            problems.append(
-                f"report {claimed or '?'} (before {path.stem}) is missing or the "
-                f"chain was rewritten (found {expected} instead)"
-            )
-        elif recorded.get("sha256") != previous["sha256"]:
-            problems.append(f"report {previous['id']} was modified after it was written")
-        previous = {"id": path.stem, "sha256": hashlib.sha256(content).hexdigest()}
-    last = head.get("head")
-    if last and previous is None:
-        problems.append(f"report {last['id']} is missing: every report was deleted")
-    elif last and previous and last["id"] != previous["id"]:
-        problems.append(f"report {last['id']} (the newest) is missing")
-    elif last and previous and last["sha256"] != previous["sha256"]:
-        problems.append(f"report {last['id']} (the newest) was modified after it was written")
-    return problems, late

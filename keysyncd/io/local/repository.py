@@ -10,7 +10,6 @@ its mode and owner are set through a descriptor opened with ``O_NOFOLLOW``.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import stat
 from collections.abc import Iterable, Iterator
@@ -21,12 +20,10 @@ from keysyncd.core.keyring import Key, KeySet
 from keysyncd.core.kinds import KeyKind
 from keysyncd.core.policy import RotationPlan
 from keysyncd.core.view import (
-    MAX_KEY_FILE,
     TEMP_PREFIX,
     canonical_index,
     key_index,
     show_name,
-    too_large,
 )
 from keysyncd.errors import RepositoryError
 from keysyncd.io.local.fsutil import (
@@ -35,6 +32,7 @@ from keysyncd.io.local.fsutil import (
     remove_temp_files,
     write_temp,
 )
+from keysyncd.io.local.keyfile import read_key
 from keysyncd.io.local.occupied import local_others, refusal, symmetric_file
 from keysyncd.io.local.repolinks import check_controller_directory
 
@@ -49,20 +47,6 @@ def private_umask() -> Iterator[None]:
         yield
     finally:
         os.umask(previous)
-
-
-def read_key_file(path: Path) -> bytes:
-    """Return up to MAX_KEY_FILE + 1 bytes of regular file ``path``.
-
-    Never follows a symlink and never blocks on a FIFO (O_NOFOLLOW, O_NONBLOCK; the type is
-    checked on the open file). Raise OSError if it cannot be read, ValueError if it is not a
-    regular file.
-    """
-    descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    with os.fdopen(descriptor, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-            raise ValueError("not a regular file")
-        return handle.read(MAX_KEY_FILE + 1)
 
 
 @dataclass(frozen=True)
@@ -101,7 +85,7 @@ class Repository:
             index = key_index(name)
             if index is None:
                 continue
-            key, problem = self._read_key(name, index)
+            key, problem = read_key(self.path / name, index, self.kind)
             if problem:
                 shown = name if canonical_index(name) is not None else show_name(name)
                 problems.append(f"{self.path}/{shown}: {problem}")
@@ -111,25 +95,6 @@ class Repository:
         if not problems:
             problems.extend(f"{self.path}: {problem}" for problem in keyset.problems())
         return Scan(keyset, tuple(problems))
-
-    def _read_key(self, name: str, index: int) -> tuple[Key | None, str | None]:
-        if canonical_index(name) is None:
-            return None, f"non-canonical key name keystone loads as key {index}"
-        path = self.path / name
-        try:
-            if not stat.S_ISREG(path.lstat().st_mode):
-                return None, "not a regular file"
-            content = read_key_file(path)
-        except ValueError as error:
-            return None, str(error)
-        except OSError as error:
-            if error.errno == errno.ELOOP:
-                return None, "not a regular file"
-            return None, f"cannot read: {describe_os_error(error)}"
-        if len(content) > MAX_KEY_FILE:  # read_key_file stopped there: never read whole
-            return None, too_large(MAX_KEY_FILE)
-        problem = self.kind.problem(content)
-        return (None, problem) if problem else (Key(index, content), None)
 
     def load(self) -> KeySet:
         """Return the repository's valid KeySet; raise RepositoryError naming every problem."""

@@ -24,9 +24,10 @@ from keysyncd.core.report import NodeOutcome
 from keysyncd.core.vocabulary import GOOD, NodeStatus, Reason
 from keysyncd.errors import NodeError
 from keysyncd.io.local.fsutil import CLOCK_PROBE_PREFIX
+from keysyncd.io.remote.deadlines import Deadlines
 from keysyncd.io.remote.sftp import NodeSession
 from keysyncd.io.remote.sftpmeter import record
-from keysyncd.io.remote.ssh import Credentials, Deadlines, connect
+from keysyncd.io.remote.ssh import Credentials, connect
 
 log = logging.getLogger(__name__)
 # (phase, node, done, total): called with done=0 when a phase starts on a non-empty set of
@@ -150,35 +151,40 @@ class Fanout(Generic[V, P]):
             self.progress(phase, "", 0, len(names))
 
         def guarded(name: str) -> str:
-            result = self.results[name]
-            session = self.sessions.get(name)
-            # A whole step on one node gets operation_timeout: a node that answers each
-            # request just in time, or never ends a listing, is cut off, not waited for.
-            token = self.deadlines.arm(self.ssh.operation_timeout, session.abort) if session else 0
-            error: NodeError | None = None
-            try:
-                work(name)
-            except NodeError as failure:
-                error = failure
-            except Exception as failure:  # a bug must not hide the other nodes' results
-                log.debug("unexpected failure on %s", name, exc_info=True)
-                error = NodeError(name, Reason.ERROR, type(failure).__name__)
-            if session is not None and not self.deadlines.disarm(token):
-                timeout = self.ssh.operation_timeout
-                error = NodeError(
-                    name,
-                    Reason.TIMEOUT,
-                    f"{phase} took longer than "
-                    f"operation_timeout {timeout:g}s; the connection was closed",
-                )
-            if error is not None:
-                result.fail(error)
-            result.duration = time.monotonic() - result.started  # so far: the real elapsed time
-            return name
+            return self._guarded(phase, name, work)
 
         for done, name in enumerate(self._pool.map(guarded, names), start=1):
             if self.progress:
                 self.progress(phase, name, done, len(names))
+
+    def _guarded(self, phase: str, name: str, work: Callable[[str], None]) -> str:
+        """Run ``work(name)`` within operation_timeout (the session is aborted past it);
+        record its NodeError, or any other failure, as the node's; return ``name``."""
+        result = self.results[name]
+        session = self.sessions.get(name)
+        # A whole step on one node gets operation_timeout: a node that answers each
+        # request just in time, or never ends a listing, is cut off, not waited for.
+        token = self.deadlines.arm(self.ssh.operation_timeout, session.abort) if session else 0
+        error: NodeError | None = None
+        try:
+            work(name)
+        except NodeError as failure:
+            error = failure
+        except Exception as failure:  # a bug must not hide the other nodes' results
+            log.debug("unexpected failure on %s", name, exc_info=True)
+            error = NodeError(name, Reason.ERROR, type(failure).__name__)
+        if session is not None and not self.deadlines.disarm(token):
+            timeout = self.ssh.operation_timeout
+            error = NodeError(
+                name,
+                Reason.TIMEOUT,
+                f"{phase} took longer than "
+                f"operation_timeout {timeout:g}s; the connection was closed",
+            )
+        if error is not None:
+            result.fail(error)
+        result.duration = time.monotonic() - result.started  # so far: the real elapsed time
+        return name
 
     def open(self, only: set[str] | None = None) -> None:
         """Connect to every node (or those in ``only``); failures are recorded per node.

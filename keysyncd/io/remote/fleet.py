@@ -10,9 +10,11 @@ from collections.abc import Callable, Iterable, Mapping
 
 from keysyncd.config import NodeConfig, RepositoryConfig, SshConfig
 from keysyncd.core.access import UNREACHABLE_ADVICE
+from keysyncd.core.changewords import describe_changes
 from keysyncd.core.keyring import KeySet
 from keysyncd.core.kinds import KINDS
-from keysyncd.core.nodeplan import NodePlan, NodeView, Ownership, describe_changes, diff
+from keysyncd.core.nodeplan import NodePlan, diff
+from keysyncd.core.nodeview import NodeView, Ownership
 from keysyncd.core.text import bounded
 from keysyncd.core.view import DIRECTORY_MODE, needs_content, show_name, unread, with_content
 from keysyncd.core.vocabulary import NodeStatus, Reason

@@ -14,9 +14,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from keysyncd.config import NodeConfig, RepositoryConfig, SshConfig
 from keysyncd.core.access import UNREACHABLE_ADVICE, User
+from keysyncd.core.changewords import describe_jws
 from keysyncd.core.jws import PRIVATE_NAME
 from keysyncd.core.jwskeys import public_of_private, public_problem
-from keysyncd.core.jwsplan import JwsExpected, JwsNodePlan, JwsView, describe_jws, diff_jws
+from keysyncd.core.jwsplan import JwsExpected, JwsNodePlan, JwsView, diff_jws
 from keysyncd.core.keyring import digest_of
 from keysyncd.core.view import (
     DIRECTORY_MODE,

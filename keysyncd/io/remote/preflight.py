@@ -14,7 +14,7 @@ from pathlib import Path
 
 from keysyncd.config import Config
 from keysyncd.errors import LocalFileError
-from keysyncd.io.local.reportstore import read_head, report_files
+from keysyncd.io.local.reportchain import read_head, report_files
 from keysyncd.io.local.state import load_state
 from keysyncd.io.local.trust import check_directory, open_trusted, read_trusted
 

@@ -1,35 +1,28 @@
 """The SFTP session to one node, rooted at its repository directory. SFTP only: keysyncd
 needs no remote shell, so operators can pin its key to ``internal-sftp``.
 
-Listings have lstat semantics and keep names as keystone's Python would decode them; a
-symlink's target is examined with stat and never opened; only regular files are read;
-temp files are created exclusively with mode 0600 and their owner set through the handle.
+Reads are ``sftpread``'s (lstat listings, names decoded as keystone's Python would, only
+regular files read); here the writes: temp files are created exclusively with mode 0600 and
+their owner set through the handle, then renamed into place.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import errno
-import stat
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar, cast
 
 import paramiko
 from paramiko.sftp import (
     CMD_ATTRS,
     CMD_CLOSE,
     CMD_EXTENDED,
-    CMD_EXTENDED_REPLY,
     CMD_FSTAT,
     CMD_HANDLE,
     CMD_LSTAT,
     CMD_MKDIR,
     CMD_OPEN,
     CMD_REMOVE,
-    CMD_STAT,
     CMD_STATUS,
     SFTP_FLAG_CREATE,
     SFTP_FLAG_EXCL,
@@ -37,94 +30,17 @@ from paramiko.sftp import (
 )
 from paramiko.sftp_attr import SFTPAttributes
 
-from keysyncd.config import NodeConfig
-from keysyncd.core.access import PathInfo, ancestors
-from keysyncd.core.view import MAX_KEY_FILE, Entry, EntryType, entry_type, is_temp_name, key_index
 from keysyncd.errors import NodeError
 from keysyncd.io.local.fsutil import clock_probe_name, temp_name
-from keysyncd.io.remote.failures import classify
-from keysyncd.io.remote.sftpbatch import (
-    ShortRead,
-    fill,
-    handle_of,
-    read_directory,
-    read_files,
-    trusted,
-)
-from keysyncd.io.remote.sftpmeter import MeteredChannel, record
-from keysyncd.io.remote.sftpwire import (
-    Attributes,
-    Reply,
-    Request,
-    attributes_of,
-    expect,
-    pipeline,
-    request,
-)
+from keysyncd.io.remote.sftpbatch import fill, handle_of
+from keysyncd.io.remote.sftpread import ReadingSession
+from keysyncd.io.remote.sftpwire import Reply, attributes_of, expect, pipeline, request
 
-T = TypeVar("T")
-MAX_KEY_ENTRIES = 1_000  # entries at key names: more is an attack or an accident
 PROBE_MODE = 0o644  # the clock probe: empty, and readable by keystone whoever created it
 
 
-@dataclass(frozen=True)
-class Listing:
-    """A node's repository directory: its mode, the entries at key names (lstat semantics,
-    symlink targets examined with stat), and keysyncd's temp files found there."""
-
-    directory_mode: int
-    entries: tuple[Entry, ...]
-    temp_files: tuple[str, ...]
-    directory: PathInfo | None = None  # the directory's path, owner and group
-    ancestors: tuple[PathInfo, ...] = ()  # the directories above it, when asked for
-
-
-class NodeSession:
+class NodeSession(ReadingSession):
     """An open SFTP session to one node, rooted at its repository directory."""
-
-    def __init__(
-        self, node: NodeConfig, transport: paramiko.Transport, directory: Path, timeout: float
-    ) -> None:
-        self.node = node
-        self.directory = directory
-        self._transport = transport
-        # what SFTPClient.from_transport does, with the channel metered (round trips)
-        channel = transport.open_session()
-        channel.invoke_subsystem("sftp")
-        self._channel = MeteredChannel(channel)
-        self.sftp = paramiko.SFTPClient(cast(paramiko.Channel, self._channel))  # its stand-in
-        channel.settimeout(timeout)
-
-    def _path(self, name: str) -> str:
-        return str(self.directory / name)
-
-    def _guard(self, doing: str, call: Callable[..., T], *args: object) -> T:
-        """Return ``call(*args)``; raise NodeError (with the reason classified) if it fails."""
-        try:
-            return call(*args)
-        except Exception as error:
-            raise self._failure(doing, error) from None
-
-    def _failure(self, doing: str, error: Exception) -> NodeError:
-        """Return the NodeError for ``error`` raised while ``doing`` something here."""
-        raised = classify(self.node.name, error, doing)
-        if raised.reason == "error" and isinstance(error, OSError):
-            # SFTP v3 reports ENOSPC and EROFS as a bare "Failure"; ask the filesystem (not
-            # after a reply no honest server sends: the answer could not be trusted either).
-            condition = self.filesystem_condition()
-            if condition == "read-only":
-                detail = f"read-only file system while {doing}"
-                return NodeError(self.node.name, "permission", detail)
-            if condition == "full":
-                return NodeError(self.node.name, "disk_full", f"no space left while {doing}")
-        return raised
-
-    def _stat(self, kind: int, target: object) -> Attributes:
-        """Return the attributes of a path (CMD_LSTAT, CMD_STAT) or an open handle (CMD_FSTAT)."""
-        reply, message = request(self.sftp, kind, target)
-        if reply != CMD_ATTRS:
-            raise paramiko.SFTPError("expected attributes")
-        return attributes_of(message)
 
     def rooted(self, directory: Path) -> NodeSession:
         """Return a session over the same connection rooted at ``directory`` (closing either
@@ -133,110 +49,13 @@ class NodeSession:
         other.directory = directory
         return other
 
-    def directory_mode(self) -> int | None:
-        """Return the mode of the session's directory, None if it does not exist; raise
-        NodeError as ``directory_info`` does."""
-        info = self.directory_info()
-        return None if info is None else info.mode
-
-    def directory_info(self) -> PathInfo | None:
-        """Return the session's directory's path, mode, uid and gid (lstat), None if it does
-        not exist.
-
-        Raise NodeError if it is anything but a directory: a symlink there is refused,
-        because following it would let whoever planted it choose where keysyncd writes.
-        """
-        return self.directory_and_ancestors(False)[0]
-
-    def directory_and_ancestors(
-        self, above: bool = True
-    ) -> tuple[PathInfo | None, tuple[PathInfo, ...]]:
-        """Return what ``directory_info`` returns and, when ``above``, the attributes of every
-        directory above it that exists, from ``/`` down (stat: following links, as keystone's
-        path lookup does; nothing is opened), in the same round trip; raise NodeError as
-        ``directory_info`` does, or if a directory above cannot be looked at."""
-        path = str(self.directory)
-        upper = ancestors(path) if above else ()
-
-        def looking() -> tuple[PathInfo | None, tuple[PathInfo, ...]]:
-            requests: list[Request] = [(CMD_STAT, (top,)) for top in upper]
-            replies = pipeline(self.sftp, [*requests, (CMD_LSTAT, (path,))])
-            found: list[PathInfo] = []
-            for top, reply in zip(upper, replies, strict=False):
-                try:
-                    info = attributes_of(expect(self.sftp, reply, CMD_ATTRS, "attributes"))
-                except FileNotFoundError:  # nothing below it exists either
-                    break
-                found.append(PathInfo(top, stat.S_IMODE(info.mode), info.uid, info.gid))
-            try:
-                info = attributes_of(expect(self.sftp, replies[-1], CMD_ATTRS, "attributes"))
-            except FileNotFoundError:
-                return None, tuple(found)
-            kind = entry_type(info.mode)
-            if kind is not EntryType.DIRECTORY:
-                raise NodeError(
-                    self.node.name,
-                    "invalid_entry",
-                    f"{self.directory} is a {kind.value}, not a directory; keysyncd never "
-                    "follows it: make it a directory (or configure the real one)",
-                )
-            mode = stat.S_IMODE(info.mode)
-            return PathInfo(path, mode, info.uid, info.gid), tuple(found)
-
-        return self._guard(f"looking at {self.directory}", looking)
-
-    def list_directory(self, above: bool = False) -> Listing:
-        """Return the repository directory's entries at key names (and keysyncd's temp
-        files), and when ``above`` the directories above it (``directory_and_ancestors``,
-        no extra round trip); raise NodeError if it cannot be read, is no directory, or
-        holds more than MAX_KEY_ENTRIES entries at key names."""
-        found: list[PathInfo] = []
-        upper: list[PathInfo] = []
-        mode, entries, temps = self._listing(
-            lambda name: key_index(name) is not None, found, upper if above else None
-        )
-        return Listing(mode, entries, temps, found[0] if found else None, tuple(upper))
-
-    def list_every_entry(self) -> tuple[int, tuple[Entry, ...], tuple[str, ...]]:
-        """Return (directory mode, an Entry for every name, keysyncd's temp files): a JWS
-        public directory, where keystone reads every file whatever its name."""
-        return self._listing(lambda name: True)
-
-    def _listing(
-        self,
-        keyed: Callable[[str], bool],
-        found: list[PathInfo] | None = None,
-        upper: list[PathInfo] | None = None,
-    ) -> tuple[int, tuple[Entry, ...], tuple[str, ...]]:
-        """Return (mode, entries, temp files); the directory's attributes go to ``found``,
-        those of the directories above it to ``upper`` (only then are they looked at)."""
-
-        def listing() -> tuple[int, tuple[Entry, ...], tuple[str, ...]]:
-            info, above = self.directory_and_ancestors(upper is not None)
-            if info is None:
-                raise FileNotFoundError(errno.ENOENT, "no such directory")
-            if found is not None:
-                found.append(info)
-            if upper is not None:
-                upper.extend(above)
-            mode = info.mode
-            entries, temps = [], []
-            for name, attributes in self._read_directory(str(self.directory)):
-                if is_temp_name(name):
-                    temps.append(name)
-                if keyed(name):
-                    entries.append((name, attributes))
-            if len(entries) > MAX_KEY_ENTRIES:
-                raise NodeError(
-                    self.node.name,
-                    "invalid_entry",
-                    f"{len(entries)} entries in {self.directory} (more than "
-                    f"{MAX_KEY_ENTRIES}): no key repository looks like this; clean it up",
-                )
-            listed = tuple(self._entry(name, attributes) for name, attributes in entries)
-            return mode, listed, tuple(temps)
-
-        return self._guard(f"listing {self.directory}", listing)
+    def _create(self, path: str, mode: int = 0o600) -> Reply:
+        """Send the OPEN that creates ``path`` exclusively, ``mode`` from its first instant
+        (never through an existing name, a link or a FIFO); return the reply."""
+        attributes = SFTPAttributes()
+        attributes.st_mode = mode
+        flags = SFTP_FLAG_WRITE | SFTP_FLAG_CREATE | SFTP_FLAG_EXCL
+        return request(self.sftp, CMD_OPEN, path, flags, attributes)
 
     def make_directory(self, mode: int, uid: int | None = None, gid: int | None = None) -> None:
         """Create the session's directory with ``mode`` (from the first instant), owned by
@@ -272,84 +91,6 @@ class NodeSession:
             self._path(source),
             target._path(name),
         )
-
-    def _read_directory(self, path: str) -> list[tuple[str, Attributes]]:
-        """Return (name, lstat attributes) of every entry, names decoded as keystone's Python
-        would (UTF-8, undecodable bytes kept as surrogates): paramiko's own listdir raises on
-        a name that is not UTF-8, which would let any such file block the node for ever.
-        Raise SFTPError past MAX_DIRECTORY_ENTRIES (a server that never says EOF)."""
-        return read_directory(self.sftp, path)
-
-    def _entry(self, name: str, attributes: Attributes) -> Entry:
-        """Return the Entry for a key-named directory entry; a symlink's target is examined
-        with stat (which opens nothing, so a FIFO behind it cannot block us)."""
-        kind = entry_type(attributes.mode)
-        target = target_size = None
-        if kind is EntryType.SYMLINK:
-            try:
-                pointed = self._stat(CMD_STAT, self._path(name))
-                target, target_size = entry_type(pointed.mode), pointed.size
-            except (OSError, paramiko.SFTPError):  # dangling, a loop, or not ours to see
-                target = EntryType.MISSING
-        return Entry(
-            name=name,
-            type=kind,
-            mode=stat.S_IMODE(attributes.mode),
-            size=attributes.size,
-            uid=attributes.uid,
-            gid=attributes.gid,
-            target=target,
-            target_size=target_size,
-            mtime=attributes.mtime,
-        )
-
-    def read(self, entry: Entry, cap: int = MAX_KEY_FILE) -> bytes | None:
-        """Return the content of ``entry`` (at most ``cap`` + 1 bytes: ``cap`` is the read cap
-        of its kind, core/view.py), or None if the file changed after it was listed.
-
-        Call it only for entries the listing showed as regular files. What was opened is
-        checked through the open handle (FSTAT): if the name was swapped for a link to
-        another file after the listing, that file's content is dropped unread by reports.
-        """
-
-        def reading() -> bytes | None:
-            with self.sftp.open(self._path(entry.name), "rb") as handle:
-                content = handle.read(cap + 1)
-                opened = self._stat(CMD_FSTAT, handle.handle)
-            return trusted(entry, opened, content)
-
-        return self._guard(f"reading {entry.name!a}", reading)
-
-    def read_many(self, entries: Sequence[Entry], cap: int = MAX_KEY_FILE) -> list[bytes | None]:
-        """Return what ``read`` returns for each of ``entries``, in order, in two round trips
-        (per FILES_PER_BATCH files) rather than five per file; raise the NodeError ``read``
-        would raise for the first entry that cannot be read. What was opened is checked
-        through each open handle, exactly as ``read`` does (``trusted``)."""
-        paths = [self._path(entry.name) for entry in entries]
-        outcomes = self._guard("reading key files", read_files, self.sftp, paths, entries, cap)
-        contents: list[bytes | None] = []
-        for entry, outcome in zip(entries, outcomes, strict=True):
-            if isinstance(outcome, ShortRead):
-                contents.append(self.read(entry, cap))
-            elif isinstance(outcome, Exception):
-                raise self._failure(f"reading {entry.name!a}", outcome)
-            else:
-                contents.append(outcome)
-        return contents
-
-    def abort(self) -> None:
-        """Close the connection at once (a step ran past its deadline): every call blocked
-        on this node then fails, and its thread is free again."""
-        with contextlib.suppress(Exception):
-            self._transport.close()
-
-    def _create(self, path: str, mode: int = 0o600) -> Reply:
-        """Send the OPEN that creates ``path`` exclusively, ``mode`` from its first instant
-        (never through an existing name, a link or a FIFO); return the reply."""
-        attributes = SFTPAttributes()
-        attributes.st_mode = mode
-        flags = SFTP_FLAG_WRITE | SFTP_FLAG_CREATE | SFTP_FLAG_EXCL
-        return request(self.sftp, CMD_OPEN, path, flags, attributes)
 
     def clock_skew(self, clock: Callable[[], float]) -> float | None:
         """Return how many seconds ``clock`` (the controller's) is ahead of the node's clock,
@@ -428,12 +169,6 @@ class NodeSession:
         """Delete entry ``name`` (unlink: a symlink goes, never what it points to)."""
         self._guard(f"removing {name!a}", self.sftp.remove, self._path(name))
 
-    def remove_quietly(self, name: str) -> None:
-        """Delete ``name`` if possible; used to clean up after a failure."""
-        # best effort: the failure that made this necessary is already being reported
-        with contextlib.suppress(Exception):
-            self.sftp.remove(self._path(name))
-
     def chmod_directory(self, mode: int, uid: int | None = None, gid: int | None = None) -> None:
         """Set ``mode`` on the repository directory, and the owner ``uid``/``gid`` when given,
         in one lsetstat@openssh.com (never following a link, had the directory been swapped
@@ -453,30 +188,3 @@ class NodeSession:
             request(self.sftp, CMD_EXTENDED, "lsetstat@openssh.com", path, attributes)
 
         self._guard(f"changing the mode of {self.directory}", changing)
-
-    def filesystem_condition(self) -> str | None:
-        """Return ``read-only``, ``full`` or None for the node's filesystem.
-
-        Uses the statvfs@openssh.com extension; None when the server does not offer it.
-        """
-        try:
-            kind, message = request(
-                self.sftp, CMD_EXTENDED, "statvfs@openssh.com", str(self.directory)
-            )
-            if kind != CMD_EXTENDED_REPLY:
-                return None
-            # bsize frsize blocks bfree bavail files ffree favail fsid flag namemax
-            values = [message.get_int64() for _ in range(11)]
-        except Exception:
-            return None
-        if values[9] & 0x1:  # SSH2_FXE_STATVFS_ST_RDONLY
-            return "read-only"
-        return "full" if values[4] == 0 or values[7] == 0 else None
-
-    def close(self) -> None:
-        """Close the SFTP channel and the connection (its round trips go to the meters)."""
-        record(self.node.name, round_trips=self._channel.taken())
-        try:
-            self.sftp.close()
-        finally:
-            self._transport.close()

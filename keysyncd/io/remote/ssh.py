@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import contextlib
 import io
-import itertools
 import os
 import resource
 import socket
-import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import paramiko
@@ -30,6 +28,7 @@ import paramiko
 from keysyncd.config import NodeConfig, SshConfig
 from keysyncd.errors import LocalFileError, NodeError
 from keysyncd.io.local.trust import read_trusted
+from keysyncd.io.remote.deadlines import Deadlines
 from keysyncd.io.remote.failures import classify
 from keysyncd.io.remote.knownhosts import KnownHosts, load_known_hosts
 from keysyncd.io.remote.sftp import NodeSession
@@ -159,50 +158,6 @@ def _host_key_name(host: str, port: int) -> str:
     return host if port == 22 else f"[{host}]:{port}"
 
 
-class Deadlines:
-    """One thread that runs a callback when its deadline passes (closing a transport that
-    has not finished connecting): paramiko leaves some of its waits unbounded."""
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self.clock = clock
-        self._pending: dict[int, tuple[float, Callable[[], None]]] = {}
-        self._next_token = itertools.count()
-        self._changed = threading.Condition()
-        self._thread: threading.Thread | None = None
-
-    def arm(self, seconds: float, action: Callable[[], None]) -> int:
-        """Run ``action`` in ``seconds`` unless disarmed first; return a token for disarm."""
-        with self._changed:
-            token = next(self._next_token)
-            self._pending[token] = (self.clock() + seconds, action)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="deadlines", daemon=True)
-                self._thread.start()
-            self._changed.notify()
-        return token
-
-    def disarm(self, token: int) -> bool:
-        """Cancel a deadline; return False if its action already ran (or is running)."""
-        with self._changed:
-            return self._pending.pop(token, None) is not None
-
-    def _run(self) -> None:
-        while True:
-            with self._changed:
-                if not self._pending:
-                    self._thread = None  # idle: a later arm() starts a new thread
-                    return
-                now = self.clock()
-                due = [t for t, (at, _) in self._pending.items() if at <= now]
-                actions = [self._pending.pop(token)[1] for token in due]
-                if not actions:
-                    soonest = min(at for at, _ in self._pending.values())
-                    self._changed.wait(max(soonest - now, 0.01))
-            for action in actions:
-                with contextlib.suppress(Exception):  # closing a dead transport may fail
-                    action()
-
-
 def connect(node: NodeConfig, directory: Path, credentials: Credentials) -> NodeSession:
     """Open a verified, authenticated SFTP session to ``node``; raise NodeError if impossible.
 
@@ -249,22 +204,16 @@ def _available(preferred: tuple[str, ...], supported: Sequence[str]) -> list[str
 
 
 def _handshake(node: NodeConfig, transport: paramiko.Transport, credentials: Credentials) -> None:
+    """Exchange keys with ``node`` (only the host key known_hosts names for it is accepted),
+    then authenticate with each of our keys in turn; raise NodeError (host_key, auth) or
+    TimeoutError if the node stalls."""
     ssh = credentials.ssh
     name = _host_key_name(node.host, node.port)
     known = credentials.host_keys.lookup(name)
     if not known:
         why = credentials.host_keys.why_unusable(name)
         raise NodeError(node.name, "host_key", f"no usable host key in {ssh.known_hosts}: {why}")
-    # Ask for the key types we know for this host, as ssh(1) does, so a node with
-    # several host keys presents one we can check.
-    wanted = set(known.keys())
-    if "ssh-rsa" in wanted:
-        wanted |= {"rsa-sha2-512", "rsa-sha2-256"}
-    options = transport.get_security_options()
-    options.key_types = [t for t in options.key_types if t in wanted] or list(wanted)
-    options.kex = _available(KEX, options.kex)
-    options.ciphers = _available(CIPHERS, options.ciphers)
-    options.digests = _available(MACS, options.digests)
+    _offer(transport, set(known.keys()))
     transport.banner_timeout = ssh.connect_timeout
     transport.auth_timeout = ssh.connect_timeout
     transport.start_client(timeout=ssh.connect_timeout)
@@ -283,6 +232,27 @@ def _handshake(node: NodeConfig, transport: paramiko.Transport, credentials: Cre
             f"host key of {name} does not match {ssh.known_hosts} "
             f"(offered {offered.get_name()} {offered.fingerprint})",
         )
+    _authenticate(node, transport, credentials)
+
+
+def _offer(transport: paramiko.Transport, wanted: set[str]) -> None:
+    """Ask for the host key types in ``wanted`` (those we know for this host, as ssh(1) does,
+    so a node with several host keys presents one we can check) and our algorithms only."""
+    if "ssh-rsa" in wanted:
+        wanted |= {"rsa-sha2-512", "rsa-sha2-256"}
+    options = transport.get_security_options()
+    options.key_types = [t for t in options.key_types if t in wanted] or list(wanted)
+    options.kex = _available(KEX, options.kex)
+    options.ciphers = _available(CIPHERS, options.ciphers)
+    options.digests = _available(MACS, options.digests)
+
+
+def _authenticate(
+    node: NodeConfig, transport: paramiko.Transport, credentials: Credentials
+) -> None:
+    """Authenticate with each of our keys in turn; raise NodeError (auth) if every one is
+    refused, TimeoutError if the node stalls."""
+    ssh = credentials.ssh
     for key in credentials.keys:
         try:
             transport.auth_publickey(ssh.user, key)

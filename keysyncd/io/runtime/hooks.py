@@ -143,23 +143,11 @@ def _run_one(
     started = time.monotonic()
     output = Output()
     tag = secrets.token_hex(8)  # follows the processes that leave its group (setsid)
-    # stdin from an unlinked file: a hook that never reads it cannot block keysyncd
-    with tempfile.TemporaryFile() as stdin:
-        stdin.write(document)
-        stdin.seek(0)
-        try:
-            process = subprocess.Popen(
-                list(command),
-                stdin=stdin,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                cwd=RUN_DIRECTORY,  # not where keysyncd started: relative names, sys.path
-                start_new_session=True,  # its own process group: ended as a whole
-                env={**os.environ, HOOK_TAG: tag},
-            )
-        except OSError as error:
-            problem = f"could not run: {error.strerror or error}"
-            return HookRun(event, command, None, "", time.monotonic() - started, 0, problem)
+    try:
+        process = _start(command, document, tag)
+    except OSError as error:
+        problem = f"could not run: {error.strerror or error}"
+        return HookRun(event, command, None, "", time.monotonic() - started, 0, problem)
     remember_group(process.pid, tag)
     try:
         problem = _watch(process, output, started + timeout, cancel)
@@ -174,6 +162,24 @@ def _run_one(
     status = None if problem else process.returncode
     duration = time.monotonic() - started
     return HookRun(event, command, status, output.text(), duration, output.dropped, problem)
+
+
+def _start(command: tuple[str, ...], document: bytes, tag: str) -> subprocess.Popen[bytes]:
+    """Return the started hook process, ``document`` on its stdin, in its own process group
+    and tagged with ``tag``; raise OSError if it cannot be started."""
+    # stdin from an unlinked file: a hook that never reads it cannot block keysyncd
+    with tempfile.TemporaryFile() as stdin:
+        stdin.write(document)
+        stdin.seek(0)
+        return subprocess.Popen(
+            list(command),
+            stdin=stdin,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            cwd=RUN_DIRECTORY,  # not where keysyncd started: relative names, sys.path
+            start_new_session=True,  # its own process group: ended as a whole
+            env={**os.environ, HOOK_TAG: tag},
+        )
 
 
 def _watch(

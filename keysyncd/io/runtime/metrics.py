@@ -14,45 +14,20 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
     Metric,
 )
 from prometheus_client.registry import Collector
 
-from keysyncd.config import Config, RepositoryConfig
-from keysyncd.core import clock
-from keysyncd.core.due import rotated_since, rotation_due
-from keysyncd.core.journal import DURATION_BUCKETS, Durations, NodeRecord, RepositoryState
-from keysyncd.core.keyring import PRIMARY, SECONDARY, STAGED
-from keysyncd.core.nodes import nodes_in_sync, standing
-from keysyncd.core.vocabulary import DOWN, GOOD
+from keysyncd.config import Config
+from keysyncd.core.journal import Durations
 from keysyncd.errors import KeysyncError
 from keysyncd.io.local.fsutil import atomic_write
 from keysyncd.io.local.state import load_state
 from keysyncd.io.runtime.daemonmetrics import daemon_metrics
+from keysyncd.io.runtime.metricfamilies import Families
 from keysyncd.io.runtime.metricsserver import serve
 
 log = logging.getLogger(__name__)
-
-
-def _key_ages(state: RepositoryState, now: float) -> dict[str, float]:
-    """Return, per role, how long the longest-serving key has held it."""
-    primary = max((i for i in state.digests if i > 0), default=None)
-    ages: dict[str, float] = {}
-    for index, entry in state.history.items():
-        if index not in state.digests:
-            continue
-        if index == 0:
-            role, since = STAGED, entry.created_at
-        elif index == primary:
-            role, since = PRIMARY, entry.promoted_at
-        else:
-            role, since = SECONDARY, entry.demoted_at
-        if since is not None:
-            ages[role] = max(ages.get(role, 0.0), now - since)
-    return ages
 
 
 class StateCollector(Collector):
@@ -68,7 +43,7 @@ class StateCollector(Collector):
         """Yield the metric families (see the module docstring)."""
         now = self.clock()
         config = self.config()
-        f = _Families(config.clock.max_skew)
+        f = Families(config.clock.max_skew)
         durations: dict[str, Durations] = {}
         for repository in config.repositories:
             try:
@@ -89,184 +64,6 @@ def _merged(first: Durations | None, second: Durations) -> Durations:
         return second
     buckets = tuple(a + b for a, b in zip(first.buckets, second.buckets, strict=True))
     return Durations(buckets, first.count + second.count, first.total + second.total)
-
-
-class _Families:
-    def __init__(self, max_skew: float = 300.0) -> None:
-        self.max_skew = max_skew  # clock.max_skew, to judge the recorded skew
-        label = ["repository"]
-        self.key_age = GaugeMetricFamily(
-            "keysyncd_key_age_seconds",
-            "How long the longest-serving key has held its role",
-            labels=["repository", "role"],
-        )
-        self.generation = GaugeMetricFamily(
-            "keysyncd_generation", "Repository generation", labels=label
-        )
-        self.last = GaugeMetricFamily(
-            "keysyncd_last_success_timestamp_seconds",
-            "When each action last succeeded",
-            labels=["repository", "action"],
-        )
-        self.since = GaugeMetricFamily(
-            "keysyncd_last_success_age_seconds",
-            "Seconds since each action last succeeded",
-            labels=["repository", "action"],
-        )
-        self.in_sync = GaugeMetricFamily(
-            "keysyncd_nodes_in_sync", "Nodes verified in sync", labels=label
-        )
-        # a gauge: no _total suffix, which Prometheus reserves for counters
-        self.total = GaugeMetricFamily("keysyncd_nodes", "Configured nodes", labels=label)
-        node_labels = ["repository", "node"]
-        self.verified = GaugeMetricFamily(
-            "keysyncd_node_last_verified_timestamp_seconds",
-            "When the node was last verified in sync",
-            labels=node_labels,
-        )
-        self.up = GaugeMetricFamily(
-            "keysyncd_node_up", "1 if the node answered at its last check", labels=node_labels
-        )
-        self.behind = GaugeMetricFamily(
-            "keysyncd_node_generations_behind",
-            "Generations the node lags behind the controller",
-            labels=node_labels,
-        )
-        self.drift = CounterMetricFamily(
-            "keysyncd_drift_events", "Drift events by kind", labels=["repository", "kind"]
-        )
-        self.deferrals = CounterMetricFamily(
-            "keysyncd_deferrals", "Rotations deferred", labels=label
-        )
-        self.invalid = GaugeMetricFamily(
-            "keysyncd_local_repository_invalid",
-            "1 while the local repository is invalid",
-            labels=label,
-        )
-        self.clock_skew = GaugeMetricFamily(
-            "keysyncd_clock_skew_seconds",
-            "The controller's clock minus the nodes' median clock at the last action",
-            labels=label,
-        )
-        self.clock_untrusted = GaugeMetricFamily(
-            "keysyncd_clock_untrusted",
-            "1 while the controller's clock is not trusted: nothing is retired or rotated",
-            labels=label,
-        )
-        self.unwritten = GaugeMetricFamily(
-            "keysyncd_unwritten_reports",
-            "Reports kept in the journal because report_dir could not take them",
-            labels=label,
-        )
-        # timestamps, not ages: a textfile freezes gauges, a timestamp keeps ageing (the
-        # alert compares them with time(); see keysyncd.core.due for the grace)
-        self.next_rotation = GaugeMetricFamily(
-            "keysyncd_next_rotation_timestamp_seconds",
-            "When the next rotation is due: the first scheduled time after the last rotation "
-            "(in the past while a rotation is missed)",
-            labels=label,
-        )
-        self.overdue_at = GaugeMetricFamily(
-            "keysyncd_rotation_overdue_timestamp_seconds",
-            "When the due rotation counts as overdue: the due time plus half a rotation period",
-            labels=label,
-        )
-        self.overdue = GaugeMetricFamily(
-            "keysyncd_rotation_overdue",
-            "1 while the due rotation is overdue (as of the last collection)",
-            labels=label,
-        )
-        self.durations = HistogramMetricFamily(
-            "keysyncd_action_duration_seconds",
-            "Duration of actions (kept in the state journal)",
-            labels=["action"],
-        )
-
-    def add_repository(
-        self, name: str, state: RepositoryState, nodes: list[str], now: float
-    ) -> None:
-        for role, age in sorted(_key_ages(state, now).items()):
-            self.key_age.add_metric([name, role], age)
-        self.generation.add_metric([name], state.generation)
-        successes = dict(state.last_success)
-        if state.last_rotation_at is not None:
-            successes["rotate"] = max(successes.get("rotate", 0.0), state.last_rotation_at)
-        for action, when in sorted(successes.items()):
-            self.last.add_metric([name, action], when)
-            self.since.add_metric([name, action], now - when)
-        for node in nodes:
-            record = state.nodes.get(node, NodeRecord())
-            if record.last_verified_at is not None:
-                self.verified.add_metric([name, node], record.last_verified_at)
-            self.up.add_metric([name, node], 0 if record.reason in DOWN else 1)
-            behind = state.generation - (record.generation or 0)
-            # a node verified before the controller changed lags: stale, not in sync
-            in_sync = standing(record, state.generation) in GOOD
-            self.behind.add_metric([name, node], 0 if in_sync else behind)
-        self.in_sync.add_metric([name], nodes_in_sync(state, nodes))
-        self.total.add_metric([name], len(nodes))
-        for counter, value in sorted(state.counters.items()):
-            if counter.startswith("drift:"):
-                self.drift.add_metric([name, counter.split(":", 1)[1]], value)
-        self.deferrals.add_metric([name], state.counters.get("deferred", 0))
-        self.invalid.add_metric([name], 1 if state.local_problems else 0)
-        self.add_clock(name, state, now)
-
-    def add_rotation_due(
-        self, repository: RepositoryConfig, state: RepositoryState, now: float
-    ) -> None:
-        since = rotated_since(state)
-        if since is None:  # no keys yet: nothing is due before init
-            return
-        try:
-            due = rotation_due(repository.schedule, repository.timezone, since)
-        except (KeysyncError, OverflowError, ValueError, OSError):
-            return  # a journal time out of datetime's range: a scrape never fails for it
-        if due is None:  # the schedule never fires again
-            return
-        name = repository.name
-        self.next_rotation.add_metric([name], due.due_at)
-        self.overdue_at.add_metric([name], due.overdue_at)
-        self.overdue.add_metric([name], 1 if due.overdue(now) else 0)
-
-    def add_clock(self, name: str, state: RepositoryState, now: float) -> None:
-        check = clock.current(state, now, self.max_skew)
-        if check.skew is not None:
-            self.clock_skew.add_metric([name], check.skew)
-        self.clock_untrusted.add_metric([name], 0 if check.trusted else 1)
-        self.unwritten.add_metric([name], len(state.unwritten_reports))
-
-    def add_durations(self, durations: dict[str, Durations]) -> None:
-        for action, histogram in sorted(durations.items()):
-            buckets = [
-                (str(bound), count)
-                for bound, count in zip(DURATION_BUCKETS, histogram.buckets, strict=True)
-            ]
-            buckets.append(("+Inf", histogram.count))
-            self.durations.add_metric([action], buckets, histogram.total)
-
-    def all(self) -> list[Metric]:
-        return [
-            self.key_age,
-            self.generation,
-            self.last,
-            self.since,
-            self.in_sync,
-            self.total,
-            self.verified,
-            self.up,
-            self.behind,
-            self.drift,
-            self.deferrals,
-            self.invalid,
-            self.durations,
-            self.clock_skew,
-            self.clock_untrusted,
-            self.unwritten,
-            self.next_rotation,
-            self.overdue_at,
-            self.overdue,
-        ]
 
 
 def registry_for(config: Callable[[], Config]) -> CollectorRegistry:

@@ -1,0 +1,96 @@
+"""What ``plan`` shows for a symmetric repository (Fernet, credential): each key's future.
+Pure.
+
+The simulation runs the planner a real rotation runs (``keysyncd.core.policy``), on a
+healthy fleet: every push verifies every node and every migration (after_rotate) succeeds
+right after its rotation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass, replace
+
+from keysyncd.core.policy import (
+    History,
+    KeyHistory,
+    Policy,
+    RotationPlan,
+    confirm_demotions,
+    plan_rotation,
+    rotated_history,
+)
+
+Events = dict[int, dict[str, float | None]]  # index -> stage ("primary") -> when
+
+
+@dataclass(frozen=True)
+class Lifecycle:
+    """One key's future: when it is staged, primary, secondary and retired (None = later)."""
+
+    index: int
+    staged_at: float | None
+    primary_at: float | None
+    secondary_at: float | None
+    retired_at: float | None
+
+
+def simulate(
+    indices: Collection[int],
+    history: History,
+    policy: Policy,
+    rotations: list[float],
+) -> list[Lifecycle]:
+    """Return each key's lifecycle over the given future rotation times (ascending).
+
+    The simulation uses the same planner as a real rotation, so ``plan`` shows what
+    keysyncd will do. Keys created during the simulation are numbered as they will be.
+    """
+    current = set(indices)
+    state = dict(history)
+    events: Events = {}
+    for index in current:
+        known = state.get(index, KeyHistory())
+        events[index] = {
+            "staged": known.created_at,
+            "primary": known.promoted_at,
+            "secondary": known.demoted_at,
+        }
+    for now in rotations:
+        plan = plan_rotation(current, state, policy, now)
+        state = _rotated(state, plan, policy, now)
+        _record(events, plan, now)
+        current = set(plan.resulting)
+    return [
+        Lifecycle(
+            index,
+            found.get("staged"),
+            found.get("primary"),
+            found.get("secondary"),
+            found.get("retired"),
+        )
+        for index, found in sorted(events.items(), key=lambda item: (item[0] == 0, item[0]))
+    ]
+
+
+def _rotated(
+    state: dict[int, KeyHistory], plan: RotationPlan, policy: Policy, now: float
+) -> dict[int, KeyHistory]:
+    """Return the history after ``plan`` ran at ``now`` on a healthy fleet: the push
+    verifies every node at once, a migration succeeds at once, retired keys leave it."""
+    state = confirm_demotions(rotated_history(state, plan.demoted, plan.new_primary, now), now)
+    if policy.retire_by == "migration":
+        state[plan.new_primary] = replace(state[plan.new_primary], migrated_at=now)
+    for index in plan.retire:
+        state.pop(index, None)
+    return state
+
+
+def _record(events: Events, plan: RotationPlan, now: float) -> None:
+    """Record in ``events`` what ``plan``, run at ``now``, makes of each key."""
+    events[plan.new_primary] = {**events.pop(0), "primary": now}
+    if plan.demoted is not None:
+        events.setdefault(plan.demoted, {})["secondary"] = now
+    events[0] = {"staged": now}
+    for index in plan.retire:
+        events.setdefault(index, {})["retired"] = now

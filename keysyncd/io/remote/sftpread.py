@@ -1,0 +1,197 @@
+"""Reading a node's repository directory over SFTP: lookups, listings and key files.
+
+Listings have lstat semantics and keep names as keystone's Python would decode them; a
+symlink's target is examined with stat and never opened; only regular files are read, and
+what was opened is checked through the open handle.
+"""
+
+from __future__ import annotations
+
+import errno
+import stat
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import paramiko
+from paramiko.sftp import CMD_ATTRS, CMD_FSTAT, CMD_LSTAT, CMD_STAT
+
+from keysyncd.core.access import PathInfo, ancestors
+from keysyncd.core.view import MAX_KEY_FILE, Entry, EntryType, entry_type, is_temp_name, key_index
+from keysyncd.errors import NodeError
+from keysyncd.io.remote.sftpbatch import ShortRead, read_directory, read_files, trusted
+from keysyncd.io.remote.sftpsession import SessionBase
+from keysyncd.io.remote.sftpwire import Attributes, Request, attributes_of, expect, pipeline
+
+MAX_KEY_ENTRIES = 1_000  # entries at key names: more is an attack or an accident
+
+
+@dataclass(frozen=True)
+class Listing:
+    """A node's repository directory: its mode, the entries at key names (lstat semantics,
+    symlink targets examined with stat), and keysyncd's temp files found there."""
+
+    directory_mode: int
+    entries: tuple[Entry, ...]
+    temp_files: tuple[str, ...]
+    directory: PathInfo | None = None  # the directory's path, owner and group
+    ancestors: tuple[PathInfo, ...] = ()  # the directories above it, when asked for
+
+
+class ReadingSession(SessionBase):
+    """A session's reads: the directory, its listing and key files (nothing is written)."""
+
+    def directory_mode(self) -> int | None:
+        """Return the mode of the session's directory, None if it does not exist; raise
+        NodeError if it is anything but a directory: a symlink there is refused, because
+        following it would let whoever planted it choose where keysyncd writes."""
+        info = self.directory_and_ancestors(False)[0]
+        return None if info is None else info.mode
+
+    def directory_and_ancestors(
+        self, above: bool = True
+    ) -> tuple[PathInfo | None, tuple[PathInfo, ...]]:
+        """Return the session's directory's path, mode, uid and gid (lstat; None if it does
+        not exist) and, when ``above``, the attributes of every directory above it that
+        exists, from ``/`` down (stat: following links, as keystone's path lookup does;
+        nothing is opened), in the same round trip; raise NodeError as ``directory_mode``
+        does, or if a directory above cannot be looked at."""
+        path = str(self.directory)
+        upper = ancestors(path) if above else ()
+
+        def looking() -> tuple[PathInfo | None, tuple[PathInfo, ...]]:
+            requests: list[Request] = [(CMD_STAT, (top,)) for top in upper]
+            replies = pipeline(self.sftp, [*requests, (CMD_LSTAT, (path,))])
+            found: list[PathInfo] = []
+            for top, reply in zip(upper, replies, strict=False):
+                try:
+                    info = attributes_of(expect(self.sftp, reply, CMD_ATTRS, "attributes"))
+                except FileNotFoundError:  # nothing below it exists either
+                    break
+                found.append(PathInfo(top, stat.S_IMODE(info.mode), info.uid, info.gid))
+            try:
+                info = attributes_of(expect(self.sftp, replies[-1], CMD_ATTRS, "attributes"))
+            except FileNotFoundError:
+                return None, tuple(found)
+            kind = entry_type(info.mode)
+            if kind is not EntryType.DIRECTORY:
+                raise NodeError(
+                    self.node.name,
+                    "invalid_entry",
+                    f"{self.directory} is a {kind.value}, not a directory; keysyncd never "
+                    "follows it: make it a directory (or configure the real one)",
+                )
+            mode = stat.S_IMODE(info.mode)
+            return PathInfo(path, mode, info.uid, info.gid), tuple(found)
+
+        return self._guard(f"looking at {self.directory}", looking)
+
+    def list_directory(self, above: bool = False) -> Listing:
+        """Return the repository directory's entries at key names (and keysyncd's temp
+        files), and when ``above`` the directories above it (``directory_and_ancestors``,
+        no extra round trip); raise NodeError if it cannot be read, is no directory, or
+        holds more than MAX_KEY_ENTRIES entries at key names."""
+        found: list[PathInfo] = []
+        upper: list[PathInfo] = []
+        mode, entries, temps = self._listing(
+            lambda name: key_index(name) is not None, found, upper if above else None
+        )
+        return Listing(mode, entries, temps, found[0] if found else None, tuple(upper))
+
+    def list_every_entry(self) -> tuple[int, tuple[Entry, ...], tuple[str, ...]]:
+        """Return (directory mode, an Entry for every name, keysyncd's temp files): a JWS
+        public directory, where keystone reads every file whatever its name."""
+        return self._listing(lambda name: True)
+
+    def _listing(
+        self,
+        keyed: Callable[[str], bool],
+        found: list[PathInfo] | None = None,
+        upper: list[PathInfo] | None = None,
+    ) -> tuple[int, tuple[Entry, ...], tuple[str, ...]]:
+        """Return (mode, entries, temp files); the directory's attributes go to ``found``,
+        those of the directories above it to ``upper`` (only then are they looked at)."""
+
+        def listing() -> tuple[int, tuple[Entry, ...], tuple[str, ...]]:
+            info, above = self.directory_and_ancestors(upper is not None)
+            if info is None:
+                raise FileNotFoundError(errno.ENOENT, "no such directory")
+            if found is not None:
+                found.append(info)
+            if upper is not None:
+                upper.extend(above)
+            mode = info.mode
+            entries, temps = [], []
+            # not paramiko's listdir: a name that is not UTF-8 makes it raise (blocking the node)
+            for name, attributes in read_directory(self.sftp, str(self.directory)):
+                if is_temp_name(name):
+                    temps.append(name)
+                if keyed(name):
+                    entries.append((name, attributes))
+            if len(entries) > MAX_KEY_ENTRIES:
+                raise NodeError(
+                    self.node.name,
+                    "invalid_entry",
+                    f"{len(entries)} entries in {self.directory} (more than "
+                    f"{MAX_KEY_ENTRIES}): no key repository looks like this; clean it up",
+                )
+            listed = tuple(self._entry(name, attributes) for name, attributes in entries)
+            return mode, listed, tuple(temps)
+
+        return self._guard(f"listing {self.directory}", listing)
+
+    def _entry(self, name: str, attributes: Attributes) -> Entry:
+        """Return the Entry for a key-named directory entry; a symlink's target is examined
+        with stat (which opens nothing, so a FIFO behind it cannot block us)."""
+        kind = entry_type(attributes.mode)
+        target = target_size = None
+        if kind is EntryType.SYMLINK:
+            try:
+                pointed = self._stat(CMD_STAT, self._path(name))
+                target, target_size = entry_type(pointed.mode), pointed.size
+            except (OSError, paramiko.SFTPError):  # dangling, a loop, or not ours to see
+                target = EntryType.MISSING
+        return Entry(
+            name=name,
+            type=kind,
+            mode=stat.S_IMODE(attributes.mode),
+            size=attributes.size,
+            uid=attributes.uid,
+            gid=attributes.gid,
+            target=target,
+            target_size=target_size,
+            mtime=attributes.mtime,
+        )
+
+    def read(self, entry: Entry, cap: int = MAX_KEY_FILE) -> bytes | None:
+        """Return the content of ``entry`` (at most ``cap`` + 1 bytes: ``cap`` is the read cap
+        of its kind, core/view.py), or None if the file changed after it was listed.
+
+        Call it only for entries the listing showed as regular files. What was opened is
+        checked through the open handle (FSTAT): if the name was swapped for a link to
+        another file after the listing, that file's content is dropped unread by reports.
+        """
+
+        def reading() -> bytes | None:
+            with self.sftp.open(self._path(entry.name), "rb") as handle:
+                content = handle.read(cap + 1)
+                opened = self._stat(CMD_FSTAT, handle.handle)
+            return trusted(entry, opened, content)
+
+        return self._guard(f"reading {entry.name!a}", reading)
+
+    def read_many(self, entries: Sequence[Entry], cap: int = MAX_KEY_FILE) -> list[bytes | None]:
+        """Return what ``read`` returns for each of ``entries``, in order, in two round trips
+        (per FILES_PER_BATCH files) rather than five per file; raise the NodeError ``read``
+        would raise for the first entry that cannot be read. What was opened is checked
+        through each open handle, exactly as ``read`` does (``trusted``)."""
+        paths = [self._path(entry.name) for entry in entries]
+        outcomes = self._guard("reading key files", read_files, self.sftp, paths, entries, cap)
+        contents: list[bytes | None] = []
+        for entry, outcome in zip(entries, outcomes, strict=True):
+            if isinstance(outcome, ShortRead):
+                contents.append(self.read(entry, cap))
+            elif isinstance(outcome, Exception):
+                raise self._failure(f"reading {entry.name!a}", outcome)
+            else:
+                contents.append(outcome)
+        return contents
