@@ -16,7 +16,9 @@ from keysyncd.testing.processes import alive
 
 def test_a_setsid_child_is_ended_with_a_timed_out_hook(tmp_path: Path) -> None:
     pids = tmp_path / "pids"
-    script = f"setsid sh -c 'echo $$ >> {pids}; exec sleep 120' & sleep 120"
+    # the hook records the pid itself ($!), before anything can end the child: a child
+    # ended before it ran a line of its own must not fail the test for want of its pid
+    script = f"setsid sh -c 'exec sleep 120' & echo $! >> {pids}; sleep 120"
     try:
         [run] = run_hooks("after_rotate", (("sh", "-c", script),), b"", 1.0)
         assert "timed out" in run.problem and "group was ended" in run.problem, run
@@ -36,7 +38,7 @@ def test_a_double_forked_daemon_is_ended_after_a_successful_hook(tmp_path: Path)
     """The hook is done at its exit: a daemonised child left behind is ended with its group, so
     a cleared block never has a migration still running behind it."""
     pids = tmp_path / "pids"
-    script = f"setsid sh -c 'echo $$ >> {pids}; exec sleep 120' </dev/null >/dev/null 2>&1 &"
+    script = f"setsid sh -c 'exec sleep 120' </dev/null >/dev/null 2>&1 & echo $! >> {pids}"
     try:
         [run] = run_hooks("after_rotate", (("sh", "-c", script),), b"", 10.0)
         assert run.ok
