@@ -9,24 +9,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from keysyncd.actions.context import (
-    DRY_RUN,
-    ActionResult,
-    Draft,
-    Run,
-    check_clock,
-    commit,
-    node_outcomes,
-)
+from keysyncd.actions.context import ActionResult, Draft, Run, commit
+from keysyncd.actions.distribute import Symmetric
 from keysyncd.actions.local import initialise, open_repository
+from keysyncd.actions.preview import retirement_json
+from keysyncd.actions.shell import Act, Gate, execute
 from keysyncd.core import journal
 from keysyncd.core.adoption import Adopted, differing_nodes, key_differences
+from keysyncd.core.journal import RepositoryState
 from keysyncd.core.keyring import Key, KeySet, digest_of
 from keysyncd.core.nodeplan import divergence
-from keysyncd.core.nodes import checked
+from keysyncd.core.report import NodeOutcome
 from keysyncd.core.text import named, plural, printable
 from keysyncd.core.view import MAX_KEY_FILE, entry_problem, show_name
-from keysyncd.core.vocabulary import Action
+from keysyncd.core.vocabulary import Action, Outcome
 from keysyncd.errors import KeysyncError
 from keysyncd.io.local.occupied import local_others, refusal, symmetric_file
 from keysyncd.io.local.state import load_state
@@ -41,45 +37,60 @@ def init_repository(run: Run, dry_run: bool = False) -> ActionResult:
     Raise KeysyncError, before writing anything, if the local repository or any reachable
     node already holds keys. ``dry_run`` checks both and writes nothing.
     """
-    started = run.clock()
-    repository = open_repository(run.repository)
-    if repository.holds_keys():
-        raise KeysyncError(
-            f"{run.repository.name}: refusing to initialise "
-            f"{run.repository.path}: it already holds keys; 'keysyncd rotate' rotates them, "
-            "'keysyncd sync' pushes them"
-        )
-    if others := local_others(run.repository.path, symmetric_file):
-        raise KeysyncError(refusal("", run.repository.path, others))
-    with run.fleet(observe_clock=not dry_run) as fleet:
-        if fleet is not None:
-            _refuse_if_any_node_holds_keys(run, fleet)
-        if dry_run:
-            message = f"would create keys 0 and 1 in {run.repository.path} and push them"
-            return ActionResult(
-                run.repository.name, DRY_RUN, None, node_outcomes(fleet), (message,)
+    act = Act(run, Action.INIT, run.clock())
+    steps = _Init(run, False, dry=dry_run)
+    return steps.preview(act) if dry_run else execute(act, steps)
+
+
+class _Init(Symmetric):
+    """The steps of init: refuse wherever keys exist, create {0, 1} (keystone's
+    fernet_setup) and push them."""
+
+    def before_gate(self, act: Act) -> tuple[RepositoryState, dict[str, NodeOutcome]]:
+        """Refuse if the local repository, then any reachable node, holds keys; judge the
+        clock (no quorum: no node has a directory to read one in yet); return the journal."""
+        config = self.run.repository
+        self.repository = open_repository(config)
+        if self.repository.holds_keys():
+            raise KeysyncError(
+                f"{config.name}: refusing to initialise {config.path}: it already holds keys; "
+                "'keysyncd rotate' rotates them, 'keysyncd sync' pushes them"
             )
-        state = load_state(run.config.state_dir, run.repository.name)
-        clock = check_clock(run, state, fleet, quorum=False)
-        state = initialise(run, repository, state)
-        if fleet is not None:
-            fleet.reset()
-            push_keyset(fleet, repository.load())
-        nodes = node_outcomes(fleet)
-    state = checked(state, nodes, run.node_names, run.clock(), clock)
-    return commit(run, state, Draft(Action.INIT, started, nodes, clock=clock))
+        if others := local_others(config.path, symmetric_file):
+            raise KeysyncError(refusal("", config.path, others))
+        state = load_state(self.run.config.state_dir, config.name)
+        self.connect(act, state, quorum=False)
+        if self.fleet is not None:
+            self.fleet.inspect({})
+            results = self.fleet.results.items()
+            holding = sorted(n for n, r in results if r.view and r.view.keystone.ids)
+            if holding:
+                raise KeysyncError(
+                    f"{config.name}: refusing to initialise: {named('node', holding)} "
+                    f"already {'holds' if len(holding) == 1 else 'hold'} keys; "
+                    "use 'keysyncd adopt --from NODE' to take them over"
+                )
+            refuse_occupied_nodes(self.fleet, symmetric_file)
+        return state, {}
 
+    def plan(self, act: Act, state: RepositoryState) -> dict[str, Any]:
+        """Return the plan: keys 0 and 1 (a dry run says so)."""
+        if self.dry:
+            where = self.run.repository.path
+            act.messages.append(f"would create keys 0 and 1 in {where} and push them")
+        return retirement_json((), (), (0, 1))
 
-def _refuse_if_any_node_holds_keys(run: Run, fleet: FleetAction) -> None:
-    fleet.inspect({})
-    holding = sorted(n for n, r in fleet.results.items() if r.view and r.view.keystone.ids)
-    if holding:
-        raise KeysyncError(
-            f"{run.repository.name}: refusing to initialise: {named('node', holding)} "
-            f"already {'holds' if len(holding) == 1 else 'hold'} keys; "
-            "use 'keysyncd adopt --from NODE' to take them over"
-        )
-    refuse_occupied_nodes(fleet, symmetric_file)
+    def promote(self, act: Act, gated: Gate) -> tuple[RepositoryState, dict[str, NodeOutcome]]:
+        """Create {0, 1}, push them, read every node back; return the journal, the nodes."""
+        state = initialise(self.run, self.repository, self.state)
+        if self.fleet is not None:
+            self.fleet.reset()
+            push_keyset(self.fleet, self.repository.load())
+        return self.checked(state)
+
+    def foresee(self, act: Act) -> tuple[dict[str, dict[str, Any]], Outcome | None]:
+        """Return nothing more (every node was read by the refusal)."""
+        return {}, None
 
 
 def adopt_repository(run: Run, source: str) -> Adopted:

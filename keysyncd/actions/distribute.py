@@ -1,44 +1,35 @@
 """Fleet actions on one repository: sync (push + read-back) and verify (read-only).
 
-sync: load -> recover, reconcile, retire what is now safe (rule 2) -> push in two phases
-and verify -> commit. ``sync --node`` changes only that node: it neither recovers nor
-retires on the controller (the other nodes would then differ from it); it pushes the keys
-as they are. verify: load -> read every node -> commit. ``sync --dry-run`` reads
-the nodes and shows what each would get, writing nothing anywhere.
+sync, in the action shell: load -> recover, reconcile -> the plan: what is now safe to
+retire (rule 2) -> retire it -> push in two phases and verify -> commit. ``sync --node``
+changes only that node: it neither recovers nor retires on the controller (the other nodes
+would then differ from it). verify: load -> read every node -> commit. ``sync --dry-run``
+takes the same steps up to the plan, writing nothing, and shows what each node would get.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from typing import Any
 
-from keysyncd.actions.afterrotate import migrate_when_ready
+from keysyncd.actions import local
 from keysyncd.actions.context import (
+    DRY_RUN,
     ActionResult,
-    Draft,
     Run,
     check_clock,
-    commit,
     node_outcomes,
 )
-from keysyncd.actions.drift import verify_repository as verify_repository  # moved there
-from keysyncd.actions.local import (
-    Local,
-    load_local,
-    policy_of,
-    reconciled,
-    recover,
-    retire_due,
-)
-from keysyncd.actions.preview import preview_sync
-from keysyncd.core import journal
+from keysyncd.actions.preview import predicted, retirement_json
+from keysyncd.actions.shell import Act, Gate, execute
+from keysyncd.core.clock import judge
 from keysyncd.core.journal import RepositoryState
-from keysyncd.core.keyring import KeySet
 from keysyncd.core.nodes import checked
 from keysyncd.core.policy import left_to_the_fleet, retired_note
-from keysyncd.core.recovery import recovered
-from keysyncd.core.vocabulary import Action
-from keysyncd.errors import RepositoryError
-from keysyncd.io.remote.fleet import push_keyset
+from keysyncd.core.report import NodeOutcome
+from keysyncd.core.vocabulary import Action, Outcome
+from keysyncd.io.remote.fleet import FleetAction, push_keyset
 
 log = logging.getLogger(__name__)
 
@@ -51,57 +42,104 @@ def sync_repository(
     The caller holds the lock (unless ``dry_run``). Raise RepositoryError if the local
     repository is invalid (nothing is pushed then).
     """
-    started = run.clock()
-    local = load_local(run)
-    if dry_run:
-        return preview_sync(run, local, node, force)
-    keyset, state = recover(run, local).valid() if node is None else as_found(run, local)
-    state, foreign = reconciled(run, state, keyset, started)
-    if foreign:
-        log.warning(
-            "%s: local keys changed outside keysyncd; now generation %d",
-            run.repository.name,
-            state.generation,
-        )
-    with run.fleet(node) as fleet:
-        # retirement is timed by the clock, judged once the nodes' clocks are read
-        clock = check_clock(run, state, fleet)
-        retired: tuple[int, ...] = ()
-        if node is None:  # sync --node changes one node, never the controller (the others
-            # would differ from it): a retirement waits for a sync of the whole fleet
-            keyset, state, retired = retire_due(run, local.repository, keyset, state, clock)
-        if fleet is not None:
-            push_keyset(fleet, keyset, force)
-        nodes = node_outcomes(fleet)
-    messages = [retired_note(policy_of(run.repository), retired)] if retired else []
-    if node is not None:
-        policy = policy_of(run.repository)
-        due = journal.due_retirement(state, keyset.indices, policy, run.clock())
-        messages += [left_to_the_fleet(due.retire)] if due.retire else []
-    state = checked(state, nodes, run.node_names, run.clock(), clock)
-    # a migration skipped by a rotation runs as soon as every node holds its primary
-    state, migration, pending = migrate_when_ready(run, state)
-    if pending is not None:
-        messages.append(pending)
-    details = {"hooks": [hook.to_json() for hook in migration]} if migration else {}
-    draft = Draft(Action.SYNC, started, nodes, None, force, tuple(messages), details, clock)
-    return commit(run, state, draft)
+    act = Act(run, Action.SYNC, run.clock(), forced=force)
+    steps = Symmetric(run, force, node, dry=dry_run)
+    return steps.preview(act) if dry_run else execute(act, steps)
 
 
-def as_found(run: Run, local: Local) -> tuple[KeySet, RepositoryState]:
-    """Return the repository's keys and journal for ``sync --node``, which changes nothing
-    on the controller: raise RepositoryError if it is invalid, or if an interrupted rotation
-    must be finished or undone first (that is done by a whole-fleet sync or rotate)."""
-    if local.recovery.action != "none":
-        raise RepositoryError(
-            f"{run.repository.name}: not synced: sync --node never changes the controller's "
-            f"repository, and an interrupted rotation must be finished first "
-            f"({local.recovery.describe()}): run 'keysyncd sync' without --node"
-        )
-    problems = local.problems()
-    if problems:
-        raise RepositoryError("invalid repository: " + "; ".join(problems))
-    state = local.state
-    if state.pending is not None:  # a rotation that never reached the disk: journal only
-        state = recovered(state, local.recovery, local.scan.keyset.digests())
-    return local.scan.keyset, state
+class Symmetric:
+    """The steps of a symmetric sync (``keysyncd.actions.shell.Steps``), which rotate and
+    init extend; ``dry``: the same steps up to the plan, writing nothing (``preview``)."""
+
+    def __init__(self, run: Run, force: bool, node: str | None = None, dry: bool = False) -> None:
+        self.run, self.force, self.node, self.dry = run, force, node, dry
+        self.connections = contextlib.ExitStack()
+        self.fleet: FleetAction | None = None
+
+    def load(self, act: Act) -> RepositoryState:
+        """Load, recover (dry: say what it would do; sync --node: none) and reconcile the
+        keys (``self.keyset``); return the journal. Raise RepositoryError if invalid."""
+        self.local = found = local.load_local(self.run)
+        if self.node is not None:
+            self.keyset, state = local.as_found(self.run, found, self.dry)
+        else:  # a dry run only says what recovery would do
+            told = act.messages if self.dry else None
+            self.keyset, state = local.recover(self.run, found, told).valid()
+        state, foreign = local.reconciled(self.run, state, self.keyset, act.started)
+        if foreign and not self.dry:
+            said = "%s: local keys changed outside keysyncd; now generation %d"
+            log.warning(said, self.run.repository.name, state.generation)
+        return state
+
+    def connect(self, act: Act, state: RepositoryState, quorum: bool = True) -> None:
+        """Connect to the nodes, judge the clock by them (dry: none read, taken as trusted)."""
+        self.fleet = self.connections.enter_context(self.run.fleet(self.node, not self.dry))
+        if self.dry:
+            self.clock = judge(self.run.clock(), None, (), self.run.config.clock.max_skew)
+        else:
+            act.clock = self.clock = check_clock(self.run, state, self.fleet, quorum)
+
+    def before_gate(self, act: Act) -> tuple[RepositoryState, dict[str, NodeOutcome]]:
+        """Load, connect, judge the clock (it times retirement); return the journal."""
+        state = self.load(act)
+        self.connect(act, state)
+        return state, {}
+
+    def plan(self, act: Act, state: RepositoryState) -> dict[str, Any]:
+        """Return what is retired first (rule 2), what is kept and why; say it in ``act``."""
+        due, self.retire = local.due_now(self.run, self.keyset, state, self.clock)
+        if self.node is not None:  # sync --node changes one node, never the controller (the
+            # others would differ from it): a retirement waits for a sync of the whole fleet
+            self.retire = ()
+            act.messages += [left_to_the_fleet(due.retire)] if due.retire else []
+        if self.retire:
+            policy = local.policy_of(self.run.repository)
+            act.messages.append(retired_note(policy, self.retire, would=self.dry))
+        resulting = [i for i in self.keyset.indices if i not in self.retire]
+        return retirement_json(self.retire, due.keep, resulting)
+
+    def gate(self, act: Act, state: RepositoryState) -> Gate:
+        """Return the gate of an action that promotes no key: go on."""
+        self.state = state
+        return Gate(True, (), False)
+
+    def promote(self, act: Act, gated: Gate) -> tuple[RepositoryState, dict[str, NodeOutcome]]:
+        """Retire as planned, push in two phases, read back; return the journal, the nodes."""
+        keys = self.local.repository, self.keyset, self.state, self.clock, self.retire
+        keyset, state, _ = local.retire_due(self.run, *keys)
+        if self.fleet is not None:
+            push_keyset(self.fleet, keyset, self.force)
+        return self.checked(state)
+
+    def checked(self, state: RepositoryState) -> tuple[RepositoryState, dict[str, NodeOutcome]]:
+        """Return the journal recording every node's outcome, and the outcomes."""
+        nodes = node_outcomes(self.fleet)
+        return checked(state, nodes, self.run.node_names, self.run.clock(), self.clock), nodes
+
+    def preview(self, act: Act) -> ActionResult:
+        """Return the dry run: the plan the real run makes, and what each node would get."""
+        with self.connections:
+            state, _ = self.before_gate(act)
+            act.plan = self.plan(act, state)
+            preview, would = self.foresee(act)
+            nodes = node_outcomes(self.fleet)
+        return ActionResult(
+            self.run.repository.name, DRY_RUN, None, nodes, tuple(act.messages),
+            preview=preview, would=would, plan=act.plan, **act.result,
+        )  # fmt: skip
+
+    def foresee(self, act: Act) -> tuple[dict[str, dict[str, Any]], Outcome | None]:
+        """Read every node; return what each would get, and the real sync's outcome."""
+        if self.fleet is None:
+            return {}, Outcome.OK
+        expected = {i: d for i, d in self.keyset.digests().items() if i not in self.retire}
+        self.fleet.inspect(expected, self.force)
+        preview = {
+            name: r.plan.changes() if r.plan else {"error": r.error.detail if r.error else "?"}
+            for name, r in self.fleet.results.items()
+        }
+        return preview, predicted(self.fleet)
+
+    def close(self) -> None:
+        """Close every connection."""
+        self.connections.close()

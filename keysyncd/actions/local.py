@@ -1,8 +1,8 @@
 """The controller's own repository: load it with its journal, recover, rotate, retire.
 
 ``load_local`` only reads: it returns the keys, the journal and the recovery a crash left
-to do, as values (so ``--dry-run`` can show them). Everything else here writes, and is
-called only by actions holding the lock.
+to do, as values (so ``--dry-run`` can show them). Everything else here writes (but a dry
+run's ``recover``), and is called only by actions holding the lock.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from keysyncd.core.clock import ClockCheck
 from keysyncd.core.journal import PendingRotation, RepositoryState
 from keysyncd.core.keyring import KeySet, digest_of
 from keysyncd.core.kinds import KINDS
-from keysyncd.core.policy import Policy, RotationPlan
+from keysyncd.core.policy import Policy, RetirementPlan, RotationPlan
 from keysyncd.core.recovery import Recovery, plan_recovery, recovered
+from keysyncd.core.text import plural
 from keysyncd.errors import KeysyncError, RepositoryError
 from keysyncd.io.local.ids import local_owner
 from keysyncd.io.local.repository import Repository, Scan
@@ -82,20 +83,26 @@ class Recovered:
         return self.keyset, self.state
 
 
-def recover(run: Run, local: Local) -> Recovered:
-    """Carry out ``local.recovery`` and remove stale temp files; return what is left.
-
-    The journal is saved at once if recovery changed it (it matches the disk again).
-    """
-    repository, state = local.repository, local.state
+def recover(run: Run, local: Local, said: list[str] | None = None) -> Recovered:
+    """Carry out ``local.recovery`` and remove stale temp files; return what is left (the
+    journal is saved at once if recovery changed it). With ``said`` (a dry run) nothing
+    changes: what would be done is said there; the keys are those recovery would leave."""
+    repository, state, recovery = local.repository, local.state, local.recovery
+    if said is not None:
+        said += [] if recovery.action == "none" else ["would " + recovery.describe()]
+        temps = local.temp_files
+        said += [f"would remove {plural(len(temps), 'leftover temp file')}"] if temps else []
+        gone = set(recovery.retire) | {recovery.unlink} - {None}
+        keys = KeySet.of(key for i, key in local.scan.keyset.keys.items() if i not in gone)
+        return Recovered(keys, state, tuple(local.problems()))
     repository.remove_temp_files()
-    if local.recovery.action != "none":
-        log.warning("%s: %s", run.repository.name, local.recovery.describe())
-        gone = local.recovery.retire or (local.recovery.unlink,)
-        repository.retire(tuple(index for index in gone if index is not None))
-    scan = repository.scan() if local.recovery.action != "none" else local.scan
+    if recovery.action != "none":
+        log.warning("%s: %s", run.repository.name, recovery.describe())
+        gone_now = recovery.retire or (recovery.unlink,)
+        repository.retire(tuple(index for index in gone_now if index is not None))
+    scan = repository.scan() if recovery.action != "none" else local.scan
     if state.pending is not None:
-        state = recovered(state, local.recovery, scan.keyset.digests())
+        state = recovered(state, recovery, scan.keyset.digests())
         write_ahead(run, state)
     return Recovered(scan.keyset, state, (*scan.problems, *local.lax))
 
@@ -140,19 +147,51 @@ def rotate_local(
     return after, state
 
 
-def retire_due(
-    run: Run, repository: Repository, keyset: KeySet, state: RepositoryState, clock: ClockCheck
-) -> tuple[KeySet, RepositoryState, tuple[int, ...]]:
-    """Retire keys kept earlier that are now safe to delete (safety rule 2), if ``clock`` is
-    trusted; return the new set, journal and the retired indices."""
+def due_now(
+    run: Run, keyset: KeySet, state: RepositoryState, clock: ClockCheck
+) -> tuple[RetirementPlan, tuple[int, ...]]:
+    """Return which keys kept earlier are safe to delete now (safety rule 2), and those to
+    retire: none unless ``clock`` is trusted (rule 10)."""
     due = journal.due_retirement(state, keyset.indices, policy_of(run.repository), run.clock())
-    if not due.retire or not clock.trusted:
+    return due, (due.retire if clock.trusted else ())
+
+
+def retire_due(
+    run: Run,
+    repository: Repository,
+    keyset: KeySet,
+    state: RepositoryState,
+    clock: ClockCheck,
+    retire: tuple[int, ...] | None = None,
+) -> tuple[KeySet, RepositoryState, tuple[int, ...]]:
+    """Retire ``retire`` (a plan's; None: what ``due_now`` allows); return the new set,
+    journal and the retired indices."""
+    if retire is None:
+        _, retire = due_now(run, keyset, state, clock)
+    if not retire:
         return keyset, state, ()
-    repository.retire(due.retire)
+    repository.retire(retire)
     after = repository.load()
     state = journal.retired(state, after.digests())
     write_ahead(run, state)  # the journal matches the disk again before anything else happens
-    return after, state, due.retire
+    return after, state, retire
+
+
+def as_found(run: Run, local: Local, dry: bool = False) -> tuple[KeySet, RepositoryState]:
+    """Return the repository's keys and journal for ``sync --node``, which changes nothing
+    on the controller: raise RepositoryError if it is invalid, or if an interrupted rotation
+    must be finished or undone first (that is done by a whole-fleet sync or rotate)."""
+    if local.recovery.action != "none":
+        refuses = "sync --node would refuse: it" if dry else "not synced: sync --node"
+        raise RepositoryError(
+            f"{run.repository.name}: {refuses} never changes the controller's repository, and an "
+            f"interrupted rotation must be finished first ({local.recovery.describe()}): "
+            "run 'keysyncd sync' without --node"
+        )
+    state = local.state
+    if state.pending is not None:  # a rotation that never reached the disk: journal only
+        state = recovered(state, local.recovery, local.scan.keyset.digests())
+    return Recovered(local.scan.keyset, state, tuple(local.problems())).valid()
 
 
 def initialise(run: Run, repository: Repository, state: RepositoryState) -> RepositoryState:

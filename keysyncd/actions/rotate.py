@@ -1,30 +1,28 @@
 """Rotate one repository of a symmetric kind (fernet, credential) across the fleet, safely
-(SPEC safety rules 1-3) or not at all: the symmetric steps in the action shell
-(``keysyncd.actions.shell``: hooks, the migration block, one outcome, one commit).
+(SPEC safety rules 1-3) or not at all, in the action shell (``keysyncd.actions.shell``).
 
 load (keys, journal, recovery) -> sync every node to the current state -> (a pending
 migration first) -> the rotation plan, made once -> the gate: promote only if every node is
 verified, else defer -> before_rotate -> promote locally; push in two phases; verify ->
-after_rotate -> commit (one report). ``--dry-run`` loads and plans with the same planner,
-reads the nodes, and writes nothing anywhere.
+after_rotate -> commit (one report). ``--dry-run`` takes the same steps up to the plan,
+writing nothing, and shows the plan they make and what each node would get.
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Mapping
 from typing import Any
 
-from keysyncd.actions.context import ActionResult, Run, check_clock, node_outcomes
-from keysyncd.actions.local import Local, load_local, reconciled, recover, rotate_local
-from keysyncd.actions.preview import plan_json, preview_rotation, rotation_plan
+from keysyncd.actions.context import ActionResult, Run, node_outcomes
+from keysyncd.actions.distribute import Symmetric
+from keysyncd.actions.local import rotate_local
+from keysyncd.actions.preview import foresee_rotation, plan_json, rotation_plan
 from keysyncd.actions.shell import Act, Gate, execute
 from keysyncd.core.clock import ClockCheck
 from keysyncd.core.journal import RepositoryState
-from keysyncd.core.nodes import checked
 from keysyncd.core.report import NodeOutcome
 from keysyncd.core.vocabulary import GOOD, Action, Outcome
-from keysyncd.io.remote.fleet import FleetAction, push_keyset
+from keysyncd.io.remote.fleet import push_keyset
 
 __all__ = ["Gate", "gate", "plan_json", "rotate_repository"]
 
@@ -50,31 +48,28 @@ def gate(nodes: Mapping[str, NodeOutcome], force: bool, stopping: bool, clock: C
 
 def rotate_repository(run: Run, dry_run: bool = False, force: bool = False) -> ActionResult:
     """Rotate ``run.repository`` once (the caller holds the lock, unless ``dry_run``)."""
-    started = run.clock()
-    local = load_local(run)
-    if dry_run:
-        return preview_rotation(run, local, force)
-    return execute(Act(run, Action.ROTATE, started, rotating=True), _Symmetric(run, local, force))
+    act = Act(run, Action.ROTATE, run.clock(), rotating=True)
+    steps = _Symmetric(run, force, dry=dry_run)
+    return steps.preview(act) if dry_run else execute(act, steps)
 
 
-class _Symmetric:
+class _Symmetric(Symmetric):
     """The steps of a symmetric rotation (see ``keysyncd.actions.shell.Steps``)."""
 
-    def __init__(self, run: Run, local: Local, force: bool) -> None:
-        self.run, self.local, self.force = run, local, force
-        self.connections = contextlib.ExitStack()
-        self.fleet: FleetAction | None = None
-
     def before_gate(self, act: Act) -> tuple[RepositoryState, dict[str, NodeOutcome]]:
-        """Recover, then sync every node to the current state (rule 1: every node holds the
-        staged key first); return the journal recording the checks, and the nodes."""
-        self.keyset, state = recover(self.run, self.local).valid()
-        state, _ = reconciled(self.run, state, self.keyset, act.started)
-        self.fleet = self.connections.enter_context(self.run.fleet())
-        if self.fleet is not None:
+        """Recover, then sync every node to the current state (rule 1; dry: read them); return
+        the journal recording the checks, and the nodes."""
+        state, _ = super().before_gate(act)
+        if self.fleet is not None and self.dry:
+            self.fleet.inspect(self.keyset.digests())
+        elif self.fleet is not None:
             push_keyset(self.fleet, self.keyset)  # rule 1: every node holds the staged key first
-        act.clock = self.clock = check_clock(self.run, state, self.fleet)
-        return self._checked(state)
+        if self.dry and state.hook_block is not None:
+            act.messages.append(
+                "would first run the pending after_rotate migration (once every node holds "
+                "the current keys) and rotate only if it succeeds; " + state.hook_block.describe()
+            )
+        return self.checked(state)
 
     def plan(self, act: Act, state: RepositoryState) -> dict[str, Any]:
         """Return the rotation plan, made once, after the migration it may depend on."""
@@ -107,7 +102,7 @@ class _Symmetric:
             if act.hooks:  # a hook ran since the nodes were read: read them again
                 self.fleet.forget_views()
             push_keyset(self.fleet, keyset, force=gated.forced)
-        return self._checked(state)
+        return self.checked(state)
 
     def _defer(self, act: Act, gated: Gate) -> tuple[RepositoryState, dict[str, NodeOutcome]]:
         act.outcome = act.outcome or Outcome.DEFERRED
@@ -116,12 +111,8 @@ class _Symmetric:
             act.messages.append("deferred: the controller's clock is not trusted (see below)")
         if unverified:
             act.messages.append(f"deferred: not every node could be verified: {unverified}")
-        return self._checked(self.state)
+        return self.checked(self.state)
 
-    def _checked(self, state: RepositoryState) -> tuple[RepositoryState, dict[str, NodeOutcome]]:
-        nodes = node_outcomes(self.fleet)
-        return checked(state, nodes, self.run.node_names, self.run.clock(), self.clock), nodes
-
-    def close(self) -> None:
-        """Close every connection."""
-        self.connections.close()
+    def foresee(self, act: Act) -> tuple[dict[str, dict[str, Any]], Outcome | None]:
+        """Return what each node would get, and the real rotation's outcome."""
+        return foresee_rotation(self.fleet, self.keyset, self.rotation, self.force, act.messages)

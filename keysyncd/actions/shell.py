@@ -1,4 +1,4 @@
-"""One shell for the write actions of every kind (rotate; for JWS also init and sync):
+"""One shell for the write actions of every kind (rotate, sync and init):
 
 load -> phase before the gate (the nodes brought to, or read at, the controller's current
 keys) -> a pending after_rotate migration first (a rotation waits for it) -> the plan (one
@@ -148,7 +148,7 @@ def finish(
     if migrate:
         state, after, pending = migrate_when_ready(act.run, state)
         act.hooks += after
-    if pending is not None and after:
+    if pending is not None and after and act.action == Action.ROTATE:
         act.messages.append(
             after[-1].describe() + "; the next rotation is blocked until it succeeds"
         )
@@ -158,7 +158,7 @@ def finish(
             "rotation is blocked until it has run and succeeded"
         )
     elif pending is not None and outcome is None and act.outcome is None:
-        act.messages.append(pending)  # a sync: the migration it retries is still pending
+        act.messages.append(pending)  # a sync, init: the migration it retried is pending
     outcome = outcome or act.outcome or outcome_of(node.status for node in nodes.values())
     if outcome == Outcome.OK and promoted and state.hook_block is not None:
         outcome = Outcome.PARTIAL  # final before the commit: report, journal, index agree

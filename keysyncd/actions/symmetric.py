@@ -35,7 +35,7 @@ class SymmetricKind:
         return sync_repository(run, node, force, dry_run)
 
     def verify(self, run: Run, node: str | None) -> ActionResult:
-        from keysyncd.actions.distribute import verify_repository
+        from keysyncd.actions.drift import verify_repository
 
         return verify_repository(run, node)
 
