@@ -24,7 +24,6 @@ node configured, the journal is the only witness and every judgement is fresh.
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Collection
 from dataclasses import dataclass, replace
 from typing import Any
@@ -119,6 +118,19 @@ class ClockCheck:
         }
 
 
+def median(values: Collection[float]) -> float:
+    """Return the median of ``values`` (the mean of the middle two when their number is
+    even), as ``statistics.median`` does, without its start-up cost (it imports fractions,
+    decimal and random); raise ValueError if there are none."""
+    ordered = sorted(values)
+    if not ordered:
+        raise ValueError("no values to take the median of")
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    return (ordered[middle - 1] + ordered[middle]) / 2
+
+
 def judge(
     now: float,
     latest: float | None,
@@ -129,7 +141,7 @@ def judge(
     """Return the judgement of the clock reading ``now``, given the journal's latest time,
     each observed node's skew (controller minus node, seconds) and how many node clocks a
     fresh judgement needs (fewer read: not trusted, and not fresh)."""
-    skew = statistics.median(skews) if skews else None
+    skew = median(skews) if skews else None
     fresh = len(skews) >= needed
     observed_at = now if skews else None
     return ClockCheck(now, latest, skew, len(skews), max_skew, observed_at, needed, fresh)

@@ -12,8 +12,6 @@ import binascii
 from dataclasses import dataclass
 from typing import TypeVar
 
-from cryptography.fernet import Fernet
-
 from keysyncd.core import jwsconverge, jwslife, keylife, policy
 
 
@@ -95,6 +93,8 @@ class KeyKind:
 
     def generate(self) -> bytes:
         """Return fresh key material for this kind (Fernet keys for the symmetric kinds)."""
+        from cryptography.fernet import Fernet  # here: the read-only commands never need it
+
         return Fernet.generate_key()
 
     def problem(self, content: bytes) -> str | None:

@@ -6,6 +6,7 @@ A schedule is a 5-field crontab (``minute hour day month day_of_week``) or a
 
 from __future__ import annotations
 
+import _thread
 import importlib
 import importlib.util
 import inspect
@@ -73,6 +74,50 @@ def _weekdays(field: str) -> str:
     return ",".join(name for name in _APSCHEDULER_ORDER if _CRON_DAYS.index(name) in days)
 
 
+def _alone() -> bool:
+    """Return True when the calling thread is the process's only Python thread.
+
+    ``sys._current_frames`` sees every thread running Python code, however it was started;
+    ``threading``'s count (when loaded: no import for this) also sees a thread whose start
+    returned before it ran any. Nothing can start another thread while the alone caller
+    imports, as long as what it imports starts none (APScheduler's trigger starts none).
+    """
+    threading = sys.modules.get("threading")
+    if threading is not None and threading.active_count() > 1:
+        return False
+    return len(sys._current_frames()) == 1
+
+
+def _deferred_package() -> ModuleType:
+    """Return the ``apscheduler`` package, not yet run: its ``__init__`` runs (once) when
+    something asks for a name it defines. Raise ImportError if APScheduler is missing."""
+    spec = importlib.util.find_spec("apscheduler")
+    if spec is None or spec.loader is None:
+        raise ImportError("APScheduler is not installed", name="apscheduler")
+    package, loader = importlib.util.module_from_spec(spec), spec.loader
+    once = _thread.RLock()  # threads may have started by the time a name is asked for
+    ran: list[bool] = []
+
+    def initialised(name: str) -> object:
+        """Run the package's own ``__init__`` (once), then answer as the package does.
+
+        Raise AttributeError for a name it does not define. A thread asking meanwhile
+        waits for the whole ``__init__``: this stays the package's ``__getattr__`` until
+        the names are there.
+        """
+        with once:
+            if not ran:
+                ran.append(True)
+                loader.exec_module(package)
+                del vars(package)["__getattr__"]
+        if name not in vars(package):  # (asked while its own __init__ ran: not there yet)
+            raise AttributeError(f"module 'apscheduler' has no attribute {name!r}", name=name)
+        return vars(package)[name]
+
+    vars(package)["__getattr__"] = initialised
+    return package
+
+
 def _cron_module() -> ModuleType:
     """Return APScheduler's ``apscheduler.triggers.cron``; raise ImportError without it.
 
@@ -83,27 +128,17 @@ def _cron_module() -> ModuleType:
     the asyncio and tornado executors ask (the daemon uses threads): a third of what
     ``check-config``, ``status`` and ``plan`` cost to start.
 
-    So, the first time only (nothing of APScheduler loaded yet): the package is loaded with
+    So, the first time only (nothing of APScheduler loaded yet) and only in a process with
+    no other thread (``_alone``: another thread importing ``asyncio`` meanwhile would keep
+    the stand-in for good; with threads, the plain import): the package is loaded with
     its ``__init__`` put off until something asks for a name it defines (the daemon's
     scheduler asks for ``version``), and ``asyncio`` is a stand-in offering
     ``inspect.iscoroutinefunction`` (what APScheduler itself uses from Python 3.14 on)
-    while the trigger's modules load, gone before this returns (test_schedule_import.py).
+    while the trigger's modules load, gone before this returns (test_schedule_import*.py).
     """
-    if "apscheduler" in sys.modules:
+    if "apscheduler" in sys.modules or not _alone():
         return importlib.import_module("apscheduler.triggers.cron")
-    spec = importlib.util.find_spec("apscheduler")
-    if spec is None or spec.loader is None:
-        raise ImportError("APScheduler is not installed", name="apscheduler")
-    package, loader = importlib.util.module_from_spec(spec), spec.loader
-
-    def initialised(name: str) -> object:
-        """Run the package's own ``__init__`` (once), then answer as the package does."""
-        if vars(package).pop("__getattr__", None) is not None:
-            loader.exec_module(package)
-        return getattr(package, name)
-
-    vars(package)["__getattr__"] = initialised
-    sys.modules["apscheduler"] = package
+    sys.modules["apscheduler"] = _deferred_package()
     asyncio = None if "asyncio" in sys.modules else ModuleType("asyncio", "a stand-in")
     if asyncio is not None:
         vars(asyncio)["iscoroutinefunction"] = inspect.iscoroutinefunction

@@ -2,7 +2,11 @@
 of a fresh interpreter that ran the command: no timing, so it holds on a busy machine.
 
 ``--help``, ``status``, ``plan``, ``report`` and ``check-config`` load no SSH library
-(paramiko), no scheduler (apscheduler.schedulers), no prometheus_client and no watchdog.
+(paramiko), no scheduler (apscheduler.schedulers), no prometheus_client and no watchdog;
+nor what only making keys or random names needs (cryptography: Fernet keys, made by
+``KeyKind.generate``; ``secrets``: ``os.urandom`` names the temp files) or ``statistics``
+(the clock guard's median is written out): each cost them a few milliseconds to start
+(tests/unit/test_startup_time.py).
 check-config loads paramiko only when nodes are configured: reading the identity file and
 known_hosts keys is its job then.
 """
@@ -18,6 +22,7 @@ import pytest
 import yaml
 
 HEAVY = ("paramiko", "apscheduler.schedulers", "prometheus_client", "watchdog")
+LAZY = ("cryptography", "secrets", "statistics")  # needed by no light command either
 RUNNER = """
 import json, os, sys
 from keysyncd.commands.cli import main
@@ -106,6 +111,7 @@ def test_light_commands_load_no_ssh_scheduler_metrics_or_watch_library(
     code, modules = loaded(tmp_path, "-c", str(controller[config]), *argv)
     assert code in (0, 1, 2)
     assert heavy(modules) == [], argv
+    assert heavy(modules, LAZY) == [], argv
 
 
 def test_check_config_with_nodes_loads_paramiko_only(

@@ -3,11 +3,17 @@ interpreter (``python -c pass``), both measured in the same run, each the fastes
 runs interleaved (the least disturbed by whatever else the machine does), as a ratio: it
 holds on a slow machine as on a fast one. The time is the process's CPU time (``started``).
 
-Issue 20 asks for 5x. Measured here: 8.2x before it, 5.4-6.1x after (APScheduler's cron
-trigger without its package's version lookup and without asyncio; cryptography only when a
-JWS key is handled). What remains above 5x is keysyncd's own modules (dataclasses, mostly)
-and yaml, cryptography.fernet, secrets, statistics and logging imported by modules these
-commands need: BOUND holds the gain until those go too.
+Issue 20 asks for 5x. Measured here: 8.2x before it, 5.4-6.1x after a first pass
+(APScheduler's cron trigger without its package's version lookup and without asyncio;
+cryptography only when a JWS key is handled), then, side by side with that first pass (three
+rounds, a loaded machine): check-config 5.2-5.9x -> 4.8-5.5x, status 6.3-6.4x -> 5.9-6.1x,
+plan 6.0-6.3x -> 5.4-5.8x, about 9 ms less (cryptography.fernet only when a key is made, no
+statistics, no secrets). What remains above 5x, in CPU on Python 3.11: creating keysyncd's 50
+frozen dataclasses (about 25 ms: 3.11 compiles six methods for each), yaml's import (10 ms,
+3.5 of them its reader's regex), logging (6 ms), hashlib's OpenSSL (2.5 ms), argparse
+importing shutil as the parser is built (2 ms), and the run itself (about 11 ms: the parser,
+the pure-Python YAML loader, sampling the schedule). BOUND holds the gain until those go too:
+a run here still reaches 6.1x now and then, 6.4x once.
 
 Both read compiled bytecode from one cache made for the test, as an installed keysyncd
 (pip compiles it) does: a run that compiles keysyncd's sources every time measures the

@@ -6,7 +6,6 @@ import contextlib
 import errno
 import json
 import os
-import secrets
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +16,13 @@ CLOCK_PROBE_PREFIX = f"{TEMP_PREFIX}clock-"  # the temp files a node's clock is 
 
 def temp_name() -> str:
     """Return a fresh temp file name that keystone ignores (not an integer)."""
-    return f"{TEMP_PREFIX}{secrets.token_hex(8)}.tmp"
+    # os.urandom(n).hex() is secrets.token_hex(n), without importing secrets and random
+    return f"{TEMP_PREFIX}{os.urandom(8).hex()}.tmp"
 
 
 def clock_probe_name() -> str:
     """Return a fresh name for the empty temp file a node's clock is read from."""
-    return f"{CLOCK_PROBE_PREFIX}{secrets.token_hex(8)}.tmp"
+    return f"{CLOCK_PROBE_PREFIX}{os.urandom(8).hex()}.tmp"
 
 
 def fsync_directory(directory: Path) -> None:

@@ -22,7 +22,6 @@ import hashlib
 import json
 import logging
 import os
-import secrets
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -78,7 +77,7 @@ STAMP = "%Y%m%dT%H%M%S%fZ"
 def new_report_id(started_at: float, action: str) -> str:
     """Return a sortable unique id like ``20261122T203000123456Z-rotate-1a2b3c``."""
     stamp = datetime.fromtimestamp(started_at, UTC).strftime(STAMP)
-    return f"{stamp}-{action}-{secrets.token_hex(3)}"
+    return f"{stamp}-{action}-{os.urandom(3).hex()}"
 
 
 def _in_order(report_id: str, newest: str | None) -> str:
