@@ -42,23 +42,13 @@ def adopt(run: Run, source: str) -> Adopted:
         raise KeysyncError(f"{run.repository.name}: refusing to adopt: {clock.describe()}")
     now = run.clock()
     publics = dict(judgement.adopted)
-    signing = {pair.node: pair for pair in pairs}
-    mine = {pair.public for pair in pairs}
-    # public keys no node signs with but every node holds: someone's old ones; kept their
-    # full retention from now
-    retiring = {
-        name: model.Retiring("", digest_of(content), now)
-        for name, content in publics.items()
-        if name not in mine
-    }
     keys.store.write(publics, {})
-    serials = model.adopted_serials(publics, run.node_names)  # new names never reuse these
-    keys.pairs = model.JwsState(signing, {}, retiring, serials)
+    keys.pairs = _adopted_state(publics, pairs, run.node_names, now)
     keys.save(run)
     warnings, refused = refused_publics(source, judgement.refused)
     message = (
         f"adopted {plural(len(publics), 'public key')} from node {source} and the private "
-        f"key digests of {plural(len(signing), 'node')}; "
+        f"key digests of {plural(len(pairs), 'node')}; "
         f"{plural(len(judgement.refused), 'public key file')} not adopted"
     )
     details = {"source": source, "adopted": [show_name(name) for name in publics]} | refused
@@ -69,6 +59,22 @@ def adopt(run: Run, source: str) -> Adopted:
     refusals = f" ({len(judgement.refused)} not adopted)" if judgement.refused else ""
     what = f"{len(publics)} public keys{refusals}"
     return Adopted(what, tuple(warnings), details)
+
+
+def _adopted_state(
+    publics: dict[str, bytes], pairs: list[model.Pair], nodes: list[str], now: float
+) -> model.JwsState:
+    """Return the journal's key pairs after an adoption: each node signs with its pair; a
+    public key no node signs with but every node holds is someone's old one, kept its full
+    retention from ``now``; new names never reuse the adopted serials."""
+    mine = {pair.public for pair in pairs}
+    retiring = {
+        name: model.Retiring("", digest_of(content), now)
+        for name, content in publics.items()
+        if name not in mine
+    }
+    signing = {pair.node: pair for pair in pairs}
+    return model.JwsState(signing, {}, retiring, model.adopted_serials(publics, nodes))
 
 
 def _adoptable(run: Run, fleet: JwsFleet, source: str) -> tuple[PublicJudgement, list[model.Pair]]:
