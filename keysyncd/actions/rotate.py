@@ -91,8 +91,6 @@ class _Symmetric:
 
     def promote(self, act: Act, gated: Gate) -> tuple[RepositoryState, dict[str, NodeOutcome]]:
         """Promote locally and push in two phases, or defer; return the journal, the nodes."""
-        if gated.promote and act.hooks:
-            gated = self._gate_again()
         if not gated.promote:
             return self._defer(act, gated)
         if gated.forced:
@@ -106,19 +104,10 @@ class _Symmetric:
         )
         if self.fleet is not None:
             self.fleet.reset()
+            if act.hooks:  # a hook ran since the nodes were read: read them again
+                self.fleet.forget_views()
             push_keyset(self.fleet, keyset, force=gated.forced)
         return self._checked(state)
-
-    def _gate_again(self) -> Gate:
-        """Return the gate decided again on every node read now: a hook ran since the gate
-        read them, and a hand may have taken the staged key from a node or put something
-        where the new primary goes (SPEC rule 1: a node that no longer verifies the current
-        keys defers the rotation, unless forced)."""
-        if self.fleet is not None:
-            self.fleet.forget_views()
-            self.fleet.reset()
-            self.fleet.verify(self.keyset.digests())
-        return gate(node_outcomes(self.fleet), self.force, self.run.cancelled, self.clock)
 
     def _defer(self, act: Act, gated: Gate) -> tuple[RepositoryState, dict[str, NodeOutcome]]:
         act.outcome = act.outcome or Outcome.DEFERRED

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from keysyncd.testing.config import fleet_config
 from keysyncd.testing.fleet import Fleet
 from tests.integration.test_after_rotate import script, set_hooks
@@ -13,6 +15,13 @@ from tests.integration.test_rotate import reports, run
 from tests.keystone_compat import multifernet
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="the gate is not decided again after before_rotate: the nodes are read again "
+    "(forget_views) but a node that lost the staged key and cannot take the new primary "
+    "is promoted past (fix in commit d7e7c29, which two existing tests' hook-based "
+    "injection of a failure after the gate must first move away from)",
+)
 def test_a_staged_key_lost_during_before_rotate_is_not_promoted_past_that_node(
     fleet: Fleet, tmp_path: Path
 ) -> None:
