@@ -16,7 +16,7 @@ import jwt
 import pytest
 import yaml
 
-from keysyncd.actions import context, operations
+from keysyncd.actions import latereports, operations
 from keysyncd.config import load_config
 from keysyncd.core.jwskeys import generate_pair
 from keysyncd.errors import ConfigError, KeysyncError
@@ -79,7 +79,7 @@ def test_a_crash_after_install_never_drops_the_installed_public_key(
         raise Crash
 
     with monkeypatch.context() as patch:
-        patch.setattr(context, "write_report", crash)
+        patch.setattr(latereports, "write_report", crash)
         with pytest.raises(Crash):
             act(world, operations.rotate, False, False)
     tokens = [(n, sign(str(world.private(n)), n)) for n in NAMES]
