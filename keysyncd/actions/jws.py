@@ -158,6 +158,8 @@ class _Jws:
         everywhere), read every node back; return the journal and the nodes."""
         run, keys, fleet = self.run, self.keys, self.fleet
         install = self.install if gated.promote else frozenset()
+        if act.hooks:  # a hook ran since the gate read the nodes: read them and gate again
+            install = self._gate_again(install)
         if install and act.rotating:  # journaled with the rotation: a hook never reached blocks
             pending = journal.migration_pending(
                 keys.state, run.repository.hooks.after_rotate, run.clock()
@@ -167,12 +169,7 @@ class _Jws:
         configured = run.repository.algorithm
         reachable = [n for n in install if fleet.results[n].error is None]  # phase 2's
         dropped = model.migration_drops(keys.pairs, reachable, keys.scan.algorithms, configured)
-        expected = expect(keys, install, self.decided.retire, dropped)
-        if act.hooks:  # a hook ran since the gate read the nodes: read them again
-            fleet.forget_views()
-            fleet.inspect(expected)
-        else:
-            fleet.replan(expected)
+        fleet.replan(expect(keys, install, self.decided.retire, dropped))
         privates = {node: keys.scan.private[keys.pairs.next[node].public] for node in install}
         fleet.phase2(keys.scan.public, privates)
         fleet.verify(expect(keys, install, dropped=dropped))
@@ -183,6 +180,18 @@ class _Jws:
             configured,
         )  # fmt: skip
         return _finish(run, keys, nodes, summary, act), nodes
+
+    def _gate_again(self, install: frozenset[str]) -> frozenset[str]:
+        """Read every node again as the gate did (a hook ran since: a hand may have taken a
+        public key from a node, and phase 2 adds none) and return the nodes that may get
+        their waiting private key now, the gate decided on what the nodes hold now (SPEC
+        rule 1 for JWS: none once a node lacks a public key, unless forced)."""
+        self.fleet.forget_views()
+        self.fleet.inspect(expect(self.keys, retired=self.decided.retire))
+        if not install:
+            return install
+        self.unverified = _unverified(self.fleet, self.run.node_names)
+        return _gate(self.run, self.keys, self.unverified, self.options, self.clock)
 
     def close(self) -> None:
         """Close every connection."""
