@@ -5,18 +5,9 @@ package for a name at once."""
 
 from __future__ import annotations
 
-import pytest
-
 from tests.unit.test_schedule_import import run
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the stand-in for asyncio is in sys.modules for every thread while the cron "
-    "trigger loads: a thread importing asyncio then gets a module with one function "
-    "(not reached by keysyncd today: the first cron_trigger runs at config load, before "
-    "any thread starts)",
-)
 def test_a_thread_importing_asyncio_meanwhile_gets_the_real_module() -> None:
     run(
         """
@@ -39,12 +30,6 @@ def test_a_thread_importing_asyncio_meanwhile_gets_the_real_module() -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_cron_module's package __getattr__ pops itself before running __init__: a "
-    "second thread asking meanwhile finds neither the name nor the __getattr__ "
-    "(AttributeError); a lock needs threading, which core may not import",
-)
 def test_two_threads_asking_the_package_for_its_version_at_once_both_get_it() -> None:
     run(
         """
