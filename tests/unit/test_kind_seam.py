@@ -11,8 +11,6 @@ registry's names.
 from __future__ import annotations
 
 import inspect
-import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,16 +27,6 @@ from keysyncd.core import kinds, policy
 from keysyncd.core.jwsconverge import plan_converge
 from keysyncd.core.kinds import KINDS, SYMMETRIC, JwsModel, KeyKind, SymmetricModel
 from keysyncd.errors import ConfigError
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """cli.main() replaces the root logger's handlers with one bound to the captured stderr."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def protocol_operations(protocol: type = Kind) -> dict[str, list[str]]:
