@@ -17,7 +17,16 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from keysyncd.actions.context import DRY_RUN, ActionResult, Run, check_clock, write_ahead
-from keysyncd.actions.jwsload import Connections, Keys, expect, generate, load, store_of, tidy_store
+from keysyncd.actions.jwsload import (
+    Connections,
+    Keys,
+    expect,
+    generate,
+    load,
+    refuse_if_any_node_holds_a_key,
+    store_of,
+    tidy_store,
+)
 from keysyncd.actions.jwsread import adopt, verify
 from keysyncd.actions.jwswords import (
     Summary,
@@ -33,17 +42,13 @@ from keysyncd.core import jws as model
 from keysyncd.core.clock import ClockCheck
 from keysyncd.core.journal import RepositoryState
 from keysyncd.core.jwsconverge import ConvergePlan, ConvergeRequest
-from keysyncd.core.jwsplan import JwsExpected
 from keysyncd.core.kinds import JwsModel
 from keysyncd.core.nodes import checked
 from keysyncd.core.report import NodeOutcome
-from keysyncd.core.text import named
 from keysyncd.core.vocabulary import GOOD, Action, Outcome, Trigger, outcome_after_push
 from keysyncd.errors import KeysyncError, UsageError
 from keysyncd.io.local.jwsstore import store_root
-from keysyncd.io.local.occupied import jws_private_file
 from keysyncd.io.remote.jwsfleet import JwsFleet
-from keysyncd.io.remote.occupied import refuse_occupied_nodes
 
 __all__ = ["Options", "adopt", "converge", "store_of", "store_root", "verify"]
 
@@ -120,7 +125,7 @@ class _Jws:
         self.connections.__enter__()
         self.opened = True
         if self.options.init:
-            _refuse_if_any_node_holds_a_key(self.run, self.fleet)
+            refuse_if_any_node_holds_a_key(self.run, self.fleet)
         # the nodes' clocks were read on connect (init: no directory to read one in yet)
         quorum = not self.options.init
         act.clock = self.clock = check_clock(self.run, self.keys.state, self.fleet, quorum)
@@ -264,29 +269,12 @@ def _finish(
     return state
 
 
-def _refuse_if_any_node_holds_a_key(run: Run, fleet: JwsFleet) -> None:
-    fleet.inspect(lambda node: JwsExpected({}, None))
-    holding = sorted(
-        name
-        for name, result in fleet.results.items()
-        if result.view and (result.view.private_key is not None or result.view.public)
-    )
-    if holding:
-        raise KeysyncError(
-            f"{run.repository.name}: refusing to initialise: {named('node', holding)} "
-            f"already {'holds' if len(holding) == 1 else 'hold'} JWS keys; "
-            "use 'keysyncd adopt --from NODE' to take them over"
-        )
-    refuse_occupied_nodes(fleet, jws_private_file)
-    fleet.reset()
-
-
 def _preview(run: Run, keys: Keys, options: Options) -> ActionResult:
     """What converge would do, reading the nodes and writing nothing: the plan the real run
     makes (the clock taken as trusted: a dry run reads no clock) and each node's changes."""
     with Connections(run, observe_clock=False) as fleet:
         if options.init:  # the same refusal as the real run, before anything else
-            _refuse_if_any_node_holds_a_key(run, fleet)
+            refuse_if_any_node_holds_a_key(run, fleet)
         fleet.inspect(expect(keys))
         nodes = _outcomes(fleet)
         fixable = {n: not (r.plan and r.plan.unfixable) for n, r in fleet.results.items()}

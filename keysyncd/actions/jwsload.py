@@ -15,12 +15,14 @@ from keysyncd.core.jwskeys import generate_pair, public_of_private
 from keysyncd.core.jwskeys import same_public_key as same
 from keysyncd.core.jwsplan import JwsExpected
 from keysyncd.core.keyring import digest_of
-from keysyncd.core.text import bounded
-from keysyncd.errors import RepositoryError
+from keysyncd.core.text import bounded, named
+from keysyncd.errors import KeysyncError, RepositoryError
 from keysyncd.io.local.ids import node_owner
 from keysyncd.io.local.jwsstore import JwsStore, StoreScan, store_root
+from keysyncd.io.local.occupied import jws_private_file
 from keysyncd.io.local.state import load_state
 from keysyncd.io.remote.jwsfleet import JwsFleet
+from keysyncd.io.remote.occupied import refuse_occupied_nodes
 
 
 def store_of(run: Run) -> JwsStore:
@@ -189,3 +191,23 @@ class Connections:
 
     def __exit__(self, *exc: object) -> None:
         self.fleet.finish()
+
+
+def refuse_if_any_node_holds_a_key(run: Run, fleet: JwsFleet) -> None:
+    """Raise KeysyncError naming the nodes that already hold JWS keys, or whose directories
+    hold other files (init takes over only empty or absent directories); else forget
+    what was read (the fleet is ready for the init's own steps)."""
+    fleet.inspect(lambda node: JwsExpected({}, None))
+    holding = sorted(
+        name
+        for name, result in fleet.results.items()
+        if result.view and (result.view.private_key is not None or result.view.public)
+    )
+    if holding:
+        raise KeysyncError(
+            f"{run.repository.name}: refusing to initialise: {named('node', holding)} "
+            f"already {'holds' if len(holding) == 1 else 'hold'} JWS keys; "
+            "use 'keysyncd adopt --from NODE' to take them over"
+        )
+    refuse_occupied_nodes(fleet, jws_private_file)
+    fleet.reset()
