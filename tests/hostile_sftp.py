@@ -146,11 +146,6 @@ CONNECT_TIMEOUT = 3.0
 OPERATION_TIMEOUT = 2.0
 
 
-def rss_mib() -> int:
-    text = Path("/proc/self/status").read_text()
-    return int(re.search(r"VmRSS:\s+(\d+)", text).group(1)) >> 10  # type: ignore[union-attr]
-
-
 def honest(kind: int, request: int, body: bytes) -> bytes | None:
     """Return what an honest server says to the requests every scenario needs, else None."""
     if kind == LSTAT:

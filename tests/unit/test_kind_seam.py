@@ -88,9 +88,9 @@ def test_the_steps_are_those_the_actions_run() -> None:
 
 def test_a_kind_missing_an_operation_is_reported_by_the_operation_s_name() -> None:
     class Incomplete(SymmetricKind):
-        rotate = None  # type: ignore[assignment]
+        rotate = None  # type: ignore[assignment]  # deliberately not an operation
 
-        def sync(self, run: Any, node: Any, dry_run: Any, force: Any) -> Any:  # type: ignore[override]
+        def sync(self, run: Any, node: Any, dry_run: Any, force: Any) -> Any:  # type: ignore[override]  # wrong names on purpose
             return None
 
     assert missing_operations(Incomplete) == [
@@ -147,7 +147,7 @@ def test_a_kind_registered_with_a_new_model_and_no_implementation_fails_the_seam
         name = "rsa"
         pairs_per_node = True
 
-    monkeypatch.setitem(KINDS, "rsa", KeyKind("rsa", "RSA pairs", RsaModel()))  # type: ignore[arg-type]
+    monkeypatch.setitem(KINDS, "rsa", KeyKind("rsa", "RSA pairs", RsaModel()))  # type: ignore[arg-type]  # a model keysyncd lacks
     unbound = [n for n, kind in KINDS.items() if kind.model.name not in IMPLEMENTATIONS]
     assert unbound == ["rsa"]
 
