@@ -146,6 +146,13 @@ CONNECT_TIMEOUT = 3.0
 OPERATION_TIMEOUT = 2.0
 
 
+def rss_mib() -> int:
+    text = Path("/proc/self/status").read_text()
+    found = re.search(r"VmRSS:\s+(\d+)", text)
+    assert found is not None, "no VmRSS line in /proc/self/status"
+    return int(found.group(1)) >> 10
+
+
 def honest(kind: int, request: int, body: bytes) -> bytes | None:
     """Return what an honest server says to the requests every scenario needs, else None."""
     if kind == LSTAT:
