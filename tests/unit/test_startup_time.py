@@ -29,7 +29,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tests.unit.test_startup import loaded
 
@@ -55,35 +54,6 @@ def started(argv: list[str], environment: dict[str, str]) -> float:
 
 
 @pytest.fixture(scope="module")
-def configs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """An initialised controller, and the same with a node (status and plan show it)."""
-    root = tmp_path_factory.mktemp("startup-time")
-    repository = {"name": "fernet-tokens", "path": str(root / "keys"), "max_active_keys": 5}
-    plain = root / "plain.yaml"
-    plain.write_text(
-        yaml.safe_dump({"state_dir": str(root / "state"), "repositories": [repository]})
-    )
-    with_nodes = root / "nodes.yaml"
-    with_nodes.write_text(
-        yaml.safe_dump(
-            {
-                "state_dir": str(root / "state"),
-                "repositories": [repository],
-                "ssh": {"user": "keystone", "known_hosts": str(root / "known_hosts")},
-                "nodes": [{"name": "ctl1", "host": "192.0.2.11"}],
-            }
-        )
-    )
-    subprocess.run(
-        [sys.executable, "-m", "keysyncd", "-c", str(plain), "init"],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-    return {"plain": plain, "nodes": with_nodes}
-
-
-@pytest.fixture(scope="module")
 def compiled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Return an environment whose bytecode cache is the test's own (warmed by the first run)."""
     environment = dict(os.environ)
@@ -98,9 +68,9 @@ def compiled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     ids=["check-config", "status", "plan"],
 )
 def test_light_commands_start_within_bound_times_a_bare_interpreter(
-    configs: dict[str, Path], compiled: dict[str, str], config: str, argv: list[str]
+    controller: dict[str, Path], compiled: dict[str, str], config: str, argv: list[str]
 ) -> None:
-    command = ["-m", "keysyncd", "-c", str(configs[config]), *argv]
+    command = ["-m", "keysyncd", "-c", str(controller[config]), *argv]
     started(command, compiled)  # compiles into the cache: not measured
     started(["-c", "pass"], compiled)
     bare, light = [], []
@@ -120,11 +90,11 @@ def test_light_commands_start_within_bound_times_a_bare_interpreter(
     ids=["check-config", "status", "plan"],
 )
 def test_the_cron_trigger_comes_without_its_package_version_lookup_or_asyncio(
-    tmp_path: Path, configs: dict[str, Path], config: str, argv: list[str]
+    tmp_path: Path, controller: dict[str, Path], config: str, argv: list[str]
 ) -> None:
     """What the time test measures, without timing: the cron trigger is loaded (the library
     still parses the schedules), its costly neighbours are not."""
-    code, modules = loaded(tmp_path, "-c", str(configs[config]), *argv)
+    code, modules = loaded(tmp_path, "-c", str(controller[config]), *argv)
     assert code in (0, 1, 2)
     assert "apscheduler.triggers.cron" in modules
     assert {"importlib.metadata", "asyncio", "email"} & modules == set()
