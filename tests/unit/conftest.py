@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -62,3 +65,33 @@ def dead_node(tmp_path: Path) -> Path:
         identity_file=str(identity),
         known_hosts=str(known_hosts),
     )
+
+
+@pytest.fixture(scope="module")
+def startup_controller(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """An initialised controller (no nodes), and a config naming nodes for the views: what
+    the start-up tests run check-config, status and plan on."""
+    root = tmp_path_factory.mktemp("startup")
+    repository = {"name": "fernet-tokens", "path": str(root / "keys"), "max_active_keys": 5}
+    plain = root / "plain.yaml"
+    plain.write_text(
+        yaml.safe_dump({"state_dir": str(root / "state"), "repositories": [repository]})
+    )
+    subprocess.run(
+        [sys.executable, "-m", "keysyncd", "-c", str(plain), "init"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    with_nodes = root / "nodes.yaml"
+    with_nodes.write_text(
+        yaml.safe_dump(
+            {
+                "state_dir": str(root / "state"),
+                "repositories": [repository],
+                "ssh": {"user": "keystone", "known_hosts": str(root / "known_hosts")},
+                "nodes": [{"name": "ctl1", "host": "192.0.2.11"}],
+            }
+        )
+    )
+    return {"plain": plain, "nodes": with_nodes}

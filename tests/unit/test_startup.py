@@ -19,7 +19,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 HEAVY = ("paramiko", "apscheduler.schedulers", "prometheus_client", "watchdog")
 LAZY = ("cryptography", "secrets", "statistics")  # needed by no light command either
@@ -44,35 +43,6 @@ def loaded(tmp_path: Path, *argv: str) -> tuple[int, set[str]]:
 
 def heavy(modules: set[str], prefixes: tuple[str, ...] = HEAVY) -> list[str]:
     return sorted(m for m in modules if any(m == p or m.startswith(p + ".") for p in prefixes))
-
-
-@pytest.fixture(scope="module")
-def controller(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """An initialised controller (no nodes), and a config naming nodes for the views."""
-    root = tmp_path_factory.mktemp("startup")
-    repository = {"name": "fernet-tokens", "path": str(root / "keys"), "max_active_keys": 5}
-    plain = root / "plain.yaml"
-    plain.write_text(
-        yaml.safe_dump({"state_dir": str(root / "state"), "repositories": [repository]})
-    )
-    subprocess.run(
-        [sys.executable, "-m", "keysyncd", "-c", str(plain), "init"],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-    with_nodes = root / "nodes.yaml"
-    with_nodes.write_text(
-        yaml.safe_dump(
-            {
-                "state_dir": str(root / "state"),
-                "repositories": [repository],
-                "ssh": {"user": "keystone", "known_hosts": str(root / "known_hosts")},
-                "nodes": [{"name": "ctl1", "host": "192.0.2.11"}],
-            }
-        )
-    )
-    return {"plain": plain, "nodes": with_nodes}
 
 
 def test_help_loads_nothing_but_the_parser(tmp_path: Path) -> None:
@@ -106,27 +76,27 @@ def test_help_loads_nothing_but_the_parser(tmp_path: Path) -> None:
     ids=lambda value: " ".join(value) if isinstance(value, list) else value,
 )
 def test_light_commands_load_no_ssh_scheduler_metrics_or_watch_library(
-    tmp_path: Path, controller: dict[str, Path], config: str, argv: list[str]
+    tmp_path: Path, startup_controller: dict[str, Path], config: str, argv: list[str]
 ) -> None:
-    code, modules = loaded(tmp_path, "-c", str(controller[config]), *argv)
+    code, modules = loaded(tmp_path, "-c", str(startup_controller[config]), *argv)
     assert code in (0, 1, 2)
     assert heavy(modules) == [], argv
     assert heavy(modules, LAZY) == [], argv
 
 
 def test_check_config_with_nodes_loads_paramiko_only(
-    tmp_path: Path, controller: dict[str, Path]
+    tmp_path: Path, startup_controller: dict[str, Path]
 ) -> None:
-    _, modules = loaded(tmp_path, "-c", str(controller["nodes"]), "check-config")
+    _, modules = loaded(tmp_path, "-c", str(startup_controller["nodes"]), "check-config")
     assert heavy(modules, ("apscheduler.schedulers", "prometheus_client", "watchdog")) == []
 
 
 def test_the_check_sees_heavy_imports_where_they_are_needed(
-    tmp_path: Path, controller: dict[str, Path]
+    tmp_path: Path, startup_controller: dict[str, Path]
 ) -> None:
     """The acting commands do load the SSH library: the test can see it (prometheus_client
     only comes with a metrics textfile configured)."""
-    code, modules = loaded(tmp_path, "-c", str(controller["plain"]), "rotate", "--dry-run")
+    code, modules = loaded(tmp_path, "-c", str(startup_controller["plain"]), "rotate", "--dry-run")
     assert code == 0
     assert "paramiko" in set(heavy(modules))
     assert "prometheus_client" not in set(heavy(modules))

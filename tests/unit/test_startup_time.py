@@ -68,9 +68,9 @@ def compiled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     ids=["check-config", "status", "plan"],
 )
 def test_light_commands_start_within_bound_times_a_bare_interpreter(
-    controller: dict[str, Path], compiled: dict[str, str], config: str, argv: list[str]
+    startup_controller: dict[str, Path], compiled: dict[str, str], config: str, argv: list[str]
 ) -> None:
-    command = ["-m", "keysyncd", "-c", str(controller[config]), *argv]
+    command = ["-m", "keysyncd", "-c", str(startup_controller[config]), *argv]
     started(command, compiled)  # compiles into the cache: not measured
     started(["-c", "pass"], compiled)
     bare, light = [], []
@@ -90,11 +90,11 @@ def test_light_commands_start_within_bound_times_a_bare_interpreter(
     ids=["check-config", "status", "plan"],
 )
 def test_the_cron_trigger_comes_without_its_package_version_lookup_or_asyncio(
-    tmp_path: Path, controller: dict[str, Path], config: str, argv: list[str]
+    tmp_path: Path, startup_controller: dict[str, Path], config: str, argv: list[str]
 ) -> None:
     """What the time test measures, without timing: the cron trigger is loaded (the library
     still parses the schedules), its costly neighbours are not."""
-    code, modules = loaded(tmp_path, "-c", str(controller[config]), *argv)
+    code, modules = loaded(tmp_path, "-c", str(startup_controller[config]), *argv)
     assert code in (0, 1, 2)
     assert "apscheduler.triggers.cron" in modules
     assert {"importlib.metadata", "asyncio", "email"} & modules == set()
