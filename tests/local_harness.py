@@ -9,10 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from keysyncd.actions.context import Run, check_clock, write_ahead
+from keysyncd.actions.inspect import open_repository
 from keysyncd.actions.local import (
     initialise,
     load_local,
-    open_repository,
     recover,
     retire_due,
     rotate_local,

@@ -11,7 +11,8 @@ from typing import Any
 
 from keysyncd.actions.context import ActionResult, Draft, Run, commit
 from keysyncd.actions.distribute import Symmetric
-from keysyncd.actions.local import initialise, open_repository
+from keysyncd.actions.inspect import open_repository
+from keysyncd.actions.local import initialise
 from keysyncd.actions.preview import retirement_json
 from keysyncd.actions.shell import Act, Gate, execute
 from keysyncd.core import journal

@@ -18,7 +18,8 @@ from keysyncd.actions.context import (
     node_outcomes,
     remember,
 )
-from keysyncd.actions.local import load_local, open_repository, reconciled, recover
+from keysyncd.actions.inspect import open_repository
+from keysyncd.actions.local import load_local, reconciled, recover
 from keysyncd.actions.readonly import Only
 from keysyncd.core import journal
 from keysyncd.core.journal import RepositoryState

@@ -30,7 +30,7 @@ from keysyncd.io.local.state import load_state
 
 
 def open_repository(config: RepositoryConfig) -> Repository:
-    """Return the Repository for ``config`` (as ``actions.local.open_repository``)."""
+    """Return the Repository for ``config``; ownership is applied only when running as root."""
     return Repository(config.path, config.key_kind, *local_owner(config))
 
 

@@ -11,26 +11,20 @@ import logging
 from dataclasses import dataclass
 
 from keysyncd.actions.context import Run, write_ahead
+from keysyncd.actions.inspect import open_repository
 from keysyncd.config import RepositoryConfig
 from keysyncd.core import journal
 from keysyncd.core.clock import ClockCheck
 from keysyncd.core.journal import PendingRotation, RepositoryState
 from keysyncd.core.keyring import KeySet, digest_of
-from keysyncd.core.kinds import KINDS
 from keysyncd.core.policy import Policy, RetirementPlan, RotationPlan
 from keysyncd.core.recovery import Recovery, plan_recovery, recovered
 from keysyncd.core.text import plural
 from keysyncd.errors import KeysyncError, RepositoryError
-from keysyncd.io.local.ids import local_owner
 from keysyncd.io.local.repository import Repository, Scan
 from keysyncd.io.local.state import load_state
 
 log = logging.getLogger(__name__)
-
-
-def open_repository(config: RepositoryConfig) -> Repository:
-    """Return the Repository for ``config``; ownership is applied only when running as root."""
-    return Repository(config.path, KINDS[config.kind], *local_owner(config))
 
 
 def policy_of(config: RepositoryConfig) -> Policy:

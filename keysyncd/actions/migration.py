@@ -18,7 +18,7 @@ from keysyncd.actions.context import (
     commit,
     node_outcomes,
 )
-from keysyncd.actions.local import open_repository
+from keysyncd.actions.inspect import open_repository
 from keysyncd.core import journal
 from keysyncd.core.keyring import KeySet
 from keysyncd.core.kinds import KINDS
