@@ -7,9 +7,10 @@ live cluster invalidates every token (an outage), and adopting over local keys l
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import ExitStack
 from typing import Any
 
-from keysyncd.actions.context import ActionResult, Draft, Run, commit
+from keysyncd.actions.context import ActionResult, Run
 from keysyncd.actions.distribute import Symmetric
 from keysyncd.actions.inspect import open_repository
 from keysyncd.actions.local import initialise
@@ -94,54 +95,59 @@ class _Init(Symmetric):
         return {}, None
 
 
-def adopt_repository(run: Run, source: str) -> Adopted:
-    """Import node ``source``'s keys as the controller's repository; return what was
-    adopted, naming every other node whose keys differ (the next sync overwrites them).
+class Adopt:
+    """The steps of adopt (``keysyncd.actions.shell.Adoption``): take node ``source``'s keys
+    as they are, naming every other node whose keys differ (the next sync overwrites them).
+    Adopted keys count as demoted now, so none is retired before it is safe."""
 
-    Adopted keys count as demoted now, so none is retired before it is safe. Raise
-    KeysyncError if the local repository already holds keys, or the node's keys are
-    unreachable, invalid, or anything but canonical key files.
-    """
-    repository = open_repository(run.repository)
-    if repository.holds_keys():
-        raise KeysyncError(
-            f"{run.repository.name}: refusing to adopt: {run.repository.path} already holds "
-            "keys; move them away first to take the node's keys instead, or 'keysyncd sync "
-            "--force --node NODE' to give the node the controller's"
-        )
-    materials, differing = _read_node_keys(run, source)
-    keyset = KeySet.of(Key(index, material) for index, material in materials.items())
-    problems = [f"{i}: {p}" for i, m in materials.items() if (p := repository.kind.problem(m))]
-    problems += keyset.problems()
-    if problems:
-        raise KeysyncError(f"cannot adopt from node {source}: " + "; ".join(problems))
-    order = (*sorted((i for i in materials if i > 0), reverse=True), 0)
-    repository.write_keys(materials, order)
-    state = load_state(run.config.state_dir, run.repository.name)
-    state, _ = journal.reconcile(state, repository.load().digests(), run.clock())
-    warnings = differing_nodes(source, differing)
-    verb = "differs" if len(differing) == 1 else "differ"
-    differ = f"{plural(len(differing), 'other node')} {verb}"
-    others = f"; {differ}" if differing else ""
-    message = f"adopted keys {list(keyset.indices)} from node {source}{others}"
-    details = {"source": source, "adopted": list(keyset.indices), "differing_nodes": differing}
-    draft = Draft(
-        Action.ADOPT, run.clock(), messages=(message, *warnings), details={"adopt": details}
-    )
-    commit(run, state, draft)
-    what = f"keys {list(keyset.indices)}" + (f" ({differ})" if differing else "")
-    return Adopted(what, tuple(warnings), details)
+    def __init__(self, run: Run, source: str) -> None:
+        self.run, self.source = run, source
 
-
-def _read_node_keys(run: Run, source: str) -> tuple[dict[int, bytes], dict[str, dict[str, Any]]]:
-    """Return node ``source``'s keys and how every other node's keys differ from them."""
-    with run.fleet() as fleet:
+    def read(self, act: Act, connections: ExitStack) -> RepositoryState:
+        """Read the source's keys, compare every other node with them; return the journal.
+        Raise KeysyncError if the controller holds keys or the source cannot be read."""
+        config, source = self.run.repository, self.source
+        self.repository = open_repository(config)
+        if self.repository.holds_keys():
+            raise KeysyncError(
+                f"{config.name}: refusing to adopt: {config.path} already holds keys; move "
+                "them away first to take the node's keys instead, or 'keysyncd sync --force "
+                "--node NODE' to give the node the controller's"
+            )
+        fleet = connections.enter_context(self.run.fleet())
         assert fleet is not None  # noqa: S101 - source is a configured node
         result = fleet.results[source]
         if result.error is not None:
             raise KeysyncError(f"cannot adopt from node {source}: {result.error.detail}")
-        materials = _source_keys(fleet.sessions[source], source)
-        return materials, _differing(fleet, source, materials)
+        self.materials = _source_keys(fleet.sessions[source], source)
+        self.differing = _differing(fleet, source, self.materials)
+        return load_state(self.run.config.state_dir, config.name)
+
+    def plan(self, act: Act, state: RepositoryState) -> Adopted:
+        """Return the keys adopted and the nodes that differ; say it. Raise KeysyncError if
+        the source's keys are invalid."""
+        materials, differing, source = self.materials, self.differing, self.source
+        keyset = KeySet.of(Key(index, material) for index, material in materials.items())
+        kind = self.repository.kind
+        problems = [f"{i}: {p}" for i, m in materials.items() if (p := kind.problem(m))]
+        if problems := problems + keyset.problems():
+            raise KeysyncError(f"cannot adopt from node {source}: " + "; ".join(problems))
+        warnings = differing_nodes(source, differing)
+        verb = "differs" if len(differing) == 1 else "differ"
+        differ = f"{plural(len(differing), 'other node')} {verb}"
+        others = f"; {differ}" if differing else ""
+        act.messages += [f"adopted keys {list(keyset.indices)} from node {source}{others}"]
+        act.messages += warnings
+        what = f"keys {list(keyset.indices)}" + (f" ({differ})" if differing else "")
+        adopted = {"source": source, "adopted": list(keyset.indices)}
+        return Adopted(what, tuple(warnings), adopted | {"differing_nodes": differing})
+
+    def take(self, act: Act, state: RepositoryState) -> RepositoryState:
+        """Write the source's keys (the primary first, 0 last); return the journal."""
+        order = (*sorted((i for i in self.materials if i > 0), reverse=True), 0)
+        self.repository.write_keys(self.materials, order)
+        digests = self.repository.load().digests()
+        return journal.reconcile(state, digests, self.run.clock())[0]
 
 
 def _source_keys(session: NodeSession, source: str) -> dict[int, bytes]:

@@ -27,7 +27,7 @@ from keysyncd.actions.jwsload import (
     store_of,
     tidy_store,
 )
-from keysyncd.actions.jwsread import adopt, verify
+from keysyncd.actions.jwsread import verify
 from keysyncd.actions.jwswords import (
     Summary,
     algorithm_messages,
@@ -50,7 +50,7 @@ from keysyncd.errors import KeysyncError, UsageError
 from keysyncd.io.local.jwsstore import store_root
 from keysyncd.io.remote.jwsfleet import JwsFleet
 
-__all__ = ["Options", "adopt", "converge", "store_of", "store_root", "verify"]
+__all__ = ["Options", "converge", "store_of", "store_root", "verify"]
 
 
 @dataclass(frozen=True)

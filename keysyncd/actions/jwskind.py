@@ -15,8 +15,7 @@ from keysyncd.io.local.jwsstore import store_root
 
 if TYPE_CHECKING:
     from keysyncd.actions.context import ActionResult, Run
-    from keysyncd.actions.shell import Steps
-    from keysyncd.core.adoption import Adopted
+    from keysyncd.actions.shell import Adoption, Steps
 
 
 class JwsKind:
@@ -47,10 +46,10 @@ class JwsKind:
 
         return converge(run, Options(init=True, dry_run=dry_run), Action.INIT)
 
-    def adopt(self, run: Run, source: str) -> Adopted:
-        from keysyncd.actions.jwsread import adopt
+    def adoption(self) -> type[Adoption]:
+        from keysyncd.actions.jwsread import Adopt
 
-        return adopt(run, source)
+        return Adopt
 
     def check_local(self, run: Run) -> ActionResult | None:
         from keysyncd.actions.jwsdrift import check_store

@@ -3,62 +3,78 @@ change nothing) and ``adopt`` (take over the pairs the nodes already use)."""
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from functools import partial
 
 from keysyncd.actions import readonly
-from keysyncd.actions.context import Draft, Run, check_clock, commit
+from keysyncd.actions.context import Run, check_clock
 from keysyncd.actions.jwsdrift import JwsReads
 from keysyncd.actions.jwsload import Connections, load
+from keysyncd.actions.shell import Act
 from keysyncd.core import jws as model
 from keysyncd.core.adoption import Adopted, PublicJudgement, judge_publics, refused_publics
+from keysyncd.core.journal import RepositoryState
 from keysyncd.core.jwskeys import same_public_key as same
 from keysyncd.core.jwsplan import JwsExpected
 from keysyncd.core.keyring import digest_of
 from keysyncd.core.text import plural
 from keysyncd.core.view import show_name
-from keysyncd.core.vocabulary import Action
 from keysyncd.errors import KeysyncError
 from keysyncd.io.remote.jwsfleet import JwsFleet
 
 verify = partial(readonly.verify, kind=JwsReads())  # compare, change nothing anywhere
 
 
-def adopt(run: Run, source: str) -> Adopted:
-    """Take over the key pairs the nodes already use: each node's private key digest (no
-    private key moves) and the public keys in node ``source``'s public directory that one
-    node alone does not vouch for (core.adoption.judge_publics); every other file there is
-    named, and the next sync removes it from every node. Return what was adopted. Raise
-    KeysyncError (nothing written) if keysyncd already holds pairs, a node does not answer,
-    or a node's private key has no public key there."""
-    keys = load(run)
-    if keys.pairs.signing or keys.pairs.next:
-        raise KeysyncError(
-            f"{run.repository.name}: refusing to adopt: keysyncd already holds key pairs for it"
-        )
-    with Connections(run) as fleet:
-        judgement, pairs = _adoptable(run, fleet, source)
-        clock = check_clock(run, keys.state, fleet)
-    if not clock.trusted:  # it would time the retirement of every key nobody signs with
-        raise KeysyncError(f"{run.repository.name}: refusing to adopt: {clock.describe()}")
-    now = run.clock()
-    publics = dict(judgement.adopted)
-    keys.store.write(publics, {})
-    keys.pairs = _adopted_state(publics, pairs, run.node_names, now)
-    keys.save(run)
-    warnings, refused = refused_publics(source, judgement.refused)
-    message = (
-        f"adopted {plural(len(publics), 'public key')} from node {source} and the private "
-        f"key digests of {plural(len(pairs), 'node')}; "
-        f"{plural(len(judgement.refused), 'public key file')} not adopted"
-    )
-    details = {"source": source, "adopted": [show_name(name) for name in publics]} | refused
-    draft = Draft(
-        Action.ADOPT, now, messages=(message, *warnings), details={"adopt": details}, clock=clock
-    )
-    commit(run, keys.state, draft)
-    refusals = f" ({len(judgement.refused)} not adopted)" if judgement.refused else ""
-    what = f"{len(publics)} public keys{refusals}"
-    return Adopted(what, tuple(warnings), details)
+class Adopt:
+    """The steps of adopt (``keysyncd.actions.shell.Adoption``): take over the key pairs the
+    nodes already use: each node's private key digest (no private key moves) and the public
+    keys in node ``source``'s public directory that one node alone does not vouch for
+    (core.adoption.judge_publics); every other file there is named, and the next sync
+    removes it from every node."""
+
+    def __init__(self, run: Run, source: str) -> None:
+        self.run, self.source = run, source
+
+    def read(self, act: Act, connections: ExitStack) -> RepositoryState:
+        """Load; read every node and judge the clock; return the journal. Raise KeysyncError
+        if keysyncd already holds pairs, a node does not answer, a node's private key has no
+        public key in the source's directory, or the clock is not trusted."""
+        run = self.run
+        self.keys = load(run)
+        if self.keys.pairs.signing or self.keys.pairs.next:
+            raise KeysyncError(
+                f"{run.repository.name}: refusing to adopt: keysyncd already holds key pairs for it"
+            )
+        fleet = connections.enter_context(Connections(run))
+        self.judgement, self.pairs = _adoptable(run, fleet, self.source)
+        act.clock = check_clock(run, self.keys.state, fleet)
+        if not act.clock.trusted:  # it would time the retirement of every key nobody signs with
+            raise KeysyncError(f"{run.repository.name}: refusing to adopt: {act.clock.describe()}")
+        return self.keys.state
+
+    def plan(self, act: Act, state: RepositoryState) -> Adopted:
+        """Return the public keys adopted and those not (named, with why); say it."""
+        publics, refused = self.judgement.adopted, self.judgement.refused
+        warnings, not_adopted = refused_publics(self.source, refused)
+        act.messages += [
+            f"adopted {plural(len(publics), 'public key')} from node {self.source} and the "
+            f"private key digests of {plural(len(self.pairs), 'node')}; "
+            f"{plural(len(refused), 'public key file')} not adopted",
+            *warnings,
+        ]
+        adopted = [show_name(name) for name in publics]
+        details = {"source": self.source, "adopted": adopted} | not_adopted
+        refusals = f" ({len(refused)} not adopted)" if refused else ""
+        return Adopted(f"{len(publics)} public keys{refusals}", tuple(warnings), details)
+
+    def take(self, act: Act, state: RepositoryState) -> RepositoryState:
+        """Write the adopted public keys to the store, the pairs to the journal; return it."""
+        publics = dict(self.judgement.adopted)
+        self.keys.store.write(publics, {})
+        now = self.run.clock()  # retention runs from the adoption, after every node was read
+        self.keys.pairs = _adopted_state(publics, self.pairs, self.run.node_names, now)
+        self.keys.save(self.run)
+        return self.keys.state
 
 
 def _adopted_state(

@@ -1,11 +1,13 @@
 """Each kind's actions behind one protocol (``Kind``), bound to the kinds' models in one
 place (``IMPLEMENTATIONS``): fernet and credential keys share ``keysyncd.actions.symmetric``,
 jws key pairs have ``keysyncd.actions.jwskind``. The command line and the daemon call the
-functions below; a kind's write actions run its ``steps`` in ``keysyncd.actions.shell``.
+functions below; a kind's write actions run its ``steps`` in ``keysyncd.actions.shell``, and
+``adopt`` its ``adoption`` steps there.
 
 A kind is registered once, with its pure planners, in ``keysyncd.core.kinds``; its model
 picks its implementation here. ``tests/unit/test_kind_seam.py`` proves every registered
-kind has one that implements every operation of ``Kind`` and of the shell's ``Steps``.
+kind has one that implements every operation of ``Kind`` and of the shell's ``Steps`` and
+``Adoption``.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from keysyncd.config import Config, RepositoryConfig
 if TYPE_CHECKING:
     from keysyncd.actions.context import ActionResult, Run
     from keysyncd.actions.inspect import RepositoryPlan
-    from keysyncd.actions.shell import Steps
+    from keysyncd.actions.shell import Adoption, Steps
     from keysyncd.core.adoption import Adopted
 
 
@@ -51,8 +53,8 @@ class Kind(Protocol):
     def init(self, run: Run, dry_run: bool) -> ActionResult:
         """Create the first keys and push them (refusing where keys exist)."""
 
-    def adopt(self, run: Run, source: str) -> Adopted:
-        """Take over the keys node ``source`` holds; return what was adopted."""
+    def adoption(self) -> type[Adoption]:
+        """Return the class of this kind's steps in ``keysyncd.actions.shell.adopt``."""
 
     def check_local(self, run: Run) -> ActionResult | None:
         """The controller's side of drift (None: nothing happened)."""
@@ -98,8 +100,10 @@ def init(run: Run, dry_run: bool = False) -> ActionResult:
 def adopt(run: Run, source: str) -> Adopted:
     """Take over the keys the nodes hold; return what was adopted and what the operator must
     know (keys not adopted, nodes that differ). Raise UsageError for an unknown node."""
+    from keysyncd.actions import shell  # loads the SSH library: not for status or plan
+
     run.config.node(source)
-    return of(run.repository).adopt(run, source)
+    return shell.adopt(run, of(run.repository).adoption(), source)
 
 
 def check_local(run: Run) -> ActionResult | None:

@@ -1,4 +1,4 @@
-"""One shell for the write actions of every kind (rotate, sync and init):
+"""One shell for the write actions of every kind (rotate, sync, init and adopt):
 
 load -> phase before the gate (the nodes brought to, or read at, the controller's current
 keys) -> a pending after_rotate migration first (a rotation waits for it) -> the plan (one
@@ -10,6 +10,11 @@ The kind brings its steps (``Steps``); the hooks, the migration block (SPEC rule
 one outcome and the one commit are here, so that every kind has them by construction. A
 dry run builds the same plan with the same planner and shows it (``ActionResult.plan``);
 the real run records it in its report (``details.plan``).
+
+``adopt`` takes the parts of that sequence that fit it (``adopt``, ``Adoption``): load (the
+nodes read) -> the plan (what is adopted, one value) -> write it -> one outcome -> commit.
+It has no gate, no promotion and no hooks because it pushes nothing: it takes keys the nodes
+already use (safety rule 14 decides which), and the next sync pushes them through the shell.
 """
 
 from __future__ import annotations
@@ -17,11 +22,13 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from keysyncd.actions.afterrotate import hook_document, migrate_when_ready
 from keysyncd.actions.context import ActionResult, Draft, Run, commit
+from keysyncd.core.adoption import Adopted
 from keysyncd.core.clock import ClockCheck
 from keysyncd.core.journal import RepositoryState
 from keysyncd.core.report import NodeOutcome, Report
@@ -95,6 +102,38 @@ class Steps(Protocol):
 
     def close(self) -> None:
         """Close the connections to the nodes, whatever happened."""
+
+
+class Adoption(Protocol):
+    """A kind's steps of adopt, made with the run and the source node."""
+
+    def __init__(self, run: Run, source: str) -> None: ...
+
+    def read(self, act: Act, connections: ExitStack) -> RepositoryState:
+        """Refuse where keysyncd already holds keys; connect (in ``connections``, closed
+        before ``take``), read the source and the other nodes (``act.clock``: the clock,
+        where the kind needs it); return the journal."""
+
+    def plan(self, act: Act, state: RepositoryState) -> Adopted:
+        """Return what is adopted (its ``details`` as JSON are the plan) and say it in
+        ``act.messages``; raise KeysyncError where nothing may be adopted."""
+
+    def take(self, act: Act, state: RepositoryState) -> RepositoryState:
+        """Write what the plan adopts; return the journal recording it."""
+
+
+def adopt(run: Run, adoption: type[Adoption], source: str) -> Adopted:
+    """Adopt node ``source``'s keys with a kind's ``adoption`` steps; return what was adopted,
+    once committed (the report records the plan as ``details.plan`` and ``details.adopt``).
+    Raise what the steps raise (KeysyncError: nothing was written or committed)."""
+    act = Act(run, Action.ADOPT, run.clock())
+    steps = adoption(run, source)
+    with ExitStack() as connections:
+        state = steps.read(act, connections)
+        adopted = steps.plan(act, state)
+    act.plan = act.details["adopt"] = dict(adopted.details)
+    finish(act, steps.take(act, state), {}, migrate=False)  # a migration waits for a sync
+    return adopted
 
 
 def execute(act: Act, steps: Steps) -> ActionResult:

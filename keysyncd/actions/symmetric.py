@@ -12,8 +12,7 @@ from keysyncd.config import Config, RepositoryConfig
 
 if TYPE_CHECKING:
     from keysyncd.actions.context import ActionResult, Run
-    from keysyncd.actions.shell import Steps
-    from keysyncd.core.adoption import Adopted
+    from keysyncd.actions.shell import Adoption, Steps
 
 
 class SymmetricKind:
@@ -44,10 +43,10 @@ class SymmetricKind:
 
         return init_repository(run, dry_run)
 
-    def adopt(self, run: Run, source: str) -> Adopted:
-        from keysyncd.actions.bootstrap import adopt_repository
+    def adoption(self) -> type[Adoption]:
+        from keysyncd.actions.bootstrap import Adopt
 
-        return adopt_repository(run, source)
+        return Adopt
 
     def check_local(self, run: Run) -> ActionResult | None:
         from keysyncd.actions.drift import check_local

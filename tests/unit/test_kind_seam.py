@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 import yaml
 
-from keysyncd.actions import jws, operations, rotate
+from keysyncd.actions import bootstrap, jws, jwsread, operations, rotate
 from keysyncd.actions.operations import IMPLEMENTATIONS, Kind
-from keysyncd.actions.shell import Steps
+from keysyncd.actions.shell import Adoption, Steps
 from keysyncd.actions.symmetric import SymmetricKind
 from keysyncd.commands.cli import main
 from keysyncd.config.load import parse_config
@@ -56,22 +56,28 @@ def missing_operations(
     return found
 
 
+SHELLS = {"steps": Steps, "adoption": Adoption}  # a Kind operation -> the shell's protocol
+
+
 def kind_problems(implementation: Any) -> list[str]:
     """Return what ``implementation`` lacks of ``Kind``, then what its steps lack of the
-    shell's ``Steps`` (as ``steps.<operation>``); empty: it implements every operation."""
+    shell's ``Steps`` (as ``steps.<operation>``) and its adoption steps of ``Adoption`` (as
+    ``adoption.<operation>``); empty: it implements every operation."""
     found = missing_operations(type(implementation))
-    if "steps: missing" in found:
-        return found
-    steps = implementation.steps()
-    return found + [f"steps.{problem}" for problem in missing_operations(steps, Steps, named=False)]
+    for operation, protocol in SHELLS.items():
+        if f"{operation}: missing" not in found:
+            lacking = missing_operations(getattr(implementation, operation)(), protocol, False)
+            found += [f"{operation}.{problem}" for problem in lacking]
+    return found
 
 
 def test_the_protocols_have_every_operation_of_the_seam() -> None:
     assert set(protocol_operations()) == {
-        *("status", "lifecycles", "rotate", "sync", "verify", "init", "adopt"),
+        *("status", "lifecycles", "rotate", "sync", "verify", "init", "adoption"),
         *("check_local", "check_fleet", "watched", "steps"),
     }
     assert set(protocol_operations(Steps)) == {"before_gate", "plan", "gate", "promote", "close"}
+    assert set(protocol_operations(Adoption)) == {"read", "plan", "take"}
 
 
 @pytest.mark.parametrize("name", sorted(KINDS))
@@ -84,6 +90,8 @@ def test_every_registered_kind_has_an_implementation_of_every_operation(name: st
 def test_the_steps_are_those_the_actions_run() -> None:
     assert IMPLEMENTATIONS["symmetric"].steps() is rotate._Symmetric
     assert IMPLEMENTATIONS["jws"].steps() is jws._Jws
+    assert IMPLEMENTATIONS["symmetric"].adoption() is bootstrap.Adopt
+    assert IMPLEMENTATIONS["jws"].adoption() is jwsread.Adopt
 
 
 def test_a_kind_missing_an_operation_is_reported_by_the_operation_s_name() -> None:
@@ -129,6 +137,32 @@ def test_a_kind_whose_steps_miss_an_operation_is_reported_by_the_operation_s_nam
         "steps.gate: parameters ['self', 'act']",
         "steps.promote: missing",
         "steps.close: missing",
+    ]
+
+
+def test_a_kind_missing_the_adopt_operation_is_reported_by_its_name() -> None:
+    class NoAdoption(SymmetricKind):
+        adoption = None  # type: ignore[assignment]  # deliberately not an operation
+
+    assert kind_problems(NoAdoption()) == ["adoption: missing"]
+
+    class HalfAdoption:
+        def __init__(self, run: Any, source: Any) -> None:
+            pass
+
+        def read(self, act: Any) -> Any:
+            return None
+
+        plan = "not callable"
+
+    class Halfway(SymmetricKind):
+        def adoption(self) -> Any:
+            return HalfAdoption
+
+    assert kind_problems(Halfway()) == [
+        "adoption.read: parameters ['self', 'act']",
+        "adoption.plan: missing",
+        "adoption.take: missing",
     ]
 
 
