@@ -100,8 +100,8 @@ class Adopt:
     as they are, naming every other node whose keys differ (the next sync overwrites them).
     Adopted keys count as demoted now, so none is retired before it is safe."""
 
-    def __init__(self, run: Run, source: str) -> None:
-        self.run, self.source = run, source
+    def __init__(self, run: Run, source: str, dry: bool) -> None:
+        self.run, self.source, self.dry = run, source, dry
 
     def read(self, act: Act, connections: ExitStack) -> RepositoryState:
         """Read the source's keys, compare every other node with them; return the journal.
@@ -114,7 +114,7 @@ class Adopt:
                 "them away first to take the node's keys instead, or 'keysyncd sync --force "
                 "--node NODE' to give the node the controller's"
             )
-        fleet = connections.enter_context(self.run.fleet())
+        fleet = connections.enter_context(self.run.fleet(observe_clock=not self.dry))
         assert fleet is not None  # noqa: S101 - source is a configured node
         result = fleet.results[source]
         if result.error is not None:

@@ -32,21 +32,24 @@ class Adopt:
     (core.adoption.judge_publics); every other file there is named, and the next sync
     removes it from every node."""
 
-    def __init__(self, run: Run, source: str) -> None:
-        self.run, self.source = run, source
+    def __init__(self, run: Run, source: str, dry: bool) -> None:
+        self.run, self.source, self.dry = run, source, dry
 
     def read(self, act: Act, connections: ExitStack) -> RepositoryState:
-        """Load; read every node and judge the clock; return the journal. Raise KeysyncError
-        if keysyncd already holds pairs, a node does not answer, a node's private key has no
-        public key in the source's directory, or the clock is not trusted."""
+        """Load; read every node and judge the clock (a dry run reads none); return the
+        journal. Raise KeysyncError if keysyncd already holds pairs, a node does not answer,
+        a node's private key has no public key in the source's directory, or the clock is not
+        trusted."""
         run = self.run
         self.keys = load(run)
         if self.keys.pairs.signing or self.keys.pairs.next:
             raise KeysyncError(
                 f"{run.repository.name}: refusing to adopt: keysyncd already holds key pairs for it"
             )
-        fleet = connections.enter_context(Connections(run))
+        fleet = connections.enter_context(Connections(run, observe_clock=not self.dry))
         self.judgement, self.pairs = _adoptable(run, fleet, self.source)
+        if self.dry:  # a dry run reads no clock (that writes on the nodes)
+            return self.keys.state
         act.clock = check_clock(run, self.keys.state, fleet)
         if not act.clock.trusted:  # it would time the retirement of every key nobody signs with
             raise KeysyncError(f"{run.repository.name}: refusing to adopt: {act.clock.describe()}")

@@ -97,13 +97,14 @@ def init(run: Run, dry_run: bool = False) -> ActionResult:
     return of(run.repository).init(run, dry_run)
 
 
-def adopt(run: Run, source: str) -> Adopted:
-    """Take over the keys the nodes hold; return what was adopted and what the operator must
-    know (keys not adopted, nodes that differ). Raise UsageError for an unknown node."""
+def adopt(run: Run, source: str, dry_run: bool = False) -> Adopted:
+    """Take over the keys the nodes hold; return what was adopted (``dry_run``: would be,
+    writing nothing) and what the operator must know (keys not adopted, nodes that differ).
+    Raise UsageError for an unknown node."""
     from keysyncd.actions import shell  # loads the SSH library: not for status or plan
 
     run.config.node(source)
-    return shell.adopt(run, of(run.repository).adoption(), source)
+    return shell.adopt(run, of(run.repository).adoption(), source, dry_run)
 
 
 def check_local(run: Run) -> ActionResult | None:

@@ -12,7 +12,8 @@ dry run builds the same plan with the same planner and shows it (``ActionResult.
 the real run records it in its report (``details.plan``).
 
 ``adopt`` takes the parts of that sequence that fit it (``adopt``, ``Adoption``): load (the
-nodes read) -> the plan (what is adopted, one value) -> write it -> one outcome -> commit.
+nodes read) -> the plan (what is adopted, one value) -> write it -> one outcome -> commit;
+its dry run stops after the plan and returns it.
 It has no gate, no promotion and no hooks because it pushes nothing: it takes keys the nodes
 already use (safety rule 14 decides which), and the next sync pushes them through the shell.
 """
@@ -105,14 +106,15 @@ class Steps(Protocol):
 
 
 class Adoption(Protocol):
-    """A kind's steps of adopt, made with the run and the source node."""
+    """A kind's steps of adopt, made with the run, the source node and whether it is a dry
+    run (which reads the nodes as the real run does, writing nothing anywhere)."""
 
-    def __init__(self, run: Run, source: str) -> None: ...
+    def __init__(self, run: Run, source: str, dry: bool) -> None: ...
 
     def read(self, act: Act, connections: ExitStack) -> RepositoryState:
         """Refuse where keysyncd already holds keys; connect (in ``connections``, closed
         before ``take``), read the source and the other nodes (``act.clock``: the clock,
-        where the kind needs it); return the journal."""
+        where the kind needs it; not in a dry run); return the journal."""
 
     def plan(self, act: Act, state: RepositoryState) -> Adopted:
         """Return what is adopted (its ``details`` as JSON are the plan) and say it in
@@ -122,15 +124,18 @@ class Adoption(Protocol):
         """Write what the plan adopts; return the journal recording it."""
 
 
-def adopt(run: Run, adoption: type[Adoption], source: str) -> Adopted:
+def adopt(run: Run, adoption: type[Adoption], source: str, dry_run: bool = False) -> Adopted:
     """Adopt node ``source``'s keys with a kind's ``adoption`` steps; return what was adopted,
-    once committed (the report records the plan as ``details.plan`` and ``details.adopt``).
+    once committed (the report records the plan as ``details.plan`` and ``details.adopt``),
+    or, for ``dry_run``, what would be (the same plan; nothing written, nothing committed).
     Raise what the steps raise (KeysyncError: nothing was written or committed)."""
     act = Act(run, Action.ADOPT, run.clock())
-    steps = adoption(run, source)
+    steps = adoption(run, source, dry_run)
     with ExitStack() as connections:
         state = steps.read(act, connections)
         adopted = steps.plan(act, state)
+    if dry_run:
+        return adopted
     act.plan = act.details["adopt"] = dict(adopted.details)
     finish(act, steps.take(act, state), {}, migrate=False)  # a migration waits for a sync
     return adopted

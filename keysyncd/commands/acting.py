@@ -162,14 +162,16 @@ def cmd_adopt(args: argparse.Namespace, config: Config, out: Output) -> int:
     with locked(config, args, "adopt", out):
         for repository in chosen(config, args.repo):
             run = Run(config, repository, Trigger.CLI, progress=out.progress())
-            done = operations.adopt(run, args.source)
-            adopted.append(
+            done = operations.adopt(run, args.source, args.dry_run)
+            adopted.append(  # details: the plan, as the report of the real adopt records it
                 {"name": repository.name, "adopted": done.what, "details": dict(done.details)}
             )
+            said = "run 'keysyncd sync' to push them to every node"
+            said = "dry run: nothing changed" if args.dry_run else said
             out.lines(
                 [
-                    f"{repository.name}: adopted {done.what} from {args.source}; "
-                    "run 'keysyncd sync' to push them to every node",
+                    f"{repository.name}: {'would adopt' if args.dry_run else 'adopted'} "
+                    f"{done.what} from {args.source}; {said}",
                     *(f"{repository.name}: {warning}" for warning in done.warnings),
                 ]
             )

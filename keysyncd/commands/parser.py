@@ -252,6 +252,7 @@ def _init_and_adopt(commands: Any) -> None:
         metavar="NODE",
         help="the configured node whose keys become the controller's",
     )
+    adopt.add_argument("--dry-run", action="store_true", help="read everything, change nothing")
 
 
 def _rotate_sync(commands: Any) -> None:
