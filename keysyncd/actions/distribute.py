@@ -103,6 +103,13 @@ class Symmetric:
         self.state = state
         return Gate(True, (), False)
 
+    def regate(self, act: Act, gated: Gate) -> Gate:
+        """Return ``gated`` (nothing is promoted), the nodes' views forgotten: the push
+        reads every node anew."""
+        if self.fleet is not None:
+            self.fleet.forget_views()
+        return gated
+
     def promote(self, act: Act, gated: Gate) -> tuple[RepositoryState, dict[str, NodeOutcome]]:
         """Retire as planned, push in two phases, read back; return the journal, the nodes."""
         keys = self.local.repository, self.keyset, self.state, self.clock, self.retire

@@ -153,18 +153,13 @@ class _Jws:
         fleet.phase1(keys.scan.public)
         fleet.reset()
         fleet.inspect(expect(keys, retired=plan.retire))
-        self.unverified = _unverified(fleet, self.run.node_names)
-        self.install = _gate(self.run, keys, self.unverified, self.options, self.clock)
-        forced = bool(self.options.force and self.unverified)
-        return Gate(bool(self.install), tuple(self.unverified), forced, not self.clock.trusted)
+        return self._decide()
 
     def promote(self, act: Act, gated: Gate) -> tuple[RepositoryState, dict[str, NodeOutcome]]:
         """Give each node of the gate its waiting private key (phase 2: wrong entries go
         everywhere), read every node back; return the journal and the nodes."""
         run, keys, fleet = self.run, self.keys, self.fleet
         install = self.install if gated.promote else frozenset()
-        if act.hooks:  # a hook ran since the gate read the nodes: read them and gate again
-            install = self._gate_again(install)
         if install and act.rotating:  # journaled with the rotation: a hook never reached blocks
             pending = journal.migration_pending(
                 keys.state, run.repository.hooks.after_rotate, run.clock()
@@ -186,17 +181,20 @@ class _Jws:
         )  # fmt: skip
         return _finish(run, keys, nodes, summary, act), nodes
 
-    def _gate_again(self, install: frozenset[str]) -> frozenset[str]:
-        """Read every node again as the gate did (a hook ran since: a hand may have taken a
-        public key from a node, and phase 2 adds none) and return the nodes that may get
-        their waiting private key now, the gate decided on what the nodes hold now (SPEC
-        rule 1 for JWS: none once a node lacks a public key, unless forced)."""
+    def regate(self, act: Act, gated: Gate) -> Gate:
+        """Read every node again as the gate did (a hand may have taken a public key from a
+        node, and phase 2 adds none); return the gate decided on what the nodes hold now
+        (SPEC rule 1 for JWS: no private key once a node lacks a public key, unless forced)."""
         self.fleet.forget_views()
         self.fleet.inspect(expect(self.keys, retired=self.decided.retire))
-        if not install:
-            return install
+        return self._decide() if gated.promote else gated
+
+    def _decide(self) -> Gate:
+        """Return the gate on the nodes as read: which may get their private key now."""
         self.unverified = _unverified(self.fleet, self.run.node_names)
-        return _gate(self.run, self.keys, self.unverified, self.options, self.clock)
+        self.install = _gate(self.run, self.keys, self.unverified, self.options, self.clock)
+        forced = bool(self.options.force and self.unverified)
+        return Gate(bool(self.install), tuple(self.unverified), forced, not self.clock.trusted)
 
     def close(self) -> None:
         """Close every connection."""

@@ -99,10 +99,20 @@ class _Symmetric(Symmetric):
         )
         if self.fleet is not None:
             self.fleet.reset()
-            if act.hooks:  # a hook ran since the nodes were read: read them again
-                self.fleet.forget_views()
             push_keyset(self.fleet, keyset, force=gated.forced)
         return self.checked(state)
+
+    def regate(self, act: Act, gated: Gate) -> Gate:
+        """Return the gate decided again on every node read now: a hand may have taken the
+        staged key from a node or put something where the new primary goes (SPEC rule 1: a
+        node that no longer verifies the current keys defers the rotation, unless forced)."""
+        if not gated.promote:
+            return gated
+        if self.fleet is not None:
+            self.fleet.forget_views()
+            self.fleet.reset()
+            self.fleet.verify(self.keyset.digests())
+        return gate(node_outcomes(self.fleet), self.force, self.run.cancelled, self.clock)
 
     def _defer(self, act: Act, gated: Gate) -> tuple[RepositoryState, dict[str, NodeOutcome]]:
         act.outcome = act.outcome or Outcome.DEFERRED

@@ -2,9 +2,9 @@
 
 load -> phase before the gate (the nodes brought to, or read at, the controller's current
 keys) -> a pending after_rotate migration first (a rotation waits for it) -> the plan (one
-value, made once by the kind's pure planner) -> staging -> the gate -> before_rotate ->
-promote and the phase after -> after_rotate -> the outcome, decided once -> commit ->
-on_failure for a rotation that is not ok.
+value, made once by the kind's pure planner) -> staging -> the gate -> before_rotate -> the
+gate again on every node read anew (once a hook ran) -> promote and the phase after ->
+after_rotate -> the outcome, decided once -> commit -> on_failure for a rotation not ok.
 
 The kind brings its steps (``Steps``); the hooks, the migration block (SPEC rule 9), the
 one outcome and the one commit are here, so that every kind has them by construction. A
@@ -97,6 +97,10 @@ class Steps(Protocol):
     def gate(self, act: Act, state: RepositoryState) -> Gate:
         """Stage what the plan makes (the phase before the gate) and decide the gate."""
 
+    def regate(self, act: Act, gate: Gate) -> Gate:
+        """Return the gate decided again on every node read now (the shell calls it when a
+        hook ran since ``gate`` read them; SPEC rule 1 holds for what the nodes hold now)."""
+
     def promote(self, act: Act, gate: Gate) -> tuple[RepositoryState, dict[str, NodeOutcome]]:
         """Promote as ``gate`` allows (nothing when it does not) and run the phase after;
         return the journal and every node's outcome."""
@@ -156,6 +160,8 @@ def execute(act: Act, steps: Steps) -> ActionResult:
         gated = steps.gate(act, state)
         if gated.promote and act.rotating and not before_rotate(act, state):
             gated, act.outcome = Gate(False, (), False), Outcome.FAILED
+        elif act.hooks:  # a hook ran since the gate read the nodes: a hand may have changed one
+            gated = steps.regate(act, gated)
         state, nodes = steps.promote(act, gated)
     finally:
         steps.close()

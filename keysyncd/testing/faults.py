@@ -1,4 +1,5 @@
-"""Faults the test fleet simulates on a node's key directory: read-only and full (mount, chattr).
+"""Faults the test fleet simulates on a node's key directory: read-only, full and stalled
+(mount, chattr, fsfreeze).
 
 Each fault is a context manager that hands its undo action to ``guard`` (``Fleet._fault``),
 which runs it on exit or in ``Fleet.stop()``, whichever comes first.
@@ -14,6 +15,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from keysyncd.testing.processes import FleetUnsupported, is_root, run
@@ -45,7 +47,8 @@ def mounts_under(root: Path) -> list[str]:
     return [t for t in targets if t == str(root) or t.startswith(f"{root}/")]
 
 
-def _umount(target: Path) -> None:
+def unmount(target: Path) -> None:
+    """Unmount ``target`` if it is the last mount point there (lazily if busy)."""
     if mounts_under(target)[-1:] == [str(target)]:
         try:
             run("umount", str(target))
@@ -95,7 +98,7 @@ def tiny_tmpfs(directory: Path, size_kib: int = 64) -> Iterator[Path]:
     try:
         yield directory
     finally:
-        _umount(directory)
+        unmount(directory)
 
 
 @contextlib.contextmanager
@@ -113,7 +116,7 @@ def readonly(
         directory.chmod(0o500)
     elif method == "mount" and mount_works():
         run("mount", "--bind", path, path)
-        undo = functools.partial(_umount, directory)
+        undo = functools.partial(unmount, directory)
     elif method == "immutable" and is_root() and shutil.which("chattr"):
         run("chattr", "+i", path)
         undo = functools.partial(run, "chattr", "-i", path)
@@ -142,11 +145,11 @@ def full(directory: Path, tmpfs: Path, size_kib: int, guard: Guard) -> Iterator[
 
     def undo() -> None:
         try:
-            _umount(directory)
+            unmount(directory)
             shutil.rmtree(directory)
             shutil.copytree(inner, directory, symlinks=True)
         finally:
-            _umount(tmpfs)
+            unmount(tmpfs)
             tmpfs.rmdir()
 
     with guard(undo):
@@ -157,3 +160,54 @@ def full(directory: Path, tmpfs: Path, size_kib: int, guard: Guard) -> Iterator[
         _fill(tmpfs, size)
         run("mount", "--bind", str(inner), str(directory))
         yield
+
+
+@dataclass(frozen=True)
+class Freezer:
+    """A node directory on its own filesystem, which ``freeze`` stalls: every read still
+    answers, every write (create, write, rename, unlink) waits in the kernel until ``thaw``."""
+
+    mountpoint: Path
+
+    def freeze(self) -> None:
+        """Stall every write on the node's filesystem (fsfreeze -f)."""
+        run("fsfreeze", "-f", str(self.mountpoint))
+
+    def thaw(self) -> None:
+        """Let the stalled writes go on (fsfreeze -u); a filesystem not frozen is left as is."""
+        with contextlib.suppress(subprocess.CalledProcessError):
+            run("fsfreeze", "-u", str(self.mountpoint))
+
+
+@contextlib.contextmanager
+def freezable(directory: Path, mountpoint: Path, guard: Guard) -> Iterator[Freezer]:
+    """Put ``directory`` on a small ext4 filesystem (a loop device mounted at ``mountpoint``,
+    its ``keys`` subdirectory bind mounted over the directory) until exit; yield its Freezer.
+
+    Raise FleetUnsupported unless root can mount loop devices and fsfreeze exists.
+    """
+    if not can_mount() or not all(shutil.which(t) for t in ("fsfreeze", "mkfs.ext4")):
+        raise FleetUnsupported("a stalled node needs root, loop mounts, mkfs.ext4 and fsfreeze")
+    image = mountpoint.with_name(f"{mountpoint.name}.img")
+    with image.open("wb") as sparse:
+        sparse.truncate(16 * 1024 * 1024)
+    run("mkfs.ext4", "-q", "-F", str(image))
+    mountpoint.mkdir(mode=0o700)
+    run("mount", "-o", "loop", str(image), str(mountpoint))
+    freezer, inner = Freezer(mountpoint), mountpoint / "keys"
+
+    def undo() -> None:
+        freezer.thaw()
+        try:
+            unmount(directory)
+            shutil.rmtree(directory)
+            shutil.copytree(inner, directory, symlinks=True)
+        finally:
+            unmount(mountpoint)
+            mountpoint.rmdir()
+            image.unlink()
+
+    with guard(undo):
+        shutil.copytree(directory, inner, symlinks=True)
+        run("mount", "--bind", str(inner), str(directory))
+        yield freezer

@@ -307,6 +307,18 @@ class Fleet:
         with faults.full(directory, tmpfs, size_kib, self._fault):
             yield
 
+    @contextlib.contextmanager
+    def make_freezable(self, name: str) -> Iterator[faults.Freezer]:
+        """Put a node's directory on its own small ext4 filesystem until exit, and yield the
+        Freezer that stalls its writes (reads still answer) until thawed, as a hung disk does.
+
+        The filesystem is mounted at ``<root>/.freezable-<name>``; on exit it is thawed and
+        the directory gets its contents back. Raise FleetUnsupported if that is impossible.
+        """
+        directory, mountpoint = self.node(name).directory, self.root / f".freezable-{name}"
+        with faults.freezable(directory, mountpoint, self._fault) as freezer:
+            yield freezer
+
     def __enter__(self) -> Fleet:
         return self.start()
 

@@ -7,7 +7,6 @@ How the daemon is started, watched and stopped: ``tests/e2e/daemon_harness.py``.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import signal
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from keysyncd.testing.faults import Freezer
 from keysyncd.testing.fleet import Fleet
 from tests.e2e.daemon_files import (
     assert_nodes_match,
@@ -43,7 +43,6 @@ from tests.e2e.daemon_harness import (
     processes,
     session_members,
     stat_fields,
-    unread_bytes,
     wait_until,
 )
 from tests.e2e.waiting import HeldHook
@@ -62,70 +61,19 @@ HANG = 6
 def test_sigterm_during_a_slow_push_exits_0_and_leaves_nodes_valid(
     fleet: Fleet, tmp_path: Path, daemons: Callable[..., DaemonProcess]
 ) -> None:
-    """SIGTERM while node3's SSH session is frozen mid-rotation: exit 0 within the bound,
+    """SIGTERM while node3's disk stalls every write mid-rotation: exit 0 within the bound,
     every node valid for keystone, no process of the daemon left, nothing left for us to reap.
 
-    The before_rotate hook holds the rotation (the daemon's connections already open) while
-    node3's session processes are stopped; once released, the rotation promotes locally and
-    its push hangs on node3 (its inspect step, which every node must finish before phase 1)
-    until the operation timeout; SIGTERM arrives during that hang.
+    node3's key directory is on its own filesystem. The before_rotate hook holds the
+    rotation while that filesystem is frozen (fsfreeze: reads answer, writes wait in the
+    kernel), so the gate decided again after the hook still verifies node3; the rotation
+    promotes locally and its phase 1 hangs on node3's first write until the operation
+    timeout; SIGTERM arrives during that hang.
     """
-    hook = HeldHook.at(tmp_path / "hook")
-    config = write_config(
-        fleet,
-        tmp_path / "ctl",
-        ssh={"operation_timeout": HANG},
-        hooks={"before_rotate": [hook.command]},
-    )
-    init(config)
-    keys = config.parent / "keys"
-    new_primary = str(max(key_files(keys)) + 1)
-    ours_before = set(children_of(os.getpid()))
-    daemon = daemons(config)
-    daemon.wait_ready()
-    seen_children: dict[int, str] = {}
-
-    def hook_running() -> bool:
-        kids = children_of(daemon.pid)
-        seen_children.update({pid: stat_fields(pid)[19] for pid in kids if stat_fields(pid)})
-        return bool(kids)
-
-    node3 = fleet.node("node3")
-    assert node3.pid is not None
-    paused: list[int] = []
-    try:
-        daemon.send(signal.SIGUSR1)
-        hook.wait_started("the before_rotate hook", gone=daemon.gone, context=daemon.context)
-        assert hook_running(), "the hook is not the daemon's child"
-        paused = descendants(node3.pid)
-        assert paused, "the daemon has no open session on node3"
-        for pid in paused:
-            os.kill(pid, signal.SIGSTOP)
-        wait_until(
-            lambda: all(stat_fields(pid)[:1] in (["T"], []) for pid in paused),
-            "node3's session processes to stop",
-            daemon,
+    with fleet.make_freezable("node3") as disk:
+        elapsed, code, seen_children, ours_before, daemon, keys = _stop_during_a_stalled_write(
+            fleet, tmp_path, daemons, disk
         )
-        hook.let_go()
-        wait_until(lambda: not hook_running(), "the hook to finish", daemon)
-        # The push is now waiting on node3: the new primary is in place locally and node3's
-        # frozen session holds bytes from the daemon that it never read.
-        wait_until(
-            lambda: (keys / new_primary).exists() and unread_bytes(node3.port) > 0,
-            "the push to hang on node3",
-            daemon,
-        )
-        holder = lock_holder(config)
-        assert holder is not None and holder["pid"] == daemon.pid, "not rotating any more"
-        assert not (fleet.node("node1").directory / new_primary).exists(), "push went past"
-        stopped_at = time.monotonic()
-        code = daemon.stop(STOP_BOUND)
-        elapsed = time.monotonic() - stopped_at
-    finally:
-        hook.let_go()
-        for pid in paused:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGCONT)
     assert code == 0, daemon.stderr()
     assert elapsed < STOP_BOUND  # the hard-exit bound; it ends when node3's step times out
     assert seen_children, "never saw the hook process"
@@ -140,15 +88,77 @@ def test_sigterm_during_a_slow_push_exits_0_and_leaves_nodes_valid(
     assert_valid("controller", keys)
     for node in fleet.nodes:
         assert_valid(node.name, node.directory)
-    rotation = reports(config, "rotate", "signal")
+    rotation = reports(daemon.config, "rotate", "signal")
     assert len(rotation) == 1, "the abandoned rotation was not reported"
     nodes = rotation[0]["nodes"]
     assert nodes["node3"]["status"] == "failed", nodes
     assert "abandoned: stopping" in (nodes["node1"].get("error") or ""), nodes  # SIGTERM in time
-    result = keysyncd(config, "sync")
+    result = keysyncd(daemon.config, "sync")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert_nodes_match(fleet, config)
+    assert_nodes_match(fleet, daemon.config)
     print(f"timing: exit {elapsed:.2f} s after SIGTERM during the hang ({HANG} s)")
+
+
+def _stop_during_a_stalled_write(
+    fleet: Fleet, tmp_path: Path, daemons: Callable[..., DaemonProcess], disk: Freezer
+) -> tuple[float, int | None, dict[int, str], set[int], DaemonProcess, Path]:
+    """Run the rotation into node3's stalled disk and stop the daemon there; return the
+    seconds the stop took, its exit code, the hook processes seen, the test's children
+    before, the daemon and the controller's key directory."""
+    hook = HeldHook.at(tmp_path / "hook")
+    config = write_config(
+        fleet,
+        tmp_path / "ctl",
+        ssh={"operation_timeout": HANG},
+        hooks={"before_rotate": [hook.command]},
+    )
+    init(config)
+    keys = config.parent / "keys"
+    new_primary = str(max(key_files(keys)) + 1)
+    node1 = fleet.node("node1").directory
+    staged = (node1 / "0").read_bytes()
+    ours_before = set(children_of(os.getpid()))
+    daemon = daemons(config)
+    daemon.wait_ready()
+    seen_children: dict[int, str] = {}
+
+    def hook_running() -> bool:
+        kids = children_of(daemon.pid)
+        seen_children.update({pid: stat_fields(pid)[19] for pid in kids if stat_fields(pid)})
+        return bool(kids)
+
+    node3 = fleet.node("node3")
+    assert node3.pid is not None
+    try:
+        daemon.send(signal.SIGUSR1)
+        hook.wait_started("the before_rotate hook", gone=daemon.gone, context=daemon.context)
+        assert hook_running(), "the hook is not the daemon's child"
+        disk.freeze()
+        hook.let_go()
+        wait_until(lambda: not hook_running(), "the hook to finish", daemon)
+        # The push now waits on node3: the new primary is in place locally and node3's SFTP
+        # server sleeps in the kernel (state D) on a write to its frozen filesystem.
+        wait_until(
+            lambda: (keys / new_primary).exists() and _writing_stalled(node3.pid),
+            "the push to hang on node3",
+            daemon,
+        )
+        holder = lock_holder(config)
+        assert holder is not None and holder["pid"] == daemon.pid, "not rotating any more"
+        # phase 1 gave node1 the new primary; phase 2 (a new staged key) waits for node3
+        assert (node1 / "0").read_bytes() == staged, "phase 2 went past node3's phase 1"
+        stopped_at = time.monotonic()
+        code = daemon.stop(STOP_BOUND)
+        elapsed = time.monotonic() - stopped_at
+    finally:
+        hook.let_go()
+        disk.thaw()
+    return elapsed, code, seen_children, ours_before, daemon, keys
+
+
+def _writing_stalled(sshd: int) -> bool:
+    """Return True if a process below node3's sshd sleeps uninterruptibly (a frozen write)."""
+    return any(stat_fields(pid)[:1] == ["D"] for pid in descendants(sshd))
 
 
 def test_sigterm_while_waiting_for_the_lock_exits_at_once(

@@ -21,6 +21,7 @@ import yaml
 
 from keysyncd.commands.cli import main
 from keysyncd.testing.config import fleet_config
+from keysyncd.testing.faults import can_mount, unmount
 from keysyncd.testing.fleet import Fleet
 from tests.integration.test_rotate import everything, reports
 
@@ -32,6 +33,15 @@ def run(config: Path, *args: str) -> int:
 def journal(config: Path) -> dict:
     path = config.parent / "state" / "repositories" / "fernet-tokens.json"
     return json.loads(path.read_text())
+
+
+def read_only(tmp_path: Path, directory: Path) -> str:
+    """Return a before_rotate hook that makes ``directory`` read-only (a bind mount, EROFS
+    for every writer, root too; the caller unmounts it), leaving what it holds as it was."""
+    if not can_mount():
+        pytest.skip("needs root and mount (a read-only bind mount)")
+    remount = f"mount --bind {directory} {directory} && mount -o remount,bind,ro {directory}"
+    return script(tmp_path / "read-only.sh", remount)
 
 
 def set_hooks(config: Path, **hooks: object) -> None:
@@ -166,24 +176,24 @@ def test_a_node_that_timed_out_defers_the_rotation_and_nothing_changes(
 def test_an_after_rotate_skipped_by_a_node_failure_blocks_until_it_has_run(
     fleet: Fleet, tmp_path: Path
 ) -> None:
-    """A rotation promoted past the gate whose push then fails on one node (its directory
-    swapped for a file by before_rotate) skips after_rotate: that migration is pending like a
-    failed one, so the next rotate runs it first, and only then rotates (SPEC rule 12)."""
+    """A rotation promoted past the gate whose push then fails on one node (before_rotate
+    makes its directory read-only: the gate, decided again after the hook, still verifies
+    it) skips after_rotate: that migration is pending like a failed one, so the next rotate
+    runs it first, and only then rotates (SPEC rule 12)."""
     config = fleet_config(fleet, tmp_path / "ctl")
     assert main(["-c", str(config), "init"]) == 0
     node2 = fleet.node("node2").directory
-    away = node2.with_name("keys.away")
     log = tmp_path / "after.log"
-    breaker = script(tmp_path / "break.sh", f"mv {node2} {away} && touch {node2}")
     after = script(tmp_path / "after.sh", f"echo ran >> {log}")
-    set_hooks(config, before_rotate=[[breaker]], after_rotate=[[after]])
-    assert main(["-c", str(config), "rotate"]) == 1
+    set_hooks(config, before_rotate=[[read_only(tmp_path, node2)]], after_rotate=[[after]])
+    try:
+        assert main(["-c", str(config), "rotate"]) == 1
+    finally:
+        unmount(node2)
     first = journal(config)
     assert not log.exists(), "after_rotate must not run while node2 lacks the new keys"
     assert first["hook_block"]["status"] is None
     assert first["hook_block"]["problem"].startswith("has not run yet")
-    node2.unlink()
-    away.rename(node2)
     set_hooks(config, after_rotate=[[after]])
     assert main(["-c", str(config), "rotate"]) == 0
     second = journal(config)

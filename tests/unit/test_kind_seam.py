@@ -76,7 +76,14 @@ def test_the_protocols_have_every_operation_of_the_seam() -> None:
         *("status", "lifecycles", "rotate", "sync", "verify", "init", "adoption"),
         *("check_local", "check_fleet", "watched", "steps"),
     }
-    assert set(protocol_operations(Steps)) == {"before_gate", "plan", "gate", "promote", "close"}
+    assert set(protocol_operations(Steps)) == {
+        "before_gate",
+        "plan",
+        "gate",
+        "regate",
+        "promote",
+        "close",
+    }
     assert set(protocol_operations(Adoption)) == {"read", "plan", "take"}
 
 
@@ -135,6 +142,7 @@ def test_a_kind_whose_steps_miss_an_operation_is_reported_by_the_operation_s_nam
 
     assert kind_problems(Halfway()) == [
         "steps.gate: parameters ['self', 'act']",
+        "steps.regate: missing",
         "steps.promote: missing",
         "steps.close: missing",
     ]
