@@ -20,6 +20,7 @@ import pytest
 from keysyncd.io.runtime.watch import OVERFLOW, REMOVED, REPLACED, RepositoryWatcher
 
 TIMEOUT = 30.0
+DRAINED = 2048  # events watchdog's inotify reader takes in one read (DEFAULT_NUM_EVENTS)
 
 
 class Seen:
@@ -97,8 +98,10 @@ def test_an_inotify_queue_overflow_is_reported(
     if limit > 100_000:
         pytest.skip(f"fs.inotify.max_queued_events is {limit}: too many events to queue")
     reader = watcher.observer._inotify_fd  # type: ignore[attr-defined]
+    # One event per file counted (create; open and close are more), plus what the reader
+    # may drain before it waits for the lock: the read it is in, of up to DRAINED events.
     with reader._lock:
-        for number in range(limit // 3 + 100):  # create, open, close: three events each
+        for number in range(limit + 2 * DRAINED + 100):
             descriptor = os.open(keys / f"f{number}", os.O_WRONLY | os.O_CREAT, 0o600)
             os.close(descriptor)
     seen.wait(lambda: ("r", OVERFLOW) in seen.alarms, "the overflow to be reported")
