@@ -7,6 +7,7 @@ keeps going, so that every problem is reported at once.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import math
 import re
@@ -111,14 +112,11 @@ def name(value: Any) -> str | None:
 def host(value: Any) -> str | None:
     """Accept a host name (dot-separated labels of letters, digits, '-' and '_', at most 253
     characters) or an IP address (IPv6 without brackets)."""
-    problem = string(value)
-    if problem:
+    if problem := string(value):
         return problem
-    try:
+    with contextlib.suppress(ValueError):
         ipaddress.ip_address(value)
         return None
-    except ValueError:
-        pass
     hint = " (an IPv6 address goes without brackets)" if value.startswith("[") else ""
     labels = value.removesuffix(".").split(".")
     if len(value) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
@@ -164,8 +162,7 @@ def listen(value: Any) -> str | None:
 
 
 def timezone(value: Any) -> str | None:
-    problem = string(value)
-    if problem:
+    if problem := string(value):
         return problem
     try:
         cron_trigger("0 0 * * *", value)
@@ -175,8 +172,7 @@ def timezone(value: Any) -> str | None:
 
 
 def schedule(value: Any) -> str | None:
-    problem = string(value)
-    if problem:
+    if problem := string(value):
         return problem
     try:
         trigger = cron_trigger(value)

@@ -1,13 +1,8 @@
-"""What ``adopt`` takes over, and what it must not take on one node's word (SPEC safety
-rule 14). Pure.
-
-A JWS public key in the source's public directory is adopted only when it is the public
-half of some node's private key, or every configured node already holds it: a key planted
-on one node (whose private half signs tokens only that node accepted) would otherwise be
-pushed everywhere by the next sync. Anything else is named, kept out of the controller's
-expected set, and so removed from every node by the next sync. Fernet and credential keys
-are taken from the source as they are, but every node whose keys differ is named: the next
-sync overwrites them with the source's.
+"""What ``adopt`` takes over, and what it must not take on one node's word (SPEC safety rule
+14). Pure. A JWS public key is adopted only as the public half of a node's private key or
+when every node holds it (a key planted on one node would be pushed everywhere); anything
+else is named and removed by the next sync. Fernet and credential keys are taken as the
+source holds them, naming every node whose keys the next sync overwrites.
 """
 
 from __future__ import annotations

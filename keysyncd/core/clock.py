@@ -1,25 +1,14 @@
 """Whether the controller's clock can be trusted to time retirement and rotation. Pure.
 
-Every retirement is timed by the controller's clock (safety rule 2): a key goes once
-``now >= confirmed_at + retention``. A clock that is wrong retires keys early or records
-times that will. So the clock is judged before anything is retired or rotated (SPEC safety
-rule 10), against two witnesses:
-
-- keysyncd's own journal: the latest time it recorded with a trusted clock
-  (``RepositoryState.latest_time``). A controller clock behind it stepped back.
-- the nodes: the modification time a node gives a file keysyncd creates there tells that
-  node's clock (``keysyncd.io.remote.sftp``). The controller's skew is its difference from the
-  nodes' median clock, so one node with a wrong clock neither blocks nor excuses anything.
-
-An untrusted clock retires nothing, rotates nothing, confirms no demotion and advances no
-recorded time; the next check that finds the clocks agreeing lets everything resume.
-
-A judgement is *fresh* only when the clocks of a majority of the configured nodes were read
-in this action (``needed``): one node, or a minority, that shares a wrong clock must not
-excuse it, and an action that reached no node (all down, ``sync --node``, a local report)
-knows nothing new about the clock. Only a fresh judgement may trust the clock for an action
-that reads nodes, advance the journal's latest time, or replace the recorded skew. With no
-node configured, the journal is the only witness and every judgement is fresh.
+A clock that is wrong retires keys early (safety rule 2), so it is judged first (SPEC safety
+rule 10) against two witnesses: the journal's latest trusted time
+(``RepositoryState.latest_time``: a clock behind it stepped back) and the nodes' clocks (the
+mtime a node gives a file keysyncd creates); the skew is taken from the nodes' median, so one
+wrong node neither blocks nor excuses anything. An untrusted clock retires, rotates, confirms
+and advances nothing. A judgement is *fresh* only when a majority of the configured nodes'
+clocks were read in this action (``needed``): only a fresh one may trust the clock for an
+action that reads nodes, advance the latest time or replace the recorded skew. With no node
+configured, the journal is the only witness and every judgement is fresh.
 """
 
 from __future__ import annotations
@@ -119,9 +108,8 @@ class ClockCheck:
 
 
 def median(values: Collection[float]) -> float:
-    """Return the median of ``values`` (the mean of the middle two when their number is
-    even), as ``statistics.median`` does, without its start-up cost (it imports fractions,
-    decimal and random); raise ValueError if there are none."""
+    """Return the median of ``values`` (as ``statistics.median``, without its start-up cost);
+    raise ValueError if there are none."""
     ordered = sorted(values)
     if not ordered:
         raise ValueError("no values to take the median of")
@@ -148,11 +136,8 @@ def judge(
 
 
 def latest_recorded(state: RepositoryState) -> float | None:
-    """Return the latest time the journal recorded with a trusted clock.
-
-    A journal written before ``latest_time`` existed (or whose field was damaged: the loader
-    drops it) stands in with every time it holds, except planned ones (backoff).
-    """
+    """Return the latest time the journal recorded with a trusted clock; an older journal (or a
+    damaged field) stands in with every time it holds, except planned ones (backoff)."""
     if state.latest_time is not None:
         return state.latest_time
     times: list[float | None] = [state.last_rotation_at]
@@ -164,7 +149,7 @@ def latest_recorded(state: RepositoryState) -> float | None:
         times.append(state.pending.started_at)
     for entry in state.history.values():
         times += [entry.created_at, entry.promoted_at, entry.demoted_at, entry.confirmed_at]
-        times.append(entry.migrated_at)
+        times += [entry.migrated_at]
     for record in state.nodes.values():
         times += [record.checked_at, record.last_verified_at]
     times += list(state.last_success.values())
@@ -205,12 +190,5 @@ def current(state: RepositoryState, now: float, max_skew: float) -> ClockCheck:
 def status_json(state: RepositoryState, now: float, max_skew: float) -> dict[str, Any]:
     """Return the clock as ``status`` shows it (``current``), every time as RFC 3339."""
     check = current(state, now, max_skew)
-    return {
-        "trusted": check.trusted,
-        "reason": check.reason,
-        "skew": None if check.skew is None else round(check.skew, 3),
-        "observed_nodes": check.observed,
-        "max_skew": max_skew,
-        "checked_at": rfc3339(check.observed_at),
-        "latest_at": rfc3339(check.latest),
-    }
+    times = {"checked_at": rfc3339(check.observed_at), "latest_at": rfc3339(check.latest)}
+    return check.to_json() | times

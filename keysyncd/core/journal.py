@@ -1,10 +1,8 @@
 """The state journal as a value, and every pure transition of it. No IO; time is passed in.
 
-One ``RepositoryState`` per repository records the generation (a number that only grows),
-the digests of that generation, each key's history, an in-flight rotation (for crash
-recovery), per-node status, the last action, counters and action durations. It never holds
-key material, only digests. ``keysyncd.io.local.state`` loads and saves it; actions change it only
-through the functions here.
+One ``RepositoryState`` per repository: the generation (only grows), its digests (never key
+material), each key's history, an in-flight rotation, node status, the last action, counters
+and durations. ``keysyncd.io.local.state`` loads and saves it; actions change it only here.
 """
 
 from __future__ import annotations
@@ -86,12 +84,9 @@ def advance(
 def reconcile(
     state: RepositoryState, digests: Mapping[int, str], now: float
 ) -> tuple[RepositoryState, bool]:
-    """Return the state matching the keys on disk and whether it had to change (a change
-    keysyncd did not make).
-
-    Keys keysyncd has no history for count as created, promoted or demoted ``now``: the
-    conservative choice, because a key's retirement is timed from its demotion.
-    """
+    """Return the state matching the keys on disk and whether it had to change (a change keysyncd
+    did not make); keys without history count as created, promoted or demoted ``now`` (the
+    conservative choice: a key's retirement is timed from its demotion)."""
     if dict(digests) == dict(state.digests):
         return state, False
     primary = max((index for index in digests if index > 0), default=None)
@@ -152,10 +147,9 @@ NOT_RUN = "has not run yet: it runs once every node verified the rotation that n
 def migration_pending(
     state: RepositoryState, after_rotate: tuple[tuple[str, ...], ...], now: float
 ) -> RepositoryState:
-    """Return ``state`` blocked until the after_rotate hooks of a rotation about to happen
-    succeed (unchanged when there are none): journaled with the rotation itself, so that a
-    rotation whose hook was skipped (a node failed after the gate, ``--force``) or never
-    reached (keysyncd killed before it) still blocks the next one."""
+    """Return ``state`` blocked until the after_rotate hooks of a rotation about to happen succeed
+    (unchanged without hooks): journaled with the rotation, so that a hook skipped (a node
+    failed after the gate, ``--force``) or never reached (keysyncd killed) still blocks."""
     if not after_rotate:
         return state
     return block_rotation(state, HookBlock(after_rotate[0], None, now, NOT_RUN))
@@ -172,8 +166,8 @@ def primary_index(state: RepositoryState) -> int | None:
 
 
 def every_node_holds(state: RepositoryState, node_names: Collection[str]) -> bool:
-    """Return True if every configured node was last verified holding the current
-    generation (a controller without nodes: True)."""
+    """Return True if every configured node (none: True) was last verified holding the current
+    generation."""
     for name in node_names:
         record = state.nodes.get(name)
         if record is None or record.status not in GOOD or record.generation != state.generation:
@@ -182,9 +176,8 @@ def every_node_holds(state: RepositoryState, node_names: Collection[str]) -> boo
 
 
 def migrated(state: RepositoryState, index: int, now: float) -> RepositoryState:
-    """Return ``state`` recording that a migration to key ``index`` as primary succeeded at
-    ``now`` (every credential is encrypted with it or a newer key), and, when ``index`` is
-    the current primary, with the pending migration cleared."""
+    """Return ``state`` recording that a migration to key ``index`` as primary succeeded at ``now``
+    (the pending migration cleared when ``index`` is the current primary)."""
     history = dict(state.history)
     history[index] = replace(history.get(index, KeyHistory()), migrated_at=now)
     state = replace(state, history=frozen(history))
@@ -194,20 +187,12 @@ def migrated(state: RepositoryState, index: int, now: float) -> RepositoryState:
 def unmigrated_losses(
     state: RepositoryState, digests: Mapping[int, str], policy: Policy
 ) -> tuple[int, ...]:
-    """Return the keys above 0 of the journal that ``digests`` (the disk) lacks or holds
-    otherwise, although no migration past them succeeded: with a policy that retires by
-    migration, credentials may still be encrypted with them (empty for other policies)."""
+    """Return the journal's keys above 0 that ``digests`` (the disk) lacks or holds otherwise
+    with no migration past them (credentials may need them); empty unless retired by migration."""
     if policy.retire_by != "migration":
         return ()
-    return tuple(
-        sorted(
-            index
-            for index, digest in state.digests.items()
-            if index > 0
-            and digests.get(index) != digest
-            and not migrated_past(index, state.history)
-        )
-    )
+    lost = [i for i, digest in state.digests.items() if i > 0 and digests.get(i) != digest]
+    return tuple(sorted(i for i in lost if not migrated_past(i, state.history)))
 
 
 PENDING_MIGRATION = "an after_rotate migration is pending: no key is retired until it succeeds"
@@ -236,8 +221,8 @@ def counted(state: RepositoryState, *names: str) -> RepositoryState:
 def local_validity(
     state: RepositoryState, problems: Collection[str]
 ) -> tuple[RepositoryState, bool]:
-    """Return ``state`` recording the local repository's problems, and whether they are new
-    (a newly invalid repository counts as one drift event, not one per check)."""
+    """Return ``state`` recording the local repository's problems, and whether they are new (a
+    newly invalid repository is one drift event, not one per check)."""
     current = tuple(problems)
     new = bool(current) and current != state.local_problems
     return replace(state, local_problems=current), new

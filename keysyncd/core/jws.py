@@ -1,15 +1,12 @@
 """keystone's JWS key pairs (``kind: jws``): the journal's part and every decision. Pure.
 
-Keystone signs a JWS token with ``<private>/private.pem`` and validates it by trying every
-file in ``<public>``. Each node has its own pair. So for every node, keysyncd journals the
-pair it signs with (``signing``), a new pair generated but not yet installed (``next``), and
-the old public keys still kept for tokens their node signed (``retiring``). Every node's
-public directory holds all of those public keys, and nothing else.
-
-The order makes every token valid everywhere (SPEC section 9): a new public key reaches
-every node (phase 1) before any node gets the matching private key (phase 2, behind the
-gate); an old public key goes only ``token_expiration + allow_expired_window`` after its
-node was verified signing with the new one.
+Keystone signs with ``<private>/private.pem`` and validates by trying every file in
+``<public>``; each node has its own pair. Per node the journal keeps the pair it signs with
+(``signing``), one made but not yet installed (``next``) and old public keys kept for tokens
+its node signed (``retiring``); every node's public directory holds all of them and nothing
+else. A new public key reaches every node (phase 1) before any node gets its private key
+(phase 2, behind the gate); an old one goes ``token_expiration + allow_expired_window`` after
+its node was verified signing with the new one (SPEC section 9).
 """
 
 from __future__ import annotations
@@ -42,11 +39,9 @@ class Pair:
 
 @dataclass(frozen=True)
 class Retiring:
-    """An old public key, kept on every node while a token its node signed may be valid.
-
-    ``stopped_at``: when its node was verified signing with a newer key (or was removed from
-    the config); None while not yet confirmed (a node down at the rotation).
-    """
+    """An old public key, kept on every node while a token its node signed may be valid;
+    ``stopped_at``: when its node was verified signing with a newer key (or left the config),
+    None while not yet confirmed (a node down at the rotation)."""
 
     node: str
     digest: str
@@ -85,19 +80,15 @@ def public_name(node: str, serial: int) -> str:
 
 def needing_pairs(state: JwsState, nodes: Collection[str], rotate: bool) -> list[str]:
     """Return the nodes that need a new pair: every node for a rotation (unless one is still
-    waiting to be installed), else only the nodes that have none at all (added to the config).
-    """
+    waiting to be installed), else only those that have none at all (added to the config)."""
     if rotate:
         return sorted(node for node in nodes if node not in state.next)
     return sorted(node for node in nodes if node not in state.signing and node not in state.next)
 
 
 def with_next(state: JwsState, pairs: Collection[Pair]) -> JwsState:
-    """Return ``state`` with ``pairs`` generated and waiting to be installed.
-
-    Raise ValueError if a new public key would take a name the journal already uses: two
-    keys under one file name means one of them is lost on every node.
-    """
+    """Return ``state`` with ``pairs`` generated and waiting to be installed; raise ValueError if
+    a new public key would take a name in use (two keys under one name: one lost everywhere)."""
     upcoming = dict(state.next)
     serials = dict(state.serials)
     taken = set(state.public_keys())
@@ -183,11 +174,8 @@ class Retirement:
 
 
 def plan_retirement(state: JwsState, retention: float, now: float) -> Retirement:
-    """Return which old public keys may be deleted from every node at ``now``.
-
-    A key may go ``retention`` seconds after its node was verified signing with a newer one
-    (safety rule 2); until that is confirmed it stays.
-    """
+    """Return which old public keys may be deleted from every node at ``now``: ``retention``
+    seconds after their node was verified signing with a newer one (safety rule 2), not before."""
     in_use = {pair.public for pair in (*state.signing.values(), *state.next.values())}
     in_use |= {pair.public_digest for pair in (*state.signing.values(), *state.next.values())}
     retire: list[str] = []
@@ -211,10 +199,7 @@ def without(state: JwsState, retired: Collection[str]) -> JwsState:
 
 def dropped(state: JwsState, nodes: Collection[str]) -> JwsState:
     """Return ``state`` without the waiting pairs of ``nodes`` (their files were lost)."""
-    return replace(
-        state,
-        next=_frozen({n: p for n, p in state.next.items() if n not in nodes}),
-    )
+    return replace(state, next=_frozen({n: p for n, p in state.next.items() if n not in nodes}))
 
 
 # --- a change of algorithm ------------------------------------------------------------------
@@ -263,7 +248,6 @@ def migration_notice(former: str, configured: str) -> str:
         f"public key of another algorithm before the signer's, so the two cannot stay side "
         f"by side. Every token signed with {former} becomes invalid, and until keystone "
         f"runs with [jwt_tokens] jws_algorithm = {configured} no node signs or validates: "
-        f"set it on every node "
-        f"right after that rotation. Until then sync, verify and status keep the {former} "
-        "pairs"
+        f"set it on every node right after that rotation. Until then sync, verify and status "
+        f"keep the {former} pairs"
     )

@@ -1,8 +1,6 @@
-"""The plan of one JWS write action (init, sync, rotate, drift repair), made once. Pure.
-
-``plan_converge`` is the one planner: the dry run builds the plan with it and shows it, the
-real run builds it with the same inputs (the journal, the store's algorithms, what each node's
-private.pem is, the time) and executes it, and its report records it (``details.plan``).
+"""The plan of one JWS write action (init, sync, rotate, drift repair), made once. Pure:
+``plan_converge`` is the one planner the dry run shows, the real run executes and its report
+records (``details.plan``), from the same inputs.
 """
 
 from __future__ import annotations
@@ -17,10 +15,9 @@ from keysyncd.core.jwsplan import WRONG_MODE
 
 @dataclass(frozen=True)
 class ConvergeRequest:
-    """What the run was asked, and what it knows: ``rotate`` (a new pair for every node),
-    ``init``, ``operator`` (an operator asked now: only then does a change of algorithm go
-    through), ``trusted`` (the controller's clock: an untrusted one rotates and retires
-    nothing), ``retention`` (seconds an old public key stays), ``now``."""
+    """What the run was asked and knows: ``rotate`` (a new pair for every node), ``init``,
+    ``operator`` (asked now: only then does a change of algorithm go through), ``trusted`` (an
+    untrusted clock rotates and retires nothing), ``retention`` (seconds an old key stays)."""
 
     nodes: tuple[str, ...]
     configured: str  # the configured algorithm
@@ -115,14 +112,10 @@ def _algorithm(
     rotating: bool,
     former: str,
 ) -> tuple[str, list[str]]:
-    """Return (the algorithm of the pairs made in this run, the nodes whose waiting pair of
-    the former algorithm goes).
-
-    After a change of ``algorithm`` the nodes keep signing with the former one until a
-    rotation an operator asks for (a scheduled one keeps it: the change stops every token
-    until keystone is reconfigured); that rotation makes every pair anew, the waiting ones
-    of the former algorithm too. Outside it a new pair is of the algorithm the nodes sign
-    with: one of another would make keystone fail tokens (see keysyncd.core.jws)."""
+    """Return (the algorithm of the pairs made in this run, the nodes whose waiting pair of the
+    former algorithm goes). After a change of algorithm nodes keep the former one until a
+    rotation an operator asks for (a scheduled one keeps it), which makes every pair anew;
+    outside it a new pair is of the algorithm the nodes sign with (see keysyncd.core.jws)."""
     configured = request.configured
     if not former:
         return configured, []

@@ -1,9 +1,7 @@
-"""JWS key pairs as keystone makes and reads them: PKCS#8 private and SubjectPublicKeyInfo
-public PEM (``keystone-manage create_jws_keypair``), for each ``[jwt_tokens] jws_algorithm``.
-
-Key material goes in and out as bytes and is never put into a message. cryptography's
-serialization is imported when a key is handled, not with this module: ``check-config``,
-``status`` and ``plan`` of a Fernet repository never need it (tests/unit/test_startup_time.py).
+"""JWS key pairs as keystone makes and reads them (``keystone-manage create_jws_keypair``):
+PKCS#8 private and SubjectPublicKeyInfo public PEM, for each ``jws_algorithm``. Material
+never goes into a message. cryptography is imported when a key is handled: Fernet commands
+never need it (tests/unit/test_startup_time.py).
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
-"""What ``plan`` shows for a ``jws`` repository: each key pair's future. Pure.
-
-The simulation runs the decisions a real rotation makes (``keysyncd.core.jws``: old public
-keys retire first, then every node gets a new pair and signs with it), on a healthy fleet:
-every node answers, so every new pair is installed in the rotation that makes it.
+"""What ``plan`` shows for a ``jws`` repository: each key pair's future. Pure: the decisions a
+real rotation makes (``keysyncd.core.jws``), on a healthy fleet (each new pair installed in
+the rotation that makes it).
 """
 
 from __future__ import annotations
@@ -67,14 +65,8 @@ def _planned(state: JwsState, node: str, at: float) -> Pair:
 
 def _lifecycle(name: str, found: dict[str, float | str | None]) -> PairLifecycle:
     times = {key: value for key, value in found.items() if not isinstance(value, str)}
-    return PairLifecycle(
-        str(found["node"]),
-        name,
-        times.get("staged"),
-        times.get("signing"),
-        times.get("replaced"),
-        times.get("retired"),
-    )
+    stages = ("staged", "signing", "replaced", "retired")
+    return PairLifecycle(str(found["node"]), name, *(times.get(stage) for stage in stages))
 
 
 def _order(life: PairLifecycle) -> tuple[str, bool, float, str]:

@@ -1,9 +1,6 @@
-"""What ``plan`` shows for a symmetric repository (Fernet, credential): each key's future.
-Pure.
-
-The simulation runs the planner a real rotation runs (``keysyncd.core.policy``), on a
-healthy fleet: every push verifies every node and every migration (after_rotate) succeeds
-right after its rotation.
+"""What ``plan`` shows for a symmetric repository (Fernet, credential): each key's future. Pure:
+the planner a real rotation runs (``keysyncd.core.policy``), on a healthy fleet (every push
+verified and every migration successful right after its rotation).
 """
 
 from __future__ import annotations
@@ -22,6 +19,7 @@ from keysyncd.core.policy import (
 )
 
 Events = dict[int, dict[str, float | None]]  # index -> stage ("primary") -> when
+STAGES = ("staged", "primary", "secondary", "retired")
 
 
 @dataclass(frozen=True)
@@ -41,34 +39,22 @@ def simulate(
     policy: Policy,
     rotations: list[float],
 ) -> list[Lifecycle]:
-    """Return each key's lifecycle over the given future rotation times (ascending).
-
-    The simulation uses the same planner as a real rotation, so ``plan`` shows what
-    keysyncd will do. Keys created during the simulation are numbered as they will be.
-    """
+    """Return each key's lifecycle over the future rotation times ``rotations`` (ascending),
+    keys created on the way numbered as they will be."""
     current = set(indices)
     state = dict(history)
     events: Events = {}
     for index in current:
         known = state.get(index, KeyHistory())
-        events[index] = {
-            "staged": known.created_at,
-            "primary": known.promoted_at,
-            "secondary": known.demoted_at,
-        }
+        times = (known.created_at, known.promoted_at, known.demoted_at)
+        events[index] = dict(zip(STAGES, times, strict=False))
     for now in rotations:
         plan = plan_rotation(current, state, policy, now)
         state = _rotated(state, plan, policy, now)
         _record(events, plan, now)
         current = set(plan.resulting)
     return [
-        Lifecycle(
-            index,
-            found.get("staged"),
-            found.get("primary"),
-            found.get("secondary"),
-            found.get("retired"),
-        )
+        Lifecycle(index, *(found.get(stage) for stage in STAGES))
         for index, found in sorted(events.items(), key=lambda item: (item[0] == 0, item[0]))
     ]
 

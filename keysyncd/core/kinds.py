@@ -1,8 +1,6 @@
-"""Key kinds, registered once (``KINDS``): each kind's name, its model (the rules its keys
-follow, with the model's pure planners, which the actions and views take from here), its
-size, what retires its keys and the config fields it takes. Config validation and the
-actions ask these facts; no code tests a kind by its name, and ``keysyncd.actions.operations``
-binds each model to its actions.
+"""Key kinds, registered once (``KINDS``): each kind's name, model (its rules and pure
+planners), size, what retires its keys and its config fields. No code tests a kind by its
+name; ``keysyncd.actions.operations`` binds each model to its actions.
 """
 
 from __future__ import annotations
@@ -59,11 +57,10 @@ def _fernet_key_problem(content: bytes) -> str | None:
 
 @dataclass(frozen=True)
 class KeyKind:
-    """A kind of key repository: its model, its default size, its key format, and what
-    retires a key ("time": no token it protected can still be valid; "migration": no
-    credential is still encrypted with it). ``fixed_max_active_keys``: the only size
-    keystone itself works with (None: any size from 2). ``fields``: the config fields only
-    this kind takes. Hooks run for every kind (the action shell runs them)."""
+    """A kind of key repository: its model, default size, key format, and what retires a key
+    ("time": no token it protected is valid; "migration": no credential needs it).
+    ``fixed_max_active_keys``: the only size keystone works with (None: any from 2); ``fields``:
+    the config fields only this kind takes."""
 
     name: str
     description: str

@@ -1,14 +1,11 @@
 """What a node needs, as a value: ``diff(expected, view) -> NodePlan``. Pure, no IO.
 
-The view is keystone's (keysyncd.core.view): a node is in sync only when every entry keystone
-would load there is exactly an expected key, as a canonical regular file with mode 0600
-(and the configured owner), and nothing else sits at a key name. The plan is applied in
-two fleet-wide phases (safety rule 3): phase 1 adds the keys keystone lacks there, highest
-(the new primary) first; phase 2 replaces what is wrong, ``0`` last, then removes what must
-go. A wrong file is replaced by rename, never chmod-ed or chown-ed: a symlink at a key name
-must never lead a change to a file outside the repository. With an owner configured, that
-owner must also be able to list the directory and read every key, and pass through every
-directory above it (keysyncd.core.access); those above are never changed, only reported.
+A node is in sync only when every entry keystone would load (keysyncd.core.view) is exactly
+an expected key, a canonical regular file with mode 0600 (and the configured owner), and
+nothing else sits at a key name. Phase 1 adds what keystone lacks, highest first; phase 2
+replaces what is wrong (``0`` last), then removes what must go (safety rule 3). A wrong file
+is replaced by rename, never chmod-ed or chown-ed: a symlink at a key name must never lead a
+change outside the repository. The owner's access (keysyncd.core.access) is checked too.
 """
 
 from __future__ import annotations
@@ -40,15 +37,10 @@ MAX_LISTED = 20  # odd entries named per node in a report; the rest are counted
 
 @dataclass(frozen=True)
 class NodePlan:
-    """The changes one node needs.
-
-    ``add`` (phase 1) and ``replace`` (phase 2) are indices to write; ``delete`` (phase 2)
-    are entry names. ``invalid`` names directories at key names, which keysyncd never
-    removes; ``unreachable`` why the owner cannot pass through a directory above the
-    repository, which keysyncd never changes (the node is not in sync until its
-    administrator fixes it). ``changes`` says why, as reports show it. Example: add (5,),
-    replace (0,), delete ("2", "099").
-    """
+    """The changes one node needs: ``add`` (phase 1) and ``replace`` (phase 2) indices to write,
+    ``delete`` (phase 2) entry names, e.g. (5,), (0,), ("2", "099"); ``invalid`` directories at
+    key names and ``unreachable`` (a directory above the repository) are never changed by
+    keysyncd; ``changes`` says why, as reports show it."""
 
     add: tuple[int, ...] = ()
     replace: tuple[int, ...] = ()
@@ -63,9 +55,9 @@ class NodePlan:
 
     @property
     def unfixable(self) -> bool:
-        """Return True if no push can bring the node in sync: its owner cannot pass a
-        directory above the keys (never changed by keysyncd), or a directory sits at a key
-        name (never removed). A dry run predicts such a node fails, as the real run does."""
+        """Return True if no push can bring the node in sync (its owner cannot pass a directory
+        above the keys, or a directory sits at a key name): a dry run predicts it fails, as the
+        real run does."""
         return bool(self.unreachable or self.invalid)
 
     @property
@@ -91,14 +83,10 @@ class NodePlan:
 
 
 def divergence(expected: Mapping[int, str], view: NodeView) -> str | None:
-    """Return why the node holds a newer or unrelated key set, or None.
-
-    Indices above 0 are never rewritten by keystone or keysyncd, so a valid key there
-    with other content, or a key keystone would load above the controller's primary
-    (whatever its name: ``099`` loads as 99), means the node was rotated or bootstrapped by
-    someone else: overwriting it could destroy the only copy of a key in use. A symlink
-    that keystone would load is counted as a key: keysyncd never reads through it.
-    """
+    """Return why the node holds a newer or unrelated key set, or None: a valid key above 0 with
+    other content, or a key keystone would load above the controller's primary (``099`` loads
+    as 99; a symlink counts), means someone else rotated or bootstrapped it, and overwriting
+    could destroy the only copy of a key in use (neither keystone nor keysyncd rewrites one)."""
     top = max(expected, default=0)
     for index, entries in sorted(view.keystone.loaded.items(), reverse=True):
         for entry in entries:
@@ -124,15 +112,12 @@ def diff(
     owner: Ownership | None = None,
     force: bool = False,
 ) -> NodePlan:
-    """Return the NodePlan turning ``view`` into ``expected`` (index -> digest).
-
-    A diverged node gets an empty plan with ``diverged`` set, unless ``force``.
-    """
+    """Return the NodePlan turning ``view`` into ``expected`` (index -> digest); a diverged node
+    gets an empty plan with ``diverged`` set, unless ``force``."""
     reason = divergence(expected, view)
     if reason and not force:
         return NodePlan(cleanup=view.temp_files, diverged=reason)
-    planner = _Planner(expected, view, owner or Ownership())
-    return planner.plan()
+    return _Planner(expected, view, owner or Ownership()).plan()
 
 
 class _Planner:
@@ -146,13 +131,8 @@ class _Planner:
         self.replace: list[int] = []
         self.delete: list[str] = []
         self.invalid: list[str] = []
-        self.reasons: dict[str, list[Any]] = {
-            "missing": [],
-            "changed": [],
-            "extra": [],
-            "mode": [],
-            "entries": [],
-        }
+        kinds = ("missing", "changed", "extra", "mode", "entries")
+        self.reasons: dict[str, list[Any]] = {kind: [] for kind in kinds}
 
     def plan(self) -> NodePlan:
         by_name = {entry.name: entry for entry in self.view.entries}
@@ -209,9 +189,8 @@ class _Planner:
 
     @staticmethod
     def _ordered(key: str, values: list[Any]) -> tuple[Any, ...]:
-        """Return a reason's values in a stable order (missing keeps phase 1's order); odd
-        entries at most MAX_LISTED: a node with thousands of them must not make reports and
-        the journal thousands of lines long (the rest are counted in ``unlisted``)."""
+        """Return a reason's values in a stable order (missing keeps phase 1's); at most MAX_LISTED
+        odd entries, so thousands on a node never make reports and the journal as long."""
         if key == "entries":
             return tuple(sorted(values, key=lambda odd: odd["name"])[:MAX_LISTED])
         if key in ("extra", "changed"):

@@ -31,14 +31,10 @@ class Recovery:
 
 
 def plan_recovery(pending: PendingRotation | None, digests: Mapping[int, str]) -> Recovery:
-    """Return how to complete an interrupted rotation, judged from what is on disk.
-
-    New primary absent: nothing happened. Present, with the old staged key still in 0: roll
-    back (remove the new primary, which still equals 0). Present, with the new staged key in
-    0: roll forward. Anything else means someone changed the repository after the crash (an
-    operator ran keystone-manage fernet_rotate): recovery deletes nothing, and the change is
-    reconciled as a foreign one. Deleting there could remove the key keystone now uses.
-    """
+    """Return how to complete an interrupted rotation, judged from the disk: new primary absent,
+    nothing happened; present with the old staged key in 0, roll back; with the new one, finish.
+    Anything else: someone changed the repository since (keystone-manage fernet_rotate), so
+    nothing is deleted (it could be the key keystone uses) and the change is reconciled."""
     if pending is None:
         return Recovery("none")
     primary_done = digests.get(pending.new_primary) == pending.old_staged_digest

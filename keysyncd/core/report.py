@@ -28,28 +28,23 @@ def precise_time(timestamp: float) -> str | None:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _times(value: Any, is_time: bool = False) -> Any:
-    """Return ``value`` with every time in it written as RFC 3339: values under keys ending in
-    ``_at`` and the values of TIME_MAPS, at any depth."""
+def json_times(value: Any, is_time: bool = False) -> Any:
+    """Return ``value`` (JSON-ready) with every time in it written as reports write them, RFC
+    3339: values under keys ending in ``_at`` and those of TIME_MAPS, at any depth (what the
+    command line shows of a report's part, a dry run's plan, is what the report says)."""
     if isinstance(value, Mapping):
         return {key: _field(str(key), item) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [_times(item, is_time) for item in value]
+        return [json_times(item, is_time) for item in value]
     if is_time and isinstance(value, int | float) and not isinstance(value, bool):
         return precise_time(value)
     return value
 
 
-def json_times(value: Any) -> Any:
-    """Return ``value`` (JSON-ready) with its times written as reports write them: what the
-    command line shows of a report's part (a dry run's plan) is what the report says."""
-    return _times(value)
-
-
 def _field(key: str, value: Any) -> Any:
     if key in TIME_MAPS and isinstance(value, Mapping):
-        return {name: _times(when, True) for name, when in value.items()}
-    return _times(value, key.endswith("_at"))
+        return {name: json_times(when, True) for name, when in value.items()}
+    return json_times(value, key.endswith("_at"))
 
 
 @dataclass(frozen=True)
@@ -88,7 +83,7 @@ class Report:
         document["schema_version"] = SCHEMA_VERSION
         document["started_at"] = precise_time(self.started_at)
         document["ended_at"] = precise_time(self.ended_at)
-        document["details"] = _times(document["details"])
+        document["details"] = json_times(document["details"])
         document["messages"] = list(self.messages)
         for node in document["nodes"].values():
             node["changes"] = {
