@@ -127,20 +127,16 @@ def _kind_fields(reader: check.Reader, data: dict[str, Any], path: str, kind: Ke
             )
 
 
-def _current_user() -> str | None:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # a uid without a passwd entry and no $USER (containers)
-        return None
-
-
 def _ssh(reader: check.Reader, value: Any, needed: bool) -> SshConfig:
     data = reader.mapping(value, "ssh", _keys(SshConfig))
     identity = reader.get(data, "identity_file", "ssh", check.absolute_path)
     known_hosts = reader.get(data, "known_hosts", "ssh", check.absolute_path, required=needed)
     user = reader.get(data, "user", "ssh", check.string)
     if user is None and data.get("user") is None:
-        user = _current_user()
+        try:
+            user = getpass.getuser()
+        except (KeyError, OSError):  # a uid without a passwd entry and no $USER (containers)
+            user = None
         if user is None and needed:
             reader.fail("ssh.user", "is required (the current user has no name)")
     return SshConfig(
@@ -215,7 +211,7 @@ def _sections(reader: check.Reader, data: dict[str, Any]) -> dict[str, Any]:
 def _clock(reader: check.Reader, value: Any) -> ClockConfig:
     data = reader.mapping(value, "clock", _keys(ClockConfig))
     return ClockConfig(
-        max_skew=float(reader.get(data, "max_skew", "clock", check.number(0), 300.0)),
+        max_skew=float(reader.get(data, "max_skew", "clock", check.number(0), 300.0))
     )
 
 

@@ -24,11 +24,7 @@ def _curve(algorithm: str) -> type[ec.EllipticCurve]:
     """Return the curve of ECDSA ``algorithm``; raise KeyError for any other algorithm."""
     from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, SECP384R1, SECP521R1
 
-    curves: dict[str, type[ec.EllipticCurve]] = {
-        "ES256": SECP256R1,
-        "ES384": SECP384R1,
-        "ES512": SECP521R1,
-    }
+    curves = {"ES256": SECP256R1, "ES384": SECP384R1, "ES512": SECP521R1}
     return curves[algorithm]
 
 
@@ -117,18 +113,12 @@ def public_problem(content: bytes, algorithm: str) -> str | None:
 def algorithm_of_public(content: bytes) -> str | None:
     """Return the algorithm (ES256, ES384, ES512, EdDSA) public key ``content`` verifies, or
     None if it is no public key for any of them."""
-    for algorithm in ALGORITHMS:
-        if public_problem(content, algorithm) is None:
-            return algorithm
-    return None
+    return next((name for name in ALGORITHMS if public_problem(content, name) is None), None)
 
 
 def private_algorithm(content: bytes) -> str | None:
     """Return the algorithm private key ``content`` signs with, or None (no key of ours)."""
-    for algorithm in ALGORITHMS:
-        if public_of_private(content, algorithm) is not None:
-            return algorithm
-    return None
+    return next((name for name in ALGORITHMS if public_of_private(content, name) is not None), None)
 
 
 def public_of_private(content: bytes, algorithm: str) -> bytes | None:

@@ -12,7 +12,6 @@ from keysyncd.core.policy import (
     History,
     KeyHistory,
     Policy,
-    RotationPlan,
     confirm_demotions,
     plan_rotation,
     rotated_history,
@@ -34,10 +33,7 @@ class Lifecycle:
 
 
 def simulate(
-    indices: Collection[int],
-    history: History,
-    policy: Policy,
-    rotations: list[float],
+    indices: Collection[int], history: History, policy: Policy, rotations: list[float]
 ) -> list[Lifecycle]:
     """Return each key's lifecycle over the future rotation times ``rotations`` (ascending),
     keys created on the way numbered as they will be."""
@@ -50,33 +46,19 @@ def simulate(
         events[index] = dict(zip(STAGES, times, strict=False))
     for now in rotations:
         plan = plan_rotation(current, state, policy, now)
-        state = _rotated(state, plan, policy, now)
-        _record(events, plan, now)
+        # on a healthy fleet the push verifies every node and a migration succeeds at once
+        state = confirm_demotions(rotated_history(state, plan.demoted, plan.new_primary, now), now)
+        if policy.retire_by == "migration":
+            state[plan.new_primary] = replace(state[plan.new_primary], migrated_at=now)
+        events[plan.new_primary] = {**events.pop(0), "primary": now}
+        if plan.demoted is not None:
+            events.setdefault(plan.demoted, {})["secondary"] = now
+        events[0] = {"staged": now}
+        for index in plan.retire:
+            state.pop(index, None)
+            events.setdefault(index, {})["retired"] = now
         current = set(plan.resulting)
     return [
         Lifecycle(index, *(found.get(stage) for stage in STAGES))
         for index, found in sorted(events.items(), key=lambda item: (item[0] == 0, item[0]))
     ]
-
-
-def _rotated(
-    state: dict[int, KeyHistory], plan: RotationPlan, policy: Policy, now: float
-) -> dict[int, KeyHistory]:
-    """Return the history after ``plan`` ran at ``now`` on a healthy fleet: the push
-    verifies every node at once, a migration succeeds at once, retired keys leave it."""
-    state = confirm_demotions(rotated_history(state, plan.demoted, plan.new_primary, now), now)
-    if policy.retire_by == "migration":
-        state[plan.new_primary] = replace(state[plan.new_primary], migrated_at=now)
-    for index in plan.retire:
-        state.pop(index, None)
-    return state
-
-
-def _record(events: Events, plan: RotationPlan, now: float) -> None:
-    """Record in ``events`` what ``plan``, run at ``now``, makes of each key."""
-    events[plan.new_primary] = {**events.pop(0), "primary": now}
-    if plan.demoted is not None:
-        events.setdefault(plan.demoted, {})["secondary"] = now
-    events[0] = {"staged": now}
-    for index in plan.retire:
-        events.setdefault(index, {})["retired"] = now

@@ -39,22 +39,6 @@ JWS = JwsModel()
 M = TypeVar("M", SymmetricModel, JwsModel)
 
 
-def _fernet_key_problem(content: bytes) -> str | None:
-    """Return why ``content`` is not a Fernet key, or None; never echoes the content."""
-    if not content.strip():
-        return "empty key"
-    text = content.rstrip(b"\n")
-    if len(text) != 44:
-        return f"malformed key: expected 44 base64 characters, found {len(text)} bytes"
-    try:
-        raw = base64.b64decode(text, altchars=b"-_", validate=True)
-    except (binascii.Error, ValueError):
-        return "malformed key: not urlsafe base64"
-    if len(raw) != 32:
-        return "malformed key: does not decode to 32 bytes"
-    return None
-
-
 @dataclass(frozen=True)
 class KeyKind:
     """A kind of key repository: its model, default size, key format, and what retires a key
@@ -95,8 +79,20 @@ class KeyKind:
         return Fernet.generate_key()
 
     def problem(self, content: bytes) -> str | None:
-        """Return why ``content`` is not a valid key of this kind, or None when it is."""
-        return _fernet_key_problem(content)
+        """Return why ``content`` is not a valid key of this kind (a Fernet key), or None when
+        it is; never echoes the content."""
+        if not content.strip():
+            return "empty key"
+        text = content.rstrip(b"\n")
+        if len(text) != 44:
+            return f"malformed key: expected 44 base64 characters, found {len(text)} bytes"
+        try:
+            raw = base64.b64decode(text, altchars=b"-_", validate=True)
+        except (binascii.Error, ValueError):
+            return "malformed key: not urlsafe base64"
+        if len(raw) != 32:
+            return "malformed key: does not decode to 32 bytes"
+        return None
 
 
 KINDS: dict[str, KeyKind] = {

@@ -83,14 +83,6 @@ class RotationPlan:
         )
 
 
-def retirement_safe_at(history: KeyHistory | None, policy: Policy) -> float | None:
-    """Return the first instant at which the key may be deleted, or None while its demotion is
-    not on record or not yet confirmed on every node (not deemed safe)."""
-    if history is None or history.confirmed_at is None:
-        return None
-    return history.confirmed_at + policy.retention
-
-
 MIGRATION_PENDING = (
     "credentials may still be encrypted with it: no migration to a newer primary has "
     "succeeded yet (after_rotate, or keysyncd confirm-migration)"
@@ -149,12 +141,14 @@ def plan_retirement(
             else:
                 keep.append(KeptKey(index, None, MIGRATION_PENDING))
             continue
-        safe_at = retirement_safe_at(history.get(index), policy)
+        known = history.get(index, KeyHistory())
+        # retention runs from the fleet-wide confirmation of the demotion (module doc)
+        safe_at = None if known.confirmed_at is None else known.confirmed_at + policy.retention
         if safe_at is not None and now >= safe_at:
             retire.append(index)
-        elif safe_at is None:
+        elif safe_at is None:  # the demotion is not on record, or not confirmed everywhere
             reason = "no demotion time on record"
-            if history.get(index, KeyHistory()).demoted_at is not None:
+            if known.demoted_at is not None:
                 reason = "not yet verified demoted on every node"
             keep.append(KeptKey(index, None, reason))
         else:
@@ -194,20 +188,15 @@ def rotated_history(
     return updated
 
 
-def minimum_active_keys(policy: Policy, rotation_period: float) -> int:
-    """Return keystone's sizing rule, ceil(retention / rotation_period) + 2; raise KeysyncError
-    if the period is not positive."""
-    if rotation_period <= 0:
-        raise KeysyncError("rotation period must be positive")
-    return math.ceil(policy.retention / rotation_period) + 2
-
-
 def lint(policy: Policy, rotation_period: float) -> list[str]:
     """Return warnings about ``policy`` at this rotation period (empty when sound); the sizing
-    rule is about tokens, so keys retired by migration (credentials: fixed size) get none."""
+    rule is about tokens, so keys retired by migration (credentials: fixed size) get none.
+    Raise KeysyncError if the period is not positive."""
     if policy.retire_by != "time":
         return []
-    needed = minimum_active_keys(policy, rotation_period)
+    if rotation_period <= 0:
+        raise KeysyncError("rotation period must be positive")
+    needed = math.ceil(policy.retention / rotation_period) + 2  # keystone's sizing rule
     if policy.max_active_keys >= needed:
         return []
     return [
