@@ -1,8 +1,6 @@
-"""The toolkit config.py validates with: a problem-collecting Reader, value checks, strict YAML.
-
-A check takes a parsed YAML value and returns a problem message, or None when the value is
-acceptable. The Reader prefixes each problem with its path (``At 'nodes[2].port': ...``) and
-keeps going, so that every problem is reported at once.
+"""The toolkit config loading validates with: a problem-collecting Reader, value checks (each
+returns a problem message, or None), strict YAML. The Reader prefixes each problem with its
+path (``At 'nodes[2].port': ...``) and keeps going, so every problem is reported at once.
 """
 
 from __future__ import annotations
@@ -248,10 +246,8 @@ def read_yaml(path: Path) -> Any:
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that rejects a key repeated in one mapping instead of keeping the last.
-
-    A second ``nodes:`` section silently replacing the first would stop keys reaching nodes.
-    """
+    """SafeLoader that rejects a key repeated in a mapping instead of keeping the last (a second
+    ``nodes:`` silently replacing the first would stop keys reaching nodes)."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()

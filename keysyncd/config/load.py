@@ -1,7 +1,5 @@
-"""Load the YAML configuration and validate it into frozen dataclasses.
-
-Validation collects every problem with its path (``At 'nodes[2].port': ...``)
-and raises one ConfigError listing them all. Unknown keys are errors so that a
+"""Load the YAML configuration and validate it into frozen dataclasses: every problem with its
+path (``At 'nodes[2].port': ...``), all in one ConfigError; unknown keys are errors, so a
 typo never silently falls back to a default.
 """
 

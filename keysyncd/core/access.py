@@ -1,11 +1,8 @@
-"""Whether the configured owner (keystone) can reach its keys on a node, from the attributes
-the node reports (uid, gid, mode). Pure, no IO.
-
-POSIX picks one class of permission bits per path (uid 0 may do anything; the path's user
-gets the owner bits only, a member of its group the group bits, everyone else the other
-bits). The owner's supplementary groups are unknown, so a verdict errs towards "cannot"
-(reported, never a change that takes access away). The directories above a repository
-must let keystone pass (EXECUTE); keysyncd never changes them, only reports them.
+"""Whether the configured owner (keystone) can reach its keys on a node, from the uid, gid and
+mode the node reports. Pure. POSIX bits of one class apply per path (owner, group, other;
+uid 0 anything); supplementary groups are unknown, so a verdict errs towards "cannot"
+(reported, never a change that takes access away). Directories above a repository must let
+keystone pass; keysyncd never changes them, only reports them.
 """
 
 from __future__ import annotations

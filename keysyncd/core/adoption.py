@@ -47,11 +47,9 @@ def judge_publics(
     nodes: Collection[str],
     same: Callable[[bytes, bytes], bool],
 ) -> PublicJudgement:
-    """Return which of ``offered`` (the source's public directory: file name -> PEM) may be
-    adopted: the public half of a node's private key (``signers``: node -> that public PEM),
-    or a key every one of ``nodes`` holds (``held``: node -> the public keys it holds; a
-    node missing there was not read, so nobody can say it holds anything). ``same`` says
-    whether two PEMs are one key."""
+    """Return which ``offered`` public keys (name -> PEM) may be adopted: the public half of a
+    node's private key (``signers``), or held by every one of ``nodes`` (``held``: node -> its
+    keys; a node missing there was not read). ``same`` says whether two PEMs are one key."""
     adopted: dict[str, bytes] = {}
     refused: dict[str, str] = {}
     for name, content in sorted(offered.items()):

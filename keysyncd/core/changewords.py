@@ -25,15 +25,10 @@ DIFFERS_WORDS: dict[str, tuple[str, str]] = {
 
 
 def describe_changes(changes: Mapping[str, Any], done: bool = False) -> str:
-    """Return one line for a node's changes, names escaped: what differs (``missing key 4,
-    extra keys 1 and 2, '099': non-canonical name keystone loads as key 99``), or with
-    ``done`` what was done about it (``added key 4, removed keys 1 and 2, fixed '099':
-    non-canonical name keystone loads as key 99``)."""
-    which = 1 if done else 0
+    """Return one line for a node's changes, names escaped: what differs (``missing key 4, extra
+    keys 1 and 2``), or with ``done`` what was done (``added key 4, removed keys 1 and 2``)."""
     parts = [
-        _done_jws(key, changes[key]) or f"{words[which]} {_items(changes[key])}"
-        if done
-        else f"{words[which]} {_items(changes[key])}"
+        (_done_jws(key, changes[key]) if done else None) or f"{words[done]} {_items(changes[key])}"
         for key, words in DIFFERS_WORDS.items()
         if changes.get(key)
     ]

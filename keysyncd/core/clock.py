@@ -1,14 +1,9 @@
-"""Whether the controller's clock can be trusted to time retirement and rotation. Pure.
-
-A clock that is wrong retires keys early (safety rule 2), so it is judged first (SPEC safety
-rule 10) against two witnesses: the journal's latest trusted time
-(``RepositoryState.latest_time``: a clock behind it stepped back) and the nodes' clocks (the
-mtime a node gives a file keysyncd creates); the skew is taken from the nodes' median, so one
-wrong node neither blocks nor excuses anything. An untrusted clock retires, rotates, confirms
-and advances nothing. A judgement is *fresh* only when a majority of the configured nodes'
-clocks were read in this action (``needed``): only a fresh one may trust the clock for an
-action that reads nodes, advance the latest time or replace the recorded skew. With no node
-configured, the journal is the only witness and every judgement is fresh.
+"""Whether the controller's clock can be trusted to time retirement and rotation (SPEC safety
+rule 10). Pure. Witnesses: the journal's latest trusted time (a clock behind it stepped back)
+and the nodes' clocks (skew from their median, so one wrong node neither blocks nor excuses
+anything). An untrusted clock retires, rotates, confirms and advances nothing. Only a *fresh*
+judgement (a majority of the configured nodes' clocks read in this action, ``needed``; no
+nodes: always) may trust the clock, advance the latest time or replace the recorded skew.
 """
 
 from __future__ import annotations
@@ -26,12 +21,9 @@ SLACK = 5.0  # seconds a clock may be behind the journal: measurement order, not
 
 @dataclass(frozen=True)
 class ClockCheck:
-    """One judgement of the controller's clock at ``now`` (epoch seconds).
-
-    ``latest``: the latest time the journal recorded (None: nothing yet). ``skew``: the
-    controller's clock minus the nodes' median clock, in seconds (positive: the controller
-    is ahead; None: no node observed). ``observed``: how many nodes' clocks were read.
-    """
+    """One judgement of the controller's clock at ``now``: ``latest`` recorded in the journal
+    (None: nothing yet), ``skew`` (controller minus the nodes' median, seconds; None: no node
+    observed) and how many node clocks were ``observed``."""
 
     now: float
     latest: float | None
@@ -120,11 +112,7 @@ def median(values: Collection[float]) -> float:
 
 
 def judge(
-    now: float,
-    latest: float | None,
-    skews: Collection[float],
-    max_skew: float,
-    needed: int = 0,
+    now: float, latest: float | None, skews: Collection[float], max_skew: float, needed: int = 0
 ) -> ClockCheck:
     """Return the judgement of the clock reading ``now``, given the journal's latest time,
     each observed node's skew (controller minus node, seconds) and how many node clocks a
@@ -161,10 +149,9 @@ def latest_recorded(state: RepositoryState) -> float | None:
 
 
 def recorded(state: RepositoryState, check: ClockCheck) -> RepositoryState:
-    """Return ``state`` remembering ``check``: a trusted clock advances the latest time, an
-    untrusted one leaves it where it was (a clock a day ahead must not make the right time
-    look like a step back once it is fixed). A judgement that is not fresh changes nothing:
-    the last fresh one stands (its skew keeps a clock found wrong suspect)."""
+    """Return ``state`` remembering ``check`` if fresh (else the last fresh one stands): a trusted
+    clock advances the latest time, an untrusted one leaves it (a clock a day ahead must not
+    make the right time look like a step back once fixed)."""
     if not check.fresh:
         return state
     latest = check.latest
@@ -176,10 +163,8 @@ def recorded(state: RepositoryState, check: ClockCheck) -> RepositoryState:
 
 
 def current(state: RepositoryState, now: float, max_skew: float) -> ClockCheck:
-    """Return the clock's judgement as it stands without reading any node: ``now`` against
-    the journal, and the skew last observed (``status``, the metrics, and the commit of an
-    action that read no node: a clock found a day ahead stays suspect until the nodes are
-    read again)."""
+    """Return the clock's judgement without reading any node: ``now`` against the journal, and
+    the skew last observed (a clock found a day ahead stays suspect until nodes are read)."""
     record = state.clock
     if record is None or record.skew is None:
         return ClockCheck(now, latest_recorded(state), None, 0, max_skew)

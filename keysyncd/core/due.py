@@ -1,9 +1,7 @@
 """When a repository's next rotation is due, and when a missed one counts as overdue. Pure.
-
-The due time is the first scheduled time after the last rotation (it stays in the past
-while one is missed, so the alert compares it with Prometheus' ``time()``); a rotation is
-overdue ``OVERDUE_PERIODS`` rotation periods later, so a retry has room before anyone is
-paged. ``keysyncd status`` uses the same rule (keysyncd.commands.views).
+The due time (first scheduled time after the last rotation) stays in the past while one is
+missed, so the alert compares it with ``time()``; overdue ``OVERDUE_PERIODS`` rotation periods
+later, so a retry has room before anyone is paged. ``status`` uses the same rule.
 """
 
 from __future__ import annotations

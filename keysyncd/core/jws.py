@@ -1,12 +1,10 @@
 """keystone's JWS key pairs (``kind: jws``): the journal's part and every decision. Pure.
 
-Keystone signs with ``<private>/private.pem`` and validates by trying every file in
-``<public>``; each node has its own pair. Per node the journal keeps the pair it signs with
-(``signing``), one made but not yet installed (``next``) and old public keys kept for tokens
-its node signed (``retiring``); every node's public directory holds all of them and nothing
-else. A new public key reaches every node (phase 1) before any node gets its private key
-(phase 2, behind the gate); an old one goes ``token_expiration + allow_expired_window`` after
-its node was verified signing with the new one (SPEC section 9).
+Keystone signs with ``<private>/private.pem`` and validates with every file in ``<public>``.
+Per node the journal keeps the pair it signs with (``signing``), one not yet installed
+(``next``) and old public keys kept for tokens it signed (``retiring``); every public directory
+holds all of them. SPEC section 9: a new public key reaches every node before any node gets
+its private key; an old one goes a retention after its node signs with the new one.
 """
 
 from __future__ import annotations
@@ -139,10 +137,7 @@ def installed(state: JwsState, node: str, now: float) -> JwsState:
         retiring[old.public] = Retiring(node, old.public_digest, stopped)
     signing[node] = pair
     return replace(
-        state,
-        signing=_frozen(signing),
-        next=_frozen(upcoming),
-        retiring=_frozen(retiring),
+        state, signing=_frozen(signing), next=_frozen(upcoming), retiring=_frozen(retiring)
     )
 
 
@@ -226,10 +221,9 @@ def former_algorithms(state: JwsState, algorithms: Mapping[str, str], configured
 def migration_drops(
     state: JwsState, installing: Collection[str], algorithms: Mapping[str, str], configured: str
 ) -> tuple[str, ...]:
-    """Return the public keys of another algorithm that go in a run installing the waiting
-    pairs of ``installing``: every one of them once, after the run, every node signs with a
-    ``configured`` key and none waits with another; none before (a node still signing with
-    the former algorithm needs its public key everywhere)."""
+    """Return the public keys of another algorithm that go in a run installing the waiting pairs
+    of ``installing``: all of them if afterwards every node signs with a ``configured`` key and
+    none waits with another, else none (a node signing with one needs it everywhere)."""
     after = {node: pair for node, pair in state.signing.items() if node not in installing}
     after |= {node: pair for node, pair in state.next.items() if node in installing}
     after |= {f"{node} waiting": p for node, p in state.next.items() if node not in installing}

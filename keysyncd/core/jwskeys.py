@@ -12,10 +12,7 @@ from keysyncd.core.view import MAX_PEM
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.hazmat.primitives.asymmetric.types import (
-        PrivateKeyTypes,
-        PublicKeyTypes,
-    )
+    from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 
 ALGORITHMS = ("ES256", "ES384", "ES512", "EdDSA")
 
@@ -54,8 +51,7 @@ def _public_pem(key: PublicKeyTypes) -> bytes:
     from cryptography.hazmat.primitives import serialization
 
     return key.public_bytes(
-        encoding=serialization.Encoding.PEM,
-        format=serialization.PublicFormat.SubjectPublicKeyInfo,
+        encoding=serialization.Encoding.PEM, format=serialization.PublicFormat.SubjectPublicKeyInfo
     )
 
 

@@ -14,10 +14,9 @@ from keysyncd.core.jws import JwsState, Pair
 
 @dataclass(frozen=True)
 class PairLifecycle:
-    """One key pair's future: its node, its public key's file name, when it was or will be
-    made (``staged_at``), when its node signs with it (``now`` for a pair that signs
-    already), when a newer pair replaces it, and when its public key leaves every node
-    (None: later than the rotations shown)."""
+    """One key pair's future: its node, its public key's file name, when it was or will be made,
+    when its node signs with it (``now`` if it does), is replaced and leaves every node (None:
+    later than the rotations shown)."""
 
     node: str
     key: str

@@ -1,10 +1,9 @@
 """What one node needs for a ``jws`` repository, as a value. Pure.
 
-Keystone reads *every* entry of the public directory as a public key (a directory makes it
-raise, a FIFO block, a partial file fail) and only ``private.pem`` in the private one: the
-public directory holds exactly the expected keys as regular files (temp files go in the
-private one). A configured owner must pass every directory above both (never changed, only
-reported), enter the private one, list the public one and read each key.
+Keystone reads *every* public directory entry as a public key (a directory raises, a FIFO
+blocks, a partial file fails) and only ``private.pem`` in the private one: the public one
+holds exactly the expected keys as regular files (temp files go in the private one). An
+owner must pass every directory above (only reported), enter private and list public.
 """
 
 from __future__ import annotations

@@ -1,11 +1,10 @@
 """What a node needs, as a value: ``diff(expected, view) -> NodePlan``. Pure, no IO.
 
-A node is in sync only when every entry keystone would load (keysyncd.core.view) is exactly
-an expected key, a canonical regular file with mode 0600 (and the configured owner), and
-nothing else sits at a key name. Phase 1 adds what keystone lacks, highest first; phase 2
-replaces what is wrong (``0`` last), then removes what must go (safety rule 3). A wrong file
-is replaced by rename, never chmod-ed or chown-ed: a symlink at a key name must never lead a
-change outside the repository. The owner's access (keysyncd.core.access) is checked too.
+In sync: every entry keystone would load is an expected key as a canonical 0600 file (and
+the owner's), nothing else at a key name. Phase 1 adds what keystone lacks, highest first;
+phase 2 replaces what is wrong (``0`` last), then removes (safety rule 3). A wrong file is
+replaced by rename, never chmod-ed or chown-ed: a symlink must never lead a change outside.
+``NodeView`` is what a node holds as read, ``Ownership`` the owner its key files must have.
 """
 
 from __future__ import annotations
@@ -18,21 +17,76 @@ from keysyncd.core.access import (
     EXECUTE,
     READ,
     PathInfo,
+    User,
     access_problem,
     ancestor_problem,
     directory_problem,
 )
-from keysyncd.core.nodeview import NodeView, Ownership
 from keysyncd.core.view import (
     CHANGED_WHILE_READ,
     FILE_MODE,
     Entry,
     EntryType,
+    KeystoneView,
     entry_problem,
+    keystone_view,
     show_name,
 )
 
 MAX_LISTED = 20  # odd entries named per node in a report; the rest are counted
+
+
+@dataclass(frozen=True)
+class NodeView:
+    """What a node holds: its directory's mode, every entry at a key name, our temp files,
+    the directory's attributes (path, owner) when the node reported them, and those of the
+    directories above it, from ``/`` down (read only when an owner is configured)."""
+
+    directory_mode: int
+    entries: tuple[Entry, ...]
+    temp_files: tuple[str, ...] = ()
+    directory: PathInfo | None = None
+    ancestors: tuple[PathInfo, ...] = ()
+
+    @property
+    def keystone(self) -> KeystoneView:
+        """Return what keystone's loader would load from this directory."""
+        return keystone_view(self.entries)
+
+    def canonical_files(self) -> dict[int, Entry]:
+        """Return index -> entry for canonical names that hold regular files that were read."""
+        return {
+            index: entry
+            for entry in self.entries
+            if (index := entry.index) is not None
+            and entry.canonical
+            and entry.type is EntryType.FILE
+            and entry.digest is not None
+        }
+
+    def summary(self) -> dict[str, str]:
+        """Return the digests of canonical key files by index as text, as reports show them."""
+        return {str(i): e.digest or "" for i, e in sorted(self.canonical_files().items())}
+
+
+@dataclass(frozen=True)
+class Ownership:
+    """The owner every key file must have on a node (None: whatever the SFTP user makes)."""
+
+    uid: int | None = None
+    gid: int | None = None
+    name: str | None = None  # as configured, for messages
+
+    @property
+    def user(self) -> User | None:
+        """Return the user keystone runs as (None: no owner configured, nothing to check)."""
+        return None if self.uid is None else User(self.uid, self.gid, self.name)
+
+    def matches(self, entry: Entry) -> bool:
+        """Return True if ``entry`` has the required owner and group."""
+        return (self.uid is None or entry.uid == self.uid) and (
+            self.gid is None or entry.gid == self.gid
+        )
 
 
 @dataclass(frozen=True)
@@ -107,10 +161,7 @@ def divergence(expected: Mapping[int, str], view: NodeView) -> str | None:
 
 
 def diff(
-    expected: Mapping[int, str],
-    view: NodeView,
-    owner: Ownership | None = None,
-    force: bool = False,
+    expected: Mapping[int, str], view: NodeView, owner: Ownership | None = None, force: bool = False
 ) -> NodePlan:
     """Return the NodePlan turning ``view`` into ``expected`` (index -> digest); a diverged node
     gets an empty plan with ``diverged`` set, unless ``force``."""

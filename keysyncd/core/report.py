@@ -1,10 +1,6 @@
-"""The audit report of one action, as a value; pure. ``keysyncd.io.local.reportstore`` writes it.
-
-Reports carry SHA-256 digests, never key material. Schema 2 (schemas/report.schema.json)
-writes every time as an RFC 3339 UTC string with microseconds
-(``2026-11-22T20:00:00.123456Z``): ``started_at``, ``ended_at``, every ``*_at`` field in
-``details`` and the times in ``details.backoff``. Schema 1 (schemas/report.v1.schema.json)
-wrote epoch seconds; readers accept both.
+"""The audit report of one action, as a value; pure (``keysyncd.io.local.reportstore`` writes
+it). Digests, never key material. Schema 2 (schemas/report.schema.json) writes every time as
+RFC 3339 UTC with microseconds; schema 1 (report.v1.schema.json) wrote epoch seconds.
 """
 
 from __future__ import annotations

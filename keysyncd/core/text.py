@@ -7,11 +7,8 @@ MAX_DETAIL = 400  # characters of an error detail kept in reports, state and out
 
 def printable(text: str, limit: int = MAX_DETAIL) -> str:
     """Return ``text`` with every non-printable character escaped (``\\x1b``, ``\\n``,
-    ``\\u202e``) and at most ``limit`` characters long (cut with ``...``).
-
-    A node's error text reaches terminals, logs and reports: an escape sequence in it must
-    never clear a screen or forge a line.
-    """
+    ``\\u202e``), at most ``limit`` characters (cut with ``...``): a node's error text reaches
+    terminals, logs and reports, and must never clear a screen or forge a line."""
     escaped = "".join(char if char.isprintable() else ascii(char)[1:-1] for char in text)
     return escaped if len(escaped) <= limit else escaped[: limit - 3] + "..."
 

@@ -1,10 +1,9 @@
 """Keystone's view of a key directory: what its loader would load from a listing. Pure, no IO.
 
-Keystone (``fernet_utils.FernetUtils._get_key_files``) loads every name for which
-``os.path.isfile`` holds (a symlink to a file counts) and ``int(name)`` works, skips empty
-files, and keys the result by ``int(name)`` (``1`` and ``01`` collide: directory order wins).
-keysyncd writes only canonical names as regular files; any other entry keystone would load is
-drift. Listings have lstat semantics: a link's target is recorded apart (``target``).
+Keystone (``FernetUtils._get_key_files``) loads every name for which ``os.path.isfile`` holds
+(a symlink to a file counts) and ``int(name)`` works, skips empty files, keys by
+``int(name)`` (``1`` and ``01`` collide). keysyncd writes only canonical names; any other
+entry keystone would load is drift. Listings are lstat; a link's target is kept apart.
 """
 
 from __future__ import annotations
