@@ -171,11 +171,8 @@ def diff_jws(
 ) -> JwsNodePlan:
     """Return the plan turning ``view`` into ``expected``; ``user`` (the configured owner) must
     reach private.pem and list and read the public keys."""
-    make = tuple(
-        name
-        for name, mode in (("private", view.private_mode), ("public", view.public_mode))
-        if mode is None
-    )
+    modes = {"private": view.private_mode, "public": view.public_mode}
+    make = tuple(name for name, mode in modes.items() if mode is None)
     problems = _directory_problems(view, user)
     fix_modes = tuple(name for name, _ in problems)
     public = _public_changes(expected, view, uid)
@@ -184,9 +181,8 @@ def diff_jws(
     if private:
         reasons["private"] = private
     if make or fix_modes:
-        reasons["directories"] = [f"{name}: missing" for name in make] + [
-            f"{name}: {problem}" for name, problem in problems
-        ]
+        missing = [f"{name}: missing" for name in make]
+        reasons["directories"] = missing + [f"{name}: {problem}" for name, problem in problems]
     unreachable = ancestor_problem(user, view.ancestors)
     unreadable = _unreadable(view, user)
     access = [unreachable, None if fix_modes else unreadable]

@@ -10,7 +10,7 @@ import binascii
 from dataclasses import dataclass
 from typing import TypeVar
 
-from keysyncd.core import jwsconverge, jwslife, keylife, policy
+from keysyncd.core import jwsconverge, policy
 
 
 class SymmetricModel:
@@ -20,7 +20,7 @@ class SymmetricModel:
     name = "symmetric"
     pairs_per_node = False  # one key set, the same everywhere
     plan_rotation = staticmethod(policy.plan_rotation)
-    lifecycles = staticmethod(keylife.simulate)
+    lifecycles = staticmethod(policy.simulate)
 
 
 class JwsModel:
@@ -30,7 +30,7 @@ class JwsModel:
     name = "jws"
     pairs_per_node = True  # a private and a public directory; the controller's in state_dir
     plan = staticmethod(jwsconverge.plan_converge)
-    lifecycles = staticmethod(jwslife.simulate)
+    lifecycles = staticmethod(jwsconverge.simulate)
 
 
 Model = SymmetricModel | JwsModel

@@ -198,6 +198,7 @@ class _Planner:
         fix_directory = self._directory()
         if unreachable is not None:
             self.reasons["access"] = [unreachable, *self.reasons.get("access", ())]
+        reasons = {key: self._ordered(key, value) for key, value in self.reasons.items() if value}
         return NodePlan(
             add=tuple(self.add),
             replace=tuple(sorted(self.replace, key=lambda index: (index == 0, -index))),
@@ -205,9 +206,7 @@ class _Planner:
             fix_directory=fix_directory,
             cleanup=self.view.temp_files,
             invalid=tuple(sorted(self.invalid)),
-            reasons={
-                key: self._ordered(key, value) for key, value in self.reasons.items() if value
-            },
+            reasons=reasons,
             unlisted=max(len(self.reasons["entries"]) - MAX_LISTED, 0),
             unreachable=unreachable,
         )
@@ -215,19 +214,16 @@ class _Planner:
     def _directory(self) -> bool:
         """Return True if the directory needs mode 0700 and the configured owner: its mode is
         unsafe, or the owner cannot list it. A safe one keystone can use is left as it is."""
-        directory = self.view.directory
-        if directory is None:  # attributes not reported (an old listing): the mode alone
-            directory = PathInfo("the repository directory", self.view.directory_mode)
-            user = None
-        else:
-            user = self.owner.user
+        reported = self.view.directory  # None: not reported (an old listing): the mode alone
+        directory = reported or PathInfo("the repository directory", self.view.directory_mode)
+        user = self.owner.user if reported is not None else None
         problem = directory_problem(directory, user, READ | EXECUTE)
         if problem == "mode":
             self.reasons["mode"].append("directory")
         elif problem is not None:
             self.reasons["access"] = [problem]
             return True
-        if directory is self.view.directory:  # and every key keystone loads can be read
+        if reported is not None:  # and every key keystone loads can be read
             keys = [
                 PathInfo(f"{directory.path}/{entry.name}", entry.mode, entry.uid, entry.gid)
                 for entry in self.view.entries
