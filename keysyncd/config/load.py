@@ -99,9 +99,8 @@ def _apart(reader: check.Reader, repository: RepositoryConfig, path: str) -> Non
 
 
 def _kind_fields(reader: check.Reader, data: dict[str, Any], path: str, kind: KeyKind) -> None:
-    """Reject fields that do not apply to ``kind``: max_active_keys has no meaning for key
-    pairs (each node has one pair; old public keys go when safe), a kind's own fields
-    (jws: algorithm and its directories) none for the others."""
+    """Reject fields that do not apply to ``kind``: max_active_keys for key pairs (one per node;
+    old public keys go when safe), a kind's own fields (jws: algorithm, directories) for others."""
     size = data.get("max_active_keys")
     if not kind.sized and size is not None:
         reader.fail(

@@ -1,8 +1,7 @@
 """Repository directories that cannot collide or damage the system. Pure: paths as written.
-
-keysyncd deletes files in every directory a repository owns, so each must be absolute and
-normalised, not ``/`` nor in a pseudo file system, and apart from every other repository's
-directories, ``state_dir`` and ``report_dir`` (or one would delete another's keys).
+keysyncd deletes files in each directory a repository owns, so each must be absolute,
+normalised, not ``/`` nor in a pseudo file system, and apart from every other repository's,
+``state_dir`` and ``report_dir``.
 """
 
 from __future__ import annotations
@@ -65,8 +64,7 @@ def check_disjoint(
     reader: Reader, repositories: Sequence[RepositoryConfig | None], state_dir: str, report_dir: str
 ) -> None:
     """Report every repository directory equal to or nested with another's, ``state_dir`` or
-    ``report_dir`` (once per repository, at the later entry); it holds on every node too (a
-    node's own ``path`` needs a single repository: ``load._node_paths``)."""
+    ``report_dir``, once per repository; on nodes too (a node's own ``path``: one repository)."""
     seen: list[tuple[str, PurePosixPath]] = [
         ("state_dir", PurePosixPath(os.path.normpath(state_dir))),
         ("report_dir", PurePosixPath(os.path.normpath(report_dir))),

@@ -1,8 +1,7 @@
 """Whether the configured owner (keystone) can reach its keys on a node, from the uid, gid and
-mode the node reports. Pure. POSIX bits of one class apply per path (owner, group, other;
-uid 0 anything); supplementary groups are unknown, so a verdict errs towards "cannot"
-(reported, never a change that takes access away). Directories above a repository must let
-keystone pass; keysyncd never changes them, only reports them.
+mode the node reports. Pure. One POSIX class of bits applies per path; supplementary groups
+are unknown, so a verdict errs towards "cannot" (reported, never a change that takes access
+away). Directories above a repository are never changed, only reported.
 """
 
 from __future__ import annotations
@@ -36,9 +35,8 @@ class User:
 
 @dataclass(frozen=True)
 class PathInfo:
-    """A path's attributes as the node reports them (lstat; stat, following links, for a
-    directory above a repository, as keystone's path lookup does): None for what it left
-    out."""
+    """A path's attributes as the node reports them (lstat; stat for a directory above a
+    repository, as keystone's path lookup follows links): None for what it left out."""
 
     path: str
     mode: int
@@ -98,9 +96,8 @@ def ancestors(path: str) -> tuple[str, ...]:
 
 
 def ancestor_problem(user: User | None, found: Iterable[PathInfo]) -> str | None:
-    """Return why ``user`` cannot pass (EXECUTE) one of the directories above its keys
-    (``found``, from the top down), or None when it can or no owner is configured. keysyncd
-    never changes these: it does not own them, and a change could take others' access away."""
+    """Return why ``user`` cannot pass (EXECUTE) a directory above its keys (``found``, top down),
+    or None; keysyncd never changes these (not its own: a change could take others' access)."""
     return access_problem(user, [(info, EXECUTE) for info in found], ())
 
 
@@ -112,9 +109,8 @@ def safe_directory(mode: int) -> bool:
 
 
 def directory_problem(info: PathInfo, user: User | None, wanted: int) -> str | None:
-    """Return why keysyncd must set a repository directory it owns to 0700 and the configured
-    owner (``"mode"``, or the access problem when ``user`` cannot ``wanted`` it), or None to
-    leave it as it is: a safe one the owner can use is never touched."""
+    """Return why keysyncd must set a directory it owns to 0700 and the owner (``"mode"``, or the
+    access problem), or None: a safe one the owner can ``wanted`` is never touched."""
     reached = access_problem(user, [(info, wanted)], ())
     if reached is not None:
         return reached

@@ -1,8 +1,7 @@
 """What ``adopt`` takes over, and what it must not take on one node's word (SPEC safety rule
-14). Pure. A JWS public key is adopted only as the public half of a node's private key or
-when every node holds it (a key planted on one node would be pushed everywhere); anything
-else is named and removed by the next sync. Fernet and credential keys are taken as the
-source holds them, naming every node whose keys the next sync overwrites.
+14). Pure. A JWS public key is adopted only as the public half of a node's private key or if
+every node holds it; anything else is named and removed by the next sync. Fernet and
+credential keys are taken as the source holds them, naming nodes the next sync overwrites.
 """
 
 from __future__ import annotations
@@ -22,9 +21,8 @@ KEY_CHANGES = ("missing", "changed", "extra", "entries", "unlisted")  # not mode
 
 @dataclass(frozen=True)
 class Adopted:
-    """What adopt did for one repository: ``what`` in words (``keys [0, 1, 2]``), the
-    ``warnings`` an operator must read (one line each, node-provided names escaped) and
-    ``details``, the same for the report and ``--json`` (see schemas/report.schema.json)."""
+    """What adopt did for one repository: ``what`` in words (``keys [0, 1, 2]``), ``warnings`` (one
+    line each, names escaped) and ``details`` for the report and ``--json``."""
 
     what: str
     warnings: tuple[str, ...] = ()
@@ -58,9 +56,7 @@ def judge_publics(
             continue
         unread = sorted(node for node in nodes if node not in held)
         lacking = sorted(
-            node
-            for node in nodes
-            if node in held and not any(same(content, key) for key in held[node])
+            n for n in nodes if n in held and not any(same(content, k) for k in held[n])
         )
         if not unread and not lacking:
             adopted[name] = content
@@ -93,9 +89,8 @@ def refused_publics(source: str, refused: Mapping[str, str]) -> tuple[list[str],
 
 
 def key_differences(plan: NodePlan, diverged: str | None) -> dict[str, Any]:
-    """Return how a node's keys differ from the source's, from its plan against them (made
-    with ``force``: ``diverged`` is why it would otherwise be left alone): missing, changed
-    and extra key ids, odd entries at key names; modes and owners are not the keys."""
+    """Return how a node's keys differ from the source's (its plan made with ``force``;
+    ``diverged``: why it would be left alone): key ids and odd entries, not modes or owners."""
     found = {key: value for key, value in plan.changes().items() if key in KEY_CHANGES}
     if diverged:
         found["diverged"] = diverged

@@ -1,9 +1,8 @@
 """Whether the controller's clock can be trusted to time retirement and rotation (SPEC safety
 rule 10). Pure. Witnesses: the journal's latest trusted time (a clock behind it stepped back)
-and the nodes' clocks (skew from their median, so one wrong node neither blocks nor excuses
-anything). An untrusted clock retires, rotates, confirms and advances nothing. Only a *fresh*
-judgement (a majority of the configured nodes' clocks read in this action, ``needed``; no
-nodes: always) may trust the clock, advance the latest time or replace the recorded skew.
+and the nodes' median clock. An untrusted clock retires, rotates, confirms and advances
+nothing. Only a *fresh* judgement (a majority of the nodes' clocks read in this action,
+``needed``; no nodes: always) may trust it, advance the latest time or replace the skew.
 """
 
 from __future__ import annotations
@@ -106,17 +105,14 @@ def median(values: Collection[float]) -> float:
     if not ordered:
         raise ValueError("no values to take the median of")
     middle = len(ordered) // 2
-    if len(ordered) % 2:
-        return ordered[middle]
-    return (ordered[middle - 1] + ordered[middle]) / 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
 def judge(
     now: float, latest: float | None, skews: Collection[float], max_skew: float, needed: int = 0
 ) -> ClockCheck:
-    """Return the judgement of the clock reading ``now``, given the journal's latest time,
-    each observed node's skew (controller minus node, seconds) and how many node clocks a
-    fresh judgement needs (fewer read: not trusted, and not fresh)."""
+    """Return the judgement of the clock reading ``now`` from the journal's latest time, each
+    observed node's skew and how many node clocks a fresh judgement needs (fewer: not trusted)."""
     skew = median(skews) if skews else None
     fresh = len(skews) >= needed
     observed_at = now if skews else None
@@ -129,10 +125,7 @@ def latest_recorded(state: RepositoryState) -> float | None:
     if state.latest_time is not None:
         return state.latest_time
     times: list[float | None] = [state.last_rotation_at]
-    if state.last_action is not None:
-        times.append(state.last_action.at)
-    if state.hook_block is not None:
-        times.append(state.hook_block.at)
+    times += [part.at for part in (state.last_action, state.hook_block) if part is not None]
     if state.pending is not None:
         times.append(state.pending.started_at)
     for entry in state.history.values():
@@ -165,10 +158,9 @@ def recorded(state: RepositoryState, check: ClockCheck) -> RepositoryState:
 def current(state: RepositoryState, now: float, max_skew: float) -> ClockCheck:
     """Return the clock's judgement without reading any node: ``now`` against the journal, and
     the skew last observed (a clock found a day ahead stays suspect until nodes are read)."""
-    record = state.clock
+    record, latest = state.clock, latest_recorded(state)
     if record is None or record.skew is None:
-        return ClockCheck(now, latest_recorded(state), None, 0, max_skew)
-    latest = latest_recorded(state)
+        return ClockCheck(now, latest, None, 0, max_skew)
     return ClockCheck(now, latest, record.skew, record.observed, max_skew, record.checked_at)
 
 

@@ -1,7 +1,6 @@
-"""When a repository's next rotation is due, and when a missed one counts as overdue. Pure.
-The due time (first scheduled time after the last rotation) stays in the past while one is
-missed, so the alert compares it with ``time()``; overdue ``OVERDUE_PERIODS`` rotation periods
-later, so a retry has room before anyone is paged. ``status`` uses the same rule.
+"""When a repository's next rotation is due, and when a missed one is overdue. Pure. Due: the
+first scheduled time after the last rotation (in the past while one is missed, for the
+alert's ``time()``); overdue ``OVERDUE_PERIODS`` rotation periods later (room for a retry).
 """
 
 from __future__ import annotations
@@ -64,9 +63,8 @@ def rotation_due(schedule: str, timezone: str, since: float) -> RotationDue | No
 
 
 def overdue_since(state: RepositoryState, schedule: str, timezone: str, now: float) -> float | None:
-    """Return when the rotation now overdue was due (None: none is overdue, or nothing is
-    due yet): the one rule ``status``, the metric and the alert share. Raise KeysyncError if
-    the schedule or timezone is invalid."""
+    """Return when the rotation now overdue was due (None: none), the rule ``status``, the metric
+    and the alert share; raise KeysyncError if the schedule or timezone is invalid."""
     since = rotated_since(state)
     if since is None:
         return None

@@ -1,10 +1,7 @@
 """The state journal as a value, and every pure transition of it. No IO; time is passed in.
-
-One ``RepositoryState`` per repository: the generation (only grows), its digests (never key
-material), each key's history, an in-flight rotation, node status, the last action, counters
-and durations. ``keysyncd.io.local.state`` loads and saves it; actions change it only here.
-A rotation journals its plan (``PendingRotation``) before it touches the disk: after a crash,
-what the disk holds tells how far it got, so it is finished or rolled back (``Recovery``).
+One ``RepositoryState`` per repository (digests, never key material): ``io.local.state``
+loads and saves it, actions change it only here. A rotation journals its plan
+(``PendingRotation``) before touching the disk, so a crash is finished or rolled back.
 """
 
 from __future__ import annotations
@@ -235,12 +232,12 @@ def finished(
 ) -> RepositoryState:
     """Return ``state`` recording an action's end: last action, last success, the deferral
     counter and the duration histogram."""
-    last = LastAction(action, outcome, ended, report_id)
     successes = dict(state.last_success)
     if outcome == Outcome.OK:
         successes[action] = ended
     durations = dict(state.durations)
     durations[action] = durations.get(action, Durations()).add(max(ended - started, 0.0))
+    last = LastAction(action, outcome, ended, report_id)
     state = replace(
         state, last_action=last, last_success=frozen(successes), durations=frozen(durations)
     )

@@ -76,9 +76,8 @@ class HookBlock:
 
 @dataclass(frozen=True)
 class ClockRecord:
-    """The last judgement of the controller's clock (``keysyncd.core.clock``): when, the skew
-    from the nodes' median clock (None: none observed), how many nodes were observed, and why
-    it was not trusted (None: it was)."""
+    """The clock's last judgement (``keysyncd.core.clock``): when, the skew from the nodes' median
+    (None: none observed), how many were observed, why it was not trusted (None: it was)."""
 
     checked_at: float
     skew: float | None = None

@@ -1,10 +1,8 @@
-"""keystone's JWS key pairs (``kind: jws``): the journal's part and every decision. Pure.
-
-Keystone signs with ``<private>/private.pem`` and validates with every file in ``<public>``.
-Per node the journal keeps the pair it signs with (``signing``), one not yet installed
-(``next``) and old public keys kept for tokens it signed (``retiring``); every public directory
-holds all of them. SPEC section 9: a new public key reaches every node before any node gets
-its private key; an old one goes a retention after its node signs with the new one.
+"""keystone's JWS key pairs (``kind: jws``): the journal's part and every decision. Pure. Per
+node: the pair it signs with (``signing``), one not yet installed (``next``), old public keys
+kept for tokens it signed (``retiring``); every public directory holds all of them. A new
+public key reaches every node before any node gets its private key; an old one goes a
+retention after its node signs with the new one (SPEC section 9).
 """
 
 from __future__ import annotations
@@ -38,8 +36,7 @@ class Pair:
 @dataclass(frozen=True)
 class Retiring:
     """An old public key, kept on every node while a token its node signed may be valid;
-    ``stopped_at``: when its node was verified signing with a newer key (or left the config),
-    None while not yet confirmed (a node down at the rotation)."""
+    ``stopped_at``: when its node was verified signing a newer one (None: not yet confirmed)."""
 
     node: str
     digest: str
@@ -100,9 +97,8 @@ def with_next(state: JwsState, pairs: Collection[Pair]) -> JwsState:
 
 
 def next_serial(state: JwsState, node: str, taken: Collection[str] = ()) -> int:
-    """Return the serial of ``node``'s next pair: above any it ever had, and one whose file
-    name is neither in the journal nor in ``taken`` (names found in the store or on nodes:
-    an adopted fleet may already use ``node1-1.pem``)."""
+    """Return the serial of ``node``'s next pair: above any it had, and free as a file name in the
+    journal and in ``taken`` (an adopted fleet may already use ``node1-1.pem``)."""
     used = set(state.public_keys()) | set(taken)
     serial = state.serials.get(node, 0) + 1
     while public_name(node, serial) in used:
@@ -124,7 +120,6 @@ def adopted_serials(names: Collection[str], nodes: Collection[str]) -> dict[str,
 def installed(state: JwsState, node: str, now: float) -> JwsState:
     """Return ``state`` once ``node`` was verified holding its next private key: the new pair
     signs from now, the old public key starts its retention clock now."""
-    pair = state.next[node]
     upcoming = {name: value for name, value in state.next.items() if name != node}
     signing = dict(state.signing)
     retiring = dict(state.retiring)
@@ -135,16 +130,15 @@ def installed(state: JwsState, node: str, now: float) -> JwsState:
         earlier = retiring.get(old.public)
         stopped = max(now, earlier.stopped_at or now) if earlier else now
         retiring[old.public] = Retiring(node, old.public_digest, stopped)
-    signing[node] = pair
+    signing[node] = state.next[node]
     return replace(
         state, signing=_frozen(signing), next=_frozen(upcoming), retiring=_frozen(retiring)
     )
 
 
 def removed_nodes(state: JwsState, nodes: Collection[str], now: float) -> JwsState:
-    """Return ``state`` without the pairs of nodes no longer configured: their public keys
-    are kept while a token they signed may be valid, timed from now (when it was noticed);
-    their pending pairs are dropped (never installed, so never used)."""
+    """Return ``state`` without the pairs of nodes no longer configured: their public keys kept a
+    retention from now (when noticed), their pending pairs dropped (never installed)."""
     gone = [node for node in state.signing if node not in nodes]
     if not gone and all(node in nodes for node in state.next):
         return state
@@ -198,12 +192,10 @@ def dropped(state: JwsState, nodes: Collection[str]) -> JwsState:
 
 
 # --- a change of algorithm ------------------------------------------------------------------
-# keystone validates with its one [jwt_tokens] jws_algorithm. PyJWT refuses a token of any
-# other algorithm (InvalidAlgorithmError), and raises InvalidKeyError on a public key of
-# another algorithm or curve; keystone skips only InvalidSignatureError and DecodeError, so
-# such a key listed before the signer's one fails the token. Keys of two algorithms cannot
-# stay side by side: the rotation that moves every node to the new algorithm removes the
-# former one's public keys in the same run (no token signed with it can be valid any more).
+# keystone validates with its one jws_algorithm, and PyJWT raises InvalidKeyError on a public
+# key of another algorithm or curve (keystone skips only InvalidSignatureError and DecodeError):
+# such a key listed before the signer's fails the token. So the rotation that moves every node
+# to the new algorithm removes the former one's public keys in the same run.
 
 
 def stale_keys(state: JwsState, algorithms: Mapping[str, str], configured: str) -> list[str]:

@@ -69,9 +69,8 @@ def plan_converge(
     request: ConvergeRequest,
     private_problems: Mapping[str, str | None],
 ) -> ConvergePlan:
-    """Return the plan of one run given the journal's ``pairs``, the store's ``algorithms``
-    (public key name -> algorithm) and each node's private.pem problem as read (None: it is
-    the journal's)."""
+    """Return the plan of one run from the journal's ``pairs``, the store's ``algorithms`` (name ->
+    algorithm) and each node's private.pem problem as read (None: it is the journal's)."""
     pairs, removed, retire = retirement(pairs, request)
     rotating = request.rotate and request.trusted  # an untrusted clock rotates nothing
     former = model.former_algorithms(pairs, algorithms, request.configured)
@@ -95,9 +94,8 @@ def plan_converge(
 def retirement(
     pairs: model.JwsState, request: ConvergeRequest
 ) -> tuple[model.JwsState, tuple[str, ...], tuple[str, ...]]:
-    """Return (the pairs without the keys retired now and the nodes no longer configured,
-    those nodes, the retired public keys). An untrusted clock retires nothing and times
-    nothing (a removed node's key waits for a trusted one)."""
+    """Return (the pairs without the retired keys and removed nodes, those nodes, the retired
+    keys); an untrusted clock retires and times nothing (a removed node's key waits)."""
     if not request.trusted:
         return pairs, (), ()
     removed = tuple(sorted(n for n in {*pairs.signing, *pairs.next} if n not in request.nodes))
@@ -133,9 +131,8 @@ def _algorithm(
 
 @dataclass(frozen=True)
 class PairLifecycle:
-    """One key pair's future: its node, its public key's file name, when it was or will be made,
-    when its node signs with it (``now`` if it does), is replaced and leaves every node (None:
-    later than the rotations shown)."""
+    """One key pair's future: node, public key name, and when it is made, signs (``now``: already),
+    is replaced, and leaves every node (None: later than the rotations shown)."""
 
     node: str
     key: str

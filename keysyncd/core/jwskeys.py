@@ -1,7 +1,6 @@
 """JWS key pairs as keystone makes and reads them (``keystone-manage create_jws_keypair``):
-PKCS#8 private and SubjectPublicKeyInfo public PEM, for each ``jws_algorithm``. Material
-never goes into a message. cryptography is imported when a key is handled: Fernet commands
-never need it (tests/unit/test_startup_time.py).
+PKCS#8 private and SubjectPublicKeyInfo public PEM. Material never goes into a message.
+cryptography is imported when a key is handled (tests/unit/test_startup_time.py).
 """
 
 from __future__ import annotations
@@ -67,17 +66,6 @@ def _load_public(content: bytes) -> PublicKeyTypes | None:
         return None
 
 
-def _load_private(content: bytes) -> PrivateKeyTypes | None:
-    """Return the unencrypted private key PEM ``content`` holds, or None."""
-    from cryptography.exceptions import UnsupportedAlgorithm
-    from cryptography.hazmat.primitives import serialization
-
-    try:
-        return serialization.load_pem_private_key(content, password=None)
-    except (ValueError, TypeError, UnsupportedAlgorithm):
-        return None
-
-
 def _fits(key: PublicKeyTypes, algorithm: str) -> bool:
     from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
@@ -97,9 +85,8 @@ def public_problem(content: bytes, algorithm: str) -> str | None:
     if key is None:
         return "not a PEM public key (SubjectPublicKeyInfo)"
     if content.strip() != _public_pem(key).strip():
-        # cryptography skips text around the PEM block; keystone's PyJWT does not (a file
-        # that starts "ecdsa-sha2-..." is read as an SSH key, whatever PEM follows): only
-        # the one block, exactly as written, may be trusted
+        # cryptography skips text around the PEM block, keystone's PyJWT does not (it reads a
+        # file starting "ecdsa-sha2-..." as an SSH key): only the one block may be trusted
         return "not exactly one PEM public key (other text around or inside it)"
     if not _fits(key, algorithm):
         return f"a public key, but not one for {algorithm}"
@@ -120,10 +107,14 @@ def private_algorithm(content: bytes) -> str | None:
 def public_of_private(content: bytes, algorithm: str) -> bytes | None:
     """Return the public PEM of private key ``content``, or None if it is not a private key
     for ``algorithm`` (keystone could not sign with it)."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+
     if len(content) > MAX_PEM:
         return None
-    key = _load_private(content)
-    if key is None:
+    try:
+        key = serialization.load_pem_private_key(content, password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
         return None
     public = key.public_key()
     return _public_pem(public) if _fits(public, algorithm) else None

@@ -1,9 +1,7 @@
-"""What one node needs for a ``jws`` repository, as a value. Pure.
-
-Keystone reads *every* public directory entry as a public key (a directory raises, a FIFO
-blocks, a partial file fails) and only ``private.pem`` in the private one: the public one
-holds exactly the expected keys as regular files (temp files go in the private one). An
-owner must pass every directory above (only reported), enter private and list public.
+"""What one node needs for a ``jws`` repository, as a value. Pure. Keystone reads *every*
+public directory entry as a key (a directory raises, a FIFO blocks, a partial file fails) and
+only ``private.pem`` in the private one: the public one holds exactly the expected keys as
+regular files. An owner must pass every directory above (only reported), enter and list.
 """
 
 from __future__ import annotations
@@ -94,8 +92,7 @@ class JwsNodePlan:
     @property
     def unfixable(self) -> bool:
         """Return True if no push can bring the node in sync (its owner cannot pass a directory
-        above the keys, or a directory sits at a key name): a dry run predicts it fails, as the
-        real run does."""
+        above, or a directory sits at a key name): a dry run predicts the real run's failure."""
         return bool(self.unreachable or self.invalid)
 
     @property

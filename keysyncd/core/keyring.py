@@ -1,7 +1,5 @@
-"""Frozen value types for a key repository's content. No IO here.
-
-Index 0 is the staged key (next primary), the highest index is the primary,
-every other index is a secondary (decrypt only).
+"""Frozen value types for a key repository's content. No IO here. Index 0 is the staged key
+(next primary), the highest is the primary, every other a secondary (decrypt only).
 """
 
 from __future__ import annotations

@@ -118,6 +118,5 @@ KINDS: dict[str, KeyKind] = {
         ),
     )
 }
-KIND_FIELDS: frozenset[str] = frozenset().union(
-    *(kind.fields for kind in KINDS.values())
-)  # some kind's only
+# the fields only some kinds take
+KIND_FIELDS: frozenset[str] = frozenset().union(*(kind.fields for kind in KINDS.values()))

@@ -1,10 +1,8 @@
-"""What a node needs, as a value: ``diff(expected, view) -> NodePlan``. Pure, no IO.
-
+"""What a node needs, as a value: ``diff(expected, view: NodeView) -> NodePlan``. Pure, no IO.
 In sync: every entry keystone would load is an expected key as a canonical 0600 file (and
-the owner's), nothing else at a key name. Phase 1 adds what keystone lacks, highest first;
-phase 2 replaces what is wrong (``0`` last), then removes (safety rule 3). A wrong file is
-replaced by rename, never chmod-ed or chown-ed: a symlink must never lead a change outside.
-``NodeView`` is what a node holds as read, ``Ownership`` the owner its key files must have.
+the owner's), nothing else at a key name. Phase 1 adds, highest first; phase 2 replaces
+(``0`` last), then removes (safety rule 3). A wrong file is replaced by rename, never
+chmod-ed or chown-ed: a symlink at a key name must never lead a change outside.
 """
 
 from __future__ import annotations
@@ -38,9 +36,8 @@ MAX_LISTED = 20  # odd entries named per node in a report; the rest are counted
 
 @dataclass(frozen=True)
 class NodeView:
-    """What a node holds: its directory's mode, every entry at a key name, our temp files,
-    the directory's attributes (path, owner) when the node reported them, and those of the
-    directories above it, from ``/`` down (read only when an owner is configured)."""
+    """What a node holds: its directory's mode, every entry at a key name, our temp files, and
+    when reported the directory's attributes and those above it, from ``/`` down."""
 
     directory_mode: int
     entries: tuple[Entry, ...]
@@ -110,8 +107,7 @@ class NodePlan:
     @property
     def unfixable(self) -> bool:
         """Return True if no push can bring the node in sync (its owner cannot pass a directory
-        above the keys, or a directory sits at a key name): a dry run predicts it fails, as the
-        real run does."""
+        above, or a directory sits at a key name): a dry run predicts the real run's failure."""
         return bool(self.unreachable or self.invalid)
 
     @property

@@ -46,9 +46,8 @@ def confirm_if_all_verified(
 
 
 def backoff_delay(failures: int, base: float, jitter: float) -> float:
-    """Return seconds to wait before retrying a node after ``failures`` failures in a row:
-    ``base * 2**(failures - 1)``, capped at an hour (or 16 bases), times ``jitter`` in [0.5, 1]
-    so that nodes that failed together do not retry together."""
+    """Return seconds to wait after ``failures`` failures in a row: ``base * 2**(failures - 1)``,
+    at most an hour (or 16 bases), times ``jitter`` in [0.5, 1] so nodes do not retry together."""
     cap = min(BACKOFF_CAP, 16 * base)
     growth: float = base * 2.0 ** max(failures - 1, 0)
     return min(cap, growth) * jitter

@@ -1,11 +1,8 @@
-"""Pure rotation decisions with the time passed in: what to promote, create, retire.
-
-As keystone's fernet_rotate (0 becomes max+1, a new 0, the lowest secondaries go beyond
-``max_active_keys``), except that a key goes only once no token it protected can be valid
+"""Pure rotation decisions with the time passed in: what to promote, create, retire. As
+keystone's fernet_rotate, except that a key goes only once no token it protected can be valid
 (safety rule 2): ``now >= confirmed_at + token_expiration + allow_expired_window``, where
-``confirmed_at`` is when every node was first verified past its demotion (a node that missed
-the push still encrypts with it). Credential keys protect no token: they are retired by
-migration only, once a migration to a newer primary succeeded (``KeyHistory.migrated_at``).
+``confirmed_at`` is when every node was first verified past its demotion. Credential keys
+protect no token: only a migration to a newer primary retires them (``migrated_at``).
 """
 
 from __future__ import annotations
@@ -97,11 +94,9 @@ def migrated_past(index: int, history: History) -> bool:
 
 def retired_note(policy: Policy, retired: Collection[int], would: bool = False) -> str:
     """Return why ``retired`` keys go, in the words of the policy's rule."""
-    why = (
-        "every credential was migrated to a newer primary"
-        if policy.retire_by == "migration"
-        else "no live token can need them"
-    )
+    why = "no live token can need them"
+    if policy.retire_by == "migration":
+        why = "every credential was migrated to a newer primary"
     return f"{'would retire' if would else 'retired'} keys {sorted(retired)}: {why}"
 
 
@@ -189,9 +184,8 @@ def rotated_history(
 
 
 def lint(policy: Policy, rotation_period: float) -> list[str]:
-    """Return warnings about ``policy`` at this rotation period (empty when sound); the sizing
-    rule is about tokens, so keys retired by migration (credentials: fixed size) get none.
-    Raise KeysyncError if the period is not positive."""
+    """Return warnings about ``policy`` at this rotation period (none when sound, or for keys
+    retired by migration: no tokens); raise KeysyncError if the period is not positive."""
     if policy.retire_by != "time":
         return []
     if rotation_period <= 0:

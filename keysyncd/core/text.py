@@ -19,8 +19,7 @@ def bounded(names: list[str], limit: int = 5) -> str:
     return shown if len(names) <= limit else f"{shown} and {len(names) - limit} more"
 
 
-# Hex digits of a SHA-256 digest shown to people (status, reports, the demo): one length on
-# every screen, enough to tell keys apart at a glance (the JSON documents keep all 64).
+# Hex digits of a digest shown to people: one length everywhere (JSON documents keep all 64)
 DIGEST_SHOWN = 12
 
 

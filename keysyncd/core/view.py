@@ -1,9 +1,7 @@
 """Keystone's view of a key directory: what its loader would load from a listing. Pure, no IO.
-
-Keystone (``FernetUtils._get_key_files``) loads every name for which ``os.path.isfile`` holds
-(a symlink to a file counts) and ``int(name)`` works, skips empty files, keys by
-``int(name)`` (``1`` and ``01`` collide). keysyncd writes only canonical names; any other
-entry keystone would load is drift. Listings are lstat; a link's target is kept apart.
+Keystone (``FernetUtils._get_key_files``) loads each name ``int()`` takes whose path
+``os.path.isfile`` (a symlink to a file too), skips empty files, keys by ``int(name)`` (``1``
+and ``01`` collide). keysyncd writes only canonical names; any other such entry is drift.
 """
 
 from __future__ import annotations
@@ -139,17 +137,13 @@ def with_content(
     ``cap``, its kind's read cap: no key); ``content`` None (changed since listed): unjudged."""
     if content is None:
         return replace(entry, problem=CHANGED_WHILE_READ)
-    if len(content) > cap:
-        problem: str | None = too_large(cap)
-    else:
-        problem = problem_of(content)
+    problem = too_large(cap) if len(content) > cap else problem_of(content)
     return replace(entry, size=len(content), digest=digest_of(content), problem=problem)
 
 
 def unread(entry: Entry, cap: int = MAX_KEY_FILE) -> Entry:
-    """Return ``entry`` judged without reading it: an empty regular file, or one larger than
-    ``cap`` (its kind's read cap), is no key (keystone skips the first and chokes on the
-    second)."""
+    """Return ``entry`` judged unread: an empty regular file, or one larger than ``cap``, is no key
+    (keystone skips the first and chokes on the second)."""
     if entry.type is not EntryType.FILE:
         return entry
     if entry.size == 0:

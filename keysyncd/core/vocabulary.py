@@ -91,9 +91,8 @@ class Outcome(StrEnum):
 
 
 def outcome_after_push(found: Iterable[tuple[str, bool]]) -> Outcome:
-    """Return the outcome a sync would have after a dry run found each node's (status,
-    whether a push can fix it): a node that ``differs`` and can be fixed would be pushed and
-    verified; one that cannot fails; every other status stays what it is."""
+    """Return a sync's outcome after a dry run found each node's (status, fixable): a fixable node
+    that ``differs`` would be updated, an unfixable one fails, others stay as they are."""
     return outcome_of(
         (NodeStatus.UPDATED if fixable else NodeStatus.FAILED) if s == NodeStatus.DIFFERS else s
         for s, fixable in found
