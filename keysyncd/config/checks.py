@@ -61,8 +61,7 @@ class Reader:
             if required:
                 self.fail(full, "is required")
             return default
-        problem = check(data[key])
-        if problem:
+        if problem := check(data[key]):
             self.fail(full, problem)
             return default
         return data[key]

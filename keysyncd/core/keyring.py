@@ -51,8 +51,7 @@ class KeySet:
     @property
     def primary_index(self) -> int | None:
         """Return the primary's index (the highest above 0), or None if there is none."""
-        above_zero = [index for index in self.keys if index > 0]
-        return max(above_zero) if above_zero else None
+        return max((index for index in self.keys if index > 0), default=None)
 
     @property
     def staged(self) -> Key | None:
