@@ -28,9 +28,8 @@ from keysyncd.actions.latereports import not_written, write_reports
 from keysyncd.config import Config, RepositoryConfig
 from keysyncd.core import clock, journal
 from keysyncd.core.clock import ClockCheck
-from keysyncd.core.journal import RepositoryState
+from keysyncd.core.journal import Recovery, RepositoryState
 from keysyncd.core.policy import RotationPlan
-from keysyncd.core.recovery import Recovery
 from keysyncd.core.report import NodeOutcome, Report
 from keysyncd.core.vocabulary import Action, Outcome, Trigger, outcome_of
 from keysyncd.io.local.ids import node_owner

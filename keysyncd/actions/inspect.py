@@ -15,11 +15,10 @@ from typing import Any
 from keysyncd.config import Config, RepositoryConfig
 from keysyncd.core import clock, due, journal
 from keysyncd.core.journal import RepositoryState
-from keysyncd.core.jwslife import PairLifecycle
-from keysyncd.core.keylife import Lifecycle
+from keysyncd.core.jwsconverge import PairLifecycle
 from keysyncd.core.kinds import SymmetricModel
 from keysyncd.core.nodes import stale_because, standing
-from keysyncd.core.policy import lint
+from keysyncd.core.policy import Lifecycle, lint
 from keysyncd.core.schedule import cron_trigger, next_fire_times, rotation_period
 from keysyncd.core.times import rfc3339, rfc3339_of
 from keysyncd.core.vocabulary import STALE

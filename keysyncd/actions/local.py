@@ -15,10 +15,15 @@ from keysyncd.actions.inspect import open_repository
 from keysyncd.config import RepositoryConfig
 from keysyncd.core import journal
 from keysyncd.core.clock import ClockCheck
-from keysyncd.core.journal import PendingRotation, RepositoryState
+from keysyncd.core.journal import (
+    PendingRotation,
+    Recovery,
+    RepositoryState,
+    plan_recovery,
+    recovered,
+)
 from keysyncd.core.keyring import KeySet, digest_of
 from keysyncd.core.policy import Policy, RetirementPlan, RotationPlan
-from keysyncd.core.recovery import Recovery, plan_recovery, recovered
 from keysyncd.core.text import plural
 from keysyncd.errors import KeysyncError, RepositoryError
 from keysyncd.io.local.repository import Repository, Scan

@@ -1,12 +1,11 @@
-"""The toolkit config.py validates with: a problem-collecting Reader, value checks, strict YAML.
-
-A check takes a parsed YAML value and returns a problem message, or None when the value is
-acceptable. The Reader prefixes each problem with its path (``At 'nodes[2].port': ...``) and
-keeps going, so that every problem is reported at once.
+"""The toolkit config loading validates with: a problem-collecting Reader, value checks (each
+returns a problem message, or None), strict YAML. The Reader prefixes each problem with its
+path (``At 'nodes[2].port': ...``) and keeps going, so every problem is reported at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import math
 import re
@@ -62,8 +61,7 @@ class Reader:
             if required:
                 self.fail(full, "is required")
             return default
-        problem = check(data[key])
-        if problem:
+        if problem := check(data[key]):
             self.fail(full, problem)
             return default
         return data[key]
@@ -111,14 +109,11 @@ def name(value: Any) -> str | None:
 def host(value: Any) -> str | None:
     """Accept a host name (dot-separated labels of letters, digits, '-' and '_', at most 253
     characters) or an IP address (IPv6 without brackets)."""
-    problem = string(value)
-    if problem:
+    if problem := string(value):
         return problem
-    try:
+    with contextlib.suppress(ValueError):
         ipaddress.ip_address(value)
         return None
-    except ValueError:
-        pass
     hint = " (an IPv6 address goes without brackets)" if value.startswith("[") else ""
     labels = value.removesuffix(".").split(".")
     if len(value) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
@@ -164,8 +159,7 @@ def listen(value: Any) -> str | None:
 
 
 def timezone(value: Any) -> str | None:
-    problem = string(value)
-    if problem:
+    if problem := string(value):
         return problem
     try:
         cron_trigger("0 0 * * *", value)
@@ -175,8 +169,7 @@ def timezone(value: Any) -> str | None:
 
 
 def schedule(value: Any) -> str | None:
-    problem = string(value)
-    if problem:
+    if problem := string(value):
         return problem
     try:
         trigger = cron_trigger(value)
@@ -252,10 +245,8 @@ def read_yaml(path: Path) -> Any:
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that rejects a key repeated in one mapping instead of keeping the last.
-
-    A second ``nodes:`` section silently replacing the first would stop keys reaching nodes.
-    """
+    """SafeLoader that rejects a key repeated in a mapping instead of keeping the last (a second
+    ``nodes:`` silently replacing the first would stop keys reaching nodes)."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()

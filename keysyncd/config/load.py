@@ -1,7 +1,5 @@
-"""Load the YAML configuration and validate it into frozen dataclasses.
-
-Validation collects every problem with its path (``At 'nodes[2].port': ...``)
-and raises one ConfigError listing them all. Unknown keys are errors so that a
+"""Load the YAML configuration and validate it into frozen dataclasses: every problem with its
+path (``At 'nodes[2].port': ...``), all in one ConfigError; unknown keys are errors, so a
 typo never silently falls back to a default.
 """
 
@@ -9,7 +7,8 @@ from __future__ import annotations
 
 import getpass
 import os
-from pathlib import Path
+from dataclasses import fields
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from keysyncd.config import checks as check
@@ -30,31 +29,24 @@ from keysyncd.core.kinds import KIND_FIELDS, KINDS, KeyKind
 from keysyncd.errors import ConfigError
 
 
+def _keys(section: type[Any]) -> set[str]:
+    """Return the keys a config section takes: its dataclass's fields (``source`` aside)."""
+    return {item.name for item in fields(section)} - {"source"}
+
+
+_TOP_KEYS = _keys(Config)
+# a kind's own fields are judged by _kind_fields: only the kinds that take them may have them
+_REPOSITORY_KEYS = _keys(RepositoryConfig)
+
+
 def _hooks(reader: check.Reader, value: Any, path: str) -> Hooks:
-    names = {"before_rotate", "after_rotate", "on_failure", "timeout"}
-    data = reader.mapping(value, path, names)
+    data = reader.mapping(value, path, _keys(Hooks))
     return Hooks(
         before_rotate=check.commands(reader, data.get("before_rotate"), f"{path}.before_rotate"),
         after_rotate=check.commands(reader, data.get("after_rotate"), f"{path}.after_rotate"),
         on_failure=check.commands(reader, data.get("on_failure"), f"{path}.on_failure"),
         timeout=float(reader.get(data, "timeout", path, check.number(0), 300.0)),
     )
-
-
-_REPOSITORY_KEYS = {
-    "name",
-    "kind",
-    "path",
-    "max_active_keys",
-    "schedule",
-    "timezone",
-    "token_expiration",
-    "allow_expired_window",
-    "owner",
-    "group",
-    "hooks",
-    *KIND_FIELDS,  # each judged by _kind_fields: only the kinds that take it may have it
-}
 
 
 def _repository(reader: check.Reader, value: Any, path: str) -> RepositoryConfig | None:
@@ -97,8 +89,8 @@ def _repository(reader: check.Reader, value: Any, path: str) -> RepositoryConfig
 def _apart(reader: check.Reader, repository: RepositoryConfig, path: str) -> None:
     """Reject a public directory equal to or nested with the private one: keystone reads
     every file in it, and private.pem (and keysyncd's temp files) must never be there."""
-    private, public = (Path(os.path.normpath(d)) for d in repository.jws_directories())
-    if private == public or private in public.parents or public in private.parents:
+    private, public = (PurePosixPath(os.path.normpath(d)) for d in repository.jws_directories())
+    if paths.overlap(private, public):
         reader.fail(
             f"{path}.public_path",
             f"{public} must be apart from the private directory (private_path) "
@@ -107,9 +99,8 @@ def _apart(reader: check.Reader, repository: RepositoryConfig, path: str) -> Non
 
 
 def _kind_fields(reader: check.Reader, data: dict[str, Any], path: str, kind: KeyKind) -> None:
-    """Reject fields that do not apply to ``kind``: max_active_keys has no meaning for key
-    pairs (each node has one pair; old public keys go when safe), a kind's own fields
-    (jws: algorithm and its directories) none for the others."""
+    """Reject fields that do not apply to ``kind``: max_active_keys for key pairs (one per node;
+    old public keys go when safe), a kind's own fields (jws: algorithm, directories) for others."""
     size = data.get("max_active_keys")
     if not kind.sized and size is not None:
         reader.fail(
@@ -133,29 +124,16 @@ def _kind_fields(reader: check.Reader, data: dict[str, Any], path: str, kind: Ke
             )
 
 
-def _current_user() -> str | None:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # a uid without a passwd entry and no $USER (containers)
-        return None
-
-
 def _ssh(reader: check.Reader, value: Any, needed: bool) -> SshConfig:
-    keys = {
-        "user",
-        "identity_file",
-        "known_hosts",
-        "port",
-        "connect_timeout",
-        "operation_timeout",
-        "concurrency",
-    }
-    data = reader.mapping(value, "ssh", keys)
+    data = reader.mapping(value, "ssh", _keys(SshConfig))
     identity = reader.get(data, "identity_file", "ssh", check.absolute_path)
     known_hosts = reader.get(data, "known_hosts", "ssh", check.absolute_path, required=needed)
     user = reader.get(data, "user", "ssh", check.string)
     if user is None and data.get("user") is None:
-        user = _current_user()
+        try:
+            user = getpass.getuser()
+        except (KeyError, OSError):  # a uid without a passwd entry and no $USER (containers)
+            user = None
         if user is None and needed:
             reader.fail("ssh.user", "is required (the current user has no name)")
     return SshConfig(
@@ -175,7 +153,7 @@ def _node(reader: check.Reader, value: Any, path: str, default_port: int) -> Nod
     if not isinstance(value, dict):
         reader.fail(path, f"expected a mapping, got {check.type_name(value)}")
         return None
-    data = reader.mapping(value, path, {"name", "host", "port", "path"})
+    data = reader.mapping(value, path, _keys(NodeConfig))
     node_path = reader.get(data, "path", path, paths.directory)
     return NodeConfig(
         name=reader.get(data, "name", path, check.name, "", required=True),
@@ -200,13 +178,9 @@ def _node_paths(reader: check.Reader, nodes: list[NodeConfig | None], repositori
 
 
 def _sections(reader: check.Reader, data: dict[str, Any]) -> dict[str, Any]:
-    drift = reader.mapping(
-        data.get("drift"),
-        "drift",
-        {"watch_local", "on_local_change", "verify_interval", "on_remote_drift"},
-    )
-    metrics = reader.mapping(data.get("metrics"), "metrics", {"textfile", "listen"})
-    reports = reader.mapping(data.get("reports"), "reports", {"keep_count", "keep_days"})
+    drift = reader.mapping(data.get("drift"), "drift", _keys(DriftConfig))
+    metrics = reader.mapping(data.get("metrics"), "metrics", _keys(MetricsConfig))
+    reports = reader.mapping(data.get("reports"), "reports", _keys(ReportsConfig))
     textfile = reader.get(metrics, "textfile", "metrics", check.absolute_path)
     return {
         "drift": DriftConfig(
@@ -232,23 +206,10 @@ def _sections(reader: check.Reader, data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _clock(reader: check.Reader, value: Any) -> ClockConfig:
-    data = reader.mapping(value, "clock", {"max_skew"})
+    data = reader.mapping(value, "clock", _keys(ClockConfig))
     return ClockConfig(
-        max_skew=float(reader.get(data, "max_skew", "clock", check.number(0), 300.0)),
+        max_skew=float(reader.get(data, "max_skew", "clock", check.number(0), 300.0))
     )
-
-
-_TOP_KEYS = {
-    "state_dir",
-    "report_dir",
-    "repositories",
-    "ssh",
-    "nodes",
-    "drift",
-    "metrics",
-    "reports",
-    "clock",
-}
 
 
 def parse_config(data: Any, source: Path) -> Config:

@@ -1,12 +1,7 @@
 """Repository directories that cannot collide or damage the system. Pure: paths as written.
-
-keysyncd deletes files in every directory a repository owns (its ``path``; for ``jws`` its
-private and public directories; on a node with its own ``path``, those under it). So each
-must be absolute and written in normal form (what it names is what it says), must not be
-``/`` or inside a pseudo file system, and must be apart from every other repository's
-directories and from ``state_dir`` and ``report_dir``: equal or nested directories would
-make one repository delete or rotate another's keys (a JWS public directory is emptied of
-everything that is not a public key).
+keysyncd deletes files in each directory a repository owns, so each must be absolute,
+normalised, not ``/`` nor in a pseudo file system, and apart from every other repository's,
+``state_dir`` and ``report_dir``.
 """
 
 from __future__ import annotations
@@ -66,17 +61,10 @@ def owned_directories(repository: RepositoryConfig, index: int) -> list[tuple[st
 
 
 def check_disjoint(
-    reader: Reader,
-    repositories: Sequence[RepositoryConfig | None],
-    state_dir: str,
-    report_dir: str,
+    reader: Reader, repositories: Sequence[RepositoryConfig | None], state_dir: str, report_dir: str
 ) -> None:
-    """Report every repository directory equal to or nested with another repository's, or
-    with ``state_dir`` or ``report_dir`` (once per repository, at the later entry).
-
-    What holds on the controller holds on every node: a node's own ``path`` is allowed only
-    with a single repository (``load._node_paths``), and ``directory`` checks it.
-    """
+    """Report every repository directory equal to or nested with another's, ``state_dir`` or
+    ``report_dir``, once per repository; on nodes too (a node's own ``path``: one repository)."""
     seen: list[tuple[str, PurePosixPath]] = [
         ("state_dir", PurePosixPath(os.path.normpath(state_dir))),
         ("report_dir", PurePosixPath(os.path.normpath(report_dir))),

@@ -1,15 +1,7 @@
-"""Whether the configured owner (keystone) can reach its keys on a node, from the attributes
-the node reports (uid, gid, mode). Pure, no IO.
-
-POSIX picks one class of permission bits per path: uid 0 may do anything; the path's own
-user gets the owner bits (and only those, even where the group or other bits would allow
-more); a member of its group the group bits; everyone else the other bits. The owner's
-supplementary groups are not known to the controller: only the configured group counts,
-so a verdict errs towards "cannot" (reported, never a change that takes access away).
-
-The directories above a repository (``/``, ``/etc``, ``/etc/keystone``) count too: keystone
-must pass through each (EXECUTE). keysyncd does not own them and never changes them: a
-node whose owner cannot pass is reported, never "fixed" (``ancestor_problem``).
+"""Whether the configured owner (keystone) can reach its keys on a node, from the uid, gid and
+mode the node reports. Pure. One POSIX class of bits applies per path; supplementary groups
+are unknown, so a verdict errs towards "cannot" (reported, never a change that takes access
+away). Directories above a repository are never changed, only reported.
 """
 
 from __future__ import annotations
@@ -43,9 +35,8 @@ class User:
 
 @dataclass(frozen=True)
 class PathInfo:
-    """A path's attributes as the node reports them (lstat; stat, following links, for a
-    directory above a repository, as keystone's path lookup does): None for what it left
-    out."""
+    """A path's attributes as the node reports them (lstat; stat for a directory above a
+    repository, as keystone's path lookup follows links): None for what it left out."""
 
     path: str
     mode: int
@@ -61,11 +52,8 @@ def _id(value: int | None) -> str:
 
 
 def permits(user: User, info: PathInfo, wanted: int) -> bool:
-    """Return True if ``user`` has every bit of ``wanted`` (READ|WRITE|EXECUTE) on ``info``.
-
-    Example: uid 998 (gid 998) on ``0:998 0750`` may READ|EXECUTE (group bits), on
-    ``998:0 0070`` nothing (its owner bits are 0, whatever the group bits say).
-    """
+    """Return True if ``user`` has every bit of ``wanted`` (READ|WRITE|EXECUTE) on ``info``: uid
+    998 (gid 998) may READ|EXECUTE ``0:998 0750``, and nothing on ``998:0 0070`` (owner bits)."""
     if user.uid == 0:
         return True
     mode = stat.S_IMODE(info.mode)
@@ -81,14 +69,10 @@ def permits(user: User, info: PathInfo, wanted: int) -> bool:
 def access_problem(
     user: User | None, directories: Iterable[tuple[PathInfo, int]], files: Iterable[PathInfo]
 ) -> str | None:
-    """Return why ``user`` cannot reach its keys, or None when it can (or no owner is
-    configured: then whoever the SFTP user is owns everything keysyncd writes, and nothing
-    says who keystone runs as, so there is nothing to check against).
-
-    ``directories`` are (path, wanted) from the top down: EXECUTE to pass through, READ too
-    where keystone lists the directory; ``files`` are the key files keystone opens.
-    Example: ``"keystone (uid 998) cannot enter /etc/keystone/fernet-keys (0:0 0700)"``.
-    """
+    """Return why ``user`` cannot reach its keys (``"keystone (uid 998) cannot enter
+    /etc/keystone/fernet-keys (0:0 0700)"``), or None when it can or no owner is configured
+    (nothing says who keystone runs as). ``directories``: (path, wanted) from the top down
+    (EXECUTE to pass, READ too to list); ``files``: the key files keystone opens."""
     if user is None:
         return None
     for directory, wanted in directories:
@@ -102,11 +86,8 @@ def access_problem(
 
 
 def ancestors(path: str) -> tuple[str, ...]:
-    """Return every directory above the absolute ``path``, from ``/`` down; () for ``/`` or
-    a relative path (nothing known above it).
-
-    Example: ``/etc/keystone/fernet-keys`` -> ``("/", "/etc", "/etc/keystone")``.
-    """
+    """Return every directory above the absolute ``path``, from ``/`` down (``/etc/keystone/x`` ->
+    ``("/", "/etc", "/etc/keystone")``); () for ``/`` or a relative path."""
     names = [part for part in posixpath.normpath(path).split("/") if part]
     if not path.startswith("/") or not names:
         return ()
@@ -115,13 +96,8 @@ def ancestors(path: str) -> tuple[str, ...]:
 
 
 def ancestor_problem(user: User | None, found: Iterable[PathInfo]) -> str | None:
-    """Return why ``user`` cannot pass through one of the directories above its keys
-    (``found``, from the top down: EXECUTE on each), or None when it can or no owner is
-    configured. keysyncd never changes these directories: it does not own them, and a
-    change there could take access away from whatever else lives below them.
-
-    Example: ``"keystone (uid 998) cannot enter /etc/keystone (0:0 0700)"``.
-    """
+    """Return why ``user`` cannot pass (EXECUTE) a directory above its keys (``found``, top down),
+    or None; keysyncd never changes these (not its own: a change could take others' access)."""
     return access_problem(user, [(info, EXECUTE) for info in found], ())
 
 
@@ -133,13 +109,8 @@ def safe_directory(mode: int) -> bool:
 
 
 def directory_problem(info: PathInfo, user: User | None, wanted: int) -> str | None:
-    """Return why keysyncd must fix a repository directory it is responsible for (set 0700
-    and the configured owner), or None to leave it exactly as it is.
-
-    ``"mode"`` for an unsafe mode; the access problem when ``user`` cannot ``wanted`` it.
-    A safe directory the owner can use (``0:998 0750`` for keystone 998) is never touched:
-    changing it could only take access away.
-    """
+    """Return why keysyncd must set a directory it owns to 0700 and the owner (``"mode"``, or the
+    access problem), or None: a safe one the owner can ``wanted`` is never touched."""
     reached = access_problem(user, [(info, wanted)], ())
     if reached is not None:
         return reached

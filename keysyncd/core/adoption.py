@@ -1,13 +1,7 @@
-"""What ``adopt`` takes over, and what it must not take on one node's word (SPEC safety
-rule 14). Pure.
-
-A JWS public key in the source's public directory is adopted only when it is the public
-half of some node's private key, or every configured node already holds it: a key planted
-on one node (whose private half signs tokens only that node accepted) would otherwise be
-pushed everywhere by the next sync. Anything else is named, kept out of the controller's
-expected set, and so removed from every node by the next sync. Fernet and credential keys
-are taken from the source as they are, but every node whose keys differ is named: the next
-sync overwrites them with the source's.
+"""What ``adopt`` takes over, and what it must not take on one node's word (SPEC safety rule
+14). Pure. A JWS public key is adopted only as the public half of a node's private key or if
+every node holds it; anything else is named and removed by the next sync. Fernet and
+credential keys are taken as the source holds them, naming nodes the next sync overwrites.
 """
 
 from __future__ import annotations
@@ -27,9 +21,8 @@ KEY_CHANGES = ("missing", "changed", "extra", "entries", "unlisted")  # not mode
 
 @dataclass(frozen=True)
 class Adopted:
-    """What adopt did for one repository: ``what`` in words (``keys [0, 1, 2]``), the
-    ``warnings`` an operator must read (one line each, node-provided names escaped) and
-    ``details``, the same for the report and ``--json`` (see schemas/report.schema.json)."""
+    """What adopt did for one repository: ``what`` in words (``keys [0, 1, 2]``), ``warnings`` (one
+    line each, names escaped) and ``details`` for the report and ``--json``."""
 
     what: str
     warnings: tuple[str, ...] = ()
@@ -52,11 +45,9 @@ def judge_publics(
     nodes: Collection[str],
     same: Callable[[bytes, bytes], bool],
 ) -> PublicJudgement:
-    """Return which of ``offered`` (the source's public directory: file name -> PEM) may be
-    adopted: the public half of a node's private key (``signers``: node -> that public PEM),
-    or a key every one of ``nodes`` holds (``held``: node -> the public keys it holds; a
-    node missing there was not read, so nobody can say it holds anything). ``same`` says
-    whether two PEMs are one key."""
+    """Return which ``offered`` public keys (name -> PEM) may be adopted: the public half of a
+    node's private key (``signers``), or held by every one of ``nodes`` (``held``: node -> its
+    keys; a node missing there was not read). ``same`` says whether two PEMs are one key."""
     adopted: dict[str, bytes] = {}
     refused: dict[str, str] = {}
     for name, content in sorted(offered.items()):
@@ -65,9 +56,7 @@ def judge_publics(
             continue
         unread = sorted(node for node in nodes if node not in held)
         lacking = sorted(
-            node
-            for node in nodes
-            if node in held and not any(same(content, key) for key in held[node])
+            n for n in nodes if n in held and not any(same(content, k) for k in held[n])
         )
         if not unread and not lacking:
             adopted[name] = content
@@ -100,9 +89,8 @@ def refused_publics(source: str, refused: Mapping[str, str]) -> tuple[list[str],
 
 
 def key_differences(plan: NodePlan, diverged: str | None) -> dict[str, Any]:
-    """Return how a node's keys differ from the source's, from its plan against them (made
-    with ``force``: ``diverged`` is why it would otherwise be left alone): missing, changed
-    and extra key ids, odd entries at key names; modes and owners are not the keys."""
+    """Return how a node's keys differ from the source's (its plan made with ``force``;
+    ``diverged``: why it would be left alone): key ids and odd entries, not modes or owners."""
     found = {key: value for key, value in plan.changes().items() if key in KEY_CHANGES}
     if diverged:
         found["diverged"] = diverged

@@ -9,9 +9,8 @@ from typing import Any
 
 from keysyncd.core.text import bounded, listed, named, plural
 
-# What each kind of difference is called before an action (what differs) and after one that
-# fixed it (what was done): ``missing key 6`` becomes ``added key 6``. A push report keeps
-# the differences it found (``missing``, ``changed``, ``extra``): these are their words.
+# Each kind of difference before an action (what differs) and after one that fixed it (what
+# was done): ``missing key 6`` becomes ``added key 6`` (a push report keeps what it found).
 DIFFERS_WORDS: dict[str, tuple[str, str]] = {
     "missing": ("missing", "added"),
     "changed": ("different", "replaced"),
@@ -25,23 +24,17 @@ DIFFERS_WORDS: dict[str, tuple[str, str]] = {
 
 
 def describe_changes(changes: Mapping[str, Any], done: bool = False) -> str:
-    """Return one line for a node's changes, names escaped: what differs (``missing key 4,
-    extra keys 1 and 2, '099': non-canonical name keystone loads as key 99``), or with
-    ``done`` what was done about it (``added key 4, removed keys 1 and 2, fixed '099':
-    non-canonical name keystone loads as key 99``)."""
-    which = 1 if done else 0
+    """Return one line for a node's changes, names escaped: what differs (``missing key 4, extra
+    keys 1 and 2``), or with ``done`` what was done (``added key 4, removed keys 1 and 2``)."""
     parts = [
-        _done_jws(key, changes[key]) or f"{words[which]} {_items(changes[key])}"
-        if done
-        else f"{words[which]} {_items(changes[key])}"
+        (_done_jws(key, changes[key]) if done else None) or f"{words[done]} {_items(changes[key])}"
         for key, words in DIFFERS_WORDS.items()
         if changes.get(key)
     ]
-    # other changes (a newer kind's) as they come, in order
-    others = [
-        key for key in changes if key not in (*DIFFERS_WORDS, "access", "entries", "unlisted")
+    known = (*DIFFERS_WORDS, "access", "entries", "unlisted")  # others (a newer kind's) in order
+    parts += [
+        f"{key} {_items(value)}" for key, value in changes.items() if value and key not in known
     ]
-    parts += [f"{key} {_items(changes[key])}" for key in others if changes[key]]
     fixed = "fixed " if done else ""
     access = changes.get("access") or ()
     parts += [f"{fixed}{problem}" for problem in ([access] if isinstance(access, str) else access)]
@@ -52,9 +45,8 @@ def describe_changes(changes: Mapping[str, Any], done: bool = False) -> str:
 
 
 def _done_jws(key: str, value: Any) -> str | None:
-    """Return what a push did about a JWS private key or directory that was missing
-    (``installed private.pem``, ``created directories: private``), None for anything else
-    (the generic words say it)."""
+    """Return what a push did about a missing JWS private key or directory (``installed
+    private.pem``, ``created directories: private``), None for the generic words."""
     if key == "private" and str(value) == "missing":
         return "installed private.pem"
     if key == "directories" and isinstance(value, list | tuple):

@@ -1,25 +1,8 @@
-"""Whether the controller's clock can be trusted to time retirement and rotation. Pure.
-
-Every retirement is timed by the controller's clock (safety rule 2): a key goes once
-``now >= confirmed_at + retention``. A clock that is wrong retires keys early or records
-times that will. So the clock is judged before anything is retired or rotated (SPEC safety
-rule 10), against two witnesses:
-
-- keysyncd's own journal: the latest time it recorded with a trusted clock
-  (``RepositoryState.latest_time``). A controller clock behind it stepped back.
-- the nodes: the modification time a node gives a file keysyncd creates there tells that
-  node's clock (``keysyncd.io.remote.sftp``). The controller's skew is its difference from the
-  nodes' median clock, so one node with a wrong clock neither blocks nor excuses anything.
-
-An untrusted clock retires nothing, rotates nothing, confirms no demotion and advances no
-recorded time; the next check that finds the clocks agreeing lets everything resume.
-
-A judgement is *fresh* only when the clocks of a majority of the configured nodes were read
-in this action (``needed``): one node, or a minority, that shares a wrong clock must not
-excuse it, and an action that reached no node (all down, ``sync --node``, a local report)
-knows nothing new about the clock. Only a fresh judgement may trust the clock for an action
-that reads nodes, advance the journal's latest time, or replace the recorded skew. With no
-node configured, the journal is the only witness and every judgement is fresh.
+"""Whether the controller's clock can be trusted to time retirement and rotation (SPEC safety
+rule 10). Pure. Witnesses: the journal's latest trusted time (a clock behind it stepped back)
+and the nodes' median clock. An untrusted clock retires, rotates, confirms and advances
+nothing. Only a *fresh* judgement (a majority of the nodes' clocks read in this action,
+``needed``; no nodes: always) may trust it, advance the latest time or replace the skew.
 """
 
 from __future__ import annotations
@@ -37,12 +20,9 @@ SLACK = 5.0  # seconds a clock may be behind the journal: measurement order, not
 
 @dataclass(frozen=True)
 class ClockCheck:
-    """One judgement of the controller's clock at ``now`` (epoch seconds).
-
-    ``latest``: the latest time the journal recorded (None: nothing yet). ``skew``: the
-    controller's clock minus the nodes' median clock, in seconds (positive: the controller
-    is ahead; None: no node observed). ``observed``: how many nodes' clocks were read.
-    """
+    """One judgement of the controller's clock at ``now``: ``latest`` recorded in the journal
+    (None: nothing yet), ``skew`` (controller minus the nodes' median, seconds; None: no node
+    observed) and how many node clocks were ``observed``."""
 
     now: float
     latest: float | None
@@ -119,28 +99,20 @@ class ClockCheck:
 
 
 def median(values: Collection[float]) -> float:
-    """Return the median of ``values`` (the mean of the middle two when their number is
-    even), as ``statistics.median`` does, without its start-up cost (it imports fractions,
-    decimal and random); raise ValueError if there are none."""
+    """Return the median of ``values`` (as ``statistics.median``, without its start-up cost);
+    raise ValueError if there are none."""
     ordered = sorted(values)
     if not ordered:
         raise ValueError("no values to take the median of")
     middle = len(ordered) // 2
-    if len(ordered) % 2:
-        return ordered[middle]
-    return (ordered[middle - 1] + ordered[middle]) / 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
 def judge(
-    now: float,
-    latest: float | None,
-    skews: Collection[float],
-    max_skew: float,
-    needed: int = 0,
+    now: float, latest: float | None, skews: Collection[float], max_skew: float, needed: int = 0
 ) -> ClockCheck:
-    """Return the judgement of the clock reading ``now``, given the journal's latest time,
-    each observed node's skew (controller minus node, seconds) and how many node clocks a
-    fresh judgement needs (fewer read: not trusted, and not fresh)."""
+    """Return the judgement of the clock reading ``now`` from the journal's latest time, each
+    observed node's skew and how many node clocks a fresh judgement needs (fewer: not trusted)."""
     skew = median(skews) if skews else None
     fresh = len(skews) >= needed
     observed_at = now if skews else None
@@ -148,23 +120,17 @@ def judge(
 
 
 def latest_recorded(state: RepositoryState) -> float | None:
-    """Return the latest time the journal recorded with a trusted clock.
-
-    A journal written before ``latest_time`` existed (or whose field was damaged: the loader
-    drops it) stands in with every time it holds, except planned ones (backoff).
-    """
+    """Return the latest time the journal recorded with a trusted clock; an older journal (or a
+    damaged field) stands in with every time it holds, except planned ones (backoff)."""
     if state.latest_time is not None:
         return state.latest_time
     times: list[float | None] = [state.last_rotation_at]
-    if state.last_action is not None:
-        times.append(state.last_action.at)
-    if state.hook_block is not None:
-        times.append(state.hook_block.at)
+    times += [part.at for part in (state.last_action, state.hook_block) if part is not None]
     if state.pending is not None:
         times.append(state.pending.started_at)
     for entry in state.history.values():
         times += [entry.created_at, entry.promoted_at, entry.demoted_at, entry.confirmed_at]
-        times.append(entry.migrated_at)
+        times += [entry.migrated_at]
     for record in state.nodes.values():
         times += [record.checked_at, record.last_verified_at]
     times += list(state.last_success.values())
@@ -176,10 +142,9 @@ def latest_recorded(state: RepositoryState) -> float | None:
 
 
 def recorded(state: RepositoryState, check: ClockCheck) -> RepositoryState:
-    """Return ``state`` remembering ``check``: a trusted clock advances the latest time, an
-    untrusted one leaves it where it was (a clock a day ahead must not make the right time
-    look like a step back once it is fixed). A judgement that is not fresh changes nothing:
-    the last fresh one stands (its skew keeps a clock found wrong suspect)."""
+    """Return ``state`` remembering ``check`` if fresh (else the last fresh one stands): a trusted
+    clock advances the latest time, an untrusted one leaves it (a clock a day ahead must not
+    make the right time look like a step back once fixed)."""
     if not check.fresh:
         return state
     latest = check.latest
@@ -191,26 +156,16 @@ def recorded(state: RepositoryState, check: ClockCheck) -> RepositoryState:
 
 
 def current(state: RepositoryState, now: float, max_skew: float) -> ClockCheck:
-    """Return the clock's judgement as it stands without reading any node: ``now`` against
-    the journal, and the skew last observed (``status``, the metrics, and the commit of an
-    action that read no node: a clock found a day ahead stays suspect until the nodes are
-    read again)."""
-    record = state.clock
+    """Return the clock's judgement without reading any node: ``now`` against the journal, and
+    the skew last observed (a clock found a day ahead stays suspect until nodes are read)."""
+    record, latest = state.clock, latest_recorded(state)
     if record is None or record.skew is None:
-        return ClockCheck(now, latest_recorded(state), None, 0, max_skew)
-    latest = latest_recorded(state)
+        return ClockCheck(now, latest, None, 0, max_skew)
     return ClockCheck(now, latest, record.skew, record.observed, max_skew, record.checked_at)
 
 
 def status_json(state: RepositoryState, now: float, max_skew: float) -> dict[str, Any]:
     """Return the clock as ``status`` shows it (``current``), every time as RFC 3339."""
     check = current(state, now, max_skew)
-    return {
-        "trusted": check.trusted,
-        "reason": check.reason,
-        "skew": None if check.skew is None else round(check.skew, 3),
-        "observed_nodes": check.observed,
-        "max_skew": max_skew,
-        "checked_at": rfc3339(check.observed_at),
-        "latest_at": rfc3339(check.latest),
-    }
+    times = {"checked_at": rfc3339(check.observed_at), "latest_at": rfc3339(check.latest)}
+    return check.to_json() | times

@@ -1,13 +1,6 @@
-"""When a repository's next rotation is due, and when a missed one counts as overdue.
-
-The due time is the first scheduled time after the last rotation: it stays in the past
-while a rotation is missed (deferred, failed, keysyncd stopped), so the alert compares it
-with Prometheus' ``time()`` and needs no threshold per schedule or repository. A rotation
-counts as overdue ``OVERDUE_PERIODS`` rotation periods after it was due (half a day for a
-daily schedule, 14 days for a monthly one): keysyncd retries a deferred rotation by itself,
-and the grace grows with the schedule so that a retry has room before anyone is paged.
-``keysyncd status`` judges "rotation overdue" by the same rule (keysyncd.commands.views).
-Pure: every time is passed in.
+"""When a repository's next rotation is due, and when a missed one is overdue. Pure. Due: the
+first scheduled time after the last rotation (in the past while one is missed, for the
+alert's ``time()``); overdue ``OVERDUE_PERIODS`` rotation periods later (room for a retry).
 """
 
 from __future__ import annotations
@@ -36,12 +29,9 @@ class RotationDue:
 
 
 def rotated_since(state: RepositoryState) -> float | None:
-    """Return when the keys in service were last rotated (any kind).
-
-    A repository keysyncd never rotated counts from when its keys took over (``init`` or
-    ``adopt``): the primary's promotion, or a JWS repository's oldest signing pair. None:
-    no keys known yet (nothing is due before ``init``).
-    """
+    """Return when the keys in service were last rotated (any kind), or when they took over
+    (``init``, ``adopt``: the primary's promotion, a JWS repository's oldest signing pair);
+    None: no keys known yet (nothing is due before ``init``)."""
     times = (state.last_rotation_at, state.last_success.get("rotate"))
     rotated = [when for when in times if when is not None]
     if rotated:
@@ -56,13 +46,9 @@ def rotated_since(state: RepositoryState) -> float | None:
 
 
 def rotation_due(schedule: str, timezone: str, since: float) -> RotationDue | None:
-    """Return the rotation ``schedule`` (read in ``timezone``) makes due after ``since``;
-    None if it never fires again.
-
-    The period is the shortest gap between the fire times after the due one (as keystone's
-    sizing rule and ``status`` take it); a schedule that fires only once more has no grace.
-    Raise KeysyncError if the schedule or timezone is invalid.
-    """
+    """Return the rotation ``schedule`` (in ``timezone``) makes due after ``since``, None if it
+    never fires again; the period is the shortest gap between the fire times after the due one
+    (none after it: no grace). Raise KeysyncError if the schedule or timezone is invalid."""
     trigger = cron_trigger(schedule, timezone)
     upcoming = next_fire_times(trigger, datetime.fromtimestamp(since, UTC), 1)
     if not upcoming:
@@ -77,9 +63,8 @@ def rotation_due(schedule: str, timezone: str, since: float) -> RotationDue | No
 
 
 def overdue_since(state: RepositoryState, schedule: str, timezone: str, now: float) -> float | None:
-    """Return when the rotation now overdue was due (None: none is overdue, or nothing is
-    due yet): the one rule ``status``, the metric and the alert share. Raise KeysyncError if
-    the schedule or timezone is invalid."""
+    """Return when the rotation now overdue was due (None: none), the rule ``status``, the metric
+    and the alert share; raise KeysyncError if the schedule or timezone is invalid."""
     since = rotated_since(state)
     if since is None:
         return None

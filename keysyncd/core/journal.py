@@ -1,10 +1,7 @@
 """The state journal as a value, and every pure transition of it. No IO; time is passed in.
-
-One ``RepositoryState`` per repository records the generation (a number that only grows),
-the digests of that generation, each key's history, an in-flight rotation (for crash
-recovery), per-node status, the last action, counters and action durations. It never holds
-key material, only digests. ``keysyncd.io.local.state`` loads and saves it; actions change it only
-through the functions here.
+One ``RepositoryState`` per repository (digests, never key material): ``io.local.state``
+loads and saves it, actions change it only here. A rotation journals its plan
+(``PendingRotation``) before touching the disk, so a crash is finished or rolled back.
 """
 
 from __future__ import annotations
@@ -86,12 +83,9 @@ def advance(
 def reconcile(
     state: RepositoryState, digests: Mapping[int, str], now: float
 ) -> tuple[RepositoryState, bool]:
-    """Return the state matching the keys on disk and whether it had to change (a change
-    keysyncd did not make).
-
-    Keys keysyncd has no history for count as created, promoted or demoted ``now``: the
-    conservative choice, because a key's retirement is timed from its demotion.
-    """
+    """Return the state matching the keys on disk and whether it had to change (a change keysyncd
+    did not make); keys without history count as created, promoted or demoted ``now`` (the
+    conservative choice: a key's retirement is timed from its demotion)."""
     if dict(digests) == dict(state.digests):
         return state, False
     primary = max((index for index in digests if index > 0), default=None)
@@ -152,10 +146,9 @@ NOT_RUN = "has not run yet: it runs once every node verified the rotation that n
 def migration_pending(
     state: RepositoryState, after_rotate: tuple[tuple[str, ...], ...], now: float
 ) -> RepositoryState:
-    """Return ``state`` blocked until the after_rotate hooks of a rotation about to happen
-    succeed (unchanged when there are none): journaled with the rotation itself, so that a
-    rotation whose hook was skipped (a node failed after the gate, ``--force``) or never
-    reached (keysyncd killed before it) still blocks the next one."""
+    """Return ``state`` blocked until the after_rotate hooks of a rotation about to happen succeed
+    (unchanged without hooks): journaled with the rotation, so that a hook skipped (a node
+    failed after the gate, ``--force``) or never reached (keysyncd killed) still blocks."""
     if not after_rotate:
         return state
     return block_rotation(state, HookBlock(after_rotate[0], None, now, NOT_RUN))
@@ -172,8 +165,8 @@ def primary_index(state: RepositoryState) -> int | None:
 
 
 def every_node_holds(state: RepositoryState, node_names: Collection[str]) -> bool:
-    """Return True if every configured node was last verified holding the current
-    generation (a controller without nodes: True)."""
+    """Return True if every configured node (none: True) was last verified holding the current
+    generation."""
     for name in node_names:
         record = state.nodes.get(name)
         if record is None or record.status not in GOOD or record.generation != state.generation:
@@ -182,9 +175,8 @@ def every_node_holds(state: RepositoryState, node_names: Collection[str]) -> boo
 
 
 def migrated(state: RepositoryState, index: int, now: float) -> RepositoryState:
-    """Return ``state`` recording that a migration to key ``index`` as primary succeeded at
-    ``now`` (every credential is encrypted with it or a newer key), and, when ``index`` is
-    the current primary, with the pending migration cleared."""
+    """Return ``state`` recording that a migration to key ``index`` as primary succeeded at ``now``
+    (the pending migration cleared when ``index`` is the current primary)."""
     history = dict(state.history)
     history[index] = replace(history.get(index, KeyHistory()), migrated_at=now)
     state = replace(state, history=frozen(history))
@@ -194,20 +186,12 @@ def migrated(state: RepositoryState, index: int, now: float) -> RepositoryState:
 def unmigrated_losses(
     state: RepositoryState, digests: Mapping[int, str], policy: Policy
 ) -> tuple[int, ...]:
-    """Return the keys above 0 of the journal that ``digests`` (the disk) lacks or holds
-    otherwise, although no migration past them succeeded: with a policy that retires by
-    migration, credentials may still be encrypted with them (empty for other policies)."""
+    """Return the journal's keys above 0 that ``digests`` (the disk) lacks or holds otherwise
+    with no migration past them (credentials may need them); empty unless retired by migration."""
     if policy.retire_by != "migration":
         return ()
-    return tuple(
-        sorted(
-            index
-            for index, digest in state.digests.items()
-            if index > 0
-            and digests.get(index) != digest
-            and not migrated_past(index, state.history)
-        )
-    )
+    lost = [i for i, digest in state.digests.items() if i > 0 and digests.get(i) != digest]
+    return tuple(sorted(i for i in lost if not migrated_past(i, state.history)))
 
 
 PENDING_MIGRATION = "an after_rotate migration is pending: no key is retired until it succeeds"
@@ -236,33 +220,73 @@ def counted(state: RepositoryState, *names: str) -> RepositoryState:
 def local_validity(
     state: RepositoryState, problems: Collection[str]
 ) -> tuple[RepositoryState, bool]:
-    """Return ``state`` recording the local repository's problems, and whether they are new
-    (a newly invalid repository counts as one drift event, not one per check)."""
+    """Return ``state`` recording the local repository's problems, and whether they are new (a
+    newly invalid repository is one drift event, not one per check)."""
     current = tuple(problems)
     new = bool(current) and current != state.local_problems
     return replace(state, local_problems=current), new
 
 
 def finished(
-    state: RepositoryState,
-    action: str,
-    outcome: str,
-    started: float,
-    ended: float,
-    report_id: str,
+    state: RepositoryState, action: str, outcome: str, started: float, ended: float, report_id: str
 ) -> RepositoryState:
     """Return ``state`` recording an action's end: last action, last success, the deferral
     counter and the duration histogram."""
-    last = LastAction(action, outcome, ended, report_id)
     successes = dict(state.last_success)
     if outcome == Outcome.OK:
         successes[action] = ended
     durations = dict(state.durations)
     durations[action] = durations.get(action, Durations()).add(max(ended - started, 0.0))
+    last = LastAction(action, outcome, ended, report_id)
     state = replace(
-        state,
-        last_action=last,
-        last_success=frozen(successes),
-        durations=frozen(durations),
+        state, last_action=last, last_success=frozen(successes), durations=frozen(durations)
     )
     return counted(state, "deferred") if outcome == Outcome.DEFERRED else state
+
+
+# --- crash recovery of a local rotation -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """What to do about a rotation a crash interrupted: finish it, roll it back, or nothing."""
+
+    action: str  # "none", "finish" or "rollback"
+    retire: tuple[int, ...] = ()  # finish: the keys the rotation was to retire
+    unlink: int | None = None  # rollback: the new primary to remove again
+
+    def describe(self) -> str:
+        """Return one line saying what recovery does (or would do)."""
+        if self.action == "finish":
+            return f"finish the interrupted rotation: retire keys {list(self.retire)}"
+        if self.action == "rollback":
+            return f"roll back the interrupted rotation: remove key {self.unlink}"
+        return "nothing to recover"
+
+
+def plan_recovery(pending: PendingRotation | None, digests: Mapping[int, str]) -> Recovery:
+    """Return how to complete an interrupted rotation, judged from the disk: new primary absent,
+    nothing happened; present with the old staged key in 0, roll back; with the new one, finish.
+    Anything else: someone changed the repository since (keystone-manage fernet_rotate), so
+    nothing is deleted (it could be the key keystone uses) and the change is reconciled."""
+    if pending is None:
+        return Recovery("none")
+    primary_done = digests.get(pending.new_primary) == pending.old_staged_digest
+    if primary_done and digests.get(0) == pending.new_staged_digest:
+        return Recovery("finish", retire=pending.retire)
+    if primary_done and digests.get(0) == pending.old_staged_digest:
+        return Recovery("rollback", unlink=pending.new_primary)
+    return Recovery("none")
+
+
+def recovered(
+    state: RepositoryState, recovery: Recovery, digests: Mapping[int, str]
+) -> RepositoryState:
+    """Return the state after ``recovery`` ran, the disk now holding ``digests``."""
+    pending = state.pending
+    if recovery.action != "finish" or pending is None:
+        return abandon_rotation(state)
+    history = rotated_history(
+        state.history, pending.new_primary - 1, pending.new_primary, pending.started_at
+    )
+    return replace(advance(state, digests, history), last_rotation_at=pending.started_at)

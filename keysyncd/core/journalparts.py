@@ -1,6 +1,6 @@
 """The parts of a repository's journal (``keysyncd.core.journal.RepositoryState``): an
-in-flight rotation, what keysyncd knows of each node, the last action, an after_rotate hook
-that blocks rotation, the clock's judgement and the duration histograms. Pure values.
+in-flight rotation, node records, the last action, a blocking after_rotate hook, the clock's
+judgement and the duration histograms. Pure values.
 """
 
 from __future__ import annotations
@@ -48,11 +48,8 @@ class LastAction:
 @dataclass(frozen=True)
 class HookBlock:
     """An after_rotate hook that has not succeeded: it blocks the next rotation until it does.
-
-    Journaled before the hook starts (``status`` None, ``problem`` empty: started, not
-    finished), so that a hook killed with keysyncd still blocks; ``problem`` says how it
-    ended when it did not exit by itself (``timed out after 300s``).
-    """
+    Journaled before the hook starts (``status`` None, ``problem`` empty), so that a hook killed
+    with keysyncd still blocks; ``problem``: how it ended if not by itself (``timed out ...``)."""
 
     hook: tuple[str, ...]
     status: int | None
@@ -79,10 +76,8 @@ class HookBlock:
 
 @dataclass(frozen=True)
 class ClockRecord:
-    """The last judgement of the controller's clock (``keysyncd.core.clock``), for status
-    and metrics: when, the controller's skew from the nodes' median clock (None: no node's
-    clock was observed), how many nodes were observed, and why it was not trusted (None:
-    it was)."""
+    """The clock's last judgement (``keysyncd.core.clock``): when, the skew from the nodes' median
+    (None: none observed), how many were observed, why it was not trusted (None: it was)."""
 
     checked_at: float
     skew: float | None = None

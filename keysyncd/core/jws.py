@@ -1,15 +1,8 @@
-"""keystone's JWS key pairs (``kind: jws``): the journal's part and every decision. Pure.
-
-Keystone signs a JWS token with ``<private>/private.pem`` and validates it by trying every
-file in ``<public>``. Each node has its own pair. So for every node, keysyncd journals the
-pair it signs with (``signing``), a new pair generated but not yet installed (``next``), and
-the old public keys still kept for tokens their node signed (``retiring``). Every node's
-public directory holds all of those public keys, and nothing else.
-
-The order makes every token valid everywhere (SPEC section 9): a new public key reaches
-every node (phase 1) before any node gets the matching private key (phase 2, behind the
-gate); an old public key goes only ``token_expiration + allow_expired_window`` after its
-node was verified signing with the new one.
+"""keystone's JWS key pairs (``kind: jws``): the journal's part and every decision. Pure. Per
+node: the pair it signs with (``signing``), one not yet installed (``next``), old public keys
+kept for tokens it signed (``retiring``); every public directory holds all of them. A new
+public key reaches every node before any node gets its private key; an old one goes a
+retention after its node signs with the new one (SPEC section 9).
 """
 
 from __future__ import annotations
@@ -42,11 +35,8 @@ class Pair:
 
 @dataclass(frozen=True)
 class Retiring:
-    """An old public key, kept on every node while a token its node signed may be valid.
-
-    ``stopped_at``: when its node was verified signing with a newer key (or was removed from
-    the config); None while not yet confirmed (a node down at the rotation).
-    """
+    """An old public key, kept on every node while a token its node signed may be valid;
+    ``stopped_at``: when its node was verified signing a newer one (None: not yet confirmed)."""
 
     node: str
     digest: str
@@ -85,19 +75,15 @@ def public_name(node: str, serial: int) -> str:
 
 def needing_pairs(state: JwsState, nodes: Collection[str], rotate: bool) -> list[str]:
     """Return the nodes that need a new pair: every node for a rotation (unless one is still
-    waiting to be installed), else only the nodes that have none at all (added to the config).
-    """
+    waiting to be installed), else only those that have none at all (added to the config)."""
     if rotate:
         return sorted(node for node in nodes if node not in state.next)
     return sorted(node for node in nodes if node not in state.signing and node not in state.next)
 
 
 def with_next(state: JwsState, pairs: Collection[Pair]) -> JwsState:
-    """Return ``state`` with ``pairs`` generated and waiting to be installed.
-
-    Raise ValueError if a new public key would take a name the journal already uses: two
-    keys under one file name means one of them is lost on every node.
-    """
+    """Return ``state`` with ``pairs`` generated and waiting to be installed; raise ValueError if
+    a new public key would take a name in use (two keys under one name: one lost everywhere)."""
     upcoming = dict(state.next)
     serials = dict(state.serials)
     taken = set(state.public_keys())
@@ -111,9 +97,8 @@ def with_next(state: JwsState, pairs: Collection[Pair]) -> JwsState:
 
 
 def next_serial(state: JwsState, node: str, taken: Collection[str] = ()) -> int:
-    """Return the serial of ``node``'s next pair: above any it ever had, and one whose file
-    name is neither in the journal nor in ``taken`` (names found in the store or on nodes:
-    an adopted fleet may already use ``node1-1.pem``)."""
+    """Return the serial of ``node``'s next pair: above any it had, and free as a file name in the
+    journal and in ``taken`` (an adopted fleet may already use ``node1-1.pem``)."""
     used = set(state.public_keys()) | set(taken)
     serial = state.serials.get(node, 0) + 1
     while public_name(node, serial) in used:
@@ -135,7 +120,6 @@ def adopted_serials(names: Collection[str], nodes: Collection[str]) -> dict[str,
 def installed(state: JwsState, node: str, now: float) -> JwsState:
     """Return ``state`` once ``node`` was verified holding its next private key: the new pair
     signs from now, the old public key starts its retention clock now."""
-    pair = state.next[node]
     upcoming = {name: value for name, value in state.next.items() if name != node}
     signing = dict(state.signing)
     retiring = dict(state.retiring)
@@ -146,19 +130,15 @@ def installed(state: JwsState, node: str, now: float) -> JwsState:
         earlier = retiring.get(old.public)
         stopped = max(now, earlier.stopped_at or now) if earlier else now
         retiring[old.public] = Retiring(node, old.public_digest, stopped)
-    signing[node] = pair
+    signing[node] = state.next[node]
     return replace(
-        state,
-        signing=_frozen(signing),
-        next=_frozen(upcoming),
-        retiring=_frozen(retiring),
+        state, signing=_frozen(signing), next=_frozen(upcoming), retiring=_frozen(retiring)
     )
 
 
 def removed_nodes(state: JwsState, nodes: Collection[str], now: float) -> JwsState:
-    """Return ``state`` without the pairs of nodes no longer configured: their public keys
-    are kept while a token they signed may be valid, timed from now (when it was noticed);
-    their pending pairs are dropped (never installed, so never used)."""
+    """Return ``state`` without the pairs of nodes no longer configured: their public keys kept a
+    retention from now (when noticed), their pending pairs dropped (never installed)."""
     gone = [node for node in state.signing if node not in nodes]
     if not gone and all(node in nodes for node in state.next):
         return state
@@ -183,11 +163,8 @@ class Retirement:
 
 
 def plan_retirement(state: JwsState, retention: float, now: float) -> Retirement:
-    """Return which old public keys may be deleted from every node at ``now``.
-
-    A key may go ``retention`` seconds after its node was verified signing with a newer one
-    (safety rule 2); until that is confirmed it stays.
-    """
+    """Return which old public keys may be deleted from every node at ``now``: ``retention``
+    seconds after their node was verified signing with a newer one (safety rule 2), not before."""
     in_use = {pair.public for pair in (*state.signing.values(), *state.next.values())}
     in_use |= {pair.public_digest for pair in (*state.signing.values(), *state.next.values())}
     retire: list[str] = []
@@ -211,19 +188,14 @@ def without(state: JwsState, retired: Collection[str]) -> JwsState:
 
 def dropped(state: JwsState, nodes: Collection[str]) -> JwsState:
     """Return ``state`` without the waiting pairs of ``nodes`` (their files were lost)."""
-    return replace(
-        state,
-        next=_frozen({n: p for n, p in state.next.items() if n not in nodes}),
-    )
+    return replace(state, next=_frozen({n: p for n, p in state.next.items() if n not in nodes}))
 
 
 # --- a change of algorithm ------------------------------------------------------------------
-# keystone validates with its one [jwt_tokens] jws_algorithm. PyJWT refuses a token of any
-# other algorithm (InvalidAlgorithmError), and raises InvalidKeyError on a public key of
-# another algorithm or curve; keystone skips only InvalidSignatureError and DecodeError, so
-# such a key listed before the signer's one fails the token. Keys of two algorithms cannot
-# stay side by side: the rotation that moves every node to the new algorithm removes the
-# former one's public keys in the same run (no token signed with it can be valid any more).
+# keystone validates with its one jws_algorithm, and PyJWT raises InvalidKeyError on a public
+# key of another algorithm or curve (keystone skips only InvalidSignatureError and DecodeError):
+# such a key listed before the signer's fails the token. So the rotation that moves every node
+# to the new algorithm removes the former one's public keys in the same run.
 
 
 def stale_keys(state: JwsState, algorithms: Mapping[str, str], configured: str) -> list[str]:
@@ -241,10 +213,9 @@ def former_algorithms(state: JwsState, algorithms: Mapping[str, str], configured
 def migration_drops(
     state: JwsState, installing: Collection[str], algorithms: Mapping[str, str], configured: str
 ) -> tuple[str, ...]:
-    """Return the public keys of another algorithm that go in a run installing the waiting
-    pairs of ``installing``: every one of them once, after the run, every node signs with a
-    ``configured`` key and none waits with another; none before (a node still signing with
-    the former algorithm needs its public key everywhere)."""
+    """Return the public keys of another algorithm that go in a run installing the waiting pairs
+    of ``installing``: all of them if afterwards every node signs with a ``configured`` key and
+    none waits with another, else none (a node signing with one needs it everywhere)."""
     after = {node: pair for node, pair in state.signing.items() if node not in installing}
     after |= {node: pair for node, pair in state.next.items() if node in installing}
     after |= {f"{node} waiting": p for node, p in state.next.items() if node not in installing}
@@ -263,7 +234,6 @@ def migration_notice(former: str, configured: str) -> str:
         f"public key of another algorithm before the signer's, so the two cannot stay side "
         f"by side. Every token signed with {former} becomes invalid, and until keystone "
         f"runs with [jwt_tokens] jws_algorithm = {configured} no node signs or validates: "
-        f"set it on every node "
-        f"right after that rotation. Until then sync, verify and status keep the {former} "
-        "pairs"
+        f"set it on every node right after that rotation. Until then sync, verify and status "
+        f"keep the {former} pairs"
     )

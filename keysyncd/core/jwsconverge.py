@@ -1,26 +1,24 @@
-"""The plan of one JWS write action (init, sync, rotate, drift repair), made once. Pure.
-
-``plan_converge`` is the one planner: the dry run builds the plan with it and shows it, the
-real run builds it with the same inputs (the journal, the store's algorithms, what each node's
-private.pem is, the time) and executes it, and its report records it (``details.plan``).
+"""The plan of one JWS write action (init, sync, rotate, drift repair), made once. Pure:
+``plan_converge`` is the one planner the dry run shows, the real run executes and its report
+records (``details.plan``), from the same inputs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from keysyncd.core import jws as model
+from keysyncd.core.jws import JwsState, Pair
 from keysyncd.core.jwsplan import WRONG_MODE
 
 
 @dataclass(frozen=True)
 class ConvergeRequest:
-    """What the run was asked, and what it knows: ``rotate`` (a new pair for every node),
-    ``init``, ``operator`` (an operator asked now: only then does a change of algorithm go
-    through), ``trusted`` (the controller's clock: an untrusted one rotates and retires
-    nothing), ``retention`` (seconds an old public key stays), ``now``."""
+    """What the run was asked and knows: ``rotate`` (a new pair for every node), ``init``,
+    ``operator`` (asked now: only then does a change of algorithm go through), ``trusted`` (an
+    untrusted clock rotates and retires nothing), ``retention`` (seconds an old key stays)."""
 
     nodes: tuple[str, ...]
     configured: str  # the configured algorithm
@@ -71,9 +69,8 @@ def plan_converge(
     request: ConvergeRequest,
     private_problems: Mapping[str, str | None],
 ) -> ConvergePlan:
-    """Return the plan of one run given the journal's ``pairs``, the store's ``algorithms``
-    (public key name -> algorithm) and each node's private.pem problem as read (None: it is
-    the journal's)."""
+    """Return the plan of one run from the journal's ``pairs``, the store's ``algorithms`` (name ->
+    algorithm) and each node's private.pem problem as read (None: it is the journal's)."""
     pairs, removed, retire = retirement(pairs, request)
     rotating = request.rotate and request.trusted  # an untrusted clock rotates nothing
     former = model.former_algorithms(pairs, algorithms, request.configured)
@@ -97,9 +94,8 @@ def plan_converge(
 def retirement(
     pairs: model.JwsState, request: ConvergeRequest
 ) -> tuple[model.JwsState, tuple[str, ...], tuple[str, ...]]:
-    """Return (the pairs without the keys retired now and the nodes no longer configured,
-    those nodes, the retired public keys). An untrusted clock retires nothing and times
-    nothing (a removed node's key waits for a trusted one)."""
+    """Return (the pairs without the retired keys and removed nodes, those nodes, the retired
+    keys); an untrusted clock retires and times nothing (a removed node's key waits)."""
     if not request.trusted:
         return pairs, (), ()
     removed = tuple(sorted(n for n in {*pairs.signing, *pairs.next} if n not in request.nodes))
@@ -115,14 +111,10 @@ def _algorithm(
     rotating: bool,
     former: str,
 ) -> tuple[str, list[str]]:
-    """Return (the algorithm of the pairs made in this run, the nodes whose waiting pair of
-    the former algorithm goes).
-
-    After a change of ``algorithm`` the nodes keep signing with the former one until a
-    rotation an operator asks for (a scheduled one keeps it: the change stops every token
-    until keystone is reconfigured); that rotation makes every pair anew, the waiting ones
-    of the former algorithm too. Outside it a new pair is of the algorithm the nodes sign
-    with: one of another would make keystone fail tokens (see keysyncd.core.jws)."""
+    """Return (the algorithm of the pairs made in this run, the nodes whose waiting pair of the
+    former algorithm goes). After a change of algorithm nodes keep the former one until a
+    rotation an operator asks for (a scheduled one keeps it), which makes every pair anew;
+    outside it a new pair is of the algorithm the nodes sign with (see keysyncd.core.jws)."""
     configured = request.configured
     if not former:
         return configured, []
@@ -131,3 +123,69 @@ def _algorithm(
         return configured, sorted(n for n, pair in pairs.next.items() if pair.public in stale)
     found = {algorithms.get(p.public, configured) for p in pairs.signing.values()}
     return (found.pop() if len(found) == 1 else configured), []
+
+
+# --- what ``plan`` shows: each pair's future, from the decisions a real rotation makes, on a
+# healthy fleet (each new pair installed in the rotation that makes it)
+
+
+@dataclass(frozen=True)
+class PairLifecycle:
+    """One key pair's future: node, public key name, and when it is made, signs (``now``: already),
+    is replaced, and leaves every node (None: later than the rotations shown)."""
+
+    node: str
+    key: str
+    staged_at: float | None
+    signing_at: float | None
+    replaced_at: float | None
+    retired_at: float | None
+
+
+def simulate(
+    state: JwsState, nodes: Collection[str], retention: float, now: float, rotations: list[float]
+) -> list[PairLifecycle]:
+    """Return every pair's lifecycle over the rotations at ``rotations`` (ascending):
+    ``retention`` is token_expiration + allow_expired_window."""
+    events: dict[str, dict[str, float | str | None]] = {}
+    for name, key in state.retiring.items():
+        events[name] = {"node": key.node, "replaced": key.stopped_at}
+    for signs, group in ((True, state.signing), (False, state.next)):
+        for node, pair in group.items():
+            events[pair.public] = {"node": node, "staged": pair.created_at}
+            events[pair.public]["signing"] = now if signs else None
+    current = model.removed_nodes(state, nodes, now)
+    for at in rotations:
+        due = model.plan_retirement(current, retention, at)
+        current = model.without(current, due.retire)
+        for name in due.retire:
+            events[name]["retired"] = at
+        new = model.needing_pairs(current, nodes, rotate=True)
+        current = model.with_next(current, [_planned(current, node, at) for node in new])
+        for node, pair in sorted(current.next.items()):
+            old = current.signing.get(node)
+            if old is not None:
+                events[old.public]["replaced"] = at
+            events.setdefault(pair.public, {"node": node, "staged": at})["signing"] = at
+            current = model.installed(current, node, at)
+    return sorted((_lifecycle(name, found) for name, found in events.items()), key=_order)
+
+
+def _planned(state: JwsState, node: str, at: float) -> Pair:
+    """Return the pair a rotation at ``at`` would make for ``node`` (digests stand-ins)."""
+    serial = model.next_serial(state, node)
+    name = model.public_name(node, serial)
+    return Pair(node, serial, name, f"planned {name}", f"planned private {name}", at)
+
+
+def _lifecycle(name: str, found: dict[str, float | str | None]) -> PairLifecycle:
+    times = {key: value for key, value in found.items() if not isinstance(value, str)}
+    stages = ("staged", "signing", "replaced", "retired")
+    return PairLifecycle(str(found["node"]), name, *(times.get(stage) for stage in stages))
+
+
+def _order(life: PairLifecycle) -> tuple[str, bool, float, str]:
+    """Node by node, oldest pair first: the old public keys the journal keeps (made before
+    any pair it knows) by when they were replaced, then the pairs by when they were made."""
+    made = life.staged_at is not None
+    return life.node, made, (life.staged_at if made else life.replaced_at) or 0.0, life.key

@@ -1,9 +1,6 @@
-"""JWS key pairs as keystone makes and reads them: PKCS#8 private and SubjectPublicKeyInfo
-public PEM (``keystone-manage create_jws_keypair``), for each ``[jwt_tokens] jws_algorithm``.
-
-Key material goes in and out as bytes and is never put into a message. cryptography's
-serialization is imported when a key is handled, not with this module: ``check-config``,
-``status`` and ``plan`` of a Fernet repository never need it (tests/unit/test_startup_time.py).
+"""JWS key pairs as keystone makes and reads them (``keystone-manage create_jws_keypair``):
+PKCS#8 private and SubjectPublicKeyInfo public PEM. Material never goes into a message.
+cryptography is imported when a key is handled (tests/unit/test_startup_time.py).
 """
 
 from __future__ import annotations
@@ -14,10 +11,7 @@ from keysyncd.core.view import MAX_PEM
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.hazmat.primitives.asymmetric.types import (
-        PrivateKeyTypes,
-        PublicKeyTypes,
-    )
+    from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 
 ALGORITHMS = ("ES256", "ES384", "ES512", "EdDSA")
 
@@ -26,11 +20,7 @@ def _curve(algorithm: str) -> type[ec.EllipticCurve]:
     """Return the curve of ECDSA ``algorithm``; raise KeyError for any other algorithm."""
     from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, SECP384R1, SECP521R1
 
-    curves: dict[str, type[ec.EllipticCurve]] = {
-        "ES256": SECP256R1,
-        "ES384": SECP384R1,
-        "ES512": SECP521R1,
-    }
+    curves = {"ES256": SECP256R1, "ES384": SECP384R1, "ES512": SECP521R1}
     return curves[algorithm]
 
 
@@ -60,8 +50,7 @@ def _public_pem(key: PublicKeyTypes) -> bytes:
     from cryptography.hazmat.primitives import serialization
 
     return key.public_bytes(
-        encoding=serialization.Encoding.PEM,
-        format=serialization.PublicFormat.SubjectPublicKeyInfo,
+        encoding=serialization.Encoding.PEM, format=serialization.PublicFormat.SubjectPublicKeyInfo
     )
 
 
@@ -73,17 +62,6 @@ def _load_public(content: bytes) -> PublicKeyTypes | None:
 
     try:
         return serialization.load_pem_public_key(content)
-    except (ValueError, TypeError, UnsupportedAlgorithm):
-        return None
-
-
-def _load_private(content: bytes) -> PrivateKeyTypes | None:
-    """Return the unencrypted private key PEM ``content`` holds, or None."""
-    from cryptography.exceptions import UnsupportedAlgorithm
-    from cryptography.hazmat.primitives import serialization
-
-    try:
-        return serialization.load_pem_private_key(content, password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm):
         return None
 
@@ -107,9 +85,8 @@ def public_problem(content: bytes, algorithm: str) -> str | None:
     if key is None:
         return "not a PEM public key (SubjectPublicKeyInfo)"
     if content.strip() != _public_pem(key).strip():
-        # cryptography skips text around the PEM block; keystone's PyJWT does not (a file
-        # that starts "ecdsa-sha2-..." is read as an SSH key, whatever PEM follows): only
-        # the one block, exactly as written, may be trusted
+        # cryptography skips text around the PEM block, keystone's PyJWT does not (it reads a
+        # file starting "ecdsa-sha2-..." as an SSH key): only the one block may be trusted
         return "not exactly one PEM public key (other text around or inside it)"
     if not _fits(key, algorithm):
         return f"a public key, but not one for {algorithm}"
@@ -119,27 +96,25 @@ def public_problem(content: bytes, algorithm: str) -> str | None:
 def algorithm_of_public(content: bytes) -> str | None:
     """Return the algorithm (ES256, ES384, ES512, EdDSA) public key ``content`` verifies, or
     None if it is no public key for any of them."""
-    for algorithm in ALGORITHMS:
-        if public_problem(content, algorithm) is None:
-            return algorithm
-    return None
+    return next((name for name in ALGORITHMS if public_problem(content, name) is None), None)
 
 
 def private_algorithm(content: bytes) -> str | None:
     """Return the algorithm private key ``content`` signs with, or None (no key of ours)."""
-    for algorithm in ALGORITHMS:
-        if public_of_private(content, algorithm) is not None:
-            return algorithm
-    return None
+    return next((name for name in ALGORITHMS if public_of_private(content, name) is not None), None)
 
 
 def public_of_private(content: bytes, algorithm: str) -> bytes | None:
     """Return the public PEM of private key ``content``, or None if it is not a private key
     for ``algorithm`` (keystone could not sign with it)."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+
     if len(content) > MAX_PEM:
         return None
-    key = _load_private(content)
-    if key is None:
+    try:
+        key = serialization.load_pem_private_key(content, password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
         return None
     public = key.public_key()
     return _public_pem(public) if _fits(public, algorithm) else None

@@ -1,12 +1,7 @@
-"""What one node needs for a ``jws`` repository, as a value. Pure.
-
-Keystone reads *every* entry of the public directory as a public key (a directory there
-makes it raise, a FIFO makes it block, a partial or temp file breaks validation), and only
-``private.pem`` in the private directory. So the public directory must hold exactly the
-expected public keys, as regular files, and nothing else; temp files are written in the
-private directory and renamed into place. With an owner configured, that owner must reach
-every key: pass through every directory above the two key directories (never changed by
-keysyncd, only reported), enter the private one, list the public one, read each key.
+"""What one node needs for a ``jws`` repository, as a value. Pure. Keystone reads *every*
+public directory entry as a key (a directory raises, a FIFO blocks, a partial file fails) and
+only ``private.pem`` in the private one: the public one holds exactly the expected keys as
+regular files. An owner must pass every directory above (only reported), enter and list.
 """
 
 from __future__ import annotations
@@ -85,28 +80,19 @@ class JwsNodePlan:
 
     @property
     def holds_every_public_key(self) -> bool:
-        """Return True when every expected public key is there, whole (what the gate asks:
-        entries still to be removed or rewritten in phase 2 do not stop a token from
-        validating)."""
+        """Return True when every expected public key is there, whole (what the gate asks: phase 2's
+        removals and rewrites do not stop a token from validating)."""
         return not (self.make_directories or self.add or self.replace)
 
     @property
     def public_in_sync(self) -> bool:
         """Return True when the public directory holds exactly the expected keys."""
-        return not (
-            self.make_directories
-            or self.add
-            or self.replace
-            or self.rewrite
-            or self.delete
-            or self.invalid
-        )
+        return self.holds_every_public_key and not (self.rewrite or self.delete or self.invalid)
 
     @property
     def unfixable(self) -> bool:
-        """Return True if no push can bring the node in sync: its owner cannot pass a
-        directory above the keys (never changed by keysyncd), or a directory sits at a key
-        name (never removed). A dry run predicts such a node fails, as the real run does."""
+        """Return True if no push can bring the node in sync (its owner cannot pass a directory
+        above, or a directory sits at a key name): a dry run predicts the real run's failure."""
         return bool(self.unreachable or self.invalid)
 
     @property
@@ -129,8 +115,7 @@ class JwsNodePlan:
 
 @dataclass
 class _PublicChanges:
-    """What a node's public directory needs, entry by entry (names), and the odd entries
-    and retired keys as reports show them."""
+    """What a node's public directory needs, entry by entry, with odd entries and retired keys."""
 
     add: tuple[str, ...] = ()  # missing
     replace: list[str] = field(default_factory=list)
@@ -181,13 +166,10 @@ def _public_changes(expected: JwsExpected, view: JwsView, uid: int | None) -> _P
 def diff_jws(
     expected: JwsExpected, view: JwsView, uid: int | None = None, user: User | None = None
 ) -> JwsNodePlan:
-    """Return the plan turning ``view`` into ``expected``; ``user`` (the configured owner)
-    must be able to reach private.pem and list and read the public keys."""
-    make = tuple(
-        name
-        for name, mode in (("private", view.private_mode), ("public", view.public_mode))
-        if mode is None
-    )
+    """Return the plan turning ``view`` into ``expected``; ``user`` (the configured owner) must
+    reach private.pem and list and read the public keys."""
+    modes = {"private": view.private_mode, "public": view.public_mode}
+    make = tuple(name for name, mode in modes.items() if mode is None)
     problems = _directory_problems(view, user)
     fix_modes = tuple(name for name, _ in problems)
     public = _public_changes(expected, view, uid)
@@ -196,9 +178,8 @@ def diff_jws(
     if private:
         reasons["private"] = private
     if make or fix_modes:
-        reasons["directories"] = [f"{name}: missing" for name in make] + [
-            f"{name}: {problem}" for name, problem in problems
-        ]
+        missing = [f"{name}: missing" for name in make]
+        reasons["directories"] = missing + [f"{name}: {problem}" for name, problem in problems]
     unreachable = ancestor_problem(user, view.ancestors)
     unreadable = _unreadable(view, user)
     access = [unreachable, None if fix_modes else unreadable]
@@ -220,9 +201,8 @@ def diff_jws(
 
 
 def _directory_problems(view: JwsView, user: User | None) -> list[tuple[str, str]]:
-    """Return (directory, why) for each existing directory keysyncd must set to 0700 and
-    the configured owner: an unsafe mode (``"mode"``), or the owner cannot use it
-    (keystone lists the public directory, and only enters the private one)."""
+    """Return (directory, why) for each existing directory to set to 0700 and the owner: an
+    unsafe mode (``"mode"``), or the owner cannot list the public one or enter the private one."""
     problems = []
     for name, mode, info, wanted in (
         ("private", view.private_mode, view.private_info, EXECUTE),

@@ -1,7 +1,5 @@
-"""Frozen value types for a key repository's content. No IO here.
-
-Index 0 is the staged key (next primary), the highest index is the primary,
-every other index is a secondary (decrypt only).
+"""Frozen value types for a key repository's content. No IO here. Index 0 is the staged key
+(next primary), the highest is the primary, every other a secondary (decrypt only).
 """
 
 from __future__ import annotations
@@ -53,8 +51,7 @@ class KeySet:
     @property
     def primary_index(self) -> int | None:
         """Return the primary's index (the highest above 0), or None if there is none."""
-        above_zero = [index for index in self.keys if index > 0]
-        return max(above_zero) if above_zero else None
+        return max((index for index in self.keys if index > 0), default=None)
 
     @property
     def staged(self) -> Key | None:

@@ -1,8 +1,6 @@
-"""Key kinds, registered once (``KINDS``): each kind's name, its model (the rules its keys
-follow, with the model's pure planners, which the actions and views take from here), its
-size, what retires its keys and the config fields it takes. Config validation and the
-actions ask these facts; no code tests a kind by its name, and ``keysyncd.actions.operations``
-binds each model to its actions.
+"""Key kinds, registered once (``KINDS``): each kind's name, model (its rules and pure
+planners), size, what retires its keys and its config fields. No code tests a kind by its
+name; ``keysyncd.actions.operations`` binds each model to its actions.
 """
 
 from __future__ import annotations
@@ -12,7 +10,7 @@ import binascii
 from dataclasses import dataclass
 from typing import TypeVar
 
-from keysyncd.core import jwsconverge, jwslife, keylife, policy
+from keysyncd.core import jwsconverge, policy
 
 
 class SymmetricModel:
@@ -22,7 +20,7 @@ class SymmetricModel:
     name = "symmetric"
     pairs_per_node = False  # one key set, the same everywhere
     plan_rotation = staticmethod(policy.plan_rotation)
-    lifecycles = staticmethod(keylife.simulate)
+    lifecycles = staticmethod(policy.simulate)
 
 
 class JwsModel:
@@ -32,7 +30,7 @@ class JwsModel:
     name = "jws"
     pairs_per_node = True  # a private and a public directory; the controller's in state_dir
     plan = staticmethod(jwsconverge.plan_converge)
-    lifecycles = staticmethod(jwslife.simulate)
+    lifecycles = staticmethod(jwsconverge.simulate)
 
 
 Model = SymmetricModel | JwsModel
@@ -41,29 +39,12 @@ JWS = JwsModel()
 M = TypeVar("M", SymmetricModel, JwsModel)
 
 
-def _fernet_key_problem(content: bytes) -> str | None:
-    """Return why ``content`` is not a Fernet key, or None; never echoes the content."""
-    if not content.strip():
-        return "empty key"
-    text = content.rstrip(b"\n")
-    if len(text) != 44:
-        return f"malformed key: expected 44 base64 characters, found {len(text)} bytes"
-    try:
-        raw = base64.b64decode(text, altchars=b"-_", validate=True)
-    except (binascii.Error, ValueError):
-        return "malformed key: not urlsafe base64"
-    if len(raw) != 32:
-        return "malformed key: does not decode to 32 bytes"
-    return None
-
-
 @dataclass(frozen=True)
 class KeyKind:
-    """A kind of key repository: its model, its default size, its key format, and what
-    retires a key ("time": no token it protected can still be valid; "migration": no
-    credential is still encrypted with it). ``fixed_max_active_keys``: the only size
-    keystone itself works with (None: any size from 2). ``fields``: the config fields only
-    this kind takes. Hooks run for every kind (the action shell runs them)."""
+    """A kind of key repository: its model, default size, key format, and what retires a key
+    ("time": no token it protected is valid; "migration": no credential needs it).
+    ``fixed_max_active_keys``: the only size keystone works with (None: any from 2); ``fields``:
+    the config fields only this kind takes."""
 
     name: str
     description: str
@@ -98,8 +79,20 @@ class KeyKind:
         return Fernet.generate_key()
 
     def problem(self, content: bytes) -> str | None:
-        """Return why ``content`` is not a valid key of this kind, or None when it is."""
-        return _fernet_key_problem(content)
+        """Return why ``content`` is not a valid key of this kind (a Fernet key), or None when
+        it is; never echoes the content."""
+        if not content.strip():
+            return "empty key"
+        text = content.rstrip(b"\n")
+        if len(text) != 44:
+            return f"malformed key: expected 44 base64 characters, found {len(text)} bytes"
+        try:
+            raw = base64.b64decode(text, altchars=b"-_", validate=True)
+        except (binascii.Error, ValueError):
+            return "malformed key: not urlsafe base64"
+        if len(raw) != 32:
+            return "malformed key: does not decode to 32 bytes"
+        return None
 
 
 KINDS: dict[str, KeyKind] = {
@@ -125,6 +118,5 @@ KINDS: dict[str, KeyKind] = {
         ),
     )
 }
-KIND_FIELDS: frozenset[str] = frozenset().union(
-    *(kind.fields for kind in KINDS.values())
-)  # some kind's only
+# the fields only some kinds take
+KIND_FIELDS: frozenset[str] = frozenset().union(*(kind.fields for kind in KINDS.values()))

@@ -1,14 +1,8 @@
-"""What a node needs, as a value: ``diff(expected, view) -> NodePlan``. Pure, no IO.
-
-The view is keystone's (keysyncd.core.view): a node is in sync only when every entry keystone
-would load there is exactly an expected key, as a canonical regular file with mode 0600
-(and the configured owner), and nothing else sits at a key name. The plan is applied in
-two fleet-wide phases (safety rule 3): phase 1 adds the keys keystone lacks there, highest
-(the new primary) first; phase 2 replaces what is wrong, ``0`` last, then removes what must
-go. A wrong file is replaced by rename, never chmod-ed or chown-ed: a symlink at a key name
-must never lead a change to a file outside the repository. With an owner configured, that
-owner must also be able to list the directory and read every key, and pass through every
-directory above it (keysyncd.core.access); those above are never changed, only reported.
+"""What a node needs, as a value: ``diff(expected, view: NodeView) -> NodePlan``. Pure, no IO.
+In sync: every entry keystone would load is an expected key as a canonical 0600 file (and
+the owner's), nothing else at a key name. Phase 1 adds, highest first; phase 2 replaces
+(``0`` last), then removes (safety rule 3). A wrong file is replaced by rename, never
+chmod-ed or chown-ed: a symlink at a key name must never lead a change outside.
 """
 
 from __future__ import annotations
@@ -21,17 +15,19 @@ from keysyncd.core.access import (
     EXECUTE,
     READ,
     PathInfo,
+    User,
     access_problem,
     ancestor_problem,
     directory_problem,
 )
-from keysyncd.core.nodeview import NodeView, Ownership
 from keysyncd.core.view import (
     CHANGED_WHILE_READ,
     FILE_MODE,
     Entry,
     EntryType,
+    KeystoneView,
     entry_problem,
+    keystone_view,
     show_name,
 )
 
@@ -39,16 +35,63 @@ MAX_LISTED = 20  # odd entries named per node in a report; the rest are counted
 
 
 @dataclass(frozen=True)
-class NodePlan:
-    """The changes one node needs.
+class NodeView:
+    """What a node holds: its directory's mode, every entry at a key name, our temp files, and
+    when reported the directory's attributes and those above it, from ``/`` down."""
 
-    ``add`` (phase 1) and ``replace`` (phase 2) are indices to write; ``delete`` (phase 2)
-    are entry names. ``invalid`` names directories at key names, which keysyncd never
-    removes; ``unreachable`` why the owner cannot pass through a directory above the
-    repository, which keysyncd never changes (the node is not in sync until its
-    administrator fixes it). ``changes`` says why, as reports show it. Example: add (5,),
-    replace (0,), delete ("2", "099").
-    """
+    directory_mode: int
+    entries: tuple[Entry, ...]
+    temp_files: tuple[str, ...] = ()
+    directory: PathInfo | None = None
+    ancestors: tuple[PathInfo, ...] = ()
+
+    @property
+    def keystone(self) -> KeystoneView:
+        """Return what keystone's loader would load from this directory."""
+        return keystone_view(self.entries)
+
+    def canonical_files(self) -> dict[int, Entry]:
+        """Return index -> entry for canonical names that hold regular files that were read."""
+        return {
+            index: entry
+            for entry in self.entries
+            if (index := entry.index) is not None
+            and entry.canonical
+            and entry.type is EntryType.FILE
+            and entry.digest is not None
+        }
+
+    def summary(self) -> dict[str, str]:
+        """Return the digests of canonical key files by index as text, as reports show them."""
+        return {str(i): e.digest or "" for i, e in sorted(self.canonical_files().items())}
+
+
+@dataclass(frozen=True)
+class Ownership:
+    """The owner every key file must have on a node (None: whatever the SFTP user makes)."""
+
+    uid: int | None = None
+    gid: int | None = None
+    name: str | None = None  # as configured, for messages
+
+    @property
+    def user(self) -> User | None:
+        """Return the user keystone runs as (None: no owner configured, nothing to check)."""
+        return None if self.uid is None else User(self.uid, self.gid, self.name)
+
+    def matches(self, entry: Entry) -> bool:
+        """Return True if ``entry`` has the required owner and group."""
+        return (self.uid is None or entry.uid == self.uid) and (
+            self.gid is None or entry.gid == self.gid
+        )
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    """The changes one node needs: ``add`` (phase 1) and ``replace`` (phase 2) indices to write,
+    ``delete`` (phase 2) entry names, e.g. (5,), (0,), ("2", "099"); ``invalid`` directories at
+    key names and ``unreachable`` (a directory above the repository) are never changed by
+    keysyncd; ``changes`` says why, as reports show it."""
 
     add: tuple[int, ...] = ()
     replace: tuple[int, ...] = ()
@@ -63,9 +106,8 @@ class NodePlan:
 
     @property
     def unfixable(self) -> bool:
-        """Return True if no push can bring the node in sync: its owner cannot pass a
-        directory above the keys (never changed by keysyncd), or a directory sits at a key
-        name (never removed). A dry run predicts such a node fails, as the real run does."""
+        """Return True if no push can bring the node in sync (its owner cannot pass a directory
+        above, or a directory sits at a key name): a dry run predicts the real run's failure."""
         return bool(self.unreachable or self.invalid)
 
     @property
@@ -91,14 +133,10 @@ class NodePlan:
 
 
 def divergence(expected: Mapping[int, str], view: NodeView) -> str | None:
-    """Return why the node holds a newer or unrelated key set, or None.
-
-    Indices above 0 are never rewritten by keystone or keysyncd, so a valid key there
-    with other content, or a key keystone would load above the controller's primary
-    (whatever its name: ``099`` loads as 99), means the node was rotated or bootstrapped by
-    someone else: overwriting it could destroy the only copy of a key in use. A symlink
-    that keystone would load is counted as a key: keysyncd never reads through it.
-    """
+    """Return why the node holds a newer or unrelated key set, or None: a valid key above 0 with
+    other content, or a key keystone would load above the controller's primary (``099`` loads
+    as 99; a symlink counts), means someone else rotated or bootstrapped it, and overwriting
+    could destroy the only copy of a key in use (neither keystone nor keysyncd rewrites one)."""
     top = max(expected, default=0)
     for index, entries in sorted(view.keystone.loaded.items(), reverse=True):
         for entry in entries:
@@ -119,20 +157,14 @@ def divergence(expected: Mapping[int, str], view: NodeView) -> str | None:
 
 
 def diff(
-    expected: Mapping[int, str],
-    view: NodeView,
-    owner: Ownership | None = None,
-    force: bool = False,
+    expected: Mapping[int, str], view: NodeView, owner: Ownership | None = None, force: bool = False
 ) -> NodePlan:
-    """Return the NodePlan turning ``view`` into ``expected`` (index -> digest).
-
-    A diverged node gets an empty plan with ``diverged`` set, unless ``force``.
-    """
+    """Return the NodePlan turning ``view`` into ``expected`` (index -> digest); a diverged node
+    gets an empty plan with ``diverged`` set, unless ``force``."""
     reason = divergence(expected, view)
     if reason and not force:
         return NodePlan(cleanup=view.temp_files, diverged=reason)
-    planner = _Planner(expected, view, owner or Ownership())
-    return planner.plan()
+    return _Planner(expected, view, owner or Ownership()).plan()
 
 
 class _Planner:
@@ -146,13 +178,8 @@ class _Planner:
         self.replace: list[int] = []
         self.delete: list[str] = []
         self.invalid: list[str] = []
-        self.reasons: dict[str, list[Any]] = {
-            "missing": [],
-            "changed": [],
-            "extra": [],
-            "mode": [],
-            "entries": [],
-        }
+        kinds = ("missing", "changed", "extra", "mode", "entries")
+        self.reasons: dict[str, list[Any]] = {kind: [] for kind in kinds}
 
     def plan(self) -> NodePlan:
         by_name = {entry.name: entry for entry in self.view.entries}
@@ -167,6 +194,7 @@ class _Planner:
         fix_directory = self._directory()
         if unreachable is not None:
             self.reasons["access"] = [unreachable, *self.reasons.get("access", ())]
+        reasons = {key: self._ordered(key, value) for key, value in self.reasons.items() if value}
         return NodePlan(
             add=tuple(self.add),
             replace=tuple(sorted(self.replace, key=lambda index: (index == 0, -index))),
@@ -174,9 +202,7 @@ class _Planner:
             fix_directory=fix_directory,
             cleanup=self.view.temp_files,
             invalid=tuple(sorted(self.invalid)),
-            reasons={
-                key: self._ordered(key, value) for key, value in self.reasons.items() if value
-            },
+            reasons=reasons,
             unlisted=max(len(self.reasons["entries"]) - MAX_LISTED, 0),
             unreachable=unreachable,
         )
@@ -184,19 +210,16 @@ class _Planner:
     def _directory(self) -> bool:
         """Return True if the directory needs mode 0700 and the configured owner: its mode is
         unsafe, or the owner cannot list it. A safe one keystone can use is left as it is."""
-        directory = self.view.directory
-        if directory is None:  # attributes not reported (an old listing): the mode alone
-            directory = PathInfo("the repository directory", self.view.directory_mode)
-            user = None
-        else:
-            user = self.owner.user
+        reported = self.view.directory  # None: not reported (an old listing): the mode alone
+        directory = reported or PathInfo("the repository directory", self.view.directory_mode)
+        user = self.owner.user if reported is not None else None
         problem = directory_problem(directory, user, READ | EXECUTE)
         if problem == "mode":
             self.reasons["mode"].append("directory")
         elif problem is not None:
             self.reasons["access"] = [problem]
             return True
-        if directory is self.view.directory:  # and every key keystone loads can be read
+        if reported is not None:  # and every key keystone loads can be read
             keys = [
                 PathInfo(f"{directory.path}/{entry.name}", entry.mode, entry.uid, entry.gid)
                 for entry in self.view.entries
@@ -209,9 +232,8 @@ class _Planner:
 
     @staticmethod
     def _ordered(key: str, values: list[Any]) -> tuple[Any, ...]:
-        """Return a reason's values in a stable order (missing keeps phase 1's order); odd
-        entries at most MAX_LISTED: a node with thousands of them must not make reports and
-        the journal thousands of lines long (the rest are counted in ``unlisted``)."""
+        """Return a reason's values in a stable order (missing keeps phase 1's); at most MAX_LISTED
+        odd entries, so thousands on a node never make reports and the journal as long."""
         if key == "entries":
             return tuple(sorted(values, key=lambda odd: odd["name"])[:MAX_LISTED])
         if key in ("extra", "changed"):

@@ -1,6 +1,6 @@
-"""The journal's record of each node: its last status, backoff, the confirmation that every
-node holds the current state (which starts the retirement clock), and how a record stands
-against the controller's current generation (``standing``). Pure."""
+"""The journal's record of each node: status, backoff, the confirmation that every node holds
+the current state (it starts the retirement clock), and ``standing``. Pure.
+"""
 
 from __future__ import annotations
 
@@ -38,21 +38,16 @@ def record_nodes(
 def confirm_if_all_verified(
     state: RepositoryState, node_names: Collection[str], now: float
 ) -> RepositoryState:
-    """Return ``state`` with demotions confirmed if every node holds the current generation.
-
-    Retirement is timed from that confirmation (see keysyncd.core.policy).
-    """
+    """Return ``state`` with demotions confirmed if every node holds the current generation
+    (retirement is timed from that confirmation: keysyncd.core.policy)."""
     if not every_node_holds(state, node_names):
         return state
     return replace(state, history=frozen(confirm_demotions(state.history, now)))
 
 
 def backoff_delay(failures: int, base: float, jitter: float) -> float:
-    """Return seconds to wait before retrying a node after ``failures`` failures in a row.
-
-    ``base * 2**(failures - 1)``, capped at an hour (or 16 bases), scaled by ``jitter``
-    in [0.5, 1] so that many nodes that failed together do not retry together.
-    """
+    """Return seconds to wait after ``failures`` failures in a row: ``base * 2**(failures - 1)``,
+    at most an hour (or 16 bases), times ``jitter`` in [0.5, 1] so nodes do not retry together."""
     cap = min(BACKOFF_CAP, 16 * base)
     growth: float = base * 2.0 ** max(failures - 1, 0)
     return min(cap, growth) * jitter
@@ -92,11 +87,9 @@ def due_nodes(
 
 
 def standing(record: NodeRecord | None, generation: int, keys_changed: bool = False) -> str | None:
-    """Return a node's status as ``status`` shows it: its last check's as a state (``in_sync``
-    for ``updated`` and ``repaired`` too: keysyncd.core.vocabulary.state_of), but ``stale`` when
-    that check was good and found an earlier generation than ``generation`` (the controller's
-    now), or any generation when ``keys_changed`` (the controller's keys changed since the
-    journal recorded them). None: never checked."""
+    """Return a node's status as ``status`` shows it (None: never checked): its last check's as a
+    state (``state_of``), but ``stale`` when that check was good and found another generation
+    than the controller's ``generation``, or any when ``keys_changed`` since the journal."""
     if record is None or record.status is None:
         return None
     if record.status in GOOD and (keys_changed or record.generation != generation):
@@ -133,9 +126,8 @@ def checked(
     now: float,
     clock: ClockCheck,
 ) -> RepositoryState:
-    """Return ``state`` after a check of ``outcomes``: each node recorded, and demotions
-    confirmed if every configured node now holds the current generation and the clock is
-    trusted (a confirmation times a retirement: an untrusted clock leaves it to a later
-    check, which can only make the key stay longer)."""
+    """Return ``state`` after a check of ``outcomes``: each node recorded, and demotions confirmed
+    if every node now holds the current generation and the clock is trusted (a confirmation
+    times a retirement: an untrusted clock leaves it to a later check)."""
     state = record_nodes(state, outcomes, now)
     return confirm_if_all_verified(state, node_names, now) if clock.trusted else state

@@ -1,22 +1,8 @@
-"""Pure rotation decisions with the time passed in: what to promote, create, retire.
-
-Keystone's fernet_rotate renames 0 to max+1, writes a new 0, then deletes the
-lowest secondaries while more than ``max_active_keys`` keys remain. keysyncd
-does the same, except that a key is deleted only once no token it protected
-can still be valid (safety rule 2). Until then it is kept, even beyond max_active_keys.
-
-A key stops protecting new tokens only when it is no longer primary on *any* node:
-a node that missed the push (down, partitioned, or passed over by ``--force``) still
-encrypts with it. So the retention clock starts at ``confirmed_at``, when every node
-was first verified holding a state in which the key is no longer primary; for a
-controller without nodes that is the moment of the demotion itself:
-``now >= confirmed_at + token_expiration + allow_expired_window``.
-
-Credential keys protect no token: they encrypt credentials in keystone's database until
-``keystone-manage credential_migrate`` re-encrypts every credential with the primary. So a
-credential key is retired by migration, never by time: only once a migration to a newer
-primary (one that started after every node held that primary) has succeeded
-(``KeyHistory.migrated_at``, ``Policy.retire_by``).
+"""Pure rotation decisions with the time passed in: what to promote, create, retire. As
+keystone's fernet_rotate, except that a key goes only once no token it protected can be valid
+(safety rule 2): ``now >= confirmed_at + token_expiration + allow_expired_window``, where
+``confirmed_at`` is when every node was first verified past its demotion. Credential keys
+protect no token: only a migration to a newer primary retires them (``migrated_at``).
 """
 
 from __future__ import annotations
@@ -78,11 +64,8 @@ class RetirementPlan:
 
 @dataclass(frozen=True)
 class RotationPlan:
-    """One rotation: ``0`` becomes ``new_primary``, a new ``0`` is made, ``retire`` go.
-
-    Example: from {0, 1, 2} with max 3 and every key safe: new_primary 3, demoted 2,
-    retire (1,), resulting (0, 2, 3).
-    """
+    """One rotation: ``0`` becomes ``new_primary``, a new ``0`` is made, ``retire`` go (from {0,
+    1, 2}, max 3, every key safe: new_primary 3, demoted 2, retire (1,), resulting (0, 2, 3))."""
 
     new_primary: int
     demoted: int | None
@@ -95,17 +78,6 @@ class RotationPlan:
         return "; ".join(
             f"key {kept.index} kept beyond max_active_keys: {kept.reason}" for kept in self.keep
         )
-
-
-def retirement_safe_at(history: KeyHistory | None, policy: Policy) -> float | None:
-    """Return the first instant at which the key may be deleted, or None if not yet known.
-
-    None means the demotion is not on record or not yet confirmed on every node, so the
-    key is not deemed safe.
-    """
-    if history is None or history.confirmed_at is None:
-        return None
-    return history.confirmed_at + policy.retention
 
 
 MIGRATION_PENDING = (
@@ -122,11 +94,9 @@ def migrated_past(index: int, history: History) -> bool:
 
 def retired_note(policy: Policy, retired: Collection[int], would: bool = False) -> str:
     """Return why ``retired`` keys go, in the words of the policy's rule."""
-    why = (
-        "every credential was migrated to a newer primary"
-        if policy.retire_by == "migration"
-        else "no live token can need them"
-    )
+    why = "no live token can need them"
+    if policy.retire_by == "migration":
+        why = "every credential was migrated to a newer primary"
     return f"{'would retire' if would else 'retired'} keys {sorted(retired)}: {why}"
 
 
@@ -140,11 +110,8 @@ def left_to_the_fleet(retire: Collection[int]) -> str:
 
 
 def confirm_demotions(history: History, now: float) -> dict[int, KeyHistory]:
-    """Return ``history`` with every demoted, unconfirmed key confirmed at ``now``.
-
-    Call it when every node has been verified holding the current state. A confirmation
-    never predates the demotion, even if the clock stepped back in between.
-    """
+    """Return ``history`` with every demoted, unconfirmed key confirmed at ``now`` (when every
+    node was verified holding the current state), never before its demotion (a clock step)."""
     return {
         index: replace(entry, confirmed_at=max(now, entry.demoted_at))
         if entry.demoted_at is not None and entry.confirmed_at is None
@@ -156,12 +123,8 @@ def confirm_demotions(history: History, now: float) -> dict[int, KeyHistory]:
 def plan_retirement(
     indices: Collection[int], history: History, policy: Policy, now: float
 ) -> RetirementPlan:
-    """Return which secondaries beyond max_active_keys may be deleted at ``now``.
-
-    Candidates are taken lowest first, exactly as keystone does; each one that is not
-    yet safe is kept with the reason. A policy that retires by migration never looks at
-    the time.
-    """
+    """Return which secondaries beyond max_active_keys may be deleted at ``now``: lowest first,
+    as keystone takes them, each one not yet safe kept with the reason (by migration: no time)."""
     secondaries = sorted(index for index in indices if index > 0)
     excess = len(secondaries) - (policy.max_active_keys - 1)
     retire: list[int] = []
@@ -173,33 +136,27 @@ def plan_retirement(
             else:
                 keep.append(KeptKey(index, None, MIGRATION_PENDING))
             continue
-        safe_at = retirement_safe_at(history.get(index), policy)
+        known = history.get(index, KeyHistory())
+        # retention runs from the fleet-wide confirmation of the demotion (module doc)
+        safe_at = None if known.confirmed_at is None else known.confirmed_at + policy.retention
         if safe_at is not None and now >= safe_at:
             retire.append(index)
-        elif safe_at is None:
-            known = history.get(index)
-            reason = (
-                "not yet verified demoted on every node"
-                if known is not None and known.demoted_at is not None
-                else "no demotion time on record"
-            )
+        elif safe_at is None:  # the demotion is not on record, or not confirmed everywhere
+            reason = "no demotion time on record"
+            if known.demoted_at is not None:
+                reason = "not yet verified demoted on every node"
             keep.append(KeptKey(index, None, reason))
         else:
-            keep.append(
-                KeptKey(
-                    index, safe_at, f"may still protect live tokens for {math.ceil(safe_at - now)}s"
-                )
-            )
+            wait = math.ceil(safe_at - now)
+            keep.append(KeptKey(index, safe_at, f"may still protect live tokens for {wait}s"))
     return RetirementPlan(tuple(retire), tuple(keep))
 
 
 def plan_rotation(
     indices: Collection[int], history: History, policy: Policy, now: float
 ) -> RotationPlan:
-    """Return the rotation of a repository holding ``indices`` at ``now``.
-
-    Raise KeysyncError if the set has no staged key 0 or no primary.
-    """
+    """Return the rotation of a repository holding ``indices`` at ``now``; raise KeysyncError if
+    the set has no staged key 0 or no primary."""
     if 0 not in indices or not any(index > 0 for index in indices):
         raise KeysyncError("cannot rotate: the repository needs a staged key 0 and a primary")
     old_primary = max(indices)
@@ -226,25 +183,14 @@ def rotated_history(
     return updated
 
 
-def minimum_active_keys(policy: Policy, rotation_period: float) -> int:
-    """Return keystone's sizing rule: ceil(retention / rotation_period) + 2.
-
-    Raise KeysyncError if the period is not positive.
-    """
-    if rotation_period <= 0:
-        raise KeysyncError("rotation period must be positive")
-    return math.ceil(policy.retention / rotation_period) + 2
-
-
 def lint(policy: Policy, rotation_period: float) -> list[str]:
-    """Return warnings about ``policy`` at this rotation period (empty when it is sound).
-
-    keystone's sizing rule is about token lifetimes: keys that retire by migration
-    (credentials) protect no token, and their size is fixed.
-    """
+    """Return warnings about ``policy`` at this rotation period (none when sound, or for keys
+    retired by migration: no tokens); raise KeysyncError if the period is not positive."""
     if policy.retire_by != "time":
         return []
-    needed = minimum_active_keys(policy, rotation_period)
+    if rotation_period <= 0:
+        raise KeysyncError("rotation period must be positive")
+    needed = math.ceil(policy.retention / rotation_period) + 2  # keystone's sizing rule
     if policy.max_active_keys >= needed:
         return []
     return [
@@ -252,4 +198,54 @@ def lint(policy: Policy, rotation_period: float) -> list[str]:
         f"{policy.token_expiration}s + allow_expired_window {policy.allow_expired_window}s "
         f"at one rotation every {rotation_period:.0f}s; needs at least {needed} "
         "(keysyncd keeps the extra keys until they are safe to retire, keystone would not)"
+    ]
+
+
+# --- what ``plan`` shows: each key's future, from the planner a real rotation runs, on a
+# healthy fleet (every push verified and every migration successful right after its rotation)
+
+Events = dict[int, dict[str, float | None]]  # index -> stage ("primary") -> when
+STAGES = ("staged", "primary", "secondary", "retired")
+
+
+@dataclass(frozen=True)
+class Lifecycle:
+    """One key's future: when it is staged, primary, secondary and retired (None = later)."""
+
+    index: int
+    staged_at: float | None
+    primary_at: float | None
+    secondary_at: float | None
+    retired_at: float | None
+
+
+def simulate(
+    indices: Collection[int], history: History, policy: Policy, rotations: list[float]
+) -> list[Lifecycle]:
+    """Return each key's lifecycle over the future rotation times ``rotations`` (ascending),
+    keys created on the way numbered as they will be."""
+    current = set(indices)
+    state = dict(history)
+    events: Events = {}
+    for index in current:
+        known = state.get(index, KeyHistory())
+        times = (known.created_at, known.promoted_at, known.demoted_at)
+        events[index] = dict(zip(STAGES, times, strict=False))
+    for now in rotations:
+        plan = plan_rotation(current, state, policy, now)
+        # on a healthy fleet the push verifies every node and a migration succeeds at once
+        state = confirm_demotions(rotated_history(state, plan.demoted, plan.new_primary, now), now)
+        if policy.retire_by == "migration":
+            state[plan.new_primary] = replace(state[plan.new_primary], migrated_at=now)
+        events[plan.new_primary] = {**events.pop(0), "primary": now}
+        if plan.demoted is not None:
+            events.setdefault(plan.demoted, {})["secondary"] = now
+        events[0] = {"staged": now}
+        for index in plan.retire:
+            state.pop(index, None)
+            events.setdefault(index, {})["retired"] = now
+        current = set(plan.resulting)
+    return [
+        Lifecycle(index, *(found.get(stage) for stage in STAGES))
+        for index, found in sorted(events.items(), key=lambda item: (item[0] == 0, item[0]))
     ]

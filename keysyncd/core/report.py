@@ -1,10 +1,6 @@
-"""The audit report of one action, as a value; pure. ``keysyncd.io.local.reportstore`` writes it.
-
-Reports carry SHA-256 digests, never key material. Schema 2 (schemas/report.schema.json)
-writes every time as an RFC 3339 UTC string with microseconds
-(``2026-11-22T20:00:00.123456Z``): ``started_at``, ``ended_at``, every ``*_at`` field in
-``details`` and the times in ``details.backoff``. Schema 1 (schemas/report.v1.schema.json)
-wrote epoch seconds; readers accept both.
+"""The audit report of one action, as a value; pure (``keysyncd.io.local.reportstore`` writes
+it). Digests, never key material. Schema 2 (schemas/report.schema.json) writes every time as
+RFC 3339 UTC with microseconds; schema 1 (report.v1.schema.json) wrote epoch seconds.
 """
 
 from __future__ import annotations
@@ -28,28 +24,23 @@ def precise_time(timestamp: float) -> str | None:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _times(value: Any, is_time: bool = False) -> Any:
-    """Return ``value`` with every time in it written as RFC 3339: values under keys ending in
-    ``_at`` and the values of TIME_MAPS, at any depth."""
+def json_times(value: Any, is_time: bool = False) -> Any:
+    """Return ``value`` (JSON-ready) with every time in it written as reports write them, RFC
+    3339: values under keys ending in ``_at`` and those of TIME_MAPS, at any depth (what the
+    command line shows of a report's part, a dry run's plan, is what the report says)."""
     if isinstance(value, Mapping):
         return {key: _field(str(key), item) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [_times(item, is_time) for item in value]
+        return [json_times(item, is_time) for item in value]
     if is_time and isinstance(value, int | float) and not isinstance(value, bool):
         return precise_time(value)
     return value
 
 
-def json_times(value: Any) -> Any:
-    """Return ``value`` (JSON-ready) with its times written as reports write them: what the
-    command line shows of a report's part (a dry run's plan) is what the report says."""
-    return _times(value)
-
-
 def _field(key: str, value: Any) -> Any:
     if key in TIME_MAPS and isinstance(value, Mapping):
-        return {name: _times(when, True) for name, when in value.items()}
-    return _times(value, key.endswith("_at"))
+        return {name: json_times(when, True) for name, when in value.items()}
+    return json_times(value, key.endswith("_at"))
 
 
 @dataclass(frozen=True)
@@ -88,7 +79,7 @@ class Report:
         document["schema_version"] = SCHEMA_VERSION
         document["started_at"] = precise_time(self.started_at)
         document["ended_at"] = precise_time(self.ended_at)
-        document["details"] = _times(document["details"])
+        document["details"] = json_times(document["details"])
         document["messages"] = list(self.messages)
         for node in document["nodes"].values():
             node["changes"] = {

@@ -7,11 +7,8 @@ MAX_DETAIL = 400  # characters of an error detail kept in reports, state and out
 
 def printable(text: str, limit: int = MAX_DETAIL) -> str:
     """Return ``text`` with every non-printable character escaped (``\\x1b``, ``\\n``,
-    ``\\u202e``) and at most ``limit`` characters long (cut with ``...``).
-
-    A node's error text reaches terminals, logs and reports: an escape sequence in it must
-    never clear a screen or forge a line.
-    """
+    ``\\u202e``), at most ``limit`` characters (cut with ``...``): a node's error text reaches
+    terminals, logs and reports, and must never clear a screen or forge a line."""
     escaped = "".join(char if char.isprintable() else ascii(char)[1:-1] for char in text)
     return escaped if len(escaped) <= limit else escaped[: limit - 3] + "..."
 
@@ -22,8 +19,7 @@ def bounded(names: list[str], limit: int = 5) -> str:
     return shown if len(names) <= limit else f"{shown} and {len(names) - limit} more"
 
 
-# Hex digits of a SHA-256 digest shown to people (status, reports, the demo): one length on
-# every screen, enough to tell keys apart at a glance (the JSON documents keep all 64).
+# Hex digits of a digest shown to people: one length everywhere (JSON documents keep all 64)
 DIGEST_SHOWN = 12
 
 

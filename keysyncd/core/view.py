@@ -1,15 +1,7 @@
 """Keystone's view of a key directory: what its loader would load from a listing. Pure, no IO.
-
-Keystone (``fernet_utils.FernetUtils._get_key_files``) lists the directory and, for every
-name, loads the file if ``os.path.isfile(path)`` (so a symlink to a regular file counts) and
-``int(name)`` works (signs, zero padding, surrounding whitespace, underscores and non-ASCII
-digits included); it skips empty files and keys the result by ``int(name)``. Two names with
-the same ``int()`` (``1`` and ``01``) load in directory order, so which one wins is
-arbitrary. keysyncd only ever writes canonical names (``str(index)``, index >= 0) as regular
-files; every other entry keystone would load is drift.
-
-Listings have lstat semantics: a symlink is reported as a symlink, and what it points to is
-recorded separately (``target``), so deciding never requires following a link.
+Keystone (``FernetUtils._get_key_files``) loads each name ``int()`` takes whose path
+``os.path.isfile`` (a symlink to a file too), skips empty files, keys by ``int(name)`` (``1``
+and ``01`` collide). keysyncd writes only canonical names; any other such entry is drift.
 """
 
 from __future__ import annotations
@@ -23,15 +15,10 @@ from types import MappingProxyType
 from keysyncd.core.keyring import digest_of
 
 TEMP_PREFIX = ".keysyncd-"  # not an integer: keystone never loads a file named like this
-# Read caps, one per kind of file keysyncd reads, on the controller and on the nodes: a file
-# listed larger than its kind's cap is judged without being opened ("larger than N bytes"),
-# and no read asks for more than the cap and one byte (a file that grew after it was listed
-# is judged too large, never read whole).
+# Read caps per kind of file: a file listed larger is judged unopened ("larger than N bytes"),
+# and no read asks for more than the cap and one byte (a file that grew since: too large).
 MAX_KEY_FILE = 4096  # a Fernet or credential key: 44 bytes and a newline; more is junk
-# A JWS public or private key PEM: the largest keystone makes is an ES512 private key (384
-# bytes; its public key 268); 16 KiB also holds an RSA key of 16,384 bits (12.6 KB as
-# PKCS#8), should keystone ever sign RS256.
-MAX_PEM = 16_384
+MAX_PEM = 16_384  # a JWS PEM: keystone's largest is 384 bytes (ES512 private); RSA-16384 fits
 FILE_MODE = 0o600
 CHANGED_WHILE_READ = "changed while it was read"
 DIRECTORY_MODE = 0o700
@@ -65,11 +52,8 @@ def entry_type(mode: int) -> EntryType:
 
 
 def key_index(name: str) -> int | None:
-    """Return the key id keystone gives a file called ``name``, or None if it ignores it.
-
-    This is keystone's own rule, ``int(name)``: ``"099"``, ``" 1"``, ``"+2"``, ``"1_0"`` and
-    ``"\\u0663"`` (an Arabic-Indic 3) all load as keys.
-    """
+    """Return the key id keystone gives a file called ``name`` (its rule, ``int(name)``: ``"099"``,
+    ``" 1"``, ``"+2"``, ``"1_0"``, ``"\\u0663"`` all load), or None if it ignores it."""
     try:
         return int(name)
     except ValueError:
@@ -77,10 +61,8 @@ def key_index(name: str) -> int | None:
 
 
 def canonical_index(name: str) -> int | None:
-    """Return the index of a canonical key name (``str(index)`` with index >= 0), else None.
-
-    The only names keysyncd writes, and the only ones it accepts in a repository.
-    """
+    """Return the index of a canonical key name (``str(index)``, index >= 0: the only names
+    keysyncd writes and accepts), else None."""
     index = key_index(name)
     return index if index is not None and index >= 0 and str(index) == name else None
 
@@ -97,12 +79,9 @@ def show_name(name: str) -> str:
 
 @dataclass(frozen=True)
 class Entry:
-    """One directory entry whose name keystone might load (lstat semantics).
-
-    ``target`` and ``target_size`` describe what a symlink points to (from stat, which never
-    opens it); ``digest`` and ``problem`` describe the content of a regular file that was read
-    (``problem`` is why it is not a valid key, None when it is). Content itself is never kept.
-    """
+    """One directory entry whose name keystone might load (lstat semantics): ``target`` and
+    ``target_size`` describe a symlink's target (stat, never opened); ``digest`` and ``problem``
+    (None: a valid key) a regular file that was read. Content itself is never kept."""
 
     name: str
     type: EntryType
@@ -154,24 +133,17 @@ def with_content(
     problem_of: Callable[[bytes], str | None],
     cap: int = MAX_KEY_FILE,
 ) -> Entry:
-    """Return ``entry`` (a regular file) with what reading it found: digest and validity;
-    content over ``cap`` (the read cap of the file's kind) is no key.
-
-    ``content`` None: the file changed between the listing and the read; it is not judged.
-    """
+    """Return ``entry`` (a regular file) with what reading it found: digest and validity (over
+    ``cap``, its kind's read cap: no key); ``content`` None (changed since listed): unjudged."""
     if content is None:
         return replace(entry, problem=CHANGED_WHILE_READ)
-    if len(content) > cap:
-        problem: str | None = too_large(cap)
-    else:
-        problem = problem_of(content)
+    problem = too_large(cap) if len(content) > cap else problem_of(content)
     return replace(entry, size=len(content), digest=digest_of(content), problem=problem)
 
 
 def unread(entry: Entry, cap: int = MAX_KEY_FILE) -> Entry:
-    """Return ``entry`` judged without reading it: an empty regular file, or one larger than
-    ``cap`` (its kind's read cap), is no key (keystone skips the first and chokes on the
-    second)."""
+    """Return ``entry`` judged unread: an empty regular file, or one larger than ``cap``, is no key
+    (keystone skips the first and chokes on the second)."""
     if entry.type is not EntryType.FILE:
         return entry
     if entry.size == 0:
@@ -180,13 +152,10 @@ def unread(entry: Entry, cap: int = MAX_KEY_FILE) -> Entry:
 
 
 def needs_content(entry: Entry, expected: Collection[int]) -> bool:
-    """Return True for an entry whose content must be read to judge it against ``expected``
-    (the controller's indices): a regular file of a plausible size at an expected canonical
-    name, or at any name above the controller's primary (it may be someone's newer key).
-
-    Nothing else is ever opened: a FIFO would block, a link leads elsewhere, and every other
-    entry is removed whatever it holds (each read is a chance for a hostile node to stall).
-    """
+    """Return True for an entry whose content must be read to judge it against ``expected``: a
+    regular file of a plausible size at an expected canonical name or above the controller's
+    primary. Nothing else is opened (a FIFO blocks, a link leads elsewhere, each read lets a
+    hostile node stall; other entries are removed whatever they hold)."""
     if entry.type is not EntryType.FILE or not 0 < entry.size <= MAX_KEY_FILE:
         return False
     index = entry.index
@@ -196,10 +165,7 @@ def needs_content(entry: Entry, expected: Collection[int]) -> bool:
 
 @dataclass(frozen=True)
 class KeystoneView:
-    """What keystone would load: key id -> the entries it may load for that id.
-
-    More than one entry for an id means keystone's choice depends on directory order.
-    """
+    """What keystone would load: key id -> its entries (more than one: directory order decides)."""
 
     loaded: Mapping[int, tuple[Entry, ...]]
 
@@ -210,11 +176,8 @@ class KeystoneView:
 
 
 def keystone_view(entries: Iterable[Entry]) -> KeystoneView:
-    """Return what keystone's loader would load from a directory holding ``entries``.
-
-    Example: entries ``0`` (file), ``1`` (file), ``099`` (symlink to a file) and ``x`` give
-    ids {0, 1, 99}.
-    """
+    """Return what keystone's loader would load from ``entries`` (files ``0`` and ``1``, ``099``
+    a symlink to a file, ``x``: ids {0, 1, 99})."""
     loaded: dict[int, list[Entry]] = {}
     for entry in entries:
         index = entry.index
@@ -226,10 +189,8 @@ def keystone_view(entries: Iterable[Entry]) -> KeystoneView:
 
 
 def entry_problem(entry: Entry) -> str | None:
-    """Return why ``entry`` is not a canonical key file keysyncd could have written, or None.
-
-    Content and mode are judged elsewhere (against what the controller expects).
-    """
+    """Return why ``entry`` is not a canonical key file keysyncd could have written, or None
+    (content and mode are judged against what the controller expects, elsewhere)."""
     if not entry.canonical:
         what = "loads" if entry.loaded else "may load"
         return f"non-canonical name keystone {what} as key {entry.index}"

@@ -1,8 +1,6 @@
-"""The words every layer shares: actions, triggers, node statuses, reasons and outcomes.
-
-One ``GOOD`` set says which node statuses mean "verified holding the expected keys", and
-one ``outcome_of`` turns node statuses into an action's outcome; reports, metrics, the
-renderer, drift and the daemon all use these, so they cannot disagree.
+"""The words every layer shares: actions, triggers, node statuses, reasons and outcomes. One
+``GOOD`` set and one ``outcome_of`` serve reports, metrics, the renderer, drift and the
+daemon, so they cannot disagree.
 """
 
 from __future__ import annotations
@@ -52,17 +50,13 @@ CHANGED = frozenset({NodeStatus.UPDATED, NodeStatus.REPAIRED})
 
 
 def state_of(status: str) -> str:
-    """Return what a node IS after a check that ended with ``status``: ``in_sync`` for every
-    good one (``updated`` and ``repaired`` say what an action did; the node is then in sync),
-    the status itself otherwise. ``status`` and the demo show this word, action tables the
-    action's."""
+    """Return what a node IS after a check ending with ``status``: ``in_sync`` for every good one
+    (``updated``, ``repaired`` say what an action did), else the status itself."""
     return NodeStatus.IN_SYNC if status in GOOD else status
 
 
-# What ``status`` shows for a node whose last check was good but found an earlier generation
-# than the controller holds now (it changed since). Never an action's NodeStatus: no action
-# produces it, and no report or journal record holds it; ``keysyncd.core.nodes.standing``
-# derives it when it is shown. Not in GOOD: such a node needs a sync (status exits 1).
+# What ``status`` shows for a node whose last good check found an earlier generation: never
+# an action's NodeStatus (``keysyncd.core.nodes.standing`` derives it); not GOOD (exit 1).
 STALE = "stale"
 
 
@@ -97,9 +91,8 @@ class Outcome(StrEnum):
 
 
 def outcome_after_push(found: Iterable[tuple[str, bool]]) -> Outcome:
-    """Return the outcome a sync would have after a dry run found each node's (status,
-    whether a push can fix it): a node that ``differs`` and can be fixed would be pushed and
-    verified; one that cannot fails; every other status stays what it is."""
+    """Return a sync's outcome after a dry run found each node's (status, fixable): a fixable node
+    that ``differs`` would be updated, an unfixable one fails, others stay as they are."""
     return outcome_of(
         (NodeStatus.UPDATED if fixable else NodeStatus.FAILED) if s == NodeStatus.DIFFERS else s
         for s, fixable in found
@@ -116,9 +109,8 @@ def outcome_of(statuses: Iterable[str]) -> Outcome:
     return Outcome.FAILED if good == 0 else Outcome.PARTIAL
 
 
-# The daemon's check of the local repository and every node runs every
-# ``drift.verify_interval`` seconds: an interval, not a cron schedule (its reports keep the
-# trigger ``cron``, SPEC's "not started by a person"). Logs, the lock and ``status`` name it so.
+# The daemon's check every ``drift.verify_interval`` seconds: an interval, not a cron schedule
+# (its reports keep the trigger ``cron``: not started by a person), as logs and status say.
 PERIODIC_VERIFY = "periodic verify"
 
 

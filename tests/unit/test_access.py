@@ -22,8 +22,7 @@ from keysyncd.core.access import (
     safe_directory,
 )
 from keysyncd.core.jwsplan import JwsExpected, JwsView, diff_jws
-from keysyncd.core.nodeplan import diff
-from keysyncd.core.nodeview import NodeView, Ownership
+from keysyncd.core.nodeplan import NodeView, Ownership, diff
 from keysyncd.core.view import Entry, EntryType
 
 KEYSTONE = User(998, 997, "keystone")

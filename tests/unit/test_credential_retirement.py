@@ -11,13 +11,13 @@ from hypothesis import strategies as st
 from keysyncd.config.load import parse_config
 from keysyncd.core import journal
 from keysyncd.core.journal import HookBlock, RepositoryState
-from keysyncd.core.keylife import simulate
 from keysyncd.core.policy import (
     MIGRATION_PENDING,
     KeyHistory,
     Policy,
     plan_retirement,
     plan_rotation,
+    simulate,
 )
 from keysyncd.errors import ConfigError
 

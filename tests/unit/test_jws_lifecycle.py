@@ -6,7 +6,7 @@ whose node was never verified switching stays."""
 
 from __future__ import annotations
 
-from keysyncd.core import jwslife
+from keysyncd.core import jwsconverge as jwslife
 from keysyncd.core.jws import JwsState, Pair, Retiring
 
 DAY = 86400.0

@@ -25,8 +25,7 @@ from hypothesis import strategies as st
 from keysyncd.core.changewords import describe_changes
 from keysyncd.core.keyring import digest_of
 from keysyncd.core.kinds import KINDS
-from keysyncd.core.nodeplan import NodePlan, diff
-from keysyncd.core.nodeview import NodeView, Ownership
+from keysyncd.core.nodeplan import NodePlan, NodeView, Ownership, diff
 from keysyncd.core.view import (
     Entry,
     EntryType,

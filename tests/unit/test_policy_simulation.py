@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from keysyncd.core.keylife import Lifecycle, simulate
-from keysyncd.core.policy import KeyHistory, Policy
+from keysyncd.core.policy import KeyHistory, Lifecycle, Policy, simulate
 
 HISTORY = {
     0: KeyHistory(created_at=0.0),

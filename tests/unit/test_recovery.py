@@ -10,9 +10,14 @@ from types import MappingProxyType
 
 import pytest
 
-from keysyncd.core.journal import PendingRotation, RepositoryState
+from keysyncd.core.journal import (
+    PendingRotation,
+    Recovery,
+    RepositoryState,
+    plan_recovery,
+    recovered,
+)
 from keysyncd.core.policy import KeyHistory
-from keysyncd.core.recovery import Recovery, plan_recovery, recovered
 
 OLD0, NEW0, K1, K2 = "old-staged", "new-staged", "key-1", "key-2"
 PENDING = PendingRotation(3, OLD0, NEW0, (1,), started_at=500.0)

@@ -4,7 +4,7 @@ key at all, and a node's own key at an expected name replaced unseen."""
 
 from __future__ import annotations
 
-from keysyncd.core.nodeview import NodeView
+from keysyncd.core.nodeplan import NodeView
 from keysyncd.core.view import Entry, EntryType
 from keysyncd.io.remote.fleet import view_covers
 

@@ -13,8 +13,7 @@ from keysyncd.core.access import UNREACHABLE_ADVICE
 from keysyncd.core.changewords import describe_changes
 from keysyncd.core.keyring import KeySet
 from keysyncd.core.kinds import KINDS
-from keysyncd.core.nodeplan import NodePlan, diff
-from keysyncd.core.nodeview import NodeView, Ownership
+from keysyncd.core.nodeplan import NodePlan, NodeView, Ownership, diff
 from keysyncd.core.text import bounded
 from keysyncd.core.view import DIRECTORY_MODE, needs_content, show_name, unread, with_content
 from keysyncd.core.vocabulary import NodeStatus, Reason
