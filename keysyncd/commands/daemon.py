@@ -28,8 +28,8 @@ from keysyncd.core.schedule import missed_rotation
 from keysyncd.core.text import plural
 from keysyncd.core.times import rfc3339_of
 from keysyncd.errors import ConfigError, KeysyncError
-from keysyncd.io.local.configtrust import load_trusted_config
 from keysyncd.io.local.fsutil import atomic_write
+from keysyncd.io.local.hooktrust import load_trusted_config
 from keysyncd.io.local.state import load_state
 from keysyncd.io.runtime.children import terminate_children
 from keysyncd.io.runtime.daemon_info import daemon_file

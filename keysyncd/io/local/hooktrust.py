@@ -1,4 +1,8 @@
-"""Hook commands, trusted as OpenSSH's StrictModes trusts its files.
+"""The config file and its hook commands, trusted as OpenSSH's StrictModes trusts its files.
+
+Whoever may edit the config (or swap it, through a directory above it) chooses the hooks
+keysyncd runs as root and the directories it deletes keys in: every command loads its
+config through ``load_trusted_config``, and the daemon's reload too.
 
 keysyncd runs hooks as its own user (root, or keystone), always in ``/`` (RUN_DIRECTORY),
 so every file that decides what a hook runs must be as safe as the config that names it.
@@ -33,15 +37,18 @@ import stat
 from collections.abc import Sequence
 from pathlib import Path
 
-from keysyncd.errors import LocalFileError
+from keysyncd.config import Config, load_config
+from keysyncd.errors import ConfigError, LocalFileError
 from keysyncd.io.local.hookwords import SHELLS, candidates, env_program, shell_options, split_words
 from keysyncd.io.local.hookwords import uncertainty as _uncertainty
+from keysyncd.io.local.repolinks import repository_problems
 from keysyncd.io.local.trust import check_directory, trust_problems
 
 RUN_DIRECTORY = "/"  # the working directory of every hook (io/hooks.py)
 MAX_DEPTH = 6  # programs followed through #! lines and env (the kernel nests 4 #!)
 SHEBANG_LIMIT = 256  # what the kernel reads of a #! line (BINPRM_BUF_SIZE)
 GLOB_LIMIT = 256  # files a pattern in a hook's words may match that are looked at
+EVENTS = ("before_rotate", "after_rotate", "on_failure")
 
 
 def hook_problem(argv: Sequence[str]) -> str | None:
@@ -188,3 +195,57 @@ def _shebang(path: str) -> list[str] | None:
     line = head[2:].split(b"\n", 1)[0].strip(b" \t")
     words = line.split(None, 1)
     return [os.fsdecode(word.strip()) for word in words] or None
+
+
+def config_file_problems(path: Path) -> list[str]:
+    """Return one line per reason the config file ``path`` cannot be trusted (empty: it can;
+    a missing file is left for the loader to report).
+
+    Example: ``["config file /etc/keysyncd/config.yaml is unsafe: writable by group or
+    others (mode 0666)"]``.
+    """
+    if not os.path.exists(path):
+        return []
+    return [f"config file {path} is unsafe: {problem}" for problem in trust_problems(path)]
+
+
+def hook_problems(config: Config) -> list[str]:
+    """Return one line per hook whose program (or interpreter) cannot be trusted, with its
+    place in the config (``At 'repositories[0].hooks.after_rotate[1]': ...``)."""
+    found = []
+    for index, repository in enumerate(config.repositories):
+        for event in EVENTS:
+            for number, argv in enumerate(getattr(repository.hooks, event)):
+                if problem := hook_problem(argv):
+                    found.append(f"At 'repositories[{index}].hooks.{event}[{number}]': {problem}")
+    return found
+
+
+def trust_findings(config: Config) -> list[str]:
+    """Return every trust problem of ``config``'s file and hooks (check-config lists them)."""
+    return config_file_problems(config.source) + hook_problems(config)
+
+
+def load_trusted_config(path: Path, strict: bool = True) -> Config:
+    """Return the Config in ``path``; raise ConfigError if it cannot be used.
+
+    ``strict`` (every command but check-config, and the daemon's reload): an unsafe file is
+    refused before it is even parsed, with one line naming it; an unsafe hook is refused too.
+    Otherwise the file's trust problems come with its validation errors, and an unsafe but
+    valid config is returned, for check-config to list every problem among its findings.
+    Repository directories that collide or land in a pseudo file system as links resolve, or
+    a controller repository that is a link or sits below a directory someone else may change,
+    make the config invalid in both modes (``keysyncd.io.local.repolinks``).
+    """
+    problems = config_file_problems(path)
+    if strict and problems:
+        raise ConfigError(problems[:1])
+    try:
+        config = load_config(path)
+    except ConfigError as error:
+        raise ConfigError([*problems, *error.problems]) from None
+    if found := repository_problems(config):  # as links resolve: invalid, like paths as written
+        raise ConfigError([*problems, *found])
+    if strict and (problems := hook_problems(config)):
+        raise ConfigError(problems[:1])
+    return config

@@ -10,7 +10,6 @@ block an action), then checked with fstat, so what is checked is what is read.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import stat
@@ -208,15 +207,3 @@ def read_trusted(
     if len(content) > limit:
         raise LocalFileError(f"{path} is larger than {limit} bytes: not a keysyncd file")
     return content
-
-
-def check_file(path: Path, what: str, secret: bool = False) -> None:
-    """Raise LocalFileError if ``path`` is missing, unreadable or unsafe (links followed)."""
-    try:
-        descriptor = open_trusted(path, os.O_RDONLY, follow=True, secret=secret)
-    except FileNotFoundError:
-        raise LocalFileError(f"{what} {path} does not exist") from None
-    except LocalFileError as error:
-        raise LocalFileError(f"{what}: {error}") from None
-    with contextlib.suppress(OSError):
-        os.close(descriptor)

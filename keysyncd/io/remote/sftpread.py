@@ -1,28 +1,48 @@
-"""Reading a node's repository directory over SFTP: lookups, listings and key files.
-
-Listings have lstat semantics and keep names as keystone's Python would decode them; a
-symlink's target is examined with stat and never opened; only regular files are read, and
-what was opened is checked through the open handle.
+"""The SFTP connection to one node, rooted at a directory (the channel metered, failures
+classified as NodeError), and its reads: lookups, listings with lstat semantics and names
+as keystone's Python decodes them, key files (a symlink's target is examined with stat and
+never opened; only regular files are read, checked through the open handle). Writes:
+``sftp``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar, cast
 
 import paramiko
-from paramiko.sftp import CMD_ATTRS, CMD_FSTAT, CMD_LSTAT, CMD_STAT
+from paramiko.sftp import (
+    CMD_ATTRS,
+    CMD_EXTENDED,
+    CMD_EXTENDED_REPLY,
+    CMD_FSTAT,
+    CMD_LSTAT,
+    CMD_STAT,
+)
 
+from keysyncd.config import NodeConfig
 from keysyncd.core.access import PathInfo, ancestors
 from keysyncd.core.view import MAX_KEY_FILE, Entry, EntryType, entry_type, is_temp_name, key_index
 from keysyncd.errors import NodeError
 from keysyncd.io.remote.sftpbatch import ShortRead, read_directory, read_files, trusted
-from keysyncd.io.remote.sftpsession import SessionBase
-from keysyncd.io.remote.sftpwire import Attributes, Request, attributes_of, expect, pipeline
+from keysyncd.io.remote.sftpmeter import MeteredChannel, record
+from keysyncd.io.remote.sftpwire import (
+    Attributes,
+    Request,
+    attributes_of,
+    classify,
+    expect,
+    pipeline,
+    request,
+)
 
 MAX_KEY_ENTRIES = 1_000  # entries at key names: more is an attack or an accident
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -37,8 +57,90 @@ class Listing:
     ancestors: tuple[PathInfo, ...] = ()  # the directories above it, when asked for
 
 
-class ReadingSession(SessionBase):
-    """A session's reads: the directory, its listing and key files (nothing is written)."""
+class ReadingSession:
+    """An open SFTP session to one node, rooted at ``directory``, and its reads (``sftp``'s
+    NodeSession writes)."""
+
+    def __init__(
+        self, node: NodeConfig, transport: paramiko.Transport, directory: Path, timeout: float
+    ) -> None:
+        self.node = node
+        self.directory = directory
+        self._transport = transport
+        # what SFTPClient.from_transport does, with the channel metered (round trips)
+        channel = transport.open_session()
+        channel.invoke_subsystem("sftp")
+        self._channel = MeteredChannel(channel)
+        self.sftp = paramiko.SFTPClient(cast(paramiko.Channel, self._channel))  # its stand-in
+        channel.settimeout(timeout)
+
+    def _path(self, name: str) -> str:
+        return str(self.directory / name)
+
+    def _guard(self, doing: str, call: Callable[..., T], *args: object) -> T:
+        """Return ``call(*args)``; raise NodeError (with the reason classified) if it fails."""
+        try:
+            return call(*args)
+        except Exception as error:
+            raise self._failure(doing, error) from None
+
+    def _failure(self, doing: str, error: Exception) -> NodeError:
+        """Return the NodeError for ``error`` raised while ``doing`` something here."""
+        raised = classify(self.node.name, error, doing)
+        if raised.reason == "error" and isinstance(error, OSError):
+            # SFTP v3 reports ENOSPC and EROFS as a bare "Failure"; ask the filesystem (not
+            # after a reply no honest server sends: the answer could not be trusted either).
+            condition = self.filesystem_condition()
+            if condition == "read-only":
+                detail = f"read-only file system while {doing}"
+                return NodeError(self.node.name, "permission", detail)
+            if condition == "full":
+                return NodeError(self.node.name, "disk_full", f"no space left while {doing}")
+        return raised
+
+    def _stat(self, kind: int, target: object) -> Attributes:
+        """Return the attributes of a path (CMD_LSTAT, CMD_STAT) or an open handle (CMD_FSTAT)."""
+        reply = request(self.sftp, kind, target)
+        return attributes_of(expect(self.sftp, reply, CMD_ATTRS, "attributes"))
+
+    def abort(self) -> None:
+        """Close the connection at once (a step ran past its deadline): every call blocked
+        on this node then fails, and its thread is free again."""
+        with contextlib.suppress(Exception):
+            self._transport.close()
+
+    def filesystem_condition(self) -> str | None:
+        """Return ``read-only``, ``full`` or None for the node's filesystem.
+
+        Uses the statvfs@openssh.com extension; None when the server does not offer it.
+        """
+        try:
+            kind, message = request(
+                self.sftp, CMD_EXTENDED, "statvfs@openssh.com", str(self.directory)
+            )
+            if kind != CMD_EXTENDED_REPLY:
+                return None
+            # bsize frsize blocks bfree bavail files ffree favail fsid flag namemax
+            values = [message.get_int64() for _ in range(11)]
+        except Exception:
+            return None
+        if values[9] & 0x1:  # SSH2_FXE_STATVFS_ST_RDONLY
+            return "read-only"
+        return "full" if values[4] == 0 or values[7] == 0 else None
+
+    def close(self) -> None:
+        """Close the SFTP channel and the connection (its round trips go to the meters)."""
+        record(self.node.name, round_trips=self._channel.taken())
+        try:
+            self.sftp.close()
+        finally:
+            self._transport.close()
+
+    def remove_quietly(self, name: str) -> None:
+        """Delete ``name`` if possible; used to clean up after a failure."""
+        # best effort: the failure that made this necessary is already being reported
+        with contextlib.suppress(Exception):
+            self.sftp.remove(self._path(name))
 
     def directory_mode(self) -> int | None:
         """Return the mode of the session's directory, None if it does not exist; raise
@@ -119,7 +221,6 @@ class ReadingSession(SessionBase):
                 found.append(info)
             if upper is not None:
                 upper.extend(above)
-            mode = info.mode
             entries, temps = [], []
             # not paramiko's listdir: a name that is not UTF-8 makes it raise (blocking the node)
             for name, attributes in read_directory(self.sftp, str(self.directory)):
@@ -135,7 +236,7 @@ class ReadingSession(SessionBase):
                     f"{MAX_KEY_ENTRIES}): no key repository looks like this; clean it up",
                 )
             listed = tuple(self._entry(name, attributes) for name, attributes in entries)
-            return mode, listed, tuple(temps)
+            return info.mode, listed, tuple(temps)
 
         return self._guard(f"listing {self.directory}", listing)
 

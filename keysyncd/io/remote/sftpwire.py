@@ -1,6 +1,6 @@
 """SFTP on the wire: requests paramiko's public API lacks, batches of requests sent in one
-write (pipelined), replies parsed with bounds (failures are classified in
-``keysyncd.io.remote.failures``).
+write (pipelined), replies parsed with bounds; and what a failure on a node means
+(``classify``: one NodeError with a reason an operator can act on, never the server's text).
 
 The paramiko members used here beyond its documented API are listed, and checked against
 the installed paramiko, in ``keysyncd.io.remote.paramiko_contract``.
@@ -13,7 +13,9 @@ deadline that closes the whole connection (``keysyncd.io.remote.fanout``).
 
 from __future__ import annotations
 
+import errno
 import io
+import socket
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +25,8 @@ import paramiko
 from paramiko.message import Message
 from paramiko.sftp import CMD_NAME, CMD_STATUS, int64
 from paramiko.sftp_attr import SFTPAttributes
+
+from keysyncd.errors import NodeError
 
 MAX_EXTENDED = 64  # extended attributes in one reply (OpenSSH sends none)
 MAX_HANDLE = 256  # SFTP v3: a handle is at most 256 bytes
@@ -218,3 +222,37 @@ def names_of(sftp: paramiko.SFTPClient, reply: Reply, listed: int) -> list[tuple
         if name not in (".", ".."):
             found.append((name, attributes))
     return found
+
+
+_ERRNO_REASONS = {
+    errno.EACCES: "permission",
+    errno.EPERM: "permission",
+    errno.EROFS: "permission",
+    errno.ENOSPC: "disk_full",
+    errno.EDQUOT: "disk_full",
+}
+
+
+def classify(node: str, error: BaseException, doing: str) -> NodeError:
+    """Return the NodeError for ``error`` raised while ``doing`` something on ``node``."""
+    if isinstance(error, NodeError):
+        return error
+    if isinstance(error, socket.timeout | TimeoutError):
+        return NodeError(node, "timeout", f"timed out while {doing}")
+    if isinstance(error, paramiko.AuthenticationException):
+        return NodeError(node, "auth", f"authentication failed while {doing}")
+    if isinstance(error, ConnectionRefusedError):
+        return NodeError(node, "unreachable", f"connection refused while {doing}")
+    if isinstance(error, OSError) and error.errno in _ERRNO_REASONS:
+        return NodeError(node, _ERRNO_REASONS[error.errno], f"{error.strerror} while {doing}")
+    if isinstance(error, EOFError | paramiko.SSHException | ConnectionError):
+        return NodeError(node, "unreachable", f"connection lost while {doing}: {error}")
+    if isinstance(error, OSError):
+        detail = error.strerror or str(error) or type(error).__name__
+        if error.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ECONNRESET):
+            return NodeError(node, "unreachable", f"{detail} while {doing}")
+        return NodeError(node, "error", f"{detail} while {doing}")
+    if isinstance(error, paramiko.SFTPError) and str(error):
+        # keysyncd's own words on a reply no honest server sends (never the server's text)
+        return NodeError(node, "error", f"SFTPError while {doing}: {error}")
+    return NodeError(node, "error", f"{type(error).__name__} while {doing}")

@@ -29,9 +29,9 @@ from keysyncd.config import NodeConfig, SshConfig
 from keysyncd.errors import LocalFileError, NodeError
 from keysyncd.io.local.trust import read_trusted
 from keysyncd.io.remote.deadlines import Deadlines
-from keysyncd.io.remote.failures import classify
 from keysyncd.io.remote.knownhosts import KnownHosts, load_known_hosts
 from keysyncd.io.remote.sftp import NodeSession
+from keysyncd.io.remote.sftpwire import classify
 
 QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)  # Linux only
 IDLE_TICK = 5.0  # seconds between wake-ups of an idle transport thread (paramiko: 0.1)

@@ -1,8 +1,7 @@
-"""Prometheus metrics, computed from the state journal at collection time.
-
-Because the values come from what is on disk, the textfile written by a CLI action and the
-daemon's HTTP endpoint always agree, and nothing is lost across restarts. Durations are
-kept in the journal as a cumulative histogram, so a scrape never reads the report history.
+"""Prometheus metrics, computed at collection time from what is on disk (the state journal,
+the daemon's ``daemon.json``): the textfile a CLI action writes and the daemon's HTTP
+endpoint agree, and nothing is lost across restarts. Durations are kept in the journal as a
+cumulative histogram, so a scrape never reads the report history.
 """
 
 from __future__ import annotations
@@ -10,12 +9,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import (
-    Metric,
-)
+from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from keysyncd.config import Config
@@ -23,7 +21,7 @@ from keysyncd.core.journal import Durations
 from keysyncd.errors import KeysyncError
 from keysyncd.io.local.fsutil import atomic_write
 from keysyncd.io.local.state import load_state
-from keysyncd.io.runtime.daemonmetrics import daemon_metrics
+from keysyncd.io.runtime.daemon_info import read_daemon_info
 from keysyncd.io.runtime.metricfamilies import Families
 from keysyncd.io.runtime.metricsserver import serve
 
@@ -57,6 +55,20 @@ class StateCollector(Collector):
         f.add_durations(durations)
         yield from f.all()
         yield from daemon_metrics(config.state_dir)
+
+
+def daemon_metrics(state_dir: Path) -> Iterator[Metric]:
+    """Yield ``keysyncd_config_reload_failures_total``: reloads that kept the previous
+    config because the new one was invalid or unsafe (0 when no daemon runs; counted from
+    the daemon's start, as counters are)."""
+    info = read_daemon_info(state_dir) or {}
+    failures = info.get("config_reload_failures", 0)
+    counter = CounterMetricFamily(
+        "keysyncd_config_reload_failures",
+        "Config reloads rejected (invalid or unsafe config; the previous one was kept)",
+    )
+    counter.add_metric([], failures if isinstance(failures, int) and failures >= 0 else 0)
+    yield counter
 
 
 def _merged(first: Durations | None, second: Durations) -> Durations:
