@@ -1,8 +1,5 @@
-"""The words of a hook command, and what makes keysyncd unable to tell what a hook runs.
-
-``keysyncd.io.local.hooktrust`` checks every file a hook's words name; this module gives it those
-words and refuses, with a reason, the constructs that move a name's lookup where keysyncd
-cannot follow (see that module's docstring for the rule).
+"""The words of a hook command, and the constructs that move a name's lookup where keysyncd
+cannot follow (refused with a reason): what ``keysyncd.io.local.hooktrust`` checks.
 """
 
 from __future__ import annotations

@@ -1,9 +1,6 @@
-"""The controller's JWS key store: ``state_dir/jws/<repository>/public`` and ``/private``.
-
-``public`` holds every public key the nodes must hold; ``private`` holds the private keys
-generated and not yet installed on their node (deleted once the node verified its own).
-Every file is a regular 0600 file, written atomically (exclusive temp file + rename) and
-read without following a link; anything else there makes the store invalid.
+"""The controller's JWS key store: ``state_dir/jws/<repository>/public`` (every public key
+the nodes must hold) and ``/private`` (private keys not yet installed on their node). Every
+file is a regular 0600 file, written atomically and read without following a link.
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
-"""One writer (safety rule 7): an exclusive flock on ``state_dir/lock`` for every mutating action.
-
-The lock file also records who holds it (PID, action, since when) so that a
-refused caller can name the holder. flock is released by the kernel when the
-holder dies, so a ``kill -9`` never leaves a stale lock behind.
+"""One writer (safety rule 7): an exclusive flock on ``state_dir/lock`` for every mutating
+action; the file records the holder (PID, action, since when) for a refused caller, and the
+kernel releases it when the holder dies.
 """
 
 from __future__ import annotations

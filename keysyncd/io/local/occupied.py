@@ -1,10 +1,7 @@
-"""Whether a directory ``init`` would take over already holds something that is not ours.
-
-``init`` creates a repository directory mode 0700 (and gives it the configured owner): done
-to an existing directory that holds anything else (``/etc``, a home directory), that would
-lock its users out. So ``init`` takes over only a directory that does not exist, is empty,
-or holds nothing but the repository's own files: key files (named by integers; for JWS
-``private.pem``) and keysyncd's ``.keysyncd-*`` temp files.
+"""Whether a directory ``init`` would take over already holds something that is not ours:
+``init`` makes it 0700 (and chowns it), which would lock out the users of ``/etc`` or a
+home directory, so it takes over only a missing or empty directory, or one holding only the
+repository's own files (key files, ``private.pem`` for JWS, ``.keysyncd-*`` temp files).
 """
 
 from __future__ import annotations

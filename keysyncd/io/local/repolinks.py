@@ -1,15 +1,10 @@
 """Repository directories as links resolve them, and the controller's repository directory,
 which keysyncd never reaches through a link.
 
-``keysyncd.config.paths`` compares directories as written; links change what they name (a
-credential path linked to the Fernet directory, ``/var/lock`` linked to ``/run/lock``, a
-link to ``/proc/self`` or to ``state_dir``). So when a config is loaded every repository
-directory is also resolved (``os.path.realpath``; existing ones are compared by device and
-inode too) and held to the same rules. On the controller the repository directory must not
-be a link, and every directory above it must be one that only root or keysyncd's own user
-may change (StrictModes): whoever may change it (the keystone user owning ``/etc/keystone``
-while keysyncd runs as root) could swap the repository for a link to any directory, which
-``init`` would chmod and chown and every action would read, push or delete keys in.
+Every repository directory is also resolved (and compared by device and inode) and held to
+the rules ``keysyncd.config.paths`` applies as written. The controller's directory must not
+be a link, below directories only root or keysyncd's user may change: whoever may change
+one could swap it for a link to any directory ``init`` would chmod and chown.
 """
 
 from __future__ import annotations

@@ -1,9 +1,6 @@
-"""The report chain: the head the state directory keeps, and checking the chain.
-
-Each report records the id and SHA-256 of the report written before it, and the state
-directory keeps the newest report's hash (the head), so editing or deleting any report,
-including the newest, breaks the chain and ``verify_chain`` names it. Retention prunes the
-oldest reports and the head remembers the last one it pruned.
+"""The report chain: each report records the id and SHA-256 of the one before, and the state
+directory keeps the newest one's hash (the head), so editing or deleting any report breaks
+the chain and ``verify_chain`` names it; the head remembers the last report pruned.
 """
 
 from __future__ import annotations

@@ -1,17 +1,8 @@
-"""The report directory: atomic writes chained to the previous report (the chain and its
-check: ``reportchain``), retention, reading back.
-
-Report ids sort in the order reports were written, whatever the clock did: an id starts
-with its action's start time, unless that would sort before the newest report (the clock
-stepped back, or the report is written late), when it starts just after the newest one
-instead (its ``started_at`` keeps the truth). A report written after its action ended (it
-was kept in the journal while report_dir could not take it) says when in ``written_late_at``.
-
-``report list`` reads a summary index (``index.jsonl``: one line per report, appended as each
-report is written, compacted now and then) instead of every report, so listing costs what it
-prints, not the size of the history. The index is a cache, never evidence: a report it lacks
-(a crash between the two writes, a damaged line) is read and summarised from its file, and
-``verify_chain`` never looks at it.
+"""The report directory: atomic writes chained to the previous report (``reportchain``),
+retention, reading back. Report ids sort in write order whatever the clock did (an id
+never sorts before the newest report; ``started_at`` keeps the truth). ``report list``
+reads a summary index (``index.jsonl``), a cache and never evidence: a report it lacks is
+read from its file, and ``verify_chain`` never looks at it.
 """
 
 from __future__ import annotations

@@ -1,10 +1,6 @@
-"""The local key directory on disk: load, validate, write atomically. Makes no decisions.
-
-Every write is an exclusive temp file (``.keysyncd-*``, mode 0600 from creation)
-+ fsync + rename, under umask 0o177, so keystone never sees a partial key and no
-key is readable by others even for an instant. Before each read or write the directory is
-checked (``keysyncd.io.local.repolinks``): not a link, below directories no one else may change;
-its mode and owner are set through a descriptor opened with ``O_NOFOLLOW``.
+"""The local key directory on disk: load, validate, write atomically; makes no decisions.
+Every write is an exclusive 0600 temp file + fsync + rename, under umask 0o177; the
+directory is checked before each read or write (``repolinks``).
 """
 
 from __future__ import annotations

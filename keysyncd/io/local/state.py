@@ -1,9 +1,6 @@
 """The state journal on disk: one JSON document per repository in ``state_dir``, written
-atomically, read strictly. Load and save only; the value and its transitions are
-``keysyncd.core.journal``.
-
-A damaged file (not JSON, a field of the wrong type, NaN where a time belongs) is named with
-the field that is wrong: ``damaged state file X: 'nodes.node1.generation' must be int``.
+atomically, read strictly (a damaged file is named with its wrong field). The value and its
+transitions are ``keysyncd.core.journal``.
 """
 
 from __future__ import annotations

@@ -1,11 +1,8 @@
-"""Local files keysyncd trusts, checked as OpenSSH's StrictModes checks its own.
-
-``state_dir``, ``report_dir``, their files, ``identity_file`` and ``known_hosts`` must be
-owned by the running user or root and not writable by group or others (the identity file
-not readable by them either): otherwise someone else could plant a symlink keysyncd would
-write through, or edit the state that decides when keys are deleted. Files are opened with
-``O_NOFOLLOW`` (where keysyncd names them itself) and ``O_NONBLOCK`` (a FIFO must never
-block an action), then checked with fstat, so what is checked is what is read.
+"""Local files keysyncd trusts, checked as OpenSSH's StrictModes checks its own: owned by the
+running user or root, writable by no one else (an identity file readable by no one else),
+and so every directory on the way; otherwise someone else could plant a link keysyncd writes
+through. Files are opened ``O_NOFOLLOW`` and ``O_NONBLOCK`` and checked with fstat, so what
+is checked is what is read.
 """
 
 from __future__ import annotations

@@ -1,10 +1,7 @@
 """Fan-out over the fleet: one connection per node, steps run on every node concurrently.
-
-Each node fails on its own: a NodeError is recorded in that node's result and the others
-go on (as Fabric's group results do). Nothing here raises for one node. A whole step on
-one node is bounded by ``operation_timeout``. The kinds' own steps (what to read, what to
-write in which phase) are in ``keysyncd.io.remote.fleet`` (symmetric keys) and
-``keysyncd.io.remote.jwsfleet`` (JWS key pairs).
+Each node fails on its own (a NodeError in its result; nothing here raises for one node),
+and a whole step on one node is bounded by ``operation_timeout``. The kinds' steps are in
+``fleet`` (symmetric keys) and ``jwsfleet`` (JWS key pairs).
 """
 
 from __future__ import annotations

@@ -1,17 +1,10 @@
 """known_hosts, parsed into an index: host name -> key type -> key.
 
-paramiko's ``HostKeys.lookup`` walks every entry for every node (quadratic in the fleet);
-here plain names are a dict lookup and only hashed entries (``|1|salt|hash``) are scanned.
-Each hashed entry has its own salt, so a lookup must hash the name once per hashed entry
-(ssh does the same): N nodes x N entries. That is 1.1 s for 1,000 x 1,000 with each salt's
-HMAC set up once (1.7 s with ``hmac.digest``), paid once per content of the file: the
-parsed index and its answers are kept while the file does not change, so the daemon's
-periodic verifies do not pay it again.
-Lines marked ``@revoked`` revoke a key everywhere; ``@cert-authority`` lines are ignored
-(keysyncd does not accept host certificates). Host patterns (``*``, ``?``, ``!``) are not
-matched: a node is trusted only under its exact name; a refusal says which rule refused. A
-line paramiko cannot parse is an error naming the file and line, never a silent skip: a typo
-must not look like an unknown host.
+Plain names are a dict lookup; only hashed entries are scanned (one HMAC per entry and
+name, as ssh does), and the index and its answers are kept while the file does not change.
+``@revoked`` revokes a key everywhere; ``@cert-authority`` lines are ignored; host patterns
+are not matched (a node is trusted only under its exact name). A line paramiko cannot parse
+is an error naming the file and line: a typo must not look like an unknown host.
 """
 
 from __future__ import annotations

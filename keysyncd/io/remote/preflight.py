@@ -1,8 +1,5 @@
-"""Before an action changes anything: every local file it will rely on is safe and readable.
-
-An unsafe report directory found only when the report is written would come after the
-keys were rotated; so every command and every daemon job checks first, and an unsafe or
-damaged file stops it before it changes anything (exit 2, one line naming the file).
+"""Before an action changes anything: every local file it will rely on is safe and readable
+(an unsafe report directory found at the end would come after the keys were rotated).
 """
 
 from __future__ import annotations

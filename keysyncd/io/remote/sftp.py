@@ -1,9 +1,6 @@
-"""The SFTP session to one node, rooted at its repository directory. SFTP only: keysyncd
-needs no remote shell, so operators can pin its key to ``internal-sftp``.
-
-Reads are ``sftpread``'s (lstat listings, names decoded as keystone's Python would, only
-regular files read); here the writes: temp files are created exclusively with mode 0600 and
-their owner set through the handle, then renamed into place.
+"""The SFTP session to one node and its writes (reads: ``sftpread``). SFTP only, so operators
+can pin keysyncd's key to ``internal-sftp``. Temp files are created exclusively with mode
+0600 and their owner set through the handle, then renamed into place.
 """
 
 from __future__ import annotations

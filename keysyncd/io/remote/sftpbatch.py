@@ -1,10 +1,6 @@
-"""SFTP operations sent as pipelined batches: a directory listed, key files read, a temp
-file filled, each in one or two round trips instead of one per request.
-
-Every SFTP round trip costs the controller a wake-up of paramiko's transport thread, of the
-worker and of the node's server: about 100-150 µs of keysyncd's CPU, whatever it carries.
-These functions speak the wire only (``keysyncd.io.remote.sftpwire``); what a failure means for
-the node is ``keysyncd.io.remote.sftp``'s business.
+"""SFTP operations sent as pipelined batches (a directory listed, key files read, a temp file
+filled) in one or two round trips instead of one per request: each round trip costs about
+100-150 µs of keysyncd's CPU. Wire only; what a failure means is ``sftpread``'s.
 """
 
 from __future__ import annotations

@@ -1,7 +1,5 @@
-"""What an action cost each node on the wire: SFTP round trips and full reads of the node's
-repository view, counted per node for the tests and the bench (``metered``).
-
-Counts only: no path, no file name, no content ever reaches a meter.
+"""What an action cost each node on the wire: SFTP round trips and full reads of its
+repository view, counted per node for tests and the bench (counts only, never a name).
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
-"""The SFTP connection to one node, rooted at a directory (the channel metered, failures
-classified as NodeError), and its reads: lookups, listings with lstat semantics and names
-as keystone's Python decodes them, key files (a symlink's target is examined with stat and
-never opened; only regular files are read, checked through the open handle). Writes:
-``sftp``.
+"""The SFTP connection to one node, rooted at a directory (metered, failures classified),
+and its reads: listings with lstat semantics and names as keystone decodes them, and key
+files (a symlink's target is only stat-ed; only regular files are read, checked through
+the open handle). Writes: ``sftp``.
 """
 
 from __future__ import annotations

@@ -1,14 +1,7 @@
-"""SFTP on the wire: requests paramiko's public API lacks, batches of requests sent in one
-write (pipelined), replies parsed with bounds; and what a failure on a node means
-(``classify``: one NodeError with a reason an operator can act on, never the server's text).
-
-The paramiko members used here beyond its documented API are listed, and checked against
-the installed paramiko, in ``keysyncd.io.remote.paramiko_contract``.
-
-A hostile server can make no parser here allocate or loop without bound: every count and
-length it sends is checked against a limit and against the bytes its reply really holds.
-How long it may keep us waiting is bounded by the channel timeout and by the per-step
-deadline that closes the whole connection (``keysyncd.io.remote.fanout``).
+"""SFTP on the wire: requests paramiko's public API lacks, pipelined batches, replies parsed
+with bounds (a hostile server can make no parser here allocate or loop without bound), and
+``classify``: what a failure on a node means, never in the server's words. The private
+paramiko members used are listed in ``keysyncd.io.remote.paramiko_contract``.
 """
 
 from __future__ import annotations

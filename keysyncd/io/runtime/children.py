@@ -1,10 +1,7 @@
 """This process's children (hook commands and theirs): found through /proc, ended on exit.
-
-Each hook runs in a process group of its own (``keysyncd.io.runtime.hooks``): its group is
-remembered while it runs, so that a hard exit ends the hook's whole group too, even the
-processes it started that are no longer below keysyncd in the process tree. A process that
-leaves the group (``setsid``, as a daemonising program does) still carries the hook's tag in
-its environment (``HOOK_TAG``), inherited from the hook, and is ended with the group.
+Each hook's process group is remembered while it runs, and a process that left it
+(``setsid``) still carries the hook's tag (``HOOK_TAG``) in its environment, so a hard exit
+ends them all.
 """
 
 from __future__ import annotations

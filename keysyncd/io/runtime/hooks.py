@@ -1,12 +1,6 @@
-"""Local hook commands: run with the report JSON on stdin, a timeout, output captured.
-
-Each hook runs in a process group of its own (a new session), so that a timeout, a stop of
-the daemon or a cancellation ends everything it started: SIGTERM to the group, then SIGKILL
-GROUP_GRACE seconds later. A hook is done when its own process exits; what it left running
-gets DRAIN seconds to close its output, then its group is ended too. Output kept in memory
-is bounded: the first and the last HEAD_TAIL bytes, with a count of what was dropped between.
-Every hook runs in ``/``, whatever directory keysyncd was started in: the trust check
-(``keysyncd.io.local.hooktrust``) resolves relative names there.
+"""Local hook commands: run in ``/`` with the report JSON on stdin, a timeout, output captured
+(bounded: the first and last HEAD_TAIL bytes). Each runs in a process group of its own, so
+a timeout, a stop or a cancellation ends everything it started (SIGTERM, then SIGKILL).
 """
 
 from __future__ import annotations

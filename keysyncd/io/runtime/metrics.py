@@ -1,7 +1,5 @@
-"""Prometheus metrics, computed at collection time from what is on disk (the state journal,
-the daemon's ``daemon.json``): the textfile a CLI action writes and the daemon's HTTP
-endpoint agree, and nothing is lost across restarts. Durations are kept in the journal as a
-cumulative histogram, so a scrape never reads the report history.
+"""Prometheus metrics, computed at collection time from what is on disk (state journal,
+``daemon.json``), so the textfile and the HTTP endpoint agree and survive restarts.
 """
 
 from __future__ import annotations

@@ -1,11 +1,8 @@
 """The HTTP listener of ``metrics.listen``: bounded in threads, in time and in address.
 
-prometheus_client's own server gives every connection a thread of its own and no timeout, so
-a client that connects and says nothing holds a thread for ever, and a thousand such clients
-hold a thousand threads in a daemon that runs as root. Here a connection is served by a
-thread only while fewer than MAX_CONNECTIONS are open (beyond that it is closed at once, and
-Prometheus retries at its next scrape), and a connection that stays silent for IDLE_TIMEOUT
-seconds is dropped. An empty host binds every address, IPv6 and IPv4, as config.yaml says.
+Unlike prometheus_client's server (a thread per connection, no timeout), at most
+MAX_CONNECTIONS connections get a thread (the rest are closed at once) and one silent for
+IDLE_TIMEOUT seconds is dropped. An empty host binds every address, IPv6 and IPv4.
 """
 
 from __future__ import annotations

@@ -1,18 +1,10 @@
 """Local watch: a watchdog observer per repository directory, debounced, that survives.
 
-It only says "something changed in repository R"; what changed, and whether keysyncd itself
-did it, is decided by comparing the disk with the journal.
-
-An inotify watch follows an inode, not a name: a repository directory moved away and
-recreated (a restore), or removed, leaves it watching nothing, and watchdog says nothing
-when the watched directory itself is moved (it emits no event for IN_MOVE_SELF; for
-IN_DELETE_SELF it stops that watch). So the watcher also compares, a few times a second,
-the directory's identity (device, inode) with the one it armed: a different directory is
-re-armed and reported (``replaced``); a vanished one is reported (``removed``) and re-armed
-when it comes back. An inotify queue overflow loses events: watchdog (7.x) tells each
-watch group of it, and the watcher reports ``overflow`` so that the daemon checks every
-repository in full. Where watchdog cannot tell (another backend or version), a watcher
-thread that died is reported as ``overflow`` too, and the periodic check covers the rest.
+It only says "something changed in repository R". An inotify watch follows an inode and
+watchdog says nothing when the watched directory itself moves, so the watcher also compares
+the directory's (device, inode) a few times a second: ``replaced`` (re-armed), ``removed``
+(re-armed when back). Lost events (a queue overflow, a dead watcher) are ``overflow``: the
+daemon then checks every repository in full.
 """
 
 from __future__ import annotations
