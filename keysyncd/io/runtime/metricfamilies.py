@@ -1,5 +1,4 @@
-"""The metric families keysyncd exports, and how one repository's journal fills them.
-"""
+"""The metric families keysyncd exports, and how one repository's journal fills them."""
 
 from __future__ import annotations
 
