@@ -35,11 +35,9 @@ def fsync_directory(directory: Path) -> None:
 
 
 def write_temp(directory: Path, content: bytes, mode: int = 0o600) -> Path:
-    """Return a new fsynced temp file in ``directory`` holding ``content``.
-
-    The file is created exclusively with ``mode`` from the first instant, so no other
-    user can ever read it. Raise OSError on failure, after removing the partial file.
-    """
+    """Return a new fsynced temp file in ``directory`` holding ``content``. The file is created
+    exclusively with ``mode`` from the first instant, so no other user can ever read it. Raise
+    OSError on failure, after removing the partial file."""
     path = directory / temp_name()
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
     try:
@@ -84,10 +82,8 @@ def describe_os_error(error: OSError) -> str:
 
 
 def remove_temp_files(directory: Path) -> list[str]:
-    """Delete leftover ``.keysyncd-*`` temp files in ``directory``; return their names.
-
-    Call it only while holding the lock that serialises writes to ``directory``.
-    """
+    """Delete leftover ``.keysyncd-*`` temp files in ``directory``; return their names. Call it only
+    while holding the lock that serialises writes to ``directory``."""
     removed = []
     with contextlib.suppress(FileNotFoundError):
         for name in os.listdir(directory):

@@ -52,13 +52,9 @@ EVENTS = ("before_rotate", "after_rotate", "on_failure")
 
 
 def hook_problem(argv: Sequence[str]) -> str | None:
-    """Return why hook command ``argv`` must not run, as one line naming the unsafe file
-    (or what makes it uncertain), or None when every file that decides what it runs is
-    trusted.
-
-    Example: ``"hook program /usr/local/bin/migrate is unsafe: writable by group or others
-    (mode 0666)"``.
-    """
+    """Return why hook command ``argv`` must not run, as one line naming the unsafe file (or what
+    makes it uncertain), or None when every file that decides what it runs is trusted. Example:
+    ``"hook program /usr/local/bin/migrate is unsafe: writable by group or others (mode 0666)"``."""
     if not argv:
         return None
     return _command_problem(argv, "hook program", 0)
@@ -176,11 +172,9 @@ def _resolve(name: str) -> tuple[str | None, list[str]]:
 
 
 def _shebang(path: str) -> list[str] | None:
-    """Return [interpreter, optional argument] of a script's #! line, None if it has none.
-
-    As the kernel reads it: the interpreter up to the first blank, then at most one argument
-    (the rest of the line). Never blocks: a FIFO swapped in is opened non-blocking.
-    """
+    """Return [interpreter, optional argument] of a script's #! line, None if it has none. As the
+    kernel reads it: the interpreter up to the first blank, then at most one argument (the rest of
+    the line). Never blocks: a FIFO swapped in is opened non-blocking."""
     try:
         descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
@@ -198,12 +192,9 @@ def _shebang(path: str) -> list[str] | None:
 
 
 def config_file_problems(path: Path) -> list[str]:
-    """Return one line per reason the config file ``path`` cannot be trusted (empty: it can;
-    a missing file is left for the loader to report).
-
-    Example: ``["config file /etc/keysyncd/config.yaml is unsafe: writable by group or
-    others (mode 0666)"]``.
-    """
+    """Return one line per reason the config file ``path`` cannot be trusted (empty: it can; a
+    missing file is left for the loader to report). Example: ``["config file
+    /etc/keysyncd/config.yaml is unsafe: writable by group or others (mode 0666)"]``."""
     if not os.path.exists(path):
         return []
     return [f"config file {path} is unsafe: {problem}" for problem in trust_problems(path)]
@@ -227,16 +218,14 @@ def trust_findings(config: Config) -> list[str]:
 
 
 def load_trusted_config(path: Path, strict: bool = True) -> Config:
-    """Return the Config in ``path``; raise ConfigError if it cannot be used.
-
-    ``strict`` (every command but check-config, and the daemon's reload): an unsafe file is
-    refused before it is even parsed, with one line naming it; an unsafe hook is refused too.
-    Otherwise the file's trust problems come with its validation errors, and an unsafe but
-    valid config is returned, for check-config to list every problem among its findings.
-    Repository directories that collide or land in a pseudo file system as links resolve, or
-    a controller repository that is a link or sits below a directory someone else may change,
-    make the config invalid in both modes (``keysyncd.io.local.repolinks``).
-    """
+    """Return the Config in ``path``; raise ConfigError if it cannot be used. ``strict`` (every
+    command but check-config, and the daemon's reload): an unsafe file is refused before it is even
+    parsed, with one line naming it; an unsafe hook is refused too. Otherwise the file's trust
+    problems come with its validation errors, and an unsafe but valid config is returned, for
+    check-config to list every problem among its findings. Repository directories that collide or
+    land in a pseudo file system as links resolve, or a controller repository that is a link or sits
+    below a directory someone else may change, make the config invalid in both modes
+    (``keysyncd.io.local.repolinks``)."""
     problems = config_file_problems(path)
     if strict and problems:
         raise ConfigError(problems[:1])

@@ -45,10 +45,8 @@ class JwsStore:
         self.private_dir = root / "private"
 
     def scan(self) -> StoreScan:
-        """Return the keys in the store and every problem (file name + what is wrong).
-
-        Raise RepositoryError if a directory cannot be read (LocalFileError if unsafe).
-        """
+        """Return the keys in the store and every problem (file name + what is wrong). Raise
+        RepositoryError if a directory cannot be read (LocalFileError if unsafe)."""
         check_directory(self.root, "JWS key store")
         _check_directory(self.public_dir)
         _check_directory(self.private_dir, secret=True)

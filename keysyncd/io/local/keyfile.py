@@ -16,12 +16,9 @@ from keysyncd.io.local.fsutil import describe_os_error
 
 
 def read_key_file(path: Path) -> bytes:
-    """Return up to MAX_KEY_FILE + 1 bytes of regular file ``path``.
-
-    Never follows a symlink and never blocks on a FIFO (O_NOFOLLOW, O_NONBLOCK; the type is
-    checked on the open file). Raise OSError if it cannot be read, ValueError if it is not a
-    regular file.
-    """
+    """Return up to MAX_KEY_FILE + 1 bytes of regular file ``path``. Never follows a symlink and
+    never blocks on a FIFO (O_NOFOLLOW, O_NONBLOCK; the type is checked on the open file). Raise
+    OSError if it cannot be read, ValueError if it is not a regular file."""
     descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     with os.fdopen(descriptor, "rb") as handle:
         if not stat.S_ISREG(os.fstat(descriptor).st_mode):

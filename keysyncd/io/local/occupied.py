@@ -30,9 +30,8 @@ def jws_private_file(name: str) -> bool:
 
 
 def local_others(path: Path, own: Own) -> list[str]:
-    """Return the names in local directory ``path`` that are not ``own`` (sorted, escaped
-    for printing); empty if it does not exist. Raise RepositoryError if it cannot be listed.
-    """
+    """Return the names in local directory ``path`` that are not ``own`` (sorted, escaped for
+    printing); empty if it does not exist. Raise RepositoryError if it cannot be listed."""
     try:
         names = os.listdir(path)
     except FileNotFoundError:
@@ -43,11 +42,9 @@ def local_others(path: Path, own: Own) -> list[str]:
 
 
 def refusal(where: str, path: Path, others: list[str], action: str = "init") -> str:
-    """Return the one line ``action`` refuses with, saying what to do.
-
-    Example: ``"init: /etc already exists and holds other files ('passwd', ...): keysyncd
-    would change its mode and owner; point path at a directory of its own"``.
-    """
+    """Return the one line ``action`` refuses with, saying what to do. Example: ``"init: /etc
+    already exists and holds other files ('passwd', ...): keysyncd would change its mode and owner;
+    point path at a directory of its own"``."""
     return (
         f"{action}: {where}{path} already exists and holds other files "
         f"({bounded(others, 3)}): keysyncd would change its mode and owner; point path at a "

@@ -28,10 +28,8 @@ OWN = (
 
 
 def controller_problem(path: Path) -> str | None:
-    """Return why the controller cannot use repository directory ``path`` safely, or None.
-
-    Example: ``"repository /etc/keystone/fernet-keys is a symlink (to '/srv'): ..."``.
-    """
+    """Return why the controller cannot use repository directory ``path`` safely, or None. Example:
+    ``"repository /etc/keystone/fernet-keys is a symlink (to '/srv'): ..."``."""
     try:
         info = os.lstat(path)
     except FileNotFoundError:

@@ -22,10 +22,8 @@ REPORT_NAME = re.compile(r"[0-9]{8}T[0-9]{12}Z-[a-z-]+-[0-9a-f]{6}\.json")
 
 
 def report_files(report_dir: Path) -> list[Path]:
-    """Return the report files, oldest first (ids sort by time).
-
-    Only names keysyncd gives reports count: retention never deletes anything else.
-    """
+    """Return the report files, oldest first (ids sort by time). Only names keysyncd gives reports
+    count: retention never deletes anything else."""
     try:
         names = sorted(n for n in os.listdir(report_dir) if REPORT_NAME.fullmatch(n))
     except FileNotFoundError:
@@ -45,12 +43,10 @@ def _link(value: Any) -> dict[str, str] | None:
 
 
 def read_head(state_dir: Path) -> tuple[dict[str, Any], str | None]:
-    """Return the chain head and, if the head file is damaged, what is wrong with it.
-
-    A damaged head never blocks an action: the chain goes on from the newest report and the
-    damage is recorded in the new head, so ``report verify-chain`` keeps reporting it.
-    Raise LocalFileError if the head file is unsafe (a symlink, owned by someone else).
-    """
+    """Return the chain head and, if the head file is damaged, what is wrong with it. A damaged head
+    never blocks an action: the chain goes on from the newest report and the damage is recorded in
+    the new head, so ``report verify-chain`` keeps reporting it. Raise LocalFileError if the head
+    file is unsafe (a symlink, owned by someone else)."""
     path = state_dir / HEAD_FILE
     content = read_trusted(path, limit=1 << 20)
     if content is None:
@@ -81,13 +77,10 @@ def read_head(state_dir: Path) -> tuple[dict[str, Any], str | None]:
 
 
 def recovered_head(report_dir: Path, state_dir: Path, writing: str | None = None) -> dict[str, Any]:
-    """Return the chain head, adopting a newest report written just before a crash.
-
-    A writer killed between writing a report and recording it as the head leaves a
-    report whose ``previous`` is the recorded head: it is the legitimate new head. When
-    ``writing`` a report and the head file is damaged, the chain continues from the newest
-    report and the damage is noted in ``breaks``.
-    """
+    """Return the chain head, adopting a newest report written just before a crash. A writer killed
+    between writing a report and recording it as the head leaves a report whose ``previous`` is the
+    recorded head: it is the legitimate new head. When ``writing`` a report and the head file is
+    damaged, the chain continues from the newest report and the damage is noted in ``breaks``."""
     head, damage = read_head(state_dir)
     files = report_files(report_dir)
     if damage is not None and writing is not None:

@@ -108,10 +108,8 @@ class Repository:
             return False
 
     def permission_problems(self) -> list[str]:
-        """Return lax modes: anything others may access, or the group may write.
-
-        Such a repository is invalid: keysyncd neither pushes nor rotates it.
-        """
+        """Return lax modes: anything others may access, or the group may write. Such a repository
+        is invalid: keysyncd neither pushes nor rotates it."""
         check_controller_directory(self.path)
         warnings = []
         try:
@@ -164,18 +162,14 @@ class Repository:
         return temp
 
     def create(self, first: bytes, second: bytes) -> None:
-        """Write a new repository {1: first, 0: second}, like keystone's fernet_setup.
-
-        Raise RepositoryError (after removing what was written) on failure.
-        """
+        """Write a new repository {1: first, 0: second}, like keystone's fernet_setup. Raise
+        RepositoryError (after removing what was written) on failure."""
         self.write_keys({1: first, 0: second}, order=(1, 0))
 
     def write_keys(self, materials: dict[int, bytes], order: tuple[int, ...]) -> None:
-        """Write ``materials`` as key files, renaming in ``order``; all or nothing.
-
-        Existing files with those indices are replaced. Raise RepositoryError on failure,
-        after restoring the directory to what it was.
-        """
+        """Write ``materials`` as key files, renaming in ``order``; all or nothing. Existing files
+        with those indices are replaced. Raise RepositoryError on failure, after restoring the
+        directory to what it was."""
         self.ensure_directory()
         staged: dict[int, Path] = {}
         renamed: list[int] = []
@@ -208,12 +202,10 @@ class Repository:
                 (self.path / str(index)).unlink()
 
     def rotate(self, keyset: KeySet, plan: RotationPlan, new_staged: bytes) -> None:
-        """Apply ``plan``'s promotion to disk: 0's content appears as the new primary, then
-        the new staged key replaces 0. Retirement is separate (``retire``).
-
-        Every intermediate state is loadable: first {0, N} with equal content, then the
-        rotated set. Raise RepositoryError on failure, with the directory unchanged.
-        """
+        """Apply ``plan``'s promotion to disk: 0's content appears as the new primary, then the new
+        staged key replaces 0. Retirement is separate (``retire``). Every intermediate state is
+        loadable: first {0, N} with equal content, then the rotated set. Raise RepositoryError on
+        failure, with the directory unchanged."""
         check_controller_directory(self.path)
         staged_key = keyset.staged
         if staged_key is None:
@@ -245,10 +237,8 @@ class Repository:
                 raise
 
     def retire(self, indices: tuple[int, ...]) -> None:
-        """Delete the key files ``indices``; raise RepositoryError naming the first failure.
-
-        A key that cannot be deleted is only kept longer, which is always safe.
-        """
+        """Delete the key files ``indices``; raise RepositoryError naming the first failure. A key
+        that cannot be deleted is only kept longer, which is always safe."""
         check_controller_directory(self.path)
         try:
             for index in indices:

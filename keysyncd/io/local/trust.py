@@ -26,10 +26,8 @@ def _owner_problem(info: os.stat_result) -> str | None:
 
 
 def problem_of(info: os.stat_result, directory: bool = False, secret: bool = False) -> str | None:
-    """Return why a file or directory with status ``info`` cannot be trusted, or None.
-
-    Example: ``"writable by group or others (mode 0777)"``.
-    """
+    """Return why a file or directory with status ``info`` cannot be trusted, or None. Example:
+    ``"writable by group or others (mode 0777)"``."""
     expected = stat.S_ISDIR if directory else stat.S_ISREG
     if not expected(info.st_mode):
         return "not a directory" if directory else "not a regular file"
@@ -42,14 +40,12 @@ def problem_of(info: os.stat_result, directory: bool = False, secret: bool = Fal
 
 
 def check_directory(path: Path, what: str) -> None:
-    """Raise LocalFileError if directory ``path`` exists and cannot be trusted, or if any
-    directory on the way to it (as configured, and as its symlinks resolve) could be changed
-    by someone else: whoever may replace a parent may swap ``path`` for a link of theirs.
-
-    On the way, a directory others may write is accepted only with the sticky bit (``/tmp``:
-    nobody may rename or remove what is not theirs there). A directory that does not exist
-    yet is fine: keysyncd creates it with mode 0700.
-    """
+    """Raise LocalFileError if directory ``path`` exists and cannot be trusted, or if any directory
+    on the way to it (as configured, and as its symlinks resolve) could be changed by someone else:
+    whoever may replace a parent may swap ``path`` for a link of theirs. On the way, a directory
+    others may write is accepted only with the sticky bit (``/tmp``: nobody may rename or remove
+    what is not theirs there). A directory that does not exist yet is fine: keysyncd creates it with
+    mode 0700."""
     try:
         info = os.stat(path)
     except FileNotFoundError:
@@ -108,12 +104,10 @@ def _looked_up_in(path: Path, hops: int = 40) -> list[Path]:
 
 
 def trust_problems(path: Path) -> list[str]:
-    """Return why file ``path`` cannot be trusted: itself (as its links resolve) and each
-    directory on the way to it that someone else could change; empty when it can be.
-
-    Example: ``["writable by group or others (mode 0666)",
-    "/etc/keysyncd is writable by group or others (mode 0777) and not sticky"]``.
-    """
+    """Return why file ``path`` cannot be trusted: itself (as its links resolve) and each directory
+    on the way to it that someone else could change; empty when it can be. Example: ``["writable by
+    group or others (mode 0666)", "/etc/keysyncd is writable by group or others (mode 0777) and not
+    sticky"]``."""
     try:
         info = os.stat(path)
     except OSError as error:
@@ -126,11 +120,9 @@ def trust_problems(path: Path) -> list[str]:
 
 
 def parent_problem(path: Path) -> str | None:
-    """Return why a directory on the way to ``path`` (as written and as its links resolve)
-    could be changed by someone else, or None: whoever may change one may swap ``path``.
-
-    Example: ``"/etc/keystone is owned by uid 163, not by root or the user keysyncd runs as"``.
-    """
+    """Return why a directory on the way to ``path`` (as written and as its links resolve) could be
+    changed by someone else, or None: whoever may change one may swap ``path``. Example:
+    ``"/etc/keystone is owned by uid 163, not by root or the user keysyncd runs as"``."""
     for parent in _ancestors(path):
         if problem := _parent_problem(parent):
             return f"{parent} is {problem}"
@@ -155,11 +147,9 @@ def _parent_problem(directory: Path) -> str | None:
 
 def open_trusted(path: Path, flags: int, follow: bool = False, secret: bool = False) -> int:
     """Return a descriptor for ``path`` after checking, on the open file, that it is trusted.
-
-    ``flags`` are os.open flags (O_CREAT creates it 0600). Symlinks are refused unless
-    ``follow``; a FIFO never blocks the open. Raise FileNotFoundError if it does not exist
-    (and O_CREAT is not given), LocalFileError if it is unsafe or cannot be opened.
-    """
+    ``flags`` are os.open flags (O_CREAT creates it 0600). Symlinks are refused unless ``follow``; a
+    FIFO never blocks the open. Raise FileNotFoundError if it does not exist (and O_CREAT is not
+    given), LocalFileError if it is unsafe or cannot be opened."""
     extra = os.O_CLOEXEC | os.O_NONBLOCK | (0 if follow else os.O_NOFOLLOW)
     try:
         descriptor = os.open(path, flags | extra, 0o600)
@@ -188,10 +178,8 @@ def open_trusted(path: Path, flags: int, follow: bool = False, secret: bool = Fa
 def read_trusted(
     path: Path, limit: int = 64 << 20, follow: bool = False, secret: bool = False
 ) -> bytes | None:
-    """Return the content of trusted file ``path`` (None if it does not exist).
-
-    Raise LocalFileError if it is unsafe, unreadable or larger than ``limit`` bytes.
-    """
+    """Return the content of trusted file ``path`` (None if it does not exist). Raise LocalFileError
+    if it is unsafe, unreadable or larger than ``limit`` bytes."""
     try:
         descriptor = open_trusted(path, os.O_RDONLY, follow=follow, secret=secret)
     except FileNotFoundError:

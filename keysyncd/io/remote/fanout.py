@@ -93,9 +93,7 @@ class NodeResult(Generic[V, P]):
 
 class Fanout(Generic[V, P]):
     """The connections of one action to some nodes of one repository, used by several steps.
-
-    ``directory(node)`` says where each node's session is rooted.
-    """
+    ``directory(node)`` says where each node's session is rooted."""
 
     # False: every inspect and verify reads each node anew, the path before views were kept
     # (bench/rotate_reads.py measures both in one run)
@@ -129,12 +127,10 @@ class Fanout(Generic[V, P]):
     def _each(
         self, phase: str, names: list[str], work: Callable[[str], None], writes: bool = False
     ) -> None:
-        """Run ``work(name)`` for every node concurrently; record NodeErrors per node.
-        ``writes``: the work may change the nodes, whose views read so far are then stale.
-
-        When ``cancel`` is set (the daemon is stopping) no new phase starts: its nodes are
-        recorded as abandoned, which leaves every node valid (the phase order guarantees it).
-        """
+        """Run ``work(name)`` for every node concurrently; record NodeErrors per node. ``writes``:
+        the work may change the nodes, whose views read so far are then stale. When ``cancel`` is
+        set (the daemon is stopping) no new phase starts: its nodes are recorded as abandoned, which
+        leaves every node valid (the phase order guarantees it)."""
         if writes:
             for name in names:
                 self._fresh.pop(name, None)
@@ -184,11 +180,9 @@ class Fanout(Generic[V, P]):
         return name
 
     def open(self, only: set[str] | None = None) -> None:
-        """Connect to every node (or those in ``only``); failures are recorded per node.
-
-        Raise LocalFileError (for the whole action) if known_hosts or the identity file is
-        missing, unsafe or damaged: that is the controller's problem, not any node's.
-        """
+        """Connect to every node (or those in ``only``); failures are recorded per node. Raise
+        LocalFileError (for the whole action) if known_hosts or the identity file is missing, unsafe
+        or damaged: that is the controller's problem, not any node's."""
         credentials = Credentials(self.ssh, self.deadlines)
         by_name = {n.name: n for n in self.nodes}
 
@@ -239,14 +233,12 @@ class Fanout(Generic[V, P]):
         self._each("tidy", stale, tidying, writes=True)
 
     def _view(self, name: str, read: Callable[[], V]) -> V:
-        """Return node ``name``'s view: the one this action read there last, as long as no
-        step wrote there since, else ``read()``'s (counted in ``reads``).
-
-        A view kept is what a new read would return: keysyncd holds the lock and is the
-        fleet's one writer (SPEC rule 7), and every write it makes is read back before
-        anything trusts the node again (``_each(writes=True)`` drops the view). A hand
-        changing a node behind keysyncd's back is caught by the read-back after the next
-        write, as it is when it acts between a read and that write."""
+        """Return node ``name``'s view: the one this action read there last, as long as no step
+        wrote there since, else ``read()``'s (counted in ``reads``). A view kept is what a new read
+        would return: keysyncd holds the lock and is the fleet's one writer (SPEC rule 7), and every
+        write it makes is read back before anything trusts the node again (``_each(writes=True)``
+        drops the view). A hand changing a node behind keysyncd's back is caught by the read-back
+        after the next write, as it is when it acts between a read and that write."""
         view = self._fresh.get(name) if self.keep_views else None
         if view is None:
             view = read()

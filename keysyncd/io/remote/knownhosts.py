@@ -145,10 +145,8 @@ def _hashed(name: str) -> tuple[bytes, bytes]:
 
 
 def _line_key(line: str) -> tuple[list[str], paramiko.PKey | None]:
-    """Return (host names, key) of one entry line; key None for a type paramiko cannot use.
-
-    Raise ValueError if the line is not an entry at all.
-    """
+    """Return (host names, key) of one entry line; key None for a type paramiko cannot use. Raise
+    ValueError if the line is not an entry at all."""
     fields = line.split()
     if len(fields) < 3:
         raise ValueError("expected: names key-type base64-key")

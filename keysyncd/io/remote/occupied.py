@@ -22,9 +22,8 @@ def node_others(session: NodeSession, own: Own) -> list[str]:
 
 
 def refuse_occupied_nodes(fleet: Fanout[Any, Any], own: Own) -> None:
-    """Raise KeysyncError, naming each node and what its directory holds, if the directory
-    ``init`` would take over on any healthy node of ``fleet`` exists holding anything that
-    is not ``own``."""
+    """Raise KeysyncError, naming each node and what its directory holds, if the directory ``init``
+    would take over on any healthy node of ``fleet`` exists holding anything that is not ``own``."""
     lines = []
     for name in fleet.healthy():
         session = fleet.sessions[name]

@@ -109,15 +109,12 @@ def read_files(
     entries: Sequence[Entry],
     cap: int = MAX_KEY_FILE,
 ) -> list[bytes | Exception | None]:
-    """Return, for each listed regular file ``entries[i]`` at ``paths[i]``, at most ``cap``
-    + 1 bytes of its content (``cap``: the read cap of their kind, core/view.py), None if
-    what was opened is not what was listed (``trusted``), or the exception reading it
-    raised (ShortRead: read it again alone).
-
-    Per FILES_PER_BATCH files: OPEN each in one batch, then READ, FSTAT and CLOSE each in a
-    second. A file that fails does not stop the others: the caller decides what it means.
-    Raise only for a failure of the whole batch (the connection, a reply to no request).
-    """
+    """Return, for each listed regular file ``entries[i]`` at ``paths[i]``, at most ``cap`` + 1
+    bytes of its content (``cap``: the read cap of their kind, core/view.py), None if what was
+    opened is not what was listed (``trusted``), or the exception reading it raised (ShortRead: read
+    it again alone). Per FILES_PER_BATCH files: OPEN each in one batch, then READ, FSTAT and CLOSE
+    each in a second. A file that fails does not stop the others: the caller decides what it means.
+    Raise only for a failure of the whole batch (the connection, a reply to no request)."""
     outcomes: list[bytes | Exception | None] = []
     for start in range(0, len(entries), FILES_PER_BATCH):
         end = start + FILES_PER_BATCH

@@ -109,10 +109,8 @@ class ReadingSession:
             self._transport.close()
 
     def filesystem_condition(self) -> str | None:
-        """Return ``read-only``, ``full`` or None for the node's filesystem.
-
-        Uses the statvfs@openssh.com extension; None when the server does not offer it.
-        """
+        """Return ``read-only``, ``full`` or None for the node's filesystem. Uses the
+        statvfs@openssh.com extension; None when the server does not offer it."""
         try:
             kind, message = request(
                 self.sftp, CMD_EXTENDED, "statvfs@openssh.com", str(self.directory)
@@ -263,13 +261,11 @@ class ReadingSession:
         )
 
     def read(self, entry: Entry, cap: int = MAX_KEY_FILE) -> bytes | None:
-        """Return the content of ``entry`` (at most ``cap`` + 1 bytes: ``cap`` is the read cap
-        of its kind, core/view.py), or None if the file changed after it was listed.
-
-        Call it only for entries the listing showed as regular files. What was opened is
-        checked through the open handle (FSTAT): if the name was swapped for a link to
-        another file after the listing, that file's content is dropped unread by reports.
-        """
+        """Return the content of ``entry`` (at most ``cap`` + 1 bytes: ``cap`` is the read cap of
+        its kind, core/view.py), or None if the file changed after it was listed. Call it only for
+        entries the listing showed as regular files. What was opened is checked through the open
+        handle (FSTAT): if the name was swapped for a link to another file after the listing, that
+        file's content is dropped unread by reports."""
 
         def reading() -> bytes | None:
             with self.sftp.open(self._path(entry.name), "rb") as handle:

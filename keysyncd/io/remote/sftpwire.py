@@ -33,13 +33,10 @@ Reply = tuple[int, Message]  # (SFTP reply type, the reply after its request id)
 
 
 def request(sftp: paramiko.SFTPClient, kind: int, *args: object) -> tuple[int, Message]:
-    """Send one SFTP request and return (reply type, message).
-
-    paramiko's public API lacks what keysyncd needs (an exclusive create with its mode from
-    the first instant, a readdir that keeps names as bytes, statvfs, pipelining), so this
-    module is the one place that uses its private request machinery (here and in
-    ``pipeline``).
-    """
+    """Send one SFTP request and return (reply type, message). paramiko's public API lacks what
+    keysyncd needs (an exclusive create with its mode from the first instant, a readdir that keeps
+    names as bytes, statvfs, pipelining), so this module is the one place that uses its private
+    request machinery (here and in ``pipeline``)."""
     # private API: see the docstring
     reply: tuple[int, Message] = sftp._request(kind, *args)  # type: ignore[attr-defined]
     return reply
@@ -184,11 +181,9 @@ def _batch(sftp: paramiko.SFTPClient, requests: Sequence[Request]) -> list[Reply
 
 
 def expect(sftp: paramiko.SFTPClient, reply: Reply, kind: int, what: str) -> Message:
-    """Return the message of ``reply`` if it is of ``kind`` (CMD_STATUS: an OK status).
-
-    Raise what paramiko raises for an error status (IOError with the errno it maps,
-    EOFError for end of file), SFTPError for any other reply.
-    """
+    """Return the message of ``reply`` if it is of ``kind`` (CMD_STATUS: an OK status). Raise what
+    paramiko raises for an error status (IOError with the errno it maps, EOFError for end of file),
+    SFTPError for any other reply."""
     got, message = reply
     if got == CMD_STATUS:
         _client(sftp)._convert_status(message)  # raises for anything but OK

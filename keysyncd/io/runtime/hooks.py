@@ -107,10 +107,8 @@ def run_hooks(
     cancel: threading.Event | None = None,
 ) -> list[HookRun]:
     """Run ``commands`` in order, each given ``document`` on stdin; stop at the first failure.
-
-    ``cancel`` (the daemon's stop request) ends a running hook's group and starts no other.
-    Return one HookRun per command that ran or was due. Never raises for a failing hook.
-    """
+    ``cancel`` (the daemon's stop request) ends a running hook's group and starts no other. Return
+    one HookRun per command that ran or was due. Never raises for a failing hook."""
     runs: list[HookRun] = []
     for command in commands:
         if cancel is not None and cancel.is_set():

@@ -99,10 +99,8 @@ def write_metrics(config: Config) -> None:
 
 
 def serve_metrics(config: Callable[[], Config]) -> Any:
-    """Serve metrics on ``metrics.listen`` if configured; return the server (or None).
-
-    Raise KeysyncError if the address cannot be bound.
-    """
+    """Serve metrics on ``metrics.listen`` if configured; return the server (or None). Raise
+    KeysyncError if the address cannot be bound."""
     listen = config().metrics.listen
     if not listen:
         return None

@@ -7,10 +7,8 @@ import socket
 
 
 class Notifier:
-    """Sends ``READY=1``, ``STATUS=...``, ``WATCHDOG=1`` and friends when run under systemd.
-
-    Does nothing when ``NOTIFY_SOCKET`` is unset, so the daemon runs the same by hand.
-    """
+    """Sends ``READY=1``, ``STATUS=...``, ``WATCHDOG=1`` and friends when run under systemd. Does
+    nothing when ``NOTIFY_SOCKET`` is unset, so the daemon runs the same by hand."""
 
     def __init__(self, address: str | None = None) -> None:
         address = address if address is not None else os.environ.get("NOTIFY_SOCKET")
