@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
-from keysyncd.config import NodeConfig, SshConfig
+from keysyncd.config import NodeConfig, RepositoryConfig, SshConfig
 from keysyncd.core.report import NodeOutcome
 from keysyncd.core.vocabulary import GOOD, NodeStatus, Reason
 from keysyncd.errors import NodeError
@@ -92,8 +92,8 @@ class NodeResult(Generic[V, P]):
 
 
 class Fanout(Generic[V, P]):
-    """The connections of one action to some nodes of one repository, used by several steps.
-    ``directory(node)`` says where each node's session is rooted."""
+    """The connections of one action to some nodes of one repository, used by several steps;
+    ``owner``: the numeric (uid, gid) every key file must have on the nodes."""
 
     # False: every inspect and verify reads each node anew, the path before views were kept
     # (bench/rotate_reads.py measures both in one run)
@@ -101,18 +101,20 @@ class Fanout(Generic[V, P]):
 
     def __init__(
         self,
+        repository: RepositoryConfig,
         nodes: Iterable[NodeConfig],
         ssh: SshConfig,
-        directory: Callable[[NodeConfig], Path],
+        owner: tuple[int | None, int | None] = (None, None),
         progress: Progress | None = None,
         cancel: threading.Event | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
+        self.repository = repository
+        self.owner = owner
         self.nodes = list(nodes)
         self.clock = clock  # the controller's: when given, each node's clock is read on open
         self.skews: dict[str, float] = {}  # node -> controller clock minus node clock
         self.ssh = ssh
-        self.directory = directory
         self.progress = progress
         self.cancel = cancel
         self.sessions: dict[str, NodeSession] = {}
@@ -120,9 +122,14 @@ class Fanout(Generic[V, P]):
         self.results: dict[str, NodeResult[V, P]] = {n.name: NodeResult(n.name) for n in self.nodes}
         self.reads: dict[str, int] = {}  # node -> full reads of its view (the meters')
         self._fresh: dict[str, V] = {}  # node -> its view as read, until keysyncd writes there
+        self._read_for: dict[str, frozenset[int]] = {}  # node -> the keys its view was read for
         self._pool = ThreadPoolExecutor(
             max_workers=max(1, min(ssh.concurrency, len(self.nodes) or 1))
         )
+
+    def directory(self, node: NodeConfig) -> Path:
+        """Return where ``node``'s session is rooted: its own ``path`` or the repository's."""
+        return node.path or self.repository.path
 
     def _each(
         self, phase: str, names: list[str], work: Callable[[str], None], writes: bool = False

@@ -5,21 +5,19 @@ the per-node steps are ``keysyncd.io.remote.fanout``'s."""
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 
-from keysyncd.config import NodeConfig, RepositoryConfig, SshConfig
 from keysyncd.core.access import UNREACHABLE_ADVICE
 from keysyncd.core.changewords import describe_changes
 from keysyncd.core.keyring import KeySet
-from keysyncd.core.kinds import KINDS
+from keysyncd.core.kinds import KINDS, KeyKind
 from keysyncd.core.nodeplan import NodePlan, diff
 from keysyncd.core.nodeview import NodeView, Ownership
 from keysyncd.core.text import bounded
 from keysyncd.core.view import DIRECTORY_MODE, needs_content, show_name, unread, with_content
 from keysyncd.core.vocabulary import NodeStatus, Reason
 from keysyncd.errors import NodeError
-from keysyncd.io.remote.fanout import Fanout, Progress
+from keysyncd.io.remote.fanout import Fanout
 from keysyncd.io.remote.sftp import NodeSession
 
 log = logging.getLogger(__name__)
@@ -29,23 +27,10 @@ class FleetAction(Fanout[NodeView, NodePlan]):
     """The fan-out of one action on a symmetric repository (fernet, credential): every node
     holds the same key files in one directory (its own ``path`` or the repository's)."""
 
-    def __init__(
-        self,
-        repository: RepositoryConfig,
-        nodes: Iterable[NodeConfig],
-        ssh: SshConfig,
-        owner: tuple[int | None, int | None] = (None, None),
-        progress: Progress | None = None,
-        cancel: threading.Event | None = None,
-        clock: Callable[[], float] | None = None,
-    ) -> None:
-        super().__init__(
-            nodes, ssh, lambda node: node.path or repository.path, progress, cancel, clock
-        )
-        self.repository = repository
-        self.kind = KINDS[repository.kind]
-        self.owner = owner
-        self._read_for: dict[str, frozenset[int]] = {}  # node -> the keys its view was read for
+    @property
+    def kind(self) -> KeyKind:
+        """Return the repository's kind of key (what its key files must hold)."""
+        return KINDS[self.repository.kind]
 
     def inspect(self, expected: dict[int, str], force: bool = False) -> None:
         """Plan every healthy node against ``expected`` from its view: read now, unless

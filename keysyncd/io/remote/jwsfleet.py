@@ -6,10 +6,10 @@ public keys ever appears in a public directory.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
-from keysyncd.config import NodeConfig, RepositoryConfig, SshConfig
+from keysyncd.config import NodeConfig
 from keysyncd.core.access import UNREACHABLE_ADVICE, User
 from keysyncd.core.changewords import describe_jws
 from keysyncd.core.jws import PRIVATE_NAME
@@ -27,7 +27,7 @@ from keysyncd.core.view import (
 )
 from keysyncd.core.vocabulary import NodeStatus, Reason
 from keysyncd.errors import NodeError
-from keysyncd.io.remote.fanout import Fanout, Progress
+from keysyncd.io.remote.fanout import Fanout
 from keysyncd.io.remote.sftp import NodeSession
 
 Expected = Callable[[str], JwsExpected]
@@ -36,27 +36,9 @@ Expected = Callable[[str], JwsExpected]
 class JwsFleet(Fanout[JwsView, JwsNodePlan]):
     """The fan-out of one action on a ``jws`` repository."""
 
-    def __init__(
-        self,
-        repository: RepositoryConfig,
-        nodes: Iterable[NodeConfig],
-        ssh: SshConfig,
-        owner: tuple[int | None, int | None] = (None, None),
-        progress: Progress | None = None,
-        cancel: threading.Event | None = None,
-        clock: Callable[[], float] | None = None,
-    ) -> None:
-        super().__init__(
-            nodes,
-            ssh,
-            lambda node: repository.jws_directories(node.path)[0],
-            progress,
-            cancel,
-            clock,
-        )
-        self.repository = repository
-        self.owner = owner
-        self._public = {n.name: repository.jws_directories(n.path)[1] for n in self.nodes}
+    def directory(self, node: NodeConfig) -> Path:
+        """Return where ``node``'s session is rooted: its private directory."""
+        return self.repository.jws_directories(node.path)[0]
 
     @property
     def user(self) -> User | None:
@@ -66,7 +48,8 @@ class JwsFleet(Fanout[JwsView, JwsNodePlan]):
         return None if uid is None else User(uid, gid, name if isinstance(name, str) else None)
 
     def _public_session(self, name: str) -> NodeSession:
-        return self.sessions[name].rooted(self._public[name])
+        node = next(node for node in self.nodes if node.name == name)
+        return self.sessions[name].rooted(self.repository.jws_directories(node.path)[1])
 
     # --- reading ---------------------------------------------------------------------------
 
