@@ -21,10 +21,9 @@ from keysyncd.core.report import NodeOutcome
 from keysyncd.core.vocabulary import GOOD, NodeStatus, Reason
 from keysyncd.errors import NodeError
 from keysyncd.io.local.fsutil import CLOCK_PROBE_PREFIX
-from keysyncd.io.remote.deadlines import Deadlines
 from keysyncd.io.remote.sftp import NodeSession
 from keysyncd.io.remote.sftpmeter import record
-from keysyncd.io.remote.ssh import Credentials, connect
+from keysyncd.io.remote.ssh import Credentials, Deadlines, connect
 
 log = logging.getLogger(__name__)
 # (phase, node, done, total): called with done=0 when a phase starts on a non-empty set of

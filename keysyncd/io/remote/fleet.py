@@ -1,11 +1,13 @@
 """Symmetric repositories (fernet, credential) across the fleet: inspect every node as
-keystone sees it, push in two fleet-wide phases, verify by read-back. The connections and
-the per-node steps are ``keysyncd.io.remote.fanout``'s."""
+keystone sees it, push in two fleet-wide phases, verify by read-back; and the refusal of
+``init`` to take over a node directory holding files not its own (``keysyncd.io.local.occupied``).
+The connections and the per-node steps are ``keysyncd.io.remote.fanout``'s."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from typing import Any
 
 from keysyncd.core.access import UNREACHABLE_ADVICE
 from keysyncd.core.changewords import describe_changes
@@ -16,7 +18,8 @@ from keysyncd.core.nodeview import NodeView, Ownership
 from keysyncd.core.text import bounded
 from keysyncd.core.view import DIRECTORY_MODE, needs_content, show_name, unread, with_content
 from keysyncd.core.vocabulary import NodeStatus, Reason
-from keysyncd.errors import NodeError
+from keysyncd.errors import KeysyncError, NodeError
+from keysyncd.io.local.occupied import Own, refusal
 from keysyncd.io.remote.fanout import Fanout
 from keysyncd.io.remote.sftp import NodeSession
 
@@ -193,3 +196,24 @@ def push_keyset(fleet: FleetAction, keyset: KeySet, force: bool = False) -> None
     fleet.inspect(expected, force)
     fleet.push(keyset)
     fleet.verify(expected)
+
+
+def node_others(session: NodeSession, own: Own) -> list[str]:
+    """Return the names in ``session``'s directory that are not ``own``; empty if it does not
+    exist. Raise NodeError if it cannot be listed (or holds more than any repository)."""
+    if session.directory_mode() is None:
+        return []
+    _, entries, _ = session.list_every_entry()
+    return sorted(show_name(entry.name) for entry in entries if not own(entry.name))
+
+
+def refuse_occupied_nodes(fleet: Fanout[Any, Any], own: Own) -> None:
+    """Raise KeysyncError, naming each node and what its directory holds, if the directory ``init``
+    would take over on any healthy node of ``fleet`` exists holding anything that is not ``own``."""
+    lines = []
+    for name in fleet.healthy():
+        session = fleet.sessions[name]
+        if others := node_others(session, own):
+            lines.append(refusal(f"node {name}: ", session.directory, others))
+    if lines:
+        raise KeysyncError("; ".join(lines))
