@@ -25,8 +25,7 @@ what a shell or an interpreter will do, the rule is simple and errs on the side 
   a shell option keysyncd does not know, a shell script named without a ``/``
   (``keysyncd.io.local.hookwords``), and programs nested deeper than MAX_DEPTH.
 
-A program that cannot be found is not a trust problem: running it fails anyway.
-"""
+A program that cannot be found is not a trust problem: running it fails anyway."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
 """The words of a hook command, and the constructs that move a name's lookup where keysyncd
-cannot follow (refused with a reason): what ``keysyncd.io.local.hooktrust`` checks.
-"""
+cannot follow (refused with a reason): what ``keysyncd.io.local.hooktrust`` checks."""
 
 from __future__ import annotations
 

@@ -1,11 +1,11 @@
 """The controller's JWS key store: ``state_dir/jws/<repository>/public`` (every public key
 the nodes must hold) and ``/private`` (private keys not yet installed on their node). Every
-file is a regular 0600 file, written atomically and read without following a link.
-"""
+file is a regular 0600 file, written atomically and read without following a link."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import stat
 from dataclasses import dataclass, field
@@ -20,6 +20,7 @@ from keysyncd.core.jwskeys import (
 from keysyncd.core.view import MAX_PEM, TEMP_PREFIX, show_name, too_large
 from keysyncd.errors import LocalFileError, RepositoryError
 from keysyncd.io.local.fsutil import atomic_write, describe_os_error, remove_temp_files
+from keysyncd.io.local.keyfile import read_key_file
 from keysyncd.io.local.trust import check_directory, problem_of
 
 
@@ -74,11 +75,15 @@ class JwsStore:
             reason = describe_os_error(error)
             raise RepositoryError(f"cannot list {directory}: {reason}") from None
         found, problems = {}, []
+        check = functools.partial(problem_of, secret=secret)  # only its owner may change (read)
         for name in names:
             if name.startswith(TEMP_PREFIX):
                 continue  # a crash leftover: removed under the lock
             try:
-                found[name] = _read_regular(directory / name, secret)
+                content = read_key_file(directory / name, MAX_PEM, check)
+                if len(content) > MAX_PEM:
+                    raise ValueError(too_large(MAX_PEM))
+                found[name] = content
             except (OSError, ValueError) as error:
                 detail = describe_os_error(error) if isinstance(error, OSError) else str(error)
                 problems.append(f"{directory}/{show_name(name)}: {detail}")
@@ -141,22 +146,6 @@ def _check_directory(directory: Path, secret: bool = False) -> None:
         problem = f"open to group or others (mode {stat.S_IMODE(info.st_mode):04o})"
     if problem:
         raise LocalFileError(f"JWS key store {directory} is unsafe: {problem}")
-
-
-def _read_regular(path: Path, secret: bool = False) -> bytes:
-    """Return the content of regular file ``path``: never through a link, never blocking;
-    raise ValueError if it is not a file only its owner may change (or, ``secret``, read)."""
-    descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    with os.fdopen(descriptor, "rb") as handle:
-        info = os.fstat(descriptor)
-        if not stat.S_ISREG(info.st_mode):
-            raise ValueError("not a regular file")
-        if problem := problem_of(info, secret=secret):
-            raise ValueError(f"unsafe: {problem}")
-        content = handle.read(MAX_PEM + 1)
-    if len(content) > MAX_PEM:
-        raise ValueError(too_large(MAX_PEM))
-    return content
 
 
 def store_root(config: Config, repository: RepositoryConfig) -> Path:

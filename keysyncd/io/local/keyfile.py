@@ -1,12 +1,12 @@
 """One key file of the controller's repository, read safely: never through a symlink, never
-blocking on a FIFO, never more than the read cap, and checked by its kind.
-"""
+blocking on a FIFO, never more than the read cap, and checked by its kind."""
 
 from __future__ import annotations
 
 import errno
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 from keysyncd.core.keyring import Key
@@ -15,15 +15,24 @@ from keysyncd.core.view import MAX_KEY_FILE, canonical_index, too_large
 from keysyncd.io.local.fsutil import describe_os_error
 
 
-def read_key_file(path: Path) -> bytes:
-    """Return up to MAX_KEY_FILE + 1 bytes of regular file ``path``. Never follows a symlink and
-    never blocks on a FIFO (O_NOFOLLOW, O_NONBLOCK; the type is checked on the open file). Raise
-    OSError if it cannot be read, ValueError if it is not a regular file."""
+def _none(info: os.stat_result) -> None:
+    return None
+
+
+def read_key_file(
+    path: Path, cap: int = MAX_KEY_FILE, problem: Callable[[os.stat_result], str | None] = _none
+) -> bytes:
+    """Return up to ``cap`` + 1 bytes of regular file ``path``, never through a symlink and never
+    blocking on a FIFO (O_NOFOLLOW, O_NONBLOCK; the file is checked once open). Raise OSError if
+    it cannot be read, ValueError if it is not a regular file or ``problem`` finds one in it."""
     descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     with os.fdopen(descriptor, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        info = os.fstat(descriptor)
+        if not stat.S_ISREG(info.st_mode):
             raise ValueError("not a regular file")
-        return handle.read(MAX_KEY_FILE + 1)
+        if found := problem(info):
+            raise ValueError(f"unsafe: {found}")
+        return handle.read(cap + 1)
 
 
 def read_key(path: Path, index: int, kind: KeyKind) -> tuple[Key | None, str | None]:

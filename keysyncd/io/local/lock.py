@@ -1,7 +1,6 @@
 """One writer (safety rule 7): an exclusive flock on ``state_dir/lock`` for every mutating
 action; the file records the holder (PID, action, since when) for a refused caller, and the
-kernel releases it when the holder dies.
-"""
+kernel releases it when the holder dies."""
 
 from __future__ import annotations
 

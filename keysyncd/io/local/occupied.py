@@ -1,8 +1,7 @@
 """Whether a directory ``init`` would take over already holds something that is not ours:
 ``init`` makes it 0700 (and chowns it), which would lock out the users of ``/etc`` or a
 home directory, so it takes over only a missing or empty directory, or one holding only the
-repository's own files (key files, ``private.pem`` for JWS, ``.keysyncd-*`` temp files).
-"""
+repository's own files (key files, ``private.pem`` for JWS, ``.keysyncd-*`` temp files)."""
 
 from __future__ import annotations
 

@@ -4,8 +4,7 @@ which keysyncd never reaches through a link.
 Every repository directory is also resolved (and compared by device and inode) and held to
 the rules ``keysyncd.config.paths`` applies as written. The controller's directory must not
 be a link, below directories only root or keysyncd's user may change: whoever may change
-one could swap it for a link to any directory ``init`` would chmod and chown.
-"""
+one could swap it for a link to any directory ``init`` would chmod and chown."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """The report chain: each report records the id and SHA-256 of the one before, and the state
 directory keeps the newest one's hash (the head), so editing or deleting any report breaks
-the chain and ``verify_chain`` names it; the head remembers the last report pruned.
-"""
+the chain and ``verify_chain`` names it; the head remembers the last report pruned."""
 
 from __future__ import annotations
 

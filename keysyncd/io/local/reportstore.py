@@ -2,8 +2,7 @@
 retention, reading back. Report ids sort in write order whatever the clock did (an id
 never sorts before the newest report; ``started_at`` keeps the truth). ``report list``
 reads a summary index (``index.jsonl``), a cache and never evidence: a report it lacks is
-read from its file, and ``verify_chain`` never looks at it.
-"""
+read from its file, and ``verify_chain`` never looks at it."""
 
 from __future__ import annotations
 

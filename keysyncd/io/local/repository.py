@@ -1,7 +1,6 @@
 """The local key directory on disk: load, validate, write atomically; makes no decisions.
 Every write is an exclusive 0600 temp file + fsync + rename, under umask 0o177; the
-directory is checked before each read or write (``repolinks``).
-"""
+directory is checked before each read or write (``repolinks``)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """The state journal on disk: one JSON document per repository in ``state_dir``, written
 atomically, read strictly (a damaged file is named with its wrong field). The value and its
-transitions are ``keysyncd.core.journal``.
-"""
+transitions are ``keysyncd.core.journal``."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """The parts of a state file, read strictly: a wrong field raises ``Damaged`` naming it
 (``'nodes.node1.generation' must be int``); bool is never a number, NaN never a time.
-``keysyncd.io.local.state`` assembles them into the journal.
-"""
+``keysyncd.io.local.state`` assembles them into the journal."""
 
 from __future__ import annotations
 

@@ -2,8 +2,7 @@
 running user or root, writable by no one else (an identity file readable by no one else),
 and so every directory on the way; otherwise someone else could plant a link keysyncd writes
 through. Files are opened ``O_NOFOLLOW`` and ``O_NONBLOCK`` and checked with fstat, so what
-is checked is what is read.
-"""
+is checked is what is read."""
 
 from __future__ import annotations
 
@@ -52,14 +51,10 @@ def check_directory(path: Path, what: str) -> None:
         info = None
     except OSError as error:
         raise LocalFileError(f"{what} {path}: {describe_os_error(error)}") from None
-    if info is not None:
-        problem = problem_of(info, directory=True)
-        if problem:
-            raise LocalFileError(f"{what} {path} is unsafe: {problem}")
-    for parent in _ancestors(path):
-        problem = _parent_problem(parent)
-        if problem:
-            raise LocalFileError(f"{what} {path} is unsafe: {parent} is {problem}")
+    if info is not None and (problem := problem_of(info, directory=True)):
+        raise LocalFileError(f"{what} {path} is unsafe: {problem}")
+    if problem := parent_problem(path):
+        raise LocalFileError(f"{what} {path} is unsafe: {problem}")
 
 
 def _ancestors(path: Path) -> list[Path]:
@@ -113,10 +108,9 @@ def trust_problems(path: Path) -> list[str]:
     except OSError as error:
         return [describe_os_error(error)]
     found = [problem] if (problem := problem_of(info)) else []
-    for parent in _ancestors(path):
-        if problem := _parent_problem(parent):
-            found.append(f"{parent} is {problem}")
-    return found
+    return found + [
+        f"{p} is {problem}" for p in _ancestors(path) if (problem := _parent_problem(p))
+    ]
 
 
 def parent_problem(path: Path) -> str | None:
@@ -136,8 +130,7 @@ def _parent_problem(directory: Path) -> str | None:
         return None  # not there (yet): nothing there can be swapped
     if not stat.S_ISDIR(info.st_mode):
         return None
-    owner = _owner_problem(info)
-    if owner:
+    if owner := _owner_problem(info):
         return owner
     mode = stat.S_IMODE(info.st_mode)
     if mode & GROUP_OTHER_WRITE and not mode & stat.S_ISVTX:

@@ -1,8 +1,7 @@
 """Fan-out over the fleet: one connection per node, steps run on every node concurrently.
 Each node fails on its own (a NodeError in its result; nothing here raises for one node),
 and a whole step on one node is bounded by ``operation_timeout``. The kinds' steps are in
-``fleet`` (symmetric keys) and ``jwsfleet`` (JWS key pairs).
-"""
+``fleet`` (symmetric keys) and ``jwsfleet`` (JWS key pairs)."""
 
 from __future__ import annotations
 

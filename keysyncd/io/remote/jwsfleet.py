@@ -1,8 +1,7 @@
 """JWS key pairs across the fleet: read each node's two directories as keystone sees them,
 add public keys (phase 1), then fix what is wrong and install private keys (phase 2). Every
 upload is written in the private directory and renamed into place, so nothing but complete
-public keys ever appears in a public directory.
-"""
+public keys ever appears in a public directory."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
 """Before an action changes anything: every local file it will rely on is safe and readable
-(an unsafe report directory found at the end would come after the keys were rotated).
-"""
+(an unsafe report directory found at the end would come after the keys were rotated)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """The SFTP session to one node and its writes (reads: ``sftpread``). SFTP only, so operators
 can pin keysyncd's key to ``internal-sftp``. Temp files are created exclusively with mode
-0600 and their owner set through the handle, then renamed into place.
-"""
+0600 and their owner set through the handle, then renamed into place."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """SFTP operations sent as pipelined batches (a directory listed, key files read, a temp file
 filled) in one or two round trips instead of one per request: each round trip costs about
-100-150 µs of keysyncd's CPU. Wire only; what a failure means is ``sftpread``'s.
-"""
+100-150 µs of keysyncd's CPU. Wire only; what a failure means is ``sftpread``'s."""
 
 from __future__ import annotations
 

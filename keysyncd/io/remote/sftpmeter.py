@@ -1,6 +1,5 @@
 """What an action cost each node on the wire: SFTP round trips and full reads of its
-repository view, counted per node for tests and the bench (counts only, never a name).
-"""
+repository view, counted per node for tests and the bench (counts only, never a name)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,7 @@
 """The SFTP connection to one node, rooted at a directory (metered, failures classified),
 and its reads: listings with lstat semantics and names as keystone decodes them, and key
 files (a symlink's target is only stat-ed; only regular files are read, checked through
-the open handle). Writes: ``sftp``.
-"""
+the open handle). Writes: ``sftp``."""
 
 from __future__ import annotations
 

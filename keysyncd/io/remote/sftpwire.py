@@ -1,8 +1,7 @@
 """SFTP on the wire: requests paramiko's public API lacks, pipelined batches, replies parsed
 with bounds (a hostile server can make no parser here allocate or loop without bound), and
 ``classify``: what a failure on a node means, never in the server's words. The private
-paramiko members used are listed in ``keysyncd.io.remote.paramiko_contract``.
-"""
+paramiko members used are listed in ``keysyncd.io.remote.paramiko_contract``."""
 
 from __future__ import annotations
 

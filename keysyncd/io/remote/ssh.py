@@ -3,8 +3,7 @@ once per action), authentication by key file or agent, every failure a NodeError
 bounded by ``connect_timeout`` (``Deadlines``: paramiko leaves some of its waits unbounded).
 Every connection stays open for the whole action, so an idle transport thread polls every
 IDLE_TICK seconds (paramiko: 0.1 s, 9 s of CPU for 1,000 nodes held 20 s), and closing a
-transport shuts its socket down to wake that thread.
-"""
+transport shuts its socket down to wake that thread."""
 
 from __future__ import annotations
 

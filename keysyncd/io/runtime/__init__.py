@@ -1,5 +1,4 @@
 """IO of the running process: watch, notify, children and hooks, metrics. May import
 ``keysyncd.core``, ``.config``, ``.errors``, ``keysyncd.io.local``; never
 ``keysyncd.io.remote`` (only actions reach nodes), ``keysyncd.actions`` or
-``keysyncd.commands``.
-"""
+``keysyncd.commands``."""

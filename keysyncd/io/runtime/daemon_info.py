@@ -1,6 +1,5 @@
 """The running daemon: where it describes itself (``daemon.json``, so that ``status`` can
-show it without IPC), and systemd's notify protocol (datagrams to $NOTIFY_SOCKET).
-"""
+show it without IPC), and systemd's notify protocol (datagrams to $NOTIFY_SOCKET)."""
 
 from __future__ import annotations
 

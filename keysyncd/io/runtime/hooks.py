@@ -1,7 +1,6 @@
 """Local hook commands: run in ``/`` with the report JSON on stdin, a timeout, output captured
 (bounded: the first and last HEAD_TAIL bytes). Each runs in a process group of its own, so
-a timeout, a stop or a cancellation ends everything it started (SIGTERM, then SIGKILL).
-"""
+a timeout, a stop or a cancellation ends everything it started (SIGTERM, then SIGKILL)."""
 
 from __future__ import annotations
 

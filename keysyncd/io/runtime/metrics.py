@@ -3,8 +3,7 @@
 HTTP listener of ``metrics.listen``, bounded in threads, in time and in address: unlike
 prometheus_client's server (a thread per connection, no timeout), at most MAX_CONNECTIONS
 connections get a thread (the rest are closed at once) and one silent for IDLE_TIMEOUT
-seconds is dropped. An empty host binds every address, IPv6 and IPv4.
-"""
+seconds is dropped. An empty host binds every address, IPv6 and IPv4."""
 
 from __future__ import annotations
 

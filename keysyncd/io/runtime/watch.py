@@ -4,8 +4,7 @@ It only says "something changed in repository R". An inotify watch follows an in
 watchdog says nothing when the watched directory itself moves, so the watcher also compares
 the directory's (device, inode) a few times a second: ``replaced`` (re-armed), ``removed``
 (re-armed when back). Lost events (a queue overflow, a dead watcher) are ``overflow``: the
-daemon then checks every repository in full.
-"""
+daemon then checks every repository in full."""
 
 from __future__ import annotations
 
