@@ -218,13 +218,10 @@ def trust_findings(config: Config) -> list[str]:
 
 def load_trusted_config(path: Path, strict: bool = True) -> Config:
     """Return the Config in ``path``; raise ConfigError if it cannot be used. ``strict`` (every
-    command but check-config, and the daemon's reload): an unsafe file is refused before it is even
-    parsed, with one line naming it; an unsafe hook is refused too. Otherwise the file's trust
-    problems come with its validation errors, and an unsafe but valid config is returned, for
-    check-config to list every problem among its findings. Repository directories that collide or
-    land in a pseudo file system as links resolve, or a controller repository that is a link or sits
-    below a directory someone else may change, make the config invalid in both modes
-    (``keysyncd.io.local.repolinks``)."""
+    command but check-config, and the daemon's reload) refuses an unsafe file before parsing it, and
+    an unsafe hook; otherwise trust problems come with the validation errors and an unsafe but valid
+    config is returned (check-config lists them). Repository directories refused as links resolve
+    (``repolinks``) make it invalid in both modes."""
     problems = config_file_problems(path)
     if strict and problems:
         raise ConfigError(problems[:1])

@@ -42,10 +42,9 @@ def _link(value: Any) -> dict[str, str] | None:
 
 
 def read_head(state_dir: Path) -> tuple[dict[str, Any], str | None]:
-    """Return the chain head and, if the head file is damaged, what is wrong with it. A damaged head
-    never blocks an action: the chain goes on from the newest report and the damage is recorded in
-    the new head, so ``report verify-chain`` keeps reporting it. Raise LocalFileError if the head
-    file is unsafe (a symlink, owned by someone else)."""
+    """Return the chain head and, if the head file is damaged, what is wrong with it (a damaged head
+    never blocks an action: the new head records the damage); raise LocalFileError if the head file
+    is unsafe."""
     path = state_dir / HEAD_FILE
     content = read_trusted(path, limit=1 << 20)
     if content is None:
@@ -76,10 +75,9 @@ def read_head(state_dir: Path) -> tuple[dict[str, Any], str | None]:
 
 
 def recovered_head(report_dir: Path, state_dir: Path, writing: str | None = None) -> dict[str, Any]:
-    """Return the chain head, adopting a newest report written just before a crash. A writer killed
-    between writing a report and recording it as the head leaves a report whose ``previous`` is the
-    recorded head: it is the legitimate new head. When ``writing`` a report and the head file is
-    damaged, the chain continues from the newest report and the damage is noted in ``breaks``."""
+    """Return the chain head, adopting a newest report whose ``previous`` is the recorded head (its
+    writer was killed before recording it). When ``writing`` a report and the head file is damaged,
+    the chain continues from the newest report and the damage is noted in ``breaks``."""
     head, damage = read_head(state_dir)
     files = report_files(report_dir)
     if damage is not None and writing is not None:

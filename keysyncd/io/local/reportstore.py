@@ -91,12 +91,11 @@ def write_report(
     now: float | None,
     written_late_at: float | None = None,
 ) -> Path:
-    """Write ``report`` (a Report, or one as JSON) chained to its predecessor, prune old reports;
-    return its path, whose name is its final id (see the module docstring). ``now`` times retention
-    by age (None: by count only, the clock is not trusted); ``written_late_at``: the report is
-    written after its action ended, kept meanwhile. Raise KeysyncError if the report cannot be
-    written. Once its file is in place the report counts as written: a failure after that (the
-    summary index, the chain head) is only logged, and the next writer adopts it as the head."""
+    """Write ``report`` (a Report, or one as JSON) chained to its predecessor and prune old reports
+    (by age at ``now`` too, unless None: the clock is not trusted); return its path, named by its
+    final id. ``written_late_at``: when it is written, after its action ended. Raise KeysyncError if
+    the report cannot be written; once its file is in place, a failure (index, chain head) is only
+    logged and the next writer adopts it."""
     document = report.to_json() if isinstance(report, Report) else dict(report)
     path = report_dir / f"{document['id']}.json"
     try:
@@ -167,9 +166,8 @@ def summary(document: dict[str, Any]) -> dict[str, Any]:
 def _index(
     report_dir: Path, line: dict[str, Any], head: dict[str, Any], retention: ReportsConfig
 ) -> int:
-    """Append ``line`` to the summary index; return how many lines it now holds. Lines of pruned
-    reports are dropped only when the index has grown to twice the retention (the index is rewritten
-    then): appending stays O(1), however long the history."""
+    """Append ``line`` to the summary index; return how many lines it holds. Pruned reports' lines
+    are dropped only when it grew to twice the retention (rewritten then): appending stays O(1)."""
     index = report_dir / INDEX_FILE
     count = head.get("indexed")
     count = count + 1 if isinstance(count, int) and count >= 0 else None
@@ -245,10 +243,9 @@ def load_report(report_dir: Path, report_id: str) -> dict[str, Any]:
 
 
 def list_reports(report_dir: Path, since: float | None = None) -> list[dict[str, Any]]:
-    """Return the summary of every report (see ``summary``), oldest first; with ``since``, only
-    those started since then, chosen by the start time in their file names. Summaries come from the
-    index; a report it lacks is read from its file (an unreadable one is skipped). So listing reads
-    what it prints, not the whole history."""
+    """Return the summary of every report (``summary``), oldest first; with ``since``, only those
+    whose file name says they started since then. A report the index lacks is read from its file
+    (skipped if unreadable)."""
     indexed = _summaries(report_dir)
     found = []
     for path in report_files(report_dir):

@@ -202,9 +202,8 @@ class Repository:
 
     def rotate(self, keyset: KeySet, plan: RotationPlan, new_staged: bytes) -> None:
         """Apply ``plan``'s promotion to disk: 0's content appears as the new primary, then the new
-        staged key replaces 0. Retirement is separate (``retire``). Every intermediate state is
-        loadable: first {0, N} with equal content, then the rotated set. Raise RepositoryError on
-        failure, with the directory unchanged."""
+        staged key replaces 0 (every intermediate state is loadable); retirement is ``retire``'s.
+        Raise RepositoryError on failure, with the directory unchanged."""
         check_controller_directory(self.path)
         staged_key = keyset.staged
         if staged_key is None:

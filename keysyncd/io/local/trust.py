@@ -39,12 +39,10 @@ def problem_of(info: os.stat_result, directory: bool = False, secret: bool = Fal
 
 
 def check_directory(path: Path, what: str) -> None:
-    """Raise LocalFileError if directory ``path`` exists and cannot be trusted, or if any directory
-    on the way to it (as configured, and as its symlinks resolve) could be changed by someone else:
-    whoever may replace a parent may swap ``path`` for a link of theirs. On the way, a directory
-    others may write is accepted only with the sticky bit (``/tmp``: nobody may rename or remove
-    what is not theirs there). A directory that does not exist yet is fine: keysyncd creates it with
-    mode 0700."""
+    """Raise LocalFileError if directory ``path`` exists and cannot be trusted, or if a directory on
+    the way to it (as written and as links resolve) could be changed by someone else, who could swap
+    ``path`` for a link: one others may write is accepted only sticky (``/tmp``). A missing
+    directory is fine: keysyncd creates it 0700."""
     try:
         info = os.stat(path)
     except FileNotFoundError:
@@ -100,9 +98,8 @@ def _looked_up_in(path: Path, hops: int = 40) -> list[Path]:
 
 def trust_problems(path: Path) -> list[str]:
     """Return why file ``path`` cannot be trusted: itself (as its links resolve) and each directory
-    on the way to it that someone else could change; empty when it can be. Example: ``["writable by
-    group or others (mode 0666)", "/etc/keysyncd is writable by group or others (mode 0777) and not
-    sticky"]``."""
+    on the way to it someone else could change; empty when it can be. Example: ``["/etc/keysyncd is
+    writable by group or others (mode 0777) and not sticky"]``."""
     try:
         info = os.stat(path)
     except OSError as error:
@@ -139,10 +136,10 @@ def _parent_problem(directory: Path) -> str | None:
 
 
 def open_trusted(path: Path, flags: int, follow: bool = False, secret: bool = False) -> int:
-    """Return a descriptor for ``path`` after checking, on the open file, that it is trusted.
-    ``flags`` are os.open flags (O_CREAT creates it 0600). Symlinks are refused unless ``follow``; a
-    FIFO never blocks the open. Raise FileNotFoundError if it does not exist (and O_CREAT is not
-    given), LocalFileError if it is unsafe or cannot be opened."""
+    """Return a descriptor for ``path`` after checking, on the open file, that it is trusted
+    (``flags``: os.open's, O_CREAT creates it 0600; symlinks refused unless ``follow``; a FIFO never
+    blocks). Raise FileNotFoundError if it does not exist, LocalFileError if it is unsafe or cannot
+    be opened."""
     extra = os.O_CLOEXEC | os.O_NONBLOCK | (0 if follow else os.O_NOFOLLOW)
     try:
         descriptor = os.open(path, flags | extra, 0o600)

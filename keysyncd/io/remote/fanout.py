@@ -132,10 +132,9 @@ class Fanout(Generic[V, P]):
     def _each(
         self, phase: str, names: list[str], work: Callable[[str], None], writes: bool = False
     ) -> None:
-        """Run ``work(name)`` for every node concurrently; record NodeErrors per node. ``writes``:
-        the work may change the nodes, whose views read so far are then stale. When ``cancel`` is
-        set (the daemon is stopping) no new phase starts: its nodes are recorded as abandoned, which
-        leaves every node valid (the phase order guarantees it)."""
+        """Run ``work(name)`` for every node concurrently, recording NodeErrors per node;
+        ``writes``: the work may change the nodes (their views go stale). Once ``cancel`` is set no
+        phase starts: its nodes are recorded as abandoned, which the phase order keeps valid."""
         if writes:
             for name in names:
                 self._fresh.pop(name, None)
@@ -238,12 +237,10 @@ class Fanout(Generic[V, P]):
         self._each("tidy", stale, tidying, writes=True)
 
     def _view(self, name: str, read: Callable[[], V]) -> V:
-        """Return node ``name``'s view: the one this action read there last, as long as no step
-        wrote there since, else ``read()``'s (counted in ``reads``). A view kept is what a new read
-        would return: keysyncd holds the lock and is the fleet's one writer (SPEC rule 7), and every
-        write it makes is read back before anything trusts the node again (``_each(writes=True)``
-        drops the view). A hand changing a node behind keysyncd's back is caught by the read-back
-        after the next write, as it is when it acts between a read and that write."""
+        """Return node ``name``'s view as this action last read it, unless a step wrote there since,
+        else ``read()``'s (counted in ``reads``). A kept view is what a new read would return:
+        keysyncd holds the lock, is the fleet's one writer (SPEC rule 7), and reads back every
+        write; a hand changing a node meanwhile is caught by the read-back after the next write."""
         view = self._fresh.get(name) if self.keep_views else None
         if view is None:
             view = read()

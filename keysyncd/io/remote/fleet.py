@@ -188,10 +188,9 @@ def _mismatch(plan: NodePlan) -> str:
 
 
 def push_keyset(fleet: FleetAction, keyset: KeySet, force: bool = False) -> None:
-    """Inspect, push in two phases and verify ``keyset`` on every healthy node of ``fleet``. Each
-    node is read at most once before its writes (not at all when its view is current: a promotion
-    plans from the view verified before the gate) and read back once after them; a node with nothing
-    to write is read once, and that read is its verification."""
+    """Inspect, push in two phases and verify ``keyset`` on every healthy node of ``fleet``: each
+    node is read at most once before its writes (not at all when its view is current) and once after
+    them."""
     expected = keyset.digests()
     fleet.inspect(expected, force)
     fleet.push(keyset)

@@ -53,9 +53,8 @@ class JwsFleet(Fanout[JwsView, JwsNodePlan]):
     # --- reading ---------------------------------------------------------------------------
 
     def read_view(self, name: str) -> JwsView:
-        """Return what node ``name`` holds; every file keystone would read is judged. The
-        directories above both key directories are looked at only when an owner is
-        configured (in the round trip that looks at each key directory)."""
+        """Return what node ``name`` holds, every file keystone would read judged; the directories
+        above both key directories are looked at only when an owner is configured."""
         private, public = self.sessions[name], self._public_session(name)
         above = self.user is not None
         public_info, public_above = public.directory_and_ancestors(above)

@@ -16,11 +16,10 @@ from keysyncd.io.local.trust import check_directory, open_trusted, read_trusted
 
 
 def local_file_problems(config: Config, ssh: bool = True) -> list[str]:
-    """Return every problem with the local files an action relies on (empty: all is well). Covers
-    ``state_dir`` and ``report_dir``, the lock files, every repository's state, the report chain's
-    head and newest report, and with ``ssh`` (when nodes are configured) the identity file and
-    known_hosts. A damaged head is not a problem here: the chain goes on from the newest report and
-    ``report verify-chain`` reports the damage."""
+    """Return every problem with the local files an action relies on (empty: none): state_dir,
+    report_dir, the lock files, each repository's state, the chain head (a damaged one is not a
+    problem: the chain goes on) and newest report, and with ``ssh`` (nodes configured) the identity
+    file and known_hosts."""
     checks: list[Callable[[], object]] = [
         lambda: check_directory(config.state_dir, "state_dir"),
         lambda: check_directory(config.state_dir / "repositories", "state directory"),

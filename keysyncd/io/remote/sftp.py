@@ -91,12 +91,10 @@ class NodeSession(ReadingSession):
         )
 
     def clock_skew(self, clock: Callable[[], float]) -> float | None:
-        """Return how many seconds ``clock`` (the controller's) is ahead of the node's clock, learnt
-        from the modification time the node gives an empty temp file created now (and removed at
-        once); None when the node does not tell (no directory yet, read-only, an answer that is not
-        one). Never raises: the clock is a witness, not a step. The node stamps the file between the
-        OPEN leaving and its reply arriving, in whole seconds (SFTP v3): within about a second plus
-        half a round trip."""
+        """Return how many seconds ``clock`` (the controller's) is ahead of the node's, from the
+        mtime the node gives an empty temp file created now and removed at once (whole seconds:
+        within about a second plus half a round trip); None when the node does not tell. Never
+        raises: the clock is a witness, not a step."""
         name = clock_probe_name()
         path = self._path(name)
         try:

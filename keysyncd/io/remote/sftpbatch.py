@@ -55,10 +55,9 @@ def handle_of(sftp: paramiko.SFTPClient, reply: Reply, what: str) -> bytes:
 
 
 def read_directory(sftp: paramiko.SFTPClient, path: str) -> list[tuple[str, Attributes]]:
-    """Return (name, lstat attributes) of every entry of directory ``path`` (see
-    ``names_of``). Most key repositories fit in one READDIR reply: after OPENDIR, two
-    READDIRs and the CLOSE go in one batch; a directory that is not at its end by then is
-    listed again one READDIR at a time. Raise SFTPError past MAX_DIRECTORY_ENTRIES."""
+    """Return (name, lstat attributes) of every entry of directory ``path`` (``names_of``): two
+    READDIRs and the CLOSE in one batch, then one READDIR at a time if it is not at its end; raise
+    SFTPError past MAX_DIRECTORY_ENTRIES."""
     (opened,) = pipeline(sftp, [(CMD_OPENDIR, (path,))])
     handle = handle_of(sftp, opened, "a directory handle")
     listing: list[Request] = [(CMD_READDIR, (handle,)), (CMD_READDIR, (handle,))]
@@ -109,11 +108,9 @@ def read_files(
     cap: int = MAX_KEY_FILE,
 ) -> list[bytes | Exception | None]:
     """Return, for each listed regular file ``entries[i]`` at ``paths[i]``, at most ``cap`` + 1
-    bytes of its content (``cap``: the read cap of their kind, core/view.py), None if what was
-    opened is not what was listed (``trusted``), or the exception reading it raised (ShortRead: read
-    it again alone). Per FILES_PER_BATCH files: OPEN each in one batch, then READ, FSTAT and CLOSE
-    each in a second. A file that fails does not stop the others: the caller decides what it means.
-    Raise only for a failure of the whole batch (the connection, a reply to no request)."""
+    bytes of it, None if what was opened is not what was listed (``trusted``), or the exception
+    reading it raised (ShortRead: read it again alone). Two round trips per FILES_PER_BATCH files;
+    raise only for a failure of the whole batch."""
     outcomes: list[bytes | Exception | None] = []
     for start in range(0, len(entries), FILES_PER_BATCH):
         end = start + FILES_PER_BATCH
@@ -167,11 +164,10 @@ def _checked(
 def fill(
     sftp: paramiko.SFTPClient, handle: bytes, content: bytes, uid: int | None, gid: int | None
 ) -> None:
-    """Write ``content`` through the new file's ``handle``, check its size, set its owner
-    (through the handle: a name can be swapped for a symlink, a handle cannot) and close
-    it, in one round trip; two when only one of ``uid`` and ``gid`` is given (the other is
-    the file's, read first). Raise OSError if the file does not hold all of ``content``:
-    a short file must never be renamed into place (no node may see a partial key)."""
+    """Write ``content`` through the new file's ``handle``, check its size, set its owner (through
+    the handle, which cannot be swapped for a symlink) and close it, in one round trip (two when
+    only one of ``uid`` and ``gid`` is given). Raise OSError if the file does not hold all of
+    ``content``: a partial key must never be renamed into place."""
     writes: list[Request] = [
         (CMD_WRITE, (handle, int64(offset), content[offset : offset + MAX_WRITE]))
         for offset in range(0, len(content), MAX_WRITE)

@@ -148,11 +148,10 @@ class ReadingSession:
     def directory_and_ancestors(
         self, above: bool = True
     ) -> tuple[PathInfo | None, tuple[PathInfo, ...]]:
-        """Return the session's directory's path, mode, uid and gid (lstat; None if it does
-        not exist) and, when ``above``, the attributes of every directory above it that
-        exists, from ``/`` down (stat: following links, as keystone's path lookup does;
-        nothing is opened), in the same round trip; raise NodeError as ``directory_mode``
-        does, or if a directory above cannot be looked at."""
+        """Return the session's directory's PathInfo (lstat; None if missing) and, when ``above``,
+        that of every existing directory above it from ``/`` down (stat, as keystone's lookup), in
+        one round trip; raise NodeError as ``directory_mode`` does, or if a directory above cannot
+        be looked at."""
         path = str(self.directory)
         upper = ancestors(path) if above else ()
 
@@ -260,11 +259,9 @@ class ReadingSession:
         )
 
     def read(self, entry: Entry, cap: int = MAX_KEY_FILE) -> bytes | None:
-        """Return the content of ``entry`` (at most ``cap`` + 1 bytes: ``cap`` is the read cap of
-        its kind, core/view.py), or None if the file changed after it was listed. Call it only for
-        entries the listing showed as regular files. What was opened is checked through the open
-        handle (FSTAT): if the name was swapped for a link to another file after the listing, that
-        file's content is dropped unread by reports."""
+        """Return the content of regular file ``entry`` (at most ``cap`` + 1 bytes), or None if what
+        was opened (FSTAT through the handle) is not what was listed: a name swapped for a link to
+        another file is dropped unread."""
 
         def reading() -> bytes | None:
             with self.sftp.open(self._path(entry.name), "rb") as handle:
@@ -275,10 +272,9 @@ class ReadingSession:
         return self._guard(f"reading {entry.name!a}", reading)
 
     def read_many(self, entries: Sequence[Entry], cap: int = MAX_KEY_FILE) -> list[bytes | None]:
-        """Return what ``read`` returns for each of ``entries``, in order, in two round trips
-        (per FILES_PER_BATCH files) rather than five per file; raise the NodeError ``read``
-        would raise for the first entry that cannot be read. What was opened is checked
-        through each open handle, exactly as ``read`` does (``trusted``)."""
+        """Return what ``read`` returns for each of ``entries``, in order, in two round trips (per
+        FILES_PER_BATCH files), checked as ``read`` checks; raise the NodeError ``read`` would raise
+        for the first that cannot be read."""
         paths = [self._path(entry.name) for entry in entries]
         outcomes = self._guard("reading key files", read_files, self.sftp, paths, entries, cap)
         contents: list[bytes | None] = []

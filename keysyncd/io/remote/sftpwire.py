@@ -33,9 +33,8 @@ Reply = tuple[int, Message]  # (SFTP reply type, the reply after its request id)
 
 def request(sftp: paramiko.SFTPClient, kind: int, *args: object) -> tuple[int, Message]:
     """Send one SFTP request and return (reply type, message). paramiko's public API lacks what
-    keysyncd needs (an exclusive create with its mode from the first instant, a readdir that keeps
-    names as bytes, statvfs, pipelining), so this module is the one place that uses its private
-    request machinery (here and in ``pipeline``)."""
+    keysyncd needs (exclusive create with a mode, names as bytes, statvfs, pipelining): this module
+    alone uses its private request machinery."""
     # private API: see the docstring
     reply: tuple[int, Message] = sftp._request(kind, *args)  # type: ignore[attr-defined]
     return reply
@@ -53,10 +52,9 @@ class Attributes:
 
 
 def attributes_of(message: Message) -> Attributes:
-    """Return the attributes that come next in ``message``; raise SFTPError for a reply no
-    honest server sends. paramiko's own parser believes any count of extended attributes
-    (2**32 - 1 of them keep a CPU busy for hours); this one stops at MAX_EXTENDED, and at a
-    reply cut short (paramiko would read zeros past its end)."""
+    """Return the attributes that come next in ``message``; raise SFTPError for a reply no honest
+    server sends: unlike paramiko's parser, stop at MAX_EXTENDED extended attributes and at a reply
+    cut short."""
     _need(message, 4)
     flags = message.get_int()
     fields = 8 * bool(flags & 0x1) + 8 * bool(flags & 0x2) + 4 * bool(flags & 0x4)
@@ -133,11 +131,9 @@ def _packet(number: int, kind: int, args: tuple[object, ...]) -> bytes:
 
 
 def pipeline(sftp: paramiko.SFTPClient, requests: Sequence[Request]) -> list[Reply]:
-    """Send ``requests`` (up to MAX_BATCH in one channel write) and return their replies in
-    request order, whatever order the server answers in. Each reply is matched by its
-    request id; a reply to no request still outstanding (an id never sent, or one already
-    answered) raises SFTPError: after it, nothing the server says can be trusted to answer
-    what it seems to. Error statuses are returned, not raised (see ``expect``)."""
+    """Send ``requests`` (up to MAX_BATCH per channel write) and return their replies in request
+    order, matched by request id; raise SFTPError for a reply to no request outstanding (nothing the
+    server says can be trusted after it). Error statuses are returned, not raised (``expect``)."""
     replies: list[Reply] = []
     for start in range(0, len(requests), MAX_BATCH):
         replies += _batch(sftp, requests[start : start + MAX_BATCH])

@@ -105,9 +105,9 @@ def run_hooks(
     timeout: float,
     cancel: threading.Event | None = None,
 ) -> list[HookRun]:
-    """Run ``commands`` in order, each given ``document`` on stdin; stop at the first failure.
-    ``cancel`` (the daemon's stop request) ends a running hook's group and starts no other. Return
-    one HookRun per command that ran or was due. Never raises for a failing hook."""
+    """Run ``commands`` in order, each given ``document`` on stdin, stopping at the first failure or
+    when ``cancel`` is set (a running hook's group is ended); return one HookRun per command that
+    ran or was due. Never raises for a failing hook."""
     runs: list[HookRun] = []
     for command in commands:
         if cancel is not None and cancel.is_set():

@@ -89,10 +89,9 @@ class RepositoryWatcher:
         self._thread = threading.Thread(target=self._settle, name="watch-debounce", daemon=True)
 
     def start(self, directories: dict[str, Path]) -> dict[str, str]:
-        """Watch every ``name -> directory``; return why some cannot be watched, by name. Each
-        directory fails on its own (missing directory, inotify limits), so one bad repository never
-        leaves the others unwatched. One that is missing now is left to the periodic check (and a
-        reload): only a directory once watched is re-armed."""
+        """Watch every ``name -> directory``; return why some cannot be watched, by name (each fails
+        on its own). One missing now is left to the periodic check: only a directory once watched is
+        re-armed."""
         failures: dict[str, str] = {}
         try:
             self.observer.start()
