@@ -15,12 +15,10 @@ from keysyncd.core.view import MAX_KEY_FILE, canonical_index, too_large
 from keysyncd.io.local.fsutil import describe_os_error
 
 
-def _none(info: os.stat_result) -> None:
-    return None
-
-
 def read_key_file(
-    path: Path, cap: int = MAX_KEY_FILE, problem: Callable[[os.stat_result], str | None] = _none
+    path: Path,
+    cap: int = MAX_KEY_FILE,
+    problem: Callable[[os.stat_result], str | None] = lambda info: None,
 ) -> bytes:
     """Return up to ``cap`` + 1 bytes of regular file ``path``, never through a symlink and never
     blocking on a FIFO (O_NOFOLLOW, O_NONBLOCK; the file is checked once open). Raise OSError if

@@ -6,6 +6,7 @@ and a whole step on one node is bounded by ``operation_timeout``. The kinds' ste
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 import time
@@ -147,9 +148,7 @@ class Fanout(Generic[V, P]):
         if self.progress and names:
             self.progress(phase, "", 0, len(names))
 
-        def guarded(name: str) -> str:
-            return self._guarded(phase, name, work)
-
+        guarded = functools.partial(self._guarded, phase, work=work)
         for done, name in enumerate(self._pool.map(guarded, names), start=1):
             if self.progress:
                 self.progress(phase, name, done, len(names))
@@ -171,17 +170,17 @@ class Fanout(Generic[V, P]):
             log.debug("unexpected failure on %s", name, exc_info=True)
             error = NodeError(name, Reason.ERROR, type(failure).__name__)
         if session is not None and not self.deadlines.disarm(token):
-            timeout = self.ssh.operation_timeout
-            error = NodeError(
-                name,
-                Reason.TIMEOUT,
-                f"{phase} took longer than "
-                f"operation_timeout {timeout:g}s; the connection was closed",
-            )
+            error = self._overran(name, phase)
         if error is not None:
             result.fail(error)
         result.duration = time.monotonic() - result.started  # so far: the real elapsed time
         return name
+
+    def _overran(self, name: str, doing: str) -> NodeError:
+        """Return the NodeError of a step on node ``name`` that ran past operation_timeout."""
+        timeout = self.ssh.operation_timeout
+        detail = f"{doing} took longer than operation_timeout {timeout:g}s"
+        return NodeError(name, Reason.TIMEOUT, f"{detail}; the connection was closed")
 
     def open(self, only: set[str] | None = None) -> None:
         """Connect to every node (or those in ``only``); failures are recorded per node. Raise
@@ -205,12 +204,7 @@ class Fanout(Generic[V, P]):
         token = self.deadlines.arm(self.ssh.operation_timeout, session.abort)
         skew = session.clock_skew(clock)
         if not self.deadlines.disarm(token):
-            raise NodeError(
-                name,
-                Reason.TIMEOUT,
-                f"reading the node's clock took longer than operation_timeout "
-                f"{self.ssh.operation_timeout:g}s; the connection was closed",
-            )
+            raise self._overran(name, "reading the node's clock")
         if skew is not None:
             self.skews[name] = skew
 

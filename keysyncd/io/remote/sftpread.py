@@ -187,35 +187,22 @@ class ReadingSession:
         files), and when ``above`` the directories above it (``directory_and_ancestors``,
         no extra round trip); raise NodeError if it cannot be read, is no directory, or
         holds more than MAX_KEY_ENTRIES entries at key names."""
-        found: list[PathInfo] = []
-        upper: list[PathInfo] = []
-        mode, entries, temps = self._listing(
-            lambda name: key_index(name) is not None, found, upper if above else None
-        )
-        return Listing(mode, entries, temps, found[0] if found else None, tuple(upper))
+        return self._listing(lambda name: key_index(name) is not None, above)
 
     def list_every_entry(self) -> tuple[int, tuple[Entry, ...], tuple[str, ...]]:
         """Return (directory mode, an Entry for every name, keysyncd's temp files): a JWS
         public directory, where keystone reads every file whatever its name."""
-        return self._listing(lambda name: True)
+        listing = self._listing(lambda name: True, False)
+        return listing.directory_mode, listing.entries, listing.temp_files
 
-    def _listing(
-        self,
-        keyed: Callable[[str], bool],
-        found: list[PathInfo] | None = None,
-        upper: list[PathInfo] | None = None,
-    ) -> tuple[int, tuple[Entry, ...], tuple[str, ...]]:
-        """Return (mode, entries, temp files); the directory's attributes go to ``found``,
-        those of the directories above it to ``upper`` (only then are they looked at)."""
+    def _listing(self, keyed: Callable[[str], bool], above: bool) -> Listing:
+        """Return the Listing of the entries whose names are ``keyed``, and when ``above`` of
+        the directories above (only then are they looked at)."""
 
-        def listing() -> tuple[int, tuple[Entry, ...], tuple[str, ...]]:
-            info, above = self.directory_and_ancestors(upper is not None)
+        def listing() -> Listing:
+            info, upper = self.directory_and_ancestors(above)
             if info is None:
                 raise FileNotFoundError(errno.ENOENT, "no such directory")
-            if found is not None:
-                found.append(info)
-            if upper is not None:
-                upper.extend(above)
             entries, temps = [], []
             # not paramiko's listdir: a name that is not UTF-8 makes it raise (blocking the node)
             for name, attributes in read_directory(self.sftp, str(self.directory)):
@@ -231,7 +218,7 @@ class ReadingSession:
                     f"{MAX_KEY_ENTRIES}): no key repository looks like this; clean it up",
                 )
             listed = tuple(self._entry(name, attributes) for name, attributes in entries)
-            return info.mode, listed, tuple(temps)
+            return Listing(info.mode, listed, tuple(temps), info, upper)
 
         return self._guard(f"listing {self.directory}", listing)
 

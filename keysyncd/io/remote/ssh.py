@@ -137,10 +137,6 @@ def load_identity(path: Path) -> paramiko.PKey:
     raise LocalFileError(f"identity_file {path} is not a private key paramiko can load")
 
 
-def _host_key_name(host: str, port: int) -> str:
-    return host if port == 22 else f"[{host}]:{port}"
-
-
 def connect(node: NodeConfig, directory: Path, credentials: Credentials) -> NodeSession:
     """Open a verified, authenticated SFTP session to ``node``; raise NodeError if impossible.
     Nothing is sent to a node whose host key is unknown or changed; the whole setup gets
@@ -187,7 +183,7 @@ def _handshake(node: NodeConfig, transport: paramiko.Transport, credentials: Cre
     then authenticate with each of our keys in turn; raise NodeError (host_key, auth) or
     TimeoutError if the node stalls."""
     ssh = credentials.ssh
-    name = _host_key_name(node.host, node.port)
+    name = node.host if node.port == 22 else f"[{node.host}]:{node.port}"
     known = credentials.host_keys.lookup(name)
     if not known:
         why = credentials.host_keys.why_unusable(name)

@@ -51,7 +51,9 @@ class HookRun:
         if self.status is None:  # a run refused before it started says why in its output
             return f"could not run: {self.output.strip()[-200:]}"
         if self.status < 0:
-            return f"was killed by signal {-self.status} ({_signal_name(-self.status)})"
+            names = {int(number): number.name for number in signal.Signals}
+            name = names.get(-self.status, "unknown signal")
+            return f"was killed by signal {-self.status} ({name})"
         return f"exited with status {self.status}"
 
     def describe(self) -> str:
@@ -61,13 +63,6 @@ class HookRun:
     def to_json(self) -> dict[str, Any]:
         """Return the run as a JSON-ready dict."""
         return {**asdict(self), "command": list(self.command)}
-
-
-def _signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return "unknown signal"
 
 
 class Output:

@@ -13,7 +13,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -64,21 +63,15 @@ class StateCollector(Collector):
                 durations[action] = _merged(durations.get(action), histogram)
         f.add_durations(durations)
         yield from f.all()
-        yield from daemon_metrics(config.state_dir)
-
-
-def daemon_metrics(state_dir: Path) -> Iterator[Metric]:
-    """Yield ``keysyncd_config_reload_failures_total``: reloads that kept the previous
-    config because the new one was invalid or unsafe (0 when no daemon runs; counted from
-    the daemon's start, as counters are)."""
-    info = read_daemon_info(state_dir) or {}
-    failures = info.get("config_reload_failures", 0)
-    counter = CounterMetricFamily(
-        "keysyncd_config_reload_failures",
-        "Config reloads rejected (invalid or unsafe config; the previous one was kept)",
-    )
-    counter.add_metric([], failures if isinstance(failures, int) and failures >= 0 else 0)
-    yield counter
+        # reloads that kept the previous config (0 when no daemon runs; from its start)
+        info = read_daemon_info(config.state_dir) or {}
+        failures = info.get("config_reload_failures", 0)
+        counter = CounterMetricFamily(
+            "keysyncd_config_reload_failures",
+            "Config reloads rejected (invalid or unsafe config; the previous one was kept)",
+        )
+        counter.add_metric([], failures if isinstance(failures, int) and failures >= 0 else 0)
+        yield counter
 
 
 def _merged(first: Durations | None, second: Durations) -> Durations:
