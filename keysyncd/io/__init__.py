@@ -1,4 +1,3 @@
-"""IO: everything that touches the world, and makes no decisions. ``local`` (the controller's
-disk), ``remote`` (the nodes), ``runtime`` (the running process): ``local`` imports neither
-of the others, which never import each other. May import ``keysyncd.core``, ``.config``,
-``.errors``; never ``keysyncd.actions`` or ``keysyncd.commands``."""
+"""IO: everything that touches the world, and makes no decisions: ``local`` (the controller's
+disk) imports neither ``remote`` (the nodes) nor ``runtime`` (the process), which never import
+each other. May import core, config, errors; never actions or commands."""

@@ -1,4 +1,3 @@
-"""IO on the controller's own disk: key directory, atomic writes, trust checks, state
-journal, lock, reports, JWS key store. May import ``keysyncd.core``, ``.config``,
-``.errors``; never ``keysyncd.io.remote``, ``keysyncd.io.runtime``, the SSH library,
-``keysyncd.actions`` or ``keysyncd.commands``."""
+"""IO on the controller's own disk: keys, trust checks, state, lock, reports, JWS store. May
+import core, config, errors; never ``keysyncd.io.remote``, ``keysyncd.io.runtime``, the SSH
+library, actions or commands."""

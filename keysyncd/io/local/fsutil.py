@@ -1,4 +1,5 @@
-"""Atomic local file writes: exclusive temp file + fsync + rename + directory fsync."""
+"""Local file primitives: atomic writes (exclusive temp file + fsync + rename + directory
+fsync), and safe reads (never through a symlink, never blocking on a FIFO, capped)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,12 @@ import contextlib
 import errno
 import json
 import os
+import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from keysyncd.core.view import TEMP_PREFIX
+from keysyncd.core.view import MAX_KEY_FILE, TEMP_PREFIX
 
 CLOCK_PROBE_PREFIX = f"{TEMP_PREFIX}clock-"  # the temp files a node's clock is read from
 
@@ -103,3 +106,21 @@ def load_json(content: bytes) -> Any:
         raise ValueError("nested too deeply to be a keysyncd file") from None
     except UnicodeDecodeError as error:
         raise ValueError(f"not UTF-8 text: {error.reason}") from None
+
+
+def read_key_file(
+    path: Path,
+    cap: int = MAX_KEY_FILE,
+    problem: Callable[[os.stat_result], str | None] = lambda info: None,
+) -> bytes:
+    """Return up to ``cap`` + 1 bytes of regular file ``path``, never through a symlink and never
+    blocking on a FIFO (O_NOFOLLOW, O_NONBLOCK; the file is checked once open). Raise OSError if
+    it cannot be read, ValueError if it is not a regular file or ``problem`` finds one in it."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(descriptor, "rb") as handle:
+        info = os.fstat(descriptor)
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError("not a regular file")
+        if found := problem(info):
+            raise ValueError(f"unsafe: {found}")
+        return handle.read(cap + 1)

@@ -132,8 +132,7 @@ def _words_problem(words: Sequence[str], role: str, shell: bool, depth: int) -> 
 
 
 def _name_problem(name: str, role: str, shell: bool, depth: int) -> str | None:
-    """Return why the file ``name`` names (relative to RUN_DIRECTORY), or the program it
-    names on PATH, is unsafe."""
+    """Return why the file ``name`` names (in RUN_DIRECTORY) or its program on PATH is unsafe."""
     if not name:
         return None
     path = os.path.normpath(os.path.join(RUN_DIRECTORY, name))

@@ -79,8 +79,7 @@ def env_program(argv: Sequence[str]) -> int | None:
 
 
 def shell_options(argv: Sequence[str]) -> tuple[str | None, bool]:
-    """Return (why the shell options of ``argv`` are refused, or None; whether the shell
-    runs a ``-c`` command string)."""
+    """Return (why ``argv``'s shell options are refused, or None; whether it runs ``-c``)."""
     base = os.path.basename(argv[0])
     command = False
     words = iter(argv[1:])

@@ -19,8 +19,12 @@ from keysyncd.core.jwskeys import (
 )
 from keysyncd.core.view import MAX_PEM, TEMP_PREFIX, show_name, too_large
 from keysyncd.errors import LocalFileError, RepositoryError
-from keysyncd.io.local.fsutil import atomic_write, describe_os_error, remove_temp_files
-from keysyncd.io.local.keyfile import read_key_file
+from keysyncd.io.local.fsutil import (
+    atomic_write,
+    describe_os_error,
+    read_key_file,
+    remove_temp_files,
+)
 from keysyncd.io.local.trust import check_directory, problem_of
 
 

@@ -1,22 +1,26 @@
-"""Repository directories as links resolve them, and the controller's repository directory,
-which keysyncd never reaches through a link.
-
-Every repository directory is also resolved (and compared by device and inode) and held to
-the rules ``keysyncd.config.paths`` applies as written. The controller's directory must not
-be a link, below directories only root or keysyncd's user may change: whoever may change
-one could swap it for a link to any directory ``init`` would chmod and chown."""
+"""Directories keysyncd takes over. Repository directories as links resolve them (compared by
+device and inode too, and held to the rules ``keysyncd.config.paths`` applies as written);
+the controller's repository directory, never a link and below directories only root or
+keysyncd's user may change (whoever may change one could swap it for a link to any
+directory ``init`` would chmod and chown). And a directory ``init`` would take over must
+not hold anything but the repository's own files (key files, ``private.pem`` for JWS,
+``.keysyncd-*`` temp files): made 0700, ``/etc`` or a home directory would lock its users
+out."""
 
 from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from keysyncd.config import Config
 from keysyncd.config.paths import directory, overlap, owned_directories
-from keysyncd.core.text import printable
-from keysyncd.errors import LocalFileError
+from keysyncd.core.jws import PRIVATE_NAME
+from keysyncd.core.text import bounded, printable
+from keysyncd.core.view import is_temp_name, key_index, show_name
+from keysyncd.errors import LocalFileError, RepositoryError
 from keysyncd.io.local.fsutil import describe_os_error
 from keysyncd.io.local.trust import parent_problem
 
@@ -126,3 +130,39 @@ def repository_problems(config: Config) -> list[str]:
         if problem := controller_problem(repository.path):
             found[index] = f"At 'repositories[{index}].path': {problem}"
     return [found[index] for index in sorted(found)]
+
+
+Own = Callable[[str], bool]
+
+
+def symmetric_file(name: str) -> bool:
+    """Return True for a name a fernet or credential repository may hold."""
+    return key_index(name) is not None or is_temp_name(name)
+
+
+def jws_private_file(name: str) -> bool:
+    """Return True for a name a JWS private directory may hold."""
+    return name == PRIVATE_NAME or is_temp_name(name)
+
+
+def local_others(path: Path, own: Own) -> list[str]:
+    """Return the names in local directory ``path`` that are not ``own`` (sorted, escaped for
+    printing); empty if it does not exist. Raise RepositoryError if it cannot be listed."""
+    try:
+        names = os.listdir(path)
+    except FileNotFoundError:
+        return []
+    except OSError as error:
+        raise RepositoryError(f"cannot list {path}: {describe_os_error(error)}") from None
+    return sorted(show_name(name) for name in names if not own(name))
+
+
+def refusal(where: str, path: Path, others: list[str], action: str = "init") -> str:
+    """Return the one line ``action`` refuses with, saying what to do. Example: ``"init: /etc
+    already exists and holds other files ('passwd', ...): keysyncd would change its mode and owner;
+    point path at a directory of its own"``."""
+    return (
+        f"{action}: {where}{path} already exists and holds other files "
+        f"({bounded(others, 3)}): keysyncd would change its mode and owner; point path at a "
+        "directory of its own"
+    )

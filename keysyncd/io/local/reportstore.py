@@ -226,8 +226,7 @@ def _stamp(report_id: str) -> float:
 
 
 def load_report(report_dir: Path, report_id: str) -> dict[str, Any]:
-    """Return report ``report_id`` (a unique prefix is enough); raise UsageError if no report
-    or several have it."""
+    """Return report ``report_id`` (or a unique prefix); raise UsageError unless one matches."""
     matches = [p for p in report_files(report_dir) if p.stem.startswith(report_id)]
     if len(matches) != 1:
         found = "no report" if not matches else f"{len(matches)} reports"

@@ -5,6 +5,7 @@ directory is checked before each read or write (``repolinks``)."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 from collections.abc import Iterable, Iterator
@@ -15,21 +16,27 @@ from keysyncd.core.keyring import Key, KeySet
 from keysyncd.core.kinds import KeyKind
 from keysyncd.core.policy import RotationPlan
 from keysyncd.core.view import (
+    MAX_KEY_FILE,
     TEMP_PREFIX,
     canonical_index,
     key_index,
     show_name,
+    too_large,
 )
 from keysyncd.errors import RepositoryError
 from keysyncd.io.local.fsutil import (
     describe_os_error,
     fsync_directory,
+    read_key_file,
     remove_temp_files,
     write_temp,
 )
-from keysyncd.io.local.keyfile import read_key
-from keysyncd.io.local.occupied import local_others, refusal, symmetric_file
-from keysyncd.io.local.repolinks import check_controller_directory
+from keysyncd.io.local.repolinks import (
+    check_controller_directory,
+    local_others,
+    refusal,
+    symmetric_file,
+)
 
 LAX = 0o027  # group-writable, or any access for others
 
@@ -50,6 +57,28 @@ class Scan:
 
     keyset: KeySet
     problems: tuple[str, ...]
+
+
+def read_key(path: Path, index: int, kind: KeyKind) -> tuple[Key | None, str | None]:
+    """Return the key at ``path`` (a name keystone loads as key ``index``), or None and
+    what is wrong with it (a non-canonical name, not a regular file, unreadable, too
+    large, not a key of ``kind``)."""
+    if canonical_index(path.name) is None:
+        return None, f"non-canonical key name keystone loads as key {index}"
+    try:
+        if not stat.S_ISREG(path.lstat().st_mode):
+            return None, "not a regular file"
+        content = read_key_file(path)
+    except ValueError as error:
+        return None, str(error)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return None, "not a regular file"
+        return None, f"cannot read: {describe_os_error(error)}"
+    if len(content) > MAX_KEY_FILE:  # read_key_file stopped there: never read whole
+        return None, too_large(MAX_KEY_FILE)
+    problem = kind.problem(content)
+    return (None, problem) if problem else (Key(index, content), None)
 
 
 class Repository:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import fields
 from typing import Any
 
 from keysyncd.core.journal import (
@@ -107,17 +108,13 @@ def strings(values: Any, where: str) -> tuple[str, ...]:
 
 def read_history(document: Any) -> dict[int, KeyHistory]:
     """Return each key's history by index."""
-    entries = field(document, "history", "", (dict,), {})
     history = {}
-    for key, entry in entries.items():
-        where = f"history.{key}."
-        history[index_of(key, "history")] = KeyHistory(
-            created_at=number(entry, "created_at", where),
-            promoted_at=number(entry, "promoted_at", where),
-            demoted_at=number(entry, "demoted_at", where),
-            confirmed_at=number(entry, "confirmed_at", where),
-            migrated_at=number(entry, "migrated_at", where),
-        )
+    for key, entry in field(document, "history", "", (dict,), {}).items():
+        # every field of a key's history is a time
+        times = {
+            each.name: number(entry, each.name, f"history.{key}.") for each in fields(KeyHistory)
+        }
+        history[index_of(key, "history")] = KeyHistory(**times)
     return history
 
 

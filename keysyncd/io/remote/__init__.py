@@ -1,4 +1,3 @@
-"""IO on the nodes: SSH, SFTP, the fan-out over the fleet and each kind's phases, and the
-preflight check. May import ``keysyncd.core``, ``.config``, ``.errors``,
-``keysyncd.io.local``; never ``keysyncd.io.runtime``, ``keysyncd.actions`` or
-``keysyncd.commands``."""
+"""IO on the nodes: SSH, SFTP, the fan-out over the fleet, each kind's phases, preflight. May
+import core, config, errors, ``keysyncd.io.local``; never ``keysyncd.io.runtime``, actions or
+commands."""

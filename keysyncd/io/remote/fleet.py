@@ -1,6 +1,6 @@
 """Symmetric repositories (fernet, credential) across the fleet: inspect every node as
 keystone sees it, push in two fleet-wide phases, verify by read-back; and the refusal of
-``init`` to take over a node directory holding files not its own (``keysyncd.io.local.occupied``).
+``init`` to take over a node directory holding files not its own (``keysyncd.io.local.repolinks``).
 The connections and the per-node steps are ``keysyncd.io.remote.fanout``'s."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from keysyncd.core.text import bounded
 from keysyncd.core.view import DIRECTORY_MODE, needs_content, show_name, unread, with_content
 from keysyncd.core.vocabulary import NodeStatus, Reason
 from keysyncd.errors import KeysyncError, NodeError
-from keysyncd.io.local.occupied import Own, refusal
+from keysyncd.io.local.repolinks import Own, refusal
 from keysyncd.io.remote.fanout import Fanout
 from keysyncd.io.remote.sftp import NodeSession
 

@@ -271,6 +271,5 @@ class JwsFleet(Fanout[JwsView, JwsNodePlan]):
 
 
 def _adds(plan: JwsNodePlan | None) -> bool:
-    """Return True if ``plan`` has phase 1 work: directories to make, keysyncd's temp files
-    to remove, public keys to add."""
+    """Return True if ``plan`` has phase 1 work: directories, temp files, public keys to add."""
     return plan is not None and bool(plan.make_directories or plan.cleanup or plan.add)

@@ -35,14 +35,6 @@ class HashedName:
     key: paramiko.PKey
     negated: tuple[str, ...] = ()  # the line's "!pattern"s: a name they match is not this
 
-    @classmethod
-    def of(
-        cls, salt: bytes, digest: bytes, key: paramiko.PKey, negated: tuple[str, ...] = ()
-    ) -> HashedName:
-        """Return the entry for ``salt``, ``digest`` and the host's ``key``."""
-        # the known_hosts format's HMAC is HMAC-SHA1
-        return cls(hmac.new(salt, digestmod=hashlib.sha1), digest, key, negated)
-
     def matches(self, encoded: bytes) -> bool:
         """Return True if this entry is the hash of the host name ``encoded`` and no negated
         pattern of its line matches that name."""
@@ -76,7 +68,9 @@ class KnownHosts:
             if name.startswith("!") or "*" in name or "?" in name:
                 self.patterns.append((line, name))
             elif name.startswith("|1|"):
-                self.hashed.append(HashedName.of(*_hashed(name), key, negated))
+                salt, digest = _hashed(name)  # the known_hosts format's HMAC is HMAC-SHA1
+                base = hmac.new(salt, digestmod=hashlib.sha1)
+                self.hashed.append(HashedName(base, digest, key, negated))
             elif any(_pattern_matches(name, pattern) for pattern in negated):
                 continue  # "node1,!node1": ssh rejects the line for node1
             else:
@@ -186,8 +180,7 @@ def parse_known_hosts(text: str, source: str) -> KnownHosts:
 
 
 def load_known_hosts(path: Path) -> KnownHosts:
-    """Return the KnownHosts read from ``path``; raise LocalFileError if it is missing, unsafe
-    or damaged."""
+    """Return the KnownHosts in ``path``; raise LocalFileError if missing, unsafe or damaged."""
     content = read_trusted(path, limit=64 << 20, follow=True)
     if content is None:
         raise LocalFileError(f"known_hosts {path} does not exist")

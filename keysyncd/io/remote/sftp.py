@@ -39,8 +39,7 @@ class NodeSession(ReadingSession):
     """An open SFTP session to one node, rooted at its repository directory."""
 
     def rooted(self, directory: Path) -> NodeSession:
-        """Return a session over the same connection rooted at ``directory`` (closing either
-        closes both)."""
+        """Return a session on this connection rooted at ``directory`` (closing one closes both)."""
         other = copy.copy(self)
         other.directory = directory
         return other

@@ -77,8 +77,7 @@ class MeteredChannel:
         return self._channel.recv(size)
 
     def taken(self) -> int:
-        """Return the round trips counted since the last call (a session records them once,
-        when it closes)."""
+        """Return the round trips counted since the last call (recorded once, at close)."""
         count, self.round_trips = self.round_trips, 0
         return count
 

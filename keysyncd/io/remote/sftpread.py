@@ -56,8 +56,7 @@ class Listing:
 
 
 class ReadingSession:
-    """An open SFTP session to one node, rooted at ``directory``, and its reads (``sftp``'s
-    NodeSession writes)."""
+    """An SFTP session to a node, rooted at ``directory``, and its reads (writes: NodeSession)."""
 
     def __init__(
         self, node: NodeConfig, transport: paramiko.Transport, directory: Path, timeout: float

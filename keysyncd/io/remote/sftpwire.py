@@ -11,7 +11,7 @@ import socket
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import paramiko
 from paramiko.message import Message
@@ -105,12 +105,6 @@ def _client(sftp: paramiko.SFTPClient) -> Any:
     return sftp
 
 
-def _pack(attributes: SFTPAttributes, message: Message) -> None:
-    """Append ``attributes`` to ``message`` as paramiko does (its private packer)."""
-    packer: Any = attributes
-    packer._pack(message)
-
-
 def _packet(number: int, kind: int, args: tuple[object, ...]) -> bytes:
     """Return one SFTP request packet, its arguments encoded as paramiko encodes them."""
     message = Message()
@@ -121,7 +115,7 @@ def _packet(number: int, kind: int, args: tuple[object, ...]) -> bytes:
         elif isinstance(item, int):
             message.add_int(item)
         elif isinstance(item, SFTPAttributes):
-            _pack(item, message)
+            cast(Any, item)._pack(message)  # as paramiko packs them (its private packer)
         elif isinstance(item, bytes | str):
             message.add_string(item)
         else:

@@ -1,4 +1,3 @@
-"""IO of the running process: watch, notify, children and hooks, metrics. May import
-``keysyncd.core``, ``.config``, ``.errors``, ``keysyncd.io.local``; never
-``keysyncd.io.remote`` (only actions reach nodes), ``keysyncd.actions`` or
-``keysyncd.commands``."""
+"""IO of the running process: watch, notify, children and hooks, metrics. May import core,
+config, errors, ``keysyncd.io.local``; never ``keysyncd.io.remote`` (only actions reach nodes),
+actions or commands."""
