@@ -38,9 +38,8 @@ def fsync_directory(directory: Path) -> None:
 
 
 def write_temp(directory: Path, content: bytes, mode: int = 0o600) -> Path:
-    """Return a new fsynced temp file in ``directory`` holding ``content``. The file is created
-    exclusively with ``mode`` from the first instant, so no other user can ever read it. Raise
-    OSError on failure, after removing the partial file."""
+    """Return a new fsynced temp file in ``directory`` holding ``content``, created exclusively with
+    ``mode`` (no other user can ever read it); raise OSError, the partial file removed."""
     path = directory / temp_name()
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
     try:

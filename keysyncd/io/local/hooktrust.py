@@ -170,9 +170,8 @@ def _resolve(name: str) -> tuple[str | None, list[str]]:
 
 
 def _shebang(path: str) -> list[str] | None:
-    """Return [interpreter, optional argument] of a script's #! line, None if it has none. As the
-    kernel reads it: the interpreter up to the first blank, then at most one argument (the rest of
-    the line). Never blocks: a FIFO swapped in is opened non-blocking."""
+    """Return [interpreter, optional argument] of a script's #! line as the kernel reads it, None if
+    it has none; never blocks (a FIFO swapped in is opened non-blocking)."""
     try:
         descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:

@@ -44,10 +44,9 @@ def candidates(word: str) -> Iterator[str]:
 
 
 def uncertainty(argv: Sequence[str]) -> str | None:
-    """Return why keysyncd cannot tell what hook ``argv`` runs, or None. Refused: a PATH assignment,
-    an env option (only ``NAME=VALUE`` and ``--`` are plain), ``cd``/``pushd``/``popd``/``chroot``,
-    a shell option keysyncd does not know, and a shell script named without a ``/`` (the shell may
-    look for it on PATH)."""
+    """Return why keysyncd cannot tell what hook ``argv`` runs, or None: a PATH assignment, an env
+    option (only ``NAME=VALUE`` and ``--`` are plain), ``cd``/``pushd``/``popd``/``chroot``, an
+    unknown shell option, a shell script named without a ``/``."""
     for words in [list(argv), *(split_words(word) for word in argv[1:])]:
         for index, word in enumerate(words):
             if word.startswith(("PATH=", "PATH+=")):

@@ -30,9 +30,8 @@ from keysyncd.io.local.trust import check_directory, problem_of
 
 @dataclass(frozen=True)
 class StoreScan:
-    """What the store holds: public and private PEMs by file name, and what is wrong;
-    ``algorithms``: each public key's algorithm (after a change of ``algorithm`` the keys
-    of the former one stay until the rotation that replaces them)."""
+    """What the store holds: PEMs by file name, what is wrong, and each public key's algorithm (a
+    former ``algorithm``'s keys stay until the rotation that replaces them)."""
 
     public: dict[str, bytes]
     private: dict[str, bytes]
@@ -138,9 +137,8 @@ class JwsStore:
 
 
 def _check_directory(directory: Path, secret: bool = False) -> None:
-    """Raise LocalFileError unless ``directory`` (if it exists) is a real directory that only
-    its owner (us or root) may change (``secret``: or list): a link there would lead key
-    files elsewhere."""
+    """Raise LocalFileError unless ``directory`` (if it exists) is a real directory only its owner
+    may change (``secret``: or list): a link there would lead key files elsewhere."""
     try:
         info = os.lstat(directory)
     except FileNotFoundError:

@@ -37,9 +37,8 @@ def exclusive(
     clock: Callable[[], float] = time.time,
     cancel: threading.Event | None = None,
 ) -> Iterator[None]:
-    """Hold the keysyncd lock for the block; wait up to ``wait`` seconds for it. Raise LockError
-    naming the holder if it stays taken, or at once when ``cancel`` is set (a stopping daemon must
-    not wait for another process's step)."""
+    """Hold the keysyncd lock for the block, waiting up to ``wait`` seconds; raise LockError naming
+    the holder if it stays taken, at once when ``cancel`` is set (the daemon stops)."""
     path = state_dir / "lock"
     check_directory(state_dir, "state_dir")
     try:

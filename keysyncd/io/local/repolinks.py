@@ -103,10 +103,9 @@ def _problem(directory_: Resolved, seen: list[Resolved]) -> str | None:
 
 
 def resolved_problems(config: Config) -> dict[int, str]:
-    """Return, by repository index, the line refusing each repository whose directories, as
-    links resolve, are ``/`` or in a pseudo file system, or equal to or nested with another
-    repository's directory, with ``state_dir`` or with ``report_dir`` (the first problem of
-    each: one line says enough)."""
+    """Return, by repository index, the first problem of each repository whose directories, as links
+    resolve, are ``/``, in a pseudo file system, or equal to or nested with another's, state_dir or
+    report_dir."""
     seen = [resolve("state_dir", config.state_dir), resolve("report_dir", config.report_dir)]
     found: dict[int, str] = {}
     for index, repository in enumerate(config.repositories):
@@ -119,9 +118,8 @@ def resolved_problems(config: Config) -> dict[int, str]:
 
 
 def repository_problems(config: Config) -> list[str]:
-    """Return every problem of ``config``'s repository directories that only the disk shows,
-    one line per repository: as links resolve them, or (kinds kept on the controller) the
-    directory itself a link or below a directory that someone else may change."""
+    """Return one line per repository whose directories only the disk refuses: as links resolve
+    them, or (kinds kept on the controller) a link or below a directory others may change."""
     found = resolved_problems(config)
     for index, repository in enumerate(config.repositories):
         # the keys of a kind with pairs per node are kept in state_dir there (JwsStore)

@@ -42,9 +42,8 @@ def _link(value: Any) -> dict[str, str] | None:
 
 
 def read_head(state_dir: Path) -> tuple[dict[str, Any], str | None]:
-    """Return the chain head and, if the head file is damaged, what is wrong with it (a damaged head
-    never blocks an action: the new head records the damage); raise LocalFileError if the head file
-    is unsafe."""
+    """Return the chain head and what is wrong with the head file, if damaged (never blocking an
+    action: the new head records it); raise LocalFileError if it is unsafe."""
     path = state_dir / HEAD_FILE
     content = read_trusted(path, limit=1 << 20)
     if content is None:
@@ -110,9 +109,8 @@ def verify_chain(report_dir: Path, state_dir: Path) -> list[str]:
 
 
 def inspect_chain(report_dir: Path, state_dir: Path) -> tuple[list[str], dict[str, str]]:
-    """Return every break in the report chain (as ``verify_chain``) and the reports written
-    late: id -> ``written_late_at`` (they could not be written when their action ended and
-    were kept in the journal: a gap the chain records, not a break)."""
+    """Return every break in the report chain and the reports written late (id ->
+    ``written_late_at``: kept in the journal meanwhile, a gap the chain records, not a break)."""
     late: dict[str, str] = {}
     head, damage = read_head(state_dir)
     problems: list[str] = [f"the chain head is damaged: {damage}"] if damage else []

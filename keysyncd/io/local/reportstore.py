@@ -202,9 +202,8 @@ def _summaries(report_dir: Path) -> dict[str, dict[str, Any]]:
 
 
 def _expired(report_dir: Path, retention: ReportsConfig, now: float | None) -> list[Path]:
-    """Return the reports beyond the retention, oldest first: beyond the newest keep_count,
-    then those older than keep_days at ``now`` (None: none by age), but never one of the
-    newest KEPT_WHATEVER_THEIR_AGE."""
+    """Return the reports beyond the retention, oldest first: beyond keep_count, then older than
+    keep_days at ``now`` (None: none by age), never the KEPT_WHATEVER_THEIR_AGE newest."""
     files = report_files(report_dir)
     doomed = files[: max(len(files) - retention.keep_count, 0)]
     if now is None:

@@ -60,9 +60,8 @@ class Scan:
 
 
 def read_key(path: Path, index: int, kind: KeyKind) -> tuple[Key | None, str | None]:
-    """Return the key at ``path`` (a name keystone loads as key ``index``), or None and
-    what is wrong with it (a non-canonical name, not a regular file, unreadable, too
-    large, not a key of ``kind``)."""
+    """Return the key at ``path`` (loaded by keystone as key ``index``), or None and what is wrong:
+    a non-canonical name, not a regular file, unreadable, too large, not of ``kind``."""
     if canonical_index(path.name) is None:
         return None, f"non-canonical key name keystone loads as key {index}"
     try:
@@ -157,9 +156,8 @@ class Repository:
         return warnings
 
     def ensure_directory(self) -> None:
-        """Create the directory (mode 0700, configured owner) if missing; raise RepositoryError
-        (changing nothing) if it exists holding anything but this repository's files,
-        LocalFileError if it is a link or could be swapped for one."""
+        """Create the directory (0700, configured owner) if missing; raise RepositoryError if it
+        holds other files (changing nothing), LocalFileError if it is or could be a link."""
         check_controller_directory(self.path)
         if others := local_others(self.path, symmetric_file):
             raise RepositoryError(refusal("", self.path, others, "refusing to write keys"))
@@ -195,9 +193,8 @@ class Repository:
         self.write_keys({1: first, 0: second}, order=(1, 0))
 
     def write_keys(self, materials: dict[int, bytes], order: tuple[int, ...]) -> None:
-        """Write ``materials`` as key files, renaming in ``order``; all or nothing. Existing files
-        with those indices are replaced. Raise RepositoryError on failure, after restoring the
-        directory to what it was."""
+        """Write ``materials`` as key files (replacing those indices), renaming in ``order``, all or
+        nothing; raise RepositoryError, the directory restored, on failure."""
         self.ensure_directory()
         staged: dict[int, Path] = {}
         renamed: list[int] = []

@@ -209,9 +209,8 @@ def numbers(document: Any, key: str, kinds: tuple[type, ...]) -> dict[str, Any]:
 
 
 def lenient(read: Any, *args: Any) -> Any:
-    """Return ``read(*args)``, or None if the field is damaged: the clock's record and the
-    latest time are observations that the next action makes again (``keysyncd.core.clock``
-    falls back on the journal's other times), so a damaged one must not stop everything."""
+    """Return ``read(*args)``, or None if the field is damaged: the clock's record and the latest
+    time are observed again by the next action, so a damaged one must not stop everything."""
     try:
         return read(*args)
     except Damaged:

@@ -68,9 +68,8 @@ def _ancestors(path: Path) -> list[Path]:
 
 
 def _looked_up_in(path: Path, hops: int = 40) -> list[Path]:
-    """Return every directory in which a name is looked up while ``path`` resolves, link by
-    link (at most ``hops`` links, as the kernel's limit): whoever may write one of them may
-    swap the name looked up there."""
+    """Return every directory a name is looked up in while ``path`` resolves, link by link (at most
+    ``hops``, the kernel's limit): whoever may write one may swap that name."""
     directories: list[Path] = []
     pending = list(path.parts[1:])
     current = Path("/")

@@ -209,9 +209,8 @@ class Fanout(Generic[V, P]):
             self.skews[name] = skew
 
     def tidy(self) -> None:
-        """Remove the clock probes (``NodeSession.clock_skew``) a killed keysyncd left on
-        nodes that need nothing else: phase 1 removes every temp file, but only on the nodes
-        that differ, and a kill while a node's clock is read leaves one on a node in sync."""
+        """Remove the clock probes a killed keysyncd left on nodes in sync (phase 1 removes every
+        temp file, but only on the nodes that differ)."""
 
         def probes(name: str) -> list[str]:
             plan = self.results[name].plan

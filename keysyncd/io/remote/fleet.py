@@ -60,9 +60,8 @@ class FleetAction(Fanout[NodeView, NodePlan]):
         return Ownership(*self.owner, owner if isinstance(owner, str) else None)
 
     def _current_view(self, name: str, expected: Mapping[int, str]) -> NodeView:
-        """Return node ``name``'s view as ``_view`` keeps it, read again only if nothing
-        was written there since, and it holds the content of every file ``expected``
-        needs judged (a view read for other keys may have left one unopened)."""
+        """Return node ``name``'s view as ``_view`` keeps it, read again if a file ``expected``
+        needs judged was left unopened (a view read for other keys)."""
         kept = self._read_for.get(name)
         if kept is not None and not view_covers(self._fresh.get(name), kept, expected):
             self._fresh.pop(name, None)

@@ -107,9 +107,8 @@ class JwsFleet(Fanout[JwsView, JwsNodePlan]):
         )
 
     def inspect(self, expected: Expected) -> None:
-        """Plan every healthy node against ``expected(node)`` from its view: read now,
-        unless the one read before is still current (``Fanout._view``): after phase 1, only
-        the nodes it wrote are read again for the gate."""
+        """Plan every healthy node against ``expected(node)`` from its view (``Fanout._view``):
+        after phase 1, only the nodes it wrote are read again for the gate."""
 
         def inspecting(name: str) -> None:
             result = self.results[name]
@@ -236,9 +235,8 @@ class JwsFleet(Fanout[JwsView, JwsNodePlan]):
         return found
 
     def private_public(self, name: str) -> tuple[bytes, str]:
-        """Return (the public half, the digest) of node ``name``'s private.pem; the private
-        key itself goes no further than this function. Raise NodeError if there is none or
-        it is not a private key for the repository's algorithm."""
+        """Return (the public half, the digest) of node ``name``'s private.pem (the private key goes
+        no further); raise NodeError if it is no private key of the repository's algorithm."""
         view = self.results[name].view
         entry = view.private_key if view is not None else None
         if entry is not None and entry.type is not EntryType.FILE:
@@ -254,9 +252,8 @@ class JwsFleet(Fanout[JwsView, JwsNodePlan]):
         return public, digest_of(content)
 
     def held_public_keys(self, name: str) -> list[bytes]:
-        """Return every public key for the repository's algorithm in node ``name``'s public
-        directory (none if there is no such directory); anything else there is skipped: this
-        only asks whether the node already holds a key another node offers."""
+        """Return every public key of the repository's algorithm in node ``name``'s public directory
+        (anything else skipped): does the node already hold a key another node offers?"""
         public = self._public_session(name)
         if public.directory_mode() is None:
             return []

@@ -69,9 +69,8 @@ class NodeSession(ReadingSession):
         self._guard(f"creating {self.directory}", making)
 
     def _lsetstat(self, attributes: SFTPAttributes, uid: int | None, gid: int | None) -> None:
-        """Set ``attributes`` on the session's directory, and the owner ``uid``/``gid`` when
-        given (the other one kept), with lsetstat@openssh.com (OpenSSH >= 8.0): it never
-        follows a link, had the directory been swapped for one, only the link would change."""
+        """Set ``attributes`` and the owner ``uid``/``gid`` when given (the other kept) on the
+        session's directory with lsetstat@openssh.com, which never follows a link swapped in."""
         path = str(self.directory)
         if uid is not None or gid is not None:
             current = self._stat(CMD_LSTAT, path)
@@ -162,9 +161,8 @@ class NodeSession(ReadingSession):
         self._guard(f"removing {name!a}", self.sftp.remove, self._path(name))
 
     def chmod_directory(self, mode: int, uid: int | None = None, gid: int | None = None) -> None:
-        """Set ``mode`` on the repository directory, and the owner ``uid``/``gid`` when given,
-        in one lsetstat (a mode fixed without the owner would lock keystone out). Key files
-        are never chmod-ed: a wrong mode is fixed by writing the file anew."""
+        """Set ``mode``, and the owner when given, on the repository directory in one lsetstat (a
+        mode without its owner would lock keystone out); key files are rewritten, never chmod-ed."""
         attributes = SFTPAttributes()
         attributes.st_mode = mode
         self._guard(f"changing the mode of {self.directory}", self._lsetstat, attributes, uid, gid)

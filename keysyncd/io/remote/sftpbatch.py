@@ -88,10 +88,9 @@ def _read_directory_slowly(sftp: paramiko.SFTPClient, path: str) -> list[tuple[s
 
 
 def trusted(entry: Entry, opened: Attributes, content: bytes) -> bytes | None:
-    """Return ``content`` if the file it was read from (``opened``: FSTAT through the open
-    handle) is what the listing showed as ``entry`` and was read whole; else None: the name
-    was swapped after the listing, perhaps for a link to another file, whose content must
-    not be trusted or even digested."""
+    """Return ``content`` if the file read (``opened``: FSTAT through the handle) is the ``entry``
+    listed and was read whole; else None: a name swapped for a link is neither trusted nor digested.
+    """
     same = (
         entry_type(opened.mode) is EntryType.FILE
         and (opened.size, opened.uid, opened.gid, opened.mtime)

@@ -14,9 +14,8 @@ import paramiko
 
 @dataclass
 class Traffic:
-    """One node's part: ``round_trips`` (each time keysyncd sent SFTP requests, then waited
-    for the node: a pipelined batch is one) and ``reads`` (full reads of its repository view:
-    its key directories listed and the key files there read)."""
+    """One node's part: ``round_trips`` (requests sent, then the node awaited: a pipelined batch is
+    one) and ``reads`` (full reads of its repository view)."""
 
     round_trips: int = 0
     reads: int = 0
@@ -50,9 +49,8 @@ def record(node: str, round_trips: int = 0, reads: int = 0) -> None:
 
 
 class MeteredChannel:
-    """An SFTP channel that counts round trips: a receive after anything was sent starts
-    a new one. Everything else is the paramiko Channel's own (only its public API is used:
-    paramiko's SFTPClient is given this object as its channel)."""
+    """An SFTP channel that counts round trips (a receive after a send starts one); the rest is the
+    paramiko Channel's public API, given to SFTPClient as its channel."""
 
     def __init__(self, channel: paramiko.Channel) -> None:
         self._channel = channel

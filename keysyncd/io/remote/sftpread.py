@@ -138,9 +138,8 @@ class ReadingSession:
             self.sftp.remove(self._path(name))
 
     def directory_mode(self) -> int | None:
-        """Return the mode of the session's directory, None if it does not exist; raise
-        NodeError if it is anything but a directory: a symlink there is refused, because
-        following it would let whoever planted it choose where keysyncd writes."""
+        """Return the mode of the session's directory, None if missing; raise NodeError if it is no
+        directory: following a symlink would let whoever planted it choose where keysyncd writes."""
         info = self.directory_and_ancestors(False)[0]
         return None if info is None else info.mode
 
@@ -182,10 +181,9 @@ class ReadingSession:
         return self._guard(f"looking at {self.directory}", looking)
 
     def list_directory(self, above: bool = False) -> Listing:
-        """Return the repository directory's entries at key names (and keysyncd's temp
-        files), and when ``above`` the directories above it (``directory_and_ancestors``,
-        no extra round trip); raise NodeError if it cannot be read, is no directory, or
-        holds more than MAX_KEY_ENTRIES entries at key names."""
+        """Return the directory's entries at key names and keysyncd's temp files, and when ``above``
+        the directories above it (same round trip); raise NodeError if it cannot be read, is no
+        directory, or holds over MAX_KEY_ENTRIES of them."""
         return self._listing(lambda name: key_index(name) is not None, above)
 
     def list_every_entry(self) -> tuple[int, tuple[Entry, ...], tuple[str, ...]]:

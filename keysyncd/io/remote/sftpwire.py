@@ -170,9 +170,8 @@ def _batch(sftp: paramiko.SFTPClient, requests: Sequence[Request]) -> list[Reply
 
 
 def expect(sftp: paramiko.SFTPClient, reply: Reply, kind: int, what: str) -> Message:
-    """Return the message of ``reply`` if it is of ``kind`` (CMD_STATUS: an OK status). Raise what
-    paramiko raises for an error status (IOError with the errno it maps, EOFError for end of file),
-    SFTPError for any other reply."""
+    """Return the message of ``reply`` if it is of ``kind`` (CMD_STATUS: OK); raise what paramiko
+    raises for an error status (IOError, EOFError at the end), SFTPError for another reply."""
     got, message = reply
     if got == CMD_STATUS:
         _client(sftp)._convert_status(message)  # raises for anything but OK
@@ -182,10 +181,9 @@ def expect(sftp: paramiko.SFTPClient, reply: Reply, kind: int, what: str) -> Mes
 
 
 def names_of(sftp: paramiko.SFTPClient, reply: Reply, listed: int) -> list[tuple[str, Attributes]]:
-    """Return (name, lstat attributes) of every entry of a READDIR reply but ``.`` and ``..``,
-    names decoded as keystone's Python would (UTF-8, undecodable bytes as surrogates); raise
-    EOFError at the end of the listing, SFTPError if the directory would hold more than
-    MAX_DIRECTORY_ENTRIES with the ``listed`` entries already read."""
+    """Return (name, lstat attributes) of every entry of a READDIR reply but ``.`` and ``..``, names
+    decoded as keystone's Python would (surrogateescape); raise EOFError at the end, SFTPError past
+    MAX_DIRECTORY_ENTRIES with the ``listed`` ones."""
     message = expect(sftp, reply, CMD_NAME, "a name response")
     _need(message, 4)
     count = message.get_int()

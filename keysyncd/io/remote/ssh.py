@@ -92,9 +92,8 @@ class _Transport(paramiko.Transport):
 
 
 class Credentials:
-    """The parsed known_hosts and client keys, loaded once and shared by every connection. Raise
-    LocalFileError (a local problem, the same for every node: exit 2) if known_hosts or the identity
-    file is missing, unsafe or damaged."""
+    """The parsed known_hosts and client keys, shared by every connection; raise LocalFileError
+    (exit 2: the same for every node) if either file is missing, unsafe or damaged."""
 
     def __init__(self, ssh: SshConfig, deadlines: Deadlines | None = None) -> None:
         self.ssh = ssh
@@ -179,9 +178,8 @@ def _available(preferred: tuple[str, ...], supported: Sequence[str]) -> list[str
 
 
 def _handshake(node: NodeConfig, transport: paramiko.Transport, credentials: Credentials) -> None:
-    """Exchange keys with ``node`` (only the host key known_hosts names for it is accepted),
-    then authenticate with each of our keys in turn; raise NodeError (host_key, auth) or
-    TimeoutError if the node stalls."""
+    """Exchange keys with ``node`` (only a host key known_hosts names for it), then authenticate;
+    raise NodeError (host_key, auth), TimeoutError if the node stalls."""
     ssh = credentials.ssh
     name = node.host if node.port == 22 else f"[{node.host}]:{node.port}"
     known = credentials.host_keys.lookup(name)

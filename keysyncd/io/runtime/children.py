@@ -56,9 +56,8 @@ def _tagged(pid: int, marker: bytes) -> bool:
 
 
 def end_group(pgid: int, grace: float, tag: str | None = None) -> None:
-    """End process group ``pgid`` (and the processes tagged ``tag`` that left it): SIGTERM,
-    then SIGKILL to what remains ``grace`` seconds later; return once none is left alive (or
-    a grace after the SIGKILL)."""
+    """End process group ``pgid`` and the processes tagged ``tag`` that left it: SIGTERM, then
+    SIGKILL ``grace`` seconds later; return once none is alive (or a grace after SIGKILL)."""
     for number in (signal.SIGTERM, signal.SIGKILL):
         members = group_members(pgid, tag)
         if not members:

@@ -89,9 +89,8 @@ class RepositoryWatcher:
         self._thread = threading.Thread(target=self._settle, name="watch-debounce", daemon=True)
 
     def start(self, directories: dict[str, Path]) -> dict[str, str]:
-        """Watch every ``name -> directory``; return why some cannot be watched, by name (each fails
-        on its own). One missing now is left to the periodic check: only a directory once watched is
-        re-armed."""
+        """Watch every ``name -> directory``; return why some cannot be, by name (each fails on its
+        own; a missing one is left to the periodic check)."""
         failures: dict[str, str] = {}
         try:
             self.observer.start()
@@ -231,8 +230,7 @@ def _observer(overflowed: Callable[[], None]) -> BaseObserver:
 
 def _overflow_emitter(base: Any, overflowed: Callable[[], None]) -> Any:
     """Return an inotify emitter class whose watch group also calls ``overflowed`` on a queue
-    overflow. watchdog 7 calls ``on_queue_overflow`` of each watch group and otherwise only
-    logs; an older watchdog has no such group, and then only a dead watcher is noticed."""
+    overflow (watchdog 7; with an older one only a dead watcher is noticed)."""
 
     # base is watchdog's InotifyEmitter, imported at run time only where inotify exists
     class OverflowEmitter(base):  # type: ignore[misc]
