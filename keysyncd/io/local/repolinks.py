@@ -1,26 +1,28 @@
-"""Directories keysyncd takes over. Repository directories as links resolve them (compared by
-device and inode too, and held to the rules ``keysyncd.config.paths`` applies as written);
-the controller's repository directory, never a link and below directories only root or
-keysyncd's user may change (whoever may change one could swap it for a link to any
-directory ``init`` would chmod and chown). And a directory ``init`` would take over must
-not hold anything but the repository's own files (key files, ``private.pem`` for JWS,
-``.keysyncd-*`` temp files): made 0700, ``/etc`` or a home directory would lock its users
-out."""
+"""Directories keysyncd takes over, and who owns them. Repository directories as links
+resolve them (compared by device and inode too, and held to the rules ``keysyncd.config.paths``
+applies as written); the controller's repository directory, never a link and below
+directories only root or keysyncd's user may change (whoever may change one could swap it for
+a link to any directory ``init`` would chmod and chown). A directory ``init`` would take over
+must not hold anything but the repository's own files (key files, ``private.pem`` for JWS,
+``.keysyncd-*`` temp files): made 0700, ``/etc`` or a home directory would lock its users out.
+Owner and group names are resolved on the controller (SFTP sets numeric ids on nodes)."""
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from keysyncd.config import Config
+from keysyncd.config import Config, RepositoryConfig
 from keysyncd.config.paths import directory, overlap, owned_directories
 from keysyncd.core.jws import PRIVATE_NAME
 from keysyncd.core.text import bounded, printable
 from keysyncd.core.view import is_temp_name, key_index, show_name
-from keysyncd.errors import LocalFileError, RepositoryError
+from keysyncd.errors import ConfigError, LocalFileError, RepositoryError
 from keysyncd.io.local.fsutil import describe_os_error
 from keysyncd.io.local.trust import parent_problem
 
@@ -164,3 +166,25 @@ def refusal(where: str, path: Path, others: list[str], action: str = "init") -> 
         f"({bounded(others, 3)}): keysyncd would change its mode and owner; point path at a "
         "directory of its own"
     )
+
+
+def resolve_id(value: int | str | None, lookup: str) -> int | None:
+    """Return a numeric uid/gid for ``value`` (a number or a name); raise ConfigError if unknown."""
+    if value is None or isinstance(value, int):
+        return value
+    try:
+        if lookup == "user":
+            return pwd.getpwnam(value).pw_uid
+        return grp.getgrnam(value).gr_gid
+    except KeyError:
+        raise ConfigError([f"unknown {lookup} {value!r} on this controller"]) from None
+
+
+def node_owner(repository: RepositoryConfig) -> tuple[int | None, int | None]:
+    """Return the numeric (uid, gid) every key file must have on the nodes."""
+    return resolve_id(repository.owner, "user"), resolve_id(repository.group, "group")
+
+
+def local_owner(repository: RepositoryConfig) -> tuple[int | None, int | None]:
+    """Return the (uid, gid) for local key files: only applied when running as root."""
+    return node_owner(repository) if os.geteuid() == 0 else (None, None)

@@ -21,8 +21,7 @@ REPORT_NAME = re.compile(r"[0-9]{8}T[0-9]{12}Z-[a-z-]+-[0-9a-f]{6}\.json")
 
 
 def report_files(report_dir: Path) -> list[Path]:
-    """Return the report files, oldest first (ids sort by time). Only names keysyncd gives reports
-    count: retention never deletes anything else."""
+    """Return the report files, oldest first: only names keysyncd gives (retention deletes no other)."""
     try:
         names = sorted(n for n in os.listdir(report_dir) if REPORT_NAME.fullmatch(n))
     except FileNotFoundError:
@@ -164,8 +163,7 @@ def _link_breaks(
 
 
 def _newest_breaks(last: dict[str, str] | None, previous: dict[str, str] | None) -> list[str]:
-    """Return what is wrong with the newest report the head records (``last``), given the
-    newest report found (``previous``)."""
+    """Return what is wrong with the head's newest report ``last``, given the newest found."""
     if last and previous is None:
         return [f"report {last['id']} is missing: every report was deleted"]
     if last and previous and last["id"] != previous["id"]:

@@ -188,8 +188,7 @@ def _index(
 
 
 def _summaries(report_dir: Path) -> dict[str, dict[str, Any]]:
-    """Return report id -> summary from the index (damaged lines skipped, the last line of an
-    id wins); empty if there is no usable index."""
+    """Return report id -> summary from the index (the last usable line of an id wins)."""
     found: dict[str, dict[str, Any]] = {}
     with contextlib.suppress(KeysyncError, OSError):
         content = read_trusted(report_dir / INDEX_FILE, limit=MAX_INDEX) or b""

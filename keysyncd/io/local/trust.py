@@ -25,8 +25,7 @@ def _owner_problem(info: os.stat_result) -> str | None:
 
 
 def problem_of(info: os.stat_result, directory: bool = False, secret: bool = False) -> str | None:
-    """Return why a file or directory with status ``info`` cannot be trusted, or None. Example:
-    ``"writable by group or others (mode 0777)"``."""
+    """Return why a file (or ``directory``) with status ``info`` cannot be trusted, or None."""
     expected = stat.S_ISDIR if directory else stat.S_ISREG
     if not expected(info.st_mode):
         return "not a directory" if directory else "not a regular file"

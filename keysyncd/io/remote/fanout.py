@@ -199,8 +199,7 @@ class Fanout(Generic[V, P]):
         self._each("connect", names, opening)
 
     def _read_clock(self, name: str, session: NodeSession, clock: Callable[[], float]) -> None:
-        """Learn ``name``'s clock from a file created there now (``NodeSession.clock_skew``),
-        within operation_timeout like every step on a node."""
+        """Learn ``name``'s clock (``NodeSession.clock_skew``) within operation_timeout."""
         token = self.deadlines.arm(self.ssh.operation_timeout, session.abort)
         skew = session.clock_skew(clock)
         if not self.deadlines.disarm(token):
@@ -209,8 +208,7 @@ class Fanout(Generic[V, P]):
             self.skews[name] = skew
 
     def tidy(self) -> None:
-        """Remove the clock probes a killed keysyncd left on nodes in sync (phase 1 removes every
-        temp file, but only on the nodes that differ)."""
+        """Remove the clock probes a killed keysyncd left on nodes in sync (phase 1 skips them)."""
 
         def probes(name: str) -> list[str]:
             plan = self.results[name].plan

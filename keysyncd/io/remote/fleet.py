@@ -36,8 +36,7 @@ class FleetAction(Fanout[NodeView, NodePlan]):
         return KINDS[self.repository.kind]
 
     def inspect(self, expected: dict[int, str], force: bool = False) -> None:
-        """Plan every healthy node against ``expected`` from its view: read now, unless
-        the one read before is still current (``Fanout._view``)."""
+        """Plan every healthy node against ``expected`` from its view (``Fanout._view``)."""
 
         def inspecting(name: str) -> None:
             result = self.results[name]
@@ -73,8 +72,7 @@ class FleetAction(Fanout[NodeView, NodePlan]):
         return self._view(name, reading)
 
     def _read_view(self, session: NodeSession, expected: Mapping[int, str]) -> NodeView:
-        """Return keystone's view of the node; only files that must be judged are opened
-        (all of them at once: ``read_many``)."""
+        """Return keystone's view of the node, opening only the files to judge (``read_many``)."""
         # the directories above it only when an owner is configured: who else would pass?
         listing = session.list_directory(above=self.ownership.user is not None)
         wanted = [entry for entry in listing.entries if needs_content(entry, expected)]
@@ -158,8 +156,7 @@ class FleetAction(Fanout[NodeView, NodePlan]):
 def view_covers(
     view: NodeView | None, read_for: frozenset[int], expected: Mapping[int, str]
 ) -> bool:
-    """Return True if ``view``, read for the keys ``read_for``, opened every file that must
-    be judged against ``expected`` (``needs_content``)."""
+    """Return True if ``view``, read for ``read_for``, opened every file ``expected`` judges."""
     return view is not None and all(
         needs_content(entry, read_for) or not needs_content(entry, expected)
         for entry in view.entries
@@ -187,9 +184,8 @@ def _mismatch(plan: NodePlan) -> str:
 
 
 def push_keyset(fleet: FleetAction, keyset: KeySet, force: bool = False) -> None:
-    """Inspect, push in two phases and verify ``keyset`` on every healthy node of ``fleet``: each
-    node is read at most once before its writes (not at all when its view is current) and once after
-    them."""
+    """Inspect, push in two phases and verify ``keyset`` on every healthy node of ``fleet``, each
+    read at most once before its writes and once after them."""
     expected = keyset.digests()
     fleet.inspect(expected, force)
     fleet.push(keyset)

@@ -215,8 +215,7 @@ class JwsFleet(Fanout[JwsView, JwsNodePlan]):
     # --- adopting what the nodes hold ------------------------------------------------------
 
     def public_contents(self, name: str) -> dict[str, bytes]:
-        """Return every public key in node ``name``'s public directory, by file name; raise
-        NodeError if anything there is not one."""
+        """Return node ``name``'s public keys by file name; raise NodeError for anything else."""
         public = self._public_session(name)
         _, listed, _ = public.list_every_entry()
         found = {}

@@ -36,8 +36,7 @@ class HashedName:
     negated: tuple[str, ...] = ()  # the line's "!pattern"s: a name they match is not this
 
     def matches(self, encoded: bytes) -> bool:
-        """Return True if this entry is the hash of the host name ``encoded`` and no negated
-        pattern of its line matches that name."""
+        """Return True if this hashes ``encoded`` and no negated pattern of its line matches it."""
         if any(_pattern_matches(encoded.decode(), pattern) for pattern in self.negated):
             return False
         mac = self.base.copy()

@@ -101,8 +101,7 @@ class ReadingSession:
         return attributes_of(expect(self.sftp, reply, CMD_ATTRS, "attributes"))
 
     def abort(self) -> None:
-        """Close the connection at once (a step ran past its deadline): every call blocked
-        on this node then fails, and its thread is free again."""
+        """Close the connection at once (a step ran past its deadline), freeing blocked calls."""
         with contextlib.suppress(Exception):
             self._transport.close()
 
@@ -193,8 +192,7 @@ class ReadingSession:
         return listing.directory_mode, listing.entries, listing.temp_files
 
     def _listing(self, keyed: Callable[[str], bool], above: bool) -> Listing:
-        """Return the Listing of the entries whose names are ``keyed``, and when ``above`` of
-        the directories above (only then are they looked at)."""
+        """Return the Listing of entries whose names are ``keyed`` (directories ``above`` too)."""
 
         def listing() -> Listing:
             info, upper = self.directory_and_ancestors(above)

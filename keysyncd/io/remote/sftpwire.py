@@ -87,8 +87,7 @@ def _need(message: Message, size: int) -> None:
 
 
 def string_of(message: Message, limit: int | None = None) -> bytes:
-    """Return the string that comes next in ``message``; raise SFTPError if it is longer
-    than ``limit`` bytes or than what the reply holds."""
+    """Return the next string in ``message``; raise SFTPError past ``limit`` or the reply."""
     _need(message, 4)
     length = message.get_int()
     if limit is not None and length > limit:

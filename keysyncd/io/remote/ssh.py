@@ -55,8 +55,7 @@ MACS = (
 
 
 class _Socket(socket.socket):
-    """A TCP socket that acknowledges at once (Linux TCP_QUICKACK, renewed before each read:
-    the kernel leaves quick-ack mode by itself)."""
+    """A TCP socket that acknowledges at once (TCP_QUICKACK, renewed before each read)."""
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         if QUICKACK is not None:
@@ -223,8 +222,7 @@ def _offer(transport: paramiko.Transport, wanted: set[str]) -> None:
 def _authenticate(
     node: NodeConfig, transport: paramiko.Transport, credentials: Credentials
 ) -> None:
-    """Authenticate with each of our keys in turn; raise NodeError (auth) if every one is
-    refused, TimeoutError if the node stalls."""
+    """Authenticate with our keys in turn; raise NodeError (auth) or TimeoutError (stall)."""
     ssh = credentials.ssh
     for key in credentials.keys:
         try:

@@ -90,8 +90,7 @@ def descendants(pid: int) -> list[int]:
 
 
 def terminate_children(grace: float) -> None:
-    """SIGTERM every process we started (hooks, their groups and theirs), then, ``grace``
-    seconds later, SIGKILL what remains."""
+    """SIGTERM every process we started (hooks and theirs); SIGKILL the rest ``grace`` s later."""
     for number in (signal.SIGTERM, signal.SIGKILL):
         with _groups_lock:
             groups = list(_groups.items())

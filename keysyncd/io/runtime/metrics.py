@@ -104,8 +104,7 @@ def write_metrics(config: Config) -> None:
 
 
 def serve_metrics(config: Callable[[], Config]) -> Any:
-    """Serve metrics on ``metrics.listen`` if configured; return the server (or None). Raise
-    KeysyncError if the address cannot be bound."""
+    """Return the server of ``metrics.listen`` (None if unset); raise KeysyncError if unbound."""
     listen = config().metrics.listen
     if not listen:
         return None
@@ -179,8 +178,7 @@ class BoundedServer(ThreadingMixIn, WSGIServer):
 
 
 def _cut(request: socket.socket) -> None:
-    """End a connection that outlived CONNECTION_DEADLINE: its thread's next read or write
-    fails, and the thread ends and frees its slot."""
+    """End a connection past CONNECTION_DEADLINE: its thread fails, ends, frees its slot."""
     with contextlib.suppress(OSError):  # already closed
         request.shutdown(socket.SHUT_RDWR)
 

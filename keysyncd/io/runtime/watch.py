@@ -146,8 +146,7 @@ class RepositoryWatcher:
                 self.on_change(name)
 
     def _alarm(self, name: str, what: str) -> None:
-        """Send ``what`` about ``name`` now, or hold it (the latest only) while ALARM_BURST
-        alarms were sent in the last ALARM_WINDOW seconds."""
+        """Send ``what`` about ``name`` now, or hold the latest while ALARM_BURST were just sent."""
         now = time.monotonic()
         recent = [at for at in self._alarms.get(name, []) if now - at < ALARM_WINDOW]
         if len(recent) >= ALARM_BURST:
@@ -215,8 +214,7 @@ class RepositoryWatcher:
 
 
 def _observer(overflowed: Callable[[], None]) -> BaseObserver:
-    """Return watchdog's observer; with inotify, one whose watches call ``overflowed`` when
-    the kernel's event queue overflowed (events were lost)."""
+    """Return watchdog's observer (with inotify, calling ``overflowed`` when events are lost)."""
     observer: BaseObserver = Observer()
     try:
         from watchdog.observers.inotify import InotifyEmitter
