@@ -21,7 +21,7 @@ REPORT_NAME = re.compile(r"[0-9]{8}T[0-9]{12}Z-[a-z-]+-[0-9a-f]{6}\.json")
 
 
 def report_files(report_dir: Path) -> list[Path]:
-    """Return the report files, oldest first: only names keysyncd gives (retention deletes no other)."""
+    """Return the report files, oldest first; only keysyncd names (retention deletes no other)."""
     try:
         names = sorted(n for n in os.listdir(report_dir) if REPORT_NAME.fullmatch(n))
     except FileNotFoundError:
