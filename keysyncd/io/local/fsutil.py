@@ -112,9 +112,8 @@ def read_key_file(
     cap: int = MAX_KEY_FILE,
     problem: Callable[[os.stat_result], str | None] = lambda info: None,
 ) -> bytes:
-    """Return up to ``cap`` + 1 bytes of regular file ``path``, never through a symlink and never
-    blocking on a FIFO (O_NOFOLLOW, O_NONBLOCK; the file is checked once open). Raise OSError if
-    it cannot be read, ValueError if it is not a regular file or ``problem`` finds one in it."""
+    """Return up to ``cap`` + 1 bytes of regular file ``path`` (never through a link, never
+    blocking); raise OSError if unreadable, ValueError if not regular or ``problem`` says so."""
     descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     with os.fdopen(descriptor, "rb") as handle:
         info = os.fstat(descriptor)

@@ -1,14 +1,10 @@
-"""The config file and its hook commands, trusted as OpenSSH's StrictModes trusts its files.
-
-Whoever may edit the config (or swap it, through a directory above it) chooses the hooks
-keysyncd runs as root and the directories it deletes keys in: every command loads its
-config through ``load_trusted_config``, and the daemon's reload too.
-
-keysyncd runs hooks as its own user (root, or keystone), always in ``/`` (RUN_DIRECTORY),
-so every file that decides what a hook runs must be as safe as the config that names it.
-"Trusted" means owned by root or keysyncd's user and writable by no one else, and so is
-every directory on the way to it (a sticky one such as /tmp excepted). Rather than parse
-what a shell or an interpreter will do, the rule is simple and errs on the side of refusal:
+"""The config file and its hook commands, trusted as OpenSSH's StrictModes trusts its files:
+whoever may edit the config (or swap it) chooses the hooks keysyncd runs as root and where it
+deletes keys, so every command, and the daemon's reload, loads it with ``load_trusted_config``.
+Hooks run as keysyncd's user (root, or keystone) in ``/`` (RUN_DIRECTORY): every file that
+decides what a hook runs must be as safe as the config, owned by root or keysyncd's user and
+writable by no one else, and so every directory on the way (a sticky one such as /tmp
+excepted). Rather than parse what a shell will do, the rule errs on the side of refusal:
 
 - the program (argv[0]) as it will run: found on PATH as subprocess finds it (and every PATH
   directory searched before it: whoever may write one may put a program of that name
@@ -189,9 +185,8 @@ def _shebang(path: str) -> list[str] | None:
 
 
 def config_file_problems(path: Path) -> list[str]:
-    """Return one line per reason the config file ``path`` cannot be trusted (empty: it can; a
-    missing file is left for the loader to report). Example: ``["config file
-    /etc/keysyncd/config.yaml is unsafe: writable by group or others (mode 0666)"]``."""
+    """Return one line per reason the config file ``path`` cannot be trusted (empty: it can, or it
+    is missing: the loader says so), e.g. ``["config file /x is unsafe: ..."]``."""
     if not os.path.exists(path):
         return []
     return [f"config file {path} is unsafe: {problem}" for problem in trust_problems(path)]
@@ -216,10 +211,9 @@ def trust_findings(config: Config) -> list[str]:
 
 def load_trusted_config(path: Path, strict: bool = True) -> Config:
     """Return the Config in ``path``; raise ConfigError if it cannot be used. ``strict`` (every
-    command but check-config, and the daemon's reload) refuses an unsafe file before parsing it, and
-    an unsafe hook; otherwise trust problems come with the validation errors and an unsafe but valid
-    config is returned (check-config lists them). Repository directories refused as links resolve
-    (``repolinks``) make it invalid in both modes."""
+    command but check-config) refuses an unsafe file before parsing it, and an unsafe hook;
+    otherwise an unsafe but valid config is returned, its trust problems listed by check-config.
+    Repository directories refused as links resolve make it invalid either way."""
     problems = config_file_problems(path)
     if strict and problems:
         raise ConfigError(problems[:1])

@@ -20,9 +20,8 @@ ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\+?=")
 
 
 def split_words(text: str) -> list[str]:
-    """Return the words of ``text`` as a shell splits them, quotes removed and ``;&|()<>`
-    `` and newlines as words of their own; blanks only if it does not split (an unclosed
-    quote: the shell refuses it, but may have run the lines before)."""
+    """Return the words of ``text`` as a shell splits them (``;&|()<>``, backquotes and newlines
+    words of their own); split on blanks if it does not parse (an unclosed quote)."""
     lexer = shlex.shlex(text, posix=True, punctuation_chars=PUNCTUATION)
     lexer.whitespace = " \t\r"
     lexer.whitespace_split = True

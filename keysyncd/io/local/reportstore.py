@@ -91,11 +91,10 @@ def write_report(
     now: float | None,
     written_late_at: float | None = None,
 ) -> Path:
-    """Write ``report`` (a Report, or one as JSON) chained to its predecessor and prune old reports
-    (by age at ``now`` too, unless None: the clock is not trusted); return its path, named by its
-    final id. ``written_late_at``: when it is written, after its action ended. Raise KeysyncError if
-    the report cannot be written; once its file is in place, a failure (index, chain head) is only
-    logged and the next writer adopts it."""
+    """Write ``report`` (a Report, or its JSON) chained to its predecessor, prune old reports (by
+    age too, unless ``now`` is None: the clock is untrusted); return its path, named by its final id
+    (``written_late_at``: written after its action ended). Raise KeysyncError if it cannot be
+    written; past that, failures are only logged."""
     document = report.to_json() if isinstance(report, Report) else dict(report)
     path = report_dir / f"{document['id']}.json"
     try:
@@ -240,9 +239,8 @@ def load_report(report_dir: Path, report_id: str) -> dict[str, Any]:
 
 
 def list_reports(report_dir: Path, since: float | None = None) -> list[dict[str, Any]]:
-    """Return the summary of every report (``summary``), oldest first; with ``since``, only those
-    whose file name says they started since then. A report the index lacks is read from its file
-    (skipped if unreadable)."""
+    """Return every report's summary, oldest first (with ``since``: started since then, by file
+    name); one the index lacks is read from its file, skipped if unreadable."""
     indexed = _summaries(report_dir)
     found = []
     for path in report_files(report_dir):

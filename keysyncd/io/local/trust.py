@@ -134,10 +134,9 @@ def _parent_problem(directory: Path) -> str | None:
 
 
 def open_trusted(path: Path, flags: int, follow: bool = False, secret: bool = False) -> int:
-    """Return a descriptor for ``path`` after checking, on the open file, that it is trusted
-    (``flags``: os.open's, O_CREAT creates it 0600; symlinks refused unless ``follow``; a FIFO never
-    blocks). Raise FileNotFoundError if it does not exist, LocalFileError if it is unsafe or cannot
-    be opened."""
+    """Return a descriptor for ``path``, checked trusted once open (``flags``: os.open's; O_CREAT
+    makes it 0600; a link refused unless ``follow``; a FIFO never blocks); raise FileNotFoundError
+    if missing, LocalFileError if unsafe or unopenable."""
     extra = os.O_CLOEXEC | os.O_NONBLOCK | (0 if follow else os.O_NOFOLLOW)
     try:
         descriptor = os.open(path, flags | extra, 0o600)

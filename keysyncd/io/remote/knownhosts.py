@@ -95,9 +95,8 @@ class KnownHosts:
         return by_type
 
     def why_unusable(self, name: str) -> str:
-        """Return which rule leaves host ``name`` without a usable key, in words: every key
-        listed for it is ``@revoked``, or it is only named by a pattern keysyncd does not use
-        (a wildcard, or a negation that excludes it), or it is not listed at all."""
+        """Return which rule leaves host ``name`` without a usable key: all ``@revoked``, named only
+        by a pattern keysyncd ignores (a wildcard, a negation), or not listed."""
         listed = list(self.plain.get(name, []))
         listed += [entry.key for entry in self.hashed if entry.matches(name.encode())]
         if listed and all(self.is_revoked(key) for key in listed):

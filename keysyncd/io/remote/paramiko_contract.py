@@ -1,7 +1,6 @@
-"""Every paramiko member keysyncd uses that paramiko does not document (its private SFTP
-request machinery, attributes its objects set), in one place:
-tests/unit/test_paramiko_contract.py checks each against the installed paramiko, and that
-keysyncd/io/remote uses no other, so a paramiko that changes one fails that test."""
+"""Every paramiko member keysyncd uses that paramiko does not document, in one place:
+tests/unit/test_paramiko_contract.py checks each against the installed paramiko (and that no
+other is used), so a paramiko that changes one fails that test."""
 
 from __future__ import annotations
 

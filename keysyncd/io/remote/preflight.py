@@ -17,9 +17,8 @@ from keysyncd.io.local.trust import check_directory, open_trusted, read_trusted
 
 def local_file_problems(config: Config, ssh: bool = True) -> list[str]:
     """Return every problem with the local files an action relies on (empty: none): state_dir,
-    report_dir, the lock files, each repository's state, the chain head (a damaged one is not a
-    problem: the chain goes on) and newest report, and with ``ssh`` (nodes configured) the identity
-    file and known_hosts."""
+    report_dir, lock files, each repository's state, the chain head (damage there is no problem) and
+    newest report, and with ``ssh`` the identity file and known_hosts."""
     checks: list[Callable[[], object]] = [
         lambda: check_directory(config.state_dir, "state_dir"),
         lambda: check_directory(config.state_dir / "repositories", "state directory"),

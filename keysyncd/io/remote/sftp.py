@@ -90,9 +90,8 @@ class NodeSession(ReadingSession):
 
     def clock_skew(self, clock: Callable[[], float]) -> float | None:
         """Return how many seconds ``clock`` (the controller's) is ahead of the node's, from the
-        mtime the node gives an empty temp file created now and removed at once (whole seconds:
-        within about a second plus half a round trip); None when the node does not tell. Never
-        raises: the clock is a witness, not a step."""
+        mtime the node gives an empty temp file created and removed now (within about a second), or
+        None if it does not tell; never raises: the clock is a witness, not a step."""
         name = clock_probe_name()
         path = self._path(name)
         try:

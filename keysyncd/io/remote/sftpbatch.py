@@ -55,9 +55,8 @@ def handle_of(sftp: paramiko.SFTPClient, reply: Reply, what: str) -> bytes:
 
 
 def read_directory(sftp: paramiko.SFTPClient, path: str) -> list[tuple[str, Attributes]]:
-    """Return (name, lstat attributes) of every entry of directory ``path`` (``names_of``): two
-    READDIRs and the CLOSE in one batch, then one READDIR at a time if it is not at its end; raise
-    SFTPError past MAX_DIRECTORY_ENTRIES."""
+    """Return (name, lstat attributes) of every entry of ``path``: two READDIRs and the CLOSE in one
+    batch, then one at a time if not at the end; raise SFTPError past MAX_DIRECTORY_ENTRIES."""
     (opened,) = pipeline(sftp, [(CMD_OPENDIR, (path,))])
     handle = handle_of(sftp, opened, "a directory handle")
     listing: list[Request] = [(CMD_READDIR, (handle,)), (CMD_READDIR, (handle,))]
@@ -88,9 +87,8 @@ def _read_directory_slowly(sftp: paramiko.SFTPClient, path: str) -> list[tuple[s
 
 
 def trusted(entry: Entry, opened: Attributes, content: bytes) -> bytes | None:
-    """Return ``content`` if the file read (``opened``: FSTAT through the handle) is the ``entry``
-    listed and was read whole; else None: a name swapped for a link is neither trusted nor digested.
-    """
+    """Return ``content`` if the file read (FSTAT through the handle) is the ``entry`` listed, read
+    whole; else None: a name swapped for a link is neither trusted nor digested."""
     same = (
         entry_type(opened.mode) is EntryType.FILE
         and (opened.size, opened.uid, opened.gid, opened.mtime)
@@ -163,10 +161,9 @@ def _checked(
 def fill(
     sftp: paramiko.SFTPClient, handle: bytes, content: bytes, uid: int | None, gid: int | None
 ) -> None:
-    """Write ``content`` through the new file's ``handle``, check its size, set its owner (through
-    the handle, which cannot be swapped for a symlink) and close it, in one round trip (two when
-    only one of ``uid`` and ``gid`` is given). Raise OSError if the file does not hold all of
-    ``content``: a partial key must never be renamed into place."""
+    """Write ``content`` through ``handle``, check its size, set its owner through the handle (never
+    swapped for a link) and close it, in one round trip (two if only ``uid`` or ``gid`` is given);
+    raise OSError if the file is short: a partial key is never renamed into place."""
     writes: list[Request] = [
         (CMD_WRITE, (handle, int64(offset), content[offset : offset + MAX_WRITE]))
         for offset in range(0, len(content), MAX_WRITE)

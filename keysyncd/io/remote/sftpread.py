@@ -145,10 +145,9 @@ class ReadingSession:
     def directory_and_ancestors(
         self, above: bool = True
     ) -> tuple[PathInfo | None, tuple[PathInfo, ...]]:
-        """Return the session's directory's PathInfo (lstat; None if missing) and, when ``above``,
-        that of every existing directory above it from ``/`` down (stat, as keystone's lookup), in
-        one round trip; raise NodeError as ``directory_mode`` does, or if a directory above cannot
-        be looked at."""
+        """Return the directory's PathInfo (lstat; None if missing) and, when ``above``, those of
+        the existing directories above it from ``/`` (stat, as keystone), in one round trip; raise
+        NodeError as ``directory_mode``, or if one above cannot be looked at."""
         path = str(self.directory)
         upper = ancestors(path) if above else ()
 
@@ -180,9 +179,8 @@ class ReadingSession:
         return self._guard(f"looking at {self.directory}", looking)
 
     def list_directory(self, above: bool = False) -> Listing:
-        """Return the directory's entries at key names and keysyncd's temp files, and when ``above``
-        the directories above it (same round trip); raise NodeError if it cannot be read, is no
-        directory, or holds over MAX_KEY_ENTRIES of them."""
+        """Return the entries at key names and keysyncd's temp files (and ``above``: the directories
+        above); raise NodeError if unreadable, no directory, or over MAX_KEY_ENTRIES entries."""
         return self._listing(lambda name: key_index(name) is not None, above)
 
     def list_every_entry(self) -> tuple[int, tuple[Entry, ...], tuple[str, ...]]:
@@ -254,9 +252,8 @@ class ReadingSession:
         return self._guard(f"reading {entry.name!a}", reading)
 
     def read_many(self, entries: Sequence[Entry], cap: int = MAX_KEY_FILE) -> list[bytes | None]:
-        """Return what ``read`` returns for each of ``entries``, in order, in two round trips (per
-        FILES_PER_BATCH files), checked as ``read`` checks; raise the NodeError ``read`` would raise
-        for the first that cannot be read."""
+        """Return what ``read`` returns for each of ``entries``, in two round trips per
+        FILES_PER_BATCH; raise the NodeError ``read`` would for the first that cannot be read."""
         paths = [self._path(entry.name) for entry in entries]
         outcomes = self._guard("reading key files", read_files, self.sftp, paths, entries, cap)
         contents: list[bytes | None] = []

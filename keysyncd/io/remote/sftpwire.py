@@ -52,9 +52,8 @@ class Attributes:
 
 
 def attributes_of(message: Message) -> Attributes:
-    """Return the attributes that come next in ``message``; raise SFTPError for a reply no honest
-    server sends: unlike paramiko's parser, stop at MAX_EXTENDED extended attributes and at a reply
-    cut short."""
+    """Return the next attributes in ``message``; raise SFTPError for a reply no honest server sends
+    (unlike paramiko, stop at MAX_EXTENDED extended attributes and at the reply's end)."""
     _need(message, 4)
     flags = message.get_int()
     fields = 8 * bool(flags & 0x1) + 8 * bool(flags & 0x2) + 4 * bool(flags & 0x4)

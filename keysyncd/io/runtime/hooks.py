@@ -100,9 +100,8 @@ def run_hooks(
     timeout: float,
     cancel: threading.Event | None = None,
 ) -> list[HookRun]:
-    """Run ``commands`` in order, each given ``document`` on stdin, stopping at the first failure or
-    when ``cancel`` is set (a running hook's group is ended); return one HookRun per command that
-    ran or was due. Never raises for a failing hook."""
+    """Run ``commands`` in order with ``document`` on stdin, stopping at a failure or at ``cancel``
+    (ending a running hook's group); return a HookRun per command run or due; never raises."""
     runs: list[HookRun] = []
     for command in commands:
         if cancel is not None and cancel.is_set():

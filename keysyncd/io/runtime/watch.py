@@ -23,12 +23,11 @@ from watchdog.observers.api import BaseObserver, ObservedWatch
 
 log = logging.getLogger(__name__)
 REPLACED, REMOVED, OVERFLOW = "replaced", "removed", "overflow"
-# the daemon job each alarm queues: report and check a new directory; check a vanished one
-# (an invalid repository, reported at every check until it is back); check all after a loss
-# at most ALARM_BURST replaced/removed alarms per repository in any ALARM_WINDOW seconds; the
-# latest one beyond is held until the window allows it: whoever can swap the directory in a
-# loop must not flood the report history (retention keeps a count) with "replaced" reports
+# at most ALARM_BURST replaced/removed alarms per repository in ALARM_WINDOW seconds (the
+# latest beyond is held): a loop swapping the directory must not flood the report history
 ALARM_BURST, ALARM_WINDOW = 4, 60.0
+# the daemon job each alarm queues: report and check a new directory; check a vanished one
+# (invalid until it is back); check all after a loss
 WATCH_JOBS = {REPLACED: "replaced", REMOVED: "watch", OVERFLOW: "check"}
 Identity = tuple[int, int]
 
@@ -112,9 +111,8 @@ class RepositoryWatcher:
         return failures
 
     def _arm(self, name: str, target: _Target) -> None:
-        """Watch what is at ``target.directory`` now (nothing if it is missing); raise OSError
-        if it cannot be watched. The identity is taken first: a directory swapped between
-        the two steps then differs at the next look, and is re-armed."""
+        """Watch what is at ``target.directory`` now (if anything); raise OSError if it cannot be.
+        The identity is taken first: a directory swapped meanwhile is re-armed later."""
         target.identity = identity_of(target.directory)
         if target.identity is not None:
             # on a running observer, schedule() adds the inotify watch right away
