@@ -92,8 +92,7 @@ class Repository:
         self.group = group
 
     def scan(self) -> Scan:
-        """Return the keys and problems found; raise RepositoryError if unreadable,
-        LocalFileError if the directory is a link or could be swapped for one."""
+        """Return keys, problems; raise RepositoryError if unreadable, LocalFileError if unsafe."""
         check_controller_directory(self.path)
         try:
             names = sorted(os.listdir(self.path))
@@ -135,8 +134,7 @@ class Repository:
             return False
 
     def permission_problems(self) -> list[str]:
-        """Return lax modes: anything others may access, or the group may write. Such a repository
-        is invalid: keysyncd neither pushes nor rotates it."""
+        """Return lax modes (any access by others, group write): such a repository is invalid."""
         check_controller_directory(self.path)
         warnings = []
         try:
@@ -188,8 +186,7 @@ class Repository:
         return temp
 
     def create(self, first: bytes, second: bytes) -> None:
-        """Write a new repository {1: first, 0: second}, like keystone's fernet_setup. Raise
-        RepositoryError (after removing what was written) on failure."""
+        """Write new repository {1: first, 0: second}; raise RepositoryError (undone) on error."""
         self.write_keys({1: first, 0: second}, order=(1, 0))
 
     def write_keys(self, materials: dict[int, bytes], order: tuple[int, ...]) -> None:
@@ -208,14 +205,12 @@ class Repository:
                     os.rename(staged.pop(index), self.path / str(index))
                     renamed.append(index)
                 fsync_directory(self.path)
-            except OSError as error:
+            except (OSError, RepositoryError) as error:
                 self._undo(staged.values(), renamed)
-                raise RepositoryError(
-                    f"cannot write keys to {self.path}: {describe_os_error(error)}"
-                ) from None
-            except RepositoryError:
-                self._undo(staged.values(), renamed)
-                raise
+                if isinstance(error, RepositoryError):
+                    raise
+                reason = describe_os_error(error)
+                raise RepositoryError(f"cannot write keys to {self.path}: {reason}") from None
 
     def _undo(self, temps: Iterable[Path], renamed: list[int]) -> None:
         """Remove temp files and the keys renamed so far: the directory is as it was."""
@@ -251,14 +246,12 @@ class Repository:
                     new_primary.unlink()
                     raise
                 fsync_directory(self.path)
-            except OSError as error:
+            except (OSError, RepositoryError) as error:
                 self._undo(temps, [])
-                raise RepositoryError(
-                    f"cannot rotate {self.path}: {describe_os_error(error)}; nothing changed"
-                ) from None
-            except RepositoryError:
-                self._undo(temps, [])
-                raise
+                if isinstance(error, RepositoryError):
+                    raise
+                reason = f"{describe_os_error(error)}; nothing changed"
+                raise RepositoryError(f"cannot rotate {self.path}: {reason}") from None
 
     def retire(self, indices: tuple[int, ...]) -> None:
         """Delete the key files ``indices``; raise RepositoryError naming the first failure. A key

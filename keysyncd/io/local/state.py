@@ -107,8 +107,7 @@ def from_json(document: Any) -> RepositoryState:
 
 
 def load_state(state_dir: Path, name: str) -> RepositoryState:
-    """Return the journal of repository ``name`` (a fresh one if none exists yet). Raise
-    LocalFileError naming the file if it is unsafe, unreadable or damaged."""
+    """Return ``name``'s journal (fresh if none); raise LocalFileError if unsafe or damaged."""
     path = state_path(state_dir, name)
     check_directory(state_dir, "state_dir")
     check_directory(path.parent, "state directory")

@@ -48,8 +48,7 @@ def local_file_problems(config: Config, ssh: bool = True) -> list[str]:
 
 
 def check_local_files(config: Config, ssh: bool) -> None:
-    """Raise LocalFileError naming the first local file that is unsafe or damaged (see
-    ``local_file_problems``), before the action changes anything."""
+    """Raise LocalFileError naming the first unsafe or damaged file (``local_file_problems``)."""
     problems = local_file_problems(config, ssh)
     if problems:
         raise LocalFileError(problems[0])

@@ -27,8 +27,7 @@ _open: list[dict[str, Traffic]] = []
 
 @contextmanager
 def metered() -> Iterator[dict[str, Traffic]]:
-    """Yield a dict that gathers, by node name, the traffic of every connection closed and
-    every fan-out finished inside the block (any thread of this process)."""
+    """Yield a dict of each node's traffic from connections and fan-outs ending in the block."""
     seen: dict[str, Traffic] = {}
     with _lock:
         _open.append(seen)

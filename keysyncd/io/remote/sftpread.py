@@ -106,8 +106,7 @@ class ReadingSession:
             self._transport.close()
 
     def filesystem_condition(self) -> str | None:
-        """Return ``read-only``, ``full`` or None for the node's filesystem. Uses the
-        statvfs@openssh.com extension; None when the server does not offer it."""
+        """Return ``read-only``, ``full`` or None (statvfs@openssh.com not offered)."""
         try:
             kind, message = request(
                 self.sftp, CMD_EXTENDED, "statvfs@openssh.com", str(self.directory)
@@ -184,8 +183,7 @@ class ReadingSession:
         return self._listing(lambda name: key_index(name) is not None, above)
 
     def list_every_entry(self) -> tuple[int, tuple[Entry, ...], tuple[str, ...]]:
-        """Return (directory mode, an Entry for every name, keysyncd's temp files): a JWS
-        public directory, where keystone reads every file whatever its name."""
+        """Return (mode, every name's Entry, temp files): keystone reads all of a JWS public dir."""
         listing = self._listing(lambda name: True, False)
         return listing.directory_mode, listing.entries, listing.temp_files
 
@@ -216,8 +214,7 @@ class ReadingSession:
         return self._guard(f"listing {self.directory}", listing)
 
     def _entry(self, name: str, attributes: Attributes) -> Entry:
-        """Return the Entry for a key-named directory entry; a symlink's target is examined
-        with stat (which opens nothing, so a FIFO behind it cannot block us)."""
+        """Return a key-named entry's Entry; a symlink's target is only stat-ed (no FIFO blocks)."""
         kind = entry_type(attributes.mode)
         target = target_size = None
         if kind is EntryType.SYMLINK:

@@ -150,8 +150,7 @@ def _run_one(
 
 
 def _start(command: tuple[str, ...], document: bytes, tag: str) -> subprocess.Popen[bytes]:
-    """Return the started hook process, ``document`` on its stdin, in its own process group
-    and tagged with ``tag``; raise OSError if it cannot be started."""
+    """Return the hook started in its own group, tagged ``tag``; raise OSError if it fails."""
     # stdin from an unlinked file: a hook that never reads it cannot block keysyncd
     with tempfile.TemporaryFile() as stdin:
         stdin.write(document)

@@ -26,7 +26,7 @@ from keysyncd.core.journal import Durations
 from keysyncd.errors import KeysyncError
 from keysyncd.io.local.fsutil import atomic_write
 from keysyncd.io.local.state import load_state
-from keysyncd.io.runtime.daemon_info import read_daemon_info
+from keysyncd.io.runtime.children import read_daemon_info
 from keysyncd.io.runtime.metricfamilies import Families
 
 log = logging.getLogger(__name__)

@@ -52,8 +52,7 @@ class _Target:
 
 
 def identity_of(directory: Path) -> Identity | None:
-    """Return the (device, inode) of ``directory``, None if it is missing or not a directory;
-    raise OSError if it cannot be examined (e.g. permission denied)."""
+    """Return ``directory``'s (device, inode), None if missing or no directory; raise OSError."""
     try:
         info = os.stat(directory)
     except (FileNotFoundError, NotADirectoryError):
