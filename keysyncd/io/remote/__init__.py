@@ -1,3 +1,3 @@
-"""IO on the nodes: SSH, SFTP, the fan-out over the fleet, each kind's phases, preflight. May
-import core, config, errors, ``keysyncd.io.local``; never ``keysyncd.io.runtime``, actions or
-commands."""
+"""IO on the nodes: SSH, SFTP, the fan-out over the fleet, each kind's phases, preflight.
+May import core, config, errors, ``keysyncd.io.local``; never ``keysyncd.io.runtime``,
+actions or commands."""
