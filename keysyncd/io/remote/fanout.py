@@ -111,6 +111,7 @@ class Fanout(Generic[V, P]):
         self.repository = repository
         self.owner = owner
         self.nodes = list(nodes)
+        self.by_name = {node.name: node for node in self.nodes}
         self.clock = clock  # the controller's: when given, each node's clock is read on open
         self.skews: dict[str, float] = {}  # node -> controller clock minus node clock
         self.ssh = ssh
@@ -187,10 +188,9 @@ class Fanout(Generic[V, P]):
         LocalFileError (for the whole action) if known_hosts or the identity file is missing, unsafe
         or damaged: that is the controller's problem, not any node's."""
         credentials = Credentials(self.ssh, self.deadlines)
-        by_name = {n.name: n for n in self.nodes}
 
         def opening(name: str) -> None:
-            node = by_name[name]
+            node = self.by_name[name]
             self.sessions[name] = connect(node, self.directory(node), credentials)
             if self.clock is not None:
                 self._read_clock(name, self.sessions[name], self.clock)

@@ -47,8 +47,8 @@ class JwsFleet(Fanout[JwsView, JwsNodePlan]):
         return None if uid is None else User(uid, gid, name if isinstance(name, str) else None)
 
     def _public_session(self, name: str) -> NodeSession:
-        node = next(node for node in self.nodes if node.name == name)
-        return self.sessions[name].rooted(self.repository.jws_directories(node.path)[1])
+        public = self.repository.jws_directories(self.by_name[name].path)[1]
+        return self.sessions[name].rooted(public)
 
     # --- reading ---------------------------------------------------------------------------
 

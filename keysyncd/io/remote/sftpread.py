@@ -97,8 +97,10 @@ class ReadingSession:
 
     def _stat(self, kind: int, target: object) -> Attributes:
         """Return the attributes of a path (CMD_LSTAT, CMD_STAT) or an open handle (CMD_FSTAT)."""
-        reply = request(self.sftp, kind, target)
-        return attributes_of(expect(self.sftp, reply, CMD_ATTRS, "attributes"))
+        reply, message = request(self.sftp, kind, target)
+        if reply != CMD_ATTRS:
+            raise paramiko.SFTPError("expected attributes")
+        return attributes_of(message)
 
     def abort(self) -> None:
         """Close the connection at once (a step ran past its deadline), freeing blocked calls."""
