@@ -26,10 +26,9 @@ from keysyncd.core.text import named, plural, printable
 from keysyncd.core.view import MAX_KEY_FILE, entry_problem, show_name
 from keysyncd.core.vocabulary import Action, Outcome
 from keysyncd.errors import KeysyncError
-from keysyncd.io.local.occupied import local_others, refusal, symmetric_file
+from keysyncd.io.local.repolinks import local_others, refusal, symmetric_file
 from keysyncd.io.local.state import load_state
-from keysyncd.io.remote.fleet import FleetAction, push_keyset
-from keysyncd.io.remote.occupied import refuse_occupied_nodes
+from keysyncd.io.remote.fleet import FleetAction, push_keyset, refuse_occupied_nodes
 from keysyncd.io.remote.sftp import NodeSession
 
 

@@ -18,9 +18,8 @@ from keysyncd.actions.inspect import lint_repository
 from keysyncd.actions.jwsinspect import algorithm_change
 from keysyncd.config import Config
 from keysyncd.errors import ConfigError, KeysyncError, LocalFileError
-from keysyncd.io.local.configtrust import trust_findings
-from keysyncd.io.local.hooktrust import RUN_DIRECTORY
-from keysyncd.io.local.ids import resolve_id
+from keysyncd.io.local.hooktrust import RUN_DIRECTORY, trust_findings
+from keysyncd.io.local.repolinks import resolve_id
 from keysyncd.io.remote.preflight import local_file_problems
 from keysyncd.io.runtime.children import UNIT_TIMEOUT_STOP_SEC
 

@@ -32,7 +32,7 @@ from keysyncd.core.journal import Recovery, RepositoryState
 from keysyncd.core.policy import RotationPlan
 from keysyncd.core.report import NodeOutcome, Report
 from keysyncd.core.vocabulary import Action, Outcome, Trigger, outcome_of
-from keysyncd.io.local.ids import node_owner
+from keysyncd.io.local.repolinks import node_owner
 from keysyncd.io.local.reportstore import new_report_id
 from keysyncd.io.local.state import save_state
 from keysyncd.io.remote.fanout import Fanout, Progress

@@ -23,7 +23,7 @@ from keysyncd.core.schedule import cron_trigger, next_fire_times, rotation_perio
 from keysyncd.core.times import rfc3339, rfc3339_of
 from keysyncd.core.vocabulary import STALE
 from keysyncd.errors import KeysyncError
-from keysyncd.io.local.ids import local_owner
+from keysyncd.io.local.repolinks import local_owner
 from keysyncd.io.local.repository import Repository
 from keysyncd.io.local.state import load_state
 

@@ -17,12 +17,11 @@ from keysyncd.core.jwsplan import JwsExpected
 from keysyncd.core.keyring import digest_of
 from keysyncd.core.text import bounded, named
 from keysyncd.errors import KeysyncError, RepositoryError
-from keysyncd.io.local.ids import node_owner
 from keysyncd.io.local.jwsstore import JwsStore, StoreScan, store_root
-from keysyncd.io.local.occupied import jws_private_file
+from keysyncd.io.local.repolinks import jws_private_file, node_owner
 from keysyncd.io.local.state import load_state
+from keysyncd.io.remote.fleet import refuse_occupied_nodes
 from keysyncd.io.remote.jwsfleet import JwsFleet
-from keysyncd.io.remote.occupied import refuse_occupied_nodes
 
 
 def store_of(run: Run) -> JwsStore:

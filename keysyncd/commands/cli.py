@@ -140,7 +140,7 @@ def _run(args: argparse.Namespace, out: Output) -> int:
             getattr(importlib.import_module(f"keysyncd.commands.{module}"), function)(args, out)
         )
     from keysyncd.errors import ConfigError
-    from keysyncd.io.local.configtrust import load_trusted_config
+    from keysyncd.io.local.hooktrust import load_trusted_config
     from keysyncd.io.remote.preflight import check_local_files
 
     path = config_path(args.config)

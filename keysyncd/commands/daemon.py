@@ -28,13 +28,11 @@ from keysyncd.core.schedule import missed_rotation
 from keysyncd.core.text import plural
 from keysyncd.core.times import rfc3339_of
 from keysyncd.errors import ConfigError, KeysyncError
-from keysyncd.io.local.configtrust import load_trusted_config
 from keysyncd.io.local.fsutil import atomic_write
+from keysyncd.io.local.hooktrust import load_trusted_config
 from keysyncd.io.local.state import load_state
-from keysyncd.io.runtime.children import terminate_children
-from keysyncd.io.runtime.daemon_info import daemon_file
+from keysyncd.io.runtime.children import Notifier, daemon_file, terminate_children
 from keysyncd.io.runtime.metrics import serve_metrics
-from keysyncd.io.runtime.notify import Notifier
 from keysyncd.io.runtime.watch import WATCH_JOBS, RepositoryWatcher
 
 log = logging.getLogger("keysyncd.commands.daemon")

@@ -21,7 +21,7 @@ from keysyncd.config import Config, RepositoryConfig
 from keysyncd.core.text import plural
 from keysyncd.core.times import rfc3339
 from keysyncd.core.vocabulary import GOOD
-from keysyncd.io.runtime.daemon_info import read_daemon_info
+from keysyncd.io.runtime.children import read_daemon_info
 
 
 def status_of(config: Config, repository: RepositoryConfig, now: float) -> dict[str, Any]:

@@ -1,5 +1,5 @@
 """``plan`` for ``jws``: the lifecycle simulation runs the model's own decisions
-(``keysyncd.core.jwslife``): every rotation gives each node a new pair that signs at once, the
+(``keysyncd.core.jwsconverge``): every rotation gives each node a new pair that signs at once, the
 old public key retires at the first rotation ``retention`` after it was replaced, a pair
 waiting to be installed is installed (not replaced) by the next rotation, and an old key
 whose node was never verified switching stays."""

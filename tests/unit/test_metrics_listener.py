@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 
 from keysyncd.config import Config, parse_config
-from keysyncd.io.runtime.metrics import serve_metrics
-from keysyncd.io.runtime.metricsserver import (
+from keysyncd.io.runtime.metrics import (
     CONNECTION_THREAD,
     IDLE_TIMEOUT,
     MAX_CONNECTIONS,
     BoundedServer,
+    serve_metrics,
 )
 
 

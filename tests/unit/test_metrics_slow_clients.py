@@ -12,8 +12,12 @@ import time
 import urllib.error
 from pathlib import Path
 
-from keysyncd.io.runtime.metrics import serve_metrics
-from keysyncd.io.runtime.metricsserver import CONNECTION_DEADLINE, IDLE_TIMEOUT, MAX_CONNECTIONS
+from keysyncd.io.runtime.metrics import (
+    CONNECTION_DEADLINE,
+    IDLE_TIMEOUT,
+    MAX_CONNECTIONS,
+    serve_metrics,
+)
 from tests.unit.test_metrics_listener import config_listening, free_port, scrape
 
 

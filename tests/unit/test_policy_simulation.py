@@ -1,4 +1,4 @@
-"""``plan``'s simulation (core/keylife.simulate) against lifecycles worked out by hand.
+"""``plan``'s simulation (core/policy.simulate) against lifecycles worked out by hand.
 
 Start: key 1 secondary (demoted and confirmed at 0), key 2 primary since 0 (made at -10),
 key 0 staged at 0; max_active_keys 3, token_expiration 100. Each rotation retires the

@@ -22,7 +22,7 @@ import yaml
 from keysyncd.commands.cli import main
 from keysyncd.core.kinds import KINDS
 from keysyncd.errors import ConfigError, LocalFileError, RepositoryError
-from keysyncd.io.local.configtrust import load_trusted_config
+from keysyncd.io.local.hooktrust import load_trusted_config
 from keysyncd.io.local.repository import Repository
 
 NOBODY = 65534  # the service user (keystone owns /etc/keystone on many installs)

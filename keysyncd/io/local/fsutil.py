@@ -1,4 +1,5 @@
-"""Atomic local file writes: exclusive temp file + fsync + rename + directory fsync."""
+"""Local file primitives: atomic writes (exclusive temp file + fsync + rename + directory
+fsync), and safe reads (never through a symlink, never blocking on a FIFO, capped)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,12 @@ import contextlib
 import errno
 import json
 import os
+import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from keysyncd.core.view import TEMP_PREFIX
+from keysyncd.core.view import MAX_KEY_FILE, TEMP_PREFIX
 
 CLOCK_PROBE_PREFIX = f"{TEMP_PREFIX}clock-"  # the temp files a node's clock is read from
 
@@ -35,11 +38,8 @@ def fsync_directory(directory: Path) -> None:
 
 
 def write_temp(directory: Path, content: bytes, mode: int = 0o600) -> Path:
-    """Return a new fsynced temp file in ``directory`` holding ``content``.
-
-    The file is created exclusively with ``mode`` from the first instant, so no other
-    user can ever read it. Raise OSError on failure, after removing the partial file.
-    """
+    """Return a new fsynced temp file in ``directory`` holding ``content``, created exclusively with
+    ``mode`` (no other user can ever read it); raise OSError, the partial file removed."""
     path = directory / temp_name()
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
     try:
@@ -84,10 +84,8 @@ def describe_os_error(error: OSError) -> str:
 
 
 def remove_temp_files(directory: Path) -> list[str]:
-    """Delete leftover ``.keysyncd-*`` temp files in ``directory``; return their names.
-
-    Call it only while holding the lock that serialises writes to ``directory``.
-    """
+    """Delete leftover ``.keysyncd-*`` temp files in ``directory``; return their names. Call it only
+    while holding the lock that serialises writes to ``directory``."""
     removed = []
     with contextlib.suppress(FileNotFoundError):
         for name in os.listdir(directory):
@@ -107,3 +105,20 @@ def load_json(content: bytes) -> Any:
         raise ValueError("nested too deeply to be a keysyncd file") from None
     except UnicodeDecodeError as error:
         raise ValueError(f"not UTF-8 text: {error.reason}") from None
+
+
+def read_key_file(
+    path: Path,
+    cap: int = MAX_KEY_FILE,
+    problem: Callable[[os.stat_result], str | None] = lambda info: None,
+) -> bytes:
+    """Return up to ``cap`` + 1 bytes of regular file ``path`` (never through a link, never
+    blocking); raise OSError if unreadable, ValueError if not regular or ``problem`` says so."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(descriptor, "rb") as handle:
+        info = os.fstat(descriptor)
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError("not a regular file")
+        if found := problem(info):
+            raise ValueError(f"unsafe: {found}")
+        return handle.read(cap + 1)

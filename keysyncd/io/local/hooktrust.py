@@ -1,10 +1,10 @@
-"""Hook commands, trusted as OpenSSH's StrictModes trusts its files.
-
-keysyncd runs hooks as its own user (root, or keystone), always in ``/`` (RUN_DIRECTORY),
-so every file that decides what a hook runs must be as safe as the config that names it.
-"Trusted" means owned by root or keysyncd's user and writable by no one else, and so is
-every directory on the way to it (a sticky one such as /tmp excepted). Rather than parse
-what a shell or an interpreter will do, the rule is simple and errs on the side of refusal:
+"""The config file and its hook commands, trusted as OpenSSH's StrictModes trusts its files:
+whoever may edit the config (or swap it) chooses the hooks keysyncd runs as root and where it
+deletes keys, so every command, and the daemon's reload, loads it with ``load_trusted_config``.
+Hooks run as keysyncd's user (root, or keystone) in ``/`` (RUN_DIRECTORY): every file that
+decides what a hook runs must be as safe as the config, owned by root or keysyncd's user and
+writable by no one else, and so every directory on the way (a sticky one such as /tmp
+excepted). Rather than parse what a shell will do, the rule errs on the side of refusal:
 
 - the program (argv[0]) as it will run: found on PATH as subprocess finds it (and every PATH
   directory searched before it: whoever may write one may put a program of that name
@@ -21,8 +21,7 @@ what a shell or an interpreter will do, the rule is simple and errs on the side 
   a shell option keysyncd does not know, a shell script named without a ``/``
   (``keysyncd.io.local.hookwords``), and programs nested deeper than MAX_DEPTH.
 
-A program that cannot be found is not a trust problem: running it fails anyway.
-"""
+A program that cannot be found is not a trust problem: running it fails anyway."""
 
 from __future__ import annotations
 
@@ -33,25 +32,24 @@ import stat
 from collections.abc import Sequence
 from pathlib import Path
 
-from keysyncd.errors import LocalFileError
+from keysyncd.config import Config, load_config
+from keysyncd.errors import ConfigError, LocalFileError
 from keysyncd.io.local.hookwords import SHELLS, candidates, env_program, shell_options, split_words
 from keysyncd.io.local.hookwords import uncertainty as _uncertainty
+from keysyncd.io.local.repolinks import repository_problems
 from keysyncd.io.local.trust import check_directory, trust_problems
 
 RUN_DIRECTORY = "/"  # the working directory of every hook (io/hooks.py)
 MAX_DEPTH = 6  # programs followed through #! lines and env (the kernel nests 4 #!)
 SHEBANG_LIMIT = 256  # what the kernel reads of a #! line (BINPRM_BUF_SIZE)
 GLOB_LIMIT = 256  # files a pattern in a hook's words may match that are looked at
+EVENTS = ("before_rotate", "after_rotate", "on_failure")
 
 
 def hook_problem(argv: Sequence[str]) -> str | None:
-    """Return why hook command ``argv`` must not run, as one line naming the unsafe file
-    (or what makes it uncertain), or None when every file that decides what it runs is
-    trusted.
-
-    Example: ``"hook program /usr/local/bin/migrate is unsafe: writable by group or others
-    (mode 0666)"``.
-    """
+    """Return why hook command ``argv`` must not run, as one line naming the unsafe file (or what
+    makes it uncertain), or None when every file that decides what it runs is trusted. Example:
+    ``"hook program /usr/local/bin/migrate is unsafe: writable by group or others (mode 0666)"``."""
     if not argv:
         return None
     return _command_problem(argv, "hook program", 0)
@@ -130,8 +128,7 @@ def _words_problem(words: Sequence[str], role: str, shell: bool, depth: int) -> 
 
 
 def _name_problem(name: str, role: str, shell: bool, depth: int) -> str | None:
-    """Return why the file ``name`` names (relative to RUN_DIRECTORY), or the program it
-    names on PATH, is unsafe."""
+    """Return why the file ``name`` names (in RUN_DIRECTORY) or its program on PATH is unsafe."""
     if not name:
         return None
     path = os.path.normpath(os.path.join(RUN_DIRECTORY, name))
@@ -169,11 +166,8 @@ def _resolve(name: str) -> tuple[str | None, list[str]]:
 
 
 def _shebang(path: str) -> list[str] | None:
-    """Return [interpreter, optional argument] of a script's #! line, None if it has none.
-
-    As the kernel reads it: the interpreter up to the first blank, then at most one argument
-    (the rest of the line). Never blocks: a FIFO swapped in is opened non-blocking.
-    """
+    """Return [interpreter, optional argument] of a script's #! line as the kernel reads it, None if
+    it has none; never blocks (a FIFO swapped in is opened non-blocking)."""
     try:
         descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
@@ -188,3 +182,47 @@ def _shebang(path: str) -> list[str] | None:
     line = head[2:].split(b"\n", 1)[0].strip(b" \t")
     words = line.split(None, 1)
     return [os.fsdecode(word.strip()) for word in words] or None
+
+
+def config_file_problems(path: Path) -> list[str]:
+    """Return one line per reason the config file ``path`` cannot be trusted (empty: it can, or it
+    is missing: the loader says so), e.g. ``["config file /x is unsafe: ..."]``."""
+    if not os.path.exists(path):
+        return []
+    return [f"config file {path} is unsafe: {problem}" for problem in trust_problems(path)]
+
+
+def hook_problems(config: Config) -> list[str]:
+    """Return one line per hook whose program (or interpreter) cannot be trusted, with its
+    place in the config (``At 'repositories[0].hooks.after_rotate[1]': ...``)."""
+    found = []
+    for index, repository in enumerate(config.repositories):
+        for event in EVENTS:
+            for number, argv in enumerate(getattr(repository.hooks, event)):
+                if problem := hook_problem(argv):
+                    found.append(f"At 'repositories[{index}].hooks.{event}[{number}]': {problem}")
+    return found
+
+
+def trust_findings(config: Config) -> list[str]:
+    """Return every trust problem of ``config``'s file and hooks (check-config lists them)."""
+    return config_file_problems(config.source) + hook_problems(config)
+
+
+def load_trusted_config(path: Path, strict: bool = True) -> Config:
+    """Return the Config in ``path``; raise ConfigError if it cannot be used. ``strict`` (every
+    command but check-config) refuses an unsafe file before parsing it, and an unsafe hook;
+    otherwise an unsafe but valid config is returned, its trust problems listed by check-config.
+    Repository directories refused as links resolve make it invalid either way."""
+    problems = config_file_problems(path)
+    if strict and problems:
+        raise ConfigError(problems[:1])
+    try:
+        config = load_config(path)
+    except ConfigError as error:
+        raise ConfigError([*problems, *error.problems]) from None
+    if found := repository_problems(config):  # as links resolve: invalid, like paths as written
+        raise ConfigError([*problems, *found])
+    if strict and (problems := hook_problems(config)):
+        raise ConfigError(problems[:1])
+    return config

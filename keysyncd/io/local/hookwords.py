@@ -1,9 +1,5 @@
-"""The words of a hook command, and what makes keysyncd unable to tell what a hook runs.
-
-``keysyncd.io.local.hooktrust`` checks every file a hook's words name; this module gives it those
-words and refuses, with a reason, the constructs that move a name's lookup where keysyncd
-cannot follow (see that module's docstring for the rule).
-"""
+"""The words of a hook command, and the constructs that move a name's lookup where keysyncd
+cannot follow (refused with a reason): what ``keysyncd.io.local.hooktrust`` checks."""
 
 from __future__ import annotations
 
@@ -24,9 +20,8 @@ ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\+?=")
 
 
 def split_words(text: str) -> list[str]:
-    """Return the words of ``text`` as a shell splits them, quotes removed and ``;&|()<>`
-    `` and newlines as words of their own; blanks only if it does not split (an unclosed
-    quote: the shell refuses it, but may have run the lines before)."""
+    """Return the words of ``text`` as a shell splits them (``;&|()<>``, backquotes and newlines
+    words of their own); split on blanks if it does not parse (an unclosed quote)."""
     lexer = shlex.shlex(text, posix=True, punctuation_chars=PUNCTUATION)
     lexer.whitespace = " \t\r"
     lexer.whitespace_split = True
@@ -48,12 +43,9 @@ def candidates(word: str) -> Iterator[str]:
 
 
 def uncertainty(argv: Sequence[str]) -> str | None:
-    """Return why keysyncd cannot tell what hook ``argv`` runs, or None.
-
-    Refused: a PATH assignment, an env option (only ``NAME=VALUE`` and ``--`` are plain),
-    ``cd``/``pushd``/``popd``/``chroot``, a shell option keysyncd does not know, and a
-    shell script named without a ``/`` (the shell may look for it on PATH).
-    """
+    """Return why keysyncd cannot tell what hook ``argv`` runs, or None: a PATH assignment, an env
+    option (only ``NAME=VALUE`` and ``--`` are plain), ``cd``/``pushd``/``popd``/``chroot``, an
+    unknown shell option, a shell script named without a ``/``."""
     for words in [list(argv), *(split_words(word) for word in argv[1:])]:
         for index, word in enumerate(words):
             if word.startswith(("PATH=", "PATH+=")):
@@ -85,8 +77,7 @@ def env_program(argv: Sequence[str]) -> int | None:
 
 
 def shell_options(argv: Sequence[str]) -> tuple[str | None, bool]:
-    """Return (why the shell options of ``argv`` are refused, or None; whether the shell
-    runs a ``-c`` command string)."""
+    """Return (why ``argv``'s shell options are refused, or None; whether it runs ``-c``)."""
     base = os.path.basename(argv[0])
     command = False
     words = iter(argv[1:])

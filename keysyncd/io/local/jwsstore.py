@@ -1,14 +1,11 @@
-"""The controller's JWS key store: ``state_dir/jws/<repository>/public`` and ``/private``.
-
-``public`` holds every public key the nodes must hold; ``private`` holds the private keys
-generated and not yet installed on their node (deleted once the node verified its own).
-Every file is a regular 0600 file, written atomically (exclusive temp file + rename) and
-read without following a link; anything else there makes the store invalid.
-"""
+"""The controller's JWS key store: ``state_dir/jws/<repository>/public`` (every public key
+the nodes must hold) and ``/private`` (private keys not yet installed on their node). Every
+file is a regular 0600 file, written atomically and read without following a link."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import stat
 from dataclasses import dataclass, field
@@ -22,15 +19,19 @@ from keysyncd.core.jwskeys import (
 )
 from keysyncd.core.view import MAX_PEM, TEMP_PREFIX, show_name, too_large
 from keysyncd.errors import LocalFileError, RepositoryError
-from keysyncd.io.local.fsutil import atomic_write, describe_os_error, remove_temp_files
+from keysyncd.io.local.fsutil import (
+    atomic_write,
+    describe_os_error,
+    read_key_file,
+    remove_temp_files,
+)
 from keysyncd.io.local.trust import check_directory, problem_of
 
 
 @dataclass(frozen=True)
 class StoreScan:
-    """What the store holds: public and private PEMs by file name, and what is wrong;
-    ``algorithms``: each public key's algorithm (after a change of ``algorithm`` the keys
-    of the former one stay until the rotation that replaces them)."""
+    """What the store holds: PEMs by file name, what is wrong, and each public key's algorithm (a
+    former ``algorithm``'s keys stay until the rotation that replaces them)."""
 
     public: dict[str, bytes]
     private: dict[str, bytes]
@@ -48,10 +49,8 @@ class JwsStore:
         self.private_dir = root / "private"
 
     def scan(self) -> StoreScan:
-        """Return the keys in the store and every problem (file name + what is wrong).
-
-        Raise RepositoryError if a directory cannot be read (LocalFileError if unsafe).
-        """
+        """Return the keys in the store and every problem (file name + what is wrong). Raise
+        RepositoryError if a directory cannot be read (LocalFileError if unsafe)."""
         check_directory(self.root, "JWS key store")
         _check_directory(self.public_dir)
         _check_directory(self.private_dir, secret=True)
@@ -79,11 +78,15 @@ class JwsStore:
             reason = describe_os_error(error)
             raise RepositoryError(f"cannot list {directory}: {reason}") from None
         found, problems = {}, []
+        check = functools.partial(problem_of, secret=secret)  # only its owner may change (read)
         for name in names:
             if name.startswith(TEMP_PREFIX):
                 continue  # a crash leftover: removed under the lock
             try:
-                found[name] = _read_regular(directory / name, secret)
+                content = read_key_file(directory / name, MAX_PEM, check)
+                if len(content) > MAX_PEM:
+                    raise ValueError(too_large(MAX_PEM))
+                found[name] = content
             except (OSError, ValueError) as error:
                 detail = describe_os_error(error) if isinstance(error, OSError) else str(error)
                 problems.append(f"{directory}/{show_name(name)}: {detail}")
@@ -134,9 +137,8 @@ class JwsStore:
 
 
 def _check_directory(directory: Path, secret: bool = False) -> None:
-    """Raise LocalFileError unless ``directory`` (if it exists) is a real directory that only
-    its owner (us or root) may change (``secret``: or list): a link there would lead key
-    files elsewhere."""
+    """Raise LocalFileError unless ``directory`` (if it exists) is a real directory only its owner
+    may change (``secret``: or list): a link there would lead key files elsewhere."""
     try:
         info = os.lstat(directory)
     except FileNotFoundError:
@@ -146,22 +148,6 @@ def _check_directory(directory: Path, secret: bool = False) -> None:
         problem = f"open to group or others (mode {stat.S_IMODE(info.st_mode):04o})"
     if problem:
         raise LocalFileError(f"JWS key store {directory} is unsafe: {problem}")
-
-
-def _read_regular(path: Path, secret: bool = False) -> bytes:
-    """Return the content of regular file ``path``: never through a link, never blocking;
-    raise ValueError if it is not a file only its owner may change (or, ``secret``, read)."""
-    descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    with os.fdopen(descriptor, "rb") as handle:
-        info = os.fstat(descriptor)
-        if not stat.S_ISREG(info.st_mode):
-            raise ValueError("not a regular file")
-        if problem := problem_of(info, secret=secret):
-            raise ValueError(f"unsafe: {problem}")
-        content = handle.read(MAX_PEM + 1)
-    if len(content) > MAX_PEM:
-        raise ValueError(too_large(MAX_PEM))
-    return content
 
 
 def store_root(config: Config, repository: RepositoryConfig) -> Path:

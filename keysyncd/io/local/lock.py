@@ -1,9 +1,6 @@
-"""One writer (safety rule 7): an exclusive flock on ``state_dir/lock`` for every mutating action.
-
-The lock file also records who holds it (PID, action, since when) so that a
-refused caller can name the holder. flock is released by the kernel when the
-holder dies, so a ``kill -9`` never leaves a stale lock behind.
-"""
+"""One writer (safety rule 7): an exclusive flock on ``state_dir/lock`` for every mutating
+action; the file records the holder (PID, action, since when) for a refused caller, and the
+kernel releases it when the holder dies."""
 
 from __future__ import annotations
 
@@ -40,11 +37,8 @@ def exclusive(
     clock: Callable[[], float] = time.time,
     cancel: threading.Event | None = None,
 ) -> Iterator[None]:
-    """Hold the keysyncd lock for the block; wait up to ``wait`` seconds for it.
-
-    Raise LockError naming the holder if it stays taken, or at once when ``cancel`` is set
-    (a stopping daemon must not wait for another process's step).
-    """
+    """Hold the keysyncd lock for the block, waiting up to ``wait`` seconds; raise LockError naming
+    the holder if it stays taken, at once when ``cancel`` is set (the daemon stops)."""
     path = state_dir / "lock"
     check_directory(state_dir, "state_dir")
     try:

@@ -1,28 +1,28 @@
-"""Repository directories as links resolve them, and the controller's repository directory,
-which keysyncd never reaches through a link.
-
-``keysyncd.config.paths`` compares directories as written; links change what they name (a
-credential path linked to the Fernet directory, ``/var/lock`` linked to ``/run/lock``, a
-link to ``/proc/self`` or to ``state_dir``). So when a config is loaded every repository
-directory is also resolved (``os.path.realpath``; existing ones are compared by device and
-inode too) and held to the same rules. On the controller the repository directory must not
-be a link, and every directory above it must be one that only root or keysyncd's own user
-may change (StrictModes): whoever may change it (the keystone user owning ``/etc/keystone``
-while keysyncd runs as root) could swap the repository for a link to any directory, which
-``init`` would chmod and chown and every action would read, push or delete keys in.
-"""
+"""Directories keysyncd takes over, and who owns them. Repository directories as links
+resolve them (compared by device and inode too, and held to the rules ``keysyncd.config.paths``
+applies as written); the controller's repository directory, never a link and below
+directories only root or keysyncd's user may change (whoever may change one could swap it for
+a link to any directory ``init`` would chmod and chown). A directory ``init`` would take over
+must not hold anything but the repository's own files (key files, ``private.pem`` for JWS,
+``.keysyncd-*`` temp files): made 0700, ``/etc`` or a home directory would lock its users out.
+Owner and group names are resolved on the controller (SFTP sets numeric ids on nodes)."""
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from keysyncd.config import Config
+from keysyncd.config import Config, RepositoryConfig
 from keysyncd.config.paths import directory, overlap, owned_directories
-from keysyncd.core.text import printable
-from keysyncd.errors import LocalFileError
+from keysyncd.core.jws import PRIVATE_NAME
+from keysyncd.core.text import bounded, printable
+from keysyncd.core.view import is_temp_name, key_index, show_name
+from keysyncd.errors import ConfigError, LocalFileError, RepositoryError
 from keysyncd.io.local.fsutil import describe_os_error
 from keysyncd.io.local.trust import parent_problem
 
@@ -33,10 +33,8 @@ OWN = (
 
 
 def controller_problem(path: Path) -> str | None:
-    """Return why the controller cannot use repository directory ``path`` safely, or None.
-
-    Example: ``"repository /etc/keystone/fernet-keys is a symlink (to '/srv'): ..."``.
-    """
+    """Return why the controller cannot use repository directory ``path`` safely, or None. Example:
+    ``"repository /etc/keystone/fernet-keys is a symlink (to '/srv'): ..."``."""
     try:
         info = os.lstat(path)
     except FileNotFoundError:
@@ -107,10 +105,9 @@ def _problem(directory_: Resolved, seen: list[Resolved]) -> str | None:
 
 
 def resolved_problems(config: Config) -> dict[int, str]:
-    """Return, by repository index, the line refusing each repository whose directories, as
-    links resolve, are ``/`` or in a pseudo file system, or equal to or nested with another
-    repository's directory, with ``state_dir`` or with ``report_dir`` (the first problem of
-    each: one line says enough)."""
+    """Return, by repository index, the first problem of each repository whose directories, as links
+    resolve, are ``/``, in a pseudo file system, or equal to or nested with another's, state_dir or
+    report_dir."""
     seen = [resolve("state_dir", config.state_dir), resolve("report_dir", config.report_dir)]
     found: dict[int, str] = {}
     for index, repository in enumerate(config.repositories):
@@ -123,9 +120,8 @@ def resolved_problems(config: Config) -> dict[int, str]:
 
 
 def repository_problems(config: Config) -> list[str]:
-    """Return every problem of ``config``'s repository directories that only the disk shows,
-    one line per repository: as links resolve them, or (kinds kept on the controller) the
-    directory itself a link or below a directory that someone else may change."""
+    """Return one line per repository whose directories only the disk refuses: as links resolve
+    them, or (kinds kept on the controller) a link or below a directory others may change."""
     found = resolved_problems(config)
     for index, repository in enumerate(config.repositories):
         # the keys of a kind with pairs per node are kept in state_dir there (JwsStore)
@@ -134,3 +130,61 @@ def repository_problems(config: Config) -> list[str]:
         if problem := controller_problem(repository.path):
             found[index] = f"At 'repositories[{index}].path': {problem}"
     return [found[index] for index in sorted(found)]
+
+
+Own = Callable[[str], bool]
+
+
+def symmetric_file(name: str) -> bool:
+    """Return True for a name a fernet or credential repository may hold."""
+    return key_index(name) is not None or is_temp_name(name)
+
+
+def jws_private_file(name: str) -> bool:
+    """Return True for a name a JWS private directory may hold."""
+    return name == PRIVATE_NAME or is_temp_name(name)
+
+
+def local_others(path: Path, own: Own) -> list[str]:
+    """Return the names in local directory ``path`` that are not ``own`` (sorted, escaped for
+    printing); empty if it does not exist. Raise RepositoryError if it cannot be listed."""
+    try:
+        names = os.listdir(path)
+    except FileNotFoundError:
+        return []
+    except OSError as error:
+        raise RepositoryError(f"cannot list {path}: {describe_os_error(error)}") from None
+    return sorted(show_name(name) for name in names if not own(name))
+
+
+def refusal(where: str, path: Path, others: list[str], action: str = "init") -> str:
+    """Return the one line ``action`` refuses with, saying what to do. Example: ``"init: /etc
+    already exists and holds other files ('passwd', ...): keysyncd would change its mode and owner;
+    point path at a directory of its own"``."""
+    return (
+        f"{action}: {where}{path} already exists and holds other files "
+        f"({bounded(others, 3)}): keysyncd would change its mode and owner; point path at a "
+        "directory of its own"
+    )
+
+
+def resolve_id(value: int | str | None, lookup: str) -> int | None:
+    """Return a numeric uid/gid for ``value`` (a number or a name); raise ConfigError if unknown."""
+    if value is None or isinstance(value, int):
+        return value
+    try:
+        if lookup == "user":
+            return pwd.getpwnam(value).pw_uid
+        return grp.getgrnam(value).gr_gid
+    except KeyError:
+        raise ConfigError([f"unknown {lookup} {value!r} on this controller"]) from None
+
+
+def node_owner(repository: RepositoryConfig) -> tuple[int | None, int | None]:
+    """Return the numeric (uid, gid) every key file must have on the nodes."""
+    return resolve_id(repository.owner, "user"), resolve_id(repository.group, "group")
+
+
+def local_owner(repository: RepositoryConfig) -> tuple[int | None, int | None]:
+    """Return the (uid, gid) for local key files: only applied when running as root."""
+    return node_owner(repository) if os.geteuid() == 0 else (None, None)

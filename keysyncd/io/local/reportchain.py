@@ -1,10 +1,6 @@
-"""The report chain: the head the state directory keeps, and checking the chain.
-
-Each report records the id and SHA-256 of the report written before it, and the state
-directory keeps the newest report's hash (the head), so editing or deleting any report,
-including the newest, breaks the chain and ``verify_chain`` names it. Retention prunes the
-oldest reports and the head remembers the last one it pruned.
-"""
+"""The report chain: each report records the id and SHA-256 of the one before, and the state
+directory keeps the newest one's hash (the head), so editing or deleting any report breaks
+the chain and ``verify_chain`` names it; the head remembers the last report pruned."""
 
 from __future__ import annotations
 
@@ -25,10 +21,7 @@ REPORT_NAME = re.compile(r"[0-9]{8}T[0-9]{12}Z-[a-z-]+-[0-9a-f]{6}\.json")
 
 
 def report_files(report_dir: Path) -> list[Path]:
-    """Return the report files, oldest first (ids sort by time).
-
-    Only names keysyncd gives reports count: retention never deletes anything else.
-    """
+    """Return the report files, oldest first; only keysyncd names (retention deletes no other)."""
     try:
         names = sorted(n for n in os.listdir(report_dir) if REPORT_NAME.fullmatch(n))
     except FileNotFoundError:
@@ -48,12 +41,8 @@ def _link(value: Any) -> dict[str, str] | None:
 
 
 def read_head(state_dir: Path) -> tuple[dict[str, Any], str | None]:
-    """Return the chain head and, if the head file is damaged, what is wrong with it.
-
-    A damaged head never blocks an action: the chain goes on from the newest report and the
-    damage is recorded in the new head, so ``report verify-chain`` keeps reporting it.
-    Raise LocalFileError if the head file is unsafe (a symlink, owned by someone else).
-    """
+    """Return the chain head and what is wrong with the head file, if damaged (never blocking an
+    action: the new head records it); raise LocalFileError if it is unsafe."""
     path = state_dir / HEAD_FILE
     content = read_trusted(path, limit=1 << 20)
     if content is None:
@@ -84,13 +73,9 @@ def read_head(state_dir: Path) -> tuple[dict[str, Any], str | None]:
 
 
 def recovered_head(report_dir: Path, state_dir: Path, writing: str | None = None) -> dict[str, Any]:
-    """Return the chain head, adopting a newest report written just before a crash.
-
-    A writer killed between writing a report and recording it as the head leaves a
-    report whose ``previous`` is the recorded head: it is the legitimate new head. When
-    ``writing`` a report and the head file is damaged, the chain continues from the newest
-    report and the damage is noted in ``breaks``.
-    """
+    """Return the chain head, adopting a newest report whose ``previous`` is the recorded head (its
+    writer was killed before recording it). When ``writing`` a report and the head file is damaged,
+    the chain continues from the newest report and the damage is noted in ``breaks``."""
     head, damage = read_head(state_dir)
     files = report_files(report_dir)
     if damage is not None and writing is not None:
@@ -123,9 +108,8 @@ def verify_chain(report_dir: Path, state_dir: Path) -> list[str]:
 
 
 def inspect_chain(report_dir: Path, state_dir: Path) -> tuple[list[str], dict[str, str]]:
-    """Return every break in the report chain (as ``verify_chain``) and the reports written
-    late: id -> ``written_late_at`` (they could not be written when their action ended and
-    were kept in the journal: a gap the chain records, not a break)."""
+    """Return every break in the report chain and the reports written late (id ->
+    ``written_late_at``: kept in the journal meanwhile, a gap the chain records, not a break)."""
     late: dict[str, str] = {}
     head, damage = read_head(state_dir)
     problems: list[str] = [f"the chain head is damaged: {damage}"] if damage else []
@@ -179,8 +163,7 @@ def _link_breaks(
 
 
 def _newest_breaks(last: dict[str, str] | None, previous: dict[str, str] | None) -> list[str]:
-    """Return what is wrong with the newest report the head records (``last``), given the
-    newest report found (``previous``)."""
+    """Return what is wrong with the head's newest report ``last``, given the newest found."""
     if last and previous is None:
         return [f"report {last['id']} is missing: every report was deleted"]
     if last and previous and last["id"] != previous["id"]:

@@ -1,18 +1,8 @@
-"""The report directory: atomic writes chained to the previous report (the chain and its
-check: ``reportchain``), retention, reading back.
-
-Report ids sort in the order reports were written, whatever the clock did: an id starts
-with its action's start time, unless that would sort before the newest report (the clock
-stepped back, or the report is written late), when it starts just after the newest one
-instead (its ``started_at`` keeps the truth). A report written after its action ended (it
-was kept in the journal while report_dir could not take it) says when in ``written_late_at``.
-
-``report list`` reads a summary index (``index.jsonl``: one line per report, appended as each
-report is written, compacted now and then) instead of every report, so listing costs what it
-prints, not the size of the history. The index is a cache, never evidence: a report it lacks
-(a crash between the two writes, a damaged line) is read and summarised from its file, and
-``verify_chain`` never looks at it.
-"""
+"""The report directory: atomic writes chained to the previous report (``reportchain``),
+retention, reading back. Report ids sort in write order whatever the clock did (an id
+never sorts before the newest report; ``started_at`` keeps the truth). ``report list``
+reads a summary index (``index.jsonl``), a cache and never evidence: a report it lacks is
+read from its file, and ``verify_chain`` never looks at it."""
 
 from __future__ import annotations
 
@@ -101,15 +91,10 @@ def write_report(
     now: float | None,
     written_late_at: float | None = None,
 ) -> Path:
-    """Write ``report`` (a Report, or one as JSON) chained to its predecessor, prune old
-    reports; return its path, whose name is its final id (see the module docstring).
-
-    ``now`` times retention by age (None: by count only, the clock is not trusted);
-    ``written_late_at``: the report is written after its action ended, kept meanwhile.
-    Raise KeysyncError if the report cannot be written. Once its file is in place the
-    report counts as written: a failure after that (the summary index, the chain head)
-    is only logged, and the next writer adopts it as the head.
-    """
+    """Write ``report`` (a Report, or its JSON) chained to its predecessor, prune old reports (by
+    age too, unless ``now`` is None: the clock is untrusted); return its path, named by its final id
+    (``written_late_at``: written after its action ended). Raise KeysyncError if it cannot be
+    written; past that, failures are only logged."""
     document = report.to_json() if isinstance(report, Report) else dict(report)
     path = report_dir / f"{document['id']}.json"
     try:
@@ -180,11 +165,8 @@ def summary(document: dict[str, Any]) -> dict[str, Any]:
 def _index(
     report_dir: Path, line: dict[str, Any], head: dict[str, Any], retention: ReportsConfig
 ) -> int:
-    """Append ``line`` to the summary index; return how many lines it now holds.
-
-    Lines of pruned reports are dropped only when the index has grown to twice the retention
-    (the index is rewritten then): appending stays O(1), however long the history.
-    """
+    """Append ``line`` to the summary index; return how many lines it holds. Pruned reports' lines
+    are dropped only when it grew to twice the retention (rewritten then): appending stays O(1)."""
     index = report_dir / INDEX_FILE
     count = head.get("indexed")
     count = count + 1 if isinstance(count, int) and count >= 0 else None
@@ -205,8 +187,7 @@ def _index(
 
 
 def _summaries(report_dir: Path) -> dict[str, dict[str, Any]]:
-    """Return report id -> summary from the index (damaged lines skipped, the last line of an
-    id wins); empty if there is no usable index."""
+    """Return report id -> summary from the index (the last usable line of an id wins)."""
     found: dict[str, dict[str, Any]] = {}
     with contextlib.suppress(KeysyncError, OSError):
         content = read_trusted(report_dir / INDEX_FILE, limit=MAX_INDEX) or b""
@@ -219,9 +200,8 @@ def _summaries(report_dir: Path) -> dict[str, dict[str, Any]]:
 
 
 def _expired(report_dir: Path, retention: ReportsConfig, now: float | None) -> list[Path]:
-    """Return the reports beyond the retention, oldest first: beyond the newest keep_count,
-    then those older than keep_days at ``now`` (None: none by age), but never one of the
-    newest KEPT_WHATEVER_THEIR_AGE."""
+    """Return the reports beyond the retention, oldest first: beyond keep_count, then older than
+    keep_days at ``now`` (None: none by age), never the KEPT_WHATEVER_THEIR_AGE newest."""
     files = report_files(report_dir)
     doomed = files[: max(len(files) - retention.keep_count, 0)]
     if now is None:
@@ -243,8 +223,7 @@ def _stamp(report_id: str) -> float:
 
 
 def load_report(report_dir: Path, report_id: str) -> dict[str, Any]:
-    """Return report ``report_id`` (a unique prefix is enough); raise UsageError if no report
-    or several have it."""
+    """Return report ``report_id`` (or a unique prefix); raise UsageError unless one matches."""
     matches = [p for p in report_files(report_dir) if p.stem.startswith(report_id)]
     if len(matches) != 1:
         found = "no report" if not matches else f"{len(matches)} reports"
@@ -260,12 +239,8 @@ def load_report(report_dir: Path, report_id: str) -> dict[str, Any]:
 
 
 def list_reports(report_dir: Path, since: float | None = None) -> list[dict[str, Any]]:
-    """Return the summary of every report (see ``summary``), oldest first; with ``since``,
-    only those started since then, chosen by the start time in their file names.
-
-    Summaries come from the index; a report it lacks is read from its file (an unreadable
-    one is skipped). So listing reads what it prints, not the whole history.
-    """
+    """Return every report's summary, oldest first (with ``since``: started since then, by file
+    name); one the index lacks is read from its file, skipped if unreadable."""
     indexed = _summaries(report_dir)
     found = []
     for path in report_files(report_dir):

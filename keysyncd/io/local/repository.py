@@ -1,15 +1,11 @@
-"""The local key directory on disk: load, validate, write atomically. Makes no decisions.
-
-Every write is an exclusive temp file (``.keysyncd-*``, mode 0600 from creation)
-+ fsync + rename, under umask 0o177, so keystone never sees a partial key and no
-key is readable by others even for an instant. Before each read or write the directory is
-checked (``keysyncd.io.local.repolinks``): not a link, below directories no one else may change;
-its mode and owner are set through a descriptor opened with ``O_NOFOLLOW``.
-"""
+"""The local key directory on disk: load, validate, write atomically; makes no decisions.
+Every write is an exclusive 0600 temp file + fsync + rename, under umask 0o177; the
+directory is checked before each read or write (``repolinks``)."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 from collections.abc import Iterable, Iterator
@@ -20,21 +16,27 @@ from keysyncd.core.keyring import Key, KeySet
 from keysyncd.core.kinds import KeyKind
 from keysyncd.core.policy import RotationPlan
 from keysyncd.core.view import (
+    MAX_KEY_FILE,
     TEMP_PREFIX,
     canonical_index,
     key_index,
     show_name,
+    too_large,
 )
 from keysyncd.errors import RepositoryError
 from keysyncd.io.local.fsutil import (
     describe_os_error,
     fsync_directory,
+    read_key_file,
     remove_temp_files,
     write_temp,
 )
-from keysyncd.io.local.keyfile import read_key
-from keysyncd.io.local.occupied import local_others, refusal, symmetric_file
-from keysyncd.io.local.repolinks import check_controller_directory
+from keysyncd.io.local.repolinks import (
+    check_controller_directory,
+    local_others,
+    refusal,
+    symmetric_file,
+)
 
 LAX = 0o027  # group-writable, or any access for others
 
@@ -57,6 +59,27 @@ class Scan:
     problems: tuple[str, ...]
 
 
+def read_key(path: Path, index: int, kind: KeyKind) -> tuple[Key | None, str | None]:
+    """Return the key at ``path`` (loaded by keystone as key ``index``), or None and what is wrong:
+    a non-canonical name, not a regular file, unreadable, too large, not of ``kind``."""
+    if canonical_index(path.name) is None:
+        return None, f"non-canonical key name keystone loads as key {index}"
+    try:
+        if not stat.S_ISREG(path.lstat().st_mode):
+            return None, "not a regular file"
+        content = read_key_file(path)
+    except ValueError as error:
+        return None, str(error)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return None, "not a regular file"
+        return None, f"cannot read: {describe_os_error(error)}"
+    if len(content) > MAX_KEY_FILE:  # read_key_file stopped there: never read whole
+        return None, too_large(MAX_KEY_FILE)
+    problem = kind.problem(content)
+    return (None, problem) if problem else (Key(index, content), None)
+
+
 class Repository:
     """One key directory on the controller."""
 
@@ -69,8 +92,7 @@ class Repository:
         self.group = group
 
     def scan(self) -> Scan:
-        """Return the keys and problems found; raise RepositoryError if unreadable,
-        LocalFileError if the directory is a link or could be swapped for one."""
+        """Return keys, problems; raise RepositoryError if unreadable, LocalFileError if unsafe."""
         check_controller_directory(self.path)
         try:
             names = sorted(os.listdir(self.path))
@@ -112,10 +134,7 @@ class Repository:
             return False
 
     def permission_problems(self) -> list[str]:
-        """Return lax modes: anything others may access, or the group may write.
-
-        Such a repository is invalid: keysyncd neither pushes nor rotates it.
-        """
+        """Return lax modes (any access by others, group write): such a repository is invalid."""
         check_controller_directory(self.path)
         warnings = []
         try:
@@ -135,9 +154,8 @@ class Repository:
         return warnings
 
     def ensure_directory(self) -> None:
-        """Create the directory (mode 0700, configured owner) if missing; raise RepositoryError
-        (changing nothing) if it exists holding anything but this repository's files,
-        LocalFileError if it is a link or could be swapped for one."""
+        """Create the directory (0700, configured owner) if missing; raise RepositoryError if it
+        holds other files (changing nothing), LocalFileError if it is or could be a link."""
         check_controller_directory(self.path)
         if others := local_others(self.path, symmetric_file):
             raise RepositoryError(refusal("", self.path, others, "refusing to write keys"))
@@ -168,18 +186,12 @@ class Repository:
         return temp
 
     def create(self, first: bytes, second: bytes) -> None:
-        """Write a new repository {1: first, 0: second}, like keystone's fernet_setup.
-
-        Raise RepositoryError (after removing what was written) on failure.
-        """
+        """Write new repository {1: first, 0: second}; raise RepositoryError (undone) on error."""
         self.write_keys({1: first, 0: second}, order=(1, 0))
 
     def write_keys(self, materials: dict[int, bytes], order: tuple[int, ...]) -> None:
-        """Write ``materials`` as key files, renaming in ``order``; all or nothing.
-
-        Existing files with those indices are replaced. Raise RepositoryError on failure,
-        after restoring the directory to what it was.
-        """
+        """Write ``materials`` as key files (replacing those indices), renaming in ``order``, all or
+        nothing; raise RepositoryError, the directory restored, on failure."""
         self.ensure_directory()
         staged: dict[int, Path] = {}
         renamed: list[int] = []
@@ -193,14 +205,12 @@ class Repository:
                     os.rename(staged.pop(index), self.path / str(index))
                     renamed.append(index)
                 fsync_directory(self.path)
-            except OSError as error:
+            except (OSError, RepositoryError) as error:
                 self._undo(staged.values(), renamed)
-                raise RepositoryError(
-                    f"cannot write keys to {self.path}: {describe_os_error(error)}"
-                ) from None
-            except RepositoryError:
-                self._undo(staged.values(), renamed)
-                raise
+                if isinstance(error, RepositoryError):
+                    raise
+                reason = describe_os_error(error)
+                raise RepositoryError(f"cannot write keys to {self.path}: {reason}") from None
 
     def _undo(self, temps: Iterable[Path], renamed: list[int]) -> None:
         """Remove temp files and the keys renamed so far: the directory is as it was."""
@@ -212,12 +222,9 @@ class Repository:
                 (self.path / str(index)).unlink()
 
     def rotate(self, keyset: KeySet, plan: RotationPlan, new_staged: bytes) -> None:
-        """Apply ``plan``'s promotion to disk: 0's content appears as the new primary, then
-        the new staged key replaces 0. Retirement is separate (``retire``).
-
-        Every intermediate state is loadable: first {0, N} with equal content, then the
-        rotated set. Raise RepositoryError on failure, with the directory unchanged.
-        """
+        """Apply ``plan``'s promotion to disk: 0's content appears as the new primary, then the new
+        staged key replaces 0 (every intermediate state is loadable); retirement is ``retire``'s.
+        Raise RepositoryError on failure, with the directory unchanged."""
         check_controller_directory(self.path)
         staged_key = keyset.staged
         if staged_key is None:
@@ -239,20 +246,16 @@ class Repository:
                     new_primary.unlink()
                     raise
                 fsync_directory(self.path)
-            except OSError as error:
+            except (OSError, RepositoryError) as error:
                 self._undo(temps, [])
-                raise RepositoryError(
-                    f"cannot rotate {self.path}: {describe_os_error(error)}; nothing changed"
-                ) from None
-            except RepositoryError:
-                self._undo(temps, [])
-                raise
+                if isinstance(error, RepositoryError):
+                    raise
+                reason = f"{describe_os_error(error)}; nothing changed"
+                raise RepositoryError(f"cannot rotate {self.path}: {reason}") from None
 
     def retire(self, indices: tuple[int, ...]) -> None:
-        """Delete the key files ``indices``; raise RepositoryError naming the first failure.
-
-        A key that cannot be deleted is only kept longer, which is always safe.
-        """
+        """Delete the key files ``indices``; raise RepositoryError naming the first failure. A key
+        that cannot be deleted is only kept longer, which is always safe."""
         check_controller_directory(self.path)
         try:
             for index in indices:

@@ -1,10 +1,6 @@
 """The state journal on disk: one JSON document per repository in ``state_dir``, written
-atomically, read strictly. Load and save only; the value and its transitions are
-``keysyncd.core.journal``.
-
-A damaged file (not JSON, a field of the wrong type, NaN where a time belongs) is named with
-the field that is wrong: ``damaged state file X: 'nodes.node1.generation' must be int``.
-"""
+atomically, read strictly (a damaged file is named with its wrong field). The value and its
+transitions are ``keysyncd.core.journal``."""
 
 from __future__ import annotations
 
@@ -111,10 +107,7 @@ def from_json(document: Any) -> RepositoryState:
 
 
 def load_state(state_dir: Path, name: str) -> RepositoryState:
-    """Return the journal of repository ``name`` (a fresh one if none exists yet).
-
-    Raise LocalFileError naming the file if it is unsafe, unreadable or damaged.
-    """
+    """Return ``name``'s journal (fresh if none); raise LocalFileError if unsafe or damaged."""
     path = state_path(state_dir, name)
     check_directory(state_dir, "state_dir")
     check_directory(path.parent, "state directory")

@@ -1,12 +1,12 @@
 """The parts of a state file, read strictly: a wrong field raises ``Damaged`` naming it
 (``'nodes.node1.generation' must be int``); bool is never a number, NaN never a time.
-``keysyncd.io.local.state`` assembles them into the journal.
-"""
+``keysyncd.io.local.state`` assembles them into the journal."""
 
 from __future__ import annotations
 
 import math
 import re
+from dataclasses import fields
 from typing import Any
 
 from keysyncd.core.journal import (
@@ -108,17 +108,13 @@ def strings(values: Any, where: str) -> tuple[str, ...]:
 
 def read_history(document: Any) -> dict[int, KeyHistory]:
     """Return each key's history by index."""
-    entries = field(document, "history", "", (dict,), {})
     history = {}
-    for key, entry in entries.items():
-        where = f"history.{key}."
-        history[index_of(key, "history")] = KeyHistory(
-            created_at=number(entry, "created_at", where),
-            promoted_at=number(entry, "promoted_at", where),
-            demoted_at=number(entry, "demoted_at", where),
-            confirmed_at=number(entry, "confirmed_at", where),
-            migrated_at=number(entry, "migrated_at", where),
-        )
+    for key, entry in field(document, "history", "", (dict,), {}).items():
+        # every field of a key's history is a time
+        times = {
+            each.name: number(entry, each.name, f"history.{key}.") for each in fields(KeyHistory)
+        }
+        history[index_of(key, "history")] = KeyHistory(**times)
     return history
 
 
@@ -213,9 +209,8 @@ def numbers(document: Any, key: str, kinds: tuple[type, ...]) -> dict[str, Any]:
 
 
 def lenient(read: Any, *args: Any) -> Any:
-    """Return ``read(*args)``, or None if the field is damaged: the clock's record and the
-    latest time are observations that the next action makes again (``keysyncd.core.clock``
-    falls back on the journal's other times), so a damaged one must not stop everything."""
+    """Return ``read(*args)``, or None if the field is damaged: the clock's record and the latest
+    time are observed again by the next action, so a damaged one must not stop everything."""
     try:
         return read(*args)
     except Damaged:

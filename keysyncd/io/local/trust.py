@@ -1,16 +1,11 @@
-"""Local files keysyncd trusts, checked as OpenSSH's StrictModes checks its own.
-
-``state_dir``, ``report_dir``, their files, ``identity_file`` and ``known_hosts`` must be
-owned by the running user or root and not writable by group or others (the identity file
-not readable by them either): otherwise someone else could plant a symlink keysyncd would
-write through, or edit the state that decides when keys are deleted. Files are opened with
-``O_NOFOLLOW`` (where keysyncd names them itself) and ``O_NONBLOCK`` (a FIFO must never
-block an action), then checked with fstat, so what is checked is what is read.
-"""
+"""Local files keysyncd trusts, checked as OpenSSH's StrictModes checks its own: owned by the
+running user or root, writable by no one else (an identity file readable by no one else),
+and so every directory on the way; otherwise someone else could plant a link keysyncd writes
+through. Files are opened ``O_NOFOLLOW`` and ``O_NONBLOCK`` and checked with fstat, so what
+is checked is what is read."""
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import stat
@@ -30,10 +25,7 @@ def _owner_problem(info: os.stat_result) -> str | None:
 
 
 def problem_of(info: os.stat_result, directory: bool = False, secret: bool = False) -> str | None:
-    """Return why a file or directory with status ``info`` cannot be trusted, or None.
-
-    Example: ``"writable by group or others (mode 0777)"``.
-    """
+    """Return why a file (or ``directory``) with status ``info`` cannot be trusted, or None."""
     expected = stat.S_ISDIR if directory else stat.S_ISREG
     if not expected(info.st_mode):
         return "not a directory" if directory else "not a regular file"
@@ -46,28 +38,20 @@ def problem_of(info: os.stat_result, directory: bool = False, secret: bool = Fal
 
 
 def check_directory(path: Path, what: str) -> None:
-    """Raise LocalFileError if directory ``path`` exists and cannot be trusted, or if any
-    directory on the way to it (as configured, and as its symlinks resolve) could be changed
-    by someone else: whoever may replace a parent may swap ``path`` for a link of theirs.
-
-    On the way, a directory others may write is accepted only with the sticky bit (``/tmp``:
-    nobody may rename or remove what is not theirs there). A directory that does not exist
-    yet is fine: keysyncd creates it with mode 0700.
-    """
+    """Raise LocalFileError if directory ``path`` exists and cannot be trusted, or if a directory on
+    the way to it (as written and as links resolve) could be changed by someone else, who could swap
+    ``path`` for a link: one others may write is accepted only sticky (``/tmp``). A missing
+    directory is fine: keysyncd creates it 0700."""
     try:
         info = os.stat(path)
     except FileNotFoundError:
         info = None
     except OSError as error:
         raise LocalFileError(f"{what} {path}: {describe_os_error(error)}") from None
-    if info is not None:
-        problem = problem_of(info, directory=True)
-        if problem:
-            raise LocalFileError(f"{what} {path} is unsafe: {problem}")
-    for parent in _ancestors(path):
-        problem = _parent_problem(parent)
-        if problem:
-            raise LocalFileError(f"{what} {path} is unsafe: {parent} is {problem}")
+    if info is not None and (problem := problem_of(info, directory=True)):
+        raise LocalFileError(f"{what} {path} is unsafe: {problem}")
+    if problem := parent_problem(path):
+        raise LocalFileError(f"{what} {path} is unsafe: {problem}")
 
 
 def _ancestors(path: Path) -> list[Path]:
@@ -83,9 +67,8 @@ def _ancestors(path: Path) -> list[Path]:
 
 
 def _looked_up_in(path: Path, hops: int = 40) -> list[Path]:
-    """Return every directory in which a name is looked up while ``path`` resolves, link by
-    link (at most ``hops`` links, as the kernel's limit): whoever may write one of them may
-    swap the name looked up there."""
+    """Return every directory a name is looked up in while ``path`` resolves, link by link (at most
+    ``hops``, the kernel's limit): whoever may write one may swap that name."""
     directories: list[Path] = []
     pending = list(path.parts[1:])
     current = Path("/")
@@ -112,29 +95,23 @@ def _looked_up_in(path: Path, hops: int = 40) -> list[Path]:
 
 
 def trust_problems(path: Path) -> list[str]:
-    """Return why file ``path`` cannot be trusted: itself (as its links resolve) and each
-    directory on the way to it that someone else could change; empty when it can be.
-
-    Example: ``["writable by group or others (mode 0666)",
-    "/etc/keysyncd is writable by group or others (mode 0777) and not sticky"]``.
-    """
+    """Return why file ``path`` cannot be trusted: itself (as its links resolve) and each directory
+    on the way to it someone else could change; empty when it can be. Example: ``["/etc/keysyncd is
+    writable by group or others (mode 0777) and not sticky"]``."""
     try:
         info = os.stat(path)
     except OSError as error:
         return [describe_os_error(error)]
     found = [problem] if (problem := problem_of(info)) else []
-    for parent in _ancestors(path):
-        if problem := _parent_problem(parent):
-            found.append(f"{parent} is {problem}")
-    return found
+    return found + [
+        f"{p} is {problem}" for p in _ancestors(path) if (problem := _parent_problem(p))
+    ]
 
 
 def parent_problem(path: Path) -> str | None:
-    """Return why a directory on the way to ``path`` (as written and as its links resolve)
-    could be changed by someone else, or None: whoever may change one may swap ``path``.
-
-    Example: ``"/etc/keystone is owned by uid 163, not by root or the user keysyncd runs as"``.
-    """
+    """Return why a directory on the way to ``path`` (as written and as its links resolve) could be
+    changed by someone else, or None: whoever may change one may swap ``path``. Example:
+    ``"/etc/keystone is owned by uid 163, not by root or the user keysyncd runs as"``."""
     for parent in _ancestors(path):
         if problem := _parent_problem(parent):
             return f"{parent} is {problem}"
@@ -148,8 +125,7 @@ def _parent_problem(directory: Path) -> str | None:
         return None  # not there (yet): nothing there can be swapped
     if not stat.S_ISDIR(info.st_mode):
         return None
-    owner = _owner_problem(info)
-    if owner:
+    if owner := _owner_problem(info):
         return owner
     mode = stat.S_IMODE(info.st_mode)
     if mode & GROUP_OTHER_WRITE and not mode & stat.S_ISVTX:
@@ -158,12 +134,9 @@ def _parent_problem(directory: Path) -> str | None:
 
 
 def open_trusted(path: Path, flags: int, follow: bool = False, secret: bool = False) -> int:
-    """Return a descriptor for ``path`` after checking, on the open file, that it is trusted.
-
-    ``flags`` are os.open flags (O_CREAT creates it 0600). Symlinks are refused unless
-    ``follow``; a FIFO never blocks the open. Raise FileNotFoundError if it does not exist
-    (and O_CREAT is not given), LocalFileError if it is unsafe or cannot be opened.
-    """
+    """Return a descriptor for ``path``, checked trusted once open (``flags``: os.open's; O_CREAT
+    makes it 0600; a link refused unless ``follow``; a FIFO never blocks); raise FileNotFoundError
+    if missing, LocalFileError if unsafe or unopenable."""
     extra = os.O_CLOEXEC | os.O_NONBLOCK | (0 if follow else os.O_NOFOLLOW)
     try:
         descriptor = os.open(path, flags | extra, 0o600)
@@ -192,10 +165,8 @@ def open_trusted(path: Path, flags: int, follow: bool = False, secret: bool = Fa
 def read_trusted(
     path: Path, limit: int = 64 << 20, follow: bool = False, secret: bool = False
 ) -> bytes | None:
-    """Return the content of trusted file ``path`` (None if it does not exist).
-
-    Raise LocalFileError if it is unsafe, unreadable or larger than ``limit`` bytes.
-    """
+    """Return the content of trusted file ``path`` (None if it does not exist). Raise LocalFileError
+    if it is unsafe, unreadable or larger than ``limit`` bytes."""
     try:
         descriptor = open_trusted(path, os.O_RDONLY, follow=follow, secret=secret)
     except FileNotFoundError:
@@ -208,15 +179,3 @@ def read_trusted(
     if len(content) > limit:
         raise LocalFileError(f"{path} is larger than {limit} bytes: not a keysyncd file")
     return content
-
-
-def check_file(path: Path, what: str, secret: bool = False) -> None:
-    """Raise LocalFileError if ``path`` is missing, unreadable or unsafe (links followed)."""
-    try:
-        descriptor = open_trusted(path, os.O_RDONLY, follow=True, secret=secret)
-    except FileNotFoundError:
-        raise LocalFileError(f"{what} {path} does not exist") from None
-    except LocalFileError as error:
-        raise LocalFileError(f"{what}: {error}") from None
-    with contextlib.suppress(OSError):
-        os.close(descriptor)

@@ -1,15 +1,12 @@
 """Fan-out over the fleet: one connection per node, steps run on every node concurrently.
-
-Each node fails on its own: a NodeError is recorded in that node's result and the others
-go on (as Fabric's group results do). Nothing here raises for one node. A whole step on
-one node is bounded by ``operation_timeout``. The kinds' own steps (what to read, what to
-write in which phase) are in ``keysyncd.io.remote.fleet`` (symmetric keys) and
-``keysyncd.io.remote.jwsfleet`` (JWS key pairs).
-"""
+Each node fails on its own (a NodeError in its result; nothing here raises for one node),
+and a whole step on one node is bounded by ``operation_timeout``. The kinds' steps are in
+``fleet`` (symmetric keys) and ``jwsfleet`` (JWS key pairs)."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 import time
@@ -19,15 +16,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
-from keysyncd.config import NodeConfig, SshConfig
+from keysyncd.config import NodeConfig, RepositoryConfig, SshConfig
 from keysyncd.core.report import NodeOutcome
 from keysyncd.core.vocabulary import GOOD, NodeStatus, Reason
 from keysyncd.errors import NodeError
 from keysyncd.io.local.fsutil import CLOCK_PROBE_PREFIX
-from keysyncd.io.remote.deadlines import Deadlines
 from keysyncd.io.remote.sftp import NodeSession
 from keysyncd.io.remote.sftpmeter import record
-from keysyncd.io.remote.ssh import Credentials, connect
+from keysyncd.io.remote.ssh import Credentials, Deadlines, connect
 
 log = logging.getLogger(__name__)
 # (phase, node, done, total): called with done=0 when a phase starts on a non-empty set of
@@ -95,10 +91,8 @@ class NodeResult(Generic[V, P]):
 
 
 class Fanout(Generic[V, P]):
-    """The connections of one action to some nodes of one repository, used by several steps.
-
-    ``directory(node)`` says where each node's session is rooted.
-    """
+    """The connections of one action to some nodes of one repository, used by several steps;
+    ``owner``: the numeric (uid, gid) every key file must have on the nodes."""
 
     # False: every inspect and verify reads each node anew, the path before views were kept
     # (bench/rotate_reads.py measures both in one run)
@@ -106,18 +100,21 @@ class Fanout(Generic[V, P]):
 
     def __init__(
         self,
+        repository: RepositoryConfig,
         nodes: Iterable[NodeConfig],
         ssh: SshConfig,
-        directory: Callable[[NodeConfig], Path],
+        owner: tuple[int | None, int | None] = (None, None),
         progress: Progress | None = None,
         cancel: threading.Event | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
+        self.repository = repository
+        self.owner = owner
         self.nodes = list(nodes)
+        self.by_name = {node.name: node for node in self.nodes}
         self.clock = clock  # the controller's: when given, each node's clock is read on open
         self.skews: dict[str, float] = {}  # node -> controller clock minus node clock
         self.ssh = ssh
-        self.directory = directory
         self.progress = progress
         self.cancel = cancel
         self.sessions: dict[str, NodeSession] = {}
@@ -125,19 +122,21 @@ class Fanout(Generic[V, P]):
         self.results: dict[str, NodeResult[V, P]] = {n.name: NodeResult(n.name) for n in self.nodes}
         self.reads: dict[str, int] = {}  # node -> full reads of its view (the meters')
         self._fresh: dict[str, V] = {}  # node -> its view as read, until keysyncd writes there
+        self._read_for: dict[str, frozenset[int]] = {}  # node -> the keys its view was read for
         self._pool = ThreadPoolExecutor(
             max_workers=max(1, min(ssh.concurrency, len(self.nodes) or 1))
         )
 
+    def directory(self, node: NodeConfig) -> Path:
+        """Return where ``node``'s session is rooted: its own ``path`` or the repository's."""
+        return node.path or self.repository.path
+
     def _each(
         self, phase: str, names: list[str], work: Callable[[str], None], writes: bool = False
     ) -> None:
-        """Run ``work(name)`` for every node concurrently; record NodeErrors per node.
-        ``writes``: the work may change the nodes, whose views read so far are then stale.
-
-        When ``cancel`` is set (the daemon is stopping) no new phase starts: its nodes are
-        recorded as abandoned, which leaves every node valid (the phase order guarantees it).
-        """
+        """Run ``work(name)`` for every node concurrently, recording NodeErrors per node;
+        ``writes``: the work may change the nodes (their views go stale). Once ``cancel`` is set no
+        phase starts: its nodes are recorded as abandoned, which the phase order keeps valid."""
         if writes:
             for name in names:
                 self._fresh.pop(name, None)
@@ -150,9 +149,7 @@ class Fanout(Generic[V, P]):
         if self.progress and names:
             self.progress(phase, "", 0, len(names))
 
-        def guarded(name: str) -> str:
-            return self._guarded(phase, name, work)
-
+        guarded = functools.partial(self._guarded, phase, work=work)
         for done, name in enumerate(self._pool.map(guarded, names), start=1):
             if self.progress:
                 self.progress(phase, name, done, len(names))
@@ -174,29 +171,26 @@ class Fanout(Generic[V, P]):
             log.debug("unexpected failure on %s", name, exc_info=True)
             error = NodeError(name, Reason.ERROR, type(failure).__name__)
         if session is not None and not self.deadlines.disarm(token):
-            timeout = self.ssh.operation_timeout
-            error = NodeError(
-                name,
-                Reason.TIMEOUT,
-                f"{phase} took longer than "
-                f"operation_timeout {timeout:g}s; the connection was closed",
-            )
+            error = self._overran(name, phase)
         if error is not None:
             result.fail(error)
         result.duration = time.monotonic() - result.started  # so far: the real elapsed time
         return name
 
-    def open(self, only: set[str] | None = None) -> None:
-        """Connect to every node (or those in ``only``); failures are recorded per node.
+    def _overran(self, name: str, doing: str) -> NodeError:
+        """Return the NodeError of a step on node ``name`` that ran past operation_timeout."""
+        timeout = self.ssh.operation_timeout
+        detail = f"{doing} took longer than operation_timeout {timeout:g}s"
+        return NodeError(name, Reason.TIMEOUT, f"{detail}; the connection was closed")
 
-        Raise LocalFileError (for the whole action) if known_hosts or the identity file is
-        missing, unsafe or damaged: that is the controller's problem, not any node's.
-        """
+    def open(self, only: set[str] | None = None) -> None:
+        """Connect to every node (or those in ``only``); failures are recorded per node. Raise
+        LocalFileError (for the whole action) if known_hosts or the identity file is missing, unsafe
+        or damaged: that is the controller's problem, not any node's."""
         credentials = Credentials(self.ssh, self.deadlines)
-        by_name = {n.name: n for n in self.nodes}
 
         def opening(name: str) -> None:
-            node = by_name[name]
+            node = self.by_name[name]
             self.sessions[name] = connect(node, self.directory(node), credentials)
             if self.clock is not None:
                 self._read_clock(name, self.sessions[name], self.clock)
@@ -205,24 +199,16 @@ class Fanout(Generic[V, P]):
         self._each("connect", names, opening)
 
     def _read_clock(self, name: str, session: NodeSession, clock: Callable[[], float]) -> None:
-        """Learn ``name``'s clock from a file created there now (``NodeSession.clock_skew``),
-        within operation_timeout like every step on a node."""
+        """Learn ``name``'s clock (``NodeSession.clock_skew``) within operation_timeout."""
         token = self.deadlines.arm(self.ssh.operation_timeout, session.abort)
         skew = session.clock_skew(clock)
         if not self.deadlines.disarm(token):
-            raise NodeError(
-                name,
-                Reason.TIMEOUT,
-                f"reading the node's clock took longer than operation_timeout "
-                f"{self.ssh.operation_timeout:g}s; the connection was closed",
-            )
+            raise self._overran(name, "reading the node's clock")
         if skew is not None:
             self.skews[name] = skew
 
     def tidy(self) -> None:
-        """Remove the clock probes (``NodeSession.clock_skew``) a killed keysyncd left on
-        nodes that need nothing else: phase 1 removes every temp file, but only on the nodes
-        that differ, and a kill while a node's clock is read leaves one on a node in sync."""
+        """Remove the clock probes a killed keysyncd left on nodes in sync (phase 1 skips them)."""
 
         def probes(name: str) -> list[str]:
             plan = self.results[name].plan
@@ -242,14 +228,10 @@ class Fanout(Generic[V, P]):
         self._each("tidy", stale, tidying, writes=True)
 
     def _view(self, name: str, read: Callable[[], V]) -> V:
-        """Return node ``name``'s view: the one this action read there last, as long as no
-        step wrote there since, else ``read()``'s (counted in ``reads``).
-
-        A view kept is what a new read would return: keysyncd holds the lock and is the
-        fleet's one writer (SPEC rule 7), and every write it makes is read back before
-        anything trusts the node again (``_each(writes=True)`` drops the view). A hand
-        changing a node behind keysyncd's back is caught by the read-back after the next
-        write, as it is when it acts between a read and that write."""
+        """Return node ``name``'s view as this action last read it, unless a step wrote there since,
+        else ``read()``'s (counted in ``reads``). A kept view is what a new read would return:
+        keysyncd holds the lock, is the fleet's one writer (SPEC rule 7), and reads back every
+        write; a hand changing a node meanwhile is caught by the read-back after the next write."""
         view = self._fresh.get(name) if self.keep_views else None
         if view is None:
             view = read()

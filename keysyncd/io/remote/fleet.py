@@ -1,24 +1,25 @@
 """Symmetric repositories (fernet, credential) across the fleet: inspect every node as
-keystone sees it, push in two fleet-wide phases, verify by read-back. The connections and
-the per-node steps are ``keysyncd.io.remote.fanout``'s."""
+keystone sees it, push in two fleet-wide phases, verify by read-back; and the refusal of
+``init`` to take over a node directory holding files not its own (``keysyncd.io.local.repolinks``).
+The connections and the per-node steps are ``keysyncd.io.remote.fanout``'s."""
 
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
+from typing import Any
 
-from keysyncd.config import NodeConfig, RepositoryConfig, SshConfig
 from keysyncd.core.access import UNREACHABLE_ADVICE
 from keysyncd.core.changewords import describe_changes
 from keysyncd.core.keyring import KeySet
-from keysyncd.core.kinds import KINDS
+from keysyncd.core.kinds import KINDS, KeyKind
 from keysyncd.core.nodeplan import NodePlan, NodeView, Ownership, diff
 from keysyncd.core.text import bounded
 from keysyncd.core.view import DIRECTORY_MODE, needs_content, show_name, unread, with_content
 from keysyncd.core.vocabulary import NodeStatus, Reason
-from keysyncd.errors import NodeError
-from keysyncd.io.remote.fanout import Fanout, Progress
+from keysyncd.errors import KeysyncError, NodeError
+from keysyncd.io.local.repolinks import Own, refusal
+from keysyncd.io.remote.fanout import Fanout
 from keysyncd.io.remote.sftp import NodeSession
 
 log = logging.getLogger(__name__)
@@ -28,27 +29,13 @@ class FleetAction(Fanout[NodeView, NodePlan]):
     """The fan-out of one action on a symmetric repository (fernet, credential): every node
     holds the same key files in one directory (its own ``path`` or the repository's)."""
 
-    def __init__(
-        self,
-        repository: RepositoryConfig,
-        nodes: Iterable[NodeConfig],
-        ssh: SshConfig,
-        owner: tuple[int | None, int | None] = (None, None),
-        progress: Progress | None = None,
-        cancel: threading.Event | None = None,
-        clock: Callable[[], float] | None = None,
-    ) -> None:
-        super().__init__(
-            nodes, ssh, lambda node: node.path or repository.path, progress, cancel, clock
-        )
-        self.repository = repository
-        self.kind = KINDS[repository.kind]
-        self.owner = owner
-        self._read_for: dict[str, frozenset[int]] = {}  # node -> the keys its view was read for
+    @property
+    def kind(self) -> KeyKind:
+        """Return the repository's kind of key (what its key files must hold)."""
+        return KINDS[self.repository.kind]
 
     def inspect(self, expected: dict[int, str], force: bool = False) -> None:
-        """Plan every healthy node against ``expected`` from its view: read now, unless
-        the one read before is still current (``Fanout._view``)."""
+        """Plan every healthy node against ``expected`` from its view (``Fanout._view``)."""
 
         def inspecting(name: str) -> None:
             result = self.results[name]
@@ -71,9 +58,8 @@ class FleetAction(Fanout[NodeView, NodePlan]):
         return Ownership(*self.owner, owner if isinstance(owner, str) else None)
 
     def _current_view(self, name: str, expected: Mapping[int, str]) -> NodeView:
-        """Return node ``name``'s view as ``_view`` keeps it, read again only if nothing
-        was written there since, and it holds the content of every file ``expected``
-        needs judged (a view read for other keys may have left one unopened)."""
+        """Return node ``name``'s view as ``_view`` keeps it, read again if a file ``expected``
+        needs judged was left unopened (a view read for other keys)."""
         kept = self._read_for.get(name)
         if kept is not None and not view_covers(self._fresh.get(name), kept, expected):
             self._fresh.pop(name, None)
@@ -85,8 +71,7 @@ class FleetAction(Fanout[NodeView, NodePlan]):
         return self._view(name, reading)
 
     def _read_view(self, session: NodeSession, expected: Mapping[int, str]) -> NodeView:
-        """Return keystone's view of the node; only files that must be judged are opened
-        (all of them at once: ``read_many``)."""
+        """Return keystone's view of the node, opening only the files to judge (``read_many``)."""
         # the directories above it only when an owner is configured: who else would pass?
         listing = session.list_directory(above=self.ownership.user is not None)
         wanted = [entry for entry in listing.entries if needs_content(entry, expected)]
@@ -170,8 +155,7 @@ class FleetAction(Fanout[NodeView, NodePlan]):
 def view_covers(
     view: NodeView | None, read_for: frozenset[int], expected: Mapping[int, str]
 ) -> bool:
-    """Return True if ``view``, read for the keys ``read_for``, opened every file that must
-    be judged against ``expected`` (``needs_content``)."""
+    """Return True if ``view``, read for ``read_for``, opened every file ``expected`` judges."""
     return view is not None and all(
         needs_content(entry, read_for) or not needs_content(entry, expected)
         for entry in view.entries
@@ -199,12 +183,24 @@ def _mismatch(plan: NodePlan) -> str:
 
 
 def push_keyset(fleet: FleetAction, keyset: KeySet, force: bool = False) -> None:
-    """Inspect, push in two phases and verify ``keyset`` on every healthy node of ``fleet``.
-
-    Each node is read at most once before its writes (not at all when its view is current:
-    a promotion plans from the view verified before the gate) and read back once after them;
-    a node with nothing to write is read once, and that read is its verification."""
+    """Inspect, push in two phases and verify ``keyset`` on every healthy node of ``fleet``, each
+    read at most once before its writes and once after them."""
     expected = keyset.digests()
     fleet.inspect(expected, force)
     fleet.push(keyset)
     fleet.verify(expected)
+
+
+def refuse_occupied_nodes(fleet: Fanout[Any, Any], own: Own) -> None:
+    """Raise KeysyncError, naming each node and what its directory holds, if the directory ``init``
+    would take over on any healthy node of ``fleet`` exists holding anything that is not ``own``."""
+    lines = []
+    for name in fleet.healthy():
+        session = fleet.sessions[name]
+        if session.directory_mode() is None:  # nothing there yet
+            continue
+        _, entries, _ = session.list_every_entry()
+        if others := sorted(show_name(e.name) for e in entries if not own(e.name)):
+            lines.append(refusal(f"node {name}: ", session.directory, others))
+    if lines:
+        raise KeysyncError("; ".join(lines))

@@ -1,18 +1,14 @@
 """JWS key pairs across the fleet: read each node's two directories as keystone sees them,
-add public keys (phase 1), then fix what is wrong and install private keys (phase 2).
-
-Each node's session is rooted at its private directory; its public directory is reached
-over the same connection. Nothing but complete public keys ever appears in a public
-directory: every upload is written in the private directory (same file system) and renamed
-into place.
-"""
+add public keys (phase 1), then fix what is wrong and install private keys (phase 2). Every
+upload is written in the private directory and renamed into place, so nothing but complete
+public keys ever appears in a public directory."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
-from keysyncd.config import NodeConfig, RepositoryConfig, SshConfig
+from keysyncd.config import NodeConfig
 from keysyncd.core.access import UNREACHABLE_ADVICE, User
 from keysyncd.core.changewords import describe_jws
 from keysyncd.core.jws import PRIVATE_NAME
@@ -30,7 +26,7 @@ from keysyncd.core.view import (
 )
 from keysyncd.core.vocabulary import NodeStatus, Reason
 from keysyncd.errors import NodeError
-from keysyncd.io.remote.fanout import Fanout, Progress
+from keysyncd.io.remote.fanout import Fanout
 from keysyncd.io.remote.sftp import NodeSession
 
 Expected = Callable[[str], JwsExpected]
@@ -39,27 +35,9 @@ Expected = Callable[[str], JwsExpected]
 class JwsFleet(Fanout[JwsView, JwsNodePlan]):
     """The fan-out of one action on a ``jws`` repository."""
 
-    def __init__(
-        self,
-        repository: RepositoryConfig,
-        nodes: Iterable[NodeConfig],
-        ssh: SshConfig,
-        owner: tuple[int | None, int | None] = (None, None),
-        progress: Progress | None = None,
-        cancel: threading.Event | None = None,
-        clock: Callable[[], float] | None = None,
-    ) -> None:
-        super().__init__(
-            nodes,
-            ssh,
-            lambda node: repository.jws_directories(node.path)[0],
-            progress,
-            cancel,
-            clock,
-        )
-        self.repository = repository
-        self.owner = owner
-        self._public = {n.name: repository.jws_directories(n.path)[1] for n in self.nodes}
+    def directory(self, node: NodeConfig) -> Path:
+        """Return where ``node``'s session is rooted: its private directory."""
+        return self.repository.jws_directories(node.path)[0]
 
     @property
     def user(self) -> User | None:
@@ -69,14 +47,14 @@ class JwsFleet(Fanout[JwsView, JwsNodePlan]):
         return None if uid is None else User(uid, gid, name if isinstance(name, str) else None)
 
     def _public_session(self, name: str) -> NodeSession:
-        return self.sessions[name].rooted(self._public[name])
+        public = self.repository.jws_directories(self.by_name[name].path)[1]
+        return self.sessions[name].rooted(public)
 
     # --- reading ---------------------------------------------------------------------------
 
     def read_view(self, name: str) -> JwsView:
-        """Return what node ``name`` holds; every file keystone would read is judged. The
-        directories above both key directories are looked at only when an owner is
-        configured (in the round trip that looks at each key directory)."""
+        """Return what node ``name`` holds, every file keystone would read judged; the directories
+        above both key directories are looked at only when an owner is configured."""
         private, public = self.sessions[name], self._public_session(name)
         above = self.user is not None
         public_info, public_above = public.directory_and_ancestors(above)
@@ -129,9 +107,8 @@ class JwsFleet(Fanout[JwsView, JwsNodePlan]):
         )
 
     def inspect(self, expected: Expected) -> None:
-        """Plan every healthy node against ``expected(node)`` from its view: read now,
-        unless the one read before is still current (``Fanout._view``): after phase 1, only
-        the nodes it wrote are read again for the gate."""
+        """Plan every healthy node against ``expected(node)`` from its view (``Fanout._view``):
+        after phase 1, only the nodes it wrote are read again for the gate."""
 
         def inspecting(name: str) -> None:
             result = self.results[name]
@@ -238,8 +215,7 @@ class JwsFleet(Fanout[JwsView, JwsNodePlan]):
     # --- adopting what the nodes hold ------------------------------------------------------
 
     def public_contents(self, name: str) -> dict[str, bytes]:
-        """Return every public key in node ``name``'s public directory, by file name; raise
-        NodeError if anything there is not one."""
+        """Return node ``name``'s public keys by file name; raise NodeError for anything else."""
         public = self._public_session(name)
         _, listed, _ = public.list_every_entry()
         found = {}
@@ -258,9 +234,8 @@ class JwsFleet(Fanout[JwsView, JwsNodePlan]):
         return found
 
     def private_public(self, name: str) -> tuple[bytes, str]:
-        """Return (the public half, the digest) of node ``name``'s private.pem; the private
-        key itself goes no further than this function. Raise NodeError if there is none or
-        it is not a private key for the repository's algorithm."""
+        """Return (the public half, the digest) of node ``name``'s private.pem (the private key goes
+        no further); raise NodeError if it is no private key of the repository's algorithm."""
         view = self.results[name].view
         entry = view.private_key if view is not None else None
         if entry is not None and entry.type is not EntryType.FILE:
@@ -276,9 +251,8 @@ class JwsFleet(Fanout[JwsView, JwsNodePlan]):
         return public, digest_of(content)
 
     def held_public_keys(self, name: str) -> list[bytes]:
-        """Return every public key for the repository's algorithm in node ``name``'s public
-        directory (none if there is no such directory); anything else there is skipped: this
-        only asks whether the node already holds a key another node offers."""
+        """Return every public key of the repository's algorithm in node ``name``'s public directory
+        (anything else skipped): does the node already hold a key another node offers?"""
         public = self._public_session(name)
         if public.directory_mode() is None:
             return []
@@ -293,6 +267,5 @@ class JwsFleet(Fanout[JwsView, JwsNodePlan]):
 
 
 def _adds(plan: JwsNodePlan | None) -> bool:
-    """Return True if ``plan`` has phase 1 work: directories to make, keysyncd's temp files
-    to remove, public keys to add."""
+    """Return True if ``plan`` has phase 1 work: directories, temp files, public keys to add."""
     return plan is not None and bool(plan.make_directories or plan.cleanup or plan.add)

@@ -1,17 +1,10 @@
 """known_hosts, parsed into an index: host name -> key type -> key.
 
-paramiko's ``HostKeys.lookup`` walks every entry for every node (quadratic in the fleet);
-here plain names are a dict lookup and only hashed entries (``|1|salt|hash``) are scanned.
-Each hashed entry has its own salt, so a lookup must hash the name once per hashed entry
-(ssh does the same): N nodes x N entries. That is 1.1 s for 1,000 x 1,000 with each salt's
-HMAC set up once (1.7 s with ``hmac.digest``), paid once per content of the file: the
-parsed index and its answers are kept while the file does not change, so the daemon's
-periodic verifies do not pay it again.
-Lines marked ``@revoked`` revoke a key everywhere; ``@cert-authority`` lines are ignored
-(keysyncd does not accept host certificates). Host patterns (``*``, ``?``, ``!``) are not
-matched: a node is trusted only under its exact name; a refusal says which rule refused. A
-line paramiko cannot parse is an error naming the file and line, never a silent skip: a typo
-must not look like an unknown host.
+Plain names are a dict lookup; only hashed entries are scanned (one HMAC per entry and
+name, as ssh does), and the index and its answers are kept while the file does not change.
+``@revoked`` revokes a key everywhere; ``@cert-authority`` lines are ignored; host patterns
+are not matched (a node is trusted only under its exact name). A line paramiko cannot parse
+is an error naming the file and line: a typo must not look like an unknown host.
 """
 
 from __future__ import annotations
@@ -42,17 +35,8 @@ class HashedName:
     key: paramiko.PKey
     negated: tuple[str, ...] = ()  # the line's "!pattern"s: a name they match is not this
 
-    @classmethod
-    def of(
-        cls, salt: bytes, digest: bytes, key: paramiko.PKey, negated: tuple[str, ...] = ()
-    ) -> HashedName:
-        """Return the entry for ``salt``, ``digest`` and the host's ``key``."""
-        # the known_hosts format's HMAC is HMAC-SHA1
-        return cls(hmac.new(salt, digestmod=hashlib.sha1), digest, key, negated)
-
     def matches(self, encoded: bytes) -> bool:
-        """Return True if this entry is the hash of the host name ``encoded`` and no negated
-        pattern of its line matches that name."""
+        """Return True if this hashes ``encoded`` and no negated pattern of its line matches it."""
         if any(_pattern_matches(encoded.decode(), pattern) for pattern in self.negated):
             return False
         mac = self.base.copy()
@@ -83,7 +67,9 @@ class KnownHosts:
             if name.startswith("!") or "*" in name or "?" in name:
                 self.patterns.append((line, name))
             elif name.startswith("|1|"):
-                self.hashed.append(HashedName.of(*_hashed(name), key, negated))
+                salt, digest = _hashed(name)  # the known_hosts format's HMAC is HMAC-SHA1
+                base = hmac.new(salt, digestmod=hashlib.sha1)
+                self.hashed.append(HashedName(base, digest, key, negated))
             elif any(_pattern_matches(name, pattern) for pattern in negated):
                 continue  # "node1,!node1": ssh rejects the line for node1
             else:
@@ -109,9 +95,8 @@ class KnownHosts:
         return by_type
 
     def why_unusable(self, name: str) -> str:
-        """Return which rule leaves host ``name`` without a usable key, in words: every key
-        listed for it is ``@revoked``, or it is only named by a pattern keysyncd does not use
-        (a wildcard, or a negation that excludes it), or it is not listed at all."""
+        """Return which rule leaves host ``name`` without a usable key: all ``@revoked``, named only
+        by a pattern keysyncd ignores (a wildcard, a negation), or not listed."""
         listed = list(self.plain.get(name, []))
         listed += [entry.key for entry in self.hashed if entry.matches(name.encode())]
         if listed and all(self.is_revoked(key) for key in listed):
@@ -152,10 +137,8 @@ def _hashed(name: str) -> tuple[bytes, bytes]:
 
 
 def _line_key(line: str) -> tuple[list[str], paramiko.PKey | None]:
-    """Return (host names, key) of one entry line; key None for a type paramiko cannot use.
-
-    Raise ValueError if the line is not an entry at all.
-    """
+    """Return (host names, key) of one entry line; key None for a type paramiko cannot use. Raise
+    ValueError if the line is not an entry at all."""
     fields = line.split()
     if len(fields) < 3:
         raise ValueError("expected: names key-type base64-key")
@@ -195,8 +178,7 @@ def parse_known_hosts(text: str, source: str) -> KnownHosts:
 
 
 def load_known_hosts(path: Path) -> KnownHosts:
-    """Return the KnownHosts read from ``path``; raise LocalFileError if it is missing, unsafe
-    or damaged."""
+    """Return the KnownHosts in ``path``; raise LocalFileError if missing, unsafe or damaged."""
     content = read_trusted(path, limit=64 << 20, follow=True)
     if content is None:
         raise LocalFileError(f"known_hosts {path} does not exist")

@@ -1,14 +1,6 @@
-"""Every paramiko member keysyncd's SSH/SFTP layer uses that paramiko does not document, in
-one place: its private SFTP request machinery (``sftpwire``: pipelined requests, requests
-its public API lacks) and the attributes its objects set on themselves.
-
-pyproject.toml pins paramiko to the major versions whose members are these;
-tests/unit/test_paramiko_contract.py checks each against the installed paramiko (that it
-exists, that it takes the arguments keysyncd passes, that the request machinery still
-answers a pipelined batch), and that keysyncd/io/remote uses no private or undocumented
-paramiko member missing here. A paramiko that changes one fails that test, naming it,
-before any node sees the difference.
-"""
+"""Every paramiko member keysyncd uses that paramiko does not document, in one place:
+tests/unit/test_paramiko_contract.py checks each against the installed paramiko (and that no
+other is used), so a paramiko that changes one fails that test."""
 
 from __future__ import annotations
 

@@ -1,9 +1,5 @@
-"""Before an action changes anything: every local file it will rely on is safe and readable.
-
-An unsafe report directory found only when the report is written would come after the
-keys were rotated; so every command and every daemon job checks first, and an unsafe or
-damaged file stops it before it changes anything (exit 2, one line naming the file).
-"""
+"""Before an action changes anything: every local file it will rely on is safe and readable
+(an unsafe report directory found at the end would come after the keys were rotated)."""
 
 from __future__ import annotations
 
@@ -20,13 +16,9 @@ from keysyncd.io.local.trust import check_directory, open_trusted, read_trusted
 
 
 def local_file_problems(config: Config, ssh: bool = True) -> list[str]:
-    """Return every problem with the local files an action relies on (empty: all is well).
-
-    Covers ``state_dir`` and ``report_dir``, the lock files, every repository's state, the
-    report chain's head and newest report, and with ``ssh`` (when nodes are configured) the
-    identity file and known_hosts. A damaged head is not a problem here: the chain goes on
-    from the newest report and ``report verify-chain`` reports the damage.
-    """
+    """Return every problem with the local files an action relies on (empty: none): state_dir,
+    report_dir, lock files, each repository's state, the chain head (damage there is no problem) and
+    newest report, and with ``ssh`` the identity file and known_hosts."""
     checks: list[Callable[[], object]] = [
         lambda: check_directory(config.state_dir, "state_dir"),
         lambda: check_directory(config.state_dir / "repositories", "state directory"),
@@ -56,8 +48,7 @@ def local_file_problems(config: Config, ssh: bool = True) -> list[str]:
 
 
 def check_local_files(config: Config, ssh: bool) -> None:
-    """Raise LocalFileError naming the first local file that is unsafe or damaged (see
-    ``local_file_problems``), before the action changes anything."""
+    """Raise LocalFileError naming the first unsafe or damaged file (``local_file_problems``)."""
     problems = local_file_problems(config, ssh)
     if problems:
         raise LocalFileError(problems[0])

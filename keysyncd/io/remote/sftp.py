@@ -1,10 +1,6 @@
-"""The SFTP session to one node, rooted at its repository directory. SFTP only: keysyncd
-needs no remote shell, so operators can pin its key to ``internal-sftp``.
-
-Reads are ``sftpread``'s (lstat listings, names decoded as keystone's Python would, only
-regular files read); here the writes: temp files are created exclusively with mode 0600 and
-their owner set through the handle, then renamed into place.
-"""
+"""The SFTP session to one node and its writes (reads: ``sftpread``). SFTP only, so operators
+can pin keysyncd's key to ``internal-sftp``. Temp files are created exclusively with mode
+0600 and their owner set through the handle, then renamed into place."""
 
 from __future__ import annotations
 
@@ -43,8 +39,7 @@ class NodeSession(ReadingSession):
     """An open SFTP session to one node, rooted at its repository directory."""
 
     def rooted(self, directory: Path) -> NodeSession:
-        """Return a session over the same connection rooted at ``directory`` (closing either
-        closes both)."""
+        """Return a session on this connection rooted at ``directory`` (closing one closes both)."""
         other = copy.copy(self)
         other.directory = directory
         return other
@@ -59,11 +54,7 @@ class NodeSession(ReadingSession):
 
     def make_directory(self, mode: int, uid: int | None = None, gid: int | None = None) -> None:
         """Create the session's directory with ``mode`` (from the first instant), owned by
-        ``uid``/``gid`` when given (keystone must be able to enter what keysyncd made).
-
-        The owner is set with lsetstat@openssh.com (OpenSSH >= 8.0), which never follows a
-        link: had the new directory been swapped for one, only the link would change owner.
-        """
+        ``uid``/``gid`` when given (keystone must be able to enter what keysyncd made)."""
         path = str(self.directory)
 
         def making() -> None:
@@ -72,15 +63,20 @@ class NodeSession(ReadingSession):
             request(self.sftp, CMD_MKDIR, path, attributes)
             if self.directory_mode() is None:
                 raise paramiko.SFTPError("the directory was not created")
-            if uid is None and gid is None:
-                return
-            made = self._stat(CMD_LSTAT, path)
-            owner = SFTPAttributes()
-            owner.st_uid = made.uid if uid is None else uid
-            owner.st_gid = made.gid if gid is None else gid
-            request(self.sftp, CMD_EXTENDED, "lsetstat@openssh.com", path, owner)
+            if uid is not None or gid is not None:
+                self._lsetstat(SFTPAttributes(), uid, gid)
 
         self._guard(f"creating {self.directory}", making)
+
+    def _lsetstat(self, attributes: SFTPAttributes, uid: int | None, gid: int | None) -> None:
+        """Set ``attributes`` and the owner ``uid``/``gid`` when given (the other kept) on the
+        session's directory with lsetstat@openssh.com, which never follows a link swapped in."""
+        path = str(self.directory)
+        if uid is not None or gid is not None:
+            current = self._stat(CMD_LSTAT, path)
+            attributes.st_uid = current.uid if uid is None else uid
+            attributes.st_gid = current.gid if gid is None else gid
+        request(self.sftp, CMD_EXTENDED, "lsetstat@openssh.com", path, attributes)
 
     def move_to(self, source: str, target: NodeSession, name: str) -> None:
         """Rename ``source`` here over ``name`` in ``target``'s directory, atomically (same
@@ -93,13 +89,9 @@ class NodeSession(ReadingSession):
         )
 
     def clock_skew(self, clock: Callable[[], float]) -> float | None:
-        """Return how many seconds ``clock`` (the controller's) is ahead of the node's clock,
-        learnt from the modification time the node gives an empty temp file created now (and
-        removed at once); None when the node does not tell (no directory yet, read-only, an
-        answer that is not one). Never raises: the clock is a witness, not a step.
-
-        The node stamps the file between the OPEN leaving and its reply arriving, in whole
-        seconds (SFTP v3): within about a second plus half a round trip."""
+        """Return how many seconds ``clock`` (the controller's) is ahead of the node's, from the
+        mtime the node gives an empty temp file created and removed now (within about a second), or
+        None if it does not tell; never raises: the clock is a witness, not a step."""
         name = clock_probe_name()
         path = self._path(name)
         try:
@@ -129,9 +121,7 @@ class NodeSession(ReadingSession):
 
     def write_temp(self, content: bytes, uid: int | None, gid: int | None) -> str:
         """Upload ``content`` to a new exclusive temp file (0600 from creation); return its name.
-
-        The owner is set before the caller renames it into place.
-        """
+        The owner is set before the caller renames it into place."""
         name = temp_name()
         path = self._path(name)
         created = False
@@ -170,21 +160,8 @@ class NodeSession(ReadingSession):
         self._guard(f"removing {name!a}", self.sftp.remove, self._path(name))
 
     def chmod_directory(self, mode: int, uid: int | None = None, gid: int | None = None) -> None:
-        """Set ``mode`` on the repository directory, and the owner ``uid``/``gid`` when given,
-        in one lsetstat@openssh.com (never following a link, had the directory been swapped
-        for one since it was listed): a mode fixed without the owner would lock keystone out.
-
-        Key files are never chmod-ed: a wrong mode is fixed by writing the file anew.
-        """
-        path = str(self.directory)
-
-        def changing() -> None:
-            attributes = SFTPAttributes()
-            attributes.st_mode = mode
-            if uid is not None or gid is not None:
-                current = self._stat(CMD_LSTAT, path)
-                attributes.st_uid = current.uid if uid is None else uid
-                attributes.st_gid = current.gid if gid is None else gid
-            request(self.sftp, CMD_EXTENDED, "lsetstat@openssh.com", path, attributes)
-
-        self._guard(f"changing the mode of {self.directory}", changing)
+        """Set ``mode``, and the owner when given, on the repository directory in one lsetstat (a
+        mode without its owner would lock keystone out); key files are rewritten, never chmod-ed."""
+        attributes = SFTPAttributes()
+        attributes.st_mode = mode
+        self._guard(f"changing the mode of {self.directory}", self._lsetstat, attributes, uid, gid)

@@ -1,11 +1,6 @@
-"""SFTP operations sent as pipelined batches: a directory listed, key files read, a temp
-file filled, each in one or two round trips instead of one per request.
-
-Every SFTP round trip costs the controller a wake-up of paramiko's transport thread, of the
-worker and of the node's server: about 100-150 µs of keysyncd's CPU, whatever it carries.
-These functions speak the wire only (``keysyncd.io.remote.sftpwire``); what a failure means for
-the node is ``keysyncd.io.remote.sftp``'s business.
-"""
+"""SFTP operations sent as pipelined batches (a directory listed, key files read, a temp file
+filled) in one or two round trips instead of one per request: each round trip costs about
+100-150 µs of keysyncd's CPU. Wire only; what a failure means is ``sftpread``'s."""
 
 from __future__ import annotations
 
@@ -60,10 +55,8 @@ def handle_of(sftp: paramiko.SFTPClient, reply: Reply, what: str) -> bytes:
 
 
 def read_directory(sftp: paramiko.SFTPClient, path: str) -> list[tuple[str, Attributes]]:
-    """Return (name, lstat attributes) of every entry of directory ``path`` (see
-    ``names_of``). Most key repositories fit in one READDIR reply: after OPENDIR, two
-    READDIRs and the CLOSE go in one batch; a directory that is not at its end by then is
-    listed again one READDIR at a time. Raise SFTPError past MAX_DIRECTORY_ENTRIES."""
+    """Return (name, lstat attributes) of every entry of ``path``: two READDIRs and the CLOSE in one
+    batch, then one at a time if not at the end; raise SFTPError past MAX_DIRECTORY_ENTRIES."""
     (opened,) = pipeline(sftp, [(CMD_OPENDIR, (path,))])
     handle = handle_of(sftp, opened, "a directory handle")
     listing: list[Request] = [(CMD_READDIR, (handle,)), (CMD_READDIR, (handle,))]
@@ -94,10 +87,8 @@ def _read_directory_slowly(sftp: paramiko.SFTPClient, path: str) -> list[tuple[s
 
 
 def trusted(entry: Entry, opened: Attributes, content: bytes) -> bytes | None:
-    """Return ``content`` if the file it was read from (``opened``: FSTAT through the open
-    handle) is what the listing showed as ``entry`` and was read whole; else None: the name
-    was swapped after the listing, perhaps for a link to another file, whose content must
-    not be trusted or even digested."""
+    """Return ``content`` if the file read (FSTAT through the handle) is the ``entry`` listed, read
+    whole; else None: a name swapped for a link is neither trusted nor digested."""
     same = (
         entry_type(opened.mode) is EntryType.FILE
         and (opened.size, opened.uid, opened.gid, opened.mtime)
@@ -113,15 +104,10 @@ def read_files(
     entries: Sequence[Entry],
     cap: int = MAX_KEY_FILE,
 ) -> list[bytes | Exception | None]:
-    """Return, for each listed regular file ``entries[i]`` at ``paths[i]``, at most ``cap``
-    + 1 bytes of its content (``cap``: the read cap of their kind, core/view.py), None if
-    what was opened is not what was listed (``trusted``), or the exception reading it
-    raised (ShortRead: read it again alone).
-
-    Per FILES_PER_BATCH files: OPEN each in one batch, then READ, FSTAT and CLOSE each in a
-    second. A file that fails does not stop the others: the caller decides what it means.
-    Raise only for a failure of the whole batch (the connection, a reply to no request).
-    """
+    """Return, for each listed regular file ``entries[i]`` at ``paths[i]``, at most ``cap`` + 1
+    bytes of it, None if what was opened is not what was listed (``trusted``), or the exception
+    reading it raised (ShortRead: read it again alone). Two round trips per FILES_PER_BATCH files;
+    raise only for a failure of the whole batch."""
     outcomes: list[bytes | Exception | None] = []
     for start in range(0, len(entries), FILES_PER_BATCH):
         end = start + FILES_PER_BATCH
@@ -175,11 +161,9 @@ def _checked(
 def fill(
     sftp: paramiko.SFTPClient, handle: bytes, content: bytes, uid: int | None, gid: int | None
 ) -> None:
-    """Write ``content`` through the new file's ``handle``, check its size, set its owner
-    (through the handle: a name can be swapped for a symlink, a handle cannot) and close
-    it, in one round trip; two when only one of ``uid`` and ``gid`` is given (the other is
-    the file's, read first). Raise OSError if the file does not hold all of ``content``:
-    a short file must never be renamed into place (no node may see a partial key)."""
+    """Write ``content`` through ``handle``, check its size, set its owner through the handle (never
+    swapped for a link) and close it, in one round trip (two if only ``uid`` or ``gid`` is given);
+    raise OSError if the file is short: a partial key is never renamed into place."""
     writes: list[Request] = [
         (CMD_WRITE, (handle, int64(offset), content[offset : offset + MAX_WRITE]))
         for offset in range(0, len(content), MAX_WRITE)

@@ -1,8 +1,5 @@
-"""What an action cost each node on the wire: SFTP round trips and full reads of the node's
-repository view, counted per node for the tests and the bench (``metered``).
-
-Counts only: no path, no file name, no content ever reaches a meter.
-"""
+"""What an action cost each node on the wire: SFTP round trips and full reads of its
+repository view, counted per node for tests and the bench (counts only, never a name)."""
 
 from __future__ import annotations
 
@@ -17,9 +14,8 @@ import paramiko
 
 @dataclass
 class Traffic:
-    """One node's part: ``round_trips`` (each time keysyncd sent SFTP requests, then waited
-    for the node: a pipelined batch is one) and ``reads`` (full reads of its repository view:
-    its key directories listed and the key files there read)."""
+    """One node's part: ``round_trips`` (requests sent, then the node awaited: a pipelined batch is
+    one) and ``reads`` (full reads of its repository view)."""
 
     round_trips: int = 0
     reads: int = 0
@@ -31,8 +27,7 @@ _open: list[dict[str, Traffic]] = []
 
 @contextmanager
 def metered() -> Iterator[dict[str, Traffic]]:
-    """Yield a dict that gathers, by node name, the traffic of every connection closed and
-    every fan-out finished inside the block (any thread of this process)."""
+    """Yield a dict of each node's traffic from connections and fan-outs ending in the block."""
     seen: dict[str, Traffic] = {}
     with _lock:
         _open.append(seen)
@@ -53,9 +48,8 @@ def record(node: str, round_trips: int = 0, reads: int = 0) -> None:
 
 
 class MeteredChannel:
-    """An SFTP channel that counts round trips: a receive after anything was sent starts
-    a new one. Everything else is the paramiko Channel's own (only its public API is used:
-    paramiko's SFTPClient is given this object as its channel)."""
+    """An SFTP channel that counts round trips (a receive after a send starts one); the rest is the
+    paramiko Channel's public API, given to SFTPClient as its channel."""
 
     def __init__(self, channel: paramiko.Channel) -> None:
         self._channel = channel
@@ -80,8 +74,7 @@ class MeteredChannel:
         return self._channel.recv(size)
 
     def taken(self) -> int:
-        """Return the round trips counted since the last call (a session records them once,
-        when it closes)."""
+        """Return the round trips counted since the last call (recorded once, at close)."""
         count, self.round_trips = self.round_trips, 0
         return count
 

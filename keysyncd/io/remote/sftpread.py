@@ -1,28 +1,46 @@
-"""Reading a node's repository directory over SFTP: lookups, listings and key files.
-
-Listings have lstat semantics and keep names as keystone's Python would decode them; a
-symlink's target is examined with stat and never opened; only regular files are read, and
-what was opened is checked through the open handle.
-"""
+"""The SFTP connection to one node, rooted at a directory (metered, failures classified),
+and its reads: listings with lstat semantics and names as keystone decodes them, and key
+files (a symlink's target is only stat-ed; only regular files are read, checked through
+the open handle). Writes: ``sftp``."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar, cast
 
 import paramiko
-from paramiko.sftp import CMD_ATTRS, CMD_FSTAT, CMD_LSTAT, CMD_STAT
+from paramiko.sftp import (
+    CMD_ATTRS,
+    CMD_EXTENDED,
+    CMD_EXTENDED_REPLY,
+    CMD_FSTAT,
+    CMD_LSTAT,
+    CMD_STAT,
+)
 
+from keysyncd.config import NodeConfig
 from keysyncd.core.access import PathInfo, ancestors
 from keysyncd.core.view import MAX_KEY_FILE, Entry, EntryType, entry_type, is_temp_name, key_index
 from keysyncd.errors import NodeError
 from keysyncd.io.remote.sftpbatch import ShortRead, read_directory, read_files, trusted
-from keysyncd.io.remote.sftpsession import SessionBase
-from keysyncd.io.remote.sftpwire import Attributes, Request, attributes_of, expect, pipeline
+from keysyncd.io.remote.sftpmeter import MeteredChannel, record
+from keysyncd.io.remote.sftpwire import (
+    Attributes,
+    Request,
+    attributes_of,
+    classify,
+    expect,
+    pipeline,
+    request,
+)
 
 MAX_KEY_ENTRIES = 1_000  # entries at key names: more is an attack or an accident
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -37,24 +55,100 @@ class Listing:
     ancestors: tuple[PathInfo, ...] = ()  # the directories above it, when asked for
 
 
-class ReadingSession(SessionBase):
-    """A session's reads: the directory, its listing and key files (nothing is written)."""
+class ReadingSession:
+    """An SFTP session to a node, rooted at ``directory``, and its reads (writes: NodeSession)."""
+
+    def __init__(
+        self, node: NodeConfig, transport: paramiko.Transport, directory: Path, timeout: float
+    ) -> None:
+        self.node = node
+        self.directory = directory
+        self._transport = transport
+        # what SFTPClient.from_transport does, with the channel metered (round trips)
+        channel = transport.open_session()
+        channel.invoke_subsystem("sftp")
+        self._channel = MeteredChannel(channel)
+        self.sftp = paramiko.SFTPClient(cast(paramiko.Channel, self._channel))  # its stand-in
+        channel.settimeout(timeout)
+
+    def _path(self, name: str) -> str:
+        return str(self.directory / name)
+
+    def _guard(self, doing: str, call: Callable[..., T], *args: object) -> T:
+        """Return ``call(*args)``; raise NodeError (with the reason classified) if it fails."""
+        try:
+            return call(*args)
+        except Exception as error:
+            raise self._failure(doing, error) from None
+
+    def _failure(self, doing: str, error: Exception) -> NodeError:
+        """Return the NodeError for ``error`` raised while ``doing`` something here."""
+        raised = classify(self.node.name, error, doing)
+        if raised.reason == "error" and isinstance(error, OSError):
+            # SFTP v3 reports ENOSPC and EROFS as a bare "Failure"; ask the filesystem (not
+            # after a reply no honest server sends: the answer could not be trusted either).
+            condition = self.filesystem_condition()
+            if condition == "read-only":
+                detail = f"read-only file system while {doing}"
+                return NodeError(self.node.name, "permission", detail)
+            if condition == "full":
+                return NodeError(self.node.name, "disk_full", f"no space left while {doing}")
+        return raised
+
+    def _stat(self, kind: int, target: object) -> Attributes:
+        """Return the attributes of a path (CMD_LSTAT, CMD_STAT) or an open handle (CMD_FSTAT)."""
+        reply, message = request(self.sftp, kind, target)
+        if reply != CMD_ATTRS:
+            raise paramiko.SFTPError("expected attributes")
+        return attributes_of(message)
+
+    def abort(self) -> None:
+        """Close the connection at once (a step ran past its deadline), freeing blocked calls."""
+        with contextlib.suppress(Exception):
+            self._transport.close()
+
+    def filesystem_condition(self) -> str | None:
+        """Return ``read-only``, ``full`` or None (statvfs@openssh.com not offered)."""
+        try:
+            kind, message = request(
+                self.sftp, CMD_EXTENDED, "statvfs@openssh.com", str(self.directory)
+            )
+            if kind != CMD_EXTENDED_REPLY:
+                return None
+            # bsize frsize blocks bfree bavail files ffree favail fsid flag namemax
+            values = [message.get_int64() for _ in range(11)]
+        except Exception:
+            return None
+        if values[9] & 0x1:  # SSH2_FXE_STATVFS_ST_RDONLY
+            return "read-only"
+        return "full" if values[4] == 0 or values[7] == 0 else None
+
+    def close(self) -> None:
+        """Close the SFTP channel and the connection (its round trips go to the meters)."""
+        record(self.node.name, round_trips=self._channel.taken())
+        try:
+            self.sftp.close()
+        finally:
+            self._transport.close()
+
+    def remove_quietly(self, name: str) -> None:
+        """Delete ``name`` if possible; used to clean up after a failure."""
+        # best effort: the failure that made this necessary is already being reported
+        with contextlib.suppress(Exception):
+            self.sftp.remove(self._path(name))
 
     def directory_mode(self) -> int | None:
-        """Return the mode of the session's directory, None if it does not exist; raise
-        NodeError if it is anything but a directory: a symlink there is refused, because
-        following it would let whoever planted it choose where keysyncd writes."""
+        """Return the mode of the session's directory, None if missing; raise NodeError if it is no
+        directory: following a symlink would let whoever planted it choose where keysyncd writes."""
         info = self.directory_and_ancestors(False)[0]
         return None if info is None else info.mode
 
     def directory_and_ancestors(
         self, above: bool = True
     ) -> tuple[PathInfo | None, tuple[PathInfo, ...]]:
-        """Return the session's directory's path, mode, uid and gid (lstat; None if it does
-        not exist) and, when ``above``, the attributes of every directory above it that
-        exists, from ``/`` down (stat: following links, as keystone's path lookup does;
-        nothing is opened), in the same round trip; raise NodeError as ``directory_mode``
-        does, or if a directory above cannot be looked at."""
+        """Return the directory's PathInfo (lstat; None if missing) and, when ``above``, those of
+        the existing directories above it from ``/`` (stat, as keystone), in one round trip; raise
+        NodeError as ``directory_mode``, or if one above cannot be looked at."""
         path = str(self.directory)
         upper = ancestors(path) if above else ()
 
@@ -86,40 +180,22 @@ class ReadingSession(SessionBase):
         return self._guard(f"looking at {self.directory}", looking)
 
     def list_directory(self, above: bool = False) -> Listing:
-        """Return the repository directory's entries at key names (and keysyncd's temp
-        files), and when ``above`` the directories above it (``directory_and_ancestors``,
-        no extra round trip); raise NodeError if it cannot be read, is no directory, or
-        holds more than MAX_KEY_ENTRIES entries at key names."""
-        found: list[PathInfo] = []
-        upper: list[PathInfo] = []
-        mode, entries, temps = self._listing(
-            lambda name: key_index(name) is not None, found, upper if above else None
-        )
-        return Listing(mode, entries, temps, found[0] if found else None, tuple(upper))
+        """Return the entries at key names and keysyncd's temp files (and ``above``: the directories
+        above); raise NodeError if unreadable, no directory, or over MAX_KEY_ENTRIES entries."""
+        return self._listing(lambda name: key_index(name) is not None, above)
 
     def list_every_entry(self) -> tuple[int, tuple[Entry, ...], tuple[str, ...]]:
-        """Return (directory mode, an Entry for every name, keysyncd's temp files): a JWS
-        public directory, where keystone reads every file whatever its name."""
-        return self._listing(lambda name: True)
+        """Return (mode, every name's Entry, temp files): keystone reads all of a JWS public dir."""
+        listing = self._listing(lambda name: True, False)
+        return listing.directory_mode, listing.entries, listing.temp_files
 
-    def _listing(
-        self,
-        keyed: Callable[[str], bool],
-        found: list[PathInfo] | None = None,
-        upper: list[PathInfo] | None = None,
-    ) -> tuple[int, tuple[Entry, ...], tuple[str, ...]]:
-        """Return (mode, entries, temp files); the directory's attributes go to ``found``,
-        those of the directories above it to ``upper`` (only then are they looked at)."""
+    def _listing(self, keyed: Callable[[str], bool], above: bool) -> Listing:
+        """Return the Listing of entries whose names are ``keyed`` (directories ``above`` too)."""
 
-        def listing() -> tuple[int, tuple[Entry, ...], tuple[str, ...]]:
-            info, above = self.directory_and_ancestors(upper is not None)
+        def listing() -> Listing:
+            info, upper = self.directory_and_ancestors(above)
             if info is None:
                 raise FileNotFoundError(errno.ENOENT, "no such directory")
-            if found is not None:
-                found.append(info)
-            if upper is not None:
-                upper.extend(above)
-            mode = info.mode
             entries, temps = [], []
             # not paramiko's listdir: a name that is not UTF-8 makes it raise (blocking the node)
             for name, attributes in read_directory(self.sftp, str(self.directory)):
@@ -135,13 +211,12 @@ class ReadingSession(SessionBase):
                     f"{MAX_KEY_ENTRIES}): no key repository looks like this; clean it up",
                 )
             listed = tuple(self._entry(name, attributes) for name, attributes in entries)
-            return mode, listed, tuple(temps)
+            return Listing(info.mode, listed, tuple(temps), info, upper)
 
         return self._guard(f"listing {self.directory}", listing)
 
     def _entry(self, name: str, attributes: Attributes) -> Entry:
-        """Return the Entry for a key-named directory entry; a symlink's target is examined
-        with stat (which opens nothing, so a FIFO behind it cannot block us)."""
+        """Return a key-named entry's Entry; a symlink's target is only stat-ed (no FIFO blocks)."""
         kind = entry_type(attributes.mode)
         target = target_size = None
         if kind is EntryType.SYMLINK:
@@ -163,13 +238,9 @@ class ReadingSession(SessionBase):
         )
 
     def read(self, entry: Entry, cap: int = MAX_KEY_FILE) -> bytes | None:
-        """Return the content of ``entry`` (at most ``cap`` + 1 bytes: ``cap`` is the read cap
-        of its kind, core/view.py), or None if the file changed after it was listed.
-
-        Call it only for entries the listing showed as regular files. What was opened is
-        checked through the open handle (FSTAT): if the name was swapped for a link to
-        another file after the listing, that file's content is dropped unread by reports.
-        """
+        """Return the content of regular file ``entry`` (at most ``cap`` + 1 bytes), or None if what
+        was opened (FSTAT through the handle) is not what was listed: a name swapped for a link to
+        another file is dropped unread."""
 
         def reading() -> bytes | None:
             with self.sftp.open(self._path(entry.name), "rb") as handle:
@@ -180,10 +251,8 @@ class ReadingSession(SessionBase):
         return self._guard(f"reading {entry.name!a}", reading)
 
     def read_many(self, entries: Sequence[Entry], cap: int = MAX_KEY_FILE) -> list[bytes | None]:
-        """Return what ``read`` returns for each of ``entries``, in order, in two round trips
-        (per FILES_PER_BATCH files) rather than five per file; raise the NodeError ``read``
-        would raise for the first entry that cannot be read. What was opened is checked
-        through each open handle, exactly as ``read`` does (``trusted``)."""
+        """Return what ``read`` returns for each of ``entries``, in two round trips per
+        FILES_PER_BATCH; raise the NodeError ``read`` would for the first that cannot be read."""
         paths = [self._path(entry.name) for entry in entries]
         outcomes = self._guard("reading key files", read_files, self.sftp, paths, entries, cap)
         contents: list[bytes | None] = []

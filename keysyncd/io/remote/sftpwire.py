@@ -1,28 +1,24 @@
-"""SFTP on the wire: requests paramiko's public API lacks, batches of requests sent in one
-write (pipelined), replies parsed with bounds (failures are classified in
-``keysyncd.io.remote.failures``).
-
-The paramiko members used here beyond its documented API are listed, and checked against
-the installed paramiko, in ``keysyncd.io.remote.paramiko_contract``.
-
-A hostile server can make no parser here allocate or loop without bound: every count and
-length it sends is checked against a limit and against the bytes its reply really holds.
-How long it may keep us waiting is bounded by the channel timeout and by the per-step
-deadline that closes the whole connection (``keysyncd.io.remote.fanout``).
-"""
+"""SFTP on the wire: requests paramiko's public API lacks, pipelined batches, replies parsed
+with bounds (a hostile server can make no parser here allocate or loop without bound), and
+``classify``: what a failure on a node means, never in the server's words. The private
+paramiko members used are listed in ``keysyncd.io.remote.paramiko_contract``."""
 
 from __future__ import annotations
 
+import errno
 import io
+import socket
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import paramiko
 from paramiko.message import Message
 from paramiko.sftp import CMD_NAME, CMD_STATUS, int64
 from paramiko.sftp_attr import SFTPAttributes
+
+from keysyncd.errors import NodeError
 
 MAX_EXTENDED = 64  # extended attributes in one reply (OpenSSH sends none)
 MAX_HANDLE = 256  # SFTP v3: a handle is at most 256 bytes
@@ -36,13 +32,9 @@ Reply = tuple[int, Message]  # (SFTP reply type, the reply after its request id)
 
 
 def request(sftp: paramiko.SFTPClient, kind: int, *args: object) -> tuple[int, Message]:
-    """Send one SFTP request and return (reply type, message).
-
-    paramiko's public API lacks what keysyncd needs (an exclusive create with its mode from
-    the first instant, a readdir that keeps names as bytes, statvfs, pipelining), so this
-    module is the one place that uses its private request machinery (here and in
-    ``pipeline``).
-    """
+    """Send one SFTP request and return (reply type, message). paramiko's public API lacks what
+    keysyncd needs (exclusive create with a mode, names as bytes, statvfs, pipelining): this module
+    alone uses its private request machinery."""
     # private API: see the docstring
     reply: tuple[int, Message] = sftp._request(kind, *args)  # type: ignore[attr-defined]
     return reply
@@ -60,10 +52,8 @@ class Attributes:
 
 
 def attributes_of(message: Message) -> Attributes:
-    """Return the attributes that come next in ``message``; raise SFTPError for a reply no
-    honest server sends. paramiko's own parser believes any count of extended attributes
-    (2**32 - 1 of them keep a CPU busy for hours); this one stops at MAX_EXTENDED, and at a
-    reply cut short (paramiko would read zeros past its end)."""
+    """Return the next attributes in ``message``; raise SFTPError for a reply no honest server sends
+    (unlike paramiko, stop at MAX_EXTENDED extended attributes and at the reply's end)."""
     _need(message, 4)
     flags = message.get_int()
     fields = 8 * bool(flags & 0x1) + 8 * bool(flags & 0x2) + 4 * bool(flags & 0x4)
@@ -96,8 +86,7 @@ def _need(message: Message, size: int) -> None:
 
 
 def string_of(message: Message, limit: int | None = None) -> bytes:
-    """Return the string that comes next in ``message``; raise SFTPError if it is longer
-    than ``limit`` bytes or than what the reply holds."""
+    """Return the next string in ``message``; raise SFTPError past ``limit`` or the reply."""
     _need(message, 4)
     length = message.get_int()
     if limit is not None and length > limit:
@@ -114,12 +103,6 @@ def _client(sftp: paramiko.SFTPClient) -> Any:
     return sftp
 
 
-def _pack(attributes: SFTPAttributes, message: Message) -> None:
-    """Append ``attributes`` to ``message`` as paramiko does (its private packer)."""
-    packer: Any = attributes
-    packer._pack(message)
-
-
 def _packet(number: int, kind: int, args: tuple[object, ...]) -> bytes:
     """Return one SFTP request packet, its arguments encoded as paramiko encodes them."""
     message = Message()
@@ -130,7 +113,7 @@ def _packet(number: int, kind: int, args: tuple[object, ...]) -> bytes:
         elif isinstance(item, int):
             message.add_int(item)
         elif isinstance(item, SFTPAttributes):
-            _pack(item, message)
+            cast(Any, item)._pack(message)  # as paramiko packs them (its private packer)
         elif isinstance(item, bytes | str):
             message.add_string(item)
         else:
@@ -140,11 +123,9 @@ def _packet(number: int, kind: int, args: tuple[object, ...]) -> bytes:
 
 
 def pipeline(sftp: paramiko.SFTPClient, requests: Sequence[Request]) -> list[Reply]:
-    """Send ``requests`` (up to MAX_BATCH in one channel write) and return their replies in
-    request order, whatever order the server answers in. Each reply is matched by its
-    request id; a reply to no request still outstanding (an id never sent, or one already
-    answered) raises SFTPError: after it, nothing the server says can be trusted to answer
-    what it seems to. Error statuses are returned, not raised (see ``expect``)."""
+    """Send ``requests`` (up to MAX_BATCH per channel write) and return their replies in request
+    order, matched by request id; raise SFTPError for a reply to no request outstanding (nothing the
+    server says can be trusted after it). Error statuses are returned, not raised (``expect``)."""
     replies: list[Reply] = []
     for start in range(0, len(requests), MAX_BATCH):
         replies += _batch(sftp, requests[start : start + MAX_BATCH])
@@ -187,11 +168,8 @@ def _batch(sftp: paramiko.SFTPClient, requests: Sequence[Request]) -> list[Reply
 
 
 def expect(sftp: paramiko.SFTPClient, reply: Reply, kind: int, what: str) -> Message:
-    """Return the message of ``reply`` if it is of ``kind`` (CMD_STATUS: an OK status).
-
-    Raise what paramiko raises for an error status (IOError with the errno it maps,
-    EOFError for end of file), SFTPError for any other reply.
-    """
+    """Return the message of ``reply`` if it is of ``kind`` (CMD_STATUS: OK); raise what paramiko
+    raises for an error status (IOError, EOFError at the end), SFTPError for another reply."""
     got, message = reply
     if got == CMD_STATUS:
         _client(sftp)._convert_status(message)  # raises for anything but OK
@@ -201,10 +179,9 @@ def expect(sftp: paramiko.SFTPClient, reply: Reply, kind: int, what: str) -> Mes
 
 
 def names_of(sftp: paramiko.SFTPClient, reply: Reply, listed: int) -> list[tuple[str, Attributes]]:
-    """Return (name, lstat attributes) of every entry of a READDIR reply but ``.`` and ``..``,
-    names decoded as keystone's Python would (UTF-8, undecodable bytes as surrogates); raise
-    EOFError at the end of the listing, SFTPError if the directory would hold more than
-    MAX_DIRECTORY_ENTRIES with the ``listed`` entries already read."""
+    """Return (name, lstat attributes) of every entry of a READDIR reply but ``.`` and ``..``, names
+    decoded as keystone's Python would (surrogateescape); raise EOFError at the end, SFTPError past
+    MAX_DIRECTORY_ENTRIES with the ``listed`` ones."""
     message = expect(sftp, reply, CMD_NAME, "a name response")
     _need(message, 4)
     count = message.get_int()
@@ -218,3 +195,37 @@ def names_of(sftp: paramiko.SFTPClient, reply: Reply, listed: int) -> list[tuple
         if name not in (".", ".."):
             found.append((name, attributes))
     return found
+
+
+_ERRNO_REASONS = {
+    errno.EACCES: "permission",
+    errno.EPERM: "permission",
+    errno.EROFS: "permission",
+    errno.ENOSPC: "disk_full",
+    errno.EDQUOT: "disk_full",
+}
+
+
+def classify(node: str, error: BaseException, doing: str) -> NodeError:
+    """Return the NodeError for ``error`` raised while ``doing`` something on ``node``."""
+    if isinstance(error, NodeError):
+        return error
+    if isinstance(error, socket.timeout | TimeoutError):
+        return NodeError(node, "timeout", f"timed out while {doing}")
+    if isinstance(error, paramiko.AuthenticationException):
+        return NodeError(node, "auth", f"authentication failed while {doing}")
+    if isinstance(error, ConnectionRefusedError):
+        return NodeError(node, "unreachable", f"connection refused while {doing}")
+    if isinstance(error, OSError) and error.errno in _ERRNO_REASONS:
+        return NodeError(node, _ERRNO_REASONS[error.errno], f"{error.strerror} while {doing}")
+    if isinstance(error, EOFError | paramiko.SSHException | ConnectionError):
+        return NodeError(node, "unreachable", f"connection lost while {doing}: {error}")
+    if isinstance(error, OSError):
+        detail = error.strerror or str(error) or type(error).__name__
+        if error.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ECONNRESET):
+            return NodeError(node, "unreachable", f"{detail} while {doing}")
+        return NodeError(node, "error", f"{detail} while {doing}")
+    if isinstance(error, paramiko.SFTPError) and str(error):
+        # keysyncd's own words on a reply no honest server sends (never the server's text)
+        return NodeError(node, "error", f"SFTPError while {doing}: {error}")
+    return NodeError(node, "error", f"{type(error).__name__} while {doing}")

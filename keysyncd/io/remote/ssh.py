@@ -1,26 +1,21 @@
-"""SSH connections: one paramiko connection per node per action, strictly checked.
-
-Host keys are checked against the configured known_hosts (parsed once per action, not per
-connection); authentication is by key file or agent only. Every failure becomes
-``NodeError(node, reason, detail)`` with a short reason. The whole connection setup is
-bounded by ``connect_timeout``: paramiko leaves some of its waits unbounded.
-
-At fleet scale every connection stays open for the whole action, so what an idle connection
-costs matters: paramiko's transport thread wakes every 0.1 s to poll its socket (0.45 ms of
-CPU per connection-second here: 1,000 nodes held for 20 s burn 9 s of CPU doing nothing).
-Once a session is set up it polls every IDLE_TICK seconds instead, and closing a transport
-shuts its socket down, which wakes that thread at once.
-"""
+"""SSH connections: one per node per action, host keys checked against known_hosts (parsed
+once per action), authentication by key file or agent, every failure a NodeError, the setup
+bounded by ``connect_timeout`` (``Deadlines``: paramiko leaves some of its waits unbounded).
+Every connection stays open for the whole action, so an idle transport thread polls every
+IDLE_TICK seconds (paramiko: 0.1 s, 9 s of CPU for 1,000 nodes held 20 s), and closing a
+transport shuts its socket down to wake that thread."""
 
 from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import os
 import resource
 import socket
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import paramiko
@@ -28,10 +23,9 @@ import paramiko
 from keysyncd.config import NodeConfig, SshConfig
 from keysyncd.errors import LocalFileError, NodeError
 from keysyncd.io.local.trust import read_trusted
-from keysyncd.io.remote.deadlines import Deadlines
-from keysyncd.io.remote.failures import classify
 from keysyncd.io.remote.knownhosts import KnownHosts, load_known_hosts
 from keysyncd.io.remote.sftp import NodeSession
+from keysyncd.io.remote.sftpwire import classify
 
 QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)  # Linux only
 IDLE_TICK = 5.0  # seconds between wake-ups of an idle transport thread (paramiko: 0.1)
@@ -61,8 +55,7 @@ MACS = (
 
 
 class _Socket(socket.socket):
-    """A TCP socket that acknowledges at once (Linux TCP_QUICKACK, renewed before each read:
-    the kernel leaves quick-ack mode by itself)."""
+    """A TCP socket that acknowledges at once (TCP_QUICKACK, renewed before each read)."""
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         if QUICKACK is not None:
@@ -72,14 +65,8 @@ class _Socket(socket.socket):
 
 
 def _open_socket(node: NodeConfig, timeout: float) -> socket.socket:
-    """Return a TCP connection to ``node`` that never waits on a delayed ACK.
-
-    paramiko sends every SSH packet on its own, and sshd keeps Nagle's algorithm on for
-    sessions without a terminal: whenever one side sends two packets in a row, the second
-    waits for the ACK of the first, which a Linux peer delays up to 40 ms. Measured here, a
-    node's connect + list + close took 120 ms; with TCP_NODELAY (our packets leave at once)
-    and quick ACKs (so do sshd's), 26 ms, and less CPU.
-    """
+    """Return a TCP connection to ``node`` that never waits on a delayed ACK (with TCP_NODELAY and
+    quick ACKs, connect + list + close took 26 ms, not 120 ms)."""
     descriptor = socket.create_connection((node.host, node.port), timeout=timeout).detach()
     try:
         sock = _Socket(fileno=descriptor)
@@ -103,11 +90,8 @@ class _Transport(paramiko.Transport):
 
 
 class Credentials:
-    """The parsed known_hosts and client keys, loaded once and shared by every connection.
-
-    Raise LocalFileError (a local problem, the same for every node: exit 2) if known_hosts
-    or the identity file is missing, unsafe or damaged.
-    """
+    """The parsed known_hosts and client keys, shared by every connection; raise LocalFileError
+    (exit 2: the same for every node) if either file is missing, unsafe or damaged."""
 
     def __init__(self, ssh: SshConfig, deadlines: Deadlines | None = None) -> None:
         self.ssh = ssh
@@ -122,12 +106,8 @@ class Credentials:
 
 
 def raise_descriptor_limit() -> None:
-    """Raise this process's soft limit on open files to its hard limit.
-
-    Every node of an action keeps a connection open until the action ends, so a fleet of
-    1,000 nodes needs more than systemd's default soft limit of 1,024 descriptors. The hard
-    limit (systemd: 524,288) is what the administrator allows; as the Go runtime does, use it.
-    """
+    """Raise this process's soft limit on open files to its hard limit: every node of an action
+    keeps a connection open, and 1,000 nodes need more than the default 1,024 descriptors."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 16)
     if soft != resource.RLIM_INFINITY and soft < wanted:
@@ -154,18 +134,9 @@ def load_identity(path: Path) -> paramiko.PKey:
     raise LocalFileError(f"identity_file {path} is not a private key paramiko can load")
 
 
-def _host_key_name(host: str, port: int) -> str:
-    return host if port == 22 else f"[{host}]:{port}"
-
-
 def connect(node: NodeConfig, directory: Path, credentials: Credentials) -> NodeSession:
-    """Open a verified, authenticated SFTP session to ``node``; raise NodeError if impossible.
-
-    Nothing is sent to a node whose host key is unknown or changed. The whole setup (TCP,
-    banner, key exchange, authentication, SFTP) gets ``connect_timeout`` seconds: a node
-    that accepts the connection and then stalls is reported ``timeout`` with its real
-    duration, and never holds up the others longer than that.
-    """
+    """Open a verified, authenticated SFTP session to ``node``; raise NodeError if impossible
+    (nothing is sent past an unknown or changed host key; ``timeout`` past ``connect_timeout``)."""
     ssh = credentials.ssh
     started = time.monotonic()
     try:
@@ -204,11 +175,10 @@ def _available(preferred: tuple[str, ...], supported: Sequence[str]) -> list[str
 
 
 def _handshake(node: NodeConfig, transport: paramiko.Transport, credentials: Credentials) -> None:
-    """Exchange keys with ``node`` (only the host key known_hosts names for it is accepted),
-    then authenticate with each of our keys in turn; raise NodeError (host_key, auth) or
-    TimeoutError if the node stalls."""
+    """Exchange keys with ``node`` (only a host key known_hosts names for it), then authenticate;
+    raise NodeError (host_key, auth), TimeoutError if the node stalls."""
     ssh = credentials.ssh
-    name = _host_key_name(node.host, node.port)
+    name = node.host if node.port == 22 else f"[{node.host}]:{node.port}"
     known = credentials.host_keys.lookup(name)
     if not known:
         why = credentials.host_keys.why_unusable(name)
@@ -250,8 +220,7 @@ def _offer(transport: paramiko.Transport, wanted: set[str]) -> None:
 def _authenticate(
     node: NodeConfig, transport: paramiko.Transport, credentials: Credentials
 ) -> None:
-    """Authenticate with each of our keys in turn; raise NodeError (auth) if every one is
-    refused, TimeoutError if the node stalls."""
+    """Authenticate with our keys in turn; raise NodeError (auth) or TimeoutError (stall)."""
     ssh = credentials.ssh
     for key in credentials.keys:
         try:
@@ -263,3 +232,48 @@ def _authenticate(
         if transport.is_authenticated():
             return
     raise NodeError(node.name, "auth", f"public key authentication as {ssh.user!r} was refused")
+
+
+class Deadlines:
+    """One thread that runs a callback when its deadline passes (closing a transport that
+    has not finished connecting): paramiko leaves some of its waits unbounded."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._pending: dict[int, tuple[float, Callable[[], None]]] = {}
+        self._next_token = itertools.count()
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def arm(self, seconds: float, action: Callable[[], None]) -> int:
+        """Run ``action`` in ``seconds`` unless disarmed first; return a token for disarm."""
+        with self._changed:
+            token = next(self._next_token)
+            self._pending[token] = (self.clock() + seconds, action)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="deadlines", daemon=True)
+                self._thread.start()
+            self._changed.notify()
+        return token
+
+    def disarm(self, token: int) -> bool:
+        """Cancel a deadline; return False if its action already ran (or is running)."""
+        with self._changed:
+            return self._pending.pop(token, None) is not None
+
+    def _run(self) -> None:
+        """Run each action whose deadline passed; return once none is pending."""
+        while True:
+            with self._changed:
+                if not self._pending:
+                    self._thread = None  # idle: a later arm() starts a new thread
+                    return
+                now = self.clock()
+                due = [t for t, (at, _) in self._pending.items() if at <= now]
+                actions = [self._pending.pop(token)[1] for token in due]
+                if not actions:
+                    soonest = min(at for at, _ in self._pending.values())
+                    self._changed.wait(max(soonest - now, 0.01))
+            for action in actions:
+                with contextlib.suppress(Exception):  # closing a dead transport may fail
+                    action()

@@ -1,7 +1,3 @@
-"""IO of the running process: the local watch, systemd notify, child processes and hooks,
-Prometheus metrics and their listener, and the daemon's self-description.
-
-May import: ``keysyncd.core``, ``keysyncd.config``, ``keysyncd.errors``, ``keysyncd.io.local``
-and other modules of ``keysyncd.io.runtime``. Never: ``keysyncd.io.remote`` (nodes are
-reached only by actions), ``keysyncd.actions`` or ``keysyncd.commands``.
-"""
+"""IO of the running process: watch, notify, children and hooks, metrics. May import core,
+config, errors, ``keysyncd.io.local``; never ``keysyncd.io.remote`` (only actions reach nodes),
+actions or commands."""

@@ -1,20 +1,23 @@
-"""This process's children (hook commands and theirs): found through /proc, ended on exit.
-
-Each hook runs in a process group of its own (``keysyncd.io.runtime.hooks``): its group is
-remembered while it runs, so that a hard exit ends the hook's whole group too, even the
-processes it started that are no longer below keysyncd in the process tree. A process that
-leaves the group (``setsid``, as a daemonising program does) still carries the hook's tag in
-its environment (``HOOK_TAG``), inherited from the hook, and is ended with the group.
-"""
+"""This process: its children (hook commands and theirs, found through /proc, ended on exit;
+each hook's process group is remembered while it runs, and a process that left it with
+``setsid`` still carries the hook's tag, ``HOOK_TAG``, in its environment), where the running
+daemon describes itself (``daemon.json``, for ``status`` without IPC), and systemd's notify
+protocol (datagrams to $NOTIFY_SOCKET)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
+from typing import Any
+
+from keysyncd.errors import KeysyncError
+from keysyncd.io.local.fsutil import load_json
+from keysyncd.io.local.trust import read_trusted
 
 # The shipped unit (systemd/keysyncd.service) and the Ansible role give keysyncd this long
 # after SIGTERM before systemd's SIGKILL; tests keep it above what the daemon needs.
@@ -59,9 +62,8 @@ def _tagged(pid: int, marker: bytes) -> bool:
 
 
 def end_group(pgid: int, grace: float, tag: str | None = None) -> None:
-    """End process group ``pgid`` (and the processes tagged ``tag`` that left it): SIGTERM,
-    then SIGKILL to what remains ``grace`` seconds later; return once none is left alive (or
-    a grace after the SIGKILL)."""
+    """End process group ``pgid`` and the processes tagged ``tag`` that left it: SIGTERM, then
+    SIGKILL ``grace`` seconds later; return once none is alive (or a grace after SIGKILL)."""
     for number in (signal.SIGTERM, signal.SIGKILL):
         members = group_members(pgid, tag)
         if not members:
@@ -94,8 +96,7 @@ def descendants(pid: int) -> list[int]:
 
 
 def terminate_children(grace: float) -> None:
-    """SIGTERM every process we started (hooks, their groups and theirs), then, ``grace``
-    seconds later, SIGKILL what remains."""
+    """SIGTERM every process we started (hooks and theirs); SIGKILL the rest ``grace`` s later."""
     for number in (signal.SIGTERM, signal.SIGKILL):
         with _groups_lock:
             groups = list(_groups.items())
@@ -112,3 +113,62 @@ def terminate_children(grace: float) -> None:
             pids = descendants(os.getpid()) + [p for g in groups for p in group_members(*g)]
         if not pids:
             return
+
+
+def daemon_file(state_dir: Path) -> Path:
+    """Return where the running daemon describes itself (PID, schedule, last job)."""
+    return state_dir / "daemon.json"
+
+
+def read_daemon_info(state_dir: Path) -> dict[str, Any] | None:
+    """Return the running daemon's self-description, or None if no daemon is running."""
+    try:
+        info = load_json(read_trusted(daemon_file(state_dir), limit=1 << 20) or b"null")
+        os.kill(int(info["pid"]), 0)
+    except (KeysyncError, OSError, ValueError, KeyError, TypeError):
+        return None
+    return info if isinstance(info, dict) else None
+
+
+class Notifier:
+    """Sends ``READY=1``, ``STATUS=...``, ``WATCHDOG=1`` and friends when run under systemd. Does
+    nothing when ``NOTIFY_SOCKET`` is unset, so the daemon runs the same by hand."""
+
+    def __init__(self, address: str | None = None) -> None:
+        address = address if address is not None else os.environ.get("NOTIFY_SOCKET")
+        self.address = None
+        if address:
+            # a leading "@" names a socket in the abstract namespace
+            self.address = "\0" + address[1:] if address.startswith("@") else address
+        self._socket: socket.socket | None = None
+
+    def send(self, *fields: str) -> None:
+        """Send ``fields`` (e.g. ``"READY=1"``, ``"STATUS=idle"``) as one datagram; never raises."""
+        if self.address is None:
+            return
+        message = "\n".join(field.replace("\n", " ") for field in fields).encode()
+        try:
+            if self._socket is None:
+                self._socket = socket.socket(
+                    socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC
+                )
+            self._socket.sendto(message, self.address)
+        except OSError:
+            pass  # systemd going away must not take the daemon down with it
+
+    def watchdog_interval(self) -> float | None:
+        """Return how often to send WATCHDOG=1 (half of $WATCHDOG_USEC), or None if not asked."""
+        usec = os.environ.get("WATCHDOG_USEC")
+        pid = os.environ.get("WATCHDOG_PID")
+        if not usec or (pid and pid != str(os.getpid())):
+            return None
+        try:
+            return int(usec) / 2_000_000
+        except ValueError:
+            return None
+
+    def close(self) -> None:
+        """Close the socket."""
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None

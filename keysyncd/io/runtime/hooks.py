@@ -1,13 +1,6 @@
-"""Local hook commands: run with the report JSON on stdin, a timeout, output captured.
-
-Each hook runs in a process group of its own (a new session), so that a timeout, a stop of
-the daemon or a cancellation ends everything it started: SIGTERM to the group, then SIGKILL
-GROUP_GRACE seconds later. A hook is done when its own process exits; what it left running
-gets DRAIN seconds to close its output, then its group is ended too. Output kept in memory
-is bounded: the first and the last HEAD_TAIL bytes, with a count of what was dropped between.
-Every hook runs in ``/``, whatever directory keysyncd was started in: the trust check
-(``keysyncd.io.local.hooktrust``) resolves relative names there.
-"""
+"""Local hook commands: run in ``/`` with the report JSON on stdin, a timeout, output captured
+(bounded: the first and last HEAD_TAIL bytes). Each runs in a process group of its own, so
+a timeout, a stop or a cancellation ends everything it started (SIGTERM, then SIGKILL)."""
 
 from __future__ import annotations
 
@@ -58,7 +51,9 @@ class HookRun:
         if self.status is None:  # a run refused before it started says why in its output
             return f"could not run: {self.output.strip()[-200:]}"
         if self.status < 0:
-            return f"was killed by signal {-self.status} ({_signal_name(-self.status)})"
+            names = {int(number): number.name for number in signal.Signals}
+            name = names.get(-self.status, "unknown signal")
+            return f"was killed by signal {-self.status} ({name})"
         return f"exited with status {self.status}"
 
     def describe(self) -> str:
@@ -68,13 +63,6 @@ class HookRun:
     def to_json(self) -> dict[str, Any]:
         """Return the run as a JSON-ready dict."""
         return {**asdict(self), "command": list(self.command)}
-
-
-def _signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return "unknown signal"
 
 
 class Output:
@@ -112,11 +100,8 @@ def run_hooks(
     timeout: float,
     cancel: threading.Event | None = None,
 ) -> list[HookRun]:
-    """Run ``commands`` in order, each given ``document`` on stdin; stop at the first failure.
-
-    ``cancel`` (the daemon's stop request) ends a running hook's group and starts no other.
-    Return one HookRun per command that ran or was due. Never raises for a failing hook.
-    """
+    """Run ``commands`` in order with ``document`` on stdin, stopping at a failure or at ``cancel``
+    (ending a running hook's group); return a HookRun per command run or due; never raises."""
     runs: list[HookRun] = []
     for command in commands:
         if cancel is not None and cancel.is_set():
@@ -165,8 +150,7 @@ def _run_one(
 
 
 def _start(command: tuple[str, ...], document: bytes, tag: str) -> subprocess.Popen[bytes]:
-    """Return the started hook process, ``document`` on its stdin, in its own process group
-    and tagged with ``tag``; raise OSError if it cannot be started."""
+    """Return the hook started in its own group, tagged ``tag``; raise OSError if it fails."""
     # stdin from an unlinked file: a hook that never reads it cannot block keysyncd
     with tempfile.TemporaryFile() as stdin:
         stdin.write(document)

@@ -1,6 +1,4 @@
-"""The metric families keysyncd exports, and how one repository's journal fills them
-(``keysyncd.io.runtime.metrics`` collects them at each scrape or textfile write).
-"""
+"""The metric families keysyncd exports, and how one repository's journal fills them."""
 
 from __future__ import annotations
 
@@ -82,11 +80,16 @@ class Families:
         )
 
     def _health_families(self) -> None:
-        """Make the families of drift, deferrals, local validity, the clock, kept reports."""
+        """Make the families of drift, deferrals, local validity, durations, the clock, reports."""
         self.drift = _counter("keysyncd_drift_events", "Drift events by kind", "kind")
         self.deferrals = _counter("keysyncd_deferrals", "Rotations deferred")
         self.invalid = _gauge(
             "keysyncd_local_repository_invalid", "1 while the local repository is invalid"
+        )
+        self.durations = HistogramMetricFamily(
+            "keysyncd_action_duration_seconds",
+            "Duration of actions (kept in the state journal)",
+            labels=["action"],
         )
         self.clock_skew = _gauge(
             "keysyncd_clock_skew_seconds",
@@ -102,7 +105,7 @@ class Families:
         )
 
     def _rotation_families(self) -> None:
-        """Make the families of the rotation schedule and of action durations."""
+        """Make the families of the rotation schedule."""
         # timestamps, not ages: a textfile freezes gauges, a timestamp keeps ageing (the
         # alert compares them with time(); see keysyncd.core.due for the grace)
         self.next_rotation = _gauge(
@@ -117,11 +120,6 @@ class Families:
         self.overdue = _gauge(
             "keysyncd_rotation_overdue",
             "1 while the due rotation is overdue (as of the last collection)",
-        )
-        self.durations = HistogramMetricFamily(
-            "keysyncd_action_duration_seconds",
-            "Duration of actions (kept in the state journal)",
-            labels=["action"],
         )
 
     def add_repository(
@@ -188,27 +186,8 @@ class Families:
             self.durations.add_metric([action], buckets, histogram.total)
 
     def all(self) -> list[Metric]:
-        return [
-            self.key_age,
-            self.generation,
-            self.last,
-            self.since,
-            self.in_sync,
-            self.total,
-            self.verified,
-            self.up,
-            self.behind,
-            self.drift,
-            self.deferrals,
-            self.invalid,
-            self.durations,
-            self.clock_skew,
-            self.clock_untrusted,
-            self.unwritten,
-            self.next_rotation,
-            self.overdue_at,
-            self.overdue,
-        ]
+        """Return every family, in the order they were made (the order exported)."""
+        return [family for family in vars(self).values() if isinstance(family, Metric)]
 
 
 def _gauge(name: str, words: str, label: str | None = None) -> GaugeMetricFamily:

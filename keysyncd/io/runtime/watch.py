@@ -1,19 +1,10 @@
 """Local watch: a watchdog observer per repository directory, debounced, that survives.
 
-It only says "something changed in repository R"; what changed, and whether keysyncd itself
-did it, is decided by comparing the disk with the journal.
-
-An inotify watch follows an inode, not a name: a repository directory moved away and
-recreated (a restore), or removed, leaves it watching nothing, and watchdog says nothing
-when the watched directory itself is moved (it emits no event for IN_MOVE_SELF; for
-IN_DELETE_SELF it stops that watch). So the watcher also compares, a few times a second,
-the directory's identity (device, inode) with the one it armed: a different directory is
-re-armed and reported (``replaced``); a vanished one is reported (``removed``) and re-armed
-when it comes back. An inotify queue overflow loses events: watchdog (7.x) tells each
-watch group of it, and the watcher reports ``overflow`` so that the daemon checks every
-repository in full. Where watchdog cannot tell (another backend or version), a watcher
-thread that died is reported as ``overflow`` too, and the periodic check covers the rest.
-"""
+It only says "something changed in repository R". An inotify watch follows an inode and
+watchdog says nothing when the watched directory itself moves, so the watcher also compares
+the directory's (device, inode) a few times a second: ``replaced`` (re-armed), ``removed``
+(re-armed when back). Lost events (a queue overflow, a dead watcher) are ``overflow``: the
+daemon then checks every repository in full."""
 
 from __future__ import annotations
 
@@ -32,12 +23,11 @@ from watchdog.observers.api import BaseObserver, ObservedWatch
 
 log = logging.getLogger(__name__)
 REPLACED, REMOVED, OVERFLOW = "replaced", "removed", "overflow"
-# the daemon job each alarm queues: report and check a new directory; check a vanished one
-# (an invalid repository, reported at every check until it is back); check all after a loss
-# at most ALARM_BURST replaced/removed alarms per repository in any ALARM_WINDOW seconds; the
-# latest one beyond is held until the window allows it: whoever can swap the directory in a
-# loop must not flood the report history (retention keeps a count) with "replaced" reports
+# at most ALARM_BURST replaced/removed alarms per repository in ALARM_WINDOW seconds (the
+# latest beyond is held): a loop swapping the directory must not flood the report history
 ALARM_BURST, ALARM_WINDOW = 4, 60.0
+# the daemon job each alarm queues: report and check a new directory; check a vanished one
+# (invalid until it is back); check all after a loss
 WATCH_JOBS = {REPLACED: "replaced", REMOVED: "watch", OVERFLOW: "check"}
 Identity = tuple[int, int]
 
@@ -62,8 +52,7 @@ class _Target:
 
 
 def identity_of(directory: Path) -> Identity | None:
-    """Return the (device, inode) of ``directory``, None if it is missing or not a directory;
-    raise OSError if it cannot be examined (e.g. permission denied)."""
+    """Return ``directory``'s (device, inode), None if missing or no directory; raise OSError."""
     try:
         info = os.stat(directory)
     except (FileNotFoundError, NotADirectoryError):
@@ -98,12 +87,8 @@ class RepositoryWatcher:
         self._thread = threading.Thread(target=self._settle, name="watch-debounce", daemon=True)
 
     def start(self, directories: dict[str, Path]) -> dict[str, str]:
-        """Watch every ``name -> directory``; return why some cannot be watched, by name.
-
-        Each directory fails on its own (missing directory, inotify limits), so one bad
-        repository never leaves the others unwatched. One that is missing now is left to
-        the periodic check (and a reload): only a directory once watched is re-armed.
-        """
+        """Watch every ``name -> directory``; return why some cannot be, by name (each fails on its
+        own; a missing one is left to the periodic check)."""
         failures: dict[str, str] = {}
         try:
             self.observer.start()
@@ -125,9 +110,8 @@ class RepositoryWatcher:
         return failures
 
     def _arm(self, name: str, target: _Target) -> None:
-        """Watch what is at ``target.directory`` now (nothing if it is missing); raise OSError
-        if it cannot be watched. The identity is taken first: a directory swapped between
-        the two steps then differs at the next look, and is re-armed."""
+        """Watch what is at ``target.directory`` now (if anything); raise OSError if it cannot be.
+        The identity is taken first: a directory swapped meanwhile is re-armed later."""
         target.identity = identity_of(target.directory)
         if target.identity is not None:
             # on a running observer, schedule() adds the inotify watch right away
@@ -159,8 +143,7 @@ class RepositoryWatcher:
                 self.on_change(name)
 
     def _alarm(self, name: str, what: str) -> None:
-        """Send ``what`` about ``name`` now, or hold it (the latest only) while ALARM_BURST
-        alarms were sent in the last ALARM_WINDOW seconds."""
+        """Send ``what`` about ``name`` now, or hold the latest while ALARM_BURST were just sent."""
         now = time.monotonic()
         recent = [at for at in self._alarms.get(name, []) if now - at < ALARM_WINDOW]
         if len(recent) >= ALARM_BURST:
@@ -228,8 +211,7 @@ class RepositoryWatcher:
 
 
 def _observer(overflowed: Callable[[], None]) -> BaseObserver:
-    """Return watchdog's observer; with inotify, one whose watches call ``overflowed`` when
-    the kernel's event queue overflowed (events were lost)."""
+    """Return watchdog's observer (with inotify, calling ``overflowed`` when events are lost)."""
     observer: BaseObserver = Observer()
     try:
         from watchdog.observers.inotify import InotifyEmitter
@@ -243,8 +225,7 @@ def _observer(overflowed: Callable[[], None]) -> BaseObserver:
 
 def _overflow_emitter(base: Any, overflowed: Callable[[], None]) -> Any:
     """Return an inotify emitter class whose watch group also calls ``overflowed`` on a queue
-    overflow. watchdog 7 calls ``on_queue_overflow`` of each watch group and otherwise only
-    logs; an older watchdog has no such group, and then only a dead watcher is noticed."""
+    overflow (watchdog 7; with an older one only a dead watcher is noticed)."""
 
     # base is watchdog's InotifyEmitter, imported at run time only where inotify exists
     class OverflowEmitter(base):  # type: ignore[misc]
