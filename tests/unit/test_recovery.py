@@ -1,4 +1,4 @@
-"""Crash recovery of a local rotation (core/journal.py, its recovery transitions), decided from journal and disk.
+"""Crash recovery of a local rotation (core/journal.py), decided from journal and disk.
 
 The rotation journalled: from {0: OLD0, 1: K1, 2: K2}, promote 0 to 3 and write a new 0,
 retiring 1. Each case is what a crash at some step leaves on disk.
