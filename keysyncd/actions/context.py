@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from keysyncd.actions.latereports import not_written, write_reports
 from keysyncd.config import Config, RepositoryConfig
@@ -39,7 +39,11 @@ from keysyncd.io.local.state import save_state
 from keysyncd.io.remote.fanout import Fanout, Progress
 from keysyncd.io.remote.fleet import FleetAction
 
+if TYPE_CHECKING:
+    from keysyncd.io.remote.jwsfleet import JwsFleet
+
 DRY_RUN = "dry-run"
+F = TypeVar("F", "FleetAction", "JwsFleet")  # either kind's connections (``Run.connect``)
 
 log = logging.getLogger(__name__)
 
@@ -66,24 +70,15 @@ class Run:
         """Return True once the daemon asked to stop."""
         return self.cancel is not None and self.cancel.is_set()
 
-    @contextlib.contextmanager
-    def fleet(
-        self, only: str | Collection[str] | None = None, observe_clock: bool = True
-    ) -> Iterator[FleetAction | None]:
-        """Yield the connections to every node (or to ``only``: one name, or several), None
-        when there is no node; every connection is closed afterwards, whatever happened.
-
-        Each node's clock is read as it is connected (a temp file created and removed), unless
-        ``observe_clock`` is False (a dry run writes nothing anywhere)."""
-        if only is None:
-            nodes = list(self.config.nodes)
-        else:
-            names = [only] if isinstance(only, str) else list(only)
-            nodes = [self.config.node(name) for name in names]
-        if not nodes:
-            yield None
-            return
-        fleet = FleetAction(
+    def connect(
+        self, fleet: type[F], only: str | Collection[str] | None, observe_clock: bool = True
+    ) -> F:
+        """Return a ``fleet`` (not yet open) of every node, or of ``only`` (one name, or
+        several); it reads each node's clock as it connects unless ``observe_clock`` is
+        False (a dry run writes nothing anywhere: no temp file for the clock either)."""
+        names = [only] if isinstance(only, str) else only
+        nodes = self.config.nodes if names is None else [self.config.node(n) for n in names]
+        return fleet(
             self.repository,
             nodes,
             self.config.ssh,
@@ -92,6 +87,17 @@ class Run:
             self.cancel,
             self.clock if observe_clock else None,
         )
+
+    @contextlib.contextmanager
+    def fleet(
+        self, only: str | Collection[str] | None = None, observe_clock: bool = True
+    ) -> Iterator[FleetAction | None]:
+        """Yield the open connections of ``connect`` (None when there is no node); every
+        connection is closed afterwards, whatever happened."""
+        fleet = self.connect(FleetAction, only, observe_clock)
+        if not fleet.nodes:
+            yield None
+            return
         try:
             fleet.open()
             yield fleet
@@ -237,7 +243,7 @@ def write_ahead(run: Run, state: RepositoryState) -> None:
     save_state(run.config.state_dir, state)
 
 
-def node_outcomes(fleet: FleetAction | None) -> dict[str, NodeOutcome]:
+def node_outcomes(fleet: Fanout[Any, Any] | None) -> dict[str, NodeOutcome]:
     """Return each node's outcome as reports show it (none without nodes)."""
     return {} if fleet is None else {name: r.outcome() for name, r in fleet.results.items()}
 

@@ -21,7 +21,7 @@ from keysyncd.actions.context import (
     check_clock,
     node_outcomes,
 )
-from keysyncd.actions.preview import predicted, retirement_json
+from keysyncd.actions.preview import predicted, previews, retirement_json
 from keysyncd.actions.shell import Act, Gate, execute
 from keysyncd.core.clock import judge
 from keysyncd.core.journal import RepositoryState
@@ -93,7 +93,7 @@ class Symmetric:
             self.retire = ()
             act.messages += [left_to_the_fleet(due.retire)] if due.retire else []
         if self.retire:
-            policy = local.policy_of(self.run.repository)
+            policy = self.run.repository.policy()
             act.messages.append(retired_note(policy, self.retire, would=self.dry))
         resulting = [i for i in self.keyset.indices if i not in self.retire]
         return retirement_json(self.retire, due.keep, resulting)
@@ -134,11 +134,7 @@ class Symmetric:
             return {}, Outcome.OK
         expected = {i: d for i, d in self.keyset.digests().items() if i not in self.retire}
         self.fleet.inspect(expected, self.force)
-        preview = {
-            name: r.plan.changes() if r.plan else {"error": r.error.detail if r.error else "?"}
-            for name, r in self.fleet.results.items()
-        }
-        return preview, predicted(self.fleet)
+        return previews(self.fleet), predicted(self.fleet)
 
     def close(self) -> None:
         """Close every connection."""

@@ -16,7 +16,14 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from keysyncd.actions.context import DRY_RUN, ActionResult, Run, check_clock, write_ahead
+from keysyncd.actions.context import (
+    DRY_RUN,
+    ActionResult,
+    Run,
+    check_clock,
+    node_outcomes,
+    write_ahead,
+)
 from keysyncd.actions.jwsload import (
     Connections,
     Keys,
@@ -36,6 +43,7 @@ from keysyncd.actions.jwswords import (
     messages,
     preview_messages,
 )
+from keysyncd.actions.preview import predicted, previews
 from keysyncd.actions.shell import Act, Gate, execute
 from keysyncd.core import journal
 from keysyncd.core import jws as model
@@ -45,7 +53,7 @@ from keysyncd.core.jwsconverge import ConvergePlan, ConvergeRequest
 from keysyncd.core.kinds import JwsModel
 from keysyncd.core.nodes import checked
 from keysyncd.core.report import NodeOutcome
-from keysyncd.core.vocabulary import GOOD, Action, Outcome, Trigger, outcome_after_push
+from keysyncd.core.vocabulary import GOOD, Action, Outcome, Trigger
 from keysyncd.errors import KeysyncError, UsageError
 from keysyncd.io.local.jwsstore import store_root
 from keysyncd.io.remote.jwsfleet import JwsFleet
@@ -131,7 +139,7 @@ class _Jws:
         act.clock = self.clock = check_clock(self.run, self.keys.state, self.fleet, quorum)
         act.rotating = self.options.rotate and self.clock.trusted
         self.fleet.inspect(expect(self.keys))
-        nodes = _outcomes(self.fleet)
+        nodes = node_outcomes(self.fleet)
         now = self.run.clock()
         return checked(self.keys.state, nodes, self.run.node_names, now, self.clock), nodes
 
@@ -178,7 +186,7 @@ class _Jws:
         privates = {node: keys.scan.private[keys.pairs.next[node].public] for node in install}
         fleet.phase2(keys.scan.public, privates)
         fleet.verify(expect(keys, install, dropped=dropped))
-        nodes = _outcomes(fleet)
+        nodes = node_outcomes(fleet)
         done = [n for n in install if fleet.results[n].status in GOOD]
         summary = Summary(
             self.options, self.decided, self.clock, self.unverified, install, done, dropped,
@@ -202,10 +210,6 @@ class _Jws:
         """Close every connection."""
         if self.opened:
             self.connections.__exit__()
-
-
-def _outcomes(fleet: JwsFleet) -> dict[str, NodeOutcome]:
-    return {name: result.outcome() for name, result in fleet.results.items()}
 
 
 def _unverified(fleet: JwsFleet, names: list[str]) -> list[str]:
@@ -276,22 +280,11 @@ def _preview(run: Run, keys: Keys, options: Options) -> ActionResult:
         if options.init:  # the same refusal as the real run, before anything else
             refuse_if_any_node_holds_a_key(run, fleet)
         fleet.inspect(expect(keys))
-        nodes = _outcomes(fleet)
-        fixable = {n: not (r.plan and r.plan.unfixable) for n, r in fleet.results.items()}
-        preview = {
-            n: (r.plan.changes() if r.plan else {"error": r.error.detail if r.error else "?"})
-            for n, r in fleet.results.items()
-        }
+        nodes = node_outcomes(fleet)
+        preview, would = previews(fleet), predicted(fleet)
         plan = _plan(run, keys, options, fleet, trusted=True)
-    # a node that differs would be brought in line; one that failed fails the real run too
-    would = outcome_after_push((node.status, fixable[name]) for name, node in nodes.items())
+    messages = preview_messages(run, plan)
+    name = run.repository.name
     return ActionResult(
-        run.repository.name,
-        DRY_RUN,
-        None,
-        nodes,
-        preview_messages(run, plan),
-        preview=preview,
-        would=would,
-        plan=plan.to_json(),
+        name, DRY_RUN, None, nodes, messages, preview=preview, would=would, plan=plan.to_json()
     )

@@ -17,7 +17,6 @@ from keysyncd.core.jwsplan import JwsExpected
 from keysyncd.core.keyring import digest_of
 from keysyncd.core.text import bounded, named
 from keysyncd.errors import KeysyncError, RepositoryError
-from keysyncd.io.local.ids import node_owner
 from keysyncd.io.local.jwsstore import JwsStore, StoreScan, store_root
 from keysyncd.io.local.occupied import jws_private_file
 from keysyncd.io.local.state import load_state
@@ -163,27 +162,13 @@ def tidy_store(keys: Keys) -> None:
 
 
 class Connections:
-    """Connections to every node of ``run`` (or to ``only``: one name, or several), closed
-    afterwards; each node's clock is read as it is connected, unless ``observe_clock`` is
-    False (a dry run)."""
+    """Connections to every node of ``run`` (or to ``only``), closed afterwards
+    (``Run.connect``)."""
 
     def __init__(
         self, run: Run, only: str | Collection[str] | None = None, observe_clock: bool = True
     ) -> None:
-        if only is None:
-            nodes = list(run.config.nodes)
-        else:
-            names = [only] if isinstance(only, str) else list(only)
-            nodes = [run.config.node(name) for name in names]
-        self.fleet = JwsFleet(
-            run.repository,
-            nodes,
-            run.config.ssh,
-            node_owner(run.repository),
-            run.progress,
-            run.cancel,
-            run.clock if observe_clock else None,
-        )
+        self.fleet = run.connect(JwsFleet, only, observe_clock)
 
     def __enter__(self) -> JwsFleet:
         self.fleet.open()

@@ -12,12 +12,11 @@ from dataclasses import dataclass
 
 from keysyncd.actions.context import Run, write_ahead
 from keysyncd.actions.inspect import open_repository
-from keysyncd.config import RepositoryConfig
 from keysyncd.core import journal
 from keysyncd.core.clock import ClockCheck
 from keysyncd.core.journal import PendingRotation, RepositoryState
 from keysyncd.core.keyring import KeySet, digest_of
-from keysyncd.core.policy import Policy, RetirementPlan, RotationPlan
+from keysyncd.core.policy import RetirementPlan, RotationPlan
 from keysyncd.core.recovery import Recovery, plan_recovery, recovered
 from keysyncd.core.text import plural
 from keysyncd.errors import KeysyncError, RepositoryError
@@ -25,11 +24,6 @@ from keysyncd.io.local.repository import Repository, Scan
 from keysyncd.io.local.state import load_state
 
 log = logging.getLogger(__name__)
-
-
-def policy_of(config: RepositoryConfig) -> Policy:
-    """Return the rotation Policy of a repository's config (``RepositoryConfig.policy``)."""
-    return config.policy()
 
 
 @dataclass(frozen=True)
@@ -146,7 +140,7 @@ def due_now(
 ) -> tuple[RetirementPlan, tuple[int, ...]]:
     """Return which keys kept earlier are safe to delete now (safety rule 2), and those to
     retire: none unless ``clock`` is trusted (rule 10)."""
-    due = journal.due_retirement(state, keyset.indices, policy_of(run.repository), run.clock())
+    due = journal.due_retirement(state, keyset.indices, run.repository.policy(), run.clock())
     return due, (due.retire if clock.trusted else ())
 
 
@@ -202,7 +196,7 @@ def reconciled(
     keysyncd). Raise RepositoryError if the change lost a key credentials may still need (a
     key deleted or replaced by hand, an older backup restored): pushing it would delete it
     on every node too, so nothing is pushed until it is back."""
-    lost = journal.unmigrated_losses(state, keyset.digests(), policy_of(run.repository))
+    lost = journal.unmigrated_losses(state, keyset.digests(), run.repository.policy())
     if lost:
         raise RepositoryError(
             f"invalid repository: {run.repository.path}: keys {list(lost)} changed or "

@@ -1,11 +1,8 @@
 """Each kind's actions behind one protocol (``Kind``), bound to the kinds' models in one
-place (``IMPLEMENTATIONS``): fernet and credential keys share ``keysyncd.actions.symmetric``,
-jws key pairs have ``keysyncd.actions.jwskind``. The command line and the daemon call the
-functions below; a kind's write actions run its ``steps`` in ``keysyncd.actions.shell``.
-
-A kind is registered once, with its pure planners, in ``keysyncd.core.kinds``; its model
-picks its implementation here. ``tests/unit/test_kind_seam.py`` proves every registered
-kind has one that implements every operation of ``Kind`` and of the shell's ``Steps``.
+place (``IMPLEMENTATIONS``); the command line and the daemon call the functions below. Each
+operation imports the module that does it when it runs, so that ``status``, ``plan`` and
+``check-config`` do not load the SSH library. ``tests/unit/test_kind_seam.py`` proves every
+kind registered in ``keysyncd.core.kinds`` implements ``Kind`` and the shell's ``Steps``.
 """
 
 from __future__ import annotations
@@ -13,13 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from keysyncd.actions.jwskind import JwsKind
-from keysyncd.actions.symmetric import SymmetricKind
+from keysyncd.actions import inspect, jwsinspect
+from keysyncd.actions.inspect import RepositoryPlan
 from keysyncd.config import Config, RepositoryConfig
+from keysyncd.core.vocabulary import Action
+from keysyncd.io.local.jwsstore import store_root
 
 if TYPE_CHECKING:
     from keysyncd.actions.context import ActionResult, Run
-    from keysyncd.actions.inspect import RepositoryPlan
     from keysyncd.actions.shell import Steps
     from keysyncd.core.adoption import Adopted
 
@@ -62,6 +60,117 @@ class Kind(Protocol):
 
     def watched(self, config: Config, repository: RepositoryConfig) -> Path:
         """Return the directory the daemon's local watch observes."""
+
+
+class SymmetricKind:
+    """Fernet and credential keys: every node holds the controller's key set."""
+
+    def steps(self) -> type[Steps]:
+        from keysyncd.actions.rotate import _Symmetric
+
+        return _Symmetric
+
+    def rotate(self, run: Run, dry_run: bool, force: bool) -> ActionResult:
+        from keysyncd.actions.rotate import rotate_repository
+
+        return rotate_repository(run, dry_run, force)
+
+    def sync(self, run: Run, node: str | None, force: bool, dry_run: bool) -> ActionResult:
+        from keysyncd.actions.distribute import sync_repository
+
+        return sync_repository(run, node, force, dry_run)
+
+    def verify(self, run: Run, node: str | None) -> ActionResult:
+        from keysyncd.actions.drift import verify_repository
+
+        return verify_repository(run, node)
+
+    def init(self, run: Run, dry_run: bool) -> ActionResult:
+        from keysyncd.actions.bootstrap import init_repository
+
+        return init_repository(run, dry_run)
+
+    def adopt(self, run: Run, source: str) -> Adopted:
+        from keysyncd.actions.bootstrap import adopt_repository
+
+        return adopt_repository(run, source)
+
+    def check_local(self, run: Run) -> ActionResult | None:
+        from keysyncd.actions.drift import check_local
+
+        return check_local(run)
+
+    def check_fleet(self, run: Run) -> ActionResult | None:
+        from keysyncd.actions.drift import check_fleet
+
+        return check_fleet(run)
+
+    def status(self, config: Config, repository: RepositoryConfig, now: float) -> dict[str, Any]:
+        return inspect.repository_status(config, repository, now)
+
+    def lifecycles(
+        self, config: Config, repository: RepositoryConfig, now: float
+    ) -> RepositoryPlan:
+        return inspect.repository_plan(config, repository, now)
+
+    def watched(self, config: Config, repository: RepositoryConfig) -> Path:
+        return repository.path
+
+
+class JwsKind:
+    """keystone's JWS key pairs: each node signs with its own; init, sync and rotate are one
+    converge (``keysyncd.actions.jws``)."""
+
+    def steps(self) -> type[Steps]:
+        from keysyncd.actions.jws import _Jws
+
+        return _Jws
+
+    def rotate(self, run: Run, dry_run: bool, force: bool) -> ActionResult:
+        from keysyncd.actions.jws import Options, converge
+
+        return converge(run, Options(rotate=True, force=force, dry_run=dry_run), Action.ROTATE)
+
+    def sync(self, run: Run, node: str | None, force: bool, dry_run: bool) -> ActionResult:
+        from keysyncd.actions.jws import Options, converge
+
+        return converge(run, Options(force=force, dry_run=dry_run, node=node), Action.SYNC)
+
+    def verify(self, run: Run, node: str | None) -> ActionResult:
+        from keysyncd.actions.jwsread import verify
+
+        return verify(run, node)
+
+    def init(self, run: Run, dry_run: bool) -> ActionResult:
+        from keysyncd.actions.jws import Options, converge
+
+        return converge(run, Options(init=True, dry_run=dry_run), Action.INIT)
+
+    def adopt(self, run: Run, source: str) -> Adopted:
+        from keysyncd.actions.jwsread import adopt
+
+        return adopt(run, source)
+
+    def check_local(self, run: Run) -> ActionResult | None:
+        from keysyncd.actions.jwsdrift import check_store
+
+        return check_store(run)
+
+    def check_fleet(self, run: Run) -> ActionResult | None:
+        from keysyncd.actions.jwsdrift import check_nodes
+
+        return check_nodes(run)
+
+    def status(self, config: Config, repository: RepositoryConfig, now: float) -> dict[str, Any]:
+        return jwsinspect.status(config, repository, now)
+
+    def lifecycles(
+        self, config: Config, repository: RepositoryConfig, now: float
+    ) -> RepositoryPlan:
+        return jwsinspect.plan(config, repository, now)
+
+    def watched(self, config: Config, repository: RepositoryConfig) -> Path:
+        return store_root(config, repository)  # path describes the nodes; the keys are here
 
 
 # The one binding: a core model's name -> its implementation.

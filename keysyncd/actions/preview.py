@@ -6,10 +6,9 @@ get, and the outcome the real action would have.
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keysyncd.actions.context import Run
-from keysyncd.actions.local import policy_of
 from keysyncd.core.journal import RepositoryState
 from keysyncd.core.keyring import KeySet
 from keysyncd.core.kinds import SymmetricModel
@@ -17,6 +16,9 @@ from keysyncd.core.nodeplan import diff
 from keysyncd.core.policy import KeptKey, RotationPlan
 from keysyncd.core.vocabulary import NodeStatus, Outcome, outcome_after_push
 from keysyncd.io.remote.fleet import FleetAction
+
+if TYPE_CHECKING:
+    from keysyncd.io.remote.jwsfleet import JwsFleet
 
 # A node that differs is synced before the promotion; one that failed or diverged defers it.
 STOPS_THE_GATE = (NodeStatus.FAILED, NodeStatus.DIVERGED)
@@ -68,7 +70,7 @@ def foresee_rotation(
     return shown, predicted(fleet)
 
 
-def predicted(fleet: FleetAction) -> Outcome:
+def predicted(fleet: FleetAction | JwsFleet) -> Outcome:
     """Return the outcome the real action would have, given what a dry run read on every
     node: a node that differs is pushed, and verified if a push can fix it."""
     return outcome_after_push(
@@ -76,9 +78,17 @@ def predicted(fleet: FleetAction) -> Outcome:
     )
 
 
+def previews(fleet: FleetAction | JwsFleet) -> dict[str, dict[str, Any]]:
+    """Return what each node would get from a dry run's plan (or why it could not be read)."""
+    return {
+        name: r.plan.changes() if r.plan else {"error": r.error.detail if r.error else "?"}
+        for name, r in fleet.results.items()
+    }
+
+
 def rotation_plan(run: Run, keyset: KeySet, state: RepositoryState, now: float) -> RotationPlan:
     """Return the rotation of ``keyset`` at ``now`` by the planner of the repository's kind
     (the one planner, for the dry run and the real run). Raise KeysyncError if the set
     cannot rotate (no staged key 0 or no primary)."""
     planner = run.repository.key_kind.model_as(SymmetricModel).plan_rotation
-    return planner(keyset.indices, state.history, policy_of(run.repository), now)
+    return planner(keyset.indices, state.history, run.repository.policy(), now)

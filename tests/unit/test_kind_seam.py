@@ -18,9 +18,8 @@ import pytest
 import yaml
 
 from keysyncd.actions import jws, operations, rotate
-from keysyncd.actions.operations import IMPLEMENTATIONS, Kind
+from keysyncd.actions.operations import IMPLEMENTATIONS, Kind, SymmetricKind
 from keysyncd.actions.shell import Steps
-from keysyncd.actions.symmetric import SymmetricKind
 from keysyncd.commands.cli import main
 from keysyncd.config.load import parse_config
 from keysyncd.core import kinds, policy
