@@ -10,11 +10,12 @@ import argparse
 import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
+from functools import partial
 from typing import Any
 
 from keysyncd.actions import migration, operations
 from keysyncd.actions.context import ActionResult, Run
-from keysyncd.actions.jobs import RepositoryRun, Step, each_repository
+from keysyncd.actions.jobs import RepositoryRun, each_repository
 from keysyncd.actions.rotate import plan_json
 from keysyncd.commands import render
 from keysyncd.commands.exits import Exit
@@ -62,17 +63,22 @@ def locked(config: Config, args: argparse.Namespace, action: str, out: Output) -
 
 
 def run_each(
-    args: argparse.Namespace, config: Config, out: Output, action: str, step: Step, show: Show
+    args: argparse.Namespace,
+    config: Config,
+    out: Output,
+    action: str,
+    act: Callable[[Run], ActionResult],
+    show: Show | None = None,
 ) -> int:
-    """Run ``step`` on every chosen repository under the lock; print; return the exit code."""
-    repositories = chosen(config, args.repo)
+    """Run ``act`` on every chosen repository under the lock; print (``show``, by default
+    ``render.action``); return the exit code."""
     with locked(config, args, action, out):
         runs = each_repository(
-            repositories,
+            chosen(config, args.repo),
             lambda repository: Run(config, repository, Trigger.CLI, progress=out.progress()),
-            step,
+            lambda run: [act(run)],
         )
-    return finish(runs, action, out, show)
+    return finish(runs, action, out, show or (lambda name, got: render.action(name, action, got)))
 
 
 def finish(runs: list[RepositoryRun], action: str, out: Output, show: Show) -> int:
@@ -152,9 +158,7 @@ def cmd_init(args: argparse.Namespace, config: Config, out: Output) -> int:
             return render.action(name, "init", result)  # what happened where: its messages
         return [done, *render.action(name, "init", result)]
 
-    return run_each(
-        args, config, out, "init", lambda run: [operations.init(run, args.dry_run)], show
-    )
+    return run_each(args, config, out, "init", partial(operations.init, dry_run=args.dry_run), show)
 
 
 def cmd_adopt(args: argparse.Namespace, config: Config, out: Output) -> int:
@@ -181,14 +185,8 @@ def cmd_adopt(args: argparse.Namespace, config: Config, out: Output) -> int:
 
 
 def cmd_rotate(args: argparse.Namespace, config: Config, out: Output) -> int:
-    return run_each(
-        args,
-        config,
-        out,
-        "rotate",
-        lambda run: [operations.rotate(run, args.dry_run, args.force)],
-        render.rotation,
-    )
+    rotate = partial(operations.rotate, dry_run=args.dry_run, force=args.force)
+    return run_each(args, config, out, "rotate", rotate, render.rotation)
 
 
 def cmd_sync(args: argparse.Namespace, config: Config, out: Output) -> int:
@@ -202,14 +200,8 @@ def cmd_sync(args: argparse.Namespace, config: Config, out: Output) -> int:
                     "is synced together (a node's private key changes only once every node "
                     "holds its public key)"
                 )
-    return run_each(
-        args,
-        config,
-        out,
-        "sync",
-        lambda run: [operations.sync(run, args.node, args.force, args.dry_run)],
-        lambda name, result: render.action(name, "sync", result),
-    )
+    sync = partial(operations.sync, node=args.node, force=args.force, dry_run=args.dry_run)
+    return run_each(args, config, out, "sync", sync)
 
 
 def cmd_verify(args: argparse.Namespace, config: Config, out: Output) -> int:
@@ -217,22 +209,9 @@ def cmd_verify(args: argparse.Namespace, config: Config, out: Output) -> int:
     # waits (--wait, 300 s by default) for a running action instead of failing
     if args.node:
         config.node(args.node)
-    return run_each(
-        args,
-        config,
-        out,
-        "verify",
-        lambda run: [operations.verify(run, args.node)],
-        lambda name, result: render.action(name, "verify", result),
-    )
+    return run_each(args, config, out, "verify", partial(operations.verify, node=args.node))
 
 
 def cmd_confirm_migration(args: argparse.Namespace, config: Config, out: Output) -> int:
-    return run_each(
-        args,
-        config,
-        out,
-        "confirm-migration",
-        lambda run: [migration.confirm_migration(run, args.primary)],
-        lambda name, result: render.action(name, "confirm-migration", result),
-    )
+    confirm = partial(migration.confirm_migration, primary=args.primary)
+    return run_each(args, config, out, "confirm-migration", confirm)

@@ -1,5 +1,5 @@
 """Render results for people. Pure functions returning lines of text; the CLI prints them
-(``status`` and ``plan``: ``keysyncd.commands.viewlines``).
+(``status`` and ``plan``: ``keysyncd.commands.views``).
 
 The action types are imported for type checking only: ``status`` and ``plan`` use this
 module without loading the modules that reach the nodes.
