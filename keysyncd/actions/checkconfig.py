@@ -1,10 +1,5 @@
-"""check-config: every check that needs no network, as a list of findings.
-
-What would make an action fail later is an error: an unsafe or damaged local file, an
-identity that does not load, a node without a known_hosts entry for its host and port, an
-owner or group unknown here, a hook command that cannot be found, no key at all for SSH.
-What is unsafe but works is a warning: ``max_active_keys`` too small for the schedule (the
-``plan`` lint). Nothing here writes, and nothing touches the network.
+"""check-config: every check that needs no network, as findings: an error for what would make
+an action fail later, a warning for what is unsafe but works. Nothing here writes.
 """
 
 from __future__ import annotations
@@ -30,8 +25,7 @@ WARNING = "warning"
 
 @dataclass(frozen=True)
 class Finding:
-    """One problem check-config found: ``check`` names the kind, ``message`` says where
-    and what to do."""
+    """One finding: ``check`` names the kind, ``message`` where and what to do."""
 
     severity: str
     check: str
@@ -73,8 +67,7 @@ def _ssh_findings(config: Config) -> list[Finding]:
 
 
 def _known_hosts_findings(config: Config) -> list[Finding]:
-    """Return a finding for each node that known_hosts does not list (for its host and port,
-    plain or hashed, revoked keys not counting)."""
+    """Return a finding for each node known_hosts does not list (revoked keys not counting)."""
     path = config.ssh.known_hosts
     if path is None:
         return []
@@ -133,8 +126,7 @@ def _hook_findings(config: Config) -> list[Finding]:
 
 
 def _hook_stop_findings(config: Config) -> list[Finding]:
-    """Return a warning for each repository whose hooks may run longer than systemd waits
-    for keysyncd to stop: a stop during such a hook ends it (SPEC rule 9)."""
+    """Return a warning where hooks may outlast systemd's stop timeout (SPEC rule 9)."""
     found = []
     for index, repository in enumerate(config.repositories):
         hooks = repository.hooks
@@ -168,9 +160,7 @@ def _not_runnable(command: str) -> str | None:
 
 
 def _migration_findings(config: Config) -> list[Finding]:
-    """Return a warning for each repository whose keys retire by migration but that has no
-    after_rotate hook to run it: none of its keys is ever retired until the operator
-    confirms a migration."""
+    """Return a warning where keys retire by migration but no after_rotate hook runs it."""
     return [
         Finding(
             WARNING,
@@ -186,8 +176,7 @@ def _migration_findings(config: Config) -> list[Finding]:
 
 
 def _algorithm_findings(config: Config) -> list[Finding]:
-    """Return a warning for each jws repository whose ``algorithm`` is not the one its keys
-    were made for: what the next rotation does, and which tokens it ends."""
+    """Return a warning where ``algorithm`` is not the one the keys were made for."""
     found = []
     for index, repository in enumerate(config.repositories):
         if "algorithm" in repository.key_kind.fields and (

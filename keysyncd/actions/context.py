@@ -1,16 +1,6 @@
-"""What every action shares: the run it belongs to, its result, and its single commit.
-
-Each action reads *load -> decide -> act -> commit*. ``commit`` is the one place that writes
-what an action learned: the report first, then the state, then the metrics (a crash between
-them leaves a report whose state is redone by the next action, never the reverse). A report
-that cannot be written (report_dir full) is kept in the state instead, and written, marked
-late, by the first later commit that can: the state is saved whatever happened to the report.
-``write_ahead`` saves the journal's record of a rotation before the disk is touched: the
-only other state write, and the reason a crash can be finished or undone.
-
-``check_clock`` is the one judgement of the controller's clock (SPEC safety rule 10): every
-step that retires, rotates or confirms a demotion takes its ``ClockCheck`` and does nothing
-of the kind when the clock is not trusted.
+"""What every action shares: its run, its result, its one commit (report, then state, then
+metrics), ``write_ahead`` (the journal saved before the disk is touched, so a crash can be
+finished or undone) and ``check_clock``, the one judgement of the clock (SPEC rule 10).
 """
 
 from __future__ import annotations
@@ -50,8 +40,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Run:
-    """One action on one repository: the config, what started it, and its connections to
-    the outside (the clock, progress on a terminal, a stop request from the daemon)."""
+    """One action on one repository: config, trigger, clock, progress, the daemon's stop."""
 
     config: Config
     repository: RepositoryConfig
@@ -107,12 +96,8 @@ class Run:
 
 @dataclass(frozen=True)
 class ActionResult:
-    """What an action did: its outcome, its report (None for a dry run) and what it saw.
-
-    ``rotation``, ``preview``, ``recovery`` and ``would`` are filled by the actions that
-    have them: the rotation plan, what each node would get (dry run), what crash recovery
-    does, the outcome the real action would have (dry run).
-    """
+    """What an action did: its outcome, its report (None for a dry run), what it saw, and
+    what the actions that have them fill in (rotation plan, dry-run preview, recovery)."""
 
     repository: str
     outcome: str
@@ -133,8 +118,7 @@ class ActionResult:
 
     @property
     def ok(self) -> bool:
-        """Return True when nothing needs the operator's attention; for a dry run, when
-        the real action would need none (so both exit with the same code)."""
+        """Return True when nothing needs attention (a dry run: when the real one would not)."""
         good = self.report_error is None and self.clock_trusted
         if self.outcome == DRY_RUN:
             return good and self.would in (None, Outcome.OK)
@@ -158,11 +142,9 @@ class Draft:
 def check_clock(
     run: Run, state: RepositoryState, fleet: Fanout[Any, Any] | None, quorum: bool = True
 ) -> ClockCheck:
-    """Return the judgement of the controller's clock now: against the journal's latest
-    time, and the clocks of the nodes ``fleet`` read as it connected (none without one).
-
-    ``quorum``: a majority of the configured nodes must have been read (``init`` needs none:
-    its nodes have no directory to read a clock in yet, and it has nothing to retire)."""
+    """Return the judgement of the clock now, against the journal's latest time and the
+    nodes' clocks ``fleet`` read; ``quorum``: a majority of the nodes must have been read
+    (``init`` needs none: no directory to read a clock in yet, and nothing to retire)."""
     skews = list(fleet.skews.values()) if fleet is not None else []
     latest = clock.latest_recorded(state)
     configured = len(run.config.nodes)
@@ -173,12 +155,9 @@ def check_clock(
 
 
 def commit(run: Run, state: RepositoryState, draft: Draft, **result: Any) -> ActionResult:
-    """Write the report (after any the journal kept), then the state, then the metrics;
-    return the action's result.
-
-    A report that cannot be written is kept in the state, and the result says so (not ok).
-    Raise KeysyncError if the state cannot be written.
-    """
+    """Write the report (after any the journal kept; one that cannot be written is kept in
+    the state, the result not ok), the state, the metrics; return the result. Raise
+    KeysyncError if the state cannot be written."""
     ended = run.clock()
     check = draft.clock or clock.current(state, ended, run.config.clock.max_skew)
     outcome = draft.outcome or outcome_of(node.status for node in draft.nodes.values())
@@ -218,8 +197,7 @@ def _report(
     check: ClockCheck,
     ended: float,
 ) -> Report:
-    """Return the report of ``draft``, ended at ``ended`` with ``outcome``; its id is not
-    final until it is written (``write_report``)."""
+    """Return the report of ``draft`` (its id final once written: ``write_report``)."""
     return Report(
         id=new_report_id(draft.started, draft.action),
         action=draft.action,
@@ -238,17 +216,10 @@ def _report(
 
 
 def write_ahead(run: Run, state: RepositoryState) -> None:
-    """Save the journal now: the record of a rotation about to touch the disk, or what a
-    rotation or recovery just did, so that a crash can always be finished or undone."""
+    """Save the journal now, so that a crash can always be finished or undone."""
     save_state(run.config.state_dir, state)
 
 
 def node_outcomes(fleet: Fanout[Any, Any] | None) -> dict[str, NodeOutcome]:
     """Return each node's outcome as reports show it (none without nodes)."""
     return {} if fleet is None else {name: r.outcome() for name, r in fleet.results.items()}
-
-
-def remember(run: Run, state: RepositoryState) -> None:
-    """The commit of an action that found nothing to report (keysyncd's own write seen by
-    the watch): the journal is saved, no report is written."""
-    save_state(run.config.state_dir, state)

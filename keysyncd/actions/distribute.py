@@ -1,10 +1,6 @@
-"""Fleet actions on one repository: sync (push + read-back) and verify (read-only).
-
-sync, in the action shell: load -> recover, reconcile -> the plan: what is now safe to
-retire (rule 2) -> retire it -> push in two phases and verify -> commit. ``sync --node``
-changes only that node: it neither recovers nor retires on the controller (the other nodes
-would then differ from it). verify: load -> read every node -> commit. ``sync --dry-run``
-takes the same steps up to the plan, writing nothing, and shows what each node would get.
+"""Symmetric sync in the action shell: load, recover, reconcile -> retire what is safe (rule
+2) -> push in two phases and read back. ``sync --node`` changes only that node (neither
+recovery nor retirement on the controller); a dry run takes the steps up to the plan.
 """
 
 from __future__ import annotations
@@ -37,19 +33,16 @@ log = logging.getLogger(__name__)
 def sync_repository(
     run: Run, node: str | None = None, force: bool = False, dry_run: bool = False
 ) -> ActionResult:
-    """Push the local repository to every node (or one) and verify it by read-back.
-
-    The caller holds the lock (unless ``dry_run``). Raise RepositoryError if the local
-    repository is invalid (nothing is pushed then).
-    """
+    """Push the local repository to every node (or one), verified by read-back (the caller
+    holds the lock unless ``dry_run``). Raise RepositoryError if it is invalid."""
     act = Act(run, Action.SYNC, run.clock(), forced=force)
     steps = Symmetric(run, force, node, dry=dry_run)
     return steps.preview(act) if dry_run else execute(act, steps)
 
 
 class Symmetric:
-    """The steps of a symmetric sync (``keysyncd.actions.shell.Steps``), which rotate and
-    init extend; ``dry``: the same steps up to the plan, writing nothing (``preview``)."""
+    """The steps of a symmetric sync (``shell.Steps``), which rotate and init extend;
+    ``dry``: the same steps up to the plan, writing nothing (``preview``)."""
 
     def __init__(self, run: Run, force: bool, node: str | None = None, dry: bool = False) -> None:
         self.run, self.force, self.node, self.dry = run, force, node, dry
@@ -57,8 +50,8 @@ class Symmetric:
         self.fleet: FleetAction | None = None
 
     def load(self, act: Act) -> RepositoryState:
-        """Load, recover (dry: say what it would do; sync --node: none) and reconcile the
-        keys (``self.keyset``); return the journal. Raise RepositoryError if invalid."""
+        """Load, recover (dry: say it; sync --node: none), reconcile the keys (``keyset``);
+        return the journal. Raise RepositoryError if invalid."""
         self.local = found = local.load_local(self.run)
         if self.node is not None:
             self.keyset, state = local.as_found(self.run, found, self.dry)

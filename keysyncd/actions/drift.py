@@ -1,6 +1,5 @@
-"""Drift of the symmetric kinds: changes keysyncd did not make, locally (watch) or on nodes
-(periodic check), in the flows of ``keysyncd.actions.readonly``. Local changes are told apart
-from keysyncd's own writes by comparing the disk with the journal, never by timing."""
+"""Symmetric drift, locally (watch) or on nodes (periodic check), in ``readonly``'s flows;
+local changes are told from keysyncd's own by the journal, never by timing."""
 
 from __future__ import annotations
 
@@ -16,7 +15,7 @@ from keysyncd.actions.context import (
     check_clock,
     commit,
     node_outcomes,
-    remember,
+    write_ahead,
 )
 from keysyncd.actions.inspect import open_repository
 from keysyncd.actions.local import load_local, reconciled, recover
@@ -35,9 +34,8 @@ REPLACED = "drift:local_replaced"  # counted: keysyncd_drift_events_total{kind="
 
 
 class SymmetricReads:
-    """The symmetric kinds' part of the read-only shell (``readonly.Kind``): every node holds
-    the local repository's key set; a foreign change of it is a new generation, pushed or
-    only reported; a node that drifted gets the key set again."""
+    """The symmetric part of the read-only shell (``readonly.Kind``): a foreign change is a
+    new generation, pushed or reported; a node that drifted gets the key set again."""
 
     words = ("local repository", "not pushed")
 
@@ -53,7 +51,7 @@ class SymmetricReads:
     ) -> ActionResult | None:
         state, foreign = reconciled(run, state, keys, started)
         if not foreign:
-            remember(run, state)
+            write_ahead(run, state)  # nothing to report: the journal only
             return None
         return _foreign(run, state, keys, started)
 
@@ -78,8 +76,7 @@ verify_repository = partial(readonly.verify, kind=SymmetricReads())
 
 
 def _foreign(run: Run, state: RepositoryState, keys: KeySet, started: float) -> ActionResult:
-    """Report a valid change made outside keysyncd (now generation ``state.generation``),
-    pushed to every node with ``drift.on_local_change: sync``; return the result."""
+    """Commit a valid change made outside keysyncd (pushed with ``on_local_change: sync``)."""
     state = journal.counted(state, "drift:local_change")
     message = f"local repository changed outside keysyncd: now generation {state.generation}"
     log.warning("%s: %s", run.repository.name, message)
@@ -106,8 +103,7 @@ MISSING = (
 
 
 def _missing(run: Run) -> RepositoryState | None:
-    """Return the journal if the repository's directory vanished after keysyncd had keys in
-    it (None: it is there, or was never initialised, which ``init`` is for)."""
+    """Return the journal if the directory vanished after keysyncd had keys in it, else None."""
     if run.repository.path.exists():
         return None
     state = load_state(run.config.state_dir, run.repository.name)
@@ -115,8 +111,7 @@ def _missing(run: Run) -> RepositoryState | None:
 
 
 def report_replaced(run: Run) -> ActionResult:
-    """Commit the report that the repository's directory was replaced (moved away and
-    recreated, or restored) and is watched again; what it holds is checked next."""
+    """Commit the report that the repository's directory was replaced and is watched again."""
     state = journal.counted(load_state(run.config.state_dir, run.repository.name), REPLACED)
     message = (
         f"repository directory {run.repository.path} was replaced (moved away and recreated, "

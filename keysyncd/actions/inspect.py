@@ -1,9 +1,5 @@
-"""Read-only views of a repository: status and plan. They return values; the CLI renders them.
-
-Nothing here writes: no lock, no report, no state. It imports no module that writes either
-(not ``actions.local``, whose Run context pulls in the SSH and metrics libraries), so that
-``status``, ``plan`` and ``check-config`` start fast.
-"""
+"""Read-only views of a repository, status and plan, as values. Nothing here writes or
+imports a module that does (``status``, ``plan`` and ``check-config`` start fast)."""
 
 from __future__ import annotations
 
@@ -43,10 +39,8 @@ def lint_repository(config: RepositoryConfig, now: float) -> list[str]:
 def common_status(
     config: Config, repository: RepositoryConfig, state: RepositoryState, now: float
 ) -> dict[str, Any]:
-    """Return the JSON-ready fields every kind's status has, from the journal ``state``:
-    generation, last and next rotation, overdue, last action, a failed hook blocking the
-    next rotation, node status and the clock; ``warnings``, ``problems``, ``keys`` and
-    ``retiring`` empty, for the kind to fill. Every time is an RFC 3339 UTC string."""
+    """Return the JSON-ready fields every kind's status has, from the journal (the lists
+    empty for the kind to fill; every time RFC 3339 UTC)."""
     trigger = cron_trigger(repository.schedule, repository.timezone)
     upcoming = next_fire_times(trigger, datetime.fromtimestamp(now, UTC), 1)
     last, block = state.last_action, state.hook_block
@@ -83,8 +77,7 @@ def common_status(
 
 
 def repository_status(config: Config, repository: RepositoryConfig, now: float) -> dict[str, Any]:
-    """Return a JSON-ready status of one repository (``common_status``) with its keys by
-    role (digests only), problems, lint and permission warnings."""
+    """Return ``common_status`` with the keys by role (digests only), problems, warnings."""
     repo = open_repository(repository)
     state = load_state(config.state_dir, repository.name)
     status = common_status(config, repository, state, now)
@@ -122,11 +115,9 @@ def repository_status(config: Config, repository: RepositoryConfig, now: float) 
 def nodes_json(
     config: Config, state: RepositoryState, keys_changed: bool = False
 ) -> dict[str, dict[str, Any]]:
-    """Return every configured node's record as ``status`` shows it, judged against the
-    controller's current generation (``keysyncd.core.nodes.standing``): ``status`` is what
-    the node is now (``stale`` when verified before the controller changed, None when never
-    checked), ``checked_status`` what its last check found, ``checked_at`` when that check
-    was, ``last_verified_at`` the last time it was in sync."""
+    """Return every node's record as ``status`` shows it: ``status`` what it is now against
+    the current generation (``core.nodes.standing``), ``checked_status`` what its last
+    check found."""
     nodes: dict[str, dict[str, Any]] = {}
     for node in config.nodes:
         record = state.nodes.get(node.name)
@@ -160,10 +151,8 @@ class RepositoryPlan:
 def repository_plan(
     config: Config, repository: RepositoryConfig, now: float, rotations: int | None = None
 ) -> RepositoryPlan:
-    """Return each key's lifecycle over the next rotations and the config lint.
-
-    Raise KeysyncError if the repository cannot be read.
-    """
+    """Return each key's lifecycle over the next rotations and the config lint; raise
+    KeysyncError if the repository cannot be read."""
     repo = open_repository(repository)
     policy = repository.policy()
     state = load_state(config.state_dir, repository.name)

@@ -1,8 +1,5 @@
-"""Job recipes: what "rotate", "sync", "check" and "watch" mean, for the CLI and the daemon.
-
-Each repository runs on its own (as borgmatic runs each repository): one that fails never
-stops the next, and the run ends with one line per repository.
-"""
+"""Job recipes for the CLI and the daemon; each repository runs on its own (as borgmatic's):
+one that fails never stops the next."""
 
 from __future__ import annotations
 
@@ -54,10 +51,8 @@ def each_repository(
     make_run: Callable[[RepositoryConfig], Run],
     step: Step,
 ) -> list[RepositoryRun]:
-    """Run ``step`` for every repository, each on its own; return one RepositoryRun each.
-
-    A KeysyncError ends that repository's part only; anything else is a bug and propagates.
-    """
+    """Run ``step`` for every repository; return one RepositoryRun each. A KeysyncError ends
+    that repository's part only; anything else is a bug and propagates."""
     done = []
     for repository in repositories:
         try:

@@ -1,14 +1,7 @@
-"""keystone's JWS key pairs (``kind: jws``): init, sync and rotate (``converge``); verify and
-adopt are in ``keysyncd.actions.jwsread``, loading in ``keysyncd.actions.jwsload``, the plan
-in ``keysyncd.core.jwsconverge``.
-
-Every write runs in the action shell (``keysyncd.actions.shell``: hooks, the after_rotate
-block, one outcome, one commit) and follows SPEC section 9: load (store, journal) -> the
-plan (pairs to generate, keys to retire), made once -> phase 1 (every node gets every public
-key) -> the gate (every node verified holding all of them) -> before_rotate -> phase 2 (each
-node gets its own private key; wrong entries go) -> read-back -> after_rotate -> commit. A
-node whose private.pem is not the one keysyncd installed gets a new pair the same way:
-keysyncd never keeps a private key once its node verified it.
+"""JWS key pairs: init, sync and rotate as one ``converge`` in the action shell (SPEC 9):
+the plan made once -> phase 1 (every node gets every public key) -> the gate (all verified)
+-> phase 2 (each node its own private key) -> read-back. A node whose private.pem is not
+keysyncd's gets a new pair; no private key is kept once its node verified it.
 """
 
 from __future__ import annotations
@@ -63,8 +56,7 @@ __all__ = ["Options", "adopt", "converge", "store_of", "store_root", "verify"]
 
 @dataclass(frozen=True)
 class Options:
-    """What a converge run may do: ``rotate`` (a new pair for every node), ``force`` (past
-    unverified nodes), ``init`` (refuse if anything exists), ``dry_run``."""
+    """What a converge may do: ``rotate`` (new pairs), ``force``, ``init``, ``dry_run``."""
 
     rotate: bool = False
     force: bool = False
@@ -74,8 +66,8 @@ class Options:
 
 
 def converge(run: Run, options: Options, action: Action) -> ActionResult:
-    """Bring every node to the journal's key pairs (rotating first if asked): see the module
-    docstring. Raise KeysyncError (nothing changed) for an invalid store or a refusal."""
+    """Bring every node to the journal's key pairs (rotating first if asked); return the
+    result. Raise KeysyncError (nothing changed) for an invalid store or a refusal."""
     started = run.clock()
     if options.node is not None:
         # a node's private key may only change once every node holds its public key, and
@@ -119,8 +111,7 @@ def _plan(run: Run, keys: Keys, options: Options, fleet: JwsFleet, trusted: bool
 
 
 class _Jws:
-    """The steps of a JWS write action (see ``keysyncd.actions.shell.Steps``): phase 1
-    (every node gets every public key) before the gate, phase 2 after it."""
+    """The steps of a JWS write action (``shell.Steps``): phase 1 before the gate, 2 after."""
 
     def __init__(self, run: Run, keys: Keys, options: Options) -> None:
         self.run, self.keys, self.options = run, keys, options
@@ -149,8 +140,7 @@ class _Jws:
         return self.decided.to_json()
 
     def gate(self, act: Act, state: RepositoryState) -> Gate:
-        """Make the plan's new pairs, give every node every public key (phase 1), read them
-        back; return the gate."""
+        """Make the new pairs, run phase 1, read the nodes back; return the gate."""
         keys, plan, fleet = self.keys, self.decided, self.fleet
         keys.state = state
         keys.pairs = plan.pairs  # forgotten by the journal first, deleted from the store last
@@ -167,8 +157,7 @@ class _Jws:
         return Gate(bool(self.install), tuple(self.unverified), forced, not self.clock.trusted)
 
     def promote(self, act: Act, gated: Gate) -> tuple[RepositoryState, dict[str, NodeOutcome]]:
-        """Give each node of the gate its waiting private key (phase 2: wrong entries go
-        everywhere), read every node back; return the journal and the nodes."""
+        """Run phase 2 on the gate's nodes, read every node back; return the journal, nodes."""
         run, keys, fleet = self.run, self.keys, self.fleet
         install = self.install if gated.promote else frozenset()
         if act.hooks:  # a hook ran since the gate read the nodes: read them and gate again
@@ -195,10 +184,8 @@ class _Jws:
         return _finish(run, keys, nodes, summary, act), nodes
 
     def _gate_again(self, install: frozenset[str]) -> frozenset[str]:
-        """Read every node again as the gate did (a hook ran since: a hand may have taken a
-        public key from a node, and phase 2 adds none) and return the nodes that may get
-        their waiting private key now, the gate decided on what the nodes hold now (SPEC
-        rule 1 for JWS: none once a node lacks a public key, unless forced)."""
+        """Read every node again (a hook ran since the gate: a public key may be gone, and
+        phase 2 adds none); return the nodes the gate lets install now (SPEC rule 1)."""
         self.fleet.forget_views()
         self.fleet.inspect(expect(self.keys, retired=self.decided.retire))
         if not install:
@@ -227,10 +214,9 @@ def _unverified(fleet: JwsFleet, names: list[str]) -> list[str]:
 def _gate(
     run: Run, keys: Keys, unverified: list[str], options: Options, clock: ClockCheck
 ) -> frozenset[str]:
-    """Return the nodes that get their waiting private key now: all of them once every node
-    holds every public key (SPEC rule 1 for JWS); with --force, those reachable; none while
-    the daemon stops. With an untrusted clock only a node's first pair (it replaces no key,
-    so it times no retirement: SPEC rule 10)."""
+    """Return the nodes that get their waiting private key now: all once every node holds
+    every public key (rule 1), or forced; none while the daemon stops; with an untrusted
+    clock only first pairs (they replace no key, so time no retirement: rule 10)."""
     if run.cancelled or (unverified and not options.force):
         return frozenset()
     if not clock.trusted:
@@ -241,8 +227,8 @@ def _gate(
 def _finish(
     run: Run, keys: Keys, nodes: dict[str, NodeOutcome], summary: Summary, act: Act
 ) -> RepositoryState:
-    """Record what phase 2 did in the journal, then take the delivered private keys out of
-    the store; say it in ``act``; return the journal."""
+    """Journal what phase 2 did, then remove the delivered private keys from the store; say
+    it in ``act``; return the journal."""
     now = run.clock()
     delivered = []
     for node in summary.installed:  # verified: its node signs with it from now
@@ -274,8 +260,8 @@ def _finish(
 
 
 def _preview(run: Run, keys: Keys, options: Options) -> ActionResult:
-    """What converge would do, reading the nodes and writing nothing: the plan the real run
-    makes (the clock taken as trusted: a dry run reads no clock) and each node's changes."""
+    """Return what converge would do (the clock taken as trusted: none is read), writing
+    nothing."""
     with Connections(run, observe_clock=False) as fleet:
         if options.init:  # the same refusal as the real run, before anything else
             refuse_if_any_node_holds_a_key(run, fleet)

@@ -24,9 +24,8 @@ MAX_ROTATIONS = 30  # a plan longer than this says nothing the first ones do not
 
 
 def algorithm_change(config: Config, repository: RepositoryConfig) -> str | None:
-    """Return what the next rotation does about a change of ``algorithm`` (the journal's
-    keys are of another one), or None when there is none or the store cannot be read (the
-    actions and check-config's local checks say why)."""
+    """Return what the next rotation does about a change of ``algorithm``, None when there
+    is none or the store cannot be read (other checks say why)."""
     try:
         pairs = load_state(config.state_dir, repository.name).jws or JwsState()
         scan = JwsStore(store_root(config, repository), repository.algorithm).scan()
@@ -37,9 +36,8 @@ def algorithm_change(config: Config, repository: RepositoryConfig) -> str | None
 
 
 def status(config: Config, repository: RepositoryConfig, now: float) -> dict[str, Any]:
-    """Return a JSON-ready status (``common_status``) with every node's pair (digests only),
-    the pairs waiting to be installed, the old public keys kept and until when, store
-    problems and what waits on the fleet (warnings)."""
+    """Return ``common_status`` with every node's pairs (digests only), the old public keys
+    kept and until when, store problems and warnings."""
     state = load_state(config.state_dir, repository.name)
     pairs = state.jws or JwsState()
     store = JwsStore(store_root(config, repository), repository.algorithm)
@@ -70,9 +68,7 @@ def status(config: Config, repository: RepositoryConfig, now: float) -> dict[str
 
 
 def _warnings(config: Config, repository: RepositoryConfig, pairs: JwsState) -> list[str]:
-    """Return what waits on the fleet: pairs not installed yet (a node was not verified
-    holding every public key), old public keys whose node was not verified signing with
-    its new pair, and a change of algorithm."""
+    """Return what waits on the fleet: pairs not installed, old keys, an algorithm change."""
     found = []
     if pairs.next:
         found.append(
@@ -99,8 +95,8 @@ def _retention(repository: RepositoryConfig) -> int:
 
 
 def _count(trigger: CronTrigger, start: datetime, retention: int) -> int:
-    """Return how many rotations a plan shows: enough for a key replaced at the next one
-    to retire (three when the schedule fires too rarely to measure)."""
+    """Return how many rotations a plan shows: enough for a key replaced at the next one to
+    retire (three when the schedule cannot be measured)."""
     try:
         period = rotation_period(trigger, start)
     except KeysyncError:
@@ -109,9 +105,7 @@ def _count(trigger: CronTrigger, start: datetime, retention: int) -> int:
 
 
 def plan(config: Config, repository: RepositoryConfig, now: float) -> RepositoryPlan:
-    """Return the next rotations and every pair's lifecycle over them: each node's current
-    pair, the pair each rotation makes, when the old public keys retire. Enough rotations
-    are shown for a replaced key to retire (its retention past the next rotation)."""
+    """Return the next rotations and every pair's lifecycle over them."""
     trigger = cron_trigger(repository.schedule, repository.timezone)
     start = datetime.fromtimestamp(now, UTC)
     retention = _retention(repository)

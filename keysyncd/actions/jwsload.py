@@ -1,7 +1,5 @@
-"""The JWS kind's load and decide steps: the controller's key store and the journal, checked
-against each other (``load``), what every node must hold (``expect``), new pairs
-(``generate``) and the connections to the nodes (the plan: ``keysyncd.core.jwsconverge``). Used by
-``keysyncd.actions.jws`` (converge) and ``keysyncd.actions.jwsread`` (verify, adopt)."""
+"""The JWS kind's store and journal checked against each other (``load``), what every node
+must hold (``expect``), new pairs (``generate``) and the connections to the nodes."""
 
 from __future__ import annotations
 
@@ -65,9 +63,8 @@ def load(run: Run) -> Keys:
 
 
 def _check_against_journal(store: JwsStore, scan: StoreScan, pairs: model.JwsState) -> None:
-    """Raise RepositoryError if a key file in the store is not the one the journal recorded:
-    whoever changed it could make every node trust their key (or install a key no node can
-    validate). Nothing reaches a node from a store that does not match."""
+    """Raise RepositoryError if a store file is not the one the journal recorded: whoever
+    changed it could make every node trust their key."""
     changed = [
         name
         for name, digest in pairs.public_keys().items()
@@ -101,9 +98,8 @@ def expect(
 
 @dataclass(frozen=True)
 class JwsFleetExpect:
-    """What each node must hold: every public key, and its private key (the waiting one for
-    nodes getting theirs in this run); ``dropped``: public keys of a former algorithm that
-    go in this run although the journal still names them (its nodes get their new pairs)."""
+    """What each node must hold: every public key and its private key (the waiting one when
+    ``installing``); ``dropped``: a former algorithm's public keys going in this run."""
 
     pairs: model.JwsState
     installing: frozenset[str]
@@ -123,10 +119,8 @@ class JwsFleetExpect:
 def generate(
     run: Run, keys: Keys, nodes: list[str], seen: Iterable[str] = (), algorithm: str = ""
 ) -> None:
-    """Make a new pair for each of ``nodes`` (``algorithm``: the configured one unless
-    given): into the store (private first), then into the journal, before anything reaches
-    a node. New names are in no journal, store or node listing (``seen``): a name that is
-    taken would replace someone's key."""
+    """Make a new pair for each of ``nodes``: into the store, then the journal, before any
+    node sees it; no name is one taken (``seen``: on a node), which would replace a key."""
     if not nodes:
         return
     publics, privates, pairs = {}, {}, []
@@ -179,9 +173,8 @@ class Connections:
 
 
 def refuse_if_any_node_holds_a_key(run: Run, fleet: JwsFleet) -> None:
-    """Raise KeysyncError naming the nodes that already hold JWS keys, or whose directories
-    hold other files (init takes over only empty or absent directories); else forget
-    what was read (the fleet is ready for the init's own steps)."""
+    """Raise KeysyncError naming the nodes that hold JWS keys or other files (init takes only
+    empty or absent directories); else forget what was read."""
     fleet.inspect(lambda node: JwsExpected({}, None))
     holding = sorted(
         name

@@ -1,5 +1,4 @@
-"""What a JWS write action says: its messages, its report's ``details.jws``, and the
-dry run's words for its plan (``keysyncd.actions.jws``)."""
+"""What a JWS write action says: messages, ``details.jws``, the dry run's words."""
 
 from __future__ import annotations
 
@@ -106,9 +105,8 @@ def algorithm_messages(keys: Keys, summary: Summary) -> list[str]:
 
 
 def init_messages(run: Run, nodes: dict[str, NodeOutcome], summary: Summary) -> list[str]:
-    """Return what an init did on each node, unless it did everything (then the command says
-    so): which nodes sign with their new pair, which hold the public keys only, which failed
-    and why, and what to do next. Nothing here claims a node that failed."""
+    """Return what an init did on each node unless it did everything: which sign, which hold
+    public keys only, which failed and why, what to do next."""
     names = run.node_names
     if set(summary.installed) == set(names):
         return []

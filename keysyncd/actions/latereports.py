@@ -1,7 +1,5 @@
-"""Reports kept in the journal while report_dir cannot take them (full, unwritable): the
-state is saved whatever happened to the report, and the first later commit that can writes
-them, marked late, before its own (``keysyncd.actions.context.commit``).
-"""
+"""Reports kept in the journal while report_dir cannot take them, written, marked late, by
+the first later commit that can (``keysyncd.actions.context.commit``)."""
 
 from __future__ import annotations
 
@@ -34,9 +32,8 @@ log = logging.getLogger("keysyncd.actions.context")  # the commit's lines, where
 def write_reports(
     run: Run, state: RepositoryState, report: Report, check: ClockCheck
 ) -> tuple[RepositoryState, Report, str | None]:
-    """Write the reports the journal kept (marked late, oldest first), then ``report``;
-    return the state keeping what could not be written, the report as written (its id is
-    final: see ``write_report``) and why one could not be written (None: all were)."""
+    """Write the reports the journal kept (oldest first), then ``report``; return the state
+    keeping what was not written, the report as written, and why not (None: all were)."""
     now = report.ended_at
     # only a clock the nodes vouched for in this action ages reports out: a clock a year
     # ahead would make all of them look old (retention by count still applies)
@@ -59,9 +56,8 @@ def write_reports(
 
 
 def kept(state: RepositoryState, documents: list[dict[str, Any]]) -> RepositoryState:
-    """Return ``state`` keeping ``documents`` (oldest first) to be written later, bounded by
-    MAX_UNWRITTEN_BYTES (the oldest abridged first, then dropped) and MAX_UNWRITTEN (the
-    oldest dropped); the newest is always kept."""
+    """Return ``state`` keeping ``documents`` (oldest first, the oldest abridged then dropped
+    past MAX_UNWRITTEN_BYTES or MAX_UNWRITTEN; the newest always kept)."""
     sizes = [len(json.dumps(document)) for document in documents]
     for index, document in enumerate(documents):
         if sum(sizes) <= MAX_UNWRITTEN_BYTES:
@@ -79,8 +75,7 @@ def kept(state: RepositoryState, documents: list[dict[str, Any]]) -> RepositoryS
 
 
 def _abridged(document: dict[str, Any]) -> dict[str, Any]:
-    """Return ``document`` without its per-node table, digests and details, and its
-    messages shortened (marked so)."""
+    """Return ``document`` without nodes, digests and details, its messages shortened."""
     note = (
         "abridged while report_dir could not take it: the per-node table, the expected "
         "digests and the details were dropped, the messages shortened, to keep the journal small"
@@ -90,12 +85,9 @@ def _abridged(document: dict[str, Any]) -> dict[str, Any]:
 
 
 def not_written(failure: str, kept: int) -> str:
-    """Return what the result says of a report that could not be written (``kept``: the
-    reports the journal now keeps, this one included)."""
+    """Return what the result says of a report not written (``kept``: those kept now)."""
+    earlier = f" with {plural(kept - 1, 'earlier one')}" if kept > 1 else ""
     return (
-        f"the report could not be written ({failure}); it is kept in the journal with "
-        f"{plural(kept - 1, 'earlier one')} and written, marked late, by the next action that can"
-        if kept > 1
-        else f"the report could not be written ({failure}); it is kept in the journal and "
-        "written, marked late, by the next action that can"
+        f"the report could not be written ({failure}); it is kept in the journal{earlier} "
+        "and written, marked late, by the next action that can"
     )

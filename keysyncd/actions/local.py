@@ -1,9 +1,5 @@
-"""The controller's own repository: load it with its journal, recover, rotate, retire.
-
-``load_local`` only reads: it returns the keys, the journal and the recovery a crash left
-to do, as values (so ``--dry-run`` can show them). Everything else here writes (but a dry
-run's ``recover``), and is called only by actions holding the lock.
-"""
+"""The controller's own repository: load it with its journal (``load_local`` only reads),
+recover, rotate, retire (these write, under the lock)."""
 
 from __future__ import annotations
 
@@ -43,11 +39,8 @@ class Local:
 
 
 def load_local(run: Run) -> Local:
-    """Return the local repository and its journal, changing nothing.
-
-    Raise RepositoryError if the directory cannot be listed, LocalFileError if the journal
-    is damaged or unsafe.
-    """
+    """Return the local repository and its journal; raise RepositoryError if it cannot be
+    listed, LocalFileError if the journal is damaged or unsafe."""
     repository = open_repository(run.repository)
     state = load_state(run.config.state_dir, run.repository.name)
     scan = repository.scan()
@@ -72,9 +65,8 @@ class Recovered:
 
 
 def recover(run: Run, local: Local, said: list[str] | None = None) -> Recovered:
-    """Carry out ``local.recovery`` and remove stale temp files; return what is left (the
-    journal is saved at once if recovery changed it). With ``said`` (a dry run) nothing
-    changes: what would be done is said there; the keys are those recovery would leave."""
+    """Carry out ``local.recovery``, remove temp files; return what is left. With ``said``
+    (a dry run) nothing changes: what would be done is said there."""
     repository, state, recovery = local.repository, local.state, local.recovery
     if said is not None:
         said += [] if recovery.action == "none" else ["would " + recovery.describe()]
@@ -103,9 +95,8 @@ def rotate_local(
     plan: RotationPlan,
     clock: ClockCheck,
 ) -> tuple[KeySet, RepositoryState]:
-    """Carry out ``plan`` on the local repository, journaled so a crash can be finished or
-    undone; return the new key set and journal. Raise RepositoryError if the disk write
-    fails (the repository is then unchanged), KeysyncError if ``clock`` is not trusted."""
+    """Carry out ``plan``, journaled first; return the new keys and journal. Raise
+    RepositoryError if the disk write fails (unchanged), KeysyncError for an untrusted clock."""
     if not clock.trusted:
         raise KeysyncError(f"{run.repository.name}: not rotated: {clock.describe()}")
     now = run.clock()
@@ -138,8 +129,8 @@ def rotate_local(
 def due_now(
     run: Run, keyset: KeySet, state: RepositoryState, clock: ClockCheck
 ) -> tuple[RetirementPlan, tuple[int, ...]]:
-    """Return which keys kept earlier are safe to delete now (safety rule 2), and those to
-    retire: none unless ``clock`` is trusted (rule 10)."""
+    """Return the retirement due now (rule 2) and what to retire (none unless ``clock`` is
+    trusted: rule 10)."""
     due = journal.due_retirement(state, keyset.indices, run.repository.policy(), run.clock())
     return due, (due.retire if clock.trusted else ())
 
@@ -166,9 +157,8 @@ def retire_due(
 
 
 def as_found(run: Run, local: Local, dry: bool = False) -> tuple[KeySet, RepositoryState]:
-    """Return the repository's keys and journal for ``sync --node``, which changes nothing
-    on the controller: raise RepositoryError if it is invalid, or if an interrupted rotation
-    must be finished or undone first (that is done by a whole-fleet sync or rotate)."""
+    """Return the keys and journal for ``sync --node`` (which never changes the controller);
+    raise RepositoryError if invalid, or if an interrupted rotation must be finished first."""
     if local.recovery.action != "none":
         refuses = "sync --node would refuse: it" if dry else "not synced: sync --node"
         raise RepositoryError(
@@ -193,9 +183,8 @@ def reconciled(
     run: Run, state: RepositoryState, keyset: KeySet, now: float
 ) -> tuple[RepositoryState, bool]:
     """Return ``journal.reconcile`` of the keys on disk (and whether they changed outside
-    keysyncd). Raise RepositoryError if the change lost a key credentials may still need (a
-    key deleted or replaced by hand, an older backup restored): pushing it would delete it
-    on every node too, so nothing is pushed until it is back."""
+    keysyncd); raise RepositoryError if a key credentials may still need was lost (pushing
+    would delete it on every node too)."""
     lost = journal.unmigrated_losses(state, keyset.digests(), run.repository.policy())
     if lost:
         raise RepositoryError(

@@ -1,11 +1,5 @@
 """confirm-migration: the operator's word that every credential was re-encrypted with a key
-(``keystone-manage credential_migrate`` run by hand, or by a tool keysyncd does not run).
-
-Credential keys retire by migration, never by time (``keysyncd.core.policy``). A credential
-repository without an ``after_rotate`` hook therefore never retires a key until the
-operator confirms a migration here; with a hook that keeps failing, this is also how an
-operator who migrated by hand clears the block. load (keys, journal) -> read every node ->
-decide (every node must hold the current keys, as the migration needed) -> commit.
+(credential keys retire by migration, never by time); it also clears a failed hook's block.
 """
 
 from __future__ import annotations
@@ -29,14 +23,9 @@ from keysyncd.io.local.state import load_state
 
 
 def confirm_migration(run: Run, primary: int) -> ActionResult:
-    """Record that every credential was migrated to key ``primary`` (keys below it may then
-    be retired by the next sync or rotation) and clear a pending migration of that key.
-
-    Raise UsageError if the repository's keys do not retire by migration or ``primary`` is
-    not its current primary; KeysyncError if the local keys changed outside keysyncd
-    or not every node is verified holding the current keys now (a migration counts only
-    once every node holds its primary: a node without it encrypts with an older key).
-    """
+    """Record that every credential was migrated to key ``primary``; return the result.
+    Raise UsageError if the kind does not retire by migration or ``primary`` is not
+    current; KeysyncError if the local keys changed or a node does not hold them now."""
     repository = run.repository
     started = run.clock()
     state, keyset = _confirmable(run, primary)
@@ -63,8 +52,8 @@ def confirm_migration(run: Run, primary: int) -> ActionResult:
 
 
 def _confirmable(run: Run, primary: int) -> tuple[journal.RepositoryState, KeySet]:
-    """Return the journal and the local keys if a migration to ``primary`` may be confirmed
-    on the controller's side; raise as ``confirm_migration`` does otherwise (nodes aside)."""
+    """Return the journal and local keys if ``primary`` may be confirmed; raise as
+    ``confirm_migration`` does otherwise."""
     repository = run.repository
     if KINDS[repository.kind].retire_by != "migration":
         raise UsageError(

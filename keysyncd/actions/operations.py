@@ -23,43 +23,24 @@ if TYPE_CHECKING:
 
 
 class Kind(Protocol):
-    """What every kind does: what the command line and the daemon call, and the class of
-    its steps in the action shell."""
+    """What every kind does (see the functions below), and the class of its steps in the
+    action shell (``steps``)."""
 
-    def steps(self) -> type[Steps]:
-        """Return the class of this kind's steps in ``keysyncd.actions.shell.execute``."""
-
-    def status(self, config: Config, repository: RepositoryConfig, now: float) -> dict[str, Any]:
-        """Return the JSON-ready status (``keysyncd.actions.inspect.common_status``)."""
-
+    def steps(self) -> type[Steps]: ...
+    def status(
+        self, config: Config, repository: RepositoryConfig, now: float
+    ) -> dict[str, Any]: ...
     def lifecycles(
         self, config: Config, repository: RepositoryConfig, now: float
-    ) -> RepositoryPlan:
-        """Return what ``plan`` shows: the next rotations and every key's lifecycle."""
-
-    def rotate(self, run: Run, dry_run: bool, force: bool) -> ActionResult:
-        """Rotate ``run.repository`` (the caller holds the lock unless ``dry_run``)."""
-
-    def sync(self, run: Run, node: str | None, force: bool, dry_run: bool) -> ActionResult:
-        """Push the controller's keys to every node (or one) and verify them."""
-
-    def verify(self, run: Run, node: str | None) -> ActionResult:
-        """Compare every node (or one) with the controller; change no key."""
-
-    def init(self, run: Run, dry_run: bool) -> ActionResult:
-        """Create the first keys and push them (refusing where keys exist)."""
-
-    def adopt(self, run: Run, source: str) -> Adopted:
-        """Take over the keys node ``source`` holds; return what was adopted."""
-
-    def check_local(self, run: Run) -> ActionResult | None:
-        """The controller's side of drift (None: nothing happened)."""
-
-    def check_fleet(self, run: Run) -> ActionResult | None:
-        """The nodes' side of drift (None: nothing to check)."""
-
-    def watched(self, config: Config, repository: RepositoryConfig) -> Path:
-        """Return the directory the daemon's local watch observes."""
+    ) -> RepositoryPlan: ...
+    def rotate(self, run: Run, dry_run: bool, force: bool) -> ActionResult: ...
+    def sync(self, run: Run, node: str | None, force: bool, dry_run: bool) -> ActionResult: ...
+    def verify(self, run: Run, node: str | None) -> ActionResult: ...
+    def init(self, run: Run, dry_run: bool) -> ActionResult: ...
+    def adopt(self, run: Run, source: str) -> Adopted: ...
+    def check_local(self, run: Run) -> ActionResult | None: ...
+    def check_fleet(self, run: Run) -> ActionResult | None: ...
+    def watched(self, config: Config, repository: RepositoryConfig) -> Path: ...
 
 
 class SymmetricKind:

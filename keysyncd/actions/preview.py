@@ -1,7 +1,4 @@
-"""The symmetric plans as reports, hooks and dry runs show them, and what a dry run adds to
-the real action's steps (``keysyncd.actions.distribute.Symmetric``): what each node would
-get, and the outcome the real action would have.
-"""
+"""The symmetric plans as reports and dry runs show them; what a dry run would do."""
 
 from __future__ import annotations
 
@@ -49,8 +46,8 @@ def retirement_json(
 def foresee_rotation(
     fleet: FleetAction | None, keyset: KeySet, plan: RotationPlan, force: bool, said: list[str]
 ) -> tuple[dict[str, dict[str, Any]], Outcome]:
-    """Return what each node would get (its diff against the state after the rotation) and
-    the outcome the real rotation would have, saying in ``said`` why it would defer."""
+    """Return what each node would get after the rotation and its outcome (``said``: why it
+    would defer)."""
     if fleet is None:
         return {}, Outcome.OK
     staged = keyset.digests()[0]
@@ -87,8 +84,7 @@ def previews(fleet: FleetAction | JwsFleet) -> dict[str, dict[str, Any]]:
 
 
 def rotation_plan(run: Run, keyset: KeySet, state: RepositoryState, now: float) -> RotationPlan:
-    """Return the rotation of ``keyset`` at ``now`` by the planner of the repository's kind
-    (the one planner, for the dry run and the real run). Raise KeysyncError if the set
-    cannot rotate (no staged key 0 or no primary)."""
+    """Return the rotation of ``keyset`` by the kind's one planner; raise KeysyncError if
+    it cannot rotate (no staged key 0 or no primary)."""
     planner = run.repository.key_kind.model_as(SymmetricModel).plan_rotation
     return planner(keyset.indices, state.history, run.repository.policy(), now)

@@ -1,7 +1,6 @@
-"""One read-only shell for every kind: ``verify`` and drift (the local check, the periodic
-check of the nodes): load -> read each node once and diff it -> each node's outcome -> one
-report. The kind brings what differs (``Kind``); backoff, drift reports, the repair decision
-and the migration retried are the same for every kind. Callers hold the lock.
+"""One read-only shell for every kind, ``verify`` and drift: read each node once, diff it,
+one report. The kind brings what differs (``Kind``); backoff, drift reports, repair and the
+migration retried are the shell's. Callers hold the lock.
 """
 
 from __future__ import annotations
@@ -36,12 +35,9 @@ Later = Callable[[], ActionResult]  # a repair run once the connections are clos
 
 
 class Kind(Protocol):
-    """A kind's part of the shell. ``found``: the journal, the local keys' problems (none:
-    valid), the keys; ``changed``: handle valid keys (``revalidated``: invalid last time),
-    return a result if anything happened, raise RepositoryError if invalid after all;
-    ``load`` (read-only; RepositoryError: invalid keys); ``connect``: to ``only`` (default
-    every node), None without any; ``repair`` the nodes that drifted on the open ``fleet``,
-    or return what repairs them once it is closed."""
+    """A kind's part of the shell: ``found`` (journal, local problems, keys), ``changed``
+    (valid keys; raise RepositoryError if lost), ``load``, ``connect`` (None without
+    nodes), ``repair`` now on the open fleet, or return what repairs once it is closed."""
 
     words: tuple[str, str]  # what its keys are called, what an invalid state spares the nodes
 
@@ -55,12 +51,8 @@ class Kind(Protocol):
 
 
 def check_local(run: Run, *, kind: Kind) -> ActionResult | None:
-    """Validate the local keys against the journal; return a result if anything happened
-    (None: keysyncd's own write, or nothing changed).
-
-    An invalid state is reported (every time, until fixed) and never pushed; what a valid
-    one means is the kind's (``Kind.changed``).
-    """
+    """Validate the local keys against the journal; return a result if anything happened.
+    An invalid state is reported (every time, until fixed) and never pushed."""
     started = run.clock()
     state, problems, keys = kind.found(run)
     if problems:
@@ -90,9 +82,8 @@ def _invalid(
 
 
 def verify(run: Run, node: str | None = None, *, kind: Kind) -> ActionResult:
-    """Read every node (or one) and compare it with what the kind expects; change nothing
-    anywhere. Return the committed result; raise RepositoryError (nothing read) if the
-    controller's keys are invalid."""
+    """Read every node (or one) against what the kind expects, changing nothing; return the
+    committed result. Raise RepositoryError (nothing read) if the local keys are invalid."""
     started = run.clock()
     loaded = kind.load(run)
     (nodes, _, clock), _ = read(run, kind, loaded, node)
@@ -103,9 +94,8 @@ def verify(run: Run, node: str | None = None, *, kind: Kind) -> ActionResult:
 def read(
     run: Run, kind: Kind, loaded: Loaded, only: Only, mend: bool = False
 ) -> tuple[Checks, Later | None]:
-    """Read ``only`` (or every node) once; with ``mend``, repair what drifted as the kind
-    does. Return the checks (a node repaired now is ``repaired``) and the kind's repair
-    left for after the connections are closed."""
+    """Read ``only`` (or every node) once, repairing drift with ``mend``; return the checks
+    and the kind's repair left for after the connections are closed."""
     state, keys, expected = loaded
     drifted: dict[str, dict[str, Any]] = {}
     later = None
@@ -129,8 +119,8 @@ def read(
 
 
 def check_fleet(run: Run, rng: random.Random | None = None, *, kind: Kind) -> ActionResult | None:
-    """Verify every node not backing off; repair drift if configured; return the result
-    (None when there are no nodes or the local keys are invalid: ``check_local`` says so)."""
+    """Verify every node not backing off, repairing drift if configured; return the result
+    (None without nodes or with invalid local keys: ``check_local`` says so)."""
     started = run.clock()
     state = load_state(run.config.state_dir, run.repository.name)
     if not run.config.nodes or state.local_problems:
@@ -144,10 +134,8 @@ def check_fleet(run: Run, rng: random.Random | None = None, *, kind: Kind) -> Ac
 def record_check(
     run: Run, state: RepositoryState, started: float, checks: Checks, waiting: list[str], rng: Rng
 ) -> ActionResult:
-    """Commit a periodic check of the nodes not backing off, for every kind: the drift is
-    counted, a pending after_rotate migration retried once every node holds the current
-    keys, the unreachable nodes retried later with exponential backoff and jitter, and the
-    ``waiting`` ones (still backing off) reported skipped. Return the result."""
+    """Commit a periodic check: drift counted, a pending migration retried, unreachable
+    nodes backed off (with jitter), ``waiting`` ones reported skipped; return the result."""
     nodes, drifted, clock = checks
     kinds = [f"drift:{kind}" for changes in drifted.values() for kind, v in changes.items() if v]
     state = checked(journal.counted(state, *kinds), nodes, run.node_names, run.clock(), clock)

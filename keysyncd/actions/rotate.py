@@ -1,11 +1,6 @@
-"""Rotate one repository of a symmetric kind (fernet, credential) across the fleet, safely
-(SPEC safety rules 1-3) or not at all, in the action shell (``keysyncd.actions.shell``).
-
-load (keys, journal, recovery) -> sync every node to the current state -> (a pending
-migration first) -> the rotation plan, made once -> the gate: promote only if every node is
-verified, else defer -> before_rotate -> promote locally; push in two phases; verify ->
-after_rotate -> commit (one report). ``--dry-run`` takes the same steps up to the plan,
-writing nothing, and shows the plan they make and what each node would get.
+"""Rotate a symmetric repository (fernet, credential) across the fleet, safely (SPEC rules
+1-3) or not at all, in the action shell: every node synced first, the plan made once, the
+staged key promoted only if every node is verified (else deferred), pushed in two phases.
 """
 
 from __future__ import annotations
@@ -28,12 +23,8 @@ __all__ = ["Gate", "gate", "plan_json", "rotate_repository"]
 
 
 def gate(nodes: Mapping[str, NodeOutcome], force: bool, stopping: bool, clock: ClockCheck) -> Gate:
-    """Return whether the staged key may be promoted, given every node's verification and
-    the judgement of the controller's clock.
-
-    A stopping daemon never promotes, not even with --force: the next run starts over. Nor
-    does an untrusted clock: --force overrides unverified nodes, never the clock.
-    """
+    """Return whether the staged key may be promoted: never while the daemon stops or the
+    clock is untrusted (not even with --force, which overrides unverified nodes only)."""
     unverified = tuple(
         f"{name} ({node.reason or node.status})"
         for name, node in sorted(nodes.items())
@@ -57,8 +48,8 @@ class _Symmetric(Symmetric):
     """The steps of a symmetric rotation (see ``keysyncd.actions.shell.Steps``)."""
 
     def before_gate(self, act: Act) -> tuple[RepositoryState, dict[str, NodeOutcome]]:
-        """Recover, then sync every node to the current state (rule 1; dry: read them); return
-        the journal recording the checks, and the nodes."""
+        """Sync every node to the current keys (rule 1; dry: read them); return the journal
+        recording the checks, and the nodes."""
         state, _ = super().before_gate(act)
         if self.fleet is not None and self.dry:
             self.fleet.inspect(self.keyset.digests())
@@ -72,7 +63,7 @@ class _Symmetric(Symmetric):
         return self.checked(state)
 
     def plan(self, act: Act, state: RepositoryState) -> dict[str, Any]:
-        """Return the rotation plan, made once, after the migration it may depend on."""
+        """Return the rotation plan, made once."""
         self.rotation = rotation_plan(self.run, self.keyset, state, act.started)
         if self.rotation.keep:
             act.messages.append(self.rotation.kept_note())
@@ -80,7 +71,7 @@ class _Symmetric(Symmetric):
         return plan_json(self.rotation)
 
     def gate(self, act: Act, state: RepositoryState) -> Gate:
-        """Return the gate (the staged key is on every node already: nothing to stage)."""
+        """Return the gate (nothing to stage: every node holds the staged key already)."""
         self.state = state
         return gate(node_outcomes(self.fleet), self.force, self.run.cancelled, self.clock)
 
