@@ -1,8 +1,5 @@
-"""The commands that act: init, adopt, rotate, sync and verify (they load the SSH library).
-
-Each runs every chosen repository on its own under the lock, prints a result per repository
-(or one JSON document), and exits 0 only when nothing needs attention.
-"""
+"""The commands that act (init, adopt, rotate, sync, verify, confirm-migration): each runs
+every chosen repository on its own under the lock and exits 0 only when all is well."""
 
 from __future__ import annotations
 
@@ -37,11 +34,8 @@ def chosen(config: Config, name: str | None) -> list[RepositoryConfig]:
 
 @contextlib.contextmanager
 def locked(config: Config, args: argparse.Namespace, action: str, out: Output) -> Iterator[None]:
-    """Hold the lock for a mutating action (a dry run changes nothing and takes none).
-
-    When the lock is busy, wait up to ``--wait`` seconds, saying so on stderr; raise
-    LockError saying what to do if it stays busy.
-    """
+    """Hold the lock for a mutating action (not a dry run), waiting up to ``--wait`` when
+    it is busy; raise LockError saying what to do if it stays busy."""
     if getattr(args, "dry_run", False):
         yield
         return
@@ -99,12 +93,8 @@ def finish(runs: list[RepositoryRun], action: str, out: Output, show: Show) -> i
 
 
 def runs_json(action: str, runs: list[RepositoryRun], code: int) -> dict[str, Any]:
-    """Return the --json document of an acting command.
-
-    Each node appears once: in ``repositories[].results[].nodes`` (a dry run has nodes but
-    no report). ``reports`` holds each report written, without its ``nodes``: the result
-    naming it in ``report_id`` has them (``keysyncd report show ID --json``: the whole).
-    """
+    """Return the --json document of an acting command (each node once, in the results:
+    ``reports`` holds each report written, without its ``nodes``)."""
     reports = [
         {key: value for key, value in r.report.to_json().items() if key != "nodes"}
         for run in runs

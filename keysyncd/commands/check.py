@@ -1,8 +1,5 @@
-"""check-config: print the findings (keysyncd.actions.checkconfig) and choose the exit code.
-
-Errors exit 2, warnings exit 0 (1 with ``--strict``). Errors and warnings go to stderr, one
-line each; the verdict goes to stdout; ``--json`` prints them all as one document.
-"""
+"""check-config: print the findings on stderr, the verdict on stdout; errors exit 2, warnings
+0 (1 with ``--strict``)."""
 
 from __future__ import annotations
 

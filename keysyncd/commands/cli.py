@@ -1,9 +1,5 @@
-"""The command line's entry point: parse, load the config, run one command, map errors to
-exit codes (keysyncd.commands.exits). The only place that decides what reaches the terminal.
-
-Each command's module is imported only when that command runs, so ``--help``, ``status``,
-``plan``, ``report`` and ``check-config`` never load the SSH library, the scheduler, the
-metrics library or the file watcher (tests/unit/test_startup.py checks it).
+"""The command line's entry point: parse, load the config, run one command (its module
+imported only then: tests/unit/test_startup.py), map errors to exit codes.
 """
 
 from __future__ import annotations

@@ -1,8 +1,5 @@
-"""The daemon's lifecycle: schedule, signals, systemd notify, reload, graceful stop.
-
-Signal handlers and cron jobs only record requests; one worker (the main thread)
-runs every action through the same code and lock as the CLI, so nothing overlaps.
-"""
+"""The daemon's lifecycle: schedule, signals, systemd notify, reload, graceful stop. Handlers
+and cron jobs only record requests; the main thread runs every action, as the CLI does."""
 
 from __future__ import annotations
 
@@ -99,10 +96,7 @@ class Daemon(DaemonJobs):
             signal.signal(number, self._handle_signal)
 
     def run(self) -> int:
-        """Run until SIGTERM/SIGINT; return the exit code.
-
-        Returns 0 after a stop by SIGTERM, 130 after one by SIGINT (keysyncd.commands.exits).
-        """
+        """Run until SIGTERM (return 0) or SIGINT (return 130)."""
         self.install_signals()
         self.scheduler.apply(self.config)
         self.scheduler.start()

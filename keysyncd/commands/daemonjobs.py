@@ -1,6 +1,4 @@
-"""The daemon's jobs: each runs on its repositories, each on its own, under the same lock
-and through the same actions as the CLI; its outcome is logged and remembered.
-"""
+"""The daemon's jobs: run as the CLI's, under the same lock; the outcome logged, remembered."""
 
 from __future__ import annotations
 
@@ -90,9 +88,7 @@ class DaemonJobs:
         return JOBS[job.action]
 
     def _record(self, job: Job, runs: list[RepositoryRun]) -> str:
-        """Log each repository's outcome (``periodic verify of fernet-tokens: ok``,
-        ``rotate (cron) of fernet-tokens: deferred``); return the job's (the first that is
-        not ok)."""
+        """Log each repository's outcome; return the job's (the first that is not ok)."""
         name = job_name(job.action, job.trigger)
         for run in runs:
             for result in run.results:

@@ -1,8 +1,5 @@
-"""Where the command line writes: results on stdout, diagnostics on stderr.
-
-With ``--json`` stdout carries exactly one JSON document (a failure too: ``{"error": ...}``)
-and nothing else; ``-q`` silences everything but errors (and the JSON document asked for).
-"""
+"""Where the command line writes: results on stdout (``--json``: one document, nothing
+else), diagnostics on stderr; ``-q`` silences all but errors and the JSON document."""
 
 from __future__ import annotations
 

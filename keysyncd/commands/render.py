@@ -1,9 +1,5 @@
-"""Render results for people. Pure functions returning lines of text; the CLI prints them
-(``status`` and ``plan``: ``keysyncd.commands.views``).
-
-The action types are imported for type checking only: ``status`` and ``plan`` use this
-module without loading the modules that reach the nodes.
-"""
+"""Render results for people: pure functions returning lines (action types imported for
+type checking only: ``status`` and ``plan`` use this module too)."""
 
 from __future__ import annotations
 
@@ -47,9 +43,7 @@ def when(value: float | str | None) -> str:
 
 
 def node_table(nodes: Mapping[str, NodeOutcome]) -> list[str]:
-    """Return one line per node: name, status, seconds, and the error, what differs
-    (``missing key 6``) or, once the node was updated or repaired, what was done
-    (``added key 6, replaced key 0, removed keys 1 and 2``)."""
+    """Return one line per node: name, status, seconds, and the error or the changes."""
     lines = []
     width = max((len(name) for name in nodes), default=4)
     for name, node in sorted(nodes.items()):
@@ -90,9 +84,8 @@ def action(name: str, verb: str, result: ActionResult) -> list[str]:
 
 
 def rotation(name: str, result: ActionResult) -> list[str]:
-    """Return the lines describing one repository's rotation (or dry run): what it did
-    (``promoted staged key 0 to primary 9, staged a new key 0, retired keys 7 and 8``),
-    what it would do, or, when it did not happen, that nothing changed and what would have."""
+    """Return the lines of one repository's rotation (or dry run): what it did, would do,
+    or would have done."""
     lines = []
     plan = result.rotation
     if plan is not None:

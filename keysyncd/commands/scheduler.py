@@ -1,8 +1,5 @@
-"""APScheduler wiring only: one cron trigger per repository, plus the periodic verify.
-
-Jobs do no work themselves: they hand a Job to the daemon's queue, so every action
-runs in one worker, through the same code and lock as the CLI, and never overlaps.
-"""
+"""APScheduler wiring only: a cron trigger per repository and the periodic check, each
+handing a Job to the daemon's queue (one worker: actions never overlap)."""
 
 from __future__ import annotations
 

@@ -123,9 +123,7 @@ def plan_json(plan: RepositoryPlan) -> dict[str, Any]:
 
 
 def plan_lines(plan: RepositoryPlan) -> list[str]:
-    """Return the key lifecycle table (its columns the kind's lifecycle fields: ``key``,
-    ``staged``, ``primary``... or ``node``, ``key``, ``staged``, ``signing``...), the notes
-    and the lint warnings of ``plan``."""
+    """Return the lifecycle table (the kind's fields as columns), notes and warnings."""
     lines = [
         f"{plan.name}: next rotations: "
         + ", ".join(when(t) for t in plan.rotations[:3])
@@ -207,11 +205,8 @@ def _key_lines(status: dict[str, Any]) -> list[str]:
 
 
 def node_line(node: str, entry: Mapping[str, Any]) -> str:
-    """Return a node's line of ``status``: what it is now (``stale`` when verified before
-    the controller changed), when it was last checked, when it was last in sync, and why
-    it is not (``  node node2: stale (last check 2026-12-07T10:00:00Z, last in sync
-    2026-12-07T10:00:00Z): last verified holding generation 3; the controller is at
-    generation 4``)."""
+    """Return a node's line of ``status``: what it is now, when last checked and in sync, and
+    why it is not."""
     status = entry.get("status")
     if status is None:
         return f"  node {shown(node)}: never checked"
@@ -244,9 +239,7 @@ NODE_ATTENTION: dict[str, str] = {
 
 
 def node_attention(node: str, entry: Mapping[str, Any]) -> str:
-    """Return why a node that is not in sync needs attention, as a sentence:
-    ``node node2 differs from the controller``, ``node node3 failed its last check:
-    unreachable``, ``node node1 is stale: last verified holding generation 1; ...``."""
+    """Return why a node not in sync needs attention (``node node2 differs from ...``)."""
     status = entry.get("status")
     if status is None:
         return f"node {node} was never checked"
