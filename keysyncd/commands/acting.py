@@ -10,7 +10,7 @@ from dataclasses import asdict
 from functools import partial
 from typing import Any
 
-from keysyncd.actions import migration, operations
+from keysyncd.actions import drift, operations
 from keysyncd.actions.context import ActionResult, Run
 from keysyncd.actions.jobs import RepositoryRun, each_repository
 from keysyncd.actions.rotate import plan_json
@@ -203,5 +203,5 @@ def cmd_verify(args: argparse.Namespace, config: Config, out: Output) -> int:
 
 
 def cmd_confirm_migration(args: argparse.Namespace, config: Config, out: Output) -> int:
-    confirm = partial(migration.confirm_migration, primary=args.primary)
+    confirm = partial(drift.confirm_migration, primary=args.primary)
     return run_each(args, config, out, "confirm-migration", confirm)

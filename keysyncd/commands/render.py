@@ -76,11 +76,13 @@ def _report(result: ActionResult) -> str:
 def action(name: str, verb: str, result: ActionResult) -> list[str]:
     """Return the lines of one repository's sync, verify or init: outcome, report, nodes."""
     lines = [f"{name}: {verb} {result.outcome}{_report(result)}{_would(verb, result)}"]
-    lines += [f"{name}: {message}" for message in result.messages]
-    lines += _previews(result.preview)
-    if result.nodes:
-        lines += [*node_table(result.nodes), summary(result.nodes)]
-    return lines
+    return lines + [f"{name}: {message}" for message in result.messages] + _nodes(result)
+
+
+def _nodes(result: ActionResult) -> list[str]:
+    """Return what differs on each node before the action, then the table of the nodes."""
+    nodes = [*node_table(result.nodes), summary(result.nodes)] if result.nodes else []
+    return _previews(result.preview) + nodes
 
 
 def rotation(name: str, result: ActionResult) -> list[str]:
@@ -92,25 +94,18 @@ def rotation(name: str, result: ActionResult) -> list[str]:
         retire = [str(index) for index in plan.retire]
         retired = named("key", retire) if retire else "no key"
         promote = f"staged key 0 to primary {plan.new_primary}"
+        did = f"promoted {promote}, staged a new key 0 and retired {retired}"
         if result.outcome == DRY_RUN and result.would == Outcome.DEFERRED:
-            line = (
-                f"would defer, nothing would change: it would have promoted {promote}, "
-                f"staged a new key 0 and retired {retired}"
-            )
+            line = f"would defer, nothing would change: it would have {did}"
         elif result.outcome == DRY_RUN:
             line = f"would promote {promote}, stage a new key 0 and retire {retired}"
         elif result.promoted:
-            line = f"promoted {promote}, staged a new key 0 and retired {retired}"
+            line = did
         else:  # deferred, or stopped before it began (a before_rotate hook failed)
-            line = (
-                f"rotation {result.outcome}, nothing changed: it would have promoted {promote}, "
-                f"staged a new key 0 and retired {retired}"
-            )
+            line = f"rotation {result.outcome}, nothing changed: it would have {did}"
         lines.append(f"{name}: {line}")
     lines += [f"{name}: {message}" for message in result.messages if message]
-    lines += _previews(result.preview)
-    if result.nodes:
-        lines += [*node_table(result.nodes), summary(result.nodes)]
+    lines += _nodes(result)
     lines.append(f"{name}: outcome {result.outcome}{_report(result)}{_would('rotate', result)}")
     return lines
 
