@@ -69,7 +69,7 @@ class Run:
         return self.cancel is not None and self.cancel.is_set()
 
     def connect(
-        self, fleet: type[F], only: str | Collection[str] | None, observe_clock: bool = True
+        self, fleet: type[F], only: str | Collection[str] | None = None, observe_clock: bool = True
     ) -> F:
         """Return a ``fleet`` (not yet open) of every node, or of ``only`` (one name, or
         several); it reads each node's clock as it connects unless ``observe_clock`` is

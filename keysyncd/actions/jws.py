@@ -24,10 +24,8 @@ from keysyncd.actions.jwsload import (
     generate,
     load,
     refuse_if_any_node_holds_a_key,
-    store_of,
     tidy_store,
 )
-from keysyncd.actions.jwsread import adopt, verify
 from keysyncd.actions.jwswords import (
     Summary,
     algorithm_messages,
@@ -48,10 +46,7 @@ from keysyncd.core.nodes import checked
 from keysyncd.core.report import NodeOutcome
 from keysyncd.core.vocabulary import GOOD, Action, Outcome, Trigger
 from keysyncd.errors import KeysyncError, UsageError
-from keysyncd.io.local.jwsstore import store_root
 from keysyncd.io.remote.jwsfleet import JwsFleet
-
-__all__ = ["Options", "adopt", "converge", "store_of", "store_root", "verify"]
 
 
 @dataclass(frozen=True)
@@ -115,14 +110,11 @@ class _Jws:
 
     def __init__(self, run: Run, keys: Keys, options: Options) -> None:
         self.run, self.keys, self.options = run, keys, options
-        self.connections = Connections(run)
-        self.fleet = self.connections.fleet
-        self.opened = False
+        self.fleet = run.connect(JwsFleet)
 
     def before_gate(self, act: Act) -> tuple[RepositoryState, dict[str, NodeOutcome]]:
         """Connect, judge the clock, read every node; return the journal recording it."""
-        self.connections.__enter__()
-        self.opened = True
+        self.fleet.open()
         if self.options.init:
             refuse_if_any_node_holds_a_key(self.run, self.fleet)
         # the nodes' clocks were read on connect (init: no directory to read one in yet)
@@ -195,8 +187,7 @@ class _Jws:
 
     def close(self) -> None:
         """Close every connection."""
-        if self.opened:
-            self.connections.__exit__()
+        self.fleet.finish()
 
 
 def _unverified(fleet: JwsFleet, names: list[str]) -> list[str]:

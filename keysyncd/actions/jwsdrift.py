@@ -7,6 +7,7 @@ from functools import partial
 
 from keysyncd.actions import readonly
 from keysyncd.actions.context import ActionResult, Run, write_ahead
+from keysyncd.actions.jws import Options, converge
 from keysyncd.actions.jwsload import Connections, JwsFleetExpect, Keys, expect, load, store_of
 from keysyncd.actions.readonly import Later, Only
 from keysyncd.core.journal import RepositoryState
@@ -41,8 +42,6 @@ class JwsReads:
 
     def repair(self, run: Run, fleet: JwsFleet, keys: Keys) -> Later:
         """Return a converge of every node, run once the check's connections are closed."""
-        from keysyncd.actions.jws import Options, converge  # jws imports the reads
-
         return lambda: converge(run, Options(), Action.DRIFT)
 
 

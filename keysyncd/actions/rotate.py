@@ -19,8 +19,6 @@ from keysyncd.core.report import NodeOutcome
 from keysyncd.core.vocabulary import GOOD, Action, Outcome
 from keysyncd.io.remote.fleet import push_keyset
 
-__all__ = ["Gate", "gate", "plan_json", "rotate_repository"]
-
 
 def gate(nodes: Mapping[str, NodeOutcome], force: bool, stopping: bool, clock: ClockCheck) -> Gate:
     """Return whether the staged key may be promoted: never while the daemon stops or the
