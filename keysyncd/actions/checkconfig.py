@@ -53,17 +53,14 @@ def config_findings(config: Config, now: float) -> list[Finding]:
 def _ssh_findings(config: Config) -> list[Finding]:
     if not config.nodes:
         return []
-    found = []
+    found = _known_hosts_findings(config)
     if config.ssh.identity_file is None and not os.environ.get("SSH_AUTH_SOCK"):
-        found.append(
-            Finding(
-                ERROR,
-                "identity",
-                "At 'ssh.identity_file': not set, and no ssh-agent is reachable "
-                "($SSH_AUTH_SOCK is unset): set identity_file to the controller's key",
-            )
+        message = (
+            "At 'ssh.identity_file': not set, and no ssh-agent is reachable "
+            "($SSH_AUTH_SOCK is unset): set identity_file to the controller's key"
         )
-    return found + _known_hosts_findings(config)
+        found.insert(0, Finding(ERROR, "identity", message))
+    return found
 
 
 def _known_hosts_findings(config: Config) -> list[Finding]:
@@ -82,15 +79,12 @@ def _known_hosts_findings(config: Config) -> list[Finding]:
         # as OpenSSH names hosts in known_hosts (and keysyncd.io.remote.ssh looks them up)
         name = node.host if node.port == 22 else f"[{node.host}]:{node.port}"
         if not known.lookup(name):
-            found.append(
-                Finding(
-                    ERROR,
-                    "known_hosts",
-                    f"At 'nodes[{index}]' ({node.name}): known_hosts {path} has no usable "
-                    f"host key for {name} ({known.why_unusable(name)}): add the node's host "
-                    "key (the Ansible role reads it from the node), or fix its host and port",
-                )
+            message = (
+                f"At 'nodes[{index}]' ({node.name}): known_hosts {path} has no usable "
+                f"host key for {name} ({known.why_unusable(name)}): add the node's host "
+                "key (the Ansible role reads it from the node), or fix its host and port"
             )
+            found.append(Finding(ERROR, "known_hosts", message))
     return found
 
 
@@ -101,14 +95,9 @@ def _id_findings(config: Config) -> list[Finding]:
             try:
                 resolve_id(getattr(repository, key), lookup)
             except ConfigError as error:
-                found.append(
-                    Finding(
-                        ERROR,
-                        key,
-                        f"At 'repositories[{index}].{key}': {error}: create it, or give "
-                        "the numeric id",
-                    )
-                )
+                where = f"repositories[{index}].{key}"
+                message = f"At '{where}': {error}: create it, or give the numeric id"
+                found.append(Finding(ERROR, key, message))
     return found
 
 
@@ -133,17 +122,13 @@ def _hook_stop_findings(config: Config) -> list[Finding]:
         if hooks.timeout > UNIT_TIMEOUT_STOP_SEC and (
             hooks.before_rotate or hooks.after_rotate or hooks.on_failure
         ):
-            found.append(
-                Finding(
-                    WARNING,
-                    "hook_timeout",
-                    f"At 'repositories[{index}].hooks.timeout' ({repository.name}): "
-                    f"{hooks.timeout:g}s is longer than the unit's TimeoutStopSec "
-                    f"({UNIT_TIMEOUT_STOP_SEC:g}s): a stop during such a hook ends it, and an "
-                    "after_rotate that did not finish leaves the repository blocked until it "
-                    "succeeds",
-                )
+            message = (
+                f"At 'repositories[{index}].hooks.timeout' ({repository.name}): "
+                f"{hooks.timeout:g}s is longer than the unit's TimeoutStopSec "
+                f"({UNIT_TIMEOUT_STOP_SEC:g}s): a stop during such a hook ends it, and an "
+                "after_rotate that did not finish leaves the repository blocked until it succeeds"
             )
+            found.append(Finding(WARNING, "hook_timeout", message))
     return found
 
 
@@ -151,9 +136,8 @@ def _not_runnable(command: str) -> str | None:
     """Return why ``command`` cannot be run here, or None when it can."""
     if "/" in command:
         path = os.path.join(RUN_DIRECTORY, command)  # where hooks run (io/hooks.py)
-        if os.path.isfile(path) and os.access(path, os.X_OK):
-            return None
-        return f"command {command!r} does not exist or is not executable"
+        runnable = os.path.isfile(path) and os.access(path, os.X_OK)
+        return None if runnable else f"command {command!r} does not exist or is not executable"
     if shutil.which(command) is not None:
         return None
     return f"command {command!r} is not found in PATH ({os.environ.get('PATH', '')})"

@@ -86,13 +86,8 @@ class Daemon(DaemonJobs):
 
     def install_signals(self) -> None:
         """Route SIGUSR1/2, SIGHUP, SIGTERM and SIGINT to the handler."""
-        for number in (
-            signal.SIGUSR1,
-            signal.SIGUSR2,
-            signal.SIGHUP,
-            signal.SIGTERM,
-            signal.SIGINT,
-        ):
+        handled = (signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP, signal.SIGTERM, signal.SIGINT)
+        for number in handled:
             signal.signal(number, self._handle_signal)
 
     def run(self) -> int:

@@ -42,25 +42,20 @@ class DaemonJobs:
         started = time.time()
         # A job may legitimately go quiet (a hook, a node at its timeouts) for this long;
         # only past it does the watchdog conclude that the main loop is stuck.
-        self.job_deadline = (
-            time.monotonic()
-            + LOCK_WAIT
-            + sum(
-                3 * r.hooks.timeout + 8 * self.config.ssh.operation_timeout + 60
-                for r in repositories
-            )
-        )
+        ssh = self.config.ssh.operation_timeout
+        budget = sum(3 * r.hooks.timeout + 8 * ssh + 60 for r in repositories)
+        self.job_deadline = time.monotonic() + LOCK_WAIT + budget
         outcome: str = Outcome.OK
+        name = job_name(job.action, job.trigger)
         try:
             check_local_files(self.config, ssh=True)  # unsafe files stop the job before it acts
-            holder = job_name(job.action, job.trigger)
-            with exclusive(self.config.state_dir, holder, LOCK_WAIT, cancel=self.stopping):
+            with exclusive(self.config.state_dir, name, LOCK_WAIT, cancel=self.stopping):
                 runs = each_repository(repositories, self._run_of(job), self._step(job))
             outcome = self._record(job, runs)
         except KeysyncError as error:
             outcome = Outcome.FAILED
-            self.last_error = f"{job_name(job.action, job.trigger)}: {error}"
-            log.error("%s failed: %s", job_name(job.action, job.trigger), error)
+            self.last_error = f"{name}: {error}"
+            log.error("%s failed: %s", name, error)
         self.job_deadline = 0.0
         self.last_job = {
             "action": job.action,

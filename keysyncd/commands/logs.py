@@ -8,7 +8,7 @@ import os
 import sys
 import time
 from collections.abc import Mapping
-from typing import ClassVar, TextIO
+from typing import TextIO
 
 
 def setup_logging(
@@ -26,10 +26,7 @@ def setup_logging(
         handler.setFormatter(CliFormatter("%(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    if debug:
-        root.setLevel(logging.DEBUG)
-    else:
-        root.setLevel(logging.ERROR if verbosity < 0 else logging.INFO)
+    root.setLevel(logging.DEBUG if debug else logging.ERROR if verbosity < 0 else logging.INFO)
     logging.getLogger("keysyncd").setLevel(
         logging.DEBUG if debug or verbosity > 0 else logging.NOTSET
     )
@@ -72,19 +69,14 @@ class CliFormatter(logging.Formatter):
         return f"keysyncd: {record.levelname.lower()}: {super().format(record)}"
 
 
+PRIORITIES = {"CRITICAL": 2, "ERROR": 3, "WARNING": 4, "INFO": 6, "DEBUG": 7}  # syslog's
+
+
 class JournalFormatter(logging.Formatter):
     """Prefix each line with its syslog priority (``<3>``) so journald records the level."""
 
-    PRIORITIES: ClassVar[dict[str, int]] = {
-        "CRITICAL": 2,
-        "ERROR": 3,
-        "WARNING": 4,
-        "INFO": 6,
-        "DEBUG": 7,
-    }
-
     def format(self, record: logging.LogRecord) -> str:
-        return f"<{self.PRIORITIES.get(record.levelname, 6)}>{super().format(record)}"
+        return f"<{PRIORITIES.get(record.levelname, 6)}>{super().format(record)}"
 
 
 class JsonFormatter(UtcFormatter):
