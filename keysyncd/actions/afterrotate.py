@@ -44,8 +44,7 @@ def run_after_rotate(
 def migrate_when_ready(
     run: Run, state: RepositoryState
 ) -> tuple[RepositoryState, list[HookRun], str | None]:
-    """Run a pending migration if every node is verified holding the current keys; return
-    the state, the hook runs and why it is still pending (None: nothing is)."""
+    """Run a pending migration once every node holds the keys; return state, runs, why not."""
     if state.hook_block is None:
         return state, [], None
     if not journal.every_node_holds(state, run.node_names):

@@ -71,9 +71,8 @@ class Run:
     def connect(
         self, fleet: type[F], only: str | Collection[str] | None = None, observe_clock: bool = True
     ) -> F:
-        """Return a ``fleet`` (not yet open) of every node, or of ``only`` (one name, or
-        several); it reads each node's clock as it connects unless ``observe_clock`` is
-        False (a dry run writes nothing anywhere: no temp file for the clock either)."""
+        """Return a ``fleet`` (not yet open) of every node or ``only``; it reads each node's
+        clock as it connects unless ``observe_clock`` is False (a dry run writes nothing)."""
         names = [only] if isinstance(only, str) else only
         nodes = self.config.nodes if names is None else [self.config.node(n) for n in names]
         return fleet(
@@ -90,8 +89,7 @@ class Run:
     def fleet(
         self, only: str | Collection[str] | None = None, observe_clock: bool = True
     ) -> Iterator[FleetAction | None]:
-        """Yield the open connections of ``connect`` (None when there is no node); every
-        connection is closed afterwards, whatever happened."""
+        """Yield the open connections of ``connect`` (None without nodes), closed after."""
         fleet = self.connect(FleetAction, only, observe_clock)
         if not fleet.nodes:
             yield None
@@ -105,8 +103,7 @@ class Run:
 
 @dataclass(frozen=True)
 class ActionResult:
-    """What an action did: its outcome, its report (None for a dry run), what it saw, and
-    what the actions that have them fill in (rotation plan, dry-run preview, recovery)."""
+    """What an action did: its outcome, its report (None for a dry run), what it saw."""
 
     repository: str
     outcome: str

@@ -41,8 +41,7 @@ def sync_repository(
 
 
 class Symmetric:
-    """The steps of a symmetric sync (``shell.Steps``), which rotate and init extend;
-    ``dry``: the same steps up to the plan, writing nothing (``preview``)."""
+    """The steps of a symmetric sync (``shell.Steps``), which rotate and init extend."""
 
     def __init__(self, run: Run, force: bool, node: str | None = None, dry: bool = False) -> None:
         self.run, self.force, self.node, self.dry = run, force, node, dry

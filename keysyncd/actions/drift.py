@@ -39,8 +39,7 @@ REPLACED = "drift:local_replaced"  # counted: keysyncd_drift_events_total{kind="
 
 
 class SymmetricReads:
-    """The symmetric part of the read-only shell (``readonly.Kind``): a foreign change is a
-    new generation, pushed or reported; a node that drifted gets the key set again."""
+    """The symmetric part of the read-only shell (``readonly.Kind``)."""
 
     words = ("local repository", "not pushed")
 
@@ -168,8 +167,7 @@ def confirm_migration(run: Run, primary: int) -> ActionResult:
 
 
 def _confirmable(run: Run, primary: int) -> tuple[journal.RepositoryState, KeySet]:
-    """Return the journal and local keys if ``primary`` may be confirmed; raise as
-    ``confirm_migration`` does otherwise."""
+    """Return the journal and local keys if ``primary`` may be confirmed, else raise."""
     repository = run.repository
     if KINDS[repository.kind].retire_by != "migration":
         raise UsageError(

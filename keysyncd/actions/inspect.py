@@ -39,8 +39,7 @@ def lint_repository(config: RepositoryConfig, now: float) -> list[str]:
 def common_status(
     config: Config, repository: RepositoryConfig, state: RepositoryState, now: float
 ) -> dict[str, Any]:
-    """Return the JSON-ready fields every kind's status has, from the journal (the lists
-    empty for the kind to fill; every time RFC 3339 UTC)."""
+    """Return the JSON-ready fields every kind's status has (lists empty for it to fill)."""
     trigger = cron_trigger(repository.schedule, repository.timezone)
     upcoming = next_fire_times(trigger, datetime.fromtimestamp(now, UTC), 1)
     last, block = state.last_action, state.hook_block
@@ -115,9 +114,7 @@ def repository_status(config: Config, repository: RepositoryConfig, now: float) 
 def nodes_json(
     config: Config, state: RepositoryState, keys_changed: bool = False
 ) -> dict[str, dict[str, Any]]:
-    """Return every node's record as ``status`` shows it: ``status`` what it is now against
-    the current generation (``core.nodes.standing``), ``checked_status`` what its last
-    check found."""
+    """Return every node's record as ``status`` shows it (``core.nodes.standing``)."""
     nodes: dict[str, dict[str, Any]] = {}
     for node in config.nodes:
         record = state.nodes.get(node.name)
@@ -151,8 +148,7 @@ class RepositoryPlan:
 def repository_plan(
     config: Config, repository: RepositoryConfig, now: float, rotations: int | None = None
 ) -> RepositoryPlan:
-    """Return each key's lifecycle over the next rotations and the config lint; raise
-    KeysyncError if the repository cannot be read."""
+    """Return each key's lifecycle and the lint; raise KeysyncError if unreadable."""
     repo = open_repository(repository)
     policy = repository.policy()
     state = load_state(config.state_dir, repository.name)

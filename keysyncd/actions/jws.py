@@ -218,8 +218,7 @@ def _gate(
 def _finish(
     run: Run, keys: Keys, nodes: dict[str, NodeOutcome], summary: Summary, act: Act
 ) -> RepositoryState:
-    """Journal what phase 2 did, then remove the delivered private keys from the store; say
-    it in ``act``; return the journal."""
+    """Journal what phase 2 did, then remove the delivered private keys; return the journal."""
     now = run.clock()
     delivered = []
     for node in summary.installed:  # verified: its node signs with it from now
@@ -251,8 +250,7 @@ def _finish(
 
 
 def _preview(run: Run, keys: Keys, options: Options) -> ActionResult:
-    """Return what converge would do (the clock taken as trusted: none is read), writing
-    nothing."""
+    """Return what converge would do, writing nothing (the clock taken as trusted)."""
     with Connections(run, observe_clock=False) as fleet:
         if options.init:  # the same refusal as the real run, before anything else
             refuse_if_any_node_holds_a_key(run, fleet)

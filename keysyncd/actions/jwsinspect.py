@@ -36,8 +36,7 @@ def algorithm_change(config: Config, repository: RepositoryConfig) -> str | None
 
 
 def status(config: Config, repository: RepositoryConfig, now: float) -> dict[str, Any]:
-    """Return ``common_status`` with every node's pairs (digests only), the old public keys
-    kept and until when, store problems and warnings."""
+    """Return ``common_status`` with every node's pairs (digests only) and old keys kept."""
     state = load_state(config.state_dir, repository.name)
     pairs = state.jws or JwsState()
     store = JwsStore(store_root(config, repository), repository.algorithm)
@@ -95,8 +94,7 @@ def _retention(repository: RepositoryConfig) -> int:
 
 
 def _count(trigger: CronTrigger, start: datetime, retention: int) -> int:
-    """Return how many rotations a plan shows: enough for a key replaced at the next one to
-    retire (three when the schedule cannot be measured)."""
+    """Return how many rotations a plan shows: enough for a replaced key to retire."""
     try:
         period = rotation_period(trigger, start)
     except KeysyncError:

@@ -156,8 +156,7 @@ def tidy_store(keys: Keys) -> None:
 
 
 class Connections:
-    """Connections to every node of ``run`` (or to ``only``), closed afterwards
-    (``Run.connect``)."""
+    """Connections to every node of ``run`` (or ``only``), closed afterwards."""
 
     def __init__(
         self, run: Run, only: str | Collection[str] | None = None, observe_clock: bool = True

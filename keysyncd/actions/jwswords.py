@@ -105,8 +105,7 @@ def algorithm_messages(keys: Keys, summary: Summary) -> list[str]:
 
 
 def init_messages(run: Run, nodes: dict[str, NodeOutcome], summary: Summary) -> list[str]:
-    """Return what an init did on each node unless it did everything: which sign, which hold
-    public keys only, which failed and why, what to do next."""
+    """Return what an init did on each node, unless it did everything."""
     names = run.node_names
     if set(summary.installed) == set(names):
         return []

@@ -39,8 +39,7 @@ class Local:
 
 
 def load_local(run: Run) -> Local:
-    """Return the local repository and its journal; raise RepositoryError if it cannot be
-    listed, LocalFileError if the journal is damaged or unsafe."""
+    """Return the repository and journal; raise RepositoryError, LocalFileError if unsafe."""
     repository = open_repository(run.repository)
     state = load_state(run.config.state_dir, run.repository.name)
     scan = repository.scan()
@@ -129,8 +128,7 @@ def rotate_local(
 def due_now(
     run: Run, keyset: KeySet, state: RepositoryState, clock: ClockCheck
 ) -> tuple[RetirementPlan, tuple[int, ...]]:
-    """Return the retirement due now (rule 2) and what to retire (none unless ``clock`` is
-    trusted: rule 10)."""
+    """Return the retirement due (rule 2) and what to retire (none on a bad clock: rule 10)."""
     due = journal.due_retirement(state, keyset.indices, run.repository.policy(), run.clock())
     return due, (due.retire if clock.trusted else ())
 
@@ -143,8 +141,7 @@ def retire_due(
     clock: ClockCheck,
     retire: tuple[int, ...] | None = None,
 ) -> tuple[KeySet, RepositoryState, tuple[int, ...]]:
-    """Retire ``retire`` (a plan's; None: what ``due_now`` allows); return the new set,
-    journal and the retired indices."""
+    """Retire ``retire`` (None: ``due_now``'s); return the new set, journal, retired indices."""
     if retire is None:
         _, retire = due_now(run, keyset, state, clock)
     if not retire:

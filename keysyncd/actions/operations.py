@@ -23,8 +23,7 @@ if TYPE_CHECKING:
 
 
 class Kind(Protocol):
-    """What every kind does (see the functions below), and the class of its steps in the
-    action shell (``steps``)."""
+    """What every kind does (the functions below), and its steps in the action shell."""
 
     def steps(self) -> type[Steps]: ...
     def status(
@@ -99,8 +98,7 @@ class SymmetricKind:
 
 
 class JwsKind:
-    """keystone's JWS key pairs: each node signs with its own; init, sync and rotate are one
-    converge (``keysyncd.actions.jws``)."""
+    """keystone's JWS key pairs: each node signs with its own (``keysyncd.actions.jws``)."""
 
     def steps(self) -> type[Steps]:
         from keysyncd.actions.jws import _Jws

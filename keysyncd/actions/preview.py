@@ -46,8 +46,7 @@ def retirement_json(
 def foresee_rotation(
     fleet: FleetAction | None, keyset: KeySet, plan: RotationPlan, force: bool, said: list[str]
 ) -> tuple[dict[str, dict[str, Any]], Outcome]:
-    """Return what each node would get after the rotation and its outcome (``said``: why it
-    would defer)."""
+    """Return what each node would get and the outcome (``said``: why it would defer)."""
     if fleet is None:
         return {}, Outcome.OK
     staged = keyset.digests()[0]
@@ -68,8 +67,7 @@ def foresee_rotation(
 
 
 def predicted(fleet: FleetAction | JwsFleet) -> Outcome:
-    """Return the outcome the real action would have, given what a dry run read on every
-    node: a node that differs is pushed, and verified if a push can fix it."""
+    """Return the outcome the real action would have, from what a dry run read."""
     return outcome_after_push(
         (r.outcome().status, not (r.plan and r.plan.unfixable)) for r in fleet.results.values()
     )
@@ -84,7 +82,6 @@ def previews(fleet: FleetAction | JwsFleet) -> dict[str, dict[str, Any]]:
 
 
 def rotation_plan(run: Run, keyset: KeySet, state: RepositoryState, now: float) -> RotationPlan:
-    """Return the rotation of ``keyset`` by the kind's one planner; raise KeysyncError if
-    it cannot rotate (no staged key 0 or no primary)."""
+    """Return the rotation of ``keyset``; raise KeysyncError if it cannot rotate."""
     planner = run.repository.key_kind.model_as(SymmetricModel).plan_rotation
     return planner(keyset.indices, state.history, run.repository.policy(), now)

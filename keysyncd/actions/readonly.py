@@ -94,8 +94,7 @@ def verify(run: Run, node: str | None = None, *, kind: Kind) -> ActionResult:
 def read(
     run: Run, kind: Kind, loaded: Loaded, only: Only, mend: bool = False
 ) -> tuple[Checks, Later | None]:
-    """Read ``only`` (or every node) once, repairing drift with ``mend``; return the checks
-    and the kind's repair left for after the connections are closed."""
+    """Read ``only`` (or every node) once; return the checks and the repair left to do."""
     state, keys, expected = loaded
     drifted: dict[str, dict[str, Any]] = {}
     later = None

@@ -46,8 +46,7 @@ class _Symmetric(Symmetric):
     """The steps of a symmetric rotation (see ``keysyncd.actions.shell.Steps``)."""
 
     def before_gate(self, act: Act) -> tuple[RepositoryState, dict[str, NodeOutcome]]:
-        """Sync every node to the current keys (rule 1; dry: read them); return the journal
-        recording the checks, and the nodes."""
+        """Sync every node to the current keys (rule 1); return the journal and the nodes."""
         state, _ = super().before_gate(act)
         if self.fleet is not None and self.dry:
             self.fleet.inspect(self.keyset.digests())

@@ -64,8 +64,7 @@ def run_each(
     act: Callable[[Run], ActionResult],
     show: Show | None = None,
 ) -> int:
-    """Run ``act`` on every chosen repository under the lock; print (``show``, by default
-    ``render.action``); return the exit code."""
+    """Run ``act`` on every chosen repository under the lock; print; return the exit code."""
     with locked(config, args, action, out):
         runs = each_repository(
             chosen(config, args.repo),
@@ -76,8 +75,7 @@ def run_each(
 
 
 def finish(runs: list[RepositoryRun], action: str, out: Output, show: Show) -> int:
-    """Print each repository's result (or error), then a summary per repository when there
-    are several; return 0 when every repository is fine, else 1."""
+    """Print each repository's result (or error) and a summary; return the exit code."""
     code = Exit.DONE if all(run.ok for run in runs) else Exit.ATTENTION
     for run in runs:
         for result in run.results:
@@ -120,8 +118,7 @@ def runs_json(action: str, runs: list[RepositoryRun], code: int) -> dict[str, An
 
 
 def result_json(result: ActionResult) -> dict[str, Any]:
-    """Return one action's result as JSON: outcome, report id, messages, plan (``rotation``:
-    a symmetric rotation's; ``plan``: every kind's, as its report records it), preview."""
+    """Return one action's result as JSON."""
     return {
         "outcome": result.outcome,
         "report_id": result.report.id if result.report else None,

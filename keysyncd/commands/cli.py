@@ -53,8 +53,7 @@ def config_path(argument: Path | None) -> Path:
 
 
 def where_config_came_from(argument: Path | None) -> str:
-    """Return what to add when the config file is missing: how it was chosen, and how to
-    choose another (empty when -c named it: the operator chose it)."""
+    """Return how a missing config file was chosen (empty when -c named it)."""
     if argument is not None:
         return ""
     if os.environ.get("KEYSYNCD_CONFIG"):

@@ -123,8 +123,7 @@ class Daemon(DaemonJobs):
         return int(self.exit_code)
 
     def _shut_down(self) -> None:
-        """Tell systemd, stop the scheduler, the watch and the metrics server, and remove
-        the daemon file."""
+        """Tell systemd, stop the scheduler, watch and metrics, remove the daemon file."""
         self.notifier.send("STOPPING=1", "STATUS=stopping")
         log.info("stopping")
         self.scheduler.shutdown()

@@ -23,8 +23,7 @@ LOCK_WAIT = 60.0  # a CLI action holding the lock delays a daemon job, up to thi
 
 
 class DaemonJobs:
-    """Running one job for the daemon (``keysyncd.commands.daemon.Daemon``), which sets
-    these attributes."""
+    """Running one job for the daemon (``daemon.Daemon``, which sets these attributes)."""
 
     config: Config
     stopping: threading.Event  # set: the current step is cancelled

@@ -54,8 +54,7 @@ def daemon_formatter(stream: TextIO, environ: Mapping[str, str]) -> logging.Form
 
 
 class UtcFormatter(logging.Formatter):
-    """``%(asctime)s`` as RFC 3339 UTC (``2026-11-22T20:00:00Z``), as every time keysyncd
-    shows: never the local time with a comma and milliseconds."""
+    """``%(asctime)s`` as RFC 3339 UTC (``2026-11-22T20:00:00Z``), as keysyncd shows time."""
 
     converter = time.gmtime  # type: ignore[assignment]  # typeshed: a method, not a function
     default_time_format = "%Y-%m-%dT%H:%M:%SZ"

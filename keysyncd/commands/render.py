@@ -86,8 +86,7 @@ def _nodes(result: ActionResult) -> list[str]:
 
 
 def rotation(name: str, result: ActionResult) -> list[str]:
-    """Return the lines of one repository's rotation (or dry run): what it did, would do,
-    or would have done."""
+    """Return the lines of one repository's rotation (or dry run)."""
     lines = []
     plan = result.rotation
     if plan is not None:

@@ -188,8 +188,7 @@ def status_lines(status: dict[str, Any]) -> list[str]:
 
 
 def _key_lines(status: dict[str, Any]) -> list[str]:
-    """Return a line per key (with its node, for a kind with a pair per node) and per old
-    public key kept until it is safe to delete."""
+    """Return a line per key (with its node, if any) and per old public key kept."""
     lines = []
     for key in status["keys"]:
         node = f"  node {shown(key['node'])}" if key.get("node") else ""
@@ -205,8 +204,7 @@ def _key_lines(status: dict[str, Any]) -> list[str]:
 
 
 def node_line(node: str, entry: Mapping[str, Any]) -> str:
-    """Return a node's line of ``status``: what it is now, when last checked and in sync, and
-    why it is not."""
+    """Return a node's line of ``status``: its status, when checked, why not in sync."""
     status = entry.get("status")
     if status is None:
         return f"  node {shown(node)}: never checked"
