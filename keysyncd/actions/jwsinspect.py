@@ -71,17 +71,14 @@ def _warnings(config: Config, repository: RepositoryConfig, pairs: JwsState) -> 
     found = []
     if pairs.next:
         found.append(
-            "new key pairs wait to be installed on "
-            + bounded(sorted(pairs.next))
-            + ": no private key changes until every node holds every public key "
-            "(a sync installs them)"
+            f"new key pairs wait to be installed on {bounded(sorted(pairs.next))}: no private "
+            "key changes until every node holds every public key (a sync installs them)"
         )
     unconfirmed = sorted(n for n, key in pairs.retiring.items() if key.stopped_at is None)
     if unconfirmed:
         found.append(
-            "old public keys "
-            + bounded(unconfirmed)
-            + " stay until their node is verified signing with its new pair"
+            f"old public keys {bounded(unconfirmed)} stay until their node is verified signing "
+            "with its new pair"
         )
     if change := algorithm_change(config, repository):
         found.append(change)
