@@ -65,21 +65,15 @@ def each_repository(
     return done
 
 
-def sync_and_verify(run: Run) -> list[ActionResult | None]:
-    """SIGUSR2: push (verified by read-back), then a read-only verify of every node."""
-    synced = operations.sync(run)
-    return [synced, operations.verify(run) if run.config.nodes else None]
-
-
-def periodic_check(run: Run) -> list[ActionResult | None]:
-    """The daemon's periodic check: the local repository, then every node (repairing)."""
-    return [operations.check_local(run), operations.check_fleet(run)]
-
-
 JOBS: dict[str, Step] = {
     "rotate": lambda run: [operations.rotate(run)],
-    "sync": sync_and_verify,
-    "check": periodic_check,
+    # SIGUSR2: push (verified by read-back), then a read-only verify of every node
+    "sync": lambda run: [
+        operations.sync(run),
+        operations.verify(run) if run.config.nodes else None,
+    ],
+    # the periodic check: the local repository, then every node (repairing)
+    "check": lambda run: [operations.check_local(run), operations.check_fleet(run)],
     "watch": lambda run: [operations.check_local(run)],
     # the local watch re-armed on a new directory: say so, then check what it holds
     "replaced": lambda run: [report_replaced(run), operations.check_local(run)],

@@ -125,20 +125,18 @@ def generate(
         return
     publics, privates, pairs = {}, {}, []
     taken = {*keys.scan.public, *keys.scan.private, *seen}
+    algorithm = algorithm or run.repository.algorithm
     for node in nodes:
         serial = model.next_serial(keys.pairs, node, taken)
-        taken.add(model.public_name(node, serial))
-        private_pem, public_pem = generate_pair(algorithm or run.repository.algorithm)
         name = model.public_name(node, serial)
+        taken.add(name)
+        private_pem, public_pem = generate_pair(algorithm)
         publics[name], privates[name] = public_pem, private_pem
-        pairs.append(
-            model.Pair(
-                node, serial, name, digest_of(public_pem), digest_of(private_pem), run.clock()
-            )
-        )
+        digests = digest_of(public_pem), digest_of(private_pem)
+        pairs.append(model.Pair(node, serial, name, *digests, run.clock()))
     keys.store.write(publics, privates)
     keys.pairs = model.with_next(keys.pairs, pairs)
-    keys.scan.algorithms.update(dict.fromkeys(publics, algorithm or run.repository.algorithm))
+    keys.scan.algorithms.update(dict.fromkeys(publics, algorithm))
     keys.scan.public.update(publics)
     keys.scan.private.update(privates)
     keys.save(run)

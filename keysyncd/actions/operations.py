@@ -46,12 +46,12 @@ class SymmetricKind:
     """Fernet and credential keys: every node holds the controller's key set."""
 
     def steps(self) -> type[Steps]:
-        from keysyncd.actions.rotate import _Symmetric
+        from keysyncd.actions.distribute import _Symmetric
 
         return _Symmetric
 
     def rotate(self, run: Run, dry_run: bool, force: bool) -> ActionResult:
-        from keysyncd.actions.rotate import rotate_repository
+        from keysyncd.actions.distribute import rotate_repository
 
         return rotate_repository(run, dry_run, force)
 

@@ -48,8 +48,7 @@ def cmd_status(args: argparse.Namespace, config: Config, out: Output) -> int:
         {"daemon": daemon, "repositories": statuses, "attention": attention, "exit_code": code}
     )
     out.lines(daemon_lines(daemon))
-    for status in statuses:
-        out.lines(status_lines(status))
+    out.lines(line for status in statuses for line in status_lines(status))
     out.lines(f"ATTENTION: {shown(reason, 2000)}" for reason in attention)
     return int(code)
 
@@ -82,29 +81,19 @@ def daemon_json(info: dict[str, Any] | None) -> dict[str, Any] | None:
     """Return the daemon's self-description with every time as RFC 3339."""
     if info is None:
         return None
-    document = dict(info)
-    document["started_at"] = _time(info.get("started_at"))
+    document = {**info, "started_at": rfc3339(render.epoch(info.get("started_at")))}
     job = info.get("last_job")
     if isinstance(job, dict):
-        document["last_job"] = {
-            **job,
-            "started_at": _time(job.get("started_at")),
-            "ended_at": _time(job.get("ended_at")),
-        }
+        times = {key: rfc3339(render.epoch(job.get(key))) for key in ("started_at", "ended_at")}
+        document["last_job"] = {**job, **times}
     return document
-
-
-def _time(value: Any) -> str | None:
-    moment = render.epoch(value)
-    return None if moment is None else rfc3339(moment)
 
 
 def cmd_plan(args: argparse.Namespace, config: Config, out: Output) -> int:
     now = time.time()
     plans = [operations.of(r).lifecycles(config, r, now) for r in chosen(config, args.repo)]
     out.document({"repositories": [plan_json(plan) for plan in plans]})
-    for plan in plans:
-        out.lines(plan_lines(plan))
+    out.lines(line for plan in plans for line in plan_lines(plan))
     return int(Exit.DONE)
 
 

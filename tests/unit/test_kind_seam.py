@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
-from keysyncd.actions import jws, operations, rotate
+from keysyncd.actions import distribute as rotate
+from keysyncd.actions import jws, operations
 from keysyncd.actions.operations import IMPLEMENTATIONS, Kind, SymmetricKind
 from keysyncd.actions.shell import Steps
 from keysyncd.commands.cli import main
