@@ -1,8 +1,7 @@
 """The after_rotate hook (a migration: ``keystone-manage credential_migrate``) and its block
 (SPEC rule 9): journaled before it starts, cleared only by its success. It may start only
 once every node holds the primary (``migrate_when_ready``, the one place that decides it);
-a success is journaled as the primary's ``migrated_at``, which retires credential keys.
-"""
+a success is journaled as the primary's ``migrated_at``, which retires credential keys."""
 
 from __future__ import annotations
 

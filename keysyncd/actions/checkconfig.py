@@ -1,6 +1,5 @@
 """check-config: every check that needs no network, as findings: an error for what would make
-an action fail later, a warning for what is unsafe but works. Nothing here writes.
-"""
+an action fail later, a warning for what is unsafe but works. Nothing here writes."""
 
 from __future__ import annotations
 

@@ -1,8 +1,7 @@
 """What every action shares: its run, its result, its one commit (report, then state, then
 metrics; a report report_dir cannot take is kept in the journal and written, marked late, by
 the next commit that can), ``write_ahead`` (the journal saved before the disk is touched, so
-a crash can be finished or undone) and ``check_clock``, the one judgement of the clock.
-"""
+a crash can be finished or undone) and ``check_clock``, the one judgement of the clock."""
 
 from __future__ import annotations
 

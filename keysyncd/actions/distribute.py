@@ -1,8 +1,7 @@
 """Symmetric sync and rotate in the action shell. sync: load, recover, reconcile -> retire
 what is safe (rule 2) -> push in two phases, read back (``sync --node``: that node only, no
 recovery or retirement on the controller). rotate (SPEC rules 1-3): every node synced
-first, the staged key promoted only if every node is verified (else deferred).
-"""
+first, the staged key promoted only if every node is verified (else deferred)."""
 
 from __future__ import annotations
 
@@ -14,24 +13,22 @@ from typing import Any
 from keysyncd.actions import local
 from keysyncd.actions.context import DRY_RUN, ActionResult, Run, check_clock, node_outcomes
 from keysyncd.actions.local import rotate_local
-from keysyncd.actions.preview import (
-    foresee_rotation,
-    plan_json,
-    predicted,
-    previews,
-    retirement_json,
-    rotation_plan,
-)
+from keysyncd.actions.preview import plan_json, predicted, previews, retirement_json
 from keysyncd.actions.shell import Act, Gate, execute
 from keysyncd.core.clock import ClockCheck, judge
 from keysyncd.core.journal import RepositoryState
+from keysyncd.core.kinds import SymmetricModel
+from keysyncd.core.nodeplan import diff
 from keysyncd.core.nodes import checked
 from keysyncd.core.policy import left_to_the_fleet, retired_note
 from keysyncd.core.report import NodeOutcome
-from keysyncd.core.vocabulary import GOOD, Action, Outcome
+from keysyncd.core.vocabulary import GOOD, Action, NodeStatus, Outcome
 from keysyncd.io.remote.fleet import FleetAction, push_keyset
 
 log = logging.getLogger(__name__)
+# A node that differs is synced before the promotion; one that failed or diverged defers it.
+STOPS_THE_GATE = (NodeStatus.FAILED, NodeStatus.DIVERGED)
+NEW_KEY = "(new key)"
 
 
 def sync_repository(
@@ -177,8 +174,10 @@ class _Symmetric(Symmetric):
         return self.checked(state)
 
     def plan(self, act: Act, state: RepositoryState) -> dict[str, Any]:
-        """Return the rotation plan, made once."""
-        self.rotation = rotation_plan(self.run, self.keyset, state, act.started)
+        """Return the rotation plan, made once by the kind's planner (KeysyncError: none)."""
+        planner = self.run.repository.key_kind.model_as(SymmetricModel).plan_rotation
+        policy = self.run.repository.policy()
+        self.rotation = planner(self.keyset.indices, state.history, policy, act.started)
         if self.rotation.keep:
             act.messages.append(self.rotation.kept_note())
         act.result["rotation"] = self.rotation
@@ -219,5 +218,23 @@ class _Symmetric(Symmetric):
         return self.checked(self.state)
 
     def foresee(self, act: Act) -> tuple[dict[str, dict[str, Any]], Outcome | None]:
-        """Return what each node would get, and the real rotation's outcome."""
-        return foresee_rotation(self.fleet, self.keyset, self.rotation, self.force, act.messages)
+        """Return what each node would get, and the real rotation's outcome (saying in
+        ``act`` why it would defer)."""
+        fleet, plan = self.fleet, self.rotation
+        if fleet is None:
+            return {}, Outcome.OK
+        staged = self.keyset.digests()[0]
+        expected = {i: d for i, d in self.keyset.digests().items() if i not in plan.retire}
+        expected[plan.new_primary] = staged
+        expected[0] = NEW_KEY
+        shown = {
+            name: {"primary": plan.new_primary, **diff(expected, r.view, fleet.ownership).changes()}
+            if r.view is not None
+            else {"error": r.error.detail if r.error else r.status}
+            for name, r in fleet.results.items()
+        }
+        stop = sorted(n for n, r in fleet.results.items() if r.outcome().status in STOPS_THE_GATE)
+        if stop and not self.force:
+            act.messages.append("would defer: not every node could be verified: " + ", ".join(stop))
+            return shown, Outcome.DEFERRED
+        return shown, predicted(fleet)

@@ -1,8 +1,7 @@
 """Symmetric drift, locally (watch) or on nodes (periodic check), in ``readonly``'s flows
 (local changes told from keysyncd's own by the journal, never by timing); and
 confirm-migration, the operator's word that every credential was re-encrypted with a key
-(credential keys retire by migration, never by time; it also clears a failed hook's block).
-"""
+(credential keys retire by migration, never by time; it also clears a failed hook's block)."""
 
 from __future__ import annotations
 

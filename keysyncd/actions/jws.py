@@ -1,8 +1,7 @@
 """JWS key pairs: init, sync and rotate as one ``converge`` in the action shell (SPEC 9):
 the plan made once -> phase 1 (every node gets every public key) -> the gate (all verified)
 -> phase 2 (each node its own private key) -> read-back. A node whose private.pem is not
-keysyncd's gets a new pair; no private key is kept once its node verified it.
-"""
+keysyncd's gets a new pair; no private key is kept once its node verified it."""
 
 from __future__ import annotations
 
@@ -239,10 +238,8 @@ def _finish(
     act.messages += messages(keys, summary) + algorithm_messages(keys, summary)
     if summary.options.init:
         act.messages += init_messages(run, nodes, summary)
-    rotate = summary.options.rotate
-    if keys.pairs.next and not summary.install and summary.unverified and rotate:
-        act.outcome = act.outcome or Outcome.DEFERRED
-    if rotate and not summary.clock.trusted:
+    waiting = keys.pairs.next and not summary.install and summary.unverified
+    if summary.options.rotate and (waiting or not summary.clock.trusted):
         act.outcome = act.outcome or Outcome.DEFERRED
     act.forced = bool(summary.options.force and summary.unverified)
     act.details["jws"] = details(keys, summary)

@@ -2,8 +2,7 @@
 place (``IMPLEMENTATIONS``); the command line and the daemon call the functions below. Each
 operation imports the module that does it when it runs, so that ``status``, ``plan`` and
 ``check-config`` do not load the SSH library. ``tests/unit/test_kind_seam.py`` proves every
-kind registered in ``keysyncd.core.kinds`` implements ``Kind`` and the shell's ``Steps``.
-"""
+kind registered in ``keysyncd.core.kinds`` implements ``Kind`` and the shell's ``Steps``."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """One read-only shell for every kind, ``verify`` and drift: read each node once, diff it,
 one report. The kind brings what differs (``Kind``); backoff, drift reports, repair and the
-migration retried are the shell's. Callers hold the lock.
-"""
+migration retried are the shell's. Callers hold the lock."""
 
 from __future__ import annotations
 

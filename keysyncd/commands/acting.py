@@ -17,7 +17,8 @@ from keysyncd.actions.preview import plan_json
 from keysyncd.commands import render
 from keysyncd.commands.exits import Exit
 from keysyncd.commands.output import Output
-from keysyncd.config import Config, RepositoryConfig
+from keysyncd.commands.views import chosen
+from keysyncd.config import Config
 from keysyncd.core.report import json_times
 from keysyncd.core.text import plural
 from keysyncd.core.vocabulary import Outcome, Trigger
@@ -25,11 +26,6 @@ from keysyncd.errors import LockError, UsageError
 from keysyncd.io.local.lock import describe_holder, exclusive
 
 Show = Callable[[str, ActionResult], list[str]]
-
-
-def chosen(config: Config, name: str | None) -> list[RepositoryConfig]:
-    """Return every repository, or only ``name`` (UsageError if there is none)."""
-    return [config.repository(name)] if name else list(config.repositories)
 
 
 @contextlib.contextmanager

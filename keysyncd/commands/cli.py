@@ -1,6 +1,5 @@
 """The command line's entry point: parse, load the config, run one command (its module
-imported only then: tests/unit/test_startup.py), map errors to exit codes.
-"""
+imported only then: tests/unit/test_startup.py), map errors to exit codes."""
 
 from __future__ import annotations
 

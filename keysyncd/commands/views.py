@@ -1,6 +1,5 @@
 """The commands that only look, status and plan, and their lines for people. No lock, no
-SSH, no writes. ``status`` exits 1 when anything needs attention (``needs_attention``).
-"""
+SSH, no writes. ``status`` exits 1 when anything needs attention (``needs_attention``)."""
 
 from __future__ import annotations
 
