@@ -8,8 +8,7 @@ import shutil
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from keysyncd.actions.inspect import lint_repository
-from keysyncd.actions.jwsinspect import algorithm_change
+from keysyncd.actions.inspect import algorithm_change, lint_repository
 from keysyncd.config import Config
 from keysyncd.errors import ConfigError, KeysyncError, LocalFileError
 from keysyncd.io.local.configtrust import trust_findings

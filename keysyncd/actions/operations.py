@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from keysyncd.actions import inspect, jwsinspect
+from keysyncd.actions import inspect
 from keysyncd.actions.inspect import RepositoryPlan
 from keysyncd.config import Config, RepositoryConfig
 from keysyncd.core.vocabulary import Action
@@ -140,12 +140,12 @@ class JwsKind:
         return check_nodes(run)
 
     def status(self, config: Config, repository: RepositoryConfig, now: float) -> dict[str, Any]:
-        return jwsinspect.status(config, repository, now)
+        return inspect.jws_status(config, repository, now)
 
     def lifecycles(
         self, config: Config, repository: RepositoryConfig, now: float
     ) -> RepositoryPlan:
-        return jwsinspect.plan(config, repository, now)
+        return inspect.jws_plan(config, repository, now)
 
     def watched(self, config: Config, repository: RepositoryConfig) -> Path:
         return store_root(config, repository)  # path describes the nodes; the keys are here
