@@ -233,8 +233,7 @@ def node_outcomes(fleet: Fanout[Any, Any] | None) -> dict[str, NodeOutcome]:
 def write_reports(
     run: Run, state: RepositoryState, report: Report, check: ClockCheck
 ) -> tuple[RepositoryState, Report, str | None]:
-    """Write the reports the journal kept (oldest first), then ``report``; return the state
-    keeping what was not written, the report as written, and why not (None: all were)."""
+    """Write the kept reports, then ``report``; return the state, the report as written, why not."""
     now = report.ended_at
     # only a clock the nodes vouched for in this action ages reports out: a clock a year
     # ahead would make all of them look old (retention by count still applies)

@@ -34,8 +34,7 @@ NEW_KEY = "(new key)"
 def sync_repository(
     run: Run, node: str | None = None, force: bool = False, dry_run: bool = False
 ) -> ActionResult:
-    """Push the local repository to every node (or one), verified by read-back (the caller
-    holds the lock unless ``dry_run``). Raise RepositoryError if it is invalid."""
+    """Push the keys to every node (or one) and read back; raise RepositoryError if invalid."""
     act = Act(run, Action.SYNC, run.clock(), forced=force)
     steps = Symmetric(run, force, node, dry=dry_run)
     return steps.preview(act) if dry_run else execute(act, steps)
@@ -50,8 +49,7 @@ class Symmetric:
         self.fleet: FleetAction | None = None
 
     def load(self, act: Act) -> RepositoryState:
-        """Load, recover (dry: say it; sync --node: none), reconcile the keys (``keyset``);
-        return the journal. Raise RepositoryError if invalid."""
+        """Load, recover, reconcile the keys (``keyset``); return the journal (RepositoryError)."""
         self.local = found = local.load_local(self.run)
         if self.node is not None:
             self.keyset, state = local.as_found(self.run, found, self.dry)

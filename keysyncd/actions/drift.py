@@ -143,11 +143,8 @@ def confirm_migration(run: Run, primary: int) -> ActionResult:
     repository = run.repository
     started = run.clock()
     state, keyset = _confirmable(run, primary)
-    with run.fleet() as fleet:
-        clock = check_clock(run, state, fleet)
-        if fleet is not None:
-            fleet.inspect(keyset.digests())
-        nodes = node_outcomes(fleet)
+    loaded = state, keyset, keyset.digests()
+    (nodes, _, clock), _ = readonly.read(run, SymmetricReads(), loaded, None)  # every node
     state = checked(state, nodes, run.node_names, run.clock(), clock)
     if not journal.every_node_holds(state, run.node_names):
         missing = [n for n in run.node_names if not journal.every_node_holds(state, [n])]

@@ -186,8 +186,7 @@ MAX_ROTATIONS = 30  # a plan longer than this says nothing the first ones do not
 
 
 def algorithm_change(config: Config, repository: RepositoryConfig) -> str | None:
-    """Return what the next rotation does about a change of ``algorithm``, None when there
-    is none or the store cannot be read (other checks say why)."""
+    """Return what the next rotation does about a change of ``algorithm`` (None: nothing)."""
     try:
         pairs = load_state(config.state_dir, repository.name).jws or JwsState()
         scan = JwsStore(store_root(config, repository), repository.algorithm).scan()

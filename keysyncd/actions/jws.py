@@ -60,8 +60,7 @@ class Options:
 
 
 def converge(run: Run, options: Options, action: Action) -> ActionResult:
-    """Bring every node to the journal's key pairs (rotating first if asked); return the
-    result. Raise KeysyncError (nothing changed) for an invalid store or a refusal."""
+    """Bring every node to the journal's pairs; raise KeysyncError (nothing changed) if refused."""
     started = run.clock()
     if options.node is not None:
         # a node's private key may only change once every node holds its public key, and

@@ -183,8 +183,7 @@ def init(run: Run, dry_run: bool = False) -> ActionResult:
 
 
 def adopt(run: Run, source: str) -> Adopted:
-    """Take over the keys the nodes hold; return what was adopted and what the operator must
-    know (keys not adopted, nodes that differ). Raise UsageError for an unknown node."""
+    """Take over the keys node ``source`` holds; return it; raise UsageError for an unknown node."""
     run.config.node(source)
     return of(run.repository).adopt(run, source)
 

@@ -81,8 +81,7 @@ def _invalid(
 
 
 def verify(run: Run, node: str | None = None, *, kind: Kind) -> ActionResult:
-    """Read every node (or one) against what the kind expects, changing nothing; return the
-    committed result. Raise RepositoryError (nothing read) if the local keys are invalid."""
+    """Read every node (or one), changing nothing; return the result (RepositoryError: invalid)."""
     started = run.clock()
     loaded = kind.load(run)
     (nodes, _, clock), _ = read(run, kind, loaded, node)

@@ -87,8 +87,7 @@ def finish(runs: list[RepositoryRun], action: str, out: Output, show: Show) -> i
 
 
 def runs_json(action: str, runs: list[RepositoryRun], code: int) -> dict[str, Any]:
-    """Return the --json document of an acting command (each node once, in the results:
-    ``reports`` holds each report written, without its ``nodes``)."""
+    """Return the --json document of an acting command (each node once, in its result)."""
     reports = [
         {key: value for key, value in r.report.to_json().items() if key != "nodes"}
         for run in runs

@@ -17,12 +17,7 @@ def cmd_check_config(args: argparse.Namespace, config: Config, out: Output) -> i
     findings = config_findings(config, time.time())
     errors = [f for f in findings if f.severity == ERROR]
     warnings = [f for f in findings if f.severity != ERROR]
-    if errors:
-        code = Exit.USAGE
-    elif warnings and args.strict:
-        code = Exit.ATTENTION
-    else:
-        code = Exit.DONE
+    code = Exit.USAGE if errors else Exit.ATTENTION if warnings and args.strict else Exit.DONE
     for finding in errors:
         out.error(finding.message)
     for finding in warnings:
@@ -39,11 +34,9 @@ def cmd_check_config(args: argparse.Namespace, config: Config, out: Output) -> i
     )
     if code == Exit.DONE:
         noted = f", {plural(len(warnings), 'warning')}" if warnings else ""
+        repositories = plural(len(config.repositories), "repository")
         out.lines(
-            [
-                f"OK: {config.source}: {plural(len(config.repositories), 'repository')}, "
-                f"{plural(len(config.nodes), 'node')}{noted}"
-            ]
+            [f"OK: {config.source}: {repositories}, {plural(len(config.nodes), 'node')}{noted}"]
         )
     elif code == Exit.ATTENTION:
         out.error(f"{plural(len(warnings), 'warning')}, and --strict", prefix="check-config")

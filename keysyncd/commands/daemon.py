@@ -210,13 +210,10 @@ class Daemon(DaemonJobs):
             except KeysyncError as error:
                 log.error("%s: %s", repository.name, error)
                 continue
-            if missed_rotation(
-                repository.schedule, repository.timezone, state.last_rotation_at, now
-            ):
-                log.info(
-                    "%s: a scheduled rotation was missed while stopped; catching up once",
-                    repository.name,
-                )
+            last = state.last_rotation_at
+            if missed_rotation(repository.schedule, repository.timezone, last, now):
+                said = "%s: a scheduled rotation was missed while stopped; catching up once"
+                log.info(said, repository.name)
                 self.enqueue(Job("rotate", repository.name, "cron"))
 
     def _watchdog(self) -> None:

@@ -117,8 +117,7 @@ def _would(verb: str, result: ActionResult) -> str:
 
 
 def _previews(preview: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    """Return what differs on each node before the action (``  node1: differs from the key
-    set with primary 4: missing key 4, extra key 1``), or that nothing does."""
+    """Return what differs on each node before the action, or that nothing does."""
     lines = []
     for node, changes in sorted(preview.items()):
         rest = {k: v for k, v in changes.items() if k not in ("error", "primary")}
@@ -140,15 +139,13 @@ def repository_summary(runs: Iterable[RepositoryRun]) -> list[str]:
 
 
 def report_list_lines(summaries: list[dict[str, Any]]) -> list[str]:
-    """Return one line per report summary: id, action, trigger, repository, outcome, nodes
-    in sync of all (every field escaped: the index is a file anyone with access may edit)."""
+    """Return one line per report summary (every field escaped: the index may be edited)."""
     if not summaries:
         return ["no reports"]
     lines = [f"{'id':<44} {'action':<8} {'trigger':<8} {'repository':<16} {'outcome':<9} nodes"]
     for d in summaries:
-        fields = [printable(str(d.get(key, "?"))) for key in ("id", "action", "trigger")]
-        fields += [printable(str(d.get(key, "?"))) for key in ("repository", "outcome")]
-        ident, action, trigger, repository, outcome = fields
+        keys = ("id", "action", "trigger", "repository", "outcome")
+        ident, action, trigger, repository, outcome = (printable(str(d.get(k, "?"))) for k in keys)
         lines.append(
             f"{ident:<44} {action:<8} {trigger:<8} {repository:<16} {outcome:<9} "
             f"{shown(d.get('good', '?'))}/{shown(d.get('nodes', '?'))}"
@@ -171,8 +168,7 @@ def seconds(value: Any) -> str:
 
 
 def hook_state(status: Any, problem: Any = None) -> str:
-    """Return how a hook ended: ``exited with status 3``, why it did not (``timed out after
-    10s``) when the run says so, or ``did not finish`` for a hook that never ran to its end."""
+    """Return how a hook ended: ``exited with status 3``, its problem, or ``did not finish``."""
     if problem:
         return shown(problem, 400)
     if status is None:
@@ -181,8 +177,7 @@ def hook_state(status: Any, problem: Any = None) -> str:
 
 
 def report_lines(d: dict[str, Any]) -> list[str]:
-    """Return a readable rendering of one report with a table per node. Every field is
-    escaped: a report is a file on disk that may have been edited or damaged."""
+    """Return one report for people, a table per node (every field escaped: it may be edited)."""
     lines = [
         f"report {shown(d.get('id'))}",
         f"  action {shown(d.get('action'))} ({shown(d.get('trigger'))}) on "
@@ -219,8 +214,7 @@ def _mapping(value: Any) -> dict[Any, Any]:
 
 
 def _changes(value: Any, done: bool = False) -> str:
-    """Return a node's changes in one line (what differs, or with ``done`` what was done),
-    or as they are if they are not what keysyncd writes (a damaged report still shows)."""
+    """Return a node's changes in one line (as they are if damaged: the report still shows)."""
     try:
         return describe_changes(_mapping(value), done)
     except (TypeError, KeyError, ValueError):
