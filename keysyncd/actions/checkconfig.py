@@ -38,13 +38,9 @@ def config_findings(config: Config, now: float) -> list[Finding]:
     """Return every finding for ``config`` at time ``now``, errors first (empty: all good)."""
     findings = [Finding(ERROR, "trust", problem) for problem in trust_findings(config)]
     findings += [Finding(ERROR, "local_files", problem) for problem in local_file_problems(config)]
-    findings += _ssh_findings(config)
-    findings += _id_findings(config)
-    findings += _hook_findings(config)
-    findings += _hook_stop_findings(config)
-    findings += _migration_findings(config)
-    findings += _lint_findings(config, now)
-    findings += _algorithm_findings(config)
+    checks = (_ssh_findings, _id_findings, _hook_findings, _hook_stop_findings, _migration_findings)
+    findings += [finding for check in checks for finding in check(config)]
+    findings += _lint_findings(config, now) + _algorithm_findings(config)
     return sorted(findings, key=lambda finding: finding.severity != ERROR)
 
 

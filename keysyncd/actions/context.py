@@ -114,11 +114,8 @@ class ActionResult:
     recovery: Recovery | None = None
     report_error: str | None = None  # why the report could not be written (kept in the state)
     clock_trusted: bool = True  # False: nothing was retired or rotated (SPEC rule 10)
-    # a dry run: the outcome the real action would have (None: not predicted, taken as ok)
-    would: Outcome | None = None
-    # a rotation: True once the controller promoted its staged key (whatever the nodes then
-    # did); False when nothing changed (deferred, or stopped before it began)
-    promoted: bool = False
+    would: Outcome | None = None  # a dry run: the real action's outcome (None: taken as ok)
+    promoted: bool = False  # a rotation: the staged key was promoted (whatever the nodes did)
     plan: Mapping[str, Any] | None = None  # any kind's plan, as details.plan records it
 
     @property

@@ -1,19 +1,26 @@
 """Each kind's actions behind one protocol (``Kind``), bound to the kinds' models in one
-place (``IMPLEMENTATIONS``); the command line and the daemon call the functions below. Each
-operation imports the module that does it when it runs, so that ``status``, ``plan`` and
+place (``IMPLEMENTATIONS``); the command line and the daemon call the functions below and
+run ``JOBS`` (each repository on its own: one failing never stops the next). Each operation
+imports the module that does it when it runs, so that ``status``, ``plan`` and
 ``check-config`` do not load the SSH library. ``tests/unit/test_kind_seam.py`` proves every
 kind registered in ``keysyncd.core.kinds`` implements ``Kind`` and the shell's ``Steps``."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 from keysyncd.actions import inspect
 from keysyncd.actions.inspect import RepositoryPlan
 from keysyncd.config import Config, RepositoryConfig
-from keysyncd.core.vocabulary import Action
+from keysyncd.core.vocabulary import Action, Outcome
+from keysyncd.errors import KeysyncError
 from keysyncd.io.local.jwsstore import store_root
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from keysyncd.actions.context import ActionResult, Run
@@ -201,3 +208,69 @@ def check_fleet(run: Run) -> ActionResult | None:
 def watched_path(config: Config, repository: RepositoryConfig) -> Path:
     """Return the directory the daemon's local watch observes for ``repository``."""
     return of(repository).watched(config, repository)
+
+
+@dataclass(frozen=True)
+class RepositoryRun:
+    """One repository's part of a command or daemon job: its results or its error."""
+
+    repository: str
+    results: tuple[ActionResult, ...] = ()
+    error: KeysyncError | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Return True when it needs no attention."""
+        return self.error is None and all(result.ok for result in self.results)
+
+    @property
+    def outcome(self) -> str:
+        """Return ``ok``, the first outcome that is not, or ``failed`` for an error."""
+        if self.error is not None:
+            return Outcome.FAILED
+        return next((r.outcome for r in self.results if not r.ok), Outcome.OK)
+
+    def summary(self) -> str:
+        """Return ``fernet-tokens: ok`` or ``fernet-tokens: failed (why)``."""
+        why = f" ({self.error})" if self.error is not None else ""
+        return f"{self.repository}: {self.outcome}{why}"
+
+
+Step: TypeAlias = "Callable[[Run], list[ActionResult | None]]"  # Run: imported when it runs
+
+
+def each_repository(
+    repositories: Iterable[RepositoryConfig],
+    make_run: Callable[[RepositoryConfig], Run],
+    step: Step,
+) -> list[RepositoryRun]:
+    """Run ``step`` for every repository; return one RepositoryRun each. A KeysyncError ends
+    that repository's part only; anything else is a bug and propagates."""
+    done = []
+    for repository in repositories:
+        try:
+            found = step(make_run(repository))
+        except KeysyncError as error:
+            log.debug("%s failed", repository.name, exc_info=True)
+            done.append(RepositoryRun(repository.name, error=error))
+            continue
+        done.append(RepositoryRun(repository.name, tuple(r for r in found if r is not None)))
+    return done
+
+
+def _replaced(run: Run) -> list[ActionResult | None]:
+    """The local watch re-armed on a new directory: say so, then check what it holds."""
+    from keysyncd.actions.drift import report_replaced
+
+    return [report_replaced(run), check_local(run)]
+
+
+JOBS: dict[str, Step] = {
+    "rotate": lambda run: [rotate(run)],
+    # SIGUSR2: push (verified by read-back), then a read-only verify of every node
+    "sync": lambda run: [sync(run), verify(run) if run.config.nodes else None],
+    # the periodic check: the local repository, then every node (repairing)
+    "check": lambda run: [check_local(run), check_fleet(run)],
+    "watch": lambda run: [check_local(run)],
+    "replaced": _replaced,
+}

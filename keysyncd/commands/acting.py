@@ -12,7 +12,7 @@ from typing import Any
 
 from keysyncd.actions import drift, operations
 from keysyncd.actions.context import ActionResult, Run
-from keysyncd.actions.jobs import RepositoryRun, each_repository
+from keysyncd.actions.operations import RepositoryRun, each_repository
 from keysyncd.actions.preview import plan_json
 from keysyncd.commands import render
 from keysyncd.commands.exits import Exit

@@ -10,7 +10,7 @@ from typing import Any
 
 from keysyncd.actions.context import Run
 from keysyncd.actions.drift import report_watch_failure
-from keysyncd.actions.jobs import JOBS, RepositoryRun, Step, each_repository
+from keysyncd.actions.operations import JOBS, RepositoryRun, Step, each_repository
 from keysyncd.commands.scheduler import Job
 from keysyncd.config import Config, RepositoryConfig
 from keysyncd.core.vocabulary import Outcome, Trigger, job_name

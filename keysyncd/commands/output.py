@@ -20,9 +20,7 @@ class Output:
     def __init__(
         self, json: bool = False, quiet: bool = False, progress_enabled: bool = False
     ) -> None:
-        self.json = json
-        self.quiet = quiet
-        self.progress_enabled = progress_enabled
+        self.json, self.quiet, self.progress_enabled = json, quiet, progress_enabled
         self.printed_json = False
 
     def lines(self, lines: Iterable[str]) -> None:

@@ -14,7 +14,7 @@ from keysyncd.core.vocabulary import CHANGED, GOOD, Outcome
 
 if TYPE_CHECKING:
     from keysyncd.actions.context import ActionResult
-    from keysyncd.actions.jobs import RepositoryRun
+    from keysyncd.actions.operations import RepositoryRun
     from keysyncd.core.report import NodeOutcome
 
 DRY_RUN = "dry-run"  # keysyncd.actions.context.DRY_RUN (a test keeps them equal)

@@ -112,11 +112,8 @@ def plan_json(plan: RepositoryPlan) -> dict[str, Any]:
 
 def plan_lines(plan: RepositoryPlan) -> list[str]:
     """Return the lifecycle table (the kind's fields as columns), notes and warnings."""
-    lines = [
-        f"{plan.name}: next rotations: "
-        + ", ".join(when(t) for t in plan.rotations[:3])
-        + (" ..." if len(plan.rotations) > 3 else "")
-    ]
+    more = " ..." if len(plan.rotations) > 3 else ""
+    lines = [f"{plan.name}: next rotations: {', '.join(when(t) for t in plan.rotations[:3])}{more}"]
     rows = [asdict(life) for life in plan.lifecycles]
     if rows:
         # the title of ``index`` (a key's number, right-aligned) is "key", of ``x_at`` "x"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from keysyncd.actions import operations
 from keysyncd.actions.context import Run
-from keysyncd.actions.jobs import JOBS
+from keysyncd.actions.operations import JOBS
 from keysyncd.core.vocabulary import Trigger
 from keysyncd.io.local.lock import exclusive
 from tests.integration.test_after_rotate import script, set_hooks

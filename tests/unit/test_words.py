@@ -17,7 +17,7 @@ from typing import Any, cast
 import pytest
 
 from keysyncd.actions.context import ActionResult
-from keysyncd.actions.jobs import RepositoryRun
+from keysyncd.actions.operations import RepositoryRun
 from keysyncd.commands import render
 from keysyncd.commands import views as viewlines
 from keysyncd.commands.cli import main
