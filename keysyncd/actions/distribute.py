@@ -216,8 +216,7 @@ class _Symmetric(Symmetric):
         return self.checked(self.state)
 
     def foresee(self, act: Act) -> tuple[dict[str, dict[str, Any]], Outcome | None]:
-        """Return what each node would get, and the real rotation's outcome (saying in
-        ``act`` why it would defer)."""
+        """Return what each node would get and the rotation's outcome (why it defers: ``act``)."""
         fleet, plan = self.fleet, self.rotation
         if fleet is None:
             return {}, Outcome.OK

@@ -170,8 +170,7 @@ class Connections:
 
 
 def refuse_if_any_node_holds_a_key(run: Run, fleet: JwsFleet) -> None:
-    """Raise KeysyncError naming the nodes that hold JWS keys or other files (init takes only
-    empty or absent directories); else forget what was read."""
+    """Raise KeysyncError naming nodes holding JWS keys or other files; else forget the reads."""
     fleet.inspect(lambda node: JwsExpected({}, None))
     holding = sorted(
         name

@@ -244,8 +244,7 @@ def each_repository(
     make_run: Callable[[RepositoryConfig], Run],
     step: Step,
 ) -> list[RepositoryRun]:
-    """Run ``step`` for every repository; return one RepositoryRun each. A KeysyncError ends
-    that repository's part only; anything else is a bug and propagates."""
+    """Run ``step`` for every repository; return a RepositoryRun each (KeysyncError: its own)."""
     done = []
     for repository in repositories:
         try:

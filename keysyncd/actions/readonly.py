@@ -50,8 +50,7 @@ class Kind(Protocol):
 
 
 def check_local(run: Run, *, kind: Kind) -> ActionResult | None:
-    """Validate the local keys against the journal; return a result if anything happened.
-    An invalid state is reported (every time, until fixed) and never pushed."""
+    """Validate the local keys; return a result if anything happened (invalid: never pushed)."""
     started = run.clock()
     state, problems, keys = kind.found(run)
     if problems:
@@ -116,8 +115,7 @@ def read(
 
 
 def check_fleet(run: Run, rng: random.Random | None = None, *, kind: Kind) -> ActionResult | None:
-    """Verify every node not backing off, repairing drift if configured; return the result
-    (None without nodes or with invalid local keys: ``check_local`` says so)."""
+    """Verify the nodes not backing off, repairing if configured (None: no nodes or bad keys)."""
     started = run.clock()
     state = load_state(run.config.state_dir, run.repository.name)
     if not run.config.nodes or state.local_problems:

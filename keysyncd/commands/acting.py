@@ -30,8 +30,7 @@ Show = Callable[[str, ActionResult], list[str]]
 
 @contextlib.contextmanager
 def locked(config: Config, args: argparse.Namespace, action: str, out: Output) -> Iterator[None]:
-    """Hold the lock for a mutating action (not a dry run), waiting up to ``--wait`` when
-    it is busy; raise LockError saying what to do if it stays busy."""
+    """Hold the lock (not for a dry run), waiting up to ``--wait``; raise LockError if busy."""
     if getattr(args, "dry_run", False):
         yield
         return
@@ -81,7 +80,7 @@ def finish(runs: list[RepositoryRun], action: str, out: Output, show: Show) -> i
             prefix = f"{run.repository}: "
             out.error(text if text.startswith(prefix) else prefix + text)
     if len(runs) > 1:
-        out.lines(render.repository_summary(runs))
+        out.lines(f"summary: {run.summary()}" for run in runs)  # one each, as borgmatic does
     out.document(runs_json(action, runs, code))
     return int(code)
 

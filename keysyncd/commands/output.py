@@ -53,8 +53,7 @@ class Output:
             print(f"keysyncd: {message}", file=sys.stderr, flush=True)
 
     def failure(self, code: Exit, errors: list[str], **extra: Any) -> int:
-        """With --json, print ``{"error": ..., "errors": [...], "exit_code": N}`` (and
-        ``extra``) unless a document was printed already; return ``code``."""
+        """With --json, print the error document unless one was printed; return ``code``."""
         first = errors[0] if errors else None
         self.document({"error": first, "errors": errors, "exit_code": code, **extra})
         return int(code)

@@ -3,7 +3,7 @@ type checking only: ``status`` and ``plan`` use this module too)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -14,15 +14,13 @@ from keysyncd.core.vocabulary import CHANGED, GOOD, Outcome
 
 if TYPE_CHECKING:
     from keysyncd.actions.context import ActionResult
-    from keysyncd.actions.operations import RepositoryRun
     from keysyncd.core.report import NodeOutcome
 
 DRY_RUN = "dry-run"  # keysyncd.actions.context.DRY_RUN (a test keeps them equal)
 
 
 def epoch(value: float | str | None) -> float | None:
-    """Return epoch seconds for epoch seconds (schema 1 reports) or an RFC 3339 string, None
-    for None or anything else (a hand edit)."""
+    """Return epoch seconds for epoch seconds or an RFC 3339 string, None for anything else."""
     if isinstance(value, str):
         try:
             return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
@@ -34,8 +32,7 @@ def epoch(value: float | str | None) -> float | None:
 
 
 def when(value: float | str | None) -> str:
-    """Return ``2026-11-22T20:00:00Z`` (RFC 3339 UTC, as every time keysyncd shows) for epoch
-    seconds or an RFC 3339 string, ``-`` for None, ``?`` for anything else (a hand edit)."""
+    """Return ``2026-11-22T20:00:00Z`` for epoch seconds or RFC 3339, ``-`` for None, else ``?``."""
     if value is None:
         return "-"
     moment = epoch(value)
@@ -131,11 +128,6 @@ def _previews(preview: Mapping[str, Mapping[str, Any]]) -> list[str]:
             line = f"differs: {differs}" if differs else "nothing to change"
         lines.append(f"  {node}: {line}")
     return lines
-
-
-def repository_summary(runs: Iterable[RepositoryRun]) -> list[str]:
-    """Return ``summary: fernet-tokens ok`` lines, one per repository (borgmatic's habit)."""
-    return [f"summary: {run.summary()}" for run in runs]
 
 
 def report_list_lines(summaries: list[dict[str, Any]]) -> list[str]:
