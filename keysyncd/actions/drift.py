@@ -84,8 +84,7 @@ def _foreign(run: Run, state: RepositoryState, keys: KeySet, started: float) -> 
     message = f"local repository changed outside keysyncd: now generation {state.generation}"
     log.warning("%s: %s", run.repository.name, message)
     nodes: dict[str, NodeOutcome] = {}
-    action = Action.DRIFT
-    clock = None
+    action, clock = Action.DRIFT, None
     if run.config.drift.on_local_change == "sync" and run.config.nodes:
         with run.fleet() as fleet:
             clock = check_clock(run, state, fleet)

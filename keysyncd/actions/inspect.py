@@ -132,8 +132,7 @@ def nodes_json(
         for key in ("checked_at", "last_verified_at", "next_attempt_at"):
             document[key] = rfc3339(document[key])
         shown = standing(record, state.generation, keys_changed)
-        document["checked_status"] = record.status
-        document["status"] = shown
+        document |= {"checked_status": record.status, "status": shown}
         if shown == STALE:
             document["stale"] = stale_because(record, state.generation, keys_changed)
         nodes[node.name] = document
@@ -156,10 +155,9 @@ def repository_plan(
     config: Config, repository: RepositoryConfig, now: float, rotations: int | None = None
 ) -> RepositoryPlan:
     """Return each key's lifecycle and the lint; raise KeysyncError if unreadable."""
-    repo = open_repository(repository)
     policy = repository.policy()
     state = load_state(config.state_dir, repository.name)
-    scan = repo.scan()
+    scan = open_repository(repository).scan()
     if scan.problems:
         raise KeysyncError("; ".join(scan.problems))
     keyset = scan.keyset

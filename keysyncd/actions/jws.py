@@ -67,8 +67,7 @@ def converge(run: Run, options: Options, action: Action) -> ActionResult:
         # phase 2 of one node affects what every other node must hold: always the fleet
         raise UsageError(
             f"{run.repository.name}: sync --node does not apply to kind jws: every node is "
-            "synced together (run 'keysyncd sync --repo "
-            f"{run.repository.name}')"
+            f"synced together (run 'keysyncd sync --repo {run.repository.name}')"
         )
     keys = load(run)
     if options.init and (keys.pairs.signing or keys.pairs.next):
@@ -120,8 +119,7 @@ class _Jws:
         act.clock = self.clock = check_clock(self.run, self.keys.state, self.fleet, quorum)
         act.rotating = self.options.rotate and self.clock.trusted
         self.fleet.inspect(expect(self.keys))
-        nodes = node_outcomes(self.fleet)
-        now = self.run.clock()
+        nodes, now = node_outcomes(self.fleet), self.run.clock()
         return checked(self.keys.state, nodes, self.run.node_names, now, self.clock), nodes
 
     def plan(self, act: Act, state: RepositoryState) -> dict[str, Any]:

@@ -66,9 +66,7 @@ def _check_against_journal(store: JwsStore, scan: StoreScan, pairs: model.JwsSta
     """Raise RepositoryError if a store file is not the one the journal recorded: whoever
     changed it could make every node trust their key."""
     changed = [
-        name
-        for name, digest in pairs.public_keys().items()
-        if digest_of(scan.public[name]) != digest
+        n for n, digest in pairs.public_keys().items() if digest_of(scan.public[n]) != digest
     ]
     for pair in pairs.next.values():
         private = scan.private[pair.public]

@@ -144,9 +144,8 @@ def record_check(
     messages = tuple(f"drift on {n}: {describe_changes(c)}" for n, c in drifted.items())
     if pending is not None and migration:
         messages += (pending,)
-    backoff = {name: state.nodes[name].next_attempt_at for name in waiting}
     action = Action.DRIFT if drifted else Action.VERIFY
-    details: dict[str, Any] = {"backoff": backoff}
+    details: dict[str, Any] = {"backoff": {n: state.nodes[n].next_attempt_at for n in waiting}}
     if migration:
         details["hooks"] = [hook.to_json() for hook in migration]
     draft = Draft(action, started, nodes, messages=messages, details=details, clock=clock)

@@ -176,10 +176,9 @@ def cmd_sync(args: argparse.Namespace, config: Config, out: Output) -> int:
         for repository in chosen(config, args.repo):
             if repository.key_kind.pairs_per_node:
                 raise UsageError(
-                    f"{repository.name}: sync --node does not apply to kind "
-                    f"{repository.kind}: every node "
-                    "is synced together (a node's private key changes only once every node "
-                    "holds its public key)"
+                    f"{repository.name}: sync --node does not apply to kind {repository.kind}: "
+                    "every node is synced together (a node's private key changes only once "
+                    "every node holds its public key)"
                 )
     sync = partial(operations.sync, node=args.node, force=args.force, dry_run=args.dry_run)
     return run_each(args, config, out, "sync", sync)

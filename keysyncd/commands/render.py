@@ -179,10 +179,9 @@ def report_lines(d: dict[str, Any]) -> list[str]:
         f"generation {shown(d.get('generation'))}",
     ]
     lines += [f"  {shown(message, MAX_DETAIL)}" for message in _listed(d.get("messages"))]
-    expected = _mapping(d.get("expected"))
+    expected = _mapping(d.get("expected")).items()
     lines.append(
-        "  expected keys: "
-        + ", ".join(f"{shown(i)}:{short_digest(shown(digest))}" for i, digest in expected.items())
+        "  expected keys: " + ", ".join(f"{shown(i)}:{short_digest(shown(v))}" for i, v in expected)
     )
     lines += _hook_lines(d.get("details"))
     nodes = _mapping(d.get("nodes"))

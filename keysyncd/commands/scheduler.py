@@ -55,11 +55,8 @@ class Scheduler:
 
     def next_rotations(self) -> dict[str, datetime | None]:
         """Return each repository's next scheduled rotation."""
-        found: dict[str, datetime | None] = {}
-        for job in self.scheduler.get_jobs():
-            if job.id.startswith("rotate:"):
-                found[job.id.split(":", 1)[1]] = job.next_run_time
-        return found
+        jobs = self.scheduler.get_jobs()
+        return {j.id.split(":", 1)[1]: j.next_run_time for j in jobs if j.id.startswith("rotate:")}
 
     def start(self) -> None:
         """Start firing jobs (in APScheduler's own thread)."""

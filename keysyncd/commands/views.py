@@ -193,10 +193,8 @@ def node_line(node: str, entry: Mapping[str, Any]) -> str:
     status = entry.get("status")
     if status is None:
         return f"  node {shown(node)}: never checked"
-    times = (
-        f"last check {shown(entry.get('checked_at'))}, "
-        f"last in sync {shown(entry.get('last_verified_at'))}"
-    )
+    checked, in_sync = shown(entry.get("checked_at")), shown(entry.get("last_verified_at"))
+    times = f"last check {checked}, last in sync {in_sync}"
     return f"  node {shown(node)}: {shown(status)} ({times}){_why(entry)}"
 
 
