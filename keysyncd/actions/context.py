@@ -157,9 +157,8 @@ def check_clock(
 
 
 def commit(run: Run, state: RepositoryState, draft: Draft, **result: Any) -> ActionResult:
-    """Write the report (after any the journal kept; one that cannot be written is kept in
-    the state, the result not ok), the state, the metrics; return the result. Raise
-    KeysyncError if the state cannot be written."""
+    """Write the report (kept in the state if it cannot be), the state, the metrics; return
+    the result. Raise KeysyncError if the state cannot be written."""
     ended = run.clock()
     check = draft.clock or clock.current(state, ended, run.config.clock.max_skew)
     outcome = draft.outcome or outcome_of(node.status for node in draft.nodes.values())

@@ -192,10 +192,8 @@ class _Symmetric(Symmetric):
             return self._defer(act, gated)
         if gated.forced:
             act.forced = True
-            unverified = ", ".join(gated.unverified)
-            act.messages.append(
-                f"FORCED: rotated although these nodes were not verified: {unverified}"
-            )
+            said = "FORCED: rotated although these nodes were not verified: "
+            act.messages.append(said + ", ".join(gated.unverified))
         keyset, state = rotate_local(
             self.run, self.local.repository, self.keyset, self.state, self.rotation, self.clock
         )

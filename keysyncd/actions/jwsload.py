@@ -63,8 +63,7 @@ def load(run: Run) -> Keys:
 
 
 def _check_against_journal(store: JwsStore, scan: StoreScan, pairs: model.JwsState) -> None:
-    """Raise RepositoryError if a store file is not the one the journal recorded: whoever
-    changed it could make every node trust their key."""
+    """Raise RepositoryError if a store file is not the journal's (nodes would trust it)."""
     changed = [
         n for n, digest in pairs.public_keys().items() if digest_of(scan.public[n]) != digest
     ]

@@ -179,9 +179,8 @@ def initialise(run: Run, repository: Repository, state: RepositoryState) -> Repo
 def reconciled(
     run: Run, state: RepositoryState, keyset: KeySet, now: float
 ) -> tuple[RepositoryState, bool]:
-    """Return ``journal.reconcile`` of the keys on disk (and whether they changed outside
-    keysyncd); raise RepositoryError if a key credentials may still need was lost (pushing
-    would delete it on every node too)."""
+    """Return ``journal.reconcile`` of the disk (and whether it changed outside keysyncd);
+    raise RepositoryError if a key credentials may need was lost (a push would delete it)."""
     lost = journal.unmigrated_losses(state, keyset.digests(), run.repository.policy())
     if lost:
         raise RepositoryError(

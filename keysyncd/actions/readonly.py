@@ -129,8 +129,7 @@ def check_fleet(run: Run, rng: random.Random | None = None, *, kind: Kind) -> Ac
 def record_check(
     run: Run, state: RepositoryState, started: float, checks: Checks, waiting: list[str], rng: Rng
 ) -> ActionResult:
-    """Commit a periodic check: drift counted, a pending migration retried, unreachable
-    nodes backed off (with jitter), ``waiting`` ones reported skipped; return the result."""
+    """Commit a periodic check (drift counted, migration retried, backoff); return the result."""
     nodes, drifted, clock = checks
     kinds = [f"drift:{kind}" for changes in drifted.values() for kind, v in changes.items() if v]
     state = checked(journal.counted(state, *kinds), nodes, run.node_names, run.clock(), clock)

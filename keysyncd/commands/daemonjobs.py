@@ -56,13 +56,8 @@ class DaemonJobs:
             self.last_error = f"{name}: {error}"
             log.error("%s failed: %s", name, error)
         self.job_deadline = 0.0
-        self.last_job = {
-            "action": job.action,
-            "trigger": job.trigger,
-            "outcome": outcome,
-            "started_at": started,
-            "ended_at": time.time(),
-        }
+        what = {"action": job.action, "trigger": job.trigger, "outcome": outcome}
+        self.last_job = {**what, "started_at": started, "ended_at": time.time()}
 
     def _run_of(self, job: Job) -> Callable[[RepositoryConfig], Run]:
         trigger = Trigger(job.trigger)

@@ -239,9 +239,8 @@ def daemon_lines(info: dict[str, Any] | None) -> list[str]:
     job = info.get("last_job")
     if job:
         name = job_name(shown(job["action"]), shown(job["trigger"]))
-        lines.append(
-            f"  last action: {name} {shown(job['outcome'])} at {when(job.get('ended_at'))}"
-        )
+        ended = when(job.get("ended_at"))
+        lines.append(f"  last action: {name} {shown(job['outcome'])} at {ended}")
     if info.get("last_error"):
         lines.append(f"  last error: {printable(str(info['last_error']))}")
     return lines
