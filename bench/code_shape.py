@@ -15,7 +15,6 @@ FUNCTION_LIMIT = 40
 MODULE_LIMIT = 300
 # The modules only one kind's path uses (by file stem, wherever io/ puts them).
 SYMMETRIC = {
-    "rotate",
     "distribute",
     "drift",
     "inspect",
@@ -26,12 +25,10 @@ SYMMETRIC = {
     "policy",
     "nodeplan",
     "repository",
-    "symmetric",
 }
 JWS = {
     "jws",
     "jwsdrift",
-    "jwsinspect",
     "jwsload",
     "jwsread",
     "jwsfleet",

@@ -25,8 +25,7 @@ import time
 from pathlib import Path
 
 from keysyncd.actions.context import Run
-from keysyncd.actions.distribute import sync_repository
-from keysyncd.actions.rotate import rotate_repository
+from keysyncd.actions.distribute import rotate_repository, sync_repository
 from keysyncd.commands.cli import main
 from keysyncd.config import load_config
 from keysyncd.core.vocabulary import Trigger

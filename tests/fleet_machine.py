@@ -15,8 +15,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from keysyncd.actions.bootstrap import init_repository
 from keysyncd.actions.context import Run
-from keysyncd.actions.distribute import sync_repository
-from keysyncd.actions.rotate import rotate_repository
+from keysyncd.actions.distribute import rotate_repository, sync_repository
 from keysyncd.config import Config
 from keysyncd.core.vocabulary import GOOD, Trigger
 from keysyncd.io.local.state import load_state

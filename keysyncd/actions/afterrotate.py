@@ -1,13 +1,7 @@
-"""The after_rotate hook and the block it leaves (SPEC rule 9): journaled before it starts,
-cleared only by its success, so that a hook that failed, timed out, was killed, could not
-run, or ran while keysyncd was killed, blocks the next rotation until it succeeds.
-
-The hook is a migration (for credential keys, ``keystone-manage credential_migrate``): it
-re-encrypts with the primary, so it may start only once every node holds that primary (a
-node without it would still encrypt with the old one). ``migrate_when_ready`` is the one
-place that decides it, for rotate, sync and the daemon's periodic check alike; a success is
-journaled as the primary's ``migrated_at``, which is what retires credential keys.
-"""
+"""The after_rotate hook (a migration: ``keystone-manage credential_migrate``) and its block
+(SPEC rule 9): journaled before it starts, cleared only by its success. It may start only
+once every node holds the primary (``migrate_when_ready``, the one place that decides it);
+a success is journaled as the primary's ``migrated_at``, which retires credential keys."""
 
 from __future__ import annotations
 
@@ -27,13 +21,9 @@ NOT_READY = (
 def run_after_rotate(
     run: Run, state: RepositoryState, document: bytes
 ) -> tuple[RepositoryState, list[HookRun]]:
-    """Run the after_rotate hooks given ``document``; return the state (blocked unless every
-    hook succeeded, the block journaled before the first one started; on success the
-    primary's migration recorded) and their runs. The caller has seen every node verified
-    holding the current keys.
-
-    Raise StateError if the block cannot be journaled (then no hook runs).
-    """
+    """Run the after_rotate hooks (every node was seen holding the current keys); return the
+    state (blocked unless all succeeded; else the migration recorded) and the runs. Raise
+    StateError if the block cannot be journaled first (then no hook runs)."""
     hooks = run.repository.hooks
     if not hooks.after_rotate:
         return journal.unblock_rotation(state), []
@@ -53,9 +43,7 @@ def run_after_rotate(
 def migrate_when_ready(
     run: Run, state: RepositoryState
 ) -> tuple[RepositoryState, list[HookRun], str | None]:
-    """Run a pending after_rotate migration if every configured node is verified holding the
-    current keys (``state`` already records this action's checks); return the state, the
-    hook runs and, while the migration is still pending, why (None: nothing is pending)."""
+    """Run a pending migration once every node holds the keys; return state, runs, why not."""
     if state.hook_block is None:
         return state, [], None
     if not journal.every_node_holds(state, run.node_names):

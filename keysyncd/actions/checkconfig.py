@@ -1,11 +1,5 @@
-"""check-config: every check that needs no network, as a list of findings.
-
-What would make an action fail later is an error: an unsafe or damaged local file, an
-identity that does not load, a node without a known_hosts entry for its host and port, an
-owner or group unknown here, a hook command that cannot be found, no key at all for SSH.
-What is unsafe but works is a warning: ``max_active_keys`` too small for the schedule (the
-``plan`` lint). Nothing here writes, and nothing touches the network.
-"""
+"""check-config: every check that needs no network, as findings: an error for what would make
+an action fail later, a warning for what is unsafe but works. Nothing here writes."""
 
 from __future__ import annotations
 
@@ -14,8 +8,7 @@ import shutil
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from keysyncd.actions.inspect import lint_repository
-from keysyncd.actions.jwsinspect import algorithm_change
+from keysyncd.actions.inspect import algorithm_change, lint_repository
 from keysyncd.config import Config
 from keysyncd.errors import ConfigError, KeysyncError, LocalFileError
 from keysyncd.io.local.hooktrust import RUN_DIRECTORY, trust_findings
@@ -29,8 +22,7 @@ WARNING = "warning"
 
 @dataclass(frozen=True)
 class Finding:
-    """One problem check-config found: ``check`` names the kind, ``message`` says where
-    and what to do."""
+    """One finding: ``check`` names the kind, ``message`` where and what to do."""
 
     severity: str
     check: str
@@ -45,35 +37,27 @@ def config_findings(config: Config, now: float) -> list[Finding]:
     """Return every finding for ``config`` at time ``now``, errors first (empty: all good)."""
     findings = [Finding(ERROR, "trust", problem) for problem in trust_findings(config)]
     findings += [Finding(ERROR, "local_files", problem) for problem in local_file_problems(config)]
-    findings += _ssh_findings(config)
-    findings += _id_findings(config)
-    findings += _hook_findings(config)
-    findings += _hook_stop_findings(config)
-    findings += _migration_findings(config)
-    findings += _lint_findings(config, now)
-    findings += _algorithm_findings(config)
+    checks = (_ssh_findings, _id_findings, _hook_findings, _hook_stop_findings, _migration_findings)
+    findings += [finding for check in checks for finding in check(config)]
+    findings += _lint_findings(config, now) + _algorithm_findings(config)
     return sorted(findings, key=lambda finding: finding.severity != ERROR)
 
 
 def _ssh_findings(config: Config) -> list[Finding]:
     if not config.nodes:
         return []
-    found = []
+    found = _known_hosts_findings(config)
     if config.ssh.identity_file is None and not os.environ.get("SSH_AUTH_SOCK"):
-        found.append(
-            Finding(
-                ERROR,
-                "identity",
-                "At 'ssh.identity_file': not set, and no ssh-agent is reachable "
-                "($SSH_AUTH_SOCK is unset): set identity_file to the controller's key",
-            )
+        message = (
+            "At 'ssh.identity_file': not set, and no ssh-agent is reachable "
+            "($SSH_AUTH_SOCK is unset): set identity_file to the controller's key"
         )
-    return found + _known_hosts_findings(config)
+        found.insert(0, Finding(ERROR, "identity", message))
+    return found
 
 
 def _known_hosts_findings(config: Config) -> list[Finding]:
-    """Return a finding for each node that known_hosts does not list (for its host and port,
-    plain or hashed, revoked keys not counting)."""
+    """Return a finding for each node known_hosts does not list (revoked keys not counting)."""
     path = config.ssh.known_hosts
     if path is None:
         return []
@@ -88,15 +72,12 @@ def _known_hosts_findings(config: Config) -> list[Finding]:
         # as OpenSSH names hosts in known_hosts (and keysyncd.io.remote.ssh looks them up)
         name = node.host if node.port == 22 else f"[{node.host}]:{node.port}"
         if not known.lookup(name):
-            found.append(
-                Finding(
-                    ERROR,
-                    "known_hosts",
-                    f"At 'nodes[{index}]' ({node.name}): known_hosts {path} has no usable "
-                    f"host key for {name} ({known.why_unusable(name)}): add the node's host "
-                    "key (the Ansible role reads it from the node), or fix its host and port",
-                )
+            message = (
+                f"At 'nodes[{index}]' ({node.name}): known_hosts {path} has no usable "
+                f"host key for {name} ({known.why_unusable(name)}): add the node's host "
+                "key (the Ansible role reads it from the node), or fix its host and port"
             )
+            found.append(Finding(ERROR, "known_hosts", message))
     return found
 
 
@@ -107,14 +88,9 @@ def _id_findings(config: Config) -> list[Finding]:
             try:
                 resolve_id(getattr(repository, key), lookup)
             except ConfigError as error:
-                found.append(
-                    Finding(
-                        ERROR,
-                        key,
-                        f"At 'repositories[{index}].{key}': {error}: create it, or give "
-                        "the numeric id",
-                    )
-                )
+                where = f"repositories[{index}].{key}"
+                message = f"At '{where}': {error}: create it, or give the numeric id"
+                found.append(Finding(ERROR, key, message))
     return found
 
 
@@ -132,25 +108,20 @@ def _hook_findings(config: Config) -> list[Finding]:
 
 
 def _hook_stop_findings(config: Config) -> list[Finding]:
-    """Return a warning for each repository whose hooks may run longer than systemd waits
-    for keysyncd to stop: a stop during such a hook ends it (SPEC rule 9)."""
+    """Return a warning where hooks may outlast systemd's stop timeout (SPEC rule 9)."""
     found = []
     for index, repository in enumerate(config.repositories):
         hooks = repository.hooks
         if hooks.timeout > UNIT_TIMEOUT_STOP_SEC and (
             hooks.before_rotate or hooks.after_rotate or hooks.on_failure
         ):
-            found.append(
-                Finding(
-                    WARNING,
-                    "hook_timeout",
-                    f"At 'repositories[{index}].hooks.timeout' ({repository.name}): "
-                    f"{hooks.timeout:g}s is longer than the unit's TimeoutStopSec "
-                    f"({UNIT_TIMEOUT_STOP_SEC:g}s): a stop during such a hook ends it, and an "
-                    "after_rotate that did not finish leaves the repository blocked until it "
-                    "succeeds",
-                )
+            message = (
+                f"At 'repositories[{index}].hooks.timeout' ({repository.name}): "
+                f"{hooks.timeout:g}s is longer than the unit's TimeoutStopSec "
+                f"({UNIT_TIMEOUT_STOP_SEC:g}s): a stop during such a hook ends it, and an "
+                "after_rotate that did not finish leaves the repository blocked until it succeeds"
             )
+            found.append(Finding(WARNING, "hook_timeout", message))
     return found
 
 
@@ -158,18 +129,15 @@ def _not_runnable(command: str) -> str | None:
     """Return why ``command`` cannot be run here, or None when it can."""
     if "/" in command:
         path = os.path.join(RUN_DIRECTORY, command)  # where hooks run (io/hooks.py)
-        if os.path.isfile(path) and os.access(path, os.X_OK):
-            return None
-        return f"command {command!r} does not exist or is not executable"
+        runnable = os.path.isfile(path) and os.access(path, os.X_OK)
+        return None if runnable else f"command {command!r} does not exist or is not executable"
     if shutil.which(command) is not None:
         return None
     return f"command {command!r} is not found in PATH ({os.environ.get('PATH', '')})"
 
 
 def _migration_findings(config: Config) -> list[Finding]:
-    """Return a warning for each repository whose keys retire by migration but that has no
-    after_rotate hook to run it: none of its keys is ever retired until the operator
-    confirms a migration."""
+    """Return a warning where keys retire by migration but no after_rotate hook runs it."""
     return [
         Finding(
             WARNING,
@@ -185,8 +153,7 @@ def _migration_findings(config: Config) -> list[Finding]:
 
 
 def _algorithm_findings(config: Config) -> list[Finding]:
-    """Return a warning for each jws repository whose ``algorithm`` is not the one its keys
-    were made for: what the next rotation does, and which tokens it ends."""
+    """Return a warning where ``algorithm`` is not the one the keys were made for."""
     found = []
     for index, repository in enumerate(config.repositories):
         if "algorithm" in repository.key_kind.fields and (

@@ -1,52 +1,53 @@
-"""What every action shares: the run it belongs to, its result, and its single commit.
-
-Each action reads *load -> decide -> act -> commit*. ``commit`` is the one place that writes
-what an action learned: the report first, then the state, then the metrics (a crash between
-them leaves a report whose state is redone by the next action, never the reverse). A report
-that cannot be written (report_dir full) is kept in the state instead, and written, marked
-late, by the first later commit that can: the state is saved whatever happened to the report.
-``write_ahead`` saves the journal's record of a rotation before the disk is touched: the
-only other state write, and the reason a crash can be finished or undone.
-
-``check_clock`` is the one judgement of the controller's clock (SPEC safety rule 10): every
-step that retires, rotates or confirms a demotion takes its ``ClockCheck`` and does nothing
-of the kind when the clock is not trusted.
-"""
+"""What every action shares: its run, its result, its one commit (report, then state, then
+metrics; a report report_dir cannot take is kept in the journal and written, marked late, by
+the next commit that can), ``write_ahead`` (the journal saved before the disk is touched, so
+a crash can be finished or undone) and ``check_clock``, the one judgement of the clock."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from keysyncd.actions.latereports import not_written, write_reports
 from keysyncd.config import Config, RepositoryConfig
 from keysyncd.core import clock, journal
 from keysyncd.core.clock import ClockCheck
 from keysyncd.core.journal import Recovery, RepositoryState
 from keysyncd.core.policy import RotationPlan
 from keysyncd.core.report import NodeOutcome, Report
+from keysyncd.core.text import plural
 from keysyncd.core.vocabulary import Action, Outcome, Trigger, outcome_of
+from keysyncd.errors import KeysyncError
 from keysyncd.io.local.repolinks import node_owner
-from keysyncd.io.local.reportstore import new_report_id
+from keysyncd.io.local.reportstore import new_report_id, write_report
 from keysyncd.io.local.state import save_state
 from keysyncd.io.remote.fanout import Fanout, Progress
 from keysyncd.io.remote.fleet import FleetAction
 
+if TYPE_CHECKING:
+    from keysyncd.io.remote.jwsfleet import JwsFleet
+
 DRY_RUN = "dry-run"
+F = TypeVar("F", "FleetAction", "JwsFleet")  # either kind's connections (``Run.connect``)
 
 log = logging.getLogger(__name__)
+# Reports kept in the journal while report_dir cannot take them: beyond these, the oldest
+# lose their per-node tables (abridged, marked so), and beyond MAX_UNWRITTEN they are dropped
+# (counted in the journal, logged): the state file must stay small enough to write at once.
+MAX_UNWRITTEN = 1000
+ABRIDGED_MESSAGE = 500  # characters kept of each message of an abridged report
+MAX_UNWRITTEN_BYTES = 8 << 20
 
 
 @dataclass(frozen=True)
 class Run:
-    """One action on one repository: the config, what started it, and its connections to
-    the outside (the clock, progress on a terminal, a stop request from the daemon)."""
+    """One action on one repository: config, trigger, clock, progress, the daemon's stop."""
 
     config: Config
     repository: RepositoryConfig
@@ -65,24 +66,14 @@ class Run:
         """Return True once the daemon asked to stop."""
         return self.cancel is not None and self.cancel.is_set()
 
-    @contextlib.contextmanager
-    def fleet(
-        self, only: str | Collection[str] | None = None, observe_clock: bool = True
-    ) -> Iterator[FleetAction | None]:
-        """Yield the connections to every node (or to ``only``: one name, or several), None
-        when there is no node; every connection is closed afterwards, whatever happened.
-
-        Each node's clock is read as it is connected (a temp file created and removed), unless
-        ``observe_clock`` is False (a dry run writes nothing anywhere)."""
-        if only is None:
-            nodes = list(self.config.nodes)
-        else:
-            names = [only] if isinstance(only, str) else list(only)
-            nodes = [self.config.node(name) for name in names]
-        if not nodes:
-            yield None
-            return
-        fleet = FleetAction(
+    def connect(
+        self, fleet: type[F], only: str | Collection[str] | None = None, observe_clock: bool = True
+    ) -> F:
+        """Return a ``fleet`` (not yet open) of every node or ``only``; it reads each node's
+        clock as it connects unless ``observe_clock`` is False (a dry run writes nothing)."""
+        names = [only] if isinstance(only, str) else only
+        nodes = self.config.nodes if names is None else [self.config.node(n) for n in names]
+        return fleet(
             self.repository,
             nodes,
             self.config.ssh,
@@ -91,6 +82,16 @@ class Run:
             self.cancel,
             self.clock if observe_clock else None,
         )
+
+    @contextlib.contextmanager
+    def fleet(
+        self, only: str | Collection[str] | None = None, observe_clock: bool = True
+    ) -> Iterator[FleetAction | None]:
+        """Yield the open connections of ``connect`` (None without nodes), closed after."""
+        fleet = self.connect(FleetAction, only, observe_clock)
+        if not fleet.nodes:
+            yield None
+            return
         try:
             fleet.open()
             yield fleet
@@ -100,12 +101,7 @@ class Run:
 
 @dataclass(frozen=True)
 class ActionResult:
-    """What an action did: its outcome, its report (None for a dry run) and what it saw.
-
-    ``rotation``, ``preview``, ``recovery`` and ``would`` are filled by the actions that
-    have them: the rotation plan, what each node would get (dry run), what crash recovery
-    does, the outcome the real action would have (dry run).
-    """
+    """What an action did: its outcome, its report (None for a dry run), what it saw."""
 
     repository: str
     outcome: str
@@ -117,17 +113,13 @@ class ActionResult:
     recovery: Recovery | None = None
     report_error: str | None = None  # why the report could not be written (kept in the state)
     clock_trusted: bool = True  # False: nothing was retired or rotated (SPEC rule 10)
-    # a dry run: the outcome the real action would have (None: not predicted, taken as ok)
-    would: Outcome | None = None
-    # a rotation: True once the controller promoted its staged key (whatever the nodes then
-    # did); False when nothing changed (deferred, or stopped before it began)
-    promoted: bool = False
+    would: Outcome | None = None  # a dry run: the real action's outcome (None: taken as ok)
+    promoted: bool = False  # a rotation: the staged key was promoted (whatever the nodes did)
     plan: Mapping[str, Any] | None = None  # any kind's plan, as details.plan records it
 
     @property
     def ok(self) -> bool:
-        """Return True when nothing needs the operator's attention; for a dry run, when
-        the real action would need none (so both exit with the same code)."""
+        """Return True when nothing needs attention (a dry run: when the real one would not)."""
         good = self.report_error is None and self.clock_trusted
         if self.outcome == DRY_RUN:
             return good and self.would in (None, Outcome.OK)
@@ -151,11 +143,9 @@ class Draft:
 def check_clock(
     run: Run, state: RepositoryState, fleet: Fanout[Any, Any] | None, quorum: bool = True
 ) -> ClockCheck:
-    """Return the judgement of the controller's clock now: against the journal's latest
-    time, and the clocks of the nodes ``fleet`` read as it connected (none without one).
-
-    ``quorum``: a majority of the configured nodes must have been read (``init`` needs none:
-    its nodes have no directory to read a clock in yet, and it has nothing to retire)."""
+    """Return the judgement of the clock now, against the journal's latest time and the
+    nodes' clocks ``fleet`` read; ``quorum``: a majority of the nodes must have been read
+    (``init`` needs none: no directory to read a clock in yet, and nothing to retire)."""
     skews = list(fleet.skews.values()) if fleet is not None else []
     latest = clock.latest_recorded(state)
     configured = len(run.config.nodes)
@@ -166,12 +156,8 @@ def check_clock(
 
 
 def commit(run: Run, state: RepositoryState, draft: Draft, **result: Any) -> ActionResult:
-    """Write the report (after any the journal kept), then the state, then the metrics;
-    return the action's result.
-
-    A report that cannot be written is kept in the state, and the result says so (not ok).
-    Raise KeysyncError if the state cannot be written.
-    """
+    """Write the report (kept in the state if it cannot be), the state, the metrics; return
+    the result. Raise KeysyncError if the state cannot be written."""
     ended = run.clock()
     check = draft.clock or clock.current(state, ended, run.config.clock.max_skew)
     outcome = draft.outcome or outcome_of(node.status for node in draft.nodes.values())
@@ -211,8 +197,7 @@ def _report(
     check: ClockCheck,
     ended: float,
 ) -> Report:
-    """Return the report of ``draft``, ended at ``ended`` with ``outcome``; its id is not
-    final until it is written (``write_report``)."""
+    """Return the report of ``draft`` (its id final once written: ``write_report``)."""
     return Report(
         id=new_report_id(draft.started, draft.action),
         action=draft.action,
@@ -231,17 +216,73 @@ def _report(
 
 
 def write_ahead(run: Run, state: RepositoryState) -> None:
-    """Save the journal now: the record of a rotation about to touch the disk, or what a
-    rotation or recovery just did, so that a crash can always be finished or undone."""
+    """Save the journal now, so that a crash can always be finished or undone."""
     save_state(run.config.state_dir, state)
 
 
-def node_outcomes(fleet: FleetAction | None) -> dict[str, NodeOutcome]:
+def node_outcomes(fleet: Fanout[Any, Any] | None) -> dict[str, NodeOutcome]:
     """Return each node's outcome as reports show it (none without nodes)."""
     return {} if fleet is None else {name: r.outcome() for name, r in fleet.results.items()}
 
 
-def remember(run: Run, state: RepositoryState) -> None:
-    """The commit of an action that found nothing to report (keysyncd's own write seen by
-    the watch): the journal is saved, no report is written."""
-    save_state(run.config.state_dir, state)
+def write_reports(
+    run: Run, state: RepositoryState, report: Report, check: ClockCheck
+) -> tuple[RepositoryState, Report, str | None]:
+    """Write the kept reports, then ``report``; return the state, the report as written, why not."""
+    now = report.ended_at
+    # only a clock the nodes vouched for in this action ages reports out: a clock a year
+    # ahead would make all of them look old (retention by count still applies)
+    retention_now = now if check.trusted and check.fresh else None
+    config = run.config
+    waiting = [dict(document) for document in state.unwritten_reports]
+    try:
+        while waiting:
+            write_report(
+                config.report_dir, config.state_dir, waiting[0], config.reports, retention_now, now
+            )
+            waiting.pop(0)
+        path = write_report(
+            config.report_dir, config.state_dir, report, config.reports, retention_now
+        )
+    except KeysyncError as error:
+        log.error("%s: %s", run.repository.name, error)
+        return kept(state, [*waiting, report.to_json()]), report, str(error)
+    return replace(state, unwritten_reports=()), replace(report, id=path.stem), None
+
+
+def kept(state: RepositoryState, documents: list[dict[str, Any]]) -> RepositoryState:
+    """Return ``state`` keeping ``documents`` (oldest first, the oldest abridged then dropped
+    past MAX_UNWRITTEN_BYTES or MAX_UNWRITTEN; the newest always kept)."""
+    sizes = [len(json.dumps(document)) for document in documents]
+    for index, document in enumerate(documents):
+        if sum(sizes) <= MAX_UNWRITTEN_BYTES:
+            break
+        documents[index] = _abridged(document)
+        sizes[index] = len(json.dumps(documents[index]))
+    dropped = max(len(documents) - MAX_UNWRITTEN, 0)
+    while dropped < len(documents) - 1 and sum(sizes[dropped:]) > MAX_UNWRITTEN_BYTES:
+        dropped += 1
+    for document in documents[:dropped]:
+        log.error("%s: report %s dropped: report_dir could not take it", state.name, document["id"])
+    if dropped:
+        state = journal.counted(state, *["reports:dropped"] * dropped)
+    return replace(state, unwritten_reports=tuple(documents[dropped:]))
+
+
+def _abridged(document: dict[str, Any]) -> dict[str, Any]:
+    """Return ``document`` without nodes, digests and details, its messages shortened."""
+    note = (
+        "abridged while report_dir could not take it: the per-node table, the expected "
+        "digests and the details were dropped, the messages shortened, to keep the journal small"
+    )
+    messages = [str(m)[:ABRIDGED_MESSAGE] for m in list(document.get("messages", []))[:20]]
+    return {**document, "nodes": {}, "expected": {}, "details": {}, "messages": [*messages, note]}
+
+
+def not_written(failure: str, kept: int) -> str:
+    """Return what the result says of a report not written (``kept``: those kept now)."""
+    earlier = f" with {plural(kept - 1, 'earlier one')}" if kept > 1 else ""
+    return (
+        f"the report could not be written ({failure}); it is kept in the journal{earlier} "
+        "and written, marked late, by the next action that can"
+    )

@@ -1,55 +1,47 @@
-"""Fleet actions on one repository: sync (push + read-back) and verify (read-only).
-
-sync, in the action shell: load -> recover, reconcile -> the plan: what is now safe to
-retire (rule 2) -> retire it -> push in two phases and verify -> commit. ``sync --node``
-changes only that node: it neither recovers nor retires on the controller (the other nodes
-would then differ from it). verify: load -> read every node -> commit. ``sync --dry-run``
-takes the same steps up to the plan, writing nothing, and shows what each node would get.
-"""
+"""Symmetric sync and rotate in the action shell. sync: load, recover, reconcile -> retire
+what is safe (rule 2) -> push in two phases, read back (``sync --node``: that node only, no
+recovery or retirement on the controller). rotate (SPEC rules 1-3): every node synced
+first, the staged key promoted only if every node is verified (else deferred)."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from keysyncd.actions import local
-from keysyncd.actions.context import (
-    DRY_RUN,
-    ActionResult,
-    Run,
-    check_clock,
-    node_outcomes,
-)
-from keysyncd.actions.preview import predicted, retirement_json
+from keysyncd.actions.context import DRY_RUN, ActionResult, Run, check_clock, node_outcomes
+from keysyncd.actions.local import rotate_local
+from keysyncd.actions.preview import plan_json, predicted, previews, retirement_json
 from keysyncd.actions.shell import Act, Gate, execute
-from keysyncd.core.clock import judge
+from keysyncd.core.clock import ClockCheck, judge
 from keysyncd.core.journal import RepositoryState
+from keysyncd.core.kinds import SymmetricModel
+from keysyncd.core.nodeplan import diff
 from keysyncd.core.nodes import checked
 from keysyncd.core.policy import left_to_the_fleet, retired_note
 from keysyncd.core.report import NodeOutcome
-from keysyncd.core.vocabulary import Action, Outcome
+from keysyncd.core.vocabulary import GOOD, Action, NodeStatus, Outcome
 from keysyncd.io.remote.fleet import FleetAction, push_keyset
 
 log = logging.getLogger(__name__)
+# A node that differs is synced before the promotion; one that failed or diverged defers it.
+STOPS_THE_GATE = (NodeStatus.FAILED, NodeStatus.DIVERGED)
+NEW_KEY = "(new key)"
 
 
 def sync_repository(
     run: Run, node: str | None = None, force: bool = False, dry_run: bool = False
 ) -> ActionResult:
-    """Push the local repository to every node (or one) and verify it by read-back.
-
-    The caller holds the lock (unless ``dry_run``). Raise RepositoryError if the local
-    repository is invalid (nothing is pushed then).
-    """
+    """Push the keys to every node (or one) and read back; raise RepositoryError if invalid."""
     act = Act(run, Action.SYNC, run.clock(), forced=force)
     steps = Symmetric(run, force, node, dry=dry_run)
     return steps.preview(act) if dry_run else execute(act, steps)
 
 
 class Symmetric:
-    """The steps of a symmetric sync (``keysyncd.actions.shell.Steps``), which rotate and
-    init extend; ``dry``: the same steps up to the plan, writing nothing (``preview``)."""
+    """The steps of a symmetric sync (``shell.Steps``), which rotate and init extend."""
 
     def __init__(self, run: Run, force: bool, node: str | None = None, dry: bool = False) -> None:
         self.run, self.force, self.node, self.dry = run, force, node, dry
@@ -57,8 +49,7 @@ class Symmetric:
         self.fleet: FleetAction | None = None
 
     def load(self, act: Act) -> RepositoryState:
-        """Load, recover (dry: say what it would do; sync --node: none) and reconcile the
-        keys (``self.keyset``); return the journal. Raise RepositoryError if invalid."""
+        """Load, recover, reconcile the keys (``keyset``); return the journal (RepositoryError)."""
         self.local = found = local.load_local(self.run)
         if self.node is not None:
             self.keyset, state = local.as_found(self.run, found, self.dry)
@@ -93,7 +84,7 @@ class Symmetric:
             self.retire = ()
             act.messages += [left_to_the_fleet(due.retire)] if due.retire else []
         if self.retire:
-            policy = local.policy_of(self.run.repository)
+            policy = self.run.repository.policy()
             act.messages.append(retired_note(policy, self.retire, would=self.dry))
         resulting = [i for i in self.keyset.indices if i not in self.retire]
         return retirement_json(self.retire, due.keep, resulting)
@@ -141,12 +132,119 @@ class Symmetric:
             return {}, Outcome.OK
         expected = {i: d for i, d in self.keyset.digests().items() if i not in self.retire}
         self.fleet.inspect(expected, self.force)
-        preview = {
-            name: r.plan.changes() if r.plan else {"error": r.error.detail if r.error else "?"}
-            for name, r in self.fleet.results.items()
-        }
-        return preview, predicted(self.fleet)
+        return previews(self.fleet), predicted(self.fleet)
 
     def close(self) -> None:
         """Close every connection."""
         self.connections.close()
+
+
+def gate(nodes: Mapping[str, NodeOutcome], force: bool, stopping: bool, clock: ClockCheck) -> Gate:
+    """Return whether the staged key may be promoted: never while the daemon stops or the
+    clock is untrusted (not even with --force, which overrides unverified nodes only)."""
+    unverified = tuple(
+        f"{name} ({node.reason or node.status})"
+        for name, node in sorted(nodes.items())
+        if node.status not in GOOD
+    )
+    if stopping:
+        return Gate(False, unverified or ("stopping",), False)
+    if not clock.trusted:
+        return Gate(False, unverified, False, clock_untrusted=True)
+    return Gate(not unverified or force, unverified, bool(unverified) and force)
+
+
+def rotate_repository(run: Run, dry_run: bool = False, force: bool = False) -> ActionResult:
+    """Rotate ``run.repository`` once (the caller holds the lock, unless ``dry_run``)."""
+    act = Act(run, Action.ROTATE, run.clock(), rotating=True)
+    steps = _Symmetric(run, force, dry=dry_run)
+    return steps.preview(act) if dry_run else execute(act, steps)
+
+
+class _Symmetric(Symmetric):
+    """The steps of a symmetric rotation (see ``keysyncd.actions.shell.Steps``)."""
+
+    def before_gate(self, act: Act) -> tuple[RepositoryState, dict[str, NodeOutcome]]:
+        """Sync every node to the current keys (rule 1); return the journal and the nodes."""
+        state, _ = super().before_gate(act)
+        if self.fleet is not None and self.dry:
+            self.fleet.inspect(self.keyset.digests())
+        elif self.fleet is not None:
+            push_keyset(self.fleet, self.keyset)  # rule 1: every node holds the staged key first
+        if self.dry and state.hook_block is not None:
+            act.messages.append(
+                "would first run the pending after_rotate migration (once every node holds "
+                "the current keys) and rotate only if it succeeds; " + state.hook_block.describe()
+            )
+        return self.checked(state)
+
+    def plan(self, act: Act, state: RepositoryState) -> dict[str, Any]:
+        """Return the rotation plan, made once by the kind's planner (KeysyncError: none)."""
+        planner = self.run.repository.key_kind.model_as(SymmetricModel).plan_rotation
+        policy = self.run.repository.policy()
+        self.rotation = planner(self.keyset.indices, state.history, policy, act.started)
+        if self.rotation.keep:
+            act.messages.append(self.rotation.kept_note())
+        act.result["rotation"] = self.rotation
+        return plan_json(self.rotation)
+
+    def gate(self, act: Act, state: RepositoryState) -> Gate:
+        """Return the gate (nothing to stage: every node holds the staged key already)."""
+        self.state = state
+        return gate(node_outcomes(self.fleet), self.force, self.run.cancelled, self.clock)
+
+    def promote(self, act: Act, gated: Gate) -> tuple[RepositoryState, dict[str, NodeOutcome]]:
+        """Promote locally and push in two phases, or defer; return the journal, the nodes."""
+        if not gated.promote:
+            return self._defer(act, gated)
+        if gated.forced:
+            act.forced = True
+            said = "FORCED: rotated although these nodes were not verified: "
+            act.messages.append(said + ", ".join(gated.unverified))
+        keyset, state = rotate_local(
+            self.run, self.local.repository, self.keyset, self.state, self.rotation, self.clock
+        )
+        if self.fleet is not None:
+            self.fleet.reset()
+            push_keyset(self.fleet, keyset, force=gated.forced)
+        return self.checked(state)
+
+    def regate(self, act: Act, gated: Gate) -> Gate:
+        """Return the gate decided again on every node read now: a hand may have taken the
+        staged key from a node or put something where the new primary goes (SPEC rule 1)."""
+        if not gated.promote or self.fleet is None:
+            return gated
+        self.fleet.forget_views()
+        self.fleet.reset()
+        self.fleet.verify(self.keyset.digests())
+        return gate(node_outcomes(self.fleet), self.force, self.run.cancelled, self.clock)
+
+    def _defer(self, act: Act, gated: Gate) -> tuple[RepositoryState, dict[str, NodeOutcome]]:
+        act.outcome = act.outcome or Outcome.DEFERRED
+        unverified = ", ".join(gated.unverified)
+        if gated.clock_untrusted:
+            act.messages.append("deferred: the controller's clock is not trusted (see below)")
+        if unverified:
+            act.messages.append(f"deferred: not every node could be verified: {unverified}")
+        return self.checked(self.state)
+
+    def foresee(self, act: Act) -> tuple[dict[str, dict[str, Any]], Outcome | None]:
+        """Return what each node would get and the rotation's outcome (why it defers: ``act``)."""
+        fleet, plan = self.fleet, self.rotation
+        if fleet is None:
+            return {}, Outcome.OK
+        staged = self.keyset.digests()[0]
+        expected = {i: d for i, d in self.keyset.digests().items() if i not in plan.retire}
+        expected[plan.new_primary] = staged
+        expected[0] = NEW_KEY
+        shown = {
+            name: {"primary": plan.new_primary, **diff(expected, r.view, fleet.ownership).changes()}
+            if r.view is not None
+            else {"error": r.error.detail if r.error else r.status}
+            for name, r in fleet.results.items()
+        }
+        stop = sorted(n for n, r in fleet.results.items() if r.outcome().status in STOPS_THE_GATE)
+        if stop and not self.force:
+            act.messages.append("would defer: not every node could be verified: " + ", ".join(stop))
+            return shown, Outcome.DEFERRED
+        return shown, predicted(fleet)

@@ -1,6 +1,7 @@
-"""Drift of the symmetric kinds: changes keysyncd did not make, locally (watch) or on nodes
-(periodic check), in the flows of ``keysyncd.actions.readonly``. Local changes are told apart
-from keysyncd's own writes by comparing the disk with the journal, never by timing."""
+"""Symmetric drift, locally (watch) or on nodes (periodic check), in ``readonly``'s flows
+(local changes told from keysyncd's own by the journal, never by timing); and
+confirm-migration, the operator's word that every credential was re-encrypted with a key
+(credential keys retire by migration, never by time; it also clears a failed hook's block)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from keysyncd.actions.context import (
     check_clock,
     commit,
     node_outcomes,
-    remember,
+    write_ahead,
 )
 from keysyncd.actions.inspect import open_repository
 from keysyncd.actions.local import load_local, reconciled, recover
@@ -24,9 +25,11 @@ from keysyncd.actions.readonly import Only
 from keysyncd.core import journal
 from keysyncd.core.journal import RepositoryState
 from keysyncd.core.keyring import KeySet
+from keysyncd.core.kinds import KINDS
 from keysyncd.core.nodes import checked
 from keysyncd.core.report import NodeOutcome
 from keysyncd.core.vocabulary import Action, Outcome
+from keysyncd.errors import KeysyncError, UsageError
 from keysyncd.io.local.state import load_state
 from keysyncd.io.remote.fleet import FleetAction, push_keyset
 
@@ -35,9 +38,7 @@ REPLACED = "drift:local_replaced"  # counted: keysyncd_drift_events_total{kind="
 
 
 class SymmetricReads:
-    """The symmetric kinds' part of the read-only shell (``readonly.Kind``): every node holds
-    the local repository's key set; a foreign change of it is a new generation, pushed or
-    only reported; a node that drifted gets the key set again."""
+    """The symmetric part of the read-only shell (``readonly.Kind``)."""
 
     words = ("local repository", "not pushed")
 
@@ -53,7 +54,7 @@ class SymmetricReads:
     ) -> ActionResult | None:
         state, foreign = reconciled(run, state, keys, started)
         if not foreign:
-            remember(run, state)
+            write_ahead(run, state)  # nothing to report: the journal only
             return None
         return _foreign(run, state, keys, started)
 
@@ -78,14 +79,12 @@ verify_repository = partial(readonly.verify, kind=SymmetricReads())
 
 
 def _foreign(run: Run, state: RepositoryState, keys: KeySet, started: float) -> ActionResult:
-    """Report a valid change made outside keysyncd (now generation ``state.generation``),
-    pushed to every node with ``drift.on_local_change: sync``; return the result."""
+    """Commit a valid change made outside keysyncd (pushed with ``on_local_change: sync``)."""
     state = journal.counted(state, "drift:local_change")
     message = f"local repository changed outside keysyncd: now generation {state.generation}"
     log.warning("%s: %s", run.repository.name, message)
     nodes: dict[str, NodeOutcome] = {}
-    action = Action.DRIFT
-    clock = None
+    action, clock = Action.DRIFT, None
     if run.config.drift.on_local_change == "sync" and run.config.nodes:
         with run.fleet() as fleet:
             clock = check_clock(run, state, fleet)
@@ -106,8 +105,7 @@ MISSING = (
 
 
 def _missing(run: Run) -> RepositoryState | None:
-    """Return the journal if the repository's directory vanished after keysyncd had keys in
-    it (None: it is there, or was never initialised, which ``init`` is for)."""
+    """Return the journal if the directory vanished after keysyncd had keys in it, else None."""
     if run.repository.path.exists():
         return None
     state = load_state(run.config.state_dir, run.repository.name)
@@ -115,8 +113,7 @@ def _missing(run: Run) -> RepositoryState | None:
 
 
 def report_replaced(run: Run) -> ActionResult:
-    """Commit the report that the repository's directory was replaced (moved away and
-    recreated, or restored) and is watched again; what it holds is checked next."""
+    """Commit the report that the repository's directory was replaced and is watched again."""
     state = journal.counted(load_state(run.config.state_dir, run.repository.name), REPLACED)
     message = (
         f"repository directory {run.repository.path} was replaced (moved away and recreated, "
@@ -136,3 +133,56 @@ def report_watch_failure(run: Run, failure: str) -> ActionResult:
     now = run.clock()
     draft = Draft(Action.DRIFT, now, outcome=Outcome.FAILED, messages=(message,), details=details)
     return commit(run, state, draft)
+
+
+def confirm_migration(run: Run, primary: int) -> ActionResult:
+    """Record that every credential was migrated to key ``primary``; return the result.
+    Raise UsageError if the kind does not retire by migration or ``primary`` is not
+    current; KeysyncError if the local keys changed or a node does not hold them now."""
+    repository = run.repository
+    started = run.clock()
+    state, keyset = _confirmable(run, primary)
+    loaded = state, keyset, keyset.digests()
+    (nodes, _, clock), _ = readonly.read(run, SymmetricReads(), loaded, None)  # every node
+    state = checked(state, nodes, run.node_names, run.clock(), clock)
+    if not journal.every_node_holds(state, run.node_names):
+        missing = [n for n in run.node_names if not journal.every_node_holds(state, [n])]
+        raise KeysyncError(
+            f"{repository.name}: not confirmed: {', '.join(missing)} not verified holding the "
+            "current keys; run keysyncd sync, then credential_migrate, then confirm again"
+        )
+    state = journal.migrated(state, primary, run.clock())
+    message = (
+        f"migration to key {primary} confirmed by the operator: keys below it are retired "
+        "at the next sync or rotation"
+    )
+    return commit(
+        run, state, Draft(Action.MIGRATE, started, nodes, messages=(message,), clock=clock)
+    )
+
+
+def _confirmable(run: Run, primary: int) -> tuple[journal.RepositoryState, KeySet]:
+    """Return the journal and local keys if ``primary`` may be confirmed, else raise."""
+    repository = run.repository
+    if KINDS[repository.kind].retire_by != "migration":
+        raise UsageError(
+            f"{repository.name}: confirm-migration applies to kind credential only (this is "
+            f"kind {repository.kind}, whose keys retire by time)"
+        )
+    state = load_state(run.config.state_dir, repository.name)
+    keyset = open_repository(repository).load()
+    if keyset.digests() != dict(state.digests):
+        raise KeysyncError(
+            f"{repository.name}: the local keys changed outside keysyncd; run keysyncd sync "
+            "first, then migrate and confirm again"
+        )
+    current = journal.primary_index(state)
+    if primary != current:
+        # only the current primary: every node is checked holding it now, and a migration
+        # confirmed for a newer key than the one it encrypted with would retire the keys
+        # its credentials still need
+        raise UsageError(
+            f"{repository.name}: --primary {primary} is not the current primary ({current}): "
+            f"run keystone-manage credential_migrate now, then confirm --primary {current}"
+        )
+    return state, keyset

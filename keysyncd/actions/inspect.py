@@ -1,31 +1,34 @@
-"""Read-only views of a repository: status and plan. They return values; the CLI renders them.
-
-Nothing here writes: no lock, no report, no state. It imports no module that writes either
-(not ``actions.local``, whose Run context pulls in the SSH and metrics libraries), so that
-``status``, ``plan`` and ``check-config`` start fast.
-"""
+"""Read-only views of a repository of each kind, status and plan, as values. Nothing here
+writes or imports a module that does (``status``, ``plan`` and ``check-config`` start fast)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keysyncd.config import Config, RepositoryConfig
 from keysyncd.core import clock, due, journal
 from keysyncd.core.journal import RepositoryState
+from keysyncd.core.jws import JwsState, former_algorithms, migration_notice, plan_retirement
 from keysyncd.core.jwsconverge import PairLifecycle
-from keysyncd.core.kinds import SymmetricModel
+from keysyncd.core.kinds import JwsModel, SymmetricModel
 from keysyncd.core.nodes import stale_because, standing
 from keysyncd.core.policy import Lifecycle, lint
 from keysyncd.core.schedule import cron_trigger, next_fire_times, rotation_period
+from keysyncd.core.text import bounded
 from keysyncd.core.times import rfc3339, rfc3339_of
 from keysyncd.core.vocabulary import STALE
 from keysyncd.errors import KeysyncError
+from keysyncd.io.local.jwsstore import JwsStore, store_root
 from keysyncd.io.local.repolinks import local_owner
 from keysyncd.io.local.repository import Repository
 from keysyncd.io.local.state import load_state
+
+if TYPE_CHECKING:
+    from apscheduler.triggers.cron import CronTrigger
 
 
 def open_repository(config: RepositoryConfig) -> Repository:
@@ -42,10 +45,7 @@ def lint_repository(config: RepositoryConfig, now: float) -> list[str]:
 def common_status(
     config: Config, repository: RepositoryConfig, state: RepositoryState, now: float
 ) -> dict[str, Any]:
-    """Return the JSON-ready fields every kind's status has, from the journal ``state``:
-    generation, last and next rotation, overdue, last action, a failed hook blocking the
-    next rotation, node status and the clock; ``warnings``, ``problems``, ``keys`` and
-    ``retiring`` empty, for the kind to fill. Every time is an RFC 3339 UTC string."""
+    """Return the JSON-ready fields every kind's status has (lists empty for it to fill)."""
     trigger = cron_trigger(repository.schedule, repository.timezone)
     upcoming = next_fire_times(trigger, datetime.fromtimestamp(now, UTC), 1)
     last, block = state.last_action, state.hook_block
@@ -82,8 +82,7 @@ def common_status(
 
 
 def repository_status(config: Config, repository: RepositoryConfig, now: float) -> dict[str, Any]:
-    """Return a JSON-ready status of one repository (``common_status``) with its keys by
-    role (digests only), problems, lint and permission warnings."""
+    """Return ``common_status`` with the keys by role (digests only), problems, warnings."""
     repo = open_repository(repository)
     state = load_state(config.state_dir, repository.name)
     status = common_status(config, repository, state, now)
@@ -121,11 +120,7 @@ def repository_status(config: Config, repository: RepositoryConfig, now: float) 
 def nodes_json(
     config: Config, state: RepositoryState, keys_changed: bool = False
 ) -> dict[str, dict[str, Any]]:
-    """Return every configured node's record as ``status`` shows it, judged against the
-    controller's current generation (``keysyncd.core.nodes.standing``): ``status`` is what
-    the node is now (``stale`` when verified before the controller changed, None when never
-    checked), ``checked_status`` what its last check found, ``checked_at`` when that check
-    was, ``last_verified_at`` the last time it was in sync."""
+    """Return every node's record as ``status`` shows it (``core.nodes.standing``)."""
     nodes: dict[str, dict[str, Any]] = {}
     for node in config.nodes:
         record = state.nodes.get(node.name)
@@ -136,8 +131,7 @@ def nodes_json(
         for key in ("checked_at", "last_verified_at", "next_attempt_at"):
             document[key] = rfc3339(document[key])
         shown = standing(record, state.generation, keys_changed)
-        document["checked_status"] = record.status
-        document["status"] = shown
+        document |= {"checked_status": record.status, "status": shown}
         if shown == STALE:
             document["stale"] = stale_because(record, state.generation, keys_changed)
         nodes[node.name] = document
@@ -159,14 +153,10 @@ class RepositoryPlan:
 def repository_plan(
     config: Config, repository: RepositoryConfig, now: float, rotations: int | None = None
 ) -> RepositoryPlan:
-    """Return each key's lifecycle over the next rotations and the config lint.
-
-    Raise KeysyncError if the repository cannot be read.
-    """
-    repo = open_repository(repository)
+    """Return each key's lifecycle and the lint; raise KeysyncError if unreadable."""
     policy = repository.policy()
     state = load_state(config.state_dir, repository.name)
-    scan = repo.scan()
+    scan = open_repository(repository).scan()
     if scan.problems:
         raise KeysyncError("; ".join(scan.problems))
     keyset = scan.keyset
@@ -186,4 +176,107 @@ def repository_plan(
         lifecycles=simulate(keyset.indices, history, policy, times),
         kept_now=kept,
         warnings=lint_repository(repository, now),
+    )
+
+
+MAX_ROTATIONS = 30  # a plan longer than this says nothing the first ones do not
+
+
+def algorithm_change(config: Config, repository: RepositoryConfig) -> str | None:
+    """Return what the next rotation does about a change of ``algorithm`` (None: nothing)."""
+    try:
+        pairs = load_state(config.state_dir, repository.name).jws or JwsState()
+        scan = JwsStore(store_root(config, repository), repository.algorithm).scan()
+    except KeysyncError:
+        return None
+    former = former_algorithms(pairs, scan.algorithms, repository.algorithm)
+    return migration_notice(former, repository.algorithm) if former else None
+
+
+def jws_status(config: Config, repository: RepositoryConfig, now: float) -> dict[str, Any]:
+    """Return ``common_status`` with every node's pairs (digests only) and old keys kept."""
+    state = load_state(config.state_dir, repository.name)
+    pairs = state.jws or JwsState()
+    store = JwsStore(store_root(config, repository), repository.algorithm)
+    retirement = plan_retirement(pairs, _retention(repository), now)
+    status = common_status(config, repository, state, now)
+    status["problems"] = list(store.scan().problems)
+    if not pairs.signing and not pairs.next:
+        status["problems"].append(f"{repository.name}: no key pairs (run 'keysyncd init')")
+    status["keys"] = [
+        {
+            "index": pair.serial,
+            "role": role,
+            "node": node,
+            "public": pair.public,
+            "sha256": pair.public_digest,
+            "created_at": rfc3339(pair.created_at),
+            "demoted_at": None,
+        }
+        for role, group in (("signing", pairs.signing), ("waiting", pairs.next))
+        for node, pair in sorted(group.items())
+    ]
+    status["retiring"] = [
+        {"public": name, "node": pairs.retiring[name].node, "safe_at": rfc3339(safe_at)}
+        for name, safe_at in retirement.keep
+    ]
+    status["warnings"] = _warnings(config, repository, pairs)
+    return status
+
+
+def _warnings(config: Config, repository: RepositoryConfig, pairs: JwsState) -> list[str]:
+    """Return what waits on the fleet: pairs not installed, old keys, an algorithm change."""
+    found = []
+    if pairs.next:
+        found.append(
+            f"new key pairs wait to be installed on {bounded(sorted(pairs.next))}: no private "
+            "key changes until every node holds every public key (a sync installs them)"
+        )
+    unconfirmed = sorted(n for n, key in pairs.retiring.items() if key.stopped_at is None)
+    if unconfirmed:
+        found.append(
+            f"old public keys {bounded(unconfirmed)} stay until their node is verified signing "
+            "with its new pair"
+        )
+    if change := algorithm_change(config, repository):
+        found.append(change)
+    return found
+
+
+def _retention(repository: RepositoryConfig) -> int:
+    """Return how long an old public key stays after its node stopped signing with it."""
+    return repository.token_expiration + repository.allow_expired_window
+
+
+def _count(trigger: CronTrigger, start: datetime, retention: int) -> int:
+    """Return how many rotations a plan shows: enough for a replaced key to retire."""
+    try:
+        period = rotation_period(trigger, start)
+    except KeysyncError:
+        return 3
+    return min(MAX_ROTATIONS, 3 + math.ceil(retention / period))
+
+
+def jws_plan(config: Config, repository: RepositoryConfig, now: float) -> RepositoryPlan:
+    """Return the next rotations and every pair's lifecycle over them."""
+    trigger = cron_trigger(repository.schedule, repository.timezone)
+    start = datetime.fromtimestamp(now, UTC)
+    retention = _retention(repository)
+    times = [
+        t.timestamp() for t in next_fire_times(trigger, start, _count(trigger, start, retention))
+    ]
+    pairs = load_state(config.state_dir, repository.name).jws or JwsState()
+    nodes = [node.name for node in config.nodes]
+    kept = [
+        f"every rotation gives each node a new pair; its old public key stays on every node "
+        f"{retention}s after the node was verified signing with the new one"
+    ]
+    change = algorithm_change(config, repository)
+    return RepositoryPlan(
+        repository.name,
+        times,
+        repository.key_kind.model_as(JwsModel).lifecycles(pairs, nodes, retention, now, times),
+        kept,
+        [change] if change else [],
+        "nothing to size: each node has one key pair",
     )

@@ -1,22 +1,21 @@
-"""keystone's JWS key pairs (``kind: jws``): init, sync and rotate (``converge``); verify and
-adopt are in ``keysyncd.actions.jwsread``, loading in ``keysyncd.actions.jwsload``, the plan
-in ``keysyncd.core.jwsconverge``.
-
-Every write runs in the action shell (``keysyncd.actions.shell``: hooks, the after_rotate
-block, one outcome, one commit) and follows SPEC section 9: load (store, journal) -> the
-plan (pairs to generate, keys to retire), made once -> phase 1 (every node gets every public
-key) -> the gate (every node verified holding all of them) -> before_rotate -> phase 2 (each
-node gets its own private key; wrong entries go) -> read-back -> after_rotate -> commit. A
-node whose private.pem is not the one keysyncd installed gets a new pair the same way:
-keysyncd never keeps a private key once its node verified it.
-"""
+"""JWS key pairs: init, sync and rotate as one ``converge`` in the action shell (SPEC 9):
+the plan made once -> phase 1 (every node gets every public key) -> the gate (all verified)
+-> phase 2 (each node its own private key) -> read-back. A node whose private.pem is not
+keysyncd's gets a new pair; no private key is kept once its node verified it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from typing import Any
 
-from keysyncd.actions.context import DRY_RUN, ActionResult, Run, check_clock, write_ahead
+from keysyncd.actions.context import (
+    DRY_RUN,
+    ActionResult,
+    Run,
+    check_clock,
+    node_outcomes,
+    write_ahead,
+)
 from keysyncd.actions.jwsload import (
     Connections,
     Keys,
@@ -24,10 +23,8 @@ from keysyncd.actions.jwsload import (
     generate,
     load,
     refuse_if_any_node_holds_a_key,
-    store_of,
     tidy_store,
 )
-from keysyncd.actions.jwsread import verify
 from keysyncd.actions.jwswords import (
     Summary,
     algorithm_messages,
@@ -36,6 +33,7 @@ from keysyncd.actions.jwswords import (
     messages,
     preview_messages,
 )
+from keysyncd.actions.preview import predicted, previews
 from keysyncd.actions.shell import Act, Gate, execute
 from keysyncd.core import journal
 from keysyncd.core import jws as model
@@ -45,18 +43,14 @@ from keysyncd.core.jwsconverge import ConvergePlan, ConvergeRequest
 from keysyncd.core.kinds import JwsModel
 from keysyncd.core.nodes import checked
 from keysyncd.core.report import NodeOutcome
-from keysyncd.core.vocabulary import GOOD, Action, Outcome, Trigger, outcome_after_push
+from keysyncd.core.vocabulary import GOOD, Action, Outcome, Trigger
 from keysyncd.errors import KeysyncError, UsageError
-from keysyncd.io.local.jwsstore import store_root
 from keysyncd.io.remote.jwsfleet import JwsFleet
-
-__all__ = ["Options", "converge", "store_of", "store_root", "verify"]
 
 
 @dataclass(frozen=True)
 class Options:
-    """What a converge run may do: ``rotate`` (a new pair for every node), ``force`` (past
-    unverified nodes), ``init`` (refuse if anything exists), ``dry_run``."""
+    """What a converge may do: ``rotate`` (new pairs), ``force``, ``init``, ``dry_run``."""
 
     rotate: bool = False
     force: bool = False
@@ -66,16 +60,14 @@ class Options:
 
 
 def converge(run: Run, options: Options, action: Action) -> ActionResult:
-    """Bring every node to the journal's key pairs (rotating first if asked): see the module
-    docstring. Raise KeysyncError (nothing changed) for an invalid store or a refusal."""
+    """Bring every node to the journal's pairs; raise KeysyncError (nothing changed) if refused."""
     started = run.clock()
     if options.node is not None:
         # a node's private key may only change once every node holds its public key, and
         # phase 2 of one node affects what every other node must hold: always the fleet
         raise UsageError(
             f"{run.repository.name}: sync --node does not apply to kind jws: every node is "
-            "synced together (run 'keysyncd sync --repo "
-            f"{run.repository.name}')"
+            f"synced together (run 'keysyncd sync --repo {run.repository.name}')"
         )
     keys = load(run)
     if options.init and (keys.pairs.signing or keys.pairs.next):
@@ -111,19 +103,15 @@ def _plan(run: Run, keys: Keys, options: Options, fleet: JwsFleet, trusted: bool
 
 
 class _Jws:
-    """The steps of a JWS write action (see ``keysyncd.actions.shell.Steps``): phase 1
-    (every node gets every public key) before the gate, phase 2 after it."""
+    """The steps of a JWS write action (``shell.Steps``): phase 1 before the gate, 2 after."""
 
     def __init__(self, run: Run, keys: Keys, options: Options) -> None:
         self.run, self.keys, self.options = run, keys, options
-        self.connections = Connections(run)
-        self.fleet = self.connections.fleet
-        self.opened = False
+        self.fleet = run.connect(JwsFleet)
 
     def before_gate(self, act: Act) -> tuple[RepositoryState, dict[str, NodeOutcome]]:
         """Connect, judge the clock, read every node; return the journal recording it."""
-        self.connections.__enter__()
-        self.opened = True
+        self.fleet.open()
         if self.options.init:
             refuse_if_any_node_holds_a_key(self.run, self.fleet)
         # the nodes' clocks were read on connect (init: no directory to read one in yet)
@@ -131,8 +119,7 @@ class _Jws:
         act.clock = self.clock = check_clock(self.run, self.keys.state, self.fleet, quorum)
         act.rotating = self.options.rotate and self.clock.trusted
         self.fleet.inspect(expect(self.keys))
-        nodes = _outcomes(self.fleet)
-        now = self.run.clock()
+        nodes, now = node_outcomes(self.fleet), self.run.clock()
         return checked(self.keys.state, nodes, self.run.node_names, now, self.clock), nodes
 
     def plan(self, act: Act, state: RepositoryState) -> dict[str, Any]:
@@ -141,8 +128,7 @@ class _Jws:
         return self.decided.to_json()
 
     def gate(self, act: Act, state: RepositoryState) -> Gate:
-        """Make the plan's new pairs, give every node every public key (phase 1), read them
-        back; return the gate."""
+        """Make the new pairs, run phase 1, read the nodes back; return the gate."""
         keys, plan, fleet = self.keys, self.decided, self.fleet
         keys.state = state
         keys.pairs = plan.pairs  # forgotten by the journal first, deleted from the store last
@@ -156,8 +142,7 @@ class _Jws:
         return self._decide()
 
     def promote(self, act: Act, gated: Gate) -> tuple[RepositoryState, dict[str, NodeOutcome]]:
-        """Give each node of the gate its waiting private key (phase 2: wrong entries go
-        everywhere), read every node back; return the journal and the nodes."""
+        """Run phase 2 on the gate's nodes, read every node back; return the journal, nodes."""
         run, keys, fleet = self.run, self.keys, self.fleet
         install = self.install if gated.promote else frozenset()
         if install and act.rotating:  # journaled with the rotation: a hook never reached blocks
@@ -173,7 +158,7 @@ class _Jws:
         privates = {node: keys.scan.private[keys.pairs.next[node].public] for node in install}
         fleet.phase2(keys.scan.public, privates)
         fleet.verify(expect(keys, install, dropped=dropped))
-        nodes = _outcomes(fleet)
+        nodes = node_outcomes(fleet)
         done = [n for n in install if fleet.results[n].status in GOOD]
         summary = Summary(
             self.options, self.decided, self.clock, self.unverified, install, done, dropped,
@@ -198,12 +183,7 @@ class _Jws:
 
     def close(self) -> None:
         """Close every connection."""
-        if self.opened:
-            self.connections.__exit__()
-
-
-def _outcomes(fleet: JwsFleet) -> dict[str, NodeOutcome]:
-    return {name: result.outcome() for name, result in fleet.results.items()}
+        self.fleet.finish()
 
 
 def _unverified(fleet: JwsFleet, names: list[str]) -> list[str]:
@@ -221,10 +201,9 @@ def _unverified(fleet: JwsFleet, names: list[str]) -> list[str]:
 def _gate(
     run: Run, keys: Keys, unverified: list[str], options: Options, clock: ClockCheck
 ) -> frozenset[str]:
-    """Return the nodes that get their waiting private key now: all of them once every node
-    holds every public key (SPEC rule 1 for JWS); with --force, those reachable; none while
-    the daemon stops. With an untrusted clock only a node's first pair (it replaces no key,
-    so it times no retirement: SPEC rule 10)."""
+    """Return the nodes that get their waiting private key now: all once every node holds
+    every public key (rule 1), or forced; none while the daemon stops; with an untrusted
+    clock only first pairs (they replace no key, so time no retirement: rule 10)."""
     if run.cancelled or (unverified and not options.force):
         return frozenset()
     if not clock.trusted:
@@ -235,8 +214,7 @@ def _gate(
 def _finish(
     run: Run, keys: Keys, nodes: dict[str, NodeOutcome], summary: Summary, act: Act
 ) -> RepositoryState:
-    """Record what phase 2 did in the journal, then take the delivered private keys out of
-    the store; say it in ``act``; return the journal."""
+    """Journal what phase 2 did, then remove the delivered private keys; return the journal."""
     now = run.clock()
     delivered = []
     for node in summary.installed:  # verified: its node signs with it from now
@@ -257,10 +235,8 @@ def _finish(
     act.messages += messages(keys, summary) + algorithm_messages(keys, summary)
     if summary.options.init:
         act.messages += init_messages(run, nodes, summary)
-    rotate = summary.options.rotate
-    if keys.pairs.next and not summary.install and summary.unverified and rotate:
-        act.outcome = act.outcome or Outcome.DEFERRED
-    if rotate and not summary.clock.trusted:
+    waiting = keys.pairs.next and not summary.install and summary.unverified
+    if summary.options.rotate and (waiting or not summary.clock.trusted):
         act.outcome = act.outcome or Outcome.DEFERRED
     act.forced = bool(summary.options.force and summary.unverified)
     act.details["jws"] = details(keys, summary)
@@ -268,28 +244,16 @@ def _finish(
 
 
 def _preview(run: Run, keys: Keys, options: Options) -> ActionResult:
-    """What converge would do, reading the nodes and writing nothing: the plan the real run
-    makes (the clock taken as trusted: a dry run reads no clock) and each node's changes."""
+    """Return what converge would do, writing nothing (the clock taken as trusted)."""
     with Connections(run, observe_clock=False) as fleet:
         if options.init:  # the same refusal as the real run, before anything else
             refuse_if_any_node_holds_a_key(run, fleet)
         fleet.inspect(expect(keys))
-        nodes = _outcomes(fleet)
-        fixable = {n: not (r.plan and r.plan.unfixable) for n, r in fleet.results.items()}
-        preview = {
-            n: (r.plan.changes() if r.plan else {"error": r.error.detail if r.error else "?"})
-            for n, r in fleet.results.items()
-        }
+        nodes = node_outcomes(fleet)
+        preview, would = previews(fleet), predicted(fleet)
         plan = _plan(run, keys, options, fleet, trusted=True)
-    # a node that differs would be brought in line; one that failed fails the real run too
-    would = outcome_after_push((node.status, fixable[name]) for name, node in nodes.items())
+    messages = preview_messages(run, plan)
+    name = run.repository.name
     return ActionResult(
-        run.repository.name,
-        DRY_RUN,
-        None,
-        nodes,
-        preview_messages(run, plan),
-        preview=preview,
-        would=would,
-        plan=plan.to_json(),
+        name, DRY_RUN, None, nodes, messages, preview=preview, would=would, plan=plan.to_json()
     )

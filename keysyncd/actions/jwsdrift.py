@@ -1,14 +1,13 @@
-"""The JWS kind's part of the read-only shell (``keysyncd.actions.readonly``: verify and
-drift): the controller's store checked, every node verified and, with
-``drift.on_remote_drift: repair``, brought back by a sync (a node's private.pem that is not
-keysyncd's gets a new pair). Unreachable nodes back off as for every kind."""
+"""The JWS part of the read-only shell (``readonly``): the store checked, every node verified
+and, with ``on_remote_drift: repair``, brought back by a converge."""
 
 from __future__ import annotations
 
 from functools import partial
 
 from keysyncd.actions import readonly
-from keysyncd.actions.context import ActionResult, Run, remember
+from keysyncd.actions.context import ActionResult, Run, write_ahead
+from keysyncd.actions.jws import Options, converge
 from keysyncd.actions.jwsload import Connections, JwsFleetExpect, Keys, expect, load, store_of
 from keysyncd.actions.readonly import Later, Only
 from keysyncd.core.journal import RepositoryState
@@ -31,7 +30,7 @@ class JwsReads:
     ) -> ActionResult | None:
         """Nothing to push: a valid store is what the journal names (``jwsload.load``)."""
         if revalidated:
-            remember(run, state)
+            write_ahead(run, state)
         return None
 
     def load(self, run: Run) -> tuple[RepositoryState, Keys, JwsFleetExpect]:
@@ -42,10 +41,7 @@ class JwsReads:
         return Connections(run, only)
 
     def repair(self, run: Run, fleet: JwsFleet, keys: Keys) -> Later:
-        """Return a sync of every node (phase order kept: ``converge``), once the
-        connections of the check are closed."""
-        from keysyncd.actions.jws import Options, converge  # jws imports the reads
-
+        """Return a converge of every node, run once the check's connections are closed."""
         return lambda: converge(run, Options(), Action.DRIFT)
 
 

@@ -1,7 +1,5 @@
-"""The JWS kind's load and decide steps: the controller's key store and the journal, checked
-against each other (``load``), what every node must hold (``expect``), new pairs
-(``generate``) and the connections to the nodes (the plan: ``keysyncd.core.jwsconverge``). Used by
-``keysyncd.actions.jws`` (converge) and ``keysyncd.actions.jwsread`` (verify, adopt)."""
+"""The JWS kind's store and journal checked against each other (``load``), what every node
+must hold (``expect``), new pairs (``generate``) and the connections to the nodes."""
 
 from __future__ import annotations
 
@@ -18,7 +16,7 @@ from keysyncd.core.keyring import digest_of
 from keysyncd.core.text import bounded, named
 from keysyncd.errors import KeysyncError, RepositoryError
 from keysyncd.io.local.jwsstore import JwsStore, StoreScan, store_root
-from keysyncd.io.local.repolinks import jws_private_file, node_owner
+from keysyncd.io.local.repolinks import jws_private_file
 from keysyncd.io.local.state import load_state
 from keysyncd.io.remote.fleet import refuse_occupied_nodes
 from keysyncd.io.remote.jwsfleet import JwsFleet
@@ -65,13 +63,9 @@ def load(run: Run) -> Keys:
 
 
 def _check_against_journal(store: JwsStore, scan: StoreScan, pairs: model.JwsState) -> None:
-    """Raise RepositoryError if a key file in the store is not the one the journal recorded:
-    whoever changed it could make every node trust their key (or install a key no node can
-    validate). Nothing reaches a node from a store that does not match."""
+    """Raise RepositoryError if a store file is not the journal's (nodes would trust it)."""
     changed = [
-        name
-        for name, digest in pairs.public_keys().items()
-        if digest_of(scan.public[name]) != digest
+        n for n, digest in pairs.public_keys().items() if digest_of(scan.public[n]) != digest
     ]
     for pair in pairs.next.values():
         private = scan.private[pair.public]
@@ -101,9 +95,8 @@ def expect(
 
 @dataclass(frozen=True)
 class JwsFleetExpect:
-    """What each node must hold: every public key, and its private key (the waiting one for
-    nodes getting theirs in this run); ``dropped``: public keys of a former algorithm that
-    go in this run although the journal still names them (its nodes get their new pairs)."""
+    """What each node must hold: every public key and its private key (the waiting one when
+    ``installing``); ``dropped``: a former algorithm's public keys going in this run."""
 
     pairs: model.JwsState
     installing: frozenset[str]
@@ -123,28 +116,24 @@ class JwsFleetExpect:
 def generate(
     run: Run, keys: Keys, nodes: list[str], seen: Iterable[str] = (), algorithm: str = ""
 ) -> None:
-    """Make a new pair for each of ``nodes`` (``algorithm``: the configured one unless
-    given): into the store (private first), then into the journal, before anything reaches
-    a node. New names are in no journal, store or node listing (``seen``): a name that is
-    taken would replace someone's key."""
+    """Make a new pair for each of ``nodes``: into the store, then the journal, before any
+    node sees it; no name is one taken (``seen``: on a node), which would replace a key."""
     if not nodes:
         return
     publics, privates, pairs = {}, {}, []
     taken = {*keys.scan.public, *keys.scan.private, *seen}
+    algorithm = algorithm or run.repository.algorithm
     for node in nodes:
         serial = model.next_serial(keys.pairs, node, taken)
-        taken.add(model.public_name(node, serial))
-        private_pem, public_pem = generate_pair(algorithm or run.repository.algorithm)
         name = model.public_name(node, serial)
+        taken.add(name)
+        private_pem, public_pem = generate_pair(algorithm)
         publics[name], privates[name] = public_pem, private_pem
-        pairs.append(
-            model.Pair(
-                node, serial, name, digest_of(public_pem), digest_of(private_pem), run.clock()
-            )
-        )
+        digests = digest_of(public_pem), digest_of(private_pem)
+        pairs.append(model.Pair(node, serial, name, *digests, run.clock()))
     keys.store.write(publics, privates)
     keys.pairs = model.with_next(keys.pairs, pairs)
-    keys.scan.algorithms.update(dict.fromkeys(publics, algorithm or run.repository.algorithm))
+    keys.scan.algorithms.update(dict.fromkeys(publics, algorithm))
     keys.scan.public.update(publics)
     keys.scan.private.update(privates)
     keys.save(run)
@@ -162,27 +151,12 @@ def tidy_store(keys: Keys) -> None:
 
 
 class Connections:
-    """Connections to every node of ``run`` (or to ``only``: one name, or several), closed
-    afterwards; each node's clock is read as it is connected, unless ``observe_clock`` is
-    False (a dry run)."""
+    """Connections to every node of ``run`` (or ``only``), closed afterwards."""
 
     def __init__(
         self, run: Run, only: str | Collection[str] | None = None, observe_clock: bool = True
     ) -> None:
-        if only is None:
-            nodes = list(run.config.nodes)
-        else:
-            names = [only] if isinstance(only, str) else list(only)
-            nodes = [run.config.node(name) for name in names]
-        self.fleet = JwsFleet(
-            run.repository,
-            nodes,
-            run.config.ssh,
-            node_owner(run.repository),
-            run.progress,
-            run.cancel,
-            run.clock if observe_clock else None,
-        )
+        self.fleet = run.connect(JwsFleet, only, observe_clock)
 
     def __enter__(self) -> JwsFleet:
         self.fleet.open()
@@ -193,9 +167,7 @@ class Connections:
 
 
 def refuse_if_any_node_holds_a_key(run: Run, fleet: JwsFleet) -> None:
-    """Raise KeysyncError naming the nodes that already hold JWS keys, or whose directories
-    hold other files (init takes over only empty or absent directories); else forget
-    what was read (the fleet is ready for the init's own steps)."""
+    """Raise KeysyncError naming nodes holding JWS keys or other files; else forget the reads."""
     fleet.inspect(lambda node: JwsExpected({}, None))
     holding = sorted(
         name

@@ -1,5 +1,4 @@
-"""What a JWS write action says: its messages, its report's ``details.jws``, and the
-dry run's words for its plan (``keysyncd.actions.jws``)."""
+"""What a JWS write action says: messages, ``details.jws``, the dry run's words."""
 
 from __future__ import annotations
 
@@ -44,15 +43,13 @@ def messages(keys: Keys, summary: Summary) -> list[str]:
     if summary.installed:
         messages.append("installed new private keys on " + bounded(sorted(summary.installed)))
     deferred = bool(keys.pairs.next and summary.unverified and not summary.install)
-    if deferred and summary.options.init:
-        pass  # an init says it node by node (_init_messages)
-    elif deferred:
+    if deferred and not summary.options.init:  # an init says it node by node (init_messages)
         waiting = bounded(sorted(keys.pairs.next))
         messages.append(
             f"deferred: no private key changed anywhere; not every node holds the "
             f"new public keys: {', '.join(summary.unverified)} (waiting: {waiting})"
         )
-    elif summary.unverified and summary.options.force:
+    elif not deferred and summary.unverified and summary.options.force:
         messages.append(
             "FORCED: private keys installed although these nodes were not "
             "verified: " + ", ".join(summary.unverified)
@@ -61,13 +58,12 @@ def messages(keys: Keys, summary: Summary) -> list[str]:
     foreign = [name for name in summary.plan.rekey if name not in exposed]
     if foreign:
         messages.append(
-            "private.pem was not keysyncd's on " + bounded(foreign) + ": a new pair replaces it"
+            f"private.pem was not keysyncd's on {bounded(foreign)}: a new pair replaces it"
         )
     if exposed:
         messages.append(
             "private.pem had a wrong mode or owner (others may have read it) on "
-            + bounded(exposed)
-            + ": a new pair replaces it"
+            f"{bounded(exposed)}: a new pair replaces it"
         )
     if summary.plan.retire:
         messages.append(
@@ -106,9 +102,7 @@ def algorithm_messages(keys: Keys, summary: Summary) -> list[str]:
 
 
 def init_messages(run: Run, nodes: dict[str, NodeOutcome], summary: Summary) -> list[str]:
-    """Return what an init did on each node, unless it did everything (then the command says
-    so): which nodes sign with their new pair, which hold the public keys only, which failed
-    and why, and what to do next. Nothing here claims a node that failed."""
+    """Return what an init did on each node, unless it did everything."""
     names = run.node_names
     if set(summary.installed) == set(names):
         return []
@@ -126,9 +120,8 @@ def init_messages(run: Run, nodes: dict[str, NodeOutcome], summary: Summary) -> 
         lines.append("a key pair is installed on " + bounded(signing))
     if waiting:
         lines.append(
-            "no private key installed on "
-            + bounded(waiting)
-            + ": none is, until every node holds every node's public key"
+            f"no private key installed on {bounded(waiting)}: none is, until every node holds "
+            "every node's public key"
         )
     lines.append(
         "the new key pairs wait in the controller's store: once the failed nodes are fixed, "
@@ -155,9 +148,7 @@ def preview_messages(run: Run, plan: ConvergePlan) -> tuple[str, ...]:
         messages.append("would make new key pairs for " + bounded(list(plan.new)))
     if plan.rekey:
         messages.append(
-            "private.pem is not keysyncd's on "
-            + bounded(list(plan.rekey))
-            + ": would make new pairs"
+            f"private.pem is not keysyncd's on {bounded(list(plan.rekey))}: would make new pairs"
         )
     if plan.retire:
         messages.append("would retire public keys " + bounded(list(plan.retire)))

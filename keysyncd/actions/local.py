@@ -1,9 +1,5 @@
-"""The controller's own repository: load it with its journal, recover, rotate, retire.
-
-``load_local`` only reads: it returns the keys, the journal and the recovery a crash left
-to do, as values (so ``--dry-run`` can show them). Everything else here writes (but a dry
-run's ``recover``), and is called only by actions holding the lock.
-"""
+"""The controller's own repository: load it with its journal (``load_local`` only reads),
+recover, rotate, retire (these write, under the lock)."""
 
 from __future__ import annotations
 
@@ -12,7 +8,6 @@ from dataclasses import dataclass
 
 from keysyncd.actions.context import Run, write_ahead
 from keysyncd.actions.inspect import open_repository
-from keysyncd.config import RepositoryConfig
 from keysyncd.core import journal
 from keysyncd.core.clock import ClockCheck
 from keysyncd.core.journal import (
@@ -23,18 +18,13 @@ from keysyncd.core.journal import (
     recovered,
 )
 from keysyncd.core.keyring import KeySet, digest_of
-from keysyncd.core.policy import Policy, RetirementPlan, RotationPlan
+from keysyncd.core.policy import RetirementPlan, RotationPlan
 from keysyncd.core.text import plural
 from keysyncd.errors import KeysyncError, RepositoryError
 from keysyncd.io.local.repository import Repository, Scan
 from keysyncd.io.local.state import load_state
 
 log = logging.getLogger(__name__)
-
-
-def policy_of(config: RepositoryConfig) -> Policy:
-    """Return the rotation Policy of a repository's config (``RepositoryConfig.policy``)."""
-    return config.policy()
 
 
 @dataclass(frozen=True)
@@ -54,11 +44,7 @@ class Local:
 
 
 def load_local(run: Run) -> Local:
-    """Return the local repository and its journal, changing nothing.
-
-    Raise RepositoryError if the directory cannot be listed, LocalFileError if the journal
-    is damaged or unsafe.
-    """
+    """Return the repository and journal; raise RepositoryError, LocalFileError if unsafe."""
     repository = open_repository(run.repository)
     state = load_state(run.config.state_dir, run.repository.name)
     scan = repository.scan()
@@ -83,9 +69,8 @@ class Recovered:
 
 
 def recover(run: Run, local: Local, said: list[str] | None = None) -> Recovered:
-    """Carry out ``local.recovery`` and remove stale temp files; return what is left (the
-    journal is saved at once if recovery changed it). With ``said`` (a dry run) nothing
-    changes: what would be done is said there; the keys are those recovery would leave."""
+    """Carry out ``local.recovery``, remove temp files; return what is left. With ``said``
+    (a dry run) nothing changes: what would be done is said there."""
     repository, state, recovery = local.repository, local.state, local.recovery
     if said is not None:
         said += [] if recovery.action == "none" else ["would " + recovery.describe()]
@@ -114,9 +99,8 @@ def rotate_local(
     plan: RotationPlan,
     clock: ClockCheck,
 ) -> tuple[KeySet, RepositoryState]:
-    """Carry out ``plan`` on the local repository, journaled so a crash can be finished or
-    undone; return the new key set and journal. Raise RepositoryError if the disk write
-    fails (the repository is then unchanged), KeysyncError if ``clock`` is not trusted."""
+    """Carry out ``plan``, journaled first; return the new keys and journal. Raise
+    RepositoryError if the disk write fails (unchanged), KeysyncError for an untrusted clock."""
     if not clock.trusted:
         raise KeysyncError(f"{run.repository.name}: not rotated: {clock.describe()}")
     now = run.clock()
@@ -149,9 +133,8 @@ def rotate_local(
 def due_now(
     run: Run, keyset: KeySet, state: RepositoryState, clock: ClockCheck
 ) -> tuple[RetirementPlan, tuple[int, ...]]:
-    """Return which keys kept earlier are safe to delete now (safety rule 2), and those to
-    retire: none unless ``clock`` is trusted (rule 10)."""
-    due = journal.due_retirement(state, keyset.indices, policy_of(run.repository), run.clock())
+    """Return the retirement due (rule 2) and what to retire (none on a bad clock: rule 10)."""
+    due = journal.due_retirement(state, keyset.indices, run.repository.policy(), run.clock())
     return due, (due.retire if clock.trusted else ())
 
 
@@ -163,8 +146,7 @@ def retire_due(
     clock: ClockCheck,
     retire: tuple[int, ...] | None = None,
 ) -> tuple[KeySet, RepositoryState, tuple[int, ...]]:
-    """Retire ``retire`` (a plan's; None: what ``due_now`` allows); return the new set,
-    journal and the retired indices."""
+    """Retire ``retire`` (None: ``due_now``'s); return the new set, journal, retired indices."""
     if retire is None:
         _, retire = due_now(run, keyset, state, clock)
     if not retire:
@@ -177,9 +159,8 @@ def retire_due(
 
 
 def as_found(run: Run, local: Local, dry: bool = False) -> tuple[KeySet, RepositoryState]:
-    """Return the repository's keys and journal for ``sync --node``, which changes nothing
-    on the controller: raise RepositoryError if it is invalid, or if an interrupted rotation
-    must be finished or undone first (that is done by a whole-fleet sync or rotate)."""
+    """Return the keys and journal for ``sync --node`` (which never changes the controller);
+    raise RepositoryError if invalid, or if an interrupted rotation must be finished first."""
     if local.recovery.action != "none":
         refuses = "sync --node would refuse: it" if dry else "not synced: sync --node"
         raise RepositoryError(
@@ -203,11 +184,9 @@ def initialise(run: Run, repository: Repository, state: RepositoryState) -> Repo
 def reconciled(
     run: Run, state: RepositoryState, keyset: KeySet, now: float
 ) -> tuple[RepositoryState, bool]:
-    """Return ``journal.reconcile`` of the keys on disk (and whether they changed outside
-    keysyncd). Raise RepositoryError if the change lost a key credentials may still need (a
-    key deleted or replaced by hand, an older backup restored): pushing it would delete it
-    on every node too, so nothing is pushed until it is back."""
-    lost = journal.unmigrated_losses(state, keyset.digests(), policy_of(run.repository))
+    """Return ``journal.reconcile`` of the disk (and whether it changed outside keysyncd);
+    raise RepositoryError if a key credentials may need was lost (a push would delete it)."""
+    lost = journal.unmigrated_losses(state, keyset.digests(), run.repository.policy())
     if lost:
         raise RepositoryError(
             f"invalid repository: {run.repository.path}: keys {list(lost)} changed or "

@@ -1,69 +1,162 @@
 """Each kind's actions behind one protocol (``Kind``), bound to the kinds' models in one
-place (``IMPLEMENTATIONS``): fernet and credential keys share ``keysyncd.actions.symmetric``,
-jws key pairs have ``keysyncd.actions.jwskind``. The command line and the daemon call the
-functions below; a kind's write actions run its ``steps`` in ``keysyncd.actions.shell``, and
-``adopt`` its ``adoption`` steps there.
-
-A kind is registered once, with its pure planners, in ``keysyncd.core.kinds``; its model
-picks its implementation here. ``tests/unit/test_kind_seam.py`` proves every registered
-kind has one that implements every operation of ``Kind`` and of the shell's ``Steps`` and
-``Adoption``.
-"""
+place (``IMPLEMENTATIONS``); the command line and the daemon call the functions below and
+run ``JOBS`` (each repository on its own: one failing never stops the next). Each operation
+imports the module that does it when it runs, so that ``status``, ``plan`` and
+``check-config`` do not load the SSH library. ``tests/unit/test_kind_seam.py`` proves every
+kind registered in ``keysyncd.core.kinds`` implements ``Kind`` and the shell's ``Steps`` and
+``Adoption`` (``adopt`` runs a kind's ``adoption`` steps in the shell)."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
-from keysyncd.actions.jwskind import JwsKind
-from keysyncd.actions.symmetric import SymmetricKind
+from keysyncd.actions import inspect
+from keysyncd.actions.inspect import RepositoryPlan
 from keysyncd.config import Config, RepositoryConfig
+from keysyncd.core.vocabulary import Action, Outcome
+from keysyncd.errors import KeysyncError
+from keysyncd.io.local.jwsstore import store_root
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from keysyncd.actions.context import ActionResult, Run
-    from keysyncd.actions.inspect import RepositoryPlan
     from keysyncd.actions.shell import Adoption, Steps
     from keysyncd.core.adoption import Adopted
 
 
 class Kind(Protocol):
-    """What every kind does: what the command line and the daemon call, and the class of
-    its steps in the action shell."""
+    """What every kind does (the functions below), and its steps in the action shell."""
+
+    def steps(self) -> type[Steps]: ...
+    def status(
+        self, config: Config, repository: RepositoryConfig, now: float
+    ) -> dict[str, Any]: ...
+    def lifecycles(
+        self, config: Config, repository: RepositoryConfig, now: float
+    ) -> RepositoryPlan: ...
+    def rotate(self, run: Run, dry_run: bool, force: bool) -> ActionResult: ...
+    def sync(self, run: Run, node: str | None, force: bool, dry_run: bool) -> ActionResult: ...
+    def verify(self, run: Run, node: str | None) -> ActionResult: ...
+    def init(self, run: Run, dry_run: bool) -> ActionResult: ...
+    def adoption(self) -> type[Adoption]: ...
+    def check_local(self, run: Run) -> ActionResult | None: ...
+    def check_fleet(self, run: Run) -> ActionResult | None: ...
+    def watched(self, config: Config, repository: RepositoryConfig) -> Path: ...
+
+
+class SymmetricKind:
+    """Fernet and credential keys: every node holds the controller's key set."""
 
     def steps(self) -> type[Steps]:
-        """Return the class of this kind's steps in ``keysyncd.actions.shell.execute``."""
+        from keysyncd.actions.distribute import _Symmetric
+
+        return _Symmetric
+
+    def rotate(self, run: Run, dry_run: bool, force: bool) -> ActionResult:
+        from keysyncd.actions.distribute import rotate_repository
+
+        return rotate_repository(run, dry_run, force)
+
+    def sync(self, run: Run, node: str | None, force: bool, dry_run: bool) -> ActionResult:
+        from keysyncd.actions.distribute import sync_repository
+
+        return sync_repository(run, node, force, dry_run)
+
+    def verify(self, run: Run, node: str | None) -> ActionResult:
+        from keysyncd.actions.drift import verify_repository
+
+        return verify_repository(run, node)
+
+    def init(self, run: Run, dry_run: bool) -> ActionResult:
+        from keysyncd.actions.bootstrap import init_repository
+
+        return init_repository(run, dry_run)
+
+    def adoption(self) -> type[Adoption]:
+        from keysyncd.actions.bootstrap import Adopt
+
+        return Adopt
+
+    def check_local(self, run: Run) -> ActionResult | None:
+        from keysyncd.actions.drift import check_local
+
+        return check_local(run)
+
+    def check_fleet(self, run: Run) -> ActionResult | None:
+        from keysyncd.actions.drift import check_fleet
+
+        return check_fleet(run)
 
     def status(self, config: Config, repository: RepositoryConfig, now: float) -> dict[str, Any]:
-        """Return the JSON-ready status (``keysyncd.actions.inspect.common_status``)."""
+        return inspect.repository_status(config, repository, now)
 
     def lifecycles(
         self, config: Config, repository: RepositoryConfig, now: float
     ) -> RepositoryPlan:
-        """Return what ``plan`` shows: the next rotations and every key's lifecycle."""
-
-    def rotate(self, run: Run, dry_run: bool, force: bool) -> ActionResult:
-        """Rotate ``run.repository`` (the caller holds the lock unless ``dry_run``)."""
-
-    def sync(self, run: Run, node: str | None, force: bool, dry_run: bool) -> ActionResult:
-        """Push the controller's keys to every node (or one) and verify them."""
-
-    def verify(self, run: Run, node: str | None) -> ActionResult:
-        """Compare every node (or one) with the controller; change no key."""
-
-    def init(self, run: Run, dry_run: bool) -> ActionResult:
-        """Create the first keys and push them (refusing where keys exist)."""
-
-    def adoption(self) -> type[Adoption]:
-        """Return the class of this kind's steps in ``keysyncd.actions.shell.adopt``."""
-
-    def check_local(self, run: Run) -> ActionResult | None:
-        """The controller's side of drift (None: nothing happened)."""
-
-    def check_fleet(self, run: Run) -> ActionResult | None:
-        """The nodes' side of drift (None: nothing to check)."""
+        return inspect.repository_plan(config, repository, now)
 
     def watched(self, config: Config, repository: RepositoryConfig) -> Path:
-        """Return the directory the daemon's local watch observes."""
+        return repository.path
+
+
+class JwsKind:
+    """keystone's JWS key pairs: each node signs with its own (``keysyncd.actions.jws``)."""
+
+    def steps(self) -> type[Steps]:
+        from keysyncd.actions.jws import _Jws
+
+        return _Jws
+
+    def rotate(self, run: Run, dry_run: bool, force: bool) -> ActionResult:
+        from keysyncd.actions.jws import Options, converge
+
+        return converge(run, Options(rotate=True, force=force, dry_run=dry_run), Action.ROTATE)
+
+    def sync(self, run: Run, node: str | None, force: bool, dry_run: bool) -> ActionResult:
+        from keysyncd.actions.jws import Options, converge
+
+        return converge(run, Options(force=force, dry_run=dry_run, node=node), Action.SYNC)
+
+    def verify(self, run: Run, node: str | None) -> ActionResult:
+        from keysyncd.actions.jwsread import verify
+
+        return verify(run, node)
+
+    def init(self, run: Run, dry_run: bool) -> ActionResult:
+        from keysyncd.actions.jws import Options, converge
+
+        return converge(run, Options(init=True, dry_run=dry_run), Action.INIT)
+
+    def adoption(self) -> type[Adoption]:
+        from keysyncd.actions.jwsread import Adopt
+
+        return Adopt
+
+    def check_local(self, run: Run) -> ActionResult | None:
+        from keysyncd.actions.jwsdrift import check_store
+
+        return check_store(run)
+
+    def check_fleet(self, run: Run) -> ActionResult | None:
+        from keysyncd.actions.jwsdrift import check_nodes
+
+        return check_nodes(run)
+
+    def status(self, config: Config, repository: RepositoryConfig, now: float) -> dict[str, Any]:
+        return inspect.jws_status(config, repository, now)
+
+    def lifecycles(
+        self, config: Config, repository: RepositoryConfig, now: float
+    ) -> RepositoryPlan:
+        return inspect.jws_plan(config, repository, now)
+
+    def watched(self, config: Config, repository: RepositoryConfig) -> Path:
+        return store_root(config, repository)  # path describes the nodes; the keys are here
 
 
 # The one binding: a core model's name -> its implementation.
@@ -98,9 +191,8 @@ def init(run: Run, dry_run: bool = False) -> ActionResult:
 
 
 def adopt(run: Run, source: str, dry_run: bool = False) -> Adopted:
-    """Take over the keys the nodes hold; return what was adopted (``dry_run``: would be,
-    writing nothing) and what the operator must know (keys not adopted, nodes that differ).
-    Raise UsageError for an unknown node."""
+    """Take over the keys node ``source`` holds; return what was adopted (``dry_run``: would
+    be, writing nothing). Raise UsageError for an unknown node."""
     from keysyncd.actions import shell  # loads the SSH library: not for status or plan
 
     run.config.node(source)
@@ -120,3 +212,68 @@ def check_fleet(run: Run) -> ActionResult | None:
 def watched_path(config: Config, repository: RepositoryConfig) -> Path:
     """Return the directory the daemon's local watch observes for ``repository``."""
     return of(repository).watched(config, repository)
+
+
+@dataclass(frozen=True)
+class RepositoryRun:
+    """One repository's part of a command or daemon job: its results or its error."""
+
+    repository: str
+    results: tuple[ActionResult, ...] = ()
+    error: KeysyncError | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Return True when it needs no attention."""
+        return self.error is None and all(result.ok for result in self.results)
+
+    @property
+    def outcome(self) -> str:
+        """Return ``ok``, the first outcome that is not, or ``failed`` for an error."""
+        if self.error is not None:
+            return Outcome.FAILED
+        return next((r.outcome for r in self.results if not r.ok), Outcome.OK)
+
+    def summary(self) -> str:
+        """Return ``fernet-tokens: ok`` or ``fernet-tokens: failed (why)``."""
+        why = f" ({self.error})" if self.error is not None else ""
+        return f"{self.repository}: {self.outcome}{why}"
+
+
+Step: TypeAlias = "Callable[[Run], list[ActionResult | None]]"  # Run: imported when it runs
+
+
+def each_repository(
+    repositories: Iterable[RepositoryConfig],
+    make_run: Callable[[RepositoryConfig], Run],
+    step: Step,
+) -> list[RepositoryRun]:
+    """Run ``step`` for every repository; return a RepositoryRun each (KeysyncError: its own)."""
+    done = []
+    for repository in repositories:
+        try:
+            found = step(make_run(repository))
+        except KeysyncError as error:
+            log.debug("%s failed", repository.name, exc_info=True)
+            done.append(RepositoryRun(repository.name, error=error))
+            continue
+        done.append(RepositoryRun(repository.name, tuple(r for r in found if r is not None)))
+    return done
+
+
+def _replaced(run: Run) -> list[ActionResult | None]:
+    """The local watch re-armed on a new directory: say so, then check what it holds."""
+    from keysyncd.actions.drift import report_replaced
+
+    return [report_replaced(run), check_local(run)]
+
+
+JOBS: dict[str, Step] = {
+    "rotate": lambda run: [rotate(run)],
+    # SIGUSR2: push (verified by read-back), then a read-only verify of every node
+    "sync": lambda run: [sync(run), verify(run) if run.config.nodes else None],
+    # the periodic check: the local repository, then every node (repairing)
+    "check": lambda run: [check_local(run), check_fleet(run)],
+    "watch": lambda run: [check_local(run)],
+    "replaced": _replaced,
+}

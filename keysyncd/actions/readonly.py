@@ -1,8 +1,6 @@
-"""One read-only shell for every kind: ``verify`` and drift (the local check, the periodic
-check of the nodes): load -> read each node once and diff it -> each node's outcome -> one
-report. The kind brings what differs (``Kind``); backoff, drift reports, the repair decision
-and the migration retried are the same for every kind. Callers hold the lock.
-"""
+"""One read-only shell for every kind, ``verify`` and drift: read each node once, diff it,
+one report. The kind brings what differs (``Kind``); backoff, drift reports, repair and the
+migration retried are the shell's. Callers hold the lock."""
 
 from __future__ import annotations
 
@@ -36,12 +34,9 @@ Later = Callable[[], ActionResult]  # a repair run once the connections are clos
 
 
 class Kind(Protocol):
-    """A kind's part of the shell. ``found``: the journal, the local keys' problems (none:
-    valid), the keys; ``changed``: handle valid keys (``revalidated``: invalid last time),
-    return a result if anything happened, raise RepositoryError if invalid after all;
-    ``load`` (read-only; RepositoryError: invalid keys); ``connect``: to ``only`` (default
-    every node), None without any; ``repair`` the nodes that drifted on the open ``fleet``,
-    or return what repairs them once it is closed."""
+    """A kind's part of the shell: ``found`` (journal, local problems, keys), ``changed``
+    (valid keys; raise RepositoryError if lost), ``load``, ``connect`` (None without
+    nodes), ``repair`` now on the open fleet, or return what repairs once it is closed."""
 
     words: tuple[str, str]  # what its keys are called, what an invalid state spares the nodes
 
@@ -55,12 +50,7 @@ class Kind(Protocol):
 
 
 def check_local(run: Run, *, kind: Kind) -> ActionResult | None:
-    """Validate the local keys against the journal; return a result if anything happened
-    (None: keysyncd's own write, or nothing changed).
-
-    An invalid state is reported (every time, until fixed) and never pushed; what a valid
-    one means is the kind's (``Kind.changed``).
-    """
+    """Validate the local keys; return a result if anything happened (invalid: never pushed)."""
     started = run.clock()
     state, problems, keys = kind.found(run)
     if problems:
@@ -90,9 +80,7 @@ def _invalid(
 
 
 def verify(run: Run, node: str | None = None, *, kind: Kind) -> ActionResult:
-    """Read every node (or one) and compare it with what the kind expects; change nothing
-    anywhere. Return the committed result; raise RepositoryError (nothing read) if the
-    controller's keys are invalid."""
+    """Read every node (or one), changing nothing; return the result (RepositoryError: invalid)."""
     started = run.clock()
     loaded = kind.load(run)
     (nodes, _, clock), _ = read(run, kind, loaded, node)
@@ -103,9 +91,7 @@ def verify(run: Run, node: str | None = None, *, kind: Kind) -> ActionResult:
 def read(
     run: Run, kind: Kind, loaded: Loaded, only: Only, mend: bool = False
 ) -> tuple[Checks, Later | None]:
-    """Read ``only`` (or every node) once; with ``mend``, repair what drifted as the kind
-    does. Return the checks (a node repaired now is ``repaired``) and the kind's repair
-    left for after the connections are closed."""
+    """Read ``only`` (or every node) once; return the checks and the repair left to do."""
     state, keys, expected = loaded
     drifted: dict[str, dict[str, Any]] = {}
     later = None
@@ -129,8 +115,7 @@ def read(
 
 
 def check_fleet(run: Run, rng: random.Random | None = None, *, kind: Kind) -> ActionResult | None:
-    """Verify every node not backing off; repair drift if configured; return the result
-    (None when there are no nodes or the local keys are invalid: ``check_local`` says so)."""
+    """Verify the nodes not backing off, repairing if configured (None: no nodes or bad keys)."""
     started = run.clock()
     state = load_state(run.config.state_dir, run.repository.name)
     if not run.config.nodes or state.local_problems:
@@ -144,10 +129,7 @@ def check_fleet(run: Run, rng: random.Random | None = None, *, kind: Kind) -> Ac
 def record_check(
     run: Run, state: RepositoryState, started: float, checks: Checks, waiting: list[str], rng: Rng
 ) -> ActionResult:
-    """Commit a periodic check of the nodes not backing off, for every kind: the drift is
-    counted, a pending after_rotate migration retried once every node holds the current
-    keys, the unreachable nodes retried later with exponential backoff and jitter, and the
-    ``waiting`` ones (still backing off) reported skipped. Return the result."""
+    """Commit a periodic check (drift counted, migration retried, backoff); return the result."""
     nodes, drifted, clock = checks
     kinds = [f"drift:{kind}" for changes in drifted.values() for kind, v in changes.items() if v]
     state = checked(journal.counted(state, *kinds), nodes, run.node_names, run.clock(), clock)
@@ -161,9 +143,8 @@ def record_check(
     messages = tuple(f"drift on {n}: {describe_changes(c)}" for n, c in drifted.items())
     if pending is not None and migration:
         messages += (pending,)
-    backoff = {name: state.nodes[name].next_attempt_at for name in waiting}
     action = Action.DRIFT if drifted else Action.VERIFY
-    details: dict[str, Any] = {"backoff": backoff}
+    details: dict[str, Any] = {"backoff": {n: state.nodes[n].next_attempt_at for n in waiting}}
     if migration:
         details["hooks"] = [hook.to_json() for hook in migration]
     draft = Draft(action, started, nodes, messages=messages, details=details, clock=clock)

@@ -1,8 +1,5 @@
-"""The commands that act: init, adopt, rotate, sync and verify (they load the SSH library).
-
-Each runs every chosen repository on its own under the lock, prints a result per repository
-(or one JSON document), and exits 0 only when nothing needs attention.
-"""
+"""The commands that act (init, adopt, rotate, sync, verify, confirm-migration): each runs
+every chosen repository on its own under the lock and exits 0 only when all is well."""
 
 from __future__ import annotations
 
@@ -10,16 +7,18 @@ import argparse
 import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
+from functools import partial
 from typing import Any
 
-from keysyncd.actions import migration, operations
+from keysyncd.actions import drift, operations
 from keysyncd.actions.context import ActionResult, Run
-from keysyncd.actions.jobs import RepositoryRun, Step, each_repository
-from keysyncd.actions.rotate import plan_json
+from keysyncd.actions.operations import RepositoryRun, each_repository
+from keysyncd.actions.preview import plan_json
 from keysyncd.commands import render
 from keysyncd.commands.exits import Exit
 from keysyncd.commands.output import Output
-from keysyncd.config import Config, RepositoryConfig
+from keysyncd.commands.views import chosen
+from keysyncd.config import Config
 from keysyncd.core.report import json_times
 from keysyncd.core.text import plural
 from keysyncd.core.vocabulary import Outcome, Trigger
@@ -29,18 +28,9 @@ from keysyncd.io.local.lock import describe_holder, exclusive
 Show = Callable[[str, ActionResult], list[str]]
 
 
-def chosen(config: Config, name: str | None) -> list[RepositoryConfig]:
-    """Return every repository, or only ``name`` (UsageError if there is none)."""
-    return [config.repository(name)] if name else list(config.repositories)
-
-
 @contextlib.contextmanager
 def locked(config: Config, args: argparse.Namespace, action: str, out: Output) -> Iterator[None]:
-    """Hold the lock for a mutating action (a dry run changes nothing and takes none).
-
-    When the lock is busy, wait up to ``--wait`` seconds, saying so on stderr; raise
-    LockError saying what to do if it stays busy.
-    """
+    """Hold the lock (not for a dry run), waiting up to ``--wait``; raise LockError if busy."""
     if getattr(args, "dry_run", False):
         yield
         return
@@ -62,22 +52,25 @@ def locked(config: Config, args: argparse.Namespace, action: str, out: Output) -
 
 
 def run_each(
-    args: argparse.Namespace, config: Config, out: Output, action: str, step: Step, show: Show
+    args: argparse.Namespace,
+    config: Config,
+    out: Output,
+    action: str,
+    act: Callable[[Run], ActionResult],
+    show: Show | None = None,
 ) -> int:
-    """Run ``step`` on every chosen repository under the lock; print; return the exit code."""
-    repositories = chosen(config, args.repo)
+    """Run ``act`` on every chosen repository under the lock; print; return the exit code."""
     with locked(config, args, action, out):
         runs = each_repository(
-            repositories,
+            chosen(config, args.repo),
             lambda repository: Run(config, repository, Trigger.CLI, progress=out.progress()),
-            step,
+            lambda run: [act(run)],
         )
-    return finish(runs, action, out, show)
+    return finish(runs, action, out, show or (lambda name, got: render.action(name, action, got)))
 
 
 def finish(runs: list[RepositoryRun], action: str, out: Output, show: Show) -> int:
-    """Print each repository's result (or error), then a summary per repository when there
-    are several; return 0 when every repository is fine, else 1."""
+    """Print each repository's result (or error) and a summary; return the exit code."""
     code = Exit.DONE if all(run.ok for run in runs) else Exit.ATTENTION
     for run in runs:
         for result in run.results:
@@ -87,18 +80,13 @@ def finish(runs: list[RepositoryRun], action: str, out: Output, show: Show) -> i
             prefix = f"{run.repository}: "
             out.error(text if text.startswith(prefix) else prefix + text)
     if len(runs) > 1:
-        out.lines(render.repository_summary(runs))
+        out.lines(f"summary: {run.summary()}" for run in runs)  # one each, as borgmatic does
     out.document(runs_json(action, runs, code))
     return int(code)
 
 
 def runs_json(action: str, runs: list[RepositoryRun], code: int) -> dict[str, Any]:
-    """Return the --json document of an acting command.
-
-    Each node appears once: in ``repositories[].results[].nodes`` (a dry run has nodes but
-    no report). ``reports`` holds each report written, without its ``nodes``: the result
-    naming it in ``report_id`` has them (``keysyncd report show ID --json``: the whole).
-    """
+    """Return the --json document of an acting command (each node once, in its result)."""
     reports = [
         {key: value for key, value in r.report.to_json().items() if key != "nodes"}
         for run in runs
@@ -124,8 +112,7 @@ def runs_json(action: str, runs: list[RepositoryRun], code: int) -> dict[str, An
 
 
 def result_json(result: ActionResult) -> dict[str, Any]:
-    """Return one action's result as JSON: outcome, report id, messages, plan (``rotation``:
-    a symmetric rotation's; ``plan``: every kind's, as its report records it), preview."""
+    """Return one action's result as JSON."""
     return {
         "outcome": result.outcome,
         "report_id": result.report.id if result.report else None,
@@ -152,9 +139,7 @@ def cmd_init(args: argparse.Namespace, config: Config, out: Output) -> int:
             return render.action(name, "init", result)  # what happened where: its messages
         return [done, *render.action(name, "init", result)]
 
-    return run_each(
-        args, config, out, "init", lambda run: [operations.init(run, args.dry_run)], show
-    )
+    return run_each(args, config, out, "init", partial(operations.init, dry_run=args.dry_run), show)
 
 
 def cmd_adopt(args: argparse.Namespace, config: Config, out: Output) -> int:
@@ -183,14 +168,8 @@ def cmd_adopt(args: argparse.Namespace, config: Config, out: Output) -> int:
 
 
 def cmd_rotate(args: argparse.Namespace, config: Config, out: Output) -> int:
-    return run_each(
-        args,
-        config,
-        out,
-        "rotate",
-        lambda run: [operations.rotate(run, args.dry_run, args.force)],
-        render.rotation,
-    )
+    rotate = partial(operations.rotate, dry_run=args.dry_run, force=args.force)
+    return run_each(args, config, out, "rotate", rotate, render.rotation)
 
 
 def cmd_sync(args: argparse.Namespace, config: Config, out: Output) -> int:
@@ -199,19 +178,12 @@ def cmd_sync(args: argparse.Namespace, config: Config, out: Output) -> int:
         for repository in chosen(config, args.repo):
             if repository.key_kind.pairs_per_node:
                 raise UsageError(
-                    f"{repository.name}: sync --node does not apply to kind "
-                    f"{repository.kind}: every node "
-                    "is synced together (a node's private key changes only once every node "
-                    "holds its public key)"
+                    f"{repository.name}: sync --node does not apply to kind {repository.kind}: "
+                    "every node is synced together (a node's private key changes only once "
+                    "every node holds its public key)"
                 )
-    return run_each(
-        args,
-        config,
-        out,
-        "sync",
-        lambda run: [operations.sync(run, args.node, args.force, args.dry_run)],
-        lambda name, result: render.action(name, "sync", result),
-    )
+    sync = partial(operations.sync, node=args.node, force=args.force, dry_run=args.dry_run)
+    return run_each(args, config, out, "sync", sync)
 
 
 def cmd_verify(args: argparse.Namespace, config: Config, out: Output) -> int:
@@ -219,22 +191,9 @@ def cmd_verify(args: argparse.Namespace, config: Config, out: Output) -> int:
     # waits (--wait, 300 s by default) for a running action instead of failing
     if args.node:
         config.node(args.node)
-    return run_each(
-        args,
-        config,
-        out,
-        "verify",
-        lambda run: [operations.verify(run, args.node)],
-        lambda name, result: render.action(name, "verify", result),
-    )
+    return run_each(args, config, out, "verify", partial(operations.verify, node=args.node))
 
 
 def cmd_confirm_migration(args: argparse.Namespace, config: Config, out: Output) -> int:
-    return run_each(
-        args,
-        config,
-        out,
-        "confirm-migration",
-        lambda run: [migration.confirm_migration(run, args.primary)],
-        lambda name, result: render.action(name, "confirm-migration", result),
-    )
+    confirm = partial(drift.confirm_migration, primary=args.primary)
+    return run_each(args, config, out, "confirm-migration", confirm)

@@ -1,8 +1,5 @@
-"""check-config: print the findings (keysyncd.actions.checkconfig) and choose the exit code.
-
-Errors exit 2, warnings exit 0 (1 with ``--strict``). Errors and warnings go to stderr, one
-line each; the verdict goes to stdout; ``--json`` prints them all as one document.
-"""
+"""check-config: print the findings on stderr, the verdict on stdout; errors exit 2, warnings
+0 (1 with ``--strict``)."""
 
 from __future__ import annotations
 
@@ -20,12 +17,7 @@ def cmd_check_config(args: argparse.Namespace, config: Config, out: Output) -> i
     findings = config_findings(config, time.time())
     errors = [f for f in findings if f.severity == ERROR]
     warnings = [f for f in findings if f.severity != ERROR]
-    if errors:
-        code = Exit.USAGE
-    elif warnings and args.strict:
-        code = Exit.ATTENTION
-    else:
-        code = Exit.DONE
+    code = Exit.USAGE if errors else Exit.ATTENTION if warnings and args.strict else Exit.DONE
     for finding in errors:
         out.error(finding.message)
     for finding in warnings:
@@ -42,11 +34,9 @@ def cmd_check_config(args: argparse.Namespace, config: Config, out: Output) -> i
     )
     if code == Exit.DONE:
         noted = f", {plural(len(warnings), 'warning')}" if warnings else ""
+        repositories = plural(len(config.repositories), "repository")
         out.lines(
-            [
-                f"OK: {config.source}: {plural(len(config.repositories), 'repository')}, "
-                f"{plural(len(config.nodes), 'node')}{noted}"
-            ]
+            [f"OK: {config.source}: {repositories}, {plural(len(config.nodes), 'node')}{noted}"]
         )
     elif code == Exit.ATTENTION:
         out.error(f"{plural(len(warnings), 'warning')}, and --strict", prefix="check-config")

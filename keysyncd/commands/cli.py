@@ -1,10 +1,5 @@
-"""The command line's entry point: parse, load the config, run one command, map errors to
-exit codes (keysyncd.commands.exits). The only place that decides what reaches the terminal.
-
-Each command's module is imported only when that command runs, so ``--help``, ``status``,
-``plan``, ``report`` and ``check-config`` never load the SSH library, the scheduler, the
-metrics library or the file watcher (tests/unit/test_startup.py checks it).
-"""
+"""The command line's entry point: parse, load the config, run one command (its module
+imported only then: tests/unit/test_startup.py), map errors to exit codes."""
 
 from __future__ import annotations
 
@@ -57,8 +52,7 @@ def config_path(argument: Path | None) -> Path:
 
 
 def where_config_came_from(argument: Path | None) -> str:
-    """Return what to add when the config file is missing: how it was chosen, and how to
-    choose another (empty when -c named it: the operator chose it)."""
+    """Return how a missing config file was chosen (empty when -c named it)."""
     if argument is not None:
         return ""
     if os.environ.get("KEYSYNCD_CONFIG"):

@@ -1,8 +1,5 @@
-"""The daemon's lifecycle: schedule, signals, systemd notify, reload, graceful stop.
-
-Signal handlers and cron jobs only record requests; one worker (the main thread)
-runs every action through the same code and lock as the CLI, so nothing overlaps.
-"""
+"""The daemon's lifecycle: schedule, signals, systemd notify, reload, graceful stop. Handlers
+and cron jobs only record requests; the main thread runs every action, as the CLI does."""
 
 from __future__ import annotations
 
@@ -87,20 +84,12 @@ class Daemon(DaemonJobs):
 
     def install_signals(self) -> None:
         """Route SIGUSR1/2, SIGHUP, SIGTERM and SIGINT to the handler."""
-        for number in (
-            signal.SIGUSR1,
-            signal.SIGUSR2,
-            signal.SIGHUP,
-            signal.SIGTERM,
-            signal.SIGINT,
-        ):
+        handled = (signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP, signal.SIGTERM, signal.SIGINT)
+        for number in handled:
             signal.signal(number, self._handle_signal)
 
     def run(self) -> int:
-        """Run until SIGTERM/SIGINT; return the exit code.
-
-        Returns 0 after a stop by SIGTERM, 130 after one by SIGINT (keysyncd.commands.exits).
-        """
+        """Run until SIGTERM (return 0) or SIGINT (return 130)."""
         self.install_signals()
         self.scheduler.apply(self.config)
         self.scheduler.start()
@@ -132,8 +121,7 @@ class Daemon(DaemonJobs):
         return int(self.exit_code)
 
     def _shut_down(self) -> None:
-        """Tell systemd, stop the scheduler, the watch and the metrics server, and remove
-        the daemon file."""
+        """Tell systemd, stop the scheduler, watch and metrics, remove the daemon file."""
         self.notifier.send("STOPPING=1", "STATUS=stopping")
         log.info("stopping")
         self.scheduler.shutdown()
@@ -220,13 +208,10 @@ class Daemon(DaemonJobs):
             except KeysyncError as error:
                 log.error("%s: %s", repository.name, error)
                 continue
-            if missed_rotation(
-                repository.schedule, repository.timezone, state.last_rotation_at, now
-            ):
-                log.info(
-                    "%s: a scheduled rotation was missed while stopped; catching up once",
-                    repository.name,
-                )
+            last = state.last_rotation_at
+            if missed_rotation(repository.schedule, repository.timezone, last, now):
+                said = "%s: a scheduled rotation was missed while stopped; catching up once"
+                log.info(said, repository.name)
                 self.enqueue(Job("rotate", repository.name, "cron"))
 
     def _watchdog(self) -> None:

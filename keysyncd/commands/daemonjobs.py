@@ -1,6 +1,4 @@
-"""The daemon's jobs: each runs on its repositories, each on its own, under the same lock
-and through the same actions as the CLI; its outcome is logged and remembered.
-"""
+"""The daemon's jobs: run as the CLI's, under the same lock; the outcome logged, remembered."""
 
 from __future__ import annotations
 
@@ -12,7 +10,7 @@ from typing import Any
 
 from keysyncd.actions.context import Run
 from keysyncd.actions.drift import report_watch_failure
-from keysyncd.actions.jobs import JOBS, RepositoryRun, Step, each_repository
+from keysyncd.actions.operations import JOBS, RepositoryRun, Step, each_repository
 from keysyncd.commands.scheduler import Job
 from keysyncd.config import Config, RepositoryConfig
 from keysyncd.core.vocabulary import Outcome, Trigger, job_name
@@ -25,8 +23,7 @@ LOCK_WAIT = 60.0  # a CLI action holding the lock delays a daemon job, up to thi
 
 
 class DaemonJobs:
-    """Running one job for the daemon (``keysyncd.commands.daemon.Daemon``), which sets
-    these attributes."""
+    """Running one job for the daemon (``daemon.Daemon``, which sets these attributes)."""
 
     config: Config
     stopping: threading.Event  # set: the current step is cancelled
@@ -44,33 +41,23 @@ class DaemonJobs:
         started = time.time()
         # A job may legitimately go quiet (a hook, a node at its timeouts) for this long;
         # only past it does the watchdog conclude that the main loop is stuck.
-        self.job_deadline = (
-            time.monotonic()
-            + LOCK_WAIT
-            + sum(
-                3 * r.hooks.timeout + 8 * self.config.ssh.operation_timeout + 60
-                for r in repositories
-            )
-        )
+        ssh = self.config.ssh.operation_timeout
+        budget = sum(3 * r.hooks.timeout + 8 * ssh + 60 for r in repositories)
+        self.job_deadline = time.monotonic() + LOCK_WAIT + budget
         outcome: str = Outcome.OK
+        name = job_name(job.action, job.trigger)
         try:
             check_local_files(self.config, ssh=True)  # unsafe files stop the job before it acts
-            holder = job_name(job.action, job.trigger)
-            with exclusive(self.config.state_dir, holder, LOCK_WAIT, cancel=self.stopping):
+            with exclusive(self.config.state_dir, name, LOCK_WAIT, cancel=self.stopping):
                 runs = each_repository(repositories, self._run_of(job), self._step(job))
             outcome = self._record(job, runs)
         except KeysyncError as error:
             outcome = Outcome.FAILED
-            self.last_error = f"{job_name(job.action, job.trigger)}: {error}"
-            log.error("%s failed: %s", job_name(job.action, job.trigger), error)
+            self.last_error = f"{name}: {error}"
+            log.error("%s failed: %s", name, error)
         self.job_deadline = 0.0
-        self.last_job = {
-            "action": job.action,
-            "trigger": job.trigger,
-            "outcome": outcome,
-            "started_at": started,
-            "ended_at": time.time(),
-        }
+        what = {"action": job.action, "trigger": job.trigger, "outcome": outcome}
+        self.last_job = {**what, "started_at": started, "ended_at": time.time()}
 
     def _run_of(self, job: Job) -> Callable[[RepositoryConfig], Run]:
         trigger = Trigger(job.trigger)
@@ -90,9 +77,7 @@ class DaemonJobs:
         return JOBS[job.action]
 
     def _record(self, job: Job, runs: list[RepositoryRun]) -> str:
-        """Log each repository's outcome (``periodic verify of fernet-tokens: ok``,
-        ``rotate (cron) of fernet-tokens: deferred``); return the job's (the first that is
-        not ok)."""
+        """Log each repository's outcome; return the job's (the first that is not ok)."""
         name = job_name(job.action, job.trigger)
         for run in runs:
             for result in run.results:

@@ -8,20 +8,15 @@ import os
 import sys
 import time
 from collections.abc import Mapping
-from typing import ClassVar, TextIO
+from typing import TextIO
 
 
 def setup_logging(
     debug: bool, log_format: str = "text", daemon: bool = False, verbosity: int = 0
 ) -> None:
-    """Log to stderr: INFO and up; ``verbosity`` > 0 (-v) adds keysyncd's DEBUG lines, < 0
-    (-q) keeps only errors; --debug shows every DEBUG line, the libraries' too.
-
-    The CLI prints ``keysyncd: level: message`` (``keysyncd: error: ...``, as its own
-    error lines); the daemon starts each line with its RFC 3339 UTC time, except when its
-    stderr is the journal, which times every line itself and reads ``<N>`` priority
-    prefixes; ``--log-format json`` prints one JSON object per line.
-    """
+    """Log to stderr, INFO and up (-v: keysyncd's DEBUG too; -q: errors only; --debug:
+    everything), as ``keysyncd: level: message`` (CLI), timed lines or journald's (daemon),
+    or one JSON object per line (``--log-format json``)."""
     handler = logging.StreamHandler(sys.stderr)
     if log_format == "json":
         handler.setFormatter(JsonFormatter())
@@ -31,10 +26,7 @@ def setup_logging(
         handler.setFormatter(CliFormatter("%(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    if debug:
-        root.setLevel(logging.DEBUG)
-    else:
-        root.setLevel(logging.ERROR if verbosity < 0 else logging.INFO)
+    root.setLevel(logging.DEBUG if debug else logging.ERROR if verbosity < 0 else logging.INFO)
     logging.getLogger("keysyncd").setLevel(
         logging.DEBUG if debug or verbosity > 0 else logging.NOTSET
     )
@@ -43,9 +35,8 @@ def setup_logging(
 
 
 def to_journal(stream: TextIO, environ: Mapping[str, str]) -> bool:
-    """Return True when ``stream`` is connected to journald: systemd sets ``JOURNAL_STREAM``
-    to the ``device:inode`` of the stream it connected, and a child whose stderr was sent
-    elsewhere (``2>file``) inherits the variable, so the stream itself is compared."""
+    """Return True when ``stream`` is the one ``JOURNAL_STREAM`` names (a child whose stderr
+    was sent elsewhere inherits the variable, so the stream itself is compared)."""
     device, _, inode = environ.get("JOURNAL_STREAM", "").partition(":")
     try:
         found = os.fstat(stream.fileno())
@@ -55,8 +46,7 @@ def to_journal(stream: TextIO, environ: Mapping[str, str]) -> bool:
 
 
 def daemon_formatter(stream: TextIO, environ: Mapping[str, str]) -> logging.Formatter:
-    """Return the daemon's text format for ``stream``: ``<6>keysyncd.x: message`` to the
-    journal (it adds the time: a second one would only repeat it), else
+    """Return ``<6>keysyncd.x: message`` for the journal (it adds the time), else
     ``2026-11-22T20:00:00Z INFO keysyncd.x: message``."""
     if to_journal(stream, environ):
         return JournalFormatter("%(name)s: %(message)s")
@@ -64,8 +54,7 @@ def daemon_formatter(stream: TextIO, environ: Mapping[str, str]) -> logging.Form
 
 
 class UtcFormatter(logging.Formatter):
-    """``%(asctime)s`` as RFC 3339 UTC (``2026-11-22T20:00:00Z``), as every time keysyncd
-    shows: never the local time with a comma and milliseconds."""
+    """``%(asctime)s`` as RFC 3339 UTC (``2026-11-22T20:00:00Z``), as keysyncd shows time."""
 
     converter = time.gmtime  # type: ignore[assignment]  # typeshed: a method, not a function
     default_time_format = "%Y-%m-%dT%H:%M:%SZ"
@@ -73,27 +62,20 @@ class UtcFormatter(logging.Formatter):
 
 
 class CliFormatter(logging.Formatter):
-    """``keysyncd: error: message``: the level in lower case, the prefix of the command
-    line's own error and warning lines (keysyncd.commands.output), so that one error reads
-    the same whether it was printed or logged."""
+    """``keysyncd: error: message``, as the command line's own lines (``output``)."""
 
     def format(self, record: logging.LogRecord) -> str:
         return f"keysyncd: {record.levelname.lower()}: {super().format(record)}"
 
 
+PRIORITIES = {"CRITICAL": 2, "ERROR": 3, "WARNING": 4, "INFO": 6, "DEBUG": 7}  # syslog's
+
+
 class JournalFormatter(logging.Formatter):
     """Prefix each line with its syslog priority (``<3>``) so journald records the level."""
 
-    PRIORITIES: ClassVar[dict[str, int]] = {
-        "CRITICAL": 2,
-        "ERROR": 3,
-        "WARNING": 4,
-        "INFO": 6,
-        "DEBUG": 7,
-    }
-
     def format(self, record: logging.LogRecord) -> str:
-        return f"<{self.PRIORITIES.get(record.levelname, 6)}>{super().format(record)}"
+        return f"<{PRIORITIES.get(record.levelname, 6)}>{super().format(record)}"
 
 
 class JsonFormatter(UtcFormatter):

@@ -1,8 +1,5 @@
-"""Where the command line writes: results on stdout, diagnostics on stderr.
-
-With ``--json`` stdout carries exactly one JSON document (a failure too: ``{"error": ...}``)
-and nothing else; ``-q`` silences everything but errors (and the JSON document asked for).
-"""
+"""Where the command line writes: results on stdout (``--json``: one document, nothing
+else), diagnostics on stderr; ``-q`` silences all but errors and the JSON document."""
 
 from __future__ import annotations
 
@@ -23,9 +20,7 @@ class Output:
     def __init__(
         self, json: bool = False, quiet: bool = False, progress_enabled: bool = False
     ) -> None:
-        self.json = json
-        self.quiet = quiet
-        self.progress_enabled = progress_enabled
+        self.json, self.quiet, self.progress_enabled = json, quiet, progress_enabled
         self.printed_json = False
 
     def lines(self, lines: Iterable[str]) -> None:
@@ -58,8 +53,7 @@ class Output:
             print(f"keysyncd: {message}", file=sys.stderr, flush=True)
 
     def failure(self, code: Exit, errors: list[str], **extra: Any) -> int:
-        """With --json, print ``{"error": ..., "errors": [...], "exit_code": N}`` (and
-        ``extra``) unless a document was printed already; return ``code``."""
+        """With --json, print the error document unless one was printed; return ``code``."""
         first = errors[0] if errors else None
         self.document({"error": first, "errors": errors, "exit_code": code, **extra})
         return int(code)

@@ -1,13 +1,9 @@
-"""Render results for people. Pure functions returning lines of text; the CLI prints them
-(``status`` and ``plan``: ``keysyncd.commands.viewlines``).
-
-The action types are imported for type checking only: ``status`` and ``plan`` use this
-module without loading the modules that reach the nodes.
-"""
+"""Render results for people: pure functions returning lines (action types imported for
+type checking only: ``status`` and ``plan`` use this module too)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -18,15 +14,13 @@ from keysyncd.core.vocabulary import CHANGED, GOOD, Outcome
 
 if TYPE_CHECKING:
     from keysyncd.actions.context import ActionResult
-    from keysyncd.actions.jobs import RepositoryRun
     from keysyncd.core.report import NodeOutcome
 
 DRY_RUN = "dry-run"  # keysyncd.actions.context.DRY_RUN (a test keeps them equal)
 
 
 def epoch(value: float | str | None) -> float | None:
-    """Return epoch seconds for epoch seconds (schema 1 reports) or an RFC 3339 string, None
-    for None or anything else (a hand edit)."""
+    """Return epoch seconds for epoch seconds or an RFC 3339 string, None for anything else."""
     if isinstance(value, str):
         try:
             return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
@@ -38,8 +32,7 @@ def epoch(value: float | str | None) -> float | None:
 
 
 def when(value: float | str | None) -> str:
-    """Return ``2026-11-22T20:00:00Z`` (RFC 3339 UTC, as every time keysyncd shows) for epoch
-    seconds or an RFC 3339 string, ``-`` for None, ``?`` for anything else (a hand edit)."""
+    """Return ``2026-11-22T20:00:00Z`` for epoch seconds or RFC 3339, ``-`` for None, else ``?``."""
     if value is None:
         return "-"
     moment = epoch(value)
@@ -47,9 +40,7 @@ def when(value: float | str | None) -> str:
 
 
 def node_table(nodes: Mapping[str, NodeOutcome]) -> list[str]:
-    """Return one line per node: name, status, seconds, and the error, what differs
-    (``missing key 6``) or, once the node was updated or repaired, what was done
-    (``added key 6, replaced key 0, removed keys 1 and 2``)."""
+    """Return one line per node: name, status, seconds, and the error or the changes."""
     lines = []
     width = max((len(name) for name in nodes), default=4)
     for name, node in sorted(nodes.items()):
@@ -82,42 +73,35 @@ def _report(result: ActionResult) -> str:
 def action(name: str, verb: str, result: ActionResult) -> list[str]:
     """Return the lines of one repository's sync, verify or init: outcome, report, nodes."""
     lines = [f"{name}: {verb} {result.outcome}{_report(result)}{_would(verb, result)}"]
-    lines += [f"{name}: {message}" for message in result.messages]
-    lines += _previews(result.preview)
-    if result.nodes:
-        lines += [*node_table(result.nodes), summary(result.nodes)]
-    return lines
+    return lines + [f"{name}: {message}" for message in result.messages] + _nodes(result)
+
+
+def _nodes(result: ActionResult) -> list[str]:
+    """Return what differs on each node before the action, then the table of the nodes."""
+    nodes = [*node_table(result.nodes), summary(result.nodes)] if result.nodes else []
+    return _previews(result.preview) + nodes
 
 
 def rotation(name: str, result: ActionResult) -> list[str]:
-    """Return the lines describing one repository's rotation (or dry run): what it did
-    (``promoted staged key 0 to primary 9, staged a new key 0, retired keys 7 and 8``),
-    what it would do, or, when it did not happen, that nothing changed and what would have."""
+    """Return the lines of one repository's rotation (or dry run)."""
     lines = []
     plan = result.rotation
     if plan is not None:
         retire = [str(index) for index in plan.retire]
         retired = named("key", retire) if retire else "no key"
         promote = f"staged key 0 to primary {plan.new_primary}"
+        did = f"promoted {promote}, staged a new key 0 and retired {retired}"
         if result.outcome == DRY_RUN and result.would == Outcome.DEFERRED:
-            line = (
-                f"would defer, nothing would change: it would have promoted {promote}, "
-                f"staged a new key 0 and retired {retired}"
-            )
+            line = f"would defer, nothing would change: it would have {did}"
         elif result.outcome == DRY_RUN:
             line = f"would promote {promote}, stage a new key 0 and retire {retired}"
         elif result.promoted:
-            line = f"promoted {promote}, staged a new key 0 and retired {retired}"
+            line = did
         else:  # deferred, or stopped before it began (a before_rotate hook failed)
-            line = (
-                f"rotation {result.outcome}, nothing changed: it would have promoted {promote}, "
-                f"staged a new key 0 and retired {retired}"
-            )
+            line = f"rotation {result.outcome}, nothing changed: it would have {did}"
         lines.append(f"{name}: {line}")
     lines += [f"{name}: {message}" for message in result.messages if message]
-    lines += _previews(result.preview)
-    if result.nodes:
-        lines += [*node_table(result.nodes), summary(result.nodes)]
+    lines += _nodes(result)
     lines.append(f"{name}: outcome {result.outcome}{_report(result)}{_would('rotate', result)}")
     return lines
 
@@ -130,8 +114,7 @@ def _would(verb: str, result: ActionResult) -> str:
 
 
 def _previews(preview: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    """Return what differs on each node before the action (``  node1: differs from the key
-    set with primary 4: missing key 4, extra key 1``), or that nothing does."""
+    """Return what differs on each node before the action, or that nothing does."""
     lines = []
     for node, changes in sorted(preview.items()):
         rest = {k: v for k, v in changes.items() if k not in ("error", "primary")}
@@ -147,21 +130,14 @@ def _previews(preview: Mapping[str, Mapping[str, Any]]) -> list[str]:
     return lines
 
 
-def repository_summary(runs: Iterable[RepositoryRun]) -> list[str]:
-    """Return ``summary: fernet-tokens ok`` lines, one per repository (borgmatic's habit)."""
-    return [f"summary: {run.summary()}" for run in runs]
-
-
 def report_list_lines(summaries: list[dict[str, Any]]) -> list[str]:
-    """Return one line per report summary: id, action, trigger, repository, outcome, nodes
-    in sync of all (every field escaped: the index is a file anyone with access may edit)."""
+    """Return one line per report summary (every field escaped: the index may be edited)."""
     if not summaries:
         return ["no reports"]
     lines = [f"{'id':<44} {'action':<8} {'trigger':<8} {'repository':<16} {'outcome':<9} nodes"]
     for d in summaries:
-        fields = [printable(str(d.get(key, "?"))) for key in ("id", "action", "trigger")]
-        fields += [printable(str(d.get(key, "?"))) for key in ("repository", "outcome")]
-        ident, action, trigger, repository, outcome = fields
+        keys = ("id", "action", "trigger", "repository", "outcome")
+        ident, action, trigger, repository, outcome = (printable(str(d.get(k, "?"))) for k in keys)
         lines.append(
             f"{ident:<44} {action:<8} {trigger:<8} {repository:<16} {outcome:<9} "
             f"{shown(d.get('good', '?'))}/{shown(d.get('nodes', '?'))}"
@@ -184,8 +160,7 @@ def seconds(value: Any) -> str:
 
 
 def hook_state(status: Any, problem: Any = None) -> str:
-    """Return how a hook ended: ``exited with status 3``, why it did not (``timed out after
-    10s``) when the run says so, or ``did not finish`` for a hook that never ran to its end."""
+    """Return how a hook ended: ``exited with status 3``, its problem, or ``did not finish``."""
     if problem:
         return shown(problem, 400)
     if status is None:
@@ -194,8 +169,7 @@ def hook_state(status: Any, problem: Any = None) -> str:
 
 
 def report_lines(d: dict[str, Any]) -> list[str]:
-    """Return a readable rendering of one report with a table per node. Every field is
-    escaped: a report is a file on disk that may have been edited or damaged."""
+    """Return one report for people, a table per node (every field escaped: it may be edited)."""
     lines = [
         f"report {shown(d.get('id'))}",
         f"  action {shown(d.get('action'))} ({shown(d.get('trigger'))}) on "
@@ -205,10 +179,9 @@ def report_lines(d: dict[str, Any]) -> list[str]:
         f"generation {shown(d.get('generation'))}",
     ]
     lines += [f"  {shown(message, MAX_DETAIL)}" for message in _listed(d.get("messages"))]
-    expected = _mapping(d.get("expected"))
+    expected = _mapping(d.get("expected")).items()
     lines.append(
-        "  expected keys: "
-        + ", ".join(f"{shown(i)}:{short_digest(shown(digest))}" for i, digest in expected.items())
+        "  expected keys: " + ", ".join(f"{shown(i)}:{short_digest(shown(v))}" for i, v in expected)
     )
     lines += _hook_lines(d.get("details"))
     nodes = _mapping(d.get("nodes"))
@@ -232,8 +205,7 @@ def _mapping(value: Any) -> dict[Any, Any]:
 
 
 def _changes(value: Any, done: bool = False) -> str:
-    """Return a node's changes in one line (what differs, or with ``done`` what was done),
-    or as they are if they are not what keysyncd writes (a damaged report still shows)."""
+    """Return a node's changes in one line (as they are if damaged: the report still shows)."""
     try:
         return describe_changes(_mapping(value), done)
     except (TypeError, KeyError, ValueError):

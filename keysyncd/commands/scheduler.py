@@ -1,8 +1,5 @@
-"""APScheduler wiring only: one cron trigger per repository, plus the periodic verify.
-
-Jobs do no work themselves: they hand a Job to the daemon's queue, so every action
-runs in one worker, through the same code and lock as the CLI, and never overlaps.
-"""
+"""APScheduler wiring only: a cron trigger per repository and the periodic check, each
+handing a Job to the daemon's queue (one worker: actions never overlap)."""
 
 from __future__ import annotations
 
@@ -58,11 +55,8 @@ class Scheduler:
 
     def next_rotations(self) -> dict[str, datetime | None]:
         """Return each repository's next scheduled rotation."""
-        found: dict[str, datetime | None] = {}
-        for job in self.scheduler.get_jobs():
-            if job.id.startswith("rotate:"):
-                found[job.id.split(":", 1)[1]] = job.next_run_time
-        return found
+        jobs = self.scheduler.get_jobs()
+        return {j.id.split(":", 1)[1]: j.next_run_time for j in jobs if j.id.startswith("rotate:")}
 
     def start(self) -> None:
         """Start firing jobs (in APScheduler's own thread)."""

@@ -1,7 +1,7 @@
 """Attack: a failed after_rotate on a ``jws`` repository blocks the next rotation whatever
 starts it (the daemon's scheduled job, SIGUSR1, the CLI), and no other action (SIGUSR2's
 sync and verify, the periodic check's drift repair) clears the block without the hook
-succeeding. The daemon's own job table (``keysyncd.actions.jobs.JOBS``), real fleet."""
+succeeding. The daemon's own job table (``keysyncd.actions.operations.JOBS``), real fleet."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 from keysyncd.actions import operations
 from keysyncd.actions.context import Run
-from keysyncd.actions.jobs import JOBS
+from keysyncd.actions.operations import JOBS
 from keysyncd.core.vocabulary import Trigger
 from keysyncd.io.local.lock import exclusive
 from tests.integration.test_after_rotate import script, set_hooks

@@ -16,7 +16,8 @@ import jwt
 import pytest
 import yaml
 
-from keysyncd.actions import latereports, operations
+from keysyncd.actions import context as latereports
+from keysyncd.actions import operations
 from keysyncd.config import load_config
 from keysyncd.core.jwskeys import generate_pair
 from keysyncd.errors import ConfigError, KeysyncError

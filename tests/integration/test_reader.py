@@ -25,7 +25,7 @@ from pathlib import Path
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from keysyncd.actions.context import Run
-from keysyncd.actions.rotate import rotate_repository
+from keysyncd.actions.distribute import rotate_repository
 from keysyncd.commands.cli import main
 from keysyncd.config import load_config
 from keysyncd.core.vocabulary import Trigger

@@ -19,8 +19,7 @@ import pytest
 import keysyncd.io.remote.fanout
 from keysyncd.actions.bootstrap import init_repository
 from keysyncd.actions.context import Run
-from keysyncd.actions.distribute import sync_repository
-from keysyncd.actions.rotate import rotate_repository
+from keysyncd.actions.distribute import rotate_repository, sync_repository
 from keysyncd.config import Config, NodeConfig
 from keysyncd.core import clock
 from keysyncd.core.vocabulary import Trigger

@@ -47,7 +47,6 @@ from hypothesis.stateful import initialize, invariant, precondition, rule
 
 import keysyncd.actions.bootstrap
 import keysyncd.actions.distribute
-import keysyncd.actions.rotate
 import keysyncd.io.remote.fanout
 from keysyncd.actions.context import Run
 from keysyncd.config import Config

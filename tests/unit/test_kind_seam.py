@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 import yaml
 
-from keysyncd.actions import bootstrap, jws, jwsread, operations, rotate
-from keysyncd.actions.operations import IMPLEMENTATIONS, Kind
+from keysyncd.actions import bootstrap, jws, jwsread, operations
+from keysyncd.actions import distribute as rotate
+from keysyncd.actions.operations import IMPLEMENTATIONS, Kind, SymmetricKind
 from keysyncd.actions.shell import Adoption, Steps
-from keysyncd.actions.symmetric import SymmetricKind
 from keysyncd.commands.cli import main
 from keysyncd.config.load import parse_config
 from keysyncd.core import kinds, policy

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from keysyncd.actions.context import DRY_RUN, ActionResult
-from keysyncd.commands import viewlines
+from keysyncd.commands import views as viewlines
 from keysyncd.core.journal import NodeRecord, RepositoryState
 from keysyncd.core.nodes import nodes_in_sync, stale_because, standing
 from keysyncd.core.times import rfc3339

@@ -9,8 +9,7 @@ from typing import Any
 
 import pytest
 
-from keysyncd.actions.context import Run
-from keysyncd.actions.latereports import MAX_UNWRITTEN_BYTES, kept
+from keysyncd.actions.context import MAX_UNWRITTEN_BYTES, Run, kept
 from keysyncd.config import Config, parse_config
 from keysyncd.core.journal import RepositoryState
 from keysyncd.core.report import Report

@@ -17,8 +17,9 @@ from typing import Any, cast
 import pytest
 
 from keysyncd.actions.context import ActionResult
-from keysyncd.actions.jobs import RepositoryRun
-from keysyncd.commands import render, viewlines
+from keysyncd.actions.operations import RepositoryRun
+from keysyncd.commands import render
+from keysyncd.commands import views as viewlines
 from keysyncd.commands.cli import main
 from keysyncd.commands.daemon import Daemon
 from keysyncd.commands.logs import daemon_formatter, to_journal
