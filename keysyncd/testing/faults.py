@@ -130,6 +130,18 @@ def readonly(
         yield
 
 
+def _give_back(directory: Path, mountpoint: Path) -> None:
+    """Unmount what covers ``directory``, give it the contents of ``mountpoint/keys``, then
+    unmount and remove ``mountpoint`` (whatever failed before)."""
+    try:
+        unmount(directory)
+        shutil.rmtree(directory)
+        shutil.copytree(mountpoint / "keys", directory, symlinks=True)
+    finally:
+        unmount(mountpoint)
+        mountpoint.rmdir()
+
+
 @contextlib.contextmanager
 def full(directory: Path, tmpfs: Path, size_kib: int, guard: Guard) -> Iterator[None]:
     """Put ``directory`` on a tiny, completely full tmpfs mounted at ``tmpfs`` until exit.
@@ -143,16 +155,7 @@ def full(directory: Path, tmpfs: Path, size_kib: int, guard: Guard) -> Iterator[
     run("mount", "-t", "tmpfs", "-o", opts, "keysyncd-fleet-full", str(tmpfs))
     inner = tmpfs / "keys"
 
-    def undo() -> None:
-        try:
-            unmount(directory)
-            shutil.rmtree(directory)
-            shutil.copytree(inner, directory, symlinks=True)
-        finally:
-            unmount(tmpfs)
-            tmpfs.rmdir()
-
-    with guard(undo):
+    with guard(functools.partial(_give_back, directory, tmpfs)):
         shutil.copytree(directory, inner, symlinks=True)
         for path in inner.rglob("*"):
             if path.is_file() and not path.is_symlink():
@@ -199,12 +202,8 @@ def freezable(directory: Path, mountpoint: Path, guard: Guard) -> Iterator[Freez
     def undo() -> None:
         freezer.thaw()
         try:
-            unmount(directory)
-            shutil.rmtree(directory)
-            shutil.copytree(inner, directory, symlinks=True)
+            _give_back(directory, mountpoint)
         finally:
-            unmount(mountpoint)
-            mountpoint.rmdir()
             image.unlink()
 
     with guard(undo):
