@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from keysyncd.config import Config, RepositoryConfig
+from keysyncd.config import Config, NodeConfig, RepositoryConfig
 from keysyncd.core import clock, journal
 from keysyncd.core.clock import ClockCheck
 from keysyncd.core.journal import Recovery, RepositoryState
@@ -66,16 +66,19 @@ class Run:
         """Return True once the daemon asked to stop."""
         return self.cancel is not None and self.cancel.is_set()
 
+    def nodes(self, only: str | Collection[str] | None = None) -> list[NodeConfig]:
+        """Return every configured node, or ``only`` (raise UsageError for an unknown name)."""
+        names = [only] if isinstance(only, str) else only
+        return list(self.config.nodes) if names is None else [self.config.node(n) for n in names]
+
     def connect(
         self, fleet: type[F], only: str | Collection[str] | None = None, observe_clock: bool = True
     ) -> F:
         """Return a ``fleet`` (not yet open) of every node or ``only``; it reads each node's
         clock as it connects unless ``observe_clock`` is False (a dry run writes nothing)."""
-        names = [only] if isinstance(only, str) else only
-        nodes = self.config.nodes if names is None else [self.config.node(n) for n in names]
         return fleet(
             self.repository,
-            nodes,
+            self.nodes(only),
             self.config.ssh,
             node_owner(self.repository),
             self.progress,
@@ -88,10 +91,10 @@ class Run:
         self, only: str | Collection[str] | None = None, observe_clock: bool = True
     ) -> Iterator[FleetAction | None]:
         """Yield the open connections of ``connect`` (None without nodes), closed after."""
-        fleet = self.connect(FleetAction, only, observe_clock)
-        if not fleet.nodes:
+        if not self.nodes(only):  # no fleet to build (nor a node owner to resolve)
             yield None
             return
+        fleet = self.connect(FleetAction, only, observe_clock)
         try:
             fleet.open()
             yield fleet

@@ -211,12 +211,15 @@ class _Symmetric(Symmetric):
 
     def regate(self, act: Act, gated: Gate) -> Gate:
         """Return the gate decided again on every node read now: a hand may have taken the
-        staged key from a node or put something where the new primary goes (SPEC rule 1)."""
-        if not gated.promote or self.fleet is None:
+        staged key from a node or put something where the new primary goes (SPEC rule 1).
+        A node that differs is not failed: a forced rotation still pushes to it."""
+        if self.fleet is None:
             return gated
         self.fleet.forget_views()
         self.fleet.reset()
-        self.fleet.verify(self.keyset.digests())
+        self.fleet.inspect(self.keyset.digests())
+        if not gated.promote:
+            return gated
         return gate(node_outcomes(self.fleet), self.force, self.run.cancelled, self.clock)
 
     def _defer(self, act: Act, gated: Gate) -> tuple[RepositoryState, dict[str, NodeOutcome]]:

@@ -98,8 +98,10 @@ class Steps(Protocol):
         """Stage what the plan makes (the phase before the gate) and decide the gate."""
 
     def regate(self, act: Act, gate: Gate) -> Gate:
-        """Return the gate decided again on every node read now (the shell calls it when a
-        hook ran since ``gate`` read them; SPEC rule 1 holds for what the nodes hold now)."""
+        """Read every node anew and return the gate decided again on what it holds now (the
+        shell calls it once a hook ran since ``gate`` read them, even a failed one: rule 1,
+        and no node reported as it was before the hook); a gate that does not promote
+        stays so."""
 
     def promote(self, act: Act, gate: Gate) -> tuple[RepositoryState, dict[str, NodeOutcome]]:
         """Promote as ``gate`` allows (nothing when it does not) and run the phase after;
@@ -160,7 +162,7 @@ def execute(act: Act, steps: Steps) -> ActionResult:
         gated = steps.gate(act, state)
         if gated.promote and act.rotating and not before_rotate(act, state):
             gated, act.outcome = Gate(False, (), False), Outcome.FAILED
-        elif act.hooks:  # a hook ran since the gate read the nodes: a hand may have changed one
+        if act.hooks:  # a hook ran since the gate read the nodes: a hand may have changed one
             gated = steps.regate(act, gated)
         state, nodes = steps.promote(act, gated)
     finally:

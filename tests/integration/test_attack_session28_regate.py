@@ -13,8 +13,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from keysyncd.actions import operations
 from keysyncd.testing.config import fleet_config
 from keysyncd.testing.fleet import Fleet
@@ -25,11 +23,6 @@ from tests.jws_world import World, act
 from tests.keystone_compat import multifernet
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="session 28 defect: a failed before_rotate no longer re-reads JWS nodes; the "
-    "stale view makes verify report a node missing a public key as in_sync",
-)
 def test_a_node_changed_by_a_failing_before_rotate_is_not_reported_in_sync(
     world: World, tmp_path: Path
 ) -> None:
@@ -49,12 +42,6 @@ def test_a_node_changed_by_a_failing_before_rotate_is_not_reported_in_sync(
     assert status != "in_sync", f"node2 lacks {gone.name} but the report says {status}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="session 28 defect: the symmetric regate only verifies, and verify fails a node "
-    "that merely drifted during before_rotate; a forced rotation then skips that reachable "
-    "node (before 830f003 the promotion push repaired it)",
-)
 def test_a_forced_rotation_still_pushes_to_a_node_that_drifted_during_before_rotate(
     fleet: Fleet, tmp_path: Path
 ) -> None:

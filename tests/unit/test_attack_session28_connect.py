@@ -8,18 +8,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from keysyncd.actions.context import Run
 from keysyncd.config import parse_config
 from keysyncd.core.vocabulary import Trigger
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="session 28 defect: Run.fleet without nodes now resolves the node owner and "
-    "raises ConfigError for an owner unknown on the controller (it yielded None before)",
-)
 def test_a_controller_without_nodes_needs_no_node_owner(tmp_path: Path) -> None:
     document: dict[str, Any] = {
         "state_dir": str(tmp_path / "state"),
