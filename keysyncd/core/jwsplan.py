@@ -19,10 +19,10 @@ from keysyncd.core.access import (
     ancestor_problem,
     directory_problem,
 )
+from keysyncd.core.nodeplan import MAX_LISTED as MAX_LISTED
 from keysyncd.core.view import FILE_MODE, Entry, EntryType, show_name
 
 WRONG_MODE = "wrong mode or owner"  # a public key's content is right: a fresh copy fixes it
-MAX_LISTED = 20  # odd entries named per node in a report; the rest are counted
 
 
 @dataclass(frozen=True)
