@@ -162,10 +162,11 @@ def build_parser(
 ) -> argparse.ArgumentParser:
     """Return the argument parser for every command (see the module docstring), or for
     those of ``groups`` (``parse`` tries the named command's group alone first)."""
+    codes = None if groups else "\n".join(exit_code_lines())  # help text: a trial shows none
     parser = parser_class(
         prog="keysyncd",
         description=DESCRIPTION,
-        epilog=EPILOG.format(default=DEFAULT_CONFIG, codes="\n".join(exit_code_lines())),
+        epilog=codes and EPILOG.format(default=DEFAULT_CONFIG, codes=codes),
         formatter_class=RawDescriptionHelpFormatter,
     )
     _global_options(parser, top=True)
