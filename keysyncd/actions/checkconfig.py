@@ -4,7 +4,6 @@ an action fail later, a warning for what is unsafe but works. Nothing here write
 from __future__ import annotations
 
 import os
-import shutil
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -131,6 +130,8 @@ def _not_runnable(command: str) -> str | None:
         path = os.path.join(RUN_DIRECTORY, command)  # where hooks run (io/hooks.py)
         runnable = os.path.isfile(path) and os.access(path, os.X_OK)
         return None if runnable else f"command {command!r} does not exist or is not executable"
+    import shutil  # here: only hooks need it (with its compression modules, 2 ms to load)
+
     if shutil.which(command) is not None:
         return None
     return f"command {command!r} is not found in PATH ({os.environ.get('PATH', '')})"

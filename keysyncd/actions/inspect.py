@@ -12,8 +12,6 @@ from typing import TYPE_CHECKING, Any
 from keysyncd.config import Config, RepositoryConfig
 from keysyncd.core import clock, due, journal
 from keysyncd.core.journal import RepositoryState
-from keysyncd.core.jws import JwsState, former_algorithms, migration_notice, plan_retirement
-from keysyncd.core.jwsconverge import PairLifecycle
 from keysyncd.core.kinds import JwsModel, SymmetricModel
 from keysyncd.core.nodes import stale_because, standing
 from keysyncd.core.policy import Lifecycle, lint
@@ -22,13 +20,15 @@ from keysyncd.core.text import bounded
 from keysyncd.core.times import rfc3339, rfc3339_of
 from keysyncd.core.vocabulary import STALE
 from keysyncd.errors import KeysyncError
-from keysyncd.io.local.jwsstore import JwsStore, store_root
 from keysyncd.io.local.repolinks import local_owner
 from keysyncd.io.local.repository import Repository
 from keysyncd.io.local.state import load_state
 
 if TYPE_CHECKING:
     from apscheduler.triggers.cron import CronTrigger
+
+    from keysyncd.core.jws import JwsState
+    from keysyncd.core.jwsconverge import PairLifecycle
 
 
 def open_repository(config: RepositoryConfig) -> Repository:
@@ -184,6 +184,10 @@ MAX_ROTATIONS = 30  # a plan longer than this says nothing the first ones do not
 
 def algorithm_change(config: Config, repository: RepositoryConfig) -> str | None:
     """Return what the next rotation does about a change of ``algorithm`` (None: nothing)."""
+    # here, as in the jws views below: the JWS model and store, a jws repository's only
+    from keysyncd.core.jws import JwsState, former_algorithms, migration_notice
+    from keysyncd.io.local.jwsstore import JwsStore, store_root
+
     try:
         pairs = load_state(config.state_dir, repository.name).jws or JwsState()
         scan = JwsStore(store_root(config, repository), repository.algorithm).scan()
@@ -195,6 +199,9 @@ def algorithm_change(config: Config, repository: RepositoryConfig) -> str | None
 
 def jws_status(config: Config, repository: RepositoryConfig, now: float) -> dict[str, Any]:
     """Return ``common_status`` with every node's pairs (digests only) and old keys kept."""
+    from keysyncd.core.jws import JwsState, plan_retirement
+    from keysyncd.io.local.jwsstore import JwsStore, store_root
+
     state = load_state(config.state_dir, repository.name)
     pairs = state.jws or JwsState()
     store = JwsStore(store_root(config, repository), repository.algorithm)
@@ -259,6 +266,8 @@ def _count(trigger: CronTrigger, start: datetime, retention: int) -> int:
 
 def jws_plan(config: Config, repository: RepositoryConfig, now: float) -> RepositoryPlan:
     """Return the next rotations and every pair's lifecycle over them."""
+    from keysyncd.core.jws import JwsState
+
     trigger = cron_trigger(repository.schedule, repository.timezone)
     start = datetime.fromtimestamp(now, UTC)
     retention = _retention(repository)

@@ -19,7 +19,6 @@ from keysyncd.actions.inspect import RepositoryPlan
 from keysyncd.config import Config, RepositoryConfig
 from keysyncd.core.vocabulary import Action, Outcome
 from keysyncd.errors import KeysyncError
-from keysyncd.io.local.jwsstore import store_root
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +155,8 @@ class JwsKind:
         return inspect.jws_plan(config, repository, now)
 
     def watched(self, config: Config, repository: RepositoryConfig) -> Path:
+        from keysyncd.io.local.jwsstore import store_root  # the JWS store: jws only
+
         return store_root(config, repository)  # path describes the nodes; the keys are here
 
 

@@ -11,6 +11,8 @@ the subcommand: each subcommand carries a copy whose value, when given, wins.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 import time
 
@@ -20,6 +22,7 @@ from keysyncd.commands.exits import exit_code_lines
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a --help cost)
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
     from typing import Any, NoReturn
 
@@ -48,6 +51,37 @@ exit codes:
 """
 
 GLOBAL_DESTS = ("config", "debug", "json", "verbose", "quiet")
+PLAIN_GLOBALS = ("--debug", "--json", "-v", "--verbose", "-q", "--quiet")  # take no value
+
+
+def terminal_columns() -> int:
+    """Return ``shutil.get_terminal_size().columns`` without shutil, which argparse imports
+    for each parser (with its compression modules: 2 ms of every start): ``$COLUMNS`` when a
+    positive number, else the width of the terminal on stdout, else 80."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns > 0:
+        return columns
+    try:
+        return os.get_terminal_size(sys.__stdout__.fileno()).columns or 80  # type: ignore[union-attr]
+    except (AttributeError, ValueError, OSError):
+        return 80
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's, as wide as argparse makes it (the terminal's columns less 2)."""
+
+    def __init__(
+        self, prog: str, indent: int = 2, position: int = 24, width: int | None = None, **more: Any
+    ) -> None:
+        width = terminal_columns() - 2 if width is None else width
+        super().__init__(prog, indent, position, width, **more)
+
+
+class RawDescriptionHelpFormatter(HelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """argparse's, keeping the description's lines, as wide as ``HelpFormatter``."""
 
 
 class UsageProblem(Exception):
@@ -63,6 +97,7 @@ class Parser(argparse.ArgumentParser):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("allow_abbrev", False)
+        kwargs.setdefault("formatter_class", HelpFormatter)  # the commands': argparse's own
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
@@ -114,13 +149,25 @@ def option_hint(parser: argparse.ArgumentParser, argv: list[str], extras: list[s
     return ""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Return the argument parser for every command (see the module docstring)."""
-    parser = Parser(
+class _Trial(Parser):
+    """A parser that fails without a word (``parse`` then asks the whole parser)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageProblem(message)
+
+
+def build_parser(
+    groups: dict[Callable[[Any], None], tuple[str, ...]] | None = None,
+    parser_class: type[Parser] = Parser,
+) -> argparse.ArgumentParser:
+    """Return the argument parser for every command (see the module docstring), or for
+    those of ``groups`` (``parse`` tries the named command's group alone first)."""
+    codes = None if groups else "\n".join(exit_code_lines())  # help text: a trial shows none
+    parser = parser_class(
         prog="keysyncd",
         description=DESCRIPTION,
-        epilog=EPILOG.format(default=DEFAULT_CONFIG, codes="\n".join(exit_code_lines())),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=codes and EPILOG.format(default=DEFAULT_CONFIG, codes=codes),
+        formatter_class=RawDescriptionHelpFormatter,
     )
     _global_options(parser, top=True)
     parser.add_argument(
@@ -136,14 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
         title="commands",
         help="`keysyncd COMMAND --help` shows its options",
     )
-    _check_config(commands)
-    _init_and_adopt(commands)
-    _rotate_sync(commands)
-    _verify(commands)
-    _confirm_migration(commands)
-    _views(commands)
-    _report(commands)
-    _daemon_and_docs(commands)
+    for group in GROUPS if groups is None else groups:
+        group(commands)
     return parser
 
 
@@ -478,11 +519,20 @@ def merge_globals(args: argparse.Namespace) -> argparse.Namespace:
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     """Return the parsed command line; raise UsageProblem if it cannot be parsed (argparse
-    still exits 0 itself for --help and --version)."""
+    still exits 0 itself for --help and --version).
+
+    A parser of the named command's group alone is tried first (building every command's
+    is a start-up cost); what it cannot parse the whole parser parses and answers, so every
+    message, help and error, is the whole parser's."""
+    given = sys.argv[1:] if argv is None else argv
+    if (group := named_group(given)) is not None:
+        with contextlib.suppress(UsageProblem):
+            args, extras = build_parser({group: GROUPS[group]}, _Trial).parse_known_args(given)
+            if not extras:
+                return merge_globals(args)
     parser = build_parser()
     args, extras = parser.parse_known_args(argv)
     if extras:  # what parse_args would say, with the option probably meant
-        given = sys.argv[1:] if argv is None else argv
         parser.error(
             f"unrecognized arguments: {' '.join(extras)}{option_hint(parser, given, extras)}"
         )
@@ -496,3 +546,33 @@ def subcommands(parser: argparse.ArgumentParser) -> dict[str, tuple[str, argpars
             helps = {choice.dest: choice.help or "" for choice in action._choices_actions}
             return {name: (helps.get(name, ""), sub) for name, sub in action.choices.items()}
     return {}
+
+
+def named_group(argv: list[str]) -> Callable[[Any], None] | None:
+    """Return the group of commands that adds the command ``argv`` names, or None when
+    ``argv`` asks for help or the version, or when the command is not plain to see: no
+    word but a global option and its value (``-c FILE``) before it."""
+    for word in argv:
+        short = word.startswith("-") and not word.startswith("--")
+        if word in ("--help", "--version") or (short and "h" in word):  # -h, -vh too
+            return None
+    words = iter(argv)
+    for word in words:
+        if word in ("-c", "--config"):
+            next(words, None)
+        elif not (word.startswith("--config=") or word in PLAIN_GLOBALS):
+            return next((group for group, names in GROUPS.items() if word in names), None)
+    return None
+
+
+# each group of commands, in the order --help lists them, and the commands it adds
+GROUPS: dict[Callable[[Any], None], tuple[str, ...]] = {
+    _check_config: ("check-config",),
+    _init_and_adopt: ("init", "adopt"),
+    _rotate_sync: ("rotate", "sync"),
+    _verify: ("verify",),
+    _confirm_migration: ("confirm-migration",),
+    _views: ("status", "plan"),
+    _report: ("report",),
+    _daemon_and_docs: ("run", "completion", "manpage"),
+}

@@ -9,7 +9,6 @@ import contextlib
 import ipaddress
 import math
 import re
-import shlex
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -190,6 +189,8 @@ def commands(reader: Reader, value: Any, path: str) -> tuple[tuple[str, ...], ..
     argvs: list[tuple[str, ...]] = []
     for index, item in enumerate(value):
         if isinstance(item, str) and item.strip():
+            import shlex  # here: most configs have no hooks (a start-up cost otherwise)
+
             try:
                 argvs.append(tuple(shlex.split(item)))
             except ValueError as error:  # e.g. "No closing quotation"

@@ -24,7 +24,6 @@ from keysyncd.config.model import (
     RepositoryConfig,
     SshConfig,
 )
-from keysyncd.core.jws import ALGORITHMS
 from keysyncd.core.kinds import KIND_FIELDS, KINDS, KeyKind
 from keysyncd.errors import ConfigError
 
@@ -77,13 +76,21 @@ def _repository(reader: check.Reader, value: Any, path: str) -> RepositoryConfig
         owner=reader.get(data, "owner", path, check.owner),
         group=reader.get(data, "group", path, check.owner),
         hooks=_hooks(reader, data.get("hooks"), f"{path}.hooks"),
-        algorithm=reader.get(data, "algorithm", path, check.choice(*ALGORITHMS), "ES256"),
+        algorithm=reader.get(data, "algorithm", path, _algorithm, "ES256"),
         private_path=Path(private_path) if private_path else None,
         public_path=Path(public_path) if public_path else None,
     )
     if kind.pairs_per_node:
         _apart(reader, repository, path)
     return repository
+
+
+def _algorithm(value: Any) -> str | None:
+    """Return ``check.choice`` of keystone's JWS algorithms' verdict on ``value``: the list
+    (``keysyncd.core.jws``, with its key pair model) is loaded only when a repository sets one."""
+    from keysyncd.core.jws import ALGORITHMS
+
+    return check.choice(*ALGORITHMS)(value)
 
 
 def _apart(reader: check.Reader, repository: RepositoryConfig, path: str) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 # the journal's parts, re-exported: callers import them with the journal
 from keysyncd.core.journalparts import DURATION_BUCKETS as DURATION_BUCKETS
@@ -19,7 +19,6 @@ from keysyncd.core.journalparts import HookBlock as HookBlock
 from keysyncd.core.journalparts import LastAction as LastAction
 from keysyncd.core.journalparts import NodeRecord as NodeRecord
 from keysyncd.core.journalparts import PendingRotation as PendingRotation
-from keysyncd.core.jws import JwsState
 from keysyncd.core.policy import (
     KeptKey,
     KeyHistory,
@@ -31,6 +30,9 @@ from keysyncd.core.policy import (
     rotated_history,
 )
 from keysyncd.core.vocabulary import GOOD, Outcome
+
+if TYPE_CHECKING:  # loaded with a jws repository's state (io.local.statefields)
+    from keysyncd.core.jws import JwsState
 
 
 def frozen(mapping: Mapping[Any, Any] | None = None) -> Mapping[Any, Any]:

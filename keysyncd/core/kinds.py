@@ -7,10 +7,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from keysyncd.core import jwsconverge, policy
+from keysyncd.core import policy
+
+if TYPE_CHECKING:
+    from keysyncd.core.jws import JwsState
+    from keysyncd.core.jwsconverge import ConvergePlan, ConvergeRequest, PairLifecycle
 
 
 class SymmetricModel:
@@ -29,8 +34,28 @@ class JwsModel:
 
     name = "jws"
     pairs_per_node = True  # a private and a public directory; the controller's in state_dir
-    plan = staticmethod(jwsconverge.plan_converge)
-    lifecycles = staticmethod(jwsconverge.simulate)
+
+    # the planners, the functions themselves, imported when first asked for: a status or
+    # plan of fernet and credential keys loads no JWS model (tests/unit/test_startup_lazy.py)
+    @property
+    def plan(
+        self,
+    ) -> Callable[
+        [JwsState, Mapping[str, str], ConvergeRequest, Mapping[str, str | None]], ConvergePlan
+    ]:
+        """Return ``keysyncd.core.jwsconverge.plan_converge``."""
+        from keysyncd.core.jwsconverge import plan_converge
+
+        return plan_converge
+
+    @property
+    def lifecycles(
+        self,
+    ) -> Callable[[JwsState, Collection[str], float, float, list[float]], list[PairLifecycle]]:
+        """Return ``keysyncd.core.jwsconverge.simulate``."""
+        from keysyncd.core.jwsconverge import simulate
+
+        return simulate
 
 
 Model = SymmetricModel | JwsModel

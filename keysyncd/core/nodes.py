@@ -6,12 +6,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from keysyncd.core.clock import ClockCheck
 from keysyncd.core.journal import NodeRecord, RepositoryState, every_node_holds, frozen
 from keysyncd.core.policy import confirm_demotions
-from keysyncd.core.report import NodeOutcome
 from keysyncd.core.vocabulary import GOOD, RETRIED_WITH_BACKOFF, STALE, state_of
+
+if TYPE_CHECKING:  # only the acting commands, which report, need the report model loaded
+    from keysyncd.core.report import NodeOutcome
 
 BACKOFF_CAP = 3600.0
 

@@ -26,7 +26,6 @@ A program that cannot be found is not a trust problem: running it fails anyway."
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
 import stat
 from collections.abc import Sequence
@@ -34,8 +33,6 @@ from pathlib import Path
 
 from keysyncd.config import Config, load_config
 from keysyncd.errors import ConfigError, LocalFileError
-from keysyncd.io.local.hookwords import SHELLS, candidates, env_program, shell_options, split_words
-from keysyncd.io.local.hookwords import uncertainty as _uncertainty
 from keysyncd.io.local.repolinks import repository_problems
 from keysyncd.io.local.trust import check_directory, trust_problems
 
@@ -59,6 +56,10 @@ def _command_problem(argv: Sequence[str], role: str, depth: int) -> str | None:
     """Return why command ``argv`` (its program is ``role`` to the hook) is unsafe."""
     if depth > MAX_DEPTH:
         return f"{role} {argv[0]} nests programs deeper than {MAX_DEPTH} levels"
+    # the words' rules (shlex) and glob below are imported with a hook only: every command
+    # loads the config through this module, and most configs have no hooks
+    from keysyncd.io.local.hookwords import uncertainty as _uncertainty
+
     return (
         _uncertainty(argv)
         or _program_problem(argv[0], role, depth)
@@ -106,6 +107,8 @@ def _file_problem(path: str, role: str, depth: int) -> str | None:
 
 def _arguments_problem(argv: Sequence[str], depth: int) -> str | None:
     """Return why a file named by a word of ``argv`` after the program is unsafe."""
+    from keysyncd.io.local.hookwords import SHELLS, env_program, shell_options
+
     base = os.path.basename(argv[0])
     if base == "env" and (index := env_program(argv)) is not None:
         words = [*argv[1:index]]  # the assignments: env's program is checked as one
@@ -119,6 +122,8 @@ def _arguments_problem(argv: Sequence[str], depth: int) -> str | None:
 
 def _words_problem(words: Sequence[str], role: str, shell: bool, depth: int) -> str | None:
     """Return why a file named by ``words`` (each split as a shell would, too) is unsafe."""
+    from keysyncd.io.local.hookwords import candidates, split_words
+
     for word in words:
         for part in dict.fromkeys([word, *split_words(word)]):
             for name in candidates(part):
@@ -131,6 +136,8 @@ def _name_problem(name: str, role: str, shell: bool, depth: int) -> str | None:
     """Return why the file ``name`` names (in RUN_DIRECTORY) or its program on PATH is unsafe."""
     if not name:
         return None
+    import glob
+
     path = os.path.normpath(os.path.join(RUN_DIRECTORY, name))
     # a shell expands a pattern ("for f in /etc/hooks.d/*"): what it matches is named too
     matches = sorted(glob.glob(path))[:GLOB_LIMIT] if glob.has_magic(path) else []

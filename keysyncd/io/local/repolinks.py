@@ -19,7 +19,6 @@ from pathlib import Path, PurePosixPath
 
 from keysyncd.config import Config, RepositoryConfig
 from keysyncd.config.paths import directory, overlap, owned_directories
-from keysyncd.core.jws import PRIVATE_NAME
 from keysyncd.core.text import bounded, printable
 from keysyncd.core.view import is_temp_name, key_index, show_name
 from keysyncd.errors import ConfigError, LocalFileError, RepositoryError
@@ -142,6 +141,8 @@ def symmetric_file(name: str) -> bool:
 
 def jws_private_file(name: str) -> bool:
     """Return True for a name a JWS private directory may hold."""
+    from keysyncd.core.jws import PRIVATE_NAME  # here: the jws model, for jws stores only
+
     return name == PRIVATE_NAME or is_temp_name(name)
 
 

@@ -7,10 +7,9 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keysyncd.core.journal import RepositoryState
-from keysyncd.core.jws import JwsState
 from keysyncd.errors import LocalFileError, StateError
 from keysyncd.io.local.fsutil import atomic_write, describe_os_error, load_json
 from keysyncd.io.local.statefields import (
@@ -32,6 +31,9 @@ from keysyncd.io.local.statefields import (
     strings,
 )
 from keysyncd.io.local.trust import check_directory, read_trusted
+
+if TYPE_CHECKING:
+    from keysyncd.core.jws import JwsState
 
 STATE_VERSION = 1
 

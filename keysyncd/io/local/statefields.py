@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keysyncd.core.journal import (
     DURATION_BUCKETS,
@@ -18,13 +18,17 @@ from keysyncd.core.journal import (
     NodeRecord,
     PendingRotation,
 )
-from keysyncd.core.jws import JwsState, Pair, Retiring
 from keysyncd.core.policy import KeyHistory
+
+if TYPE_CHECKING:
+    from keysyncd.core.jws import JwsState, Pair
 
 REPORT_ID = re.compile(r"[0-9]{8}T[0-9]{12}Z-[a-z-]+-[0-9a-f]{6}")  # as reportstore names them
 
 
 def _pair(entry: Any, where: str) -> Pair:
+    from keysyncd.core.jws import Pair
+
     return Pair(
         node=field(entry, "node", where, (str,), ""),
         serial=field(entry, "serial", where, (int,), 0),
@@ -40,6 +44,8 @@ def read_jws(document: Any) -> JwsState | None:
     found = field(document, "jws", "", (dict,), None)
     if found is None:
         return None
+    from keysyncd.core.jws import JwsState, Retiring  # here: a jws repository's state only
+
     pairs = {
         section: {
             node: _pair(entry, f"jws.{section}.{node}.")

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import socket
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keysyncd.errors import KeysyncError
 from keysyncd.io.local.fsutil import load_json
 from keysyncd.io.local.trust import read_trusted
+
+if TYPE_CHECKING:
+    import socket
 
 # The shipped unit (systemd/keysyncd.service) and the Ansible role give keysyncd this long
 # after SIGTERM before systemd's SIGKILL; tests keep it above what the daemon needs.
@@ -64,6 +65,8 @@ def _tagged(pid: int, marker: bytes) -> bool:
 def end_group(pgid: int, grace: float, tag: str | None = None) -> None:
     """End process group ``pgid`` and the processes tagged ``tag`` that left it: SIGTERM, then
     SIGKILL ``grace`` seconds later; return once none is alive (or a grace after SIGKILL)."""
+    import signal  # here, as socket below: status reads daemon.json from this module
+
     for number in (signal.SIGTERM, signal.SIGKILL):
         members = group_members(pgid, tag)
         if not members:
@@ -97,6 +100,8 @@ def descendants(pid: int) -> list[int]:
 
 def terminate_children(grace: float) -> None:
     """SIGTERM every process we started (hooks and theirs); SIGKILL the rest ``grace`` s later."""
+    import signal
+
     for number in (signal.SIGTERM, signal.SIGKILL):
         with _groups_lock:
             groups = list(_groups.items())
@@ -149,6 +154,8 @@ class Notifier:
         message = "\n".join(field.replace("\n", " ") for field in fields).encode()
         try:
             if self._socket is None:
+                import socket
+
                 self._socket = socket.socket(
                     socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC
                 )
