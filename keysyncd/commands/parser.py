@@ -64,8 +64,9 @@ def terminal_columns() -> int:
         columns = 0
     if columns > 0:
         return columns
+    stdout = sys.__stdout__  # None when Python runs without one
     try:
-        return os.get_terminal_size(sys.__stdout__.fileno()).columns or 80  # type: ignore[union-attr]
+        return (stdout is not None and os.get_terminal_size(stdout.fileno()).columns) or 80
     except (AttributeError, ValueError, OSError):
         return 80
 
