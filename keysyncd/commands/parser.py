@@ -75,10 +75,15 @@ class HelpFormatter(argparse.HelpFormatter):
     """argparse's, as wide as argparse makes it (the terminal's columns less 2)."""
 
     def __init__(
-        self, prog: str, indent: int = 2, position: int = 24, width: int | None = None, **more: Any
+        self,
+        prog: str,
+        indent_increment: int = 2,
+        max_help_position: int = 24,
+        width: int | None = None,
+        **more: Any,
     ) -> None:
         width = terminal_columns() - 2 if width is None else width
-        super().__init__(prog, indent, position, width, **more)
+        super().__init__(prog, indent_increment, max_help_position, width, **more)
 
 
 class RawDescriptionHelpFormatter(HelpFormatter, argparse.RawDescriptionHelpFormatter):
