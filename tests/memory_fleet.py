@@ -20,7 +20,8 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from keysyncd.config import Config, NodeConfig, parse_config
 from keysyncd.core.keyring import digest_of
-from keysyncd.core.view import MAX_KEY_FILE, TEMP_PREFIX, Entry, EntryType, key_index
+from keysyncd.core.names import MAX_KEY_FILE, TEMP_PREFIX, key_index
+from keysyncd.core.view import Entry, EntryType
 from keysyncd.errors import NodeError
 from keysyncd.io.local.fsutil import temp_name
 from keysyncd.io.remote.sftpread import Listing

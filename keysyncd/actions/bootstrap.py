@@ -20,10 +20,11 @@ from keysyncd.core import journal
 from keysyncd.core.adoption import Adopted, differing_nodes, key_differences
 from keysyncd.core.journal import RepositoryState
 from keysyncd.core.keyring import Key, KeySet, digest_of
+from keysyncd.core.names import MAX_KEY_FILE, show_name
 from keysyncd.core.nodeplan import divergence
 from keysyncd.core.report import NodeOutcome
 from keysyncd.core.text import named, plural, printable
-from keysyncd.core.view import MAX_KEY_FILE, entry_problem, show_name
+from keysyncd.core.view import entry_problem
 from keysyncd.core.vocabulary import Action, Outcome
 from keysyncd.errors import KeysyncError
 from keysyncd.io.local.repolinks import local_others, refusal, symmetric_file

@@ -17,8 +17,8 @@ from keysyncd.core.journal import RepositoryState
 from keysyncd.core.jwskeys import same_public_key as same
 from keysyncd.core.jwsplan import JwsExpected
 from keysyncd.core.keyring import digest_of
+from keysyncd.core.names import show_name
 from keysyncd.core.text import plural
-from keysyncd.core.view import show_name
 from keysyncd.errors import KeysyncError
 from keysyncd.io.remote.jwsfleet import JwsFleet
 

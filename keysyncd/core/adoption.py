@@ -12,9 +12,9 @@ from types import MappingProxyType
 from typing import Any
 
 from keysyncd.core.changewords import describe_changes
+from keysyncd.core.names import show_name
 from keysyncd.core.nodeplan import MAX_LISTED, NodePlan
 from keysyncd.core.text import bounded, plural
-from keysyncd.core.view import show_name
 
 KEY_CHANGES = ("missing", "changed", "extra", "entries", "unlisted")  # not modes or owners
 

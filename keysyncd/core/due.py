@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from keysyncd.core.journal import RepositoryState
-from keysyncd.core.schedule import cron_trigger, next_fire_times, rotation_period
+from keysyncd.core.schedule import cron_trigger, missed_rotation, next_fire_times, rotation_period
 from keysyncd.errors import KeysyncError
 
 OVERDUE_PERIODS = 0.5  # overdue half a rotation period after the rotation was due
@@ -66,7 +66,7 @@ def overdue_since(state: RepositoryState, schedule: str, timezone: str, now: flo
     """Return when the rotation now overdue was due (None: none), the rule ``status``, the metric
     and the alert share; raise KeysyncError if the schedule or timezone is invalid."""
     since = rotated_since(state)
-    if since is None:
-        return None
+    if since is None or not missed_rotation(schedule, timezone, since, now):
+        return None  # nothing fell due yet: no rotation period to sample (a lighter status)
     due = rotation_due(schedule, timezone, since)
     return due.due_at if due is not None and due.overdue(now) else None

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from keysyncd.core.view import MAX_PEM
+from keysyncd.core.names import MAX_PEM
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ec

@@ -19,8 +19,9 @@ from keysyncd.core.access import (
     ancestor_problem,
     directory_problem,
 )
+from keysyncd.core.names import FILE_MODE, show_name
 from keysyncd.core.nodeplan import MAX_LISTED as MAX_LISTED
-from keysyncd.core.view import FILE_MODE, Entry, EntryType, show_name
+from keysyncd.core.view import Entry, EntryType
 
 WRONG_MODE = "wrong mode or owner"  # a public key's content is right: a fresh copy fixes it
 

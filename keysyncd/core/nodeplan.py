@@ -20,16 +20,8 @@ from keysyncd.core.access import (
     ancestor_problem,
     directory_problem,
 )
-from keysyncd.core.view import (
-    CHANGED_WHILE_READ,
-    FILE_MODE,
-    Entry,
-    EntryType,
-    KeystoneView,
-    entry_problem,
-    keystone_view,
-    show_name,
-)
+from keysyncd.core.names import CHANGED_WHILE_READ, FILE_MODE, show_name
+from keysyncd.core.view import Entry, EntryType, KeystoneView, entry_problem, keystone_view
 
 MAX_LISTED = 20  # odd entries named per node in a report; the rest are counted
 

@@ -10,7 +10,8 @@ from contextlib import contextmanager
 import pytest
 
 from keysyncd.actions import operations
-from keysyncd.core.view import MAX_KEY_FILE, MAX_PEM, Entry, show_name
+from keysyncd.core.names import MAX_KEY_FILE, MAX_PEM, show_name
+from keysyncd.core.view import Entry
 from keysyncd.io.remote.jwsfleet import JwsFleet
 from keysyncd.io.remote.sftp import NodeSession
 from tests.jws_world import World, act

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from keysyncd.commands.cli import main
-from keysyncd.core.view import TEMP_PREFIX
+from keysyncd.core.names import TEMP_PREFIX
 from keysyncd.io.local import fsutil
 from keysyncd.io.local.fsutil import CLOCK_PROBE_PREFIX as CLOCK_PROBE
 from keysyncd.io.remote import sftp

@@ -25,13 +25,12 @@ from hypothesis import strategies as st
 from keysyncd.core.changewords import describe_changes
 from keysyncd.core.keyring import digest_of
 from keysyncd.core.kinds import KINDS
+from keysyncd.core.names import canonical_index, key_index
 from keysyncd.core.nodeplan import NodePlan, NodeView, Ownership, diff
 from keysyncd.core.view import (
     Entry,
     EntryType,
-    canonical_index,
     entry_type,
-    key_index,
     keystone_view,
     needs_content,
     with_content,

@@ -12,17 +12,9 @@ from pathlib import Path
 from cryptography.fernet import Fernet
 
 from keysyncd.core.jwskeys import generate_pair, public_of_private, public_problem
+from keysyncd.core.names import MAX_KEY_FILE, MAX_PEM, show_name, too_large
 from keysyncd.core.policy import Policy
-from keysyncd.core.view import (
-    MAX_KEY_FILE,
-    MAX_PEM,
-    Entry,
-    EntryType,
-    show_name,
-    too_large,
-    unread,
-    with_content,
-)
+from keysyncd.core.view import Entry, EntryType, unread, with_content
 from keysyncd.io.local.jwsstore import JwsStore
 from tests.local_harness import LocalHarness
 

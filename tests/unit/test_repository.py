@@ -12,8 +12,8 @@ import pytest
 from cryptography.fernet import Fernet
 
 from keysyncd.core.kinds import KINDS
+from keysyncd.core.names import canonical_index, show_name
 from keysyncd.core.policy import Policy, plan_rotation
-from keysyncd.core.view import canonical_index, show_name
 from keysyncd.errors import RepositoryError
 from keysyncd.io.local.repository import Repository
 from tests.keystone_compat import fernet_rotate, fernet_setup, load_keys, multifernet

@@ -9,7 +9,10 @@ rules and the modules the hook checks use (``glob``, ``shlex``), the child proce
 ``signal`` and systemd notify's ``socket`` (``keysyncd.io.runtime.children`` is loaded: status
 reads daemon.json with it), the metrics server, and ``shutil`` with the compression modules
 it loads (argparse asks it the terminal's width; ``keysyncd.commands.parser.terminal_columns``
-answers the same). The controls show the check sees each one where it is needed.
+answers the same), and since the third pass the node views' entries (``keysyncd.core.view``:
+keystone's file names are ``keysyncd.core.names``) and, for check-config, hashlib (OpenSSL's
+load: only when something is digested). The controls show the check sees each one where it
+is needed.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ JWS = (
 )
 ELSE = (
     "keysyncd.core.report",
+    "keysyncd.core.view",
     "keysyncd.io.local.hookwords",
     "keysyncd.io.runtime.metrics",
     "keysyncd.io.runtime.hooks",
@@ -62,6 +66,15 @@ def test_fernet_views_load_no_jws_model_report_model_hook_checks_or_shutil(
     assert code in (0, 1, 2)
     assert heavy(modules, (*JWS, *ELSE)) == [], argv
     assert "keysyncd.io.runtime.children" in modules or argv == ["plan"]
+
+
+def test_check_config_loads_no_hashlib_and_status_does_for_its_digests(
+    tmp_path: Path, startup_controller: dict[str, Path]
+) -> None:
+    _, modules = loaded(tmp_path, "-c", str(startup_controller["plain"]), "check-config")
+    assert {"hashlib", "_hashlib"} & modules == set()
+    _, modules = loaded(tmp_path, "-c", str(startup_controller["nodes"]), "status")
+    assert "_hashlib" in modules  # the control: status shows the keys' digests
 
 
 def changed(tmp_path: Path, startup_controller: dict[str, Path], **repository: object) -> Path:

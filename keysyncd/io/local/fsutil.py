@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from keysyncd.core.view import MAX_KEY_FILE, TEMP_PREFIX
+from keysyncd.core.names import MAX_KEY_FILE, TEMP_PREFIX
 
 CLOCK_PROBE_PREFIX = f"{TEMP_PREFIX}clock-"  # the temp files a node's clock is read from
 

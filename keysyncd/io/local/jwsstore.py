@@ -17,7 +17,7 @@ from keysyncd.core.jwskeys import (
     private_algorithm,
     public_problem,
 )
-from keysyncd.core.view import MAX_PEM, TEMP_PREFIX, show_name, too_large
+from keysyncd.core.names import MAX_PEM, TEMP_PREFIX, show_name, too_large
 from keysyncd.errors import LocalFileError, RepositoryError
 from keysyncd.io.local.fsutil import (
     atomic_write,

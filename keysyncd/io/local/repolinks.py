@@ -19,8 +19,8 @@ from pathlib import Path, PurePosixPath
 
 from keysyncd.config import Config, RepositoryConfig
 from keysyncd.config.paths import directory, overlap, owned_directories
+from keysyncd.core.names import is_temp_name, key_index, show_name
 from keysyncd.core.text import bounded, printable
-from keysyncd.core.view import is_temp_name, key_index, show_name
 from keysyncd.errors import ConfigError, LocalFileError, RepositoryError
 from keysyncd.io.local.fsutil import describe_os_error
 from keysyncd.io.local.trust import parent_problem

@@ -5,12 +5,12 @@ the chain and ``verify_chain`` names it; the head remembers the last report prun
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import re
 from pathlib import Path
 from typing import Any
 
+from keysyncd.core.keyring import digest_of
 from keysyncd.errors import LocalFileError
 from keysyncd.io.local.fsutil import load_json
 from keysyncd.io.local.trust import read_trusted
@@ -82,7 +82,7 @@ def recovered_head(report_dir: Path, state_dir: Path, writing: str | None = None
         head = {"breaks": [f"before report {writing}: {damage}"]}
         if files:
             content = read_report_bytes(files[-1])
-            head["head"] = {"id": files[-1].stem, "sha256": hashlib.sha256(content).hexdigest()}
+            head["head"] = {"id": files[-1].stem, "sha256": digest_of(content)}
         return head
     recorded = head.get("head")
     if not files or not recorded or files[-1].stem == recorded["id"]:
@@ -90,7 +90,7 @@ def recovered_head(report_dir: Path, state_dir: Path, writing: str | None = None
     content = read_report_bytes(files[-1])
     with contextlib.suppress(ValueError, AttributeError, UnicodeDecodeError):
         if load_json(content).get("previous") == recorded:
-            head["head"] = {"id": files[-1].stem, "sha256": hashlib.sha256(content).hexdigest()}
+            head["head"] = {"id": files[-1].stem, "sha256": digest_of(content)}
     return head
 
 
@@ -131,7 +131,7 @@ def inspect_chain(report_dir: Path, state_dir: Path) -> tuple[list[str], dict[st
             problems.append(f"report {path.stem} is not a valid report: it was modified")
             recorded = None
         problems += _link_breaks(path.stem, recorded, previous if index else None, pruned, index)
-        previous = {"id": path.stem, "sha256": hashlib.sha256(content).hexdigest()}
+        previous = {"id": path.stem, "sha256": digest_of(content)}
     return problems + _newest_breaks(head.get("head"), previous), late
 
 

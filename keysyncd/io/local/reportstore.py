@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import logging
 import os
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from keysyncd.config import ReportsConfig
+from keysyncd.core.keyring import digest_of
 from keysyncd.core.report import Report, precise_time
 from keysyncd.core.vocabulary import GOOD
 from keysyncd.errors import KeysyncError, LocalFileError, UsageError
@@ -128,7 +128,7 @@ def _chain(
     now: float | None,
 ) -> None:
     """Record the report just written as the chain head, index it and prune old reports."""
-    head["head"] = {"id": document["id"], "sha256": hashlib.sha256(content).hexdigest()}
+    head["head"] = {"id": document["id"], "sha256": digest_of(content)}
     doomed = _expired(report_dir, retention, now)
     if doomed:
         head["pruned_through"] = doomed[-1].stem

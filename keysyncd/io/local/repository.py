@@ -14,8 +14,7 @@ from pathlib import Path
 
 from keysyncd.core.keyring import Key, KeySet
 from keysyncd.core.kinds import KeyKind
-from keysyncd.core.policy import RotationPlan
-from keysyncd.core.view import (
+from keysyncd.core.names import (
     MAX_KEY_FILE,
     TEMP_PREFIX,
     canonical_index,
@@ -23,6 +22,7 @@ from keysyncd.core.view import (
     show_name,
     too_large,
 )
+from keysyncd.core.policy import RotationPlan
 from keysyncd.errors import RepositoryError
 from keysyncd.io.local.fsutil import (
     describe_os_error,

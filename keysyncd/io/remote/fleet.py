@@ -13,9 +13,10 @@ from keysyncd.core.access import UNREACHABLE_ADVICE
 from keysyncd.core.changewords import describe_changes
 from keysyncd.core.keyring import KeySet
 from keysyncd.core.kinds import KINDS, KeyKind
+from keysyncd.core.names import DIRECTORY_MODE, show_name
 from keysyncd.core.nodeplan import NodePlan, NodeView, Ownership, diff
 from keysyncd.core.text import bounded
-from keysyncd.core.view import DIRECTORY_MODE, needs_content, show_name, unread, with_content
+from keysyncd.core.view import needs_content, unread, with_content
 from keysyncd.core.vocabulary import NodeStatus, Reason
 from keysyncd.errors import KeysyncError, NodeError
 from keysyncd.io.local.repolinks import Own, refusal

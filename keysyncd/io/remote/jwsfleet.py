@@ -15,15 +15,8 @@ from keysyncd.core.jws import PRIVATE_NAME
 from keysyncd.core.jwskeys import public_of_private, public_problem
 from keysyncd.core.jwsplan import JwsExpected, JwsNodePlan, JwsView, diff_jws
 from keysyncd.core.keyring import digest_of
-from keysyncd.core.view import (
-    DIRECTORY_MODE,
-    MAX_PEM,
-    Entry,
-    EntryType,
-    show_name,
-    unread,
-    with_content,
-)
+from keysyncd.core.names import DIRECTORY_MODE, MAX_PEM, show_name
+from keysyncd.core.view import Entry, EntryType, unread, with_content
 from keysyncd.core.vocabulary import NodeStatus, Reason
 from keysyncd.errors import NodeError
 from keysyncd.io.remote.fanout import Fanout

@@ -26,7 +26,8 @@ from paramiko.sftp import (
 )
 from paramiko.sftp_attr import SFTPAttributes
 
-from keysyncd.core.view import MAX_KEY_FILE, Entry, EntryType, entry_type
+from keysyncd.core.names import MAX_KEY_FILE
+from keysyncd.core.view import Entry, EntryType, entry_type
 from keysyncd.io.remote.sftpwire import (
     MAX_HANDLE,
     Attributes,

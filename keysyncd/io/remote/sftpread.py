@@ -25,7 +25,8 @@ from paramiko.sftp import (
 
 from keysyncd.config import NodeConfig
 from keysyncd.core.access import PathInfo, ancestors
-from keysyncd.core.view import MAX_KEY_FILE, Entry, EntryType, entry_type, is_temp_name, key_index
+from keysyncd.core.names import MAX_KEY_FILE, is_temp_name, key_index
+from keysyncd.core.view import Entry, EntryType, entry_type
 from keysyncd.errors import NodeError
 from keysyncd.io.remote.sftpbatch import ShortRead, read_directory, read_files, trusted
 from keysyncd.io.remote.sftpmeter import MeteredChannel, record
