@@ -139,10 +139,14 @@ class Revoke(Symmetric):
         if not gated.promote:
             return self._refused(act, gated)
         plan, keyset, state = self.revoking, self.keyset, self.state
-        if plan.promote or plan.new_staged:
+        replaced = plan.promote or plan.new_staged
+        if replaced:
             keyset, state = self._replace(act, gated, state)
+        # the new primary on every node before the leaked key goes (phase 1, phase 2); a
+        # migration needs every node verified holding it; a key gone here: clean the nodes
+        if replaced or plan.migrate or plan.delete is None:
             self._push(keyset)
-            state, nodes = self.checked(state)
+            state, _ = self.checked(state)
         if plan.delete is not None:
             if plan.migrate:
                 state, migrated = self._migrate(act, state, plan.delete)
@@ -151,8 +155,6 @@ class Revoke(Symmetric):
                     return self.checked(state)
             keyset, state = self._delete(state, plan.delete)
             self._push(keyset)
-        elif not (plan.promote or plan.new_staged):
-            self._push(keyset)  # gone from the controller already: clean the nodes
         state, nodes = self.checked(state)
         return self._settle(act, state, nodes, keyset.digests()), nodes
 
