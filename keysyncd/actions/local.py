@@ -206,6 +206,11 @@ def refuse_revoked(run: Run, state: RepositoryState, keyset: KeySet) -> None:
         return
     index, digest = held[0]
     name = run.repository.name
+    if state.revocation is not None and state.revocation.digest == digest:
+        raise RepositoryError(
+            f"{name}: the revocation of key {index} (sha256:{digest[:16]}) is unfinished: "
+            f"'keysyncd revoke --repo {name}' finishes it (nothing is pushed until then)"
+        )
     raise RepositoryError(
         f"{name}: key {index} in {run.repository.path} (sha256:{digest[:16]}) was revoked; "
         f"keysyncd never pushes it again: remove it, or run 'keysyncd revoke --repo {name} "

@@ -188,13 +188,14 @@ def sync(
     return first or of(run.repository).sync(run, node, force, dry_run)
 
 
-def revocation_first(run: Run) -> ActionResult | None:
-    """Finish the revocation under way in ``run.repository`` (None: there is none)."""
+def revocation_first(run: Run, nodes_only: bool = False) -> ActionResult | None:
+    """Finish the revocation under way in ``run.repository`` (None: there is none, or, for
+    ``nodes_only``, the controller still holds its key: ``revoke.finish_unfinished``)."""
     if run.repository.key_kind.pairs_per_node:  # revocation of JWS pairs is not built
         return None
     from keysyncd.actions.revoke import finish_unfinished
 
-    return finish_unfinished(run)
+    return finish_unfinished(run, nodes_only)
 
 
 def verify(run: Run, node: str | None = None) -> ActionResult:
@@ -224,7 +225,7 @@ def check_local(run: Run) -> ActionResult | None:
 def check_fleet(run: Run) -> ActionResult | None:
     """The nodes' side of drift (None: nothing to check); a revocation under way is finished
     instead (the daemon's retry of a node that did not answer)."""
-    return revocation_first(run) or of(run.repository).check_fleet(run)
+    return revocation_first(run, nodes_only=True) or of(run.repository).check_fleet(run)
 
 
 def watched_path(config: Config, repository: RepositoryConfig) -> Path:

@@ -17,6 +17,7 @@ from typing import Any
 from keysyncd.actions.afterrotate import hook_document, run_after_rotate
 from keysyncd.actions.context import ActionResult, Run, node_outcomes, write_ahead
 from keysyncd.actions.distribute import NEW_KEY, Symmetric, gate
+from keysyncd.actions.inspect import open_repository
 from keysyncd.actions.local import rotate_local
 from keysyncd.actions.preview import predicted
 from keysyncd.actions.shell import Act, Gate, execute
@@ -54,15 +55,15 @@ def revoke_repository(
     return steps.preview(act) if dry_run else execute(act, steps)
 
 
-def unfinished(run: Run) -> Revocation | None:
-    """Return the revocation under way in ``run.repository`` (None: none)."""
-    return load_state(run.config.state_dir, run.repository.name).revocation
-
-
-def finish_unfinished(run: Run) -> ActionResult | None:
-    """Finish the revocation under way, if any (its own ``--force`` kept); return its result."""
-    pending = unfinished(run)
+def finish_unfinished(run: Run, nodes_only: bool = False) -> ActionResult | None:
+    """Finish the revocation under way, if any (its own ``--force`` kept); return its result.
+    ``nodes_only`` (the daemon's periodic check): only one the controller is done with (what
+    is left is a node that did not answer); a credential key waiting for its migration waits
+    for the operator, not for a hook retried at every check."""
+    pending = load_state(run.config.state_dir, run.repository.name).revocation
     if pending is None:
+        return None
+    if nodes_only and pending.digest in open_repository(run.repository).load().digests().values():
         return None
     log.warning("%s: finishing the revocation under way first", run.repository.name)
     return revoke_repository(run, Target(pending.digest, pending.reason), pending.forced)

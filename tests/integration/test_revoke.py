@@ -13,7 +13,11 @@ import jsonschema
 import pytest
 from cryptography.fernet import Fernet, InvalidToken
 
+from keysyncd.actions import operations
+from keysyncd.actions.context import Run
+from keysyncd.config import load_config
 from keysyncd.core.keyring import digest_of
+from keysyncd.core.vocabulary import Trigger
 from keysyncd.testing.config import fleet_config
 from keysyncd.testing.fleet import Fleet
 from tests.integration.test_rotate import reports, run
@@ -188,3 +192,17 @@ def test_a_revoked_key_is_never_pushed_again(
     assert run(config, "sync") == 1
     assert "was revoked" in capsys.readouterr().err
     assert accepted(fleet, token) == []
+
+
+def test_the_daemons_check_removes_the_key_from_a_node_back_up(ready: tuple[Fleet, Path]) -> None:
+    fleet, config = ready
+    leaked = keys_of(config.parent / "keys")[1]
+    fleet.stop_node("node2")
+    assert revoke(config, "--index", "1", "--reason", "leak") == 1
+    fleet.start_node("node2")
+    loaded = load_config(config)
+    result = operations.check_fleet(Run(loaded, loaded.repositories[0], Trigger.CRON))
+    assert result is not None and result.ok and result.report is not None
+    assert result.report.action == "revoke"
+    assert accepted(fleet, Fernet(leaked).encrypt(b"user")) == []
+    assert journal(config)["revocation"] is None
