@@ -206,3 +206,21 @@ def test_the_daemons_check_removes_the_key_from_a_node_back_up(ready: tuple[Flee
     assert result.report.action == "revoke"
     assert accepted(fleet, Fernet(leaked).encrypt(b"user")) == []
     assert journal(config)["revocation"] is None
+
+
+def test_a_dry_run_prints_the_plan_and_what_dies_and_changes_nothing(
+    ready: tuple[Fleet, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    fleet, config = ready
+    before = {node.name: keys_of(node.directory) for node in fleet.nodes}
+    controller = keys_of(config.parent / "keys")
+    state = journal(config)
+    capsys.readouterr()
+    assert revoke(config, "--index", "2", "--reason", "leak", "--dry-run", "--json") == 0
+    document = json.loads(capsys.readouterr().out)
+    result = document["repositories"][0]["results"][0]
+    assert result["plan"]["role"] == "primary" and result["plan"]["index"] == 2
+    assert any("every token issued with it" in message for message in result["messages"])
+    assert {node.name: keys_of(node.directory) for node in fleet.nodes} == before
+    assert keys_of(config.parent / "keys") == controller
+    assert journal(config) == state and reports(config, "revoke") == []
