@@ -224,3 +224,17 @@ def test_a_dry_run_prints_the_plan_and_what_dies_and_changes_nothing(
     assert {node.name: keys_of(node.directory) for node in fleet.nodes} == before
     assert keys_of(config.parent / "keys") == controller
     assert journal(config) == state and reports(config, "revoke") == []
+
+
+def test_adopt_never_takes_a_revoked_key(
+    ready: tuple[Fleet, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    fleet, config = ready
+    leaked = keys_of(config.parent / "keys")[1]
+    assert revoke(config, "--index", "1", "--reason", "leak") == 0
+    (fleet.nodes[0].directory / "1").write_bytes(leaked)  # node1 shows it again
+    (config.parent / "keys").rename(config.parent / "keys.moved")
+    capsys.readouterr()
+    assert run(config, "adopt", "--from", "node1") == 1
+    assert "was revoked" in capsys.readouterr().err
+    assert not (config.parent / "keys").exists() or keys_of(config.parent / "keys") == {}
