@@ -208,11 +208,7 @@ def status_json(state: RepositoryState) -> dict[str, object] | None:
     pending = state.revocation
     if pending is None:
         return None
-    unverified = sorted(
-        name
-        for name, record in state.nodes.items()
-        if record.status not in GOOD or record.generation != state.generation
-    )
+    unverified = may_hold(state, state.nodes)
     return {
         "sha256": pending.digest,
         "reason": pending.reason,
@@ -233,3 +229,18 @@ def seen_again(
         for name, digests in sorted(seen.items())
         for digest in sorted(set(digests) & gone)
     ]
+
+
+def may_hold(state: RepositoryState, nodes: Collection[str]) -> list[str]:
+    """Return the ``nodes`` that may still hold the key of the revocation under way (none if
+    there is none): every node not verified holding the current generation, which lacks it."""
+    if state.revocation is None:
+        return []
+    records = state.nodes
+    return sorted(
+        name
+        for name in nodes
+        if name not in records
+        or records[name].status not in GOOD
+        or records[name].generation != state.generation
+    )

@@ -238,3 +238,26 @@ def test_adopt_never_takes_a_revoked_key(
     assert run(config, "adopt", "--from", "node1") == 1
     assert "was revoked" in capsys.readouterr().err
     assert not (config.parent / "keys").exists() or keys_of(config.parent / "keys") == {}
+
+
+def test_the_metric_names_a_node_that_may_hold_a_revoked_key_until_it_is_gone(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    textfile = tmp_path / "textfile" / "keysyncd.prom"
+    textfile.parent.mkdir(mode=0o700)
+    config = fleet_config(fleet, tmp_path / "ctl", metrics={"textfile": str(textfile)})
+    assert run(config, "init") == 0
+    assert run(config, "rotate") == 0
+
+    def held(node: str) -> str:
+        label = f'keysyncd_node_revoked_key_held{{node="{node}",repository="fernet-tokens"}}'
+        [line] = [line for line in textfile.read_text().splitlines() if line.startswith(label)]
+        return line.split()[-1]
+
+    assert held("node3") == "0.0"
+    fleet.stop_node("node3")
+    assert revoke(config, "--index", "1", "--reason", "leak") == 1
+    assert (held("node1"), held("node2"), held("node3")) == ("0.0", "0.0", "1.0")
+    fleet.start_node("node3")
+    assert run(config, "sync") == 0
+    assert held("node3") == "0.0"
