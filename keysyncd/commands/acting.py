@@ -238,4 +238,10 @@ def revoke_target(config: Config, args: argparse.Namespace) -> str | None:
         raise UsageError("revoke: --reason TEXT is required (it is recorded with the revocation)")
     digests = open_repository(repository).scan().keyset.digests()
     also = [pending.digest] if pending is not None else []
-    return select(digests, args.key, args.index, also)
+    digest = select(digests, args.key, args.index, also)
+    if pending is not None and digest != pending.digest:
+        raise UsageError(
+            f"{name}: the revocation of sha256:{pending.digest[:16]} is unfinished: finish it "
+            f"first ('keysyncd revoke --repo {name}')"
+        )
+    return digest

@@ -138,6 +138,7 @@ def test_a_leaked_secondary_on_a_node_that_is_down_goes_once_it_answers(
     assert run(config, "status") == 1
     assert "the revocation of sha256:" in capsys.readouterr().out
     assert run(config, "rotate", "--force") == 1  # --force does not rotate past it either
+    assert revoke(config, "--index", "0", "--reason", "another") == 2  # one at a time
     assert run(config, "rotate") == 1  # blocked while the revocation is unfinished
     assert sorted(keys_of(config.parent / "keys")) == [0, 2]
     fleet.start_node("node3")
