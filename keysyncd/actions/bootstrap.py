@@ -23,6 +23,7 @@ from keysyncd.core.keyring import Key, KeySet, digest_of
 from keysyncd.core.names import MAX_KEY_FILE, show_name
 from keysyncd.core.nodeplan import divergence
 from keysyncd.core.report import NodeOutcome
+from keysyncd.core.revocation import held_revoked
 from keysyncd.core.text import named, plural, printable
 from keysyncd.core.view import entry_problem
 from keysyncd.core.vocabulary import Action, Outcome
@@ -132,6 +133,12 @@ class Adopt:
         problems = [f"{i}: {p}" for i, m in materials.items() if (p := kind.problem(m))]
         if problems := problems + keyset.problems():
             raise KeysyncError(f"cannot adopt from node {source}: " + "; ".join(problems))
+        if revoked := held_revoked(keyset.digests(), state.revoked):  # never again (SPEC 10)
+            index, digest = revoked[0]
+            raise KeysyncError(
+                f"cannot adopt from node {source}: its key {index} (sha256:{digest[:16]}) was "
+                "revoked; remove it there (or adopt from another node)"
+            )
         warnings = differing_nodes(source, differing)
         verb = "differs" if len(differing) == 1 else "differ"
         differ = f"{plural(len(differing), 'other node')} {verb}"

@@ -15,6 +15,7 @@ from keysyncd.actions.context import DRY_RUN, ActionResult, Run, check_clock, no
 from keysyncd.actions.local import rotate_local
 from keysyncd.actions.preview import plan_json, predicted, previews, retirement_json
 from keysyncd.actions.shell import Act, Gate, execute
+from keysyncd.core import revocation
 from keysyncd.core.clock import ClockCheck, judge
 from keysyncd.core.journal import RepositoryState
 from keysyncd.core.kinds import SymmetricModel
@@ -43,6 +44,8 @@ def sync_repository(
 class Symmetric:
     """The steps of a symmetric sync (``shell.Steps``), which rotate and init extend."""
 
+    finishes_revocations = False  # True: the controller may hold a revoked key (revoke)
+
     def __init__(self, run: Run, force: bool, node: str | None = None, dry: bool = False) -> None:
         self.run, self.force, self.node, self.dry = run, force, node, dry
         self.connections = contextlib.ExitStack()
@@ -57,6 +60,8 @@ class Symmetric:
             told = act.messages if self.dry else None
             self.keyset, state = local.recover(self.run, found, told).valid()
         state, foreign = local.reconciled(self.run, state, self.keyset, act.started)
+        if not self.finishes_revocations:  # a revoked key is never pushed again
+            local.refuse_revoked(self.run, state, self.keyset)
         if foreign and not self.dry:
             said = "%s: local keys changed outside keysyncd; now generation %d"
             log.warning(said, self.run.repository.name, state.generation)
@@ -65,6 +70,8 @@ class Symmetric:
     def connect(self, act: Act, state: RepositoryState, quorum: bool = True) -> None:
         """Connect to the nodes, judge the clock by them (dry: none read, taken as trusted)."""
         self.fleet = self.connections.enter_context(self.run.fleet(self.node, not self.dry))
+        if self.fleet is not None:  # a node holding a revoked key is repaired, never left alone
+            self.fleet.revoked = revocation.revoked_digests(state.revoked)
         if self.dry:
             self.clock = judge(self.run.clock(), None, (), self.run.config.clock.max_skew)
         else:
@@ -107,6 +114,7 @@ class Symmetric:
         keyset, state, _ = local.retire_due(self.run, *keys)
         if self.fleet is not None:
             push_keyset(self.fleet, keyset, self.force)
+            act.messages += revoked_again(self.fleet, state)
         return self.checked(state)
 
     def checked(self, state: RepositoryState) -> tuple[RepositoryState, dict[str, NodeOutcome]]:
@@ -137,6 +145,19 @@ class Symmetric:
     def close(self) -> None:
         """Close every connection."""
         self.connections.close()
+
+
+def revoked_again(fleet: FleetAction, state: RepositoryState) -> list[str]:
+    """Return a line for every node that showed a revoked key again (before this push)."""
+    if not state.revoked:
+        return []
+    seen = {
+        name: [entry.digest for entry in result.view.entries if entry.digest is not None]
+        for name, result in fleet.results.items()
+        if result.view is not None
+    }
+    cleaned = [name for name, node in node_outcomes(fleet).items() if node.status in GOOD]
+    return revocation.seen_again(seen, cleaned, state.revoked)
 
 
 def gate(nodes: Mapping[str, NodeOutcome], force: bool, stopping: bool, clock: ClockCheck) -> Gate:

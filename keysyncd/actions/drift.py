@@ -20,7 +20,7 @@ from keysyncd.actions.context import (
     write_ahead,
 )
 from keysyncd.actions.inspect import open_repository
-from keysyncd.actions.local import load_local, reconciled, recover
+from keysyncd.actions.local import load_local, reconciled, recover, refuse_revoked
 from keysyncd.actions.readonly import Only
 from keysyncd.core import journal
 from keysyncd.core.journal import RepositoryState
@@ -61,6 +61,7 @@ class SymmetricReads:
     def load(self, run: Run) -> tuple[RepositoryState, KeySet, dict[int, str]]:
         state = load_state(run.config.state_dir, run.repository.name)
         keys = open_repository(run.repository).load()
+        refuse_revoked(run, state, keys)  # drift repair never pushes a revoked key again
         return state, keys, keys.digests()
 
     def connect(self, run: Run, only: Only) -> AbstractContextManager[FleetAction | None]:

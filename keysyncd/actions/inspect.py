@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from keysyncd.config import Config, RepositoryConfig
-from keysyncd.core import clock, due, journal
+from keysyncd.core import clock, due, journal, revocation
 from keysyncd.core.journal import RepositoryState
 from keysyncd.core.kinds import JwsModel, SymmetricModel
 from keysyncd.core.nodes import stale_because, standing
@@ -78,6 +78,7 @@ def common_status(
         "nodes": nodes_json(config, state),
         "clock": clock.status_json(state, now, config.clock.max_skew),
         "unwritten_reports": len(state.unwritten_reports),
+        "revocation": revocation.status_json(state),
     }
 
 

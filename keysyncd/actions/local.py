@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from keysyncd.actions.context import Run, write_ahead
 from keysyncd.actions.inspect import open_repository
-from keysyncd.core import journal
+from keysyncd.core import journal, revocation
 from keysyncd.core.clock import ClockCheck
 from keysyncd.core.journal import (
     PendingRotation,
@@ -187,6 +187,8 @@ def reconciled(
     """Return ``journal.reconcile`` of the disk (and whether it changed outside keysyncd);
     raise RepositoryError if a key credentials may need was lost (a push would delete it)."""
     lost = journal.unmigrated_losses(state, keyset.digests(), run.repository.policy())
+    gone = revocation.revoked_digests(state.revoked)  # a revocation deleted it on purpose
+    lost = tuple(index for index in lost if state.digests[index] not in gone)
     if lost:
         raise RepositoryError(
             f"invalid repository: {run.repository.path}: keys {list(lost)} changed or "
@@ -194,3 +196,23 @@ def reconciled(
             "(no migration past them succeeded): restore them (every node still holds them)"
         )
     return journal.reconcile(state, keyset.digests(), now)
+
+
+def refuse_revoked(run: Run, state: RepositoryState, keyset: KeySet) -> None:
+    """Raise RepositoryError if the controller holds a revoked key (restored from a backup, put
+    back by hand): keysyncd never pushes one again (SPEC section 10)."""
+    held = revocation.held_revoked(keyset.digests(), state.revoked)
+    if not held:
+        return
+    index, digest = held[0]
+    name = run.repository.name
+    if state.revocation is not None and state.revocation.digest == digest:
+        raise RepositoryError(
+            f"{name}: the revocation of key {index} (sha256:{digest[:16]}) is unfinished: "
+            f"'keysyncd revoke --repo {name}' finishes it (nothing is pushed until then)"
+        )
+    raise RepositoryError(
+        f"{name}: key {index} in {run.repository.path} (sha256:{digest[:16]}) was revoked; "
+        f"keysyncd never pushes it again: remove it, or run 'keysyncd revoke --repo {name} "
+        f"--index {index} --reason TEXT' to replace it everywhere"
+    )

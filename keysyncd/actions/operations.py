@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
@@ -170,15 +170,32 @@ def of(repository: RepositoryConfig) -> Kind:
 
 
 def rotate(run: Run, dry_run: bool = False, force: bool = False) -> ActionResult:
-    """Rotate ``run.repository`` (see its kind's module); the caller holds the lock."""
+    """Rotate ``run.repository`` (see its kind's module); the caller holds the lock. A
+    revocation under way is finished first; while it is unfinished nothing rotates."""
+    first = None if dry_run else revocation_first(run)
+    if first is not None and not first.ok:
+        said = "not rotated: the revocation under way must finish first (see above)"
+        return replace(first, messages=(*first.messages, said))
     return of(run.repository).rotate(run, dry_run, force)
 
 
 def sync(
     run: Run, node: str | None = None, force: bool = False, dry_run: bool = False
 ) -> ActionResult:
-    """Push ``run.repository`` to every node (or one) and verify it by read-back."""
-    return of(run.repository).sync(run, node, force, dry_run)
+    """Push ``run.repository`` to every node (or one) and verify it by read-back; a revocation
+    under way is finished instead (a push to every node, the revoked key taken out)."""
+    first = None if dry_run else revocation_first(run)
+    return first or of(run.repository).sync(run, node, force, dry_run)
+
+
+def revocation_first(run: Run, nodes_only: bool = False) -> ActionResult | None:
+    """Finish the revocation under way in ``run.repository`` (None: there is none, or, for
+    ``nodes_only``, the controller still holds its key: ``revoke.finish_unfinished``)."""
+    if run.repository.key_kind.pairs_per_node:  # revocation of JWS pairs is not built
+        return None
+    from keysyncd.actions.revoke import finish_unfinished
+
+    return finish_unfinished(run, nodes_only)
 
 
 def verify(run: Run, node: str | None = None) -> ActionResult:
@@ -206,8 +223,9 @@ def check_local(run: Run) -> ActionResult | None:
 
 
 def check_fleet(run: Run) -> ActionResult | None:
-    """The nodes' side of drift (None: nothing to check)."""
-    return of(run.repository).check_fleet(run)
+    """The nodes' side of drift (None: nothing to check); a revocation under way is finished
+    instead (the daemon's retry of a node that did not answer)."""
+    return revocation_first(run, nodes_only=True) or of(run.repository).check_fleet(run)
 
 
 def watched_path(config: Config, repository: RepositoryConfig) -> Path:

@@ -64,6 +64,7 @@ class Act:
     clock: ClockCheck | None = None
     plan: dict[str, Any] | None = None
     forced: bool = False
+    migrated: bool = False  # the steps already ran the after_rotate migration (revoke)
     outcome: Outcome | None = None
     messages: list[str] = field(default_factory=list)
     hooks: list[HookRun] = field(default_factory=list)
@@ -167,7 +168,8 @@ def execute(act: Act, steps: Steps) -> ActionResult:
         state, nodes = steps.promote(act, gated)
     finally:
         steps.close()
-    return finish(act, state, nodes, promoted=gated.promote and act.rotating)
+    promoted = gated.promote and act.rotating
+    return finish(act, state, nodes, promoted=promoted, migrate=not act.migrated)
 
 
 def before_rotate(act: Act, state: RepositoryState) -> bool:

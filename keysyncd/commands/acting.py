@@ -1,4 +1,4 @@
-"""The commands that act (init, adopt, rotate, sync, verify, confirm-migration): each runs
+"""The commands that act (init, adopt, rotate, sync, verify, confirm-migration, revoke): each runs
 every chosen repository on its own under the lock and exits 0 only when all is well."""
 
 from __future__ import annotations
@@ -197,3 +197,51 @@ def cmd_verify(args: argparse.Namespace, config: Config, out: Output) -> int:
 def cmd_confirm_migration(args: argparse.Namespace, config: Config, out: Output) -> int:
     confirm = partial(drift.confirm_migration, primary=args.primary)
     return run_each(args, config, out, "confirm-migration", confirm)
+
+
+def cmd_revoke(args: argparse.Namespace, config: Config, out: Output) -> int:
+    from keysyncd.actions.revoke import Target, revoke_repository
+
+    digest = revoke_target(config, args)
+    target = Target(digest, args.reason or "")
+    revoke = partial(revoke_repository, target=target, force=args.force, dry_run=args.dry_run)
+    return run_each(args, config, out, "revoke", revoke)
+
+
+def revoke_target(config: Config, args: argparse.Namespace) -> str | None:
+    """Return the full digest of the key ``args`` name (None: finish the revocation under way);
+    raise UsageError (exit 2, one line) for what revoke does not do, or names no single key."""
+    from keysyncd.actions.inspect import open_repository
+    from keysyncd.core.revocation import select
+    from keysyncd.io.local.state import load_state
+
+    repository = config.repository(args.repo)
+    name = repository.name
+    if args.all:
+        raise UsageError(
+            "revoke --all (a new key set: every token dies) is not offered yet: revoke each "
+            f"key in turn with 'keysyncd revoke --repo {name} --index N --reason TEXT', the "
+            "staged key 0 first, then the primary, then each secondary"
+        )
+    if repository.key_kind.pairs_per_node or args.node:
+        raise UsageError(
+            f"revoke of JWS key pairs (--node) is not offered yet: 'keysyncd rotate --repo "
+            f"{name}' gives every node a new pair now, but keeps the old public keys until "
+            "token_expiration + allow_expired_window have passed"
+        )
+    pending = load_state(config.state_dir, name).revocation
+    if args.key is None and args.index is None:
+        if pending is None:
+            raise UsageError(f"{name}: name the key to revoke: --key DIGEST_PREFIX or --index N")
+        return None
+    if not (args.reason or "").strip():
+        raise UsageError("revoke: --reason TEXT is required (it is recorded with the revocation)")
+    digests = open_repository(repository).scan().keyset.digests()
+    also = [pending.digest] if pending is not None else []
+    digest = select(digests, args.key, args.index, also)
+    if pending is not None and digest != pending.digest:
+        raise UsageError(
+            f"{name}: the revocation of sha256:{pending.digest[:16]} is unfinished: finish it "
+            f"first ('keysyncd revoke --repo {name}')"
+        )
+    return digest

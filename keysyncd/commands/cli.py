@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sync": ("acting", "cmd_sync"),
     "verify": ("acting", "cmd_verify"),
     "confirm-migration": ("acting", "cmd_confirm_migration"),
+    "revoke": ("acting", "cmd_revoke"),
     "status": ("views", "cmd_status"),
     "plan": ("views", "cmd_plan"),
     "report": ("reports", "cmd_report"),
@@ -38,7 +39,7 @@ NO_CONFIG: dict[str, tuple[str, str]] = {
     "completion": ("docs", "cmd_completion"),
     "manpage": ("docs", "cmd_manpage"),
 }
-CONTACT_NODES = {"init", "adopt", "rotate", "sync", "verify", "confirm-migration", "run"}
+CONTACT_NODES = {"init", "adopt", "rotate", "sync", "verify", "confirm-migration", "revoke", "run"}
 NO_RESULT = {"run", "completion", "manpage"}  # --json has nothing to print for these
 
 if TYPE_CHECKING:

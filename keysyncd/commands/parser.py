@@ -339,6 +339,44 @@ def _rotate_sync(commands: Any) -> None:
     )
 
 
+def _revoke(commands: Any) -> None:
+    """Add revoke (kinds fernet and credential)."""
+    revoke = _command(
+        commands,
+        "revoke",
+        "remove a leaked key from every node now (kinds fernet, credential)",
+        "Revoke a leaked key: the staged key is replaced on every node; a primary is replaced "
+        "by the staged key (promoted once every node holds it) and deleted at once, without the "
+        "retention wait; a secondary is deleted now. Tokens made with it are rejected on every "
+        "node, every other token stays valid. Credential keys go only after after_rotate "
+        "(keystone-manage credential_migrate) succeeded. The revocation is journaled first, "
+        "blocks rotation until finished, and its key is never pushed again. Without --key or "
+        "--index: finish the revocation under way.",
+        repo=False,
+        wait=0.0,
+    )
+    revoke.add_argument("--repo", metavar="NAME", required=True, help="the repository")
+    which = revoke.add_mutually_exclusive_group()
+    which.add_argument(
+        "--key", metavar="DIGEST_PREFIX", help="the key's sha256, as status shows it"
+    )
+    which.add_argument("--index", type=int, metavar="N", help="the key's index (0: staged)")
+    which.add_argument(
+        "--all", action="store_true", help="a new key set: not offered yet (refused, saying why)"
+    )
+    revoke.add_argument(
+        "--node", metavar="NODE", help="kind jws: not offered yet (refused, saying why)"
+    )
+    revoke.add_argument("--reason", metavar="TEXT", help="why (required; recorded in the report)")
+    revoke.add_argument("--dry-run", action="store_true", help="show the plan; change nothing")
+    revoke.add_argument(
+        "--force",
+        action="store_true",
+        help="promote although a node cannot be verified; delete a credential key although "
+        "the migration failed (credentials still encrypted with it are lost)",
+    )
+
+
 def _verify(commands: Any) -> None:
     """Add verify."""
     verify = _command(
@@ -578,6 +616,7 @@ GROUPS: dict[Callable[[Any], None], tuple[str, ...]] = {
     _rotate_sync: ("rotate", "sync"),
     _verify: ("verify",),
     _confirm_migration: ("confirm-migration",),
+    _revoke: ("revoke",),
     _views: ("status", "plan"),
     _report: ("report",),
     _daemon_and_docs: ("run", "completion", "manpage"),

@@ -60,6 +60,13 @@ def needs_attention(repository: RepositoryConfig, status: dict[str, Any], now: f
             reasons.append(node_attention(node, entry))
     if status.get("rotation_blocked_by"):
         reasons.append("rotation blocked by a failed after_rotate hook")
+    if revoking := status.get("revocation"):
+        held = ", ".join(revoking["unverified_nodes"]) or "none"
+        reasons.append(
+            f"the revocation of sha256:{shown(revoking['sha256'][:16])} is unfinished (nodes "
+            f"that may still hold it: {shown(held)}); 'keysyncd revoke --repo "
+            f"{shown(status['name'])}' finishes it, rotation is blocked until then"
+        )
     clock = status.get("clock")
     if clock and not clock["trusted"]:
         reasons.append(

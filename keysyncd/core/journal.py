@@ -29,6 +29,7 @@ from keysyncd.core.policy import (
     plan_retirement,
     rotated_history,
 )
+from keysyncd.core.revocation import Revocation, RevokedKey
 from keysyncd.core.vocabulary import GOOD, Outcome
 
 if TYPE_CHECKING:  # loaded with a jws repository's state (io.local.statefields)
@@ -64,6 +65,8 @@ class RepositoryState:
     # reports that could not be written to report_dir (JSON documents, oldest first): each
     # is written, marked late, by the first later commit that can (keysyncd.actions.context)
     unwritten_reports: tuple[Mapping[str, Any], ...] = ()
+    revoked: tuple[RevokedKey, ...] = ()  # every key ever revoked: never pushed again
+    revocation: Revocation | None = None  # a revocation under way (blocks rotation)
 
 
 # --- the key set --------------------------------------------------------------------------

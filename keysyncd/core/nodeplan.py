@@ -7,7 +7,7 @@ chmod-ed or chown-ed: a symlink at a key name must never lead a change outside.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -124,14 +124,19 @@ class NodePlan:
         return changes
 
 
-def divergence(expected: Mapping[int, str], view: NodeView) -> str | None:
+def divergence(
+    expected: Mapping[int, str], view: NodeView, revoked: Collection[str] = ()
+) -> str | None:
     """Return why the node holds a newer or unrelated key set, or None: a valid key above 0 with
     other content, or a key keystone would load above the controller's primary (``099`` loads
     as 99; a symlink counts), means someone else rotated or bootstrapped it, and overwriting
-    could destroy the only copy of a key in use (neither keystone nor keysyncd rewrites one)."""
+    could destroy the only copy of a key in use (neither keystone nor keysyncd rewrites one).
+    A ``revoked`` key (digest) is no one's key in use: it is removed, never a reason to stop."""
     top = max(expected, default=0)
     for index, entries in sorted(view.keystone.loaded.items(), reverse=True):
         for entry in entries:
+            if entry.digest is not None and entry.digest in revoked:
+                continue
             keylike = (
                 entry.valid_key
                 or entry.type is EntryType.SYMLINK
@@ -149,11 +154,16 @@ def divergence(expected: Mapping[int, str], view: NodeView) -> str | None:
 
 
 def diff(
-    expected: Mapping[int, str], view: NodeView, owner: Ownership | None = None, force: bool = False
+    expected: Mapping[int, str],
+    view: NodeView,
+    owner: Ownership | None = None,
+    force: bool = False,
+    revoked: Collection[str] = (),
 ) -> NodePlan:
     """Return the NodePlan turning ``view`` into ``expected`` (index -> digest); a diverged node
-    gets an empty plan with ``diverged`` set, unless ``force``."""
-    reason = divergence(expected, view)
+    gets an empty plan with ``diverged`` set, unless ``force`` (``revoked``: digests that never
+    make a node diverged)."""
+    reason = divergence(expected, view, revoked)
     if reason and not force:
         return NodePlan(cleanup=view.temp_files, diverged=reason)
     return _Planner(expected, view, owner or Ownership()).plan()

@@ -19,6 +19,7 @@ class Action(StrEnum):
     VERIFY = "verify"
     DRIFT = "drift"  # a change keysyncd did not make, found locally or on a node
     MIGRATE = "migrate"  # the operator confirmed a credential migration (confirm-migration)
+    REVOKE = "revoke"  # a leaked key removed from every node now (keysyncd revoke)
 
 
 class Trigger(StrEnum):

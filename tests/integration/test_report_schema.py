@@ -31,7 +31,8 @@ def test_a_report_of_every_action_validates_against_the_schema(
 ) -> None:
     first, second = tmp_path / "ctl", tmp_path / "other"
     config = fleet_config(fleet, first)
-    for command in (["init"], ["sync"], ["verify"], ["rotate"]):
+    revoke = ["revoke", "--repo", "fernet-tokens", "--index", "0", "--reason", "a leak"]
+    for command in (["init"], ["sync"], ["verify"], ["rotate"], revoke):
         assert main(["-c", str(config), *command]) == 0, command
     (fleet.node("node1").directory / "0").unlink()  # drift on a node, found by the check
     loaded = load_config(config)

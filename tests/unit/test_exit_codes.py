@@ -194,7 +194,7 @@ def test_exit_2_on_bad_usage(
 
 
 COMMANDS = (
-    "'check-config', 'init', 'adopt', 'rotate', 'sync', 'verify', 'confirm-migration', "
+    "'check-config', 'init', 'adopt', 'rotate', 'sync', 'verify', 'confirm-migration', 'revoke', "
     "'status', 'plan', 'report', 'run', 'completion', 'manpage'"
 )
 

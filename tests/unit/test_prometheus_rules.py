@@ -37,6 +37,7 @@ ALERTS = {
     "KeysyncdMetricsMissing",
     "KeysyncdRepositoryReplaced",
     "KeysyncdClockUntrusted",
+    "KeysyncdRevokedKeyHeld",
 }
 
 

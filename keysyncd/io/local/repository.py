@@ -253,6 +253,21 @@ class Repository:
                 reason = f"{describe_os_error(error)}; nothing changed"
                 raise RepositoryError(f"cannot rotate {self.path}: {reason}") from None
 
+    def replace_staged(self, new_staged: bytes) -> None:
+        """Replace staged key 0 by ``new_staged`` in one rename (0 is never missing); raise
+        RepositoryError on failure, with the directory unchanged."""
+        check_controller_directory(self.path)
+        with private_umask():
+            temp = None
+            try:
+                temp = self._stage(new_staged)
+                os.replace(temp, self.path / "0")
+                fsync_directory(self.path)
+            except OSError as error:
+                self._undo([temp] if temp is not None else [], [])
+                reason = f"{describe_os_error(error)}; nothing changed"
+                raise RepositoryError(f"cannot replace key 0 in {self.path}: {reason}") from None
+
     def retire(self, indices: tuple[int, ...]) -> None:
         """Delete the key files ``indices``; raise RepositoryError naming the first failure. A key
         that cannot be deleted is only kept longer, which is always safe."""

@@ -27,6 +27,8 @@ from keysyncd.io.local.statefields import (
     read_last_action,
     read_nodes,
     read_pending,
+    read_revocation,
+    read_revoked,
     read_unwritten,
     strings,
 )
@@ -64,6 +66,8 @@ def to_json(state: RepositoryState) -> dict[str, Any]:
         "latest_time": state.latest_time,
         "clock": None if state.clock is None else asdict(state.clock),
         "unwritten_reports": [dict(document) for document in state.unwritten_reports],
+        "revoked": [asdict(key) for key in state.revoked],
+        "revocation": None if state.revocation is None else asdict(state.revocation),
     }
 
 
@@ -105,6 +109,8 @@ def from_json(document: Any) -> RepositoryState:
         latest_time=lenient(number, document, "latest_time", ""),
         clock=lenient(read_clock, document),
         unwritten_reports=read_unwritten(document),
+        revoked=read_revoked(document),
+        revocation=read_revocation(document),
     )
 
 

@@ -19,6 +19,7 @@ from keysyncd.core.journal import (
     PendingRotation,
 )
 from keysyncd.core.policy import KeyHistory
+from keysyncd.core.revocation import Revocation, RevokedKey
 
 if TYPE_CHECKING:
     from keysyncd.core.jws import JwsState, Pair
@@ -251,3 +252,30 @@ def read_unwritten(document: Any) -> tuple[dict[str, Any], ...]:
             # the id becomes a file name in report_dir: nothing else may ever reach it
             raise Damaged(f"'unwritten_reports[{index}].id' is no report id: {report['id']!r:.40}")
     return tuple(found)
+
+
+def read_revoked(document: Any) -> tuple[RevokedKey, ...]:
+    """Return every key ever revoked (digest, reason, when)."""
+    found = field(document, "revoked", "", (list,), [])
+    return tuple(
+        RevokedKey(
+            digest=field(entry, "digest", f"revoked[{n}].", (str,), ""),
+            reason=field(entry, "reason", f"revoked[{n}].", (str,), ""),
+            at=number(entry, "at", f"revoked[{n}].") or 0.0,
+        )
+        for n, entry in enumerate(found)
+    )
+
+
+def read_revocation(document: Any) -> Revocation | None:
+    """Return the revocation under way (None: none)."""
+    found = field(document, "revocation", "", (dict,), None)
+    if found is None:
+        return None
+    where = "revocation."
+    return Revocation(
+        digest=field(found, "digest", where, (str,), ""),
+        reason=field(found, "reason", where, (str,), ""),
+        started_at=number(found, "started_at", where) or 0.0,
+        forced=field(found, "forced", where, (bool,), False),
+    )

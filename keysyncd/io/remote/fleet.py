@@ -28,7 +28,10 @@ log = logging.getLogger(__name__)
 
 class FleetAction(Fanout[NodeView, NodePlan]):
     """The fan-out of one action on a symmetric repository (fernet, credential): every node
-    holds the same key files in one directory (its own ``path`` or the repository's)."""
+    holds the same key files in one directory (its own ``path`` or the repository's).
+    ``revoked``: digests of revoked keys, removed wherever found (never a divergence)."""
+
+    revoked: frozenset[str] = frozenset()
 
     @property
     def kind(self) -> KeyKind:
@@ -41,7 +44,7 @@ class FleetAction(Fanout[NodeView, NodePlan]):
         def inspecting(name: str) -> None:
             result = self.results[name]
             result.view = self._current_view(name, expected)
-            result.plan = diff(expected, result.view, self.ownership, force)
+            result.plan = diff(expected, result.view, self.ownership, force, self.revoked)
             if result.plan.diverged:
                 result.status = NodeStatus.DIVERGED
                 result.error = NodeError(

@@ -15,6 +15,7 @@ from keysyncd.core.due import rotated_since, rotation_due
 from keysyncd.core.journal import DURATION_BUCKETS, Durations, NodeRecord, RepositoryState
 from keysyncd.core.keyring import PRIMARY, SECONDARY, STAGED
 from keysyncd.core.nodes import nodes_in_sync, standing
+from keysyncd.core.revocation import may_hold
 from keysyncd.core.vocabulary import DOWN, GOOD
 from keysyncd.errors import KeysyncError
 
@@ -76,6 +77,11 @@ class Families:
         self.behind = _gauge(
             "keysyncd_node_generations_behind",
             "Generations the node lags behind the controller",
+            "node",
+        )
+        self.revoked_held = _gauge(
+            "keysyncd_node_revoked_key_held",
+            "1 while a revocation is under way and the node was not verified without its key",
             "node",
         )
 
@@ -143,6 +149,9 @@ class Families:
             # a node verified before the controller changed lags: stale, not in sync
             in_sync = standing(record, state.generation) in GOOD
             self.behind.add_metric([name, node], 0 if in_sync else behind)
+        holding = may_hold(state, nodes)
+        for node in nodes:
+            self.revoked_held.add_metric([name, node], 1 if node in holding else 0)
         self.in_sync.add_metric([name], nodes_in_sync(state, nodes))
         self.total.add_metric([name], len(nodes))
         for counter, value in sorted(state.counters.items()):
