@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from keysyncd.config import Config, RepositoryConfig
-from keysyncd.core import clock, due, journal, revocation
+from keysyncd.core import clock, due, journal
 from keysyncd.core.journal import RepositoryState
 from keysyncd.core.kinds import JwsModel, SymmetricModel
 from keysyncd.core.nodes import stale_because, standing
@@ -78,8 +78,15 @@ def common_status(
         "nodes": nodes_json(config, state),
         "clock": clock.status_json(state, now, config.clock.max_skew),
         "unwritten_reports": len(state.unwritten_reports),
-        "revocation": revocation.status_json(state),
+        "revocation": None if state.revocation is None else revocation_json(state),
     }
+
+
+def revocation_json(state: RepositoryState) -> dict[str, Any] | None:
+    """Return the revocation under way as status shows it (its module: only then)."""
+    from keysyncd.core.revocation import status_json
+
+    return status_json(state)
 
 
 def repository_status(config: Config, repository: RepositoryConfig, now: float) -> dict[str, Any]:

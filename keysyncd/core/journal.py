@@ -29,11 +29,11 @@ from keysyncd.core.policy import (
     plan_retirement,
     rotated_history,
 )
-from keysyncd.core.revocation import Revocation, RevokedKey
 from keysyncd.core.vocabulary import GOOD, Outcome
 
-if TYPE_CHECKING:  # loaded with a jws repository's state (io.local.statefields)
+if TYPE_CHECKING:  # loaded with a state that holds them (io.local.statefields)
     from keysyncd.core.jws import JwsState
+    from keysyncd.core.revocation import Revocation, RevokedKey
 
 
 def frozen(mapping: Mapping[Any, Any] | None = None) -> Mapping[Any, Any]:

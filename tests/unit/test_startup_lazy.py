@@ -10,7 +10,8 @@ rules and the modules the hook checks use (``glob``, ``shlex``), the child proce
 reads daemon.json with it), the metrics server, and ``shutil`` with the compression modules
 it loads (argparse asks it the terminal's width; ``keysyncd.commands.parser.terminal_columns``
 answers the same), and since the third pass the node views' entries (``keysyncd.core.view``:
-keystone's file names are ``keysyncd.core.names``) and, for check-config, hashlib (OpenSSL's
+keystone's file names are ``keysyncd.core.names``), the revocation records (a state with a
+revoked key only) and, for check-config, hashlib (OpenSSL's
 load: only when something is digested). The controls show the check sees each one where it
 is needed.
 """
@@ -35,6 +36,7 @@ JWS = (
 ELSE = (
     "keysyncd.core.report",
     "keysyncd.core.view",
+    "keysyncd.core.revocation",
     "keysyncd.io.local.hookwords",
     "keysyncd.io.runtime.metrics",
     "keysyncd.io.runtime.hooks",

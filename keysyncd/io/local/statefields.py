@@ -19,10 +19,10 @@ from keysyncd.core.journal import (
     PendingRotation,
 )
 from keysyncd.core.policy import KeyHistory
-from keysyncd.core.revocation import Revocation, RevokedKey
 
 if TYPE_CHECKING:
     from keysyncd.core.jws import JwsState, Pair
+    from keysyncd.core.revocation import Revocation, RevokedKey
 
 REPORT_ID = re.compile(r"[0-9]{8}T[0-9]{12}Z-[a-z-]+-[0-9a-f]{6}")  # as reportstore names them
 
@@ -257,6 +257,10 @@ def read_unwritten(document: Any) -> tuple[dict[str, Any], ...]:
 def read_revoked(document: Any) -> tuple[RevokedKey, ...]:
     """Return every key ever revoked (digest, reason, when)."""
     found = field(document, "revoked", "", (list,), [])
+    if not found:
+        return ()
+    from keysyncd.core.revocation import RevokedKey  # a state with revoked keys only (start-up)
+
     return tuple(
         RevokedKey(
             digest=field(entry, "digest", f"revoked[{n}].", (str,), ""),
@@ -272,6 +276,8 @@ def read_revocation(document: Any) -> Revocation | None:
     found = field(document, "revocation", "", (dict,), None)
     if found is None:
         return None
+    from keysyncd.core.revocation import Revocation  # one under way only (start-up)
+
     where = "revocation."
     return Revocation(
         digest=field(found, "digest", where, (str,), ""),
