@@ -182,17 +182,23 @@ def cron_trigger(expression: str, timezone: str = "UTC") -> CronTrigger:
 
 
 def next_fire_times(trigger: CronTrigger, after: datetime, count: int) -> list[datetime]:
-    """Return the next ``count`` fire times after ``after`` (fewer if the schedule ends)."""
+    """Return the next ``count`` fire times after ``after``, each strictly later than the one
+    before (fewer if the schedule ends). Each step starts from the UTC instant just past the
+    last answer: wall-clock arithmetic on a zoned time forgets a repeated (DST fall-back)
+    hour's fold and goes back, and an answer not later than the last one is skipped."""
     times: list[datetime] = []
     previous: datetime | None = None
-    now = after + timedelta(microseconds=1)
-    for _ in range(count):
+    now = after.astimezone(UTC) + timedelta(microseconds=1)
+    for _ in range(2 * count + 2):  # bounded: a skipped answer takes a step too
+        if len(times) == count:
+            break
         fire = trigger.get_next_fire_time(previous, now)
         if fire is None:
             break
-        times.append(fire)
+        if fire.timestamp() >= now.timestamp():
+            times.append(fire)
         previous = fire
-        now = fire + timedelta(microseconds=1)
+        now = max(now, fire.astimezone(UTC)) + timedelta(microseconds=1)
     return times
 
 
@@ -206,7 +212,7 @@ def rotation_period(trigger: CronTrigger, after: datetime, samples: int = 32) ->
     times = next_fire_times(trigger, after, samples)
     if len(times) < 2:
         raise KeysyncError("the schedule fires fewer than twice; cannot derive a rotation period")
-    return min((b - a).total_seconds() for a, b in itertools.pairwise(times))
+    return min(b.timestamp() - a.timestamp() for a, b in itertools.pairwise(times))
 
 
 def missed_rotation(
