@@ -44,8 +44,6 @@ def sync_repository(
 class Symmetric:
     """The steps of a symmetric sync (``shell.Steps``), which rotate and init extend."""
 
-    finishes_revocations = False  # True: the controller may hold a revoked key (revoke)
-
     def __init__(self, run: Run, force: bool, node: str | None = None, dry: bool = False) -> None:
         self.run, self.force, self.node, self.dry = run, force, node, dry
         self.connections = contextlib.ExitStack()
@@ -60,8 +58,7 @@ class Symmetric:
             told = act.messages if self.dry else None
             self.keyset, state = local.recover(self.run, found, told).valid()
         state, foreign = local.reconciled(self.run, state, self.keyset, act.started)
-        if not self.finishes_revocations:  # a revoked key is never pushed again
-            local.refuse_revoked(self.run, state, self.keyset)
+        local.refuse_revoked(self.run, state, self.keyset)  # a revoked key: never pushed again
         if foreign and not self.dry:
             said = "%s: local keys changed outside keysyncd; now generation %d"
             log.warning(said, self.run.repository.name, state.generation)

@@ -53,6 +53,7 @@ class SymmetricReads:
         self, run: Run, state: RepositoryState, keys: KeySet, started: float, revalidated: bool
     ) -> ActionResult | None:
         state, foreign = reconciled(run, state, keys, started)
+        refuse_revoked(run, state, keys)  # the watch never pushes a revoked key again
         if not foreign:
             write_ahead(run, state)  # nothing to report: the journal only
             return None

@@ -187,7 +187,11 @@ def reconciled(
     """Return ``journal.reconcile`` of the disk (and whether it changed outside keysyncd);
     raise RepositoryError if a key credentials may need was lost (a push would delete it)."""
     lost = journal.unmigrated_losses(state, keyset.digests(), run.repository.policy())
-    gone = revocation.revoked_digests(state.revoked)  # a revocation deleted it on purpose
+    # a revocation deleted it on purpose, unless it is the one under way, which deletes an
+    # unmigrated credential key only when forced: a key gone by hand meanwhile is a loss
+    pending = state.revocation
+    waiting = pending.digest if pending is not None and not pending.forced else None
+    gone = revocation.revoked_digests(state.revoked) - {waiting}
     lost = tuple(index for index in lost if state.digests[index] not in gone)
     if lost:
         raise RepositoryError(
@@ -200,17 +204,17 @@ def reconciled(
 
 def refuse_revoked(run: Run, state: RepositoryState, keyset: KeySet) -> None:
     """Raise RepositoryError if the controller holds a revoked key (restored from a backup, put
-    back by hand): keysyncd never pushes one again (SPEC section 10)."""
-    held = revocation.held_revoked(keyset.digests(), state.revoked)
+    back by hand): keysyncd never pushes one again (SPEC section 10). The one exception, for
+    every action alike, is the key of the revocation under way: it stays until the revocation
+    deletes it (a credential key, until its migration), and nodes may need it meanwhile."""
+    pending = state.revocation.digest if state.revocation is not None else None
+    held = [
+        (i, d) for i, d in revocation.held_revoked(keyset.digests(), state.revoked) if d != pending
+    ]
     if not held:
         return
     index, digest = held[0]
     name = run.repository.name
-    if state.revocation is not None and state.revocation.digest == digest:
-        raise RepositoryError(
-            f"{name}: the revocation of key {index} (sha256:{digest[:16]}) is unfinished: "
-            f"'keysyncd revoke --repo {name}' finishes it (nothing is pushed until then)"
-        )
     raise RepositoryError(
         f"{name}: key {index} in {run.repository.path} (sha256:{digest[:16]}) was revoked; "
         f"keysyncd never pushes it again: remove it, or run 'keysyncd revoke --repo {name} "

@@ -72,8 +72,6 @@ def finish_unfinished(run: Run, nodes_only: bool = False) -> ActionResult | None
 class Revoke(Symmetric):
     """The steps of a revocation (``shell.Steps``), a sync's with the key taken out."""
 
-    finishes_revocations = True  # the controller may still hold the revoked key: it goes here
-
     def __init__(self, run: Run, force: bool, target: Target, dry: bool) -> None:
         super().__init__(run, force, None, dry)
         self.target = target
@@ -202,8 +200,15 @@ class Revoke(Symmetric):
         if migrated_past(index, state.history):
             return state, True
         if not journal.every_node_holds(state, self.run.node_names):
-            act.messages.append("the migration did not run: not every node holds the new primary")
-            return state, False
+            if not self.forced_delete:
+                said = "the migration did not run: not every node holds the new primary"
+                act.messages.append(said)
+                return state, False
+            # forced: migrating now loses nothing (a node without the new primary reads the
+            # migrated credentials once synced); deleting unmigrated would lose them all
+            act.messages.append(
+                "FORCED: the migration runs although not every node holds the new primary"
+            )
         document = hook_document(self.run, state, act.plan)
         state, runs = run_after_rotate(self.run, state, document)
         act.hooks += runs
@@ -261,7 +266,13 @@ class Revoke(Symmetric):
         digest = self.revoking.digest
         unverified = sorted(name for name, node in nodes.items() if node.status not in GOOD)
         act.details["revoke"]["still_held_by"] = unverified
-        if digest in held.values():
+        if digest in held.values():  # also at another index (a damaged repository): not done
+            act.outcome = Outcome.FAILED
+            index = next(i for i, d in held.items() if d == digest)
+            act.messages.append(
+                f"not finished: the controller still holds sha256:{digest[:16]} as key {index}: "
+                f"'keysyncd revoke --repo {self.run.repository.name}' goes on with it"
+            )
             return state
         if unverified:
             name = self.run.repository.name

@@ -101,9 +101,10 @@ def select(
         raise UsageError("--key needs at least 4 hex digits of the key's sha256 (see 'status')")
     found = sorted({d for d in (*digests.values(), *also) if d.startswith(prefix)})
     if not found:
-        raise UsageError(f"no key's sha256 starts with {prefix[:64]!r} (see 'keysyncd status')")
+        # what was typed is never echoed: an operator may have pasted the key itself
+        raise UsageError("no key's sha256 starts with the --key given (see 'keysyncd status')")
     if len(found) > 1:
-        raise UsageError(f"{len(found)} keys' sha256 start with {prefix[:64]!r}: give more digits")
+        raise UsageError(f"{len(found)} keys' sha256 start with the --key given: give more digits")
     return found[0]
 
 
