@@ -202,9 +202,24 @@ def cmd_confirm_migration(args: argparse.Namespace, config: Config, out: Output)
 def cmd_revoke(args: argparse.Namespace, config: Config, out: Output) -> int:
     from keysyncd.actions.revoke import Target, revoke_repository
 
+    if config.repository(args.repo).key_kind.pairs_per_node:
+        return revoke_pairs(args, config, out)
     digest = revoke_target(config, args)
     target = Target(digest, args.reason or "")
     revoke = partial(revoke_repository, target=target, force=args.force, dry_run=args.dry_run)
+    return run_each(args, config, out, "revoke", revoke)
+
+
+def revoke_pairs(args: argparse.Namespace, config: Config, out: Output) -> int:
+    """Revoke JWS key pairs (``--node NODE`` or ``--all``); return the exit code."""
+    from keysyncd.actions import jwsrevoke
+
+    if args.key is not None or args.index is not None:
+        raise UsageError(f"{args.repo}: kind jws: name the node (--node NODE) or --all, not a key")
+    repository = config.repository(args.repo)
+    run = Run(config, repository, Trigger.CLI)
+    target = jwsrevoke.name_target(run, args.node, args.all, args.reason or "", args.force)
+    revoke = partial(jwsrevoke.revoke_pairs, target=target, force=args.force, dry_run=args.dry_run)
     return run_each(args, config, out, "revoke", revoke)
 
 
@@ -223,12 +238,8 @@ def revoke_target(config: Config, args: argparse.Namespace) -> str | None:
             f"key in turn with 'keysyncd revoke --repo {name} --index N --reason TEXT', the "
             "staged key 0 first, then the primary, then each secondary"
         )
-    if repository.key_kind.pairs_per_node or args.node:
-        raise UsageError(
-            f"revoke of JWS key pairs (--node) is not offered yet: 'keysyncd rotate --repo "
-            f"{name}' gives every node a new pair now, but keeps the old public keys until "
-            "token_expiration + allow_expired_window have passed"
-        )
+    if args.node:
+        raise UsageError(f"{name}: --node applies to kind jws only (a node's key pair)")
     pending = load_state(config.state_dir, name).revocation
     if args.key is None and args.index is None:
         if pending is None:
