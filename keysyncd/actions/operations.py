@@ -195,9 +195,9 @@ def revocation_first(run: Run, nodes_only: bool = False) -> ActionResult | None:
         from keysyncd.actions.jwsrevoke import finish_unfinished as finish_pairs
 
         return finish_pairs(run)
-    from keysyncd.actions.revoke import finish_unfinished
+    from keysyncd.actions.revokeall import finish_any  # one key, or --all
 
-    return finish_unfinished(run, nodes_only)
+    return finish_any(run, nodes_only)
 
 
 def verify(run: Run, node: str | None = None) -> ActionResult:

@@ -364,7 +364,9 @@ def _revoke(commands: Any) -> None:
     )
     which.add_argument("--index", type=int, metavar="N", help="the key's index (0: staged)")
     which.add_argument(
-        "--all", action="store_true", help="a new key set: not offered yet (refused, saying why)"
+        "--all",
+        action="store_true",
+        help="a brand-new key set (jws: a pair for every node): every token dies; needs --force",
     )
     revoke.add_argument("--node", metavar="NODE", help="kind jws: the node whose key pair leaked")
     revoke.add_argument("--reason", metavar="TEXT", help="why (required; recorded in the report)")
