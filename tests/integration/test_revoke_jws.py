@@ -185,3 +185,30 @@ def test_all_needs_force_says_what_dies_and_then_kills_every_token(
         assert accepted(world, token) == every
     assert last_report(world)["details"]["revoke"]["role"] == "all"
     assert journal(world)["revocation"] is None
+
+
+def test_force_removes_the_old_public_key_although_the_revoked_node_is_down(
+    ready: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A compromised node that does not answer: --force removes its old public key from every
+    node that answers now; once it is back, the next sync installs its new pair."""
+    world = ready
+    every = names(world)
+    before = tokens(world)
+    leaked = signing_digest(world, "node2")
+    world.fleet.stop_node("node2")
+    capsys.readouterr()
+    assert revoke(world, "--node", "node2", "--reason", "host compromised", "--force") == 1
+    assert "node2" in capsys.readouterr().out
+    for name in ("node1", "node3"):
+        assert leaked not in public_digests(world, name)
+        assert name not in accepted(world, before["node2"])
+        assert set(accepted(world, before[name])) == set(every)
+    assert cli(world, "status", "--repo", REPO) == 1
+    world.fleet.start_node("node2")
+    assert cli(world, "sync", "--repo", REPO) == 0
+    assert accepted(world, before["node2"]) == []
+    for token in tokens(world).values():  # node2 signs with its new pair, valid everywhere
+        assert accepted(world, token) == every
+    assert journal(world)["revocation"] is None
+    assert cli(world, "status", "--repo", REPO) == 0
