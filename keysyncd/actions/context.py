@@ -21,12 +21,13 @@ from keysyncd.core.clock import ClockCheck
 from keysyncd.core.journal import Recovery, RepositoryState
 from keysyncd.core.policy import RotationPlan
 from keysyncd.core.report import NodeOutcome, Report
+from keysyncd.core.revocation import revoked_digests
 from keysyncd.core.text import plural
 from keysyncd.core.vocabulary import Action, Outcome, Trigger, outcome_of
 from keysyncd.errors import KeysyncError
 from keysyncd.io.local.repolinks import node_owner
 from keysyncd.io.local.reportstore import new_report_id, write_report
-from keysyncd.io.local.state import save_state
+from keysyncd.io.local.state import load_state, save_state
 from keysyncd.io.remote.fanout import Fanout, Progress
 from keysyncd.io.remote.fleet import FleetAction
 
@@ -95,6 +96,10 @@ class Run:
             yield None
             return
         fleet = self.connect(FleetAction, only, observe_clock)
+        # the one place every symmetric action (sync, rotate, revoke, adopt, drift repair)
+        # learns the revoked keys: a node showing one again is cleaned, never left diverged
+        state = load_state(self.config.state_dir, self.repository.name)
+        fleet.revoked = revoked_digests(state.revoked)
         try:
             fleet.open()
             yield fleet

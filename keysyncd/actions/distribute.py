@@ -66,9 +66,8 @@ class Symmetric:
 
     def connect(self, act: Act, state: RepositoryState, quorum: bool = True) -> None:
         """Connect to the nodes, judge the clock by them (dry: none read, taken as trusted)."""
+        # the fleet knows the revoked keys from the journal (``Run.fleet``): cleaned wherever seen
         self.fleet = self.connections.enter_context(self.run.fleet(self.node, not self.dry))
-        if self.fleet is not None:  # a node holding a revoked key is repaired, never left alone
-            self.fleet.revoked = revocation.revoked_digests(state.revoked)
         if self.dry:
             self.clock = judge(self.run.clock(), None, (), self.run.config.clock.max_skew)
         else:

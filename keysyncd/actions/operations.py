@@ -191,11 +191,13 @@ def sync(
 def revocation_first(run: Run, nodes_only: bool = False) -> ActionResult | None:
     """Finish the revocation under way in ``run.repository`` (None: there is none, or, for
     ``nodes_only``, the controller still holds its key: ``revoke.finish_unfinished``)."""
-    if run.repository.key_kind.pairs_per_node:  # revocation of JWS pairs is not built
-        return None
-    from keysyncd.actions.revoke import finish_unfinished
+    if run.repository.key_kind.pairs_per_node:  # JWS pairs: the nodes are all that is left
+        from keysyncd.actions.jwsrevoke import finish_unfinished as finish_pairs
 
-    return finish_unfinished(run, nodes_only)
+        return finish_pairs(run)
+    from keysyncd.actions.revokeall import finish_any  # one key, or --all
+
+    return finish_any(run, nodes_only)
 
 
 def verify(run: Run, node: str | None = None) -> ActionResult:

@@ -202,10 +202,54 @@ def cmd_confirm_migration(args: argparse.Namespace, config: Config, out: Output)
 def cmd_revoke(args: argparse.Namespace, config: Config, out: Output) -> int:
     from keysyncd.actions.revoke import Target, revoke_repository
 
+    if config.repository(args.repo).key_kind.pairs_per_node:
+        return revoke_pairs(args, config, out)
+    from keysyncd.actions import revokeall
+
     digest = revoke_target(config, args)
-    target = Target(digest, args.reason or "")
-    revoke = partial(revoke_repository, target=target, force=args.force, dry_run=args.dry_run)
+    act: Callable[[Run], ActionResult]
+    if args.all:  # a new key set (revoke_target checked --force)
+        act = partial(
+            revokeall.revoke_every_key, reason=args.reason, force=True, dry_run=args.dry_run
+        )
+    elif digest is None:  # finish the revocation under way, one key's or --all's
+        act = partial(revokeall.finish_named, force=args.force, dry_run=args.dry_run)
+    else:
+        target = Target(digest, args.reason or "")
+        act = partial(revoke_repository, target=target, force=args.force, dry_run=args.dry_run)
+    return run_each(args, config, out, "revoke", act)
+
+
+def revoke_pairs(args: argparse.Namespace, config: Config, out: Output) -> int:
+    """Revoke JWS key pairs (``--node NODE`` or ``--all``); return the exit code."""
+    from keysyncd.actions import jwsrevoke
+
+    if args.key is not None or args.index is not None:
+        raise UsageError(f"{args.repo}: kind jws: name the node (--node NODE) or --all, not a key")
+    repository = config.repository(args.repo)
+    run = Run(config, repository, Trigger.CLI)
+    confirmed = args.force or args.dry_run  # --all: a dry run shows what dies, changing nothing
+    target = jwsrevoke.name_target(run, args.node, args.all, args.reason or "", confirmed)
+    revoke = partial(jwsrevoke.revoke_pairs, target=target, force=args.force, dry_run=args.dry_run)
     return run_each(args, config, out, "revoke", revoke)
+
+
+def all_keys(config: Config, args: argparse.Namespace) -> None:
+    """Check ``revoke --all`` (a new key set); raise UsageError (exit 2) saying what it kills
+    unless --force and --reason are given, or a revocation is unfinished."""
+    from keysyncd.core.newkeyset import every_token_dies
+    from keysyncd.io.local.state import load_state
+
+    repository = config.repository(args.repo)
+    name = repository.name
+    if not (args.force or args.dry_run):  # a dry run shows what dies, changing nothing
+        said = every_token_dies(repository.policy().retire_by)
+        raise UsageError(f"{name}: {said}. Add --force to do it")
+    if not (args.reason or "").strip():
+        raise UsageError("revoke: --reason TEXT is required (it is recorded with the revocation)")
+    if load_state(config.state_dir, name).revocation is not None:
+        said = f"finish it first ('keysyncd revoke --repo {name}')"
+        raise UsageError(f"{name}: a revocation is unfinished: {said}")
 
 
 def revoke_target(config: Config, args: argparse.Namespace) -> str | None:
@@ -218,17 +262,10 @@ def revoke_target(config: Config, args: argparse.Namespace) -> str | None:
     repository = config.repository(args.repo)
     name = repository.name
     if args.all:
-        raise UsageError(
-            "revoke --all (a new key set: every token dies) is not offered yet: revoke each "
-            f"key in turn with 'keysyncd revoke --repo {name} --index N --reason TEXT', the "
-            "staged key 0 first, then the primary, then each secondary"
-        )
-    if repository.key_kind.pairs_per_node or args.node:
-        raise UsageError(
-            f"revoke of JWS key pairs (--node) is not offered yet: 'keysyncd rotate --repo "
-            f"{name}' gives every node a new pair now, but keeps the old public keys until "
-            "token_expiration + allow_expired_window have passed"
-        )
+        all_keys(config, args)
+        return None
+    if args.node:
+        raise UsageError(f"{name}: --node applies to kind jws only (a node's key pair)")
     pending = load_state(config.state_dir, name).revocation
     if args.key is None and args.index is None:
         if pending is None:

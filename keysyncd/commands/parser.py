@@ -340,18 +340,20 @@ def _rotate_sync(commands: Any) -> None:
 
 
 def _revoke(commands: Any) -> None:
-    """Add revoke (kinds fernet and credential)."""
+    """Add revoke (every kind: a key, or for jws a node's pair)."""
     revoke = _command(
         commands,
         "revoke",
-        "remove a leaked key from every node now (kinds fernet, credential)",
+        "remove a leaked key from every node now",
         "Revoke a leaked key: the staged key is replaced on every node; a primary is replaced "
         "by the staged key (promoted once every node holds it) and deleted at once, without the "
         "retention wait; a secondary is deleted now. Tokens made with it are rejected on every "
         "node, every other token stays valid. Credential keys go only after after_rotate "
         "(keystone-manage credential_migrate) succeeded. The revocation is journaled first, "
         "blocks rotation until finished, and its key is never pushed again. Without --key or "
-        "--index: finish the revocation under way.",
+        "--index: finish the revocation under way. Kind jws: --node NODE gives that node a new "
+        "key pair now (its public key on every node first) and then removes its old public key "
+        "from every node at once; --all (with --force) does it for every node.",
         repo=False,
         wait=0.0,
     )
@@ -362,11 +364,11 @@ def _revoke(commands: Any) -> None:
     )
     which.add_argument("--index", type=int, metavar="N", help="the key's index (0: staged)")
     which.add_argument(
-        "--all", action="store_true", help="a new key set: not offered yet (refused, saying why)"
+        "--all",
+        action="store_true",
+        help="a brand-new key set (jws: a pair for every node): every token dies; needs --force",
     )
-    revoke.add_argument(
-        "--node", metavar="NODE", help="kind jws: not offered yet (refused, saying why)"
-    )
+    revoke.add_argument("--node", metavar="NODE", help="kind jws: the node whose key pair leaked")
     revoke.add_argument("--reason", metavar="TEXT", help="why (required; recorded in the report)")
     revoke.add_argument("--dry-run", action="store_true", help="show the plan; change nothing")
     revoke.add_argument(

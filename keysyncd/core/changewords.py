@@ -20,6 +20,8 @@ DIFFERS_WORDS: dict[str, tuple[str, str]] = {
     "retired": ("retired, still there:", "removed retired"),
     "private": ("private.pem", "replaced private.pem:"),
     "directories": ("directories:", "fixed directories:"),
+    # a revoked key shown again (also extra or changed): it goes, never a divergence
+    "revoked": ("revoked, held again:", "removed revoked"),
 }
 
 

@@ -8,7 +8,7 @@ chmod-ed or chown-ed: a symlink at a key name must never lead a change outside.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from keysyncd.core.access import (
@@ -166,7 +166,19 @@ def diff(
     reason = divergence(expected, view, revoked)
     if reason and not force:
         return NodePlan(cleanup=view.temp_files, diverged=reason)
-    return _Planner(expected, view, owner or Ownership()).plan()
+    plan = _Planner(expected, view, owner or Ownership()).plan()
+    held = revoked_held(view, set(revoked) - set(expected.values()))
+    if not held:
+        return plan
+    # said apart from the extra or changed key it also is: a revoked key came back (reported)
+    return replace(plan, reasons={**plan.reasons, "revoked": held})
+
+
+def revoked_held(view: NodeView, revoked: Collection[str]) -> tuple[int, ...]:
+    """Return the indices of the entries of ``view`` holding a ``revoked`` key (digest), such as
+    ``(9,)``: a key the controller no longer has, back on the node (restored, copied)."""
+    held = {e.index for e in view.entries if e.digest is not None and e.digest in revoked}
+    return tuple(sorted(index for index in held if index is not None))
 
 
 class _Planner:

@@ -36,12 +36,20 @@ class RevokedKey:
 @dataclass(frozen=True)
 class Revocation:
     """A revocation under way (journaled before it changes anything; a crash leaves it for
-    the next run to finish): the key's digest, why, when it started, whether forced."""
+    the next run to finish): the key's digest, why, when it started, whether forced; for JWS
+    pairs, the ``nodes`` whose pairs it replaces and the ``more`` digests revoked with it."""
 
     digest: str
     reason: str
     started_at: float
     forced: bool = False
+    nodes: tuple[str, ...] = ()
+    more: tuple[str, ...] = ()
+
+    @property
+    def digests(self) -> tuple[str, ...]:
+        """Return every digest it revokes."""
+        return (self.digest, *self.more)
 
 
 @dataclass(frozen=True)
@@ -173,10 +181,10 @@ def revoked_digests(revoked: Collection[RevokedKey]) -> frozenset[str]:
 
 
 def recorded(revoked: tuple[RevokedKey, ...], revocation: Revocation) -> tuple[RevokedKey, ...]:
-    """Return ``revoked`` with ``revocation``'s key added (once)."""
-    if revocation.digest in revoked_digests(revoked):
-        return revoked
-    return (*revoked, RevokedKey(revocation.digest, revocation.reason, revocation.started_at))
+    """Return ``revoked`` with ``revocation``'s keys added (each once)."""
+    known = revoked_digests(revoked)
+    new = [d for d in dict.fromkeys(revocation.digests) if d not in known]
+    return (*revoked, *(RevokedKey(d, revocation.reason, revocation.started_at) for d in new))
 
 
 def held_revoked(

@@ -284,4 +284,6 @@ def read_revocation(document: Any) -> Revocation | None:
         reason=field(found, "reason", where, (str,), ""),
         started_at=number(found, "started_at", where) or 0.0,
         forced=field(found, "forced", where, (bool,), False),
+        nodes=tuple(str(n) for n in field(found, "nodes", where, (list,), [])),
+        more=tuple(str(d) for d in field(found, "more", where, (list,), [])),
     )
