@@ -1,5 +1,6 @@
-"""Hostile review of keysyncd revoke (issue 22): each test is a finding, xfail(strict) until
-fixed. Real OpenSSH fleet, keystone's own loader (tests/keystone_compat.py)."""
+"""Hostile review of keysyncd revoke (issue 22): each test is a finding, fixed since unless
+marked xfail(strict) (F8, F10: open, see the README's "When a key leaks"). Real OpenSSH
+fleet, keystone's own loader (tests/keystone_compat.py)."""
 
 from __future__ import annotations
 
@@ -119,11 +120,6 @@ def test_the_daemons_local_watch_never_pushes_a_revoked_key_restored_on_the_cont
     assert accepted(fleet, Fernet(leaked).encrypt(b"forged")) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="F6: drift.SymmetricReads.connect never sets fleet.revoked: the daemon's drift "
-    "repair calls a node holding a revoked key above the primary 'diverged' and leaves it",
-)
 def test_drift_repair_removes_a_revoked_key_a_node_shows_again(
     fleet: Fleet, tmp_path: Path
 ) -> None:
