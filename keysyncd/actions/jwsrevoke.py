@@ -65,19 +65,23 @@ def name_target(run: Run, node: str | None, every: bool, reason: str, force: boo
         raise UsageError("revoke: --reason TEXT is required (it is recorded with the revocation)")
     if every and not force:
         raise UsageError(
-            f"{name}: revoke --all gives every node a new key pair and removes every node's "
-            "current public key at once: every JWS token dies. Add --force to do it"
+            f"{name}: revoke --all gives every node a new key pair and removes every public key "
+            "(current or kept for older tokens) at once: every JWS token dies. Add --force to do it"
         )
     nodes = run.node_names if every else [run.config.node(node or "").name]
-    signing = jwsrevoke.signing_keys(state.jws or JwsState(), nodes)
+    pairs = state.jws or JwsState()
+    signing = jwsrevoke.signing_keys(pairs, nodes)
     if not signing:
         raise UsageError(f"{name}: {', '.join(nodes)} signs with no key pair keysyncd installed")
-    if pending is not None and set(pending.digests) != set(signing.values()):
+    revoked = tuple(signing.values())
+    if every:  # every token dies: the previous pairs' public keys, kept for theirs, go too
+        revoked += tuple(sorted(set(pairs.public_keys().values()) - set(revoked)))
+    if pending is not None and set(pending.digests) != set(revoked):
         raise UsageError(
             f"{name}: the revocation of {', '.join(pending.nodes)}'s pairs is unfinished: "
             f"finish it first ('keysyncd revoke --repo {name}')"
         )
-    return JwsTarget(tuple(signing), tuple(signing.values()), reason, every)
+    return JwsTarget(tuple(signing), revoked, reason, every)
 
 
 def revoke_pairs(
@@ -130,8 +134,12 @@ class _Revoke(_Jws):
         """Return the converge plan with a new pair for each revoked node; say what dies."""
         super().plan(act, state)
         # every node signing with a revoked key gets a new pair (an adopted fleet may share one)
+        # (a revoked node that signs with a new key already, a run killed after its phase 2,
+        # keeps it; a node no longer configured, or named by a damaged journal, is no one's)
         signing = jwsrevoke.still_signing(self.keys.pairs, self.record.digests)
-        self.decided = jwsrevoke.with_new_pairs(self.decided, {*self.record.nodes, *signing})
+        unsigned = [n for n in self.record.nodes if n not in self.keys.pairs.signing]
+        renew = {*signing, *(n for n in unsigned if n in self.run.node_names)}
+        self.decided = jwsrevoke.with_new_pairs(self.decided, renew)
         act.details["revoke"] = details(self.record, every=self.target.every)
         act.messages.append(jwsrevoke.dies(self.record.nodes, self.target.every))
         return {**self.decided.to_json(), "revoke": revoke_json(self.record)}

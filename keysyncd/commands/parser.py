@@ -368,7 +368,7 @@ def _revoke(commands: Any) -> None:
         action="store_true",
         help="a brand-new key set (jws: a pair for every node): every token dies; needs --force",
     )
-    revoke.add_argument("--node", metavar="NODE", help="kind jws: the node whose key pair leaked")
+    which.add_argument("--node", metavar="NODE", help="kind jws: the node whose key pair leaked")
     revoke.add_argument("--reason", metavar="TEXT", help="why (required; recorded in the report)")
     revoke.add_argument("--dry-run", action="store_true", help="show the plan; change nothing")
     revoke.add_argument(

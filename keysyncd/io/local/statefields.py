@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from keysyncd.core.revocation import Revocation, RevokedKey
 
 REPORT_ID = re.compile(r"[0-9]{8}T[0-9]{12}Z-[a-z-]+-[0-9a-f]{6}")  # as reportstore names them
+SHA256 = re.compile(r"[0-9a-f]{64}")  # a digest keysyncd wrote: nothing else is ever revoked
 
 
 def _pair(entry: Any, where: str) -> Pair:
@@ -263,7 +264,7 @@ def read_revoked(document: Any) -> tuple[RevokedKey, ...]:
 
     return tuple(
         RevokedKey(
-            digest=field(entry, "digest", f"revoked[{n}].", (str,), ""),
+            digest=digest(entry, "digest", f"revoked[{n}]."),
             reason=field(entry, "reason", f"revoked[{n}].", (str,), ""),
             at=number(entry, "at", f"revoked[{n}].") or 0.0,
         )
@@ -279,11 +280,22 @@ def read_revocation(document: Any) -> Revocation | None:
     from keysyncd.core.revocation import Revocation  # one under way only (start-up)
 
     where = "revocation."
+    more = strings(field(found, "more", where, (list,), []), f"{where}more")
+    if bad := next((d for d in more if not SHA256.fullmatch(d)), None):
+        raise Damaged(f"'{where}more' holds {bad!r:.40}, no sha256 digest")
     return Revocation(
-        digest=field(found, "digest", where, (str,), ""),
+        digest=digest(found, "digest", where),
         reason=field(found, "reason", where, (str,), ""),
         started_at=number(found, "started_at", where) or 0.0,
         forced=field(found, "forced", where, (bool,), False),
-        nodes=tuple(str(n) for n in field(found, "nodes", where, (list,), [])),
-        more=tuple(str(d) for d in field(found, "more", where, (list,), [])),
+        nodes=strings(field(found, "nodes", where, (list,), []), f"{where}nodes"),
+        more=more,
     )
+
+
+def digest(document: Any, key: str, where: str) -> str:
+    """Return the sha256 digest at ``key``; raise Damaged unless it is one (64 hex digits)."""
+    value = field(document, key, where, (str,), "")
+    if not SHA256.fullmatch(value):
+        raise Damaged(f"'{where}{key}' is no sha256 digest: {value!r:.40}")
+    return str(value)
