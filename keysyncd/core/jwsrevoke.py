@@ -57,7 +57,7 @@ def dies(nodes: Collection[str], every: bool) -> str:
     if every:
         return (
             "revoking every node's key pair: every JWS token dies (each node gets a new pair; "
-            "every public key, current or kept for older tokens, is removed from every node at once)"
+            "every public key, current or kept for older tokens, leaves every node at once)"
         )
     return (
         f"revoking the key pair of {', '.join(sorted(nodes))}: every token signed with its "
