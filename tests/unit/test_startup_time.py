@@ -1,6 +1,6 @@
 """Start-up time: ``check-config``, ``status`` and ``plan`` start within BOUND times a bare
-interpreter (``python -c pass``), both measured in the same run, each the fastest of several
-runs interleaved (the least disturbed by whatever else the machine does), as a ratio: it
+interpreter (``python -c pass``), both measured in the same run, each the lower quartile of
+several runs interleaved (an undisturbed run's, see SERIES), as a ratio: it
 holds on a slow machine as on a fast one. The time is the process's CPU time (``started``).
 
 Issue 20 asks for 5x. Measured here: 8.2x before it, 5.4-6.1x after a first pass
@@ -22,12 +22,11 @@ starts (``cli.main``: 27 collections, about 4 ms, down to 2), keystone's file na
 is digested, and no rotation period sampled while nothing is due. Side by side with main
 before it, with two CPU burners and a helper's tests running: check-config 4.6-4.7x ->
 4.3-4.5x, status 4.8-4.9x -> 4.5-4.75x, plan 4.8-4.9x -> 4.6-4.75x; quiet, 4.2-4.6x. BOUND
-is 5, as issue 20 asks, each ratio the fastest of 15 runs. What remains, in CPU on Python
-3.11: creating keysyncd's frozen dataclasses (about 0.5 ms each: 3.11 compiles six methods
-for each), yaml's import (10 ms, 3.5 of them its reader's regex), dataclasses' own import
-(inspect, 8 ms), logging (6 ms, which tzlocal, under APScheduler, imports anyway), zoneinfo's
-sysconfig (2 ms), and the run itself (the parser, the pure-Python YAML loader, sampling the
-schedule).
+is 5, as issue 20 asks. What remains, in CPU on Python 3.11: creating keysyncd's frozen
+dataclasses (about 0.5 ms each: 3.11 compiles six methods for each), yaml's import (10 ms, 3.5
+of them its reader's regex), dataclasses' own import (inspect, 8 ms), logging (6 ms, which
+tzlocal, under APScheduler, imports anyway), zoneinfo's sysconfig (2 ms), and the run itself
+(the parser, the pure-Python YAML loader, sampling the schedule).
 
 Both read compiled bytecode from one cache made for the test, as an installed keysyncd
 (pip compiles it) does: a run that compiles keysyncd's sources every time measures the
@@ -49,10 +48,17 @@ from tests.unit.test_startup import loaded
 BOUND = 5.0  # times a bare interpreter's CPU time, as issue 20 asks
 RUNS = 15
 # A busy machine disturbs some runs (measured: with two CPU burners and a helper's tests on
-# the two cores, 2 of 5 single series over 5.0x, at 5.1x): the fastest of more runs is nearer
-# the undisturbed cost, so while the bound is not met another series runs, up to SERIES. A
-# real regression stays over it in every series; a quiet machine needs one.
+# the two cores, 2 of 5 single series over 5.0x, at 5.1x), and on a shared host a single
+# lucky bare run (22 ms among 24-25) moved the fastest-of-15 ratio from 4.6x to 5.2x: each
+# command is judged by the lower quartile of its runs (``typical``), which neither one lucky
+# nor one disturbed run moves, and while the bound is not met another series runs, up to
+# SERIES. A real regression stays over it in every series; a quiet machine needs one.
 SERIES = 3
+
+
+def typical(times: list[float]) -> float:
+    """Return the lower quartile of ``times``: an undisturbed run's, not a lucky one's."""
+    return sorted(times)[len(times) // 4]
 
 
 def started(argv: list[str], environment: dict[str, str]) -> float:
@@ -98,12 +104,12 @@ def test_light_commands_start_within_bound_times_a_bare_interpreter(
         for _ in range(RUNS):
             bare.append(started(["-c", "pass"], compiled))
             light.append(started(command, compiled))
-        ratio = min(light) / min(bare)
+        ratio = typical(light) / typical(bare)
         if ratio <= BOUND:
             break
     assert ratio <= BOUND, (
-        f"keysyncd {' '.join(argv)} took {min(light) * 1000:.0f} ms of CPU, {ratio:.1f}x a "
-        f"bare interpreter ({min(bare) * 1000:.0f} ms); see python -X importtime"
+        f"keysyncd {' '.join(argv)} took {typical(light) * 1000:.0f} ms of CPU, {ratio:.1f}x a "
+        f"bare interpreter ({typical(bare) * 1000:.0f} ms); see python -X importtime"
     )
 
 
