@@ -1,12 +1,8 @@
-"""Revocation of a leaked key of a symmetric repository (fernet, credential) in the action
-shell (SPEC section 10): load -> the key named, the revocation journaled (before anything
-changes for it anywhere) -> connect (a leaked primary: every node synced, as a rotation's
-phase before the gate) -> the plan (``keysyncd.core.revocation``) -> the gate (a leaked
-primary only: the staged key is promoted only once every node holds it) -> promote the staged
-key, or replace it -> push -> a credential key: the migration must succeed -> delete the key
-on the controller and every node at once -> read back -> commit. A revocation is finished
-(its journal record cleared) only once every node was verified without the key; until then
-it blocks rotation, and the next sync, rotate, revoke or drift check finishes it."""
+"""Revocation of a leaked symmetric key (fernet, credential; SPEC section 10) in the action
+shell: journal it first -> a leaked primary: every node holds the staged key, the gate ->
+promote or replace -> push -> credential keys: the migration succeeds -> delete everywhere at
+once -> read back. Finished only once every node was verified without the key; until then it
+blocks rotation, and the next sync, rotate, revoke or drift check finishes it."""
 
 from __future__ import annotations
 
@@ -37,8 +33,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Target:
-    """The key to revoke: its full digest (``digest``) and why; no digest: finish the
-    revocation under way."""
+    """The key to revoke (full digest; None: finish the revocation under way) and why."""
 
     digest: str | None
     reason: str = ""
@@ -57,9 +52,8 @@ def revoke_repository(
 
 def finish_unfinished(run: Run, nodes_only: bool = False) -> ActionResult | None:
     """Finish the revocation under way, if any (its own ``--force`` kept); return its result.
-    ``nodes_only`` (the daemon's periodic check): only one the controller is done with (what
-    is left is a node that did not answer); a credential key waiting for its migration waits
-    for the operator, not for a hook retried at every check."""
+    ``nodes_only`` (the daemon's check): only one the controller is done with; a credential
+    key waiting for its migration waits for the operator, not for a hook retried each check."""
     pending = load_state(run.config.state_dir, run.repository.name).revocation
     if pending is None:
         return None
@@ -201,14 +195,11 @@ class Revoke(Symmetric):
             return state, True
         if not journal.every_node_holds(state, self.run.node_names):
             if not self.forced_delete:
-                said = "the migration did not run: not every node holds the new primary"
-                act.messages.append(said)
+                act.messages.append("the migration did not run: a node lacks the new primary")
                 return state, False
             # forced: migrating now loses nothing (a node without the new primary reads the
             # migrated credentials once synced); deleting unmigrated would lose them all
-            act.messages.append(
-                "FORCED: the migration runs although not every node holds the new primary"
-            )
+            act.messages.append("FORCED: the migration runs though a node lacks the new primary")
         document = hook_document(self.run, state, act.plan)
         state, runs = run_after_rotate(self.run, state, document)
         act.hooks += runs

@@ -1,6 +1,5 @@
 """The parts of a state file, read strictly: a wrong field raises ``Damaged`` naming it
-(``'nodes.node1.generation' must be int``); bool is never a number, NaN never a time.
-``keysyncd.io.local.state`` assembles them into the journal."""
+(``'nodes.node1.generation' must be int``); bool is never a number, NaN never a time."""
 
 from __future__ import annotations
 
