@@ -13,13 +13,12 @@ from typing import Any
 from keysyncd.actions import local
 from keysyncd.actions.context import DRY_RUN, ActionResult, Run, check_clock, node_outcomes
 from keysyncd.actions.local import rotate_local
-from keysyncd.actions.preview import plan_json, predicted, previews, retirement_json
+from keysyncd.actions.preview import against, plan_json, predicted, previews, retirement_json
 from keysyncd.actions.shell import Act, Gate, execute
 from keysyncd.core import revocation
 from keysyncd.core.clock import ClockCheck, judge
 from keysyncd.core.journal import RepositoryState
 from keysyncd.core.kinds import SymmetricModel
-from keysyncd.core.nodeplan import diff
 from keysyncd.core.nodes import checked
 from keysyncd.core.policy import left_to_the_fleet, retired_note
 from keysyncd.core.report import NodeOutcome
@@ -257,12 +256,7 @@ class _Symmetric(Symmetric):
         expected = {i: d for i, d in self.keyset.digests().items() if i not in plan.retire}
         expected[plan.new_primary] = staged
         expected[0] = NEW_KEY
-        shown = {
-            name: {"primary": plan.new_primary, **diff(expected, r.view, fleet.ownership).changes()}
-            if r.view is not None
-            else {"error": r.error.detail if r.error else r.status}
-            for name, r in fleet.results.items()
-        }
+        shown = against(fleet, expected, {"primary": plan.new_primary})
         stop = sorted(n for n, r in fleet.results.items() if r.outcome().status in STOPS_THE_GATE)
         if stop and not self.force:
             act.messages.append("would defer: not every node could be verified: " + ", ".join(stop))

@@ -12,7 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from keysyncd.actions.context import DRY_RUN, ActionResult, Run, node_outcomes, write_ahead
+from keysyncd.actions.context import (
+    DRY_RUN,
+    ActionResult,
+    Run,
+    node_outcomes,
+    settle_revocation,
+    write_ahead,
+)
 from keysyncd.actions.jws import Options, _Jws, _plan
 from keysyncd.actions.jwsload import Connections, expect, load, tidy_store
 from keysyncd.actions.preview import predicted, previews
@@ -23,7 +30,7 @@ from keysyncd.core.jws import JwsState
 from keysyncd.core.nodes import checked
 from keysyncd.core.report import NodeOutcome
 from keysyncd.core.revocation import Revocation
-from keysyncd.core.vocabulary import GOOD, Action, Outcome
+from keysyncd.core.vocabulary import Action, Outcome
 from keysyncd.errors import UsageError
 from keysyncd.io.local.state import load_state
 
@@ -178,17 +185,8 @@ class _Revoke(_Jws):
         self, act: Act, state: RepositoryState, nodes: dict[str, NodeOutcome]
     ) -> RepositoryState:
         """Return the journal with the revocation finished if every node was verified."""
-        unverified = sorted(name for name, node in nodes.items() if node.status not in GOOD)
-        act.details["revoke"]["still_held_by"] = unverified
-        if unverified:
-            act.messages.append(
-                f"revoked on every other node; {', '.join(unverified)} may still hold a revoked "
-                f"public key (not verified): 'keysyncd sync --repo {self.run.repository.name}' "
-                "removes it once they answer; rotation is blocked until then"
-            )
-            return state
-        act.messages.append("revoked: no node holds a revoked public key any more")
-        return revocation.finished(state)
+        done = "revoked: no node holds a revoked public key any more"
+        return settle_revocation(self.run, act, state, nodes, done)
 
 
 def _waiting(run: Run, signing: list[str], gated: Gate) -> str:

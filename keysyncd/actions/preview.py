@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
+from keysyncd.core.nodeplan import diff
 from keysyncd.core.policy import KeptKey, RotationPlan
 from keysyncd.core.vocabulary import Outcome, outcome_after_push
 from keysyncd.io.remote.fleet import FleetAction
@@ -44,5 +45,18 @@ def previews(fleet: FleetAction | JwsFleet) -> dict[str, dict[str, Any]]:
     """Return what each node would get from a dry run's plan (or why it could not be read)."""
     return {
         name: r.plan.changes() if r.plan else {"error": r.error.detail if r.error else "?"}
+        for name, r in fleet.results.items()
+    }
+
+
+def against(
+    fleet: FleetAction, expected: dict[int, str], also: dict[str, Any] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Return what each node read would get to hold ``expected`` (with ``also``'s fields), or
+    why it could not be read: a dry run's rows."""
+    return {
+        name: {**(also or {}), **diff(expected, r.view, fleet.ownership).changes()}
+        if r.view is not None
+        else {"error": r.error.detail if r.error else r.status}
         for name, r in fleet.results.items()
     }

@@ -11,19 +11,24 @@ from dataclasses import dataclass
 from typing import Any
 
 from keysyncd.actions.afterrotate import hook_document, run_after_rotate
-from keysyncd.actions.context import ActionResult, Run, node_outcomes, write_ahead
+from keysyncd.actions.context import (
+    ActionResult,
+    Run,
+    node_outcomes,
+    settle_revocation,
+    write_ahead,
+)
 from keysyncd.actions.distribute import NEW_KEY, Symmetric, gate
 from keysyncd.actions.inspect import open_repository
 from keysyncd.actions.local import rotate_local
-from keysyncd.actions.preview import predicted
+from keysyncd.actions.preview import against, predicted
 from keysyncd.actions.shell import Act, Gate, execute
 from keysyncd.core import journal, revocation
 from keysyncd.core.journal import RepositoryState
-from keysyncd.core.nodeplan import diff
 from keysyncd.core.policy import KeyHistory, RotationPlan, migrated_past
 from keysyncd.core.report import NodeOutcome
 from keysyncd.core.revocation import Revocation, RevocationPlan, plan_revocation
-from keysyncd.core.vocabulary import GOOD, Action, Outcome
+from keysyncd.core.vocabulary import Action, Outcome
 from keysyncd.errors import UsageError
 from keysyncd.io.local.state import load_state
 from keysyncd.io.remote.fleet import push_keyset
@@ -255,26 +260,17 @@ class Revoke(Symmetric):
     ) -> RepositoryState:
         """Return the journal with the revocation finished if no node may hold the key now."""
         digest = self.revoking.digest
-        unverified = sorted(name for name, node in nodes.items() if node.status not in GOOD)
-        act.details["revoke"]["still_held_by"] = unverified
         if digest in held.values():  # also at another index (a damaged repository): not done
             act.outcome = Outcome.FAILED
+            act.details["revoke"]["still_held_by"] = sorted(nodes)
             index = next(i for i, d in held.items() if d == digest)
             act.messages.append(
                 f"not finished: the controller still holds sha256:{digest[:16]} as key {index}: "
                 f"'keysyncd revoke --repo {self.run.repository.name}' goes on with it"
             )
             return state
-        if unverified:
-            name = self.run.repository.name
-            act.messages.append(
-                f"revoked on every other node; {', '.join(unverified)} may still hold the revoked "
-                f"key (not verified): 'keysyncd sync --repo {name}' removes it once they answer; "
-                "rotation is blocked until then"
-            )
-            return state
-        act.messages.append(f"revoked: no node holds sha256:{digest[:16]} any more")
-        return revocation.finished(state)
+        done = f"revoked: no node holds sha256:{digest[:16]} any more"
+        return settle_revocation(self.run, act, state, nodes, done)
 
     def foresee(self, act: Act) -> tuple[dict[str, dict[str, Any]], Outcome | None]:
         """Return what each node would get (the dry run), and the outcome expected."""
@@ -290,10 +286,4 @@ class Revoke(Symmetric):
             expected.pop(plan.delete)
         if not plan.promote:
             fleet.inspect(self.keyset.digests())
-        shown = {
-            name: diff(expected, r.view, fleet.ownership).changes()
-            if r.view is not None
-            else {"error": r.error.detail if r.error else r.status}
-            for name, r in fleet.results.items()
-        }
-        return shown, predicted(fleet)
+        return against(fleet, expected), predicted(fleet)

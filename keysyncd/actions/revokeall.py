@@ -11,21 +11,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from keysyncd.actions.context import ActionResult, Run, node_outcomes, write_ahead
+from keysyncd.actions.context import (
+    ActionResult,
+    Run,
+    node_outcomes,
+    settle_revocation,
+    write_ahead,
+)
 from keysyncd.actions.distribute import NEW_KEY, gate
 from keysyncd.actions.inspect import open_repository
 from keysyncd.actions.local import rotate_local
-from keysyncd.actions.preview import predicted
+from keysyncd.actions.preview import against, predicted
 from keysyncd.actions.revoke import Revoke, Target, finish_unfinished, revoke_repository
 from keysyncd.actions.shell import Act, Gate, execute
 from keysyncd.core import journal, revocation
 from keysyncd.core.journal import RepositoryState
 from keysyncd.core.newkeyset import every_token_dies, plan_new_key_set
-from keysyncd.core.nodeplan import diff
 from keysyncd.core.policy import KeyHistory, RotationPlan
 from keysyncd.core.report import NodeOutcome
 from keysyncd.core.revocation import Revocation
-from keysyncd.core.vocabulary import GOOD, Action, Outcome
+from keysyncd.core.vocabulary import Action, Outcome
 from keysyncd.io.local.state import load_state
 from keysyncd.io.remote.fleet import push_keyset
 
@@ -163,19 +168,11 @@ class RevokeAll(Revoke):
         self, act: Act, state: RepositoryState, nodes: dict[str, NodeOutcome]
     ) -> RepositoryState:
         """Return the journal with the revocation finished if no node may hold a revoked key."""
-        unverified = sorted(name for name, node in nodes.items() if node.status not in GOOD)
-        act.details["revoke"]["still_held_by"] = unverified
         if set(self.new_set.revoked) & set(self.keyset.digests().values()):
+            act.details["revoke"]["still_held_by"] = sorted(nodes)
             return state
-        if unverified:
-            act.messages.append(
-                f"a new key set on every other node; {', '.join(unverified)} may still hold "
-                f"revoked keys (not verified): 'keysyncd sync --repo {self.run.repository.name}' "
-                "removes them once they answer; rotation is blocked until then"
-            )
-            return state
-        act.messages.append("revoked: every node holds the new key set only")
-        return revocation.finished(state)
+        done = "revoked: every node holds the new key set only"
+        return settle_revocation(self.run, act, state, nodes, done)
 
     def foresee(self, act: Act) -> tuple[dict[str, dict[str, Any]], Outcome | None]:
         """Return what each node would get (the dry run), and the outcome expected."""
@@ -188,10 +185,4 @@ class RevokeAll(Revoke):
         if self.new_set.promote:
             expected[max(self.keyset.indices) + 1] = NEW_KEY
         fleet.inspect(self.keyset.digests())
-        shown = {
-            name: diff(expected, r.view, fleet.ownership).changes()
-            if r.view is not None
-            else {"error": r.error.detail if r.error else r.status}
-            for name, r in fleet.results.items()
-        }
-        return shown, predicted(fleet)
+        return against(fleet, expected), predicted(fleet)
