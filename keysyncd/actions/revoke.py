@@ -83,10 +83,11 @@ class Revoke(Symmetric):
         digest = self.target.digest or (pending.digest if pending is not None else None)
         if digest is None:
             raise UsageError(f"{self.run.repository.name}: no revocation under way: name the key")
-        if pending is not None and pending.digest != digest:
-            raise UsageError(
-                f"{self.run.repository.name}: the revocation of sha256:{pending.digest[:16]} is "
-                f"unfinished: finish it first ('keysyncd revoke --repo {self.run.repository.name}')"
+        held, name = self.keyset.digests(), self.run.repository.name
+        if (pending := revocation.succeeds(pending, digest, held, name)) != state.revocation:
+            act.messages.append(
+                "the revocation under way waited only for nodes to answer (any sync removes its "
+                "key from them): this one takes its place"
             )
         policy = self.run.repository.policy()
         self.revoking = plan_revocation(

@@ -256,7 +256,7 @@ def revoke_target(config: Config, args: argparse.Namespace) -> str | None:
     """Return the full digest of the key ``args`` name (None: finish the revocation under way);
     raise UsageError (exit 2, one line) for what revoke does not do, or names no single key."""
     from keysyncd.actions.inspect import open_repository
-    from keysyncd.core.revocation import select
+    from keysyncd.core.revocation import select, succeeds
     from keysyncd.io.local.state import load_state
 
     repository = config.repository(args.repo)
@@ -276,9 +276,5 @@ def revoke_target(config: Config, args: argparse.Namespace) -> str | None:
     digests = open_repository(repository).scan().keyset.digests()
     also = [pending.digest] if pending is not None else []
     digest = select(digests, args.key, args.index, also)
-    if pending is not None and digest != pending.digest:
-        raise UsageError(
-            f"{name}: the revocation of sha256:{pending.digest[:16]} is unfinished: finish it "
-            f"first ('keysyncd revoke --repo {name}')"
-        )
+    succeeds(pending, digest, digests, name)  # UsageError: one of another key is unfinished
     return digest

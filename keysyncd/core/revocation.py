@@ -116,6 +116,23 @@ def select(
     return found[0]
 
 
+def succeeds(
+    pending: Revocation | None, digest: str, digests: Mapping[int, str], repository: str
+) -> Revocation | None:
+    """Return the revocation a new one of ``digest`` continues (None: it starts afresh). One
+    waiting only for nodes to answer (the controller holds its key no more: any sync removes
+    it from them, its digest being revoked for good) gives way to it; raise UsageError if one
+    of another key is unfinished on the controller."""
+    if pending is None or pending.digest == digest:
+        return pending
+    if pending.digest not in digests.values():
+        return None
+    raise UsageError(
+        f"{repository}: the revocation of sha256:{pending.digest[:16]} is unfinished: finish "
+        f"it first ('keysyncd revoke --repo {repository}')"
+    )
+
+
 def role(digests: Mapping[int, str], digest: str) -> tuple[int | None, str]:
     """Return where the controller holds ``digest`` and its role there ((None, GONE): not)."""
     index = next((i for i, d in sorted(digests.items()) if d == digest), None)

@@ -1,5 +1,5 @@
 """Hostile review of keysyncd revoke (issue 22): each test is a finding, fixed since unless
-marked xfail(strict) (F8, F10: open, see the README's "When a key leaks"). Real OpenSSH
+marked xfail(strict) (F10: open, see the README's "When a key leaks"). Real OpenSSH
 fleet, keystone's own loader (tests/keystone_compat.py)."""
 
 from __future__ import annotations
@@ -154,12 +154,6 @@ def test_force_past_a_down_node_does_not_silently_skip_a_working_migration(
     credentials.assert_readable(fleet, config, "revoke --force past a down node")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="F8: one unfinished revocation (a node that never answers) blocks revoking any "
-    "other leaked key, even with --force (revoke_target raises UsageError before --force is "
-    "looked at): with a whole directory leaked, the primary cannot be revoked at all",
-)
 def test_a_dead_node_does_not_keep_a_second_leaked_key_valid_everywhere(
     ready: tuple[Fleet, Path],
 ) -> None:

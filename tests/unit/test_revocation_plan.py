@@ -21,6 +21,7 @@ from keysyncd.core.revocation import (
     plan_revocation,
     seen_again,
     select,
+    succeeds,
     token_span,
 )
 from keysyncd.errors import UsageError
@@ -95,3 +96,19 @@ def test_a_revoked_key_is_recorded_once_and_forever() -> None:
     assert held_revoked(DIGESTS, begun.revoked) == ((1, "b" * 64),)
     lines = seen_again({"n1": ["b" * 64], "n2": ["c" * 64]}, ["n1"], begun.revoked)
     assert lines == [f"node n1 held revoked key sha256:{'b' * 16} again: removed"]
+
+
+def test_a_revocation_waiting_only_for_nodes_gives_way_to_a_second_one() -> None:
+    """Its key is off the controller (revoked for good: any sync removes it from the nodes),
+    so a second leaked key is not held hostage by a node that never answers."""
+    first = Revocation("a" * 64, "leak", 1.0)
+    assert succeeds(first, "b" * 64, {0: "c" * 64, 1: "b" * 64}, "r") is None
+    assert succeeds(first, "a" * 64, {1: "b" * 64}, "r") is first  # the same one: finish it
+    assert succeeds(None, "b" * 64, {1: "b" * 64}, "r") is None
+
+
+def test_a_revocation_unfinished_on_the_controller_refuses_a_second_one() -> None:
+    """A credential key waiting for its migration is still on the controller: one at a time."""
+    first = Revocation("a" * 64, "leak", 1.0)
+    with pytest.raises(UsageError, match="is unfinished: finish it first"):
+        succeeds(first, "b" * 64, {1: "a" * 64, 2: "b" * 64}, "r")
