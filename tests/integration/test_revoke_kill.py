@@ -8,11 +8,9 @@ secondary and staged keys; a rotation in between keeps three keys."""
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -23,37 +21,19 @@ from keysyncd.core.keyring import digest_of
 from keysyncd.io.local.state import load_state
 from keysyncd.testing.config import fleet_config
 from keysyncd.testing.fleet import Fleet
+from tests import revoking
 from tests.integration.test_revoke import accepted, keys_of
 from tests.integration.test_rotate import run
 from tests.keystone_compat import get_key_files, key_names
+from tests.revoking import wait_for_journal
 
 SEED = 20261207
 TRIALS = 21
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def start(config: Path, index: int) -> subprocess.Popen[bytes]:
     """Start ``keysyncd revoke`` of key ``index`` as its own process."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    argv = ["-c", str(config), "revoke", "--repo", "fernet-tokens", "--index", str(index)]
-    return subprocess.Popen(
-        [sys.executable, "-m", "keysyncd", *argv, "--reason", "kill -9 trial"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-def wait_for_journal(config: Path, process: subprocess.Popen[bytes], limit: float) -> float:
-    """Return how long after now the journal showed a revocation under way (or the process
-    ended, or ``limit`` passed)."""
-    path = config.parent / "state" / "repositories" / "fernet-tokens.json"
-    began = time.monotonic()
-    while time.monotonic() - began < limit and process.poll() is None:
-        if '"revocation": {' in path.read_text():
-            break
-        time.sleep(0.001)
-    return time.monotonic() - began
+    return revoking.start(config, "--index", str(index), "--reason", "kill -9 trial")
 
 
 def assert_loadable(directory: Path) -> None:

@@ -10,8 +10,7 @@ those apart (``races``); they are not token rejections and are not asserted on."
 
 from __future__ import annotations
 
-import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -20,30 +19,17 @@ from cryptography.fernet import Fernet, InvalidToken
 from keysyncd.testing.fleet import Fleet
 from tests.integration.test_revoke import keys_of, ready, revoke, tokens_by_key
 from tests.keystone_compat import load_keys, multifernet
+from tests.revoking import Watching, throughout
 
 __all__ = ["ready"]  # the fixture, imported
 
 
 @dataclass
-class Watcher:
+class Watcher(Watching):
     """keystone on every node, validating tokens in a loop until stopped."""
 
-    directories: dict[str, Path]
     tokens: list[bytes]
     leaked: str
-    rounds: int = 0
-    races: int = 0
-    rejections: list[str] = field(default_factory=list)
-    stop: threading.Event = field(default_factory=threading.Event)
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            self.rounds += 1
-            for name, directory in self.directories.items():
-                try:
-                    self.check(name, directory)
-                except OSError:  # a file deleted between keystone's listing and its read
-                    self.races += 1
 
     def check(self, name: str, directory: Path) -> None:
         crypto = multifernet(str(directory))
@@ -74,13 +60,8 @@ def test_no_other_token_is_rejected_anywhere_while_revoke_runs(
     leaked = keys_of(config.parent / "keys")[index]
     others = [token for key, token in tokens_by_key(config).items() if key != leaked]
     directories = {node.name: node.directory for node in fleet.nodes}
-    watcher = Watcher(directories, others, leaked.decode())
-    thread = threading.Thread(target=watcher.run, daemon=True)
-    thread.start()
-    try:
-        assert revoke(config, "--index", str(index), "--reason", "leak") == 0
-    finally:
-        watcher.stop.set()
-        thread.join(timeout=30)
+    watcher = Watcher(directories=directories, tokens=others, leaked=leaked.decode())
+    code = throughout(watcher, lambda: revoke(config, "--index", str(index), "--reason", "leak"))
+    assert code == 0
     assert watcher.rounds >= 2, "the watcher did not run during the revocation"
     assert watcher.rejections == [], watcher.rejections[:10]
