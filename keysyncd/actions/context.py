@@ -21,9 +21,9 @@ from keysyncd.core.clock import ClockCheck
 from keysyncd.core.journal import Recovery, RepositoryState
 from keysyncd.core.policy import RotationPlan
 from keysyncd.core.report import NodeOutcome, Report
-from keysyncd.core.revocation import finished, revoked_digests
+from keysyncd.core.revocation import revoked_digests
 from keysyncd.core.text import plural
-from keysyncd.core.vocabulary import GOOD, Action, Outcome, Trigger, outcome_of
+from keysyncd.core.vocabulary import Action, Outcome, Trigger, outcome_of
 from keysyncd.errors import KeysyncError
 from keysyncd.io.local.repolinks import node_owner
 from keysyncd.io.local.reportstore import new_report_id, write_report
@@ -294,22 +294,3 @@ def not_written(failure: str, kept: int) -> str:
         f"the report could not be written ({failure}); it is kept in the journal{earlier} "
         "and written, marked late, by the next action that can"
     )
-
-
-def settle_revocation(
-    run: Run, act: Any, state: RepositoryState, nodes: Mapping[str, NodeOutcome], done: str
-) -> RepositoryState:
-    """Return the journal with the revocation finished once every node was verified (each
-    read shows no revoked key), saying ``done``; else the journal as it is, and the nodes
-    that may still hold a revoked key named in ``act`` (its report and messages)."""
-    unverified = sorted(name for name, node in nodes.items() if node.status not in GOOD)
-    act.details["revoke"]["still_held_by"] = unverified
-    if unverified:
-        act.messages.append(
-            f"revoked on every other node; {', '.join(unverified)} may still hold a revoked key "
-            f"(not verified): 'keysyncd sync --repo {run.repository.name}' removes it once they "
-            "answer; rotation is blocked until then"
-        )
-        return state
-    act.messages.append(done)
-    return finished(state)

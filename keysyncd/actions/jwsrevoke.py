@@ -17,12 +17,12 @@ from keysyncd.actions.context import (
     ActionResult,
     Run,
     node_outcomes,
-    settle_revocation,
     write_ahead,
 )
 from keysyncd.actions.jws import Options, _Jws, _plan
 from keysyncd.actions.jwsload import Connections, expect, load, tidy_store
 from keysyncd.actions.preview import predicted, previews
+from keysyncd.actions.revoked import settle_revocation
 from keysyncd.actions.shell import Act, Gate, execute
 from keysyncd.core import jwsrevoke, revocation
 from keysyncd.core.journal import RepositoryState

@@ -15,13 +15,13 @@ from keysyncd.actions.context import (
     ActionResult,
     Run,
     node_outcomes,
-    settle_revocation,
     write_ahead,
 )
 from keysyncd.actions.distribute import NEW_KEY, Symmetric, gate
 from keysyncd.actions.inspect import open_repository
 from keysyncd.actions.local import rotate_local
 from keysyncd.actions.preview import against, predicted
+from keysyncd.actions.revoked import settle_revocation
 from keysyncd.actions.shell import Act, Gate, execute
 from keysyncd.core import journal, revocation
 from keysyncd.core.journal import RepositoryState
