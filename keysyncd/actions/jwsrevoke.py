@@ -83,11 +83,7 @@ def name_target(run: Run, node: str | None, every: bool, reason: str, force: boo
     revoked = tuple(signing.values())
     if every:  # every token dies: the previous pairs' public keys, kept for theirs, go too
         revoked += tuple(sorted(set(pairs.public_keys().values()) - set(revoked)))
-    if pending is not None and set(pending.digests) != set(revoked):
-        raise UsageError(
-            f"{name}: the revocation of {', '.join(pending.nodes)}'s pairs is unfinished: "
-            f"finish it first ('keysyncd revoke --repo {name}')"
-        )
+    revocation.succeeds(pending, revoked, pairs.public_keys().values(), name)  # UsageError
     return JwsTarget(tuple(signing), revoked, reason, every)
 
 
@@ -127,7 +123,8 @@ class _Revoke(_Jws):
         """Journal the revocation first (a crash leaves it for the next run); then connect
         and read every node as a rotation does."""
         state = self.keys.state
-        pending = state.revocation
+        held, name = self.keys.pairs.public_keys().values(), self.run.repository.name
+        pending = revocation.succeeds(state.revocation, self.target.digests, held, name)
         record = pending or Revocation(
             self.target.digests[0], self.target.reason, act.started, self.options.force,
             self.target.nodes, self.target.digests[1:],

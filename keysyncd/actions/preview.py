@@ -55,7 +55,10 @@ def against(
     """Return what each node read would get to hold ``expected`` (with ``also``'s fields), or
     why it could not be read: a dry run's rows."""
     return {
-        name: {**(also or {}), **diff(expected, r.view, fleet.ownership).changes()}
+        name: {
+            **(also or {}),
+            **diff(expected, r.view, fleet.ownership, False, fleet.revoked).changes(),
+        }
         if r.view is not None
         else {"error": r.error.detail if r.error else r.status}
         for name, r in fleet.results.items()

@@ -34,6 +34,7 @@ from keysyncd.io.local.state import load_state
 from keysyncd.io.remote.fleet import push_keyset
 
 log = logging.getLogger(__name__)
+GAVE_WAY = "the revocation under way waited only for nodes to answer: this one took its place"
 
 
 @dataclass(frozen=True)
@@ -83,12 +84,9 @@ class Revoke(Symmetric):
         digest = self.target.digest or (pending.digest if pending is not None else None)
         if digest is None:
             raise UsageError(f"{self.run.repository.name}: no revocation under way: name the key")
-        held, name = self.keyset.digests(), self.run.repository.name
-        if (pending := revocation.succeeds(pending, digest, held, name)) != state.revocation:
-            act.messages.append(
-                "the revocation under way waited only for nodes to answer (any sync removes its "
-                "key from them): this one takes its place"
-            )
+        held, name = self.keyset.digests().values(), self.run.repository.name
+        pending = revocation.succeeds(pending, (digest,), held, name)
+        self.gave_way = pending != state.revocation  # said once the gate let it go on
         policy = self.run.repository.policy()
         self.revoking = plan_revocation(
             self.keyset.digests(), digest, state.history, policy.retire_by
@@ -137,6 +135,8 @@ class Revoke(Symmetric):
         """Carry out the plan, as the module says; return the journal and every node."""
         if not gated.promote:
             return self._refused(act, gated)
+        if self.gave_way:
+            act.messages.append(GAVE_WAY)
         plan, keyset, state = self.revoking, self.keyset, self.state
         replaced = plan.promote or plan.new_staged
         if replaced:

@@ -84,7 +84,9 @@ class RevokeAll(Revoke):
         )
         self.forced_delete = True  # --all is --force: said before it runs
         if not self.dry:  # journaled before anything changes, on any node
-            record = state.revocation or Revocation(
+            held, name = self.keyset.digests().values(), self.run.repository.name
+            pending = revocation.succeeds(state.revocation, revoked, held, name)
+            record = pending or Revocation(
                 revoked[0], self.target.reason, act.started, True, (), revoked[1:]
             )
             state = revocation.begin(state, record)

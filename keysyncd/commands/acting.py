@@ -237,7 +237,9 @@ def revoke_pairs(args: argparse.Namespace, config: Config, out: Output) -> int:
 def all_keys(config: Config, args: argparse.Namespace) -> None:
     """Check ``revoke --all`` (a new key set); raise UsageError (exit 2) saying what it kills
     unless --force and --reason are given, or a revocation is unfinished."""
+    from keysyncd.actions.inspect import open_repository
     from keysyncd.core.newkeyset import every_token_dies
+    from keysyncd.core.revocation import succeeds
     from keysyncd.io.local.state import load_state
 
     repository = config.repository(args.repo)
@@ -247,9 +249,8 @@ def all_keys(config: Config, args: argparse.Namespace) -> None:
         raise UsageError(f"{name}: {said}. Add --force to do it")
     if not (args.reason or "").strip():
         raise UsageError("revoke: --reason TEXT is required (it is recorded with the revocation)")
-    if load_state(config.state_dir, name).revocation is not None:
-        said = f"finish it first ('keysyncd revoke --repo {name}')"
-        raise UsageError(f"{name}: a revocation is unfinished: {said}")
+    held = open_repository(repository).scan().keyset.digests().values()
+    succeeds(load_state(config.state_dir, name).revocation, (), held, name)  # UsageError
 
 
 def revoke_target(config: Config, args: argparse.Namespace) -> str | None:
@@ -276,5 +277,5 @@ def revoke_target(config: Config, args: argparse.Namespace) -> str | None:
     digests = open_repository(repository).scan().keyset.digests()
     also = [pending.digest] if pending is not None else []
     digest = select(digests, args.key, args.index, also)
-    succeeds(pending, digest, digests, name)  # UsageError: one of another key is unfinished
+    succeeds(pending, (digest,), digests.values(), name)  # UsageError: another is unfinished
     return digest

@@ -117,15 +117,16 @@ def select(
 
 
 def succeeds(
-    pending: Revocation | None, digest: str, digests: Mapping[int, str], repository: str
+    pending: Revocation | None, named: Collection[str], held: Collection[str], repository: str
 ) -> Revocation | None:
-    """Return the revocation a new one of ``digest`` continues (None: it starts afresh). One
-    waiting only for nodes to answer (the controller holds its key no more: any sync removes
-    it from them, its digest being revoked for good) gives way to it; raise UsageError if one
-    of another key is unfinished on the controller."""
-    if pending is None or pending.digest == digest:
+    """Return the revocation under way that one of the ``named`` digests continues (the same
+    digests), or None: it starts afresh. One waiting only for nodes to answer (the controller
+    ``held`` none of its keys any more: any sync removes them from the nodes, revoked for good)
+    gives way to it, whatever the kind; raise UsageError if one of other keys is unfinished on
+    the controller."""
+    if pending is None or set(pending.digests) == set(named):
         return pending
-    if pending.digest not in digests.values():
+    if not set(pending.digests) & set(held):
         return None
     raise UsageError(
         f"{repository}: the revocation of sha256:{pending.digest[:16]} is unfinished: finish "

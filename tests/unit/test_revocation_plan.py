@@ -102,13 +102,20 @@ def test_a_revocation_waiting_only_for_nodes_gives_way_to_a_second_one() -> None
     """Its key is off the controller (revoked for good: any sync removes it from the nodes),
     so a second leaked key is not held hostage by a node that never answers."""
     first = Revocation("a" * 64, "leak", 1.0)
-    assert succeeds(first, "b" * 64, {0: "c" * 64, 1: "b" * 64}, "r") is None
-    assert succeeds(first, "a" * 64, {1: "b" * 64}, "r") is first  # the same one: finish it
-    assert succeeds(None, "b" * 64, {1: "b" * 64}, "r") is None
+    assert succeeds(first, ["b" * 64], ["c" * 64, "b" * 64], "r") is None
+    assert succeeds(first, ["a" * 64], ["b" * 64], "r") is first  # the same one: finish it
+    assert succeeds(None, ["b" * 64], ["b" * 64], "r") is None
+    assert succeeds(first, [], ["c" * 64], "r") is None  # --all: every key the controller holds
 
 
 def test_a_revocation_unfinished_on_the_controller_refuses_a_second_one() -> None:
-    """A credential key waiting for its migration is still on the controller: one at a time."""
+    """A credential key waiting for its migration is still on the controller: one at a time,
+    whatever the second one names (a key, --all, a JWS pair)."""
     first = Revocation("a" * 64, "leak", 1.0)
     with pytest.raises(UsageError, match="is unfinished: finish it first"):
-        succeeds(first, "b" * 64, {1: "a" * 64, 2: "b" * 64}, "r")
+        succeeds(first, ["b" * 64], ["a" * 64, "b" * 64], "r")
+    with pytest.raises(UsageError, match="is unfinished: finish it first"):
+        succeeds(first, [], ["a" * 64], "r")
+    jws = Revocation("a" * 64, "leak", 1.0, nodes=("node1",), more=("d" * 64,))
+    with pytest.raises(UsageError, match="is unfinished: finish it first"):
+        succeeds(jws, ["b" * 64], ["d" * 64], "r")  # one of its keys still in the journal
