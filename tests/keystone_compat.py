@@ -1,8 +1,11 @@
 """Keystone's own key repository logic, transcribed from keystone/common/fernet_utils.py.
 
-keystone is not installable here, so the tests carry the few functions that matter,
-kept as close to upstream as possible: the loader (list, read integer-named files,
-ignore empty ones, primary first) and fernet_setup / fernet_rotate.
+The tests carry the few functions that matter, kept as close to upstream as possible: the
+loader (list, read integer-named files, ignore empty ones, primary first) and fernet_setup /
+fernet_rotate. keystone 30.0.0 itself now installs from the package registry (checked
+2026-12-08: about 70 packages, cryptography upgraded; ``keystone.conf.configure(CONF)``, then
+``FernetUtils(repo, n, "fernet_tokens").load_keys()`` and ``TokenFormatter().pack/unpack`` run
+in-process): calling it instead of this transcription is open work (issue 22 asks for it).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """keystone's JWS token provider, transcribed from keystone/token/providers/jws/core.py.
 
-keystone is not installable here, so the tests carry what matters: it signs with
+The tests carry what matters (keystone itself: see tests/keystone_compat.py): it signs with
 ``<private>/private.pem`` and validates a token by trying every file in ``<public>``,
 reading each one (whatever its name); a key that does not verify is skipped
 (InvalidSignatureError, DecodeError), anything else raises and the token is rejected.
