@@ -18,7 +18,7 @@ from keysyncd.testing.fleet import Fleet
 from tests.integration.test_revoke import accepted, keys_of
 from tests.integration.test_revoke_jws import REPO, cli, journal, ready, revoke, tokens
 from tests.integration.test_revoke_jws import accepted as jws_accepted
-from tests.integration.test_rotate import run
+from tests.integration.test_rotate import holding_hook, run
 from tests.jws_world import World
 
 __all__ = ["ready"]  # the fixture, imported
@@ -30,14 +30,7 @@ def test_revoke_meets_a_held_lock_and_waits_for_it_with_wait(fleet: Fleet, tmp_p
     leaked = keys_of(config.parent / "keys")[1]
     token = Fernet(leaked).encrypt(b"user")
     # a rotation holds the lock: its before_rotate hook waits for the test to release it
-    started, release = tmp_path / "hook-started", tmp_path / "hook-release"
-    hook = (
-        f"touch {started}; for i in $(seq 600); do [ -e {release} ] && exit 0; sleep 0.05; done; "
-        "exit 1"
-    )
-    document = yaml.safe_load(config.read_text())
-    document["repositories"][0]["hooks"] = {"before_rotate": [["sh", "-c", hook]]}
-    config.write_text(yaml.safe_dump(document))
+    started, release = holding_hook(config, tmp_path)
     keysyncd = [sys.executable, "-m", "keysyncd", "-c", str(config)]
     revoke = [*keysyncd, "revoke", "--repo", "fernet-tokens", "--index", "1", "--reason", "x"]
     first = subprocess.Popen([*keysyncd, "rotate"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -250,14 +250,10 @@ def test_failing_after_rotate_hook_blocks_the_next_rotation(
     assert sorted(files_of(config.parent / "keys")) == ["0", "1", "2", "3"]
 
 
-def test_two_concurrent_rotations_never_both_rotate(
-    make_fleet: Callable[..., Fleet], tmp_path: Path
-) -> None:
-    fleet = make_fleet(3)
-    config = fleet_config(fleet, tmp_path / "ctl")
-    assert run(config, "init") == 0
-    # The first rotation's before_rotate hook says it runs (inside the lock) and then waits
-    # for the test to release it: the second rotation surely meets a held lock.
+def holding_hook(config: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """Give ``config``'s repository a before_rotate hook that touches ``started`` and then
+    waits (30 s at most) until ``release`` exists: a rotation that holds the lock, for the
+    test to meet; return (started, release)."""
     started, release = tmp_path / "hook-started", tmp_path / "hook-release"
     hook = (
         f"touch {started}; for i in $(seq 600); do [ -e {release} ] && exit 0; sleep 0.05; done; "
@@ -266,6 +262,18 @@ def test_two_concurrent_rotations_never_both_rotate(
     document = yaml.safe_load(config.read_text())
     document["repositories"][0]["hooks"] = {"before_rotate": [["sh", "-c", hook]]}
     config.write_text(yaml.safe_dump(document))
+    return started, release
+
+
+def test_two_concurrent_rotations_never_both_rotate(
+    make_fleet: Callable[..., Fleet], tmp_path: Path
+) -> None:
+    fleet = make_fleet(3)
+    config = fleet_config(fleet, tmp_path / "ctl")
+    assert run(config, "init") == 0
+    # The first rotation's before_rotate hook says it runs (inside the lock) and then waits
+    # for the test to release it: the second rotation surely meets a held lock.
+    started, release = holding_hook(config, tmp_path)
     command = [sys.executable, "-m", "keysyncd", "-c", str(config), "rotate"]
     first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
